@@ -1,0 +1,1 @@
+"""Skills installed like apps (manifests, permissions, out-of-process host). Arrives with issue 4."""

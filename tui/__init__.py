@@ -1,0 +1,1 @@
+"""The Textual terminal app, a client of the node API. Arrives with issue 5."""
