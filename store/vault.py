@@ -1,0 +1,310 @@
+"""The vault: the sealed record store, and the source of truth for everything the node knows.
+
+One SQLite file in WAL mode. Plaintext columns hold only what the owner did not write:
+random ids, a chunk's position, and keyed tags (HMAC) used to find a path or notice an
+unchanged file. Every other field is sealed with AES-256-GCM; the associated data names the
+table, the row and the field (and, for child rows, their parent and position), so a
+ciphertext moved to another row, field or parent no longer opens.
+
+A document and all its chunks are written in one transaction: after a crash a document is
+either wholly present or absent. The search indexes are a cache of this file
+(``store.retrieval.SearchIndexes.reconcile``).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from store.sealing import Sealer
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    id TEXT PRIMARY KEY,
+    path_tag BLOB NOT NULL UNIQUE,      -- HMAC of the absolute path: find a document without storing its path
+    content_tag BLOB NOT NULL,          -- HMAC of the bytes: notice an unchanged file without storing a plain hash
+    meta BLOB NOT NULL                  -- sealed JSON: path as given, absolute path, size, mtime, title, added_at
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id TEXT PRIMARY KEY,
+    document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    text BLOB NOT NULL,                 -- sealed UTF-8
+    embedding BLOB NOT NULL             -- sealed float32 vector: lets the indexes catch up without re-embedding
+);
+CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks(document_id, seq);
+CREATE TABLE IF NOT EXISTS conversations (id TEXT PRIMARY KEY, meta BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY,
+    conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    body BLOB NOT NULL                  -- sealed JSON: role, content, sources, at
+);
+CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation_id, seq);
+"""
+
+
+class VaultError(Exception):
+    """The vault cannot do what was asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    path: str           # as the owner gave it to `flurry add`, joined with the file's relative path
+    abs_path: str
+    size: int
+    mtime: float
+    chunk_count: int
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    id: str
+    document_id: str
+    seq: int
+    path: str
+    text: str
+
+
+@dataclass(frozen=True)
+class NewChunk:
+    text: str
+    embedding: np.ndarray
+
+
+@dataclass(frozen=True)
+class PutResult:
+    document_id: str
+    chunk_ids: list[str]
+    removed_chunk_ids: list[str]   # chunks of the version this one replaced
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Vault:
+    def __init__(self, path: Path, sealer: Sealer) -> None:
+        self.path = path
+        self._sealer = sealer
+        # isolation_level=None: we open transactions ourselves, so a document is one transaction.
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a document reported as added survives a power cut, not only a killed process.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA temp_store=MEMORY")  # sorts and temp tables never spill to disk
+        self._db.executescript(_SCHEMA)
+        self._check_schema()
+
+    def _check_schema(self) -> None:
+        row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) != SCHEMA_VERSION:
+            raise VaultError(f"{self.path} has vault schema {row[0]}; this flurry reads {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- sealed fields -------------------------------------------------------------------
+
+    def _seal_json(self, value: object, aad: str) -> bytes:
+        return self._sealer.seal(json.dumps(value, ensure_ascii=False).encode(), aad)
+
+    def _unseal_json(self, sealed: bytes, aad: str) -> object:
+        return json.loads(self._sealer.unseal(sealed, aad))
+
+    def get_setting(self, key: str) -> object | None:
+        """A sealed node setting (e.g. which embedding model filled the indexes)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", ("setting:" + key,)).fetchone()
+        return None if row is None else self._unseal_json(row[0], f"meta/{key}")
+
+    def set_setting(self, key: str, value: object) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta VALUES (?, ?)", ("setting:" + key, self._seal_json(value, f"meta/{key}"))
+        )
+
+    # --- documents -----------------------------------------------------------------------
+
+    def path_tag(self, abs_path: str) -> bytes:
+        return self._sealer.mac(abs_path.encode(), "document-path")
+
+    def content_tag(self, content: bytes) -> bytes:
+        return self._sealer.mac(content, "document-content")
+
+    def is_unchanged(self, abs_path: str, content: bytes) -> bool:
+        row = self._db.execute(
+            "SELECT content_tag FROM documents WHERE path_tag=?", (self.path_tag(abs_path),)
+        ).fetchone()
+        return row is not None and row[0] == self.content_tag(content)
+
+    def put_document(
+        self, *, path: str, abs_path: str, content: bytes, mtime: float, chunks: list[NewChunk]
+    ) -> PutResult:
+        """Store a document and its chunks, replacing the previous version of the same path."""
+        doc_id = new_id()
+        meta = {
+            "path": path,
+            "abs_path": abs_path,
+            "size": len(content),
+            "mtime": mtime,
+            "added_at": time.time(),
+        }
+        chunk_ids = [new_id() for _ in chunks]
+        path_tag = self.path_tag(abs_path)
+        with self._transaction():
+            removed = self._delete_document_by_tag(path_tag)
+            self._db.execute(
+                "INSERT INTO documents VALUES (?, ?, ?, ?)",
+                (doc_id, path_tag, self.content_tag(content), self._seal_json(meta, f"documents/{doc_id}/meta")),
+            )
+            self._db.executemany(
+                "INSERT INTO chunks VALUES (?, ?, ?, ?, ?)",
+                [
+                    (
+                        cid,
+                        doc_id,
+                        seq,
+                        self._sealer.seal(chunk.text.encode(), _chunk_aad(cid, doc_id, seq, "text")),
+                        self._sealer.seal(
+                            np.asarray(chunk.embedding, dtype=np.float32).tobytes(),
+                            _chunk_aad(cid, doc_id, seq, "embedding"),
+                        ),
+                    )
+                    for seq, (cid, chunk) in enumerate(zip(chunk_ids, chunks))
+                ],
+            )
+        return PutResult(doc_id, chunk_ids, removed)
+
+    def forget_document(self, doc_id: str) -> list[str]:
+        """Remove a document and its chunks; returns the removed chunk ids."""
+        with self._transaction():
+            ids = [r[0] for r in self._db.execute("SELECT id FROM chunks WHERE document_id=?", (doc_id,))]
+            self._db.execute("DELETE FROM documents WHERE id=?", (doc_id,))
+        return ids
+
+    def _delete_document_by_tag(self, path_tag: bytes) -> list[str]:
+        row = self._db.execute("SELECT id FROM documents WHERE path_tag=?", (path_tag,)).fetchone()
+        if row is None:
+            return []
+        ids = [r[0] for r in self._db.execute("SELECT id FROM chunks WHERE document_id=?", (row[0],))]
+        self._db.execute("DELETE FROM documents WHERE id=?", (row[0],))
+        return ids
+
+    def documents(self) -> list[Document]:
+        counts = dict(self._db.execute("SELECT document_id, count(*) FROM chunks GROUP BY document_id"))
+        docs = []
+        for doc_id, sealed in self._db.execute("SELECT id, meta FROM documents"):
+            meta = self._unseal_json(sealed, f"documents/{doc_id}/meta")
+            docs.append(
+                Document(doc_id, meta["path"], meta["abs_path"], meta["size"], meta["mtime"], counts.get(doc_id, 0))
+            )
+        return sorted(docs, key=lambda d: d.path)
+
+    def counts(self) -> tuple[int, int]:
+        (docs,) = self._db.execute("SELECT count(*) FROM documents").fetchone()
+        (chunks,) = self._db.execute("SELECT count(*) FROM chunks").fetchone()
+        return docs, chunks
+
+    # --- chunks --------------------------------------------------------------------------
+
+    def chunk_ids(self) -> set[str]:
+        return {r[0] for r in self._db.execute("SELECT id FROM chunks")}
+
+    def load_for_index(self, ids: list[str]) -> Iterator[tuple[str, str, np.ndarray]]:
+        """(id, text, embedding) of the given chunks, for the indexes to catch up."""
+        for batch in _batches(ids, 500):
+            marks = ",".join("?" * len(batch))
+            for cid, doc_id, seq, text, emb in self._db.execute(
+                f"SELECT id, document_id, seq, text, embedding FROM chunks WHERE id IN ({marks})", batch
+            ):
+                yield (
+                    cid,
+                    self._sealer.unseal(text, _chunk_aad(cid, doc_id, seq, "text")).decode(),
+                    np.frombuffer(self._sealer.unseal(emb, _chunk_aad(cid, doc_id, seq, "embedding")), np.float32),
+                )
+
+    def get_chunks(self, ids: list[str]) -> dict[str, ChunkRecord]:
+        """Chunks with their document's path, keyed by id; ids that no longer exist are absent."""
+        out: dict[str, ChunkRecord] = {}
+        paths: dict[str, str] = {}
+        for batch in _batches(ids, 500):
+            marks = ",".join("?" * len(batch))
+            rows = self._db.execute(
+                f"SELECT c.id, c.document_id, c.seq, c.text, d.meta FROM chunks c "
+                f"JOIN documents d ON d.id = c.document_id WHERE c.id IN ({marks})",
+                batch,
+            )
+            for cid, doc_id, seq, text, meta in rows:
+                if doc_id not in paths:
+                    paths[doc_id] = self._unseal_json(meta, f"documents/{doc_id}/meta")["path"]
+                plain = self._sealer.unseal(text, _chunk_aad(cid, doc_id, seq, "text")).decode()
+                out[cid] = ChunkRecord(cid, doc_id, seq, paths[doc_id], plain)
+        return out
+
+    # --- conversations -------------------------------------------------------------------
+
+    def create_conversation(self, title: str) -> str:
+        conv_id = new_id()
+        meta = {"title": title, "created_at": time.time()}
+        self._db.execute(
+            "INSERT INTO conversations VALUES (?, ?)", (conv_id, self._seal_json(meta, f"conversations/{conv_id}/meta"))
+        )
+        return conv_id
+
+    def append_message(self, conversation_id: str, message: dict) -> None:
+        (seq,) = self._db.execute(
+            "SELECT coalesce(max(seq) + 1, 0) FROM messages WHERE conversation_id=?", (conversation_id,)
+        ).fetchone()
+        msg_id = new_id()
+        aad = f"messages/{msg_id}/{conversation_id}/{seq}/body"
+        self._db.execute(
+            "INSERT INTO messages VALUES (?, ?, ?, ?)", (msg_id, conversation_id, seq, self._seal_json(message, aad))
+        )
+
+    def messages(self, conversation_id: str) -> list[dict]:
+        rows = self._db.execute(
+            "SELECT id, seq, body FROM messages WHERE conversation_id=? ORDER BY seq", (conversation_id,)
+        )
+        return [self._unseal_json(body, f"messages/{mid}/{conversation_id}/{seq}/body") for mid, seq, body in rows]
+
+    def conversations(self) -> list[dict]:
+        out = []
+        for conv_id, sealed in self._db.execute("SELECT id, meta FROM conversations"):
+            meta = self._unseal_json(sealed, f"conversations/{conv_id}/meta")
+            out.append({"id": conv_id, **meta})
+        return sorted(out, key=lambda c: c["created_at"])
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+
+def _chunk_aad(chunk_id: str, doc_id: str, seq: int, field: str) -> str:
+    return f"chunks/{chunk_id}/{doc_id}/{seq}/{field}"
+
+
+def _batches(items: list[str], size: int) -> Iterable[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
