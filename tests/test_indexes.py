@@ -1,0 +1,469 @@
+"""The vector index, the lexical index and hybrid retrieval, with real chromadb and real FTS5.
+
+``tmp_path`` stands in for the memory-backed runtime folder (/dev/shm).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from store.lexical_index import LexicalIndex, match_expression, query_words
+from store.retrieval import IndexSnapshotError, SearchIndexes, reciprocal_rank_fusion
+from store.sealing import Sealer
+from store.vector_index import VectorIndex, sweep_stale
+
+DIM = 32
+TEXTS = {
+    "c-garden": "Planted tomatoes and basil in the garden on Saturday",
+    "c-dentist": "Dentist appointment moved to Thursday at 9:30",
+    "c-meeting": "Notes from the budget meetings with Anna and Rafael",
+    "c-cafe": "Coffee at the café near the station, résumé review",
+    "c-recipe": "Grandmother's recipe: lentil soup with cumin and lemon",
+    "c-flight": "Flight LH1234 to Lisbon departs 07:05 from terminal 2",
+}
+
+
+def embeddings_for(ids: list[str], seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((len(ids), DIM)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def runtime_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "shm"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def sealer() -> Sealer:
+    return Sealer(os.urandom(32))
+
+
+@pytest.fixture
+def corpus() -> tuple[list[str], list[str], np.ndarray]:
+    ids = list(TEXTS)
+    return ids, [TEXTS[i] for i in ids], embeddings_for(ids)
+
+
+def private_folders(runtime_dir: Path) -> list[Path]:
+    return [p for p in runtime_dir.iterdir() if p.name.startswith("flurry-")]
+
+
+# --- vector index ---------------------------------------------------------------------------
+
+
+def test_vector_add_query_delete(runtime_dir: Path) -> None:
+    ids = [f"chunk-{n}" for n in range(40)]
+    vectors = embeddings_for(ids)
+    index = VectorIndex.create(runtime_dir, DIM)
+    try:
+        assert index.query(vectors[0], 5) == []  # empty index
+        index.add(ids, vectors)
+        assert len(index) == 40 and index.ids() == set(ids)
+
+        hits = index.query(vectors[7], 5)
+        assert hits[0][0] == "chunk-7" and hits[0][1] == pytest.approx(1.0, abs=1e-5)
+        assert [score for _, score in hits] == sorted((score for _, score in hits), reverse=True)
+        expected = sorted(ids, key=lambda i: -float(vectors[ids.index(i)] @ vectors[7]))[:5]
+        assert [chunk_id for chunk_id, _ in hits] == expected
+
+        assert len(index.query(vectors[0], 1000)) == 40  # k larger than the count
+
+        index.delete(["chunk-7", "chunk-8", "never-added"])
+        assert len(index) == 38 and "chunk-7" not in index.ids()
+        found = [chunk_id for chunk_id, _ in index.query(vectors[7], 38)]
+        assert "chunk-7" not in found and len(found) == 38
+
+        index.add(["chunk-0"], vectors[1:2])  # adding again replaces
+        assert len(index) == 38 and index.query(vectors[1], 2)[1][1] == pytest.approx(1.0, abs=1e-5)
+
+        with pytest.raises(ValueError):
+            index.add(["x"], np.zeros((1, DIM + 1), dtype=np.float32))
+    finally:
+        index.close()
+
+
+def test_vector_folder_is_private_and_removed_on_close(runtime_dir: Path) -> None:
+    index = VectorIndex.create(runtime_dir, DIM)
+    (folder,) = private_folders(runtime_dir)
+    assert folder.name.startswith(f"flurry-{os.getpid()}-")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    index.close()
+    assert private_folders(runtime_dir) == []
+
+
+def test_chromadb_is_never_given_text(runtime_dir: Path, sealer: Sealer, corpus) -> None:
+    ids, texts, vectors = corpus
+    indexes = SearchIndexes.open(runtime_dir.parent / "indexes.sealed", runtime_dir, sealer, DIM)
+    try:
+        indexes.add(ids, texts, vectors)
+        indexes.save()  # snapshot closes and reopens chromadb: all its files are written
+        stored = b"".join(p.read_bytes() for p in runtime_dir.rglob("*") if p.is_file())
+        for text in texts:
+            assert text.encode() not in stored
+    finally:
+        indexes.close()
+
+
+def test_vector_snapshot_restores_identical_results(runtime_dir: Path) -> None:
+    ids = [f"chunk-{n}" for n in range(1250)]
+    vectors = embeddings_for(ids)
+    original = VectorIndex.create(runtime_dir, DIM)
+    # chromadb writes its HNSW files every 1000 changes and keeps the rest in its SQLite log:
+    # the snapshot must carry both
+    original.add(ids[:1200], vectors[:1200])
+    original.delete(ids[:10])
+    original.add(ids[1200:], vectors[1200:])
+    snapshot = original.snapshot()
+    restored = VectorIndex.restore(runtime_dir, snapshot)
+    try:
+        assert len(restored) == len(original) == 1240 and restored.ids() == original.ids()
+        assert restored.dim == DIM
+        for probe in (0, 5, 42, 1201, 1249):
+            assert restored.query(vectors[probe], 10) == original.query(vectors[probe], 10)
+        # the restored copy is independent of the original
+        original.add(["only-in-original"], vectors[:1])
+        assert "only-in-original" not in {i for i, _ in restored.query(vectors[0], 5)}
+    finally:
+        original.close()
+        restored.close()
+
+
+# --- lexical index --------------------------------------------------------------------------
+
+
+def test_lexical_add_query_delete(corpus) -> None:
+    ids, texts, _ = corpus
+    index = LexicalIndex.create()
+    try:
+        assert index.query("garden", 5) == []  # empty index
+        index.add(list(zip(ids, texts)))
+        assert len(index) == len(ids) and index.ids() == set(ids)
+
+        assert index.query("tomatoes garden", 5)[0][0] == "c-garden"
+        assert index.query("meeting", 5)[0][0] == "c-meeting"  # porter: meeting ~ meetings
+        assert index.query("cafe resume", 5)[0][0] == "c-cafe"  # diacritics removed
+        assert index.query("LH1234", 5)[0][0] == "c-flight"
+        hits = index.query("the", 10)
+        assert hits and all(score > 0 for _, score in hits)
+        assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
+
+        index.add([("c-garden", "now about lemons")])  # adding again replaces
+        assert index.query("tomatoes", 5) == []
+        assert {i for i, _ in index.query("lemon", 5)} == {"c-garden", "c-recipe"}
+
+        index.delete(["c-recipe", "never-added"])
+        assert "c-recipe" not in index.ids() and len(index) == len(ids) - 1
+        assert [i for i, _ in index.query("lemon", 5)] == ["c-garden"]
+    finally:
+        index.close()
+
+
+def test_lexical_snapshot_restores_identical_results(corpus) -> None:
+    ids, texts, _ = corpus
+    original = LexicalIndex.create()
+    original.add(list(zip(ids, texts)))
+    original.delete(["c-dentist"])
+    restored = LexicalIndex.restore(original.snapshot())
+    try:
+        assert restored.ids() == original.ids() and len(restored) == len(original)
+        for query in ("garden", "the", "lentil soup", "Thursday"):
+            assert restored.query(query, 10) == original.query(query, 10)
+        restored.add([("c-new", "a brand new chunk")])  # still writable
+        assert restored.query("brand", 1)[0][0] == "c-new"
+    finally:
+        original.close()
+        restored.close()
+
+
+NASTY_QUERIES = [
+    "",
+    "   ",
+    "?!.,;:-",
+    "AND",
+    "OR NOT AND",
+    "garden AND",
+    'say "hello',
+    '"unbalanced',
+    '""',
+    "tomat*",
+    "*",
+    "NEAR(",
+    "NEAR(garden soup, 2",
+    "(garden",
+    "garden)",
+    "((((",
+    "text:garden",
+    "{text}: garden",
+    "^garden",
+    "garden + soup - cumin",
+    "🍅🌿",
+    "🍅 garden",
+    "_",
+    "a_b __ _x_",
+    "\x00\x01 garden",
+    "café's résumé",
+    "東京 の 会議",
+]
+
+
+@pytest.mark.parametrize("query", NASTY_QUERIES)
+def test_lexical_query_never_raises(query: str, corpus) -> None:
+    ids, texts, _ = corpus
+    index = LexicalIndex.create()
+    try:
+        index.add(list(zip(ids, texts)))
+        hits = index.query(query, 5)
+        assert isinstance(hits, list)
+        if not any(ch.isalnum() for ch in query):
+            assert hits == []
+    finally:
+        index.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_lexical_query_never_raises_on_any_text(query: str) -> None:
+    index = LexicalIndex.create()
+    try:
+        index.add([("c1", "garden tomatoes and basil")])
+        index.query(query, 3)
+    finally:
+        index.close()
+
+
+def test_match_expression_quotes_every_word() -> None:
+    words = query_words('NEAR(garden "soup" AND garden')
+    assert words == ["near", "garden", "soup", "and"]
+    assert match_expression(words) == '"near" OR "garden" OR "soup" OR "and"'
+    assert query_words("🍅 ?!") == []
+
+
+def test_words_in_most_chunks_are_left_out_when_others_remain() -> None:
+    index = LexicalIndex.create()
+    try:
+        index.add([(f"c{n}", f"the note number {n}") for n in range(10)] + [("c-x", "the zebra")])
+        assert index._informative(["the", "zebra"]) == ["zebra"]
+        assert index._informative(["the", "note"]) == ["the", "note"]  # nothing else left
+        assert [i for i, _ in index.query("the zebra", 20)] == ["c-x"]  # not ten ~0 scores after it
+        assert len(index.query("the note", 20)) == 11
+        assert len(index.query("the", 20)) == 11  # a single word is always kept
+    finally:
+        index.close()
+
+
+# --- sweep ----------------------------------------------------------------------------------
+
+
+def test_sweep_stale_removes_dead_and_keeps_live(runtime_dir: Path) -> None:
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(finished.stdout)
+    dead = runtime_dir / f"flurry-{dead_pid}-abc123"
+    dead.mkdir()
+    (dead / "data_level0.bin").write_bytes(b"\x00" * 64)
+    live = runtime_dir / f"flurry-{os.getpid()}-def456"
+    live.mkdir()
+    parent = runtime_dir / f"flurry-{os.getppid()}-ghi789"  # alive: the process that ran pytest
+    parent.mkdir()
+    unrelated = runtime_dir / "something-else"
+    unrelated.mkdir()
+
+    assert sweep_stale(runtime_dir) == [dead]
+    assert not dead.exists()
+    assert live.exists() and parent.exists() and unrelated.exists()
+    assert sweep_stale(runtime_dir / "missing") == []
+
+
+# --- hybrid retrieval -----------------------------------------------------------------------
+
+
+def test_reciprocal_rank_fusion_hand_checked() -> None:
+    fused = reciprocal_rank_fusion([["a", "b", "c"], ["b", "c", "d"]], k=60)
+    assert [item for item, _ in fused] == ["b", "c", "a", "d"]
+    expected = {"a": 1 / 61, "b": 1 / 62 + 1 / 61, "c": 1 / 63 + 1 / 62, "d": 1 / 63}
+    for item, score in fused:
+        assert score == pytest.approx(expected[item])
+    assert reciprocal_rank_fusion([]) == []
+    # k=0: the ranks themselves; a tie keeps first-seen order
+    assert reciprocal_rank_fusion([["x", "y"], ["y", "x"]], k=0) == [("x", 1.5), ("y", 1.5)]
+
+
+def test_search_fuses_both_indexes(runtime_dir: Path, sealer: Sealer, corpus) -> None:
+    ids, texts, vectors = corpus
+    indexes = SearchIndexes.open(runtime_dir.parent / "indexes.sealed", runtime_dir, sealer, DIM)
+    try:
+        indexes.add(ids, texts, vectors)
+        # the words point at the recipe, the embedding at the flight: both come back on top
+        hits = indexes.search("lentil soup", vectors[ids.index("c-flight")], k=3)
+        assert {hits[0][0], hits[1][0]} == {"c-recipe", "c-flight"}
+        assert len(indexes.search("lentil", vectors[0], k=100)) == len(ids)
+        # both agree: first by a clear margin
+        hits = indexes.search("dentist Thursday", vectors[ids.index("c-dentist")], k=2)
+        assert hits[0][0] == "c-dentist" and hits[0][1] > hits[1][1]
+        assert indexes.search("", vectors[0], k=2)[0][0] == ids[0]  # words optional
+    finally:
+        indexes.close()
+
+
+def test_save_and_open_restore_identical_results(runtime_dir: Path, sealer: Sealer, corpus) -> None:
+    ids, texts, vectors = corpus
+    snapshot_path = runtime_dir.parent / "indexes.sealed"
+    indexes = SearchIndexes.open(snapshot_path, runtime_dir, sealer, DIM)
+    assert not indexes.dirty
+    indexes.add(ids, texts, vectors)
+    assert indexes.dirty
+    indexes.save()
+    assert not indexes.dirty and snapshot_path.exists()
+    before = [indexes.search(text, vectors[n], k=4) for n, text in enumerate(texts)]
+    indexes.close()
+    assert private_folders(runtime_dir) == []
+
+    reopened = SearchIndexes.open(snapshot_path, runtime_dir, sealer, DIM)
+    try:
+        assert len(reopened) == len(ids) and not reopened.dirty
+        assert reopened.counts() == (len(ids), len(ids)) and reopened.dim == DIM
+        assert [reopened.search(text, vectors[n], k=4) for n, text in enumerate(texts)] == before
+    finally:
+        reopened.close()
+
+
+def test_sealed_snapshot_holds_no_plaintext(runtime_dir: Path, sealer: Sealer, corpus) -> None:
+    ids, texts, vectors = corpus
+    snapshot_path = runtime_dir.parent / "indexes.sealed"
+    indexes = SearchIndexes.open(snapshot_path, runtime_dir, sealer, DIM)
+    indexes.add(ids, texts, vectors)
+    indexes.save()
+    indexes.close()
+
+    sealed = snapshot_path.read_bytes()
+    for text in texts:
+        assert text.encode() not in sealed
+        for word in text.split():
+            if len(word) >= 5:
+                assert word.encode() not in sealed
+                assert word.lower().encode() not in sealed
+    for chunk_id, vector in zip(ids, vectors):
+        assert chunk_id.encode() not in sealed
+        assert vector.tobytes() not in sealed
+        assert vector[:2].tobytes() not in sealed  # not even two values of it
+    for marker in (b"SQLite format", b"chroma", b"ustar"):
+        assert marker not in sealed
+
+
+def test_reconcile_adds_missing_and_removes_extra(runtime_dir: Path, sealer: Sealer, corpus) -> None:
+    ids, texts, vectors = corpus
+    vault = {i: (t, v) for i, t, v in zip(ids, texts, vectors)}
+    requested: list[list[str]] = []
+
+    def load(wanted: list[str]):
+        requested.append(list(wanted))
+        for chunk_id in wanted:
+            yield chunk_id, *vault[chunk_id]
+
+    indexes = SearchIndexes.open(runtime_dir.parent / "indexes.sealed", runtime_dir, sealer, DIM)
+    try:
+        indexes.add(ids[:4], texts[:4], vectors[:4])
+        indexes.add(["c-gone"], ["a chunk the vault deleted"], embeddings_for(["c-gone"], seed=9))
+        indexes.save()
+
+        assert indexes.reconcile(set(ids), load) == (2, 1)
+        assert requested == [sorted(ids[4:])]
+        assert indexes.dirty and len(indexes) == len(ids)
+        assert indexes.search("Lisbon", vectors[ids.index("c-flight")], k=1)[0][0] == "c-flight"
+        assert "c-gone" not in {i for i, _ in indexes.search("vault deleted", vectors[0], k=10)}
+
+        requested.clear()
+        assert indexes.reconcile(set(ids), load) == (0, 0)
+        assert requested == []
+    finally:
+        indexes.close()
+
+
+def test_reconcile_catches_up_after_a_crash(runtime_dir: Path, sealer: Sealer, corpus) -> None:
+    """The node saved, added more, and died: the snapshot is older than the vault."""
+    ids, texts, vectors = corpus
+    snapshot_path = runtime_dir.parent / "indexes.sealed"
+    indexes = SearchIndexes.open(snapshot_path, runtime_dir, sealer, DIM)
+    indexes.add(ids[:3], texts[:3], vectors[:3])
+    indexes.save()
+    indexes.add(ids[3:], texts[3:], vectors[3:])
+    indexes.close()  # no save
+
+    def load(wanted: list[str]):
+        return [(i, texts[ids.index(i)], vectors[ids.index(i)]) for i in wanted]
+
+    reopened = SearchIndexes.open(snapshot_path, runtime_dir, sealer, DIM)
+    try:
+        assert len(reopened) == 3
+        assert reopened.reconcile(set(ids), load) == (len(ids) - 3, 0)
+        assert len(reopened) == len(ids)
+    finally:
+        reopened.close()
+
+
+def test_reconcile_loads_in_batches(runtime_dir: Path, sealer: Sealer) -> None:
+    ids = [f"chunk-{n:04d}" for n in range(2500)]
+    vectors = embeddings_for(ids)
+    batches: list[int] = []
+
+    def load(wanted: list[str]):
+        batches.append(len(wanted))
+        for chunk_id in wanted:
+            yield chunk_id, f"text of {chunk_id}", vectors[int(chunk_id[6:])]
+
+    indexes = SearchIndexes.open(runtime_dir.parent / "indexes.sealed", runtime_dir, sealer, DIM)
+    try:
+        assert indexes.reconcile(set(ids), load) == (2500, 0)
+        assert batches == [1000, 1000, 500]
+    finally:
+        indexes.close()
+
+
+def test_unopenable_snapshot_raises_and_rebuilds_nothing(runtime_dir: Path, sealer: Sealer, corpus) -> None:
+    ids, texts, vectors = corpus
+    snapshot_path = runtime_dir.parent / "indexes.sealed"
+    indexes = SearchIndexes.open(snapshot_path, runtime_dir, sealer, DIM)
+    indexes.add(ids, texts, vectors)
+    indexes.save()
+    indexes.close()
+    good = snapshot_path.read_bytes()
+
+    with pytest.raises(IndexSnapshotError, match="does not open"):
+        SearchIndexes.open(snapshot_path, runtime_dir, Sealer(os.urandom(32)), DIM)  # wrong key
+    with pytest.raises(IndexSnapshotError, match="embedding model gives 64"):
+        SearchIndexes.open(snapshot_path, runtime_dir, sealer, 64)
+    assert snapshot_path.read_bytes() == good  # left as it was, not replaced by a rebuild
+
+    snapshot_path.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))  # tampered
+    with pytest.raises(IndexSnapshotError):
+        SearchIndexes.open(snapshot_path, runtime_dir, sealer, DIM)
+
+    sealer.write_file(snapshot_path, b"not a snapshot", "index-snapshot")
+    with pytest.raises(IndexSnapshotError, match="not a flurry index snapshot"):
+        SearchIndexes.open(snapshot_path, runtime_dir, sealer, DIM)
+
+    assert private_folders(runtime_dir) == []  # failed restores clean up after themselves
+
+
+def test_save_without_changes_writes_nothing(runtime_dir: Path, sealer: Sealer) -> None:
+    snapshot_path = runtime_dir.parent / "indexes.sealed"
+    indexes = SearchIndexes.open(snapshot_path, runtime_dir, sealer, DIM)
+    try:
+        indexes.save()
+        assert not snapshot_path.exists()
+        indexes.delete([])
+        indexes.save()
+        assert not snapshot_path.exists()
+    finally:
+        indexes.close()
