@@ -1,0 +1,167 @@
+"""Answers from the owner's data: retrieval, the prompt, numbered citations, multi-turn chat.
+
+Each turn is a system message with the notes retrieved for it, numbered [1] [2] …, then the
+question. Earlier turns are replayed as plain question and answer, always rendered the same
+way, so the prompt of turn N starts with the prompt of turn N-1 up to that turn's notes:
+llama.cpp keeps that prefix in its KV cache and reads only the last exchange and the new
+notes (see ``agent.runtime``). Old turns are dropped, oldest first, when the context is full.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from agent.runtime import ChatModel
+
+# Short and plain: a 135M-parameter model follows a short instruction better than a long one.
+# Measured on the default model: notes in a system message just before the question, and the
+# question with "Answer in one sentence.", gave on-point answers where notes inside the user
+# message made it recite the notes.
+SYSTEM_PROMPT = "You are a helpful assistant."
+ANSWER_STYLE = " Answer in one sentence."
+SNIPPET_CHARS = 240
+
+
+@dataclass(frozen=True)
+class Source:
+    number: int     # the [n] the model sees and cites
+    path: str
+    chunk: int      # the chunk's position in its document
+    score: float
+    text: str
+
+    @property
+    def snippet(self) -> str:
+        flat = " ".join(self.text.split())
+        return flat if len(flat) <= SNIPPET_CHARS else flat[: SNIPPET_CHARS - 1] + "…"
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "chunk": self.chunk, "score": self.score, "snippet": self.snippet}
+
+
+# (question, how many) → the best chunks, numbered from 1.
+Retrieve = Callable[[str, int], list[Source]]
+# Called with each message as it is settled, so the caller can seal it in the vault.
+Record = Callable[[dict], None]
+
+
+def render_notes(sources: list[Source]) -> str:
+    if not sources:
+        return "The user's notes say nothing about this."
+    return "Here are the user's notes:\n" + "\n".join(f"[{s.number}] {' '.join(s.text.split())}" for s in sources)
+
+
+def turn_messages(question: str, sources: list[Source]) -> list[dict]:
+    """The messages of one turn as the model reads it; later turns keep only the user part."""
+    return [
+        {"role": "system", "content": render_notes(sources)},
+        {"role": "user", "content": question + ANSWER_STYLE},
+    ]
+
+
+def cited_numbers(answer: str) -> list[int]:
+    """The note numbers an answer cites, in order of first mention."""
+    seen: list[int] = []
+    for m in re.finditer(r"\[(\d+)\]", answer):
+        n = int(m.group(1))
+        if n not in seen:
+            seen.append(n)
+    return seen
+
+
+@dataclass
+class Answer:
+    """A streamed answer: iterate for the pieces; ``text`` holds all of it afterwards."""
+
+    question: str
+    sources: list[Source]
+    _pieces: Iterator[str]
+    _on_done: Callable[[str], None]
+    text: str = ""
+    first_piece_at: float | None = None   # time.perf_counter() of the first piece, for benchmarks
+    _done: bool = field(default=False, repr=False)
+
+    def __iter__(self) -> Iterator[str]:
+        parts: list[str] = []
+        for piece in self._pieces:
+            if self.first_piece_at is None:
+                self.first_piece_at = time.perf_counter()
+            parts.append(piece)
+            yield piece
+        self.text = "".join(parts).strip()
+        self._done = True
+        self._on_done(self.text)
+
+    def read(self) -> str:
+        """Consume the whole answer and return its text."""
+        for _ in self:
+            pass
+        return self.text
+
+
+class Conversation:
+    def __init__(
+        self,
+        model: ChatModel,
+        retrieve: Retrieve,
+        *,
+        history: list[tuple[str, str]] | None = None,
+        record: Record | None = None,
+        k: int = 3,
+        max_answer_tokens: int = 256,
+    ) -> None:
+        self._model = model
+        self._retrieve = retrieve
+        self._record = record or (lambda message: None)
+        self.turns: list[tuple[str, str]] = list(history or [])
+        self._first_turn = 0   # turns before this one no longer fit in the context
+        self.k = k
+        self.max_answer_tokens = max_answer_tokens
+
+    def ask(self, question: str) -> Answer:
+        question = question.strip()
+        if not question:
+            raise ValueError("the question is empty")
+        # A follow-up ("and who is it with?") names little by itself: search with the previous
+        # question too, so the notes of the topic under discussion are found again.
+        search_text = f"{self.turns[-1][0]}\n{question}" if self.turns else question
+        sources = self._retrieve(search_text, self.k)
+        messages = self._messages(question, sources)
+        self._record({"role": "user", "content": question, "at": time.time()})
+
+        def done(text: str) -> None:
+            self.turns.append((question, text))
+            self._record(
+                {"role": "assistant", "content": text, "sources": [s.to_json() for s in sources], "at": time.time()}
+            )
+
+        pieces = self._model.stream(messages, max_tokens=self.max_answer_tokens)
+        return Answer(question, sources, pieces, done)
+
+    def _messages(self, question: str, sources: list[Source]) -> list[dict]:
+        system = [{"role": "system", "content": SYSTEM_PROMPT}]
+        current = turn_messages(question, sources)
+        budget = self._model.n_ctx - self.max_answer_tokens - self._size(system + current)
+        if budget < 0:
+            raise ValueError("the question and its notes do not fit in the model's context")
+        history = self._history(self._first_turn)
+        if self._size(history) > budget:
+            # Drop old turns until half the room is free, not just enough for this turn: the
+            # history then keeps the same start (and the KV cache stays valid) for several turns.
+            while self._first_turn < len(self.turns) and self._size(history) > budget // 2:
+                self._first_turn += 1
+                history = self._history(self._first_turn)
+        return system + history + current
+
+    def _history(self, first: int) -> list[dict]:
+        messages: list[dict] = []
+        for q, a in self.turns[first:]:
+            messages += [turn_messages(q, [])[1], {"role": "assistant", "content": a}]
+        return messages
+
+    def _size(self, messages: list[dict]) -> int:
+        # ChatML adds about six tokens of markup per message.
+        return sum(self._model.count_tokens(m["content"]) + 6 for m in messages)

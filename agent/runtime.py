@@ -1,0 +1,91 @@
+"""The chat model: one llama.cpp context, streamed, with its KV cache reused across turns.
+
+llama-cpp-python compares each new prompt with the tokens already in the context and
+evaluates only the part after the longest shared prefix. A conversation whose history is
+rendered the same way every turn therefore pays only for its newest turn; the prompt
+builder (``agent.answer``) keeps the history stable so that this happens.
+
+A llama.cpp context is not safe across threads: callers serialise model work (the node
+owns one ChatModel and one queue).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import llama_cpp
+
+
+def default_threads() -> int:
+    """The cores this process may run on (a container's limit, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_gpu_layers() -> int:
+    """Every layer on the GPU when this llama.cpp build can offload, none otherwise."""
+    return -1 if llama_cpp.llama_supports_gpu_offload() else 0
+
+
+class ChatModel:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        n_gpu_layers: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.path = path
+        self.n_gpu_layers = default_gpu_layers() if n_gpu_layers is None else n_gpu_layers
+        self.n_threads = n_threads or default_threads()
+        self._llm = llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=self.n_threads,
+            n_threads_batch=self.n_threads,
+            n_gpu_layers=self.n_gpu_layers,
+            seed=seed,
+            verbose=False,  # also silences llama.cpp's own logging on stderr
+        )
+        self.n_ctx = self._llm.n_ctx()
+        # llama.cpp's own counters for the last reply: prompt tokens it had to read (the rest
+        # came from the KV cache) and tokens it generated.
+        self.last_prompt_tokens_read = 0
+        self.last_tokens_generated = 0
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._llm.tokenize(text.encode(), add_bos=False, special=True))
+
+    def stream(
+        self,
+        messages: list[dict],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        repeat_penalty: float = 1.1,
+    ) -> Iterator[str]:
+        """The reply to ``messages``, piece by piece as it is generated."""
+        llama_cpp.llama_perf_context_reset(self._llm.ctx)
+        for chunk in self._llm.create_chat_completion(
+            messages,
+            stream=True,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            repeat_penalty=repeat_penalty,
+        ):
+            piece = chunk["choices"][0]["delta"].get("content")
+            if piece:
+                yield piece
+        perf = llama_cpp.llama_perf_context(self._llm.ctx)
+        self.last_prompt_tokens_read = perf.n_p_eval
+        self.last_tokens_generated = perf.n_eval
+
+    def tokens_in_context(self) -> int:
+        """How many tokens the context holds now (what the next prompt may reuse)."""
+        return self._llm.n_tokens
