@@ -1,0 +1,286 @@
+"""The `flurry` command line.
+
+Scripts and tests use the same commands without a prompt: FLURRY_HOME picks the home,
+FLURRY_PASSPHRASE or --passphrase-file unlocks it, `ask --json` prints one JSON object.
+Errors are one line on stderr and exit status 1; never a traceback for a known failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from agent.answer import Answer, cited_numbers
+from agent.models import CATALOG, ModelError, installed_models, resolve_model
+from identity.keyring import KeyringError
+from node.home import Home, HomeError
+from node.node import Node
+from store.sealing import SealError
+from store.vault import VaultError
+
+# No emoji codes (":key:" in "did:key:" would become 🔑), no highlighting, no wrapping of paths.
+err = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
+out = Console(highlight=False, emoji=False, soft_wrap=True)
+
+# Failures a user can act on: shown as one line, not a traceback.
+KNOWN_ERRORS = (KeyringError, HomeError, ModelError, VaultError, SealError, FileNotFoundError, FileExistsError, ValueError)
+
+
+class Settings:
+    def __init__(self, home: Home, passphrase_file: str | None) -> None:
+        self.home = home
+        self.passphrase_file = passphrase_file
+
+
+def _passphrase(settings: Settings, *, confirm: bool = False) -> str:
+    if settings.passphrase_file:
+        try:
+            with open(settings.passphrase_file, encoding="utf-8") as f:
+                return f.read().rstrip("\r\n")
+        except OSError as e:
+            raise click.ClickException(f"cannot read the passphrase file: {e.strerror}") from None
+    if os.environ.get("FLURRY_PASSPHRASE") is not None:
+        return os.environ["FLURRY_PASSPHRASE"]
+    if not sys.stdin.isatty():
+        raise click.ClickException("no passphrase: set FLURRY_PASSPHRASE or pass --passphrase-file")
+    return click.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm, err=True)
+
+
+@contextmanager
+def _open_node(settings: Settings) -> Iterator[Node]:
+    settings.home.require()
+    node = Node.open(settings.home, _passphrase(settings), say=lambda line: err.print(line))
+    try:
+        yield node
+    finally:
+        node.close()
+
+
+class FlurryGroup(click.Group):
+    """Turns the errors a user can act on into one clear line."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KNOWN_ERRORS as e:
+            raise click.ClickException(str(e)) from None
+        except KeyboardInterrupt:
+            err.print("interrupted; everything reported as done is saved")
+            ctx.exit(130)
+
+
+@click.group(cls=FlurryGroup)
+@click.option("--home", envvar="FLURRY_HOME", help="The node's home folder (default: your user data folder).")
+@click.option("--passphrase-file", type=click.Path(dir_okay=False), help="Read the passphrase from this file.")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None, passphrase_file: str | None) -> None:
+    """flurry: your personal AI node. Your data stays sealed at home; a local model answers from it."""
+    ctx.obj = Settings(Home.from_env(home), passphrase_file)
+
+
+@cli.command()
+@click.pass_obj
+def init(settings: Settings) -> None:
+    """Create a node: keys, an owner DID and an empty sealed vault."""
+    if settings.home.exists():
+        raise click.ClickException(
+            f"{settings.home.root} already holds a flurry node; refusing to overwrite it "
+            "(choose another home with FLURRY_HOME)"
+        )
+    passphrase = _passphrase(settings, confirm=True)
+    keys = Node.init(settings.home, passphrase)
+    out.print(f"Created a flurry node in {settings.home.root}")
+    out.print(f"Owner DID: {keys.owner_did}")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("-v", "--verbose", is_flag=True, help="Print a line for each file as soon as it is saved.")
+@click.pass_obj
+def add(settings: Settings, paths: tuple[str, ...], verbose: bool) -> None:
+    """Add notes (.md, .txt files or folders of them) to the vault."""
+    with _open_node(settings) as node:
+        node.embedder  # load (and on first use fetch) the model before the bar starts
+        for path in paths:
+            with Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[current]}"),
+                console=err,
+                transient=False,
+            ) as bar:
+                task = bar.add_task(f"adding {path}", total=None, current="")
+
+                def progress(p) -> None:
+                    bar.update(task, total=p.total, completed=p.done, current=p.path[-40:])
+                    if verbose:  # a line only once the file is committed: what it reports is saved
+                        click.echo(f"{p.outcome}: {p.path}")
+                        sys.stdout.flush()
+
+                report = node.add(path, progress)
+            out.print(
+                f"{path}: added {len(report.added)}, updated {len(report.updated)}, "
+                f"unchanged {len(report.unchanged)}, skipped {len(report.skipped)} ({report.chunks} new chunks)"
+            )
+            for skipped in report.skipped[:20]:
+                out.print(f"  skipped {skipped.path}: {skipped.reason}")
+            if len(report.skipped) > 20:
+                out.print(f"  … and {len(report.skipped) - 20} more skipped")
+
+
+@cli.command()
+@click.argument("path")
+@click.pass_obj
+def forget(settings: Settings, path: str) -> None:
+    """Remove a document (or every document under a folder) from the vault and the indexes."""
+    with _open_node(settings) as node:
+        gone = node.forget(path)
+        if not gone:
+            raise click.ClickException(f"nothing in the vault at {path}")
+        for doc in gone:
+            out.print(f"forgot {doc.path} ({doc.chunk_count} chunks)")
+
+
+@cli.command()
+@click.argument("question")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: answer and sources.")
+@click.option("-k", "k", default=3, show_default=True, help="How many chunks to read before answering.")
+@click.pass_obj
+def ask(settings: Settings, question: str, as_json: bool, k: int) -> None:
+    """Ask one question; the answer streams, with numbered sources."""
+    with _open_node(settings) as node:
+        conversation = node.conversation(title=question[:80])
+        conversation.k = k
+        answer = conversation.ask(question)
+        if as_json:
+            answer.read()
+            click.echo(json.dumps({"answer": answer.text, "sources": [s.to_json() for s in answer.sources]}))
+        else:
+            _stream(answer)
+
+
+def _stream(answer: Answer) -> None:
+    for piece in answer:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    if not answer.sources:
+        out.print("(no notes matched; add some with `flurry add PATH`)", style="dim")
+        return
+    cited = cited_numbers(answer.text)
+    for s in answer.sources:
+        mark = "*" if s.number in cited else " "
+        out.print(f"{mark}[{s.number}] {s.path} (chunk {s.chunk}) — {s.snippet[:100]}", style="dim", markup=False)
+
+
+@cli.command()
+@click.pass_obj
+def chat(settings: Settings) -> None:
+    """Chat with your node; it remembers the conversation. /new starts over, /quit (or Ctrl-D) leaves."""
+    with _open_node(settings) as node:
+        conversation = node.conversation()
+        out.print("[dim]Ask about your notes. /new starts a new conversation, /quit leaves.[/dim]")
+        while True:
+            try:
+                line = click.prompt("you", prompt_suffix="> ", default="", show_default=False, err=True)
+            except (EOFError, click.Abort):
+                out.print()
+                return
+            line = line.strip()
+            if not line:
+                continue
+            if line in ("/quit", "/exit"):
+                return
+            if line == "/new":
+                conversation = node.conversation()
+                out.print("[dim]new conversation[/dim]")
+                continue
+            _stream(conversation.ask(line))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def status(settings: Settings, as_json: bool) -> None:
+    """Where the node lives, who it is, its models and what it holds."""
+    with _open_node(settings) as node:
+        info = node.status()
+    if as_json:
+        click.echo(json.dumps(info))
+        return
+    index = info["index"]
+    snapshot = index["snapshot"]
+    out.print(f"home       {info['home']}")
+    out.print(f"owner DID  {info['owner_did']}")
+    out.print(f"node DID   {info['node_did']}")
+    out.print(f"chat model {info['chat_model']}   embeddings {info['embedding_model']}   ({info['models_dir']})")
+    out.print(f"documents  {info['documents']}   chunks {info['chunks']}")
+    out.print(
+        f"index      {index['vectors']} vectors, {index['lexical']} lexical entries, "
+        + (f"sealed snapshot {snapshot['bytes']} bytes saved {snapshot['saved_at']}" if snapshot else "no snapshot yet")
+    )
+
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def models(ctx: click.Context) -> None:
+    """List the models: the catalog, what is fetched, what is configured."""
+    if ctx.invoked_subcommand:
+        return
+    settings: Settings = ctx.obj
+    config = settings.home.load_config()
+    for model, path in installed_models(settings.home.models):
+        in_use = model.name in (config.chat_model, config.embedding_model)
+        state = f"fetched  {path}" if path else "not fetched (fetched on first use)"
+        out.print(f"{'*' if in_use else ' '} {model.name:<28} {model.kind:<9} {state}")
+        out.print(f"    {model.description}")
+    for kind, chosen in (("chat", config.chat_model), ("embedding", config.embedding_model)):
+        if chosen not in CATALOG:
+            out.print(f"* {chosen}  ({kind}, your own GGUF)")
+
+
+@models.command("fetch")
+@click.argument("names", nargs=-1)
+@click.pass_obj
+def models_fetch(settings: Settings, names: tuple[str, ...]) -> None:
+    """Fetch catalog models now (default: the configured ones)."""
+    config = settings.home.load_config()
+    for name in names or (config.chat_model, config.embedding_model):
+        path = resolve_model(name, settings.home.models, say=lambda line: err.print(line))
+        out.print(f"{name}: {path}")
+
+
+@models.command("use")
+@click.argument("kind", type=click.Choice(["chat", "embedding"]))
+@click.argument("model")
+@click.pass_obj
+def models_use(settings: Settings, kind: str, model: str) -> None:
+    """Use a catalog model or your own GGUF file for chat or embeddings."""
+    settings.home.require()
+    if model not in CATALOG:
+        path = Path(model).expanduser().absolute()
+        if not path.is_file():
+            raise click.ClickException(f"{model}: no such GGUF file, and not a catalog name ({', '.join(CATALOG)})")
+        model = str(path)
+    config = settings.home.load_config()
+    setattr(config, f"{kind}_model", model)
+    settings.home.save_config(config)
+    out.print(f"{kind} model: {model}")
+
+
+def main() -> None:
+    cli(prog_name="flurry")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""The node's home folder: where it is, what lives in it, its settings, and its lock.
+
+    <home>/keyring.json      keys and the wrapped data key, sealed under the passphrase
+    <home>/vault.sqlite3     the sealed record store (with -wal and -shm beside it)
+    <home>/index.sealed      the sealed snapshot of the vector and lexical indexes
+    <home>/config.json       settings (which models; nothing the owner wrote)
+    <home>/models/           GGUF files (FLURRY_MODELS can point elsewhere, e.g. to share them)
+    <home>/lock              held by the one process that has the home open
+
+While unlocked, the indexes live in a memory-backed folder (FLURRY_RUNTIME_DIR, else
+/dev/shm, else $XDG_RUNTIME_DIR), never on persistent disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import platformdirs
+
+from agent.models import DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL
+
+
+class HomeError(Exception):
+    """The home folder is missing, busy or unusable; the message says what to do."""
+
+
+@dataclass
+class Config:
+    chat_model: str = DEFAULT_CHAT_MODEL            # a catalog name or a path to a GGUF
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    n_ctx: int = 4096
+    n_gpu_layers: int | None = None                 # None: all layers when the build can offload
+
+
+@dataclass(frozen=True)
+class Home:
+    root: Path
+
+    @classmethod
+    def from_env(cls, override: str | None = None) -> "Home":
+        chosen = override or os.environ.get("FLURRY_HOME") or platformdirs.user_data_dir("flurry")
+        return cls(Path(chosen).expanduser().absolute())
+
+    @property
+    def keyring(self) -> Path:
+        return self.root / "keyring.json"
+
+    @property
+    def vault(self) -> Path:
+        return self.root / "vault.sqlite3"
+
+    @property
+    def index_snapshot(self) -> Path:
+        return self.root / "index.sealed"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def models(self) -> Path:
+        return Path(os.environ.get("FLURRY_MODELS") or self.root / "models").expanduser()
+
+    def exists(self) -> bool:
+        return self.keyring.exists()
+
+    def require(self) -> None:
+        if not self.exists():
+            raise HomeError(f"no flurry node at {self.root}: run `flurry init` first (or set FLURRY_HOME)")
+
+    def load_config(self) -> Config:
+        if not self.config_path.exists():
+            return Config()
+        try:
+            return Config(**json.loads(self.config_path.read_text()))
+        except (ValueError, TypeError) as e:
+            raise HomeError(f"{self.config_path} is not a valid flurry config: {e}") from None
+
+    def save_config(self, config: Config) -> None:
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(config), indent=2) + "\n")
+        os.replace(tmp, self.config_path)
+
+
+def runtime_dir() -> Path:
+    """A memory-backed folder for the unlocked indexes."""
+    candidates = [os.environ.get("FLURRY_RUNTIME_DIR"), "/dev/shm", os.environ.get("XDG_RUNTIME_DIR")]
+    for c in candidates:
+        if c and os.path.isdir(c) and os.access(c, os.W_OK):
+            return Path(c)
+    raise HomeError(
+        "no memory-backed folder for the unlocked indexes (tried FLURRY_RUNTIME_DIR, /dev/shm, "
+        "XDG_RUNTIME_DIR); set FLURRY_RUNTIME_DIR to a tmpfs folder"
+    )
+
+
+class HomeLock:
+    """One process at a time may open a home: chromadb and the snapshots are not multi-process safe."""
+
+    def __init__(self, home: Home) -> None:
+        self._path = home.root / "lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise HomeError(
+                f"another flurry process has {self._path.parent} open; wait for it to finish "
+                "(or talk to it, once `flurry serve` runs)"
+            ) from None
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None

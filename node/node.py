@@ -1,0 +1,210 @@
+"""The node: every part wired together in plain Python, in one place.
+
+Opening a node unlocks the keyring, takes the home's lock, opens the vault, restores the
+indexes from their sealed snapshot and lets them catch up with the vault. Models load on
+first use: `flurry add` never loads the chat model, `flurry status` loads neither.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.answer import Answer, Conversation, Source
+from agent.embedding import Embedder
+from agent.models import resolve_model
+from agent.runtime import ChatModel, default_threads
+from identity.keyring import Keyring, UnlockedKeyring
+from node.home import Config, Home, HomeError, HomeLock, runtime_dir
+from store.ingest import AddReport, Progress, absolute
+from store.ingest import Ingestor
+from store.retrieval import IndexSnapshotError, SearchIndexes
+from store.sealing import Sealer
+from store.vault import Document, Vault
+
+Say = Callable[[str], None]
+# all-MiniLM-L6-v2; a vault records the size of the model that filled it.
+DEFAULT_EMBEDDING_DIM = 384
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    """What the indexes had to catch up on at unlock (non-zero after a crash)."""
+
+    added: int
+    removed: int
+    seconds: float
+
+
+class Node:
+    def __init__(self, home: Home, keys: UnlockedKeyring, lock: HomeLock, say: Say) -> None:
+        self.home = home
+        self.keys = keys
+        self.config: Config = home.load_config()
+        self._lock = lock
+        self._say = say
+        started = time.perf_counter()
+        sealer = Sealer(keys.data_key)
+        self.vault = Vault(home.vault, sealer)
+        self.indexes = self._open_indexes(sealer)
+        added, removed = self.indexes.reconcile(self.vault.chunk_ids(), self.vault.load_for_index)
+        self.catch_up = CatchUp(added, removed, time.perf_counter() - started)
+        if added or removed:
+            self.indexes.save()
+        self._embedder: Embedder | None = None
+        self._chat_model: ChatModel | None = None
+
+    def _open_indexes(self, sealer: Sealer) -> SearchIndexes:
+        dim = self.vault.get_setting("embedding_dim") or DEFAULT_EMBEDDING_DIM
+        try:
+            return SearchIndexes.open(self.home.index_snapshot, runtime_dir(), sealer, dim)
+        except IndexSnapshotError as e:
+            # The vault holds every chunk's text and embedding, so nothing is lost: set the broken
+            # snapshot aside (for a look later) and let reconcile rebuild the indexes from the vault.
+            aside = self.home.index_snapshot.with_suffix(".broken")
+            os.replace(self.home.index_snapshot, aside)
+            self._say(f"the index snapshot did not open ({e}); rebuilding it from the vault, the old one is {aside}")
+            return SearchIndexes.open(self.home.index_snapshot, runtime_dir(), sealer, dim)
+
+    # --- life cycle ----------------------------------------------------------------------
+
+    @staticmethod
+    def init(home: Home, passphrase: str) -> UnlockedKeyring:
+        """Create a new home: keyring, empty vault, default config."""
+        if home.exists():
+            raise FileExistsError(
+                f"{home.root} already holds a flurry node (its keyring is {home.keyring}); "
+                "refusing to overwrite it. Use another FLURRY_HOME for a second node."
+            )
+        home.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        keys = Keyring.create(home.keyring, passphrase)
+        Vault(home.vault, Sealer(keys.data_key)).close()
+        if not home.config_path.exists():
+            home.save_config(Config())
+        return keys
+
+    @classmethod
+    def open(cls, home: Home, passphrase: str, say: Say = print) -> "Node":
+        home.require()
+        keys = Keyring.unlock(home.keyring, passphrase)  # a wrong passphrase stops here, before any write
+        lock = HomeLock(home)
+        lock.acquire()
+        try:
+            return cls(home, keys, lock, say)
+        except BaseException:
+            lock.release()
+            raise
+
+    def close(self) -> None:
+        try:
+            self.indexes.save()
+        finally:
+            self.indexes.close()
+            self.vault.close()
+            self._lock.release()
+
+    def __enter__(self) -> "Node":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- models, loaded on first use -----------------------------------------------------
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            path = resolve_model(self.config.embedding_model, self.home.models, self._say)
+            self._embedder = Embedder(path, n_threads=default_threads())
+            self._check_embedding_model()
+        return self._embedder
+
+    def _check_embedding_model(self) -> None:
+        # Vectors from two different models cannot be compared: refuse rather than answer badly.
+        used = self.vault.get_setting("embedding_model")
+        if used is None:
+            self.vault.set_setting("embedding_model", self.config.embedding_model)
+            self.vault.set_setting("embedding_dim", self._embedder.dim)
+            if self._embedder.dim != self.indexes.dim:  # a first model of another size: start the empty indexes again
+                self.indexes.close()
+                self.indexes = SearchIndexes.open(
+                    self.home.index_snapshot, runtime_dir(), Sealer(self.keys.data_key), self._embedder.dim
+                )
+        elif used != self.config.embedding_model:
+            raise HomeError(
+                f"this vault was indexed with the embedding model {used!r}, but the config names "
+                f"{self.config.embedding_model!r}; switch back (flurry models use embedding {used})"
+            )
+
+    @property
+    def chat_model(self) -> ChatModel:
+        if self._chat_model is None:
+            path = resolve_model(self.config.chat_model, self.home.models, self._say)
+            self._chat_model = ChatModel(path, n_ctx=self.config.n_ctx, n_gpu_layers=self.config.n_gpu_layers)
+        return self._chat_model
+
+    # --- what the owner does -------------------------------------------------------------
+
+    def add(self, path: str, progress: Callable[[Progress], None] | None = None) -> AddReport:
+        ingestor = Ingestor(self.vault, self.indexes, self.embedder.embed)
+        try:
+            return ingestor.add(path, progress)
+        finally:
+            self.indexes.save()
+
+    def forget(self, path: str) -> list[Document]:
+        """Remove every document at or under ``path`` from the vault and the indexes."""
+        target = absolute(path)
+        gone = [d for d in self.vault.documents() if d.abs_path == target or d.abs_path.startswith(target + os.sep)]
+        for doc in gone:
+            self.indexes.delete(self.vault.forget_document(doc.id))
+        self.indexes.save()
+        return gone
+
+    def retrieve(self, question: str, k: int) -> list[Source]:
+        if not len(self.indexes):
+            return []
+        hits = self.indexes.search(question, self.embedder.embed_one(question), k)
+        chunks = self.vault.get_chunks([cid for cid, _ in hits])
+        found = [(chunks[cid], score) for cid, score in hits if cid in chunks]
+        return [Source(n, c.path, c.seq, score, c.text) for n, (c, score) in enumerate(found, start=1)]
+
+    def conversation(self, title: str = "chat") -> Conversation:
+        """A new multi-turn conversation, sealed in the vault message by message."""
+        conv_id = self.vault.create_conversation(title)
+        return Conversation(
+            self.chat_model, self.retrieve, record=lambda message: self.vault.append_message(conv_id, message)
+        )
+
+    def ask(self, question: str) -> Answer:
+        return self.conversation(title=question[:80]).ask(question)
+
+    def status(self) -> dict:
+        documents, chunks = self.vault.counts()
+        return {
+            "home": str(self.home.root),
+            "owner_did": self.keys.owner_did,
+            "node_did": self.keys.node_did,
+            "chat_model": self.config.chat_model,
+            "embedding_model": self.config.embedding_model,
+            "models_dir": str(self.home.models),
+            "documents": documents,
+            "chunks": chunks,
+            "index": {
+                "vectors": self.indexes.counts()[0],
+                "lexical": self.indexes.counts()[1],
+                "snapshot": _describe_file(self.home.index_snapshot),
+                "caught_up_at_unlock": {"added": self.catch_up.added, "removed": self.catch_up.removed},
+                "unlock_seconds": round(self.catch_up.seconds, 3),
+            },
+        }
+
+
+def _describe_file(path: Path) -> dict | None:
+    if not path.exists():
+        return None
+    st = path.stat()
+    return {"bytes": st.st_size, "saved_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.st_mtime))}

