@@ -1,10 +1,10 @@
 """Answers from the owner's data: retrieval, the prompt, numbered citations, multi-turn chat.
 
 Each turn is a system message with the notes retrieved for it, numbered [1] [2] …, then the
-question. Earlier turns are replayed as plain question and answer, always rendered the same
-way, so the prompt of turn N starts with the prompt of turn N-1 up to that turn's notes:
-llama.cpp keeps that prefix in its KV cache and reads only the last exchange and the new
-notes (see ``agent.runtime``). Old turns are dropped, oldest first, when the context is full.
+question. Earlier turns are replayed exactly as the model read them, notes included, so the
+prompt of turn N starts with everything turn N-1 left in the context: llama.cpp keeps that
+prefix in its KV cache and reads only the new turn (see ``agent.runtime``). When the context
+fills, the oldest turns are dropped, half the room at a time.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def render_notes(sources: list[Source]) -> str:
 
 
 def turn_messages(question: str, sources: list[Source]) -> list[dict]:
-    """The messages of one turn as the model reads it; later turns keep only the user part."""
+    """The messages of one turn as the model reads it, then and in every later turn."""
     return [
         {"role": "system", "content": render_notes(sources)},
         {"role": "user", "content": question + ANSWER_STYLE},
@@ -108,7 +108,6 @@ class Conversation:
         model: ChatModel,
         retrieve: Retrieve,
         *,
-        history: list[tuple[str, str]] | None = None,
         record: Record | None = None,
         k: int = 3,
         max_answer_tokens: int = 256,
@@ -116,7 +115,7 @@ class Conversation:
         self._model = model
         self._retrieve = retrieve
         self._record = record or (lambda message: None)
-        self.turns: list[tuple[str, str]] = list(history or [])
+        self.turns: list[tuple[str, list[Source], str]] = []   # question, its notes, the answer
         self._first_turn = 0   # turns before this one no longer fit in the context
         self.k = k
         self.max_answer_tokens = max_answer_tokens
@@ -133,7 +132,7 @@ class Conversation:
         self._record({"role": "user", "content": question, "at": time.time()})
 
         def done(text: str) -> None:
-            self.turns.append((question, text))
+            self.turns.append((question, sources, text))
             self._record(
                 {"role": "assistant", "content": text, "sources": [s.to_json() for s in sources], "at": time.time()}
             )
@@ -158,8 +157,8 @@ class Conversation:
 
     def _history(self, first: int) -> list[dict]:
         messages: list[dict] = []
-        for q, a in self.turns[first:]:
-            messages += [turn_messages(q, [])[1], {"role": "assistant", "content": a}]
+        for question, sources, answer in self.turns[first:]:
+            messages += [*turn_messages(question, sources), {"role": "assistant", "content": answer}]
         return messages
 
     def _size(self, messages: list[dict]) -> int:
