@@ -8,6 +8,7 @@ w3c-ccg/did-method-key test vectors (Ed25519VerificationKey2018 + X25519KeyAgree
 
 from __future__ import annotations
 
+import base64
 import hashlib
 
 import base58
@@ -24,6 +25,8 @@ DID_CONTEXTS = [
     "https://w3id.org/security/suites/ed25519-2018/v1",
     "https://w3id.org/security/suites/x25519-2019/v1",
 ]
+# The did:key method's other publicKeyFormat: both keys as JWKs (RFC 8037 OKP keys).
+JWK_DID_CONTEXTS = ["https://www.w3.org/ns/did/v1", "https://w3id.org/security/suites/jws-2020/v1"]
 
 # Curve25519's field prime, shared by Ed25519 and X25519.
 _P = 2**255 - 19
@@ -140,8 +143,14 @@ def x25519_private_from_ed25519_seed(seed: bytes) -> bytes:
     return bytes(scalar)
 
 
-def did_document(did: str) -> dict:
-    """The DID document of an Ed25519 did:key, as the did:key method resolves it."""
+def did_document(did: str, key_format: str = "Ed25519VerificationKey2018") -> dict:
+    """The DID document of an Ed25519 did:key, as the did:key method resolves it.
+
+    ``key_format`` is the method's ``publicKeyFormat`` option: "Ed25519VerificationKey2018"
+    (keys in base58, the default) or "JsonWebKey2020" (keys as JWKs).
+    """
+    if key_format not in ("Ed25519VerificationKey2018", "JsonWebKey2020"):
+        raise ValueError(f"unsupported publicKeyFormat {key_format!r}")
     bare, public_key = _parse(did)
     signing_id = _signing_method_id(bare)
     try:
@@ -149,22 +158,23 @@ def did_document(did: str) -> dict:
     except ValueError as unusable:
         raise InvalidDID(f"{did!r}: {unusable}") from None
     agreement_id = f"{bare}#{x25519_fingerprint(x25519_public)}"
+    if key_format == "JsonWebKey2020":
+        contexts = JWK_DID_CONTEXTS
+        signing = {"type": "JsonWebKey2020", "publicKeyJwk": _okp_jwk("Ed25519", public_key)}
+        agreement = {"type": "JsonWebKey2020", "publicKeyJwk": _okp_jwk("X25519", x25519_public)}
+    else:
+        contexts = DID_CONTEXTS
+        signing = {"type": "Ed25519VerificationKey2018", "publicKeyBase58": base58.b58encode(public_key).decode("ascii")}
+        agreement = {
+            "type": "X25519KeyAgreementKey2019",
+            "publicKeyBase58": base58.b58encode(x25519_public).decode("ascii"),
+        }
     return {
-        "@context": list(DID_CONTEXTS),
+        "@context": list(contexts),
         "id": bare,
         "verificationMethod": [
-            {
-                "id": signing_id,
-                "type": "Ed25519VerificationKey2018",
-                "controller": bare,
-                "publicKeyBase58": base58.b58encode(public_key).decode("ascii"),
-            },
-            {
-                "id": agreement_id,
-                "type": "X25519KeyAgreementKey2019",
-                "controller": bare,
-                "publicKeyBase58": base58.b58encode(x25519_public).decode("ascii"),
-            },
+            {"id": signing_id, "type": signing.pop("type"), "controller": bare, **signing},
+            {"id": agreement_id, "type": agreement.pop("type"), "controller": bare, **agreement},
         ],
         "assertionMethod": [signing_id],
         "authentication": [signing_id],
@@ -172,3 +182,8 @@ def did_document(did: str) -> dict:
         "capabilityDelegation": [signing_id],
         "keyAgreement": [agreement_id],
     }
+
+
+def _okp_jwk(curve: str, public_key: bytes) -> dict:
+    x = base64.urlsafe_b64encode(public_key).rstrip(b"=").decode("ascii")  # RFC 7515: unpadded base64url
+    return {"kty": "OKP", "crv": curve, "x": x}
