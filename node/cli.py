@@ -108,7 +108,7 @@ def init(settings: Settings) -> None:
 def add(settings: Settings, paths: tuple[str, ...], verbose: bool) -> None:
     """Add notes (.md, .txt files or folders of them) to the vault."""
     with _open_node(settings) as node:
-        node.embedder  # load (and on first use fetch) the model before the bar starts
+        _ = node.embedder  # load (and on first use fetch) the model before the bar starts
         for path in paths:
             with Progress(
                 TextColumn("[bold]{task.description}"),
@@ -121,7 +121,7 @@ def add(settings: Settings, paths: tuple[str, ...], verbose: bool) -> None:
             ) as bar:
                 task = bar.add_task(f"adding {path}", total=None, current="")
 
-                def progress(p) -> None:
+                def progress(p, task=task) -> None:
                     bar.update(task, total=p.total, completed=p.done, current=p.path[-40:])
                     if verbose:  # a line only once the file is committed: what it reports is saved
                         click.echo(f"{p.outcome}: {p.path}")
@@ -205,7 +205,10 @@ def chat(settings: Settings) -> None:
                 conversation = node.conversation()
                 out.print("[dim]new conversation[/dim]")
                 continue
-            _stream(conversation.ask(line))
+            try:
+                _stream(conversation.ask(line))
+            except KeyboardInterrupt:  # Ctrl-C stops this answer, not the chat
+                out.print("\n(stopped)", style="dim")
 
 
 @cli.command()
