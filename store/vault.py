@@ -52,6 +52,14 @@ CREATE TABLE IF NOT EXISTS messages (
     body BLOB NOT NULL                  -- sealed JSON: role, content, sources, at
 );
 CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation_id, seq);
+CREATE TABLE IF NOT EXISTS records (
+    kind TEXT NOT NULL,                 -- what other parts keep here: "grant", "token", "peer", "audit", …
+    tag BLOB NOT NULL,                  -- HMAC of the record's key (a DID, a token name): found, not shown
+    seq INTEGER NOT NULL,               -- order of first insertion within the kind
+    body BLOB NOT NULL,                 -- sealed JSON
+    PRIMARY KEY (kind, tag)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS records_by_seq ON records(kind, seq);
 """
 
 
@@ -288,6 +296,41 @@ class Vault:
             out.append({"id": conv_id, **meta})
         return sorted(out, key=lambda c: c["created_at"])
 
+    # --- small sealed records for the other parts (grants, tokens, peers, audit) ---------
+
+    def put_record(self, kind: str, key: str, value: dict) -> int:
+        """Insert or replace the record ``key`` of ``kind``; returns its sequence number."""
+        tag = self._sealer.mac(key.encode(), f"record/{kind}")
+        with self._transaction():
+            row = self._db.execute("SELECT seq FROM records WHERE kind=? AND tag=?", (kind, tag)).fetchone()
+            if row is None:
+                (seq,) = self._db.execute(
+                    "SELECT coalesce(max(seq) + 1, 0) FROM records WHERE kind=?", (kind,)
+                ).fetchone()
+            else:
+                seq = row[0]
+            body = self._seal_json({"key": key, "value": value}, _record_aad(kind, tag, seq))
+            self._db.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)", (kind, tag, seq, body))
+        return seq
+
+    def get_record(self, kind: str, key: str) -> dict | None:
+        tag = self._sealer.mac(key.encode(), f"record/{kind}")
+        row = self._db.execute("SELECT seq, body FROM records WHERE kind=? AND tag=?", (kind, tag)).fetchone()
+        return None if row is None else self._unseal_json(row[1], _record_aad(kind, tag, row[0]))["value"]
+
+    def records(self, kind: str) -> list[tuple[str, dict]]:
+        """(key, value) of every record of ``kind``, in insertion order."""
+        rows = self._db.execute("SELECT tag, seq, body FROM records WHERE kind=? ORDER BY seq", (kind,))
+        out = []
+        for tag, seq, body in rows:
+            record = self._unseal_json(body, _record_aad(kind, tag, seq))
+            out.append((record["key"], record["value"]))
+        return out
+
+    def delete_record(self, kind: str, key: str) -> bool:
+        tag = self._sealer.mac(key.encode(), f"record/{kind}")
+        return self._db.execute("DELETE FROM records WHERE kind=? AND tag=?", (kind, tag)).rowcount > 0
+
     # --- plumbing ------------------------------------------------------------------------
 
     @contextmanager
@@ -303,6 +346,11 @@ class Vault:
 
 def _chunk_aad(chunk_id: str, doc_id: str, seq: int, field: str) -> str:
     return f"chunks/{chunk_id}/{doc_id}/{seq}/{field}"
+
+
+def _record_aad(kind: str, tag: bytes, seq: int) -> str:
+    # The sequence number is bound too: an audit entry cannot be moved to another place in the chain.
+    return f"records/{kind}/{tag.hex()}/{seq}"
 
 
 def _batches(items: list[str], size: int) -> Iterable[list[str]]:
