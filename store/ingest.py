@@ -95,8 +95,11 @@ def decode_text(content: bytes) -> str:
 
 
 class Ingestor:
-    def __init__(self, vault: Vault, indexes: SearchIndexes, embed: Embed, index_batch: int = 256) -> None:
+    def __init__(
+        self, vault: Vault, indexes: SearchIndexes, embed: Embed, *, tags: tuple[str, ...] = (), index_batch: int = 256
+    ) -> None:
         self._vault = vault
+        self._tags = tags
         self._indexes = indexes
         self._embed = embed
         self._index_batch = index_batch
@@ -123,7 +126,7 @@ class Ingestor:
             report.skipped.append(Skipped(shown, _reason(e)))
             return "skipped"
         abs_path = absolute(path)
-        if self._vault.is_unchanged(abs_path, content):
+        if self._vault.is_unchanged(abs_path, content, self._tags):
             report.unchanged.append(shown)
             return "unchanged"
         try:
@@ -142,6 +145,7 @@ class Ingestor:
             content=content,
             mtime=mtime,
             chunks=[NewChunk(text, vec) for text, vec in zip(pieces, vectors)],
+            tags=self._tags,
         )
         if result.removed_chunk_ids:
             self._indexes.delete(result.removed_chunk_ids)

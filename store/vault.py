@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -75,6 +76,7 @@ class Document:
     size: int
     mtime: float
     chunk_count: int
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class ChunkRecord:
     seq: int
     path: str
     text: str
+    tags: tuple[str, ...] = ()   # the document's tags: grants limit peers to some of them
 
 
 @dataclass(frozen=True)
@@ -107,15 +110,30 @@ class Vault:
     def __init__(self, path: Path, sealer: Sealer) -> None:
         self.path = path
         self._sealer = sealer
-        # isolation_level=None: we open transactions ourselves, so a document is one transaction.
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a document reported as added survives a power cut, not only a killed process.
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA temp_store=MEMORY")  # sorts and temp tables never spill to disk
+        # One connection per thread (the API serves requests on several): SQLite then keeps
+        # each thread's transaction apart, and WAL lets readers run beside the one writer.
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
         self._db.executescript(_SCHEMA)
         self._check_schema()
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            # isolation_level=None: we open transactions ourselves, so a document is one transaction.
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA busy_timeout=10000")
+            db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a document reported as added survives a power cut, not only a killed process.
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA temp_store=MEMORY")  # sorts and temp tables never spill to disk
+            self._local.db = db
+            with self._connections_lock:
+                self._connections.append(db)
+        return db
 
     def _check_schema(self) -> None:
         row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
@@ -125,7 +143,11 @@ class Vault:
             raise VaultError(f"{self.path} has vault schema {row[0]}; this flurry reads {SCHEMA_VERSION}")
 
     def close(self) -> None:
-        self._db.close()
+        with self._connections_lock:
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
+        self._local = threading.local()
 
     # --- sealed fields -------------------------------------------------------------------
 
@@ -150,17 +172,25 @@ class Vault:
     def path_tag(self, abs_path: str) -> bytes:
         return self._sealer.mac(abs_path.encode(), "document-path")
 
-    def content_tag(self, content: bytes) -> bytes:
-        return self._sealer.mac(content, "document-content")
+    def content_tag(self, content: bytes, tags: tuple[str, ...] = ()) -> bytes:
+        # The tags count as content: adding the same file with other tags is a change.
+        return self._sealer.mac(content + b"\x00tags:" + "\x00".join(sorted(tags)).encode(), "document-content")
 
-    def is_unchanged(self, abs_path: str, content: bytes) -> bool:
+    def is_unchanged(self, abs_path: str, content: bytes, tags: tuple[str, ...] = ()) -> bool:
         row = self._db.execute(
             "SELECT content_tag FROM documents WHERE path_tag=?", (self.path_tag(abs_path),)
         ).fetchone()
-        return row is not None and row[0] == self.content_tag(content)
+        return row is not None and row[0] == self.content_tag(content, tags)
 
     def put_document(
-        self, *, path: str, abs_path: str, content: bytes, mtime: float, chunks: list[NewChunk]
+        self,
+        *,
+        path: str,
+        abs_path: str,
+        content: bytes,
+        mtime: float,
+        chunks: list[NewChunk],
+        tags: tuple[str, ...] = (),
     ) -> PutResult:
         """Store a document and its chunks, replacing the previous version of the same path."""
         doc_id = new_id()
@@ -170,6 +200,7 @@ class Vault:
             "size": len(content),
             "mtime": mtime,
             "added_at": time.time(),
+            "tags": sorted(tags),
         }
         chunk_ids = [new_id() for _ in chunks]
         path_tag = self.path_tag(abs_path)
@@ -177,7 +208,7 @@ class Vault:
             removed = self._delete_document_by_tag(path_tag)
             self._db.execute(
                 "INSERT INTO documents VALUES (?, ?, ?, ?)",
-                (doc_id, path_tag, self.content_tag(content), self._seal_json(meta, f"documents/{doc_id}/meta")),
+                (doc_id, path_tag, self.content_tag(content, tags), self._seal_json(meta, f"documents/{doc_id}/meta")),
             )
             self._db.executemany(
                 "INSERT INTO chunks VALUES (?, ?, ?, ?, ?)",
@@ -218,7 +249,15 @@ class Vault:
         for doc_id, sealed in self._db.execute("SELECT id, meta FROM documents"):
             meta = self._unseal_json(sealed, f"documents/{doc_id}/meta")
             docs.append(
-                Document(doc_id, meta["path"], meta["abs_path"], meta["size"], meta["mtime"], counts.get(doc_id, 0))
+                Document(
+                    doc_id,
+                    meta["path"],
+                    meta["abs_path"],
+                    meta["size"],
+                    meta["mtime"],
+                    counts.get(doc_id, 0),
+                    tuple(meta.get("tags", ())),
+                )
             )
         return sorted(docs, key=lambda d: d.path)
 
@@ -248,7 +287,7 @@ class Vault:
     def get_chunks(self, ids: list[str]) -> dict[str, ChunkRecord]:
         """Chunks with their document's path, keyed by id; ids that no longer exist are absent."""
         out: dict[str, ChunkRecord] = {}
-        paths: dict[str, str] = {}
+        metas: dict[str, dict] = {}
         for batch in _batches(ids, 500):
             marks = ",".join("?" * len(batch))
             rows = self._db.execute(
@@ -257,10 +296,11 @@ class Vault:
                 batch,
             )
             for cid, doc_id, seq, text, meta in rows:
-                if doc_id not in paths:
-                    paths[doc_id] = self._unseal_json(meta, f"documents/{doc_id}/meta")["path"]
+                if doc_id not in metas:
+                    metas[doc_id] = self._unseal_json(meta, f"documents/{doc_id}/meta")
                 plain = self._sealer.unseal(text, _chunk_aad(cid, doc_id, seq, "text")).decode()
-                out[cid] = ChunkRecord(cid, doc_id, seq, paths[doc_id], plain)
+                doc = metas[doc_id]
+                out[cid] = ChunkRecord(cid, doc_id, seq, doc["path"], plain, tuple(doc.get("tags", ())))
         return out
 
     # --- conversations -------------------------------------------------------------------
@@ -274,14 +314,15 @@ class Vault:
         return conv_id
 
     def append_message(self, conversation_id: str, message: dict) -> None:
-        (seq,) = self._db.execute(
-            "SELECT coalesce(max(seq) + 1, 0) FROM messages WHERE conversation_id=?", (conversation_id,)
-        ).fetchone()
         msg_id = new_id()
-        aad = f"messages/{msg_id}/{conversation_id}/{seq}/body"
-        self._db.execute(
-            "INSERT INTO messages VALUES (?, ?, ?, ?)", (msg_id, conversation_id, seq, self._seal_json(message, aad))
-        )
+        with self._transaction():
+            (seq,) = self._db.execute(
+                "SELECT coalesce(max(seq) + 1, 0) FROM messages WHERE conversation_id=?", (conversation_id,)
+            ).fetchone()
+            aad = f"messages/{msg_id}/{conversation_id}/{seq}/body"
+            self._db.execute(
+                "INSERT INTO messages VALUES (?, ?, ?, ?)", (msg_id, conversation_id, seq, self._seal_json(message, aad))
+            )
 
     def messages(self, conversation_id: str) -> list[dict]:
         rows = self._db.execute(
