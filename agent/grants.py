@@ -1,0 +1,304 @@
+"""Who may ask the node for what: grants per DID, quotas, and bearer tokens for local apps.
+
+Peers are identified by a DID that the signature check has already verified; this module
+only decides. ``Grants.authorize`` is the one place that answers "may this DID do this
+now?", and it counts quota use as it answers, so a caller cannot forget to.
+
+Everything lives in the vault as small sealed records, found by an HMAC of their key, so
+neither DIDs nor token names nor tokens reach the disk in the clear:
+
+- ``grant``  key = DID   → {did, allow, tags, quota, note, created_at}
+- ``usage``  key = DID   → {times: [epoch seconds of recent authorised calls]}
+- ``token``  key = hash  → {hash, name, allow, created_at}   (the token itself is never stored)
+
+Quota counting and token-name uniqueness are read-modify-writes guarded by an in-process
+lock: keep one ``Grants`` and one ``Tokens`` per vault, as two instances would not share it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import math
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from store.vault import Vault
+
+# "ask", "chat", "send", "pod-read" … or "tool:<name>"; "*" means every operation (the owner's grant).
+_OPERATION = re.compile(r"^(?:[a-z][a-z0-9-]*|tool:[a-z0-9][a-z0-9_.-]*)$")
+EVERY_OPERATION = "*"
+_WINDOWS = {"hour": 3600.0, "day": 86400.0}
+
+
+class InvalidGrant(ValueError):
+    """A grant, operation name or quota is malformed; the message says which part."""
+
+
+class AccessDenied(Exception):
+    """The caller may not do what it asked (HTTP 403 or 429)."""
+
+
+class NotGranted(AccessDenied):
+    """The DID has no grant, or its grant does not include the operation."""
+
+
+class QuotaExceeded(AccessDenied):
+    """The DID used its quota for the current window; ``retry_after`` is seconds until a slot frees."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def check_operation(name: str) -> str:
+    if name != EVERY_OPERATION and not _OPERATION.match(name):
+        raise InvalidGrant(
+            f"{name!r} is not an operation name: use lowercase words like 'ask' or 'chat', or 'tool:<name>'"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Quota:
+    count: int
+    per: Literal["day", "hour"]
+
+    def __post_init__(self) -> None:
+        if self.per not in _WINDOWS:
+            raise InvalidGrant(f"a quota is counted per 'day' or per 'hour', not per {self.per!r}")
+        if not isinstance(self.count, int) or self.count < 1:
+            raise InvalidGrant(f"a quota must allow at least one call, got {self.count!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> Quota:
+        """``"20/day"`` or ``"5/hour"``."""
+        count, slash, per = text.strip().partition("/")
+        if not slash or not count.strip().isdigit():
+            raise InvalidGrant(f"quota {text!r}: expected '<count>/day' or '<count>/hour', e.g. '20/day'")
+        return cls(int(count), per.strip())  # type: ignore[arg-type]  # checked in __post_init__
+
+    @property
+    def window(self) -> float:
+        return _WINDOWS[self.per]
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.per}"
+
+
+@dataclass(frozen=True)
+class Grant:
+    did: str
+    allow: frozenset[str]
+    tags: frozenset[str] | None = None  # vault tags a question may draw on: None = all, empty = none
+    quota: Quota | None = None
+    note: str = ""
+    created_at: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.did, str) or not self.did.startswith("did:"):
+            raise InvalidGrant(f"a grant is given to a DID ('did:key:z6Mk…'), not {self.did!r}")
+        # Sets and lists are accepted for convenience; stored as frozensets so a grant cannot change.
+        object.__setattr__(self, "allow", frozenset(check_operation(op) for op in self.allow))
+        if self.tags is not None:
+            tags = frozenset(self.tags)
+            if any(not isinstance(t, str) or not t for t in tags):
+                raise InvalidGrant("vault tags must be non-empty strings")
+            object.__setattr__(self, "tags", tags)
+
+    def allows(self, operation: str) -> bool:
+        return EVERY_OPERATION in self.allow or operation in self.allow
+
+    def to_record(self) -> dict:
+        return {
+            "did": self.did,
+            "allow": sorted(self.allow),
+            "tags": None if self.tags is None else sorted(self.tags),
+            "quota": None if self.quota is None else str(self.quota),
+            "note": self.note,
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_record(cls, r: dict) -> Grant:
+        return cls(
+            did=r["did"],
+            allow=frozenset(r["allow"]),
+            tags=None if r["tags"] is None else frozenset(r["tags"]),
+            quota=None if r["quota"] is None else Quota.parse(r["quota"]),
+            note=r["note"],
+            created_at=r["created_at"],
+        )
+
+
+class Grants:
+    """The grants of this node, kept sealed in the vault."""
+
+    def __init__(self, vault: Vault) -> None:
+        self._vault = vault
+        # The records API has no read-modify-write transaction, so this lock is what keeps two
+        # concurrent calls from both reading the same quota use and both being let through.
+        self._lock = threading.Lock()
+
+    def add(self, grant: Grant) -> None:
+        """Give ``grant.did`` this grant, replacing any it had (its quota use so far is kept)."""
+        with self._lock:
+            self._vault.put_record("grant", grant.did, grant.to_record())
+
+    def remove(self, did: str) -> bool:
+        """Withdraw the DID's grant; False if it had none."""
+        with self._lock:
+            self._vault.delete_record("usage", did)
+            return self._vault.delete_record("grant", did)
+
+    def get(self, did: str) -> Grant | None:
+        with self._lock:
+            record = self._vault.get_record("grant", did)
+        return None if record is None else Grant.from_record(record)
+
+    def list(self) -> list[Grant]:
+        with self._lock:
+            records = self._vault.records("grant")
+        return [Grant.from_record(value) for _, value in records]
+
+    def authorize(self, did: str, operation: str, *, owner_did: str, now: float | None = None) -> Grant:
+        """The grant under which ``did`` may do ``operation`` now, using one unit of its quota.
+
+        The owner holds every grant and has no quota. Raises NotGranted or QuotaExceeded.
+        """
+        if did == owner_did:
+            return Grant(did, frozenset({EVERY_OPERATION}), tags=None, quota=None, note="owner")
+        now = time.time() if now is None else now
+        with self._lock:
+            record = self._vault.get_record("grant", did)
+            if record is None:
+                raise NotGranted(f"{did} has no grant on this node; ask its owner to grant it {operation!r}")
+            grant = Grant.from_record(record)
+            if not grant.allows(operation):
+                allowed = ", ".join(sorted(grant.allow)) or "nothing"
+                raise NotGranted(f"{did} may not {operation!r} on this node; its grant allows: {allowed}")
+            if grant.quota is not None:
+                self._use_quota(did, grant.quota, now)
+        return grant
+
+    def _use_quota(self, did: str, quota: Quota, now: float) -> None:
+        # A sliding window: the times of the last `count` calls within the window. Unlike a
+        # fixed window it allows no burst of 2×count across a window boundary, and it stays
+        # small because it never holds more than `count` times.
+        usage = self._vault.get_record("usage", did) or {"times": []}
+        times = sorted(t for t in usage["times"] if t > now - quota.window)
+        if len(times) >= quota.count:
+            # The slot frees when the oldest of the last `count` calls leaves the window.
+            retry_after = max(times[-quota.count] + quota.window - now, 0.0)
+            raise QuotaExceeded(
+                f"{did} has used its quota of {quota}; try again in {_duration(retry_after)}", retry_after
+            )
+        times.append(now)
+        self._vault.put_record("usage", did, {"times": times[-quota.count :]})
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{math.ceil(seconds)} s"
+    hours, minutes = divmod(math.ceil(seconds / 60), 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
+# --- bearer tokens for the owner's local apps --------------------------------------------------
+
+TOKEN_PREFIX = "flurry_"
+_TOKEN_BYTES = 32
+_TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
+
+
+class TokenError(Exception):
+    """A token could not be created, found or used; the message says why."""
+
+
+class InvalidToken(TokenError):
+    """The bearer token is malformed, unknown or revoked (HTTP 401)."""
+
+
+class TokenNameTaken(TokenError):
+    """A token with this name exists already."""
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    name: str
+    allow: frozenset[str]
+    created_at: float
+
+    def allows(self, operation: str) -> bool:
+        return EVERY_OPERATION in self.allow or operation in self.allow
+
+
+def _token_hash(token: str) -> str:
+    # A plain hash is enough: a token is 256 random bits, so there is no guess to test, and the
+    # vault then keys its lookup tag with its MAC key anyway. The prefix keeps this hash apart
+    # from any other SHA-256 of the same bytes.
+    return hashlib.sha256(b"flurry bearer token\x00" + token.encode()).hexdigest()
+
+
+class Tokens:
+    """Bearer tokens for the owner's local apps (the OpenAI-compatible endpoint).
+
+    One record per token, keyed by the token's hash and holding its name: create and revoke
+    are then each one vault write, so a crash cannot leave a token that works but is not
+    listed. Revoking by name scans the records, which is fine for the handful of apps an
+    owner connects.
+    """
+
+    def __init__(self, vault: Vault) -> None:
+        self._vault = vault
+        self._lock = threading.Lock()
+
+    def create(self, name: str, allow: set[str]) -> str:
+        """A new token for ``name``; returned once only, since the vault keeps only its hash."""
+        if not _TOKEN_NAME.match(name):
+            raise TokenError(
+                f"token name {name!r}: use 1-64 letters, digits, spaces, '.', '_' or '-', "
+                "starting with a letter or digit"
+            )
+        allow_set = frozenset(check_operation(op) for op in allow)
+        token = TOKEN_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(_TOKEN_BYTES)).rstrip(b"=").decode()
+        digest = _token_hash(token)
+        with self._lock:
+            if any(value["name"] == name for _, value in self._vault.records("token")):
+                raise TokenNameTaken(f"a token named {name!r} exists; revoke it first or choose another name")
+            self._vault.put_record(
+                "token", digest, {"hash": digest, "name": name, "allow": sorted(allow_set), "created_at": time.time()}
+            )
+        return token
+
+    def verify(self, token: str) -> TokenGrant:
+        """What ``token`` may do; raises InvalidToken."""
+        if not isinstance(token, str) or not token.startswith(TOKEN_PREFIX) or len(token) > 128:
+            raise InvalidToken("not a flurry token (they start with 'flurry_')")
+        digest = _token_hash(token)
+        with self._lock:
+            record = self._vault.get_record("token", digest)
+        # The lookup above matched on an HMAC of the hash, which tells a timing observer nothing
+        # about the token; the comparison here is constant-time all the same.
+        if record is None or not hmac.compare_digest(record["hash"], digest):
+            raise InvalidToken("unknown or revoked token; create a new one for this app")
+        return TokenGrant(record["name"], frozenset(record["allow"]), record["created_at"])
+
+    def list(self) -> list[TokenGrant]:
+        """Every token's name and permissions (never the token: it is not kept)."""
+        with self._lock:
+            records = self._vault.records("token")
+        return [TokenGrant(v["name"], frozenset(v["allow"]), v["created_at"]) for _, v in records]
+
+    def revoke(self, name: str) -> bool:
+        """Make the token called ``name`` stop working; False if there is none."""
+        with self._lock:
+            for key, value in self._vault.records("token"):
+                if value["name"] == name:
+                    return self._vault.delete_record("token", key)
+        return False
