@@ -18,9 +18,10 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from agent.answer import Answer, cited_numbers
+from agent.answer import cited_numbers
 from agent.models import CATALOG, ModelError, installed_models, resolve_model
-from identity.keyring import KeyringError
+from identity.keyring import Keyring, KeyringError
+from node.client import NodeClient, NodeUnavailable
 from node.home import Home, HomeError
 from node.node import Node
 from store.sealing import SealError
@@ -31,7 +32,7 @@ err = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
 out = Console(highlight=False, emoji=False, soft_wrap=True)
 
 # Failures a user can act on: shown as one line, not a traceback.
-KNOWN_ERRORS = (KeyringError, HomeError, ModelError, VaultError, SealError, FileNotFoundError, FileExistsError, ValueError)
+KNOWN_ERRORS = (KeyringError, NodeUnavailable, HomeError, ModelError, VaultError, SealError, FileNotFoundError, FileExistsError, ValueError)
 
 
 class Settings:
@@ -104,8 +105,9 @@ def init(settings: Settings) -> None:
 @cli.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("-v", "--verbose", is_flag=True, help="Print a line for each file as soon as it is saved.")
+@click.option("--tag", "tags", multiple=True, help="Tag the documents (repeatable); grants can limit peers to tags.")
 @click.pass_obj
-def add(settings: Settings, paths: tuple[str, ...], verbose: bool) -> None:
+def add(settings: Settings, paths: tuple[str, ...], verbose: bool, tags: tuple[str, ...]) -> None:
     """Add notes (.md, .txt files or folders of them) to the vault."""
     with _open_node(settings) as node:
         _ = node.embedder  # load (and on first use fetch) the model before the bar starts
@@ -127,7 +129,7 @@ def add(settings: Settings, paths: tuple[str, ...], verbose: bool) -> None:
                         click.echo(f"{p.outcome}: {p.path}")
                         sys.stdout.flush()
 
-                report = node.add(path, progress)
+                report = node.add(path, progress, tags=tags)
             out.print(
                 f"{path}: added {len(report.added)}, updated {len(report.updated)}, "
                 f"unchanged {len(report.unchanged)}, skipped {len(report.skipped)} ({report.chunks} new chunks)"
@@ -151,6 +153,58 @@ def forget(settings: Settings, path: str) -> None:
             out.print(f"forgot {doc.path} ({doc.chunk_count} chunks)")
 
 
+class LocalAsker:
+    """Answers in this process: the home is not served by a running node."""
+
+    def __init__(self, node: Node, k: int) -> None:
+        self._node, self._k = node, k
+        self.new()
+
+    def new(self) -> None:
+        self._conversation = self._node.conversation()
+        self._conversation.k = self._k
+
+    def ask(self, question: str) -> Iterator[dict]:
+        answer = self._conversation.ask(question)
+        yield {"type": "sources", "sources": [s.to_json() for s in answer.sources]}
+        for piece in answer:
+            yield {"type": "token", "text": piece}
+        yield {"type": "done", "answer": answer.text}
+
+
+class RemoteAsker:
+    """Answers from the running node, over its signed API (`flurry serve` holds the home)."""
+
+    def __init__(self, client: NodeClient, k: int) -> None:
+        self._client, self._k = client, k
+        self.new()
+
+    def new(self) -> None:
+        self._conversation_id: str | None = None
+
+    def ask(self, question: str) -> Iterator[dict]:
+        for event in self._client.ask(question, self._k, conversation=self._conversation_id):
+            if event["type"] == "conversation":
+                self._conversation_id = event["id"]
+            yield event
+
+
+@contextmanager
+def _asker(settings: Settings, k: int) -> Iterator[LocalAsker | RemoteAsker]:
+    url = settings.home.running_node()
+    if url is None:
+        with _open_node(settings) as node:
+            yield LocalAsker(node, k)
+        return
+    settings.home.require()
+    keys = Keyring.unlock(settings.home.keyring, _passphrase(settings))
+    client = NodeClient(url, keys)
+    try:
+        yield RemoteAsker(client, k)
+    finally:
+        client.close()
+
+
 @cli.command()
 @click.argument("question")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: answer and sources.")
@@ -158,38 +212,46 @@ def forget(settings: Settings, path: str) -> None:
 @click.pass_obj
 def ask(settings: Settings, question: str, as_json: bool, k: int) -> None:
     """Ask one question; the answer streams, with numbered sources."""
-    with _open_node(settings) as node:
-        conversation = node.conversation(title=question[:80])
-        conversation.k = k
-        answer = conversation.ask(question)
+    with _asker(settings, k) as asker:
         if as_json:
-            answer.read()
-            click.echo(json.dumps({"answer": answer.text, "sources": [s.to_json() for s in answer.sources]}))
+            events = list(asker.ask(question))
+            sources = next(e["sources"] for e in events if e["type"] == "sources")
+            answer = next(e["answer"] for e in events if e["type"] == "done")
+            click.echo(json.dumps({"answer": answer, "sources": sources}))
         else:
-            _stream(answer)
+            _print_answer(asker.ask(question))
 
 
-def _stream(answer: Answer) -> None:
-    for piece in answer:
-        sys.stdout.write(piece)
-        sys.stdout.flush()
+def _print_answer(events: Iterator[dict]) -> None:
+    """Stream the tokens to the terminal, then the numbered sources."""
+    sources: list[dict] = []
+    answer = ""
+    for event in events:
+        if event["type"] == "queued":
+            err.print(f"(waiting: {event['ahead']} ahead in the node's queue)", style="dim")
+        elif event["type"] == "sources":
+            sources = event["sources"]
+        elif event["type"] == "token":
+            sys.stdout.write(event["text"])
+            sys.stdout.flush()
+        elif event["type"] == "done":
+            answer = event["answer"]
     sys.stdout.write("\n")
-    if not answer.sources:
+    if not sources:
         out.print("(no notes matched; add some with `flurry add PATH`)", style="dim")
         return
-    cited = cited_numbers(answer.text)
-    for s in answer.sources:
-        mark = "*" if s.number in cited else " "
-        out.print(f"{mark}[{s.number}] {s.path} (chunk {s.chunk}) — {s.snippet[:100]}", style="dim", markup=False)
+    cited = cited_numbers(answer)
+    for number, s in enumerate(sources, start=1):
+        mark = "*" if number in cited else " "
+        out.print(f"{mark}[{number}] {s['path']} (chunk {s['chunk']}) — {s['snippet'][:100]}", style="dim", markup=False)
 
 
 @cli.command()
 @click.pass_obj
 def chat(settings: Settings) -> None:
     """Chat with your node; it remembers the conversation. /new starts over, /quit (or Ctrl-D) leaves."""
-    with _open_node(settings) as node:
-        conversation = node.conversation()
-        out.print("[dim]Ask about your notes. /new starts a new conversation, /quit leaves.[/dim]")
+    with _asker(settings, 3) as asker:
+        out.print("Ask about your notes. /new starts a new conversation, /quit leaves.", style="dim")
         while True:
             try:
                 line = click.prompt("you", prompt_suffix="> ", default="", show_default=False, err=True)
@@ -202,11 +264,11 @@ def chat(settings: Settings) -> None:
             if line in ("/quit", "/exit"):
                 return
             if line == "/new":
-                conversation = node.conversation()
-                out.print("[dim]new conversation[/dim]")
+                asker.new()
+                out.print("new conversation", style="dim")
                 continue
             try:
-                _stream(conversation.ask(line))
+                _print_answer(asker.ask(line))
             except KeyboardInterrupt:  # Ctrl-C stops this answer, not the chat
                 out.print("\n(stopped)", style="dim")
 
@@ -232,6 +294,120 @@ def status(settings: Settings, as_json: bool) -> None:
         f"index      {index['vectors']} vectors, {index['lexical']} lexical entries, "
         + (f"sealed snapshot {snapshot['bytes']} bytes saved {snapshot['saved_at']}" if snapshot else "no snapshot yet")
     )
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; anything but loopback is said loudly.")
+@click.option("--port", default=8765, show_default=True, type=int)
+@click.pass_obj
+def serve(settings: Settings, host: str, port: int) -> None:
+    """Run the node: the signed API for your own clients, other agents and local apps."""
+    from node.serve import serve as run_server
+
+    with _open_node(settings) as node:
+        run_server(node, host, port, say=lambda line: err.print(line))
+
+
+@cli.group()
+def grants() -> None:
+    """What other agents (by DID) may ask of this node."""
+
+
+@grants.command("add")
+@click.argument("did")
+@click.option("--allow", "allow", multiple=True, required=True, help="An operation: ask, chat, send, tool:NAME (repeatable).")
+@click.option("--tags", "tags", default=None, help="Comma-separated vault tags the DID's questions may draw on (default: none).")
+@click.option("--quota", default=None, help="Requests allowed per window, e.g. 20/day or 5/hour.")
+@click.option("--note", default="", help="A note to yourself: who this is.")
+@click.pass_obj
+def grants_add(settings: Settings, did: str, allow: tuple[str, ...], tags: str | None, quota: str | None, note: str) -> None:
+    from agent.grants import Grant, Quota
+    from identity.did_key import ed25519_public_from_did_key
+
+    ed25519_public_from_did_key(did)  # refuse a malformed DID before storing anything
+    grant = Grant(
+        did=did,
+        allow=frozenset(a for part in allow for a in part.split(",") if a),
+        tags=frozenset(t.strip() for t in tags.split(",") if t.strip()) if tags is not None else frozenset(),
+        quota=Quota.parse(quota) if quota else None,
+        note=note,
+    )
+    with _open_node(settings) as node:
+        node.grants.add(grant)
+    out.print(f"granted {did}: {', '.join(sorted(grant.allow))}; tags {', '.join(sorted(grant.tags)) or '(none)'}; quota {quota or 'none'}")
+
+
+@grants.command("list")
+@click.pass_obj
+def grants_list(settings: Settings) -> None:
+    with _open_node(settings) as node:
+        for grant in node.grants.list():
+            tags = "all" if grant.tags is None else ", ".join(sorted(grant.tags)) or "(none)"
+            out.print(f"{grant.did}  allow {', '.join(sorted(grant.allow))}  tags {tags}  quota {grant.quota or 'none'}  {grant.note}")
+
+
+@grants.command("remove")
+@click.argument("did")
+@click.pass_obj
+def grants_remove(settings: Settings, did: str) -> None:
+    with _open_node(settings) as node:
+        if not node.grants.remove(did):
+            raise click.ClickException(f"no grant for {did}")
+    out.print(f"removed the grant of {did}")
+
+
+@cli.group()
+def tokens() -> None:
+    """Bearer tokens for your own local apps (the OpenAI-compatible /v1 API)."""
+
+
+@tokens.command("create")
+@click.argument("name")
+@click.option("--allow", "allow", multiple=True, default=("chat",), show_default=True)
+@click.pass_obj
+def tokens_create(settings: Settings, name: str, allow: tuple[str, ...]) -> None:
+    with _open_node(settings) as node:
+        token = node.tokens.create(name, set(allow))
+    out.print(f"token for {name} (shown once; keep it like a password):")
+    click.echo(token)
+
+
+@tokens.command("list")
+@click.pass_obj
+def tokens_list(settings: Settings) -> None:
+    with _open_node(settings) as node:
+        for info in node.tokens.list():
+            out.print(f"{info.name}  allow {', '.join(sorted(info.allow))}")
+
+
+@tokens.command("revoke")
+@click.argument("name")
+@click.pass_obj
+def tokens_revoke(settings: Settings, name: str) -> None:
+    with _open_node(settings) as node:
+        if not node.tokens.revoke(name):
+            raise click.ClickException(f"no token named {name}")
+    out.print(f"revoked {name}")
+
+
+@cli.group()
+def audit() -> None:
+    """The signed, hash-chained log of everything the node did outward on your behalf."""
+
+
+@audit.command("verify")
+@click.pass_obj
+def audit_verify(settings: Settings) -> None:
+    from identity.did_key import ed25519_public_from_did_key
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    with _open_node(settings) as node:
+        report = node.audit.verify(lambda did: Ed25519PublicKey.from_public_bytes(ed25519_public_from_did_key(did)))
+    for problem in report.problems:
+        out.print(f"  {problem}")
+    if not report.ok:
+        raise click.ClickException(f"the audit log does NOT verify ({len(report.problems)} problems in {report.count} entries)")
+    out.print(f"the audit log verifies: {report.count} entries, every hash and signature checked")
 
 
 @cli.group(invoke_without_command=True)

@@ -6,6 +6,7 @@
     <home>/config.json       settings (which models; nothing the owner wrote)
     <home>/models/           GGUF files (FLURRY_MODELS can point elsewhere, e.g. to share them)
     <home>/lock              held by the one process that has the home open
+    <home>/serve.json        while `flurry serve` runs: its URL and pid
 
 While unlocked, the indexes live in a memory-backed folder (FLURRY_RUNTIME_DIR, else
 /dev/shm, else $XDG_RUNTIME_DIR), never on persistent disk.
@@ -63,6 +64,20 @@ class Home:
     @property
     def models(self) -> Path:
         return Path(os.environ.get("FLURRY_MODELS") or self.root / "models").expanduser()
+
+    @property
+    def serve_info(self) -> Path:
+        """Written by `flurry serve` while it runs: its URL and pid."""
+        return self.root / "serve.json"
+
+    def running_node(self) -> str | None:
+        """The URL of the node serving this home, if one runs."""
+        try:
+            data = json.loads(self.serve_info.read_text())
+            os.kill(int(data["pid"]), 0)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return str(data["url"])
 
     def exists(self) -> bool:
         return self.keyring.exists()

@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.answer import Answer, Conversation, Source
+from agent.audit import AuditLog
 from agent.embedding import Embedder
+from agent.grants import Grants, Tokens
 from agent.models import resolve_model
 from agent.runtime import ChatModel, default_threads
+from identity.did_key import verification_method_id
 from identity.keyring import Keyring, UnlockedKeyring
 from node.home import Config, Home, HomeError, HomeLock, runtime_dir
 from store.ingest import AddReport, Progress, absolute
@@ -56,6 +59,9 @@ class Node:
             self.indexes.save()
         self._embedder: Embedder | None = None
         self._chat_model: ChatModel | None = None
+        self.grants = Grants(self.vault)
+        self.tokens = Tokens(self.vault)
+        self.audit = AuditLog(self.vault, sign=keys.node_key.sign, signer_did=verification_method_id(keys.node_did))
 
     def _open_indexes(self, sealer: Sealer) -> SearchIndexes:
         dim = self.vault.get_setting("embedding_dim") or DEFAULT_EMBEDDING_DIM
@@ -148,8 +154,10 @@ class Node:
 
     # --- what the owner does -------------------------------------------------------------
 
-    def add(self, path: str, progress: Callable[[Progress], None] | None = None) -> AddReport:
-        ingestor = Ingestor(self.vault, self.indexes, self.embedder.embed)
+    def add(
+        self, path: str, progress: Callable[[Progress], None] | None = None, tags: tuple[str, ...] = ()
+    ) -> AddReport:
+        ingestor = Ingestor(self.vault, self.indexes, self.embedder.embed, tags=tuple(sorted(set(tags))))
         try:
             return ingestor.add(path, progress)
         finally:
@@ -164,19 +172,30 @@ class Node:
         self.indexes.save()
         return gone
 
-    def retrieve(self, question: str, k: int) -> list[Source]:
-        if not len(self.indexes):
+    def retrieve(self, question: str, k: int, tags: frozenset[str] | None = None) -> list[Source]:
+        """The k best chunks for ``question``; with ``tags``, only from documents that carry one
+        of them (a peer's grant), None meaning all of the owner's data."""
+        if not len(self.indexes) or (tags is not None and not tags):
             return []
-        hits = self.indexes.search(question, self.embedder.embed_one(question), k)
+        # Filtering happens after the search, so ask for more when some results may be dropped.
+        wanted = k if tags is None else k * 10
+        hits = self.indexes.search(question, self.embedder.embed_one(question), wanted)
         chunks = self.vault.get_chunks([cid for cid, _ in hits])
-        found = [(chunks[cid], score) for cid, score in hits if cid in chunks]
+        found = [
+            (chunks[cid], score)
+            for cid, score in hits
+            if cid in chunks and (tags is None or tags.intersection(chunks[cid].tags))
+        ][:k]
         return [Source(n, c.path, c.seq, score, c.text) for n, (c, score) in enumerate(found, start=1)]
 
-    def conversation(self, title: str = "chat") -> Conversation:
-        """A new multi-turn conversation, sealed in the vault message by message."""
+    def conversation(self, title: str = "chat", tags: frozenset[str] | None = None) -> Conversation:
+        """A new multi-turn conversation, sealed in the vault message by message; ``tags``
+        limits what it may draw on (None: all of the owner's data)."""
         conv_id = self.vault.create_conversation(title)
         return Conversation(
-            self.chat_model, self.retrieve, record=lambda message: self.vault.append_message(conv_id, message)
+            self.chat_model,
+            lambda question, k: self.retrieve(question, k, tags),
+            record=lambda message: self.vault.append_message(conv_id, message),
         )
 
     def ask(self, question: str) -> Answer:

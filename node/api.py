@@ -1,0 +1,276 @@
+"""The node's HTTP API: one FastAPI app for the owner's own clients, other agents and local apps.
+
+Every request under /api and /a2a is signed (RFC 9421, identity.http_signatures): the
+signature names the caller's DID, and the grants decide what that DID may do; the owner's
+DID holds every grant. The discovery documents under /.well-known are public. The
+OpenAI-compatible /v1 endpoints take owner-made bearer tokens instead, because the apps
+that speak that API cannot sign.
+
+Model work goes through one bounded queue (agent.queue): a full queue answers 503 with
+Retry-After, and a client that disconnects cancels its job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from agent.answer import Conversation
+from agent.grants import Grant, InvalidToken, NotGranted, QuotaExceeded
+from agent.queue import Job, ModelQueue, QueueFull
+from identity.did_key import did_document
+from identity.http_signatures import ReplayCache, SignatureRejected, target_uri_from_scope, verify_request
+from node.a2a import mount_a2a
+from node.node import Node
+
+
+MAX_CONVERSATIONS = 64
+
+
+class Problem(Exception):
+    """An RFC 9457 problem: the client's fault or a refusal, never a crash."""
+
+    def __init__(self, status: int, title: str, detail: str, *, reason: str | None = None, headers: dict | None = None):
+        super().__init__(detail)
+        self.status, self.title, self.detail, self.reason = status, title, detail, reason
+        self.headers = headers or {}
+
+
+def _problem_response(problem: Problem) -> JSONResponse:
+    body = {"type": "about:blank", "title": problem.title, "status": problem.status, "detail": problem.detail}
+    if problem.reason:
+        body["reason"] = problem.reason
+    return JSONResponse(body, status_code=problem.status, headers=problem.headers, media_type="application/problem+json")
+
+
+def create_app(
+    node: Node,
+    *,
+    max_waiting: int = 8,
+    on_start: Callable[[], None] | None = None,
+    on_stop: Callable[[], None] | None = None,
+) -> FastAPI:
+    replay_cache = ReplayCache()
+    model_queue = ModelQueue(max_waiting=max_waiting)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if on_start:
+            on_start()
+        yield
+        await app.state.a2a.aclose()  # stops the peers' running tasks and their model jobs
+        model_queue.close()
+        if on_stop:
+            on_stop()
+
+    app = FastAPI(title="flurry node", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.node = node
+    app.state.model_queue = model_queue
+
+    @app.exception_handler(Problem)
+    async def on_problem(request: Request, problem: Problem) -> JSONResponse:
+        return _problem_response(problem)
+
+    # --- who is calling -------------------------------------------------------------------
+
+    async def signed_caller(request: Request) -> str:
+        body = await request.body()
+        try:
+            # request.headers, not a dict of it: a repeated header must stay visible to the check.
+            return verify_request(
+                request.method, target_uri_from_scope(request.scope), request.headers, body, replay_cache=replay_cache
+            )
+        except SignatureRejected as rejected:
+            raise Problem(401, "signature rejected", str(rejected), reason=rejected.reason) from None
+
+    app.state.signed_caller = signed_caller   # benchmarks swap it out to time the endpoint unsigned
+
+    def authorize(did: str, operation: str) -> Grant:
+        try:
+            return node.grants.authorize(did, operation, owner_did=node.keys.owner_did)
+        except NotGranted as e:
+            raise Problem(403, "not granted", str(e)) from None
+        except QuotaExceeded as e:
+            # Retry-After is whole seconds (RFC 9110 delay-seconds)
+            raise Problem(429, "quota exceeded", str(e), headers={"Retry-After": str(math.ceil(e.retry_after))}) from None
+
+    def owner_only(did: str) -> None:
+        if did != node.keys.owner_did:
+            raise Problem(403, "owner only", "only the node's owner may do this")
+
+    def bearer_token(request: Request) -> set[str]:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Problem(401, "token required", "send an owner-made token: Authorization: Bearer flurry_…")
+        try:
+            return set(node.tokens.verify(token.strip()).allow)
+        except InvalidToken as e:
+            raise Problem(401, "token rejected", str(e)) from None
+
+    def submit(work) -> Job:
+        try:
+            return model_queue.submit(work)
+        except QueueFull as full:
+            raise Problem(503, "busy", str(full), headers={"Retry-After": str(full.retry_after)}) from None
+
+    # --- discovery (public) ---------------------------------------------------------------
+
+    @app.get("/.well-known/did.json")
+    def node_did_document() -> JSONResponse:
+        return JSONResponse(did_document(node.keys.node_did), media_type="application/did+json")
+
+    @app.get("/healthz")
+    def health() -> dict:
+        return {"ok": True, "node_did": node.keys.node_did, "queue": model_queue.waiting}
+
+    # --- other agents: the signed agent card and A2A tasks (node.a2a) ---------------------
+
+    mount_a2a(app, node, signed_caller=signed_caller, authorize=authorize, submit=submit)
+
+    # --- asking the node ------------------------------------------------------------------
+
+    # Conversations continued over the API, per caller; the oldest are forgotten first
+    # (they stay sealed in the vault, only the model's working copy goes).
+    conversations: OrderedDict[str, tuple[str, Conversation]] = OrderedDict()
+
+    @app.post("/api/ask")
+    async def ask(request: Request, caller: str = Depends(signed_caller)) -> StreamingResponse:
+        try:
+            body = json.loads(await request.body() or b"{}")
+            question = str(body["question"]).strip()
+            k = int(body.get("k", 3))
+            conversation_id = body.get("conversation")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise Problem(400, "bad request", 'send JSON {"question": "…", "k": 3}') from None
+        if not question or not 1 <= k <= 20:
+            raise Problem(400, "bad request", "the question is empty or k is not between 1 and 20")
+        grant = authorize(caller, "ask")
+        if conversation_id is not None and conversations.get(conversation_id, ("",))[0] != caller:
+            raise Problem(404, "no such conversation", "that conversation is unknown or was forgotten; start a new one")
+
+        def work() -> Iterator[dict]:
+            nonlocal conversation_id
+            if conversation_id is None:
+                conversation_id = uuid.uuid4().hex
+                conversations[conversation_id] = (caller, node.conversation(title=question[:80], tags=grant.tags))
+                while len(conversations) > MAX_CONVERSATIONS:
+                    conversations.popitem(last=False)
+            conversation = conversations[conversation_id][1]
+            conversation.k = k
+            yield {"type": "conversation", "id": conversation_id}
+            answer = conversation.ask(question)
+            yield {"type": "sources", "sources": [s.to_json() for s in answer.sources]}
+            for piece in answer:
+                yield {"type": "token", "text": piece}
+            yield {"type": "done", "answer": answer.text}
+
+        return StreamingResponse(_ndjson(submit(work)), media_type="application/x-ndjson")
+
+    @app.get("/api/whoami")
+    async def whoami(caller: str = Depends(signed_caller)) -> dict:
+        """The DID the node sees: lets a peer check its signing set-up without any grant."""
+        return {"did": caller, "owner": caller == node.keys.owner_did}
+
+    @app.get("/api/status")
+    async def status(caller: str = Depends(signed_caller)) -> dict:
+        owner_only(caller)
+        return {**node.status(), "queue": {"waiting": model_queue.waiting, "max_waiting": model_queue.max_waiting}}
+
+    # --- OpenAI-compatible, for the owner's local apps -----------------------------------
+
+    @app.get("/v1/models")
+    def models(allow: set[str] = Depends(bearer_token)) -> dict:
+        return {"object": "list", "data": [{"id": "flurry", "object": "model", "created": 0, "owned_by": "owner"}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request, allow: set[str] = Depends(bearer_token)) -> Response:
+        if "chat" not in allow:
+            raise Problem(403, "not granted", "this token may not use chat")
+        try:
+            body = json.loads(await request.body())
+            messages = [{"role": str(m["role"]), "content": str(m["content"])} for m in body["messages"]]
+            max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 256)
+            temperature = float(body.get("temperature", 0.7))
+            stream = bool(body.get("stream", False))
+        except (ValueError, KeyError, TypeError):
+            raise Problem(400, "bad request", "send an OpenAI chat completion request: model, messages[]") from None
+        if not messages or not 1 <= max_tokens <= 4096:
+            raise Problem(400, "bad request", "messages is empty or max_tokens is not between 1 and 4096")
+        def work() -> Iterator[str]:
+            # On the queue's thread, like all model work (the first call also loads the model).
+            return node.chat_model.stream(messages, max_tokens=max_tokens, temperature=temperature)
+
+        job = submit(work)
+        completion_id = "chatcmpl-" + uuid.uuid4().hex
+        created = int(time.time())
+        if stream:
+            return StreamingResponse(_openai_events(job, completion_id, created), media_type="text/event-stream")
+        text = "".join([piece async for piece in _pieces(job)])
+        model = node.chat_model
+        return JSONResponse(
+            {
+                "id": completion_id,
+                "object": "chat.completion",
+                "created": created,
+                "model": "flurry",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {
+                    "prompt_tokens": model.last_prompt_tokens_read,
+                    "completion_tokens": model.last_tokens_generated,
+                    "total_tokens": model.last_prompt_tokens_read + model.last_tokens_generated,
+                },
+            }
+        )
+
+    return app
+
+
+async def _pieces(job: Job) -> AsyncIterator:
+    """The job's pieces as they come; cancels the job when the reader goes away."""
+    try:
+        while True:
+            piece = await asyncio.to_thread(job.next_piece)
+            if piece is None:
+                return
+            yield piece
+    finally:
+        job.cancel()  # a no-op once the job has finished; stops it when the client disconnected
+
+
+async def _ndjson(job: Job) -> AsyncIterator[bytes]:
+    ahead = job.position - 1   # position 1 is next in line
+    if ahead > 0:
+        yield (json.dumps({"type": "queued", "ahead": ahead}) + "\n").encode()
+    try:
+        async for event in _pieces(job):
+            yield (json.dumps(event) + "\n").encode()
+    except Exception as error:  # the stream has started: report in-band rather than cut it
+        yield (json.dumps({"type": "error", "detail": str(error)}) + "\n").encode()
+
+
+async def _openai_events(job: Job, completion_id: str, created: int) -> AsyncIterator[bytes]:
+    def event(delta: dict, finish: str | None = None) -> bytes:
+        chunk = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": "flurry",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        return f"data: {json.dumps(chunk)}\n\n".encode()
+
+    yield event({"role": "assistant", "content": ""})
+    async for piece in _pieces(job):
+        yield event({"content": piece})
+    yield event({}, "stop")
+    yield b"data: [DONE]\n\n"

@@ -1,0 +1,62 @@
+"""The owner's client of a running node: the same signed API any peer uses.
+
+`flurry ask` and `flurry chat` come here when `flurry serve` holds the home; they sign
+with the owner's key, and the owner's DID holds every grant.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+
+from identity.did_key import verification_method_id
+from identity.keyring import UnlockedKeyring
+from identity.signing_client import signed_client
+
+
+class NodeUnavailable(Exception):
+    """The running node refused or failed the request; the message says why."""
+
+
+class NodeClient:
+    def __init__(self, url: str, keys: UnlockedKeyring) -> None:
+        self.url = url.rstrip("/")
+        self._http = signed_client(
+            keys.owner_key, verification_method_id(keys.owner_did), base_url=self.url, timeout=httpx.Timeout(10, read=600)
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def ask(self, question: str, k: int = 3, conversation: str | None = None) -> Iterator[dict]:
+        """The node's events for one question: conversation, queued, sources, token…, done (or
+        error). Pass the conversation id of an earlier answer to continue that conversation."""
+        body = {"question": question, "k": k, **({"conversation": conversation} if conversation else {})}
+        with self._http.stream("POST", "/api/ask", json=body) as response:
+            if response.status_code != 200:
+                response.read()
+                raise NodeUnavailable(_problem(response))
+            for line in response.iter_lines():
+                if line.strip():
+                    event = json.loads(line)
+                    if event.get("type") == "error":
+                        raise NodeUnavailable(event.get("detail", "the node failed to answer"))
+                    yield event
+
+    def status(self) -> dict:
+        response = self._http.get("/api/status")
+        if response.status_code != 200:
+            raise NodeUnavailable(_problem(response))
+        return response.json()
+
+
+def _problem(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        detail = body.get("detail") or body.get("title")
+    except ValueError:
+        detail = response.text[:200]
+    retry = response.headers.get("retry-after")
+    return f"the node answered {response.status_code}: {detail}" + (f" (retry in {retry} s)" if retry else "")

@@ -1,0 +1,44 @@
+"""Running the node as a server.
+
+`flurry serve` writes ``<home>/serve.json`` (its URL and pid) while it runs, so the
+command line can send `ask` and `chat` to it (``Home.running_node``) instead of opening the
+home itself, which the server holds locked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uvicorn
+
+from node.api import create_app
+from node.node import Node
+
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def serve(node: Node, host: str = "127.0.0.1", port: int = 8765, say=print) -> None:
+    if host not in LOOPBACK:
+        say(
+            f"WARNING: serving on {host}, reachable from other machines. Every request must still be "
+            "signed by a DID with a grant, but check your firewall and grants (flurry grants list)."
+        )
+    info = node.home.serve_info
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+    def announce() -> None:
+        info.write_text(json.dumps({"url": url, "pid": os.getpid(), "node_did": node.keys.node_did}))
+        say(f"flurry serves {url}  (node {node.keys.node_did}); Ctrl-C stops it")
+
+    def finish() -> None:
+        # Here, at the end of uvicorn's shutdown, rather than after server.run(): uvicorn
+        # re-raises the SIGTERM it caught once it is done, which ends the process at once.
+        info.unlink(missing_ok=True)
+        node.indexes.save()
+
+    app = create_app(node, on_start=announce, on_stop=finish)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+    try:
+        server.run()
+    finally:
+        info.unlink(missing_ok=True)

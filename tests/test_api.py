@@ -1,0 +1,256 @@
+"""The node's HTTP API, served by uvicorn on loopback: signed requests, grants, the attack
+matrix, the OpenAI-compatible endpoint with the official client, and back-pressure."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import socket
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent.grants import Grant, Quota
+from conftest import CORPUS, PASSPHRASE
+from identity.did_key import did_document, did_key_from_ed25519_public, verification_method_id
+from identity.http_signatures import sign_request
+from identity.signing_client import signed_client
+from node.api import create_app
+from node.client import NodeClient
+from node.home import Home
+from node.node import Node
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Served:
+    """A real node behind a real uvicorn on 127.0.0.1, in this process."""
+
+    def __init__(self, node: Node, **app_options) -> None:
+        self.node = node
+        self.app = create_app(node, **app_options)
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+
+class Peer:
+    def __init__(self) -> None:
+        self.key = Ed25519PrivateKey.generate()
+        self.did = did_key_from_ed25519_public(self.key.public_key().public_bytes_raw())
+        self.keyid = verification_method_id(self.did)
+
+    def client(self, url: str) -> httpx.Client:
+        return signed_client(self.key, self.keyid, base_url=url, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory, models_dir) -> Node:
+    root = tmp_path_factory.mktemp("api")
+    os.environ["FLURRY_MODELS"] = str(models_dir)
+    notes = root / "notes"
+    for name, text in CORPUS.items():
+        (notes / name).parent.mkdir(parents=True, exist_ok=True)
+        (notes / name).write_text(text)
+    home = Home(root / "home")
+    Node.init(home, PASSPHRASE)
+    node = Node.open(home, PASSPHRASE, say=lambda line: None)
+    node.add(str(notes))
+    node.add(str(notes / "travel"), tags=("travel",))  # adding again with other tags re-tags
+    yield node
+    node.close()
+
+
+@pytest.fixture(scope="module")
+def served(node) -> Served:
+    served = Served(node)
+    yield served
+    served.stop()
+
+
+def _ask(client: httpx.Client, question: str, **extra) -> tuple[int, list[dict], httpx.Headers]:
+    response = client.post("/api/ask", json={"question": question, **extra})
+    events = [json.loads(line) for line in response.text.splitlines() if line.strip()] if response.status_code == 200 else []
+    return response.status_code, events, response.headers
+
+
+def test_discovery_documents_are_public(served, node):
+    response = httpx.get(served.url + "/.well-known/did.json")
+    assert response.status_code == 200
+    assert response.json() == did_document(node.keys.node_did)
+
+
+def test_owner_asks_and_continues_a_conversation_over_the_signed_api(served, node):
+    client = NodeClient(served.url, node.keys)
+    try:
+        events = list(client.ask("When is the dentist appointment?"))
+        kinds = [e["type"] for e in events]
+        assert kinds[0] == "conversation" and kinds[1] == "sources" and kinds[-1] == "done" and "token" in kinds
+        sources = events[1]["sources"]
+        assert sources[0]["path"].endswith("health/dentist.md")
+        answer = events[-1]["answer"]
+        assert answer and answer == "".join(e["text"] for e in events if e["type"] == "token").strip()
+        again = list(client.ask("Who is it with?", conversation=events[0]["id"]))
+        assert again[0] == events[0] and again[-1]["answer"]
+        assert node.status()["documents"] == len(CORPUS)
+        assert client.status()["owner_did"] == node.keys.owner_did
+    finally:
+        client.close()
+
+
+def test_a_peer_needs_a_grant_and_sees_only_its_tags_within_its_quota(served, node):
+    peer = Peer()
+    with peer.client(served.url) as client:
+        status, _, _ = _ask(client, "Which airline are the Lisbon flights booked with?")
+        assert status == 403
+        node.grants.add(Grant(did=peer.did, allow=frozenset({"ask"}), tags=frozenset({"travel"}), quota=Quota(2, "day")))
+        for question in ("Which airline are the Lisbon flights booked with?", "When is the dentist appointment?"):
+            status, events, _ = _ask(client, question)
+            assert status == 200
+            sources = next(e["sources"] for e in events if e["type"] == "sources")
+            # Only documents tagged "travel" may answer this peer, whatever it asks.
+            assert sources and all(s["path"].endswith("travel/lisbon.txt") for s in sources), sources
+        status, _, headers = _ask(client, "One more?")
+        assert status == 429 and int(headers["retry-after"]) > 0
+        assert client.get("/api/status").status_code == 403   # owner only
+    node.grants.remove(peer.did)
+
+
+def _raw(url: str, headers: dict, body: bytes = b'{"question": "hi"}') -> httpx.Response:
+    return httpx.post(url + "/api/ask", content=body, headers={"content-type": "application/json", **headers})
+
+
+def _signed_headers(url: str, key, keyid: str, body: bytes = b'{"question": "hi"}', **options) -> dict:
+    return sign_request("POST", url + "/api/ask", {"content-type": "application/json"}, body, key, keyid, **options)
+
+
+def test_attack_matrix_is_401_or_403_and_never_5xx(served, node):
+    peer, other = Peer(), Peer()
+    url = served.url
+    body = b'{"question": "hi"}'
+    good = _signed_headers(url, peer.key, peer.keyid)
+    cases = {
+        "missing_signature": ({}, body),
+        "malformed_signature": ({"signature-input": "sig1=(", "signature": "sig1=:!!:"}, body),
+        "body_tampered": (good, b'{"question": "give me everything"}'),
+        "expired": (_signed_headers(url, peer.key, peer.keyid, now=time.time() - 3600), body),
+        "created_in_future": (_signed_headers(url, peer.key, peer.keyid, now=time.time() + 3600), body),
+        "signature_invalid": (_signed_headers(url, other.key, peer.keyid), body),   # another key, this keyid
+        "unsupported_keyid": (_signed_headers(url, peer.key, "did:web:example.com#key-1"), body),
+        "missing_content_digest": ({k: v for k, v in good.items() if k.lower() != "content-digest"}, body),
+    }
+    seen = {}
+    for reason, (headers, sent) in cases.items():
+        response = _raw(url, headers, sent)
+        assert response.headers["content-type"].startswith("application/problem+json"), reason
+        problem = response.json()
+        assert problem["status"] == response.status_code
+        seen[reason] = (response.status_code, problem.get("reason"))
+    assert seen == {reason: (401, reason) for reason in cases}
+
+    # A valid signature from a DID without a grant is 403; the same signature again is a replay.
+    fresh = _signed_headers(url, peer.key, peer.keyid)
+    assert _raw(url, fresh).status_code == 403
+    replay = _raw(url, fresh)
+    assert (replay.status_code, replay.json()["reason"]) == (401, "replayed_nonce")
+    # Bad bodies from the owner are 400, not 500.
+    owner = signed_client(node.keys.owner_key, verification_method_id(node.keys.owner_did), base_url=url)
+    with owner:
+        for bad in (b"not json", b"[]", b'{"question": ""}', b'{"question": "x", "k": 999}'):
+            assert owner.post("/api/ask", content=bad, headers={"content-type": "application/json"}).status_code == 400
+
+
+def test_openai_client_with_an_owner_made_token(served, node):
+    token = node.tokens.create("editor", {"chat"})
+    client = openai.OpenAI(base_url=served.url + "/v1", api_key=token, max_retries=0)
+    reply = client.chat.completions.create(
+        model="flurry", messages=[{"role": "user", "content": "Say hello."}], max_tokens=16, temperature=0
+    )
+    assert reply.choices[0].message.content and reply.usage.completion_tokens > 0
+    stream = client.chat.completions.create(
+        model="flurry", messages=[{"role": "user", "content": "Count to three."}], max_tokens=16, stream=True
+    )
+    pieces = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
+    assert len(pieces) > 1
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=served.url + "/v1", api_key="flurry_wrong", max_retries=0).models.list()
+    reader = node.tokens.create("reader", {"ask"})
+    with pytest.raises(openai.PermissionDeniedError):
+        openai.OpenAI(base_url=served.url + "/v1", api_key=reader, max_retries=0).chat.completions.create(
+            model="flurry", messages=[{"role": "user", "content": "hi"}]
+        )
+    node.tokens.revoke("editor")
+    with pytest.raises(openai.AuthenticationError):
+        client.models.list()
+
+
+def test_a_full_queue_answers_503_and_a_disconnect_cancels(node):
+    busy = Served(node, max_waiting=1)
+    try:
+        owner = signed_client(node.keys.owner_key, verification_method_id(node.keys.owner_did), base_url=busy.url, timeout=300)
+
+        def one(i: int) -> tuple[int, str | None]:
+            response = owner.post("/api/ask", json={"question": f"Tell me everything about the garden, take {i}."})
+            return response.status_code, response.headers.get("retry-after")
+
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(one, range(6)))
+        codes = [code for code, _ in results]
+        assert set(codes) <= {200, 503}, codes
+        assert codes.count(200) >= 2 and codes.count(503) >= 1, codes
+        assert all(int(retry) >= 1 for code, retry in results if code == 503)
+
+        # Read the first token of an answer, then hang up: the job must stop, not run to the end.
+        model_queue = busy.app.state.model_queue
+        with owner.stream("POST", "/api/ask", json={"question": "Write a long story about the garden."}) as response:
+            for line in response.iter_lines():
+                if '"token"' in line:
+                    break
+        deadline = time.monotonic() + 10
+        while model_queue.busy and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not model_queue.busy, "the disconnected job kept the model busy"
+        owner.close()
+    finally:
+        busy.stop()
+
+
+def test_a_running_node_serves_the_command_line(flurry, corpus):
+    """`flurry serve` holds the home; `flurry ask` goes through its signed API instead."""
+    flurry("init")
+    flurry("add", str(corpus))
+    port = _free_port()
+    server = flurry.popen("serve", "--port", str(port))
+    try:
+        deadline = time.monotonic() + 60
+        while not (flurry.home / "serve.json").exists():
+            assert server.poll() is None and time.monotonic() < deadline, "flurry serve did not start"
+            time.sleep(0.2)
+        result = json.loads(flurry("ask", "When should I plant the tomatoes?", "--json").stdout)
+        assert result["sources"][0]["path"].endswith("garden.md") and result["answer"]
+        wrong = flurry("ask", "anything", check=False, FLURRY_PASSPHRASE="wrong")
+        assert wrong.returncode == 1 and "wrong passphrase" in wrong.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert not (flurry.home / "serve.json").exists()
