@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
@@ -56,6 +57,7 @@ PROTOCOL_VERSION = "1.0"
 ASK_SKILL = "ask"
 _SEND_METHODS = frozenset({"SendMessage", "SendStreamingMessage"})
 _JOB = "flurry.job"  # where the route hands its queued job to the executor, in the SDK's call-context state
+_log = logging.getLogger(__name__)
 
 try:
     _VERSION = version("flurry-node")
@@ -164,11 +166,10 @@ class AnswerExecutor(AgentExecutor):
         except JobCancelled:
             if task_id not in self._cancelled:  # the streaming client went away (see mount_a2a)
                 await updater.cancel(updater.new_agent_message([new_text_part("the client disconnected")]))
-        except ValueError as error:  # the question itself (e.g. empty once stripped)
-            await updater.failed(updater.new_agent_message([new_text_part(str(error))]))
-        except Exception as error:  # the model or the vault; details stay in the node
+        except Exception as error:  # the model or the vault: the details stay in the node's log (stderr)
+            _log.exception("a2a task %s for %s: the answer failed", task_id, context.call_context.user.user_name)
             await updater.failed(updater.new_agent_message([new_text_part(
-                f"the node could not answer ({type(error).__name__}); its owner can see why in its log"
+                f"the node could not answer ({type(error).__name__}); its owner can see why in the node's log"
             )]))
         finally:
             self._jobs.pop(task_id, None)

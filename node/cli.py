@@ -457,6 +457,11 @@ def models_use(settings: Settings, kind: str, model: str) -> None:
     out.print(f"{kind} model: {model}")
 
 
+from node.cli_peers import register  # noqa: E402  (cli_peers builds on the helpers above)
+
+register(cli)
+
+
 def main() -> None:
     cli(prog_name="flurry")
 

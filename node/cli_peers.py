@@ -11,11 +11,22 @@ from typing import TYPE_CHECKING
 
 import click
 
+from agent.audit import AuditError
 from identity.did_key import verification_method_id
-from node.peers import PeerError, PeerReply, add_peer, fetch_peer_card, find_peer, list_peers, send_message
+from node.peers import (
+    Peer,
+    PeerError,
+    PeerReply,
+    add_peer,
+    fetch_peer_card,
+    find_peer,
+    list_peers,
+    send_message,
+)
 
 if TYPE_CHECKING:
     from node.cli import Settings
+    from node.node import Node
 
 
 def register(cli: click.Group) -> None:
@@ -66,7 +77,7 @@ def peers_list(settings: Settings) -> None:
 @click.pass_obj
 def send(settings: Settings, peer: str, text: str) -> None:
     """Ask a pinned peer (by name, DID or URL) a question; signed by this node, recorded in the audit log."""
-    from node.cli import _open_node, out
+    from node.cli import _open_node
 
     with _open_node(settings) as node:
         pinned = find_peer(node.vault, peer)
@@ -89,20 +100,25 @@ def send(settings: Settings, peer: str, text: str) -> None:
         except PeerError as e:
             failure = e
         # Attempts are recorded too: a refusal, or a card signed by another DID, is worth an owner's look.
-        node.audit.append(
-            "a2a.send",
-            target=pinned.url,
-            details={
-                "peer_did": pinned.did,
-                "task_id": reply.task_id if reply else None,
-                "state": reply.state if reply else "failed",
-                "question": text,
-                **({"error": str(failure)} if failure else {}),
-            },
-        )
+        try:
+            _record(node, pinned, text, reply, failure)
+        except AuditError as e:
+            raise click.ClickException(f"{'sent' if reply else 'tried to send'}, but the audit log could not record it: {e}") from None
     if failure is not None:
         raise click.ClickException(str(failure))
     assert reply is not None
     if reply.state not in ("TASK_STATE_COMPLETED", "message"):
         raise click.ClickException(f"{pinned.label} did not answer: {reply.state}" + (f": {reply.note}" if reply.note else ""))
     click.echo(reply.text)
+
+
+def _record(node: Node, peer: Peer, text: str, reply: PeerReply | None, failure: PeerError | None) -> None:
+    details = {
+        "peer_did": peer.did,
+        "task_id": reply.task_id if reply else None,
+        "state": reply.state if reply else "failed",
+        "question": text,
+    }
+    if failure is not None:
+        details["error"] = str(failure)
+    node.audit.append("a2a.send", target=peer.url, details=details)

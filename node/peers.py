@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass
 import httpx
 from a2a.client import ClientConfig, ClientFactory
 from a2a.client.card_resolver import parse_agent_card
-from a2a.client.errors import A2AClientError
 from a2a.helpers import get_message_text, get_text_parts, new_text_message
 from a2a.types import Role, SendMessageRequest, Task, TaskState
+from a2a.utils.errors import A2AError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf.json_format import ParseError
 
@@ -58,7 +58,7 @@ class PeerReply:
 def base_url(url: str) -> str:
     """``http://host:port`` from what a user types: a base URL or the card's own URL."""
     url = url.strip().rstrip("/")
-    return url[: -len(CARD_PATH)] if url.endswith(CARD_PATH) else url
+    return url.removesuffix(CARD_PATH)
 
 
 # --- the agent card ----------------------------------------------------------------------------
@@ -91,6 +91,8 @@ async def fetch_peer_card(url: str, *, http: httpx.AsyncClient | None = None) ->
             raise PeerError(f"{base} has no agent card (HTTP {error.response.status_code} for {CARD_PATH})") from None
         except httpx.RequestError as error:
             raise PeerError(f"cannot reach {base}: {error}") from None
+        except httpx.InvalidURL as error:
+            raise PeerError(f"{url!r} is not a URL: {error}") from None
         except ValueError:
             raise PeerError(f"{base}{CARD_PATH} is not JSON") from None
     did = verify_card(card)
@@ -136,7 +138,7 @@ async def send_message(
             )
         try:
             client = ClientFactory(ClientConfig(httpx_client=http, streaming=False)).create(parse_agent_card(card))
-        except (ParseError, ValueError, A2AClientError) as error:
+        except (ParseError, ValueError, A2AError) as error:
             raise PeerError(f"cannot use the agent card of {base_url(peer_url)}: {error}") from None
         request = SendMessageRequest(message=new_text_message(text, role=Role.ROLE_USER))
         task: Task | None = None
@@ -147,7 +149,7 @@ async def send_message(
                     task = event.task
                 elif event.HasField("message"):
                     answer = get_message_text(event.message, delimiter="")
-        except A2AClientError as error:
+        except A2AError as error:  # HTTP refusals (401, 403, 429, 503) and JSON-RPC errors alike
             raise PeerError(_refusal(base_url(peer_url), error)) from None
     if task is None:  # a message-only reply: allowed by A2A, not what flurry nodes send
         return PeerReply(answer, "", "message", "", did)
@@ -162,7 +164,7 @@ async def send_message(
     )
 
 
-def _refusal(url: str, error: A2AClientError) -> str:
+def _refusal(url: str, error: A2AError) -> str:
     response = error.__cause__.response if isinstance(error.__cause__, httpx.HTTPStatusError) else None
     if response is None:
         return f"{url}: {error}"

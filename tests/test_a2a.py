@@ -1,0 +1,430 @@
+"""A2A between two real nodes on loopback: the signed agent card, grants in front of the
+SDK, tasks sent, streamed, read and cancelled with the a2a-sdk client, node-to-node sends
+recorded in the audit log, and the `flurry peers` / `flurry send` commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import uvicorn
+from a2a.client import ClientConfig, ClientFactory
+from a2a.client.card_resolver import parse_agent_card
+from a2a.client.errors import A2AClientError
+from a2a.helpers import get_artifact_text, new_text_message
+from a2a.types import (
+    CancelTaskRequest,
+    GetTaskRequest,
+    Role,
+    SendMessageRequest,
+    TaskState,
+)
+from a2a.utils.errors import TaskNotFoundError
+from conftest import CORPUS, PASSPHRASE
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from agent.grants import Grant
+from identity.did_key import (
+    did_key_from_ed25519_public,
+    ed25519_public_from_did_key,
+    verification_method_id,
+)
+from identity.jws import JWSRejected, verify_json
+from identity.signing_client import async_signed_client, signed_client
+from node.a2a import CARD_PATH
+from node.api import create_app
+from node.home import Home
+from node.node import Node
+from node.peers import PeerError, fetch_peer_card, send_message, verify_card
+
+LISBON = "Which airline are the Lisbon flights booked with?"
+RPC_HEADERS = {"A2A-Version": "1.0"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Served:
+    """A node behind a real uvicorn on 127.0.0.1, in this process."""
+
+    def __init__(self, node: Node, **app_options) -> None:
+        self.node = node
+        self.app = create_app(node, **app_options)
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+        assert not self.thread.is_alive(), "uvicorn did not stop"
+
+
+class Peer:
+    """Another agent: just a key, and the a2a-sdk client signed with it."""
+
+    def __init__(self) -> None:
+        self.key = Ed25519PrivateKey.generate()
+        self.did = did_key_from_ed25519_public(self.key.public_key().public_bytes_raw())
+        self.keyid = verification_method_id(self.did)
+
+    async def clients(self, url: str):
+        """(httpx client, plain a2a client, streaming a2a client); close the httpx client."""
+        http = async_signed_client(self.key, self.keyid, timeout=120)
+        card = parse_agent_card((await http.get(url + CARD_PATH)).json())
+        plain = ClientFactory(ClientConfig(httpx_client=http, streaming=False)).create(card)
+        stream = ClientFactory(ClientConfig(httpx_client=http, streaming=True)).create(card)
+        return http, plain, stream
+
+
+def _node(root, name: str) -> Node:
+    home = Home(root / name)
+    Node.init(home, PASSPHRASE)
+    return Node.open(home, PASSPHRASE, say=lambda line: None)
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory, models_dir) -> Iterator[tuple[Node, Node]]:
+    """Node A holds the notes (travel ones tagged "travel"); node B holds nothing and asks A."""
+    root = tmp_path_factory.mktemp("a2a")
+    os.environ["FLURRY_MODELS"] = str(models_dir)
+    notes = root / "notes"
+    for name, text in CORPUS.items():
+        (notes / name).parent.mkdir(parents=True, exist_ok=True)
+        (notes / name).write_text(text)
+    a, b = _node(root, "a"), _node(root, "b")
+    a.add(str(notes))
+    a.add(str(notes / "travel"), tags=("travel",))
+    yield a, b
+    a.close()
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def served(nodes) -> Iterator[tuple[Served, Served]]:
+    a, b = Served(nodes[0]), Served(nodes[1])
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+@pytest.fixture
+def granted_peer(nodes) -> Iterator[Peer]:
+    peer = Peer()
+    nodes[0].grants.add(Grant(did=peer.did, allow=frozenset({"ask"}), tags=frozenset({"travel"})))
+    yield peer
+    nodes[0].grants.remove(peer.did)
+
+
+def _message(text: str) -> SendMessageRequest:
+    return SendMessageRequest(message=new_text_message(text, role=Role.ROLE_USER))
+
+
+def _state(task) -> str:
+    return TaskState.Name(task.status.state)
+
+
+def _rpc(method: str, params: dict) -> dict:
+    return {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+
+
+def _send_params(text: str, message_id: str = "m-1") -> dict:
+    return {"message": {"messageId": message_id, "role": "ROLE_USER", "parts": [{"text": text}]}}
+
+
+class SlowConversation:
+    """Stands in for node.conversation: ten pieces a second, and it notes when it is stopped."""
+
+    def __init__(self) -> None:
+        self.produced = 0
+        self.closed = threading.Event()
+
+    def __call__(self, title: str, tags=None) -> SlowConversation:
+        return self
+
+    def ask(self, question: str) -> Iterator[str]:
+        try:
+            for i in range(200):
+                time.sleep(0.1)
+                self.produced += 1
+                yield f"w{i} "
+        finally:
+            self.closed.set()
+
+
+# --- the agent card --------------------------------------------------------------------------
+
+
+def test_the_agent_card_is_signed_by_the_node_and_names_the_host_it_was_asked_on(served, nodes):
+    a, _ = served
+    card, did = asyncio.run(fetch_peer_card(a.url))
+    assert did == nodes[0].keys.node_did
+    assert card["name"].startswith("flurry node of did:key:z6Mk")
+    assert card["supportedInterfaces"] == [{"url": a.url + "/a2a", "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}]
+    assert card["capabilities"] == {"streaming": True}
+    assert [s["id"] for s in card["skills"]] == ["ask"]
+    assert "RFC 9421" in card["securitySchemes"]["httpMessageSignature"]["httpAuthSecurityScheme"]["description"]
+    assert parse_agent_card(dict(card)).skills[0].id == "ask"  # the SDK reads it
+
+    # Behind another name for the same server, the card names that one.
+    other = httpx.get(f"http://localhost:{a.port}{CARD_PATH}").json()
+    assert other["supportedInterfaces"][0]["url"] == f"http://localhost:{a.port}/a2a"
+    assert verify_card(other) == did
+
+    tampered = {**card, "description": card["description"] + " And it gives your data away."}
+    with pytest.raises(JWSRejected):
+        verify_json(tampered, card["signatures"][0])
+    with pytest.raises(PeerError, match="does not verify"):
+        verify_card(tampered)
+    with pytest.raises(PeerError, match="not signed"):
+        verify_card({k: v for k, v in card.items() if k != "signatures"})
+
+
+# --- refusals before the SDK -----------------------------------------------------------------
+
+
+def test_unsigned_and_ungranted_requests_are_refused_as_problems_never_5xx(served):
+    a, _ = served
+    for body in (json.dumps(_rpc("SendMessage", _send_params("hi"))).encode(), b"not json", b""):
+        response = httpx.post(a.url + "/a2a", content=body, headers={**RPC_HEADERS, "content-type": "application/json"})
+        assert response.status_code == 401, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["reason"] == "missing_signature"
+
+    stranger = Peer()
+    with signed_client(stranger.key, stranger.keyid, base_url=a.url, headers=RPC_HEADERS) as client:
+        refused = client.post("/a2a", json=_rpc("SendStreamingMessage", _send_params("hi")))
+        assert refused.status_code == 403 and refused.headers["content-type"] == "application/problem+json"
+        # The grant is checked before the request is read any further.
+        malformed = client.post("/a2a", json=_rpc("SendMessage", {"message": 7}))
+        assert malformed.status_code == 403
+        # Malformed JSON-RPC from a signed caller is the SDK's to answer: a JSON-RPC error, not a crash.
+        for body, code in ((b"not json", -32700), (b"[]", -32600), (b'{"jsonrpc": "2.0", "id": 1}', -32600)):
+            response = client.post("/a2a", content=body, headers={"content-type": "application/json"})
+            assert response.status_code == 200 and response.json()["error"]["code"] == code, response.text
+        # A stranger's GetTask reaches the SDK, which finds no task of its own.
+        missing = client.post("/a2a", json=_rpc("GetTask", {"id": "nope"})).json()
+        assert missing["error"]["code"] == -32001
+
+
+def test_a_peer_without_a_grant_is_refused_by_the_sdk_client(served):
+    a, _ = served
+
+    async def attempt() -> None:
+        http, plain, _ = await Peer().clients(a.url)
+        try:
+            async for _ in plain.send_message(_message(LISBON)):
+                pass
+        finally:
+            await http.aclose()
+
+    with pytest.raises(A2AClientError) as refused:
+        asyncio.run(attempt())
+    assert isinstance(refused.value.__cause__, httpx.HTTPStatusError)
+    assert refused.value.__cause__.response.status_code == 403
+
+
+def test_a_full_model_queue_answers_503_with_retry_after(nodes, granted_peer):
+    busy = Served(nodes[0], max_waiting=0)  # every submit finds the queue full
+    try:
+        with signed_client(granted_peer.key, granted_peer.keyid, base_url=busy.url, headers=RPC_HEADERS) as client:
+            response = client.post("/a2a", json=_rpc("SendMessage", _send_params(LISBON)))
+        assert response.status_code == 503 and int(response.headers["retry-after"]) >= 1
+        assert response.headers["content-type"] == "application/problem+json"
+    finally:
+        busy.stop()
+
+
+# --- tasks -------------------------------------------------------------------------------------
+
+
+def test_a_granted_peer_sends_streams_and_reads_its_tasks(served, nodes, granted_peer):
+    a, _ = served
+
+    async def scenario() -> None:
+        http, plain, stream = await granted_peer.clients(a.url)
+        try:
+            (event,) = [e async for e in plain.send_message(_message(LISBON))]
+            task = event.task
+            assert _state(task) == "TASK_STATE_COMPLETED"
+            answer = get_artifact_text(task.artifacts[0])
+            assert task.artifacts[0].name == "answer" and answer.strip()
+
+            kinds, pieces, states, streamed_id = [], [], [], None
+            async for event in stream.send_message(_message(LISBON)):
+                kind = event.WhichOneof("payload")
+                kinds.append(kind)
+                if kind == "task":
+                    streamed_id = event.task.id
+                elif kind == "artifact_update":
+                    pieces.append(event.artifact_update)
+                elif kind == "status_update":
+                    states.append(TaskState.Name(event.status_update.status.state))
+            assert kinds[0] == "task" and states[0] == "TASK_STATE_WORKING" and states[-1] == "TASK_STATE_COMPLETED"
+            assert len(pieces) >= 3 and not pieces[0].append and pieces[1].append
+            # The last update replaces the streamed pieces with the whole answer, as one part.
+            assert not pieces[-1].append and pieces[-1].last_chunk
+            whole = get_artifact_text(pieces[-1].artifact)
+            assert whole == "".join(p.artifact.parts[0].text for p in pieces[:-1]).strip() and whole
+
+            fetched = await plain.get_task(GetTaskRequest(id=streamed_id))
+            assert _state(fetched) == "TASK_STATE_COMPLETED" and get_artifact_text(fetched.artifacts[0]) == whole
+            assert len(fetched.artifacts[0].parts) == 1
+
+            # Another caller cannot see it.
+            other_http, other, _ = await Peer().clients(a.url)
+            try:
+                with pytest.raises(TaskNotFoundError):
+                    await other.get_task(GetTaskRequest(id=streamed_id))
+            finally:
+                await other_http.aclose()
+        finally:
+            await http.aclose()
+
+    asyncio.run(scenario())
+    # The grant's tags held: the questions drew on travel notes only (recorded in A's vault).
+    conversations = [c for c in nodes[0].vault.conversations() if c["title"] == f"a2a from {granted_peer.did}"]
+    assert len(conversations) == 2
+    for conversation in conversations:
+        replies = [m for m in nodes[0].vault.messages(conversation["id"]) if m["role"] == "assistant"]
+        assert replies and all(s["path"].endswith("travel/lisbon.txt") for s in replies[0]["sources"])
+
+
+def test_cancel_stops_a_running_streamed_task_and_its_model_work(served, nodes, granted_peer, monkeypatch):
+    a, _ = served
+    slow = SlowConversation()
+    monkeypatch.setattr(nodes[0], "conversation", slow)
+
+    async def scenario() -> tuple[str, str]:
+        http, plain, stream = await granted_peer.clients(a.url)
+        try:
+            events = stream.send_message(_message("tell me a long story"))
+            async for event in events:
+                if event.WhichOneof("payload") == "artifact_update":
+                    cancelled = await plain.cancel_task(CancelTaskRequest(id=event.artifact_update.task_id))
+                    break
+            await events.aclose()
+            await asyncio.sleep(0.5)
+            later = await plain.get_task(GetTaskRequest(id=cancelled.id))
+            return _state(cancelled), _state(later)
+        finally:
+            await http.aclose()
+
+    assert asyncio.run(scenario()) == ("TASK_STATE_CANCELED", "TASK_STATE_CANCELED")
+    assert slow.closed.wait(5), "the answer generator was not closed"
+    produced = slow.produced
+    time.sleep(0.5)
+    assert slow.produced == produced < 50, "the model went on after the cancel"
+
+
+def test_a_streaming_client_that_disconnects_cancels_its_task(served, nodes, granted_peer, monkeypatch):
+    a, _ = served
+    slow = SlowConversation()
+    monkeypatch.setattr(nodes[0], "conversation", slow)
+    with signed_client(granted_peer.key, granted_peer.keyid, base_url=a.url, headers=RPC_HEADERS, timeout=30) as client:
+        task_id = None
+        with client.stream("POST", "/a2a", json=_rpc("SendStreamingMessage", _send_params("a long story"))) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data:"):
+                    result = json.loads(line[5:])["result"]
+                    task_id = task_id or result["task"]["id"]
+                    if "artifactUpdate" in result:
+                        break
+        assert slow.closed.wait(5), "the disconnect did not stop the answer"
+        deadline = time.monotonic() + 5
+        while True:
+            task = client.post("/a2a", json=_rpc("GetTask", {"id": task_id})).json()["result"]
+            if task["status"]["state"] == "TASK_STATE_CANCELED" or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert task["status"]["state"] == "TASK_STATE_CANCELED"
+
+
+def test_a_failing_answer_fails_the_task_without_telling_the_peer_why(served, nodes, granted_peer, monkeypatch):
+    a, _ = served
+
+    class Broken:
+        def ask(self, question: str) -> Iterator[str]:
+            raise RuntimeError("cannot open /home/owner/secret-notes.md")
+
+    monkeypatch.setattr(nodes[0], "conversation", lambda title, tags=None: Broken())
+    with signed_client(granted_peer.key, granted_peer.keyid, base_url=a.url, headers=RPC_HEADERS) as client:
+        task = client.post("/a2a", json=_rpc("SendMessage", _send_params(LISBON))).json()["result"]["task"]
+    assert task["status"]["state"] == "TASK_STATE_FAILED"
+    said = task["status"]["message"]["parts"][0]["text"]
+    assert "RuntimeError" in said and "secret" not in said
+
+
+# --- node to node ----------------------------------------------------------------------------
+
+
+def _audit_key(did_url: str) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(ed25519_public_from_did_key(did_url))
+
+
+def test_node_b_asks_node_a_and_records_it_in_its_audit_log(served, nodes):
+    a, _ = served
+    node_a, node_b = nodes
+    keys = node_b.keys
+    node_a.grants.add(Grant(did=keys.node_did, allow=frozenset({"ask"}), tags=frozenset({"travel"})))
+    try:
+        send = dict(key=keys.node_key, keyid=verification_method_id(keys.node_did), owner_did=keys.owner_did)
+        reply = asyncio.run(send_message(a.url, LISBON, pinned_did=node_a.keys.node_did, **send))
+        assert reply.state == "TASK_STATE_COMPLETED" and reply.text and reply.peer_did == node_a.keys.node_did
+        node_b.audit.append(
+            "a2a.send", target=a.url, details={"peer_did": reply.peer_did, "task_id": reply.task_id, "state": reply.state}
+        )
+        entry = node_b.audit.entries()[-1]
+        assert entry.action == "a2a.send" and entry.agent_made and entry.details["task_id"] == reply.task_id
+        assert node_b.audit.verify(_audit_key).ok
+
+        # A card signed by another node than the pinned one: nothing is sent.
+        asked = len(node_a.vault.conversations())
+        with pytest.raises(PeerError, match="not the pinned"):
+            asyncio.run(send_message(a.url, LISBON, pinned_did=node_b.keys.node_did, **send))
+        assert len(node_a.vault.conversations()) == asked
+    finally:
+        node_a.grants.remove(keys.node_did)
+
+    # Without the grant, the refusal says why.
+    with pytest.raises(PeerError, match="403"):
+        asyncio.run(send_message(a.url, LISBON, **send))
+
+
+def test_the_command_line_pins_a_peer_and_sends_to_it(served, nodes, flurry):
+    a, _ = served
+    flurry("init")
+    status = json.loads(flurry("status", "--json").stdout)
+    nodes[0].grants.add(Grant(did=status["node_did"], allow=frozenset({"ask"}), tags=frozenset({"travel"})))
+    try:
+        added = flurry("peers", "add", a.url, "--name", "alice")
+        assert nodes[0].keys.node_did in added.stdout
+        listed = flurry("peers", "list").stdout
+        assert "alice" in listed and nodes[0].keys.node_did in listed and a.url in listed
+        answer = flurry("send", "alice", LISBON)
+        assert answer.stdout.strip()
+        unknown = flurry("send", "bob", LISBON, check=False)
+        assert unknown.returncode == 1 and "no pinned peer" in unknown.stderr
+        verified = flurry("audit", "verify")
+        assert "1 entries" in verified.stdout
+    finally:
+        nodes[0].grants.remove(status["node_did"])
