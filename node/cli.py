@@ -7,23 +7,35 @@ Errors are one line on stderr and exit status 1; never a traceback for a known f
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from agent.answer import cited_numbers
 from agent.models import CATALOG, ModelError, installed_models, resolve_model
+from identity.did_key import verification_method_id
 from identity.keyring import Keyring, KeyringError
+from identity.signing_client import signed_client
 from node.client import NodeClient, NodeUnavailable
 from node.home import Home, HomeError
 from node.node import Node
+from node.owner import LocalOwner, Owner, OwnerError, RemoteOwner
 from store.sealing import SealError
 from store.vault import VaultError
 
@@ -32,7 +44,7 @@ err = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
 out = Console(highlight=False, emoji=False, soft_wrap=True)
 
 # Failures a user can act on: shown as one line, not a traceback.
-KNOWN_ERRORS = (KeyringError, NodeUnavailable, HomeError, ModelError, VaultError, SealError, FileNotFoundError, FileExistsError, ValueError)
+KNOWN_ERRORS = (KeyringError, NodeUnavailable, OwnerError, HomeError, ModelError, VaultError, SealError, FileNotFoundError, FileExistsError, ValueError)
 
 
 class Settings:
@@ -313,6 +325,26 @@ def grants() -> None:
     """What other agents (by DID) may ask of this node."""
 
 
+@contextmanager
+def _owner(settings: Settings) -> Iterator[Owner]:
+    """The owner's management calls: on the home itself, or through the node serving it."""
+    url = settings.home.running_node()
+    if url is None:
+        with _open_node(settings) as node:
+            yield LocalOwner(node)
+        return
+    settings.home.require()
+    keys = Keyring.unlock(settings.home.keyring, _passphrase(settings))
+    keyid = verification_method_id(keys.owner_did)
+    with signed_client(keys.owner_key, keyid, base_url=url, timeout=600) as http:
+        yield RemoteOwner(http)
+
+
+def _done(result):
+    """A result, awaited when the local owner answered with a coroutine (network calls)."""
+    return asyncio.run(result) if inspect.iscoroutine(result) else result
+
+
 @grants.command("add")
 @click.argument("did")
 @click.option("--allow", "allow", multiple=True, required=True, help="An operation: ask, chat, send, tool:NAME (repeatable).")
@@ -321,37 +353,37 @@ def grants() -> None:
 @click.option("--note", default="", help="A note to yourself: who this is.")
 @click.pass_obj
 def grants_add(settings: Settings, did: str, allow: tuple[str, ...], tags: str | None, quota: str | None, note: str) -> None:
-    from agent.grants import Grant, Quota
-    from identity.did_key import ed25519_public_from_did_key
-
-    ed25519_public_from_did_key(did)  # refuse a malformed DID before storing anything
-    grant = Grant(
-        did=did,
-        allow=frozenset(a for part in allow for a in part.split(",") if a),
-        tags=frozenset(t.strip() for t in tags.split(",") if t.strip()) if tags is not None else frozenset(),
-        quota=Quota.parse(quota) if quota else None,
-        note=note,
-    )
-    with _open_node(settings) as node:
-        node.grants.add(grant)
-    out.print(f"granted {did}: {', '.join(sorted(grant.allow))}; tags {', '.join(sorted(grant.tags)) or '(none)'}; quota {quota or 'none'}")
+    grant = {
+        "did": did,
+        "allow": sorted({a for part in allow for a in part.split(",") if a}),
+        "tags": sorted({t.strip() for t in tags.split(",") if t.strip()}) if tags is not None else [],
+        "quota": quota,
+        "note": note,
+        "created_at": time.time(),
+    }
+    with _owner(settings) as owner:
+        owner.add_grant(grant)
+    out.print(f"granted {did}: {', '.join(grant['allow'])}; tags {', '.join(grant['tags']) or '(none)'}; quota {quota or 'none'}")
 
 
 @grants.command("list")
 @click.pass_obj
 def grants_list(settings: Settings) -> None:
-    with _open_node(settings) as node:
-        for grant in node.grants.list():
-            tags = "all" if grant.tags is None else ", ".join(sorted(grant.tags)) or "(none)"
-            out.print(f"{grant.did}  allow {', '.join(sorted(grant.allow))}  tags {tags}  quota {grant.quota or 'none'}  {grant.note}")
+    with _owner(settings) as owner:
+        found = owner.list_grants()
+    if not found:
+        out.print("no grants yet; only you can use this node")
+    for grant in found:
+        tags = "all" if grant["tags"] is None else ", ".join(grant["tags"]) or "(none)"
+        out.print(f"{grant['did']}  allow {', '.join(grant['allow'])}  tags {tags}  quota {grant['quota'] or 'none'}  {grant['note']}")
 
 
 @grants.command("remove")
 @click.argument("did")
 @click.pass_obj
 def grants_remove(settings: Settings, did: str) -> None:
-    with _open_node(settings) as node:
-        if not node.grants.remove(did):
+    with _owner(settings) as owner:
+        if not owner.remove_grant(did):
             raise click.ClickException(f"no grant for {did}")
     out.print(f"removed the grant of {did}")
 
@@ -366,26 +398,26 @@ def tokens() -> None:
 @click.option("--allow", "allow", multiple=True, default=("chat",), show_default=True)
 @click.pass_obj
 def tokens_create(settings: Settings, name: str, allow: tuple[str, ...]) -> None:
-    with _open_node(settings) as node:
-        token = node.tokens.create(name, set(allow))
-    out.print(f"token for {name} (shown once; keep it like a password):")
+    with _owner(settings) as owner:
+        token = owner.create_token(name, sorted(set(allow)))
+    err.print(f"token for {name} (shown once; keep it like a password):")
     click.echo(token)
 
 
 @tokens.command("list")
 @click.pass_obj
 def tokens_list(settings: Settings) -> None:
-    with _open_node(settings) as node:
-        for info in node.tokens.list():
-            out.print(f"{info.name}  allow {', '.join(sorted(info.allow))}")
+    with _owner(settings) as owner:
+        for info in owner.list_tokens():
+            out.print(f"{info['name']}  allow {', '.join(info['allow'])}")
 
 
 @tokens.command("revoke")
 @click.argument("name")
 @click.pass_obj
 def tokens_revoke(settings: Settings, name: str) -> None:
-    with _open_node(settings) as node:
-        if not node.tokens.revoke(name):
+    with _owner(settings) as owner:
+        if not owner.revoke_token(name):
             raise click.ClickException(f"no token named {name}")
     out.print(f"revoked {name}")
 
@@ -398,16 +430,53 @@ def audit() -> None:
 @audit.command("verify")
 @click.pass_obj
 def audit_verify(settings: Settings) -> None:
-    from identity.did_key import ed25519_public_from_did_key
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    with _owner(settings) as owner:
+        report = owner.verify_audit()
+    for problem in report["problems"]:
+        out.print(f"  {problem}", markup=False)
+    if not report["ok"]:
+        raise click.ClickException(f"the audit log does NOT verify ({len(report['problems'])} problems in {report['count']} entries)")
+    out.print(f"the audit log verifies: {report['count']} entries, every hash and signature checked")
 
-    with _open_node(settings) as node:
-        report = node.audit.verify(lambda did: Ed25519PublicKey.from_public_bytes(ed25519_public_from_did_key(did)))
-    for problem in report.problems:
-        out.print(f"  {problem}")
-    if not report.ok:
-        raise click.ClickException(f"the audit log does NOT verify ({len(report.problems)} problems in {report.count} entries)")
-    out.print(f"the audit log verifies: {report.count} entries, every hash and signature checked")
+
+@cli.group()
+def peers() -> None:
+    """Other flurry nodes (A2A agents) this node talks to, pinned by the DID that signs their card."""
+
+
+@peers.command("add")
+@click.argument("url")
+@click.option("--name", default="", help="A short name to send to it by (default: its DID).")
+@click.pass_obj
+def peers_add(settings: Settings, url: str, name: str) -> None:
+    """Fetch a node's agent card, check its signature and pin the DID that signed it."""
+    with _owner(settings) as owner:
+        peer = _done(owner.add_peer(url, name))
+    out.print(f"pinned {peer['did']} for {peer['url']}" + (f" as {name}" if name else ""), markup=False)
+    out.print(f"  {peer['card_name']}: {peer['card_description']}", style="dim", markup=False)
+
+
+@peers.command("list")
+@click.pass_obj
+def peers_list(settings: Settings) -> None:
+    """The pinned peers: name, DID, URL."""
+    with _owner(settings) as owner:
+        found = owner.list_peers()
+    if not found:
+        out.print("no peers yet; add one with `flurry peers add URL --name NAME`")
+    for peer in found:
+        out.print(f"{peer['name'] or '-':<16} {peer['did']}  {peer['url']}", markup=False)
+
+
+@cli.command()
+@click.argument("peer")
+@click.argument("text")
+@click.pass_obj
+def send(settings: Settings, peer: str, text: str) -> None:
+    """Ask a pinned peer (by name, DID or URL); signed by this node, recorded in the audit log."""
+    with _owner(settings) as owner:
+        reply = _done(owner.send(peer, text))
+    click.echo(reply["text"])
 
 
 @cli.group(invoke_without_command=True)
@@ -455,11 +524,6 @@ def models_use(settings: Settings, kind: str, model: str) -> None:
     setattr(config, f"{kind}_model", model)
     settings.home.save_config(config)
     out.print(f"{kind} model: {model}")
-
-
-from node.cli_peers import register  # noqa: E402  (cli_peers builds on the helpers above)
-
-register(cli)
 
 
 def main() -> None:

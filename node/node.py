@@ -22,8 +22,7 @@ from agent.runtime import ChatModel, default_threads
 from identity.did_key import verification_method_id
 from identity.keyring import Keyring, UnlockedKeyring
 from node.home import Config, Home, HomeError, HomeLock, runtime_dir
-from store.ingest import AddReport, Progress, absolute
-from store.ingest import Ingestor
+from store.ingest import AddReport, Ingestor, Progress, absolute
 from store.retrieval import IndexSnapshotError, SearchIndexes
 from store.sealing import Sealer
 from store.vault import Document, Vault

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+
 import uvicorn
 
 from node.api import create_app

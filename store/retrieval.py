@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from store.lexical_index import LexicalIndex
-from store.sealing import SealError, Sealer
+from store.sealing import Sealer, SealError
 from store.vector_index import VectorIndex, sweep_stale
 
 SNAPSHOT_AAD = "index-snapshot"

@@ -18,8 +18,8 @@ import sqlite3
 import threading
 import time
 import uuid
-from contextlib import contextmanager
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -428,3 +428,37 @@ def test_the_command_line_pins_a_peer_and_sends_to_it(served, nodes, flurry):
         assert "1 entries" in verified.stdout
     finally:
         nodes[0].grants.remove(status["node_did"])
+
+
+def test_the_owner_manages_a_serving_node_from_the_command_line(served, nodes, flurry, corpus):
+    """While `flurry serve` holds the home, peers, send, grants, tokens and audit go through
+    the node's signed owner API; the server itself signs the send and audits it."""
+    a, _ = served
+    flurry("init")
+    node_did = json.loads(flurry("status", "--json").stdout)["node_did"]
+    nodes[0].grants.add(Grant(did=node_did, allow=frozenset({"ask"}), tags=frozenset({"travel"})))
+    port = _free_port()
+    server = flurry.popen("serve", "--port", str(port))
+    try:
+        deadline = time.monotonic() + 60
+        while not (flurry.home / "serve.json").exists():
+            assert server.poll() is None and time.monotonic() < deadline, "flurry serve did not start"
+            time.sleep(0.2)
+        assert nodes[0].keys.node_did in flurry("peers", "add", a.url, "--name", "alice").stdout
+        assert flurry("send", "alice", LISBON).stdout.strip()
+        assert "1 entries" in flurry("audit", "verify").stdout
+        peer = Ed25519PrivateKey.generate()
+        peer_did = did_key_from_ed25519_public(peer.public_key().public_bytes_raw())
+        flurry("grants", "add", peer_did, "--allow", "ask", "--tags", "travel", "--quota", "3/day")
+        listed = flurry("grants", "list").stdout
+        assert peer_did in listed and "3/day" in listed and "travel" in listed
+        token = flurry("tokens", "create", "editor").stdout.strip()
+        assert token.startswith("flurry_") and "editor" in flurry("tokens", "list").stdout
+        bad = flurry("grants", "add", "did:key:nonsense", "--allow", "ask", check=False)
+        assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    finally:
+        nodes[0].grants.remove(node_did)
+        server.terminate()
+        server.wait(timeout=30)
+    # Once the server has gone, the same commands open the home themselves and see the same data.
+    assert peer_did in flurry("grants", "list").stdout
