@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import uvicorn
 
-from agent.models import CATALOG, DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL, ensure_model
+from agent.models import (
+    CATALOG,
+    DEFAULT_CHAT_MODEL,
+    DEFAULT_EMBEDDING_MODEL,
+    ensure_model,
+)
 
 PASSPHRASE = "correct horse battery staple, flurry"
 
@@ -130,6 +141,21 @@ class Flurry:
             raise AssertionError(f"flurry {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
         return result
 
+    @contextmanager
+    def serving(self) -> Iterator[str]:
+        """`flurry serve` on a free loopback port for the block; yields its URL."""
+        port = free_port()
+        server = self.popen("serve", "--port", str(port))
+        try:
+            deadline = time.monotonic() + 60
+            while not (self.home / "serve.json").exists():
+                assert server.poll() is None and time.monotonic() < deadline, "flurry serve did not start"
+                time.sleep(0.2)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
     def popen(self, *args: str) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", "node.cli", *args],
@@ -144,3 +170,33 @@ class Flurry:
 @pytest.fixture
 def flurry(env: dict[str, str], tmp_path: Path) -> Flurry:
     return Flurry(env, tmp_path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Served:
+    """A node behind a real uvicorn on 127.0.0.1, in this process."""
+
+    def __init__(self, node, **app_options) -> None:
+        from node.api import create_app
+
+        self.node = node
+        self.app = create_app(node, **app_options)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+        assert not self.thread.is_alive(), "uvicorn did not stop"

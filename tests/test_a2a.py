@@ -7,14 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 from a2a.client import ClientConfig, ClientFactory
 from a2a.client.card_resolver import parse_agent_card
 from a2a.client.errors import A2AClientError
@@ -27,7 +25,7 @@ from a2a.types import (
     TaskState,
 )
 from a2a.utils.errors import TaskNotFoundError
-from conftest import CORPUS, PASSPHRASE
+from conftest import CORPUS, PASSPHRASE, Served
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
@@ -42,41 +40,12 @@ from identity.did_key import (
 from identity.jws import JWSRejected, verify_json
 from identity.signing_client import async_signed_client, signed_client
 from node.a2a import CARD_PATH
-from node.api import create_app
 from node.home import Home
 from node.node import Node
 from node.peers import PeerError, fetch_peer_card, send_message, verify_card
 
 LISBON = "Which airline are the Lisbon flights booked with?"
 RPC_HEADERS = {"A2A-Version": "1.0"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Served:
-    """A node behind a real uvicorn on 127.0.0.1, in this process."""
-
-    def __init__(self, node: Node, **app_options) -> None:
-        self.node = node
-        self.app = create_app(node, **app_options)
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
-        assert not self.thread.is_alive(), "uvicorn did not stop"
 
 
 class Peer:
@@ -437,28 +406,21 @@ def test_the_owner_manages_a_serving_node_from_the_command_line(served, nodes, f
     flurry("init")
     node_did = json.loads(flurry("status", "--json").stdout)["node_did"]
     nodes[0].grants.add(Grant(did=node_did, allow=frozenset({"ask"}), tags=frozenset({"travel"})))
-    port = _free_port()
-    server = flurry.popen("serve", "--port", str(port))
     try:
-        deadline = time.monotonic() + 60
-        while not (flurry.home / "serve.json").exists():
-            assert server.poll() is None and time.monotonic() < deadline, "flurry serve did not start"
-            time.sleep(0.2)
-        assert nodes[0].keys.node_did in flurry("peers", "add", a.url, "--name", "alice").stdout
-        assert flurry("send", "alice", LISBON).stdout.strip()
-        assert "1 entries" in flurry("audit", "verify").stdout
-        peer = Ed25519PrivateKey.generate()
-        peer_did = did_key_from_ed25519_public(peer.public_key().public_bytes_raw())
-        flurry("grants", "add", peer_did, "--allow", "ask", "--tags", "travel", "--quota", "3/day")
-        listed = flurry("grants", "list").stdout
-        assert peer_did in listed and "3/day" in listed and "travel" in listed
-        token = flurry("tokens", "create", "editor").stdout.strip()
-        assert token.startswith("flurry_") and "editor" in flurry("tokens", "list").stdout
-        bad = flurry("grants", "add", "did:key:nonsense", "--allow", "ask", check=False)
-        assert bad.returncode == 1 and "Traceback" not in bad.stderr
+        with flurry.serving():
+            assert nodes[0].keys.node_did in flurry("peers", "add", a.url, "--name", "alice").stdout
+            assert flurry("send", "alice", LISBON).stdout.strip()
+            assert "1 entries" in flurry("audit", "verify").stdout
+            peer = Ed25519PrivateKey.generate()
+            peer_did = did_key_from_ed25519_public(peer.public_key().public_bytes_raw())
+            flurry("grants", "add", peer_did, "--allow", "ask", "--tags", "travel", "--quota", "3/day")
+            listed = flurry("grants", "list").stdout
+            assert peer_did in listed and "3/day" in listed and "travel" in listed
+            token = flurry("tokens", "create", "editor").stdout.strip()
+            assert token.startswith("flurry_") and "editor" in flurry("tokens", "list").stdout
+            bad = flurry("grants", "add", "did:key:nonsense", "--allow", "ask", check=False)
+            assert bad.returncode == 1 and "Traceback" not in bad.stderr
     finally:
         nodes[0].grants.remove(node_did)
-        server.terminate()
-        server.wait(timeout=30)
     # Once the server has gone, the same commands open the home themselves and see the same data.
     assert peer_did in flurry("grants", "list").stdout

@@ -6,52 +6,25 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
-import socket
-import threading
 import time
 
 import httpx
 import openai
 import pytest
-import uvicorn
+from conftest import CORPUS, PASSPHRASE, Served
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.grants import Grant, Quota
-from conftest import CORPUS, PASSPHRASE
-from identity.did_key import did_document, did_key_from_ed25519_public, verification_method_id
+from identity.did_key import (
+    did_document,
+    did_key_from_ed25519_public,
+    verification_method_id,
+)
 from identity.http_signatures import sign_request
 from identity.signing_client import signed_client
-from node.api import create_app
 from node.client import NodeClient
 from node.home import Home
 from node.node import Node
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Served:
-    """A real node behind a real uvicorn on 127.0.0.1, in this process."""
-
-    def __init__(self, node: Node, **app_options) -> None:
-        self.node = node
-        self.app = create_app(node, **app_options)
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
 
 
 class Peer:
@@ -239,18 +212,9 @@ def test_a_running_node_serves_the_command_line(flurry, corpus):
     """`flurry serve` holds the home; `flurry ask` goes through its signed API instead."""
     flurry("init")
     flurry("add", str(corpus))
-    port = _free_port()
-    server = flurry.popen("serve", "--port", str(port))
-    try:
-        deadline = time.monotonic() + 60
-        while not (flurry.home / "serve.json").exists():
-            assert server.poll() is None and time.monotonic() < deadline, "flurry serve did not start"
-            time.sleep(0.2)
+    with flurry.serving():
         result = json.loads(flurry("ask", "When should I plant the tomatoes?", "--json").stdout)
         assert result["sources"][0]["path"].endswith("garden.md") and result["answer"]
         wrong = flurry("ask", "anything", check=False, FLURRY_PASSPHRASE="wrong")
         assert wrong.returncode == 1 and "wrong passphrase" in wrong.stderr
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     assert not (flurry.home / "serve.json").exists()

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from conftest import CORPUS, PASSPHRASE, QUESTIONS
+
 from store.chunking import chunk_text
 
 

@@ -7,6 +7,7 @@ import json
 import random
 
 from conftest import PASSPHRASE
+
 from identity.keyring import Keyring
 from store.chunking import chunk_text
 from store.sealing import Sealer

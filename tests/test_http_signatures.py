@@ -21,7 +21,12 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from http_message_signatures import HTTPMessageSigner, HTTPMessageVerifier, MappingKeyResolver, algorithms
+from http_message_signatures import (
+    HTTPMessageSigner,
+    HTTPMessageVerifier,
+    MappingKeyResolver,
+    algorithms,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
@@ -40,7 +45,12 @@ from identity.http_signatures import (
     verify_request,
 )
 from identity.jws import JWSRejected, canonical_json, sign_json, verify_json
-from identity.signing_client import AGENT_HEADER, agent_label, async_signed_client, signed_client
+from identity.signing_client import (
+    AGENT_HEADER,
+    agent_label,
+    async_signed_client,
+    signed_client,
+)
 
 VECTORS = Path(__file__).parent / "vectors"
 NOW = 1_750_000_000
