@@ -247,7 +247,7 @@ def mount_a2a(
         method, params = _rpc_call(await request.body())
         job: Job | None = None
         if method in _SEND_METHODS:
-            grant = authorize(caller, "ask")  # 403 / 429 here, before the SDK makes a task
+            grant = await asyncio.to_thread(authorize, caller, "ask")  # 403 / 429 here, before the SDK makes a task
             question = _question(params)
             if question is not None:
                 job = submit(_answer_work(node, caller, grant, question))  # 503 + Retry-After when full

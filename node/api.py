@@ -19,7 +19,7 @@ import math
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
@@ -71,7 +71,11 @@ def create_app(
     max_waiting: int = 8,
     on_start: Callable[[], None] | None = None,
     on_stop: Callable[[], None] | None = None,
+    allowed_hosts: Collection[str] | None = None,
 ) -> FastAPI:
+    """The app for ``node``. ``allowed_hosts`` are the authorities this node answers to
+    ("127.0.0.1:8765"): a request signed for another server is refused even if its nonce is
+    new here. None accepts any Host (tests, or a node behind a proxy with many names)."""
     replay_cache = ReplayCache()
     model_queue = ModelQueue(max_waiting=max_waiting)
 
@@ -99,9 +103,8 @@ def create_app(
         body = await request.body()
         try:
             # request.headers, not a dict of it: a repeated header must stay visible to the check.
-            return verify_request(
-                request.method, target_uri_from_scope(request.scope), request.headers, body, replay_cache=replay_cache
-            )
+            target = target_uri_from_scope(request.scope, allowed_hosts=allowed_hosts)
+            return verify_request(request.method, target, request.headers, body, replay_cache=replay_cache)
         except SignatureRejected as rejected:
             raise Problem(401, "signature rejected", str(rejected), reason=rejected.reason) from None
 
@@ -167,7 +170,7 @@ def create_app(
             raise Problem(400, "bad request", 'send JSON {"question": "…", "k": 3}') from None
         if not question or not 1 <= k <= 20:
             raise Problem(400, "bad request", "the question is empty or k is not between 1 and 20")
-        grant = authorize(caller, "ask")
+        grant = await asyncio.to_thread(authorize, caller, "ask")  # a sealed quota write: off the event loop
         if conversation_id is not None and conversations.get(conversation_id, ("",))[0] != caller:
             raise Problem(404, "no such conversation", "that conversation is unknown or was forgotten; start a new one")
 
@@ -197,7 +200,7 @@ def create_app(
     @app.get("/api/status")
     async def status(caller: str = Depends(signed_caller)) -> dict:
         owner_only(caller)
-        return {**node.status(), "queue": {"waiting": model_queue.waiting, "max_waiting": model_queue.max_waiting}}
+        return {**await asyncio.to_thread(node.status), "queue": {"waiting": model_queue.waiting, "max_waiting": model_queue.max_waiting}}
 
     # --- the owner's management, for the command line while this server holds the home --
 
@@ -218,8 +221,9 @@ def create_app(
 
     async def owner_call(call, *args):
         try:
-            result = call(*args)
-            return await result if inspect.isawaitable(result) else result
+            if inspect.iscoroutinefunction(call):
+                return await call(*args)
+            return await asyncio.to_thread(call, *args)  # vault reads and writes: off the event loop
         except (OwnerError, InvalidGrant, TokenError, InvalidDID) as e:
             raise Problem(400, "refused", str(e)) from None
         except (KeyError, TypeError, ValueError) as e:

@@ -37,7 +37,12 @@ def serve(node: Node, host: str = "127.0.0.1", port: int = 8765, say=print) -> N
         info.unlink(missing_ok=True)
         node.indexes.save()
 
-    app = create_app(node, on_start=announce, on_stop=finish)
+    # On loopback the node knows every name it answers to, so a signature made for another
+    # server (another port, another host) is refused. On the LAN the names are the owner's
+    # (an IP, a hostname, a proxy's name): any Host is accepted there, and the nonce cache still
+    # refuses a replay here.
+    allowed = {f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]")} if host in LOOPBACK else None
+    app = create_app(node, on_start=announce, on_stop=finish, allowed_hosts=allowed)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
     try:
         server.run()

@@ -21,6 +21,7 @@ from identity.did_key import (
     verification_method_id,
 )
 from identity.http_signatures import sign_request
+from identity.keyring import Keyring
 from identity.signing_client import signed_client
 from node.client import NodeClient
 from node.home import Home
@@ -212,9 +213,17 @@ def test_a_running_node_serves_the_command_line(flurry, corpus):
     """`flurry serve` holds the home; `flurry ask` goes through its signed API instead."""
     flurry("init")
     flurry("add", str(corpus))
-    with flurry.serving():
+    with flurry.serving() as url:
         result = json.loads(flurry("ask", "When should I plant the tomatoes?", "--json").stdout)
         assert result["sources"][0]["path"].endswith("garden.md") and result["answer"]
         wrong = flurry("ask", "anything", check=False, FLURRY_PASSPHRASE="wrong")
         assert wrong.returncode == 1 and "wrong passphrase" in wrong.stderr
+        # A request signed for another server (here: another port) is refused, nonce or not.
+        keys = Keyring.unlock(flurry.home / "keyring.json", PASSPHRASE)
+        elsewhere = "http://127.0.0.1:1/api/whoami"
+        headers = sign_request("GET", elsewhere, {}, b"", keys.owner_key, verification_method_id(keys.owner_did))
+        response = httpx.get(url + "/api/whoami", headers={**headers, "host": "127.0.0.1:1"})
+        assert (response.status_code, response.json().get("reason")) == (401, "wrong_host"), response.text
+        with signed_client(keys.owner_key, verification_method_id(keys.owner_did), base_url=url) as owner:
+            assert owner.get("/api/whoami").json() == {"did": keys.owner_did, "owner": True}
     assert not (flurry.home / "serve.json").exists()
