@@ -1,1 +1,9 @@
-"""Skills installed like apps (manifests, permissions, out-of-process host). Arrives with issue 4."""
+"""Skills installed like apps.
+
+- ``sdk``: the contract for skill authors (a ``Skill``: manifest + one function per tool,
+  named by an entry point in group ``flurry.skills``).
+- ``manifest``: the manifest and its narrow permission vocabulary.
+- ``runner``: ``python -m skills.runner module:callable`` serves a skill over MCP on stdio.
+- ``host``: ``SkillProcess``, one skill in its own process, called from sync code.
+- ``registry``: ``Skills``, install → review → approve → start, kept as sealed vault records.
+"""

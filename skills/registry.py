@@ -1,0 +1,217 @@
+"""Installed skills: install (review) → approve (grant) → start; enable, disable, revoke, remove.
+
+Each skill's code lives in its own folder, ``skills_dir/<name>``, put there by
+``pip install --target`` so nothing reaches the node's own environment; its record (manifest,
+granted permissions, enabled) is a sealed vault record of kind "skill". The node never imports
+a skill: even its manifest is read by ``python -m skills.runner --manifest`` in a subprocess.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from skills.host import SkillProcess
+from skills.manifest import NAME, Manifest, ManifestError, check_permission
+from skills.sdk import ENTRY_POINT_GROUP
+from store.vault import Vault
+
+KIND = "skill"
+# The folder holding the `skills` package, so a skill's process can run `-m skills.runner`.
+_RUNNER_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+class SkillInstallError(Exception):
+    """Installing, approving or starting a skill failed; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class SkillInfo:
+    name: str
+    managed: bool  # False: an arbitrary MCP server, not sandboxed, brokered by nobody
+    approved: bool
+    enabled: bool
+    granted: tuple[str, ...]
+    manifest: Manifest | None  # None for an unmanaged MCP server
+    entry_point: str | None = None
+    target: str | None = None
+    argv: tuple[str, ...] = ()
+
+    @property
+    def requested(self) -> tuple[str, ...]:
+        return self.manifest.permissions if self.manifest else ()
+
+    @classmethod
+    def from_record(cls, r: dict) -> SkillInfo:
+        return cls(
+            name=r["name"],
+            managed=r["managed"],
+            approved=r["approved"],
+            enabled=r["enabled"],
+            granted=tuple(r["granted"]),
+            manifest=Manifest.from_dict(r["manifest"]) if r.get("manifest") else None,
+            entry_point=r.get("entry_point"),
+            target=r.get("target"),
+            argv=tuple(r.get("argv", ())),
+        )
+
+    def to_record(self) -> dict:
+        return {
+            "name": self.name,
+            "managed": self.managed,
+            "approved": self.approved,
+            "enabled": self.enabled,
+            "granted": list(self.granted),
+            "manifest": self.manifest.to_dict() if self.manifest else None,
+            "entry_point": self.entry_point,
+            "target": self.target,
+            "argv": list(self.argv),
+        }
+
+
+class Skills:
+    def __init__(self, vault: Vault, skills_dir: Path) -> None:
+        self.vault = vault
+        self.dir = Path(skills_dir)
+
+    # --- install and review ------------------------------------------------------------
+
+    def install(self, source: Path) -> Manifest:
+        """Install a wheel or a project folder; return its manifest for the owner to review.
+
+        The skill can't run until ``approve``. Installing a name already installed fails."""
+        source = Path(source).resolve()
+        if not source.exists():
+            raise SkillInstallError(f"{source} does not exist; give a wheel (.whl) or a project folder")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".installing-", dir=self.dir))
+        try:
+            pip = subprocess.run(
+                # --no-deps/--no-index: nothing is fetched; --no-build-isolation: a folder builds
+                # with the node's own setuptools rather than a downloaded one.
+                [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+                 "--no-build-isolation", "--disable-pip-version-check", "--target", str(staging), str(source)],
+                capture_output=True, text=True, timeout=300,
+            )
+            if pip.returncode != 0:
+                raise SkillInstallError(f"pip could not install {source.name}: {pip.stderr.strip()[-1500:]}")
+            entry_point = _entry_point(staging)
+            manifest = _read_manifest(staging, entry_point)
+            target = self.dir / manifest.name
+            if self.vault.get_record(KIND, manifest.name) is not None or target.exists():
+                raise SkillInstallError(f"a skill named {manifest.name!r} is installed; remove it first")
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        self._put(SkillInfo(manifest.name, True, False, False, (), manifest, entry_point, str(target)))
+        return manifest
+
+    def approve(self, name: str, permissions: list[str] | tuple[str, ...]) -> SkillInfo:
+        """Grant ``permissions`` (some or all of those the manifest asks for) and enable the skill."""
+        info = self.info(name)
+        for p in permissions:
+            check_permission(p)
+            if p not in info.requested:
+                raise SkillInstallError(f"{name} did not ask for {p!r}; it asks for {list(info.requested)}")
+        return self._put(replace(info, approved=True, enabled=True, granted=tuple(dict.fromkeys(permissions))))
+
+    def install_mcp(self, name: str, argv: list[str]) -> SkillInfo:
+        """Register any stdio MCP server. Unmanaged: no manifest, no sandbox, no granted permissions."""
+        if not NAME.match(name):
+            raise ManifestError(f"name {name!r}: use a lowercase slug (a-z, 0-9, '-'), starting with a letter")
+        if not argv:
+            raise SkillInstallError("argv must name the server's command")
+        if self.vault.get_record(KIND, name) is not None:
+            raise SkillInstallError(f"a skill named {name!r} is installed; remove it first")
+        return self._put(SkillInfo(name, False, True, True, (), None, argv=tuple(argv)))
+
+    # --- the owner's view and controls -------------------------------------------------
+
+    def list(self) -> list[SkillInfo]:
+        return [SkillInfo.from_record(r) for _, r in self.vault.records(KIND)]
+
+    def info(self, name: str) -> SkillInfo:
+        record = self.vault.get_record(KIND, name)
+        if record is None:
+            raise SkillInstallError(f"no skill named {name!r} is installed")
+        return SkillInfo.from_record(record)
+
+    def enable(self, name: str) -> SkillInfo:
+        info = self.info(name)
+        if not info.approved:
+            raise SkillInstallError(f"{name} is not approved yet; review its manifest and approve it")
+        return self._put(replace(info, enabled=True))
+
+    def disable(self, name: str) -> SkillInfo:
+        return self._put(replace(self.info(name), enabled=False))
+
+    def revoke(self, name: str, permission: str) -> SkillInfo:
+        info = self.info(name)
+        return self._put(replace(info, granted=tuple(p for p in info.granted if p != permission)))
+
+    def remove(self, name: str) -> None:
+        info = self.info(name)
+        if info.target:
+            shutil.rmtree(info.target, ignore_errors=True)
+        self.vault.delete_record(KIND, name)
+
+    # --- running -----------------------------------------------------------------------
+
+    def start(self, name: str) -> SkillProcess:
+        """A started SkillProcess for an approved, enabled skill; the caller stops it."""
+        info = self.info(name)
+        if not (info.approved and info.enabled):
+            raise SkillInstallError(f"{name} is {'disabled' if info.approved else 'not approved'}")
+        if info.managed:
+            process = SkillProcess(
+                name, [sys.executable, "-m", "skills.runner", info.entry_point], env=_skill_env(info.target)
+            )
+        else:
+            process = SkillProcess(name, list(info.argv), managed=False)
+        process.start()
+        return process
+
+    def _put(self, info: SkillInfo) -> SkillInfo:
+        self.vault.put_record(KIND, info.name, info.to_record())
+        return info
+
+
+def _skill_env(target: str) -> dict[str, str]:
+    # The runner first (so a skill can't shadow it), then the skill's own folder; no user site.
+    return {"PYTHONPATH": os.pathsep.join([_RUNNER_ROOT, target]), "PYTHONNOUSERSITE": "1"}
+
+
+def _entry_point(target: Path) -> str:
+    """The one ``flurry.skills`` entry point installed in ``target``, read from metadata only."""
+    found = [
+        ep.value
+        for dist in importlib.metadata.distributions(path=[str(target)])
+        for ep in dist.entry_points
+        if ep.group == ENTRY_POINT_GROUP
+    ]
+    if len(found) != 1:
+        raise SkillInstallError(f"a skill package needs exactly one '{ENTRY_POINT_GROUP}' entry point, found {len(found)}")
+    return found[0]
+
+
+def _read_manifest(target: Path, entry_point: str) -> Manifest:
+    with tempfile.TemporaryDirectory(prefix="flurry-skill-") as cwd:
+        run = subprocess.run(
+            [sys.executable, "-m", "skills.runner", "--manifest", entry_point],
+            env={"PATH": os.environ.get("PATH", ""), **_skill_env(str(target))},
+            cwd=cwd, capture_output=True, text=True, timeout=30,
+        )
+    lines = run.stdout.strip().splitlines()
+    if run.returncode != 0 or not lines:
+        raise SkillInstallError(f"could not read the manifest from {entry_point}: {run.stderr.strip()[-1500:]}")
+    try:
+        return Manifest.from_dict(json.loads(lines[-1]))  # last line: a skill may print on import
+    except json.JSONDecodeError:
+        raise SkillInstallError(f"{entry_point} printed no manifest") from None
