@@ -1,0 +1,208 @@
+"""Tool calling: the model picks one of the enabled skills' tools, the owner's policy decides.
+
+The default chat model has 135M parameters; asked in plain words for JSON it writes prose,
+wrong keys or half an object. So the call is decoded under a grammar: one JSON Schema, an
+``anyOf`` with one branch per tool (``"tool"`` a constant, ``"arguments"`` that tool's
+parameters) and a ``"none"`` branch, which llama.cpp turns into a GBNF grammar. The model can
+then only write a call that names a real tool with arguments of the right shape; what it
+cannot be forced to do is pick the *right* tool or copy the right words (see the tests).
+
+Whether a call runs is decided in one place, ``ToolPolicy.decide`` (the same idea as
+simonw/llm's ``before_tool_execution`` hook): per tool "allow", "ask" or "deny", "ask" by
+default, and "ask" shows the owner the tool with its full arguments before it runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import jsonschema
+import llama_cpp
+
+from agent.runtime import ChatModel
+
+NONE = "none"
+# Strings without a maxLength of their own get this one in the grammar. Without it the small
+# model loops inside a string ("a note with a note with …") until max_tokens cuts the JSON off.
+MAX_STRING_CHARS = 120
+# Room for the longest call the grammar allows: every string at its cap, plus the JSON around it.
+MAX_CALL_TOKENS = 384
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    parameters: dict  # a JSON Schema of type "object"
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    tool: str
+    arguments: dict
+
+
+class ToolCallError(ValueError):
+    """The model's output was not a valid call (only when the grammar could not hold it)."""
+
+
+def call_schema(tools: list[Tool]) -> dict:
+    """One schema for the whole decision: a call to exactly one tool, or "none"."""
+    branches = [_branch(t.name, t.parameters) for t in tools]
+    branches.append(_branch(NONE, {"type": "object", "properties": {}, "additionalProperties": False}))
+    return {"anyOf": branches}
+
+
+def _branch(name: str, parameters: dict) -> dict:
+    return {
+        "type": "object",
+        "properties": {"tool": {"const": name}, "arguments": parameters},
+        "required": ["tool", "arguments"],
+        "additionalProperties": False,
+    }
+
+
+def _capped(schema: object) -> object:
+    """A copy of ``schema`` whose strings all have a maxLength (for the grammar only)."""
+    if isinstance(schema, dict):
+        out = {k: _capped(v) for k, v in schema.items()}
+        if out.get("type") == "string" and "maxLength" not in out and "enum" not in out and "const" not in out:
+            out["maxLength"] = MAX_STRING_CHARS
+        return out
+    if isinstance(schema, list):
+        return [_capped(v) for v in schema]
+    return schema
+
+
+def call_grammar(tools: list[Tool]) -> llama_cpp.LlamaGrammar:
+    return llama_cpp.LlamaGrammar.from_json_schema(json.dumps(_capped(call_schema(tools))), verbose=False)
+
+
+def _describe(tool: Tool) -> str:
+    args = []
+    for name, prop in tool.parameters.get("properties", {}).items():
+        kind = prop.get("type", "any")
+        note = f": {prop['description']}" if prop.get("description") else ""
+        args.append(f"{name} ({kind}{note})")
+    return f"- {tool.name}: {tool.description} Arguments: {', '.join(args) or 'none'}."
+
+
+def tool_messages(question: str, tools: list[Tool]) -> list[dict]:
+    """The prompt: the tools, one line each, then the request.
+
+    Measured on the default 135M model (see tests/test_tools.py): a short list with the
+    arguments spelled out, and the output format shown once, works; long instructions do not.
+    """
+    listing = "\n".join(_describe(t) for t in tools)
+    system = (
+        "You choose a tool for the user's request.\n"
+        f"Tools:\n{listing}\n- {NONE}: no tool fits the request.\n"
+        'Reply with JSON: {"tool": "<tool name>", "arguments": {...}}, '
+        "copying the words of the request into the arguments."
+    )
+    return [{"role": "system", "content": system}, {"role": "user", "content": question}]
+
+
+def validate_call(call: ToolCall, tools: list[Tool]) -> None:
+    """Raises ToolCallError unless ``call`` names a tool (or "none") with valid arguments."""
+    try:
+        jsonschema.validate({"tool": call.tool, "arguments": call.arguments}, call_schema(tools))
+    except jsonschema.ValidationError as e:
+        raise ToolCallError(f"invalid call {call}: {e.message}") from e
+
+
+def choose_tool(model: ChatModel, question: str, tools: list[Tool]) -> ToolCall | None:
+    """The tool the model picks for ``question`` with its arguments; None when it picks none.
+
+    Greedy (temperature 0), so the same request gets the same call."""
+    if not tools:
+        return None
+    reply = model._llm.create_chat_completion(
+        tool_messages(question, tools),
+        grammar=call_grammar(tools),
+        temperature=0.0,
+        max_tokens=MAX_CALL_TOKENS,
+    )
+    text = reply["choices"][0]["message"]["content"] or ""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:  # only if max_tokens cut the call short
+        raise ToolCallError(f"model output is not JSON: {text!r}") from e
+    if not isinstance(data, dict):
+        raise ToolCallError(f"model output is not an object: {text!r}")
+    call = ToolCall(data.get("tool"), data.get("arguments"))
+    # The grammar should make this impossible to fail; checked anyway, since the grammar is
+    # llama.cpp's translation of the schema, not the schema itself (see call_grammar's caps).
+    validate_call(call, tools)
+    return None if call.tool == NONE else call
+
+
+Decision = Literal["allow", "ask", "deny"]
+AskOwner = Callable[[ToolCall], bool]
+
+
+@dataclass(frozen=True)
+class ToolDecision:
+    run: bool
+    reason: str
+
+
+@dataclass
+class ToolPolicy:
+    """The owner's rule per tool; a tool nobody set a rule for is asked about."""
+
+    rules: dict[str, Decision] = field(default_factory=dict)
+    default: Decision = "ask"
+
+    def set(self, tool: str, decision: Decision) -> None:
+        if decision not in ("allow", "ask", "deny"):
+            raise ValueError(f"unknown decision {decision!r}")
+        self.rules[tool] = decision
+
+    def rule(self, tool: str) -> Decision:
+        return self.rules.get(tool, self.default)
+
+    def decide(self, call: ToolCall, ask_owner: AskOwner) -> ToolDecision:
+        """The one choke point: every tool call passes here before it may run."""
+        rule = self.rule(call.tool)
+        if rule == "allow":
+            return ToolDecision(True, f"{call.tool} is allowed")
+        if rule == "deny":
+            return ToolDecision(False, f"{call.tool} is denied by policy")
+        # "ask": the owner sees the tool and every argument, not a summary of them.
+        if ask_owner(ToolCall(call.tool, copy.deepcopy(call.arguments))):
+            return ToolDecision(True, f"the owner approved {call.tool}")
+        return ToolDecision(False, f"the owner refused {call.tool}")
+
+
+@dataclass(frozen=True)
+class ToolTurn:
+    call: ToolCall | None          # None: the model chose no tool
+    decision: ToolDecision | None  # None when there was no call
+    result: str | None             # what the tool returned, when it ran
+
+    @property
+    def ran(self) -> bool:
+        return self.decision is not None and self.decision.run
+
+
+def run_tool_turn(
+    model: ChatModel,
+    question: str,
+    tools: list[Tool],
+    policy: ToolPolicy,
+    execute: Callable[[ToolCall], str],
+    ask_owner: AskOwner,
+) -> ToolTurn:
+    """Choose a call, pass it through the policy, and run it only if the policy says so."""
+    call = choose_tool(model, question, tools)
+    if call is None:
+        return ToolTurn(None, None, None)
+    decision = policy.decide(call, ask_owner)
+    if not decision.run:
+        return ToolTurn(call, decision, None)
+    return ToolTurn(call, decision, execute(call))
