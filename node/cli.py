@@ -29,6 +29,7 @@ from rich.progress import (
 
 from agent.answer import cited_numbers
 from agent.models import CATALOG, ModelError, installed_models, resolve_model
+from agent.tools import ToolCall, ToolTurn
 from identity.did_key import verification_method_id
 from identity.keyring import Keyring, KeyringError
 from identity.signing_client import signed_client
@@ -36,6 +37,9 @@ from node.client import NodeClient, NodeUnavailable
 from node.home import Home, HomeError
 from node.node import Node
 from node.owner import LocalOwner, Owner, OwnerError, RemoteOwner
+from skills.host import SkillError
+from skills.manifest import ManifestError
+from skills.registry import SkillInstallError
 from store.sealing import SealError
 from store.vault import VaultError
 
@@ -44,7 +48,7 @@ err = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
 out = Console(highlight=False, emoji=False, soft_wrap=True)
 
 # Failures a user can act on: shown as one line, not a traceback.
-KNOWN_ERRORS = (KeyringError, NodeUnavailable, OwnerError, HomeError, ModelError, VaultError, SealError, FileNotFoundError, FileExistsError, ValueError)
+KNOWN_ERRORS = (KeyringError, NodeUnavailable, OwnerError, SkillInstallError, SkillError, ManifestError, HomeError, ModelError, VaultError, SealError, FileNotFoundError, FileExistsError, ValueError)
 
 
 class Settings:
@@ -177,11 +181,34 @@ class LocalAsker:
         self._conversation.k = self._k
 
     def ask(self, question: str) -> Iterator[dict]:
+        turn = self._node.ask_with_tools(question, _ask_owner_at_terminal) if self._node.skills.list() else None
+        if turn is not None:
+            yield from _tool_events(turn)
+            return
         answer = self._conversation.ask(question)
         yield {"type": "sources", "sources": [s.to_json() for s in answer.sources]}
         for piece in answer:
             yield {"type": "token", "text": piece}
         yield {"type": "done", "answer": answer.text}
+
+
+def _ask_owner_at_terminal(call: ToolCall) -> bool:
+    """The policy said "ask": show the tool and every argument, and take the owner's answer."""
+    err.print(f"A skill wants to run {call.tool} with:", markup=False)
+    err.print(json.dumps(call.arguments, indent=2, ensure_ascii=False), markup=False)
+    if not sys.stdin.isatty():
+        err.print(f"(no terminal to ask you; `flurry skills policy {call.tool} allow` lets it run unasked)", markup=False)
+        return False
+    return click.confirm("Run it?", default=False, err=True)
+
+
+def _tool_events(turn: ToolTurn) -> Iterator[dict]:
+    assert turn.call is not None and turn.decision is not None
+    text = turn.result if turn.ran else f"(not run: {turn.decision.reason})"
+    yield {"type": "tool", "tool": turn.call.tool, "arguments": turn.call.arguments, "ran": turn.ran, "reason": turn.decision.reason}
+    yield {"type": "sources", "sources": []}
+    yield {"type": "token", "text": text}
+    yield {"type": "done", "answer": text}
 
 
 class RemoteAsker:
@@ -229,7 +256,8 @@ def ask(settings: Settings, question: str, as_json: bool, k: int) -> None:
             events = list(asker.ask(question))
             sources = next(e["sources"] for e in events if e["type"] == "sources")
             answer = next(e["answer"] for e in events if e["type"] == "done")
-            click.echo(json.dumps({"answer": answer, "sources": sources}))
+            tool = next(({k: v for k, v in e.items() if k != "type"} for e in events if e["type"] == "tool"), None)
+            click.echo(json.dumps({"answer": answer, "sources": sources, **({"tool": tool} if tool else {})}))
         else:
             _print_answer(asker.ask(question))
 
@@ -238,8 +266,12 @@ def _print_answer(events: Iterator[dict]) -> None:
     """Stream the tokens to the terminal, then the numbered sources."""
     sources: list[dict] = []
     answer = ""
+    tool_ran = False
     for event in events:
-        if event["type"] == "queued":
+        if event["type"] == "tool":
+            tool_ran = True
+            err.print(f"[{event['tool']}] {event['reason']}", style="dim", markup=False)
+        elif event["type"] == "queued":
             err.print(f"(waiting: {event['ahead']} ahead in the node's queue)", style="dim")
         elif event["type"] == "sources":
             sources = event["sources"]
@@ -250,7 +282,8 @@ def _print_answer(events: Iterator[dict]) -> None:
             answer = event["answer"]
     sys.stdout.write("\n")
     if not sources:
-        out.print("(no notes matched; add some with `flurry add PATH`)", style="dim")
+        if not tool_ran:
+            out.print("(no notes matched; add some with `flurry add PATH`)", style="dim")
         return
     cited = cited_numbers(answer)
     for number, s in enumerate(sources, start=1):
@@ -477,6 +510,112 @@ def send(settings: Settings, peer: str, text: str) -> None:
     with _owner(settings) as owner:
         reply = _done(owner.send(peer, text))
     click.echo(reply["text"])
+
+
+@cli.group()
+def skills() -> None:
+    """Skills: install them like apps, see what they ask for, grant it, use them from ask."""
+
+
+@skills.command("install")
+@click.argument("source", type=click.Path(exists=True))
+@click.option("--yes", is_flag=True, help="Approve every permission the skill asks for, without asking.")
+@click.pass_obj
+def skills_install(settings: Settings, source: str, yes: bool) -> None:
+    """Install a skill from a wheel or a project folder; review what it asks for, then approve."""
+    with _open_node(settings) as node:
+        manifest = node.skills.install(Path(source))
+        out.print(f"{manifest.name} {manifest.version} — {manifest.description}", markup=False)
+        out.print(f"  author: {manifest.author_did or '(not given)'}" + ("  (signed)" if manifest.signature else ""), markup=False)
+        for tool in manifest.tools:
+            out.print(f"  tool {tool.name}: {tool.description}", markup=False)
+        for permission in manifest.permissions:
+            out.print(f"  asks for: {permission}", markup=False)
+        if not (yes or (sys.stdin.isatty() and click.confirm("Approve these permissions and enable it?", err=True))):
+            node.skills.remove(manifest.name)
+            raise click.ClickException(f"not approved; {manifest.name} was removed again")
+        node.skills.approve(manifest.name, list(manifest.permissions))
+    out.print(f"installed {manifest.name}; its tools default to `ask` (flurry skills policy TOOL allow|ask|deny)")
+
+
+@skills.command("install-mcp", context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_obj
+def skills_install_mcp(settings: Settings, name: str, argv: tuple[str, ...]) -> None:
+    """Register any stdio MCP server: flurry skills install-mcp NAME -- COMMAND ARGS…"""
+    with _open_node(settings) as node:
+        node.skills.install_mcp(name, list(argv))
+    out.print(f"registered {name} (unmanaged: it runs with your permissions, nothing is brokered or sandboxed)")
+
+
+@skills.command("list")
+@click.pass_obj
+def skills_list(settings: Settings) -> None:
+    with _open_node(settings) as node:
+        found = node.skills.list()
+    if not found:
+        out.print("no skills installed; flurry skills install PATH")
+    for info in found:
+        state = "enabled" if info.enabled and info.approved else "disabled" if info.approved else "not approved"
+        kind = "" if info.managed else " (unmanaged MCP)"
+        out.print(f"{info.name:<20} {state}{kind}", markup=False)
+
+
+@skills.command("info")
+@click.argument("name")
+@click.pass_obj
+def skills_info(settings: Settings, name: str) -> None:
+    with _open_node(settings) as node:
+        info = node.skills.info(name)
+        policy = node.tool_policy()
+    if info.manifest:
+        out.print(f"{info.name} {info.manifest.version} — {info.manifest.description}", markup=False)
+        out.print(f"  author: {info.manifest.author_did or '(not given)'}", markup=False)
+        for tool in info.manifest.tools:
+            out.print(f"  tool {tool.name} [{policy.rule(tool.name)}]: {tool.description}", markup=False)
+    else:
+        out.print(f"{info.name}: unmanaged MCP server: {' '.join(info.argv)}", markup=False)
+    for permission in info.requested:
+        out.print(f"  {'granted' if permission in info.granted else 'asked, not granted'}: {permission}", markup=False)
+
+
+@skills.command("enable")
+@click.argument("name")
+@click.pass_obj
+def skills_enable(settings: Settings, name: str) -> None:
+    with _open_node(settings) as node:
+        node.skills.enable(name)
+    out.print(f"enabled {name}")
+
+
+@skills.command("disable")
+@click.argument("name")
+@click.pass_obj
+def skills_disable(settings: Settings, name: str) -> None:
+    with _open_node(settings) as node:
+        node.skills.disable(name)
+    out.print(f"disabled {name}")
+
+
+@skills.command("remove")
+@click.argument("name")
+@click.pass_obj
+def skills_remove(settings: Settings, name: str) -> None:
+    with _open_node(settings) as node:
+        node.skills.remove(name)
+    out.print(f"removed {name}")
+
+
+@skills.command("policy")
+@click.argument("tool")
+@click.argument("decision", type=click.Choice(["allow", "ask", "deny"]))
+@click.pass_obj
+def skills_policy(settings: Settings, tool: str, decision: str) -> None:
+    """Whether a tool runs unasked (allow), after you approve its arguments (ask), or never (deny)."""
+    with _open_node(settings) as node:
+        node.set_tool_policy(tool, decision)
+    out.print(f"{tool}: {decision}")
 
 
 @cli.group(invoke_without_command=True)

@@ -4,6 +4,7 @@
     <home>/vault.sqlite3     the sealed record store (with -wal and -shm beside it)
     <home>/index.sealed      the sealed snapshot of the vector and lexical indexes
     <home>/config.json       settings (which models; nothing the owner wrote)
+    <home>/skills/           installed skills' code, one folder each (pip --target)
     <home>/models/           GGUF files (FLURRY_MODELS can point elsewhere, e.g. to share them)
     <home>/lock              held by the one process that has the home open
     <home>/serve.json        while `flurry serve` runs: its URL and pid
@@ -60,6 +61,11 @@ class Home:
     @property
     def config_path(self) -> Path:
         return self.root / "config.json"
+
+    @property
+    def skills(self) -> Path:
+        """Each installed skill's code, in a folder of its own."""
+        return self.root / "skills"
 
     @property
     def models(self) -> Path:

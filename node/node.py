@@ -19,9 +19,20 @@ from agent.embedding import Embedder
 from agent.grants import Grants, Tokens
 from agent.models import resolve_model
 from agent.runtime import ChatModel, default_threads
+from agent.tools import (
+    AskOwner,
+    Tool,
+    ToolCall,
+    ToolPolicy,
+    ToolTurn,
+    relevant_tools,
+    run_tool_turn,
+)
 from identity.did_key import verification_method_id
 from identity.keyring import Keyring, UnlockedKeyring
 from node.home import Config, Home, HomeError, HomeLock, runtime_dir
+from skills.host import SkillProcess
+from skills.registry import Skills
 from store.ingest import AddReport, Ingestor, Progress, absolute
 from store.retrieval import IndexSnapshotError, SearchIndexes
 from store.sealing import Sealer
@@ -30,6 +41,7 @@ from store.vault import Document, Vault
 Say = Callable[[str], None]
 # all-MiniLM-L6-v2; a vault records the size of the model that filled it.
 DEFAULT_EMBEDDING_DIM = 384
+TOOL_POLICY = "tool-policy"   # vault records: tool name → {"decision": "allow" | "ask" | "deny"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,8 @@ class Node:
         self.grants = Grants(self.vault)
         self.tokens = Tokens(self.vault)
         self.audit = AuditLog(self.vault, sign=keys.node_key.sign, signer_did=verification_method_id(keys.node_did))
+        self.skills = Skills(self.vault, home.skills)
+        self._skill_processes: dict[str, SkillProcess] = {}
 
     def _open_indexes(self, sealer: Sealer) -> SearchIndexes:
         dim = self.vault.get_setting("embedding_dim") or DEFAULT_EMBEDDING_DIM
@@ -105,6 +119,8 @@ class Node:
 
     def close(self) -> None:
         try:
+            for process in self._skill_processes.values():
+                process.stop()
             self.indexes.save()
         finally:
             self.indexes.close()
@@ -199,6 +215,51 @@ class Node:
 
     def ask(self, question: str) -> Answer:
         return self.conversation(title=question[:80]).ask(question)
+
+    # --- skills' tools --------------------------------------------------------------------
+
+    def tool_policy(self) -> ToolPolicy:
+        return ToolPolicy({tool: rule["decision"] for tool, rule in self.vault.records(TOOL_POLICY)})
+
+    def set_tool_policy(self, tool: str, decision: str) -> None:
+        ToolPolicy().set(tool, decision)  # refuses an unknown decision
+        self.vault.put_record(TOOL_POLICY, tool, {"decision": decision})
+
+    def _enabled_tools(self) -> dict[str, tuple[str, Tool]]:
+        """tool name → (skill, tool), over every approved and enabled skill."""
+        found: dict[str, tuple[str, Tool]] = {}
+        for info in self.skills.list():
+            if not (info.approved and info.enabled):
+                continue
+            if info.manifest:
+                tools = [Tool(t.name, t.description, t.parameters) for t in info.manifest.tools]
+            else:  # an unmanaged MCP server says what it offers only when asked
+                listed = self._skill_process(info.name).tools.values()
+                tools = [Tool(t.name, t.description or "", t.input_schema) for t in listed]
+            for tool in tools:
+                found.setdefault(tool.name, (info.name, tool))  # the first skill installed keeps a shared name
+        return found
+
+    def _skill_process(self, name: str) -> SkillProcess:
+        if name not in self._skill_processes:
+            self._skill_processes[name] = self.skills.start(name)
+        return self._skill_processes[name]
+
+    def ask_with_tools(self, request: str, ask_owner: AskOwner) -> ToolTurn | None:
+        """Run a skill's tool if the request is for one (None: answer from the notes instead).
+        Every call passes the owner's policy, and every one that runs is in the audit log."""
+        enabled = self._enabled_tools()
+        offered = relevant_tools(self.embedder.embed, request, [tool for _, tool in enabled.values()])
+        if not offered:
+            return None
+
+        def execute(call: ToolCall) -> str:
+            skill = enabled[call.tool][0]
+            self.audit.append("skill.tool", target=skill, details={"tool": call.tool, "arguments": call.arguments})
+            return self._skill_process(skill).call_tool(call.tool, call.arguments)
+
+        turn = run_tool_turn(self.chat_model, request, offered, self.tool_policy(), execute, ask_owner)
+        return turn if turn.call is not None else None
 
     def status(self) -> dict:
         documents, chunks = self.vault.counts()

@@ -1,0 +1,144 @@
+"""What the skill process hop costs: a tool call over MCP (stdio) ÷ the same call in-process.
+
+    python bench/bench_skills.py [CALLS]     (default 500)
+
+A tiny skill (tools `echo(text)` and `word_count(text)` over a ~200-word text) is written to a
+temp folder and started with skills.host.SkillProcess as a managed skill, exactly as the
+registry starts one (`python -m skills.runner module:skill`, PYTHONPATH = repo root + the
+skill's folder). After a warm-up, each round times CALLS sequential `call_tool` round trips
+(argument validation, JSON-RPC over the pipes, the runner's worker thread, the answer back)
+and CALLS direct calls of the same Python function in this process, side by side; three
+rounds, alternating which side goes first, and the medians are printed: the per-call
+latency of each side (ms) and the ratio process hop ÷ in-process. Also printed: skill
+start-up, from `start()` until its tools are listed (median of three fresh starts).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from skills.host import SkillProcess
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULE = "bench_skill_echo"
+TEXT_PARAM = {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}
+SOURCE = """
+from skills.sdk import Skill
+
+def echo(text):
+    return text
+
+def word_count(text):
+    counts = {}
+    for word in text.lower().split():
+        word = word.strip(".,;:!?")
+        counts[word] = counts.get(word, 0) + 1
+    return str(len(counts)) + " distinct of " + str(sum(counts.values()))
+
+def skill():
+    return Skill(
+        manifest={
+            "name": "bench-echo", "version": "0.1.0", "description": "Echoes and counts words.",
+            "tools": [{"name": "echo", "description": "The text, unchanged.", "parameters": PARAMS},
+                      {"name": "word_count", "description": "Distinct and total words.", "parameters": PARAMS}],
+        },
+        tools={"echo": echo, "word_count": word_count},
+    )
+""".replace("PARAMS", repr(TEXT_PARAM))
+
+VOCABULARY = (
+    "the kitchen garden letter bank appointment budget tomato window contractor invoice train "
+    "holiday friend birthday recipe bicycle doctor insurance tax school meeting plumber roof "
+    "paint flight hotel museum river mountain coffee bread cheese winter summer autumn spring"
+)
+WORDS = VOCABULARY.split()
+TEXT = " ".join(WORDS[(i * 7) % len(WORDS)] for i in range(200)).capitalize() + "."
+
+
+def _process(folder: Path) -> SkillProcess:
+    env = {"PYTHONPATH": os.pathsep.join([str(ROOT), str(folder)]), "PYTHONNOUSERSITE": "1"}
+    return SkillProcess("bench-echo", [sys.executable, "-m", "skills.runner", f"{MODULE}:skill"], env=env, managed=True)
+
+
+def _time_hop(process: SkillProcess, tool: str, args: dict, calls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        process.call_tool(tool, args)
+    return (time.perf_counter() - start) / calls
+
+
+def _time_local(fn, args: dict, calls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn(**args)
+    return (time.perf_counter() - start) / calls
+
+
+def _ms(values: list[float], digits: int) -> str:
+    return " ".join(f"{v * 1e3:.{digits}f}" for v in values)
+
+
+def main(calls: int = 500, rounds: int = 3) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="flurry-bench-skill-"))
+    (folder / f"{MODULE}.py").write_text(SOURCE)
+    sys.path.insert(0, str(folder))
+    tools = importlib.import_module(MODULE).skill().tools
+    args = {"text": TEXT}
+    try:
+        startups = []
+        for _ in range(rounds):
+            process = _process(folder)
+            start = time.perf_counter()
+            process.start()  # returns once initialize and list_tools have answered
+            startups.append(time.perf_counter() - start)
+            assert set(process.tools) == set(tools), process.tools
+            process.stop()
+
+        process = _process(folder)
+        process.start()
+        try:
+            for tool, fn in tools.items():
+                assert process.call_tool(tool, args) == fn(**args)
+            for tool, fn in tools.items():  # warm up both sides
+                _time_hop(process, tool, args, 50)
+                _time_local(fn, args, 50)
+            print(
+                f"skill start-up (start() until tools listed): median "
+                f"{statistics.median(startups) * 1e3:.1f} ms ({_ms(startups, 1)})"
+            )
+            print(f"{calls} sequential calls per side, {rounds} alternating rounds, text of {len(TEXT.split())} words")
+            for tool, fn in tools.items():
+                hops, local = [], []
+                for r in range(rounds):
+                    # Alternate which side goes first: this machine's speed drifts within a minute.
+                    if r % 2 == 0:
+                        hops.append(_time_hop(process, tool, args, calls))
+                        local.append(_time_local(fn, args, calls))
+                    else:
+                        local.append(_time_local(fn, args, calls))
+                        hops.append(_time_hop(process, tool, args, calls))
+                ratio = statistics.median(h / x for h, x in zip(hops, local))
+                overhead = statistics.median(h - x for h, x in zip(hops, local))
+                print(
+                    f"{tool:>10}: process hop {statistics.median(hops) * 1e3:.3f} ms/call ({_ms(hops, 3)}); "
+                    f"in-process {statistics.median(local) * 1e3:.5f} ms/call ({_ms(local, 5)}); "
+                    f"median ratio hop ÷ in-process {ratio:,.0f}x; hop overhead {overhead * 1e3:.3f} ms/call"
+                )
+        finally:
+            process.stop()
+    finally:
+        sys.path.remove(str(folder))
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 500)

@@ -1,0 +1,77 @@
+"""A skill used like an app, through the real command line and the real model (temperature 0):
+install a wheel built here, review and approve, the owner's policy, a tool call, removal."""
+
+from __future__ import annotations
+
+import json
+
+from test_skills import make_wheel
+
+NOTES_SKILL = '''
+from skills.sdk import Skill
+
+def add_note(text):
+    return "noted: " + text
+
+def skill():
+    return Skill(
+        manifest={
+            "name": "notes", "version": "0.1.0", "description": "Keeps short notes for the owner.",
+            "permissions": ["notes.write"],
+            "tools": [{"name": "add_note", "description": "Add a note to the owner's notes.",
+                       "parameters": {"type": "object", "required": ["text"],
+                                      "properties": {"text": {"type": "string", "description": "The note"}}}}],
+        },
+        tools={"add_note": add_note},
+    )
+'''
+
+PLUMBER = "add a note: call the plumber on Monday"
+
+
+def test_install_ask_policy_and_remove(flurry, corpus, tmp_path):
+    flurry("init")
+    flurry("add", str(corpus))
+    wheel = make_wheel(tmp_path, "notes-skill", "notes_skill", NOTES_SKILL)
+
+    installed = flurry("skills", "install", str(wheel), "--yes")
+    assert "notes 0.1.0" in installed.stdout and "asks for: notes.write" in installed.stdout
+    assert "tool add_note" in installed.stdout
+    assert "enabled" in flurry("skills", "list").stdout
+    assert "granted: notes.write" in flurry("skills", "info", "notes").stdout
+
+    # The default policy is "ask"; with nobody at a terminal the call is shown and not run.
+    asked = json.loads(flurry("ask", PLUMBER, "--json", input="").stdout)
+    assert asked["tool"]["tool"] == "add_note" and asked["tool"]["ran"] is False
+    # The grammar guarantees a well-formed call; the 135M default does not reliably copy the
+    # owner's words into it ("The note will be delivered on Monday at 10am"), so only the shape
+    # of the arguments is asserted.
+    assert isinstance(asked["tool"]["arguments"]["text"], str) and asked["tool"]["arguments"]["text"].strip()
+
+    flurry("skills", "policy", "add_note", "allow")
+    ran = json.loads(flurry("ask", PLUMBER, "--json").stdout)
+    assert ran["tool"]["ran"] is True
+    assert ran["answer"] == "noted: " + ran["tool"]["arguments"]["text"]   # what the skill's process returned
+
+    # A question about the notes is still answered from the notes, not sent to a tool.
+    plain = json.loads(flurry("ask", "When is the dentist appointment?", "--json").stdout)
+    assert "tool" not in plain and plain["sources"][0]["path"].endswith("health/dentist.md")
+
+    # The call that ran is in the audit log, which verifies.
+    assert "1 entries" in flurry("audit", "verify").stdout
+
+    flurry("skills", "policy", "add_note", "deny")
+    denied = json.loads(flurry("ask", PLUMBER, "--json").stdout)
+    assert denied["tool"]["ran"] is False and "denied" in denied["tool"]["reason"]
+
+    flurry("skills", "remove", "notes")
+    assert "no skills installed" in flurry("skills", "list").stdout
+    assert not (flurry.home / "skills" / "notes").exists()
+
+
+def test_a_broken_wheel_is_a_clear_error(flurry, tmp_path):
+    flurry("init")
+    bad = tmp_path / "broken-0.1.0-py3-none-any.whl"
+    bad.write_bytes(b"not a zip")
+    result = flurry("skills", "install", str(bad), "--yes", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
