@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from agent.runtime import ChatModel
 
@@ -82,7 +82,6 @@ class Answer:
     _on_done: Callable[[str], None]
     text: str = ""
     first_piece_at: float | None = None   # time.perf_counter() of the first piece, for benchmarks
-    _done: bool = field(default=False, repr=False)
 
     def __iter__(self) -> Iterator[str]:
         parts: list[str] = []
@@ -92,7 +91,6 @@ class Answer:
             parts.append(piece)
             yield piece
         self.text = "".join(parts).strip()
-        self._done = True
         self._on_done(self.text)
 
     def read(self) -> str:

@@ -181,7 +181,7 @@ class LocalAsker:
         self._conversation.k = self._k
 
     def ask(self, question: str) -> Iterator[dict]:
-        turn = self._node.ask_with_tools(question, _ask_owner_at_terminal) if self._node.skills.list() else None
+        turn = self._node.ask_with_tools(question, _ask_owner_at_terminal)
         if turn is not None:
             yield from _tool_events(turn)
             return

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.answer import Answer, Conversation, Source
+from agent.answer import Conversation, Source
 from agent.audit import AuditLog
 from agent.embedding import Embedder
 from agent.grants import Grants, Tokens
@@ -212,9 +212,6 @@ class Node:
             lambda question, k: self.retrieve(question, k, tags),
             record=lambda message: self.vault.append_message(conv_id, message),
         )
-
-    def ask(self, question: str) -> Answer:
-        return self.conversation(title=question[:80]).ask(question)
 
     # --- skills' tools --------------------------------------------------------------------
 
