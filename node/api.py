@@ -45,6 +45,7 @@ from identity.http_signatures import (
 from node.a2a import mount_a2a
 from node.node import Node
 from node.owner import LocalOwner, OwnerError
+from node.owner_data_api import mount_owner_data
 
 MAX_CONVERSATIONS = 64
 
@@ -191,6 +192,8 @@ def create_app(
             yield {"type": "done", "answer": answer.text}
 
         return StreamingResponse(_ndjson(submit(work)), media_type="application/x-ndjson")
+
+    mount_owner_data(app, node, signed_caller=signed_caller, submit=submit, conversations=conversations, max_conversations=MAX_CONVERSATIONS)
 
     @app.get("/api/whoami")
     async def whoami(caller: str = Depends(signed_caller)) -> dict:

@@ -7,13 +7,13 @@ with the owner's key, and the owner's DID holds every grant.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 
 from identity.did_key import verification_method_id
 from identity.keyring import UnlockedKeyring
-from identity.signing_client import signed_client
+from identity.signing_client import async_signed_client, signed_client
 
 
 class NodeUnavailable(Exception):
@@ -60,3 +60,54 @@ def _problem(response: httpx.Response) -> str:
         detail = response.text[:200]
     retry = response.headers.get("retry-after")
     return f"the node answered {response.status_code}: {detail}" + (f" (retry in {retry} s)" if retry else "")
+
+
+class AsyncNodeClient:
+    """The owner's asynchronous client, for the terminal app: nothing it does blocks the UI.
+
+    Every call raises NodeUnavailable with the node's reason (its problem+json detail) or
+    why the node could not be reached; callers show that line, never a traceback."""
+
+    def __init__(self, url: str, keys: UnlockedKeyring) -> None:
+        self.url = url.rstrip("/")
+        self.owner_did = keys.owner_did
+        self._http = async_signed_client(
+            keys.owner_key, verification_method_id(keys.owner_did), base_url=self.url, timeout=httpx.Timeout(10, read=600)
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def call(self, method: str, path: str, body: dict | None = None) -> object:
+        try:
+            response = await self._http.request(method, path, **({"json": body} if body is not None else {}))
+        except httpx.HTTPError as e:
+            raise NodeUnavailable(f"cannot reach the node at {self.url}: {e or type(e).__name__}") from None
+        if response.status_code >= 400:
+            raise NodeUnavailable(_problem(response))
+        return response.json()
+
+    async def stream(self, path: str, body: dict) -> AsyncIterator[dict]:
+        """The NDJSON events of a streaming route; an in-band error event is raised."""
+        try:
+            async with self._http.stream("POST", path, json=body) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    raise NodeUnavailable(_problem(response))
+                async for line in response.aiter_lines():
+                    if line.strip():
+                        event = json.loads(line)
+                        if event.get("type") == "error":
+                            raise NodeUnavailable(event.get("detail", "the node failed"))
+                        yield event
+        except httpx.HTTPError as e:
+            raise NodeUnavailable(f"lost the node at {self.url}: {e or type(e).__name__}") from None
+
+    def ask(self, question: str, k: int = 3, conversation: str | None = None, tools: bool = False) -> AsyncIterator[dict]:
+        body = {"question": question, "k": k, **({"conversation": conversation} if conversation else {})}
+        if tools:
+            body["tools"] = True
+        return self.stream("/api/ask", body)
+
+    def add(self, path: str, tags: list[str] | None = None) -> AsyncIterator[dict]:
+        return self.stream("/api/owner/documents/add", {"path": path, "tags": tags or []})

@@ -337,6 +337,30 @@ class Vault:
             out.append({"id": conv_id, **meta})
         return sorted(out, key=lambda c: c["created_at"])
 
+    def rename_conversation(self, conversation_id: str, title: str) -> bool:
+        """Give a conversation a new title; False when there is no such conversation."""
+        row = self._db.execute("SELECT meta FROM conversations WHERE id=?", (conversation_id,)).fetchone()
+        if row is None:
+            return False
+        aad = f"conversations/{conversation_id}/meta"
+        meta = {**self._unseal_json(row[0], aad), "title": title}
+        self._db.execute("UPDATE conversations SET meta=? WHERE id=?", (self._seal_json(meta, aad), conversation_id))
+        return True
+
+    def delete_conversation(self, conversation_id: str) -> bool:
+        """Remove a conversation and every message in it; False when there is no such conversation."""
+        with self._transaction():
+            self._db.execute("DELETE FROM messages WHERE conversation_id=?", (conversation_id,))
+            gone = self._db.execute("DELETE FROM conversations WHERE id=?", (conversation_id,)).rowcount
+        return gone > 0
+
+    def chunk_text(self, document_id: str, seq: int) -> str | None:
+        """The text of one chunk of a document (a cited source, opened in full)."""
+        row = self._db.execute("SELECT id, text FROM chunks WHERE document_id=? AND seq=?", (document_id, seq)).fetchone()
+        if row is None:
+            return None
+        return self._sealer.unseal(row[1], _chunk_aad(row[0], document_id, seq, "text")).decode()
+
     # --- small sealed records for the other parts (grants, tokens, peers, audit) ---------
 
     def put_record(self, kind: str, key: str, value: dict) -> int:
