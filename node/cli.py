@@ -94,13 +94,17 @@ class FlurryGroup(click.Group):
             ctx.exit(130)
 
 
-@click.group(cls=FlurryGroup)
+@click.group(cls=FlurryGroup, invoke_without_command=True)
 @click.option("--home", envvar="FLURRY_HOME", help="The node's home folder (default: your user data folder).")
 @click.option("--passphrase-file", type=click.Path(dir_okay=False), help="Read the passphrase from this file.")
 @click.pass_context
 def cli(ctx: click.Context, home: str | None, passphrase_file: str | None) -> None:
     """flurry: your personal AI node. Your data stays sealed at home; a local model answers from it."""
     ctx.obj = Settings(Home.from_env(home), passphrase_file)
+    if ctx.invoked_subcommand is None:
+        if not _on_terminal():  # scripts and dumb terminals get the help, as before the app
+            raise click.exceptions.NoArgsIsHelpError(ctx)
+        ctx.invoke(tui)
 
 
 @cli.command()
@@ -291,10 +295,31 @@ def _print_answer(events: Iterator[dict]) -> None:
         out.print(f"{mark}[{number}] {s['path']} (chunk {s['chunk']}) — {s['snippet'][:100]}", style="dim", markup=False)
 
 
+def _on_terminal() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+
+
 @cli.command()
 @click.pass_obj
-def chat(settings: Settings) -> None:
-    """Chat with your node; it remembers the conversation. /new starts over, /quit (or Ctrl-D) leaves."""
+def tui(settings: Settings) -> None:
+    """The terminal app: chat, your data, skills, approvals and identity in one place."""
+    from node.tui_launch import run_tui
+
+    run_tui(settings.home, lambda: _passphrase(settings), say=lambda line: err.print(line))
+
+
+@cli.command()
+@click.option("--plain", is_flag=True, help="The line-by-line chat, even on a terminal (for scripts and dumb terminals).")
+@click.pass_obj
+def chat(settings: Settings, plain: bool) -> None:
+    """Chat with your node; it remembers the conversation. /new starts over, /quit (or Ctrl-D) leaves.
+
+    On a terminal this opens the terminal app; --plain (or no terminal) keeps the line chat."""
+    if not plain and _on_terminal():
+        from node.tui_launch import run_tui
+
+        run_tui(settings.home, lambda: _passphrase(settings), say=lambda line: err.print(line))
+        return
     with _asker(settings, 3) as asker:
         out.print("Ask about your notes. /new starts a new conversation, /quit leaves.", style="dim")
         while True:

@@ -1,0 +1,385 @@
+"""The terminal app, driven with Textual's Pilot against a real node served on loopback.
+
+One node (real models, real vault, real uvicorn) serves the module; each test runs the real
+app, signed with the owner's key, and asserts on what the screen shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import pytest
+from textual import events
+from textual.widgets import DataTable, Input, Label, ListView, ProgressBar, Static
+
+from conftest import CORPUS, PASSPHRASE, Served
+from node.client import AsyncNodeClient
+from node.home import Home
+from node.node import Node
+from tui.app import FlurryApp
+from tui.panes import ChatPane, ConversationItem, DataPane, Message, SourceItem
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory, models_dir) -> Node:
+    root = tmp_path_factory.mktemp("tui")
+    os.environ["FLURRY_MODELS"] = str(models_dir)
+    notes = root / "notes"
+    for name, text in CORPUS.items():
+        (notes / name).parent.mkdir(parents=True, exist_ok=True)
+        (notes / name).write_text(text)
+    home = Home(root / "home")
+    Node.init(home, PASSPHRASE)
+    node = Node.open(home, PASSPHRASE, say=lambda line: None)
+    node.add(str(notes))
+    node.root = root
+    yield node
+    node.close()
+
+
+@pytest.fixture(scope="module")
+def served(node) -> Served:
+    served = Served(node)
+    yield served
+    served.stop()
+
+
+def run(app_test) -> None:
+    asyncio.run(app_test())
+
+
+def text_of(widget) -> str:
+    """What a widget shows, as plain text."""
+    return str(widget.render()).strip() if not isinstance(widget, Static) else str(widget.content)
+
+
+async def wait_for(pilot, condition, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the screen did not get there in time"
+        await pilot.pause(0.05)
+
+
+def new_app(served, node, **options) -> FlurryApp:
+    return FlurryApp(AsyncNodeClient(served.url, node.keys), poll_seconds=0, **options)
+
+
+def test_ask_streams_the_answer_and_opens_a_cited_source(served, node):
+    async def go():
+        app = new_app(served, node)
+        async with app.run_test(size=(80, 24)) as pilot:
+            chat = app.query_one(ChatPane)
+            await pilot.click("#question")
+            await pilot.press(*"When should I plant the tomatoes?", "enter")
+            await wait_for(pilot, lambda: chat.tokens_seen > 0)
+            assert chat.generating  # tokens show while the answer is still being written
+            await wait_for(pilot, lambda: not chat.generating)
+            messages = list(app.query(Message))
+            assert text_of(messages[0]) == "you: When should I plant the tomatoes?"
+            assert text_of(messages[1]) == chat.answer_text and len(chat.answer_text) > 10
+            sources = list(app.query(SourceItem))
+            assert sources and any("garden.md" in text_of(s.query_one(Label)) for s in sources)
+            # The conversation is listed under its question.
+            await wait_for(pilot, lambda: any(i.conversation["title"].startswith("When should I plant") for i in app.query(ConversationItem)))
+            # Open the garden source beside the chat: the whole chunk, from the vault.
+            await pilot.press("ctrl+o")
+            garden = next(i for i, s in enumerate(sources) if s.source["path"].endswith("garden.md"))
+            for _ in range(garden):
+                await pilot.press("down")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.query_one("#source-pane").display)
+            assert "second week of May" in text_of(app.query_one("#source-text"))
+            assert "garden.md" in text_of(app.query_one("#source-title"))
+            await pilot.press("escape")
+            assert not app.query_one("#source-pane").display
+
+            # A follow-up continues the same conversation.
+            conversation = chat.conversation_id
+            await pilot.click("#question")
+            await pilot.press(*"And the hedge?", "enter")
+            await wait_for(pilot, lambda: not chat.generating and len(app.query(Message)) == 4)
+            assert chat.conversation_id == conversation
+
+    run(go)
+
+
+def test_typing_while_an_answer_streams_is_handled_at_once(served, node):
+    """Key presses are handled between streamed tokens: the UI never waits on the node.
+
+    Keys go in as the terminal would send them (Key events, not Pilot's press, which waits
+    for the app to go idle); each is timed until the box shows it."""
+
+    async def go():
+        app = new_app(served, node)
+        async with app.run_test(size=(80, 24)) as pilot:
+            chat = app.query_one(ChatPane)
+            box = app.query_one("#question", Input)
+            await pilot.press(*"Tell me everything about the kitchen renovation", "enter")
+            await wait_for(pilot, lambda: chat.tokens_seen > 0)
+            during = []   # (latency, tokens seen) of each key handled while the answer streamed
+            for ch in "next question":
+                before, sent = box.value, time.monotonic()
+                app.post_message(events.Key("space" if ch == " " else ch, ch))
+                while box.value == before:
+                    assert time.monotonic() - sent < 30, "a key press was not handled"
+                    await asyncio.sleep(0.001)
+                if chat.generating:
+                    during.append((time.monotonic() - sent, chat.tokens_seen))
+                await asyncio.sleep(0.05)  # room for tokens to arrive between keys
+            assert box.value == "next question"
+            await wait_for(pilot, lambda: not chat.generating)
+            # Keys were handled while the answer was being written, and tokens kept arriving
+            # between them: neither waited for the other.
+            assert len(during) >= 3, during
+            assert during[-1][1] > during[0][1], during
+            print(f"{len(during)} keys handled while streaming; slowest {max(d[0] for d in during) * 1000:.1f} ms; "
+                  f"tokens {during[0][1]}→{during[-1][1]} meanwhile")
+
+    run(go)
+
+
+def test_stop_generation_with_escape(served, node):
+    async def go():
+        app = new_app(served, node)
+        async with app.run_test(size=(80, 24)) as pilot:
+            chat = app.query_one(ChatPane)
+            await pilot.press(*"Describe the Lisbon trip in detail", "enter")
+            await wait_for(pilot, lambda: chat.tokens_seen > 0)
+            await pilot.press("escape")
+            await pilot.pause(0.2)
+            assert not chat.generating
+            assert text_of(app.query_one("#chat-status")) == "stopped"
+            # The node is free again: the next question is answered.
+            await pilot.press(*"When is the dentist appointment?", "enter")
+            await wait_for(pilot, lambda: not chat.generating and chat.answer_text)
+
+    run(go)
+
+
+def test_add_a_folder_shows_progress_to_the_end_and_per_file_errors(served, node):
+    more = node.root / "more"
+    (more / "sub").mkdir(parents=True)
+    (more / "boat.md").write_text("# Boat\n\nThe sailing boat is moored at pier seven and its engine needs new filters.\n")
+    (more / "sub" / "bees.txt").write_text("The beehives are checked every Sunday and the honey harvest is in July.\n")
+    (more / "empty.md").write_text("   \n")
+
+    async def go():
+        app = new_app(served, node)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("f3")
+            data = app.query_one(DataPane)
+            await pilot.press(*str(more))
+            await pilot.press("tab", *"hobby", "enter")
+            await pilot.click("#add-path")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: not data.adding and "done:" in text_of(app.query_one("#add-status")))
+            bar = app.query_one("#add-progress", ProgressBar)
+            assert bar.total == 3 and bar.progress == 3
+            assert "added 2" in text_of(app.query_one("#add-status"))
+            assert "empty.md: no text in it" in text_of(app.query_one("#add-errors"))
+            table = app.query_one("#documents", DataTable)
+            rows = {str(table.get_row_at(r)[0]): [str(c) for c in table.get_row_at(r)] for r in range(table.row_count)}
+            boat = next(v for k, v in rows.items() if k.endswith("boat.md"))
+            assert boat[2] == "hobby"
+
+            # Search finds the new note's passage.
+            await pilot.click("#doc-search")
+            await pilot.press(*"where is the sailing boat moored", "enter")
+            await wait_for(pilot, lambda: data.mode == "search")
+            assert "boat.md" in str(table.get_row_at(0)[0]) and "pier seven" in str(table.get_row_at(0)[2])
+
+            # Forget it: back to the list, select it, Del, confirm.
+            await pilot.click("#doc-search")
+            await pilot.press("end", "ctrl+u", "enter")
+            await wait_for(pilot, lambda: data.mode == "documents")
+            keys = [table.coordinate_to_cell_key((r, 0)).row_key.value for r in range(table.row_count)]
+            table.focus()
+            table.move_cursor(row=next(i for i, k in enumerate(keys) if k.endswith("boat.md")))
+            await pilot.press("delete")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: not any(str(table.get_row_at(r)[0]).endswith("boat.md") for r in range(table.row_count)))
+        assert not any(d.path.endswith("boat.md") for d in node.vault.documents())
+
+    run(go)
+
+
+def test_errors_are_notifications_with_the_reason(served, node, tmp_path):
+    async def go():
+        app = new_app(served, node)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("f3")
+            await pilot.press(*str(tmp_path / "no-such-folder"), "enter")
+            await wait_for(pilot, lambda: app._notifications)
+            note = list(app._notifications)[-1]
+            assert note.severity == "error" and "no such file or folder" in note.message
+
+        # A node that is not there: a notification, not a traceback, and the app keeps running.
+        gone = FlurryApp(AsyncNodeClient("http://127.0.0.1:9", node.keys), poll_seconds=0)
+        async with gone.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: gone._notifications)
+            assert "cannot reach the node" in list(gone._notifications)[-1].message
+            await pilot.press(*"hello", "enter")
+            await pilot.pause(0.3)
+            assert gone.is_running
+
+    run(go)
+
+
+def test_conversations_rename_reopen_and_delete(served, node):
+    async def go():
+        app = new_app(served, node)
+        async with app.run_test(size=(80, 24)) as pilot:
+            chat = app.query_one(ChatPane)
+            await pilot.press(*"Which airline are the Lisbon flights booked with?", "enter")
+            await wait_for(pilot, lambda: not chat.generating and chat.answer_text)
+            first = chat.conversation_id
+            await pilot.press("ctrl+r", "ctrl+u", *"Lisbon plans", "enter")
+            await wait_for(pilot, lambda: any(i.conversation["title"] == "Lisbon plans" for i in app.query(ConversationItem)))
+
+            # A new conversation, then back to the first one from the list: its messages return.
+            await pilot.press("ctrl+n")
+            assert not app.query(Message) and chat.conversation_id is None
+            await pilot.press("ctrl+l")
+            listing = app.query_one("#conversations", ListView)
+            index = next(i for i, item in enumerate(listing.children) if item.conversation["id"] == first)
+            listing.index = index
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: chat.conversation_id == first and len(app.query(Message)) == 2)
+            assert "Lisbon flights" in text_of(app.query(Message).first())
+
+            # Delete it (Del in the list, then yes): gone from the list and the vault.
+            listing.focus()
+            listing.index = next(i for i, item in enumerate(listing.children) if item.conversation["id"] == first)
+            await pilot.press("delete", "y")
+            await wait_for(pilot, lambda: all(i.conversation["id"] != first for i in app.query(ConversationItem)))
+        assert all(c["id"] != first for c in node.vault.conversations())
+
+    run(go)
+
+
+def test_a_stored_conversation_continues_after_the_node_restarts(served, node):
+    """The API keeps live conversations in memory; one stored in the vault is reopened."""
+    conv_id = node.vault.create_conversation("before the restart")
+    node.vault.append_message(conv_id, {"role": "user", "content": "When should I plant the tomatoes?", "at": 0})
+    node.vault.append_message(conv_id, {"role": "assistant", "content": "In the second week of May [1].", "sources": [], "at": 0})
+
+    async def go():
+        app = new_app(served, node)
+        async with app.run_test(size=(80, 24)) as pilot:
+            chat = app.query_one(ChatPane)
+            chat.open_conversation(conv_id)
+            await wait_for(pilot, lambda: chat.conversation_id == conv_id and len(app.query(Message)) == 2)
+            await pilot.click("#question")
+            await pilot.press(*"And what about the hedge?", "enter")
+            await wait_for(pilot, lambda: not chat.generating and len(app.query(Message)) == 4)
+        stored = node.vault.messages(conv_id)
+        assert [m["role"] for m in stored] == ["user", "assistant", "user", "assistant"]
+        assert stored[2]["content"] == "And what about the hedge?"
+
+    run(go)
+
+
+def test_identity_help_and_theme(served, node):
+    async def go():
+        app = new_app(served, node)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("f6")
+            await wait_for(pilot, lambda: node.keys.owner_did in text_of(app.query_one("#identity")))
+            shown = text_of(app.query_one("#identity"))
+            assert node.keys.node_did in shown and f"{served.url}/.well-known/agent-card.json" in shown
+            await pilot.press("f1")
+            assert app.screen.__class__.__name__ == "HelpScreen"
+            await pilot.press("escape")
+            assert app.theme == "textual-dark"
+            await pilot.press("ctrl+t")
+            assert app.theme == "textual-light"
+
+    run(go)
+
+
+# --- snapshots ---------------------------------------------------------------------------
+#
+# A node of its own, filled the same way each run. Its DIDs, port and folder are random per
+# run, so the app's display option `mask` swaps exactly those values for fixed stand-ins on
+# screen (the keyring has no fixed-seed path, and one only for tests would be a back door).
+
+
+@pytest.fixture(scope="module")
+def snap_node(tmp_path_factory, models_dir) -> Node:
+    root = tmp_path_factory.mktemp("snap")
+    os.environ["FLURRY_MODELS"] = str(models_dir)
+    notes = root / "notes"
+    for name, text in CORPUS.items():
+        (notes / name).parent.mkdir(parents=True, exist_ok=True)
+        (notes / name).write_text(text)
+    home = Home(root / "home")
+    Node.init(home, PASSPHRASE)
+    node = Node.open(home, PASSPHRASE, say=lambda line: None)
+    node.add(str(notes))
+    conv = node.vault.create_conversation("Tomatoes")
+    node.vault.append_message(conv, {"role": "user", "content": "When should I plant the tomatoes?", "at": 0})
+    node.vault.append_message(conv, {"role": "assistant", "content": "In the second week of May, after the last frost [1].", "sources": [], "at": 0})
+    from agent.grants import Grant
+
+    node.grants.add(Grant(PEER_DID, frozenset({"ask"}), tags=frozenset({"travel"}), note="Ana's agent"))
+    node.tokens.create("notes-app", {"chat"})
+    node.root = root
+    node.conv = conv
+    yield node
+    node.close()
+
+
+# did:key of the Ed25519 key with the 32-byte seed 00…01 (a fixed, public test peer).
+PEER_DID = "did:key:z6MkjchhfUsD6mmvni8mCdXHw216Xrm9bQe2mBH1P5RDjVJG"
+
+
+@pytest.fixture(scope="module")
+def snap_served(snap_node) -> Served:
+    served = Served(snap_node)
+    yield served
+    served.stop()
+
+
+def snap_app(snap_served, snap_node) -> FlurryApp:
+    mask = {
+        snap_node.keys.owner_did: "did:key:z6MkOWNER",
+        snap_node.keys.node_did: "did:key:z6MkNODE",
+        snap_served.url: "http://127.0.0.1:8765",
+        str(snap_node.root): "/home/owner",
+    }
+    return FlurryApp(AsyncNodeClient(snap_served.url, snap_node.keys), mask=mask, poll_seconds=0)
+
+
+async def _settle(pilot, condition) -> None:
+    await wait_for(pilot, condition, timeout=30)
+    await pilot.pause(0.2)
+
+
+SCREENS = {
+    "chat": ("f2", lambda app: len(app.query(Message)) == 2),
+    "data": ("f3", lambda app: app.query_one("#documents", DataTable).row_count == len(CORPUS)),
+    "skills": ("f4", lambda app: app.query_one("#skills", DataTable).border_title is not None),
+    "approvals": ("f5", lambda app: app.query_one("#approvals", DataTable).border_title is not None),
+    "identity": ("f6", lambda app: app.query_one("#tokens", DataTable).row_count == 1),
+    "help": ("f1", lambda app: app.screen.__class__.__name__ == "HelpScreen"),
+}
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+@pytest.mark.parametrize("screen", list(SCREENS))
+def test_snapshot(snap_compare, snap_served, snap_node, screen, size):
+    key, ready = SCREENS[screen]
+    app = snap_app(snap_served, snap_node)
+
+    async def before(pilot) -> None:
+        for box in app.query(Input):
+            box.cursor_blink = False   # a blinking cursor would make the picture depend on the moment
+        if screen == "chat":
+            app.query_one(ChatPane).open_conversation(snap_node.conv)
+        await pilot.press(key)
+        await _settle(pilot, lambda: ready(app))
+
+    assert snap_compare(app, terminal_size=size, run_before=before)
