@@ -223,6 +223,14 @@ def run_tool_turn(
     call = choose_tool(model, question, tools)
     if call is None:
         return ToolTurn(None, None, None)
+    return decide_and_run(call, policy, execute, ask_owner)
+
+
+def decide_and_run(
+    call: ToolCall, policy: ToolPolicy, execute: Callable[[ToolCall], str], ask_owner: AskOwner
+) -> ToolTurn:
+    """The second half of a turn, apart because it needs no model: waiting for the owner
+    must not hold the model queue."""
     decision = policy.decide(call, ask_owner)
     if not decision.run:
         return ToolTurn(call, decision, None)

@@ -43,11 +43,14 @@ from identity.http_signatures import (
     verify_request,
 )
 from node.a2a import mount_a2a
-from node.node import Node
-from node.owner import LocalOwner, OwnerError
+from node.node import Node, PlannedCall
+from node.owner import LocalOwner, NotFound, OwnerError
 from node.owner_data_api import mount_owner_data
+from skills.host import SkillError
+from skills.registry import SkillInstallError
 
 MAX_CONVERSATIONS = 64
+PLANNED = "planned"  # an internal event: the model chose a tool call; never sent to the client
 
 
 class Problem(Exception):
@@ -167,10 +170,13 @@ def create_app(
             question = str(body["question"]).strip()
             k = int(body.get("k", 3))
             conversation_id = body.get("conversation")
+            tools = body.get("tools", False)
         except (ValueError, KeyError, TypeError, AttributeError):
             raise Problem(400, "bad request", 'send JSON {"question": "…", "k": 3}') from None
-        if not question or not 1 <= k <= 20:
-            raise Problem(400, "bad request", "the question is empty or k is not between 1 and 20")
+        if not question or not 1 <= k <= 20 or not isinstance(tools, bool):
+            raise Problem(400, "bad request", "the question is empty, k is not between 1 and 20, or tools is not true/false")
+        if tools:
+            owner_only(caller)  # skills act for the owner; peers get answers, never tool calls
         grant = await asyncio.to_thread(authorize, caller, "ask")  # a sealed quota write: off the event loop
         if conversation_id is not None and conversations.get(conversation_id, ("",))[0] != caller:
             raise Problem(404, "no such conversation", "that conversation is unknown or was forgotten; start a new one")
@@ -185,13 +191,20 @@ def create_app(
             conversation = conversations[conversation_id][1]
             conversation.k = k
             yield {"type": "conversation", "id": conversation_id}
+            planned = node.plan_tool_call(question) if tools else None
+            if planned is not None:
+                yield {"type": PLANNED, "planned": planned}  # the rest runs off the model queue
+                return
             answer = conversation.ask(question)
             yield {"type": "sources", "sources": [s.to_json() for s in answer.sources]}
             for piece in answer:
                 yield {"type": "token", "text": piece}
             yield {"type": "done", "answer": answer.text}
 
-        return StreamingResponse(_ndjson(submit(work)), media_type="application/x-ndjson")
+        return StreamingResponse(
+            _ndjson(submit(work), follow_up=lambda planned: _tool_turn(node, planned, caller)),
+            media_type="application/x-ndjson",
+        )
 
     mount_owner_data(app, node, signed_caller=signed_caller, submit=submit, conversations=conversations, max_conversations=MAX_CONVERSATIONS)
 
@@ -222,12 +235,19 @@ def create_app(
             raise Problem(400, "bad request", "the body must be a JSON object")
         return body
 
+    def required(body: dict, key: str):
+        if key not in body:
+            raise Problem(400, "bad request", f"missing field: {key}")
+        return body[key]
+
     async def owner_call(call, *args):
         try:
             if inspect.iscoroutinefunction(call):
                 return await call(*args)
             return await asyncio.to_thread(call, *args)  # vault reads and writes: off the event loop
-        except (OwnerError, InvalidGrant, TokenError, InvalidDID) as e:
+        except NotFound as e:
+            raise Problem(404, "not found", str(e)) from None
+        except (OwnerError, InvalidGrant, TokenError, InvalidDID, SkillInstallError, SkillError) as e:
             raise Problem(400, "refused", str(e)) from None
         except (KeyError, TypeError, ValueError) as e:
             raise Problem(400, "bad request", f"missing or malformed field: {e}") from None
@@ -251,7 +271,7 @@ def create_app(
 
     @app.post("/api/owner/tokens")
     async def owner_create_token(body: dict = Depends(owner_body)) -> dict:
-        return {"token": await owner_call(owner.create_token, body["name"], list(body.get("allow", ["chat"])))}
+        return {"token": await owner_call(owner.create_token, required(body, "name"), list(body.get("allow", ["chat"])))}
 
     @app.post("/api/owner/tokens/revoke")
     async def owner_revoke_token(body: dict = Depends(owner_body)) -> dict:
@@ -263,15 +283,59 @@ def create_app(
 
     @app.post("/api/owner/peers")
     async def owner_add_peer(body: dict = Depends(owner_body)) -> dict:
-        return await owner_call(owner.add_peer, body["url"], body.get("name", ""))
+        return await owner_call(owner.add_peer, required(body, "url"), body.get("name", ""))
 
     @app.post("/api/owner/send")
     async def owner_send(body: dict = Depends(owner_body)) -> dict:
-        return await owner_call(owner.send, body["peer"], body["text"])
+        return await owner_call(owner.send, required(body, "peer"), required(body, "text"))
 
     @app.get("/api/owner/audit")
     async def owner_audit(body: dict = Depends(owner_body)) -> dict:
         return await owner_call(owner.verify_audit)
+
+    @app.get("/api/owner/skills")
+    async def owner_skills(body: dict = Depends(owner_body)) -> list:
+        return await owner_call(owner.list_skills)
+
+    @app.get("/api/owner/skills/info")
+    async def owner_skill(name: str, body: dict = Depends(owner_body)) -> dict:
+        return await owner_call(owner.skill, name)
+
+    @app.post("/api/owner/skills/install")
+    async def owner_install_skill(body: dict = Depends(owner_body)) -> dict:
+        return await owner_call(owner.install_skill, str(required(body, "source")))
+
+    @app.post("/api/owner/skills/install-mcp")
+    async def owner_install_mcp(body: dict = Depends(owner_body)) -> dict:
+        return await owner_call(owner.install_mcp, str(required(body, "name")), list(required(body, "argv")))
+
+    @app.post("/api/owner/skills/approve")
+    async def owner_approve_skill(body: dict = Depends(owner_body)) -> dict:
+        return await owner_call(owner.approve_skill, str(required(body, "name")), list(body.get("permissions", [])))
+
+    @app.post("/api/owner/skills/enable")
+    async def owner_enable_skill(body: dict = Depends(owner_body)) -> dict:
+        return await owner_call(owner.enable_skill, str(required(body, "name")))
+
+    @app.post("/api/owner/skills/disable")
+    async def owner_disable_skill(body: dict = Depends(owner_body)) -> dict:
+        return await owner_call(owner.disable_skill, str(required(body, "name")))
+
+    @app.post("/api/owner/skills/remove")
+    async def owner_remove_skill(body: dict = Depends(owner_body)) -> dict:
+        return await owner_call(owner.remove_skill, str(required(body, "name")))
+
+    @app.put("/api/owner/skills/policy")
+    async def owner_tool_policy(body: dict = Depends(owner_body)) -> dict:
+        return await owner_call(owner.set_tool_policy, required(body, "tool"), required(body, "decision"))
+
+    @app.get("/api/owner/approvals")
+    async def owner_approvals(body: dict = Depends(owner_body)) -> list:
+        return await owner_call(owner.list_approvals)
+
+    @app.post("/api/owner/approvals/decide")
+    async def owner_decide(body: dict = Depends(owner_body)) -> dict:
+        return await owner_call(owner.decide_approval, required(body, "id"), required(body, "decision"))
 
     # --- OpenAI-compatible, for the owner's local apps -----------------------------------
 
@@ -334,15 +398,57 @@ async def _pieces(job: Job) -> AsyncIterator:
         job.cancel()  # a no-op once the job has finished; stops it when the client disconnected
 
 
-async def _ndjson(job: Job) -> AsyncIterator[bytes]:
+async def _ndjson(job: Job, follow_up: Callable[[PlannedCall], AsyncIterator[dict]] | None = None) -> AsyncIterator[bytes]:
     ahead = job.position - 1   # position 1 is next in line
     if ahead > 0:
         yield (json.dumps({"type": "queued", "ahead": ahead}) + "\n").encode()
     try:
         async for event in _pieces(job):
+            if event["type"] == PLANNED and follow_up is not None:
+                async for more in follow_up(event["planned"]):
+                    yield (json.dumps(more) + "\n").encode()
+                continue
             yield (json.dumps(event) + "\n").encode()
     except Exception as error:  # the stream has started: report in-band rather than cut it
         yield (json.dumps({"type": "error", "detail": str(error)}) + "\n").encode()
+
+
+async def _tool_turn(node: Node, planned: PlannedCall, requester: str) -> AsyncIterator[dict]:
+    """The policy and the tool, off the model queue. A call the policy says to ask about is
+    announced in the stream and waits for the owner's decision through /api/owner/approvals."""
+    loop = asyncio.get_running_loop()
+    announced: asyncio.Queue[dict] = asyncio.Queue()
+    waiting = []
+
+    def ask_owner(call) -> bool:  # on the worker thread
+        pending = node.approvals.open(call, planned.skill, requester)
+        waiting.append(pending)
+        event = {"type": "approval", "id": pending.id, "tool": call.tool, "skill": planned.skill, "arguments": call.arguments}
+        loop.call_soon_threadsafe(announced.put_nowait, event)
+        return node.approvals.wait(pending)
+
+    turn_task = asyncio.ensure_future(asyncio.to_thread(node.run_planned, planned, ask_owner))
+    try:
+        while True:
+            next_event = asyncio.ensure_future(announced.get())
+            await asyncio.wait({turn_task, next_event}, return_when=asyncio.FIRST_COMPLETED)
+            if next_event.done():
+                yield next_event.result()
+                continue
+            next_event.cancel()
+            if announced.empty():
+                break
+        turn = turn_task.result()
+    finally:
+        for pending in waiting:
+            node.approvals.withdraw(pending)  # a no-op once decided; frees the thread if the client left
+    call, decision = turn.call, turn.decision
+    text = turn.result if turn.ran else f"(not run: {decision.reason})"
+    yield {"type": "tool", "tool": call.tool, "skill": planned.skill, "arguments": call.arguments, "ran": turn.ran,
+           "reason": decision.reason, **({"result": turn.result} if turn.ran else {})}
+    yield {"type": "sources", "sources": []}
+    yield {"type": "token", "text": text}
+    yield {"type": "done", "answer": text}
 
 
 async def _openai_events(job: Job, completion_id: str, created: int) -> AsyncIterator[bytes]:

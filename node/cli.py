@@ -226,9 +226,13 @@ class RemoteAsker:
         self._conversation_id: str | None = None
 
     def ask(self, question: str) -> Iterator[dict]:
-        for event in self._client.ask(question, self._k, conversation=self._conversation_id):
+        for event in self._client.ask(question, self._k, conversation=self._conversation_id, tools=True):
             if event["type"] == "conversation":
                 self._conversation_id = event["id"]
+            elif event["type"] == "approval":  # the node waits for this answer before the tool runs
+                approve = _ask_owner_at_terminal(ToolCall(event["tool"], event["arguments"]))
+                self._client.decide_approval(event["id"], approve)
+                continue
             yield event
 
 
@@ -543,24 +547,33 @@ def skills() -> None:
 
 
 @skills.command("install")
-@click.argument("source", type=click.Path(exists=True))
+@click.argument("source")
 @click.option("--yes", is_flag=True, help="Approve every permission the skill asks for, without asking.")
 @click.pass_obj
 def skills_install(settings: Settings, source: str, yes: bool) -> None:
-    """Install a skill from a wheel or a project folder; review what it asks for, then approve."""
-    with _open_node(settings) as node:
-        manifest = node.skills.install(Path(source))
-        out.print(f"{manifest.name} {manifest.version} — {manifest.description}", markup=False)
-        out.print(f"  author: {manifest.author_did or '(not given)'}" + ("  (signed)" if manifest.signature else ""), markup=False)
-        for tool in manifest.tools:
-            out.print(f"  tool {tool.name}: {tool.description}", markup=False)
-        for permission in manifest.permissions:
-            out.print(f"  asks for: {permission}", markup=False)
+    """Install a skill from a wheel, a project folder or a pip requirement; review what it asks
+    for, then approve."""
+    with _owner(settings) as owner:
+        skill = owner.install_skill(source)
+        _show_skill(skill)
         if not (yes or (sys.stdin.isatty() and click.confirm("Approve these permissions and enable it?", err=True))):
-            node.skills.remove(manifest.name)
-            raise click.ClickException(f"not approved; {manifest.name} was removed again")
-        node.skills.approve(manifest.name, list(manifest.permissions))
-    out.print(f"installed {manifest.name}; its tools default to `ask` (flurry skills policy TOOL allow|ask|deny)")
+            owner.remove_skill(skill["name"])
+            raise click.ClickException(f"not approved; {skill['name']} was removed again")
+        owner.approve_skill(skill["name"], skill["requested"])
+    out.print(f"installed {skill['name']}; its tools default to `ask` (flurry skills policy TOOL allow|ask|deny)")
+
+
+def _show_skill(skill: dict) -> None:
+    if skill["managed"]:
+        out.print(f"{skill['name']} {skill['version']} — {skill['description']}", markup=False)
+        out.print(f"  author: {skill['author'] or '(not given)'}" + ("  (signed)" if skill["signed"] else ""), markup=False)
+    else:
+        out.print(f"{skill['name']}: {skill['description']} (not sandboxed, nothing brokered)", markup=False)
+    for tool in skill["tools"]:
+        out.print(f"  tool {tool['name']} [{tool['policy']}]: {tool['description']}", markup=False)
+    for permission in skill["requested"]:
+        state = "granted" if permission in skill["granted"] else "asks for" if not skill["approved"] else "asked, not granted"
+        out.print(f"  {state}: {permission}", markup=False)
 
 
 @skills.command("install-mcp", context_settings={"ignore_unknown_options": True})
@@ -569,48 +582,38 @@ def skills_install(settings: Settings, source: str, yes: bool) -> None:
 @click.pass_obj
 def skills_install_mcp(settings: Settings, name: str, argv: tuple[str, ...]) -> None:
     """Register any stdio MCP server: flurry skills install-mcp NAME -- COMMAND ARGS…"""
-    with _open_node(settings) as node:
-        node.skills.install_mcp(name, list(argv))
+    with _owner(settings) as owner:
+        owner.install_mcp(name, list(argv))
     out.print(f"registered {name} (unmanaged: it runs with your permissions, nothing is brokered or sandboxed)")
 
 
 @skills.command("list")
 @click.pass_obj
 def skills_list(settings: Settings) -> None:
-    with _open_node(settings) as node:
-        found = node.skills.list()
+    with _owner(settings) as owner:
+        found = owner.list_skills()
     if not found:
         out.print("no skills installed; flurry skills install PATH")
-    for info in found:
-        state = "enabled" if info.enabled and info.approved else "disabled" if info.approved else "not approved"
-        kind = "" if info.managed else " (unmanaged MCP)"
-        out.print(f"{info.name:<20} {state}{kind}", markup=False)
+    for skill in found:
+        state = "enabled" if skill["enabled"] and skill["approved"] else "disabled" if skill["approved"] else "not approved"
+        kind = "" if skill["managed"] else " (unmanaged MCP)"
+        out.print(f"{skill['name']:<20} {state}{kind}", markup=False)
 
 
 @skills.command("info")
 @click.argument("name")
 @click.pass_obj
 def skills_info(settings: Settings, name: str) -> None:
-    with _open_node(settings) as node:
-        info = node.skills.info(name)
-        policy = node.tool_policy()
-    if info.manifest:
-        out.print(f"{info.name} {info.manifest.version} — {info.manifest.description}", markup=False)
-        out.print(f"  author: {info.manifest.author_did or '(not given)'}", markup=False)
-        for tool in info.manifest.tools:
-            out.print(f"  tool {tool.name} [{policy.rule(tool.name)}]: {tool.description}", markup=False)
-    else:
-        out.print(f"{info.name}: unmanaged MCP server: {' '.join(info.argv)}", markup=False)
-    for permission in info.requested:
-        out.print(f"  {'granted' if permission in info.granted else 'asked, not granted'}: {permission}", markup=False)
+    with _owner(settings) as owner:
+        _show_skill(owner.skill(name))
 
 
 @skills.command("enable")
 @click.argument("name")
 @click.pass_obj
 def skills_enable(settings: Settings, name: str) -> None:
-    with _open_node(settings) as node:
-        node.skills.enable(name)
+    with _owner(settings) as owner:
+        owner.enable_skill(name)
     out.print(f"enabled {name}")
 
 
@@ -618,8 +621,8 @@ def skills_enable(settings: Settings, name: str) -> None:
 @click.argument("name")
 @click.pass_obj
 def skills_disable(settings: Settings, name: str) -> None:
-    with _open_node(settings) as node:
-        node.skills.disable(name)
+    with _owner(settings) as owner:
+        owner.disable_skill(name)
     out.print(f"disabled {name}")
 
 
@@ -627,8 +630,8 @@ def skills_disable(settings: Settings, name: str) -> None:
 @click.argument("name")
 @click.pass_obj
 def skills_remove(settings: Settings, name: str) -> None:
-    with _open_node(settings) as node:
-        node.skills.remove(name)
+    with _owner(settings) as owner:
+        owner.remove_skill(name)
     out.print(f"removed {name}")
 
 
@@ -638,9 +641,28 @@ def skills_remove(settings: Settings, name: str) -> None:
 @click.pass_obj
 def skills_policy(settings: Settings, tool: str, decision: str) -> None:
     """Whether a tool runs unasked (allow), after you approve its arguments (ask), or never (deny)."""
-    with _open_node(settings) as node:
-        node.set_tool_policy(tool, decision)
+    with _owner(settings) as owner:
+        owner.set_tool_policy(tool, decision)
     out.print(f"{tool}: {decision}")
+
+
+@cli.command()
+@click.option("--approve", "approve_id", metavar="ID", help="Let the waiting tool call ID run.")
+@click.option("--deny", "deny_id", metavar="ID", help="Refuse the waiting tool call ID.")
+@click.pass_obj
+def approvals(settings: Settings, approve_id: str | None, deny_id: str | None) -> None:
+    """Tool calls waiting for your yes or no (asked for over the API, by the TUI or a script)."""
+    with _owner(settings) as owner:
+        if approve_id or deny_id:
+            owner.decide_approval(approve_id or deny_id, "approve" if approve_id else "deny")
+            out.print(f"{'approved' if approve_id else 'denied'} {approve_id or deny_id}")
+            return
+        waiting = owner.list_approvals()
+    if not waiting:
+        out.print("nothing is waiting for you")
+    for pending in waiting:
+        out.print(f"{pending['id']}  {pending['skill']}.{pending['tool']}  from {pending['requester']}", markup=False)
+        out.print("  " + json.dumps(pending["arguments"], ensure_ascii=False), markup=False)
 
 
 @cli.group(invoke_without_command=True)

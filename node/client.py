@@ -30,10 +30,14 @@ class NodeClient:
     def close(self) -> None:
         self._http.close()
 
-    def ask(self, question: str, k: int = 3, conversation: str | None = None) -> Iterator[dict]:
+    def ask(self, question: str, k: int = 3, conversation: str | None = None, tools: bool = False) -> Iterator[dict]:
         """The node's events for one question: conversation, queued, sources, token…, done (or
-        error). Pass the conversation id of an earlier answer to continue that conversation."""
+        error). Pass the conversation id of an earlier answer to continue that conversation.
+        With ``tools`` the node may run a skill's tool: then "approval" (answer it with
+        ``decide_approval``, the node waits) and "tool" come before the answer."""
         body = {"question": question, "k": k, **({"conversation": conversation} if conversation else {})}
+        if tools:
+            body["tools"] = True
         with self._http.stream("POST", "/api/ask", json=body) as response:
             if response.status_code != 200:
                 response.read()
@@ -44,6 +48,12 @@ class NodeClient:
                     if event.get("type") == "error":
                         raise NodeUnavailable(event.get("detail", "the node failed to answer"))
                     yield event
+
+    def decide_approval(self, approval_id: str, approve: bool) -> None:
+        decision = "approve" if approve else "deny"
+        response = self._http.post("/api/owner/approvals/decide", json={"id": approval_id, "decision": decision})
+        if response.status_code != 200:
+            raise NodeUnavailable(_problem(response))
 
     def status(self) -> dict:
         response = self._http.get("/api/status")

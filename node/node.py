@@ -8,12 +8,14 @@ first use: `flurry add` never loads the chat model, `flurry status` loads neithe
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent.answer import Conversation, Source
+from agent.approvals import Approvals, Pending
 from agent.audit import AuditLog
 from agent.embedding import Embedder
 from agent.grants import Grants, Tokens
@@ -25,8 +27,9 @@ from agent.tools import (
     ToolCall,
     ToolPolicy,
     ToolTurn,
+    choose_tool,
+    decide_and_run,
     relevant_tools,
-    run_tool_turn,
 )
 from identity.did_key import verification_method_id
 from identity.keyring import Keyring, UnlockedKeyring
@@ -53,6 +56,12 @@ class CatchUp:
     seconds: float
 
 
+@dataclass(frozen=True)
+class PlannedCall:
+    skill: str
+    call: ToolCall
+
+
 class Node:
     def __init__(self, home: Home, keys: UnlockedKeyring, lock: HomeLock, say: Say) -> None:
         self.home = home
@@ -75,6 +84,8 @@ class Node:
         self.audit = AuditLog(self.vault, sign=keys.node_key.sign, signer_did=verification_method_id(keys.node_did))
         self.skills = Skills(self.vault, home.skills)
         self._skill_processes: dict[str, SkillProcess] = {}
+        self._skill_processes_lock = threading.Lock()
+        self.approvals = Approvals(record=self._record_approval)
 
     def _open_indexes(self, sealer: Sealer) -> SearchIndexes:
         dim = self.vault.get_setting("embedding_dim") or DEFAULT_EMBEDDING_DIM
@@ -119,6 +130,7 @@ class Node:
 
     def close(self) -> None:
         try:
+            self.approvals.cancel_all()
             for process in self._skill_processes.values():
                 process.stop()
             self.indexes.save()
@@ -238,25 +250,48 @@ class Node:
         return found
 
     def _skill_process(self, name: str) -> SkillProcess:
-        if name not in self._skill_processes:
-            self._skill_processes[name] = self.skills.start(name)
-        return self._skill_processes[name]
+        with self._skill_processes_lock:  # API requests come from several threads
+            if name not in self._skill_processes:
+                self._skill_processes[name] = self.skills.start(name)
+            return self._skill_processes[name]
 
-    def ask_with_tools(self, request: str, ask_owner: AskOwner) -> ToolTurn | None:
-        """Run a skill's tool if the request is for one (None: answer from the notes instead).
-        Every call passes the owner's policy, and every one that runs is in the audit log."""
+    def stop_skill(self, name: str) -> None:
+        """Stop a running skill's process (disabled, revoked or removed: it must not keep running)."""
+        with self._skill_processes_lock:
+            process = self._skill_processes.pop(name, None)
+        if process is not None:
+            process.stop()
+
+    def plan_tool_call(self, request: str) -> PlannedCall | None:
+        """The tool call the request asks for, if any (None: answer from the notes instead).
+        This is the model's part of a tool turn; run it on the model queue."""
         enabled = self._enabled_tools()
         offered = relevant_tools(self.embedder.embed, request, [tool for _, tool in enabled.values()])
-        if not offered:
-            return None
+        call = choose_tool(self.chat_model, request, offered) if offered else None
+        return None if call is None else PlannedCall(enabled[call.tool][0], call)
+
+    def run_planned(self, planned: PlannedCall, ask_owner: AskOwner) -> ToolTurn:
+        """Pass the call through the owner's policy and run it if allowed. Every call that
+        runs is in the audit log before it runs."""
 
         def execute(call: ToolCall) -> str:
-            skill = enabled[call.tool][0]
-            self.audit.append("skill.tool", target=skill, details={"tool": call.tool, "arguments": call.arguments})
-            return self._skill_process(skill).call_tool(call.tool, call.arguments)
+            self.audit.append("skill.tool", target=planned.skill, details={"tool": call.tool, "arguments": call.arguments})
+            return self._skill_process(planned.skill).call_tool(call.tool, call.arguments)
 
-        turn = run_tool_turn(self.chat_model, request, offered, self.tool_policy(), execute, ask_owner)
-        return turn if turn.call is not None else None
+        return decide_and_run(planned.call, self.tool_policy(), execute, ask_owner)
+
+    def ask_with_tools(self, request: str, ask_owner: AskOwner) -> ToolTurn | None:
+        """Run a skill's tool if the request is for one (None: answer from the notes instead)."""
+        planned = self.plan_tool_call(request)
+        return None if planned is None else self.run_planned(planned, ask_owner)
+
+    def _record_approval(self, pending: Pending, decision: str) -> None:
+        self.audit.append(
+            "tool.approval",
+            target=pending.skill,
+            details={"tool": pending.call.tool, "arguments": pending.call.arguments,
+                     "requester": pending.requester, "decision": decision},
+        )
 
     def status(self) -> dict:
         documents, chunks = self.vault.counts()

@@ -1,4 +1,5 @@
-"""What the owner manages: grants, tokens, peers, sends and the audit log — in one place.
+"""What the owner manages: grants, tokens, peers, sends, skills, tool approvals and the
+audit log — in one place.
 
 `LocalOwner` does it on an open node; the API exposes the same object to the owner's
 signed requests (/api/owner/...), and `RemoteOwner` is the command line's client of those
@@ -13,10 +14,13 @@ from typing import Protocol
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from agent.approvals import UnknownApproval
 from agent.audit import AuditError
 from agent.grants import Grant
+from agent.tools import ToolPolicy
 from identity.did_key import ed25519_public_from_did_key, verification_method_id
-from node.node import Node
+from node.node import TOOL_POLICY, Node
+from skills.registry import SkillInfo, UnknownSkill
 from node.peers import (
     PeerError,
     PeerReply,
@@ -32,6 +36,10 @@ class OwnerError(Exception):
     """The owner's request cannot be done; the message says why."""
 
 
+class NotFound(OwnerError):
+    """The skill, approval or other thing named does not exist."""
+
+
 class Owner(Protocol):
     def add_grant(self, grant: dict) -> None: ...
     def list_grants(self) -> list[dict]: ...
@@ -43,6 +51,17 @@ class Owner(Protocol):
     def list_peers(self) -> list[dict]: ...
     def send(self, peer: str, text: str) -> dict: ...
     def verify_audit(self) -> dict: ...
+    def list_skills(self) -> list[dict]: ...
+    def skill(self, name: str) -> dict: ...
+    def install_skill(self, source: str) -> dict: ...
+    def install_mcp(self, name: str, argv: list[str]) -> dict: ...
+    def approve_skill(self, name: str, permissions: list[str]) -> dict: ...
+    def enable_skill(self, name: str) -> dict: ...
+    def disable_skill(self, name: str) -> dict: ...
+    def remove_skill(self, name: str) -> dict: ...
+    def set_tool_policy(self, tool: str, decision: str) -> dict: ...
+    def list_approvals(self) -> list[dict]: ...
+    def decide_approval(self, approval_id: str, decision: str) -> dict: ...
 
 
 class LocalOwner:
@@ -122,6 +141,87 @@ class LocalOwner:
         report = self.node.audit.verify(lambda did: Ed25519PublicKey.from_public_bytes(ed25519_public_from_did_key(did)))
         return {"ok": report.ok, "count": report.count, "problems": [str(p) for p in report.problems]}
 
+    # --- skills ------------------------------------------------------------------------
+
+    def _skill_json(self, info: SkillInfo, policy: ToolPolicy | None = None) -> dict:
+        policy = policy or self.node.tool_policy()
+        m = info.manifest
+        return {
+            "name": info.name,
+            "version": m.version if m else None,
+            "description": m.description if m else "unmanaged MCP server: " + " ".join(info.argv),
+            "author": m.author_did if m else None,
+            "signed": bool(m and m.signature),
+            "managed": info.managed,
+            "approved": info.approved,
+            "enabled": info.enabled,
+            "requested": list(info.requested),
+            "granted": list(info.granted),
+            # An unmanaged server says what it offers only when running; not started for a listing.
+            "tools": [{"name": t.name, "description": t.description, "policy": policy.rule(t.name)} for t in (m.tools if m else ())],
+        }
+
+    def _info(self, name: str) -> SkillInfo:
+        try:
+            return self.node.skills.info(name)
+        except UnknownSkill as e:
+            raise NotFound(str(e)) from None
+
+    def list_skills(self) -> list[dict]:
+        policy = self.node.tool_policy()
+        return [self._skill_json(info, policy) for info in self.node.skills.list()]
+
+    def skill(self, name: str) -> dict:
+        return self._skill_json(self._info(name))
+
+    def install_skill(self, source: str) -> dict:
+        manifest = self.node.skills.install(source)
+        return self._skill_json(self.node.skills.info(manifest.name))
+
+    def install_mcp(self, name: str, argv: list[str]) -> dict:
+        return self._skill_json(self.node.skills.install_mcp(name, [str(a) for a in argv]))
+
+    def approve_skill(self, name: str, permissions: list[str]) -> dict:
+        self._info(name)
+        self.node.stop_skill(name)  # a running process keeps what it was started with
+        return self._skill_json(self.node.skills.approve(name, [str(p) for p in permissions]))
+
+    def enable_skill(self, name: str) -> dict:
+        self._info(name)
+        return self._skill_json(self.node.skills.enable(name))
+
+    def disable_skill(self, name: str) -> dict:
+        self._info(name)
+        self.node.stop_skill(name)
+        return self._skill_json(self.node.skills.disable(name))
+
+    def remove_skill(self, name: str) -> dict:
+        info = self._info(name)
+        self.node.stop_skill(name)
+        self.node.skills.remove(name)
+        # A skill installed again later starts from "ask", not from what the owner allowed before.
+        for tool in info.manifest.tools if info.manifest else ():
+            self.node.vault.delete_record(TOOL_POLICY, tool.name)
+        return {"removed": True}
+
+    def set_tool_policy(self, tool: str, decision: str) -> dict:
+        self.node.set_tool_policy(str(tool), str(decision))
+        return {"ok": True}
+
+    # --- tool calls waiting for the owner ------------------------------------------------
+
+    def list_approvals(self) -> list[dict]:
+        return [p.to_json() for p in self.node.approvals.pending()]
+
+    def decide_approval(self, approval_id: str, decision: str) -> dict:
+        if decision not in ("approve", "deny"):
+            raise OwnerError(f"decision must be approve or deny, not {decision!r}")
+        try:
+            self.node.approvals.decide(str(approval_id), decision == "approve")
+        except UnknownApproval as e:
+            raise NotFound(e.args[0]) from None
+        return {"ok": True}
+
 
 class RemoteOwner:
     """The same calls, sent to the running node over its signed API."""
@@ -168,3 +268,36 @@ class RemoteOwner:
 
     def verify_audit(self) -> dict:
         return self._call("GET", "/audit")
+
+    def list_skills(self) -> list[dict]:
+        return self._call("GET", "/skills")
+
+    def skill(self, name: str) -> dict:
+        return self._call("GET", "/skills/info", params={"name": name})
+
+    def install_skill(self, source: str) -> dict:
+        return self._call("POST", "/skills/install", json={"source": source})
+
+    def install_mcp(self, name: str, argv: list[str]) -> dict:
+        return self._call("POST", "/skills/install-mcp", json={"name": name, "argv": argv})
+
+    def approve_skill(self, name: str, permissions: list[str]) -> dict:
+        return self._call("POST", "/skills/approve", json={"name": name, "permissions": permissions})
+
+    def enable_skill(self, name: str) -> dict:
+        return self._call("POST", "/skills/enable", json={"name": name})
+
+    def disable_skill(self, name: str) -> dict:
+        return self._call("POST", "/skills/disable", json={"name": name})
+
+    def remove_skill(self, name: str) -> dict:
+        return self._call("POST", "/skills/remove", json={"name": name})
+
+    def set_tool_policy(self, tool: str, decision: str) -> dict:
+        return self._call("PUT", "/skills/policy", json={"tool": tool, "decision": decision})
+
+    def list_approvals(self) -> list[dict]:
+        return self._call("GET", "/approvals")
+
+    def decide_approval(self, approval_id: str, decision: str) -> dict:
+        return self._call("POST", "/approvals/decide", json={"id": approval_id, "decision": decision})

@@ -18,6 +18,8 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
+
 from skills.host import SkillProcess
 from skills.manifest import NAME, Manifest, ManifestError, check_permission
 from skills.sdk import ENTRY_POINT_GROUP
@@ -30,6 +32,10 @@ _RUNNER_ROOT = str(Path(__file__).resolve().parent.parent)
 
 class SkillInstallError(Exception):
     """Installing, approving or starting a skill failed; the message says what to do."""
+
+
+class UnknownSkill(SkillInstallError):
+    """No skill by that name is installed."""
 
 
 @dataclass(frozen=True)
@@ -83,25 +89,25 @@ class Skills:
 
     # --- install and review ------------------------------------------------------------
 
-    def install(self, source: Path) -> Manifest:
-        """Install a wheel or a project folder; return its manifest for the owner to review.
+    def install(self, source: str | Path) -> Manifest:
+        """Install a wheel, a project folder or a pip requirement; return its manifest for the
+        owner to review. The skill can't run until ``approve``. Installing a name already
+        installed fails.
 
-        The skill can't run until ``approve``. Installing a name already installed fails."""
-        source = Path(source).resolve()
-        if not source.exists():
-            raise SkillInstallError(f"{source} does not exist; give a wheel (.whl) or a project folder")
+        A path installs offline with the skill's own files only. A requirement ("some-skill==1.2")
+        is fetched, with its dependencies, from the package index pip is configured with: the
+        one case where installing talks to the network, because the owner named a package."""
+        pip_args = self._pip_source(source)
         self.dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".installing-", dir=self.dir))
         try:
             pip = subprocess.run(
-                # --no-deps/--no-index: nothing is fetched; --no-build-isolation: a folder builds
-                # with the node's own setuptools rather than a downloaded one.
-                [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-                 "--no-build-isolation", "--disable-pip-version-check", "--target", str(staging), str(source)],
+                [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                 "--target", str(staging), *pip_args],
                 capture_output=True, text=True, timeout=300,
             )
             if pip.returncode != 0:
-                raise SkillInstallError(f"pip could not install {source.name}: {pip.stderr.strip()[-1500:]}")
+                raise SkillInstallError(f"pip could not install {source}: {pip.stderr.strip()[-1500:]}")
             entry_point = _entry_point(staging)
             manifest = _read_manifest(staging, entry_point)
             target = self.dir / manifest.name
@@ -112,6 +118,24 @@ class Skills:
             shutil.rmtree(staging, ignore_errors=True)
         self._put(SkillInfo(manifest.name, True, False, False, (), manifest, entry_point, str(target)))
         return manifest
+
+    @staticmethod
+    def _pip_source(source: str | Path) -> list[str]:
+        path = Path(source).expanduser()
+        if path.exists():
+            # --no-deps/--no-index: nothing is fetched; --no-build-isolation: a folder builds
+            # with the node's own setuptools rather than a downloaded one.
+            return ["--no-deps", "--no-index", "--no-build-isolation", str(path.resolve())]
+        try:
+            requirement = Requirement(str(source))
+        except InvalidRequirement:
+            raise SkillInstallError(
+                f"{source} is neither a file or folder here nor a pip requirement; give a wheel (.whl), "
+                "a project folder, or a requirement such as some-skill==1.0"
+            ) from None
+        if requirement.url:
+            raise SkillInstallError("a requirement with a URL is refused: download it and install the file")
+        return [str(requirement)]
 
     def approve(self, name: str, permissions: list[str] | tuple[str, ...]) -> SkillInfo:
         """Grant ``permissions`` (some or all of those the manifest asks for) and enable the skill."""
@@ -140,7 +164,7 @@ class Skills:
     def info(self, name: str) -> SkillInfo:
         record = self.vault.get_record(KIND, name)
         if record is None:
-            raise SkillInstallError(f"no skill named {name!r} is installed")
+            raise UnknownSkill(f"no skill named {name!r} is installed")
         return SkillInfo.from_record(record)
 
     def enable(self, name: str) -> SkillInfo:

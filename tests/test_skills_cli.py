@@ -75,3 +75,26 @@ def test_a_broken_wheel_is_a_clear_error(flurry, tmp_path):
     bad.write_bytes(b"not a zip")
     result = flurry("skills", "install", str(bad), "--yes", check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
+
+
+def test_skills_and_tool_calls_through_the_running_node(flurry, tmp_path):
+    """While `flurry serve` holds the home, the skills commands and ask go through its owner API."""
+    flurry("init")
+    wheel = make_wheel(tmp_path, "notes-skill", "notes_skill", NOTES_SKILL)
+    with flurry.serving():
+        installed = flurry("skills", "install", str(wheel), "--yes")
+        assert "notes 0.1.0" in installed.stdout and "asks for: notes.write" in installed.stdout
+        assert "granted: notes.write" in flurry("skills", "info", "notes").stdout
+        assert "nothing is waiting for you" in flurry("approvals").stdout
+
+        # The node asks before running; with nobody at a terminal the command line says no.
+        asked = flurry("ask", PLUMBER, "--json", input="")
+        assert "A skill wants to run add_note" in asked.stderr
+        tool = json.loads(asked.stdout)["tool"]
+        assert tool["ran"] is False and "refused" in tool["reason"]
+        assert "1 entries" in flurry("audit", "verify").stdout   # the refusal, recorded
+
+        missing = flurry("skills", "remove", "nope", check=False)
+        assert missing.returncode == 1 and "no skill named 'nope'" in missing.stderr and "Traceback" not in missing.stderr
+        flurry("skills", "remove", "notes")
+        assert "no skills installed" in flurry("skills", "list").stdout
