@@ -7,19 +7,22 @@ app, signed with the owner's key, and asserts on what the screen shows.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from textual import events
-from textual.widgets import DataTable, Input, Label, ListView, ProgressBar, Static
+from textual.widgets import DataTable, Input, Label, ListView, ProgressBar, SelectionList, Static
 
 from conftest import CORPUS, PASSPHRASE, Served
 from node.client import AsyncNodeClient
 from node.home import Home
 from node.node import Node
 from tui.app import FlurryApp
+from tui.modals import PermissionReview
 from tui.panes import ChatPane, ConversationItem, DataPane, Message, SourceItem
 
 
@@ -159,6 +162,42 @@ def test_stop_generation_with_escape(served, node):
     run(go)
 
 
+def test_the_queue_position_shows_while_the_node_is_busy(served, node):
+    """Two other questions hold the model (one running, one waiting): the app says how many
+    are ahead, then answers when its turn comes."""
+    from node.client import NodeClient
+
+    started = threading.Semaphore(0)
+
+    def ask_elsewhere(question: str) -> None:
+        client = NodeClient(served.url, node.keys)
+        try:
+            for event in client.ask(question):
+                if event["type"] == "conversation":
+                    started.release()
+        finally:
+            client.close()
+
+    async def go():
+        app = new_app(served, node)
+        async with app.run_test(size=(80, 24)) as pilot:
+            chat = app.query_one(ChatPane)
+            others = [threading.Thread(target=ask_elsewhere, args=(q,)) for q in ("Describe the kitchen renovation", "Describe the garden")]
+            others[0].start()
+            assert await asyncio.to_thread(started.acquire, True, 120)   # the first one runs
+            others[1].start()
+            await asyncio.sleep(0.5)                                       # the second one waits
+            await pilot.press(*"When is the dentist appointment?", "enter")
+            await wait_for(pilot, lambda: "ahead of you" in text_of(app.query_one("#chat-status")))
+            assert text_of(app.query_one("#chat-status")) == "the node is busy: 1 ahead of you in its queue"
+            await wait_for(pilot, lambda: not chat.generating, timeout=240)
+            assert chat.answer_text
+            for t in others:
+                await asyncio.to_thread(t.join, 240)
+
+    run(go)
+
+
 def test_add_a_folder_shows_progress_to_the_end_and_per_file_errors(served, node):
     more = node.root / "more"
     (more / "sub").mkdir(parents=True)
@@ -222,7 +261,7 @@ def test_errors_are_notifications_with_the_reason(served, node, tmp_path):
             await wait_for(pilot, lambda: gone._notifications)
             assert "cannot reach the node" in list(gone._notifications)[-1].message
             await pilot.press(*"hello", "enter")
-            await pilot.pause(0.3)
+            await wait_for(pilot, lambda: gone.query_one("#question", Input).value == "hello")  # not lost
             assert gone.is_running
 
     run(go)
@@ -300,6 +339,98 @@ def test_identity_help_and_theme(served, node):
     run(go)
 
 
+def screen_text(app) -> str:
+    """Everything the active screen shows in its labels and statics, joined."""
+    return "\n".join(text_of(w) for w in app.screen.query(Static))
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    from test_skills import make_wheel
+    from test_skills_cli import NOTES_SKILL
+
+    return make_wheel(tmp_path_factory.mktemp("wheels"), "notes-skill", "notes_skill", NOTES_SKILL)
+
+
+def test_install_a_skill_after_reviewing_its_permissions(served, node, wheel):
+    async def go():
+        app = new_app(served, node)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("f4", *str(wheel), "enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, PermissionReview))
+            review = screen_text(app)
+            assert "Install notes 0.1.0?" in review and "tool add_note" in review and "[ask]" in review
+            assert list(app.screen.query_one(SelectionList).selected) == ["notes.write"]
+            await pilot.press("ctrl+a")
+            table = app.query_one("#skills", DataTable)
+            await wait_for(pilot, lambda: table.row_count == 1 and str(table.get_row_at(0)[2]) == "enabled")
+            assert [str(c) for c in table.get_row_at(0)] == ["notes", "0.1.0", "enabled", "notes.write"]
+            assert "granted: notes.write" in text_of(app.query_one("#skill-detail"))
+
+            table.focus()
+            await pilot.press("e")
+            await wait_for(pilot, lambda: str(table.get_row_at(0)[2]) == "disabled")
+            await pilot.press("e")
+            await wait_for(pilot, lambda: str(table.get_row_at(0)[2]) == "enabled")
+            await pilot.press("delete", "y")
+            await wait_for(pilot, lambda: table.row_count == 0)
+
+            # Rejected at the review: nothing stays installed.
+            await pilot.click("#skill-source")
+            await pilot.press(*str(wheel), "enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, PermissionReview))
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: any("rejected" in str(n.message) for n in app._notifications))
+            await pilot.pause(0.3)
+            assert table.row_count == 0
+        assert node.skills.list() == []
+
+    run(go)
+
+
+def test_approve_and_deny_a_pending_tool_call(served, node, wheel):
+    from test_skills_cli import PLUMBER
+
+    from node.owner import LocalOwner
+
+    owner = LocalOwner(node)
+    owner.install_skill(str(wheel))
+    owner.approve_skill("notes", ["notes.write"])
+
+    async def ask_and_decide(app, pilot, key: str) -> str:
+        chat = app.query_one(ChatPane)
+        await pilot.press("f2", *PLUMBER, "enter")
+        # The node waits for the owner: the chat says so, and Approvals lists the call.
+        await wait_for(pilot, lambda: "waiting for you to approve add_note" in text_of(app.query_one("#chat-status")), timeout=240)
+        await pilot.press("f5")
+        table = app.query_one("#approvals", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1)
+        assert [str(c) for c in table.get_row_at(0)][:2] == ["add_note", "notes"]
+        arguments = text_of(app.query_one("#approval-args"))
+        assert arguments.startswith("add_note wants to run with:\n")
+        shown = json.loads(arguments.split("\n", 1)[1])   # every argument, in full
+        table.focus()
+        await pilot.press(key)
+        await wait_for(pilot, lambda: not chat.generating and table.row_count == 0, timeout=120)
+        return text_of(list(app.query(Message))[-1]), shown
+
+    async def go():
+        app = new_app(served, node)
+        async with app.run_test(size=(80, 24)) as pilot:
+            ran, shown = await ask_and_decide(app, pilot, "a")
+            # It ran with exactly the arguments the owner was shown.
+            assert ran == f"[notes · add_note] ran\nnoted: {shown['text']}"
+            refused, _ = await ask_and_decide(app, pilot, "d")
+            assert refused.startswith("[notes · add_note] did not run") and "noted:" not in refused
+
+    try:
+        run(go)
+        decisions = [e.details.get("decision") for e in node.audit.entries() if e.action == "tool.approval"]
+        assert decisions[-2:] == ["approve", "deny"]
+    finally:
+        owner.remove_skill("notes")
+
+
 # --- snapshots ---------------------------------------------------------------------------
 #
 # A node of its own, filled the same way each run. Its DIDs, port and folder are random per
@@ -308,7 +439,7 @@ def test_identity_help_and_theme(served, node):
 
 
 @pytest.fixture(scope="module")
-def snap_node(tmp_path_factory, models_dir) -> Node:
+def snap_node(tmp_path_factory, models_dir, wheel) -> Node:
     root = tmp_path_factory.mktemp("snap")
     os.environ["FLURRY_MODELS"] = str(models_dir)
     notes = root / "notes"
@@ -326,6 +457,10 @@ def snap_node(tmp_path_factory, models_dir) -> Node:
 
     node.grants.add(Grant(PEER_DID, frozenset({"ask"}), tags=frozenset({"travel"}), note="Ana's agent"))
     node.tokens.create("notes-app", {"chat"})
+    from node.owner import LocalOwner
+
+    LocalOwner(node).install_skill(str(wheel))
+    LocalOwner(node).approve_skill("notes", ["notes.write"])
     node.root = root
     node.conv = conv
     yield node
@@ -361,10 +496,11 @@ async def _settle(pilot, condition) -> None:
 SCREENS = {
     "chat": ("f2", lambda app: len(app.query(Message)) == 2),
     "data": ("f3", lambda app: app.query_one("#documents", DataTable).row_count == len(CORPUS)),
-    "skills": ("f4", lambda app: app.query_one("#skills", DataTable).border_title is not None),
+    "skills": ("f4", lambda app: app.query_one("#skills", DataTable).row_count == 1),
     "approvals": ("f5", lambda app: app.query_one("#approvals", DataTable).border_title is not None),
     "identity": ("f6", lambda app: app.query_one("#tokens", DataTable).row_count == 1),
     "help": ("f1", lambda app: app.screen.__class__.__name__ == "HelpScreen"),
+    "chat-light": ("ctrl+t", lambda app: app.theme == "textual-light" and len(app.query(Message)) == 2),
 }
 
 
@@ -377,7 +513,7 @@ def test_snapshot(snap_compare, snap_served, snap_node, screen, size):
     async def before(pilot) -> None:
         for box in app.query(Input):
             box.cursor_blink = False   # a blinking cursor would make the picture depend on the moment
-        if screen == "chat":
+        if screen.startswith("chat"):
             app.query_one(ChatPane).open_conversation(snap_node.conv)
         await pilot.press(key)
         await _settle(pilot, lambda: ready(app))

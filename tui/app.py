@@ -36,6 +36,7 @@ Message.user { color: $text-accent; text-style: bold; }
 #add-errors { height: auto; max-height: 5; color: $text-warning; padding: 0 1; }
 DataTable { height: 1fr; }
 #skills, #approvals { height: 1fr; min-height: 4; }
+#documents, #skills, #approvals { border: round $primary-background; border-title-color: $text-muted; }
 #skill-detail, #approval-args { height: auto; max-height: 8; padding: 0 1; }
 .heading { text-style: bold; padding: 0 1; }
 #inbox { height: auto; padding: 0 1; color: $text-muted; }

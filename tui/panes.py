@@ -99,6 +99,7 @@ class ChatPane(Pane):
         self.title = ""
         self.generating = False
         self.answer_text = ""
+        self.answer_prefix = ""   # what a skill's tool did, above the answer
         self.tokens_seen = 0
         self.sources: list[dict] = []
 
@@ -151,12 +152,13 @@ class ChatPane(Pane):
     async def stream_answer(self, question: str) -> None:
         messages = self.query_one("#messages", VerticalScroll)
         answer = Message("…", classes="assistant", markup=False)
-        self.answer_text, self.tokens_seen, self.sources = "", 0, []
+        self.answer_text, self.tokens_seen, self.sources, self.answer_prefix = "", 0, [], ""
         self.query_one("#sources").display = False
         try:
             if self.conversation_id is None:
                 made = await self.app.api("POST", "/api/owner/conversations", {"title": question[:80]})
                 if made is None:
+                    self.restore(question)
                     return
                 self.conversation_id, self.title = made["id"], made["title"]
             await messages.mount(Message(f"you: {question}", classes="user", markup=False))
@@ -178,6 +180,7 @@ class ChatPane(Pane):
         except NodeUnavailable as e:
             answer.update(self.answer_text + "\n(no answer: the node failed)")
             self.status("")
+            self.restore(question)
             self.app.fail(e)
         except asyncio.CancelledError:   # Esc: the stream is closed, and the node stops generating
             answer.update(self.answer_text + " … (stopped)")
@@ -186,6 +189,12 @@ class ChatPane(Pane):
             self.generating = False
             messages.scroll_end(animate=False)
         await self.refresh_data()
+
+    def restore(self, question: str) -> None:
+        """Put an unanswered question back in the box (unless the owner typed anew meanwhile)."""
+        box = self.query_one("#question", Input)
+        if not box.value:
+            box.value = question
 
     def on_answer_event(self, event: dict, answer: Message) -> None:
         kind = event.get("type")
@@ -197,25 +206,27 @@ class ChatPane(Pane):
         elif kind == "token":
             self.tokens_seen += 1
             self.answer_text += event.get("text", "")
-            answer.update(self.answer_text)
+            answer.update(self.answer_prefix + self.answer_text)
             self.query_one("#messages", VerticalScroll).scroll_end(animate=False)
         elif kind == "approval":
             self.status(f"waiting for you to approve {event.get('tool')} (Approvals, F5)")
             self.app.notify(f"{event.get('skill')} wants to run {event.get('tool')}: approve or deny it in Approvals (F5)", title="approval needed")
             self.app.call_later(self.app.refresh_approvals)
         elif kind == "tool":
-            ran = "ran" if event.get("ran") else f"did not run ({event.get('reason', '')})"
-            answer.update(f"[{event.get('tool')}] {ran}\n{self.answer_text}")
+            ran = "ran" if event.get("ran") else f"did not run: {event.get('reason', '')}"
+            self.answer_prefix = f"[{event.get('skill') or 'skill'} · {event.get('tool')}] {ran}\n"
+            answer.update(self.answer_prefix)
+            self.status("")
         elif kind == "done":
             self.answer_text = event.get("answer", self.answer_text)
-            answer.update(self.answer_text or "(an empty answer)")
+            answer.update(self.answer_prefix + (self.answer_text or "(an empty answer)"))
             self.show_sources()
 
     def show_sources(self) -> None:
         listing = self.query_one("#sources", ListView)
         listing.clear()
         if not self.sources:
-            self.status("no notes matched; add some in Data (F3)")
+            self.status("" if self.answer_prefix else "no notes matched; add some in Data (F3)")
             return
         cited = cited_numbers(self.answer_text)
         for number, s in enumerate(self.sources, start=1):
@@ -572,7 +583,7 @@ class ApprovalsTable(DataTable):
 class ApprovalsPane(Pane):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.pending: dict[str, dict] = {}
+        self.pending: dict[str, dict] | None = None   # None until first listed
 
     def compose(self) -> ComposeResult:
         yield Label("Tool calls waiting for you (A approves, D denies)", classes="heading")
@@ -593,7 +604,7 @@ class ApprovalsPane(Pane):
             self.query_one("#approval-args", Static).update(self.shown(str(e)))
             return
         ids = [a["id"] for a in found]
-        if ids != list(self.pending):
+        if self.pending is None or ids != list(self.pending):
             self.pending = {a["id"]: a for a in found}
             table = self.query_one("#approvals", DataTable)
             table.clear(columns=True)
@@ -621,7 +632,7 @@ class ApprovalsPane(Pane):
         table = self.query_one("#approvals", DataTable)
         if not table.row_count:
             return None
-        return self.pending.get(table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value)
+        return (self.pending or {}).get(table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value)
 
     @on(DataTable.RowHighlighted, "#approvals")
     def show_arguments(self) -> None:
