@@ -190,9 +190,8 @@ def mount_owner_data(
     # --- conversations ----------------------------------------------------------------------
 
     def live(conv_id: str, turns: list[tuple[str, list[Source], str]]) -> Conversation:
-        # On the queue's thread: node.chat_model loads the model on first use.
         conversation = Conversation(
-            node.chat_model,
+            _ModelOnFirstUse(node),
             lambda question, k: node.retrieve(question, k),
             record=lambda message: node.vault.append_message(conv_id, message),
         )
@@ -216,12 +215,9 @@ def mount_owner_data(
     async def new_conversation(body: dict = Depends(owner_body)) -> dict:
         title = str(body.get("title") or "chat").strip()[:80] or "chat"
 
-        def make() -> str:
-            conv_id = node.vault.create_conversation(title)
-            register(conv_id, live(conv_id, []))
-            return conv_id
-
-        return {"id": await on_queue(make), "title": title}
+        conv_id = await asyncio.to_thread(node.vault.create_conversation, title)
+        register(conv_id, live(conv_id, []))
+        return {"id": conv_id, "title": title}
 
     @app.post("/api/owner/conversations/open")
     async def open_conversation(body: dict = Depends(owner_body)) -> dict:
@@ -232,8 +228,7 @@ def mount_owner_data(
             raise Problem(404, "no such conversation", "that conversation is not in the vault")
         messages = await asyncio.to_thread(node.vault.messages, conv_id)
         if conversations.get(conv_id, ("",))[0] != node.keys.owner_did:
-            turns = _turns(messages)
-            await on_queue(lambda: register(conv_id, live(conv_id, turns)))
+            register(conv_id, live(conv_id, _turns(messages)))
         return {**found, "messages": messages}
 
     @app.post("/api/owner/conversations/rename")
@@ -250,6 +245,17 @@ def mount_owner_data(
         if not await asyncio.to_thread(node.vault.delete_conversation, conv_id):
             raise Problem(404, "no such conversation", "that conversation is not in the vault")
         return {"deleted": True}
+
+
+class _ModelOnFirstUse:
+    """The node's chat model, loaded when the conversation first needs it: that is on the
+    model queue, when it answers, so making or reopening a conversation never waits there."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    def __getattr__(self, name: str):
+        return getattr(self._node.chat_model, name)
 
 
 def _turns(messages: list[dict]) -> list[tuple[str, list[Source], str]]:

@@ -9,7 +9,6 @@ the signed API, signing with the owner's key, like any peer.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import socket
@@ -44,11 +43,7 @@ def run_tui(home: Home, passphrase: Callable[[], str], say: Callable[[str], None
 def _run_app(url: str, keys: UnlockedKeyring) -> None:
     from tui.app import FlurryApp  # Textual loads only for the app, not for every command
 
-    client = AsyncNodeClient(url, keys)
-    try:
-        FlurryApp(client).run()
-    finally:
-        asyncio.run(client.aclose())
+    FlurryApp(AsyncNodeClient(url, keys)).run()   # the app closes its client as it ends
 
 
 @contextmanager

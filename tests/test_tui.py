@@ -182,12 +182,13 @@ def test_the_queue_position_shows_while_the_node_is_busy(served, node):
         app = new_app(served, node)
         async with app.run_test(size=(80, 24)) as pilot:
             chat = app.query_one(ChatPane)
+            await pilot.press(*"When is the dentist appointment?")   # typed first: typing takes a while
             others = [threading.Thread(target=ask_elsewhere, args=(q,)) for q in ("Describe the kitchen renovation", "Describe the garden")]
             others[0].start()
             assert await asyncio.to_thread(started.acquire, True, 120)   # the first one runs
             others[1].start()
-            await asyncio.sleep(0.5)                                       # the second one waits
-            await pilot.press(*"When is the dentist appointment?", "enter")
+            await asyncio.sleep(0.3)                                       # the second one waits
+            await pilot.press("enter")
             await wait_for(pilot, lambda: "ahead of you" in text_of(app.query_one("#chat-status")))
             assert text_of(app.query_one("#chat-status")) == "the node is busy: 1 ahead of you in its queue"
             await wait_for(pilot, lambda: not chat.generating, timeout=240)
@@ -429,6 +430,50 @@ def test_approve_and_deny_a_pending_tool_call(served, node, wheel):
         assert decisions[-2:] == ["approve", "deny"]
     finally:
         owner.remove_skill("notes")
+
+
+def _on_a_terminal(flurry, args: list[str], until: bytes, then: bytes, timeout: float = 90) -> tuple[int, str, bool]:
+    """Run `flurry ARGS` on a pseudo-terminal (80x24) until ``until`` shows, send ``then``;
+    returns the exit status, everything it drew, and whether serve.json existed meanwhile."""
+    import pty
+    import re
+    import select
+    import struct
+    import sys
+    from fcntl import ioctl
+    from termios import TIOCSWINSZ
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the real command line on a terminal
+        os.execve(sys.executable, [sys.executable, "-m", "node.cli", *args], {**flurry.env, "TERM": "xterm-256color"})
+    ioctl(fd, TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    out, served_meanwhile, sent = b"", False, False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            try:
+                out += os.read(fd, 65536)
+            except OSError:
+                break   # the child closed the terminal: it has ended
+        if not sent and until in re.sub(rb"\x1b\[[0-9;?]*[a-zA-Z]", b"", out):
+            served_meanwhile = (flurry.home / "serve.json").exists()
+            os.write(fd, then)
+            sent = True
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert sent, out.decode("utf-8", "replace")[-2000:]
+    return os.waitstatus_to_exitcode(status), out.decode("utf-8", "replace"), served_meanwhile
+
+
+def test_flurry_on_a_terminal_opens_the_app_and_plain_keeps_the_line_chat(flurry):
+    flurry("init")
+    # Bare `flurry`: the app, on an API served from this process for as long as it runs.
+    code, drawn, served_meanwhile = _on_a_terminal(flurry, [], b"Identity", b"\x11")  # Ctrl+Q
+    assert code == 0 and served_meanwhile and "Traceback" not in drawn
+    assert not (flurry.home / "serve.json").exists()
+    # `flurry chat --plain`: the line chat, even on a terminal.
+    code, drawn, _ = _on_a_terminal(flurry, ["chat", "--plain"], b"you>", b"/quit\r")
+    assert code == 0 and "Ask about your notes. /new starts a new conversation" in drawn and "Identity" not in drawn
 
 
 # --- snapshots ---------------------------------------------------------------------------

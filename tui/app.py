@@ -98,6 +98,9 @@ class FlurryApp(App):
             # Tool calls wait for the owner while the node works: look for them now and then.
             self.set_interval(self.poll_seconds, self.refresh_approvals)
 
+    async def on_unmount(self) -> None:
+        await self.client.aclose()   # in the loop its connections belong to
+
     # --- talking to the node, with failures shown, not raised -------------------------------
 
     async def api(self, method: str, path: str, body: dict | None = None) -> object | None:
