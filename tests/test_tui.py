@@ -23,7 +23,7 @@ from node.home import Home
 from node.node import Node
 from tui.app import FlurryApp
 from tui.modals import PermissionReview
-from tui.panes import ChatPane, ConversationItem, DataPane, Message, SourceItem
+from tui.panes import ChatPane, ConversationItem, DataPane, Message, SkillsPane, SourceItem
 
 
 @pytest.fixture(scope="module")
@@ -545,6 +545,7 @@ SCREENS = {
     "approvals": ("f5", lambda app: app.query_one("#approvals", DataTable).border_title is not None),
     "identity": ("f6", lambda app: app.query_one("#tokens", DataTable).row_count == 1),
     "help": ("f1", lambda app: app.screen.__class__.__name__ == "HelpScreen"),
+    "review": ("f4", lambda app: isinstance(app.screen, PermissionReview)),
     "chat-light": ("ctrl+t", lambda app: app.theme == "textual-light" and len(app.query(Message)) == 2),
 }
 
@@ -561,6 +562,9 @@ def test_snapshot(snap_compare, snap_served, snap_node, screen, size):
         if screen.startswith("chat"):
             app.query_one(ChatPane).open_conversation(snap_node.conv)
         await pilot.press(key)
+        if screen == "review":   # the permission review, as an install shows it
+            await _settle(pilot, lambda: app.query_one(SkillsPane).skills)
+            app.push_screen(PermissionReview(app.query_one(SkillsPane).skills["notes"]))
         await _settle(pilot, lambda: ready(app))
 
     assert snap_compare(app, terminal_size=size, run_before=before)
