@@ -98,8 +98,9 @@ class LocalOwner:
     def list_peers(self) -> list[dict]:
         return [asdict(p) for p in list_peers(self.node.vault)]
 
-    async def send(self, peer: str, text: str) -> dict:
-        """Ask a pinned peer; signed by the node key, and every attempt lands in the audit log."""
+    async def send(self, peer: str, text: str, *, by: str | None = None) -> dict:
+        """Ask a pinned peer; signed by the node key, and every attempt lands in the audit log
+        (with the skill that asked, when ``by`` names one)."""
         pinned = find_peer(self.node.vault, peer)
         if pinned is None:
             raise OwnerError(f"no pinned peer {peer!r}; add it first: flurry peers add URL --name NAME")
@@ -123,6 +124,7 @@ class LocalOwner:
             "task_id": reply.task_id if reply else None,
             "state": reply.state if reply else "failed",
             "question": text,
+            **({"skill": by} if by else {}),
         }
         if failure is not None:
             details["error"] = str(failure)

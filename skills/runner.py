@@ -17,6 +17,7 @@ import mcp_types as types
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 
+from skills import broker, sdk
 from skills.sdk import Skill, load_skill
 
 # The host already starts us with a scrubbed environment; dropping these again costs nothing
@@ -25,6 +26,9 @@ _SECRET_PREFIXES = ("FLURRY_",)
 
 
 def _contain() -> None:
+    # The broker's address and this skill's token go to the SDK, then out of the environment.
+    if os.environ.get(broker.SOCKET_ENV) and os.environ.get(broker.TOKEN_ENV):
+        sdk.node.connect(os.environ[broker.SOCKET_ENV], os.environ[broker.TOKEN_ENV])
     for key in [k for k in os.environ if k.startswith(_SECRET_PREFIXES)]:
         del os.environ[key]
     os.chdir(tempfile.mkdtemp(prefix="flurry-skill-"))

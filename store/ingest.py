@@ -9,6 +9,7 @@ in: the store knows nothing about models.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,7 +135,21 @@ class Ingestor:
         except ValueError as e:
             report.skipped.append(Skipped(shown, str(e)))
             return "skipped"
-        pieces = chunk_text(text, markdown=SUPPORTED_SUFFIXES[path.suffix.lower()])
+        return self._commit(shown, abs_path, content, mtime, text, SUPPORTED_SUFFIXES[path.suffix.lower()], report)
+
+    def add_text(self, key: str, shown: str, text: str, report: AddReport) -> str:
+        """A document that is not a file (a note a skill wrote): ``key`` recognises it again,
+        as a file's absolute path does."""
+        content = text.encode()
+        if self._vault.is_unchanged(key, content, self._tags):
+            report.unchanged.append(shown)
+            return "unchanged"
+        outcome = self._commit(shown, key, content, time.time(), text, True, report)
+        self._flush()
+        return outcome
+
+    def _commit(self, shown: str, abs_path: str, content: bytes, mtime: float, text: str, markdown: bool, report: AddReport) -> str:
+        pieces = chunk_text(text, markdown=markdown)
         if not pieces:
             report.skipped.append(Skipped(shown, "no text in it"))
             return "skipped"
