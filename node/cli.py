@@ -569,6 +569,7 @@ def skills_info(settings: Settings, name: str) -> None:
     with _open_node(settings) as node:
         info = node.skills.info(name)
         policy = node.tool_policy()
+        sandbox = node.skills.sandbox(name)
     if info.manifest:
         out.print(f"{info.name} {info.manifest.version} — {info.manifest.description}", markup=False)
         out.print(f"  author: {info.manifest.author_did or '(not given)'}", markup=False)
@@ -576,6 +577,7 @@ def skills_info(settings: Settings, name: str) -> None:
             out.print(f"  tool {tool.name} [{policy.rule(tool.name)}]: {tool.description}", markup=False)
     else:
         out.print(f"{info.name}: unmanaged MCP server: {' '.join(info.argv)}", markup=False)
+    out.print(f"  sandbox: {sandbox}", markup=False)
     for permission in info.requested:
         out.print(f"  {'granted' if permission in info.granted else 'asked, not granted'}: {permission}", markup=False)
 
