@@ -14,6 +14,12 @@ Called once by ``skills.runner``, single-threaded, right before the skill is imp
   and keyring, the owner's files, /proc of other processes) fails with PermissionError.
 - **Scopes** (Landlock ABI 6+): no signals to processes outside the sandbox (the node), no
   abstract Unix sockets outside it.
+- **Service sockets**: Landlock (up to ABI 7) does not govern connecting to a pathname Unix
+  socket, and the owner's session bus, ssh/gpg agents, docker and X11 listen on well-known ones
+  (/run/user/UID/bus, /run/docker.sock, /tmp/.X11-unix/X0): a skill that reached the session
+  bus could ask systemd to start an unconfined process. So in a new mount namespace an empty,
+  read-only tmpfs covers /run and those /tmp folders. The node's broker socket must therefore
+  live elsewhere (the node's home, or the host's private folder for the skill).
 
 Each step is best effort, as the kernel documentation advises: an older kernel enforces what it
 knows, and ``Confinement`` says exactly what applied and, for what did not, why. The runner
@@ -135,6 +141,7 @@ class Confinement:
     filesystem: str | None = None  # e.g. "landlock ABI 7"
     network: list[str] = field(default_factory=list)  # e.g. ["netns", "landlock TCP"]
     scopes: str | None = None  # e.g. "signals, abstract unix sockets"
+    hidden: list[str] = field(default_factory=list)  # folders of service sockets covered, e.g. ["/run"]
     missing: list[str] = field(default_factory=list)
 
     @property
@@ -152,16 +159,19 @@ class Confinement:
             parts.append(f"network ({', '.join(self.network)})")
         if self.scopes:
             parts.append(f"scoped ({self.scopes})")
+        if self.hidden:
+            parts.append(f"hidden ({', '.join(self.hidden)})")
         line = ", ".join(parts)
         return line + (f"; NOT protected: {'; '.join(self.missing)}" if self.missing else "")
 
     def to_dict(self) -> dict:
         return {"filesystem": self.filesystem, "network": list(self.network), "scopes": self.scopes,
-                "missing": list(self.missing)}
+                "hidden": list(self.hidden), "missing": list(self.missing)}
 
     @classmethod
     def from_dict(cls, d: dict) -> Confinement:
-        return cls(d.get("filesystem"), list(d.get("network") or []), d.get("scopes"), list(d.get("missing") or []))
+        return cls(d.get("filesystem"), list(d.get("network") or []), d.get("scopes"), list(d.get("hidden") or []),
+                   list(d.get("missing") or []))
 
 
 def landlock_abi() -> int:
@@ -176,7 +186,7 @@ def landlock_abi() -> int:
     except OSError as e:
         why = {errno.ENOSYS: "this kernel was built without Landlock",
                errno.EOPNOTSUPP: "Landlock is disabled on this kernel (boot with lsm=…,landlock)"}
-        raise OSError(e.errno, why.get(e.errno, str(e))) from None
+        raise OSError(e.errno, why.get(e.errno, e.strerror)) from None
 
 
 # --- paths the interpreter needs -------------------------------------------------------------
@@ -239,13 +249,17 @@ def confine(writable: str, readable: list[str]) -> Confinement:
         report.missing.append(f"no sandbox: {e.strerror}")
         return report
 
-    # The namespace goes first: writing our uid map needs /proc, which Landlock then closes.
+    # Namespaces go first: writing our uid map needs /proc, and mounting is what Landlock then
+    # forbids.
     netns_error = None
     try:
-        _new_network_namespace()
+        _new_namespaces()
         report.network.append("netns")
+        report.hidden, not_hidden = _hide_service_sockets()
+        report.missing += not_hidden
     except OSError as e:
         netns_error = e.strerror
+        report.missing.append(f"service sockets under /run are reachable (no mount namespace: {e.strerror})")
 
     abi = 0
     try:
@@ -280,21 +294,59 @@ def _thread_count() -> int:
     return threading.active_count()
 
 
-def _new_network_namespace() -> None:
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
+_MS_REC, _MS_PRIVATE = 0x4000, 1 << 18
+_CLONE_NEWNS = 0x00020000
+# Where the host's services listen on pathname Unix sockets.
+_SERVICE_SOCKETS = ("/run", "/var/run", "/tmp/.X11-unix", "/tmp/.ICE-unix")
+
+
+def _new_namespaces() -> None:
+    """A network namespace (no network) and a mount namespace (to hide service sockets)."""
     uid, gid = os.getuid(), os.getgid()
-    # Unprivileged: a user namespace gives us the right to a network namespace of our own.
-    # Privileged (root without user namespaces): the network namespace alone.
-    if _c().unshare(ctypes.c_int(_CLONE_NEWUSER | _CLONE_NEWNET)) == 0:
+    # Unprivileged: a user namespace gives us the right to the other namespaces.
+    # Privileged (root where user namespaces are refused): those alone.
+    if _c().unshare(ctypes.c_int(_CLONE_NEWUSER | _CLONE_NEWNET | _CLONE_NEWNS)) == 0:
         # Map our own ids onto themselves, so files and getpass look as before; setgroups must be
-        # denied before an unprivileged process may write gid_map.
-        for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
-            with open(f"/proc/self/{name}", "w") as f:
-                f.write(text)
+        # denied before an unprivileged process may write gid_map. Cosmetic: without the map we
+        # would merely look like nobody, so a failure here is no reason to give up.
+        try:
+            for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+                with open(f"/proc/self/{name}", "w") as f:
+                    f.write(text)
+        except OSError:
+            pass
         return
     first = ctypes.get_errno()
-    if _c().unshare(ctypes.c_int(_CLONE_NEWNET)) == 0:
+    if _c().unshare(ctypes.c_int(_CLONE_NEWNET | _CLONE_NEWNS)) == 0:
         return
     raise OSError(first, f"unshare(CLONE_NEWUSER|CLONE_NEWNET): {os.strerror(first)}")
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    encode = lambda v: v.encode() if v is not None else None  # noqa: E731
+    _check(_c().mount(encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data)),
+           f"mount {target}")
+
+
+def _hide_service_sockets() -> tuple[list[str], list[str]]:
+    """Cover the folders of the host's service sockets with an empty read-only tmpfs, in our own
+    mount namespace only. Returns (covered, what could not be covered and why)."""
+    # First, so nothing we mount propagates back to the host's mount namespace.
+    try:
+        _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
+    except OSError as e:
+        return [], [f"service sockets under /run are reachable ({e.strerror})"]
+    hidden, missing = [], []
+    for folder in _SERVICE_SOCKETS:
+        if os.path.islink(folder) or not os.path.isdir(folder):
+            continue  # /var/run is usually a link to /run: covered with it
+        try:
+            _mount("none", folder, "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "size=4k,mode=555")
+            hidden.append(folder)
+        except OSError as e:
+            missing.append(f"sockets under {folder} are reachable ({e.strerror})")
+    return hidden, missing
 
 
 def _landlock(abi: int, writable: str, readable: list[str]) -> None:

@@ -278,8 +278,26 @@ needs_sandbox = pytest.mark.skipif(
 )
 
 
+@pytest.fixture
+def service_socket():
+    """A stand-in for the owner's session bus or ssh agent: a listening socket under /run, where
+    this user may make one (None where it may not)."""
+    run = next((d for d in (f"/run/user/{os.getuid()}", "/run") if os.access(d, os.W_OK)), None)
+    if run is None:
+        yield None
+        return
+    path = f"{run}/flurry-test-{os.getpid()}.sock"
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(path)
+        listener.listen()
+        try:
+            yield listener
+        finally:
+            os.unlink(path)
+
+
 @needs_sandbox
-def test_hostile_skill_is_contained(skills: Skills, wheels, tmp_path: Path, monkeypatch) -> None:
+def test_hostile_skill_is_contained(skills: Skills, wheels, tmp_path: Path, monkeypatch, service_socket) -> None:
     monkeypatch.setenv("FLURRY_PASSPHRASE", "the owner's secret")
     owner_file = tmp_path / "owner-notes.txt"
     owner_file.write_text("bank PIN 4711")
@@ -294,7 +312,8 @@ def test_hostile_skill_is_contained(skills: Skills, wheels, tmp_path: Path, monk
 
     with skills.start("hostile") as skill, tcp_listener, udp_listener, broker:
         assert skill.sandbox["filesystem"] == f"landlock ABI {LANDLOCK_ABI}"
-        assert skill.sandbox["network"][0] == "netns" and skill.sandbox["missing"] == []
+        assert skill.sandbox["network"][0] == "netns" and "/run" in skill.sandbox["hidden"]
+        assert skill.sandbox["missing"] == []
 
         seen = json.loads(skill.call_tool("snoop", {"path": str(tmp_path / "vault.db")}))
         # No secrets in its environment, an empty private working directory.
@@ -313,6 +332,8 @@ def test_hostile_skill_is_contained(skills: Skills, wheels, tmp_path: Path, monk
             ("udp", "port", udp_listener.getsockname()[1]): "Network is unreachable",
             ("signal_node", None, None): "PermissionError",
         }
+        if service_socket:  # covered by an empty folder in the skill's mount namespace
+            refused[("unix", "path", service_socket.getsockname())] = "FileNotFoundError"
         for (tool, param, value), why in refused.items():
             with pytest.raises(ToolFailed, match=why):
                 skill.call_tool(tool, {param: value} if param else {})
@@ -323,6 +344,10 @@ def test_hostile_skill_is_contained(skills: Skills, wheels, tmp_path: Path, monk
         udp_listener.setblocking(False)
         with pytest.raises(BlockingIOError):
             udp_listener.recv(100)  # nothing ever arrived
+        if service_socket:
+            service_socket.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                service_socket.accept()
 
         # A pathname Unix socket stays reachable: that is how the node brokers what it grants.
         assert skill.call_tool("unix", {"path": str(tmp_path / "broker.sock")}) == "connected"
