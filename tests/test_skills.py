@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from identity.did_key import did_key_from_ed25519_public, verification_method_id
 from identity.jws import sign_json
+from node.home import Home
+from node.node import Node
 from skills.host import (
     InvalidArguments,
     SkillCrashed,
@@ -296,8 +298,20 @@ def service_socket():
             os.unlink(path)
 
 
+@pytest.fixture
+def node_home(tmp_path: Path):
+    """A real node home (keyring.json, vault.sqlite3, config.json, skills/), made as `flurry init`
+    makes it, with its skills registry as the node opens it."""
+    home = Home(tmp_path / "home")
+    keys = Node.init(home, "the owner's secret")
+    vault = Vault(home.vault, Sealer(keys.data_key))
+    yield home, Skills(vault, home.skills)
+    vault.close()
+
+
 @needs_sandbox
-def test_hostile_skill_is_contained(skills: Skills, wheels, tmp_path: Path, monkeypatch, service_socket) -> None:
+def test_hostile_skill_is_contained(node_home, wheels, tmp_path: Path, monkeypatch, service_socket) -> None:
+    home, skills = node_home
     monkeypatch.setenv("FLURRY_PASSPHRASE", "the owner's secret")
     owner_file = tmp_path / "owner-notes.txt"
     owner_file.write_text("bank PIN 4711")
@@ -315,7 +329,7 @@ def test_hostile_skill_is_contained(skills: Skills, wheels, tmp_path: Path, monk
         assert skill.sandbox["network"][0] == "netns" and "/run" in skill.sandbox["hidden"]
         assert skill.sandbox["missing"] == []
 
-        seen = json.loads(skill.call_tool("snoop", {"path": str(tmp_path / "vault.db")}))
+        seen = json.loads(skill.call_tool("snoop", {"path": str(home.vault)}))
         # No secrets in its environment, an empty private working directory.
         assert "FLURRY_PASSPHRASE" not in seen["env"] and "the owner's secret" not in json.dumps(seen["env"])
         assert seen["cwd_entries"] == [] and seen["cwd"] != os.getcwd()
@@ -323,7 +337,9 @@ def test_hostile_skill_is_contained(skills: Skills, wheels, tmp_path: Path, monk
 
         # Each attempt is refused, the tool's error says why, and the same process goes on.
         refused = {
-            ("read", "path", str(tmp_path / "vault.db")): "PermissionError",  # the node's vault
+            ("read", "path", str(home.vault)): "PermissionError",  # the node's vault
+            ("read", "path", str(home.keyring)): "PermissionError",  # and its wrapped keys
+            ("listdir", "path", str(home.skills)): "PermissionError",  # other skills' code
             ("read", "path", str(owner_file)): "PermissionError",  # the owner's files
             ("listdir", "path", str(Path.home())): "PermissionError",
             ("read", "path", f"/proc/{os.getpid()}/environ"): "PermissionError",  # the node's environment
@@ -363,7 +379,7 @@ def test_hostile_skill_is_contained(skills: Skills, wheels, tmp_path: Path, monk
         assert time.monotonic() - started < 4
         assert json.loads(skill.call_tool("snoop", {"path": "/"}))["cwd"]  # restarted on next use
         with pytest.raises(ToolFailed, match="PermissionError"):  # and confined again
-            skill.call_tool("read", {"path": str(tmp_path / "vault.db")})
+            skill.call_tool("read", {"path": str(home.vault)})
 
         # The owner sees why in the crash report, and what confined it: the runner's first line.
         with pytest.raises(SkillCrashed, match=r"(?s)flurry sandbox: filesystem \(landlock.*hostile: about to die"):
