@@ -264,7 +264,8 @@ def _kernel_landlock_abi() -> int:
 
 
 def _kernel_allows_netns() -> bool:
-    probe = "import ctypes, sys; sys.exit(ctypes.CDLL(None).unshare(0x10000000 | 0x40000000) != 0)"
+    # A user+network namespace, or (as root where user namespaces are refused) a network one.
+    probe = "import ctypes, sys; u = ctypes.CDLL(None).unshare; sys.exit(u(0x50000000) != 0 and u(0x40000000) != 0)"
     return sys.platform == "linux" and subprocess.run([sys.executable, "-c", probe]).returncode == 0
 
 
@@ -342,6 +343,7 @@ def test_hostile_skill_is_contained(node_home, wheels, tmp_path: Path, monkeypat
             ("listdir", "path", str(home.skills)): "PermissionError",  # other skills' code
             ("read", "path", str(owner_file)): "PermissionError",  # the owner's files
             ("listdir", "path", str(Path.home())): "PermissionError",
+            ("listdir", "path", "/dev/shm"): "PermissionError",  # where the unlocked node keeps its indexes
             ("read", "path", f"/proc/{os.getpid()}/environ"): "PermissionError",  # the node's environment
             ("write", "path", str(tmp_path / "planted.txt")): "PermissionError",  # outside its cwd
             ("tcp", "port", tcp_listener.getsockname()[1]): "PermissionError|Network is unreachable",
