@@ -199,11 +199,14 @@ def _skill_env(target: str) -> dict[str, str]:
 def sandbox_check(target: str) -> Confinement:
     """What the runner manages to enforce here, asked of a runner started as the skill's would be."""
     with tempfile.TemporaryDirectory(prefix="flurry-skill-") as cwd:
-        run = subprocess.run(
-            [sys.executable, "-m", "skills.runner", "--sandbox-check"],
-            env={"PATH": os.environ.get("PATH", ""), "TMPDIR": cwd, **_skill_env(target)},
-            cwd=cwd, capture_output=True, text=True, timeout=30,
-        )
+        try:
+            run = subprocess.run(
+                [sys.executable, "-m", "skills.runner", "--sandbox-check"],
+                env={"PATH": os.environ.get("PATH", ""), "TMPDIR": cwd, **_skill_env(target)},
+                cwd=cwd, capture_output=True, text=True, timeout=30, check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return Confinement(missing=["the sandbox check did not answer in 30 s"])
     try:
         return Confinement.from_dict(json.loads(run.stdout.strip().splitlines()[-1]))
     except (IndexError, ValueError):

@@ -324,8 +324,10 @@ def _new_namespaces() -> None:
 
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    encode = lambda v: v.encode() if v is not None else None  # noqa: E731
-    _check(_c().mount(encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data)),
+    def c_str(v: str | None) -> bytes | None:
+        return v.encode() if v is not None else None
+
+    _check(_c().mount(c_str(source), c_str(target), c_str(fstype), ctypes.c_ulong(flags), c_str(data)),
            f"mount {target}")
 
 

@@ -173,13 +173,13 @@ server.run()
 '''
 
 
-def make_wheel(folder: Path, dist: str, module: str, source: str, data: dict[str, bytes] | None = None) -> Path:
+def make_wheel(folder: Path, dist: str, module: str, source: str, extra: dict[str, bytes] | None = None) -> Path:
     """A minimal, valid wheel written by hand (the node's setuptools may lack bdist_wheel);
-    ``data``: more files installed beside the module."""
+    ``extra``: more files installed beside the module."""
     info = f"{dist.replace('-', '_')}-0.1.0.dist-info"
     files = {
         f"{module}.py": source.encode(),
-        **(data or {}),
+        **(extra or {}),
         f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1.0\n".encode(),
         f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: flurry-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
         f"{info}/entry_points.txt": f"[flurry.skills]\n{dist} = {module}:skill\n".encode(),
@@ -266,7 +266,7 @@ def _kernel_landlock_abi() -> int:
 def _kernel_allows_netns() -> bool:
     # A user+network namespace, or (as root where user namespaces are refused) a network one.
     probe = "import ctypes, sys; u = ctypes.CDLL(None).unshare; sys.exit(u(0x50000000) != 0 and u(0x40000000) != 0)"
-    return sys.platform == "linux" and subprocess.run([sys.executable, "-c", probe]).returncode == 0
+    return sys.platform == "linux" and subprocess.run([sys.executable, "-c", probe], check=False).returncode == 0
 
 
 LANDLOCK_ABI = _kernel_landlock_abi()
