@@ -546,6 +546,8 @@ def _show_skill(skill: dict) -> None:
         out.print(f"{skill['name']}: {skill['description']} (not sandboxed, nothing brokered)", markup=False)
     for tool in skill["tools"]:
         out.print(f"  tool {tool['name']} [{tool['policy']}]: {tool['description']}", markup=False)
+    if "sandbox" in skill:
+        out.print(f"  sandbox: {skill['sandbox']}", markup=False)
     for permission in skill["requested"]:
         state = "granted" if permission in skill["granted"] else "asks for" if not skill["approved"] else "asked, not granted"
         out.print(f"  {state}: {permission}", markup=False)

@@ -174,7 +174,8 @@ class LocalOwner:
         return [self._skill_json(info, policy) for info in self.node.skills.list()]
 
     def skill(self, name: str) -> dict:
-        return self._skill_json(self._info(name))
+        # Only here, not in the listing: asking the runner what it can enforce starts a process.
+        return {**self._skill_json(self._info(name)), "sandbox": self.node.skills.sandbox(name)}
 
     def install_skill(self, source: str) -> dict:
         manifest = self.node.skills.install(source)

@@ -23,6 +23,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from skills.broker import Broker
 from skills.host import SkillProcess
 from skills.manifest import NAME, Manifest, ManifestError, check_permission
+from skills.sandbox import Confinement
 from skills.sdk import ENTRY_POINT_GROUP
 from store.vault import Vault
 
@@ -224,6 +225,13 @@ class Skills:
         process.start()
         return process
 
+    def sandbox(self, name: str) -> str:
+        """One line for the owner: how this skill would be confined on this machine, now."""
+        info = self.info(name)
+        if not info.managed:
+            return "not sandboxed (unmanaged: it runs with your permissions)"
+        return sandbox_check(info.target).summary()
+
     def _put(self, info: SkillInfo) -> SkillInfo:
         self.vault.put_record(KIND, info.name, info.to_record())
         return info
@@ -233,6 +241,23 @@ def _skill_env(target: str | None) -> dict[str, str]:
     # The runner first (so a skill can't shadow it), then the skill's own folder (a built-in
     # skill has none: it ships with the node); no user site.
     return {"PYTHONPATH": os.pathsep.join([_RUNNER_ROOT, *([target] if target else [])]), "PYTHONNOUSERSITE": "1"}
+
+
+def sandbox_check(target: str) -> Confinement:
+    """What the runner manages to enforce here, asked of a runner started as the skill's would be."""
+    with tempfile.TemporaryDirectory(prefix="flurry-skill-") as cwd:
+        try:
+            run = subprocess.run(
+                [sys.executable, "-m", "skills.runner", "--sandbox-check"],
+                env={"PATH": os.environ.get("PATH", ""), "TMPDIR": cwd, **_skill_env(target)},
+                cwd=cwd, capture_output=True, text=True, timeout=30, check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return Confinement(missing=["the sandbox check did not answer in 30 s"])
+    try:
+        return Confinement.from_dict(json.loads(run.stdout.strip().splitlines()[-1]))
+    except (IndexError, ValueError):
+        return Confinement(missing=[f"the sandbox check failed: {run.stderr.strip()[-500:] or run.returncode}"])
 
 
 def _entry_point(target: Path) -> str:
@@ -252,7 +277,7 @@ def _read_manifest(target: Path | None, entry_point: str) -> Manifest:
     with tempfile.TemporaryDirectory(prefix="flurry-skill-") as cwd:
         run = subprocess.run(
             [sys.executable, "-m", "skills.runner", "--manifest", entry_point],
-            env={"PATH": os.environ.get("PATH", ""), **_skill_env(str(target) if target else None)},
+            env={"PATH": os.environ.get("PATH", ""), "TMPDIR": cwd, **_skill_env(str(target) if target else None)},
             cwd=cwd, capture_output=True, text=True, timeout=30,
         )
     lines = run.stdout.strip().splitlines()
