@@ -35,7 +35,7 @@ from identity.keyring import Keyring, KeyringError
 from identity.signing_client import signed_client
 from node.client import NodeClient, NodeUnavailable
 from node.home import Home, HomeError
-from node.node import Node
+from node.node import OWNER_QUESTION, Node
 from node.owner import LocalOwner, Owner, OwnerError, RemoteOwner
 from skills.host import SkillError
 from skills.manifest import ManifestError
@@ -174,6 +174,7 @@ class LocalAsker:
 
     def __init__(self, node: Node, k: int) -> None:
         self._node, self._k = node, k
+        node.terminal_prompt = _ask_owner_at_terminal  # a skill's owner.ask comes here too
         self.new()
 
     def new(self) -> None:
@@ -194,10 +195,16 @@ class LocalAsker:
 
 def _ask_owner_at_terminal(call: ToolCall) -> bool:
     """The policy said "ask": show the tool and every argument, and take the owner's answer."""
-    err.print(f"A skill wants to run {call.tool} with:", markup=False)
-    err.print(json.dumps(call.arguments, indent=2, ensure_ascii=False), markup=False)
+    if call.tool == OWNER_QUESTION:  # a skill's own yes/no question
+        err.print(f"A skill asks you: {call.arguments['question']}", markup=False)
+    else:
+        err.print(f"A skill wants to run {call.tool} with:", markup=False)
+        err.print(json.dumps(call.arguments, indent=2, ensure_ascii=False), markup=False)
     if not sys.stdin.isatty():
-        err.print(f"(no terminal to ask you; `flurry skills policy {call.tool} allow` lets it run unasked)", markup=False)
+        if call.tool == OWNER_QUESTION:
+            err.print("(no terminal to ask you: the answer is no)", markup=False)
+        else:
+            err.print(f"(no terminal to ask you; `flurry skills policy {call.tool} allow` lets it run unasked)", markup=False)
         return False
     return click.confirm("Run it?", default=False, err=True)
 

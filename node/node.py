@@ -47,6 +47,7 @@ from store.vault import Document, Vault
 Say = Callable[[str], None]
 # all-MiniLM-L6-v2; a vault records the size of the model that filled it.
 DEFAULT_EMBEDDING_DIM = 384
+OWNER_QUESTION = "owner.ask"  # the "tool" name a skill's question to the owner is listed under
 TOOL_POLICY = "tool-policy"   # vault records: tool name → {"decision": "allow" | "ask" | "deny"}
 
 
@@ -90,6 +91,8 @@ class Node:
         self._skill_processes_lock = threading.Lock()
         self.approvals = Approvals(record=self._record_approval)
         self._broker: Broker | None = None
+        # Set by the command line while the owner sits at its terminal; None under `flurry serve`.
+        self.terminal_prompt: AskOwner | None = None
 
     def _open_indexes(self, sealer: Sealer) -> SearchIndexes:
         dim = self.vault.get_setting("embedding_dim") or DEFAULT_EMBEDDING_DIM
@@ -318,6 +321,14 @@ class Node:
         """Run a skill's tool if the request is for one (None: answer from the notes instead)."""
         planned = self.plan_tool_call(request)
         return None if planned is None else self.run_planned(planned, ask_owner)
+
+    def ask_owner(self, skill: str, question: str) -> bool:
+        """A skill's yes/no question for the owner: at the terminal when one is asking
+        (``terminal_prompt``), else a pending approval the TUI or `flurry approvals` answers."""
+        call = ToolCall(OWNER_QUESTION, {"question": question})
+        if self.terminal_prompt is not None:
+            return self.terminal_prompt(call)
+        return self.approvals.wait(self.approvals.open(call, skill, requester=f"skill:{skill}"))
 
     def _record_approval(self, pending: Pending, decision: str) -> None:
         self.audit.append(

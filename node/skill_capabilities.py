@@ -52,3 +52,6 @@ class SkillCapabilities:
         self._node.audit.append("skill.http", target=url, details={**details, "status": response.status_code})
         return {"status": response.status_code, "content_type": response.headers.get("content-type", ""),
                 "body": response.text[:MAX_HTTP_BODY]}
+
+    def ask_owner(self, skill: str, question: str) -> bool:
+        return self._node.ask_owner(skill, question)

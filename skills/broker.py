@@ -46,6 +46,7 @@ class NodeCapabilities(Protocol):
     def write_note(self, skill: str, title: str, text: str) -> dict: ...
     def send_to_peer(self, skill: str, peer: str, text: str) -> str: ...
     def http_request(self, skill: str, method: str, url: str, body: str | None) -> dict: ...
+    def ask_owner(self, skill: str, question: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,12 @@ class Broker:
             raise ValueError("body must be a string")
         return self._node.http_request(request.skill, method, url, body)
 
+    def _ask_owner(self, request: Request) -> bool:
+        _require(request, "owner.ask")
+        return self._node.ask_owner(request.skill, _text(request.arguments, "question", 2000))
+
     _capabilities: dict[str, Callable[[Broker, Request], Any]] = {
+        "owner.ask": _ask_owner,
         "vault.search": _search,
         "notes.write": _write_note,
         "peers.send": _send_to_peer,
@@ -215,7 +221,7 @@ class BrokerClient:
 
     def call(self, capability: str, arguments: dict, timeout: float = 120.0) -> Any:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
+            s.settimeout(timeout)  # the owner may take minutes to answer owner.ask
             s.connect(self._path)
             s.sendall(json.dumps({"token": self._token, "capability": capability, "arguments": arguments}).encode() + b"\n")
             reply = json.loads(s.makefile("rb").readline())

@@ -32,6 +32,7 @@ A tool reaches the node only through :data:`node`, and only as far as the owner 
     node.write_note("Plumber", "Monday")   # needs notes.write
     node.ask_peer("alice", "free on Monday?")  # needs peers.send
     node.http("https://api.example.org/x")     # needs http:host=api.example.org
+    node.ask_owner("Book the table for 8?")    # needs owner.ask; True if the owner says yes
 
 Each raises :class:`CapabilityDenied` when the permission was not granted (or was revoked).
 """
@@ -49,6 +50,7 @@ from skills.manifest import Manifest, ManifestError
 __all__ = ["ENTRY_POINT_GROUP", "CapabilityDenied", "CapabilityFailed", "Skill", "load_skill", "node"]
 
 ENTRY_POINT_GROUP = "flurry.skills"
+ASK_OWNER_TIMEOUT = 330.0  # a little over the node's own five minutes, so the node's "no" arrives first
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ class NodeAccess:
     def _call(self, capability: str, **arguments: Any) -> Any:
         if self._client is None:
             raise CapabilityFailed("not running under a flurry node: nothing to reach")
-        return self._client.call(capability, arguments)
+        return self._client.call(capability, arguments, timeout=ASK_OWNER_TIMEOUT if capability == "owner.ask" else 120.0)
 
     def search(self, query: str, k: int = 3, tags: list[str] | None = None) -> list[dict]:
         """The owner's passages closest to ``query``: [{path, chunk, score, snippet}, …],
@@ -114,6 +116,12 @@ class NodeAccess:
     def http(self, url: str, method: str = "GET", body: str | None = None) -> dict:
         """An HTTP request made by the node for the skill: {status, content_type, body}."""
         return self._call("http.request", url=url, method=method, body=body)
+
+
+    def ask_owner(self, question: str) -> bool:
+        """Ask the owner a yes/no question (at their terminal, or as a pending approval in the
+        TUI); False when they say no or do not answer within five minutes."""
+        return self._call("owner.ask", question=question)
 
 
 node = NodeAccess()

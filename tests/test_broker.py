@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -41,12 +42,15 @@ def fetch(url):
 def peer(text):
     return attempt(lambda: node.ask_peer("nobody", text))
 
+def confirm(text):
+    return attempt(lambda: node.ask_owner(text))
+
 def skill():
     text = {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}
     return Skill(
         manifest={
             "name": "probe", "version": "0.1.0", "description": "Tries every capability.",
-            "permissions": ["vault.read:tags=travel", "http:host=127.0.0.1", "notes.write", "peers.send"],
+            "permissions": ["vault.read:tags=travel", "http:host=127.0.0.1", "notes.write", "peers.send", "owner.ask"],
             "tools": [
                 {"name": "search", "description": "search", "parameters": {"type": "object", "required": ["query"],
                  "properties": {"query": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}}}},
@@ -54,9 +58,10 @@ def skill():
                 {"name": "fetch", "description": "fetch", "parameters": {"type": "object", "required": ["url"],
                  "properties": {"url": {"type": "string"}}}},
                 {"name": "peer", "description": "peer", "parameters": text},
+                {"name": "confirm", "description": "confirm", "parameters": text},
             ],
         },
-        tools={"search": search, "note": note, "fetch": fetch, "peer": peer},
+        tools={"search": search, "note": note, "fetch": fetch, "peer": peer, "confirm": confirm},
     )
 '''
 
@@ -129,6 +134,8 @@ def test_a_skill_gets_what_was_granted_and_nothing_more(node, tmp_path):
         assert note["refused"] == "CapabilityDenied" and "notes.write" in note["why"]
         peer = _call(node, "probe", "peer", {"text": "hello"})
         assert peer["refused"] == "CapabilityDenied" and "peers.send" in peer["why"]
+        asked = _call(node, "probe", "confirm", {"text": "May I?"})
+        assert asked["refused"] == "CapabilityDenied" and "owner.ask" in asked["why"] and not node.approvals.pending()
 
         # HTTP: the node makes the call for it, signed and labelled agent-made, and audits it.
         fetched = _call(node, "probe", "fetch", {"url": f"http://127.0.0.1:{internet.port}/weather"})["ok"]
@@ -151,6 +158,39 @@ def test_a_skill_gets_what_was_granted_and_nothing_more(node, tmp_path):
         assert revoked["refused"] == "CapabilityDenied" and len(internet.requests) == 1
     finally:
         internet.close()
+        node.stop_skill("probe")
+        node.skills.remove("probe")
+
+
+def test_a_skill_question_waits_for_the_owner(node, tmp_path):
+    """owner.ask: at the terminal when the command line is asking, else a pending approval
+    that the TUI or `flurry approvals` answers (here: a second thread, as the owner)."""
+    node.skills.install(make_wheel(tmp_path, "probe", "probe_skill", PROBE))
+    node.skills.approve("probe", ["owner.ask"])
+    try:
+        for decision in (True, False):
+            def owner() -> None:
+                while not node.approvals.pending():
+                    time.sleep(0.05)
+                pending = node.approvals.pending()[0]
+                assert pending.call.arguments == {"question": "Book the table for eight?"} and pending.skill == "probe"
+                node.approvals.decide(pending.id, decision)
+
+            answering = threading.Thread(target=owner)
+            answering.start()
+            assert _call(node, "probe", "confirm", {"text": "Book the table for eight?"}) == {"ok": decision}
+            answering.join()
+        decisions = [e.details["decision"] for e in node.audit.entries() if e.action == "tool.approval"]
+        assert decisions[-2:] == ["approve", "deny"]
+
+        seen = []
+        node.terminal_prompt = lambda call: seen.append(call) or True
+        try:
+            assert _call(node, "probe", "confirm", {"text": "At the terminal?"}) == {"ok": True}
+        finally:
+            node.terminal_prompt = None
+        assert seen[0].arguments == {"question": "At the terminal?"}
+    finally:
         node.stop_skill("probe")
         node.skills.remove("probe")
 
