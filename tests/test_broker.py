@@ -6,16 +6,14 @@ internet (a host a skill was granted), on loopback."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import CORPUS, PASSPHRASE
+from conftest import new_node
 from test_skills import make_wheel
 
-from node.home import Home
 from node.node import Node
 from skills.host import ToolFailed
 
@@ -68,17 +66,7 @@ def skill():
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory, models_dir) -> Node:
-    root = tmp_path_factory.mktemp("broker")
-    os.environ["FLURRY_MODELS"] = str(models_dir)
-    notes = root / "notes"
-    for name, text in CORPUS.items():
-        (notes / name).parent.mkdir(parents=True, exist_ok=True)
-        (notes / name).write_text(text)
-    home = Home(root / "home")
-    Node.init(home, PASSPHRASE)
-    node = Node.open(home, PASSPHRASE, say=lambda line: None)
-    node.add(str(notes))
-    node.add(str(notes / "travel"), tags=("travel",))
+    node = new_node(tmp_path_factory.mktemp("broker"), models_dir, notes=True)
     yield node
     node.close()
 
