@@ -45,6 +45,7 @@ from identity.http_signatures import (
 from node.a2a import mount_a2a
 from node.node import Node
 from node.owner import LocalOwner, OwnerError
+from node.pod import mount_pod
 
 MAX_CONVERSATIONS = 64
 
@@ -152,6 +153,7 @@ def create_app(
     # --- other agents: the signed agent card and A2A tasks (node.a2a) ---------------------
 
     mount_a2a(app, node, signed_caller=signed_caller, authorize=authorize, submit=submit)
+    mount_pod(app, node, signed_caller=signed_caller, owner_only=owner_only, submit=submit)  # /pod/, /profile/card
 
     # --- asking the node ------------------------------------------------------------------
 

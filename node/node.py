@@ -34,6 +34,7 @@ from node.home import Config, Home, HomeError, HomeLock, runtime_dir
 from skills.host import SkillProcess
 from skills.registry import Skills
 from store.ingest import AddReport, Ingestor, Progress, absolute
+from store.pod_store import INDEX_TAG as POD_INDEX_TAG, PodStore
 from store.retrieval import IndexSnapshotError, SearchIndexes
 from store.sealing import Sealer
 from store.vault import Document, Vault
@@ -75,6 +76,12 @@ class Node:
         self.audit = AuditLog(self.vault, sign=keys.node_key.sign, signer_did=verification_method_id(keys.node_did))
         self.skills = Skills(self.vault, home.skills)
         self._skill_processes: dict[str, SkillProcess] = {}
+        self.pod = PodStore(self.vault, self._pod_ingestor)
+
+    def _pod_ingestor(self) -> Ingestor:
+        """Indexes the pod's RDF resources, tagged "pod"; the embedder first, as loading it may start new indexes."""
+        embed = self.embedder.embed
+        return Ingestor(self.vault, self.indexes, embed, tags=(POD_INDEX_TAG,))
 
     def _open_indexes(self, sealer: Sealer) -> SearchIndexes:
         dim = self.vault.get_setting("embedding_dim") or DEFAULT_EMBEDDING_DIM

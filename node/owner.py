@@ -26,6 +26,7 @@ from node.peers import (
     list_peers,
     send_message,
 )
+from store.pod_store import PodError
 
 
 class OwnerError(Exception):
@@ -43,6 +44,9 @@ class Owner(Protocol):
     def list_peers(self) -> list[dict]: ...
     def send(self, peer: str, text: str) -> dict: ...
     def verify_audit(self) -> dict: ...
+    def pod_access(self) -> dict: ...
+    def set_pod_access(self, who: str, container: str, modes: list[str] | None) -> None: ...
+    def pod_list(self, path: str) -> list[dict]: ...
 
 
 class LocalOwner:
@@ -51,6 +55,9 @@ class LocalOwner:
 
     def add_grant(self, grant: dict) -> None:
         ed25519_public_from_did_key(grant["did"])  # refuse a malformed DID before storing anything
+        if "pod" not in grant:  # `flurry grants add` leaves the pod access given by `flurry pod grant` as it is
+            kept = self.node.grants.get(grant["did"])
+            grant = {**grant, "pod": kept.to_record()["pod"] if kept else {}}
         self.node.grants.add(Grant.from_record(grant))
 
     def list_grants(self) -> list[dict]:
@@ -122,6 +129,33 @@ class LocalOwner:
         report = self.node.audit.verify(lambda did: Ed25519PublicKey.from_public_bytes(ed25519_public_from_did_key(did)))
         return {"ok": report.ok, "count": report.count, "problems": [str(p) for p in report.problems]}
 
+    def pod_access(self) -> dict:
+        """Who may do what in the pod: {"public": {container: modes}, "grants": {did: {container: modes}}}."""
+        return {
+            "public": {c: sorted(m) for c, m in self.node.grants.public_rules().items()},
+            "grants": {g.did: g.to_record()["pod"] for g in self.node.grants.list() if g.pod},
+        }
+
+    def set_pod_access(self, who: str, container: str, modes: list[str] | None) -> None:
+        """``who`` (a DID, or "public") gets ``modes`` on ``container`` and below; None drops the rule."""
+        if who == "public":
+            self.node.grants.set_public_modes(container, modes)
+            return
+        ed25519_public_from_did_key(who)
+        self.node.grants.set_pod_modes(who, container, modes)
+
+    def pod_list(self, path: str) -> list[dict]:
+        try:
+            entry = self.node.pod.get(path)
+        except PodError as e:
+            raise OwnerError(str(e)) from None
+        if entry is None:
+            raise OwnerError(f"nothing at {path}")
+        if not entry.is_container:
+            return [{"path": path, "type": entry.content_type, "size": entry.size, "modified": entry.modified}]
+        found = [self.node.pod.get(path + member) for member in entry.members]
+        return [{"path": e.path, "type": e.content_type, "size": e.size, "modified": e.modified} for e in found if e]
+
 
 class RemoteOwner:
     """The same calls, sent to the running node over its signed API."""
@@ -168,3 +202,12 @@ class RemoteOwner:
 
     def verify_audit(self) -> dict:
         return self._call("GET", "/audit")
+
+    def pod_access(self) -> dict:
+        return self._call("GET", "/pod/access")
+
+    def set_pod_access(self, who: str, container: str, modes: list[str] | None) -> None:
+        self._call("PUT", "/pod/access", json={"who": who, "container": container, "modes": modes})
+
+    def pod_list(self, path: str) -> list[dict]:
+        return self._call("POST", "/pod/list", json={"path": path})
