@@ -34,7 +34,8 @@ from node.home import Config, Home, HomeError, HomeLock, runtime_dir
 from skills.host import SkillProcess
 from skills.registry import Skills
 from store.ingest import AddReport, Ingestor, Progress, absolute
-from store.pod_store import INDEX_TAG as POD_INDEX_TAG, PodStore
+from store.pod_store import INDEX_TAG as POD_INDEX_TAG
+from store.pod_store import PodStore
 from store.retrieval import IndexSnapshotError, SearchIndexes
 from store.sealing import Sealer
 from store.vault import Document, Vault

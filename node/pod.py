@@ -25,7 +25,7 @@ from collections.abc import Callable
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
 
-from agent.grants import InvalidGrant, PodAccess
+from agent.grants import POD_MODES, InvalidGrant, PodAccess, pod_modes
 from agent.queue import Job, Work
 from identity.webid import PROFILE_PATH, webid_profile
 from node.node import Node
@@ -44,9 +44,18 @@ from store.pod_store import (
     check_path,
     parent_of,
 )
-from store.rdf import JSON_LD, RDF_TYPES, TURTLE, container_graph, parse, serialize
+from store.rdf import (
+    JSON_LD,
+    RDF_TYPES,
+    TURTLE,
+    acl_graph,
+    container_graph,
+    parse,
+    serialize,
+)
 
 LDP = "http://www.w3.org/ns/ldp#"
+ACL_PREFIX = "/acl"                  # /acl/pod/contacts/ is the WAC document of /pod/contacts/
 OFFERED = [TURTLE, JSON_LD]          # what an RDF source can be read as
 ACCEPTED = f"{TURTLE}, {JSON_LD}, */*"
 _STATUS = {InvalidPath: 400, InvalidBody: 400, NotFound: 404, Conflict: 409, PreconditionFailed: 412, TooLarge: 413}
@@ -64,19 +73,18 @@ def mount_pod(
     nostr_pubkey: Callable[[], str | None] = lambda: None,
 ) -> None:
     """Add /pod/…, /profile/card and the owner's /api/owner/pod routes to ``app``."""
-    from node.api import Problem  # node.api imports this module: the class is only needed once it is built
 
-    def problem(error: Exception) -> Problem:
+    def problem(error: PodError) -> Exception:
         status = next((s for kind, s in _STATUS.items() if isinstance(error, kind)), 400)
         title = {400: "bad request", 404: "not found", 409: "conflict", 412: "precondition failed", 413: "too large"}[status]
-        return Problem(status, title, str(error))
+        return _problem(status, title, str(error))
 
     async def caller_or_none(request: Request) -> str | None:
         """The signed caller's DID; None when the request carries no signature at all (public
         access only). A signature that is there but wrong is 401, never a silent downgrade."""
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > MAX_RESOURCE_BYTES:  # before the body is read
-            raise Problem(413, "too large", f"a pod resource holds at most {MAX_RESOURCE_BYTES} bytes")
+            raise _problem(413, "too large", f"a pod resource holds at most {MAX_RESOURCE_BYTES} bytes")
         if "signature" not in request.headers and "signature-input" not in request.headers:
             return None
         return await signed_caller(request)
@@ -85,8 +93,8 @@ def mount_pod(
         if access.allows(mode):
             return
         if caller is None:
-            raise Problem(401, "signature required", f"{path} is not public: sign the request (RFC 9421) with a DID that holds a grant")
-        raise Problem(403, "not granted", f"{caller} may not {mode} {path}; its pod access here is: {' '.join(sorted(access.user)) or 'none'}")
+            raise _problem(401, "signature required", f"{path} is not public: sign the request (RFC 9421) with a DID that holds a grant")
+        raise _problem(403, "not granted", f"{caller} may not {mode} {path}; its pod access here is: {' '.join(sorted(access.user)) or 'none'}")
 
     async def on_queue(call: Callable[[], object]) -> object:
         """Run ``call`` as a job on the model queue (it may embed) and return what it returned."""
@@ -107,6 +115,9 @@ def mount_pod(
         path = _decoded_path(request)
         base = str(request.base_url).rstrip("/")
         method = request.method
+        if caller is None and method not in ("GET", "HEAD", "OPTIONS"):
+            # Only reading can be public: refused before an unsigned body is read at all.
+            raise _problem(401, "signature required", "a change to the pod must be signed (RFC 9421) by a DID that holds a grant")
         access = await asyncio.to_thread(node.grants.pod_access, caller, path, owner_did=node.keys.owner_did)
         try:
             if method == "OPTIONS":
@@ -115,7 +126,7 @@ def mount_pod(
                 refuse(caller, access, path, "read")
                 return await asyncio.to_thread(_read, node, request, path, access, base)
             if method == "PATCH":
-                raise Problem(405, "method not allowed", "PATCH is not supported here; PUT the whole resource",
+                raise _problem(405, "method not allowed", "PATCH is not supported here; PUT the whole resource",
                               headers={"Allow": _allow(path)})
             if method == "PUT":
                 return await _put(request, caller, path, access, base)
@@ -129,17 +140,17 @@ def mount_pod(
         content_type = _media_type(request.headers.get("content-type"))
         body = await request.body()
         if content_type is None and not (path.endswith("/") and not body):
-            raise Problem(400, "content type required", "a PUT says what it sends: Content-Type: text/turtle, application/ld+json, …")
+            raise _problem(400, "content type required", "a PUT says what it sends: Content-Type: text/turtle, application/ld+json, …")
         missing = await asyncio.to_thread(node.pod.missing, path)
         await _check_write(caller, path, access, missing)
         if_match, if_none_match = _etags(request.headers.get("if-match")), _etags(request.headers.get("if-none-match"))
         if path.endswith("/"):
             if body:
-                raise Problem(400, "bad request", "a container is created with an empty body; its members are what it holds")
+                raise _problem(400, "bad request", "a container is created with an empty body; its members are what it holds")
             entry, created = await asyncio.to_thread(node.pod.make_container, path, if_none_match=if_none_match)
         else:
             existing = None if missing else await asyncio.to_thread(node.pod.get, path)
-            put = lambda: node.pod.put(path, body, content_type, base=_url(base, path), if_match=if_match, if_none_match=if_none_match)  # noqa: E731
+            put = lambda: node.pod.put(path, body, content_type, base=_url(base, path), if_match=if_match, if_none_match=if_none_match)
             uses_model = content_type in RDF_TYPES or (existing is not None and existing.is_rdf)
             entry, created = await on_queue(put) if uses_model else await asyncio.to_thread(put)
         headers = {"ETag": entry.etag, "Location": _url(base, path), "WAC-Allow": access.header()}
@@ -147,14 +158,14 @@ def mount_pod(
 
     async def _post(request: Request, caller: str | None, path: str, access: PodAccess, base: str) -> Response:
         if not path.endswith("/"):
-            raise Problem(405, "method not allowed", "POST goes to a container (a path ending with '/')", headers={"Allow": _allow(path)})
+            raise _problem(405, "method not allowed", "POST goes to a container (a path ending with '/')", headers={"Allow": _allow(path)})
         as_container = f"<{LDP}BasicContainer>" in request.headers.get("link", "") or f"<{LDP}Container>" in request.headers.get("link", "")
         content_type = _media_type(request.headers.get("content-type"))
         body = await request.body()
         if content_type is None and not (as_container and not body):
-            raise Problem(400, "content type required", "a POST says what it sends: Content-Type: text/turtle, application/ld+json, …")
+            raise _problem(400, "content type required", "a POST says what it sends: Content-Type: text/turtle, application/ld+json, …")
         if await asyncio.to_thread(node.pod.get, path) is None:
-            raise Problem(404, "not found", f"no container at {path}")
+            raise _problem(404, "not found", f"no container at {path}")
         refuse(caller, access, path, "append")
         slug = urllib.parse.unquote(request.headers.get("slug", ""))
 
@@ -170,7 +181,7 @@ def mount_pod(
             parent = await asyncio.to_thread(node.grants.pod_access, caller, parent_of(path), owner_did=node.keys.owner_did)
             refuse(caller, parent, parent_of(path), "write")  # WAC: a member leaves its container by a write to it
         existing = await asyncio.to_thread(node.pod.get, path)
-        delete = lambda: node.pod.delete(path, if_match=_etags(request.headers.get("if-match")))  # noqa: E731
+        delete = lambda: node.pod.delete(path, if_match=_etags(request.headers.get("if-match")))
         await on_queue(delete) if existing is not None and existing.is_rdf and not existing.is_container else await asyncio.to_thread(delete)
         return Response(status_code=204)
 
@@ -184,6 +195,33 @@ def mount_pod(
             container = parent_of(created)
             modes = await asyncio.to_thread(node.grants.pod_access, caller, container, owner_did=node.keys.owner_did)
             refuse(caller, modes, container, "append")
+
+    # --- access-control documents (WAC), written from the grants ------------------------------
+
+    @app.api_route(ACL_PREFIX + "/pod/{rest:path}", methods=["GET", "HEAD", "OPTIONS", "PUT", "POST", "DELETE", "PATCH"])
+    async def acl(request: Request, caller: str | None = Depends(caller_or_none)) -> Response:
+        """The WAC document of a pod path, read-only: who may do what there now. Readable by
+        the owner and by DIDs with control there; changed through grants (`flurry pod grant`)."""
+        path = _decoded_path(request, prefix=ACL_PREFIX)
+        base = str(request.base_url).rstrip("/")
+        headers = {"Allow": "GET, HEAD, OPTIONS", "Vary": "Accept, Signature", "Link": f'<{LDP}RDFSource>; rel="type"'}
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=headers)
+        if request.method not in ("GET", "HEAD"):
+            raise _problem(405, "method not allowed", "access is changed through grants: flurry pod grant WHO CONTAINER MODES", headers=headers)
+        access = await asyncio.to_thread(node.grants.pod_access, caller, path, owner_did=node.keys.owner_did)
+        refuse(caller, access, path, "control")
+        rules: list[tuple[str | None, frozenset[str]]] = [(node.keys.owner_did, frozenset(POD_MODES))]
+        if access.public:
+            rules.append((None, access.public))
+        for grant in await asyncio.to_thread(node.grants.list):
+            modes = pod_modes(grant.pod, path)
+            if modes:
+                rules.append((grant.did, modes))
+        media_type = _negotiate(request.headers.get("accept"), TURTLE)
+        url = _url(base, ACL_PREFIX + path)
+        body = serialize(acl_graph(url, _url(base, path), rules, container=path.endswith("/")), media_type, base=url)
+        return Response(body if request.method == "GET" else b"", media_type=media_type, headers=headers)
 
     # --- the WebID profile ------------------------------------------------------------------
 
@@ -205,9 +243,9 @@ def mount_pod(
         try:
             body = await request.json() if await request.body() else {}
         except ValueError:
-            raise Problem(400, "bad request", "the body is not JSON") from None
+            raise _problem(400, "bad request", "the body is not JSON") from None
         if not isinstance(body, dict):
-            raise Problem(400, "bad request", "the body must be a JSON object")
+            raise _problem(400, "bad request", "the body must be a JSON object")
         return body
 
     owner = LocalOwner(node)
@@ -216,9 +254,9 @@ def mount_pod(
         try:
             return await asyncio.to_thread(call, *args)
         except (OwnerError, InvalidGrant, PodError) as e:
-            raise Problem(400, "refused", str(e)) from None
+            raise _problem(400, "refused", str(e)) from None
         except (KeyError, TypeError) as e:
-            raise Problem(400, "bad request", f"missing or malformed field: {e}") from None
+            raise _problem(400, "bad request", f"missing or malformed field: {e}") from None
 
     @app.get("/api/owner/pod/access")
     async def owner_pod_access(body: dict = Depends(owner_json)) -> dict:
@@ -232,6 +270,13 @@ def mount_pod(
     @app.post("/api/owner/pod/list")
     async def owner_pod_list(body: dict = Depends(owner_json)) -> list:
         return await owner_call(owner.pod_list, body["path"])
+
+
+def _problem(status: int, title: str, detail: str, **options) -> Exception:
+    """node.api's Problem (problem+json); imported here because node.api imports this module."""
+    from node.api import Problem
+
+    return Problem(status, title, detail, **options)
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -268,8 +313,7 @@ def _negotiate(accept: str | None, stored: str) -> str:
         if q > best_q:
             best, best_q = candidate, q
     if best is None:
-        from node.api import Problem
-        raise Problem(406, "not acceptable", f"this is an RDF source: ask for {' or '.join(OFFERED)} (Accept said {accept!r})")
+        raise _problem(406, "not acceptable", f"this is an RDF source: ask for {' or '.join(OFFERED)} (Accept said {accept!r})")
     return best
 
 
@@ -304,7 +348,7 @@ def _headers(path: str, entry: Entry | None, access: PodAccess, base: str) -> di
         types.append(f"{LDP}RDFSource" if entry.is_rdf else f"{LDP}NonRDFSource")
     links = [f'<{t}>; rel="type"' for t in types]
     # WAC §5: the access-control document of this resource (this node writes it from the grants).
-    links.append(f'<{base}/api/owner/pod/access>; rel="acl"')
+    links.append(f'<{_url(base, ACL_PREFIX + path)}>; rel="acl"')
     headers = {
         "Link": ", ".join(links),
         "Allow": _allow(path),
@@ -339,27 +383,25 @@ def _media_type(value: str | None) -> str | None:
 # --- paths --------------------------------------------------------------------------------------
 
 
-def _decoded_path(request: Request) -> str:
+def _decoded_path(request: Request, prefix: str = "") -> str:
     """The pod path the client sent: each segment percent-decoded from the raw path (as the
     signature covered it), UTF-8; an encoded '/' inside a segment is refused rather than guessed."""
-    from node.api import Problem
-
     raw = request.scope.get("raw_path") or request.scope["path"].encode()
-    segments = raw.decode("ascii", "replace").split("?")[0].split("/")
+    segments = raw.decode("ascii", "replace").split("?")[0].removeprefix(prefix).split("/")
     decoded = []
     for segment in segments:
         try:
             text = urllib.parse.unquote(segment, errors="strict")
         except UnicodeDecodeError:
-            raise Problem(400, "bad path", f"the segment {segment!r} does not decode to UTF-8") from None
+            raise _problem(400, "bad path", f"the segment {segment!r} does not decode to UTF-8") from None
         if any(c in text for c in _RESERVED_IN_SEGMENT):
-            raise Problem(400, "bad path", f"the segment {segment!r} holds an encoded '/'")
+            raise _problem(400, "bad path", f"the segment {segment!r} holds an encoded '/'")
         decoded.append(text)
     path = "/".join(decoded)
     try:
         return check_path(path)
     except InvalidPath as e:
-        raise Problem(400, "bad path", str(e)) from None
+        raise _problem(400, "bad path", str(e)) from None
 
 
 def _url(base: str, path: str) -> str:

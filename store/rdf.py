@@ -161,4 +161,33 @@ def container_graph(url: str, member_urls: list[str], modified: float) -> Graph:
 
 
 def _iso(epoch: float) -> str:
-    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- WAC access-control documents -------------------------------------------------------------
+
+ACL = Namespace("http://www.w3.org/ns/auth/acl#")
+_ACL_MODES = {"read": ACL.Read, "append": ACL.Append, "write": ACL.Write, "control": ACL.Control}
+
+
+def acl_graph(acl_url: str, target_url: str, rules: list[tuple[str | None, frozenset[str]]], *, container: bool) -> Graph:
+    """A WAC ACL document for ``target_url``: one acl:Authorization per (agent DID, modes);
+    agent None is the public (acl:agentClass foaf:Agent). On a container each one is also its
+    default, as inheritance is here."""
+    graph = Graph()
+    graph.bind("acl", ACL)
+    graph.bind("foaf", FOAF)
+    target = URIRef(target_url)
+    for n, (agent, modes) in enumerate(rules, start=1):
+        rule = URIRef(f"{acl_url}#rule{n}")
+        graph.add((rule, RDF.type, ACL.Authorization))
+        if agent is None:
+            graph.add((rule, ACL.agentClass, FOAF.Agent))
+        else:
+            graph.add((rule, ACL.agent, URIRef(agent)))
+        graph.add((rule, ACL.accessTo, target))
+        if container:
+            graph.add((rule, ACL.default, target))
+        for mode in sorted(modes):
+            graph.add((rule, ACL.mode, _ACL_MODES[mode]))
+    return graph

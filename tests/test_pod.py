@@ -16,14 +16,18 @@ from rdflib.compare import isomorphic
 from rdflib.namespace import FOAF, OWL
 
 from identity.did_key import did_key_from_ed25519_public, verification_method_id
+from identity.keyring import Keyring
 from identity.signing_client import signed_client
+from identity.webid import NOSTR, webid_profile
 from node.home import Home
 from node.node import Node
+from node.owner import LocalOwner
 from store.pod_store import MAX_RESOURCE_BYTES
 
 LDP = Namespace("http://www.w3.org/ns/ldp#")
 VCARD = Namespace("http://www.w3.org/2006/vcard/ns#")
 PIM = Namespace("http://www.w3.org/ns/pim/space#")
+ACL = Namespace("http://www.w3.org/ns/auth/acl#")
 
 ANA = """@prefix vcard: <http://www.w3.org/2006/vcard/ns#> .
 <#this> a vcard:Individual ;
@@ -257,6 +261,44 @@ def test_public_read_without_a_signature(served, owner, node):
     assert httpx.get(f"{served.url}/pod/public/links", headers={"Signature-Input": "sig1=()", "Signature": "sig1=:AAAA:"}).status_code == 401
 
 
+def test_the_acl_document_says_who_may_do_what(served, owner, node):
+    reader, controller = Agent(), Agent()
+    owner.put("/pod/team/", headers={"Content-Type": "text/turtle"})
+    node.grants.set_pod_modes(reader.did, "/pod/team/", {"read"})
+    node.grants.set_pod_modes(controller.did, "/pod/team/", {"read", "control"})
+    link = owner.head("/pod/team/").headers["Link"]
+    acl_url = f"{served.url}/acl/pod/team/"
+    assert f'<{acl_url}>; rel="acl"' in link
+    graph = turtle(owner.get("/acl/pod/team/").text, acl_url)
+    modes = {}
+    for rule in graph.subjects(RDF.type, ACL.Authorization):
+        assert graph.value(rule, ACL.accessTo) == URIRef(f"{served.url}/pod/team/")
+        assert graph.value(rule, ACL.default) == URIRef(f"{served.url}/pod/team/")
+        modes[str(graph.value(rule, ACL.agent))] = {str(m).rsplit("#")[-1] for m in graph.objects(rule, ACL.mode)}
+    assert modes[reader.did] == {"Read"} and modes[controller.did] == {"Read", "Control"}
+    assert modes[node.keys.owner_did] == {"Read", "Append", "Write", "Control"}
+    with reader.client(served.url) as client:
+        assert client.get("/acl/pod/team/").status_code == 403  # reading the ACL takes control
+    with controller.client(served.url) as client:
+        assert client.get("/acl/pod/team/", headers={"Accept": "application/ld+json"}).status_code == 200
+        assert client.put("/acl/pod/team/", content=b"", headers={"Content-Type": "text/turtle"}).status_code == 405
+
+
+def test_unsigned_writes_are_refused_before_the_body_is_read(served, owner):
+    for method in ("PUT", "POST", "DELETE"):
+        response = httpx.request(method, f"{served.url}/pod/contacts/", content=b"x", headers={"Content-Type": "text/plain"})
+        assert response.status_code == 401 and "signed" in response.json()["detail"]
+
+
+def test_nothing_of_the_pod_reaches_the_disk_in_plaintext(served, owner, node):
+    owner.put("/pod/diary/2026-11-28", content="<#d> <http://ex/text> 'Walked to Miradouro da Graca' .", headers={"Content-Type": "text/turtle"})
+    owner.put("/pod/diary/photo", content=b"JFIF-Miradouro-bytes", headers={"Content-Type": "image/jpeg"})
+    wal = node.vault.path.with_name(node.vault.path.name + "-wal")
+    on_disk = node.vault.path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    for secret in (b"Miradouro", b"diary", b"2026-11-28", b"image/jpeg"):
+        assert secret not in on_disk, secret
+
+
 def test_webid_profile_in_both_formats(served, node):
     card = f"{served.url}/profile/card"
     me = URIRef(card + "#me")
@@ -294,3 +336,57 @@ def test_the_agent_answers_from_a_contact_in_the_pod(served, owner, node, corpus
     assert any("933-000-111" in t for t in texts) and not any("912-345-678" in t for t in texts)
     assert owner.delete("/pod/contacts/ana").status_code == 204
     assert not any(s.path == "/pod/contacts/ana" for s in node.retrieve("Ana Silva phone number", 5))
+
+
+def test_webid_profile_names_the_nostr_key_when_there_is_one():
+    owner_did = Agent().did
+    key = "7e7e9c42a91bfef19fa929e5fda1b72e0ebc1a4c1141673e2794234d86addf4e"
+    with_key = webid_profile("https://node.example", owner_did, agent_card_url="https://node.example/.well-known/agent-card.json", nostr_pubkey=key)
+    me = URIRef("https://node.example/profile/card#me")
+    assert (me, NOSTR.pubkey, Literal(key)) in with_key
+    without = webid_profile("https://node.example", owner_did, agent_card_url="https://node.example/.well-known/agent-card.json")
+    assert not any(p == NOSTR.pubkey for _, p, _ in without)
+    with pytest.raises(ValueError, match="64 lowercase hex"):
+        webid_profile("https://node.example", owner_did, agent_card_url="x", nostr_pubkey="npub1abc")
+
+
+def test_owner_manages_pod_access_and_bad_rules_are_refused(node):
+    owner, friend = LocalOwner(node), Agent()
+    owner.set_pod_access(friend.did, "/pod/contacts/", ["read"])
+    # `flurry grants add` (no "pod" in what it sends) keeps the pod access given before.
+    owner.add_grant({"did": friend.did, "allow": ["ask"], "tags": [], "quota": None, "note": "", "created_at": 0.0})
+    assert owner.pod_access()["grants"][friend.did] == {"/pod/contacts/": ["read"]}
+    assert node.grants.get(friend.did).allow == {"ask"}
+    for who, container, modes, words in [
+        ("public", "/pod/contacts/", ["write"], "only 'read' can be public"),
+        (friend.did, "/pod/contacts", ["read"], "with the slash"),
+        (friend.did, "/pod/a/../b/", ["read"], "'..'"),
+        (friend.did, "/pod/contacts/", ["admin"], "unknown pod access mode 'admin'"),
+        ("did:key:zNotAKey", "/pod/contacts/", ["read"], "did:key"),
+    ]:
+        with pytest.raises(ValueError, match=words):
+            owner.set_pod_access(who, container, modes)
+    owner.set_pod_access(friend.did, "/pod/contacts/", None)
+    assert friend.did not in owner.pod_access()["grants"]
+
+
+def test_pod_from_the_command_line_with_and_without_a_server(flurry):
+    """The slow one (each `flurry` is a process that unlocks the home): kept to a few calls."""
+    Node.init(Home(flurry.home), PASSPHRASE)
+    friend = Agent()
+    granted = flurry("pod", "grant", friend.did, "/pod/contacts/", "read")
+    assert f"{friend.did} on /pod/contacts/: read" in granted.stdout
+    bad = flurry("pod", "grant", "public", "/pod/contacts/", "write", check=False)
+    assert bad.returncode == 1 and "only 'read' can be public" in bad.stderr and "Traceback" not in bad.stderr
+    with flurry.serving() as url:
+        keys = Keyring.unlock(flurry.home / "keyring.json", PASSPHRASE)
+        with Agent(keys.owner_key).client(url) as owner:
+            assert owner.put("/pod/contacts/ana.txt", content=b"Ana", headers={"Content-Type": "text/plain"}).status_code == 201
+        assert "/pod/contacts/ana.txt  text/plain  3 bytes" in flurry("pod", "ls", "/pod/contacts/").stdout
+        assert httpx.get(f"{url}/pod/contacts/ana.txt").status_code == 401
+        flurry("pod", "grant", "public", "/pod/contacts/", "read")  # through the running node's owner API
+        assert httpx.get(f"{url}/pod/contacts/ana.txt").content == b"Ana"
+        with friend.client(url) as client:
+            assert client.get("/pod/contacts/ana.txt").status_code == 200
+        listed = flurry("pod", "access").stdout
+        assert f"/pod/contacts/  {friend.did}  read" in listed and "/pod/contacts/  public  read" in listed
