@@ -126,8 +126,8 @@ def mount_pod(
                 refuse(caller, access, path, "read")
                 return await asyncio.to_thread(_read, node, request, path, access, base)
             if method == "PATCH":
-                raise _problem(405, "method not allowed", "PATCH is not supported here; PUT the whole resource",
-                              headers={"Allow": _allow(path)})
+                detail = "PATCH is not supported here; PUT the whole resource"
+                raise _problem(405, "method not allowed", detail, headers={"Allow": _allow(path)})
             if method == "PUT":
                 return await _put(request, caller, path, access, base)
             if method == "POST":
@@ -162,11 +162,13 @@ def mount_pod(
         as_container = f"<{LDP}BasicContainer>" in request.headers.get("link", "") or f"<{LDP}Container>" in request.headers.get("link", "")
         content_type = _media_type(request.headers.get("content-type"))
         body = await request.body()
-        if content_type is None and not (as_container and not body):
+        if as_container and body:
+            raise _problem(400, "bad request", "a container is created with an empty body; its members are what it holds")
+        if content_type is None and not as_container:
             raise _problem(400, "content type required", "a POST says what it sends: Content-Type: text/turtle, application/ld+json, …")
+        refuse(caller, access, path, "append")  # before looking: a stranger learns nothing of what exists
         if await asyncio.to_thread(node.pod.get, path) is None:
             raise _problem(404, "not found", f"no container at {path}")
-        refuse(caller, access, path, "append")
         slug = urllib.parse.unquote(request.headers.get("slug", ""))
 
         def post() -> Entry:

@@ -9,6 +9,7 @@ any other predicate is named after its local name ("birthDate" → "birth date")
 from __future__ import annotations
 
 import datetime
+import json
 import re
 
 from rdflib import RDF, RDFS, BNode, Graph, Literal, Namespace, URIRef
@@ -33,12 +34,37 @@ def parse(body: bytes, media_type: str, base: str) -> Graph:
     """The graph in ``body``; relative IRIs resolve against ``base`` (the resource's URL)."""
     graph = Graph()
     try:
-        graph.parse(data=body.decode("utf-8"), format=RDF_TYPES[media_type], publicID=base)
+        text = body.decode("utf-8")
+        if media_type == JSON_LD:
+            _refuse_remote_contexts(json.loads(text))
+        graph.parse(data=text, format=RDF_TYPES[media_type], publicID=base)
     except UnicodeDecodeError as e:
         raise RDFSyntaxError(f"not UTF-8 (byte {e.start})") from None
+    except RDFSyntaxError:
+        raise
     except Exception as e:  # rdflib's parsers raise many types; each carries its line in its message
         raise RDFSyntaxError(_one_line(str(e)) or type(e).__name__) from None
     return graph
+
+
+def _refuse_remote_contexts(document: object) -> None:
+    """JSON-LD may name its @context (or @import one) by URL, and rdflib would fetch it, from
+    the network or a local file: outbound traffic nobody configured, on behalf of whoever sent
+    the body. Only contexts written inline are read here."""
+    stack = [document]
+    while stack:  # not recursive: a deeply nested document must not exhaust the stack
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            for context in _as_list(item.get("@context")):
+                if isinstance(context, str) or (isinstance(context, dict) and "@import" in context):
+                    raise RDFSyntaxError("a remote @context is not fetched here: write the context inline")
+            stack.extend(item.values())
+
+
+def _as_list(value: object) -> list:
+    return value if isinstance(value, list) else [] if value is None else [value]
 
 
 def serialize(graph: Graph, media_type: str, base: str | None = None) -> bytes:

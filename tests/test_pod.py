@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 
 import httpx
 import pytest
@@ -158,6 +159,16 @@ def test_bad_requests_are_clear_problems(served, owner):
     problem(owner.put("/pod/x", content=b"hello"), 400, "Content-Type")
     problem(owner.put("/pod/x", content=b"<a> <b> .", headers={"Content-Type": "text/turtle"}), 400, "line 1")
     problem(owner.put("/pod/x", content=b"{not json", headers={"Content-Type": "application/ld+json"}), 400, "not valid application/ld+json")
+    with socket.socket() as listener:  # a remote @context is refused, not fetched
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0.2)
+        remote = json.dumps({"@context": f"http://127.0.0.1:{listener.getsockname()[1]}/ctx", "@id": "#x", "name": "x"})
+        problem(owner.put("/pod/x", content=remote, headers={"Content-Type": "application/ld+json"}), 400, "remote @context")
+        with pytest.raises(TimeoutError):
+            listener.accept()
+    deep = "[" * 100_000 + "]" * 100_000
+    problem(owner.put("/pod/x", content=deep, headers={"Content-Type": "application/ld+json"}), 400, "not valid")
     problem(owner.put("/pod/a/%2E%2E/b", content=b"x", headers={"Content-Type": "text/plain"}), 400, "'..'")
     problem(owner.put("/pod/a//b", content=b"x", headers={"Content-Type": "text/plain"}), 400, "empty")
     problem(owner.put("/pod/a%2Fb", content=b"x", headers={"Content-Type": "text/plain"}), 400, "encoded '/'")
