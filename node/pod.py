@@ -150,7 +150,8 @@ def mount_pod(
             entry, created = await asyncio.to_thread(node.pod.make_container, path, if_none_match=if_none_match)
         else:
             existing = None if missing else await asyncio.to_thread(node.pod.get, path)
-            put = lambda: node.pod.put(path, body, content_type, base=_url(base, path), if_match=if_match, if_none_match=if_none_match)
+            stored_type = _stored_type(request, content_type)
+            put = lambda: node.pod.put(path, body, stored_type, base=_url(base, path), if_match=if_match, if_none_match=if_none_match)
             uses_model = content_type in RDF_TYPES or (existing is not None and existing.is_rdf)
             entry, created = await on_queue(put) if uses_model else await asyncio.to_thread(put)
         headers = {"ETag": entry.etag, "Location": _url(base, path), "WAC-Allow": access.header()}
@@ -172,7 +173,7 @@ def mount_pod(
         slug = urllib.parse.unquote(request.headers.get("slug", ""))
 
         def post() -> Entry:
-            return node.pod.post(path, slug, body, content_type, base_of=lambda p: _url(base, p), as_container=as_container)
+            return node.pod.post(path, slug, body, _stored_type(request, content_type), base_of=lambda p: _url(base, p), as_container=as_container)
 
         entry = await on_queue(post) if content_type in RDF_TYPES else await asyncio.to_thread(post)
         return Response(status_code=201, headers={"Location": _url(base, entry.path), "ETag": entry.etag, "WAC-Allow": access.header()})
@@ -223,6 +224,7 @@ def mount_pod(
         media_type = _negotiate(request.headers.get("accept"), TURTLE)
         url = _url(base, ACL_PREFIX + path)
         body = serialize(acl_graph(url, _url(base, path), rules, container=path.endswith("/")), media_type, base=url)
+        headers["Content-Length"] = str(len(body))
         return Response(body if request.method == "GET" else b"", media_type=media_type, headers=headers)
 
     # --- the WebID profile ------------------------------------------------------------------
@@ -236,6 +238,7 @@ def mount_pod(
         media_type = _negotiate(request.headers.get("accept"), TURTLE)
         graph = webid_profile(base, node.keys.owner_did, agent_card_url=f"{base}/.well-known/agent-card.json", nostr_pubkey=nostr_pubkey())
         body = serialize(graph, media_type, base=base + PROFILE_PATH)
+        headers["Content-Length"] = str(len(body))  # HEAD says what GET would send
         return Response(body if request.method == "GET" else b"", media_type=media_type, headers=headers)
 
     # --- the owner's management of pod access (for `flurry pod` while a server holds the home)
@@ -376,6 +379,14 @@ def _etags(value: str | None) -> list[str] | None:
     if value is None:
         return None
     return [tag.strip().removeprefix("W/") for tag in value.split(",") if tag.strip()]
+
+
+def _stored_type(request: Request, media_type: str | None) -> str | None:
+    """What a resource's Content-Type is kept as: RDF by its media type (it is re-serialised
+    on the way out), anything else as sent, parameters and all (a charset must survive)."""
+    if media_type is None or media_type in RDF_TYPES:
+        return media_type
+    return request.headers["content-type"].strip()
 
 
 def _media_type(value: str | None) -> str | None:

@@ -147,6 +147,9 @@ def test_post_with_slug_non_rdf_as_stored_and_delete(served, owner):
     for path in ("/pod/notes/my-photo", httpx.URL(again.headers["Location"]).path, "/pod/notes/trips/", "/pod/notes/"):
         assert owner.delete(path).status_code == 204, path
     assert owner.get("/pod/notes/my-photo").status_code == 404
+    owner.put("/pod/latin1", content="café".encode("latin-1"), headers={"Content-Type": "text/plain; charset=iso-8859-1"})
+    assert owner.get("/pod/latin1").headers["Content-Type"] == "text/plain; charset=iso-8859-1"
+    assert owner.get("/pod/latin1").text == "café"
     assert owner.delete("/pod/").status_code == 409
 
 
@@ -315,6 +318,7 @@ def test_webid_profile_in_both_formats(served, node):
     me = URIRef(card + "#me")
     as_turtle = httpx.get(card)
     assert as_turtle.status_code == 200 and as_turtle.headers["Content-Type"].startswith("text/turtle")
+    assert httpx.head(card).headers["Content-Length"] == str(len(as_turtle.content))
     as_json = httpx.get(card, headers={"Accept": "application/ld+json"})
     assert as_json.headers["Content-Type"].startswith("application/ld+json")
     graph = turtle(as_turtle.text, card)
