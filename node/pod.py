@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import threading
 import urllib.parse
+from collections import OrderedDict
 from collections.abc import Callable
 
 from fastapi import Depends, FastAPI, Request
@@ -74,6 +76,8 @@ def mount_pod(
 ) -> None:
     """Add /pod/…, /profile/card and the owner's /api/owner/pod routes to ``app``."""
 
+    rendered = _Rendered()
+
     def problem(error: PodError) -> Exception:
         status = next((s for kind, s in _STATUS.items() if isinstance(error, kind)), 400)
         title = {400: "bad request", 404: "not found", 409: "conflict", 412: "precondition failed", 413: "too large"}[status]
@@ -124,7 +128,7 @@ def mount_pod(
                 return Response(status_code=204, headers=_headers(path, None, access, base))
             if method in ("GET", "HEAD"):
                 refuse(caller, access, path, "read")
-                return await asyncio.to_thread(_read, node, request, path, access, base)
+                return await asyncio.to_thread(_read, node, request, path, access, base, rendered)
             if method == "PATCH":
                 detail = "PATCH is not supported here; PUT the whole resource"
                 raise _problem(405, "method not allowed", detail, headers={"Allow": _allow(path)})
@@ -287,7 +291,32 @@ def _problem(status: int, title: str, detail: str, **options) -> Exception:
 # --- reading ------------------------------------------------------------------------------------
 
 
-def _read(node: Node, request: Request, path: str, access: PodAccess, base: str) -> Response:
+class _Rendered:
+    """The last RDF renderings (a container's listing, a conversion to the other syntax), by
+    URL, ETag and media type. rdflib takes tens of milliseconds for a few hundred triples, and
+    an ETag changes with every write, so a kept rendering is never stale. Bounded in bytes."""
+
+    def __init__(self, max_bytes: int = 16 * 1024 * 1024) -> None:
+        self._kept: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
+        self._bytes, self._max = 0, max_bytes
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, str], render: Callable[[], bytes]) -> bytes:
+        with self._lock:
+            if key in self._kept:
+                self._kept.move_to_end(key)
+                return self._kept[key]
+        body = render()
+        with self._lock:
+            if key not in self._kept and len(body) <= self._max // 4:
+                self._kept[key] = body
+                self._bytes += len(body)
+                while self._bytes > self._max:
+                    self._bytes -= len(self._kept.popitem(last=False)[1])
+        return body
+
+
+def _read(node: Node, request: Request, path: str, access: PodAccess, base: str, rendered: _Rendered) -> Response:
     entry, body = node.pod.read(path)
     headers = _headers(path, entry, access, base)
     if entry.etag in (_etags(request.headers.get("if-none-match")) or ()):
@@ -295,12 +324,17 @@ def _read(node: Node, request: Request, path: str, access: PodAccess, base: str)
     url = _url(base, path)
     if entry.is_container:
         media_type = _negotiate(request.headers.get("accept"), TURTLE)
-        graph = container_graph(url, [_url(base, path + member) for member in entry.members], entry.modified)
-        body = serialize(graph, media_type, base=url)
+
+        def listing() -> bytes:
+            graph = container_graph(url, [_url(base, path + member) for member in entry.members], entry.modified)
+            return serialize(graph, media_type, base=url)
+
+        body = rendered.get((url, entry.etag, media_type), listing)
     elif entry.content_type in RDF_TYPES:
         media_type = _negotiate(request.headers.get("accept"), entry.content_type)
         if media_type != entry.content_type:  # kept as sent; converted only when asked for another syntax
-            body = serialize(parse(body, entry.content_type, url), media_type, base=url)
+            stored = body
+            body = rendered.get((url, entry.etag, media_type), lambda: serialize(parse(stored, entry.content_type, url), media_type, base=url))
     else:
         media_type = entry.content_type
     headers["Content-Length"] = str(len(body))

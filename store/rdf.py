@@ -1,9 +1,10 @@
 """RDF for the pod: parsing and writing Turtle and JSON-LD (rdflib), and a plain-text
 rendering of a graph that the search indexes and the model can read.
 
-The rendering puts what a person would say first: "Ana Silva (individual): phone number
-+351 912 345 678; email address ana@example.org." Terms from vCard, FOAF and schema.org get their everyday names;
-any other predicate is named after its local name ("birthDate" → "birth date").
+The rendering reads like a line in an address book: "Ana Silva (individual): email address
+ana@example.org; phone number +351-912-345-678." Terms from vCard, FOAF and schema.org get
+their everyday names; any other predicate is named after its local name ("jobTitle" → "job
+title"), and a node that has a name is named rather than shown as an IRI.
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def graph_text(graph: Graph) -> str:
                 continue
             facts.append(f"{_LABELS.get(predicate) or _local_words(predicate)} {_value(graph, obj)}")
         name = _name(graph, subject) + (f" ({', '.join(kinds)})" if kinds else "")
-        lines.append(f"{name}: {'; '.join(facts)}." if facts else f"{name}.")
+        lines.append(f"{name}: {'; '.join(facts).rstrip('.')}." if facts else f"{name}.")
     return "\n".join(lines)
 
 

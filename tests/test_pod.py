@@ -24,6 +24,7 @@ from node.home import Home
 from node.node import Node
 from node.owner import LocalOwner
 from store.pod_store import MAX_RESOURCE_BYTES
+from store.rdf import graph_text, parse
 
 LDP = Namespace("http://www.w3.org/ns/ldp#")
 VCARD = Namespace("http://www.w3.org/2006/vcard/ns#")
@@ -129,12 +130,15 @@ def test_put_json_ld_then_read_turtle_and_intermediate_containers(served, owner)
 
 def test_post_with_slug_non_rdf_as_stored_and_delete(served, owner):
     owner.put("/pod/notes/", headers={"Content-Type": "text/turtle"})
+    assert "contains" not in owner.get("/pod/notes/").text  # an empty listing, read once (and kept by its ETag)
     made = owner.post("/pod/notes/", content=b"\x89PNG\r\n\x1a\n\x00binary", headers={"Content-Type": "image/png", "Slug": "my photo!"})
     assert made.status_code == 201, made.text
     location = made.headers["Location"]
     assert location == f"{served.url}/pod/notes/my-photo"
     again = owner.post("/pod/notes/", content=b"second", headers={"Content-Type": "text/plain", "Slug": "my photo!"})
     assert again.headers["Location"] != location and again.headers["Location"].startswith(location + "-")
+    listed = turtle(owner.get("/pod/notes/").text, f"{served.url}/pod/notes/")
+    assert len(set(listed.objects(None, LDP.contains))) == 2  # the listing followed the writes
     got = owner.get("/pod/notes/my-photo")
     assert got.content == b"\x89PNG\r\n\x1a\n\x00binary" and got.headers["Content-Type"] == "image/png"
     assert f'<{LDP}NonRDFSource>; rel="type"' in got.headers["Link"]
@@ -405,3 +409,14 @@ def test_pod_from_the_command_line_with_and_without_a_server(flurry):
             assert client.get("/pod/contacts/ana.txt").status_code == 200
         listed = flurry("pod", "access").stdout
         assert f"/pod/contacts/  {friend.did}  read" in listed and "/pod/contacts/  public  read" in listed
+
+
+def test_rdf_is_rendered_as_text_people_and_models_read():
+    contact = parse(ANA.encode(), "text/turtle", "http://node/pod/contacts/ana")
+    assert graph_text(contact) == (
+        "Ana Silva (individual): email address ana.silva@example.org; phone number +351-912-345-678; "
+        "note Met at the Porto ceramics fair; she makes the blue glazed bowls."
+    )
+    other = parse(b'@prefix s: <https://schema.org/> . <#b> s:name "Rui" ; s:jobTitle "potter" ; s:knows <#ana> .'
+                  b' <#ana> s:name "Ana" .', "text/turtle", "http://node/pod/people")
+    assert graph_text(other).splitlines() == ["Ana.", "Rui: job title potter; knows Ana."]
