@@ -1,8 +1,9 @@
 """The owner's WebID profile document (Solid WebID Profile), built as an rdflib graph.
 
 The profile lives at ``<base>/profile/card`` and the owner is ``<base>/profile/card#me``. It
-says who the owner is in the terms Solid clients read: the DID (``owl:sameAs`` and DID Core's ``as:alsoKnownAs``), the pod's storage (``pim:storage``), the
-node's A2A agent card, and, when the node has one, the Nostr public key.
+says who the owner is in the terms Solid clients read: the DID (``owl:sameAs``, and DID
+Core's ``as:alsoKnownAs``), the pod's storage (``pim:storage``), the node's A2A agent card
+(``rdfs:seeAlso``) and, when the node has one, the Nostr public key.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from rdflib.namespace import FOAF, OWL, RDFS
 PIM = Namespace("http://www.w3.org/ns/pim/space#")
 AS = Namespace("https://www.w3.org/ns/activitystreams#")
 SCHEMA = Namespace("https://schema.org/")
-# No settled vocabulary names a Nostr key; this one is the nostr.rdf draft's (nostrcg).
+# No W3C or Solid vocabulary names a Nostr key; w3id.org/nostr is the namespace nostralink uses
+# for Nostr as RDF, where nostr:pubkey is the key in hex, as here.
 NOSTR = Namespace("https://w3id.org/nostr#")
 PROFILE_PATH = "/profile/card"
 
