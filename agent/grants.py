@@ -7,7 +7,8 @@ now?", and it counts quota use as it answers, so a caller cannot forget to.
 Everything lives in the vault as small sealed records, found by an HMAC of their key, so
 neither DIDs nor token names nor tokens reach the disk in the clear:
 
-- ``grant``  key = DID   → {did, allow, tags, quota, note, created_at}
+- ``grant``  key = DID   → {did, allow, tags, quota, note, created_at, pod: {container: modes}}
+- ``pod-public`` key = "rules" → {container: modes}: what anyone may do in the pod (read only)
 - ``usage``  key = DID   → {times: [epoch seconds of recent authorised calls]}
 - ``token``  key = hash  → {hash, name, allow, created_at}   (the token itself is never stored)
 
@@ -209,7 +210,11 @@ class Grants:
             else:
                 rules[container] = modes
             grant = replace(grant, pod=rules)
-            self._vault.put_record("grant", did, grant.to_record())
+            if not grant.allow and not grant.pod:  # a grant that allows nothing is no grant
+                self._vault.delete_record("usage", did)
+                self._vault.delete_record("grant", did)
+            else:
+                self._vault.put_record("grant", did, grant.to_record())
         return grant
 
     def set_public_modes(self, container: str, modes: Collection[str] | None) -> None:

@@ -386,7 +386,11 @@ def test_owner_manages_pod_access_and_bad_rules_are_refused(node):
         with pytest.raises(ValueError, match=words):
             owner.set_pod_access(who, container, modes)
     owner.set_pod_access(friend.did, "/pod/contacts/", None)
-    assert friend.did not in owner.pod_access()["grants"]
+    assert friend.did not in owner.pod_access()["grants"] and node.grants.get(friend.did).allow == {"ask"}
+    loner = Agent()
+    owner.set_pod_access(loner.did, "/pod/x/", ["read"])
+    owner.set_pod_access(loner.did, "/pod/x/", None)
+    assert node.grants.get(loner.did) is None  # nothing left to allow: no grant at all
 
 
 def test_pod_from_the_command_line_with_and_without_a_server(flurry):
