@@ -353,7 +353,8 @@ class Vault:
         """Several (kind, key, value) puts and (kind, key) deletes in one transaction: all or none."""
         with self._transaction():
             for kind, key in deletes:
-                self._db.execute("DELETE FROM records WHERE kind=? AND tag=?", (kind, self._sealer.mac(key.encode(), f"record/{kind}")))
+                tag = self._sealer.mac(key.encode(), f"record/{kind}")
+                self._db.execute("DELETE FROM records WHERE kind=? AND tag=?", (kind, tag))
             for kind, key, value in puts:
                 self._put_record(kind, key, value)
 

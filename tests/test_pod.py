@@ -25,6 +25,8 @@ from node.node import Node
 from node.owner import LocalOwner
 from store.pod_store import MAX_RESOURCE_BYTES
 from store.rdf import graph_text, parse
+from store.sealing import Sealer
+from store.vault import Vault
 
 LDP = Namespace("http://www.w3.org/ns/ldp#")
 VCARD = Namespace("http://www.w3.org/2006/vcard/ns#")
@@ -424,3 +426,16 @@ def test_rdf_is_rendered_as_text_people_and_models_read():
     other = parse(b'@prefix s: <https://schema.org/> . <#b> s:name "Rui" ; s:jobTitle "potter" ; s:knows <#ana> .'
                   b' <#ana> s:name "Ana" .', "text/turtle", "http://node/pod/people")
     assert graph_text(other).splitlines() == ["Ana.", "Rui: job title potter; knows Ana."]
+
+
+def test_a_write_of_several_records_is_all_or_none(tmp_path):
+    vault = Vault(tmp_path / "vault.db", Sealer(os.urandom(32)))
+    try:
+        vault.put_record("pod", "/pod/a", {"v": 1})
+        with pytest.raises(TypeError):  # the second value cannot be sealed: nothing of the write happens
+            vault.write_records([("pod", "/pod/b", {"v": 2}), ("pod", "/pod/c", {"v": object()})], deletes=[("pod", "/pod/a")])
+        assert vault.get_record("pod", "/pod/a") == {"v": 1} and vault.get_record("pod", "/pod/b") is None
+        vault.write_records([("pod", "/pod/b", {"v": 2})], deletes=[("pod", "/pod/a")])
+        assert [key for key, _ in vault.records("pod")] == ["/pod/b"]
+    finally:
+        vault.close()
