@@ -434,7 +434,10 @@ def _decoded_path(request: Request, prefix: str = "") -> str:
     """The pod path the client sent: each segment percent-decoded from the raw path (as the
     signature covered it), UTF-8; an encoded '/' inside a segment is refused rather than guessed."""
     raw = request.scope.get("raw_path") or request.scope["path"].encode()
-    segments = raw.decode("ascii", "replace").split("?")[0].removeprefix(prefix).split("/")
+    try:
+        segments = raw.decode("ascii").split("?")[0].removeprefix(prefix).split("/")
+    except UnicodeDecodeError:
+        raise _problem(400, "bad path", "a path is ASCII on the wire: percent-encode other characters (RFC 3986)") from None
     decoded = []
     for segment in segments:
         try:
