@@ -29,6 +29,7 @@ from fastapi.responses import Response
 
 from agent.grants import POD_MODES, InvalidGrant, PodAccess, pod_modes
 from agent.queue import Job, Work
+from identity.did_key import InvalidDID
 from identity.webid import PROFILE_PATH, webid_profile
 from node.node import Node
 from node.owner import LocalOwner, OwnerError
@@ -262,7 +263,7 @@ def mount_pod(
     async def owner_call(call, *args):
         try:
             return await asyncio.to_thread(call, *args)
-        except (OwnerError, InvalidGrant, PodError) as e:
+        except (OwnerError, InvalidGrant, InvalidDID, PodError) as e:
             raise _problem(400, "refused", str(e)) from None
         except (KeyError, TypeError) as e:
             raise _problem(400, "bad request", f"missing or malformed field: {e}") from None

@@ -413,6 +413,8 @@ def test_pod_from_the_command_line_with_and_without_a_server(flurry):
         assert httpx.get(f"{url}/pod/contacts/ana.txt").content == b"Ana"
         with friend.client(url) as client:
             assert client.get("/pod/contacts/ana.txt").status_code == 200
+        bad = flurry("pod", "grant", "did:key:zNotAKey", "/pod/contacts/", "read", check=False)
+        assert bad.returncode == 1 and "the node answered 400" in bad.stderr and "did:key" in bad.stderr
         listed = flurry("pod", "access").stdout
         assert f"/pod/contacts/  {friend.did}  read" in listed and "/pod/contacts/  public  read" in listed
 
