@@ -45,6 +45,7 @@ from identity.http_signatures import (
 from node.a2a import mount_a2a
 from node.node import Node, PlannedCall
 from node.owner import LocalOwner, NotFound, OwnerError
+from node.pod import mount_pod
 from skills.host import SkillError
 from skills.registry import SkillInstallError
 
@@ -155,6 +156,7 @@ def create_app(
     # --- other agents: the signed agent card and A2A tasks (node.a2a) ---------------------
 
     mount_a2a(app, node, signed_caller=signed_caller, authorize=authorize, submit=submit)
+    mount_pod(app, node, signed_caller=signed_caller, owner_only=owner_only, submit=submit)  # /pod/, /profile/card
 
     # --- asking the node ------------------------------------------------------------------
 

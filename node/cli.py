@@ -524,6 +524,63 @@ def send(settings: Settings, peer: str, text: str) -> None:
 
 
 @cli.group()
+def pod() -> None:
+    """Your pod (/pod/ on the node): what is in it, and who may read or write where."""
+
+
+@pod.command("ls")
+@click.argument("path", default="/pod/")
+@click.pass_obj
+def pod_ls(settings: Settings, path: str) -> None:
+    """The members of a container (or one resource): path, media type, size."""
+    with _owner(settings) as owner:
+        found = owner.pod_list(path)
+    if not found:
+        out.print(f"{path} is empty")
+    for entry in found:
+        out.print(f"{entry['path']}  {entry['type'] or 'container'}  {entry['size']} bytes" if entry["type"] else entry["path"], markup=False)
+
+
+@pod.command("grant")
+@click.argument("who")
+@click.argument("container")
+@click.argument("modes", nargs=-1, required=True)
+@click.pass_obj
+def pod_grant(settings: Settings, who: str, container: str, modes: tuple[str, ...]) -> None:
+    """WHO (a DID, or 'public') may use MODES (read, append, write, control; or none) on
+    CONTAINER and below, until a rule further down says otherwise."""
+    chosen = [] if modes == ("none",) else sorted({m for part in modes for m in part.split(",") if m})
+    with _owner(settings) as owner:
+        owner.set_pod_access(who, container, chosen)
+    out.print(f"{who} on {container}: {' '.join(chosen) or 'nothing'}", markup=False)
+
+
+@pod.command("revoke")
+@click.argument("who")
+@click.argument("container")
+@click.pass_obj
+def pod_revoke(settings: Settings, who: str, container: str) -> None:
+    """Drop WHO's rule on CONTAINER: the rule above it (if any) applies again."""
+    with _owner(settings) as owner:
+        owner.set_pod_access(who, container, None)
+    out.print(f"dropped the rule of {who} on {container}", markup=False)
+
+
+@pod.command("access")
+@click.pass_obj
+def pod_access(settings: Settings) -> None:
+    """Every pod access rule: who, where, which modes."""
+    with _owner(settings) as owner:
+        rules = owner.pod_access()
+    lines = [("public", c, m) for c, m in rules["public"].items()]
+    lines += [(did, c, m) for did, found in rules["grants"].items() for c, m in found.items()]
+    if not lines:
+        out.print("no pod access given; only you can use your pod")
+    for who, container, modes in sorted(lines, key=lambda line: (line[1], line[0])):
+        out.print(f"{container}  {who}  {' '.join(modes) or 'nothing'}", markup=False)
+
+
+@cli.group()
 def skills() -> None:
     """Skills: install them like apps, see what they ask for, grant it, use them from ask."""
 

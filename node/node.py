@@ -40,6 +40,8 @@ from skills.broker import Broker
 from skills.host import SkillProcess
 from skills.registry import Skills
 from store.ingest import AddReport, Ingestor, Progress, absolute
+from store.pod_store import INDEX_TAG as POD_INDEX_TAG
+from store.pod_store import PodStore
 from store.retrieval import IndexSnapshotError, SearchIndexes
 from store.sealing import Sealer
 from store.vault import Document, Vault
@@ -93,6 +95,12 @@ class Node:
         self._broker: Broker | None = None
         # Set by the command line while the owner sits at its terminal; None under `flurry serve`.
         self.terminal_prompt: AskOwner | None = None
+        self.pod = PodStore(self.vault, self._pod_ingestor)
+
+    def _pod_ingestor(self) -> Ingestor:
+        """Indexes the pod's RDF resources, tagged "pod"; the embedder first, as loading it may start new indexes."""
+        embed = self.embedder.embed
+        return Ingestor(self.vault, self.indexes, embed, tags=(POD_INDEX_TAG,))
 
     def _open_indexes(self, sealer: Sealer) -> SearchIndexes:
         dim = self.vault.get_setting("embedding_dim") or DEFAULT_EMBEDDING_DIM
@@ -204,10 +212,9 @@ class Node:
         """Keep a note that is not a file (a skill wrote it): sealed and searchable like any
         document, tagged "notes". Returns the path it is shown under."""
         shown = f"notes/{time.strftime('%Y-%m-%d')} {title.strip()[:80]}"
-        report = AddReport()
         ingestor = Ingestor(self.vault, self.indexes, self.embedder.embed, tags=("notes",))
         try:
-            ingestor.add_text(f"flurry-note:{uuid.uuid4().hex}", shown, f"# {title.strip()}\n\n{text}\n", report)
+            report = ingestor.add_text(shown, f"flurry-note:{uuid.uuid4().hex}", f"# {title.strip()}\n\n{text}\n")
         finally:
             self.indexes.save()
         if report.skipped:

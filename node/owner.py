@@ -30,6 +30,7 @@ from node.peers import (
     list_peers,
     send_message,
 )
+from store.pod_store import PodError
 
 
 class OwnerError(Exception):
@@ -62,6 +63,9 @@ class Owner(Protocol):
     def set_tool_policy(self, tool: str, decision: str) -> dict: ...
     def list_approvals(self) -> list[dict]: ...
     def decide_approval(self, approval_id: str, decision: str) -> dict: ...
+    def pod_access(self) -> dict: ...
+    def set_pod_access(self, who: str, container: str, modes: list[str] | None) -> None: ...
+    def pod_list(self, path: str) -> list[dict]: ...
 
 
 class LocalOwner:
@@ -70,6 +74,9 @@ class LocalOwner:
 
     def add_grant(self, grant: dict) -> None:
         ed25519_public_from_did_key(grant["did"])  # refuse a malformed DID before storing anything
+        if "pod" not in grant:  # `flurry grants add` leaves the pod access given by `flurry pod grant` as it is
+            kept = self.node.grants.get(grant["did"])
+            grant = {**grant, "pod": kept.to_record()["pod"] if kept else {}}
         self.node.grants.add(Grant.from_record(grant))
 
     def list_grants(self) -> list[dict]:
@@ -224,6 +231,32 @@ class LocalOwner:
         except UnknownApproval as e:
             raise NotFound(e.args[0]) from None
         return {"ok": True}
+    def pod_access(self) -> dict:
+        """Who may do what in the pod: {"public": {container: modes}, "grants": {did: {container: modes}}}."""
+        return {
+            "public": {c: sorted(m) for c, m in self.node.grants.public_rules().items()},
+            "grants": {g.did: g.to_record()["pod"] for g in self.node.grants.list() if g.pod},
+        }
+
+    def set_pod_access(self, who: str, container: str, modes: list[str] | None) -> None:
+        """``who`` (a DID, or "public") gets ``modes`` on ``container`` and below; None drops the rule."""
+        if who == "public":
+            self.node.grants.set_public_modes(container, modes)
+            return
+        ed25519_public_from_did_key(who)
+        self.node.grants.set_pod_modes(who, container, modes)
+
+    def pod_list(self, path: str) -> list[dict]:
+        try:
+            entry = self.node.pod.get(path)
+        except PodError as e:
+            raise OwnerError(str(e)) from None
+        if entry is None:
+            raise OwnerError(f"nothing at {path}")
+        if not entry.is_container:
+            return [{"path": path, "type": entry.content_type, "size": entry.size, "modified": entry.modified}]
+        found = [self.node.pod.get(path + member) for member in entry.members]
+        return [{"path": e.path, "type": e.content_type, "size": e.size, "modified": e.modified} for e in found if e]
 
 
 class RemoteOwner:
@@ -304,3 +337,11 @@ class RemoteOwner:
 
     def decide_approval(self, approval_id: str, decision: str) -> dict:
         return self._call("POST", "/approvals/decide", json={"id": approval_id, "decision": decision})
+    def pod_access(self) -> dict:
+        return self._call("GET", "/pod/access")
+
+    def set_pod_access(self, who: str, container: str, modes: list[str] | None) -> None:
+        self._call("PUT", "/pod/access", json={"who": who, "container": container, "modes": modes})
+
+    def pod_list(self, path: str) -> list[dict]:
+        return self._call("POST", "/pod/list", json={"path": path})
