@@ -7,6 +7,7 @@ same WordPiece ids, same 256-token truncation, mean pooling, unit length.
 from __future__ import annotations
 
 import ctypes
+import threading
 import weakref
 from pathlib import Path
 
@@ -20,8 +21,9 @@ N_CTX = 512  # the model's position table: a context may not be longer
 class Embedder:
     """Turns texts into unit-length float32 vectors of ``dim`` numbers.
 
-    One llama.cpp context: not safe to share between threads; the node serialises
-    model work through one queue.
+    One llama.cpp context, which is not safe to share between threads: ``embed`` holds a
+    lock, because besides the node's model queue a skill's search (through the broker)
+    embeds its query on the broker's thread.
     """
 
     def __init__(self, gguf_path: Path, n_threads: int | None = None) -> None:
@@ -42,6 +44,7 @@ class Embedder:
         # Our own batch rather than Llama.embed(): embed() tokenizes the text itself and,
         # when it cuts an input, drops the final [SEP] that sentence-transformers keeps.
         self._batch = llama_cpp.llama_batch_init(MAX_TOKENS, 0, 1)
+        self._lock = threading.Lock()
         weakref.finalize(self, llama_cpp.llama_batch_free, self._batch)
 
     def tokenize(self, text: str) -> list[int]:
@@ -61,8 +64,9 @@ class Embedder:
         # One text per decode: llama.cpp attends across everything in a decode, so packing
         # several texts into one was slower on CPU (measured, 1 thread: 70 short sentences/s
         # packed into 512 tokens against 145/s one at a time).
-        for row, text in enumerate(texts):
-            out[row] = self._mean_pooled(self.tokenize(text))
+        with self._lock:
+            for row, text in enumerate(texts):
+                out[row] = self._mean_pooled(self.tokenize(text))
         # sentence-transformers' last step; llama.cpp returns the plain mean (norm ≈ 5.7).
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out

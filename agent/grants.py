@@ -7,7 +7,8 @@ now?", and it counts quota use as it answers, so a caller cannot forget to.
 Everything lives in the vault as small sealed records, found by an HMAC of their key, so
 neither DIDs nor token names nor tokens reach the disk in the clear:
 
-- ``grant``  key = DID   → {did, allow, tags, quota, note, created_at}
+- ``grant``  key = DID   → {did, allow, tags, quota, note, created_at, pod: {container: modes}}
+- ``pod-public`` key = "rules" → {container: modes}: what anyone may do in the pod (read only)
 - ``usage``  key = DID   → {times: [epoch seconds of recent authorised calls]}
 - ``token``  key = hash  → {hash, name, allow, created_at}   (the token itself is never stored)
 
@@ -25,7 +26,9 @@ import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Literal
 
 from store.vault import Vault
@@ -99,10 +102,13 @@ class Grant:
     quota: Quota | None = None
     note: str = ""
     created_at: float = field(default_factory=time.time)
+    # Pod access in the style of Solid WAC: container path → modes (see `pod_modes`).
+    pod: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.did, str) or not self.did.startswith("did:"):
             raise InvalidGrant(f"a grant is given to a DID ('did:key:z6Mk…'), not {self.did!r}")
+        object.__setattr__(self, "pod", MappingProxyType({check_container(c): check_modes(m) for c, m in dict(self.pod).items()}))
         # Sets and lists are accepted for convenience; stored as frozensets so a grant cannot change.
         object.__setattr__(self, "allow", frozenset(check_operation(op) for op in self.allow))
         if self.tags is not None:
@@ -122,6 +128,7 @@ class Grant:
             "quota": None if self.quota is None else str(self.quota),
             "note": self.note,
             "created_at": self.created_at,
+            "pod": {container: sorted(modes) for container, modes in sorted(self.pod.items())},
         }
 
     @classmethod
@@ -133,6 +140,7 @@ class Grant:
             quota=None if r["quota"] is None else Quota.parse(r["quota"]),
             note=r["note"],
             created_at=r["created_at"],
+            pod={c: frozenset(m) for c, m in (r.get("pod") or {}).items()},  # grants made before the pod have none
         )
 
 
@@ -186,6 +194,58 @@ class Grants:
                 self._use_quota(did, grant.quota, now)
         return grant
 
+    # --- the pod ---------------------------------------------------------------------------
+
+    def set_pod_modes(self, did: str, container: str, modes: Collection[str] | None) -> Grant:
+        """Give ``did`` these modes on ``container`` and below (None: drop its rule there, so
+        the rule of the container above applies again). A DID without a grant gets one that
+        allows only this; its other operations, tags and quota are kept."""
+        container, modes = check_container(container), None if modes is None else check_modes(modes)
+        with self._lock:
+            record = self._vault.get_record("grant", did)
+            grant = Grant(did, frozenset()) if record is None else Grant.from_record(record)
+            rules = dict(grant.pod)
+            if modes is None:
+                rules.pop(container, None)
+            else:
+                rules[container] = modes
+            grant = replace(grant, pod=rules)
+            if not grant.allow and not grant.pod:  # a grant that allows nothing is no grant
+                self._vault.delete_record("usage", did)
+                self._vault.delete_record("grant", did)
+            else:
+                self._vault.put_record("grant", did, grant.to_record())
+        return grant
+
+    def set_public_modes(self, container: str, modes: Collection[str] | None) -> None:
+        """What anyone, signed or not, may do on ``container`` and below (None: drop the rule)."""
+        container, modes = check_container(container), None if modes is None else check_modes(modes)
+        if modes and modes != {"read"}:
+            raise InvalidGrant("only 'read' can be public: a change must be signed, so that it has a DID to answer for")
+        with self._lock:
+            rules = self._public_rules()
+            if modes is None:
+                rules.pop(container, None)
+            else:
+                rules[container] = sorted(modes)
+            self._vault.put_record("pod-public", "rules", rules)
+
+    def public_rules(self) -> dict[str, frozenset[str]]:
+        with self._lock:
+            return {c: frozenset(m) for c, m in self._public_rules().items()}
+
+    def _public_rules(self) -> dict[str, list[str]]:
+        return dict(self._vault.get_record("pod-public", "rules") or {})
+
+    def pod_access(self, did: str | None, path: str, *, owner_did: str) -> PodAccess:
+        """The modes ``did`` (None: an unsigned request) has on the pod ``path``, and the public's."""
+        public = pod_modes(self.public_rules(), path)
+        if did is not None and did == owner_did:
+            return PodAccess(frozenset(POD_MODES), public)
+        grant = self.get(did) if did is not None else None
+        own = pod_modes(grant.pod, path) if grant is not None else frozenset()
+        return PodAccess(own | public, public)
+
     def _use_quota(self, did: str, quota: Quota, now: float) -> None:
         # A sliding window: the times of the last `count` calls within the window. Unlike a
         # fixed window it allows no burst of 2×count across a window boundary, and it stays
@@ -200,6 +260,53 @@ class Grants:
             )
         times.append(now)
         self._vault.put_record("usage", did, {"times": times[-quota.count :]})
+
+
+# --- pod access modes, after Solid WAC (https://solidproject.org/TR/wac) ------------------------
+
+POD_ROOT = "/pod/"
+# WAC's modes. write includes append (WAC §4.2); control (changing who may do what) is the
+# owner's alone for now: it is kept and shown in WAC-Allow, but no route lets a peer use it.
+POD_MODES = ("read", "append", "write", "control")
+
+
+@dataclass(frozen=True)
+class PodAccess:
+    user: frozenset[str]     # what this caller may do (the public's modes included)
+    public: frozenset[str]   # what anyone may do
+
+    def allows(self, mode: str) -> bool:
+        return mode in self.user
+
+    def header(self) -> str:
+        """The WAC-Allow header value (WAC §6.1): ``user="read write",public="read"``."""
+        return f'user="{" ".join(m for m in POD_MODES if m in self.user)}",public="{" ".join(m for m in POD_MODES if m in self.public)}"'
+
+
+def check_modes(modes: Collection[str]) -> frozenset[str]:
+    if isinstance(modes, str):
+        modes = [modes]
+    unknown = sorted(set(modes) - set(POD_MODES))
+    if unknown:
+        raise InvalidGrant(f"unknown pod access mode {', '.join(map(repr, unknown))}: use {', '.join(POD_MODES)}")
+    found = frozenset(modes)
+    return found | {"append"} if "write" in found else found
+
+
+def check_container(path: str) -> str:
+    """A container path as rules name it: '/pod/' or '/pod/contacts/', segments decoded."""
+    if not isinstance(path, str) or not path.startswith(POD_ROOT) or not path.endswith("/"):
+        raise InvalidGrant(f"pod access is given on a container, a path like '/pod/contacts/' (with the slash), not {path!r}")
+    if any(seg in ("", ".", "..") for seg in path[len(POD_ROOT) : -1].split("/")) and path != POD_ROOT:
+        raise InvalidGrant(f"{path!r} has an empty, '.' or '..' segment")
+    return path
+
+
+def pod_modes(rules: Mapping[str, frozenset[str]], path: str) -> frozenset[str]:
+    """The modes of the nearest rule at or above ``path``: a rule covers its container and
+    everything below it, until a rule further down overrides it (with fewer modes, or none)."""
+    nearest = max((c for c in rules if path.startswith(c)), key=len, default=None)
+    return frozenset() if nearest is None else frozenset(rules[nearest])
 
 
 def _duration(seconds: float) -> str:

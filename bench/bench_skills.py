@@ -10,7 +10,10 @@ skill's folder). After a warm-up, each round times CALLS sequential `call_tool` 
 and CALLS direct calls of the same Python function in this process, side by side; three
 rounds, alternating which side goes first, and the medians are printed: the per-call
 latency of each side (ms) and the ratio process hop ÷ in-process. Also printed: skill
-start-up, from `start()` until its tools are listed (median of three fresh starts).
+start-up, from `start()` until its tools are listed, with the sandbox (skills.sandbox: Landlock
+and a fresh user+network namespace, as the node always starts a skill) and without it (the
+runner's --no-sandbox), alternating, median of five fresh starts each, and their ratio; and
+what confine() itself takes, timed inside five fresh processes.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import importlib
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from skills.host import SkillProcess
+from skills.sandbox import Confinement
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = "bench_skill_echo"
@@ -64,9 +69,45 @@ WORDS = VOCABULARY.split()
 TEXT = " ".join(WORDS[(i * 7) % len(WORDS)] for i in range(200)).capitalize() + "."
 
 
-def _process(folder: Path) -> SkillProcess:
+def _process(folder: Path, sandbox: bool = True) -> SkillProcess:
     env = {"PYTHONPATH": os.pathsep.join([str(ROOT), str(folder)]), "PYTHONNOUSERSITE": "1"}
-    return SkillProcess("bench-echo", [sys.executable, "-m", "skills.runner", f"{MODULE}:skill"], env=env, managed=True)
+    unconfined = [] if sandbox else ["--no-sandbox"]
+    argv = [sys.executable, "-m", "skills.runner", *unconfined, f"{MODULE}:skill"]
+    return SkillProcess("bench-echo", argv, env=env, managed=True)
+
+
+def _time_start(folder: Path, sandbox: bool) -> float:
+    process = _process(folder, sandbox)
+    start = time.perf_counter()
+    process.start()  # returns once initialize and list_tools have answered
+    elapsed = time.perf_counter() - start
+    assert process.tools and bool(process.sandbox["filesystem"]) == sandbox, process.sandbox
+    process.stop()
+    return elapsed
+
+
+def _summary(sandbox: dict) -> str:
+    return Confinement.from_dict(sandbox).summary()
+
+
+# confine() alone, timed inside a fresh process (start-ups are noisy on a busy machine; this is not).
+_CONFINE = """
+import os, sys, tempfile, time
+from skills.sandbox import confine, interpreter_paths
+work = tempfile.mkdtemp()
+start = time.perf_counter()
+report = confine(work, interpreter_paths(os.getcwd()))
+print(time.perf_counter() - start, report.applied)
+"""
+
+
+def _time_confine() -> float:
+    with tempfile.TemporaryDirectory() as cwd:
+        run = subprocess.run([sys.executable, "-c", _CONFINE], env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": cwd},
+                             cwd=cwd, capture_output=True, text=True, check=True)
+    seconds, applied = run.stdout.split()
+    assert applied == "True", run.stdout
+    return float(seconds)
 
 
 def _time_hop(process: SkillProcess, tool: str, args: dict, calls: int) -> float:
@@ -94,14 +135,11 @@ def main(calls: int = 500, rounds: int = 3) -> None:
     tools = importlib.import_module(MODULE).skill().tools
     args = {"text": TEXT}
     try:
-        startups = []
-        for _ in range(rounds):
-            process = _process(folder)
-            start = time.perf_counter()
-            process.start()  # returns once initialize and list_tools have answered
-            startups.append(time.perf_counter() - start)
-            assert set(process.tools) == set(tools), process.tools
-            process.stop()
+        confined, unconfined = [], []
+        for r in range(5):
+            # Alternate which goes first, as below.
+            for sandbox in (True, False) if r % 2 == 0 else (False, True):
+                (confined if sandbox else unconfined).append(_time_start(folder, sandbox))
 
         process = _process(folder)
         process.start()
@@ -112,8 +150,15 @@ def main(calls: int = 500, rounds: int = 3) -> None:
                 _time_hop(process, tool, args, 50)
                 _time_local(fn, args, 50)
             print(
-                f"skill start-up (start() until tools listed): median "
-                f"{statistics.median(startups) * 1e3:.1f} ms ({_ms(startups, 1)})"
+                f"skill start-up (start() until tools listed), sandboxed: median "
+                f"{statistics.median(confined) * 1e3:.1f} ms ({_ms(confined, 1)}); without the sandbox: median "
+                f"{statistics.median(unconfined) * 1e3:.1f} ms ({_ms(unconfined, 1)}); ratio sandboxed ÷ not "
+                f"{statistics.median(confined) / statistics.median(unconfined):.2f}x"
+            )
+            confining = [_time_confine() for _ in range(5)]
+            print(
+                f"  of which confine() itself: median {statistics.median(confining) * 1e3:.2f} ms "
+                f"({_ms(confining, 2)}); sandbox: {_summary(process.sandbox)}"
             )
             print(f"{calls} sequential calls per side, {rounds} alternating rounds, text of {len(TEXT.split())} words")
             for tool, fn in tools.items():

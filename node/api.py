@@ -46,6 +46,7 @@ from node.a2a import mount_a2a
 from node.node import Node, PlannedCall
 from node.owner import LocalOwner, NotFound, OwnerError
 from node.owner_data_api import mount_owner_data
+from node.pod import mount_pod
 from skills.host import SkillError
 from skills.registry import SkillInstallError
 
@@ -156,6 +157,7 @@ def create_app(
     # --- other agents: the signed agent card and A2A tasks (node.a2a) ---------------------
 
     mount_a2a(app, node, signed_caller=signed_caller, authorize=authorize, submit=submit)
+    mount_pod(app, node, signed_caller=signed_caller, owner_only=owner_only, submit=submit)  # /pod/, /profile/card
 
     # --- asking the node ------------------------------------------------------------------
 

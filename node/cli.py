@@ -35,7 +35,7 @@ from identity.keyring import Keyring, KeyringError
 from identity.signing_client import signed_client
 from node.client import NodeClient, NodeUnavailable
 from node.home import Home, HomeError
-from node.node import Node
+from node.node import OWNER_QUESTION, Node
 from node.owner import LocalOwner, Owner, OwnerError, RemoteOwner
 from skills.host import SkillError
 from skills.manifest import ManifestError
@@ -178,6 +178,7 @@ class LocalAsker:
 
     def __init__(self, node: Node, k: int) -> None:
         self._node, self._k = node, k
+        node.terminal_prompt = _ask_owner_at_terminal  # a skill's owner.ask comes here too
         self.new()
 
     def new(self) -> None:
@@ -198,10 +199,16 @@ class LocalAsker:
 
 def _ask_owner_at_terminal(call: ToolCall) -> bool:
     """The policy said "ask": show the tool and every argument, and take the owner's answer."""
-    err.print(f"A skill wants to run {call.tool} with:", markup=False)
-    err.print(json.dumps(call.arguments, indent=2, ensure_ascii=False), markup=False)
+    if call.tool == OWNER_QUESTION:  # a skill's own yes/no question
+        err.print(f"A skill asks you: {call.arguments['question']}", markup=False)
+    else:
+        err.print(f"A skill wants to run {call.tool} with:", markup=False)
+        err.print(json.dumps(call.arguments, indent=2, ensure_ascii=False), markup=False)
     if not sys.stdin.isatty():
-        err.print(f"(no terminal to ask you; `flurry skills policy {call.tool} allow` lets it run unasked)", markup=False)
+        if call.tool == OWNER_QUESTION:
+            err.print("(no terminal to ask you: the answer is no)", markup=False)
+        else:
+            err.print(f"(no terminal to ask you; `flurry skills policy {call.tool} allow` lets it run unasked)", markup=False)
         return False
     return click.confirm("Run it?", default=False, err=True)
 
@@ -542,6 +549,63 @@ def send(settings: Settings, peer: str, text: str) -> None:
 
 
 @cli.group()
+def pod() -> None:
+    """Your pod (/pod/ on the node): what is in it, and who may read or write where."""
+
+
+@pod.command("ls")
+@click.argument("path", default="/pod/")
+@click.pass_obj
+def pod_ls(settings: Settings, path: str) -> None:
+    """The members of a container (or one resource): path, media type, size."""
+    with _owner(settings) as owner:
+        found = owner.pod_list(path)
+    if not found:
+        out.print(f"{path} is empty")
+    for entry in found:
+        out.print(f"{entry['path']}  {entry['type'] or 'container'}  {entry['size']} bytes" if entry["type"] else entry["path"], markup=False)
+
+
+@pod.command("grant")
+@click.argument("who")
+@click.argument("container")
+@click.argument("modes", nargs=-1, required=True)
+@click.pass_obj
+def pod_grant(settings: Settings, who: str, container: str, modes: tuple[str, ...]) -> None:
+    """WHO (a DID, or 'public') may use MODES (read, append, write, control; or none) on
+    CONTAINER and below, until a rule further down says otherwise."""
+    chosen = [] if modes == ("none",) else sorted({m for part in modes for m in part.split(",") if m})
+    with _owner(settings) as owner:
+        owner.set_pod_access(who, container, chosen)
+    out.print(f"{who} on {container}: {' '.join(chosen) or 'nothing'}", markup=False)
+
+
+@pod.command("revoke")
+@click.argument("who")
+@click.argument("container")
+@click.pass_obj
+def pod_revoke(settings: Settings, who: str, container: str) -> None:
+    """Drop WHO's rule on CONTAINER: the rule above it (if any) applies again."""
+    with _owner(settings) as owner:
+        owner.set_pod_access(who, container, None)
+    out.print(f"dropped the rule of {who} on {container}", markup=False)
+
+
+@pod.command("access")
+@click.pass_obj
+def pod_access(settings: Settings) -> None:
+    """Every pod access rule: who, where, which modes."""
+    with _owner(settings) as owner:
+        rules = owner.pod_access()
+    lines = [("public", c, m) for c, m in rules["public"].items()]
+    lines += [(did, c, m) for did, found in rules["grants"].items() for c, m in found.items()]
+    if not lines:
+        out.print("no pod access given; only you can use your pod")
+    for who, container, modes in sorted(lines, key=lambda line: (line[1], line[0])):
+        out.print(f"{container}  {who}  {' '.join(modes) or 'nothing'}", markup=False)
+
+
+@cli.group()
 def skills() -> None:
     """Skills: install them like apps, see what they ask for, grant it, use them from ask."""
 
@@ -571,6 +635,8 @@ def _show_skill(skill: dict) -> None:
         out.print(f"{skill['name']}: {skill['description']} (not sandboxed, nothing brokered)", markup=False)
     for tool in skill["tools"]:
         out.print(f"  tool {tool['name']} [{tool['policy']}]: {tool['description']}", markup=False)
+    if "sandbox" in skill:
+        out.print(f"  sandbox: {skill['sandbox']}", markup=False)
     for permission in skill["requested"]:
         state = "granted" if permission in skill["granted"] else "asks for" if not skill["approved"] else "asked, not granted"
         out.print(f"  {state}: {permission}", markup=False)

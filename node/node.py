@@ -8,8 +8,10 @@ first use: `flurry add` never loads the chat model, `flurry status` loads neithe
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +36,12 @@ from agent.tools import (
 from identity.did_key import verification_method_id
 from identity.keyring import Keyring, UnlockedKeyring
 from node.home import Config, Home, HomeError, HomeLock, runtime_dir
+from skills.broker import Broker
 from skills.host import SkillProcess
 from skills.registry import Skills
 from store.ingest import AddReport, Ingestor, Progress, absolute
+from store.pod_store import INDEX_TAG as POD_INDEX_TAG
+from store.pod_store import PodStore
 from store.retrieval import IndexSnapshotError, SearchIndexes
 from store.sealing import Sealer
 from store.vault import Document, Vault
@@ -44,6 +49,7 @@ from store.vault import Document, Vault
 Say = Callable[[str], None]
 # all-MiniLM-L6-v2; a vault records the size of the model that filled it.
 DEFAULT_EMBEDDING_DIM = 384
+OWNER_QUESTION = "owner.ask"  # the "tool" name a skill's question to the owner is listed under
 TOOL_POLICY = "tool-policy"   # vault records: tool name → {"decision": "allow" | "ask" | "deny"}
 
 
@@ -86,6 +92,15 @@ class Node:
         self._skill_processes: dict[str, SkillProcess] = {}
         self._skill_processes_lock = threading.Lock()
         self.approvals = Approvals(record=self._record_approval)
+        self._broker: Broker | None = None
+        # Set by the command line while the owner sits at its terminal; None under `flurry serve`.
+        self.terminal_prompt: AskOwner | None = None
+        self.pod = PodStore(self.vault, self._pod_ingestor)
+
+    def _pod_ingestor(self) -> Ingestor:
+        """Indexes the pod's RDF resources, tagged "pod"; the embedder first, as loading it may start new indexes."""
+        embed = self.embedder.embed
+        return Ingestor(self.vault, self.indexes, embed, tags=(POD_INDEX_TAG,))
 
     def _open_indexes(self, sealer: Sealer) -> SearchIndexes:
         dim = self.vault.get_setting("embedding_dim") or DEFAULT_EMBEDDING_DIM
@@ -133,6 +148,9 @@ class Node:
             self.approvals.cancel_all()
             for process in self._skill_processes.values():
                 process.stop()
+            if self._broker is not None:
+                self._broker.close()
+                self._broker.path.parent.rmdir()
             self.indexes.save()
         finally:
             self.indexes.close()
@@ -189,6 +207,19 @@ class Node:
             return ingestor.add(path, progress)
         finally:
             self.indexes.save()
+
+    def remember(self, title: str, text: str, by: str = "owner") -> str:
+        """Keep a note that is not a file (a skill wrote it): sealed and searchable like any
+        document, tagged "notes". Returns the path it is shown under."""
+        shown = f"notes/{time.strftime('%Y-%m-%d')} {title.strip()[:80]}"
+        ingestor = Ingestor(self.vault, self.indexes, self.embedder.embed, tags=("notes",))
+        try:
+            report = ingestor.add_text(shown, f"flurry-note:{uuid.uuid4().hex}", f"# {title.strip()}\n\n{text}\n")
+        finally:
+            self.indexes.save()
+        if report.skipped:
+            raise ValueError(f"the note was not kept: {report.skipped[0].reason}")
+        return shown
 
     def forget(self, path: str) -> list[Document]:
         """Remove every document at or under ``path`` from the vault and the indexes."""
@@ -252,8 +283,19 @@ class Node:
     def _skill_process(self, name: str) -> SkillProcess:
         with self._skill_processes_lock:  # API requests come from several threads
             if name not in self._skill_processes:
-                self._skill_processes[name] = self.skills.start(name)
+                self._skill_processes[name] = self.skills.start(name, broker=self._skill_broker())
             return self._skill_processes[name]
+
+    def _skill_broker(self) -> Broker:
+        """The broker managed skills reach the node through; started with the first skill."""
+        if self._broker is None:
+            from node.skill_capabilities import SkillCapabilities  # it builds on this module
+
+            # The system's temp folder, not the runtime folder: that may be under /run, which the
+            # sandbox hides from skills (it holds the session bus and agents' sockets).
+            folder = Path(tempfile.mkdtemp(prefix="flurry-broker-"))
+            self._broker = Broker(SkillCapabilities(self), folder, granted=lambda skill: self.skills.info(skill).granted)
+        return self._broker
 
     def stop_skill(self, name: str) -> None:
         """Stop a running skill's process (disabled, revoked or removed: it must not keep running)."""
@@ -261,6 +303,8 @@ class Node:
             process = self._skill_processes.pop(name, None)
         if process is not None:
             process.stop()
+        if self._broker is not None:
+            self._broker.forget(name)
 
     def plan_tool_call(self, request: str) -> PlannedCall | None:
         """The tool call the request asks for, if any (None: answer from the notes instead).
@@ -284,6 +328,14 @@ class Node:
         """Run a skill's tool if the request is for one (None: answer from the notes instead)."""
         planned = self.plan_tool_call(request)
         return None if planned is None else self.run_planned(planned, ask_owner)
+
+    def ask_owner(self, skill: str, question: str) -> bool:
+        """A skill's yes/no question for the owner: at the terminal when one is asking
+        (``terminal_prompt``), else a pending approval the TUI or `flurry approvals` answers."""
+        call = ToolCall(OWNER_QUESTION, {"question": question})
+        if self.terminal_prompt is not None:
+            return self.terminal_prompt(call)
+        return self.approvals.wait(self.approvals.open(call, skill, requester=f"skill:{skill}"))
 
     def _record_approval(self, pending: Pending, decision: str) -> None:
         self.audit.append(

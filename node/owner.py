@@ -30,6 +30,7 @@ from node.peers import (
     list_peers,
     send_message,
 )
+from store.pod_store import PodError
 
 
 class OwnerError(Exception):
@@ -62,6 +63,9 @@ class Owner(Protocol):
     def set_tool_policy(self, tool: str, decision: str) -> dict: ...
     def list_approvals(self) -> list[dict]: ...
     def decide_approval(self, approval_id: str, decision: str) -> dict: ...
+    def pod_access(self) -> dict: ...
+    def set_pod_access(self, who: str, container: str, modes: list[str] | None) -> None: ...
+    def pod_list(self, path: str) -> list[dict]: ...
 
 
 class LocalOwner:
@@ -70,6 +74,9 @@ class LocalOwner:
 
     def add_grant(self, grant: dict) -> None:
         ed25519_public_from_did_key(grant["did"])  # refuse a malformed DID before storing anything
+        if "pod" not in grant:  # `flurry grants add` leaves the pod access given by `flurry pod grant` as it is
+            kept = self.node.grants.get(grant["did"])
+            grant = {**grant, "pod": kept.to_record()["pod"] if kept else {}}
         self.node.grants.add(Grant.from_record(grant))
 
     def list_grants(self) -> list[dict]:
@@ -98,8 +105,9 @@ class LocalOwner:
     def list_peers(self) -> list[dict]:
         return [asdict(p) for p in list_peers(self.node.vault)]
 
-    async def send(self, peer: str, text: str) -> dict:
-        """Ask a pinned peer; signed by the node key, and every attempt lands in the audit log."""
+    async def send(self, peer: str, text: str, *, by: str | None = None) -> dict:
+        """Ask a pinned peer; signed by the node key, and every attempt lands in the audit log
+        (with the skill that asked, when ``by`` names one)."""
         pinned = find_peer(self.node.vault, peer)
         if pinned is None:
             raise OwnerError(f"no pinned peer {peer!r}; add it first: flurry peers add URL --name NAME")
@@ -123,6 +131,7 @@ class LocalOwner:
             "task_id": reply.task_id if reply else None,
             "state": reply.state if reply else "failed",
             "question": text,
+            **({"skill": by} if by else {}),
         }
         if failure is not None:
             details["error"] = str(failure)
@@ -172,7 +181,8 @@ class LocalOwner:
         return [self._skill_json(info, policy) for info in self.node.skills.list()]
 
     def skill(self, name: str) -> dict:
-        return self._skill_json(self._info(name))
+        # Only here, not in the listing: asking the runner what it can enforce starts a process.
+        return {**self._skill_json(self._info(name)), "sandbox": self.node.skills.sandbox(name)}
 
     def install_skill(self, source: str) -> dict:
         manifest = self.node.skills.install(source)
@@ -221,6 +231,32 @@ class LocalOwner:
         except UnknownApproval as e:
             raise NotFound(e.args[0]) from None
         return {"ok": True}
+    def pod_access(self) -> dict:
+        """Who may do what in the pod: {"public": {container: modes}, "grants": {did: {container: modes}}}."""
+        return {
+            "public": {c: sorted(m) for c, m in self.node.grants.public_rules().items()},
+            "grants": {g.did: g.to_record()["pod"] for g in self.node.grants.list() if g.pod},
+        }
+
+    def set_pod_access(self, who: str, container: str, modes: list[str] | None) -> None:
+        """``who`` (a DID, or "public") gets ``modes`` on ``container`` and below; None drops the rule."""
+        if who == "public":
+            self.node.grants.set_public_modes(container, modes)
+            return
+        ed25519_public_from_did_key(who)
+        self.node.grants.set_pod_modes(who, container, modes)
+
+    def pod_list(self, path: str) -> list[dict]:
+        try:
+            entry = self.node.pod.get(path)
+        except PodError as e:
+            raise OwnerError(str(e)) from None
+        if entry is None:
+            raise OwnerError(f"nothing at {path}")
+        if not entry.is_container:
+            return [{"path": path, "type": entry.content_type, "size": entry.size, "modified": entry.modified}]
+        found = [self.node.pod.get(path + member) for member in entry.members]
+        return [{"path": e.path, "type": e.content_type, "size": e.size, "modified": e.modified} for e in found if e]
 
 
 class RemoteOwner:
@@ -301,3 +337,11 @@ class RemoteOwner:
 
     def decide_approval(self, approval_id: str, decision: str) -> dict:
         return self._call("POST", "/approvals/decide", json={"id": approval_id, "decision": decision})
+    def pod_access(self) -> dict:
+        return self._call("GET", "/pod/access")
+
+    def set_pod_access(self, who: str, container: str, modes: list[str] | None) -> None:
+        self._call("PUT", "/pod/access", json={"who": who, "container": container, "modes": modes})
+
+    def pod_list(self, path: str) -> list[dict]:
+        return self._call("POST", "/pod/list", json={"path": path})

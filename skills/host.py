@@ -82,6 +82,9 @@ class SkillProcess:
         # nothing else of the node's environment, so no FLURRY_PASSPHRASE.
         self.env = dict(env or {})
         self.tools: dict[str, types.Tool] = {}
+        # What the runner reported it enforces (skills.sandbox.Confinement as a dict); None
+        # until started, and always None for an unmanaged server, which reports nothing.
+        self.sandbox: dict | None = None
         self.failures = 0
         self._retry_at = 0.0
         self._lock = threading.Lock()  # one call at a time per skill keeps restarts simple
@@ -131,11 +134,16 @@ class SkillProcess:
         # The whole connection lives in this one task, because the SDK's context managers
         # must be entered and left in the same task; other tasks use self._session.
         self._closing = asyncio.Event()
-        params = StdioServerParameters(command=self.argv[0], args=self.argv[1:], env=self.env, cwd=self._cwd)
+        # A managed skill's runner makes its working folder under TMPDIR: inside ours, so it
+        # goes when we remove ours.
+        env = {**self.env, "TMPDIR": self._cwd} if self.managed else self.env
+        params = StdioServerParameters(command=self.argv[0], args=self.argv[1:], env=env, cwd=self._cwd)
         try:
             async with stdio_client(params, errlog=self._stderr) as (read, write):
                 async with ClientSession(read, write) as session:
-                    await session.initialize()
+                    initialized = await session.initialize()
+                    if self.managed:
+                        self.sandbox = (initialized.capabilities.experimental or {}).get("flurry/sandbox")
                     listed = await session.list_tools()
                     self.tools = {t.name: t for t in listed.tools}
                     self._session = session

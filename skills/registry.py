@@ -20,12 +20,21 @@ from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from skills.broker import Broker
 from skills.host import SkillProcess
 from skills.manifest import NAME, Manifest, ManifestError, check_permission
+from skills.sandbox import Confinement
 from skills.sdk import ENTRY_POINT_GROUP
 from store.vault import Vault
 
 KIND = "skill"
+# Skills that ship with the node: `flurry skills install builtin:NAME`.
+BUILTIN_PREFIX = "builtin:"
+BUILTIN = {
+    "notes": "skills.builtin.notes:skill",
+    "lookup": "skills.builtin.lookup:skill",
+    "ask-a-peer": "skills.builtin.ask_a_peer:skill",
+}
 # The folder holding the `skills` package, so a skill's process can run `-m skills.runner`.
 _RUNNER_ROOT = str(Path(__file__).resolve().parent.parent)
 
@@ -97,6 +106,8 @@ class Skills:
         A path installs offline with the skill's own files only. A requirement ("some-skill==1.2")
         is fetched, with its dependencies, from the package index pip is configured with: the
         one case where installing talks to the network, because the owner named a package."""
+        if str(source).startswith(BUILTIN_PREFIX):
+            return self.install_builtin(str(source).removeprefix(BUILTIN_PREFIX))
         pip_args = self._pip_source(source)
         self.dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".installing-", dir=self.dir))
@@ -117,6 +128,18 @@ class Skills:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         self._put(SkillInfo(manifest.name, True, False, False, (), manifest, entry_point, str(target)))
+        return manifest
+
+    def install_builtin(self, name: str) -> Manifest:
+        """Install one of the skills that ship with the node (``BUILTIN``). They are ordinary
+        skills: reviewed and approved like any other, run in their own process, and they reach
+        the node only through the broker."""
+        if name not in BUILTIN:
+            raise SkillInstallError(f"no built-in skill {name!r}; built in: {', '.join(sorted(BUILTIN))}")
+        manifest = _read_manifest(None, BUILTIN[name])
+        if self.vault.get_record(KIND, manifest.name) is not None:
+            raise SkillInstallError(f"a skill named {manifest.name!r} is installed; remove it first")
+        self._put(SkillInfo(manifest.name, True, False, False, (), manifest, BUILTIN[name], None))
         return manifest
 
     @staticmethod
@@ -188,28 +211,53 @@ class Skills:
 
     # --- running -----------------------------------------------------------------------
 
-    def start(self, name: str) -> SkillProcess:
-        """A started SkillProcess for an approved, enabled skill; the caller stops it."""
+    def start(self, name: str, broker: Broker | None = None) -> SkillProcess:
+        """A started SkillProcess for an approved, enabled skill; the caller stops it. A managed
+        skill reaches the node only through ``broker`` (without one, it reaches nothing)."""
         info = self.info(name)
         if not (info.approved and info.enabled):
             raise SkillInstallError(f"{name} is {'disabled' if info.approved else 'not approved'}")
         if info.managed:
-            process = SkillProcess(
-                name, [sys.executable, "-m", "skills.runner", info.entry_point], env=_skill_env(info.target)
-            )
+            env = {**_skill_env(info.target), **(broker.environment(name) if broker else {})}
+            process = SkillProcess(name, [sys.executable, "-m", "skills.runner", info.entry_point], env=env)
         else:
             process = SkillProcess(name, list(info.argv), managed=False)
         process.start()
         return process
+
+    def sandbox(self, name: str) -> str:
+        """One line for the owner: how this skill would be confined on this machine, now."""
+        info = self.info(name)
+        if not info.managed:
+            return "not sandboxed (unmanaged: it runs with your permissions)"
+        return sandbox_check(info.target).summary()
 
     def _put(self, info: SkillInfo) -> SkillInfo:
         self.vault.put_record(KIND, info.name, info.to_record())
         return info
 
 
-def _skill_env(target: str) -> dict[str, str]:
-    # The runner first (so a skill can't shadow it), then the skill's own folder; no user site.
-    return {"PYTHONPATH": os.pathsep.join([_RUNNER_ROOT, target]), "PYTHONNOUSERSITE": "1"}
+def _skill_env(target: str | None) -> dict[str, str]:
+    # The runner first (so a skill can't shadow it), then the skill's own folder (a built-in
+    # skill has none: it ships with the node); no user site.
+    return {"PYTHONPATH": os.pathsep.join([_RUNNER_ROOT, *([target] if target else [])]), "PYTHONNOUSERSITE": "1"}
+
+
+def sandbox_check(target: str) -> Confinement:
+    """What the runner manages to enforce here, asked of a runner started as the skill's would be."""
+    with tempfile.TemporaryDirectory(prefix="flurry-skill-") as cwd:
+        try:
+            run = subprocess.run(
+                [sys.executable, "-m", "skills.runner", "--sandbox-check"],
+                env={"PATH": os.environ.get("PATH", ""), "TMPDIR": cwd, **_skill_env(target)},
+                cwd=cwd, capture_output=True, text=True, timeout=30, check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return Confinement(missing=["the sandbox check did not answer in 30 s"])
+    try:
+        return Confinement.from_dict(json.loads(run.stdout.strip().splitlines()[-1]))
+    except (IndexError, ValueError):
+        return Confinement(missing=[f"the sandbox check failed: {run.stderr.strip()[-500:] or run.returncode}"])
 
 
 def _entry_point(target: Path) -> str:
@@ -225,11 +273,11 @@ def _entry_point(target: Path) -> str:
     return found[0]
 
 
-def _read_manifest(target: Path, entry_point: str) -> Manifest:
+def _read_manifest(target: Path | None, entry_point: str) -> Manifest:
     with tempfile.TemporaryDirectory(prefix="flurry-skill-") as cwd:
         run = subprocess.run(
             [sys.executable, "-m", "skills.runner", "--manifest", entry_point],
-            env={"PATH": os.environ.get("PATH", ""), **_skill_env(str(target))},
+            env={"PATH": os.environ.get("PATH", ""), "TMPDIR": cwd, **_skill_env(str(target) if target else None)},
             cwd=cwd, capture_output=True, text=True, timeout=30,
         )
     lines = run.stdout.strip().splitlines()

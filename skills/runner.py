@@ -2,6 +2,10 @@
 
 This is the only place a managed skill's code is imported, always in its own process.
 ``--manifest`` prints the manifest as JSON and exits (how the node reads it at install).
+``--sandbox-check`` confines itself as a skill would be and prints what applied, as JSON.
+Before a skill's code is imported, the process is confined (``skills.sandbox``); what applied is
+written on stderr and sent to the host in the MCP capabilities, as ``flurry/sandbox``.
+``--no-sandbox`` skips that, for measuring what it costs; the node never passes it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import mcp_types as types
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 
+from skills import broker, sdk
+from skills.sandbox import Confinement, confine, interpreter_paths
 from skills.sdk import Skill, load_skill
 
 # The host already starts us with a scrubbed environment; dropping these again costs nothing
@@ -24,10 +30,27 @@ from skills.sdk import Skill, load_skill
 _SECRET_PREFIXES = ("FLURRY_",)
 
 
-def _contain() -> None:
+# What the host learns about our sandbox, in the initialize result's experimental capabilities.
+SANDBOX_CAPABILITY = "flurry/sandbox"
+
+
+def _contain(sandbox: bool = True) -> Confinement:
+    """Scrub the environment, move to an empty private directory, then confine the process.
+    Called before the skill's module is imported, while this process has one thread."""
+    # The broker's address and this skill's token go to the SDK, then out of the environment.
+    if os.environ.get(broker.SOCKET_ENV) and os.environ.get(broker.TOKEN_ENV):
+        sdk.node.connect(os.environ[broker.SOCKET_ENV], os.environ[broker.TOKEN_ENV])
     for key in [k for k in os.environ if k.startswith(_SECRET_PREFIXES)]:
         del os.environ[key]
-    os.chdir(tempfile.mkdtemp(prefix="flurry-skill-"))
+    startup_cwd = os.getcwd()
+    # The host points TMPDIR into the private folder it removes when the skill stops.
+    workdir = tempfile.mkdtemp(prefix="flurry-skill-")
+    os.chdir(workdir)
+    # The only writable place once confined, so the skill's own temporary files go there too.
+    os.environ["TMPDIR"] = tempfile.tempdir = workdir
+    if not sandbox:
+        return Confinement(missing=["started with --no-sandbox"])
+    return confine(workdir, interpreter_paths(startup_cwd))
 
 
 def _server(skill: Skill) -> Server:
@@ -56,20 +79,28 @@ def _result(text: str, error: bool = False) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=error)
 
 
-async def _serve(skill: Skill) -> None:
+async def _serve(skill: Skill, confinement: Confinement) -> None:
     server = _server(skill)
+    options = server.create_initialization_options(experimental_capabilities={SANDBOX_CAPABILITY: confinement.to_dict()})
     async with stdio_server() as (read, write):
-        await server.run(read, write, server.create_initialization_options())
+        await server.run(read, write, options)
 
 
 def main(argv: list[str]) -> None:
-    _contain()
-    if argv[:1] == ["--manifest"]:
+    sandbox = "--no-sandbox" not in argv
+    argv = [a for a in argv if a != "--no-sandbox"]
+    confinement = _contain(sandbox)
+    if argv == ["--sandbox-check"]:
+        print(json.dumps(confinement.to_dict()))
+        return
+    sys.stderr.write(f"flurry sandbox: {confinement.summary()}\n")
+    sys.stderr.flush()
+    if argv[:1] == ["--manifest"] and len(argv) == 2:
         print(json.dumps(load_skill(argv[1]).manifest.to_dict()))
         return
-    if len(argv) != 1:
-        sys.exit("usage: python -m skills.runner [--manifest] module:callable")
-    anyio.run(_serve, load_skill(argv[0]))
+    if len(argv) != 1 or argv[0].startswith("--"):
+        sys.exit("usage: python -m skills.runner [--no-sandbox] [--manifest | --sandbox-check] [module:callable]")
+    anyio.run(_serve, load_skill(argv[0]), confinement)
     # stdin closed: the host is done with us. Exit now rather than wait for a tool thread
     # that may never return (a hung tool must not keep a dead skill's process around).
     sys.stdout.flush()

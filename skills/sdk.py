@@ -24,6 +24,17 @@ callable returning a :class:`Skill`::
 
 The node never imports this code: ``python -m skills.runner word_count_skill:skill`` does, in
 its own process, and serves the tools over MCP on stdio.
+
+A tool reaches the node only through :data:`node`, and only as far as the owner granted::
+
+    from skills.sdk import node
+    node.search("plumber", k=3)          # needs vault.read (or vault.read:tags=…)
+    node.write_note("Plumber", "Monday")   # needs notes.write
+    node.ask_peer("alice", "free on Monday?")  # needs peers.send
+    node.http("https://api.example.org/x")     # needs http:host=api.example.org
+    node.ask_owner("Book the table for 8?")    # needs owner.ask; True if the owner says yes
+
+Each raises :class:`CapabilityDenied` when the permission was not granted (or was revoked).
 """
 
 from __future__ import annotations
@@ -33,9 +44,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from skills.broker import BrokerClient, CapabilityDenied, CapabilityFailed
 from skills.manifest import Manifest, ManifestError
 
+__all__ = ["ENTRY_POINT_GROUP", "CapabilityDenied", "CapabilityFailed", "Skill", "load_skill", "node"]
+
 ENTRY_POINT_GROUP = "flurry.skills"
+ASK_OWNER_TIMEOUT = 330.0  # a little over the node's own five minutes, so the node's "no" arrives first
 
 
 @dataclass(frozen=True)
@@ -68,3 +83,45 @@ def load_skill(spec: str) -> Skill:
     if not isinstance(skill, Skill):
         raise ManifestError(f"entry point {spec!r} returned {type(skill).__name__}, not skills.sdk.Skill")
     return skill
+
+
+class NodeAccess:
+    """The node's capabilities as the owner granted them to this skill (see the module doc)."""
+
+    def __init__(self) -> None:
+        self._client: BrokerClient | None = None
+
+    def connect(self, socket_path: str, token: str) -> None:
+        """Called by the runner before the skill is imported; skills never call it."""
+        self._client = BrokerClient(socket_path, token)
+
+    def _call(self, capability: str, **arguments: Any) -> Any:
+        if self._client is None:
+            raise CapabilityFailed("not running under a flurry node: nothing to reach")
+        return self._client.call(capability, arguments, timeout=ASK_OWNER_TIMEOUT if capability == "owner.ask" else 120.0)
+
+    def search(self, query: str, k: int = 3, tags: list[str] | None = None) -> list[dict]:
+        """The owner's passages closest to ``query``: [{path, chunk, score, snippet}, …],
+        from documents with ``tags`` (which must be among those granted) or all granted."""
+        return self._call("vault.search", query=query, k=k, **({"tags": list(tags)} if tags else {}))
+
+    def write_note(self, title: str, text: str) -> str:
+        """Keep a note in the owner's vault (tagged "notes"); returns the path it is shown under."""
+        return self._call("notes.write", title=title, text=text)["path"]
+
+    def ask_peer(self, peer: str, text: str) -> str:
+        """Ask a peer the owner pinned (by name, DID or URL); signed by the node, audited."""
+        return self._call("peers.send", peer=peer, text=text)
+
+    def http(self, url: str, method: str = "GET", body: str | None = None) -> dict:
+        """An HTTP request made by the node for the skill: {status, content_type, body}."""
+        return self._call("http.request", url=url, method=method, body=body)
+
+
+    def ask_owner(self, question: str) -> bool:
+        """Ask the owner a yes/no question (at their terminal, or as a pending approval in the
+        TUI); False when they say no or do not answer within five minutes."""
+        return self._call("owner.ask", question=question)
+
+
+node = NodeAccess()

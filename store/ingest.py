@@ -9,6 +9,7 @@ in: the store knows nothing about models.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,7 +135,31 @@ class Ingestor:
         except ValueError as e:
             report.skipped.append(Skipped(shown, str(e)))
             return "skipped"
-        pieces = chunk_text(text, markdown=SUPPORTED_SUFFIXES[path.suffix.lower()])
+        return self._commit(shown, abs_path, content, mtime, text, SUPPORTED_SUFFIXES[path.suffix.lower()], report)
+
+    def add_text(self, shown: str, key: str, text: str) -> AddReport:
+        """Index ``text`` that is not a file (a rendering of a pod resource, say) as the
+        document ``key``, replacing the one stored under that key before."""
+        report = AddReport()
+        content = text.encode()
+        if not chunk_text(text, markdown=False):
+            self.remove(key)  # nothing left to find: the older version must not be found either
+            report.skipped.append(Skipped(shown, "no text in it"))
+        elif not self._vault.is_unchanged(key, content, self._tags):
+            self._commit(shown, key, content, time.time(), text, False, report)
+        else:
+            report.unchanged.append(shown)
+        self._flush()
+        return report
+
+    def remove(self, key: str) -> bool:
+        """Forget the document stored under ``key`` (a file's absolute path or an add_text key)."""
+        removed = self._vault.forget_document_at(key)
+        self._indexes.delete(removed)
+        return bool(removed)
+
+    def _commit(self, shown: str, abs_path: str, content: bytes, mtime: float, text: str, markdown: bool, report: AddReport) -> str:
+        pieces = chunk_text(text, markdown=markdown)
         if not pieces:
             report.skipped.append(Skipped(shown, "no text in it"))
             return "skipped"

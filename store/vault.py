@@ -235,6 +235,11 @@ class Vault:
             self._db.execute("DELETE FROM documents WHERE id=?", (doc_id,))
         return ids
 
+    def forget_document_at(self, abs_path: str) -> list[str]:
+        """Remove the document stored for ``abs_path``, if any; returns the removed chunk ids."""
+        with self._transaction():
+            return self._delete_document_by_tag(self.path_tag(abs_path))
+
     def _delete_document_by_tag(self, path_tag: bytes) -> list[str]:
         row = self._db.execute("SELECT id FROM documents WHERE path_tag=?", (path_tag,)).fetchone()
         if row is None:
@@ -365,17 +370,29 @@ class Vault:
 
     def put_record(self, kind: str, key: str, value: dict) -> int:
         """Insert or replace the record ``key`` of ``kind``; returns its sequence number."""
-        tag = self._sealer.mac(key.encode(), f"record/{kind}")
         with self._transaction():
-            row = self._db.execute("SELECT seq FROM records WHERE kind=? AND tag=?", (kind, tag)).fetchone()
-            if row is None:
-                (seq,) = self._db.execute(
-                    "SELECT coalesce(max(seq) + 1, 0) FROM records WHERE kind=?", (kind,)
-                ).fetchone()
-            else:
-                seq = row[0]
-            body = self._seal_json({"key": key, "value": value}, _record_aad(kind, tag, seq))
-            self._db.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)", (kind, tag, seq, body))
+            return self._put_record(kind, key, value)
+
+    def write_records(self, puts: Iterable[tuple[str, str, dict]], deletes: Iterable[tuple[str, str]] = ()) -> None:
+        """Several (kind, key, value) puts and (kind, key) deletes in one transaction: all or none."""
+        with self._transaction():
+            for kind, key in deletes:
+                tag = self._sealer.mac(key.encode(), f"record/{kind}")
+                self._db.execute("DELETE FROM records WHERE kind=? AND tag=?", (kind, tag))
+            for kind, key, value in puts:
+                self._put_record(kind, key, value)
+
+    def _put_record(self, kind: str, key: str, value: dict) -> int:
+        tag = self._sealer.mac(key.encode(), f"record/{kind}")
+        row = self._db.execute("SELECT seq FROM records WHERE kind=? AND tag=?", (kind, tag)).fetchone()
+        if row is None:
+            (seq,) = self._db.execute(
+                "SELECT coalesce(max(seq) + 1, 0) FROM records WHERE kind=?", (kind,)
+            ).fetchone()
+        else:
+            seq = row[0]
+        body = self._seal_json({"key": key, "value": value}, _record_aad(kind, tag, seq))
+        self._db.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)", (kind, tag, seq, body))
         return seq
 
     def get_record(self, kind: str, key: str) -> dict | None:

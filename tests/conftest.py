@@ -95,14 +95,35 @@ def runtime_dir() -> Path:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture
-def corpus(tmp_path: Path) -> Path:
-    root = tmp_path / "notes"
+def write_corpus(root: Path) -> Path:
+    """The CORPUS files under ``root``; returns ``root``."""
     for name, text in CORPUS.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return root
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    return write_corpus(tmp_path / "notes")
+
+
+def new_node(root: Path, models_dir: Path, *, notes: bool = False):
+    """A new node in ``root``, opened in this process; with ``notes``, the CORPUS added
+    (travel notes tagged "travel"). The caller closes it."""
+    from node.home import Home
+    from node.node import Node
+
+    os.environ["FLURRY_MODELS"] = str(models_dir)
+    home = Home(root / "home")
+    Node.init(home, PASSPHRASE)
+    node = Node.open(home, PASSPHRASE, say=lambda line: None)
+    if notes:
+        folder = write_corpus(root / "notes")
+        node.add(str(folder))
+        node.add(str(folder / "travel"), tags=("travel",))  # adding again with other tags re-tags
+    return node
 
 
 @pytest.fixture

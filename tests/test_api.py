@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import os
 import time
 
 import httpx
 import openai
 import pytest
-from conftest import CORPUS, PASSPHRASE, Served
+from conftest import CORPUS, PASSPHRASE, Served, new_node
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.grants import Grant, Quota
@@ -24,7 +23,6 @@ from identity.http_signatures import sign_request
 from identity.keyring import Keyring
 from identity.signing_client import signed_client
 from node.client import NodeClient
-from node.home import Home
 from node.node import Node
 
 
@@ -40,17 +38,7 @@ class Peer:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory, models_dir) -> Node:
-    root = tmp_path_factory.mktemp("api")
-    os.environ["FLURRY_MODELS"] = str(models_dir)
-    notes = root / "notes"
-    for name, text in CORPUS.items():
-        (notes / name).parent.mkdir(parents=True, exist_ok=True)
-        (notes / name).write_text(text)
-    home = Home(root / "home")
-    Node.init(home, PASSPHRASE)
-    node = Node.open(home, PASSPHRASE, say=lambda line: None)
-    node.add(str(notes))
-    node.add(str(notes / "travel"), tags=("travel",))  # adding again with other tags re-tags
+    node = new_node(tmp_path_factory.mktemp("api"), models_dir, notes=True)
     yield node
     node.close()
 

@@ -5,30 +5,24 @@ the pending tool call from a second client the way the TUI does."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 
 import httpx
 import pytest
-from conftest import PASSPHRASE, Served
+from conftest import Served, new_node
 from test_api import Peer
 from test_skills import make_wheel
 from test_skills_cli import NOTES_SKILL, PLUMBER
 
 from identity.did_key import verification_method_id
 from identity.signing_client import signed_client
-from node.home import Home
 from node.node import Node
 
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory, models_dir) -> Node:
-    root = tmp_path_factory.mktemp("skills-api")
-    os.environ["FLURRY_MODELS"] = str(models_dir)
-    home = Home(root / "home")
-    Node.init(home, PASSPHRASE)
-    node = Node.open(home, PASSPHRASE, say=lambda line: None)
+    node = new_node(tmp_path_factory.mktemp("skills-api"), models_dir)
     yield node
     node.close()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from test_skills import make_wheel
+from test_skills import LANDLOCK_ABI, make_wheel
 
 NOTES_SKILL = '''
 from skills.sdk import Skill
@@ -38,7 +38,10 @@ def test_install_ask_policy_and_remove(flurry, corpus, tmp_path):
     assert "notes 0.1.0" in installed.stdout and "asks for: notes.write" in installed.stdout
     assert "tool add_note" in installed.stdout
     assert "enabled" in flurry("skills", "list").stdout
-    assert "granted: notes.write" in flurry("skills", "info", "notes").stdout
+    info = flurry("skills", "info", "notes").stdout
+    assert "granted: notes.write" in info
+    # What confines it, on this machine: the owner reads it before letting it run.
+    assert f"sandbox: filesystem (landlock ABI {LANDLOCK_ABI})" in info if LANDLOCK_ABI else "no filesystem sandbox" in info
 
     # The default policy is "ask"; with nobody at a terminal the call is shown and not run.
     asked = json.loads(flurry("ask", PLUMBER, "--json", input="").stdout)

@@ -1,0 +1,57 @@
+"""What the node does for a skill once the broker (skills.broker) has checked its grant.
+
+Kept apart from the broker: the broker decides *whether*, this decides *how*, with the same
+paths the owner's own commands use, so a skill's message to a peer is signed, labelled as
+agent-made and audited exactly like `flurry send`, and its HTTP call is too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from identity.did_key import verification_method_id
+from identity.signing_client import signed_client
+from node.node import Node
+from node.owner import LocalOwner, OwnerError
+from skills.broker import CapabilityFailed
+
+MAX_HTTP_BODY = 1024 * 1024
+
+
+class SkillCapabilities:
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    def search(self, query: str, k: int, tags: frozenset[str] | None) -> list[dict]:
+        return [s.to_json() for s in self._node.retrieve(query, k, tags)]
+
+    def write_note(self, skill: str, title: str, text: str) -> dict:
+        return {"path": self._node.remember(title, text, by=skill)}
+
+    def send_to_peer(self, skill: str, peer: str, text: str) -> str:
+        try:
+            # The broker's threads have no event loop of their own.
+            return asyncio.run(LocalOwner(self._node).send(peer, text, by=skill))["text"]
+        except OwnerError as e:
+            raise CapabilityFailed(str(e)) from None
+
+    def http_request(self, skill: str, method: str, url: str, body: str | None) -> dict:
+        keys = self._node.keys
+        details = {"skill": skill, "method": method, "url": url}
+        try:
+            # Signed by the node and labelled agent-made (RFC 9421); redirects are not followed,
+            # because the grant names one host and a redirect could leave it.
+            with signed_client(keys.node_key, verification_method_id(keys.node_did), owner_did=keys.owner_did,
+                               timeout=30, follow_redirects=False) as http:
+                response = http.request(method, url, content=body.encode() if body is not None else None)
+        except httpx.HTTPError as e:
+            self._node.audit.append("skill.http", target=url, details={**details, "error": str(e) or type(e).__name__})
+            raise CapabilityFailed(f"{method} {url} failed: {e}") from None
+        self._node.audit.append("skill.http", target=url, details={**details, "status": response.status_code})
+        return {"status": response.status_code, "content_type": response.headers.get("content-type", ""),
+                "body": response.text[:MAX_HTTP_BODY]}
+
+    def ask_owner(self, skill: str, question: str) -> bool:
+        return self._node.ask_owner(skill, question)

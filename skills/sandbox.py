@@ -1,0 +1,387 @@
+"""Confine a managed skill's process before any of its code is imported (Linux only).
+
+Called once by ``skills.runner``, single-threaded, right before the skill is imported:
+
+- **no_new_privs** first: nothing the skill executes can gain privileges (and Landlock needs it).
+- **Network**: a new user + network namespace. The skill's network has only a loopback that is
+  down, so TCP and UDP both fail ("Network is unreachable"). Pathname Unix sockets still connect
+  (they are found through the filesystem, not the network namespace): that is how the node's
+  broker is reached. Landlock's TCP bind/connect denial (ABI 4+) is a second layer, and the one
+  left where user namespaces are not allowed.
+- **Filesystem**: Landlock. Read and execute only beneath the Python installation, the paths
+  Python imports from, the system's shared libraries and a few harmless files; read and write
+  only in the skill's private working directory. Everything else (the node's home with the vault
+  and keyring, the owner's files, /proc of other processes) fails with PermissionError.
+- **Scopes** (Landlock ABI 6+): no signals to processes outside the sandbox (the node), no
+  abstract Unix sockets outside it.
+- **Service sockets**: Landlock (up to ABI 7) does not govern connecting to a pathname Unix
+  socket, and the owner's session bus, ssh/gpg agents, docker and X11 listen on well-known ones
+  (/run/user/UID/bus, /run/docker.sock, /tmp/.X11-unix/X0): a skill that reached the session
+  bus could ask systemd to start an unconfined process. So in a new mount namespace an empty,
+  read-only tmpfs covers /run and those /tmp folders. The node's broker socket must therefore
+  live elsewhere (the node's home, or the host's private folder for the skill).
+
+Each step is best effort, as the kernel documentation advises: an older kernel enforces what it
+knows, and ``Confinement`` says exactly what applied and, for what did not, why. The runner
+reports it; the node shows it to the owner. Nothing here stops the skill from running.
+
+The Landlock calls are a few ctypes syscalls rather than a PyPI package: the Python bindings on
+PyPI are pre-releases or months old with few users, and the ABI is small and stable.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import platform
+import stat
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# --- the kernel's interface (include/uapi/linux/landlock.h) ---------------------------------
+
+# Syscalls added after the 5.1 unification share one number on every architecture but alpha.
+_SYS_LANDLOCK = {"create_ruleset": 444, "add_rule": 445, "restrict_self": 446}
+_ARCHES = {"x86_64", "aarch64", "arm64", "armv7l", "riscv64", "ppc64le", "s390x"}
+
+_CREATE_RULESET_VERSION = 1 << 0
+_RULE_PATH_BENEATH = 1
+
+# Filesystem access rights, and the ABI that introduced each.
+FS_EXECUTE = 1 << 0
+FS_WRITE_FILE = 1 << 1
+FS_READ_FILE = 1 << 2
+FS_READ_DIR = 1 << 3
+FS_REMOVE_DIR = 1 << 4
+FS_REMOVE_FILE = 1 << 5
+FS_MAKE_CHAR = 1 << 6
+FS_MAKE_DIR = 1 << 7
+FS_MAKE_REG = 1 << 8
+FS_MAKE_SOCK = 1 << 9
+FS_MAKE_FIFO = 1 << 10
+FS_MAKE_BLOCK = 1 << 11
+FS_MAKE_SYM = 1 << 12
+FS_REFER = 1 << 13  # ABI 2: moving files between directories
+FS_TRUNCATE = 1 << 14  # ABI 3
+FS_IOCTL_DEV = 1 << 15  # ABI 5
+NET_BIND_TCP = 1 << 0  # ABI 4
+NET_CONNECT_TCP = 1 << 1  # ABI 4
+SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0  # ABI 6
+SCOPE_SIGNAL = 1 << 1  # ABI 6
+
+_FS_ABI1 = (1 << 13) - 1  # EXECUTE … MAKE_SYM
+
+
+def _fs_rights(abi: int) -> int:
+    rights = _FS_ABI1
+    if abi >= 2:
+        rights |= FS_REFER
+    if abi >= 3:
+        rights |= FS_TRUNCATE
+    if abi >= 5:
+        rights |= FS_IOCTL_DEV
+    return rights
+
+
+# Rights that make sense on a file (not a directory); the kernel refuses a rule on a file
+# that names any other.
+_FILE_RIGHTS = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE | FS_IOCTL_DEV
+_READ_EXEC = FS_EXECUTE | FS_READ_FILE | FS_READ_DIR
+# The private working directory: everything but executing what the skill writes there, and
+# making device nodes.
+_READ_WRITE = (_FS_ABI1 | FS_REFER | FS_TRUNCATE) & ~(FS_EXECUTE | FS_MAKE_CHAR | FS_MAKE_BLOCK)
+
+
+class _RulesetAttr(ctypes.Structure):
+    # A kernel that knows fewer fields accepts this larger struct as long as they are zero.
+    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
+                ("scoped", ctypes.c_uint64)]
+
+
+class _PathBeneathAttr(ctypes.Structure):
+    _pack_ = 1  # packed in the kernel's header
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+_PR_SET_NO_NEW_PRIVS = 38
+_CLONE_NEWUSER = 0x10000000
+_CLONE_NEWNET = 0x40000000
+
+_libc = None
+
+
+def _c():
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def _check(result: int, what: str) -> int:
+    if result < 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"{what}: {os.strerror(code)}")
+    return result
+
+
+def _syscall(name: str, *args) -> int:
+    # syscall(2) is variadic and reads each argument as a long: pass every one at full width.
+    return _check(_c().syscall(ctypes.c_long(_SYS_LANDLOCK[name]), *args), f"landlock_{name}")
+
+
+# --- what applied ------------------------------------------------------------------------------
+
+
+@dataclass
+class Confinement:
+    """What the sandbox enforces in this process; ``missing`` says why anything did not apply."""
+
+    filesystem: str | None = None  # e.g. "landlock ABI 7"
+    network: list[str] = field(default_factory=list)  # e.g. ["netns", "landlock TCP"]
+    scopes: str | None = None  # e.g. "signals, abstract unix sockets"
+    hidden: list[str] = field(default_factory=list)  # folders of service sockets covered, e.g. ["/run"]
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def applied(self) -> bool:
+        return bool(self.filesystem or self.network)
+
+    def summary(self) -> str:
+        """One line for the owner: what protects them, or NONE and why."""
+        if not self.applied:
+            return "NONE — " + ("; ".join(self.missing) or "not applied")
+        parts = []
+        if self.filesystem:
+            parts.append(f"filesystem ({self.filesystem})")
+        if self.network:
+            parts.append(f"network ({', '.join(self.network)})")
+        if self.scopes:
+            parts.append(f"scoped ({self.scopes})")
+        if self.hidden:
+            parts.append(f"hidden ({', '.join(self.hidden)})")
+        line = ", ".join(parts)
+        return line + (f"; NOT protected: {'; '.join(self.missing)}" if self.missing else "")
+
+    def to_dict(self) -> dict:
+        return {"filesystem": self.filesystem, "network": list(self.network), "scopes": self.scopes,
+                "hidden": list(self.hidden), "missing": list(self.missing)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Confinement:
+        return cls(d.get("filesystem"), list(d.get("network") or []), d.get("scopes"), list(d.get("hidden") or []),
+                   list(d.get("missing") or []))
+
+
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version; raises OSError saying why there is none."""
+    if sys.platform != "linux":
+        raise OSError(errno.ENOSYS, f"Landlock is Linux-only; this is {sys.platform}")
+    if platform.machine() not in _ARCHES:
+        raise OSError(errno.ENOSYS, f"Landlock syscall numbers not known for {platform.machine()}")
+    try:
+        return _syscall("create_ruleset", ctypes.c_void_p(None), ctypes.c_size_t(0),
+                        ctypes.c_uint32(_CREATE_RULESET_VERSION))
+    except OSError as e:
+        why = {errno.ENOSYS: "this kernel was built without Landlock",
+               errno.EOPNOTSUPP: "Landlock is disabled on this kernel (boot with lsm=…,landlock)"}
+        raise OSError(e.errno, why.get(e.errno, e.strerror)) from None
+
+
+# --- paths the interpreter needs -------------------------------------------------------------
+
+# Shared libraries that extension modules load after we are confined, and a few read-only
+# system files Python's stdlib opens (time zones, MIME types, the loader's cache). None holds
+# anything of the owner's.
+_SYSTEM_READABLE = ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib", "/usr/share/zoneinfo",
+                    "/etc/ld.so.cache", "/etc/localtime", "/etc/mime.types")
+
+
+def interpreter_paths(startup_cwd: str | None = None) -> list[str]:
+    """Where this interpreter reads code from: its installation and the import path as it is now.
+
+    ``startup_cwd`` (what ``python -m`` put first on sys.path) is left out: it is wherever the
+    runner was started, not code. So is any entry that is the owner's home or above it, which
+    would expose everything beneath."""
+    homes = {Path(h).resolve() for h in (os.environ.get("HOME"), _passwd_home()) if h}
+    found: list[str] = []
+    candidates = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+                  os.path.dirname(os.path.realpath(sys.executable)), *sys.path]
+    for entry in candidates:
+        if not entry or (startup_cwd and os.path.realpath(entry) == os.path.realpath(startup_cwd)):
+            continue
+        path = Path(entry).resolve()
+        if path == Path("/") or any(path == home or path in home.parents for home in homes):
+            continue
+        if path.exists() and str(path) not in found:
+            found.append(str(path))
+    return found
+
+
+def _passwd_home() -> str | None:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_dir
+    except (ImportError, KeyError):
+        return None
+
+
+# --- applying it -------------------------------------------------------------------------------
+
+
+def confine(writable: str, readable: list[str]) -> Confinement:
+    """Confine this process: read+execute beneath ``readable``, read+write in ``writable``, no
+    network. Call it single-threaded (Landlock and unshare apply to the calling thread only)."""
+    report = Confinement()
+    if sys.platform != "linux":
+        report.missing.append(f"no sandbox on {sys.platform} (Linux only)")
+        return report
+    threads = _thread_count()
+    if threads != 1:
+        report.missing.append(f"not confined: {threads} threads running (the sandbox must apply before any start)")
+        return report
+    try:
+        _check(_c().prctl(_PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), ctypes.c_ulong(0), ctypes.c_ulong(0),
+                          ctypes.c_ulong(0)), "prctl(PR_SET_NO_NEW_PRIVS)")
+    except OSError as e:
+        report.missing.append(f"no sandbox: {e.strerror}")
+        return report
+
+    # Namespaces go first: writing our uid map needs /proc, and mounting is what Landlock then
+    # forbids.
+    netns_error = None
+    try:
+        _new_namespaces()
+        report.network.append("netns")
+        report.hidden, not_hidden = _hide_service_sockets()
+        report.missing += not_hidden
+    except OSError as e:
+        netns_error = e.strerror
+        report.missing.append(f"service sockets under /run are reachable (no mount namespace: {e.strerror})")
+
+    abi = 0
+    try:
+        abi = landlock_abi()
+        _landlock(abi, writable, readable)
+        report.filesystem = f"landlock ABI {abi}"
+    except OSError as e:
+        report.missing.append(f"no filesystem sandbox: {e.strerror}")
+    tcp_denied = report.filesystem is not None and abi >= 4
+    if tcp_denied:
+        report.network.append("landlock TCP")
+    if netns_error:
+        report.missing.append(f"no network namespace ({netns_error}): {'UDP is' if tcp_denied else 'TCP and UDP are'} open")
+    if report.filesystem and abi >= 6:
+        report.scopes = "signals, abstract unix sockets"
+    elif report.filesystem:
+        report.missing.append(f"signals to the node are not scoped (Landlock ABI {abi} < 6)")
+    return report
+
+
+def _thread_count() -> int:
+    # threading.active_count() misses threads a C library started; the kernel does not.
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Threads:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import threading
+
+    return threading.active_count()
+
+
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
+_MS_REC, _MS_PRIVATE = 0x4000, 1 << 18
+_CLONE_NEWNS = 0x00020000
+# Where the host's services listen on pathname Unix sockets.
+_SERVICE_SOCKETS = ("/run", "/var/run", "/tmp/.X11-unix", "/tmp/.ICE-unix")
+
+
+def _new_namespaces() -> None:
+    """A network namespace (no network) and a mount namespace (to hide service sockets)."""
+    uid, gid = os.getuid(), os.getgid()
+    # Unprivileged: a user namespace gives us the right to the other namespaces.
+    # Privileged (root where user namespaces are refused): those alone.
+    if _c().unshare(ctypes.c_int(_CLONE_NEWUSER | _CLONE_NEWNET | _CLONE_NEWNS)) == 0:
+        # Map our own ids onto themselves, so files and getpass look as before; setgroups must be
+        # denied before an unprivileged process may write gid_map. Cosmetic: without the map we
+        # would merely look like nobody, so a failure here is no reason to give up.
+        try:
+            for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+                with open(f"/proc/self/{name}", "w") as f:
+                    f.write(text)
+        except OSError:
+            pass
+        return
+    first = ctypes.get_errno()
+    if _c().unshare(ctypes.c_int(_CLONE_NEWNET | _CLONE_NEWNS)) == 0:
+        return
+    raise OSError(first, f"unshare(CLONE_NEWUSER|CLONE_NEWNET): {os.strerror(first)}")
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    def c_str(v: str | None) -> bytes | None:
+        return v.encode() if v is not None else None
+
+    _check(_c().mount(c_str(source), c_str(target), c_str(fstype), ctypes.c_ulong(flags), c_str(data)),
+           f"mount {target}")
+
+
+def _hide_service_sockets() -> tuple[list[str], list[str]]:
+    """Cover the folders of the host's service sockets with an empty read-only tmpfs, in our own
+    mount namespace only. Returns (covered, what could not be covered and why)."""
+    # First, so nothing we mount propagates back to the host's mount namespace.
+    try:
+        _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
+    except OSError as e:
+        return [], [f"service sockets under /run are reachable ({e.strerror})"]
+    hidden, missing = [], []
+    for folder in _SERVICE_SOCKETS:
+        if os.path.islink(folder) or not os.path.isdir(folder):
+            continue  # /var/run is usually a link to /run: covered with it
+        try:
+            _mount("none", folder, "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "size=4k,mode=555")
+            hidden.append(folder)
+        except OSError as e:
+            missing.append(f"sockets under {folder} are reachable ({e.strerror})")
+    return hidden, missing
+
+
+def _landlock(abi: int, writable: str, readable: list[str]) -> None:
+    attr = _RulesetAttr(
+        handled_access_fs=_fs_rights(abi),
+        # Handled with no rule means denied: no TCP bind or connect at all.
+        handled_access_net=(NET_BIND_TCP | NET_CONNECT_TCP) if abi >= 4 else 0,
+        scoped=(SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL) if abi >= 6 else 0,
+    )
+    ruleset = _syscall("create_ruleset", ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)), ctypes.c_uint32(0))
+    try:
+        for path in [*readable, *_SYSTEM_READABLE]:
+            _allow(ruleset, path, _READ_EXEC & attr.handled_access_fs)
+        for device in ("/dev/null", "/dev/urandom"):
+            _allow(ruleset, device, (FS_READ_FILE | FS_WRITE_FILE) & attr.handled_access_fs)
+        _allow(ruleset, writable, _READ_WRITE & attr.handled_access_fs, required=True)
+        _syscall("restrict_self", ctypes.c_int(ruleset), ctypes.c_uint32(0))
+    finally:
+        os.close(ruleset)
+
+
+def _allow(ruleset: int, path: str, rights: int, required: bool = False) -> None:
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except FileNotFoundError:
+        if required:
+            raise
+        return  # e.g. no /lib64 on this system: nothing to allow
+    try:
+        if not stat.S_ISDIR(os.fstat(fd).st_mode):
+            rights &= _FILE_RIGHTS
+        rule = _PathBeneathAttr(allowed_access=rights, parent_fd=fd)
+        _syscall("add_rule", ctypes.c_int(ruleset), ctypes.c_int(_RULE_PATH_BENEATH), ctypes.byref(rule),
+                 ctypes.c_uint32(0))
+    finally:
+        os.close(fd)
