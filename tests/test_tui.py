@@ -432,6 +432,34 @@ def test_approve_and_deny_a_pending_tool_call(served, node, wheel):
         owner.remove_skill("notes")
 
 
+def test_a_skills_question_to_the_owner_is_answered_in_approvals(served, node):
+    """A skill's owner.ask waits in the node's approvals like a tool call; the app shows the
+    question itself and A answers yes."""
+    from agent.tools import ToolCall
+
+    pending = node.approvals.open(ToolCall("owner.ask", {"question": "Share the shopping list with Ana?"}), "notes", "skill:notes")
+    answered: list[bool] = []
+    waiter = threading.Thread(target=lambda: answered.append(node.approvals.wait(pending)))
+    waiter.start()
+
+    async def go():
+        app = new_app(served, node)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("f5")
+            table = app.query_one("#approvals", DataTable)
+            await wait_for(pilot, lambda: table.row_count == 1)
+            assert text_of(app.query_one("#approval-args")) == "notes asks you (A yes, D no):\nShare the shopping list with Ana?"
+            await pilot.press("a")
+            await wait_for(pilot, lambda: table.row_count == 0)
+
+    try:
+        run(go)
+    finally:
+        node.approvals.withdraw(pending)
+        waiter.join(10)
+    assert answered == [True]
+
+
 def _on_a_terminal(flurry, args: list[str], until: bytes, then: bytes, timeout: float = 90) -> tuple[int, str, bool]:
     """Run `flurry ARGS` on a pseudo-terminal (80x24) until ``until`` shows, send ``then``;
     returns the exit status, everything it drew, and whether serve.json existed meanwhile."""

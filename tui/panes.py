@@ -573,6 +573,9 @@ class SkillsPane(Pane):
 # --- approvals and the inbox ---------------------------------------------------------------
 
 
+OWNER_QUESTION = "owner.ask"   # how the node lists a skill's question to the owner among the approvals
+
+
 class ApprovalsTable(DataTable):
     BINDINGS = [Binding("a", "decide('approve')", "Approve"), Binding("d", "decide('deny')", "Deny")]
 
@@ -637,7 +640,12 @@ class ApprovalsPane(Pane):
     @on(DataTable.RowHighlighted, "#approvals")
     def show_arguments(self) -> None:
         a = self.selected()
-        text = "" if a is None else f"{a['tool']} wants to run with:\n" + json.dumps(a.get("arguments", {}), indent=2, ensure_ascii=False)
+        if a is None:
+            text = ""
+        elif a["tool"] == OWNER_QUESTION:   # a skill's own yes/no question: A is yes, D is no
+            text = f"{a.get('skill')} asks you (A yes, D no):\n{a.get('arguments', {}).get('question', '')}"
+        else:
+            text = f"{a['tool']} wants to run with:\n" + json.dumps(a.get("arguments", {}), indent=2, ensure_ascii=False)
         self.query_one("#approval-args", Static).update(self.shown(text))
 
     def decide_selected(self, decision: str) -> None:
