@@ -22,7 +22,7 @@ from node.client import AsyncNodeClient
 from node.home import Home
 from node.node import Node
 from tui.app import FlurryApp
-from tui.modals import PermissionReview
+from tui.modals import PermissionReview, ToolPolicy
 from tui.panes import ChatPane, ConversationItem, DataPane, Message, SkillsPane, SourceItem
 
 
@@ -367,6 +367,14 @@ def test_install_a_skill_after_reviewing_its_permissions(served, node, wheel):
             await wait_for(pilot, lambda: table.row_count == 1 and str(table.get_row_at(0)[2]) == "enabled")
             assert [str(c) for c in table.get_row_at(0)] == ["notes", "0.1.0", "enabled", "notes.write"]
             assert "granted: notes.write" in text_of(app.query_one("#skill-detail"))
+
+            # Let add_note run unasked: P, then choose "allow" for it and save.
+            table.focus()
+            await pilot.press("p")
+            await wait_for(pilot, lambda: isinstance(app.screen, ToolPolicy))
+            await pilot.press("enter", "up", "enter", "ctrl+s")   # its current "ask" → "allow"
+            await wait_for(pilot, lambda: "tool add_note [allow]" in text_of(app.query_one("#skill-detail")))
+            assert node.tool_policy().rule("add_note") == "allow"
 
             table.focus()
             await pilot.press("e")

@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Markdown, SelectionList, Static
+from textual.widgets import Button, Input, Label, Markdown, Select, SelectionList, Static
 
 HELP = """\
 # flurry — keys
@@ -28,7 +28,7 @@ HELP = """\
 | **Enter** | data: search box | search your notes (empty: list the documents) |
 | **Del** | data: documents | forget the document |
 | **Enter** | skills: source box | install a skill (you review its permissions first) |
-| **E** / **Del** | skills list | enable or disable / remove |
+| **E** / **P** / **Del** | skills list | enable or disable / when its tools may run / remove |
 | **A** / **D** | approvals list | approve / deny the tool call |
 
 Errors show as notifications with the reason; nothing you typed is lost.
@@ -124,4 +124,43 @@ class PermissionReview(ModalScreen[list[str] | None]):
         self.dismiss(list(self.query_one("#permissions", SelectionList).selected))
 
     def action_reject(self) -> None:
+        self.dismiss(None)
+
+
+DECISIONS = ("allow", "ask", "deny")
+
+
+class ToolPolicy(ModalScreen[dict[str, str] | None]):
+    """Whether each of a skill's tools runs unasked, after the owner approves its arguments,
+    or never. Dismisses with the changed tools ({tool: decision}), or None."""
+
+    BINDINGS = [Binding("ctrl+s", "save", "Save"), Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, skill: dict) -> None:
+        super().__init__()
+        self.skill = skill
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="policy"):
+            yield Label(f"When may {self.skill.get('name')}'s tools run?", classes="title", markup=False)
+            yield Static("allow: unasked · ask: after you approve its arguments · deny: never", markup=False)
+            for tool in self.skill.get("tools", []):
+                yield Label(f"{tool['name']}: {tool.get('description', '')}", markup=False)
+                yield Select([(d, d) for d in DECISIONS], value=tool.get("policy", "ask"), allow_blank=False, id=f"policy-{tool['name']}")
+            with Horizontal(classes="buttons"):
+                yield Button("Save (Ctrl+S)", id="save", variant="success")
+                yield Button("Cancel (Esc)", id="cancel")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.action_save() if event.button.id == "save" else self.action_cancel()
+
+    def action_save(self) -> None:
+        changed = {}
+        for tool in self.skill.get("tools", []):
+            chosen = self.query_one(f"#policy-{tool['name']}", Select).value
+            if chosen != tool.get("policy", "ask"):
+                changed[tool["name"]] = chosen
+        self.dismiss(changed)
+
+    def action_cancel(self) -> None:
         self.dismiss(None)

@@ -26,7 +26,7 @@ from textual.widgets import (
 )
 
 from node.client import NodeUnavailable
-from tui.modals import AskText, Confirm, PermissionReview
+from tui.modals import AskText, Confirm, PermissionReview, ToolPolicy
 
 
 def cited_numbers(answer: str) -> set[int]:
@@ -472,7 +472,10 @@ class DataPane(Pane):
 
 
 class SkillsTable(DataTable):
-    BINDINGS = [Binding("e", "toggle", "Enable/disable"), Binding("delete,x", "remove", "Remove")]
+    BINDINGS = [Binding("e", "toggle", "Enable/disable"), Binding("p", "policy", "Tool policy"), Binding("delete,x", "remove", "Remove")]
+
+    def action_policy(self) -> None:
+        self.app.query_one(SkillsPane).policy_selected()
 
     def action_toggle(self) -> None:
         self.app.query_one(SkillsPane).toggle_selected()
@@ -556,6 +559,20 @@ class SkillsPane(Pane):
     async def change(self, name: str, verb: str) -> None:
         if await self.app.api("POST", f"/api/owner/skills/{verb}", {"name": name}) is not None:
             self.app.notify(f"{verb}d {name}")
+        await self.refresh_data()
+
+    def policy_selected(self) -> None:
+        s = self.selected()
+        if s is None or not s.get("tools"):
+            self.app.notify("this skill lists no tools", severity="warning")
+            return
+        self.app.push_screen(ToolPolicy(s), self.set_policy)
+
+    @work(group="skills", exit_on_error=False)
+    async def set_policy(self, changed: dict[str, str] | None) -> None:
+        for tool, decision in (changed or {}).items():
+            if await self.app.api("PUT", "/api/owner/skills/policy", {"tool": tool, "decision": decision}) is not None:
+                self.app.notify(f"{tool}: {decision}")
         await self.refresh_data()
 
     def remove_selected(self) -> None:
