@@ -507,6 +507,11 @@ def test_flurry_on_a_terminal_opens_the_app_and_plain_keeps_the_line_chat(flurry
     code, drawn, served_meanwhile = _on_a_terminal(flurry, [], b"Identity", b"\x11")  # Ctrl+Q
     assert code == 0 and served_meanwhile and "Traceback" not in drawn
     assert not (flurry.home / "serve.json").exists()
+    # With `flurry serve` holding the home, the app is one more client of it.
+    with flurry.serving() as url:
+        code, drawn, _ = _on_a_terminal(flurry, ["tui"], url.encode(), b"\x11")   # its URL in the header
+        assert code == 0 and "Traceback" not in drawn
+        assert flurry.home.joinpath("serve.json").exists()   # still the server's
     # `flurry chat --plain`: the line chat, even on a terminal.
     code, drawn, _ = _on_a_terminal(flurry, ["chat", "--plain"], b"you>", b"/quit\r")
     assert code == 0 and "Ask about your notes. /new starts a new conversation" in drawn and "Identity" not in drawn
