@@ -151,10 +151,13 @@ def test_stop_generation_with_escape(served, node):
             chat = app.query_one(ChatPane)
             await pilot.press(*"Describe the Lisbon trip in detail", "enter")
             await wait_for(pilot, lambda: chat.tokens_seen > 0)
-            await pilot.press("escape")
-            await pilot.pause(0.2)
-            assert not chat.generating
+            app.post_message(events.Key("escape", None))   # as the terminal sends it, at once
+            await wait_for(pilot, lambda: not chat.generating)
             assert text_of(app.query_one("#chat-status")) == "stopped"
+            assert text_of(list(app.query(Message))[-1]).endswith("… (stopped)")
+            # The node stopped too: the unfinished answer was never recorded.
+            await pilot.pause(0.5)
+            assert [m["role"] for m in node.vault.messages(chat.conversation_id)] == ["user"]
             # The node is free again: the next question is answered.
             await pilot.press(*"When is the dentist appointment?", "enter")
             await wait_for(pilot, lambda: not chat.generating and chat.answer_text)
@@ -323,6 +326,10 @@ def test_a_stored_conversation_continues_after_the_node_restarts(served, node):
 
 
 def test_identity_help_and_theme(served, node):
+    from agent.grants import Grant
+
+    node.grants.add(Grant(PEER_DID, frozenset({"ask"}), note="Ana's agent"))
+
     async def go():
         app = new_app(served, node)
         async with app.run_test(size=(80, 24)) as pilot:
@@ -330,6 +337,35 @@ def test_identity_help_and_theme(served, node):
             await wait_for(pilot, lambda: node.keys.owner_did in text_of(app.query_one("#identity")))
             shown = text_of(app.query_one("#identity"))
             assert node.keys.node_did in shown and f"{served.url}/.well-known/agent-card.json" in shown
+            # A token for a local app: N, a name, shown once; then revoked with Del.
+            tokens = app.query_one("#tokens", DataTable)
+            tokens.focus()
+            await pilot.press("n", *"phone", "enter")
+            await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ShowSecret")
+            secret = app.screen.query_one("#secret", Input).value
+            assert node.tokens.verify(secret).allow == frozenset({"chat"})
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: any(str(tokens.get_row_at(r)[0]) == "phone" for r in range(tokens.row_count)))
+            tokens.focus()
+            tokens.move_cursor(row=next(r for r in range(tokens.row_count) if str(tokens.get_row_at(r)[0]) == "phone"))
+            await pilot.press("delete", "y")
+            await wait_for(pilot, lambda: all(str(tokens.get_row_at(r)[0]) != "phone" for r in range(tokens.row_count)))
+            assert all(t.name != "phone" for t in node.tokens.list())
+
+            # A peer by URL: its agent card is fetched and its DID pinned (this node serves one).
+            app.query_one("#peers", DataTable).focus()
+            await pilot.press("n", *served.url, "enter")
+            peers = app.query_one("#peers", DataTable)
+            await wait_for(pilot, lambda: peers.row_count == 1)
+            assert str(peers.get_row_at(0)[1]) == node.keys.node_did
+
+            # Withdraw a peer's grant: Del on its row.
+            grants = app.query_one("#grants", DataTable)
+            grants.focus()
+            await pilot.press("delete", "y")
+            await wait_for(pilot, lambda: grants.row_count == 0)
+            assert node.grants.list() == []
+
             await pilot.press("f1")
             assert app.screen.__class__.__name__ == "HelpScreen"
             await pilot.press("escape")

@@ -48,7 +48,7 @@ DataTable { height: 1fr; }
 .buttons Button { margin-right: 2; }
 #permissions { height: auto; max-height: 8; }
 #help { width: 90%; max-width: 100; height: 90%; border: thick $primary; background: $surface; }
-HelpScreen, AskText, Confirm, PermissionReview, ToolPolicy { align: center middle; }
+HelpScreen, AskText, Confirm, PermissionReview, ToolPolicy, ShowSecret { align: center middle; }
 """
 
 

@@ -30,6 +30,7 @@ HELP = """\
 | **Enter** | skills: source box | install a skill (you review its permissions first) |
 | **E** / **P** / **Del** | skills list | enable or disable / when its tools may run / remove |
 | **A** / **D** | approvals list | approve / deny the tool call |
+| **N** / **Del** | identity: peers, tokens | add a peer by URL, make a token / revoke a token, withdraw a grant |
 
 Errors show as notifications with the reason; nothing you typed is lost.
 """
@@ -163,4 +164,23 @@ class ToolPolicy(ModalScreen[dict[str, str] | None]):
         self.dismiss(changed)
 
     def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ShowSecret(ModalScreen[None]):
+    """A secret shown once (a new token), in a box the owner can select and copy from."""
+
+    BINDINGS = [Binding("escape", "close", "Close")]
+
+    def __init__(self, title: str, secret: str) -> None:
+        super().__init__()
+        self._title, self._secret = title, secret
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self._title, classes="title", markup=False)
+            yield Input(value=self._secret, id="secret")
+            yield Static("It is shown only now: copy it, then Esc.", markup=False)
+
+    def action_close(self) -> None:
         self.dismiss(None)

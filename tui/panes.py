@@ -26,7 +26,7 @@ from textual.widgets import (
 )
 
 from node.client import NodeUnavailable
-from tui.modals import AskText, Confirm, PermissionReview, ToolPolicy
+from tui.modals import AskText, Confirm, PermissionReview, ShowSecret, ToolPolicy
 
 
 def cited_numbers(answer: str) -> set[int]:
@@ -680,13 +680,73 @@ class ApprovalsPane(Pane):
 # --- identity ------------------------------------------------------------------------------
 
 
+class PeersTable(DataTable):
+    BINDINGS = [Binding("n", "add", "Add peer")]
+
+    def action_add(self) -> None:
+        self.app.query_one(IdentityPane).add_peer()
+
+
+class GrantsTable(DataTable):
+    BINDINGS = [Binding("delete,x", "remove", "Withdraw grant")]
+
+    def action_remove(self) -> None:
+        self.app.query_one(IdentityPane).remove_selected(self, "grant")
+
+
+class TokensTable(DataTable):
+    BINDINGS = [Binding("n", "add", "New token"), Binding("delete,x", "remove", "Revoke")]
+
+    def action_add(self) -> None:
+        self.app.query_one(IdentityPane).new_token()
+
+    def action_remove(self) -> None:
+        self.app.query_one(IdentityPane).remove_selected(self, "token")
+
+
 class IdentityPane(Pane):
     def compose(self) -> ComposeResult:
         with VerticalScroll():
             yield Static("", id="identity", markup=False)
-            yield DataTable(id="peers", cursor_type="row")
-            yield DataTable(id="grants", cursor_type="row")
-            yield DataTable(id="tokens", cursor_type="row")
+            yield PeersTable(id="peers", cursor_type="row")
+            yield GrantsTable(id="grants", cursor_type="row")
+            yield TokensTable(id="tokens", cursor_type="row")
+
+    def add_peer(self) -> None:
+        async def given(url: str | None) -> None:
+            if url:
+                peer = await self.app.api("POST", "/api/owner/peers", {"url": url})
+                if peer is not None:
+                    self.app.notify(f"pinned {peer['did']} for {peer['url']}")
+                    await self.refresh_data()
+
+        self.app.push_screen(AskText("A peer node's URL (its agent card is fetched and checked):"), given)
+
+    def new_token(self) -> None:
+        async def named(name: str | None) -> None:
+            if name:
+                made = await self.app.api("POST", "/api/owner/tokens", {"name": name, "allow": ["chat"]})
+                if made is not None:
+                    await self.refresh_data()
+                    self.app.push_screen(ShowSecret(f"Token {name} (chat, for a local app's /v1 API)", made["token"]))
+
+        self.app.push_screen(AskText("A name for the new token (the app that will use it):"), named)
+
+    def remove_selected(self, table: DataTable, kind: str) -> None:
+        if not table.row_count:
+            return
+        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value   # the real value, not as shown
+        path, field, question = {
+            "token": ("/api/owner/tokens/revoke", "name", f"Revoke the token {key}? Apps using it stop working."),
+            "grant": ("/api/owner/grants/remove", "did", f"Withdraw every grant of {key}?"),
+        }[kind]
+
+        async def confirmed(yes: bool | None) -> None:
+            if yes and await self.app.api("POST", path, {field: key}) is not None:
+                self.app.notify(f"{kind} withdrawn: {key}")
+                await self.refresh_data()
+
+        self.app.push_screen(Confirm(question), confirmed)
 
     async def refresh_data(self) -> None:
         me = await self.app.api("GET", "/api/owner/identity")
@@ -709,5 +769,6 @@ class IdentityPane(Pane):
             table.clear(columns=True)
             table.add_columns(*columns)
             for item in found or []:
-                table.add_row(*(cell(self.shown(str(value))) for value in row(item)))
+                values = row(item)
+                table.add_row(*(cell(self.shown(str(value))) for value in values), key=str(values[0]))
             table.border_title = f"{columns[0].split()[0].lower()}s: {len(found or [])}"
