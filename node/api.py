@@ -44,6 +44,7 @@ from identity.http_signatures import (
 )
 from node.a2a import mount_a2a
 from node.node import Node
+from node.nostr_owner import mount_nostr
 from node.owner import LocalOwner, OwnerError
 
 MAX_CONVERSATIONS = 64
@@ -83,7 +84,9 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if on_start:
             on_start()
+        await asyncio.to_thread(app.state.nostr.start)  # connects only to relays the owner configured
         yield
+        await asyncio.to_thread(app.state.nostr.stop)
         await app.state.a2a.aclose()  # stops the peers' running tasks and their model jobs
         model_queue.close()
         if on_stop:
@@ -143,7 +146,9 @@ def create_app(
 
     @app.get("/.well-known/did.json")
     def node_did_document() -> JSONResponse:
-        return JSONResponse(did_document(node.keys.node_did), media_type="application/did+json")
+        # alsoKnownAs (DID Core §5.1.3: a set of URIs) names the node's Nostr key as a NIP-21 URI.
+        document = {**did_document(node.keys.node_did), "alsoKnownAs": [node.keys.nostr_key.uri]}
+        return JSONResponse(document, media_type="application/did+json")
 
     @app.get("/healthz")
     def health() -> dict:
@@ -269,6 +274,8 @@ def create_app(
     @app.get("/api/owner/audit")
     async def owner_audit(body: dict = Depends(owner_body)) -> dict:
         return await owner_call(owner.verify_audit)
+
+    mount_nostr(app, node, model_queue=model_queue, owner_body=owner_body, owner_call=owner_call)
 
     # --- OpenAI-compatible, for the owner's local apps -----------------------------------
 
