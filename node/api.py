@@ -45,6 +45,7 @@ from identity.http_signatures import (
 from node.a2a import mount_a2a
 from node.node import Node
 from node.nostr_owner import mount_nostr
+from node.nostr_peers import is_nostr_http_auth, nostr_http_caller
 from node.owner import LocalOwner, OwnerError
 
 MAX_CONVERSATIONS = 64
@@ -107,6 +108,8 @@ def create_app(
         try:
             # request.headers, not a dict of it: a repeated header must stay visible to the check.
             target = target_uri_from_scope(request.scope, allowed_hosts=allowed_hosts)
+            if is_nostr_http_auth(request.headers):  # NIP-98, for peers whose Nostr key is pinned
+                return nostr_http_caller(node.vault, replay_cache, request.method, target, request.headers, body)
             return verify_request(request.method, target, request.headers, body, replay_cache=replay_cache)
         except SignatureRejected as rejected:
             raise Problem(401, "signature rejected", str(rejected), reason=rejected.reason) from None

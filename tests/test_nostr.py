@@ -31,12 +31,16 @@ from identity.nostr_key import (
     decrypt,
     encrypt,
     gift_wrap,
+    http_auth_header,
     message_keys,
+    open_payload,
     padded_length,
     public_key_of,
     rumor_json,
     unwrap,
+    verify_http_auth,
 )
+from identity.http_signatures import SignatureRejected
 from identity.signing_client import signed_client
 from node.home import Home
 from node.node import Node
@@ -372,6 +376,41 @@ def test_the_command_line_manages_relays_and_the_inbox(flurry):
     assert flurry("inbox").stdout.strip() == "the inbox is empty"
 
 
+def test_nip98_lets_a_pinned_peer_call_the_api_under_its_did(nodes):
+    served_a, served_b = nodes
+    a, b = served_a.node, served_b.node
+    key = b.keys.nostr_key
+    whoami = served_a.url + "/api/whoami"
+    header = http_auth_header(key, "GET", whoami)
+    response = httpx.get(whoami, headers={"Authorization": header})
+    assert response.json() == {"did": b.keys.node_did, "owner": False}
+
+    def refused(response: httpx.Response, reason: str) -> None:
+        assert response.status_code == 401, response.text
+        assert response.headers["content-type"] == "application/problem+json" and response.json()["reason"] == reason
+
+    refused(httpx.get(whoami, headers={"Authorization": header}), "replayed_nonce")
+    refused(httpx.get(whoami, headers={"Authorization": http_auth_header(key, "GET", served_a.url + "/api/status")}), "wrong_host")
+    refused(httpx.get(whoami, headers={"Authorization": http_auth_header(key, "POST", whoami)}), "components_not_covered")
+    stranger = NostrKey(bytes(31) + b"\x0c")
+    refused(httpx.get(whoami, headers={"Authorization": http_auth_header(stranger, "GET", whoami)}), "unsupported_keyid")
+    refused(httpx.get(whoami, headers={"Authorization": "Nostr bm90IGFuIGV2ZW50"}), "signature_invalid")
+
+    # A body is bound by its hash: the grants then decide (B is not the owner).
+    remove = served_a.url + "/api/owner/grants/remove"
+    body = json.dumps({"did": b.keys.node_did}).encode()
+    headers = {"content-type": "application/json"}
+    response = httpx.post(remove, content=body, headers={**headers, "Authorization": http_auth_header(key, "POST", remove, body)})
+    assert response.status_code == 403 and response.json()["title"] == "owner only"
+    assert a.grants.get(b.keys.node_did) is not None
+    swapped = httpx.post(remove, content=b'{"did": "x"}', headers={**headers, "Authorization": http_auth_header(key, "POST", remove, body)})
+    refused(swapped, "body_tampered")
+    unbound = httpx.post(remove, content=body, headers={**headers, "Authorization": http_auth_header(key, "POST", remove)})
+    refused(unbound, "missing_content_digest")
+    with pytest.raises(SignatureRejected, match="s old"):
+        verify_http_auth(http_auth_header(key, "GET", whoami), "GET", whoami, b"", now=time.time() + 120)
+
+
 # --- NIP-44 v2 vectors, through the functions the receive path uses ---------------------------------
 
 
@@ -388,7 +427,9 @@ def test_nip44_valid_vectors():
         sec1, sec2 = bytes.fromhex(v["sec1"]), bytes.fromhex(v["sec2"])
         key = conversation_key(sec1, public_key_of(sec2))
         assert key.hex() == v["conversation_key"] == conversation_key(sec2, public_key_of(sec1)).hex()
-        assert decrypt(key, v["payload"]) == v["plaintext"]
+        # The receive path: the recipient's secret, the sender's public key, the payload.
+        assert open_payload(sec2, public_key_of(sec1), v["payload"]) == v["plaintext"]
+        assert open_payload(sec1, public_key_of(sec2), v["payload"]) == v["plaintext"]
         assert encrypt(key, v["plaintext"], nonce=bytes.fromhex(v["nonce"])) == v["payload"]
         # nostr-sdk, given the same keys, reads the same payload: the two agree on the wire.
         assert nostr_sdk.nip44_decrypt(nostr_sdk.SecretKey.parse(v["sec2"]), nostr_sdk.PublicKey.parse(public_key_of(sec1).hex()), v["payload"]) == v["plaintext"]
