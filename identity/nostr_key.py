@@ -24,6 +24,7 @@ key, NIP-44 to the recipient). Seal and wrap carry created_at up to two days in 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -81,6 +82,7 @@ def secret_from_node_seed(seed: bytes) -> bytes:
     raise AssertionError("unreachable")
 
 
+@functools.lru_cache(maxsize=16)  # the node's own key, reused for every message it opens: one scalar multiplication
 def _private_key(secret: bytes) -> ec.EllipticCurvePrivateKey:
     if len(secret) != 32:
         raise Nip44Error(f"a secp256k1 secret key is 32 bytes, not {len(secret)}")
