@@ -685,7 +685,7 @@ def nostr(ctx: click.Context) -> None:
     out.print(f"Nostr key  {info['npub']}  ({info['pubkey']})", markup=False)
     out.print(f"relays     {', '.join(info['relays']) or '(none: flurry nostr relays add wss://…)'}", markup=False)
     if info["running"]:
-        out.print(f"listening  received {info['received']}, answered {info['answered']}, to the inbox {info['to_inbox']}, refused {info['rejected']}, sent {info['sent']}")
+        out.print(f"listening  received {info['received']}, answered {info['answered']}, to the inbox {info['to_inbox']}, refused {info['rejected']}, dropped {info['dropped']}, sent {info['sent']}")
 
 
 @nostr.group("relays", invoke_without_command=True)

@@ -55,6 +55,9 @@ from node.nostr_peers import peer_did_for
 from store.vault import Vault
 
 RELAY_KIND, INBOX_KIND, SEEN_KIND, STATE_KIND = "nostr-relay", "nostr-inbox", "nostr-seen", "nostr-state"
+# Anyone can write to the node's key: messages from keys that are no pinned peer's stop being
+# kept once this many wait, so a stranger cannot fill the vault. Peers' messages are always kept.
+MAX_FROM_STRANGERS = 200
 CONNECT_SECONDS = 10
 SEND_SECONDS = 30
 _log = logging.getLogger(__name__)
@@ -150,6 +153,7 @@ class NostrWire:
         self._relays: list[str] = []
         self._lock = threading.Lock()  # start, stop and reload come from the API's threads
         self.counts: Counter[str] = Counter()
+        self.max_from_strangers = MAX_FROM_STRANGERS
 
     @property
     def running(self) -> bool:
@@ -161,7 +165,7 @@ class NostrWire:
             "pubkey": self.key.public_key_hex,
             "running": self.running,
             "relays": list(self._relays),
-            **{k: self.counts[k] for k in ("received", "answered", "to_inbox", "rejected", "sent")},
+            **{k: self.counts[k] for k in ("received", "answered", "to_inbox", "rejected", "dropped", "sent")},
         }
 
     # --- life cycle (any thread) ---
@@ -297,6 +301,10 @@ class NostrWire:
         vault = self.node.vault
         peer_did = peer_did_for(vault, message.sender)
         if peer_did is None:
+            if sum(1 for m in inbox(vault) if m["peer_did"] is None) >= self.max_from_strangers:
+                self.counts["dropped"] += 1
+                _log.warning("nostr: dropped a message from %s: %d from strangers already wait", message.sender, self.max_from_strangers)
+                return None
             return self._wait(message, None, "from a Nostr key that is not a pinned peer")
         if message.reply_to is not None:
             return self._wait(message, peer_did, "a reply")

@@ -277,6 +277,27 @@ def test_forged_and_broken_wraps_are_refused_and_the_listener_goes_on(nodes, loo
         plain.close()
 
 
+def test_strangers_cannot_fill_the_inbox(nodes, loop, relay):
+    served_b = nodes[1]
+    b = served_b.node
+    wire = served_b.app.state.nostr
+    b_pub = bytes.fromhex(b.keys.nostr_public_key_hex)
+    waiting = sum(1 for m in _remote(served_b).inbox() if m["peer_did"] is None)
+    wire.max_from_strangers = waiting + 1
+    plain = PlainClient(loop, relay)
+    try:
+        dropped = wire.counts["dropped"]
+        for n, text in enumerate(("kept", "dropped")):
+            stranger = NostrKey(bytes(31) + bytes([0x20 + n]))
+            plain.publish(gift_wrap(stranger, b_pub, rumor_json(stranger, b_pub, f"spam {text}")))
+        _wait_for(lambda: wire.counts["dropped"] == dropped + 1, what="the refusal to keep more")
+        texts = [m["text"] for m in _remote(served_b).inbox()]
+        assert "spam kept" in texts and "spam dropped" not in texts
+    finally:
+        wire.max_from_strangers = 200
+        plain.close()
+
+
 def test_resent_wraps_are_read_once_and_the_watermark_is_kept(nodes, loop, relay):
     served_b = nodes[1]
     b = served_b.node
