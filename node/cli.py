@@ -487,6 +487,8 @@ def peers_add(settings: Settings, url: str, name: str) -> None:
         peer = _done(owner.add_peer(url, name))
     out.print(f"pinned {peer['did']} for {peer['url']}" + (f" as {name}" if name else ""), markup=False)
     out.print(f"  {peer['card_name']}: {peer['card_description']}", style="dim", markup=False)
+    if peer.get("nostr"):
+        out.print(f"  Nostr key {peer['nostr']} (proven by the card): flurry nostr send works too", style="dim", markup=False)
 
 
 @peers.command("list")

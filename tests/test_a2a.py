@@ -391,6 +391,7 @@ def test_the_command_line_pins_a_peer_and_sends_to_it(served, nodes, flurry):
     try:
         added = flurry("peers", "add", a.url, "--name", "alice")
         assert nodes[0].keys.node_did in added.stdout
+        assert nodes[0].keys.nostr_public_key_hex in added.stdout  # the card proved its Nostr key too
         listed = flurry("peers", "list").stdout
         assert "alice" in listed and nodes[0].keys.node_did in listed and a.url in listed
         answer = flurry("send", "alice", LISBON)
