@@ -111,7 +111,7 @@ def parse_public_key(text: str) -> bytes:
     text = text.strip().removeprefix("nostr:")
     try:
         key = bytes.fromhex(nostr_sdk.PublicKey.parse(text).to_hex())
-    except Exception:  # nostr-sdk raises its own NostrSdkError
+    except nostr_sdk.NostrSdkError:
         raise ValueError(f"{text!r} is not a Nostr public key (64 hex digits or npub1…)") from None
     _public_key(key)
     return key
@@ -127,7 +127,7 @@ class NostrKey:
         return f"NostrKey({self.npub})"
 
     @classmethod
-    def from_node_seed(cls, seed: bytes) -> "NostrKey":
+    def from_node_seed(cls, seed: bytes) -> NostrKey:
         return cls(secret_from_node_seed(seed))
 
     @property
@@ -324,7 +324,7 @@ def unwrap(receiver: NostrKey, wrap_json: str) -> PrivateMessage:
         pubkey, kind, text, tags, created_at = (rumor[k] for k in ("pubkey", "kind", "content", "tags", "created_at"))
         tags = [[str(x) for x in tag] for tag in tags]
         rumor_id = nostr_sdk.UnsignedEvent.from_json(json.dumps(rumor)).ensure_id().id().to_hex()
-    except Exception:  # a missing field, a wrong type, or nostr-sdk's refusal of the JSON
+    except (KeyError, TypeError, nostr_sdk.NostrSdkError):  # a missing field, a wrong type, nostr-sdk's refusal
         raise GiftWrapRejected("the sealed message is not a Nostr event (pubkey, kind, content, tags, created_at)") from None
     if pubkey != sender:
         raise GiftWrapRejected(
@@ -338,7 +338,7 @@ def unwrap(receiver: NostrKey, wrap_json: str) -> PrivateMessage:
 def _event(text: str, what: str) -> nostr_sdk.Event:
     try:
         event = nostr_sdk.Event.from_json(text)
-    except Exception:
+    except nostr_sdk.NostrSdkError:
         raise GiftWrapRejected(f"the {what} is not a Nostr event") from None
     if not event.verify():
         raise GiftWrapRejected(f"the {what}'s id or signature does not verify")

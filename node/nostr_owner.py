@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from fastapi import Depends, FastAPI
 
+from agent.audit import AuditError
 from agent.queue import ModelQueue
 from identity.nostr_key import parse_public_key
 from node.node import Node
@@ -79,6 +80,8 @@ class LocalNostrOwner:
             return run_briefly(self.node, lambda wire: wire.send(recipient, text, peer_did=peer_did))
         except NostrError as e:
             raise OwnerError(str(e)) from None
+        except AuditError as e:  # recorded before it leaves, so nothing left
+            raise OwnerError(f"not sent: the audit log could not record it: {e}") from None
 
     def _recipient(self, ref: str) -> tuple[bytes, str | None]:
         vault = self.node.vault

@@ -28,6 +28,7 @@ Vault records (all sealed):
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import threading
@@ -77,7 +78,7 @@ def check_relay_url(url: str) -> str:
         raise NostrError(f"{url!r} is not a relay URL: relays are ws:// or wss:// (e.g. wss://relay.example.org)")
     try:
         return str(nostr_sdk.RelayUrl.parse(url))
-    except Exception as e:  # nostr-sdk's own error type
+    except nostr_sdk.NostrSdkError as e:
         raise NostrError(f"{url!r} is not a relay URL: {e}") from None
 
 
@@ -218,9 +219,14 @@ class NostrWire:
     def _call(self, coroutine: Awaitable, timeout: float):
         if self._loop is None:
             raise NostrError("no relays are configured; add one: flurry nostr relays add wss://…")
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise NostrError(f"the relays did not answer within {timeout:.0f} s") from None
 
-    def __enter__(self) -> "NostrWire":
+    def __enter__(self) -> NostrWire:
         self.start()
         return self
 
@@ -353,7 +359,7 @@ class NostrWire:
         try:
             output = await self._client.send_event(wrap, ok_timeout=timedelta(seconds=SEND_SECONDS))
             accepted, failed = [str(u) for u in output.success], {str(u): why for u, why in output.failed.items()}
-        except Exception as e:  # nostr-sdk's error: no relay connected, a timeout
+        except nostr_sdk.NostrSdkError as e:  # no relay connected, a timeout
             accepted, failed = [], {"*": str(e)}
         if not accepted:
             self.node.audit.append("nostr.send-failed", target=to, details={"event": details["event"], "errors": failed})

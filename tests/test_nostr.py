@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.grants import Grant
 from identity.did_key import did_key_from_ed25519_public, verification_method_id
+from identity.http_signatures import SignatureRejected
 from identity.keyring import Keyring
 from identity.nostr_key import (
     AGENT_MADE,
@@ -40,7 +41,6 @@ from identity.nostr_key import (
     unwrap,
     verify_http_auth,
 )
-from identity.http_signatures import SignatureRejected
 from identity.signing_client import signed_client
 from node.home import Home
 from node.node import Node
@@ -207,6 +207,7 @@ def test_a_message_without_a_grant_waits_in_the_inbox(nodes):
     waiting = _wait_for(lambda: next((m for m in _remote(served_b).inbox() if m["message_id"] == sent["message_id"]), None))
     assert waiting["peer_did"] == a.keys.node_did and waiting["text"] == "Are you free on Tuesday?"
     assert "no grant" in waiting["why"] and waiting["reply_to"] is None
+    assert b.vault.get_record("nostr-inbox", waiting["id"])["text"] == waiting["text"]  # a sealed vault record
     assert served_b.app.state.nostr.counts["answered"] == 0
 
     # The owner reads it, then clears it.
@@ -324,7 +325,7 @@ def test_resent_wraps_are_read_once_and_the_watermark_is_kept(nodes, loop, relay
 
 
 def test_the_node_names_its_nostr_key_in_its_did_document_and_signed_card(nodes):
-    served_a, served_b = nodes
+    served_a = nodes[0]
     a = served_a.node
     document = httpx.get(served_a.url + "/.well-known/did.json").json()
     assert document["id"] == a.keys.node_did
@@ -335,8 +336,8 @@ def test_the_node_names_its_nostr_key_in_its_did_document_and_signed_card(nodes)
 
 
 def test_a_card_cannot_claim_someone_elses_nostr_key(tmp_path):
-    from node.nostr_peers import CARD_EXTENSION_URI, link_peer_from_card
     from identity.nostr_key import identity_proof
+    from node.nostr_peers import CARD_EXTENSION_URI, link_peer_from_card
     from store.sealing import Sealer
     from store.vault import Vault
 
