@@ -156,7 +156,11 @@ class NostrKey:
 
 def conversation_key(secret: bytes, public_key: bytes) -> bytes:
     """HKDF-extract(salt "nip44-v2", the unhashed x of the ECDH point): the same both ways."""
-    shared_x = _private_key(secret).exchange(ec.ECDH(), _public_key(public_key))
+    return _conversation_key(_private_key(secret), public_key)
+
+
+def _conversation_key(private_key: ec.EllipticCurvePrivateKey, public_key: bytes) -> bytes:
+    shared_x = private_key.exchange(ec.ECDH(), _public_key(public_key))
     return hmac.new(_SALT, shared_x, hashlib.sha256).digest()
 
 
@@ -286,11 +290,11 @@ def gift_wrap(sender: NostrKey, recipient: bytes, rumor: str) -> nostr_sdk.Event
     """Seal ``rumor`` (signed by ``sender``) and wrap it (signed by a one-time key) for ``recipient``."""
     _public_key(recipient)
     seal = _sign(sender.sdk_keys(), KIND_SEAL, encrypt(conversation_key(sender.secret, recipient), rumor), [], _tweaked_now())
-    one_time = NostrKey(secrets.token_bytes(32))
-    while not 0 < int.from_bytes(one_time.secret, "big") < N:
-        one_time = NostrKey(secrets.token_bytes(32))
-    content = encrypt(conversation_key(one_time.secret, recipient), seal.as_json())
-    return _sign(one_time.sdk_keys(), KIND_GIFT_WRAP, content, [["p", recipient.hex()]], _tweaked_now())
+    # The one-time key stays out of _private_key's cache: nothing should keep it after this call.
+    one_time = nostr_sdk.Keys.generate()
+    one_time_key = ec.derive_private_key(int(one_time.secret_key().to_hex(), 16), ec.SECP256K1())
+    content = encrypt(_conversation_key(one_time_key, recipient), seal.as_json())
+    return _sign(one_time, KIND_GIFT_WRAP, content, [["p", recipient.hex()]], _tweaked_now())
 
 
 def unwrap(receiver: NostrKey, wrap_json: str) -> PrivateMessage:
