@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _DERIVE_INFO = b"flurry: the node's Nostr secp256k1 key, from its Ed25519 seed, v1"
 
+KIND_TEXT_NOTE = 1
 KIND_SEAL = 13
 KIND_PRIVATE_MESSAGE = 14
 KIND_GIFT_WRAP = 1059
@@ -268,6 +269,14 @@ def _tweaked_now() -> nostr_sdk.Timestamp:
 def _sign(keys: nostr_sdk.Keys, kind: int, content: str, tags: list[list[str]], created_at: nostr_sdk.Timestamp) -> nostr_sdk.Event:
     builder = nostr_sdk.EventBuilder(nostr_sdk.Kind(kind), content).tags([nostr_sdk.Tag.parse(t) for t in tags])
     return builder.custom_created_at(created_at).finalize(keys)
+
+
+def public_note(sender: NostrKey, text: str, *, owner_did: str | None = None) -> nostr_sdk.Event:
+    """A public text note (NIP-01 kind 1) signed by ``sender``, labelled agent-made (NIP-32)."""
+    if not text.strip():
+        raise ValueError("the note is empty")
+    tags = [["L", LABEL_NAMESPACE], ["l", AGENT_MADE, LABEL_NAMESPACE], *([["on-behalf-of", owner_did]] if owner_did else [])]
+    return _sign(sender.sdk_keys(), KIND_TEXT_NOTE, text, tags, nostr_sdk.Timestamp.now())
 
 
 def rumor_json(sender: NostrKey, recipient: bytes, text: str, *, reply_to: str | None = None, owner_did: str | None = None) -> str:

@@ -47,6 +47,7 @@ from identity.nostr_key import (
     GiftWrapRejected,
     PrivateMessage,
     gift_wrap,
+    public_note,
     rumor_json,
     unwrap,
 )
@@ -239,6 +240,10 @@ class NostrWire:
         """Gift-wrap ``text`` for ``recipient`` and publish it; audited before it leaves."""
         return self._call(self._send(recipient, text, peer_did=peer_did, reply_to=reply_to), SEND_SECONDS + 5)
 
+    def publish(self, text: str, *, skill: str | None = None) -> dict:
+        """Publish a public note signed by the node's Nostr key; audited before it leaves."""
+        return self._call(self._publish(text, skill), SEND_SECONDS + 5)
+
     # --- on the wire's loop ---
 
     async def _connect(self, relays: list[str]) -> None:
@@ -356,16 +361,29 @@ class NostrWire:
         to = "nostr:" + nostr_sdk.PublicKey.parse(recipient.hex()).to_bech32()
         # Recorded before it leaves: AuditError stops the send rather than let it go unrecorded.
         self.node.audit.append("nostr.reply" if reply_to else "nostr.send", target=to, details=details)
+        delivered = await self._deliver(wrap, details["event"], to)
+        return {**delivered, "message_id": details["message_id"], "to": to}
+
+    async def _publish(self, text: str, skill: str | None) -> dict:
         try:
-            output = await self._client.send_event(wrap, ok_timeout=timedelta(seconds=SEND_SECONDS))
+            note = public_note(self.key, text, owner_did=self.node.keys.owner_did)
+        except ValueError as e:
+            raise NostrError(str(e)) from None
+        details = {"event": note.id().to_hex(), "relays": list(self._relays), "text": text, **({"skill": skill} if skill else {})}
+        self.node.audit.append("nostr.publish", target=self.key.uri, details=details)
+        return await self._deliver(note, details["event"], self.key.uri)
+
+    async def _deliver(self, event: nostr_sdk.Event, event_id: str, to: str) -> dict:
+        try:
+            output = await self._client.send_event(event, ok_timeout=timedelta(seconds=SEND_SECONDS))
             accepted, failed = [str(u) for u in output.success], {str(u): why for u, why in output.failed.items()}
         except nostr_sdk.NostrSdkError as e:  # no relay connected, a timeout
             accepted, failed = [], {"*": str(e)}
         if not accepted:
-            self.node.audit.append("nostr.send-failed", target=to, details={"event": details["event"], "errors": failed})
+            self.node.audit.append("nostr.send-failed", target=to, details={"event": event_id, "errors": failed})
             raise NostrError(f"no relay accepted the message: {'; '.join(f'{u}: {w}' for u, w in failed.items()) or 'none connected'}")
         self.counts["sent"] += 1
-        return {"event_id": details["event"], "message_id": details["message_id"], "to": to, "relays": accepted, "failed": failed}
+        return {"event_id": event_id, "relays": accepted, "failed": failed}
 
     async def _shutdown(self) -> None:
         if self._listener is not None:

@@ -503,3 +503,56 @@ def _wrap(sender: NostrKey, recipient: bytes, rumor: str, *, p: bytes | None = N
     content = encrypt(conversation_key(one_time.secret, recipient), seal.as_json())
     tags = [nostr_sdk.Tag.parse(["p", (p or recipient).hex()])]
     return nostr_sdk.EventBuilder(nostr_sdk.Kind(1059), content).tags(tags).finalize(one_time.sdk_keys())
+
+
+PUBLISHER = '''
+from skills.sdk import CapabilityDenied, Skill, node
+
+def announce(text):
+    try:
+        return "published " + node.publish_nostr(text)["event_id"]
+    except CapabilityDenied as e:
+        return "refused: " + str(e)
+
+def skill():
+    return Skill(
+        manifest={"name": "announcer", "version": "0.1.0", "description": "Publishes public notes.",
+                  "permissions": ["nostr.publish"],
+                  "tools": [{"name": "announce", "description": "Publish a public note.",
+                             "parameters": {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}}]},
+        tools={"announce": announce},
+    )
+'''
+
+
+def test_a_skill_granted_nostr_publish_posts_a_signed_labelled_note(nodes, loop, relay, tmp_path):
+    from test_skills import make_wheel
+
+    served_a, _ = nodes
+    a = served_a.node
+    a.skills.install(make_wheel(tmp_path, "announcer", "announcer_skill", PUBLISHER))
+    a.skills.approve("announcer", [])
+    try:
+        refused = a._skill_process("announcer").call_tool("announce", {"text": "not granted"})
+        assert refused == "refused: announcer was not granted nostr.publish"
+        a.skills.approve("announcer", ["nostr.publish"])
+        published = a._skill_process("announcer").call_tool("announce", {"text": "Back on Monday."})
+        event_id = published.removeprefix("published ")
+
+        reader = PlainClient(loop, relay)   # anyone on the relay sees it, signed by A's Nostr key
+        try:
+            from datetime import timedelta
+
+            wanted = nostr_sdk.Filter().kind(nostr_sdk.Kind(1)).author(nostr_sdk.PublicKey.parse(a.keys.nostr_public_key_hex))
+            notes = loop.run(reader.client.fetch_events(nostr_sdk.ReqTarget.auto([wanted]), timeout=timedelta(seconds=3)))
+        finally:
+            reader.close()
+        note = next(n for n in notes if n.id().to_hex() == event_id)
+        assert note.content() == "Back on Monday." and note.verify()
+        tags = [t.to_vec() for t in note.tags()]
+        assert ["l", "agent-made", "flurry"] in tags and ["on-behalf-of", a.keys.owner_did] in tags
+        entry = next(e for e in a.audit.entries() if e.action == "nostr.publish")
+        assert entry.details["event"] == event_id and entry.details["skill"] == "announcer"
+    finally:
+        a.stop_skill("announcer")
+        a.skills.remove("announcer")
