@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
 from identity.did_key import did_key_from_ed25519_public, ed25519_public_from_did_key
+from identity.nostr_key import NostrKey
 
 FORMAT = "flurry-keyring"
 FORMAT_VERSION = 1
@@ -95,6 +96,15 @@ class UnlockedKeyring:
     data_key: bytes = field(repr=False)
     owner_key: Ed25519PrivateKey = field(repr=False)
     node_key: Ed25519PrivateKey = field(repr=False)
+
+    @property
+    def nostr_key(self) -> NostrKey:
+        """The node's Nostr key: derived from the sealed node seed (identity.nostr_key says why)."""
+        return NostrKey.from_node_seed(self.node_key.private_bytes_raw())
+
+    @property
+    def nostr_public_key_hex(self) -> str:
+        return self.nostr_key.public_key_hex
 
 
 class Keyring:

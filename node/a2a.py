@@ -33,6 +33,7 @@ from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
 from a2a.types import (
     AgentCapabilities,
     AgentCard,
+    AgentExtension,
     AgentInterface,
     AgentSkill,
     HTTPAuthSecurityScheme,
@@ -50,6 +51,7 @@ from agent.queue import Job, JobCancelled, Work
 from identity.did_key import verification_method_id
 from identity.jws import sign_json
 from node.node import Node
+from node.nostr_peers import card_extension
 
 CARD_PATH = "/.well-known/agent-card.json"
 RPC_PATH = "/a2a"
@@ -88,7 +90,7 @@ def agent_card(node: Node, base_url: str) -> AgentCard:
         supported_interfaces=[
             AgentInterface(url=f"{base_url}{RPC_PATH}", protocol_binding="JSONRPC", protocol_version=PROTOCOL_VERSION)
         ],
-        capabilities=AgentCapabilities(streaming=True),
+        capabilities=AgentCapabilities(streaming=True, extensions=[AgentExtension(**card_extension(node.keys))]),
         default_input_modes=["text/plain"],
         default_output_modes=["text/plain"],
         skills=[

@@ -44,6 +44,8 @@ from identity.http_signatures import (
 )
 from node.a2a import mount_a2a
 from node.node import Node, PlannedCall
+from node.nostr_owner import mount_nostr
+from node.nostr_peers import is_nostr_http_auth, nostr_http_caller
 from node.owner import LocalOwner, NotFound, OwnerError
 from node.owner_data_api import mount_owner_data
 from node.pod import mount_pod
@@ -88,7 +90,9 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if on_start:
             on_start()
+        await asyncio.to_thread(app.state.nostr.start)  # connects only to relays the owner configured
         yield
+        await asyncio.to_thread(app.state.nostr.stop)
         await app.state.a2a.aclose()  # stops the peers' running tasks and their model jobs
         model_queue.close()
         if on_stop:
@@ -109,6 +113,8 @@ def create_app(
         try:
             # request.headers, not a dict of it: a repeated header must stay visible to the check.
             target = target_uri_from_scope(request.scope, allowed_hosts=allowed_hosts)
+            if is_nostr_http_auth(request.headers):  # NIP-98, for peers whose Nostr key is pinned
+                return nostr_http_caller(node.vault, replay_cache, request.method, target, request.headers, body)
             return verify_request(request.method, target, request.headers, body, replay_cache=replay_cache)
         except SignatureRejected as rejected:
             raise Problem(401, "signature rejected", str(rejected), reason=rejected.reason) from None
@@ -148,7 +154,9 @@ def create_app(
 
     @app.get("/.well-known/did.json")
     def node_did_document() -> JSONResponse:
-        return JSONResponse(did_document(node.keys.node_did), media_type="application/did+json")
+        # alsoKnownAs (DID Core §5.1.3: a set of URIs) names the node's Nostr key as a NIP-21 URI.
+        document = {**did_document(node.keys.node_did), "alsoKnownAs": [node.keys.nostr_key.uri]}
+        return JSONResponse(document, media_type="application/did+json")
 
     @app.get("/healthz")
     def health() -> dict:
@@ -157,7 +165,8 @@ def create_app(
     # --- other agents: the signed agent card and A2A tasks (node.a2a) ---------------------
 
     mount_a2a(app, node, signed_caller=signed_caller, authorize=authorize, submit=submit)
-    mount_pod(app, node, signed_caller=signed_caller, owner_only=owner_only, submit=submit)  # /pod/, /profile/card
+    mount_pod(app, node, signed_caller=signed_caller, owner_only=owner_only, submit=submit,  # /pod/, /profile/card
+              nostr_pubkey=lambda: node.keys.nostr_public_key_hex)
 
     # --- asking the node ------------------------------------------------------------------
 
@@ -338,6 +347,8 @@ def create_app(
     @app.post("/api/owner/approvals/decide")
     async def owner_decide(body: dict = Depends(owner_body)) -> dict:
         return await owner_call(owner.decide_approval, required(body, "id"), required(body, "decision"))
+
+    mount_nostr(app, node, model_queue=model_queue, owner_body=owner_body, owner_call=owner_call)
 
     # --- OpenAI-compatible, for the owner's local apps -----------------------------------
 

@@ -95,6 +95,7 @@ class Node:
         self._broker: Broker | None = None
         # Set by the command line while the owner sits at its terminal; None under `flurry serve`.
         self.terminal_prompt: AskOwner | None = None
+        self.nostr_wire = None  # the API's connection to the relays while `flurry serve` runs
         self.pod = PodStore(self.vault, self._pod_ingestor)
 
     def _pod_ingestor(self) -> Ingestor:

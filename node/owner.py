@@ -20,6 +20,7 @@ from agent.grants import Grant
 from agent.tools import ToolPolicy
 from identity.did_key import ed25519_public_from_did_key, verification_method_id
 from node.node import TOOL_POLICY, Node
+from node.nostr_peers import link_peer_from_card
 from skills.registry import SkillInfo, UnknownSkill
 from node.peers import (
     PeerError,
@@ -100,7 +101,8 @@ class LocalOwner:
         except PeerError as e:
             raise OwnerError(str(e)) from None
         peer = add_peer(self.node.vault, url, did, name)
-        return {**asdict(peer), "card_name": card.get("name", ""), "card_description": card.get("description", "")}
+        nostr = link_peer_from_card(self.node.vault, card, did)  # its Nostr key, when the card proves one
+        return {**asdict(peer), "card_name": card.get("name", ""), "card_description": card.get("description", ""), "nostr": nostr}
 
     def list_peers(self) -> list[dict]:
         return [asdict(p) for p in list_peers(self.node.vault)]

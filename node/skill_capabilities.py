@@ -14,6 +14,7 @@ import httpx
 from identity.did_key import verification_method_id
 from identity.signing_client import signed_client
 from node.node import Node
+from node.nostr_wire import NostrError, run_briefly
 from node.owner import LocalOwner, OwnerError
 from skills.broker import CapabilityFailed
 
@@ -55,3 +56,12 @@ class SkillCapabilities:
 
     def ask_owner(self, skill: str, question: str) -> bool:
         return self._node.ask_owner(skill, question)
+
+    def publish_nostr(self, skill: str, text: str) -> dict:
+        wire = self._node.nostr_wire
+        try:
+            if wire is not None and wire.running:
+                return wire.publish(text, skill=skill)
+            return run_briefly(self._node, lambda brief: brief.publish(text, skill=skill))
+        except NostrError as e:
+            raise CapabilityFailed(str(e)) from None

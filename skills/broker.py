@@ -47,6 +47,7 @@ class NodeCapabilities(Protocol):
     def send_to_peer(self, skill: str, peer: str, text: str) -> str: ...
     def http_request(self, skill: str, method: str, url: str, body: str | None) -> dict: ...
     def ask_owner(self, skill: str, question: str) -> bool: ...
+    def publish_nostr(self, skill: str, text: str) -> dict: ...
 
 
 @dataclass(frozen=True)
@@ -194,8 +195,13 @@ class Broker:
         _require(request, "owner.ask")
         return self._node.ask_owner(request.skill, _text(request.arguments, "question", 2000))
 
+    def _publish_nostr(self, request: Request) -> dict:
+        _require(request, "nostr.publish")
+        return self._node.publish_nostr(request.skill, _text(request.arguments, "text", 8000))
+
     _capabilities: dict[str, Callable[[Broker, Request], Any]] = {
         "owner.ask": _ask_owner,
+        "nostr.publish": _publish_nostr,
         "vault.search": _search,
         "notes.write": _write_note,
         "peers.send": _send_to_peer,

@@ -33,6 +33,7 @@ A tool reaches the node only through :data:`node`, and only as far as the owner 
     node.ask_peer("alice", "free on Monday?")  # needs peers.send
     node.http("https://api.example.org/x")     # needs http:host=api.example.org
     node.ask_owner("Book the table for 8?")    # needs owner.ask; True if the owner says yes
+    node.publish_nostr("Back on Monday")       # needs nostr.publish; a public note, signed by the node
 
 Each raises :class:`CapabilityDenied` when the permission was not granted (or was revoked).
 """
@@ -122,6 +123,12 @@ class NodeAccess:
         """Ask the owner a yes/no question (at their terminal, or as a pending approval in the
         TUI); False when they say no or do not answer within five minutes."""
         return self._call("owner.ask", question=question)
+
+
+    def publish_nostr(self, text: str) -> dict:
+        """Publish a public Nostr note signed by the node's key, on the owner's relays:
+        {event_id, relays, failed}."""
+        return self._call("nostr.publish", text=text)
 
 
 node = NodeAccess()

@@ -42,6 +42,7 @@ from identity.signing_client import async_signed_client, signed_client
 from node.a2a import CARD_PATH
 from node.home import Home
 from node.node import Node
+from node.nostr_peers import CARD_EXTENSION_URI
 from node.peers import PeerError, fetch_peer_card, send_message, verify_card
 
 LISBON = "Which airline are the Lisbon flights booked with?"
@@ -149,7 +150,10 @@ def test_the_agent_card_is_signed_by_the_node_and_names_the_host_it_was_asked_on
     assert did == nodes[0].keys.node_did
     assert card["name"].startswith("flurry node of did:key:z6Mk")
     assert card["supportedInterfaces"] == [{"url": a.url + "/a2a", "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}]
-    assert card["capabilities"] == {"streaming": True}
+    assert card["capabilities"]["streaming"] is True
+    # The node's Nostr key, with the key's own proof that it belongs to this DID (node.nostr_peers).
+    nostr = card["capabilities"]["extensions"]
+    assert [e["uri"] for e in nostr] == [CARD_EXTENSION_URI] and nostr[0]["params"]["pubkey"] == nodes[0].keys.nostr_public_key_hex
     assert [s["id"] for s in card["skills"]] == ["ask"]
     assert "RFC 9421" in card["securitySchemes"]["httpMessageSignature"]["httpAuthSecurityScheme"]["description"]
     assert parse_agent_card(dict(card)).skills[0].id == "ask"  # the SDK reads it
@@ -387,6 +391,7 @@ def test_the_command_line_pins_a_peer_and_sends_to_it(served, nodes, flurry):
     try:
         added = flurry("peers", "add", a.url, "--name", "alice")
         assert nodes[0].keys.node_did in added.stdout
+        assert nodes[0].keys.nostr_public_key_hex in added.stdout  # the card proved its Nostr key too
         listed = flurry("peers", "list").stdout
         assert "alice" in listed and nodes[0].keys.node_did in listed and a.url in listed
         answer = flurry("send", "alice", LISBON)

@@ -59,7 +59,8 @@ def _ask(client: httpx.Client, question: str, **extra) -> tuple[int, list[dict],
 def test_discovery_documents_are_public(served, node):
     response = httpx.get(served.url + "/.well-known/did.json")
     assert response.status_code == 200
-    assert response.json() == did_document(node.keys.node_did)
+    # The did:key document, plus the node's Nostr key as a NIP-21 URI (alsoKnownAs).
+    assert response.json() == {**did_document(node.keys.node_did), "alsoKnownAs": [node.keys.nostr_key.uri]}
 
 
 def test_owner_asks_and_continues_a_conversation_over_the_signed_api(served, node):

@@ -334,6 +334,7 @@ def test_webid_profile_in_both_formats(served, node):
     assert (me, FOAF.isPrimaryTopicOf, URIRef(card)) in graph
     assert (URIRef(card), FOAF.primaryTopic, me) in graph
     assert URIRef(f"{served.url}/.well-known/agent-card.json") in set(graph.objects(me, None))
+    assert (me, NOSTR.pubkey, Literal(node.keys.nostr_public_key_hex)) in graph  # the node's own Nostr key
     assert httpx.get(card, headers={"Accept": "image/png"}).status_code == 406
 
 

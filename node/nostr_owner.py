@@ -1,0 +1,176 @@
+"""The owner's Nostr commands: relays, sending, the inbox — on the home itself or through the server.
+
+`LocalNostrOwner` works on an open node: with the running server's wire when `flurry serve`
+holds the home (the API routes below), or with a send-only wire for the length of one
+command. `RemoteNostrOwner` is the command line's client of those routes, signed by the
+owner like every /api/owner call. Errors are OwnerError, which the API turns into
+problem+json and the command line into one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import Depends, FastAPI
+
+from agent.audit import AuditError
+from agent.queue import ModelQueue
+from identity.nostr_key import parse_public_key
+from node.node import Node
+from node.nostr_peers import peer_did_for, peer_key_for
+from node.nostr_wire import (
+    NostrError,
+    NostrWire,
+    add_relay,
+    inbox,
+    list_relays,
+    remove_from_inbox,
+    remove_relay,
+    run_briefly,
+)
+from node.owner import OwnerError, RemoteOwner
+from node.peers import find_peer
+
+MAX_TEXT = 16_000  # characters; NIP-44 carries 64 KiB, and the rumor's JSON and tags need room
+
+
+class LocalNostrOwner:
+    def __init__(self, node: Node, wire: NostrWire | None = None) -> None:
+        self.node = node
+        self.wire = wire
+
+    def whoami(self) -> dict:
+        if self.wire is not None:
+            return self.wire.status()
+        key = self.node.keys.nostr_key
+        return {"npub": key.npub, "pubkey": key.public_key_hex, "running": False, "relays": list_relays(self.node.vault)}
+
+    def list_relays(self) -> list[str]:
+        return list_relays(self.node.vault)
+
+    def add_relay(self, url: str) -> str:
+        try:
+            url = add_relay(self.node.vault, url)
+        except NostrError as e:
+            raise OwnerError(str(e)) from None
+        self._reload()
+        return url
+
+    def remove_relay(self, url: str) -> bool:
+        removed = remove_relay(self.node.vault, url)
+        if removed:
+            self._reload()
+        return removed
+
+    def _reload(self) -> None:
+        if self.wire is not None:
+            self.wire.reload()
+
+    def send(self, peer: str, text: str) -> dict:
+        """Gift-wrap ``text`` to a pinned peer (name, DID or URL) or to a Nostr key (npub or hex)."""
+        text = text.strip()
+        if not text:
+            raise OwnerError("the message is empty")
+        if len(text) > MAX_TEXT:
+            raise OwnerError(f"the message is {len(text)} characters; Nostr messages from this node are at most {MAX_TEXT}")
+        recipient, peer_did = self._recipient(peer)
+        try:
+            if self.wire is not None and self.wire.running:
+                return self.wire.send(recipient, text, peer_did=peer_did)
+            return run_briefly(self.node, lambda wire: wire.send(recipient, text, peer_did=peer_did))
+        except NostrError as e:
+            raise OwnerError(str(e)) from None
+        except AuditError as e:  # recorded before it leaves, so nothing left
+            raise OwnerError(f"not sent: the audit log could not record it: {e}") from None
+
+    def _recipient(self, ref: str) -> tuple[bytes, str | None]:
+        vault = self.node.vault
+        pinned = find_peer(vault, ref)
+        if pinned is not None:
+            key = peer_key_for(vault, pinned.did)
+            if key is None:
+                raise OwnerError(
+                    f"{pinned.label} has no Nostr key on record (its agent card named none when it was added); "
+                    f"add it again (flurry peers add {pinned.url}) or send to its npub"
+                )
+            return bytes.fromhex(key), pinned.did
+        try:
+            key = parse_public_key(ref)
+        except ValueError:
+            raise OwnerError(
+                f"{ref!r} is neither a pinned peer (flurry peers list) nor a Nostr public key (npub1… or 64 hex digits)"
+            ) from None
+        return key, peer_did_for(vault, key.hex())
+
+    def inbox(self) -> list[dict]:
+        return inbox(self.node.vault)
+
+    def remove_from_inbox(self, message_id: str) -> bool:
+        return remove_from_inbox(self.node.vault, message_id)
+
+
+class RemoteNostrOwner:
+    """The same calls over the running node's signed owner API (RemoteOwner's client and errors)."""
+
+    def __init__(self, remote: RemoteOwner) -> None:
+        self._call = remote._call
+
+    def whoami(self) -> dict:
+        return self._call("GET", "/nostr")
+
+    def list_relays(self) -> list[str]:
+        return self._call("GET", "/nostr/relays")
+
+    def add_relay(self, url: str) -> str:
+        return self._call("POST", "/nostr/relays", json={"url": url})["url"]
+
+    def remove_relay(self, url: str) -> bool:
+        return self._call("POST", "/nostr/relays/remove", json={"url": url})["removed"]
+
+    def send(self, peer: str, text: str) -> dict:
+        return self._call("POST", "/nostr/send", json={"peer": peer, "text": text})
+
+    def inbox(self) -> list[dict]:
+        return self._call("GET", "/inbox")
+
+    def remove_from_inbox(self, message_id: str) -> bool:
+        return self._call("POST", "/inbox/remove", json={"id": message_id})["removed"]
+
+
+def mount_nostr(app: FastAPI, node: Node, *, model_queue: ModelQueue, owner_body: Callable, owner_call: Callable) -> NostrWire:
+    """The wire (``app.state.nostr``: start it at startup, stop it at shutdown) and the owner's
+    routes under /api/owner/nostr and /api/owner/inbox (signed, owner only)."""
+    wire = NostrWire(node, model_queue=model_queue)
+    owner = LocalNostrOwner(node, wire)
+    app.state.nostr = wire
+    node.nostr_wire = wire  # so a skill's nostr.publish goes out on the running connection
+
+    @app.get("/api/owner/nostr")
+    async def nostr_whoami(body: dict = Depends(owner_body)) -> dict:
+        return await owner_call(owner.whoami)
+
+    @app.get("/api/owner/nostr/relays")
+    async def nostr_relays(body: dict = Depends(owner_body)) -> list:
+        return await owner_call(owner.list_relays)
+
+    @app.post("/api/owner/nostr/relays")
+    async def nostr_add_relay(body: dict = Depends(owner_body)) -> dict:
+        return {"url": await owner_call(lambda: owner.add_relay(str(body["url"])))}
+
+    @app.post("/api/owner/nostr/relays/remove")
+    async def nostr_remove_relay(body: dict = Depends(owner_body)) -> dict:
+        return {"removed": await owner_call(lambda: owner.remove_relay(str(body["url"])))}
+
+    @app.post("/api/owner/nostr/send")
+    async def nostr_send(body: dict = Depends(owner_body)) -> dict:
+        return await owner_call(lambda: owner.send(str(body["peer"]), str(body["text"])))
+
+    @app.get("/api/owner/inbox")
+    async def owner_inbox(body: dict = Depends(owner_body)) -> list:
+        return await owner_call(owner.inbox)
+
+    @app.post("/api/owner/inbox/remove")
+    async def owner_inbox_remove(body: dict = Depends(owner_body)) -> dict:
+        return {"removed": await owner_call(lambda: owner.remove_from_inbox(str(body["id"])))}
+
+    return wire
