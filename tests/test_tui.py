@@ -504,6 +504,32 @@ def test_a_skills_question_to_the_owner_is_answered_in_approvals(served, node):
     assert answered == [True]
 
 
+def test_the_inbox_lists_peers_messages_and_removes_one(served, node):
+    """A private message the node kept for the owner (the Nostr wire writes these records as
+    messages arrive from relays; here one is written the same way, the relay being the edge)."""
+    from node.nostr_wire import INBOX_KIND
+
+    node.vault.put_record(INBOX_KIND, "wrap1", {
+        "id": "wrap1", "message_id": "rumor1", "from": "ab" * 32, "npub": "npub1stranger", "peer_did": None,
+        "text": "Hello, can your agent share the garden plan?", "sent_at": 0, "received_at": 1.0,
+        "reply_to": None, "agent_made": False, "why": "no grant for this sender",
+    })
+
+    async def go():
+        app = new_app(served, node)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("f5")
+            inbox = app.query_one("#inbox", DataTable)
+            await wait_for(pilot, lambda: inbox.row_count == 1)
+            assert [str(c) for c in inbox.get_row_at(0)] == ["npub1stranger", "Hello, can your agent share the garden plan?", "no grant for this sender"]
+            inbox.focus()
+            await pilot.press("delete")
+            await wait_for(pilot, lambda: inbox.row_count == 0)
+        assert node.vault.records(INBOX_KIND) == []
+
+    run(go)
+
+
 def _on_a_terminal(flurry, args: list[str], until: bytes, then: bytes, timeout: float = 90) -> tuple[int, str, bool]:
     """Run `flurry ARGS` on a pseudo-terminal (80x24) until ``until`` shows, send ``then``;
     returns the exit status, everything it drew, and whether serve.json existed meanwhile."""

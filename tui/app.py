@@ -39,7 +39,7 @@ DataTable { height: 1fr; }
 #documents, #skills, #approvals { border: round $primary-background; border-title-color: $text-muted; }
 #skill-detail, #approval-args { height: auto; max-height: 8; padding: 0 1; }
 .heading { text-style: bold; padding: 0 1; }
-#inbox { height: auto; padding: 0 1; color: $text-muted; }
+#inbox { height: auto; max-height: 8; min-height: 3; border: round $primary-background; border-title-color: $text-muted; }
 #identity { padding: 0 1; margin-bottom: 1; }
 #peers, #grants, #tokens { height: auto; max-height: 8; margin-bottom: 1; }
 .dialog { width: 70; max-width: 95%; height: auto; border: thick $primary; background: $surface; padding: 1 2; }

@@ -30,6 +30,7 @@ HELP = """\
 | **Enter** | skills: source box | install a skill (you review its permissions first) |
 | **E** / **P** / **Del** | skills list | enable or disable / when its tools may run / remove |
 | **A** / **D** | approvals list | approve / deny the tool call |
+| **Del** | inbox | remove a peer's message |
 | **N** / **Del** | identity: peers, tokens | add a peer by URL, make a token / revoke a token, withdraw a grant |
 
 Errors show as notifications with the reason; nothing you typed is lost.

@@ -600,17 +600,25 @@ class ApprovalsTable(DataTable):
         self.app.query_one(ApprovalsPane).decide_selected(decision)
 
 
+class InboxTable(DataTable):
+    BINDINGS = [Binding("delete,x", "remove", "Remove message")]
+
+    def action_remove(self) -> None:
+        self.app.query_one(ApprovalsPane).remove_message()
+
+
 class ApprovalsPane(Pane):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.pending: dict[str, dict] | None = None   # None until first listed
+        self.inbox_ids: list[str] | None = None
 
     def compose(self) -> ComposeResult:
         yield Label("Tool calls waiting for you (A approves, D denies)", classes="heading")
         yield ApprovalsTable(id="approvals", cursor_type="row")
         yield Static("", id="approval-args", markup=False)
-        yield Label("Requests from peers", classes="heading")
-        yield Static("", id="inbox", markup=False)
+        yield Label("Messages from peers waiting for you (Del removes one)", classes="heading")
+        yield InboxTable(id="inbox", cursor_type="row")
 
     async def refresh_data(self, quiet: bool = False) -> None:
         """``quiet``: a background poll, which shows a failure in the pane instead of notifying
@@ -637,16 +645,34 @@ class ApprovalsPane(Pane):
         await self.refresh_inbox()
 
     async def refresh_inbox(self) -> None:
-        # Peers' requests arrive with the Nostr inbox (/api/owner/inbox); until this node has
-        # that route, say so rather than show an empty list that would look like "no requests".
+        """Private messages (Nostr) the node kept for the owner: from strangers, or what a
+        grant did not cover."""
+        table = self.query_one("#inbox", DataTable)
         try:
             items = await self.app.client.call("GET", "/api/owner/inbox")
         except NodeUnavailable as e:
-            text = "this node has no peer inbox yet" if " 404" in str(e) or " 405" in str(e) else f"the inbox failed: {e}"
-            self.query_one("#inbox", Static).update(text)
+            table.border_title = "the inbox failed"
+            self.query_one("#approval-args", Static).update(self.shown(str(e)))
             return
-        lines = [self.shown(json.dumps(item, ensure_ascii=False))[:200] for item in items] if isinstance(items, list) else []
-        self.query_one("#inbox", Static).update("\n".join(lines) or "no requests from peers")
+        if [m["id"] for m in items] == self.inbox_ids:
+            return
+        self.inbox_ids = [m["id"] for m in items]
+        table.clear(columns=True)
+        table.add_columns("From", "Message", "Why it waits")
+        for m in items:
+            sender = m.get("peer_did") or m.get("npub") or m.get("from", "")
+            table.add_row(*map(cell, (self.shown(sender), m.get("text", ""), m.get("why", ""))), key=m["id"])
+        table.border_title = f"{len(items)} messages" if items else "no messages waiting"
+
+    @work(group="inbox", exit_on_error=False)
+    async def remove_message(self) -> None:
+        table = self.query_one("#inbox", DataTable)
+        if not table.row_count:
+            return
+        message_id = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        if await self.app.api("POST", "/api/owner/inbox/remove", {"id": message_id}) is not None:
+            self.app.notify("removed the message from the inbox")
+        await self.refresh_inbox()
 
     def selected(self) -> dict | None:
         table = self.query_one("#approvals", DataTable)
