@@ -253,6 +253,9 @@ class Ingestor:
             report.skipped.append(Skipped(item.shown, item.parsed.reason))
             return "skipped"
         records = item.parsed or []
+        if len(records) == 1 and not records[0].key and not chunks_of(records[0]):
+            report.skipped.append(Skipped(item.shown, "no text in it"))
+            return "skipped"
         if len(records) == 1 and not records[0].key:
             outcome = self._put(item.shown, item.abs_path, item.content, item.mtime, records[0], report)
         else:

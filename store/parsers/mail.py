@@ -40,6 +40,9 @@ def parse_mbox(content: bytes) -> list[Record]:
         raw = content[start:end]
         body = raw.split(b"\n", 1)[1] if b"\n" in raw else b""
         body = re.sub(rb"(?m)^>(>*From )", rb"\1", body)   # undo the mboxrd escaping of "From " lines
+        # The blank line before the next "From " belongs to the file, not the message: without
+        # this, appending a message would change the one before it.
+        body = body.rstrip(b"\r\n") + b"\n"
         try:
             record = _message_record(body, depth=0)
         except Unreadable:
