@@ -15,6 +15,7 @@ embedding function is handed in: the store knows nothing about models.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -26,7 +27,14 @@ import numpy as np
 
 from store.chunking import chunk_with_headings
 from store.parsers import Record, Skip
-from store.parsers.registry import BY_SUFFIX, MBOX, SUPPORTED, Parser, parser_for, too_large
+from store.parsers.registry import (
+    BY_SUFFIX,
+    MBOX,
+    SUPPORTED,
+    Parser,
+    parser_for,
+    too_large,
+)
 from store.retrieval import SearchIndexes
 from store.vault import Document, NewChunk, Vault
 
@@ -208,7 +216,8 @@ class Ingestor:
                 yield item
             return
         # Keep a few files parsing ahead of the one being embedded, in file order.
-        with ProcessPoolExecutor(self._parse_workers) as pool:
+        # forkserver: forking this process, which runs llama.cpp's threads, could copy a held lock.
+        with ProcessPoolExecutor(self._parse_workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
             ahead: deque[_Read] = deque()
             for path, shown, parser in files:
                 item = self._read(path, shown, parser)

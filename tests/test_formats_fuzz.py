@@ -7,7 +7,19 @@ from __future__ import annotations
 import json
 
 import pytest
-from format_samples import BANK_LETTER, CALENDAR, CONTACTS, HTML_ARTICLE, MBOX_MESSAGES, OBSIDIAN, PDF_PAGES, TELEGRAM, WHATSAPP, make_pdf, mbox
+from format_samples import (
+    BANK_LETTER,
+    CALENDAR,
+    CONTACTS,
+    HTML_ARTICLE,
+    MBOX_MESSAGES,
+    OBSIDIAN,
+    PDF_PAGES,
+    TELEGRAM,
+    WHATSAPP,
+    make_pdf,
+    mbox,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +27,8 @@ from store.ingest import chunks_of
 from store.parsers import Record, Skip
 from store.parsers.registry import CALENDAR as ICS
 from store.parsers.registry import CONTACTS as VCF
-from store.parsers.registry import EMAIL, HTML, MARKDOWN, MBOX, PDF, TELEGRAM as TG, TEXT
+from store.parsers.registry import EMAIL, HTML, MARKDOWN, MBOX, PDF, TEXT
+from store.parsers.registry import TELEGRAM as TG
 
 SAMPLES = {
     "markdown": (MARKDOWN, OBSIDIAN.encode()),

@@ -7,8 +7,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from store.parsers import Record, Skip, Unreadable
-from store.parsers import calendar, chat, contacts, html, mail, pdf, text
+from store.parsers import (
+    Record,
+    Skip,
+    Unreadable,
+    calendar,
+    chat,
+    contacts,
+    html,
+    mail,
+    pdf,
+    text,
+)
 
 MiB = 1024 * 1024
 
