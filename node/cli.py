@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -169,7 +170,9 @@ def _add_paths(node: Node, paths: tuple[str, ...], verbose: bool, tags: tuple[st
         for removed in report.removed[:20]:
             out.print(f"  removed {removed}: its file is gone", markup=False)
         if len(report.skipped) > 20:
-            out.print(f"  … and {len(report.skipped) - 20} more skipped")
+            reasons = Counter(skipped.reason for skipped in report.skipped[20:])
+            out.print(f"  … and {len(report.skipped) - 20} more skipped: "
+                      + "; ".join(f"{reason} ({count})" for reason, count in reasons.most_common(5)), markup=False)
 
 
 @cli.command()
