@@ -85,8 +85,8 @@ def test_kill_during_a_big_mbox_resumes_at_the_next_message(flurry, tmp_path):
     flurry("init")
     messages = [
         email(f"Sender {i} <s{i}@example.org>", "me@example.org", "Mon, 02 Feb 2026 18:00:00 +0000", f"{TOPICS[i % 8]} {i}",
-              "\n\n".join(" ".join(f"{TOPICS[i % 8]} word {i}-{p}-{w}" for w in range(45)) for p in range(6)), f"m{i}@example.org")
-        for i in range(30)
+              "\n\n".join(" ".join(f"{TOPICS[i % 8]} word {i}-{p}-{w}" for w in range(40)) for p in range(3)), f"m{i}@example.org")
+        for i in range(24)
     ]
     path = tmp_path / "archive.mbox"
     path.write_text(mbox(messages))
