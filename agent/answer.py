@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import datetime as dt
+from dataclasses import dataclass, field
 
 from agent.runtime import ChatModel
 
@@ -32,6 +33,7 @@ class Source:
     chunk: int      # the chunk's position in its document
     score: float
     text: str
+    meta: dict = field(default_factory=dict)   # what the citation shows: sender, date, page, heading
 
     @property
     def snippet(self) -> str:
@@ -39,7 +41,53 @@ class Source:
         return flat if len(flat) <= SNIPPET_CHARS else flat[: SNIPPET_CHARS - 1] + "…"
 
     def to_json(self) -> dict:
-        return {"path": self.path, "chunk": self.chunk, "score": self.score, "snippet": self.snippet}
+        return {"path": self.path, "chunk": self.chunk, "score": self.score, "snippet": self.snippet, "meta": self.meta}
+
+
+def citation(meta: dict) -> str:
+    """One line saying which record a source is: "From Ana <ana@…>, 3 Mar 2026 — Subject",
+    "Dentist, Thu 14 Nov 2026 09:30 at Clínica Almeida", "page 3". Empty when there is nothing to say."""
+    kind = meta.get("kind")
+    if kind == "email":
+        line = f"From {meta.get('from', '(unknown sender)')}"
+        if meta.get("date"):
+            line += f", {_day(meta['date'])}"
+        if meta.get("subject"):
+            line += f" — {meta['subject']}"
+        if meta.get("attachment"):
+            line += f" (attachment {meta['attachment']})"
+        return line
+    if kind == "event":
+        line = f"{meta.get('summary', 'Event')}"
+        when = (meta.get("next") or [meta.get("start")])[0]
+        if when:
+            line += f", {_day(when, with_time=True)}"
+        if meta.get("location"):
+            line += f" at {meta['location']}"
+        return line
+    if kind == "contact":
+        return f"Contact: {meta.get('name', '')}"
+    if kind == "chat":
+        line = f"Chat {meta.get('chat', '')}"
+        if meta.get("date"):
+            line += f", {_day(meta['date'], with_time=True)}"
+        if meta.get("senders"):
+            line += f" ({', '.join(meta['senders'])})"
+        return line
+    if "page" in meta:
+        return f"page {meta['page']}" + (f" — {meta['heading']}" if meta.get("heading") else "")
+    return meta.get("heading", "")
+
+
+def _day(iso: str, with_time: bool = False) -> str:
+    try:
+        when = dt.datetime.fromisoformat(iso) if "T" in iso or " " in iso else dt.date.fromisoformat(iso)
+    except ValueError:
+        return iso
+    day = f"{when.day} {when.strftime('%b %Y')}"
+    if with_time and isinstance(when, dt.datetime):
+        day += when.strftime(" %H:%M")
+    return day
 
 
 # (question, how many) → the best chunks, numbered from 1.

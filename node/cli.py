@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +28,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from agent.answer import cited_numbers
+from agent.answer import cited_numbers, citation
 from agent.models import CATALOG, ModelError, installed_models, resolve_model
 from agent.tools import ToolCall, ToolTurn
 from identity.did_key import verification_method_id
@@ -126,38 +127,56 @@ def init(settings: Settings) -> None:
 @click.argument("paths", nargs=-1, required=True)
 @click.option("-v", "--verbose", is_flag=True, help="Print a line for each file as soon as it is saved.")
 @click.option("--tag", "tags", multiple=True, help="Tag the documents (repeatable); grants can limit peers to tags.")
+@click.option("--sync", is_flag=True, help="Also forget documents under PATH whose file is gone.")
+@click.option("--watch", is_flag=True, help="Keep running: add what changes under PATH, forget what is deleted (Ctrl-C stops).")
 @click.pass_obj
-def add(settings: Settings, paths: tuple[str, ...], verbose: bool, tags: tuple[str, ...]) -> None:
-    """Add notes (.md, .txt files or folders of them) to the vault."""
+def add(settings: Settings, paths: tuple[str, ...], verbose: bool, tags: tuple[str, ...], sync: bool, watch: bool) -> None:
+    """Add notes, documents, mail, calendars, contacts and chat exports (files or folders) to the vault."""
     with _open_node(settings) as node:
         _ = node.embedder  # load (and on first use fetch) the model before the bar starts
-        for path in paths:
-            with Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[current]}"),
-                console=err,
-                transient=False,
-            ) as bar:
-                task = bar.add_task(f"adding {path}", total=None, current="")
+        _add_paths(node, paths, verbose, tags, sync or watch)
+        if watch:
+            from node.watch import watch_and_add
 
-                def progress(p, task=task) -> None:
-                    bar.update(task, total=p.total, completed=p.done, current=p.path[-40:])
-                    if verbose:  # a line only once the file is committed: what it reports is saved
-                        click.echo(f"{p.outcome}: {p.path}")
-                        sys.stdout.flush()
+            watch_and_add(node, paths, lambda: _add_paths(node, paths, verbose, tags, True, quiet=True), say=out.print)
 
-                report = node.add(path, progress, tags=tags)
-            out.print(
-                f"{path}: added {len(report.added)}, updated {len(report.updated)}, "
-                f"unchanged {len(report.unchanged)}, skipped {len(report.skipped)} ({report.chunks} new chunks)"
-            )
-            for skipped in report.skipped[:20]:
-                out.print(f"  skipped {skipped.path}: {skipped.reason}")
-            if len(report.skipped) > 20:
-                out.print(f"  … and {len(report.skipped) - 20} more skipped")
+
+def _add_paths(node: Node, paths: tuple[str, ...], verbose: bool, tags: tuple[str, ...], sync: bool, quiet: bool = False) -> None:
+    for path in paths:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[current]}"),
+            console=err,
+            transient=False,
+        ) as bar:
+            task = bar.add_task(f"adding {path}", total=None, current="")
+
+            def progress(p, task=task) -> None:
+                bar.update(task, total=p.total, completed=p.done, current=p.path[-40:])
+                if verbose:  # a line only once the file is committed: what it reports is saved
+                    click.echo(f"{p.outcome}: {p.path}")
+                    sys.stdout.flush()
+
+            report = node.add(path, progress, tags=tags, sync=sync)
+        if quiet and not (report.added or report.updated or report.removed):
+            continue
+        out.print(
+            f"{path}: added {len(report.added)}, updated {len(report.updated)}, "
+            f"unchanged {len(report.unchanged)}, skipped {len(report.skipped)} ({report.chunks} new chunks)"
+            + (f", removed {len(report.removed)}" if sync else ""),
+            markup=False,
+        )
+        for skipped in report.skipped[:20]:
+            out.print(f"  skipped {skipped.path}: {skipped.reason}", markup=False)
+        for removed in report.removed[:20]:
+            out.print(f"  removed {removed}: its file is gone", markup=False)
+        if len(report.skipped) > 20:
+            reasons = Counter(skipped.reason for skipped in report.skipped[20:])
+            out.print(f"  … and {len(report.skipped) - 20} more skipped: "
+                      + "; ".join(f"{reason} ({count})" for reason, count in reasons.most_common(5)), markup=False)
 
 
 @cli.command()
@@ -303,7 +322,9 @@ def _print_answer(events: Iterator[dict]) -> None:
     cited = cited_numbers(answer)
     for number, s in enumerate(sources, start=1):
         mark = "*" if number in cited else " "
-        out.print(f"{mark}[{number}] {s['path']} (chunk {s['chunk']}) — {s['snippet'][:100]}", style="dim", markup=False)
+        cite = citation(s.get("meta") or {})
+        where = f"{s['path']}: {cite}" if cite else f"{s['path']} (chunk {s['chunk']})"
+        out.print(f"{mark}[{number}] {where} — {s['snippet'][:100]}", style="dim", markup=False)
 
 
 def _on_terminal() -> bool:

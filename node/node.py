@@ -39,7 +39,7 @@ from node.home import Config, Home, HomeError, HomeLock, runtime_dir
 from skills.broker import Broker
 from skills.host import SkillProcess
 from skills.registry import Skills
-from store.ingest import AddReport, Ingestor, Progress, absolute
+from store.ingest import AddReport, Ingestor, Progress, absolute, belongs_to
 from store.pod_store import INDEX_TAG as POD_INDEX_TAG
 from store.pod_store import PodStore
 from store.retrieval import IndexSnapshotError, SearchIndexes
@@ -201,11 +201,12 @@ class Node:
     # --- what the owner does -------------------------------------------------------------
 
     def add(
-        self, path: str, progress: Callable[[Progress], None] | None = None, tags: tuple[str, ...] = ()
+        self, path: str, progress: Callable[[Progress], None] | None = None, tags: tuple[str, ...] = (), sync: bool = False
     ) -> AddReport:
+        """Add what ``path`` holds; ``sync`` also forgets documents whose file is gone."""
         ingestor = Ingestor(self.vault, self.indexes, self.embedder.embed, tags=tuple(sorted(set(tags))))
         try:
-            return ingestor.add(path, progress)
+            return ingestor.add(path, progress, sync=sync)
         finally:
             self.indexes.save()
 
@@ -215,7 +216,7 @@ class Node:
         shown = f"notes/{time.strftime('%Y-%m-%d')} {title.strip()[:80]}"
         ingestor = Ingestor(self.vault, self.indexes, self.embedder.embed, tags=("notes",))
         try:
-            report = ingestor.add_text(shown, f"flurry-note:{uuid.uuid4().hex}", f"# {title.strip()}\n\n{text}\n")
+            report = ingestor.add_text(shown, f"flurry-note:{uuid.uuid4().hex}", f"# {title.strip()}\n\n{text}\n", markdown=True)
         finally:
             self.indexes.save()
         if report.skipped:
@@ -225,7 +226,7 @@ class Node:
     def forget(self, path: str) -> list[Document]:
         """Remove every document at or under ``path`` from the vault and the indexes."""
         target = absolute(path)
-        gone = [d for d in self.vault.documents() if d.abs_path == target or d.abs_path.startswith(target + os.sep)]
+        gone = [d for d in self.vault.documents() if belongs_to(d.abs_path, target)]
         for doc in gone:
             self.indexes.delete(self.vault.forget_document(doc.id))
         self.indexes.save()
@@ -245,7 +246,7 @@ class Node:
             for cid, score in hits
             if cid in chunks and (tags is None or tags.intersection(chunks[cid].tags))
         ][:k]
-        return [Source(n, c.path, c.seq, score, c.text) for n, (c, score) in enumerate(found, start=1)]
+        return [Source(n, c.path, c.seq, score, c.text, c.meta) for n, (c, score) in enumerate(found, start=1)]
 
     def conversation(self, title: str = "chat", tags: frozenset[str] | None = None) -> Conversation:
         """A new multi-turn conversation, sealed in the vault message by message; ``tags``

@@ -15,8 +15,15 @@ _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 
 
 def chunk_text(text: str, *, markdown: bool = True, max_words: int = 150, overlap_words: int = 30) -> list[str]:
+    return [chunk for _, chunk in chunk_with_headings(text, markdown=markdown, max_words=max_words, overlap_words=overlap_words)]
+
+
+def chunk_with_headings(
+    text: str, *, markdown: bool = True, max_words: int = 150, overlap_words: int = 30
+) -> list[tuple[str, str]]:
+    """(heading path, chunk) pairs: the heading path is what a citation shows."""
     sections = _sections(text) if markdown else [("", text)]
-    chunks: list[str] = []
+    chunks: list[tuple[str, str]] = []
     for heading, body in sections:
         prefix = f"{heading}\n" if heading else ""
         current: list[str] = []
@@ -24,16 +31,16 @@ def chunk_text(text: str, *, markdown: bool = True, max_words: int = 150, overla
         for para in _paragraphs(body):
             words = para.split()
             if count and count + len(words) > max_words:
-                chunks.append(prefix + "\n\n".join(current))
+                chunks.append((heading, prefix + "\n\n".join(current)))
                 current, count = [], 0
             if len(words) > max_words:
-                chunks.extend(prefix + w for w in _windows(words, max_words, overlap_words))
+                chunks.extend((heading, prefix + w) for w in _windows(words, max_words, overlap_words))
                 continue
             current.append(para)
             count += len(words)
         if current:
-            chunks.append(prefix + "\n\n".join(current))
-    return [c for c in chunks if c.strip()]
+            chunks.append((heading, prefix + "\n\n".join(current)))
+    return [(h, c) for h, c in chunks if c.strip()]
 
 
 def _sections(text: str) -> list[tuple[str, str]]:

@@ -1,29 +1,46 @@
-"""Ingestion: files on disk → chunks → embeddings → the vault and the search indexes.
+"""Ingestion: files on disk → parsed records → chunks → embeddings → the vault and the indexes.
+
+``store.parsers`` turns each file into records (a note, a PDF, one email, a calendar) whose
+sections carry citation metadata; this module decides what needs reading, cuts sections into
+chunks, has them embedded and commits them.
 
 Each document is committed to the vault in one transaction before it is reported as added,
 so an interrupted run never leaves half a document; the indexes catch up from the vault at
-the next unlock if the run dies before they are saved. The embedding function is handed
-in: the store knows nothing about models.
+the next unlock if the run dies before they are saved. A file of many messages (an mbox) is
+one document per message, each committed on its own, and last a small marker document for
+the file itself: a run killed in the middle of a big mbox resumes at the first message not
+yet stored, and only once every message is in does the file count as unchanged. The
+embedding function is handed in: the store knows nothing about models.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from store.chunking import chunk_text
+from store.chunking import chunk_with_headings
+from store.parsers import Record, Section, Skip
+from store.parsers.registry import (
+    BY_SUFFIX,
+    MBOX,
+    SUPPORTED,
+    Parser,
+    parser_for,
+    too_large,
+)
 from store.retrieval import SearchIndexes
-from store.vault import NewChunk, Vault
+from store.vault import Document, NewChunk, Vault
 
-# Suffix → is it Markdown? Other formats arrive with their own parsers (issue 6).
-SUPPORTED_SUFFIXES = {".md": True, ".markdown": True, ".txt": False}
-# Notes and text files larger than this are almost always logs or dumps, not something to ask about.
-MAX_FILE_BYTES = 20 * 1024 * 1024
+# Between a file's absolute path and a record's key (an mbox message): a NUL never occurs in a path.
+RECORD_SEPARATOR = "\x00"
 
 Embed = Callable[[list[str]], np.ndarray]
 
@@ -40,6 +57,7 @@ class AddReport:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)   # documents whose file is gone (--sync)
     chunks: int = 0
 
 
@@ -47,8 +65,8 @@ class AddReport:
 class Progress:
     done: int      # files finished so far
     total: int
-    path: str      # the file just finished
-    outcome: str   # "added", "updated", "unchanged" or "skipped"
+    path: str      # the file (or message of a file) just finished
+    outcome: str   # "added", "updated", "unchanged", "skipped" or "removed"
 
 
 def absolute(path: str | Path) -> str:
@@ -57,98 +75,218 @@ def absolute(path: str | Path) -> str:
     return os.path.abspath(os.path.expanduser(str(path)))
 
 
-def discover(given: str) -> tuple[list[tuple[Path, str]], list[Skipped]]:
+def belongs_to(doc_abs_path: str, target: str) -> bool:
+    """Whether a document is ``target``, lies under the folder ``target``, or is a message of
+    the file ``target``."""
+    return doc_abs_path == target or doc_abs_path.startswith((target.rstrip(os.sep) + os.sep, target + RECORD_SEPARATOR))
+
+
+def discover(given: str) -> tuple[list[tuple[Path, str, Parser]], list[Skipped]]:
     """Files to read under ``given``, each with its display path (``given`` joined with the
-    file's relative path), and the files passed over with the reason."""
+    file's relative path) and its parser, and the files passed over with the reason."""
     root = Path(given).expanduser()
     if not root.exists():
         raise FileNotFoundError(f"{given}: no such file or folder")
-    if root.is_file():
-        if root.suffix.lower() not in SUPPORTED_SUFFIXES:
-            return [], [Skipped(given, f"unsupported file type {root.suffix or '(none)'}; flurry reads .md and .txt")]
-        return [(root, given)], []
-    found: list[tuple[Path, str]] = []
+    if not root.is_dir():
+        parser = parser_for(root)
+        if not root.is_file():
+            return [], [Skipped(given, "not a regular file")]
+        if parser is None:
+            return [], [Skipped(given, f"unsupported file type {root.suffix or '(none)'}; flurry reads {SUPPORTED}")]
+        return [(root, given, parser)], []
+    found: list[tuple[Path, str, Parser]] = []
     skipped: list[Skipped] = []
     base = given.rstrip("/") or "/"
     for dirpath, dirnames, filenames in os.walk(root):
-        # Hidden folders (.git, .obsidian, .trash) hold tooling, not the owner's writing.
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        # Hidden folders (.git, .obsidian, .trash) hold tooling, not the owner's writing;
+        # a Maildir's tmp/ holds messages still being delivered.
+        in_maildir = (Path(dirpath) / "cur").is_dir() and (Path(dirpath) / "new").is_dir()
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not (in_maildir and d == "tmp"))
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
             path = Path(dirpath) / name
             shown = os.path.join(base, os.path.relpath(path, root))
-            if path.suffix.lower() in SUPPORTED_SUFFIXES:
-                found.append((path, shown))
-            else:
+            parser = parser_for(path)
+            if parser is None:
                 skipped.append(Skipped(shown, f"unsupported file type {path.suffix or '(none)'}"))
+            elif not path.is_file():   # a FIFO or a device would block the read forever
+                skipped.append(Skipped(shown, "not a regular file"))
+            else:
+                found.append((path, shown, parser))
     return found, skipped
 
 
-def decode_text(content: bytes) -> str:
-    """UTF-8 text, or ValueError with the reason a person would want."""
-    if b"\x00" in content[:8192]:
-        raise ValueError("binary file, not text")
-    try:
-        return content.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"not UTF-8 text (byte {e.start})") from None
+def parse(parser: Parser, content: bytes, name: str) -> list[Record] | Skip:
+    return parser.run(content, name)
+
+
+def _parse_job(parser_key: str, content: bytes, name: str) -> list[Record] | Skip:
+    """``parse`` in a worker process: parsers are found again by key (lambdas do not pickle)."""
+    return parse(_PARSERS_BY_KEY[parser_key], content, name)
+
+
+_PARSERS_BY_KEY = {p.name: p for p in (*BY_SUFFIX.values(), MBOX)}
+
+
+def chunks_of(record: Record) -> list[tuple[str, dict]]:
+    """(text, citation metadata) of each chunk of a record, following its structure."""
+    out: list[tuple[str, dict]] = []
+    for section in record.sections:
+        for heading, piece in chunk_with_headings(section.text, markdown=section.markdown):
+            meta = {**section.meta, "heading": heading} if heading else dict(section.meta)
+            out.append((f"{section.context}\n{piece}" if section.context else piece, meta))
+    return out
+
+
+@dataclass
+class _Read:
+    """A file read and checked, waiting for its parse."""
+
+    path: Path
+    shown: str
+    abs_path: str
+    content: bytes = b""
+    mtime: float = 0.0
+    outcome: str = ""            # set when nothing more is to be done: "unchanged" or "skipped"
+    parsed: list[Record] | Skip | Future | None = None
 
 
 class Ingestor:
     def __init__(
-        self, vault: Vault, indexes: SearchIndexes, embed: Embed, *, tags: tuple[str, ...] = (), index_batch: int = 256
+        self,
+        vault: Vault,
+        indexes: SearchIndexes,
+        embed: Embed,
+        *,
+        tags: tuple[str, ...] = (),
+        index_batch: int = 256,
+        parse_workers: int = 0,
     ) -> None:
         self._vault = vault
         self._tags = tags
         self._indexes = indexes
         self._embed = embed
         self._index_batch = index_batch
+        # Parsing in worker processes while this one embeds: see bench/bench_formats.py for
+        # whether it pays on a given machine (0: parse here, between embeddings).
+        self._parse_workers = parse_workers
         self._pending: tuple[list[str], list[str], list[np.ndarray]] = ([], [], [])
+        self._documents: list[Document] | None = None
 
-    def add(self, given: str, progress: Callable[[Progress], None] | None = None) -> AddReport:
+    def add(self, given: str, progress: Callable[[Progress], None] | None = None, *, sync: bool = False) -> AddReport:
         files, skipped = discover(given)
         report = AddReport(skipped=list(skipped))
-        for done, (path, shown) in enumerate(files, start=1):
-            outcome = self._add_file(path, shown, report)
-            if progress:
-                progress(Progress(done, len(files), shown, outcome))
-        self._flush()
+        try:
+            for done, item in enumerate(self._read_and_parse(files), start=1):
+                outcome = self._store(item, report, lambda p, o, d=done: progress and progress(Progress(d - 1, len(files), p, o)))
+                if progress:
+                    progress(Progress(done, len(files), item.shown, outcome))
+        finally:
+            self._flush()
+        if sync:
+            for doc in self.sync(given):
+                report.removed.append(doc.path)
+                if progress:
+                    progress(Progress(len(files), len(files), doc.path, "removed"))
         return report
 
-    def _add_file(self, path: Path, shown: str, report: AddReport) -> str:
-        try:
-            size = path.stat().st_size
-            if size > MAX_FILE_BYTES:
-                raise ValueError(f"too large ({size // (1024 * 1024)} MiB; the limit is {MAX_FILE_BYTES // (1024 * 1024)} MiB)")
-            content = path.read_bytes()
-            mtime = path.stat().st_mtime
-        except (OSError, ValueError) as e:
-            report.skipped.append(Skipped(shown, _reason(e)))
-            return "skipped"
-        abs_path = absolute(path)
-        if self._vault.is_unchanged(abs_path, content, self._tags):
-            report.unchanged.append(shown)
-            return "unchanged"
-        try:
-            text = decode_text(content)
-        except ValueError as e:
-            report.skipped.append(Skipped(shown, str(e)))
-            return "skipped"
-        return self._commit(shown, abs_path, content, mtime, text, SUPPORTED_SUFFIXES[path.suffix.lower()], report)
+    def sync(self, given: str) -> list[Document]:
+        """Forget the documents under ``given`` whose file is gone (or no longer read)."""
+        target = absolute(given)
+        gone = []
+        for doc in self._vault.documents():
+            file_path = doc.abs_path.split(RECORD_SEPARATOR, 1)[0]
+            if not belongs_to(file_path, target):
+                continue
+            path = Path(file_path)
+            if not path.is_file() or parser_for(path) is None:
+                self._indexes.delete(self._vault.forget_document(doc.id))
+                if RECORD_SEPARATOR not in doc.abs_path:
+                    gone.append(doc)
+        return gone
 
-    def add_text(self, shown: str, key: str, text: str) -> AddReport:
-        """Index ``text`` that is not a file (a rendering of a pod resource, say) as the
-        document ``key``, replacing the one stored under that key before."""
+    # --- the pipeline: read → parse (maybe in other processes) → chunk, embed, commit -------
+
+    def _read_and_parse(self, files: list[tuple[Path, str, Parser]]) -> Iterator[_Read]:
+        if self._parse_workers <= 0:
+            for path, shown, parser in files:
+                item = self._read(path, shown, parser)
+                if not item.outcome:
+                    item.parsed = parse(parser, item.content, path.name)
+                yield item
+            return
+        # Keep a few files parsing ahead of the one being embedded, in file order.
+        # forkserver: forking this process, which runs llama.cpp's threads, could copy a held lock.
+        with ProcessPoolExecutor(self._parse_workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
+            ahead: deque[_Read] = deque()
+            for path, shown, parser in files:
+                item = self._read(path, shown, parser)
+                if not item.outcome:
+                    item.parsed = pool.submit(_parse_job, parser.name, item.content, path.name)
+                ahead.append(item)
+                while len(ahead) > 2 * self._parse_workers:
+                    yield self._resolved(ahead.popleft())
+            while ahead:
+                yield self._resolved(ahead.popleft())
+
+    @staticmethod
+    def _resolved(item: _Read) -> _Read:
+        if isinstance(item.parsed, Future):
+            try:
+                item.parsed = item.parsed.result()
+            except Exception as e:  # the worker died (out of memory, a crash inside a C library)
+                item.parsed = Skip(f"the parser failed ({type(e).__name__})")
+        return item
+
+    def _read(self, path: Path, shown: str, parser: Parser) -> _Read:
+        item = _Read(path, shown, absolute(path))
+        try:
+            st = path.stat()
+            if st.st_size > parser.max_bytes:   # refused before a byte is read
+                item.parsed, item.outcome = Skip(too_large(st.st_size, parser.max_bytes)), "skipped"
+                return item
+            item.content = path.read_bytes()
+            item.mtime = st.st_mtime
+        except OSError as e:
+            item.parsed, item.outcome = Skip(_reason(e)), "skipped"
+            return item
+        if self._vault.is_unchanged(item.abs_path, item.content, self._tags):
+            item.outcome = "unchanged"
+        return item
+
+    def _store(self, item: _Read, report: AddReport, each: Callable[[str, str], None]) -> str:
+        if item.outcome == "unchanged":
+            report.unchanged.append(item.shown)
+            return "unchanged"
+        if isinstance(item.parsed, Skip):
+            report.skipped.append(Skipped(item.shown, item.parsed.reason))
+            return "skipped"
+        records = item.parsed or []
+        if len(records) == 1 and not records[0].key and not chunks_of(records[0]):
+            report.skipped.append(Skipped(item.shown, "no text in it"))
+            return "skipped"
+        if len(records) == 1 and not records[0].key:
+            outcome = self._put(item.shown, item.abs_path, item.content, item.mtime, records[0], report)
+        else:
+            outcome = self._put_many(item, records, report, each)
+        (report.updated if outcome == "updated" else report.added).append(item.shown)
+        return outcome
+
+    def add_text(self, shown: str, key: str, text: str, *, markdown: bool = False) -> AddReport:
+        """Index ``text`` that is not a file (a pod resource's rendering, a note a skill wrote)
+        as the document ``key``, replacing the one stored under that key before."""
         report = AddReport()
         content = text.encode()
-        if not chunk_text(text, markdown=False):
+        record = Record([Section(text, markdown=markdown)], format="text")
+        if not chunks_of(record):
             self.remove(key)  # nothing left to find: the older version must not be found either
             report.skipped.append(Skipped(shown, "no text in it"))
-        elif not self._vault.is_unchanged(key, content, self._tags):
-            self._commit(shown, key, content, time.time(), text, False, report)
-        else:
+        elif self._vault.is_unchanged(key, content, self._tags):
             report.unchanged.append(shown)
+        else:
+            outcome = self._put(shown, key, content, time.time(), record, report)
+            (report.updated if outcome == "updated" else report.added).append(shown)
         self._flush()
         return report
 
@@ -158,35 +296,52 @@ class Ingestor:
         self._indexes.delete(removed)
         return bool(removed)
 
-    def _commit(self, shown: str, abs_path: str, content: bytes, mtime: float, text: str, markdown: bool, report: AddReport) -> str:
-        pieces = chunk_text(text, markdown=markdown)
-        if not pieces:
-            report.skipped.append(Skipped(shown, "no text in it"))
-            return "skipped"
-        vectors = self._embed(pieces)
+    def _put_many(self, item: _Read, records: list[Record], report: AddReport, each: Callable[[str, str], None]) -> str:
+        """A file of many documents: each message on its own, then the file's marker."""
+        if self._documents is None:
+            self._documents = self._vault.documents()
+        prefix = item.abs_path + RECORD_SEPARATOR
+        before = {d.abs_path: d for d in self._documents if d.abs_path.startswith(prefix)}
+        keep = set()
+        for record in records:
+            sub_abs = prefix + record.key
+            keep.add(sub_abs)
+            content = record.content if record.content is not None else record.key.encode()
+            if self._vault.is_unchanged(sub_abs, content, self._tags):
+                continue
+            shown = item.shown + record.label
+            each(shown, self._put(shown, sub_abs, content, item.mtime, record, report))
+        for sub_abs, doc in before.items():   # messages deleted from the file
+            if sub_abs not in keep:
+                self._indexes.delete(self._vault.forget_document(doc.id))
+        result = self._vault.put_document(
+            path=item.shown, abs_path=item.abs_path, content=item.content, mtime=item.mtime, chunks=[],
+            tags=self._tags, extra={"format": records[0].format if records else "", "records": len(records)},
+        )
+        return "updated" if before or result.removed_chunk_ids else "added"
+
+    def _put(self, shown: str, abs_path: str, content: bytes, mtime: float, record: Record, report: AddReport) -> str:
+        pieces = chunks_of(record)
+        vectors = self._embed([text for text, _ in pieces])
         result = self._vault.put_document(
             path=shown,
             abs_path=abs_path,
             content=content,
             mtime=mtime,
-            chunks=[NewChunk(text, vec) for text, vec in zip(pieces, vectors)],
+            chunks=[NewChunk(text, vec, meta) for (text, meta), vec in zip(pieces, vectors)],
             tags=self._tags,
+            extra={"format": record.format, **record.meta},
         )
         if result.removed_chunk_ids:
             self._indexes.delete(result.removed_chunk_ids)
-            report.updated.append(shown)
-            outcome = "updated"
-        else:
-            report.added.append(shown)
-            outcome = "added"
         report.chunks += len(pieces)
         ids, texts, vecs = self._pending
         ids.extend(result.chunk_ids)
-        texts.extend(pieces)
+        texts.extend(text for text, _ in pieces)
         vecs.extend(vectors)
         if len(ids) >= self._index_batch:
             self._flush()
-        return outcome
+        return "updated" if result.removed_chunk_ids else "added"
 
     def _flush(self) -> None:
         ids, texts, vecs = self._pending

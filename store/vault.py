@@ -20,14 +20,15 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from store.sealing import Sealer
 
-SCHEMA_VERSION = 1
+# 2: chunks gained a sealed `meta` (citation metadata: an email's sender, an event's start).
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -42,7 +43,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
     seq INTEGER NOT NULL,
     text BLOB NOT NULL,                 -- sealed UTF-8
-    embedding BLOB NOT NULL             -- sealed float32 vector: lets the indexes catch up without re-embedding
+    embedding BLOB NOT NULL,            -- sealed float32 vector: lets the indexes catch up without re-embedding
+    meta BLOB                           -- sealed JSON: what a citation shows (sender, date, page, heading); NULL before schema 2
 );
 CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks(document_id, seq);
 CREATE TABLE IF NOT EXISTS conversations (id TEXT PRIMARY KEY, meta BLOB NOT NULL);
@@ -87,12 +89,14 @@ class ChunkRecord:
     path: str
     text: str
     tags: tuple[str, ...] = ()   # the document's tags: grants limit peers to some of them
+    meta: dict = field(default_factory=dict)   # citation metadata of the chunk
 
 
 @dataclass(frozen=True)
 class NewChunk:
     text: str
     embedding: np.ndarray
+    meta: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,17 @@ class Vault:
         row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None:
             self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) == 1:
+            # Schema 1 had no chunk metadata: add the column; old chunks simply cite no metadata.
+            with self._transaction():
+                columns = {r[1] for r in self._db.execute("PRAGMA table_info(chunks)")}
+                if "meta" not in columns:
+                    self._db.execute("ALTER TABLE chunks ADD COLUMN meta BLOB")
+                self._db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise VaultError(
+                f"{self.path} has vault schema {row[0]}, newer than this flurry reads ({SCHEMA_VERSION}): upgrade flurry"
+            )
         elif int(row[0]) != SCHEMA_VERSION:
             raise VaultError(f"{self.path} has vault schema {row[0]}; this flurry reads {SCHEMA_VERSION}")
 
@@ -191,10 +206,13 @@ class Vault:
         mtime: float,
         chunks: list[NewChunk],
         tags: tuple[str, ...] = (),
+        extra: dict | None = None,
     ) -> PutResult:
-        """Store a document and its chunks, replacing the previous version of the same path."""
+        """Store a document and its chunks, replacing the previous version of the same path.
+        ``extra``: more sealed document metadata (its format, title, an email's headers)."""
         doc_id = new_id()
         meta = {
+            **(extra or {}),
             "path": path,
             "abs_path": abs_path,
             "size": len(content),
@@ -211,7 +229,7 @@ class Vault:
                 (doc_id, path_tag, self.content_tag(content, tags), self._seal_json(meta, f"documents/{doc_id}/meta")),
             )
             self._db.executemany(
-                "INSERT INTO chunks VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO chunks (id, document_id, seq, text, embedding, meta) VALUES (?, ?, ?, ?, ?, ?)",
                 [
                     (
                         cid,
@@ -222,6 +240,7 @@ class Vault:
                             np.asarray(chunk.embedding, dtype=np.float32).tobytes(),
                             _chunk_aad(cid, doc_id, seq, "embedding"),
                         ),
+                        self._seal_json(chunk.meta or {}, _chunk_aad(cid, doc_id, seq, "meta")),
                     )
                     for seq, (cid, chunk) in enumerate(zip(chunk_ids, chunks))
                 ],
@@ -296,16 +315,17 @@ class Vault:
         for batch in _batches(ids, 500):
             marks = ",".join("?" * len(batch))
             rows = self._db.execute(
-                f"SELECT c.id, c.document_id, c.seq, c.text, d.meta FROM chunks c "
+                f"SELECT c.id, c.document_id, c.seq, c.text, c.meta, d.meta FROM chunks c "
                 f"JOIN documents d ON d.id = c.document_id WHERE c.id IN ({marks})",
                 batch,
             )
-            for cid, doc_id, seq, text, meta in rows:
+            for cid, doc_id, seq, text, chunk_meta, meta in rows:
                 if doc_id not in metas:
                     metas[doc_id] = self._unseal_json(meta, f"documents/{doc_id}/meta")
                 plain = self._sealer.unseal(text, _chunk_aad(cid, doc_id, seq, "text")).decode()
+                cited = {} if chunk_meta is None else self._unseal_json(chunk_meta, _chunk_aad(cid, doc_id, seq, "meta"))
                 doc = metas[doc_id]
-                out[cid] = ChunkRecord(cid, doc_id, seq, doc["path"], plain, tuple(doc.get("tags", ())))
+                out[cid] = ChunkRecord(cid, doc_id, seq, doc["path"], plain, tuple(doc.get("tags", ())), cited)
         return out
 
     # --- conversations -------------------------------------------------------------------

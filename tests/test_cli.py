@@ -75,7 +75,8 @@ def test_add_ask_update_forget(flurry, corpus):
         assert result["answer"].strip()
         top = result["sources"][0]
         assert top["path"] == os.path.join(str(corpus), answer_file), (question, result["sources"])
-        assert set(top) == {"path", "chunk", "score", "snippet"}
+        assert set(top) == {"path", "chunk", "score", "snippet", "meta"}
+        assert isinstance(top["meta"], dict)   # a note's heading; an email's sender, date, subject
         assert isinstance(top["chunk"], int) and isinstance(top["score"], float) and top["snippet"]
 
     # Unchanged files cost nothing; a changed file replaces its chunks.

@@ -72,3 +72,54 @@ def test_kill_during_add_loses_nothing_reported(flurry, tmp_path):
     status = json.loads(flurry("status", "--json").stdout)
     assert status["documents"] == len(texts)
     assert status["index"]["vectors"] == status["chunks"] == sum(len(chunk_text(t)) for t in texts.values())
+
+
+def test_kill_during_a_big_mbox_resumes_at_the_next_message(flurry, tmp_path):
+    """An mbox is one document per message: after kill -9 the messages reported are whole,
+    and the next run stores only the rest (none twice, none re-embedded)."""
+    from format_samples import email, mbox
+
+    from store.ingest import chunks_of
+    from store.parsers.registry import MBOX
+
+    flurry("init")
+    messages = [
+        email(f"Sender {i} <s{i}@example.org>", "me@example.org", "Mon, 02 Feb 2026 18:00:00 +0000", f"{TOPICS[i % 8]} {i}",
+              "\n\n".join(" ".join(f"{TOPICS[i % 8]} word {i}-{p}-{w}" for w in range(40)) for p in range(3)), f"m{i}@example.org")
+        for i in range(24)
+    ]
+    path = tmp_path / "archive.mbox"
+    path.write_text(mbox(messages))
+    expected = {f"{path}{r.label}": [t for t, _ in chunks_of(r)] for r in MBOX.run(path.read_bytes())}
+
+    proc = flurry.popen("add", "-v", str(path))
+    reported = []
+    for line in proc.stdout:
+        outcome, _, shown = line.strip().partition(": ")
+        if outcome == "added":
+            reported.append(shown)
+            if len(reported) >= 3:
+                break
+    proc.kill()
+    proc.wait()
+    assert proc.returncode == -9, "add finished before it could be killed"
+
+    keys = Keyring.unlock(flurry.home / "keyring.json", PASSPHRASE)
+    vault = Vault(flurry.home / "vault.sqlite3", Sealer(keys.data_key))
+    try:
+        documents = {d.path: d for d in vault.documents()}
+        chunks = sorted(vault.get_chunks(sorted(vault.chunk_ids())).values(), key=lambda c: c.seq)
+        assert set(reported) <= set(documents)
+        assert str(path) not in documents, "the file counts as done before all its messages are in"
+        for shown, doc in documents.items():
+            assert [c.text for c in chunks if c.document_id == doc.id] == expected[shown], shown
+    finally:
+        vault.close()
+
+    rerun = flurry("add", "-v", str(path)).stdout.splitlines()
+    added_now = [line.partition(": ")[2] for line in rerun if line.startswith("added: ") and "#" in line]
+    assert not set(added_now) & set(documents), "a message stored before the kill was stored again"
+    assert set(added_now) | set(documents) == set(expected)
+    status = json.loads(flurry("status", "--json").stdout)
+    assert status["documents"] == len(expected) + 1   # the messages and the file's marker
+    assert status["index"]["vectors"] == status["chunks"] == sum(len(c) for c in expected.values())

@@ -1,0 +1,122 @@
+"""Calendars (.ics): one section per event (icalendar), recurrences expanded for the near future.
+
+Recurrence is expanded with dateutil's rrule (already a dependency of icalendar) rather than
+recurring_ical_events, which would pin an older dateutil than the one installed. The next
+few occurrences within ``HORIZON`` are written into the event's text, so "when is the next
+choir rehearsal?" finds a dated answer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from store.parsers import Record, Section, Unreadable
+
+HORIZON = dt.timedelta(days=120)
+MAX_OCCURRENCES = 6
+MAX_STEPS = 50_000
+
+
+def parse_ics(content: bytes, now: dt.datetime | None = None) -> list[Record]:
+    import icalendar
+
+    if b"\x00" in content[:8192]:
+        raise Unreadable("binary file, not a calendar")
+    if b"BEGIN:VCALENDAR" not in content[:4096].upper():
+        raise Unreadable("not a calendar (no BEGIN:VCALENDAR)")
+    try:
+        calendars = icalendar.Calendar.from_ical(content, multiple=True)
+    except Exception as e:  # icalendar raises ValueError, KeyError, IndexError… on broken lines
+        raise Unreadable(f"broken calendar ({_short(e)})") from None
+    now = now or dt.datetime.now(dt.timezone.utc)
+    sections = []
+    for calendar in calendars:
+        name = str(calendar.get("x-wr-calname") or "")
+        for event in calendar.walk("VEVENT"):
+            try:
+                section = _event(event, name, now)
+            except Exception:  # one broken event does not lose the others
+                continue
+            if section is not None:
+                sections.append(section)
+    if not sections:
+        raise Unreadable("no readable events in the calendar")
+    return [Record(sections, "calendar")]
+
+
+def _event(event, calendar_name: str, now: dt.datetime) -> Section | None:
+    summary = _text(event.get("summary"))
+    start = _decoded(event, "dtstart")
+    end = _decoded(event, "dtend")
+    location = _text(event.get("location"))
+    description = _text(event.get("description"))
+    if not (summary or description):
+        return None
+    meta: dict = {"kind": "event", "summary": summary or "(untitled event)"}
+    lines = [f"Event: {meta['summary']}"]
+    if start is not None:
+        meta["start"] = start.isoformat()
+        lines.append(f"Starts: {_show(start)}")
+    if end is not None:
+        meta["end"] = end.isoformat()
+        lines.append(f"Ends: {_show(end)}")
+    if location:
+        meta["location"] = location
+        lines.append(f"Where: {location}")
+    rule = event.get("rrule")
+    if rule is not None and start is not None:
+        upcoming = _occurrences(rule.to_ical().decode(), start, now)
+        lines.append(f"Repeats: {rule.to_ical().decode()}")
+        if upcoming:
+            meta["next"] = [d.isoformat() for d in upcoming]
+            lines.append("Next: " + "; ".join(_show(d) for d in upcoming))
+    if calendar_name:
+        meta["calendar"] = calendar_name
+    if description:
+        lines.append(description)
+    return Section("\n".join(lines), meta)
+
+
+def _occurrences(rule: str, start: dt.date, now: dt.datetime) -> list[dt.date]:
+    from dateutil.rrule import rrulestr
+
+    all_day = not isinstance(start, dt.datetime)
+    first = dt.datetime.combine(start, dt.time()) if all_day else start
+    if first.tzinfo is None:
+        now = now.replace(tzinfo=None)
+    else:
+        now = now.astimezone(first.tzinfo)
+    found = []
+    # A daily rule from 1970 walks some 20,000 steps to reach today; a SECONDLY one would walk
+    # billions, so the walk is bounded and such a rule is simply not expanded.
+    for steps, when in enumerate(rrulestr(rule, dtstart=first, cache=False)):
+        if steps > MAX_STEPS or when > now + HORIZON or len(found) >= MAX_OCCURRENCES:
+            break
+        if when >= now:
+            found.append(when.date() if all_day else when)
+    return found
+
+
+def _decoded(event, name: str) -> dt.date | None:
+    try:
+        value = event.decoded(name)
+    except Exception:
+        return None
+    return value if isinstance(value, (dt.date, dt.datetime)) else None
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    return " ".join(str(value).split()) if "\n" not in str(value) else str(value).strip()
+
+
+def _show(when: dt.date) -> str:
+    if isinstance(when, dt.datetime):
+        return when.strftime("%a %d %b %Y %H:%M") + (f" {when.tzname()}" if when.tzinfo else "")
+    return when.strftime("%a %d %b %Y (all day)")
+
+
+def _short(error: Exception) -> str:
+    text = str(error) or type(error).__name__
+    return text if len(text) < 120 else text[:119] + "…"

@@ -1,0 +1,59 @@
+"""HTML pages and saved articles: the main text, with its headings, without navigation.
+
+BeautifulSoup (well kept, pure Python with the stdlib parser, forgiving of broken markup)
+finds the page's <article> or <main> when it has one; menus, headers, footers, sidebars,
+forms and scripts are dropped. Headings become Markdown headings so chunking follows them.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning
+
+from store.parsers import Record, Section, Unreadable
+
+_NOISE = ["script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form", "svg", "iframe", "button"]
+_BLOCKS = ["p", "div", "li", "pre", "blockquote", "tr", "br", "section", "table", "ul", "ol", "dd", "dt", "figcaption"]
+
+
+def html_to_markdown(markup: str) -> tuple[str, str]:
+    """(title, main text with Markdown headings) of an HTML document."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
+        soup = BeautifulSoup(markup, "html.parser")
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    for tag in soup.find_all(_NOISE):
+        tag.decompose()
+    root = soup.find("article") or soup.find("main") or soup.find(attrs={"role": "main"}) or soup.body or soup
+    for tag in root.find_all(re.compile(r"^h[1-6]$")):
+        level = int(tag.name[1])
+        tag.replace_with(f"\n\n{'#' * level} {tag.get_text(' ', strip=True)}\n\n")
+    for tag in root.find_all(_BLOCKS):
+        tag.insert_after("\n\n")
+    lines = [" ".join(line.split()) for line in root.get_text().splitlines()]
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    return title, text
+
+
+def parse_html(content: bytes) -> list[Record]:
+    if b"\x00" in content[:8192]:
+        raise Unreadable("binary file, not HTML")
+    markup = _decode(content)
+    title, text = html_to_markdown(markup)
+    if not text:
+        raise Unreadable("no text in the page")
+    meta = {"title": title} if title else {}
+    return [Record([Section(text, meta, markdown=True)], "html", meta=meta)]
+
+
+def _decode(content: bytes) -> str:
+    head = content[:2048].decode("ascii", "replace").lower()
+    match = re.search(r"charset=[\"']?([a-z0-9_\-]+)", head)
+    for encoding in ([match.group(1)] if match else []) + ["utf-8-sig"]:
+        try:
+            return content.decode(encoding)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    raise Unreadable("the page is neither in its declared encoding nor UTF-8")
