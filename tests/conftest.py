@@ -221,3 +221,22 @@ class Served:
         self.server.should_exit = True
         self.thread.join(timeout=20)
         assert not self.thread.is_alive(), "uvicorn did not stop"
+
+
+@pytest.fixture(scope="module")
+def served(node) -> Served:
+    """The test module's ``node`` behind a real uvicorn on loopback."""
+    served = Served(node)
+    yield served
+    served.stop()
+
+
+@pytest.fixture(scope="module")
+def owner(node, served):
+    """An httpx client signing every request with the owner's key, on ``served``."""
+    from identity.did_key import verification_method_id
+    from identity.signing_client import signed_client
+
+    keys = node.keys
+    with signed_client(keys.owner_key, verification_method_id(keys.owner_did), base_url=served.url, timeout=300) as client:
+        yield client

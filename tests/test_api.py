@@ -43,13 +43,6 @@ def node(tmp_path_factory, models_dir) -> Node:
     node.close()
 
 
-@pytest.fixture(scope="module")
-def served(node) -> Served:
-    served = Served(node)
-    yield served
-    served.stop()
-
-
 def _ask(client: httpx.Client, question: str, **extra) -> tuple[int, list[dict], httpx.Headers]:
     response = client.post("/api/ask", json={"question": question, **extra})
     events = [json.loads(line) for line in response.text.splitlines() if line.strip()] if response.status_code == 200 else []

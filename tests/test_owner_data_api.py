@@ -4,13 +4,12 @@ app stands on, and the bad requests it or anyone else may send."""
 from __future__ import annotations
 
 import json
-import os
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from conftest import CORPUS, PASSPHRASE, Served
+from conftest import CORPUS, PASSPHRASE, new_node, write_corpus
 from identity.did_key import did_key_from_ed25519_public, verification_method_id
 from identity.signing_client import signed_client
 from node.home import Home
@@ -21,31 +20,11 @@ from node.tui_launch import serve_in_thread
 @pytest.fixture(scope="module")
 def node(tmp_path_factory, models_dir) -> Node:
     root = tmp_path_factory.mktemp("owner-data")
-    os.environ["FLURRY_MODELS"] = str(models_dir)
-    notes = root / "notes"
-    for name, text in CORPUS.items():
-        (notes / name).parent.mkdir(parents=True, exist_ok=True)
-        (notes / name).write_text(text)
-    home = Home(root / "home")
-    Node.init(home, PASSPHRASE)
-    node = Node.open(home, PASSPHRASE, say=lambda line: None)
-    node.add(str(notes / "travel"), tags=("travel",))
+    node = new_node(root, models_dir)
+    node.add(str(write_corpus(root / "notes") / "travel"), tags=("travel",))
     node.root = root
     yield node
     node.close()
-
-
-@pytest.fixture(scope="module")
-def served(node) -> Served:
-    served = Served(node)
-    yield served
-    served.stop()
-
-
-@pytest.fixture(scope="module")
-def owner(node, served) -> httpx.Client:
-    with signed_client(node.keys.owner_key, verification_method_id(node.keys.owner_did), base_url=served.url, timeout=120) as client:
-        yield client
 
 
 def ndjson(response: httpx.Response) -> list[dict]:

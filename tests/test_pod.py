@@ -10,7 +10,7 @@ import socket
 
 import httpx
 import pytest
-from conftest import PASSPHRASE, Served
+from conftest import PASSPHRASE, new_node
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rdflib import RDF, Graph, Literal, Namespace, URIRef
 from rdflib.compare import isomorphic
@@ -55,26 +55,9 @@ class Agent:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory, models_dir) -> Node:
-    root = tmp_path_factory.mktemp("pod")
-    os.environ["FLURRY_MODELS"] = str(models_dir)
-    home = Home(root / "home")
-    Node.init(home, PASSPHRASE)
-    node = Node.open(home, PASSPHRASE, say=lambda line: None)
+    node = new_node(tmp_path_factory.mktemp("pod"), models_dir)
     yield node
     node.close()
-
-
-@pytest.fixture(scope="module")
-def served(node) -> Served:
-    served = Served(node)
-    yield served
-    served.stop()
-
-
-@pytest.fixture(scope="module")
-def owner(node, served) -> httpx.Client:
-    with Agent(node.keys.owner_key).client(served.url) as client:
-        yield client
 
 
 def turtle(graph_text: str, base: str) -> Graph:

@@ -10,7 +10,7 @@ import time
 
 import httpx
 import pytest
-from conftest import Served, new_node
+from conftest import new_node
 from test_api import Peer
 from test_skills import make_wheel
 from test_skills_cli import NOTES_SKILL, PLUMBER
@@ -25,20 +25,6 @@ def node(tmp_path_factory, models_dir) -> Node:
     node = new_node(tmp_path_factory.mktemp("skills-api"), models_dir)
     yield node
     node.close()
-
-
-@pytest.fixture(scope="module")
-def served(node) -> Served:
-    served = Served(node)
-    yield served
-    served.stop()
-
-
-@pytest.fixture(scope="module")
-def owner(served, node) -> httpx.Client:
-    keys = node.keys
-    with signed_client(keys.owner_key, verification_method_id(keys.owner_did), base_url=served.url, timeout=300) as http:
-        yield http
 
 
 @pytest.fixture(scope="module")

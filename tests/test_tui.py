@@ -17,7 +17,7 @@ import pytest
 from textual import events
 from textual.widgets import DataTable, Input, Label, ListView, ProgressBar, SelectionList, Static
 
-from conftest import CORPUS, PASSPHRASE, Served
+from conftest import CORPUS, PASSPHRASE, Served, new_node, write_corpus
 from node.client import AsyncNodeClient
 from node.home import Home
 from node.node import Node
@@ -29,25 +29,11 @@ from tui.panes import ChatPane, ConversationItem, DataPane, Message, SkillsPane,
 @pytest.fixture(scope="module")
 def node(tmp_path_factory, models_dir) -> Node:
     root = tmp_path_factory.mktemp("tui")
-    os.environ["FLURRY_MODELS"] = str(models_dir)
-    notes = root / "notes"
-    for name, text in CORPUS.items():
-        (notes / name).parent.mkdir(parents=True, exist_ok=True)
-        (notes / name).write_text(text)
-    home = Home(root / "home")
-    Node.init(home, PASSPHRASE)
-    node = Node.open(home, PASSPHRASE, say=lambda line: None)
-    node.add(str(notes))
+    node = new_node(root, models_dir)
+    node.add(str(write_corpus(root / "notes")))
     node.root = root
     yield node
     node.close()
-
-
-@pytest.fixture(scope="module")
-def served(node) -> Served:
-    served = Served(node)
-    yield served
-    served.stop()
 
 
 def run(app_test) -> None:
