@@ -32,8 +32,25 @@ def node(tmp_path_factory, models_dir) -> Node:
     node = new_node(root, models_dir)
     node.add(str(write_corpus(root / "notes")))
     node.root = root
+    pace_the_model(node)
     yield node
     node.close()
+
+
+def pace_the_model(node: Node, seconds: float = 0.04) -> None:
+    """The 135M test model writes its one-sentence answer in a fraction of a second on an idle
+    machine: faster than these tests can watch it stream (they passed under load and failed on
+    a quiet box). Its real tokens are let through one every ``seconds``, the pace of a larger
+    model on a CPU, so "while the answer streams" lasts long enough to act in."""
+    model = node.chat_model
+    stream = model.stream
+
+    def paced(*args, **kwargs):
+        for piece in stream(*args, **kwargs):
+            time.sleep(seconds)
+            yield piece
+
+    model.stream = paced
 
 
 def run(app_test) -> None:
