@@ -18,27 +18,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import llama_cpp
 
 from agent.models import CATALOG, DEFAULT_CHAT_MODEL, ensure_model
 from agent.runtime import ChatModel
-from agent.tools import Tool, call_grammar, tool_messages
+from agent.tools import call_grammar, tool_messages
+from test_tools import TOOLS  # the same three tools the tests decode
 
-
-def obj(**properties) -> dict:
-    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
-
-
-TOOLS = [
-    Tool("add_note", "Save a note for the user.", obj(text={"type": "string", "description": "the note"})),
-    Tool("get_weather", "Get the current weather in a city.", obj(city={"type": "string", "description": "the city"})),
-    Tool(
-        "convert_currency",
-        "Convert an amount of money from one currency to another.",
-        obj(amount={"type": "number"}, **{"from": {"type": "string"}, "to": {"type": "string"}}),
-    ),
-]
 QUESTION = "add a note: call the plumber on Monday about the leaking tap in the kitchen"
 
 

@@ -105,6 +105,22 @@ def write_corpus(root: Path) -> Path:
 
 
 @pytest.fixture
+def data_key() -> bytes:
+    return os.urandom(32)
+
+
+@pytest.fixture
+def vault(tmp_path: Path, data_key: bytes):
+    """An empty vault sealed under a random data key (no keyring, no node)."""
+    from store.sealing import Sealer
+    from store.vault import Vault
+
+    v = Vault(tmp_path / "vault.db", Sealer(data_key))
+    yield v
+    v.close()
+
+
+@pytest.fixture
 def corpus(tmp_path: Path) -> Path:
     return write_corpus(tmp_path / "notes")
 

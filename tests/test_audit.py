@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import itertools
-import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -38,18 +37,6 @@ def public_key_for(did_url: str) -> Ed25519PublicKey:
 NODE_KEY = Ed25519PrivateKey.generate()
 NODE_DID = did_of(NODE_KEY)
 PEER_DID = did_of(Ed25519PrivateKey.generate())
-
-
-@pytest.fixture
-def data_key() -> bytes:
-    return os.urandom(32)
-
-
-@pytest.fixture
-def vault(tmp_path: Path, data_key: bytes) -> Vault:
-    v = Vault(tmp_path / "vault.db", Sealer(data_key))
-    yield v
-    v.close()
 
 
 @pytest.fixture

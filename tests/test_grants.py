@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -34,18 +33,6 @@ def new_did() -> str:
 
 OWNER = new_did()
 PEER = new_did()
-
-
-@pytest.fixture
-def data_key() -> bytes:
-    return os.urandom(32)
-
-
-@pytest.fixture
-def vault(tmp_path: Path, data_key: bytes) -> Vault:
-    v = Vault(tmp_path / "vault.db", Sealer(data_key))
-    yield v
-    v.close()
 
 
 def vault_bytes(vault: Vault) -> bytes:
