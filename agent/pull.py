@@ -327,7 +327,7 @@ def pull(
                 raise ModelError(f"{src.filename}: sha256 {digest} does not match {what} {expected}; deleted what was downloaded")
             checked.append(what)
         record = {"source": src.label, "url": src.url, "sha256": digest, "size": size,
-                  "checked": ", ".join(checked) or "not pinned", "pulled": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                  "checked": ", ".join(checked) or "no pin to check it against", "pulled": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         tmp = record_path(target).with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=2) + "\n")
         os.replace(tmp, record_path(target))

@@ -832,8 +832,12 @@ def models_pull(settings: Settings, source: str, name: str | None, sha256: str |
     works while `flurry serve` runs (the models folder is not part of the sealed home)."""
     from rich.progress import DownloadColumn, TransferSpeedColumn
 
-    from agent.pull import pull
+    from agent.pull import pull, resolve_source
 
+    label = resolve_source(source, name, sha256).filename  # refuses a bad source before anything is drawn
+    if settings.home.models.is_relative_to(settings.home.root) and not settings.home.root.exists():
+        # the models folder is the first thing in a new home: the home stays private, as `init` makes it
+        settings.home.root.mkdir(parents=True, mode=0o700)
     bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                    TimeRemainingColumn(), console=err, transient=False)
     task = None
@@ -841,7 +845,7 @@ def models_pull(settings: Settings, source: str, name: str | None, sha256: str |
     def progress(done: int, total: int | None) -> None:
         nonlocal task
         if task is None:
-            task = bar.add_task(name or source, total=total, completed=done)
+            task = bar.add_task(label, total=total, completed=done)
         bar.update(task, completed=done, total=total)
 
     with bar:

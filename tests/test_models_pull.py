@@ -199,10 +199,6 @@ def test_pull_prints_the_sha256_and_the_pulled_model_answers(flurry, server, pul
         assert model.name in listing and model.source in listing
     assert "unpinned" in listing
 
-    again = flurry("models", "pull", f"{server.url}/models/small-chat.gguf")
-    assert "already pulled" in again.stdout and digest in again.stdout
-    assert len(server.hits("/models/small-chat.gguf")) == 1  # nothing downloaded twice
-
     # The node resolves the configured name to the pulled file and the real runtime answers with it.
     from node.home import Home
     from node.node import Node
@@ -240,8 +236,8 @@ def test_a_wrong_sha256_refuses_and_leaves_nothing(flurry, server, pulled_dir, g
     error = _one_line_error(flurry("models", "pull", f"{server.url}/m.gguf", "--sha256", "ab" * 32, check=False))
     assert "does not match the pinned sha256" in error and digest in error and "deleted" in error
     assert _files(pulled_dir) == []
-    good = flurry("models", "pull", f"{server.url}/m.gguf", "--sha256", digest.upper())
-    assert "(the pinned sha256)" in good.stdout
+    good = pull(f"{server.url}/m.gguf", pulled_dir, sha256=digest.upper(), say=lambda line: None)
+    assert good.checked == "the pinned sha256" and good.sha256 == digest
 
 
 def test_not_a_gguf_is_refused_before_anything_is_saved(flurry, server, pulled_dir):
@@ -403,6 +399,9 @@ def test_two_pulls_into_one_folder_are_refused(server, gguf, tmp_path):
         with pytest.raises(ModelError, match="another pull is writing"):
             pull(f"{server.url}/m.gguf", tmp_path, say=lambda line: None)
     assert pull(f"{server.url}/m.gguf", tmp_path, say=lambda line: None).sha256 == gguf[1]
+    again = pull(f"{server.url}/m.gguf", tmp_path, say=lambda line: None)
+    assert again.already and again.sha256 == gguf[1]
+    assert len(server.hits("/m.gguf")) == 1  # nothing downloaded twice
 
 
 def test_recommend_follows_memory_cores_and_gpu():
