@@ -206,11 +206,11 @@ def _content_range(value: str) -> tuple[int, int | None]:
     return int(match[1]), None if match[3] == "*" else int(match[3])
 
 
-def _int_header(response: httpx.Response, name: str) -> int | None:
-    value = response.headers.get(name)
+def _int_header(headers: httpx.Headers | dict[str, str], name: str) -> int | None:
+    value = headers.get(name)
     if value is None:
         return None
-    if not value.isdigit():
+    if not value.strip().isdigit():
         raise ModelError(f"the server sent a malformed {name}: {value!r}")
     return int(value)
 
@@ -295,7 +295,7 @@ def pull(
             if src.sha256 and record.get("sha256") != src.sha256:
                 raise ModelError(f"{target} is already there but does not match the pinned sha256; move it away and pull again")
             return Pulled(target, record.get("sha256", "not recorded"), target.stat().st_size,
-                          record.get("source", "?"), record.get("url", "?"), "earlier pull", 0, already=True)
+                          record.get("source", "?"), record.get("url", "?"), record.get("checked", "?"), 0, already=True)
         part = _Part(models_dir, src.filename)
         timeouts = httpx.Timeout(timeout, connect=min(timeout, 30.0))
         # Redirects by hand (see _get); proxies from the environment apply, as they do to pip.
@@ -313,6 +313,8 @@ def pull(
                     raise ModelError(f"cannot connect to {urlsplit(src.url).hostname}: {e}") from None
                 except httpx.HTTPError as e:
                     raise ModelError(f"download of {src.url} failed: {e}") from None
+                except OSError as e:  # the disk filled up, the folder went away: what arrived is kept
+                    raise ModelError(f"cannot write into {models_dir}: {e.strerror or e}; run the same pull again to resume") from None
                 if done is not None:
                     break
             else:
@@ -336,7 +338,9 @@ def pull(
         return Pulled(target, digest, size, src.label, src.url, record["checked"], resumed_at)
 
 
-def _transfer(client, src: Source, part: _Part, folder: Path, max_bytes: int, progress, say):
+def _transfer(
+    client: httpx.Client, src: Source, part: _Part, folder: Path, max_bytes: int, progress: Progress | None, say: Callable[[str], None]
+) -> tuple[str, int, int, str | None] | None:
     """One request: the rest of the kept part, or the whole file. Returns (sha256, size,
     bytes resumed from, announced sha256), or None when the next round must start over."""
     have, note = part.kept(src.url)
@@ -357,7 +361,7 @@ def _transfer(client, src: Source, part: _Part, folder: Path, max_bytes: int, pr
         encoding = response.headers.get("content-encoding", "identity").lower()
         if encoding not in ("identity", ""):
             raise ModelError(f"the server sent the file {encoding}-encoded although flurry asked for it as is; refused")
-        length = _int_header(response, "content-length")
+        length = _int_header(response.headers, "content-length")
         if response.status_code == 206:
             start, total = _content_range(response.headers.get("content-range", ""))
             if start != have or (note.get("total") and total != note["total"]):
@@ -371,8 +375,8 @@ def _transfer(client, src: Source, part: _Part, folder: Path, max_bytes: int, pr
                 part.drop()
                 have = 0
             total = length
-        expected_size = _int_header_value(announced.get("x-linked-size"))
-        total = total if total is not None else expected_size
+        if total is None:  # no length on the wire: the size the hub announced, if any
+            total = _int_header(announced, "x-linked-size")
         # Limits before the body is read.
         if total is not None:
             if total > max_bytes:
@@ -419,10 +423,6 @@ def _transfer(client, src: Source, part: _Part, folder: Path, max_bytes: int, pr
         if total is not None and size != total:
             raise ModelError(f"the download ended after {_human(size)} of {_human(total)}; run the same pull again to resume")
         return hasher.hexdigest(), size, have, _announced_sha256(announced)
-
-
-def _int_header_value(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() else None
 
 
 def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:

@@ -97,11 +97,16 @@ def nvidia_gpus() -> tuple[Gpu, ...]:
         )
     except (OSError, subprocess.TimeoutExpired):
         return ()
+    return parse_nvidia_smi(result.stdout) if result.returncode == 0 else ()
+
+
+def parse_nvidia_smi(text: str) -> tuple[Gpu, ...]:
+    """``name, total MiB, free MiB`` lines; anything else (an error line, "[N/A]") is skipped."""
     gpus = []
-    for line in result.stdout.splitlines() if result.returncode == 0 else []:
-        parts = [p.strip() for p in line.split(",")]
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.rsplit(",", 2)]  # a GPU's name may hold a comma; the numbers do not
         if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
-            gpus.append(Gpu(parts[0], int(parts[1]) * 1024**2, int(parts[2]) * 1024**2))  # MiB
+            gpus.append(Gpu(parts[0], int(parts[1]) * 1024**2, int(parts[2]) * 1024**2))
     return tuple(gpus)
 
 

@@ -20,7 +20,7 @@ from conftest import PASSPHRASE
 
 from agent.models import CATALOG, DEFAULT_CHAT_MODEL, HUB_CATALOG, HubModel, ModelError, sha256_file
 from agent.pull import _folder_lock, check_url, hf_url, pull
-from agent.recommend import GB, Gpu, Machine, describe, probe, recommend
+from agent.recommend import GB, Gpu, Machine, describe, parse_nvidia_smi, probe, recommend
 
 
 @dataclass
@@ -419,6 +419,12 @@ def test_recommend_follows_memory_cores_and_gpu():
     cpu_build = Machine(2, 8 * GB, 6 * GB, gpu_offload=False, gpus=gpu)
     assert "gpu" not in {f.verdict for f in recommend(cpu_build)[0]}
     assert "cannot offload" in describe(cpu_build)
+
+
+def test_nvidia_smi_lines_are_read_in_mib():
+    # The layout of `nvidia-smi --query-gpu=name,memory.total,memory.free --format=csv,noheader,nounits`.
+    text = "NVIDIA H200, 143771, 143254\nNVIDIA GeForce RTX 3060, 12288, [N/A]\nNo devices were found\n"
+    assert parse_nvidia_smi(text) == (Gpu("NVIDIA H200", 143771 * 1024**2, 143254 * 1024**2),)
 
 
 def test_max_size_reads_as_people_write_it():
