@@ -368,6 +368,8 @@ def _transfer(
                 say("the server's file is not the one the kept part came from; starting over")
                 part.drop()
                 return None
+            if length is not None and total is not None and length != total - start:
+                raise ModelError(f"the server's Content-Length ({length}) and Content-Range ({start}-…/{total}) disagree; refused")
         else:
             if have:
                 say(f"{urlsplit(str(response.url)).hostname} sent the whole file instead of the rest "

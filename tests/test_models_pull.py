@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import PASSPHRASE
 
-from agent.models import CATALOG, DEFAULT_CHAT_MODEL, HUB_CATALOG, HubModel, ModelError, sha256_file
+from agent.models import CATALOG, DEFAULT_CHAT_MODEL, HUB_CATALOG, HubModel, ModelError, resolve_model, sha256_file
 from agent.pull import _folder_lock, check_url, hf_url, pull
 from agent.recommend import GB, Gpu, Machine, describe, parse_nvidia_smi, probe, recommend
 
@@ -181,17 +181,18 @@ def test_pull_prints_the_sha256_and_the_pulled_model_answers(flurry, server, pul
     data, digest = gguf
     server.routes["/models/small-chat.gguf"] = Route(data)
     flurry("init")
-    error = _one_line_error(flurry("models", "use", "chat", "qwen3-0.6b", check=False))
-    assert "run `flurry models pull qwen3-0.6b`" in error  # the hub is reached only by a pull
-    result = flurry("models", "pull", f"{server.url}/models/small-chat.gguf")
-    assert f"sha256 {digest}" in result.stdout
-    assert "use it: flurry models use chat small-chat.gguf" in result.stdout
+    with pytest.raises(ModelError, match=re.escape("run `flurry models pull qwen3-0.6b`")):
+        resolve_model("qwen3-0.6b", pulled_dir)  # the hub is reached only by a pull, never on use
+    with flurry.serving():  # a pull needs neither the passphrase nor the owner API: the models folder is not sealed
+        result = flurry("models", "pull", f"{server.url}/models/small-chat.gguf", FLURRY_PASSPHRASE="")
+        assert f"sha256 {digest}" in result.stdout
+        assert "use it: flurry models use chat small-chat.gguf" in result.stdout
+        assert "restart it to load the new model" in flurry("models", "use", "chat", "small-chat.gguf").stdout
     target = pulled_dir / "small-chat.gguf"
     assert sha256_file(target) == digest
     assert _files(pulled_dir) == ["small-chat.gguf", "small-chat.gguf.pull.json"]  # no .part left behind
     assert [(h.range, h.status, h.sent) for h in server.hits("/models/small-chat.gguf")] == [(None, 200, len(data))]
 
-    flurry("models", "use", "chat", "small-chat.gguf")
     listing = flurry("models").stdout
     line = next(line for line in listing.splitlines() if "small-chat.gguf" in line and "sha256" in line)
     assert line.startswith("*") and digest in line and f"{len(data) / 1e6:.1f} MB" in line
