@@ -8,7 +8,7 @@ the owner points at works too (``config.json``: ``chat_model`` / ``embedding_mod
 Better chat models come from the hub, by the owner's explicit `flurry models pull`
 (``agent.pull``): ``HUB_CATALOG`` names a few well-known instruct models a home box can run.
 Their sha256 is pinned only where it was verified; the others say "unpinned", and the pull
-then checks the digest the hub announces and records what it computed.
+then checks the digest the hub announces (when it does) and records what it computed.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ CATALOG: dict[str, CatalogModel] = {
     ]
 }
 
+
 @dataclass(frozen=True)
 class HubModel:
     """A chat model `flurry models pull NAME` fetches from the hub. Sizes and memory are
@@ -78,7 +79,7 @@ class HubModel:
     ram_gb: float             # resident while answering, at flurry's default 4096-token context
     context: int              # the longest context the model was trained for
     min_cores: int            # below this, replies come too slowly to read along
-    sha256: str | None = None  # None: unpinned (not verified by us); the hub's digest is still checked
+    sha256: str | None = None  # None: unpinned (not verified by us); the hub's announced digest is still checked
 
     @property
     def filename(self) -> str:
