@@ -232,6 +232,7 @@ def mount_a2a(
         return JSONResponse(signed_card(node, str(request.base_url).rstrip("/")))
 
     @app.post(RPC_PATH)
+    @app.post(RPC_PATH + "/")  # clients that join "/" to the card's URL (the A2A TCK does) get no redirect to follow
     async def rpc(request: Request, caller: str = Depends(signed_caller)) -> Response:
         request.state.caller_did = caller
         method, params = _rpc_call(await request.body())

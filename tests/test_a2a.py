@@ -200,6 +200,9 @@ def test_unsigned_and_ungranted_requests_are_refused_as_problems_never_5xx(serve
         # A stranger's GetTask reaches the SDK, which finds no task of its own.
         missing = client.post("/a2a", json=_rpc("GetTask", {"id": "nope"})).json()
         assert missing["error"]["code"] == -32001
+        # The endpoint with a trailing slash (as the A2A TCK joins it) answers, rather than redirecting.
+        slash = client.post("/a2a/", json=_rpc("GetTask", {"id": "nope"}))
+        assert slash.status_code == 200 and slash.json()["error"]["code"] == -32001
 
 
 def test_a_peer_without_a_grant_is_refused_by_the_sdk_client(served):
