@@ -525,7 +525,7 @@ def test_cors_for_solid_apps_in_a_browser(served, owner, node):
         "Origin": origin, "Access-Control-Request-Method": "PATCH",
         "Access-Control-Request-Headers": "content-type, signature, signature-input, content-digest, if-match",
     })
-    assert preflight.status_code == 200, preflight.text
+    assert preflight.status_code == 204 and preflight.content == b"", preflight.text
     assert preflight.headers["Access-Control-Allow-Origin"] == origin
     assert "PATCH" in preflight.headers["Access-Control-Allow-Methods"] and "DELETE" in preflight.headers["Access-Control-Allow-Methods"]
     allowed = {h.strip() for h in preflight.headers["Access-Control-Allow-Headers"].split(",")}
