@@ -471,6 +471,10 @@ def test_n3_patch_applies_where_deletes_and_inserts(served, owner):
     refused("_:p solid:inserts { <#a> ex:seen true. }.", 422, "solid:InsertDeletePatch")
     refused("_:p a solid:InsertDeletePatch; solid:inserts { <#a> ex:b { <#c> ex:d <#e> } }.", 422, "nested")
     refused("_:p a solid:InsertDeletePatch; solid:inserts { <#a> ex:seen true", 400, "not valid text/n3")
+    # Attacks: formulae nested past any parser's depth, and a where clause that joins without end.
+    refused("_:p a solid:InsertDeletePatch; solid:inserts " + "{ <#a> ex:b " * 20_000 + "}", 400, "not valid text/n3")
+    cross = " ".join(f"?s{i} ?p{i} ?o{i}." for i in range(12))
+    refused(f"_:p a solid:InsertDeletePatch; solid:where {{ {cross} }}; solid:inserts {{ ?s0 ex:seen true. }}.", 422, "too broad")
     refused('_:p a solid:InsertDeletePatch; solid:inserts { <#a> ex:seen true. }.', 412, "If-Match", **{"If-Match": '"stale"'})
     sparql = owner.request("PATCH", "/pod/people/ana", content=b"INSERT DATA { <#a> <#b> <#c> }", headers={"Content-Type": "application/sparql-update"})
     assert sparql.status_code == 415 and sparql.headers["Accept-Patch"] == "text/n3"
