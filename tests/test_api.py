@@ -307,3 +307,26 @@ def test_openai_errors_come_in_openai_shape_on_v1_only(served, node, owner):
     refused = owner.post("/api/ask", content=b"not json", headers={"content-type": "application/json"})
     assert refused.status_code == 400 and refused.headers["content-type"] == "application/problem+json"
     assert httpx.get(served.url + "/api/nothing-here").json() == {"detail": "Not Found"}
+
+
+def test_a_model_failing_mid_stream_is_reported_in_band_as_openai_does(served, node, monkeypatch):
+    class Failing:
+        """Stands in for the chat model (what is tested is the stream, not the model): one piece, then a crash."""
+
+        last_finish_reason, last_prompt_tokens_read, last_tokens_generated = None, 0, 0
+
+        def stream(self, messages, **options):
+            yield "Hel"
+            raise RuntimeError("the GPU fell off")
+
+    monkeypatch.setattr(node, "_chat_model", Failing())
+    token = node.tokens.create("v1-failing", {"chat"})
+    try:
+        client = openai.OpenAI(base_url=served.url + "/v1", api_key=token, max_retries=0)
+        pieces = []
+        with pytest.raises(openai.APIError) as failed:
+            for chunk in client.chat.completions.create(model="flurry", messages=[{"role": "user", "content": "hi"}], stream=True):
+                pieces += [chunk.choices[0].delta.content] if chunk.choices and chunk.choices[0].delta.content else []
+        assert pieces == ["Hel"] and failed.value.type == "server_error" and "GPU" not in str(failed.value.body)
+    finally:
+        node.tokens.revoke("v1-failing")
