@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import logging
 import math
 import time
 import uuid
@@ -57,6 +58,7 @@ from skills.registry import SkillInstallError
 
 MAX_CONVERSATIONS = 64
 PLANNED = "planned"  # an internal event: the model chose a tool call; never sent to the client
+_log = logging.getLogger(__name__)
 
 
 class Problem(Exception):
@@ -496,6 +498,7 @@ async def _openai_events(
         async for piece in _pieces(job):
             yield delta({"content": piece})
     except Exception as error:  # the stream has started: report in-band, as OpenAI does, rather than cut it
+        _log.exception("/v1 %s: the model failed while answering", completion_id)  # the details stay in the node's log
         body = _openai_error_body(500, "the model failed while answering", code=type(error).__name__)
         yield f"data: {json.dumps(body)}\n\n".encode()
         return
