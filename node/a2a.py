@@ -8,7 +8,9 @@ model queue cannot take 503 with Retry-After. All as problem+json, never as a ta
 fails later. The answer is then a job on the same model queue /api/ask uses, whose pieces
 the executor relays as the task's "answer" artifact.
 
-Tasks live in memory, scoped to the caller's DID: a peer sees and cancels only its own.
+Tasks are scoped to the caller's DID (a peer sees and cancels only its own) and kept sealed
+in the vault with a bound (node.a2a_tasks), so a finished answer can still be read after the
+node restarts.
 The agent card at /.well-known/agent-card.json is public and signed with the node's key.
 """
 
@@ -29,7 +31,7 @@ from a2a.server.events import EventQueue
 from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.routes import DefaultServerCallContextBuilder
 from a2a.server.routes.jsonrpc_dispatcher import JsonRpcDispatcher
-from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
+from a2a.server.tasks import TaskUpdater
 from a2a.types import (
     AgentCapabilities,
     AgentCard,
@@ -50,6 +52,7 @@ from agent.grants import Grant
 from agent.queue import Job, JobCancelled, Work
 from identity.did_key import verification_method_id
 from identity.jws import sign_json
+from node.a2a_tasks import Caller, SealedTaskStore
 from node.node import Node
 from node.nostr_peers import card_extension
 
@@ -186,21 +189,6 @@ class AnswerExecutor(AgentExecutor):
         await TaskUpdater(event_queue, task_id, context.context_id or "").cancel()
 
 
-class _Caller(User):
-    """The verified DID, as the SDK's user: InMemoryTaskStore scopes tasks by ``user_name``."""
-
-    def __init__(self, did: str) -> None:
-        self._did = did
-
-    @property
-    def is_authenticated(self) -> bool:
-        return True
-
-    @property
-    def user_name(self) -> str:
-        return self._did
-
-
 class _CallContextBuilder(DefaultServerCallContextBuilder):
     # The default build() is kept: it copies the headers the SDK's A2A-Version check reads.
     def build(self, request: Request) -> ServerCallContext:
@@ -209,7 +197,7 @@ class _CallContextBuilder(DefaultServerCallContextBuilder):
         return context
 
     def build_user(self, request: Request) -> User:
-        return _Caller(request.state.caller_did)
+        return Caller(request.state.caller_did)
 
 
 # --- wiring ------------------------------------------------------------------------------------
@@ -230,7 +218,7 @@ def mount_a2a(
     """
     handler = DefaultRequestHandler(
         agent_executor=AnswerExecutor(),
-        task_store=InMemoryTaskStore(),
+        task_store=SealedTaskStore(node.vault),  # sealed in the vault, bounded per caller and in all
         # The SDK reads only capabilities from this copy; the served card names the caller's host.
         agent_card=agent_card(node, ""),
     )
@@ -244,6 +232,7 @@ def mount_a2a(
         return JSONResponse(signed_card(node, str(request.base_url).rstrip("/")))
 
     @app.post(RPC_PATH)
+    @app.post(RPC_PATH + "/")  # clients that join "/" to the card's URL (the A2A TCK does) get no redirect to follow
     async def rpc(request: Request, caller: str = Depends(signed_caller)) -> Response:
         request.state.caller_did = caller
         method, params = _rpc_call(await request.body())
