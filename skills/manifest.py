@@ -52,6 +52,10 @@ def check_permission(text: str) -> str:
     )
 
 
+# What a manifest may ask of skills.sandbox.Limits (the owner's caps still bound it).
+LIMIT_NAMES = ("memory_mb", "processes", "cpu_seconds", "file_mb", "open_files")
+
+
 @dataclass(frozen=True)
 class ToolSpec:
     name: str
@@ -70,6 +74,8 @@ class Manifest:
     # A detached JWS (identity.jws) by author_did over the rest of the manifest; checked here,
     # so a Manifest that exists with a signature is one its author really signed.
     signature: dict | None = None
+    # Resource limits the skill asks for, e.g. {"memory_mb": 2048}; None: the node's defaults.
+    limits: dict | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not NAME.match(self.name):
@@ -97,12 +103,18 @@ class Manifest:
             seen.add(tool.name)
         if not self.tools:
             raise ManifestError(f"{self.name}: a skill must offer at least one tool")
+        if self.limits is not None:
+            if not isinstance(self.limits, dict) or set(self.limits) - set(LIMIT_NAMES):
+                raise ManifestError(f"{self.name}: limits must be a mapping of {', '.join(LIMIT_NAMES)}")
+            for key, value in self.limits.items():
+                if type(value) is not int or value < 1:
+                    raise ManifestError(f"{self.name}: limits.{key} must be a whole number above 0")
 
     @classmethod
     def from_dict(cls, data: object) -> Manifest:
         if not isinstance(data, dict):
             raise ManifestError(f"a manifest must be a mapping, got {type(data).__name__}")
-        known = {"name", "version", "description", "permissions", "tools", "author_did", "signature"}
+        known = {"name", "version", "description", "permissions", "tools", "author_did", "signature", "limits"}
         if unknown := set(data) - known:
             raise ManifestError(f"unknown manifest fields: {', '.join(sorted(unknown))}")
         missing = {"name", "version", "description", "tools"} - set(data)
@@ -126,12 +138,15 @@ class Manifest:
             tools=tuple(specs),
             author_did=data.get("author_did"),
             signature=data.get("signature"),
+            limits=data.get("limits"),
         )
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["permissions"] = list(self.permissions)
         d["tools"] = [asdict(t) for t in self.tools]
+        if d["limits"] is None:
+            del d["limits"]  # so manifests signed before limits existed still verify
         return d
 
     def signed_part(self) -> dict:
