@@ -129,7 +129,7 @@ def _build() -> int:
            "PIP_CONFIG_FILE": os.devnull, "PIP_NO_CACHE_DIR": "1"}
     pip = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "--no-index",
-         "--no-build-isolation", "--target", "out", "src"],
+         "--no-build-isolation", "--target", "out", os.path.abspath("src")],
         env=env, stdout=sys.stderr, check=False,
     )
     print(os.path.abspath("out"))

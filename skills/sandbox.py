@@ -289,7 +289,9 @@ def landlock_abi() -> int:
 # system files Python's stdlib opens (time zones, MIME types, the loader's cache). None holds
 # anything of the owner's.
 _SYSTEM_READABLE = ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib", "/usr/share/zoneinfo",
-                    "/etc/ld.so.cache", "/etc/localtime", "/etc/mime.types")
+                    "/etc/ld.so.cache", "/etc/localtime", "/etc/mime.types",
+                    # the distribution's name, which pip reads when it builds a project folder
+                    "/etc/os-release", "/etc/debian_version", "/etc/lsb-release")
 
 
 def interpreter_paths(startup_cwd: str | None = None) -> list[str]:
