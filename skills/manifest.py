@@ -28,6 +28,7 @@ NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 _TAG = r"[a-z0-9][a-z0-9_-]*"
 _HOST = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+"
+_PORT = r"[1-9][0-9]{0,4}"
 
 # The whole vocabulary. Narrow on purpose: a permission names one capability the node
 # brokers, and a qualifier (tags, host) narrows it further. Anything else is refused, so a
@@ -36,7 +37,9 @@ PERMISSIONS = {
     "vault.read": re.compile(rf"^vault\.read(?::tags={_TAG}(?:,{_TAG})*)?$"),
     "notes.write": re.compile(r"^notes\.write$"),
     "peers.send": re.compile(r"^peers\.send$"),
-    "http": re.compile(rf"^http:host={_HOST}$"),
+    # https on the default port, or the port named; anything else is an origin, named whole.
+    "http": re.compile(rf"^http:host={_HOST}(?::{_PORT})?$"),
+    "http.origin": re.compile(rf"^http:origin=https?://{_HOST}(?::{_PORT})?$"),
     "nostr.publish": re.compile(r"^nostr\.publish$"),
     "owner.ask": re.compile(r"^owner\.ask$"),
 }
@@ -48,7 +51,7 @@ def check_permission(text: str) -> str:
         return text
     raise ManifestError(
         f"unknown permission {text!r}; understood: vault.read[:tags=a,b], notes.write, peers.send, "
-        "http:host=<domain>, nostr.publish, owner.ask"
+        "http:host=<domain>[:port] (https), http:origin=http(s)://<host>[:port], nostr.publish, owner.ask"
     )
 
 
