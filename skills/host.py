@@ -77,8 +77,9 @@ class SkillProcess:
     """One running skill: ``start()``, ``call_tool()`` any number of times, ``stop()``."""
 
     def __init__(self, name: str, argv: list[str], *, env: dict[str, str] | None = None, managed: bool = True,
-                 max_processes: int | None = None) -> None:
+                 max_processes: int | None = None, start_timeout: float = START_TIMEOUT) -> None:
         self.name = name
+        self.start_timeout = start_timeout
         self.argv = list(argv)
         self.managed = managed
         # Only these reach the child, over the MCP SDK's short safe list (PATH, HOME, …):
@@ -129,7 +130,7 @@ class SkillProcess:
         self._stderr = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")
         self._connection = asyncio.run_coroutine_threadsafe(self._connect(ready), loop)
         try:
-            ready.result(timeout=START_TIMEOUT)
+            ready.result(timeout=self.start_timeout)
         except BaseException as e:
             self._stop(wait=True)
             self._failed()

@@ -25,7 +25,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from skills import boot
 from skills.broker import Broker
-from skills.host import SkillProcess
+from skills.host import SkillError, SkillProcess
 from skills.manifest import NAME, Manifest, ManifestError, check_permission
 from skills.sandbox import Confinement, Limits
 from skills.sdk import ENTRY_POINT_GROUP
@@ -40,6 +40,7 @@ BUILTIN = {
     "ask-a-peer": "skills.builtin.ask_a_peer:skill",
 }
 BUILD_TIMEOUT = 300
+MCP_LIST_TIMEOUT = 10.0  # an MCP server registered by command must list its tools this fast
 
 
 class SkillInstallError(Exception):
@@ -61,6 +62,8 @@ class SkillInfo:
     entry_point: str | None = None
     target: str | None = None
     argv: tuple[str, ...] = ()
+    # An unmanaged server's tools as it listed them at install: [{name, description, input_schema}].
+    tools: tuple[dict, ...] = ()
 
     @property
     def requested(self) -> tuple[str, ...]:
@@ -78,6 +81,7 @@ class SkillInfo:
             entry_point=r.get("entry_point"),
             target=r.get("target"),
             argv=tuple(r.get("argv", ())),
+            tools=tuple(r.get("tools", ())),
         )
 
     def to_record(self) -> dict:
@@ -91,6 +95,7 @@ class SkillInfo:
             "entry_point": self.entry_point,
             "target": self.target,
             "argv": list(self.argv),
+            "tools": list(self.tools),
         }
 
 
@@ -172,15 +177,31 @@ class Skills:
                 raise SkillInstallError(f"{name} did not ask for {p!r}; it asks for {list(info.requested)}")
         return self._put(replace(info, approved=True, enabled=True, granted=tuple(dict.fromkeys(permissions))))
 
-    def install_mcp(self, name: str, argv: list[str]) -> SkillInfo:
-        """Register any stdio MCP server. Unmanaged: no manifest, no sandbox, no granted permissions."""
+    def install_mcp(self, name: str, argv: list[str], timeout: float = MCP_LIST_TIMEOUT) -> SkillInfo:
+        """Register any stdio MCP server, for review: it is started once and must list its tools
+        within ``timeout`` seconds; they are kept with it for the owner to read before approving
+        (``approve(name, [])``). Unmanaged: no manifest, no sandbox, no granted permissions."""
         if not NAME.match(name):
             raise ManifestError(f"name {name!r}: use a lowercase slug (a-z, 0-9, '-'), starting with a letter")
         if not argv:
             raise SkillInstallError("argv must name the server's command")
         if self.vault.get_record(KIND, name) is not None:
             raise SkillInstallError(f"a skill named {name!r} is installed; remove it first")
-        return self._put(SkillInfo(name, False, True, True, (), None, argv=tuple(argv)))
+        process = SkillProcess(name, list(argv), managed=False, start_timeout=timeout)
+        try:
+            process.start()  # initialize, then list_tools
+        except SkillError as e:
+            raise SkillInstallError(
+                f"{name} was not registered: the server must answer initialize and list_tools within {timeout:g} s "
+                f"({e})"
+            ) from None
+        finally:
+            process.stop()
+        tools = tuple({"name": t.name, "description": t.description or "", "input_schema": t.input_schema}
+                      for t in process.tools.values())
+        if not tools:
+            raise SkillInstallError(f"{name} was not registered: the server lists no tools")
+        return self._put(SkillInfo(name, False, False, False, (), None, argv=tuple(argv), tools=tools))
 
     # --- the owner's view and controls -------------------------------------------------
 

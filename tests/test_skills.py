@@ -432,12 +432,29 @@ def test_any_stdio_mcp_server_installs_unmanaged(skills: Skills, tmp_path: Path)
     server.write_text(MCP_SERVER)
     info = skills.install_mcp("shout", [sys.executable, str(server)])
     assert not info.managed and info.manifest is None and info.granted == ()
+    # Started once at install: its tools, as it listed them, wait for the owner's review.
+    assert [(t["name"], t["description"]) for t in info.tools] == [("shout", "Upper-cases a text.")]
+    assert info.tools[0]["input_schema"]["properties"]["text"]["type"] == "string"
+    assert not info.approved and not info.enabled
+    with pytest.raises(SkillInstallError, match="not approved"):
+        skills.start("shout")
+    skills.approve("shout", [])
     assert skills.sandbox("shout").startswith("not sandboxed (unmanaged")
     with skills.start("shout") as skill:
         assert skill.call_tool("shout", {"text": "hello"}) == "HELLO!"
         assert skill.sandbox is None
     skills.remove("shout")
     assert skills.list() == []
+
+
+def test_an_mcp_server_that_lists_no_tools_in_time_is_not_registered(skills: Skills, tmp_path: Path) -> None:
+    silent = [sys.executable, "-c", "import time; time.sleep(60)"]  # never answers initialize
+    started = time.monotonic()
+    with pytest.raises(SkillInstallError, match=r"not registered: the server must answer initialize and list_tools within 2 s"):
+        skills.install_mcp("silent", silent, timeout=2)
+    assert time.monotonic() - started < 15 and skills.list() == []
+    with pytest.raises(SkillInstallError, match="argv must name"):
+        skills.install_mcp("empty", [])
 
 
 @pytest.mark.parametrize(
