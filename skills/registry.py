@@ -255,31 +255,32 @@ class Skills:
         info = self.info(name)
         if not info.managed:
             return "not sandboxed (unmanaged: it runs with your permissions)"
-        return sandbox_check(info.target).summary()
+        return sandbox_check(info.target, Limits().within(info.manifest.limits if info.manifest else None)).summary()
 
     def _put(self, info: SkillInfo) -> SkillInfo:
         self.vault.put_record(KIND, info.name, info.to_record())
         return info
 
 
-def _run_confined(args: list[str], skill_folder: str | None, timeout: float, cwd: str | None = None
-                  ) -> subprocess.CompletedProcess:
-    """A runner started as a skill's would be (isolated, confined before anything of the
-    skill's loads), in ``cwd`` or else a private folder that goes when it ends."""
+def _run_confined(args: list[str], skill_folder: str | None, timeout: float, cwd: str | None = None,
+                  limits: Limits | None = None) -> subprocess.CompletedProcess:
+    """A runner started as a skill's would be (isolated, confined and limited before anything of
+    the skill's loads), in ``cwd`` or else a private folder that goes when it ends."""
     if cwd is None:
         with tempfile.TemporaryDirectory(prefix="flurry-skill-") as private:
-            return _run_confined(args, skill_folder, timeout, private)
+            return _run_confined(args, skill_folder, timeout, private, limits)
     return subprocess.run(
         boot.command(args),
-        env={"PATH": os.environ.get("PATH", ""), "TMPDIR": cwd, **boot.environment(skill_folder)},
+        env={"PATH": os.environ.get("PATH", ""), "TMPDIR": cwd,
+             **boot.environment(skill_folder, (limits or Limits()).to_json())},
         cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
     )
 
 
-def sandbox_check(target: str | None) -> Confinement:
+def sandbox_check(target: str | None, limits: Limits | None = None) -> Confinement:
     """What the runner manages to enforce here, asked of a runner started as the skill's would be."""
     try:
-        run = _run_confined(["--sandbox-check"], target, 30)
+        run = _run_confined(["--sandbox-check"], target, 30, limits=limits)
     except subprocess.TimeoutExpired:
         return Confinement(missing=["the sandbox check did not answer in 30 s"])
     try:
@@ -311,7 +312,16 @@ def _build_confined(folder: Path, staging: Path) -> None:
             raise SkillInstallError(f"building {folder} took longer than {BUILD_TIMEOUT} s") from None
         if run.returncode != 0:
             raise SkillInstallError(f"pip could not build {folder} (in the sandbox): {run.stderr.strip()[-1500:]}")
-        built = Path(run.stdout.strip().splitlines()[-1])
+        # The build ran the project's own code, which could write anything in its folder: take
+        # only a real folder inside it, with no symbolic link anywhere (one could point the
+        # node at the owner's files when it moves the result).
+        built = Path(run.stdout.strip().splitlines()[-1]) if run.stdout.strip() else Path(work)
+        inside = Path(work).resolve() in built.resolve().parents
+        links = [os.path.join(r, n) for r, dirs, files in os.walk(built) for n in dirs + files
+                 if os.path.islink(os.path.join(r, n))]
+        if built.is_symlink() or not built.is_dir() or not inside or links:
+            raise SkillInstallError(f"building {folder} left something other than plain files; refused "
+                                    f"({(links or [str(built)])[0]})")
         for entry in built.iterdir():
             entry.rename(staging / entry.name)
 

@@ -68,14 +68,15 @@ def _contain(sandbox: bool = True) -> Confinement:
         confinement = confine(workdir, readable)
     else:
         confinement = Confinement(missing=["started with --no-sandbox"])
-    confinement.limits, not_limited = limits.apply(confinement.user_namespace, cgroup=bool(cgroup))
-    confinement.missing += not_limited
     if not confinement.processes and cgroup:
         confinement.processes = "cgroup"
     elif not confinement.processes:
         confinement.processes = "process group"
         confinement.missing.append("a process that leaves the skill's process group survives stop (no PID namespace)")
     _supervise()
+    # In the child only: the parent, which only waits, must not fail for a skill's low limits.
+    confinement.limits, not_limited = limits.apply(confinement.user_namespace, cgroup=bool(cgroup))
+    confinement.missing += not_limited
     if skill_folder and "--build" not in sys.argv:
         # After the standard library, so a skill's `tempfile.py` shadows nothing the runner uses;
         # before site-packages, so the versions a skill installed beside itself are the ones it gets.

@@ -342,3 +342,45 @@ def test_limits_hold_and_stop_ends_every_process_of_the_skill(node_home, tmp_pat
     # Not one of them is left: neither the children nor the daemon that left the process group.
     left = [pid for pid in _descendants(1) if _namespace(pid) in namespaces - {_namespace(os.getpid())}]
     assert left == [] and not (_descendants(os.getpid()) & mine)
+
+
+# A stand-in for the node, in its own process: it starts the greedy skill as the registry does,
+# leaves a daemon and children behind, says which PID namespace they are in, and waits to be killed.
+NODE = '''
+import os, sys, time
+sys.path.insert(0, {tests!r})
+from skills import boot
+from skills.host import SkillProcess
+
+skill = SkillProcess("greedy", boot.command(["greedy_skill:skill"]), env=boot.environment({folder!r}))
+skill.start()
+skill.call_tool("daemon")
+skill.call_tool("spawn", {{"count": 5}})
+print(os.getpid(), flush=True)
+time.sleep(600)
+'''
+
+
+@needs_sandbox
+def test_a_node_that_dies_takes_its_skills_with_it(tmp_path: Path) -> None:
+    """The node is killed outright (no stop, no close): its skills and all they started go too."""
+    folder = tmp_path / "greedy"
+    folder.mkdir()
+    (folder / "greedy_skill.py").write_text(GREEDY)
+    node = subprocess.Popen([sys.executable, "-c", NODE.format(tests=str(Path(__file__).parent), folder=str(folder))],
+                            stdout=subprocess.PIPE, text=True, env={**os.environ})
+    try:
+        assert int(node.stdout.readline()) == node.pid
+        mine = _descendants(node.pid)
+        skill_namespaces = {_namespace(pid) for pid in mine} - {_namespace(os.getpid())}
+        assert len(skill_namespaces) == 1 and len(mine) >= 8  # runner, skill, daemon, 5 children
+    finally:
+        node.kill()
+        node.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        left = [pid for pid in _descendants(1) if _namespace(pid) in skill_namespaces]
+        if not left:
+            break
+        time.sleep(0.2)
+    assert left == []
