@@ -56,6 +56,7 @@ def _contain(sandbox: bool = True) -> Confinement:
     cgroup = os.environ.get(CGROUP_ENV)
     if cgroup:
         join_cgroup(cgroup)  # before confinement, which closes /sys to us
+    site_folders = boot.site_folders()  # as the host named them, before their variable goes
     for key in [k for k in os.environ if k.startswith(_SECRET_PREFIXES)]:
         del os.environ[key]
     # The host points TMPDIR into the private folder it removes when the skill stops.
@@ -80,7 +81,7 @@ def _contain(sandbox: bool = True) -> Confinement:
     if skill_folder and "--build" not in sys.argv:
         # After the standard library, so a skill's `tempfile.py` shadows nothing the runner uses;
         # before site-packages, so the versions a skill installed beside itself are the ones it gets.
-        site = [i for i, p in enumerate(sys.path) if p in boot.site_folders()]
+        site = [i for i, p in enumerate(sys.path) if p in site_folders]
         sys.path.insert(site[0] if site else len(sys.path), skill_folder)
     return confinement
 
