@@ -667,14 +667,22 @@ def _show_skill(skill: dict) -> None:
 
 
 @skills.command("install-mcp", context_settings={"ignore_unknown_options": True})
+@click.option("--yes", is_flag=True, help="Register it without asking, once its tools are listed.")
 @click.argument("name")
 @click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_obj
-def skills_install_mcp(settings: Settings, name: str, argv: tuple[str, ...]) -> None:
-    """Register any stdio MCP server: flurry skills install-mcp NAME -- COMMAND ARGS…"""
+def skills_install_mcp(settings: Settings, yes: bool, name: str, argv: tuple[str, ...]) -> None:
+    """Register any stdio MCP server: flurry skills install-mcp NAME -- COMMAND ARGS…
+    It is started once to list its tools; review them, then approve."""
     with _owner(settings) as owner:
-        owner.install_mcp(name, list(argv))
-    out.print(f"registered {name} (unmanaged: it runs with your permissions, nothing is brokered or sandboxed)")
+        skill = owner.install_mcp(name, list(argv))
+        _show_skill(skill)
+        out.print("  it runs with your permissions: nothing is brokered or sandboxed", markup=False)
+        if not (yes or (sys.stdin.isatty() and click.confirm("Register this server and enable its tools?", err=True))):
+            owner.remove_skill(name)
+            raise click.ClickException(f"not approved; {name} was removed again")
+        owner.approve_skill(name, [])
+    out.print(f"registered {name}; its tools default to `ask` (flurry skills policy TOOL allow|ask|deny)")
 
 
 @skills.command("list")
