@@ -48,7 +48,6 @@ from node.limits import (
     Limits,
     StrangerGate,
     claimed_did,
-    gate_caller,
     parse_json,
     retry_after,
     source_of,
@@ -99,7 +98,7 @@ def create_app(
     whatever Host a request for the card carries. Serve it with node.limits.server_config,
     which puts the header and body limits in front of it."""
     known = KnownCallers(node)  # owner / granted or pinned / stranger: separate budgets
-    strangers = StrangerGate(limits.stranger_rate, limits.stranger_burst)
+    strangers = StrangerGate(limits.stranger_rate, limits.stranger_burst, checks=limits.stranger_checks)
     replay_cache = ReplayCache(classify=known.replay_tier, stranger_entries=limits.stranger_nonces)
     model_queue = ModelQueue(max_waiting=max_waiting)
 
@@ -128,10 +127,15 @@ def create_app(
 
     async def signed_caller(request: Request) -> str:
         body = await request.body()
-        # Strangers draw on a budget per source before their signature is checked at all.
-        if (wait := gate_caller(strangers, known, request.scope, request.headers)) is not None:
-            raise Problem(429, "too many requests", "too many requests from strangers at this address",
-                          headers={"Retry-After": retry_after(wait)})
+        # Strangers (by the DID they claim) draw on a budget per source address, and only a few of
+        # their signatures are checked at once, so they cannot crowd out the owner and its peers.
+        stranger = known.tier(claimed_did(request.headers)) == "stranger"
+        if stranger:
+            if (wait := strangers.take(source_of(request.scope))) is not None:
+                raise Problem(429, "too many requests", "too many requests from strangers at this address",
+                              headers={"Retry-After": retry_after(wait)})
+            if not strangers.begin_check():
+                raise Problem(503, "busy", "too many strangers' requests at once", headers={"Retry-After": "1"})
 
         def check() -> str:
             # request.headers, not a dict of it: a repeated header must stay visible to the check.
@@ -144,9 +148,12 @@ def create_app(
             # Parsing structured fields and checking the signature: off the event loop.
             return await asyncio.to_thread(check)
         except SignatureRejected as rejected:
-            if known.tier(claimed_did(request.headers)) != "stranger":
+            if not stranger:
                 strangers.take(source_of(request.scope))  # a false claim to be someone known costs a token too
             raise Problem(401, "signature rejected", str(rejected), reason=rejected.reason) from None
+        finally:
+            if stranger:
+                strangers.end_check()
 
     app.state.signed_caller = signed_caller   # benchmarks swap it out to time the endpoint unsigned
 

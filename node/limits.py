@@ -65,6 +65,8 @@ class Limits:
     stranger_rate: float = 10.0          # requests per second per source address, for strangers
     stranger_burst: int = 40
     stranger_nonces: int = 10_000        # the strangers' tier of the replay cache
+    stranger_checks: int = 4             # strangers' signatures checked at once; more get 503 at once
+    max_buffered: int = 16 * 1024 * 1024  # bodies held at once, all requests together
 
     def body_limit(self, path: str) -> int:
         return self.max_pod_body if path.startswith("/pod/") else self.max_body
@@ -117,6 +119,9 @@ class Guard:
     def __init__(self, app, limits: Limits | None = None) -> None:
         self.app = app
         self.limits = limits or Limits()
+        # Bytes of request bodies held right now, all connections together: one request's limit
+        # bounds one request, this bounds many at once (32 pod uploads would be 128 MiB).
+        self.buffered = 0
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -138,25 +143,39 @@ class Guard:
         if lengths and (not lengths[0].isdigit() or int(lengths[0]) > limit):
             await _refuse(send, 413, "too large", f"a request body here holds at most {limit} bytes")
             return
-        chunks, size = [], 0
+        held = [0]  # bytes of this body counted in self.buffered, until the app is done with them
+        try:
+            await self._read_and_run(scope, receive, send, limit, held)
+        finally:
+            self.buffered -= held[0]
+
+    async def _read_and_run(self, scope, receive, send, limit: int, held: list[int]) -> None:
+        limits, size, chunks = self.limits, 0, []
         try:
             async with asyncio.timeout(limits.body_timeout):
                 while True:
                     message = await receive()
                     if message["type"] == "http.disconnect":
                         return  # the client left: nothing to answer
-                    size += len(message.get("body", b""))
+                    piece = message.get("body", b"")
+                    size += len(piece)
                     if size > limit:  # counted as it streams: a chunked body has no Content-Length
                         await _refuse(send, 413, "too large", f"a request body here holds at most {limit} bytes")
                         return
-                    chunks.append(message.get("body", b""))
+                    if self.buffered + len(piece) > limits.max_buffered:
+                        await _refuse(send, 503, "busy", "too many request bodies arriving at once; retry shortly",
+                                      retry_after="1")
+                        return
+                    self.buffered += len(piece)
+                    held[0] += len(piece)
+                    chunks.append(piece)
                     if not message.get("more_body", False):
                         break
         except TimeoutError:
             await _refuse(send, 408, "request timeout", f"the body did not arrive within {limits.body_timeout:.0f} s")
             return
         body = b"".join(chunks)
-        del chunks
+        chunks.clear()  # one copy of the body, not two
         replayed = False
 
         async def replay():
@@ -180,15 +199,14 @@ class Guard:
         await self.app(scope, replay, challenge)
 
 
-async def _refuse(send, status: int, title: str, detail: str) -> None:
+async def _refuse(send, status: int, title: str, detail: str, retry_after: str | None = None) -> None:
     body = json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail}).encode()
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        # Closing: the rest of the request (its body) is not read, so the connection cannot be reused.
-        "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close")],
-    })
+    # Closing: the rest of the request (its body) is not read, so the connection cannot be reused.
+    headers = [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode()),
+               (b"connection", b"close")]
+    if retry_after:
+        headers.append((b"retry-after", retry_after.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -315,12 +333,26 @@ def source_of(scope) -> str:
 
 class StrangerGate:
     """A token bucket per source address, for the requests of strangers. Bounded: the least
-    recently seen sources are forgotten first (a forgotten source starts with a full bucket)."""
+    recently seen sources are forgotten first (a forgotten source starts with a full bucket).
+    And at most ``checks`` strangers' signatures in the checking at once, all sources together:
+    a flood from many addresses then waits at the door, not in the owner's queue."""
 
-    def __init__(self, rate: float, burst: int, max_sources: int = 10_000) -> None:
-        self.rate, self.burst, self.max_sources = rate, burst, max_sources
+    def __init__(self, rate: float, burst: int, max_sources: int = 10_000, checks: int = 4) -> None:
+        self.rate, self.burst, self.max_sources, self.checks = rate, burst, max_sources, checks
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # source → (tokens, at)
+        self._checking = 0
         self._lock = threading.Lock()
+
+    def begin_check(self) -> bool:
+        with self._lock:
+            if self._checking >= self.checks:
+                return False
+            self._checking += 1
+            return True
+
+    def end_check(self) -> None:
+        with self._lock:
+            self._checking -= 1
 
     def take(self, source: str, now: float | None = None) -> float | None:
         """Use one token: None if there was one, else the seconds until there is."""
@@ -365,14 +397,6 @@ class KnownCallers:
                 self._known = frozenset(grants | {peer.did for peer in list_peers(self.node.vault)})
                 self._read_at = time.monotonic()
             return self._known
-
-
-def gate_caller(gate: StrangerGate, known: KnownCallers, scope, headers) -> float | None:
-    """Before checking a signature: the Retry-After for a stranger whose source is out of
-    tokens, else None. The owner and known DIDs pass untouched."""
-    if known.tier(claimed_did(headers)) != "stranger":
-        return None
-    return gate.take(source_of(scope))
 
 
 def retry_after(seconds: float) -> str:

@@ -228,7 +228,7 @@ class Served:
         # Served as `flurry serve` serves it (node.limits in front), except that the functional
         # tests, whose many made-up peers all come from 127.0.0.1, are not rate-limited as
         # strangers; tests/security runs the production limits.
-        limits = limits or Limits(stranger_rate=10_000, stranger_burst=10_000)
+        limits = limits or Limits(stranger_rate=10_000, stranger_burst=10_000, stranger_checks=10_000)
         app_options.setdefault("public_origins", [self.url])  # what its signed agent card names
         self.app = create_app(node, limits=limits, **app_options)
         self.server = uvicorn.Server(server_config(self.app, "127.0.0.1", self.port, limits=limits, log_level="warning"))

@@ -47,7 +47,7 @@ def _owner_and_peer_during(flood, node, url: str, peer: Someone) -> tuple[list[i
 def test_a_flood_of_strangers_fills_only_their_own_part_of_the_replay_cache(node):
     # The rate limit is lifted here, so that every stranger's signature is checked and
     # remembered: their part of the cache (100 here, 10 000 by default) fills many times over.
-    limits = Limits(stranger_rate=1e9, stranger_burst=10**9, stranger_nonces=100)
+    limits = Limits(stranger_rate=1e9, stranger_burst=10**9, stranger_checks=1000, stranger_nonces=100)
     peer = Someone()
     node.grants.add(Grant(peer.did, frozenset({"ask"})))
     served = serve(node, limits=limits)
@@ -74,7 +74,7 @@ def test_strangers_at_one_address_are_rate_limited_and_the_owner_is_not(node):
         owner, granted, flood = _owner_and_peer_during(lambda: _flood(served.url, strangers, 5), node, served.url, peer)
         elapsed = time.monotonic() - started
         assert set(owner) == {200} and set(granted) == {200}
-        assert set(flood) == {200, 429} and flood.count(429) > len(flood) / 2
+        assert set(flood) <= {200, 429, 503} and flood.count(429) > len(flood) / 2
         # What got through is the bucket's: its burst and its rate over the flood, no more.
         limits = Limits()
         assert flood.count(200) <= limits.stranger_burst + limits.stranger_rate * elapsed
@@ -125,6 +125,22 @@ def test_replay_cache_tiers_keep_the_owner_apart_from_strangers():
         assert rejected.reason == "replayed_nonce"
 
 
+def test_only_a_few_strangers_are_checked_at_once(node):
+    # As if the flood came from many addresses (no rate limit): what the node cannot check at
+    # once is refused at the door (503), rather than queued ahead of the owner.
+    peer = Someone()
+    node.grants.add(Grant(peer.did, frozenset({"ask"})))
+    served = serve(node, limits=Limits(stranger_rate=1e9, stranger_burst=10**9, stranger_checks=1))
+    try:
+        strangers = [Someone() for _ in range(STRANGERS)]
+        owner, granted, flood = _owner_and_peer_during(lambda: _flood(served.url, strangers, 5), node, served.url, peer)
+        assert set(owner) == {200} and set(granted) == {200}
+        assert 503 in flood and 200 in flood and set(flood) <= {200, 503}
+    finally:
+        served.stop()
+        node.grants.remove(peer.did)
+
+
 def test_the_stranger_gate_refills_and_stays_bounded():
     gate = StrangerGate(rate=2.0, burst=2, max_sources=3)
     assert gate.take("a", now=0) is None and gate.take("a", now=0) is None
@@ -133,3 +149,7 @@ def test_the_stranger_gate_refills_and_stays_bounded():
     for source in "bcdef":
         gate.take(source, now=1)
     assert len(gate._buckets) == 3
+    checks = StrangerGate(rate=1, burst=1, checks=2)
+    assert checks.begin_check() and checks.begin_check() and not checks.begin_check()
+    checks.end_check()
+    assert checks.begin_check()

@@ -115,3 +115,22 @@ def test_an_idle_keep_alive_connection_and_a_stalled_body_are_closed(served):
         assert time.monotonic() - started < LIMITS.keep_alive_timeout + 2
     stalled, seconds = raw_request(served.port, _head(served.port, "POST", "/api/ask", "Content-Length: 100") + b"{")
     assert status_of(stalled) == 408 and seconds < LIMITS.body_timeout + 2
+
+
+def test_many_bodies_at_once_share_one_budget(node):
+    # Each body within its limit, but together past what the node holds at once: the one
+    # that crosses it is refused (503), so 32 pod uploads cannot take 128 MiB.
+    served = serve(node, limits=Limits(max_buffered=2 * 1024 * 1024))
+    try:
+        with socket.create_connection(("127.0.0.1", served.port), timeout=10) as holding:
+            holding.sendall(_head(served.port, "PUT", "/pod/a.bin", "Transfer-Encoding: chunked"))
+            piece = b"x" * 65536
+            for _ in range(24):  # 1.5 MiB, and the body not finished
+                holding.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+            time.sleep(0.5)
+            answer, sent = _chunked_upto(served, "/pod/b.bin", 1024 * 1024, method="PUT")
+            assert status_of(answer) == 503 and b"retry-after: 1" in answer.lower()
+        time.sleep(0.5)  # the first connection closed: its bytes are released
+        assert served.server.config.app.buffered == 0
+    finally:
+        served.stop()
