@@ -12,13 +12,17 @@ HTTP protocol uvicorn runs (`GuardedH11Protocol`, through `server_config`):
 - the body: at most ``max_body`` bytes (the pod's resources: ``MAX_RESOURCE_BYTES``),
   counted as they arrive, chunked or not, and refused with 413 as soon as the count or the
   Content-Length passes the limit; a body that takes longer than ``body_timeout`` gets 408.
-  The app then reads a body that is already in memory and known to be small.
+  The app then reads a body that is already in memory and known to be small. Bodies held at
+  once, all requests together, stay under ``max_buffered`` (503 + Retry-After past it).
 
 And who the caller is decides how much of the node it gets (`CallerGate`): the owner and the
 DIDs it knows (grants, pinned peers) are never rate-limited, while requests from strangers
 (any self-made did:key, or a signature that does not verify) draw on a token bucket per
-source address, answered 429 with Retry-After when it is empty. Their nonces go in a tier of
-the replay cache of their own (identity.http_signatures.ReplayCache).
+source address, answered 429 with Retry-After when it is empty, and at most
+``stranger_checks`` of their signatures are checked at once (503 beyond: a flood from many
+addresses waits at the door, not in the queue ahead of the owner). Their nonces go in a tier
+of the replay cache of their own (identity.http_signatures.ReplayCache). Checking a signature
+(structured-field parsing, Ed25519) runs off the event loop.
 
 Each 401 names the schemes the node accepts (RFC 9110 §11.6.1). RFC 9421 registers no
 authentication scheme name, so the node uses ``Signature`` (as in the agent card's security

@@ -8,12 +8,15 @@ from __future__ import annotations
 import asyncio
 import http.server
 import threading
+import time
 
 import httpx
 import pytest
-from conftest import free_port, new_node
+from conftest import PASSPHRASE, free_port, new_node
 
 from node.a2a import CARD_PATH
+from node.home import Home
+from node.node import Node
 from node.owner import LocalOwner, OwnerError
 from node.peers import list_peers, verify_card
 
@@ -95,3 +98,19 @@ def test_the_card_names_every_configured_origin_and_no_other(node):
         assert _endpoints(card) == [origin + "/a2a" for origin in origins]
     finally:
         served.stop()
+
+
+def test_flurry_serve_names_its_public_url_in_the_card(flurry):
+    Node.init(Home(flurry.home), PASSPHRASE)
+    port = free_port()
+    server = flurry.popen("serve", "--port", str(port), "--public-url", "https://node.example/")
+    try:
+        deadline = time.monotonic() + 60
+        while not (flurry.home / "serve.json").exists():
+            assert server.poll() is None and time.monotonic() < deadline, "flurry serve did not start"
+            time.sleep(0.2)
+        card = httpx.get(f"http://127.0.0.1:{port}{CARD_PATH}").json()
+        assert _endpoints(card) == ["https://node.example/a2a"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

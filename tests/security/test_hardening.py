@@ -11,9 +11,7 @@ import sys
 
 import httpx
 import pytest
-from conftest import PASSPHRASE
 
-from agent.grants import Grant
 from identity.did_key import verification_method_id
 from identity.nostr_key import NostrKey, http_auth_header
 from identity.signing_client import signed_client
