@@ -20,7 +20,7 @@ import math
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -46,7 +46,16 @@ from identity.http_signatures import (
     target_uri_from_scope,
     verify_request,
 )
-from node.a2a import mount_a2a
+from node.a2a import DEFAULT_ORIGIN, mount_a2a
+from node.limits import (
+    KnownCallers,
+    Limits,
+    StrangerGate,
+    claimed_did,
+    parse_json,
+    retry_after,
+    source_of,
+)
 from node.node import Node, PlannedCall
 from node.nostr_owner import mount_nostr
 from node.nostr_peers import is_nostr_http_auth, nostr_http_caller
@@ -84,11 +93,18 @@ def create_app(
     on_start: Callable[[], None] | None = None,
     on_stop: Callable[[], None] | None = None,
     allowed_hosts: Collection[str] | None = None,
+    public_origins: Sequence[str] = (DEFAULT_ORIGIN,),
+    limits: Limits = Limits(),
 ) -> FastAPI:
     """The app for ``node``. ``allowed_hosts`` are the authorities this node answers to
     ("127.0.0.1:8765"): a request signed for another server is refused even if its nonce is
-    new here. None accepts any Host (tests, or a node behind a proxy with many names)."""
-    replay_cache = ReplayCache()
+    new here. None accepts any Host (tests, or a node behind a proxy with many names).
+    ``public_origins`` are the URLs ("https://node.example") its signed agent card names,
+    whatever Host a request for the card carries. Serve it with node.limits.server_config,
+    which puts the header and body limits in front of it."""
+    known = KnownCallers(node)  # owner / granted or pinned / stranger: separate budgets
+    strangers = StrangerGate(limits.stranger_rate, limits.stranger_burst, checks=limits.stranger_checks)
+    replay_cache = ReplayCache(classify=known.replay_tier, stranger_entries=limits.stranger_nonces)
     model_queue = ModelQueue(max_waiting=max_waiting)
 
     @asynccontextmanager
@@ -106,6 +122,7 @@ def create_app(
     app = FastAPI(title="flurry node", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.node = node
     app.state.model_queue = model_queue
+    app.state.replay_cache = replay_cache
 
     @app.exception_handler(Problem)
     async def on_problem(request: Request, problem: Problem) -> JSONResponse:
@@ -124,14 +141,33 @@ def create_app(
 
     async def signed_caller(request: Request) -> str:
         body = await request.body()
-        try:
+        # Strangers (by the DID they claim) draw on a budget per source address, and only a few of
+        # their signatures are checked at once, so they cannot crowd out the owner and its peers.
+        stranger = known.tier(claimed_did(request.headers)) == "stranger"
+        if stranger:
+            if (wait := strangers.take(source_of(request.scope))) is not None:
+                raise Problem(429, "too many requests", "too many requests from strangers at this address",
+                              headers={"Retry-After": retry_after(wait)})
+            if not strangers.begin_check():
+                raise Problem(503, "busy", "too many strangers' requests at once", headers={"Retry-After": "1"})
+
+        def check() -> str:
             # request.headers, not a dict of it: a repeated header must stay visible to the check.
             target = target_uri_from_scope(request.scope, allowed_hosts=allowed_hosts)
             if is_nostr_http_auth(request.headers):  # NIP-98, for peers whose Nostr key is pinned
                 return nostr_http_caller(node.vault, replay_cache, request.method, target, request.headers, body)
             return verify_request(request.method, target, request.headers, body, replay_cache=replay_cache)
+
+        try:
+            # Parsing structured fields and checking the signature: off the event loop.
+            return await asyncio.to_thread(check)
         except SignatureRejected as rejected:
+            if not stranger:
+                strangers.take(source_of(request.scope))  # a false claim to be someone known costs a token too
             raise Problem(401, "signature rejected", str(rejected), reason=rejected.reason) from None
+        finally:
+            if stranger:
+                strangers.end_check()
 
     app.state.signed_caller = signed_caller   # benchmarks swap it out to time the endpoint unsigned
 
@@ -178,7 +214,7 @@ def create_app(
 
     # --- other agents: the signed agent card and A2A tasks (node.a2a) ---------------------
 
-    mount_a2a(app, node, signed_caller=signed_caller, authorize=authorize, submit=submit)
+    mount_a2a(app, node, signed_caller=signed_caller, authorize=authorize, submit=submit, public_origins=public_origins)
     mount_pod(app, node, signed_caller=signed_caller, owner_only=owner_only, submit=submit,  # /pod/, /profile/card
               nostr_pubkey=lambda: node.keys.nostr_public_key_hex)
 
@@ -191,7 +227,7 @@ def create_app(
     @app.post("/api/ask")
     async def ask(request: Request, caller: str = Depends(signed_caller)) -> StreamingResponse:
         try:
-            body = json.loads(await request.body() or b"{}")
+            body = parse_json(await request.body() or b"{}")
             question = str(body["question"]).strip()
             k = int(body.get("k", 3))
             conversation_id = body.get("conversation")
@@ -253,7 +289,7 @@ def create_app(
         if not raw:
             return {}
         try:
-            body = json.loads(raw)
+            body = parse_json(raw)
         except ValueError:
             raise Problem(400, "bad request", "the body is not JSON") from None
         if not isinstance(body, dict):
@@ -546,8 +582,8 @@ def _chat_request(raw: bytes) -> ChatRequest:
     content as text (a string, or an array of text parts, joined), or a clear 400 naming the
     part it cannot read."""
     try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
+        body = parse_json(raw)
+    except ValueError:  # not JSON, nested too deep, or a number that is not finite
         raise OpenAIRequestError("the body is not JSON: send an OpenAI chat completion request") from None
     if not isinstance(body, dict):
         raise OpenAIRequestError("the body must be a JSON object: send an OpenAI chat completion request")

@@ -402,13 +402,17 @@ def status(settings: Settings, as_json: bool) -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; anything but loopback is said loudly.")
 @click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--public-url", "public_urls", multiple=True, metavar="URL",
+              help="An origin other agents reach this node at (https://node.example), named in its signed "
+                   "agent card (repeatable; default: config.json's public_urls, else the address it listens on).")
 @click.pass_obj
-def serve(settings: Settings, host: str, port: int) -> None:
+def serve(settings: Settings, host: str, port: int, public_urls: tuple[str, ...]) -> None:
     """Run the node: the signed API for your own clients, other agents and local apps."""
     from node.serve import serve as run_server
 
     with _open_node(settings) as node:
-        run_server(node, host, port, say=lambda line: err.print(line))
+        urls = public_urls or settings.home.load_config().public_urls
+        run_server(node, host, port, say=lambda line: err.print(line), public_urls=urls)
 
 
 @cli.group()

@@ -38,6 +38,7 @@ from agent.queue import Job, Work
 from identity.did_key import InvalidDID
 from identity.webid import PROFILE_PATH, webid, webid_profile
 from node.node import Node
+from node.nostr_peers import is_nostr_http_auth
 from node.owner import LocalOwner, OwnerError
 from store.pod_store import (
     MAX_RESOURCE_BYTES,
@@ -106,7 +107,8 @@ def mount_pod(
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > MAX_RESOURCE_BYTES:  # before the body is read
             raise _problem(413, "too large", f"a pod resource holds at most {MAX_RESOURCE_BYTES} bytes")
-        if "signature" not in request.headers and "signature-input" not in request.headers:
+        signed = "signature" in request.headers or "signature-input" in request.headers
+        if not signed and not is_nostr_http_auth(request.headers):  # NIP-98 signs too, as on the rest of the API
             return None
         return await signed_caller(request)
 

@@ -147,7 +147,7 @@ class SlowConversation:
 # --- the agent card --------------------------------------------------------------------------
 
 
-def test_the_agent_card_is_signed_by_the_node_and_names_the_host_it_was_asked_on(served, nodes):
+def test_the_agent_card_is_signed_by_the_node_and_names_its_configured_origin(served, nodes):
     a, _ = served
     card, did = asyncio.run(fetch_peer_card(a.url))
     assert did == nodes[0].keys.node_did
@@ -161,9 +161,10 @@ def test_the_agent_card_is_signed_by_the_node_and_names_the_host_it_was_asked_on
     assert "RFC 9421" in card["securitySchemes"]["httpMessageSignature"]["httpAuthSecurityScheme"]["description"]
     assert parse_agent_card(dict(card)).skills[0].id == "ask"  # the SDK reads it
 
-    # Behind another name for the same server, the card names that one.
+    # Asked under another name, the card still names the configured origin (issue 12, item 5:
+    # a card that named the caller's Host could be had signed for anyone's URL).
     other = httpx.get(f"http://localhost:{a.port}{CARD_PATH}").json()
-    assert other["supportedInterfaces"][0]["url"] == f"http://localhost:{a.port}/a2a"
+    assert other == card
     assert verify_card(other) == did
 
     tampered = {**card, "description": card["description"] + " And it gives your data away."}
