@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from agent.answer import Conversation
+from agent.answer import Conversation, answer_events, with_quotes_text
 from agent.grants import (
     Grant,
     InvalidGrant,
@@ -53,6 +53,8 @@ from skills.host import SkillError
 from skills.registry import SkillInstallError
 
 MAX_CONVERSATIONS = 64
+RAW_MODEL = "flurry"        # /v1: the model alone, for the owner's apps (no data)
+DATA_MODEL = "flurry-data"  # /v1: the last user message answered from the owner's data, grounded
 PLANNED = "planned"  # an internal event: the model chose a tool call; never sent to the client
 
 
@@ -192,11 +194,15 @@ def create_app(
         if conversation_id is not None and conversations.get(conversation_id, ("",))[0] != caller:
             raise Problem(404, "no such conversation", "that conversation is unknown or was forgotten; start a new one")
 
+        is_owner = caller == node.keys.owner_did
+
         def work() -> Iterator[dict]:
             nonlocal conversation_id
             if conversation_id is None:
                 conversation_id = uuid.uuid4().hex
-                conversations[conversation_id] = (caller, node.conversation(title=question[:80], tags=grant.tags))
+                # A peer's conversation reads its grant at every turn (node.peer_tags), not the
+                # grant it was opened under: narrowing a grant reaches open conversations.
+                conversations[conversation_id] = (caller, node.conversation(title=question[:80], peer=None if is_owner else caller))
                 while len(conversations) > MAX_CONVERSATIONS:
                     conversations.popitem(last=False)
             conversation = conversations[conversation_id][1]
@@ -207,10 +213,11 @@ def create_app(
                 yield {"type": PLANNED, "planned": planned}  # the rest runs off the model queue
                 return
             answer = conversation.ask(question)
-            yield {"type": "sources", "sources": [s.to_json() for s in answer.sources]}
-            for piece in answer:
+            if is_owner:  # the owner sees the evidence first, then the verified sentences
+                yield {"type": "sources", "sources": [s.to_json() for s in answer.sources]}
+            for piece in answer:   # only sentences the verifier passed: safe for peers as they come
                 yield {"type": "token", "text": piece}
-            yield {"type": "done", "answer": answer.text}
+            yield from answer_events(answer, owner=is_owner)
 
         return StreamingResponse(
             _ndjson(submit(work), follow_up=lambda planned: _tool_turn(node, planned, caller)),
@@ -354,7 +361,10 @@ def create_app(
 
     @app.get("/v1/models")
     def models(allow: set[str] = Depends(bearer_token)) -> dict:
-        return {"object": "list", "data": [{"id": "flurry", "object": "model", "created": 0, "owned_by": "owner"}]}
+        return {"object": "list", "data": [
+            {"id": RAW_MODEL, "object": "model", "created": 0, "owned_by": "owner"},
+            {"id": DATA_MODEL, "object": "model", "created": 0, "owned_by": "owner"},
+        ]}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request, allow: set[str] = Depends(bearer_token)) -> Response:
@@ -366,27 +376,45 @@ def create_app(
             max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 256)
             temperature = float(body.get("temperature", 0.7))
             stream = bool(body.get("stream", False))
+            model_id = str(body.get("model") or RAW_MODEL)
         except (ValueError, KeyError, TypeError):
             raise Problem(400, "bad request", "send an OpenAI chat completion request: model, messages[]") from None
         if not messages or not 1 <= max_tokens <= 4096:
             raise Problem(400, "bad request", "messages is empty or max_tokens is not between 1 and 4096")
+        if model_id != DATA_MODEL:
+            model_id = RAW_MODEL   # any other name is the model alone, as apps name models freely
+        question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "").strip()
+        if model_id == DATA_MODEL and not question:
+            raise Problem(400, "bad request", f"{DATA_MODEL!r} answers the last user message: send one")
+
         def work() -> Iterator[str]:
             # On the queue's thread, like all model work (the first call also loads the model).
-            return node.chat_model.stream(messages, max_tokens=max_tokens, temperature=temperature)
+            if model_id == RAW_MODEL:
+                return node.chat_model.stream(messages, max_tokens=max_tokens, temperature=temperature)
+            return data_answer()
+
+        def data_answer() -> Iterator[str]:
+            # The one answer path (grounded, verified) over all of the owner's data: the token is
+            # the owner's. Verified sentences stream; the quotes they rest on come last.
+            answer = node.conversation(title=f"v1: {question[:70]}").ask(question)
+            yield from answer
+            rest = with_quotes_text(answer)[len(answer.text):]
+            if rest:
+                yield rest
 
         job = submit(work)
         completion_id = "chatcmpl-" + uuid.uuid4().hex
         created = int(time.time())
         if stream:
-            return StreamingResponse(_openai_events(job, completion_id, created), media_type="text/event-stream")
-        text = "".join([piece async for piece in _pieces(job)])
+            return StreamingResponse(_openai_events(job, completion_id, created, model_id), media_type="text/event-stream")
+        text = "".join([piece async for piece in _pieces(job)]).strip()
         model = node.chat_model
         return JSONResponse(
             {
                 "id": completion_id,
                 "object": "chat.completion",
                 "created": created,
-                "model": "flurry",
+                "model": model_id,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
                 "usage": {
                     "prompt_tokens": model.last_prompt_tokens_read,
@@ -464,13 +492,13 @@ async def _tool_turn(node: Node, planned: PlannedCall, requester: str) -> AsyncI
     yield {"type": "done", "answer": text}
 
 
-async def _openai_events(job: Job, completion_id: str, created: int) -> AsyncIterator[bytes]:
+async def _openai_events(job: Job, completion_id: str, created: int, model_id: str) -> AsyncIterator[bytes]:
     def event(delta: dict, finish: str | None = None) -> bytes:
         chunk = {
             "id": completion_id,
             "object": "chat.completion.chunk",
             "created": created,
-            "model": "flurry",
+            "model": model_id,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
         }
         return f"data: {json.dumps(chunk)}\n\n".encode()

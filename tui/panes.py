@@ -36,6 +36,23 @@ def cited_numbers(answer: str) -> set[int]:
     return {int(n) for n in re.findall(r"\[(\d+)\]", answer)}
 
 
+def answer_view(text: str, sources: list[dict], dropped: list[str] = ()) -> Text:
+    """An answer as the chat shows it: the verified sentences, then the quote each source
+    gives for them, then any sentence the node's verifier refused, struck through and marked
+    so it is never read as the answer."""
+    view = Text(text)
+    for number, s in enumerate(sources, start=1):
+        if s.get("quote"):
+            where = short_path(s["path"]) if s.get("path") else ""
+            view.append(f"\n  [{number}] «{s['quote']}»", style="italic")
+            if where:
+                view.append(f" — {where}", style="dim")
+    for sentence in dropped:
+        view.append("\n  ✗ not in your data: ", style="bold red")
+        view.append(sentence, style="strike dim")
+    return view
+
+
 def cell(value: object) -> Text:
     """A table cell shown as it is: no markup, no emoji codes (":key:" in a DID stays text)."""
     return Text(str(value))
@@ -219,7 +236,9 @@ class ChatPane(Pane):
             self.status("")
         elif kind == "done":
             self.answer_text = event.get("answer", self.answer_text)
-            answer.update(self.answer_prefix + (self.answer_text or "(an empty answer)"))
+            self.sources = event.get("sources", self.sources)
+            view = answer_view(self.answer_text or "(an empty answer)", self.sources, event.get("dropped", []))
+            answer.update(Text(self.answer_prefix) + view)
             self.show_sources()
 
     def show_sources(self) -> None:
@@ -228,7 +247,7 @@ class ChatPane(Pane):
         if not self.sources:
             self.status("" if self.answer_prefix else "no notes matched; add some in Data (F3)")
             return
-        cited = cited_numbers(self.answer_text)
+        cited = cited_numbers(self.answer_text) | {n for n, s in enumerate(self.sources, start=1) if s.get("quote")}
         for number, s in enumerate(self.sources, start=1):
             mark = "*" if number in cited else " "
             label = f"{mark}[{number}] {short_path(self.shown(s['path']))} · chunk {s['chunk']}"
@@ -305,7 +324,8 @@ class ChatPane(Pane):
             if m.get("role") == "user":
                 await messages.mount(Message(f"you: {m.get('content', '')}", classes="user", markup=False))
             else:
-                await messages.mount(Message(m.get("content", ""), classes="assistant", markup=False))
+                view = answer_view(m.get("content", ""), m.get("sources") or [])
+                await messages.mount(Message(view, classes="assistant", markup=False))
         messages.scroll_end(animate=False)
         self.status(f"continuing “{self.title}”")
         self.query_one("#question", Input).focus()
