@@ -148,7 +148,7 @@ class Answer:
 
     question: str
     sources: list[Source]
-    _pieces: Iterator[str]
+    _pieces: Iterator[tuple[str, str]]   # ("text" | "draft", text)
     _on_done: Callable[["Answer"], None]
     text: str = ""
     grounded: bool = False
@@ -157,12 +157,22 @@ class Answer:
     first_piece_at: float | None = None   # time.perf_counter() of the first piece, for benchmarks
 
     def __iter__(self) -> Iterator[str]:
+        """The shown text, piece by piece: verified sentences only (what peers receive)."""
+        for kind, text in self.events():
+            if kind == "text":
+                yield text
+
+    def events(self) -> Iterator[tuple[str, str]]:
+        """("text", piece) for each piece of the shown answer, and for the owner's screens
+        ("draft", words) with the model's words not yet checked (the whole unchecked tail each
+        time, "" once it is settled): shown dimmed while the model writes, never as the answer."""
         parts: list[str] = []
-        for piece in self._pieces:
-            if self.first_piece_at is None:
-                self.first_piece_at = time.perf_counter()
-            parts.append(piece)
-            yield piece
+        for kind, text in self._pieces:
+            if kind == "text":
+                if self.first_piece_at is None:
+                    self.first_piece_at = time.perf_counter()
+                parts.append(text)
+            yield kind, text
         self.text = "".join(parts).strip()
         self._on_done(self)
 
@@ -229,19 +239,20 @@ class Conversation:
 
         if not self.grounded:
             pieces = self._model.stream(self._messages(question, sources), max_tokens=self.max_answer_tokens)
-            return Answer(question, sources, pieces, done)
+            return Answer(question, sources, (("text", piece) for piece in pieces), done)
         evidence = grounding.select(grounding.score(question, candidates(sources), self._embed), question)
         answer = Answer(question, with_quotes(sources, evidence), iter(()), done, evidence=evidence)
         answer._pieces = self._grounded_pieces(answer, sources)
         return answer
 
-    def _grounded_pieces(self, answer: Answer, sources: list[Source]) -> Iterator[str]:
+    def _grounded_pieces(self, answer: Answer, sources: list[Source]) -> Iterator[tuple[str, str]]:
         """The verified sentences of the model's answer, each as soon as it is complete and
-        checked; then, if they do not answer what was asked, the best evidence line itself."""
+        checked; then, if they do not answer what was asked, the best evidence line itself.
+        Between them, ("draft", …) with the model's words still unchecked."""
         evidence, question = answer.evidence, answer.question
         if not evidence:
             answer.sources = with_quotes(sources, [])
-            yield NOT_FOUND
+            yield "text", NOT_FOUND
             return
         checked_against = "\n".join(e.full for e in evidence)
         cited: list[Evidence] = []
@@ -260,22 +271,26 @@ class Conversation:
                 if len(shown) + len(answer.dropped) >= GROUNDED_MAX_SENTENCES:
                     buffer = ""
                     break
+                yield "draft", buffer.strip()
         finally:
             close = getattr(stream, "close", None)
             if close is not None:
                 close()   # stops the model when the answer is complete or the reader left
         if buffer.strip():
             yield from self._one(buffer.strip(), answer, evidence, checked_against, cited, shown)
-        if not shown or not grounding.answers_the_kind(question, " ".join(shown)):
+        yield "draft", ""
+        said = " ".join(shown)
+        if not grounding.informative(said, checked_against, question) or not grounding.answers_the_kind(question, said):
             best = evidence[0]
             cited.append(best)
-            yield ("" if not shown else " ") + f"{_says(sources, best.source)}: «{best.text}» [{best.source}]"
+            yield "text", ("" if not shown else " ") + f"{_says(sources, best.source)}: «{best.text}» [{best.source}]"
         answer.grounded = True
         answer.sources = with_quotes(sources, cited)
 
     def _one(self, sentence: str, answer: Answer, evidence: list[Evidence], against: str,
-             cited: list[Evidence], shown: list[str]) -> Iterator[str]:
+             cited: list[Evidence], shown: list[str]) -> Iterator[tuple[str, str]]:
         sentence = re.sub(r"\s*\[\d+\]", "", sentence).strip()   # the model's own [n] are not trusted
+        sentence = re.sub(r"^(?:A|Answer)\s*:\s*", "", sentence)   # a small model's "A: …" label
         if not sentence or grounding.is_refusal(sentence):
             return
         if not grounding.check(sentence, against, answer.question).ok:
@@ -285,33 +300,8 @@ class Conversation:
         if support not in cited:
             cited.append(support)
         text = f"{sentence} [{support.source}]"
-        yield (" " if shown else "") + text
+        yield "text", (" " if shown else "") + text
         shown.append(text)
-
-    def _messages(self, question: str, sources: list[Source]) -> list[dict]:
-        system = [{"role": "system", "content": SYSTEM_PROMPT}]
-        current = turn_messages(question, sources)
-        budget = self._model.n_ctx - self.max_answer_tokens - self._size(system + current)
-        if budget < 0:
-            raise ValueError("the question and its notes do not fit in the model's context")
-        history = self._history(self._first_turn)
-        if self._size(history) > budget:
-            # Drop old turns until half the room is free, not just enough for this turn: the
-            # history then keeps the same start (and the KV cache stays valid) for several turns.
-            while self._first_turn < len(self.turns) and self._size(history) > budget // 2:
-                self._first_turn += 1
-                history = self._history(self._first_turn)
-        return system + history + current
-
-    def _history(self, first: int) -> list[dict]:
-        messages: list[dict] = []
-        for question, sources, answer in self.turns[first:]:
-            messages += [*turn_messages(question, sources), {"role": "assistant", "content": answer}]
-        return messages
-
-    def _size(self, messages: list[dict]) -> int:
-        # ChatML adds about six tokens of markup per message.
-        return sum(self._model.count_tokens(m["content"]) + 6 for m in messages)
 
 
 def candidates(sources: list[Source]) -> list[Evidence]:

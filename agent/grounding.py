@@ -95,13 +95,20 @@ def split_source(number: int, text: str, context: str = "", heading: str = "") -
     lines = text.splitlines()
 
     def flush() -> None:
-        if paragraph:
+        nonlocal context
+        if len(paragraph) == 1 and _is_title(paragraph[0]):
+            # "Lisbon trip, September": a plain-text title names what follows; it answers nothing.
+            context = f"{context} > {paragraph[0]}" if context else paragraph[0]
+        elif paragraph:
             for s in sentences(" ".join(paragraph)):
                 found.append(Evidence(number, s, context))
-            paragraph.clear()
+        paragraph.clear()
 
-    for raw in lines:
+    for i, raw in enumerate(lines):
         line = raw.strip()
+        if i == 0 and not heading and _is_title(line):
+            context = f"{context} > {line}" if context else line
+            continue
         if not line or _HEADING.match(line) or (heading and line == heading):
             flush()   # a heading is context (it is in ``context``), never an answer
             continue
@@ -113,6 +120,11 @@ def split_source(number: int, text: str, context: str = "", heading: str = "") -
     flush()
     # Only words with a letter or digit are evidence: a line of dashes is not.
     return [e for e in found if re.search(r"[\w]", e.text) and len(e.text) >= 3]
+
+
+def _is_title(line: str) -> bool:
+    """A short line with no sentence end: a title or a heading in plain text."""
+    return len(line.split()) <= 8 and not re.search(r"[.!?;:]$", line) and not _FIELD.match(line)
 
 
 # --- scoring ----------------------------------------------------------------------------------
@@ -132,7 +144,7 @@ def _stem(word: str) -> str:
     w = word.lower().replace("’", "'")
     if w.endswith("'s"):
         w = w[:-2]
-    for suffix in ("ing", "ed", "es", "s"):
+    for suffix in ("ing", "ed", "es", "s", "e"):   # "decide", "decided", "decides" → "decid"
         if len(w) > len(suffix) + 3 and w.endswith(suffix):
             return w[: -len(suffix)]
     return w
@@ -496,6 +508,14 @@ def supporting(sentence: str, evidence: Sequence[Evidence]) -> Evidence:
     """The evidence line a verified sentence rests on most: the one sharing most of its words."""
     words = set(content_words(sentence))
     return max(evidence, key=lambda e: (len(words & set(content_words(e.full))), e.score))
+
+
+def informative(sentence: str, evidence: str, question: str) -> bool:
+    """Does the sentence tell something the question did not already say ("The kitchen
+    renovation was decided." does not)? Its new words must come from the evidence."""
+    new = set(content_words(sentence)) - set(content_words(question))
+    ev = set(content_words(evidence))
+    return any(w in ev for w in new) or bool(_NUMBER.search(sentence))
 
 
 def answers_the_kind(question: str, text: str) -> bool:

@@ -215,8 +215,12 @@ def create_app(
             answer = conversation.ask(question)
             if is_owner:  # the owner sees the evidence first, then the verified sentences
                 yield {"type": "sources", "sources": [s.to_json() for s in answer.sources]}
-            for piece in answer:   # only sentences the verifier passed: safe for peers as they come
-                yield {"type": "token", "text": piece}
+            if is_owner:   # the model's unchecked words too, for the owner's screen to show dimmed
+                for kind, text in answer.events():
+                    yield {"type": "token" if kind == "text" else "draft", "text": text}
+            else:
+                for piece in answer:   # only sentences the verifier passed: safe for peers as they come
+                    yield {"type": "token", "text": piece}
             yield from answer_events(answer, owner=is_owner)
 
         return StreamingResponse(

@@ -128,10 +128,11 @@ class SlowConversation:
         self.produced = 0
         self.closed = threading.Event()
 
-    def __call__(self, title: str, tags=None) -> SlowConversation:
+    def __call__(self, title: str, tags=None, **options) -> SlowConversation:
         return self
 
     def ask(self, question: str) -> Iterator[str]:
+        # Not an Answer: the tests using it stop the task long before the answer would end.
         try:
             for i in range(200):
                 time.sleep(0.1)
@@ -253,7 +254,8 @@ def test_a_granted_peer_sends_streams_and_reads_its_tasks(served, nodes, granted
                 elif kind == "status_update":
                     states.append(TaskState.Name(event.status_update.status.state))
             assert kinds[0] == "task" and states[0] == "TASK_STATE_WORKING" and states[-1] == "TASK_STATE_COMPLETED"
-            assert len(pieces) >= 3 and not pieces[0].append and pieces[1].append
+            # Verified sentences stream one by one (then the quotes they rest on), never raw tokens.
+            assert len(pieces) >= 2 and not pieces[0].append and all(p.append for p in pieces[1:-1])
             # The last update replaces the streamed pieces with the whole answer, as one part.
             assert not pieces[-1].append and pieces[-1].last_chunk
             whole = get_artifact_text(pieces[-1].artifact)
@@ -339,7 +341,7 @@ def test_a_failing_answer_fails_the_task_without_telling_the_peer_why(served, no
         def ask(self, question: str) -> Iterator[str]:
             raise RuntimeError("cannot open /home/owner/secret-notes.md")
 
-    monkeypatch.setattr(nodes[0], "conversation", lambda title, tags=None: Broken())
+    monkeypatch.setattr(nodes[0], "conversation", lambda title, tags=None, **options: Broken())
     with signed_client(granted_peer.key, granted_peer.keyid, base_url=a.url, headers=RPC_HEADERS) as client:
         task = client.post("/a2a", json=_rpc("SendMessage", _send_params(LISBON))).json()["result"]["task"]
     assert task["status"]["state"] == "TASK_STATE_FAILED"

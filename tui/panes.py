@@ -117,6 +117,7 @@ class ChatPane(Pane):
         self.generating = False
         self.answer_text = ""
         self.answer_prefix = ""   # what a skill's tool did, above the answer
+        self.draft = ""           # the model's words the node has not checked yet
         self.tokens_seen = 0
         self.sources: list[dict] = []
 
@@ -169,7 +170,7 @@ class ChatPane(Pane):
     async def stream_answer(self, question: str) -> None:
         messages = self.query_one("#messages", VerticalScroll)
         answer = Message("…", classes="assistant", markup=False)
-        self.answer_text, self.tokens_seen, self.sources, self.answer_prefix = "", 0, [], ""
+        self.answer_text, self.tokens_seen, self.sources, self.answer_prefix, self.draft = "", 0, [], "", ""
         self.query_one("#sources").display = False
         try:
             if self.conversation_id is None:
@@ -220,10 +221,18 @@ class ChatPane(Pane):
         elif kind == "sources":
             self.sources = event.get("sources", [])
             self.status("writing…")
-        elif kind == "token":
+        elif kind in ("token", "draft"):
+            # "token": a sentence the node checked, part of the answer; "draft": the model's words
+            # not yet checked, shown dimmed after it until the check settles them.
             self.tokens_seen += 1
-            self.answer_text += event.get("text", "")
-            answer.update(self.answer_prefix + self.answer_text)
+            if kind == "token":
+                self.answer_text += event.get("text", "")
+            else:
+                self.draft = event.get("text", "")
+            view = Text(self.answer_prefix + self.answer_text)
+            if self.draft:
+                view.append((" " if self.answer_text else "") + self.draft, style="dim italic")
+            answer.update(view)
             self.query_one("#messages", VerticalScroll).scroll_end(animate=False)
         elif kind == "approval":
             self.status(f"waiting for you to approve {event.get('tool')} (Approvals, F5)")
