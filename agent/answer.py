@@ -183,7 +183,8 @@ class Answer:
         return self.text
 
 
-# A grounded answer is one or two sentences; the model is stopped after this many.
+# A grounded answer is one checked sentence: the model is stopped after it, or after this many
+# refused ones (a small model's second sentence mostly elaborates, which is where it invents).
 GROUNDED_MAX_TOKENS = 96
 GROUNDED_MAX_SENTENCES = 2
 
@@ -268,7 +269,8 @@ class Conversation:
                     for sentence in done_sentences[:-1]:
                         yield from self._one(sentence, answer, evidence, checked_against, cited, shown)
                     buffer = buffer[buffer.rfind(done_sentences[-1]):]
-                if len(shown) + len(answer.dropped) >= GROUNDED_MAX_SENTENCES:
+                # One checked sentence answers; a second try only after a refused one.
+                if shown or len(answer.dropped) >= GROUNDED_MAX_SENTENCES:
                     buffer = ""
                     break
                 yield "draft", buffer.strip()
@@ -302,6 +304,32 @@ class Conversation:
         text = f"{sentence} [{support.source}]"
         yield "text", (" " if shown else "") + text
         shown.append(text)
+
+
+    def _messages(self, question: str, sources: list[Source]) -> list[dict]:
+        system = [{"role": "system", "content": SYSTEM_PROMPT}]
+        current = turn_messages(question, sources)
+        budget = self._model.n_ctx - self.max_answer_tokens - self._size(system + current)
+        if budget < 0:
+            raise ValueError("the question and its notes do not fit in the model's context")
+        history = self._history(self._first_turn)
+        if self._size(history) > budget:
+            # Drop old turns until half the room is free, not just enough for this turn: the
+            # history then keeps the same start (and the KV cache stays valid) for several turns.
+            while self._first_turn < len(self.turns) and self._size(history) > budget // 2:
+                self._first_turn += 1
+                history = self._history(self._first_turn)
+        return system + history + current
+
+    def _history(self, first: int) -> list[dict]:
+        messages: list[dict] = []
+        for question, sources, answer in self.turns[first:]:
+            messages += [*turn_messages(question, sources), {"role": "assistant", "content": answer}]
+        return messages
+
+    def _size(self, messages: list[dict]) -> int:
+        # ChatML adds about six tokens of markup per message.
+        return sum(self._model.count_tokens(m["content"]) + 6 for m in messages)
 
 
 def candidates(sources: list[Source]) -> list[Evidence]:

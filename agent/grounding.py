@@ -184,7 +184,7 @@ _ASKS = [
     (re.compile(r"\bhow (much|expensive)\b|\b(cost|price|budget|amount|pay|paid|spend|spent|owe|premium|fee|salary|rent|bill|total)\b", re.I), "amount"),
     (re.compile(r"\bwhat time\b|\bat what hour\b", re.I), "time"),
     (re.compile(r"\bwhen\b|\bwhat (day|date)\b|\bwhich (day|date|month)\b|\bdeadline\b|\bdue\b", re.I), "when"),
-    (re.compile(r"\bhow (many|long|far|old|tall|heavy|big|often)\b|\bwhat (size|number)\b", re.I), "number"),
+    (re.compile(r"\bhow (many|long|far|old|tall|high|wide|deep|fast|heavy|big|often)\b|\bwhat (size|number)\b", re.I), "number"),
 ]
 
 

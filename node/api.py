@@ -190,7 +190,8 @@ def create_app(
             raise Problem(400, "bad request", "the question is empty, k is not between 1 and 20, or tools is not true/false")
         if tools:
             owner_only(caller)  # skills act for the owner; peers get answers, never tool calls
-        grant = await asyncio.to_thread(authorize, caller, "ask")  # a sealed quota write: off the event loop
+        # The grant is checked (and its quota used) here; its tags are read again at every turn.
+        await asyncio.to_thread(authorize, caller, "ask")  # a sealed quota write: off the event loop
         if conversation_id is not None and conversations.get(conversation_id, ("",))[0] != caller:
             raise Problem(404, "no such conversation", "that conversation is unknown or was forgotten; start a new one")
 

@@ -284,6 +284,22 @@ def test_a_granted_peer_sends_streams_and_reads_its_tasks(served, nodes, granted
         assert replies and all(s["path"].endswith("travel/lisbon.txt") for s in replies[0]["sources"])
 
 
+def test_a_peer_gets_the_checked_answer_and_its_quotes_never_the_notes_paths(served, nodes, granted_peer):
+    """One policy for peers (issue 12 item 8) on A2A as on /api/ask and Nostr: the verified
+    answer and the quotes it rests on, from the grant's tags only; no path, chunk or snippet."""
+    a, _ = served
+    with signed_client(granted_peer.key, granted_peer.keyid, base_url=a.url, headers=RPC_HEADERS, timeout=300) as client:
+        task = client.post("/a2a", json=_rpc("SendMessage", _send_params(LISBON))).json()["result"]["task"]
+        said = task["artifacts"][0]["parts"][0]["text"]
+        # The quote is the evidence's own line, whatever the model's words around it.
+        assert "«" in said and "TAP" in said.split("«", 1)[1], said
+        assert "lisbon.txt" not in json.dumps(task) and "snippet" not in json.dumps(task)
+        dentist = _send_params("When is the dentist appointment?", "m-2")
+        task = client.post("/a2a", json=_rpc("SendMessage", dentist)).json()["result"]["task"]
+        said = task["artifacts"][0]["parts"][0]["text"]
+        assert "Almeida" not in said and "November" not in said, said   # not in the grant's tags
+
+
 def test_cancel_stops_a_running_streamed_task_and_its_model_work(served, nodes, granted_peer, monkeypatch):
     a, _ = served
     slow = SlowConversation()
