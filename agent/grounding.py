@@ -11,9 +11,9 @@ names. So an answer is built the other way round (see ``agent.answer``):
 2. The model reads only the best few lines (``prompt``) and phrases the answer.
 3. ``verify``: every number, date, time, amount, e-mail address, phone number, proper name
    and quoted span of each answer sentence must be in the evidence (normalised: "3,5" is
-   "3.5", "May 12" is "12 May", "+351 21 000 000" holds "21000000"), and most of its words
-   must come from the evidence or the question. A sentence that fails is dropped; when
-   nothing useful is left, the best evidence line itself is the answer, quoted.
+   "3.5", "May 12" is "12 May", "+351 21 000 000" holds "21000000"), and most of the words
+   it adds to the question must come from the evidence. A sentence that fails is dropped;
+   when nothing useful is left, the best evidence line itself is the answer, quoted.
 
 Nothing here loads a model: the embedder is handed in, so the verifier is plain functions.
 """
@@ -37,7 +37,7 @@ MAX_EVIDENCE_CHARS = 700
 MIN_SCORE = 0.42
 # Lines within this distance of the best one are given to the model with it.
 KEEP_WITHIN = 0.12
-# Share of an answer sentence's content words that must come from the evidence or question.
+# Share of the content words an answer sentence adds to the question that must be in the evidence.
 MIN_WORD_SUPPORT = 0.6
 
 Embed = Callable[[list[str]], np.ndarray]
@@ -114,6 +114,9 @@ def split_source(number: int, text: str, context: str = "", heading: str = "") -
             continue
         if _FIELD.match(line) or _LIST_ITEM.match(line):
             flush()
+            value = line.split(":", 1)[1].strip() if _FIELD.match(line) else ""
+            if value and context and value.lower() in context.lower():
+                continue   # "Contact: Ana Silva", "Subject: …": the record's name, already its context
             found.append(Evidence(number, _LIST_ITEM.sub("", line), context))
         else:
             paragraph.append(line)
@@ -486,9 +489,12 @@ def check(sentence: str, evidence: str, question: str = "") -> Check:
         if name.lower() not in ev_low and name.lower() not in q_low:
             missing.append(name)
 
+    # What the sentence adds to the question must come from the evidence: the question's own
+    # words prove nothing ("The Sintra hike is in the mountains." adds only "mountains").
     # Numbers and month names are checked above, however written.
-    words = [w for w in content_words(s) if not any(c.isdigit() for c in w) and w.rstrip(".") not in _MONTHS]
-    known = set(content_words(evidence)) | set(content_words(question))
+    asked = set(content_words(question))
+    words = [w for w in content_words(s) if not any(c.isdigit() for c in w) and w.rstrip(".") not in _MONTHS and w not in asked]
+    known = set(content_words(evidence))
     support = sum(1 for w in words if w in known) / len(words) if words else 1.0
     return Check(sentence, tuple(missing), support)
 

@@ -87,6 +87,9 @@ def test_a_sentence_mostly_of_words_not_in_the_evidence_is_refused():
     question = "How should I fix the rain barrel?"
     assert ok("Replace the seal at the tap.", garden, question)
     assert not ok("Replace it with a proper rainwater harvesting system.", garden, question)
+    # The question's own words prove nothing: what the sentence adds must be in the evidence.
+    hike = "Shall we hike the Sintra trail on Saturday?"
+    assert not ok("The Sintra hike is in the mountains.", hike, "Where are we meeting Ana for the Sintra hike?")
 
 
 def test_sentences_keep_titles_and_decimals_whole():
