@@ -189,8 +189,14 @@ _ASKS = [
     (re.compile(r"\bhow (much|expensive)\b|\b(cost|price|budget|amount|pay|paid|spend|spent|owe|premium|fee|salary|rent|bill|total)\b", re.I), "amount"),
     (re.compile(r"\bwhat time\b|\bat what hour\b", re.I), "time"),
     (re.compile(r"\bwhen\b|\bwhat (day|date)\b|\bwhich (day|date|month)\b|\bdeadline\b|\bdue\b", re.I), "when"),
+    (re.compile(r"\bwhere\b", re.I), "where"),
     (re.compile(r"\bhow (many|long|far|old|tall|high|wide|deep|fast|heavy|big|often)\b|\bwhat (size|number)\b", re.I), "number"),
 ]
+
+
+# Kinds that only weigh the score: a place is too varied to refuse a line for lacking one.
+_SOFT_KINDS = frozenset({"where"})
+_PLACE = re.compile(r"\b(?:at|in|near|by|outside|behind|under|inside|from|to)\s+(?:the\s+)?([A-Z][\w'’-]+)")
 
 
 def asks_for(question: str) -> str | None:
@@ -216,6 +222,9 @@ def holds(kind: str, text: str) -> bool:
             text, re.I))
     if kind == "number":
         return bool(_NUMBER.search(text) or _number_words(text))
+    if kind == "where":   # "at Rossio station", "in the hall cupboard": a named place, not a day
+        return any(m.group(1).lower() not in _MONTHS and not re.match(_WEEKDAY, m.group(1), re.I)
+                   for m in _PLACE.finditer(text)) or bool(re.search(r"\b(?:in|at|on|under|behind|inside) the \w+", text))
     return True
 
 
@@ -257,7 +266,7 @@ def select(scored: list[Evidence], question: str) -> list[Evidence]:
     if not scored or scored[0].score < MIN_SCORE:
         return []
     kind = asks_for(question)
-    if kind is not None and not holds(kind, scored[0].text):
+    if kind is not None and kind not in _SOFT_KINDS and not holds(kind, scored[0].text):
         return []   # asked for a phone number, an amount, a date… and the best line has none
     chosen: list[Evidence] = []
     size = 0
@@ -529,4 +538,4 @@ def informative(sentence: str, evidence: str, question: str) -> bool:
 def answers_the_kind(question: str, text: str) -> bool:
     """Does ``text`` hold the kind of fact the question asks for (a date for "when"…)?"""
     kind = asks_for(question)
-    return kind is None or holds(kind, text)
+    return kind is None or kind in _SOFT_KINDS or holds(kind, text)

@@ -118,7 +118,14 @@ def test_what_a_question_asks_for():
     assert asks_for("How much is the car insurance?") == "amount"
     assert asks_for("When is the dentist appointment?") == "when"
     assert asks_for("What's Marco's e-mail?") == "email"
+    assert asks_for("Where are we meeting Ana for the hike?") == "where"
     assert asks_for("What did I decide about the kitchen?") is None
+
+
+def test_a_line_with_the_kind_of_fact_asked_for_scores_above_one_on_the_topic():
+    lines = [Evidence(1, "Shall we hike the Sintra trail on Saturday?"), Evidence(1, "Let us meet at Rossio station at 8:15.")]
+    best = score("Where are we meeting Ana for the Sintra hike?", lines, None)[0]
+    assert best.text.startswith("Let us meet at Rossio")
 
 
 def test_a_question_for_a_kind_of_fact_the_evidence_lacks_finds_nothing():
