@@ -256,6 +256,8 @@ def score(question: str, candidates: list[Evidence], embed: Embed | None) -> lis
             s += 0.15 if holds(kind, e.text) else -0.1
         if len(content_words(e.text)) < 2:   # "Yes." or a bare name answers nothing alone
             s -= 0.1
+        if e.text.rstrip().endswith("?"):   # a line that asks (a chat's "Did you book…?") is not the answer
+            s -= 0.15
         scored.append(Evidence(e.source, e.text, e.context, round(s, 4)))
     scored.sort(key=lambda e: -e.score)
     return scored

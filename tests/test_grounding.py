@@ -126,6 +126,10 @@ def test_a_line_with_the_kind_of_fact_asked_for_scores_above_one_on_the_topic():
     lines = [Evidence(1, "Shall we hike the Sintra trail on Saturday?"), Evidence(1, "Let us meet at Rossio station at 8:15.")]
     best = score("Where are we meeting Ana for the Sintra hike?", lines, None)[0]
     assert best.text.startswith("Let us meet at Rossio")
+    # A line that asks the question back (a chat's "Did you book…?") weighs less than one that tells.
+    asking, telling = Evidence(1, "Tomas: you booked the restaurant for Saturday?"), Evidence(1, "Tomas: you booked the restaurant for Saturday.")
+    scored = {e.text: e.score for e in score("Which restaurant did I book for Saturday?", [asking, telling], None)}
+    assert scored[asking.text] < scored[telling.text]
 
 
 def test_a_question_for_a_kind_of_fact_the_evidence_lacks_finds_nothing():
