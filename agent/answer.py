@@ -9,13 +9,18 @@ fills, the oldest turns are dropped, half the room at a time.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import time
 from collections.abc import Callable, Iterator
-import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
-from agent.runtime import ChatModel
+from agent import grounding
+from agent.grounding import NOT_FOUND, Embed, Evidence
+
+if TYPE_CHECKING:   # the answer path needs no llama.cpp of its own: the model is handed in
+    from agent.runtime import ChatModel
 
 # Short and plain: a 135M-parameter model follows a short instruction better than a long one.
 # Measured on the default model: notes in a system message just before the question, and the
@@ -34,6 +39,7 @@ class Source:
     score: float
     text: str
     meta: dict = field(default_factory=dict)   # what the citation shows: sender, date, page, heading
+    quote: str = ""   # the line of this source the answer rests on ("" when it rests on none)
 
     @property
     def snippet(self) -> str:
@@ -41,7 +47,16 @@ class Source:
         return flat if len(flat) <= SNIPPET_CHARS else flat[: SNIPPET_CHARS - 1] + "…"
 
     def to_json(self) -> dict:
-        return {"path": self.path, "chunk": self.chunk, "score": self.score, "snippet": self.snippet, "meta": self.meta}
+        return {
+            "path": self.path, "chunk": self.chunk, "score": self.score, "snippet": self.snippet, "meta": self.meta,
+            "quote": self.quote,
+        }
+
+    def for_peer(self) -> dict:
+        """What a peer may see of a source: its number and the quote the answer rests on, drawn
+        only from what the peer's grant lets the answer read. Never the file's path, the chunk's
+        place, a snippet or the metadata: those describe the owner's data beyond the answer."""
+        return {"number": self.number, "quote": self.quote}
 
 
 def citation(meta: dict) -> str:
@@ -122,24 +137,44 @@ def cited_numbers(answer: str) -> list[int]:
 
 @dataclass
 class Answer:
-    """A streamed answer: iterate for the pieces; ``text`` holds all of it afterwards."""
+    """A streamed answer: iterate for the pieces; afterwards ``text`` is what was shown.
+
+    A grounded answer (the default) streams only sentences that passed the verifier, each with
+    the [n] of the source whose line supports it; ``grounded`` is False when it says "not in
+    your data" or when nothing could be verified. ``sources`` carry the supporting ``quote``
+    (before the answer: the evidence the model reads; after it: the lines the answer rests on).
+    ``dropped`` holds the model's sentences the verifier refused, never shown as fact.
+    """
 
     question: str
     sources: list[Source]
-    _pieces: Iterator[str]
-    _on_done: Callable[[str], None]
+    _pieces: Iterator[tuple[str, str]]   # ("text" | "draft", text)
+    _on_done: Callable[["Answer"], None]
     text: str = ""
+    grounded: bool = False
+    dropped: list[str] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)   # what the model read, best first
     first_piece_at: float | None = None   # time.perf_counter() of the first piece, for benchmarks
 
     def __iter__(self) -> Iterator[str]:
+        """The shown text, piece by piece: verified sentences only (what peers receive)."""
+        for kind, text in self.events():
+            if kind == "text":
+                yield text
+
+    def events(self) -> Iterator[tuple[str, str]]:
+        """("text", piece) for each piece of the shown answer, and for the owner's screens
+        ("draft", words) with the model's words not yet checked (the whole unchecked tail each
+        time, "" once it is settled): shown dimmed while the model writes, never as the answer."""
         parts: list[str] = []
-        for piece in self._pieces:
-            if self.first_piece_at is None:
-                self.first_piece_at = time.perf_counter()
-            parts.append(piece)
-            yield piece
+        for kind, text in self._pieces:
+            if kind == "text":
+                if self.first_piece_at is None:
+                    self.first_piece_at = time.perf_counter()
+                parts.append(text)
+            yield kind, text
         self.text = "".join(parts).strip()
-        self._on_done(self.text)
+        self._on_done(self)
 
     def read(self) -> str:
         """Consume the whole answer and return its text."""
@@ -148,7 +183,22 @@ class Answer:
         return self.text
 
 
+# A grounded answer is one checked sentence: the model is stopped after it, or after this many
+# refused ones (a small model's second sentence mostly elaborates, which is where it invents).
+GROUNDED_MAX_TOKENS = 96
+GROUNDED_MAX_SENTENCES = 2
+
+
 class Conversation:
+    """A multi-turn conversation over the owner's data.
+
+    ``grounded`` (the default): each turn's answer is built from evidence and checked (see
+    ``agent.grounding``); the model reads only that turn's few evidence lines, so earlier turns
+    serve the search for a follow-up, not the prompt. ``grounded=False`` is the free path of
+    before: whole chunks in a system message, the history replayed, the model's words shown as
+    they come (kept as the benchmark's baseline).
+    """
+
     def __init__(
         self,
         model: ChatModel,
@@ -157,6 +207,8 @@ class Conversation:
         record: Record | None = None,
         k: int = 3,
         max_answer_tokens: int = 256,
+        grounded: bool = True,
+        embed: Embed | None = None,
     ) -> None:
         self._model = model
         self._retrieve = retrieve
@@ -165,6 +217,8 @@ class Conversation:
         self._first_turn = 0   # turns before this one no longer fit in the context
         self.k = k
         self.max_answer_tokens = max_answer_tokens
+        self.grounded = grounded
+        self._embed = embed
 
     def ask(self, question: str) -> Answer:
         question = question.strip()
@@ -174,17 +228,83 @@ class Conversation:
         # question too, so the notes of the topic under discussion are found again.
         search_text = f"{self.turns[-1][0]}\n{question}" if self.turns else question
         sources = self._retrieve(search_text, self.k)
-        messages = self._messages(question, sources)
         self._record({"role": "user", "content": question, "at": time.time()})
 
-        def done(text: str) -> None:
-            self.turns.append((question, sources, text))
-            self._record(
-                {"role": "assistant", "content": text, "sources": [s.to_json() for s in sources], "at": time.time()}
-            )
+        def done(answer: Answer) -> None:
+            self.turns.append((question, answer.sources, answer.text))
+            message = {"role": "assistant", "content": answer.text, "sources": [s.to_json() for s in answer.sources],
+                       "at": time.time()}
+            if self.grounded:
+                message["grounded"] = answer.grounded
+            self._record(message)
 
-        pieces = self._model.stream(messages, max_tokens=self.max_answer_tokens)
-        return Answer(question, sources, pieces, done)
+        if not self.grounded:
+            pieces = self._model.stream(self._messages(question, sources), max_tokens=self.max_answer_tokens)
+            return Answer(question, sources, (("text", piece) for piece in pieces), done)
+        evidence = grounding.select(grounding.score(question, candidates(sources), self._embed), question)
+        answer = Answer(question, with_quotes(sources, evidence), iter(()), done, evidence=evidence)
+        answer._pieces = self._grounded_pieces(answer, sources)
+        return answer
+
+    def _grounded_pieces(self, answer: Answer, sources: list[Source]) -> Iterator[tuple[str, str]]:
+        """The verified sentences of the model's answer, each as soon as it is complete and
+        checked; then, if they do not answer what was asked, the best evidence line itself.
+        Between them, ("draft", …) with the model's words still unchecked."""
+        evidence, question = answer.evidence, answer.question
+        if not evidence:
+            answer.sources = with_quotes(sources, [])
+            yield "text", NOT_FOUND
+            return
+        checked_against = "\n".join(e.full for e in evidence)
+        cited: list[Evidence] = []
+        shown: list[str] = []
+        stream = self._model.stream(grounding.prompt(question, evidence), max_tokens=min(self.max_answer_tokens, GROUNDED_MAX_TOKENS))
+        buffer = ""
+        try:
+            for piece in stream:
+                buffer += piece
+                done_sentences = grounding.sentences(buffer)
+                if len(done_sentences) > 1:
+                    # The last one may still grow; every one before it is complete.
+                    for sentence in done_sentences[:-1]:
+                        yield from self._one(sentence, answer, evidence, checked_against, cited, shown)
+                    buffer = buffer[buffer.rfind(done_sentences[-1]):]
+                # One checked sentence answers; a second try only after a refused one.
+                if shown or len(answer.dropped) >= GROUNDED_MAX_SENTENCES:
+                    buffer = ""
+                    break
+                yield "draft", buffer.strip()
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()   # stops the model when the answer is complete or the reader left
+        if buffer.strip():
+            yield from self._one(buffer.strip(), answer, evidence, checked_against, cited, shown)
+        yield "draft", ""
+        said = " ".join(shown)
+        if not grounding.informative(said, checked_against, question) or not grounding.answers_the_kind(question, said):
+            best = evidence[0]
+            cited.append(best)
+            yield "text", ("" if not shown else " ") + f"{_says(sources, best.source)}: «{best.text}» [{best.source}]"
+        answer.grounded = True
+        answer.sources = with_quotes(sources, cited)
+
+    def _one(self, sentence: str, answer: Answer, evidence: list[Evidence], against: str,
+             cited: list[Evidence], shown: list[str]) -> Iterator[tuple[str, str]]:
+        sentence = re.sub(r"\s*\[\d+\]", "", sentence).strip()   # the model's own [n] are not trusted
+        sentence = re.sub(r"^(?:A|Answer)\s*:\s*", "", sentence)   # a small model's "A: …" label
+        if not sentence or grounding.is_refusal(sentence):
+            return
+        if not grounding.check(sentence, against, answer.question).ok:
+            answer.dropped.append(sentence)
+            return
+        support = grounding.supporting(sentence, evidence)
+        if support not in cited:
+            cited.append(support)
+        text = f"{sentence} [{support.source}]"
+        yield "text", (" " if shown else "") + text
+        shown.append(text)
+
 
     def _messages(self, question: str, sources: list[Source]) -> list[dict]:
         system = [{"role": "system", "content": SYSTEM_PROMPT}]
@@ -210,3 +330,48 @@ class Conversation:
     def _size(self, messages: list[dict]) -> int:
         # ChatML adds about six tokens of markup per message.
         return sum(self._model.count_tokens(m["content"]) + 6 for m in messages)
+
+
+def candidates(sources: list[Source]) -> list[Evidence]:
+    """Every source cut into evidence lines; a record's citation ("Dentist, 14 Nov 2026 09:30
+    at Clínica Almeida", "From Ana …, 3 Mar 2026 — Subject") is a line of its own, and the
+    context of the others."""
+    found: list[Evidence] = []
+    for s in sources:
+        context = citation(s.meta)
+        if s.meta.get("kind") in ("email", "event", "chat"):
+            found.append(Evidence(s.number, context))
+        found += grounding.split_source(s.number, s.text, context, s.meta.get("heading", ""))
+    return found
+
+
+def with_quotes(sources: list[Source], evidence: list[Evidence]) -> list[Source]:
+    """``sources`` with each one's quote: its lines among ``evidence``, in order."""
+    return [replace(s, quote=" … ".join(e.text for e in evidence if e.source == s.number)) for s in sources]
+
+
+def _says(sources: list[Source], number: int) -> str:
+    kind = next((s.meta.get("kind") for s in sources if s.number == number), None)
+    return {"email": "Your mail says", "event": "Your calendar says", "contact": "Your contacts say",
+            "chat": "Your chats say"}.get(kind, "Your notes say")
+
+
+def with_quotes_text(answer: Answer) -> str:
+    """The verified answer with the quotes it rests on, as one text: what a peer (A2A, Nostr)
+    or an app on /v1 receives. A quote the answer already shows is not repeated."""
+    quotes = [f"[{s.number}] «{s.quote}»" for s in answer.sources if s.quote and f"«{s.quote}»" not in answer.text]
+    return answer.text + ("\n\n" + "\n".join(quotes) if quotes else "")
+
+
+def answer_events(answer: Answer, *, owner: bool) -> Iterator[dict]:
+    """The end of an answer's NDJSON stream. The owner gets every source in full and the
+    sentences the verifier dropped (shown marked, never as fact); a peer gets only the quotes
+    the answer rests on, by number: no path, chunk, snippet or metadata (DESIGN: one policy for
+    peers on every channel)."""
+    if owner:
+        sources = [s.to_json() for s in answer.sources]
+        yield {"type": "done", "answer": answer.text, "grounded": answer.grounded, "sources": sources, "dropped": answer.dropped}
+    else:
+        sources = [s.for_peer() for s in answer.sources if s.quote]
+        yield {"type": "sources", "sources": sources}
+        yield {"type": "done", "answer": answer.text, "grounded": answer.grounded, "sources": sources}

@@ -49,6 +49,7 @@ from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from sse_starlette.sse import EventSourceResponse
 from starlette.types import Message
 
+from agent.answer import with_quotes_text
 from agent.grants import Grant
 from agent.queue import Job, JobCancelled, Work
 from identity.did_key import verification_method_id
@@ -273,11 +274,19 @@ def mount_a2a(
 
 
 def _answer_work(node: Node, caller: str, grant: Grant, question: str) -> Work:
+    """A peer's question as model work: the one answer path, grounded and verified.
+
+    The peer policy of every channel (DESIGN, "Answers"): a peer gets the verified answer and
+    the quotes it rests on, drawn only from the tags its grant allows as it is when the answer
+    runs (``peer=caller``), never file paths, chunk numbers, snippets or metadata. Only
+    verified sentences stream; the quotes come last, in the same text."""
     def work() -> Iterator[str]:
-        # The answer, not the data, leaves the node: peers get the answer's words only, never
-        # the sources or snippets it was drawn from (those are the owner's notes).
-        conversation = node.conversation(title=f"a2a from {caller}", tags=grant.tags)
-        yield from conversation.ask(question)
+        conversation = node.conversation(title=f"a2a from {caller}", peer=caller)
+        answer = conversation.ask(question)
+        yield from answer
+        rest = with_quotes_text(answer)[len(answer.text):]
+        if rest:
+            yield rest
 
     return work
 

@@ -29,7 +29,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agent.answer import Conversation
+from agent.answer import Conversation, answer_events, with_quotes_text
 from agent.grants import (
     Grant,
     InvalidGrant,
@@ -66,6 +66,8 @@ from skills.host import SkillError
 from skills.registry import SkillInstallError
 
 MAX_CONVERSATIONS = 64
+RAW_MODEL = "flurry"        # /v1: the model alone, for the owner's apps (no data)
+DATA_MODEL = "flurry-data"  # /v1: the last user message answered from the owner's data, grounded
 PLANNED = "planned"  # an internal event: the model chose a tool call; never sent to the client
 _log = logging.getLogger(__name__)
 
@@ -238,15 +240,20 @@ def create_app(
             raise Problem(400, "bad request", "the question is empty, k is not between 1 and 20, or tools is not true/false")
         if tools:
             owner_only(caller)  # skills act for the owner; peers get answers, never tool calls
-        grant = await asyncio.to_thread(authorize, caller, "ask")  # a sealed quota write: off the event loop
+        # The grant is checked (and its quota used) here; its tags are read again at every turn.
+        await asyncio.to_thread(authorize, caller, "ask")  # a sealed quota write: off the event loop
         if conversation_id is not None and conversations.get(conversation_id, ("",))[0] != caller:
             raise Problem(404, "no such conversation", "that conversation is unknown or was forgotten; start a new one")
+
+        is_owner = caller == node.keys.owner_did
 
         def work() -> Iterator[dict]:
             nonlocal conversation_id
             if conversation_id is None:
                 conversation_id = uuid.uuid4().hex
-                conversations[conversation_id] = (caller, node.conversation(title=question[:80], tags=grant.tags))
+                # A peer's conversation reads its grant at every turn (node.peer_tags), not the
+                # grant it was opened under: narrowing a grant reaches open conversations.
+                conversations[conversation_id] = (caller, node.conversation(title=question[:80], peer=None if is_owner else caller))
                 while len(conversations) > MAX_CONVERSATIONS:
                     conversations.popitem(last=False)
             conversation = conversations[conversation_id][1]
@@ -257,10 +264,15 @@ def create_app(
                 yield {"type": PLANNED, "planned": planned}  # the rest runs off the model queue
                 return
             answer = conversation.ask(question)
-            yield {"type": "sources", "sources": [s.to_json() for s in answer.sources]}
-            for piece in answer:
-                yield {"type": "token", "text": piece}
-            yield {"type": "done", "answer": answer.text}
+            if is_owner:  # the owner sees the evidence first, then the verified sentences
+                yield {"type": "sources", "sources": [s.to_json() for s in answer.sources]}
+            if is_owner:   # the model's unchecked words too, for the owner's screen to show dimmed
+                for kind, text in answer.events():
+                    yield {"type": "token" if kind == "text" else "draft", "text": text}
+            else:
+                for piece in answer:   # only sentences the verifier passed: safe for peers as they come
+                    yield {"type": "token", "text": piece}
+            yield from answer_events(answer, owner=is_owner)
 
         return StreamingResponse(
             _ndjson(submit(work), follow_up=lambda planned: _tool_turn(node, planned, caller)),
@@ -404,20 +416,30 @@ def create_app(
 
     @app.get("/v1/models")
     def models(allow: set[str] = Depends(bearer_token)) -> dict:
-        return {"object": "list", "data": [{"id": "flurry", "object": "model", "created": 0, "owned_by": "owner"}]}
+        return {"object": "list", "data": [
+            {"id": RAW_MODEL, "object": "model", "created": 0, "owned_by": "owner"},
+            {"id": DATA_MODEL, "object": "model", "created": 0, "owned_by": "owner"},
+        ]}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request, allow: set[str] = Depends(bearer_token)) -> Response:
         if "chat" not in allow:
             raise Problem(403, "not granted", "this token may not use chat")
         chat = _chat_request(await request.body())
+        model_id = DATA_MODEL if chat.model == DATA_MODEL else RAW_MODEL  # apps name models freely
+        question = next((m["content"] for m in reversed(chat.messages) if m["role"] == "user"), "").strip()
+        if model_id == DATA_MODEL and not question:
+            raise OpenAIRequestError(f"{DATA_MODEL!r} answers the last user message: send one", param="messages")
         outcome: dict = {}
 
         def work() -> Iterator[str]:
             # On the queue's thread, like all model work (the first call also loads the model).
             # Why it ended and what it cost are read here, before the next job can use the model.
             model = node.chat_model
-            yield from model.stream(chat.messages, max_tokens=chat.max_tokens, temperature=chat.temperature)
+            if model_id == RAW_MODEL:
+                yield from model.stream(chat.messages, max_tokens=chat.max_tokens, temperature=chat.temperature)
+            else:
+                yield from data_answer()
             outcome["finish_reason"] = "length" if model.last_finish_reason == "length" else "stop"
             outcome["usage"] = {
                 "prompt_tokens": model.last_prompt_tokens_read,
@@ -425,19 +447,28 @@ def create_app(
                 "total_tokens": model.last_prompt_tokens_read + model.last_tokens_generated,
             }
 
+        def data_answer() -> Iterator[str]:
+            # The one answer path (grounded, verified) over all of the owner's data: the token is
+            # the owner's. Verified sentences stream; the quotes they rest on come last.
+            answer = node.conversation(title=f"v1: {question[:70]}").ask(question)
+            yield from answer
+            rest = with_quotes_text(answer)[len(answer.text):]
+            if rest:
+                yield rest
+
         job = submit(work)
         completion_id = "chatcmpl-" + uuid.uuid4().hex
         created = int(time.time())
         if chat.stream:
-            events = _openai_events(job, completion_id, created, outcome, include_usage=chat.include_usage)
+            events = _openai_events(job, completion_id, created, outcome, model_id, include_usage=chat.include_usage)
             return StreamingResponse(events, media_type="text/event-stream")
-        text = "".join([piece async for piece in _pieces(job)])
+        text = "".join([piece async for piece in _pieces(job)]).strip()
         return JSONResponse(
             {
                 "id": completion_id,
                 "object": "chat.completion",
                 "created": created,
-                "model": "flurry",
+                "model": model_id,
                 "choices": [
                     {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": outcome["finish_reason"]}
                 ],
@@ -514,13 +545,13 @@ async def _tool_turn(node: Node, planned: PlannedCall, requester: str) -> AsyncI
 
 
 async def _openai_events(
-    job: Job, completion_id: str, created: int, outcome: dict, *, include_usage: bool = False
+    job: Job, completion_id: str, created: int, outcome: dict, model_id: str, *, include_usage: bool = False
 ) -> AsyncIterator[bytes]:
     """The chunks OpenAI's streaming API sends: the role, the pieces, the finish reason and,
     when stream_options.include_usage asked for it, a last chunk with no choices and the usage."""
 
     def event(choices: list[dict], **extra) -> bytes:
-        chunk = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": "flurry", "choices": choices}
+        chunk = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model_id, "choices": choices}
         if include_usage:
             chunk["usage"] = None  # as OpenAI does: null on every chunk but the last
         chunk.update(extra)

@@ -29,7 +29,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from agent.answer import cited_numbers, citation
+from agent.answer import answer_events, citation
 from agent.models import CATALOG, HUB_CATALOG, ModelError, installed_models, other_models, resolve_model
 from agent.tools import ToolCall, ToolTurn
 from identity.did_key import verification_method_id
@@ -214,7 +214,7 @@ class LocalAsker:
         yield {"type": "sources", "sources": [s.to_json() for s in answer.sources]}
         for piece in answer:
             yield {"type": "token", "text": piece}
-        yield {"type": "done", "answer": answer.text}
+        yield from answer_events(answer, owner=True)   # the same events /api/ask gives the owner
 
 
 def _ask_owner_at_terminal(call: ToolCall) -> bool:
@@ -289,18 +289,21 @@ def ask(settings: Settings, question: str, as_json: bool, k: int) -> None:
     with _asker(settings, k) as asker:
         if as_json:
             events = list(asker.ask(question))
-            sources = next(e["sources"] for e in events if e["type"] == "sources")
-            answer = next(e["answer"] for e in events if e["type"] == "done")
+            done = next(e for e in events if e["type"] == "done")
+            # The sources the answer ended with (their quotes are what it rests on).
+            sources = done.get("sources", next(e["sources"] for e in events if e["type"] == "sources"))
             tool = next(({k: v for k, v in e.items() if k != "type"} for e in events if e["type"] == "tool"), None)
-            click.echo(json.dumps({"answer": answer, "sources": sources, **({"tool": tool} if tool else {})}))
+            click.echo(json.dumps({"answer": done["answer"], "grounded": bool(done.get("grounded", False)), "sources": sources,
+                                   **({"tool": tool} if tool else {})}))
         else:
             _print_answer(asker.ask(question))
 
 
 def _print_answer(events: Iterator[dict]) -> None:
-    """Stream the tokens to the terminal, then the numbered sources."""
+    """Stream the verified sentences to the terminal, then the quotes they rest on and the
+    numbered sources; a sentence the verifier refused is shown marked, never as the answer."""
     sources: list[dict] = []
-    answer = ""
+    dropped: list[str] = []
     tool_ran = False
     for event in events:
         if event["type"] == "tool":
@@ -314,18 +317,23 @@ def _print_answer(events: Iterator[dict]) -> None:
             sys.stdout.write(event["text"])
             sys.stdout.flush()
         elif event["type"] == "done":
-            answer = event["answer"]
+            sources = event.get("sources", sources)
+            dropped = event.get("dropped", [])
     sys.stdout.write("\n")
+    for sentence in dropped:
+        out.print(f"  ✗ not in your data, not shown as the answer: {sentence}", style="dim strike", markup=False)
     if not sources:
         if not tool_ran:
             out.print("(no notes matched; add some with `flurry add PATH`)", style="dim")
         return
-    cited = cited_numbers(answer)
     for number, s in enumerate(sources, start=1):
-        mark = "*" if number in cited else " "
         cite = citation(s.get("meta") or {})
         where = f"{s['path']}: {cite}" if cite else f"{s['path']} (chunk {s['chunk']})"
-        out.print(f"{mark}[{number}] {where} — {s['snippet'][:100]}", style="dim", markup=False)
+        if s.get("quote"):
+            out.print(f"*[{number}] {where}", style="dim", markup=False)
+            out.print(f"     «{s['quote']}»", markup=False)
+        else:
+            out.print(f" [{number}] {where} — {s['snippet'][:100]}", style="dim", markup=False)
 
 
 def _on_terminal() -> bool:

@@ -259,15 +259,35 @@ class Node:
         ][:k]
         return [Source(n, c.path, c.seq, score, c.text, c.meta) for n, (c, score) in enumerate(found, start=1)]
 
-    def conversation(self, title: str = "chat", tags: frozenset[str] | None = None) -> Conversation:
+    def conversation(
+        self, title: str = "chat", tags: frozenset[str] | None = None, *, peer: str | None = None, grounded: bool = True
+    ) -> Conversation:
         """A new multi-turn conversation, sealed in the vault message by message; ``tags``
-        limits what it may draw on (None: all of the owner's data)."""
+        limits what it may draw on (None: all of the owner's data). A ``peer``'s conversation
+        reads that DID's grant at every turn, so a narrowed or withdrawn grant takes effect on
+        conversations already open."""
         conv_id = self.vault.create_conversation(title)
+
+        def retrieve(question: str, k: int) -> list[Source]:
+            return self.retrieve(question, k, self.peer_tags(peer) if peer is not None else tags)
+
         return Conversation(
             self.chat_model,
-            lambda question, k: self.retrieve(question, k, tags),
+            retrieve,
             record=lambda message: self.vault.append_message(conv_id, message),
+            grounded=grounded,
+            embed=lambda texts: self.embedder.embed(texts),
         )
+
+    def peer_tags(self, did: str) -> frozenset[str] | None:
+        """The vault tags ``did`` may draw on now: None for all (the owner, or a grant without
+        tags), empty when it holds no grant to ask any more."""
+        if did == self.keys.owner_did:
+            return None
+        grant = self.grants.get(did)
+        if grant is None or not grant.allows("ask"):
+            return frozenset()
+        return grant.tags
 
     # --- skills' tools --------------------------------------------------------------------
 

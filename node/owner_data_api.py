@@ -194,6 +194,7 @@ def mount_owner_data(
             _ModelOnFirstUse(node),
             lambda question, k: node.retrieve(question, k),
             record=lambda message: node.vault.append_message(conv_id, message),
+            embed=lambda texts: node.embedder.embed(texts),   # on the model queue, like the answer
         )
         conversation.turns = turns
         return conversation
@@ -268,7 +269,8 @@ def _turns(messages: list[dict]) -> list[tuple[str, list[Source], str]]:
             question = message.get("content", "")
         elif message.get("role") == "assistant" and question is not None:
             sources = [
-                Source(n, s.get("path", ""), int(s.get("chunk", 0)), float(s.get("score", 0.0)), s.get("snippet", ""))
+                Source(n, s.get("path", ""), int(s.get("chunk", 0)), float(s.get("score", 0.0)), s.get("snippet", ""),
+                       quote=str(s.get("quote", "")))
                 for n, s in enumerate(message.get("sources", []), start=1)
             ]
             turns.append((question, sources, message.get("content", "")))

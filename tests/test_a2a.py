@@ -131,10 +131,11 @@ class SlowConversation:
         self.produced = 0
         self.closed = threading.Event()
 
-    def __call__(self, title: str, tags=None) -> SlowConversation:
+    def __call__(self, title: str, tags=None, **options) -> SlowConversation:
         return self
 
     def ask(self, question: str) -> Iterator[str]:
+        # Not an Answer: the tests using it stop the task long before the answer would end.
         try:
             for i in range(200):
                 time.sleep(0.1)
@@ -260,7 +261,8 @@ def test_a_granted_peer_sends_streams_and_reads_its_tasks(served, nodes, granted
                 elif kind == "status_update":
                     states.append(TaskState.Name(event.status_update.status.state))
             assert kinds[0] == "task" and states[0] == "TASK_STATE_WORKING" and states[-1] == "TASK_STATE_COMPLETED"
-            assert len(pieces) >= 3 and not pieces[0].append and pieces[1].append
+            # Verified sentences stream one by one (then the quotes they rest on), never raw tokens.
+            assert len(pieces) >= 2 and not pieces[0].append and all(p.append for p in pieces[1:-1])
             # The last update replaces the streamed pieces with the whole answer, as one part.
             assert not pieces[-1].append and pieces[-1].last_chunk
             whole = get_artifact_text(pieces[-1].artifact)
@@ -287,6 +289,22 @@ def test_a_granted_peer_sends_streams_and_reads_its_tasks(served, nodes, granted
     for conversation in conversations:
         replies = [m for m in nodes[0].vault.messages(conversation["id"]) if m["role"] == "assistant"]
         assert replies and all(s["path"].endswith("travel/lisbon.txt") for s in replies[0]["sources"])
+
+
+def test_a_peer_gets_the_checked_answer_and_its_quotes_never_the_notes_paths(served, nodes, granted_peer):
+    """One policy for peers (issue 12 item 8) on A2A as on /api/ask and Nostr: the verified
+    answer and the quotes it rests on, from the grant's tags only; no path, chunk or snippet."""
+    a, _ = served
+    with signed_client(granted_peer.key, granted_peer.keyid, base_url=a.url, headers=RPC_HEADERS, timeout=300) as client:
+        task = client.post("/a2a", json=_rpc("SendMessage", _send_params(LISBON))).json()["result"]["task"]
+        said = task["artifacts"][0]["parts"][0]["text"]
+        # The quote is the evidence's own line, whatever the model's words around it.
+        assert "«" in said and "TAP" in said.split("«", 1)[1], said
+        assert "lisbon.txt" not in json.dumps(task) and "snippet" not in json.dumps(task)
+        dentist = _send_params("When is the dentist appointment?", "m-2")
+        task = client.post("/a2a", json=_rpc("SendMessage", dentist)).json()["result"]["task"]
+        said = task["artifacts"][0]["parts"][0]["text"]
+        assert "Almeida" not in said and "November" not in said, said   # not in the grant's tags
 
 
 def test_cancel_stops_a_running_streamed_task_and_its_model_work(served, nodes, granted_peer, monkeypatch):
@@ -346,7 +364,7 @@ def test_a_failing_answer_fails_the_task_without_telling_the_peer_why(served, no
         def ask(self, question: str) -> Iterator[str]:
             raise RuntimeError("cannot open /home/owner/secret-notes.md")
 
-    monkeypatch.setattr(nodes[0], "conversation", lambda title, tags=None: Broken())
+    monkeypatch.setattr(nodes[0], "conversation", lambda title, tags=None, **options: Broken())
     with signed_client(granted_peer.key, granted_peer.keyid, base_url=a.url, headers=RPC_HEADERS) as client:
         task = client.post("/a2a", json=_rpc("SendMessage", _send_params(LISBON))).json()["result"]["task"]
     assert task["status"]["state"] == "TASK_STATE_FAILED"

@@ -23,6 +23,7 @@ from identity.http_signatures import sign_request
 from identity.keyring import Keyring
 from identity.signing_client import signed_client
 from node.client import NodeClient
+from agent.grounding import NOT_FOUND
 from node.node import Node
 
 
@@ -66,6 +67,11 @@ def test_owner_asks_and_continues_a_conversation_over_the_signed_api(served, nod
         assert sources[0]["path"].endswith("health/dentist.md")
         answer = events[-1]["answer"]
         assert answer and answer == "".join(e["text"] for e in events if e["type"] == "token").strip()
+        # The owner gets every source in full, and the quote the answer rests on.
+        done = events[-1]
+        assert done["grounded"] is True and "dropped" in done
+        assert any("Doctor Almeida" in s["quote"] for s in done["sources"]), done
+        assert all({"path", "chunk", "snippet", "meta", "quote"} <= set(s) for s in done["sources"])
         again = list(client.ask("Who is it with?", conversation=events[0]["id"]))
         assert again[0] == events[0] and again[-1]["answer"]
         assert node.status()["documents"] == len(CORPUS)
@@ -74,22 +80,68 @@ def test_owner_asks_and_continues_a_conversation_over_the_signed_api(served, nod
         client.close()
 
 
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _peer_sees_no_metadata(response_text: str) -> None:
+    """Issue 12 item 8: a peer gets the verified answer and quotes, never a file's path, a
+    chunk number, a snippet, the metadata or the sentences the verifier dropped."""
+    for event in (json.loads(line) for line in response_text.splitlines() if line.strip()):
+        for source in event.get("sources", []):
+            assert set(source) == {"number", "quote"}, source
+        assert not {"dropped", "meta", "snippet", "path", "chunk"} & set(event), event
+    assert ".txt" not in response_text and ".md" not in response_text
+
+
 def test_a_peer_needs_a_grant_and_sees_only_its_tags_within_its_quota(served, node):
     peer = Peer()
+    lisbon = _flat(CORPUS["travel/lisbon.txt"])
     with peer.client(served.url) as client:
         status, _, _ = _ask(client, "Which airline are the Lisbon flights booked with?")
         assert status == 403
         node.grants.add(Grant(did=peer.did, allow=frozenset({"ask"}), tags=frozenset({"travel"}), quota=Quota(2, "day")))
         for question in ("Which airline are the Lisbon flights booked with?", "When is the dentist appointment?"):
-            status, events, _ = _ask(client, question)
-            assert status == 200
-            sources = next(e["sources"] for e in events if e["type"] == "sources")
-            # Only documents tagged "travel" may answer this peer, whatever it asks.
-            assert sources and all(s["path"].endswith("travel/lisbon.txt") for s in sources), sources
+            response = client.post("/api/ask", json={"question": question})
+            assert response.status_code == 200
+            _peer_sees_no_metadata(response.text)
+            events = [json.loads(line) for line in response.text.splitlines() if line.strip()]
+            done = events[-1]
+            assert done["type"] == "done" and isinstance(done["grounded"], bool)
+            # Only documents tagged "travel" may answer this peer, whatever it asks: every quote is
+            # a line of the Lisbon note, and nothing of the dentist note reaches it.
+            assert all(_flat(s["quote"]) in lisbon for s in done["sources"]), done
+            assert "Almeida" not in response.text and "November" not in response.text
         status, _, headers = _ask(client, "One more?")
         assert status == 429 and int(headers["retry-after"]) > 0
         assert client.get("/api/status").status_code == 403   # owner only
     node.grants.remove(peer.did)
+
+
+def test_narrowing_a_grant_reaches_a_peers_open_conversation(served, node):
+    """Issue 12 item 2: every turn reads the grant as it is now. A conversation opened under a
+    grant to "travel" must stop drawing on it once the owner narrows the grant."""
+    peer = Peer()
+    question = "Which airline are the Lisbon flights booked with?"
+    node.grants.add(Grant(did=peer.did, allow=frozenset({"ask"}), tags=frozenset({"travel"})))
+    try:
+        with peer.client(served.url) as client:
+            status, events, _ = _ask(client, question)
+            assert status == 200 and "TAP" in json.dumps(events)   # the quote: "Flights are booked with TAP…"
+            conversation = events[0]["id"]
+            node.grants.add(Grant(did=peer.did, allow=frozenset({"ask"}), tags=frozenset({"health"})))   # travel withdrawn
+            response = client.post("/api/ask", json={"question": question, "conversation": conversation})
+            assert response.status_code == 200
+            events = [json.loads(line) for line in response.text.splitlines() if line.strip()]
+            assert events[0] == {"type": "conversation", "id": conversation}
+            for word in ("TAP", "Alfama", "Ines", "lisbon"):
+                assert word not in response.text, response.text
+            assert events[-1]["answer"] == NOT_FOUND and events[-1]["grounded"] is False
+            # Withdrawn altogether: the next turn of the same conversation is refused.
+            node.grants.remove(peer.did)
+            assert _ask(client, question, conversation=conversation)[0] == 403
+    finally:
+        node.grants.remove(peer.did)
 
 
 def _raw(url: str, headers: dict, body: bytes = b'{"question": "hi"}') -> httpx.Response:
@@ -158,6 +210,27 @@ def test_openai_client_with_an_owner_made_token(served, node):
     node.tokens.revoke("editor")
     with pytest.raises(openai.AuthenticationError):
         client.models.list()
+
+
+def test_v1_flurry_data_answers_from_the_owners_data_through_the_grounded_path(served, node):
+    token = node.tokens.create("data-app", {"chat"})
+    client = openai.OpenAI(base_url=served.url + "/v1", api_key=token, max_retries=0)
+    assert {"flurry", "flurry-data"} <= {m.id for m in client.models.list()}
+    asked = [
+        {"role": "user", "content": "Hello."},
+        {"role": "assistant", "content": "Hello! How can I help?"},
+        {"role": "user", "content": "What did I decide about the kitchen renovation cabinets?"},
+    ]
+    text = client.chat.completions.create(model="flurry-data", messages=asked).choices[0].message.content
+    # What the evidence guarantees, whatever the model's own words: the quote the answer rests on.
+    assert "«We decided to go with oak cabinets and a white quartz countertop" in text, text
+    streamed = client.chat.completions.create(model="flurry-data", messages=asked, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices).strip() == text
+    nothing = client.chat.completions.create(
+        model="flurry-data", messages=[{"role": "user", "content": "What is my passport number?"}]
+    )
+    assert nothing.choices[0].message.content == NOT_FOUND
+    node.tokens.revoke("data-app")
 
 
 def test_a_full_queue_answers_503_and_a_disconnect_cancels(node):

@@ -71,13 +71,23 @@ def test_add_ask_update_forget(flurry, corpus):
     # Each question's answer lives in one file; that file must be the first source.
     for question, answer_file in QUESTIONS:
         result = json.loads(flurry("ask", question, "--json").stdout)
-        assert set(result) == {"answer", "sources"}
-        assert result["answer"].strip()
+        assert set(result) == {"answer", "grounded", "sources"}
+        assert result["answer"].strip() and result["grounded"] is True, result
         top = result["sources"][0]
         assert top["path"] == os.path.join(str(corpus), answer_file), (question, result["sources"])
-        assert set(top) == {"path", "chunk", "score", "snippet", "meta"}
+        assert set(top) == {"path", "chunk", "score", "snippet", "meta", "quote"}
+        # The answer rests on a line of that file, quoted as the file says it.
+        quoted = [s for s in result["sources"] if s["quote"]]
+        assert quoted and all(s["path"] == top["path"] for s in quoted), result
+        said = " ".join(CORPUS[answer_file].split())
+        assert all(line in said for s in quoted for line in s["quote"].split(" … ")), quoted
         assert isinstance(top["meta"], dict)   # a note's heading; an email's sender, date, subject
         assert isinstance(top["chunk"], int) and isinstance(top["score"], float) and top["snippet"]
+
+    # A question the notes do not answer is said to be so, not invented.
+    result = json.loads(flurry("ask", "What is my passport number?", "--json").stdout)
+    assert (result["answer"], result["grounded"]) == ("I don't find that in your data.", False)
+    assert flurry("ask", "What is my passport number?").stdout.startswith("I don't find that in your data.")
 
     # Unchanged files cost nothing; a changed file replaces its chunks.
     again = flurry("add", str(corpus))

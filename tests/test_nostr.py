@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import nostr_sdk
 import pytest
-from conftest import PASSPHRASE, Served
+from conftest import CORPUS, PASSPHRASE, Served
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.grants import Grant
@@ -199,6 +199,38 @@ def test_a_granted_question_is_answered_through_the_relay(nodes):
     assert served_a.app.state.nostr.counts["answered"] == 1
     # The answer itself is not a question: B keeps it for its owner and does not answer it.
     assert served_b.app.state.nostr.counts["answered"] == 0
+
+
+def test_a_peers_question_over_nostr_gets_only_the_verified_answer_and_its_quotes(nodes, tmp_path):
+    """The one answer path and the one peer policy (issue 11, issue 12 item 8) over Nostr: the
+    reply is the grounded answer and the quotes it rests on, drawn only from the tags the grant
+    allows, never a file path; a tag the grant does not cover is not drawn on."""
+    served_a, served_b = nodes
+    a = served_a.node
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "private").mkdir()
+    (tmp_path / "shared" / "garden.md").write_text(CORPUS["garden.md"])
+    (tmp_path / "private" / "dentist.md").write_text(CORPUS["health/dentist.md"])
+    a.add(str(tmp_path / "shared"), tags=("shared",))
+    a.add(str(tmp_path / "private"), tags=("private",))
+    a.grants.add(Grant(did=served_b.node.keys.node_did, allow=frozenset({"ask"}), tags=frozenset({"shared"})))
+    try:
+        def reply_to(question: str) -> str:
+            sent = _remote(served_b).send("a", question)
+            return _wait_for(
+                lambda: next((m for m in _remote(served_b).inbox() if m["reply_to"] == sent["message_id"]), None),
+                timeout=240, what="A's answer",
+            )["text"]
+
+        said = reply_to("How should I fix the rain barrel?")
+        # The quote comes from the evidence, whatever words the model chose around it.
+        assert "replace the rubber seal" in said and "«" in said, said
+        assert ".md" not in said and str(tmp_path) not in said
+        said = reply_to("When is the dentist appointment?")   # only in the "private" tag
+        assert "Almeida" not in said and "November" not in said, said
+    finally:
+        a.grants.add(Grant(did=served_b.node.keys.node_did, allow=frozenset({"ask"}), tags=frozenset()))
+        a.forget(str(tmp_path))
 
 
 def test_a_message_without_a_grant_waits_in_the_inbox(nodes):

@@ -85,7 +85,10 @@ def test_ask_streams_the_answer_and_opens_a_cited_source(served, node):
             await wait_for(pilot, lambda: not chat.generating)
             messages = list(app.query(Message))
             assert text_of(messages[0]) == "you: When should I plant the tomatoes?"
-            assert text_of(messages[1]) == chat.answer_text and len(chat.answer_text) > 10
+            # The checked answer, then the quote it rests on (the garden note's line about May).
+            shown = text_of(messages[1])
+            assert shown.startswith(chat.answer_text) and len(chat.answer_text) > 10
+            assert "«" in shown and "second week of May" in shown.split("«", 1)[1], shown
             sources = list(app.query(SourceItem))
             assert sources and any("garden.md" in text_of(s.query_one(Label)) for s in sources)
             # The conversation is listed under its question.

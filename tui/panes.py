@@ -36,6 +36,23 @@ def cited_numbers(answer: str) -> set[int]:
     return {int(n) for n in re.findall(r"\[(\d+)\]", answer)}
 
 
+def answer_view(text: str, sources: list[dict], dropped: list[str] = ()) -> Text:
+    """An answer as the chat shows it: the verified sentences, then the quote each source
+    gives for them, then any sentence the node's verifier refused, struck through and marked
+    so it is never read as the answer."""
+    view = Text(text)
+    for number, s in enumerate(sources, start=1):
+        if s.get("quote"):
+            where = short_path(s["path"]) if s.get("path") else ""
+            view.append(f"\n  [{number}] «{s['quote']}»", style="italic")
+            if where:
+                view.append(f" — {where}", style="dim")
+    for sentence in dropped:
+        view.append("\n  ✗ not in your data: ", style="bold red")
+        view.append(sentence, style="strike dim")
+    return view
+
+
 def cell(value: object) -> Text:
     """A table cell shown as it is: no markup, no emoji codes (":key:" in a DID stays text)."""
     return Text(str(value))
@@ -100,6 +117,7 @@ class ChatPane(Pane):
         self.generating = False
         self.answer_text = ""
         self.answer_prefix = ""   # what a skill's tool did, above the answer
+        self.draft = ""           # the model's words the node has not checked yet
         self.tokens_seen = 0
         self.sources: list[dict] = []
 
@@ -152,7 +170,7 @@ class ChatPane(Pane):
     async def stream_answer(self, question: str) -> None:
         messages = self.query_one("#messages", VerticalScroll)
         answer = Message("…", classes="assistant", markup=False)
-        self.answer_text, self.tokens_seen, self.sources, self.answer_prefix = "", 0, [], ""
+        self.answer_text, self.tokens_seen, self.sources, self.answer_prefix, self.draft = "", 0, [], "", ""
         self.query_one("#sources").display = False
         try:
             if self.conversation_id is None:
@@ -203,10 +221,18 @@ class ChatPane(Pane):
         elif kind == "sources":
             self.sources = event.get("sources", [])
             self.status("writing…")
-        elif kind == "token":
+        elif kind in ("token", "draft"):
+            # "token": a sentence the node checked, part of the answer; "draft": the model's words
+            # not yet checked, shown dimmed after it until the check settles them.
             self.tokens_seen += 1
-            self.answer_text += event.get("text", "")
-            answer.update(self.answer_prefix + self.answer_text)
+            if kind == "token":
+                self.answer_text += event.get("text", "")
+            else:
+                self.draft = event.get("text", "")
+            view = Text(self.answer_prefix + self.answer_text)
+            if self.draft:
+                view.append((" " if self.answer_text else "") + self.draft, style="dim italic")
+            answer.update(view)
             self.query_one("#messages", VerticalScroll).scroll_end(animate=False)
         elif kind == "approval":
             self.status(f"waiting for you to approve {event.get('tool')} (Approvals, F5)")
@@ -219,7 +245,9 @@ class ChatPane(Pane):
             self.status("")
         elif kind == "done":
             self.answer_text = event.get("answer", self.answer_text)
-            answer.update(self.answer_prefix + (self.answer_text or "(an empty answer)"))
+            self.sources = event.get("sources", self.sources)
+            view = answer_view(self.answer_text or "(an empty answer)", self.sources, event.get("dropped", []))
+            answer.update(Text(self.answer_prefix) + view)
             self.show_sources()
 
     def show_sources(self) -> None:
@@ -228,7 +256,7 @@ class ChatPane(Pane):
         if not self.sources:
             self.status("" if self.answer_prefix else "no notes matched; add some in Data (F3)")
             return
-        cited = cited_numbers(self.answer_text)
+        cited = cited_numbers(self.answer_text) | {n for n, s in enumerate(self.sources, start=1) if s.get("quote")}
         for number, s in enumerate(self.sources, start=1):
             mark = "*" if number in cited else " "
             label = f"{mark}[{number}] {short_path(self.shown(s['path']))} · chunk {s['chunk']}"
@@ -305,7 +333,8 @@ class ChatPane(Pane):
             if m.get("role") == "user":
                 await messages.mount(Message(f"you: {m.get('content', '')}", classes="user", markup=False))
             else:
-                await messages.mount(Message(m.get("content", ""), classes="assistant", markup=False))
+                view = answer_view(m.get("content", ""), m.get("sources") or [])
+                await messages.mount(Message(view, classes="assistant", markup=False))
         messages.scroll_end(animate=False)
         self.status(f"continuing “{self.title}”")
         self.query_one("#question", Input).focus()

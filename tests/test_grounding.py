@@ -1,0 +1,200 @@
+"""The evidence and the verifier of grounded answers (agent.grounding), without a model.
+
+The verifier is plain functions: these tests give it sentences and evidence and check each
+normalisation, and that a changed digit, an invented phone number, amount or name, or a
+misquote is refused. The last tests drive a whole grounded Conversation with a fake model
+that invents a number: the fake stands in for the model because what is tested is the
+verifier's hold over what the model writes, not the model.
+"""
+
+from __future__ import annotations
+
+from agent.answer import Conversation, Source, with_quotes_text
+from agent.grounding import NOT_FOUND, Evidence, asks_for, check, score, select, sentences, split_source
+
+EVIDENCE = (
+    "The dentist appointment is on 14 November at 9:30 with Dr. Almeida. The budget is 12,000 euros. "
+    "Call Ana on +351 21 000 000 or write to ana.silva@example.org. Mix 3.5 litres of water. "
+    "The flights leave on the twelfth at seven forty in the morning."
+)
+
+
+def ok(sentence: str, evidence: str = EVIDENCE, question: str = "") -> bool:
+    return check(sentence, evidence, question).ok
+
+
+def test_dates_match_in_any_order_and_spelling():
+    assert ok("The appointment is on November 14.")
+    assert ok("The appointment is on 14th of November.")
+    assert ok("It is on 14 Nov.")
+    assert not ok("The appointment is on 15 November.")
+    assert not ok("The appointment is on November 4.")
+    assert ok("The flights leave on 12 March.", "Flights leave on the twelfth of March.")
+
+
+def test_times_match_however_written():
+    assert ok("The appointment is at 09:30.")
+    assert ok("The appointment is at 9.30 am.")
+    assert not ok("The appointment is at 10:30.")
+    assert not ok("The appointment is at 9:30 pm.")
+    assert ok("The flights leave at 7:40.")   # "seven forty in the morning"
+
+
+def test_numbers_and_amounts_normalised():
+    assert ok("Mix 3,5 litres of water.")
+    assert ok("The budget is 12000 euros.")
+    assert ok("The budget is 12.000 euros.")
+    assert ok("The budget is 12 000 euros.")
+    assert ok("The budget is €12,000.", "The budget is 12,000 euros.")
+    assert ok("The premium is 410 euros.", "The yearly premium is four hundred and ten euros.")
+    assert ok("The budget is 12,000 euros.", "The budget is twelve thousand euros.")
+
+
+def test_a_changed_digit_is_refused():
+    assert not ok("The budget is 13,000 euros.")
+    assert not ok("Mix 3.6 litres of water.")
+    assert not ok("The premium is 401 euros.", "The yearly premium is four hundred and ten euros.")
+
+
+def test_phone_numbers_match_with_or_without_country_code_and_spaces():
+    assert ok("Call Ana on 21000000.")
+    assert ok("Call Ana on +351 21 000 000.")
+    assert ok("Call Ana on (21) 000-000.")
+    assert not ok("Call Ana on 21 000 001.")
+    assert not ok("Call Ana on +351 912 345 678.")   # invented: nowhere in the evidence
+
+
+def test_email_addresses_must_be_exact():
+    assert ok("Write to ana.silva@example.org.")
+    assert not ok("Write to ana@example.org.")
+
+
+def test_invented_names_are_refused_but_the_questions_own_names_are_not():
+    assert ok("Dr. Almeida does it.")
+    assert not ok("Dr. Smith does the appointment.")
+    assert not ok("The appointment is with Doctor Smith in Lisbon.")
+    assert ok("The Lisbon flights leave at 7:40.", question="When do the Lisbon flights leave?")
+
+
+def test_quoted_spans_must_be_in_the_evidence():
+    assert ok('The note says "the budget is 12,000 euros".')
+    assert ok("The note says «mix 3.5 litres of water».")
+    assert not ok('The note says "the budget is flexible".')
+
+
+def test_a_sentence_mostly_of_words_not_in_the_evidence_is_refused():
+    garden = "The rain barrel leaks at the tap: replace the seal."
+    question = "How should I fix the rain barrel?"
+    assert ok("Replace the seal at the tap.", garden, question)
+    assert not ok("Replace it with a proper rainwater harvesting system.", garden, question)
+    # The question's own words prove nothing: what the sentence adds must be in the evidence.
+    hike = "Shall we hike the Sintra trail on Saturday?"
+    assert not ok("The Sintra hike is in the mountains.", hike, "Where are we meeting Ana for the Sintra hike?")
+
+
+def test_sentences_keep_titles_and_decimals_whole():
+    assert sentences("See Dr. Almeida at 9.30. Then mix 3.5 litres. Done!") == [
+        "See Dr. Almeida at 9.30.", "Then mix 3.5 litres.", "Done!"
+    ]
+
+
+def test_chunks_are_cut_into_lines_and_headings_are_context_not_evidence():
+    chunk = (
+        "Kitchen renovation > Decisions\nWe decided to go with oak cabinets and a white quartz countertop. The old tiles\n"
+        "stay on the floor.\nPhone (cell): +351 912 345 678\n- call Marco first"
+    )
+    lines = split_source(1, chunk, "Kitchen renovation > Decisions", "Kitchen renovation > Decisions")
+    assert [e.text for e in lines] == [
+        "We decided to go with oak cabinets and a white quartz countertop.",
+        "The old tiles stay on the floor.",
+        "Phone (cell): +351 912 345 678",
+        "call Marco first",
+    ]
+    assert all(e.context == "Kitchen renovation > Decisions" for e in lines)
+
+
+def test_what_a_question_asks_for():
+    assert asks_for("What is Ana's phone number?") == "phone"
+    assert asks_for("How much is the car insurance?") == "amount"
+    assert asks_for("When is the dentist appointment?") == "when"
+    assert asks_for("What's Marco's e-mail?") == "email"
+    assert asks_for("Where are we meeting Ana for the hike?") == "where"
+    assert asks_for("What did I decide about the kitchen?") is None
+
+
+def test_a_line_with_the_kind_of_fact_asked_for_scores_above_one_on_the_topic():
+    lines = [Evidence(1, "Shall we hike the Sintra trail on Saturday?"), Evidence(1, "Let us meet at Rossio station at 8:15.")]
+    best = score("Where are we meeting Ana for the Sintra hike?", lines, None)[0]
+    assert best.text.startswith("Let us meet at Rossio")
+    # A line that asks the question back (a chat's "Did you book…?") weighs less than one that tells.
+    asking, telling = Evidence(1, "Tomas: you booked the restaurant for Saturday?"), Evidence(1, "Tomas: you booked the restaurant for Saturday.")
+    scored = {e.text: e.score for e in score("Which restaurant did I book for Saturday?", [asking, telling], None)}
+    assert scored[asking.text] < scored[telling.text]
+
+
+def test_a_question_for_a_kind_of_fact_the_evidence_lacks_finds_nothing():
+    lines = [Evidence(1, "Marco's firm does the kitchen work.", "Kitchen")]
+    assert select(score("What is Marco's phone number?", lines, None), "What is Marco's phone number?") == []
+
+
+# --- a whole grounded turn, with a fake model ------------------------------------------------
+
+
+class InventingModel:
+    """A fake chat model that writes what it is told to: here, answers with invented facts.
+    Fake because the subject is the verifier, which must hold whatever a model writes."""
+
+    n_ctx = 2048
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+        self.prompts: list[list[dict]] = []
+
+    def stream(self, messages, **options):
+        self.prompts.append(messages)
+        for word in self.reply.split(" "):
+            yield word + " "
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
+GARDEN = Source(1, "notes/garden.md", 0, 0.5,
+                "Garden\nPlant the tomatoes in the second week of May. The rain barrel leaks at the tap: replace the seal.",
+                {"heading": "Garden"})
+CAR = Source(2, "notes/car.md", 0, 0.4, "The car insurance renews every January and the premium is 410 euros.")
+
+
+def ask(reply: str, question: str, sources: list[Source]):
+    model = InventingModel(reply)
+    answer = Conversation(model, lambda q, k: sources, embed=None).ask(question)
+    answer.read()
+    return answer, model
+
+
+def test_an_invented_number_is_dropped_and_the_evidence_is_shown_instead():
+    answer, model = ask("The premium is 490 euros per year.", "How much is the car insurance premium?", [GARDEN, CAR])
+    assert "490" not in answer.text
+    assert answer.dropped == ["The premium is 490 euros per year."]
+    assert answer.text == "Your notes say: «The car insurance renews every January and the premium is 410 euros.» [2]"
+    assert answer.grounded
+    assert [s.quote for s in answer.sources] == ["", "The car insurance renews every January and the premium is 410 euros."]
+    # The model read only the evidence, inside the user message, never the garden note.
+    assert "tomatoes" not in model.prompts[0][-1]["content"] and "410 euros" in model.prompts[0][-1]["content"]
+
+
+def test_a_verified_sentence_is_shown_with_the_citation_of_its_evidence():
+    answer, _ = ask("The premium is 410 euros [1].", "How much is the car insurance premium?", [GARDEN, CAR])
+    assert answer.text == "The premium is 410 euros. [2]"   # the model's "[1]" is not trusted
+    assert answer.dropped == []
+    assert answer.sources[1].quote.endswith("410 euros.")
+    assert with_quotes_text(answer).endswith("[2] «The car insurance renews every January and the premium is 410 euros.»")
+
+
+def test_no_evidence_means_not_in_your_data_and_the_model_is_not_asked():
+    answer, model = ask("Ana's number is 912 345 678.", "What is Ana's phone number?", [GARDEN, CAR])
+    assert answer.text == NOT_FOUND
+    assert not answer.grounded and model.prompts == []
+    assert all(s.quote == "" for s in answer.sources)
+    answer, model = ask("Anything.", "What is the capital of Mongolia?", [])
+    assert answer.text == NOT_FOUND and not answer.grounded
