@@ -11,6 +11,7 @@ owns one ChatModel and one queue).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +19,23 @@ from pathlib import Path
 import llama_cpp
 
 
+class ThreadsError(ValueError):
+    """FLURRY_THREADS is set to something that is not a positive whole number."""
+
+
 def default_threads() -> int:
-    """The cores this process may run on (a container's limit, not the host's count)."""
+    """FLURRY_THREADS when set, else the cores this process may run on (a container's limit,
+    not the host's count).
+
+    The thread count is a setting that changes results: llama.cpp splits its sums across
+    threads, so greedy decoding of the same prompt can pick another token with another count
+    (as it can with another instruction set, AVX2 vs AVX-512). FLURRY_THREADS pins it, e.g. to
+    reproduce an answer or to run the tests the way another machine does."""
+    pinned = os.environ.get("FLURRY_THREADS", "").strip()
+    if pinned:
+        if not pinned.isdigit() or int(pinned) < 1:
+            raise ThreadsError(f"FLURRY_THREADS must be a whole number of threads, 1 or more, not {pinned!r}")
+        return int(pinned)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
@@ -90,6 +106,14 @@ class ChatModel:
         perf = llama_cpp.llama_perf_context(self._llm.ctx)
         self.last_prompt_tokens_read = perf.n_p_eval
         self.last_tokens_generated = perf.n_eval
+
+    def complete(self, messages: list[dict], *, schema: dict, max_tokens: int) -> str:
+        """The whole reply to ``messages``, decoded greedily under the grammar llama.cpp makes
+        from the JSON Schema ``schema``: whatever the model prefers, it can write only JSON of
+        that shape (see ``agent.tools``)."""
+        grammar = llama_cpp.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        reply = self._llm.create_chat_completion(messages, grammar=grammar, temperature=0.0, max_tokens=max_tokens)
+        return reply["choices"][0]["message"]["content"] or ""
 
     def tokens_in_context(self) -> int:
         """How many tokens the context holds now (what the next prompt may reuse)."""

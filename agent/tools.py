@@ -5,7 +5,8 @@ wrong keys or half an object. So the call is decoded under a grammar: one JSON S
 ``anyOf`` with one branch per tool (``"tool"`` a constant, ``"arguments"`` that tool's
 parameters) and a ``"none"`` branch, which llama.cpp turns into a GBNF grammar. The model can
 then only write a call that names a real tool with arguments of the right shape; what it
-cannot be forced to do is pick the *right* tool or copy the right words (see the tests).
+cannot be forced to do is pick the *right* tool or copy the right words: that is measured,
+as a score, by bench/bench_tool_choice.py.
 
 Whether a call runs is decided in one place, ``ToolPolicy.decide`` (the same idea as
 simonw/llm's ``before_tool_execution`` hook): per tool "allow", "ask" or "deny", "ask" by
@@ -99,8 +100,13 @@ def _capped(schema: object) -> object:
     return schema
 
 
+def grammar_schema(tools: list[Tool]) -> dict:
+    """The schema the grammar is made from: ``call_schema`` with every string capped."""
+    return _capped(call_schema(tools))
+
+
 def call_grammar(tools: list[Tool]) -> llama_cpp.LlamaGrammar:
-    return llama_cpp.LlamaGrammar.from_json_schema(json.dumps(_capped(call_schema(tools))), verbose=False)
+    return llama_cpp.LlamaGrammar.from_json_schema(json.dumps(grammar_schema(tools)), verbose=False)
 
 
 def _describe(tool: Tool) -> str:
@@ -115,7 +121,7 @@ def _describe(tool: Tool) -> str:
 def tool_messages(question: str, tools: list[Tool]) -> list[dict]:
     """The prompt: the tools, one line each, then the request.
 
-    Measured on the default 135M model (see tests/test_tools.py): a short list with the
+    Measured on the default 135M model (bench/bench_tool_choice.py): a short list with the
     arguments spelled out, and the output format shown once, works; long instructions do not.
     """
     listing = "\n".join(_describe(t) for t in tools)
@@ -139,16 +145,11 @@ def validate_call(call: ToolCall, tools: list[Tool]) -> None:
 def choose_tool(model: ChatModel, question: str, tools: list[Tool]) -> ToolCall | None:
     """The tool the model picks for ``question`` with its arguments; None when it picks none.
 
-    Greedy (temperature 0), so the same request gets the same call."""
+    Greedy (temperature 0), so the same request gets the same call on the same llama.cpp
+    build, thread count and kind of CPU; on another, a borderline choice may differ."""
     if not tools:
         return None
-    reply = model._llm.create_chat_completion(
-        tool_messages(question, tools),
-        grammar=call_grammar(tools),
-        temperature=0.0,
-        max_tokens=MAX_CALL_TOKENS,
-    )
-    text = reply["choices"][0]["message"]["content"] or ""
+    text = model.complete(tool_messages(question, tools), schema=grammar_schema(tools), max_tokens=MAX_CALL_TOKENS)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:  # only if max_tokens cut the call short

@@ -17,6 +17,13 @@ from pathlib import Path
 import pytest
 import uvicorn
 
+# llama.cpp's OpenMP threads spin while they wait for each other. The tests run several models
+# at once (a served node, a `flurry` subprocess, the embedder) on few cores, and spinning
+# threads then wait for ones that are not scheduled: 32 tokens took 25 s with 2 threads on a
+# busy 2-core box, 1.9 s with passive waiting. How threads wait changes no result (the work and
+# its split are the same); set before llama.cpp loads, inherited by every `flurry` subprocess.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from agent.models import (
     CATALOG,
     DEFAULT_CHAT_MODEL,

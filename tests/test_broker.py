@@ -12,8 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from conftest import new_node
+from fake_model import FakeChatModel, chat_model
 from test_skills import make_wheel
 
+from agent.tools import ToolCall
 from node.node import Node
 from skills.host import ToolFailed
 
@@ -273,11 +275,15 @@ def test_builtin_notes_remembers_and_recalls_through_the_broker(node):
         # recall reads only notes: the owner's other documents stay out of its reach.
         assert "lisbon" not in node._skill_process("notes").call_tool("recall", {"query": "Lisbon flights TAP"}).lower()
 
-        # The issue's own example, through the real model (temperature 0) and the owner's policy.
+        # The issue's own example, through the node's tool path and the owner's policy. The
+        # model's choice is not the subject (and not portable, issue 20): a stand-in makes the
+        # call; bench/bench_tool_choice.py scores the real model on this request.
         node.set_tool_policy("remember", "allow")
-        turn = node.ask_with_tools("add a note: call the plumber on Monday", ask_owner=lambda call: False)
-        assert turn is not None and turn.ran and turn.call.tool == "remember"
-        assert "plumber" in turn.call.arguments["text"] and turn.result.startswith("Noted in notes/")
+        plumber = {"tool": "remember", "arguments": {"text": "call the plumber on Monday"}}
+        with chat_model(node, FakeChatModel(call=plumber)):
+            turn = node.ask_with_tools("add a note: call the plumber on Monday", ask_owner=lambda call: False)
+        assert turn is not None and turn.ran and turn.call == ToolCall("remember", plumber["arguments"])
+        assert turn.result.startswith("Noted in notes/")
         assert len([d for d in node.vault.documents() if d.path.startswith("notes/")]) == 2
 
         node.skills.revoke("notes", "notes.write")

@@ -1,6 +1,6 @@
 """Skills and tool approvals through the owner API of a real node served on loopback: install a
-wheel built here, review and approve it, ask with tools (real model, temperature 0), and answer
-the pending tool call from a second client the way the TUI does."""
+wheel built here, review and approve it, ask with tools (a stand-in model makes the call), and
+answer the pending tool call from a second client the way the TUI does."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 import httpx
 import pytest
 from conftest import new_node
+from fake_model import FakeChatModel
 from test_api import Peer
 from test_skills import make_wheel
 from test_skills_cli import NOTES_SKILL, PLUMBER
@@ -23,6 +24,10 @@ from node.node import Node
 @pytest.fixture(scope="module")
 def node(tmp_path_factory, models_dir) -> Node:
     node = new_node(tmp_path_factory.mktemp("skills-api"), models_dir)
+    # The approvals, the skill's process and the audit log are the subject here, not the
+    # model's choice (which is not portable, issue 20): a stand-in always chooses add_note for
+    # PLUMBER. The real model's tool path runs end to end in test_skills_cli.
+    node._chat_model = FakeChatModel(call={"tool": "add_note", "arguments": {"text": "call the plumber on Monday"}})
     yield node
     node.close()
 

@@ -47,6 +47,9 @@ def test_install_ask_policy_and_remove(flurry, corpus, tmp_path):
 
     # The default policy is "ask"; with nobody at a terminal the call is shown and not run.
     asked = json.loads(flurry("ask", PLUMBER, "--json", input="").stdout)
+    # The real model's choice, asserted because it is far from a tie: add_note is the only tool
+    # offered and leads "none" by 3.7 logits on this request (measured, issue 20), where the CPU
+    # kernels' differences move a logit by hundredths. Ties are scored in bench/bench_tool_choice.py.
     assert asked["tool"]["tool"] == "add_note" and asked["tool"]["ran"] is False
     # The grammar guarantees a well-formed call; the 135M default does not reliably copy the
     # owner's words into it ("The note will be delivered on Monday at 10am"), so only the shape

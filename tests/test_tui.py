@@ -18,6 +18,7 @@ from textual import events
 from textual.widgets import DataTable, Input, Label, ListView, ProgressBar, SelectionList, Static
 
 from conftest import CORPUS, PASSPHRASE, Served, new_node, write_corpus
+from fake_model import FakeChatModel, chat_model
 from node.client import AsyncNodeClient
 from node.home import Home
 from node.node import Node
@@ -475,7 +476,11 @@ def test_approve_and_deny_a_pending_tool_call(served, node, wheel):
             assert refused.startswith("[notes · add_note] did not run") and "noted:" not in refused
 
     try:
-        run(go)
+        # The screens are the subject, not the model's choice (not portable, issue 20): a
+        # stand-in chooses add_note for PLUMBER.
+        plumber = {"tool": "add_note", "arguments": {"text": "call the plumber on Monday"}}
+        with chat_model(node, FakeChatModel(call=plumber)):
+            run(go)
         decisions = [e.details.get("decision") for e in node.audit.entries() if e.action == "tool.approval"]
         assert decisions[-2:] == ["approve", "deny"]
     finally:
