@@ -229,12 +229,13 @@ def _number_forms(token: str) -> set[str]:
 
 
 def source_texts(source) -> str:
-    """What a source says: its text, its citation metadata and its quote (when it has one)."""
+    """What a source's record says: its text and its citation metadata (sender, date, place),
+    not the quote the answer path drew from it: that is checked, not trusted."""
     meta = getattr(source, "meta", {}) or {}
     values = []
     for value in meta.values():
         values += [str(v) for v in value] if isinstance(value, list) else [str(value)]
-    return "\n".join([source.text, getattr(source, "quote", "") or "", *values, str(getattr(source, "path", ""))])
+    return "\n".join([source.text, *values, str(getattr(source, "path", ""))])
 
 
 def unsupported(answer: str, sources: list, question: str) -> list[Unsupported]:

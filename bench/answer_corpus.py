@@ -77,14 +77,16 @@ def spread(questions: list[Question], limit: int) -> list[Question]:
     by_fmt: dict[str, list[Question]] = {}
     for q in questions:
         by_fmt.setdefault(q.fmt, []).append(q)
-    # Interleave answerable and unanswerable within each format: one unanswerable every fourth.
+    # Within each format one unanswerable question every fourth, the first one at a place that
+    # shifts from format to format, so that a short run has a few of them, not one per format.
     queues = []
-    for qs in by_fmt.values():
+    for shift, qs in enumerate(by_fmt.values()):
         yes, no = [q for q in qs if q.answerable], [q for q in qs if not q.answerable]
-        mixed = []
+        mixed: list[Question] = []
         while yes or no:
-            mixed += yes[:3]
-            yes = yes[3:]
+            take = 1 + (shift + len(mixed)) % 4 if not mixed else 3
+            mixed += yes[:take]
+            yes = yes[take:]
             if no:
                 mixed.append(no.pop(0))
         queues.append(mixed)
