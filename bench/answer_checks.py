@@ -89,7 +89,7 @@ def without_quotes(answer: str) -> str:
 
 @dataclass(frozen=True)
 class Claim:
-    kind: str      # number, month, weekday, email, name, quote, citation
+    kind: str      # number, date, month, weekday, email, name, quote, citation
     text: str
 
 
@@ -113,6 +113,33 @@ def sentences(answer: str) -> list[str]:
     return out
 
 
+_MON = r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
+_DATE = re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)?(?: of)? " + _MON + r"|\b" + _MON + r" (\d{1,2})(?:st|nd|rd|th)?\b"
+                   r"|\b\d{4}-(\d{2})-(\d{2})|\b(\d{1,2})/(\d{1,2})/\d{2,4}\b", re.I)
+
+
+def _dates(text: str) -> list[tuple[int, int]]:
+    """(day, month) of each date written in ``text``: "14 May", "May 14th", "2026-05-14", "14/05/2026"."""
+    out = []
+    for m in _DATE.finditer(text):
+        g = m.groups()
+        if g[0]:
+            day, month = int(g[0]), _month(g[1])
+        elif g[2]:
+            day, month = int(g[3]), _month(g[2])
+        elif g[4]:
+            day, month = int(g[5]), int(g[4])
+        else:
+            day, month = int(g[6]), int(g[7])
+        if 1 <= day <= 31 and 1 <= month <= 12:
+            out.append((day, month))
+    return out
+
+
+def _month(name: str) -> int:
+    return [m[:3] for m in MONTHS].index(name[:3].lower()) + 1
+
+
 _NUMBER = re.compile(r"\+?\d+(?:[.,:/-]\d+)*(?: \d{3}(?!\d))*(?:\s?[ap]\.?m\b\.?)?", re.I)
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _NAME = re.compile(r"\b(?:[A-Z][\w'-]*[a-z][\w'-]*|[A-Z]{2,}[\w-]*)\b")
@@ -132,6 +159,9 @@ def claims(sentence: str, capitalised_elsewhere: set[str]) -> list[Claim]:
     for e in _EMAIL.findall(rest):
         found.append(Claim("email", e))
     rest = _EMAIL.sub(" ", rest)
+    for day, month in _dates(rest):
+        found.append(Claim("date", f"{month:02d}-{day:02d}"))
+    rest = _DATE.sub(" ", rest)
     for m in _NUMBER.finditer(rest):
         found.append(Claim("number", m.group(0).strip()))
     for word in re.findall(r"[A-Za-z]+", rest):
@@ -174,6 +204,7 @@ class Evidence:
             month = int(m.group(1) or m.group(2))
             if 1 <= month <= 12:
                 self.months.add(MONTHS[month - 1][:3])
+        self.dates = {f"{month:02d}-{day:02d}" for day, month in _dates(joined)}
         self.weekdays = {w[:3] for w in re.findall(r"[a-z]+", self.folded) if w in WEEKDAYS or w in {d[:3] for d in WEEKDAYS}}
         self.weekdays |= {d[:3] for d in WEEKDAYS if re.search(r"byday=[^\n]*\b" + d[:2], self.folded)}
         for m in re.finditer(r"\b(\d{4})-(\d{2})-(\d{2})", joined):
@@ -181,6 +212,10 @@ class Evidence:
                 self.weekdays.add(WEEKDAYS[dt.date(*map(int, m.groups())).weekday()][:3])
             except ValueError:
                 pass
+
+        # A date's month and weekday are words of the record too ("2026-05-14" says "Thu", "May").
+        self.words |= {m for m in MONTHS if m[:3] in self.months} | {m[:3] for m in self.months}
+        self.words |= {d for d in WEEKDAYS if d[:3] in self.weekdays} | set(self.weekdays)
 
     def holds(self, claim: Claim, question_words: set[str]) -> bool:
         if claim.kind == "number":
@@ -196,6 +231,8 @@ class Evidence:
             if 2 <= len(parts) <= 3 and all(p.strip().isdigit() for p in parts):
                 return all((p.strip().lstrip("0") or "0") in self.numbers for p in parts)  # 12/05 → 12 and 5
             return d in question_words
+        if claim.kind == "date":
+            return claim.text in self.dates
         if claim.kind == "month":
             return claim.text in self.months
         if claim.kind == "weekday":
@@ -207,9 +244,18 @@ class Evidence:
             return w in self.words or w in question_words or w.rstrip("s") in self.words
         if claim.kind == "quote":
             pieces = [p for p in re.split(r"…|\.\.\.", fold(claim.text)) if p.strip(" .,;:")]
-            flat = lambda s: " ".join(re.sub(r"[^\w@.+-]+", " ", s).split())  # noqa: E731
-            return all(flat(p) in flat(self.folded) for p in pieces)
+            if all(_flat(p) in _flat(self.folded) for p in pieces):
+                return True
+            # A line made of the record's fields (an event's "Dentist, Thu 14 May 2026 15:30 at
+            # Clínica") is not verbatim in it: every word of it must be, and every claim hold.
+            inner = claims(claim.text, set())
+            words = [w for w in re.findall(r"[a-z]{3,}", fold(claim.text))]
+            return all(w in self.words for w in words) and all(self.holds(c, question_words) for c in inner)
         return True
+
+
+def _flat(text: str) -> str:
+    return " ".join(re.sub(r"[^\w@.+-]+", " ", text).split())
 
 
 def _number_forms(token: str) -> set[str]:
