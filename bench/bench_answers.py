@@ -286,6 +286,9 @@ def main() -> None:
     p.add_argument("--results", default="/tmp/answerbench-results.md")
     p.add_argument("--json", help="also write every answer here")
     p.add_argument("--every", type=int, default=10, help="write interim results every N questions")
+    p.add_argument("--free-every", type=int, default=1, metavar="N",
+                   help="ask the free (baseline) path only every Nth question: a free answer runs to 256 tokens, "
+                        "several times a grounded one; cost is then measured on those questions")
     args = p.parse_args()
 
     formats = frozenset(args.formats.split(",")) if args.formats else None
@@ -313,6 +316,7 @@ def main() -> None:
             "answer path under test": f"{Path(inspect.getfile(Node)).parents[1]} ({code})",
             "modes": ", ".join(f"{m}: {how[m]}" for m in modes),
             "models": ", ".join(models),
+            "free path asked": "every question" if args.free_every == 1 else f"every {args.free_every}th question",
             "corpus": f"seed {args.seed}, {len(questions)} questions ({sum(q.answerable for q in questions)} answerable), "
                       f"formats {', '.join(sorted(formats)) if formats else 'all'}; added in {added:.1f} s",
             "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
@@ -328,6 +332,8 @@ def main() -> None:
             for i, q in enumerate(questions, start=1):
                 # Alternate which mode goes first: this machine's speed drifts within a minute.
                 order = modes if i % 2 else modes[::-1]
+                if len(modes) > 1 and (i - 1) % args.free_every:
+                    order = [m for m in order if m != "free"]
                 line = []
                 for mode in order:
                     r = ask(node, q, mode, how, label)
