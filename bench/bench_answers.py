@@ -145,7 +145,9 @@ def ask(node: Node, q: Question, mode: str, how: dict[str, str], model: str) -> 
     r.right_unquoted = q.answerable and checks.is_right(checks.without_quotes(r.text), q.gold)
     r.abstained = checks.abstains(r.text)
     r.unsupported = checks.unsupported(r.text, sources, q.text)
-    r.gold_cited = q.answerable and any(is_gold(s, q) for s in sources)
+    # Cited: a grounded answer's sources with a quote (the ones it rests on); a free answer's sources.
+    quoted = [s for s in sources if getattr(s, "quote", "")]
+    r.gold_cited = q.answerable and any(is_gold(s, q) for s in (quoted if r.grounded is not None else sources))
     return r
 
 
