@@ -73,6 +73,7 @@ class Result:
     unsupported: list = field(default_factory=list)
     sources: list = field(default_factory=list)   # (number, path, quote) of the answer's sources
     gold_cited: bool = False
+    dropped: list = field(default_factory=list)   # (sentence, held by our checker?) the node's verifier refused
     error: str = ""
 
 
@@ -145,6 +146,9 @@ def ask(node: Node, q: Question, mode: str, how: dict[str, str], model: str) -> 
     r.right_unquoted = q.answerable and checks.is_right(checks.without_quotes(r.text), q.gold)
     r.abstained = checks.abstains(r.text)
     r.unsupported = checks.unsupported(r.text, sources, q.text)
+    # The sentences the node's verifier refused, and whether our checker would have held them
+    # against the same sources: a refusal our checker finds supported may be the verifier's mistake.
+    r.dropped = [(d, not checks.unsupported(d, sources, q.text)) for d in getattr(answer, "dropped", []) or []]
     # Cited: a grounded answer's sources with a quote (the ones it rests on); a free answer's sources.
     quoted = [s for s in sources if getattr(s, "quote", "")]
     r.gold_cited = q.answerable and any(is_gold(s, q) for s in (quoted if r.grounded is not None else sources))
@@ -182,6 +186,8 @@ def summary(results: list[Result]) -> dict:
         "gold_cited": ratio(sum(r.gold_cited for r in yes), len(yes)),
         "grounded_flag_true": ratio(sum(r.grounded is True for r in results), len(results)) if any(
             r.grounded is not None for r in results) else "–",
+        "dropped_by_verifier": sum(len(r.dropped) for r in results),
+        "dropped_but_supported": sum(ok for r in results for _, ok in r.dropped),
         "median_s": round(statistics.median(times), 2) if times else None,
         "errors": sum(bool(r.error) for r in results),
     }
@@ -211,7 +217,8 @@ def report(results: list[Result], ranks: dict, run: dict, done: bool) -> str:
     models = list(dict.fromkeys(r.model for r in results))
     modes = list(dict.fromkeys(r.mode for r in results))
     keys = ["accuracy", "accuracy_unquoted", "abstention", "false_abstention", "answers_with_unsupported",
-            "unsupported_sentences", "gold_cited", "grounded_flag_true", "median_s", "errors"]
+            "unsupported_sentences", "gold_cited", "grounded_flag_true", "dropped_by_verifier", "dropped_but_supported",
+            "median_s", "errors"]
     lines += ["## Summary", "", "| model | mode | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
     for model in models:
         for mode in modes:
@@ -265,7 +272,9 @@ def report(results: list[Result], ranks: dict, run: dict, done: bool) -> str:
             lines.append(f"  shown: {shown[:400]!r}  ")
             quotes = [f"[{n}] {Path(str(p)).name}: {quote[:160]!r}" for n, p, quote in r.sources if quote]
             sources = [f"[{n}] {Path(str(p)).name}" for n, p, _ in r.sources]
-            lines.append(f"  sources: {', '.join(sources) or '(none)'}" + (f"; quotes: {' | '.join(quotes)}" if quotes else ""))
+            lines.append(f"  sources: {', '.join(sources) or '(none)'}" + (f"; quotes: {' | '.join(quotes)}" if quotes else "") + "  ")
+            for sentence, ok in r.dropped:
+                lines.append(f"  dropped by the verifier{' (our checker finds it supported)' if ok else ''}: {sentence[:200]!r}  ")
         lines.append("")
     return "\n".join(lines) + "\n"
 
