@@ -241,7 +241,10 @@ class Evidence:
             return fold(claim.text) in self.folded
         if claim.kind == "name":
             w = fold(claim.text).removesuffix("'s")
-            return w in self.words or w in question_words or w.rstrip("s") in self.words
+            if w in self.words or w in question_words or w.rstrip("s") in self.words:
+                return True
+            # Part of a longer token of the record: "BU-25" of the plate "64-BU-25".
+            return re.search(r"(?<!\w)" + re.escape(w) + r"(?!\w)", self.folded) is not None
         if claim.kind == "quote":
             pieces = [p for p in re.split(r"…|\.\.\.", fold(claim.text)) if p.strip(" .,;:")]
             if all(_flat(p) in _flat(self.folded) for p in pieces):

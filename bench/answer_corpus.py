@@ -51,10 +51,13 @@ class Corpus:
     pod: dict[str, str] = field(default_factory=dict)          # pod path → Turtle
     questions: list[Question] = field(default_factory=list)
 
-    def write(self, root: Path, formats: frozenset[str] | None = None) -> Path:
-        """The files (of ``formats``, None: all) under ``root``; returns ``root``."""
+    def write(self, root: Path, formats: frozenset[str] | None = None, only: tuple[str, ...] = ()) -> Path:
+        """The files (of ``formats``, None: all; with ``only``, just those whose path ends so)
+        under ``root``; returns ``root``."""
         for rel, content in self.files.items():
             if formats is not None and fmt_of(rel) not in formats:
+                continue
+            if only and not rel.endswith(only):
                 continue
             path = root / rel
             path.parent.mkdir(parents=True, exist_ok=True)
