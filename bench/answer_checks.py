@@ -65,7 +65,11 @@ def digits(text: str) -> str:
 def is_right(answer: str, gold: tuple[str, ...]) -> bool:
     shown = fold(answer)
     for g in gold:
-        if fold(g) in shown:
+        f = fold(g)
+        # A number is not part of a longer one ("3 March" is not in "13 March"); words may be
+        # inflected ("peanut" in "peanuts").
+        pattern = ((r"(?<!\d)" if f[:1].isdigit() else "") + re.escape(f) + (r"(?!\d)" if f[-1:].isdigit() else ""))
+        if re.search(pattern, shown):
             return True
         d = digits(g)
         # A phone number: the last nine digits, whatever the spacing or the country code.

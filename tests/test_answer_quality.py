@@ -111,3 +111,50 @@ def test_most_answerable_questions_show_the_right_fact_citing_its_record(answers
     uncited = [q.text for q, a in right if not any(
         s.quote and str(s.path).endswith(q.where[0]) and q.where[1] in s.text for s in a.sources)]
     assert uncited == []
+
+
+# --- the benchmark's own checker, on answers written here (no model) ---------------------------
+
+class _Source:
+    def __init__(self, number: int, text: str, meta: dict | None = None) -> None:
+        self.number, self.path, self.text, self.meta, self.quote = number, f"record-{number}", text, meta or {}, ""
+
+
+EVENT = _Source(1, "Event: Dentist (Ines)\nStarts: Thu 14 May 2026 15:30 WEST\nWhere: Clinica Dentaria Almeida",
+                {"kind": "event", "summary": "Dentist (Ines)", "start": "2026-05-14T15:30:00+01:00"})
+NOTE = _Source(2, "Joao Rocha, plumber: +351 912 345 678. Marco's firm starts on 3 March; the budget is 12,450 euros.")
+
+
+@pytest.mark.parametrize("answer", [
+    "Ines's dentist is on 14 May at 3:30 pm [1].",
+    "It is on Thursday, May 14th, at 15:30 [1].",
+    "Call Joao Rocha on 912345678 [2].",
+    "The budget is 12450 euros and work starts on the 3rd of March [2].",
+    "Your calendar says: «Dentist (Ines), 14 May 2026 15:30» [1]",
+    "Your notes say: «Marco's firm starts on 3 March» [2]",
+    "I don't find that in your data.",
+])
+def test_the_checker_holds_claims_the_evidence_makes_in_another_form(answer):
+    assert checks.unsupported(answer, [EVENT, NOTE], "When is it?") == []
+
+
+@pytest.mark.parametrize("answer, kind", [
+    ("Ines's dentist is on 15 May [1].", "date"),
+    ("It starts at 4:30 pm [1].", "number"),
+    ("Call Joao Rocha on 912 345 679 [2].", "number"),
+    ("Call Paulo Lopes [2].", "name"),
+    ("Write to joao@rocha.pt [2].", "email"),
+    ("Your notes say: «Marco's firm starts on 4 March» [2]", "quote"),
+    ("The budget is 12,450 euros [3].", "citation"),
+])
+def test_the_checker_finds_a_claim_the_evidence_does_not_make(answer, kind):
+    found = checks.unsupported(answer, [EVENT, NOTE], "When is it?")
+    assert {c.kind for u in found for c in u.claims} == {kind}
+
+
+def test_gold_strings_match_whatever_the_spacing_case_or_phone_format():
+    assert checks.is_right("Ring him on 912345678.", ("+351 912 345 678",))
+    assert checks.is_right("On the 3rd of MARCH.", ("3 March",))
+    assert not checks.is_right("On 13 March.", ("3 March",))
+    assert checks.abstains("I don't find that in your data.")
+    assert not checks.abstains("The plumber is Joao Rocha [2].")
