@@ -192,7 +192,10 @@ def claims(sentence: str, capitalised_elsewhere: set[str]) -> list[Claim]:
 class Evidence:
     """What a set of sources says, in the forms the claims are compared with."""
 
-    def __init__(self, texts: list[str]) -> None:
+    def __init__(self, texts: list[str], fielded: bool = False) -> None:
+        # fielded: a record with fields (an event, a mail, a chat), whose citation line is
+        # written from the fields rather than copied from the text.
+        self.fielded = fielded
         joined = "\n".join(texts)
         self.folded = fold(joined)
         self.flat = re.sub(r"[^\w@.+-]+", " ", self.folded)
@@ -231,9 +234,11 @@ class Evidence:
             d = digits(claim.text)
             if len(d) >= 6 and any(len(n) >= 6 and (n.endswith(d) or d.endswith(n)) for n in self.numbers):
                 return True   # a phone number with or without its country code
-            parts = re.split(r"[/:.,-]", claim.text.strip("+"))
-            if 2 <= len(parts) <= 3 and all(p.strip().isdigit() for p in parts):
-                return all((p.strip().lstrip("0") or "0") in self.numbers for p in parts)  # 12/05 → 12 and 5
+            # A time or a date written otherwise than in the record ("17:15" of "17:15:00",
+            # "12/05" of "12 May"): each part must be there. Not an amount: "13,000" is one number.
+            parts = re.split(r"[/:-]", claim.text.strip("+"))
+            if 2 <= len(parts) <= 3 and all(p.strip().isdigit() and p.strip().strip("0") for p in parts):
+                return all(p.strip().lstrip("0") in self.numbers for p in parts)
             return d in question_words
         if claim.kind == "date":
             return claim.text in self.dates
@@ -253,6 +258,8 @@ class Evidence:
             pieces = [p for p in re.split(r"…|\.\.\.", fold(claim.text)) if p.strip(" .,;:")]
             if all(_flat(p) in _flat(self.folded) for p in pieces):
                 return True
+            if not self.fielded:
+                return False
             # A line made of the record's fields (an event's "Dentist, Thu 14 May 2026 15:30 at
             # Clínica") is not verbatim in it: every word of it must be, and every claim hold.
             inner = claims(claim.text, set())
@@ -306,7 +313,7 @@ def unsupported(answer: str, sources: list, question: str) -> list[Unsupported]:
     for sentence in sentences(answer):
         cited = [int(n) for n in re.findall(r"\[(\d+)\]", sentence)]
         chosen = [by_number[n] for n in cited if n in by_number] or default
-        evidence = Evidence([source_texts(s) for s in chosen])
+        evidence = Evidence([source_texts(s) for s in chosen], any((getattr(s, "meta", {}) or {}).get("kind") for s in chosen))
         bad = []
         for claim in claims(sentence, capitalised):
             if claim.kind == "citation":

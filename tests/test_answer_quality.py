@@ -143,10 +143,12 @@ def test_the_checker_holds_claims_the_evidence_makes_in_another_form(answer):
 @pytest.mark.parametrize("answer, kind", [
     ("Ines's dentist is on 15 May [1].", "date"),
     ("It starts at 4:30 pm [1].", "number"),
+    ("Pimenta's vaccination costs 13,000. [1]", "number"),   # the grounding branch once showed this
     ("Call Joao Rocha on 912 345 679 [2].", "number"),
     ("Call Paulo Lopes [2].", "name"),
     ("Write to joao@rocha.pt [2].", "email"),
     ("Your notes say: «Marco's firm starts on 4 March» [2]", "quote"),
+    ("Your notes say: «Marco's firm starts in March» [2]", "quote"),   # words of the note, not its sentence
     ("The budget is 12,450 euros [3].", "citation"),
 ])
 def test_the_checker_finds_a_claim_the_evidence_does_not_make(answer, kind):
