@@ -291,6 +291,7 @@ def write(path: Path, text: str) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--limit", type=int, help="ask at most N questions, spread over the formats")
+    p.add_argument("--skip", type=int, default=0, help="leave out the first N questions of the --limit order (the next slice)")
     p.add_argument("--formats", help=f"comma-separated subset of {','.join(FORMATS)}")
     p.add_argument("--models", default=DEFAULT_CHAT_MODEL, help="comma-separated chat models: catalog names or GGUF paths")
     p.add_argument("--modes", default="grounded,free", help="grounded, free or both (the ones the code has)")
@@ -307,7 +308,7 @@ def main() -> None:
     if formats and not formats <= set(FORMATS):
         p.error(f"unknown formats {sorted(formats - set(FORMATS))}; known: {', '.join(FORMATS)}")
     corpus = build(args.seed)
-    questions = corpus.select(formats, args.limit)
+    questions = corpus.select(formats, None if args.limit is None else args.skip + args.limit)[args.skip:]
     models = args.models.split(",")
     results_path = Path(args.results)
 
