@@ -61,11 +61,14 @@ def _serve(home_root: str, port: int, signed: bool, ready) -> None:
 
 
 class Server:
-    def __init__(self, home: Home, signed: bool = True) -> None:
+    """A node served by uvicorn in its own process; ``serve(home_root, port, flag, ready)``
+    runs there (bench_flood serves with its own limits)."""
+
+    def __init__(self, home: Home, signed: bool = True, serve=None) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         ready = multiprocessing.Event()
-        self.process = multiprocessing.Process(target=_serve, args=(str(home.root), self.port, signed, ready))
+        self.process = multiprocessing.Process(target=serve or _serve, args=(str(home.root), self.port, signed, ready))
         self.process.start()
         if not ready.wait(120):
             raise RuntimeError("the server did not start")

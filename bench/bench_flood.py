@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import multiprocessing
-import socket
 import statistics
 import sys
 import tempfile
@@ -33,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_api import _free_port, _peer, _signed  # noqa: E402
+from bench_api import Server, _peer, _signed  # noqa: E402
 
 from identity.did_key import verification_method_id  # noqa: E402
 from identity.signing_client import signed_client  # noqa: E402
@@ -54,37 +52,6 @@ def _serve(home_root: str, port: int, open_gate: bool, ready) -> None:
     limits = Limits(stranger_rate=1e9, stranger_burst=10**9) if open_gate else Limits()
     app = create_app(node, on_start=ready.set, public_origins=[f"http://127.0.0.1:{port}"], limits=limits)
     uvicorn.Server(server_config(app, "127.0.0.1", port, limits=limits, log_level="critical", access_log=False)).run()
-
-
-class Server:
-    def __init__(self, home: Home, open_gate: bool = False) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        ready = multiprocessing.Event()
-        self.process = multiprocessing.Process(target=_serve, args=(str(home.root), self.port, open_gate, ready))
-        self.process.start()
-        if not ready.wait(120):
-            raise RuntimeError("the server did not start")
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def rss_mib(self) -> float:
-        with open(f"/proc/{self.process.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.join(30)
 
 
 # --- 1. the flood ---------------------------------------------------------------------------
@@ -138,7 +105,7 @@ def _owner_latencies(node: Node, url: str, stop: threading.Event, out: list[floa
 
 
 def bench_flood(home: Home, node: Node, open_gate: bool, rates: list[float], seconds: float) -> None:
-    server = Server(home, open_gate=open_gate)
+    server = Server(home, open_gate, serve=_serve)
     strangers = [_peer() for _ in range(500)]
     try:
         idle: list[float] = []
@@ -240,7 +207,7 @@ def bench_memory(home: Home, quick: bool) -> None:
     print("\n2. memory: each attack against a fresh server (RSS does not shrink back after one)")
     worst = 0.0
     for name, head, body_chunk, total, connections in attacks:
-        server = Server(home)
+        server = Server(home, serve=_serve)
         try:
             asyncio.run(_paced(server.url, [("GET", "/healthz", {}, b"")] * 200, float("inf"), 8))  # warm
             time.sleep(0.5)
