@@ -15,18 +15,19 @@ embedding function is handed in: the store knows nothing about models.
 
 from __future__ import annotations
 
-import multiprocessing
+import dataclasses
 import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from store import parse_process
 from store.chunking import chunk_with_headings
+from store.parse_process import DEFAULT_BUDGET, Budget, OverBudget, Worker
 from store.parsers import Record, Section, Skip
 from store.parsers.registry import (
     BY_SUFFIX,
@@ -121,9 +122,25 @@ def parse(parser: Parser, content: bytes, name: str) -> list[Record] | Skip:
     return parser.run(content, name)
 
 
-def _parse_job(parser_key: str, content: bytes, name: str) -> list[Record] | Skip:
-    """``parse`` in a worker process: parsers are found again by key (lambdas do not pickle)."""
-    return parse(_PARSERS_BY_KEY[parser_key], content, name)
+def parse_within(parser: Parser, content: bytes, name: str, max_chunks: int) -> list[Record] | Skip:
+    """``parse``, then cut into chunks, which are counted against ``max_chunks``: a file
+    whose text would be more is skipped whole. The records carry their chunks."""
+    parsed = parse(parser, content, name)
+    if isinstance(parsed, Skip):
+        return parsed
+    out, count = [], 0
+    for record in parsed:
+        pieces = tuple(chunks_of(record))
+        count += len(pieces)
+        if count > max_chunks:
+            return Skip(parse_process.too_many_chunks(max_chunks))
+        out.append(dataclasses.replace(record, chunks=pieces))
+    return out
+
+
+def _parse_job(parser_key: str, content: bytes, name: str, max_chunks: int) -> list[Record] | Skip:
+    """``parse_within`` in a worker process: parsers are found again by key (lambdas do not pickle)."""
+    return parse_within(_PARSERS_BY_KEY[parser_key], content, name, max_chunks)
 
 
 _PARSERS_BY_KEY = {p.name: p for p in (*BY_SUFFIX.values(), MBOX)}
@@ -131,6 +148,8 @@ _PARSERS_BY_KEY = {p.name: p for p in (*BY_SUFFIX.values(), MBOX)}
 
 def chunks_of(record: Record) -> list[tuple[str, dict]]:
     """(text, citation metadata) of each chunk of a record, following its structure."""
+    if record.chunks is not None:
+        return list(record.chunks)
     out: list[tuple[str, dict]] = []
     for section in record.sections:
         for heading, piece in chunk_with_headings(section.text, markdown=section.markdown):
@@ -149,7 +168,8 @@ class _Read:
     content: bytes = b""
     mtime: float = 0.0
     outcome: str = ""            # set when nothing more is to be done: "unchanged" or "skipped"
-    parsed: list[Record] | Skip | Future | None = None
+    parsed: list[Record] | Skip | None = None
+    worker: Worker | None = None # the parser process reading it, until its result is taken
 
 
 class Ingestor:
@@ -161,16 +181,19 @@ class Ingestor:
         *,
         tags: tuple[str, ...] = (),
         index_batch: int = 256,
-        parse_workers: int = 0,
+        parse_workers: int = 1,
+        budget: Budget = DEFAULT_BUDGET,
     ) -> None:
         self._vault = vault
         self._tags = tags
         self._indexes = indexes
         self._embed = embed
         self._index_batch = index_batch
-        # Parsing in worker processes while this one embeds: see bench/bench_formats.py for
-        # whether it pays on a given machine (0: parse here, between embeddings).
+        # Parsers run in worker processes (store.parse_process), each file within ``budget``,
+        # while this process embeds the file before. 0 parses here, between embeddings, with
+        # the output budget but no time limit: only for input that is trusted (benchmarks).
         self._parse_workers = parse_workers
+        self._budget = budget
         self._pending: tuple[list[str], list[str], list[np.ndarray]] = ([], [], [])
         self._documents: list[Document] | None = None
 
@@ -213,30 +236,50 @@ class Ingestor:
             for path, shown, parser in files:
                 item = self._read(path, shown, parser)
                 if not item.outcome:
-                    item.parsed = parse(parser, item.content, path.name)
+                    item.parsed = parse_within(parser, item.content, path.name, self._budget.max_chunks)
                 yield item
             return
-        # Keep a few files parsing ahead of the one being embedded, in file order.
-        # forkserver: forking this process, which runs llama.cpp's threads, could copy a held lock.
-        with ProcessPoolExecutor(self._parse_workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
-            ahead: deque[_Read] = deque()
+        # Each worker reads one file while this process embeds the one before, in file order;
+        # a worker stopped for its budget is replaced by a fresh one.
+        idle: list[Worker] = []
+        spare = self._parse_workers  # started on the first file that needs one: none when all are unchanged
+        ahead: deque[_Read] = deque()
+        try:
             for path, shown, parser in files:
                 item = self._read(path, shown, parser)
+                ready = []
                 if not item.outcome:
-                    item.parsed = pool.submit(_parse_job, parser.name, item.content, path.name)
+                    if not idle and spare:
+                        idle.append(parse_process.take_worker())
+                        spare -= 1
+                    while not idle:  # every worker busy: the oldest results first, freeing theirs
+                        ready.append(self._finish(ahead.popleft(), idle))
+                    item.worker = idle.pop()
+                    item.worker.start(_parse_job, parser.name, item.content, path.name, self._budget.max_chunks)
                 ahead.append(item)
-                while len(ahead) > 2 * self._parse_workers:
-                    yield self._resolved(ahead.popleft())
+                yield from ready  # only now: the next file is already being read meanwhile
             while ahead:
-                yield self._resolved(ahead.popleft())
+                yield self._finish(ahead.popleft(), idle)
+        finally:
+            for item in ahead:  # the run was stopped: the files still being read are dropped
+                if item.worker is not None:
+                    item.worker.kill()
+            for worker in idle:
+                parse_process.give_back(worker)
 
-    @staticmethod
-    def _resolved(item: _Read) -> _Read:
-        if isinstance(item.parsed, Future):
-            try:
-                item.parsed = item.parsed.result()
-            except Exception as e:  # the worker died (out of memory, a crash inside a C library)
-                item.parsed = Skip(f"the parser failed ({type(e).__name__})")
+    def _finish(self, item: _Read, idle: list[Worker]) -> _Read:
+        """``item`` with its parse's result, or the reason it has none; its worker goes back
+        to ``idle`` (a fresh one if it was stopped)."""
+        worker, item.worker = item.worker, None
+        if worker is None:
+            return item
+        try:
+            item.parsed = worker.result(self._budget.seconds_for(len(item.content)))
+        except OverBudget as e:
+            item.parsed = Skip(str(e))
+        except Exception as e:  # the worker died (out of memory, a crash inside a C library)
+            item.parsed = Skip(f"the parser failed ({type(e).__name__})")
+        idle.append(worker if worker.alive else parse_process.take_worker())
         return item
 
     def _read(self, path: Path, shown: str, parser: Parser) -> _Read:
