@@ -15,7 +15,6 @@ embedding function is handed in: the store knows nothing about models.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from collections import deque
@@ -26,12 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from store import parse_process
-from store.chunking import chunk_with_headings
-from store.parse_process import DEFAULT_BUDGET, Budget, OverBudget, Worker
+from store.parse_process import DEFAULT_BUDGET, Budget, OverBudget, Worker, chunks_of, parse_job, parse_within
 from store.parsers import Record, Section, Skip
 from store.parsers.registry import (
-    BY_SUFFIX,
-    MBOX,
     SUPPORTED,
     Parser,
     parser_for,
@@ -120,42 +116,6 @@ def discover(given: str) -> tuple[list[tuple[Path, str, Parser]], list[Skipped]]
 
 def parse(parser: Parser, content: bytes, name: str) -> list[Record] | Skip:
     return parser.run(content, name)
-
-
-def parse_within(parser: Parser, content: bytes, name: str, max_chunks: int) -> list[Record] | Skip:
-    """``parse``, then cut into chunks, which are counted against ``max_chunks``: a file
-    whose text would be more is skipped whole. The records carry their chunks."""
-    parsed = parse(parser, content, name)
-    if isinstance(parsed, Skip):
-        return parsed
-    out, count = [], 0
-    for record in parsed:
-        pieces = tuple(chunks_of(record))
-        count += len(pieces)
-        if count > max_chunks:
-            return Skip(parse_process.too_many_chunks(max_chunks))
-        out.append(dataclasses.replace(record, chunks=pieces))
-    return out
-
-
-def _parse_job(parser_key: str, content: bytes, name: str, max_chunks: int) -> list[Record] | Skip:
-    """``parse_within`` in a worker process: parsers are found again by key (lambdas do not pickle)."""
-    return parse_within(_PARSERS_BY_KEY[parser_key], content, name, max_chunks)
-
-
-_PARSERS_BY_KEY = {p.name: p for p in (*BY_SUFFIX.values(), MBOX)}
-
-
-def chunks_of(record: Record) -> list[tuple[str, dict]]:
-    """(text, citation metadata) of each chunk of a record, following its structure."""
-    if record.chunks is not None:
-        return list(record.chunks)
-    out: list[tuple[str, dict]] = []
-    for section in record.sections:
-        for heading, piece in chunk_with_headings(section.text, markdown=section.markdown):
-            meta = {**section.meta, "heading": heading} if heading else dict(section.meta)
-            out.append((f"{section.context}\n{piece}" if section.context else piece, meta))
-    return out
 
 
 @dataclass
@@ -254,8 +214,13 @@ class Ingestor:
                         spare -= 1
                     while not idle:  # every worker busy: the oldest results first, freeing theirs
                         ready.append(self._finish(ahead.popleft(), idle))
-                    item.worker = idle.pop()
-                    item.worker.start(_parse_job, parser.name, item.content, path.name, self._budget.max_chunks)
+                    worker = idle.pop()
+                    try:
+                        worker.start(parse_job, parser.name, item.content, path.name, self._budget.max_chunks)
+                        item.worker = worker
+                    except RuntimeError as e:  # the worker did not start: this file is skipped, not the run
+                        item.parsed = Skip(str(e))
+                        idle.append(parse_process.take_worker())
                 ahead.append(item)
                 yield from ready  # only now: the next file is already being read meanwhile
             while ahead:
@@ -316,9 +281,10 @@ class Ingestor:
         (report.updated if outcome == "updated" else report.added).append(item.shown)
         return outcome
 
-    def add_text(self, shown: str, key: str, text: str, *, markdown: bool = False) -> AddReport:
+    def add_text(self, shown: str, key: str, text: str, *, markdown: bool = False, vectors: np.ndarray | None = None) -> AddReport:
         """Index ``text`` that is not a file (a pod resource's rendering, a note a skill wrote)
-        as the document ``key``, replacing the one stored under that key before."""
+        as the document ``key``, replacing the one stored under that key before. ``vectors``:
+        its chunks' embeddings, when they were computed already (in batches, in the background)."""
         report = AddReport()
         content = text.encode()
         record = Record([Section(text, markdown=markdown)], format="text")
@@ -328,7 +294,7 @@ class Ingestor:
         elif self._vault.is_unchanged(key, content, self._tags):
             report.unchanged.append(shown)
         else:
-            outcome = self._put(shown, key, content, time.time(), record, report)
+            outcome = self._put(shown, key, content, time.time(), record, report, vectors)
             (report.updated if outcome == "updated" else report.added).append(shown)
         self._flush()
         return report
@@ -363,9 +329,14 @@ class Ingestor:
         )
         return "updated" if before or result.removed_chunk_ids else "added"
 
-    def _put(self, shown: str, abs_path: str, content: bytes, mtime: float, record: Record, report: AddReport) -> str:
+    def _put(
+        self, shown: str, abs_path: str, content: bytes, mtime: float, record: Record, report: AddReport, vectors: np.ndarray | None = None
+    ) -> str:
         pieces = chunks_of(record)
-        vectors = self._embed([text for text, _ in pieces])
+        if vectors is None:
+            vectors = self._embed([text for text, _ in pieces])
+        if len(vectors) != len(pieces):
+            raise ValueError(f"{len(vectors)} embeddings for {len(pieces)} chunks")
         result = self._vault.put_document(
             path=shown,
             abs_path=abs_path,

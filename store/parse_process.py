@@ -8,18 +8,27 @@ worker killed and is skipped with the reason; a fresh worker takes the next file
 whose text would be more chunks than its output budget is skipped too, so nothing partial
 is ever stored.
 
-Workers come from a forkserver (forking this process, which runs llama.cpp's threads, could
-copy a held lock) and are kept between files and between ingestions: the libraries are
-imported once per worker, not once per file, and the per-file cost is one pipe round trip.
+Workers are fresh interpreters (``python -m store.parse_process``), not forks: forking this
+process, which runs llama.cpp's threads, could copy a held lock, and multiprocessing's own
+workers would import the parent's main module (the whole node) again. They are kept between
+files and between ingestions, so the parsing libraries are imported once per worker, and
+the cost per file is one round trip on a socket.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import dataclasses
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+
+from store.chunking import chunk_with_headings
+from store.parsers import Record, Skip
 
 MiB = 1024 * 1024
 
@@ -53,11 +62,52 @@ def too_many_chunks(limit: int) -> str:
     return f"more than {limit} chunks of text; skipped, nothing of it stored"
 
 
+# --- what runs in a worker ---------------------------------------------------------------------
+
+
+def chunks_of(record: Record) -> list[tuple[str, dict]]:
+    """(text, citation metadata) of each chunk of a record, following its structure."""
+    if record.chunks is not None:
+        return list(record.chunks)
+    out: list[tuple[str, dict]] = []
+    for section in record.sections:
+        for heading, piece in chunk_with_headings(section.text, markdown=section.markdown):
+            meta = {**section.meta, "heading": heading} if heading else dict(section.meta)
+            out.append((f"{section.context}\n{piece}" if section.context else piece, meta))
+    return out
+
+
+def parse_within(parser, content: bytes, name: str, max_chunks: int) -> list[Record] | Skip:
+    """``parser.run``, then cut into chunks, which are counted against ``max_chunks``: a file
+    whose text would be more is skipped whole. The records carry their chunks."""
+    parsed = parser.run(content, name)
+    if isinstance(parsed, Skip):
+        return parsed
+    out, count = [], 0
+    for record in parsed:
+        pieces = tuple(chunks_of(record))
+        count += len(pieces)
+        if count > max_chunks:
+            return Skip(too_many_chunks(max_chunks))
+        out.append(dataclasses.replace(record, chunks=pieces))
+    return out
+
+
+def parse_job(parser_name: str, content: bytes, name: str, max_chunks: int) -> list[Record] | Skip:
+    """``parse_within`` in a worker: the parser is found again by name (lambdas do not pickle)."""
+    from store.parsers.registry import BY_NAME
+
+    return parse_within(BY_NAME[parser_name], content, name, max_chunks)
+
+
 # --- one worker --------------------------------------------------------------------------------
 
 
 def _serve(conn) -> None:
     """A worker's loop: (function, args) in, ("ok", result) or ("error", exception) out."""
+    import store.parsers.registry  # noqa: F401  (imported before "ready": not on a file's time)
+
+    conn.send("ready")
     while True:
         try:
             job = conn.recv()
@@ -80,19 +130,32 @@ class Worker:
     """One worker process that runs one call at a time and can be killed mid-call."""
 
     def __init__(self) -> None:
-        context = multiprocessing.get_context("forkserver")
-        self._conn, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child,), name="flurry-parser", daemon=True)
-        self._process.start()
-        child.close()
+        ours, theirs = socket.socketpair()
+        with theirs:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "store.parse_process", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            )
+        self._conn = Connection(ours.detach())
+        self._ready = False
         self.busy_since: float | None = None
 
     @property
     def alive(self) -> bool:
-        return self._process.is_alive()
+        return self._process.poll() is None
 
     def start(self, fn: Callable, *args) -> None:
-        """Send a call; ``fn`` must be a module-level function (it is pickled by name)."""
+        """Send a call; ``fn`` must be a module-level function (it is pickled by name). The
+        call's time counts from here, once the worker has started (on a busy machine a new
+        interpreter can take seconds, which are not the file's)."""
+        if not self._ready:
+            try:
+                self._ready = self._conn.poll(_STARTUP_SECONDS) and self._conn.recv() == "ready"
+            except (EOFError, OSError):
+                pass
+            if not self._ready:
+                self.kill()
+                raise RuntimeError("the parser process did not start")
         self._conn.send((fn, args))
         self.busy_since = time.monotonic()
 
@@ -117,17 +180,17 @@ class Worker:
         return value
 
     def kill(self) -> None:
-        if self._process.is_alive():
+        if self.alive:
             self._process.kill()
-        self._process.join(timeout=5)
+        self._process.wait()
         self._conn.close()
 
     def close(self) -> None:
         try:
             self._conn.send(None)
-        except OSError:
+            self._process.wait(timeout=2)
+        except (OSError, subprocess.TimeoutExpired):
             pass
-        self._process.join(timeout=2)
         self.kill()
 
 
@@ -136,6 +199,7 @@ class Worker:
 _idle: list[Worker] = []
 _idle_lock = threading.Lock()
 _KEEP_IDLE = 4
+_STARTUP_SECONDS = 60.0
 # One-off calls (a pod write's RDF) from many request threads at once share these.
 _one_off = threading.BoundedSemaphore(2)
 
@@ -171,3 +235,7 @@ def run(fn: Callable, *args, seconds: float):
             return worker.result(seconds)
         finally:
             give_back(worker)
+
+
+if __name__ == "__main__":  # a worker: its end of the socket is the one argument
+    _serve(Connection(int(sys.argv[1])))
