@@ -11,6 +11,10 @@ one document per message, each committed on its own, and last a small marker doc
 the file itself: a run killed in the middle of a big mbox resumes at the first message not
 yet stored, and only once every message is in does the file count as unchanged. The
 embedding function is handed in: the store knows nothing about models.
+
+Parsers read input someone else made, so they run in worker processes (store.parse_process)
+with a budget per file: a file not read in time (20 s, more for a large one) or whose text
+would be more than 20,000 chunks is skipped with the reason, and nothing of it is stored.
 """
 
 from __future__ import annotations
