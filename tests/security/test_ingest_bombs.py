@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import threading
 import zlib
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from format_samples import email, mbox
 
 from agent.grants import Grant, Quota
+from agent.queue import ModelQueue
 from identity.did_key import did_key_from_ed25519_public, verification_method_id
 from identity.signing_client import signed_client
 from store.ingest import Ingestor
@@ -182,6 +184,35 @@ def test_a_file_over_its_output_budget_is_skipped_whole(node, tmp_path):
 
 
 # --- the pod: a peer's writes do not hold the model, and are counted ------------------------------
+
+
+def test_the_model_queue_serves_questions_before_background_work():
+    # The work is plain functions, not the model: what is tested is the order the queue keeps.
+    queue, ran, gate = ModelQueue(max_waiting=2), [], threading.Event()
+
+    def work(name, wait=False):
+        def run():
+            if wait:
+                gate.wait(30)
+            ran.append(name)
+            return iter(())
+        return run
+
+    try:
+        first = queue.submit(work("background 1", wait=True), background=True)  # running: holds the worker
+        later = [queue.submit(work(f"background {n}"), background=True) for n in (2, 3, 4)]
+        assert first.started.wait(30)
+        question = queue.submit(work("question"))
+        assert question.position == 1 and later[0].position == 2  # ahead of every waiting background job
+        # Background work is not counted against the questions' bound.
+        assert queue.submit(work("question 2")).position == 2
+        gate.set()
+        for job in (first, question, *later):
+            list(job)
+        assert ran[:3] == ["background 1", "question", "question 2"] and ran[3:] == ["background 2", "background 3", "background 4"]
+    finally:
+        queue.close()
+
 
 
 def test_a_peers_big_turtle_write_does_not_hold_up_the_owners_question(node, served, owner):
