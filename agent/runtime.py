@@ -58,6 +58,8 @@ class ChatModel:
         # came from the KV cache) and tokens it generated.
         self.last_prompt_tokens_read = 0
         self.last_tokens_generated = 0
+        # Why the last reply ended, as llama.cpp says it: "stop" (end of turn) or "length" (max_tokens).
+        self.last_finish_reason: str | None = None
 
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode(), add_bos=False, special=True))
@@ -72,6 +74,7 @@ class ChatModel:
     ) -> Iterator[str]:
         """The reply to ``messages``, piece by piece as it is generated."""
         llama_cpp.llama_perf_context_reset(self._llm.ctx)
+        self.last_finish_reason = None
         for chunk in self._llm.create_chat_completion(
             messages,
             stream=True,
@@ -79,7 +82,9 @@ class ChatModel:
             temperature=temperature,
             repeat_penalty=repeat_penalty,
         ):
-            piece = chunk["choices"][0]["delta"].get("content")
+            choice = chunk["choices"][0]
+            self.last_finish_reason = choice.get("finish_reason") or self.last_finish_reason
+            piece = choice["delta"].get("content")
             if piece:
                 yield piece
         perf = llama_cpp.llama_perf_context(self._llm.ctx)

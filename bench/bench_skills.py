@@ -4,8 +4,8 @@
 
 A tiny skill (tools `echo(text)` and `word_count(text)` over a ~200-word text) is written to a
 temp folder and started with skills.host.SkillProcess as a managed skill, exactly as the
-registry starts one (`python -m skills.runner module:skill`, PYTHONPATH = repo root + the
-skill's folder). After a warm-up, each round times CALLS sequential `call_tool` round trips
+registry starts one (`python -I -S skills/boot.py module:skill`, the skill's folder joining
+the import path once confined). After a warm-up, each round times CALLS sequential `call_tool` round trips
 (argument validation, JSON-RPC over the pipes, the runner's worker thread, the answer back)
 and CALLS direct calls of the same Python function in this process, side by side; three
 rounds, alternating which side goes first, and the medians are printed: the per-call
@@ -30,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from skills import boot
 from skills.host import SkillProcess
 from skills.sandbox import Confinement
 
@@ -70,10 +71,9 @@ TEXT = " ".join(WORDS[(i * 7) % len(WORDS)] for i in range(200)).capitalize() + 
 
 
 def _process(folder: Path, sandbox: bool = True) -> SkillProcess:
-    env = {"PYTHONPATH": os.pathsep.join([str(ROOT), str(folder)]), "PYTHONNOUSERSITE": "1"}
     unconfined = [] if sandbox else ["--no-sandbox"]
-    argv = [sys.executable, "-m", "skills.runner", *unconfined, f"{MODULE}:skill"]
-    return SkillProcess("bench-echo", argv, env=env, managed=True)
+    argv = boot.command([*unconfined, f"{MODULE}:skill"])
+    return SkillProcess("bench-echo", argv, env=boot.environment(str(folder)), managed=True)
 
 
 def _time_start(folder: Path, sandbox: bool) -> float:

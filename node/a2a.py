@@ -8,17 +8,20 @@ model queue cannot take 503 with Retry-After. All as problem+json, never as a ta
 fails later. The answer is then a job on the same model queue /api/ask uses, whose pieces
 the executor relays as the task's "answer" artifact.
 
-Tasks live in memory, scoped to the caller's DID: a peer sees and cancels only its own.
+Tasks are scoped to the caller's DID (a peer sees and cancels only its own) and kept sealed
+in the vault with a bound (node.a2a_tasks), so a finished answer can still be read after the
+node restarts.
 The agent card at /.well-known/agent-card.json is public and signed with the node's key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from a2a.auth.user import User
@@ -29,7 +32,7 @@ from a2a.server.events import EventQueue
 from a2a.server.request_handlers import DefaultRequestHandler
 from a2a.server.routes import DefaultServerCallContextBuilder
 from a2a.server.routes.jsonrpc_dispatcher import JsonRpcDispatcher
-from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
+from a2a.server.tasks import TaskUpdater
 from a2a.types import (
     AgentCapabilities,
     AgentCard,
@@ -50,10 +53,16 @@ from agent.grants import Grant
 from agent.queue import Job, JobCancelled, Work
 from identity.did_key import verification_method_id
 from identity.jws import sign_json
+from node.a2a_tasks import Caller, SealedTaskStore
+from node.limits import UnsafeJSON, parse_json
 from node.node import Node
 from node.nostr_peers import card_extension
 
 CARD_PATH = "/.well-known/agent-card.json"
+DEFAULT_ORIGIN = "http://127.0.0.1:8765"  # `flurry serve`'s own default address
+# Public, and revalidated after an hour: the card changes only when the node restarts or its
+# owner changes its public URLs, and the ETag makes revalidation cheap.
+CARD_CACHE_CONTROL = "public, max-age=3600"
 RPC_PATH = "/a2a"
 PROTOCOL_VERSION = "1.0"
 ASK_SKILL = "ask"
@@ -75,8 +84,8 @@ def short_did(did: str) -> str:
     return did if len(did) <= 24 else f"{did[:16]}…{did[-4:]}"
 
 
-def agent_card(node: Node, base_url: str) -> AgentCard:
-    """The node's A2A card, its JSON-RPC endpoint under ``base_url`` (scheme://host[:port])."""
+def agent_card(node: Node, origins: Sequence[str]) -> AgentCard:
+    """The node's A2A card, its JSON-RPC endpoint under each of ``origins`` (scheme://host[:port])."""
     # Optional fields are left unset rather than empty: A2A §8.4.1 signs the card without
     # default values, and an empty value would be dropped by a verifier that cleans first.
     return AgentCard(
@@ -88,7 +97,8 @@ def agent_card(node: Node, base_url: str) -> AgentCard:
         ),
         version=_VERSION,
         supported_interfaces=[
-            AgentInterface(url=f"{base_url}{RPC_PATH}", protocol_binding="JSONRPC", protocol_version=PROTOCOL_VERSION)
+            AgentInterface(url=f"{origin}{RPC_PATH}", protocol_binding="JSONRPC", protocol_version=PROTOCOL_VERSION)
+            for origin in origins
         ],
         capabilities=AgentCapabilities(streaming=True, extensions=[AgentExtension(**card_extension(node.keys))]),
         default_input_modes=["text/plain"],
@@ -117,9 +127,9 @@ def agent_card(node: Node, base_url: str) -> AgentCard:
     )
 
 
-def signed_card(node: Node, base_url: str) -> dict:
+def signed_card(node: Node, origins: Sequence[str]) -> dict:
     """The card as JSON, with ``signatures``: one detached JWS by the node's key (its kid, the node's DID URL)."""
-    card = MessageToDict(agent_card(node, base_url))
+    card = MessageToDict(agent_card(node, origins))
     card["signatures"] = [sign_json(card, node.keys.node_key, kid=verification_method_id(node.keys.node_did))]
     return card
 
@@ -186,21 +196,6 @@ class AnswerExecutor(AgentExecutor):
         await TaskUpdater(event_queue, task_id, context.context_id or "").cancel()
 
 
-class _Caller(User):
-    """The verified DID, as the SDK's user: InMemoryTaskStore scopes tasks by ``user_name``."""
-
-    def __init__(self, did: str) -> None:
-        self._did = did
-
-    @property
-    def is_authenticated(self) -> bool:
-        return True
-
-    @property
-    def user_name(self) -> str:
-        return self._did
-
-
 class _CallContextBuilder(DefaultServerCallContextBuilder):
     # The default build() is kept: it copies the headers the SDK's A2A-Version check reads.
     def build(self, request: Request) -> ServerCallContext:
@@ -209,7 +204,7 @@ class _CallContextBuilder(DefaultServerCallContextBuilder):
         return context
 
     def build_user(self, request: Request) -> User:
-        return _Caller(request.state.caller_did)
+        return Caller(request.state.caller_did)
 
 
 # --- wiring ------------------------------------------------------------------------------------
@@ -222,28 +217,42 @@ def mount_a2a(
     signed_caller: Callable,
     authorize: Callable[[str, str], Grant],
     submit: Callable[[Work], Job],
+    public_origins: Sequence[str] = (DEFAULT_ORIGIN,),
 ) -> DefaultRequestHandler:
     """Add GET /.well-known/agent-card.json and POST /a2a to ``app``.
+
+    The card names the node's ``public_origins`` and nothing else: not the Host a request for
+    it carries, or anyone could have it signed for their own URL and serve it as this node.
 
     Returns the SDK's request handler, also kept as ``app.state.a2a``: await its ``aclose()``
     at shutdown so no task is left running.
     """
     handler = DefaultRequestHandler(
         agent_executor=AnswerExecutor(),
-        task_store=InMemoryTaskStore(),
-        # The SDK reads only capabilities from this copy; the served card names the caller's host.
-        agent_card=agent_card(node, ""),
+        task_store=SealedTaskStore(node.vault),  # sealed in the vault, bounded per caller and in all
+        agent_card=agent_card(node, public_origins),
     )
     dispatcher = JsonRpcDispatcher(handler, context_builder=_CallContextBuilder())
     app.state.a2a = handler
 
+    served: list[tuple[bytes, str]] = []  # the card's bytes and ETag, made once
+
     @app.get(CARD_PATH)
-    def card(request: Request) -> JSONResponse:
-        # The URL the caller used, so the card is right behind any host and port (see
-        # identity.http_signatures on running uvicorn with --proxy-headers behind TLS).
-        return JSONResponse(signed_card(node, str(request.base_url).rstrip("/")))
+    def card(request: Request) -> Response:
+        # Signed once and then served as the same bytes: the Nostr proof and its BIP-340
+        # signature differ every time they are made, and a card that changes on every fetch
+        # cannot be cached or compared.
+        if not served:
+            body = json.dumps(signed_card(node, public_origins), separators=(",", ":")).encode()
+            served.append((body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"'))
+        body, etag = served[0]
+        headers = {"ETag": etag, "Cache-Control": CARD_CACHE_CONTROL}
+        if {etag, "*"} & _etags(request.headers.get("if-none-match", "")):
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type="application/json", headers=headers)
 
     @app.post(RPC_PATH)
+    @app.post(RPC_PATH + "/")  # clients that join "/" to the card's URL (the A2A TCK does) get no redirect to follow
     async def rpc(request: Request, caller: str = Depends(signed_caller)) -> Response:
         request.state.caller_did = caller
         method, params = _rpc_call(await request.body())
@@ -287,15 +296,24 @@ def _bind_job(job: Job, response: Response) -> None:
 
 
 def _rpc_call(body: bytes) -> tuple[str | None, dict]:
-    """(method, params) of a JSON-RPC request, or (None, {}): the SDK answers malformed ones."""
+    """(method, params) of a JSON-RPC request, or (None, {}): the SDK answers malformed ones,
+    except JSON nested too deep or with numbers that are not finite, which it cannot parse."""
+    from node.api import Problem  # here, not at the top: node.api imports this module
+
     try:
-        call = json.loads(body)
+        call = parse_json(body)
+    except UnsafeJSON as error:
+        raise Problem(400, "bad request", str(error)) from None
     except ValueError:
         return None, {}
     if not isinstance(call, dict):
         return None, {}
     method, params = call.get("method"), call.get("params")
     return (method if isinstance(method, str) else None), (params if isinstance(params, dict) else {})
+
+
+def _etags(value: str) -> set[str]:
+    return {tag.strip().removeprefix("W/") for tag in value.split(",") if tag.strip()}
 
 
 def _question(params: dict) -> str | None:

@@ -15,15 +15,19 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import logging
 import math
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.answer import Conversation
 from agent.grants import (
@@ -42,7 +46,16 @@ from identity.http_signatures import (
     target_uri_from_scope,
     verify_request,
 )
-from node.a2a import mount_a2a
+from node.a2a import DEFAULT_ORIGIN, mount_a2a
+from node.limits import (
+    KnownCallers,
+    Limits,
+    StrangerGate,
+    claimed_did,
+    parse_json,
+    retry_after,
+    source_of,
+)
 from node.node import Node, PlannedCall
 from node.nostr_owner import mount_nostr
 from node.nostr_peers import is_nostr_http_auth, nostr_http_caller
@@ -54,6 +67,7 @@ from skills.registry import SkillInstallError
 
 MAX_CONVERSATIONS = 64
 PLANNED = "planned"  # an internal event: the model chose a tool call; never sent to the client
+_log = logging.getLogger(__name__)
 
 
 class Problem(Exception):
@@ -79,11 +93,18 @@ def create_app(
     on_start: Callable[[], None] | None = None,
     on_stop: Callable[[], None] | None = None,
     allowed_hosts: Collection[str] | None = None,
+    public_origins: Sequence[str] = (DEFAULT_ORIGIN,),
+    limits: Limits = Limits(),
 ) -> FastAPI:
     """The app for ``node``. ``allowed_hosts`` are the authorities this node answers to
     ("127.0.0.1:8765"): a request signed for another server is refused even if its nonce is
-    new here. None accepts any Host (tests, or a node behind a proxy with many names)."""
-    replay_cache = ReplayCache()
+    new here. None accepts any Host (tests, or a node behind a proxy with many names).
+    ``public_origins`` are the URLs ("https://node.example") its signed agent card names,
+    whatever Host a request for the card carries. Serve it with node.limits.server_config,
+    which puts the header and body limits in front of it."""
+    known = KnownCallers(node)  # owner / granted or pinned / stranger: separate budgets
+    strangers = StrangerGate(limits.stranger_rate, limits.stranger_burst, checks=limits.stranger_checks)
+    replay_cache = ReplayCache(classify=known.replay_tier, stranger_entries=limits.stranger_nonces)
     model_queue = ModelQueue(max_waiting=max_waiting)
 
     @asynccontextmanager
@@ -101,23 +122,52 @@ def create_app(
     app = FastAPI(title="flurry node", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.node = node
     app.state.model_queue = model_queue
+    app.state.replay_cache = replay_cache
 
     @app.exception_handler(Problem)
     async def on_problem(request: Request, problem: Problem) -> JSONResponse:
+        if _is_openai_path(request):
+            return _openai_error_response(problem)
         return _problem_response(problem)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, error: StarletteHTTPException) -> Response:
+        # Unknown paths and methods under /v1 answer as OpenAI does too; elsewhere, FastAPI's own.
+        if _is_openai_path(request):
+            return _openai_error_response(Problem(error.status_code, "error", str(error.detail), headers=error.headers))
+        return await http_exception_handler(request, error)
 
     # --- who is calling -------------------------------------------------------------------
 
     async def signed_caller(request: Request) -> str:
         body = await request.body()
-        try:
+        # Strangers (by the DID they claim) draw on a budget per source address, and only a few of
+        # their signatures are checked at once, so they cannot crowd out the owner and its peers.
+        stranger = known.tier(claimed_did(request.headers)) == "stranger"
+        if stranger:
+            if (wait := strangers.take(source_of(request.scope))) is not None:
+                raise Problem(429, "too many requests", "too many requests from strangers at this address",
+                              headers={"Retry-After": retry_after(wait)})
+            if not strangers.begin_check():
+                raise Problem(503, "busy", "too many strangers' requests at once", headers={"Retry-After": "1"})
+
+        def check() -> str:
             # request.headers, not a dict of it: a repeated header must stay visible to the check.
             target = target_uri_from_scope(request.scope, allowed_hosts=allowed_hosts)
             if is_nostr_http_auth(request.headers):  # NIP-98, for peers whose Nostr key is pinned
                 return nostr_http_caller(node.vault, replay_cache, request.method, target, request.headers, body)
             return verify_request(request.method, target, request.headers, body, replay_cache=replay_cache)
+
+        try:
+            # Parsing structured fields and checking the signature: off the event loop.
+            return await asyncio.to_thread(check)
         except SignatureRejected as rejected:
+            if not stranger:
+                strangers.take(source_of(request.scope))  # a false claim to be someone known costs a token too
             raise Problem(401, "signature rejected", str(rejected), reason=rejected.reason) from None
+        finally:
+            if stranger:
+                strangers.end_check()
 
     app.state.signed_caller = signed_caller   # benchmarks swap it out to time the endpoint unsigned
 
@@ -164,7 +214,7 @@ def create_app(
 
     # --- other agents: the signed agent card and A2A tasks (node.a2a) ---------------------
 
-    mount_a2a(app, node, signed_caller=signed_caller, authorize=authorize, submit=submit)
+    mount_a2a(app, node, signed_caller=signed_caller, authorize=authorize, submit=submit, public_origins=public_origins)
     mount_pod(app, node, signed_caller=signed_caller, owner_only=owner_only, model_queue=model_queue,  # /pod/, /profile/card
               nostr_pubkey=lambda: node.keys.nostr_public_key_hex)
 
@@ -177,7 +227,7 @@ def create_app(
     @app.post("/api/ask")
     async def ask(request: Request, caller: str = Depends(signed_caller)) -> StreamingResponse:
         try:
-            body = json.loads(await request.body() or b"{}")
+            body = parse_json(await request.body() or b"{}")
             question = str(body["question"]).strip()
             k = int(body.get("k", 3))
             conversation_id = body.get("conversation")
@@ -239,7 +289,7 @@ def create_app(
         if not raw:
             return {}
         try:
-            body = json.loads(raw)
+            body = parse_json(raw)
         except ValueError:
             raise Problem(400, "bad request", "the body is not JSON") from None
         if not isinstance(body, dict):
@@ -360,39 +410,38 @@ def create_app(
     async def chat_completions(request: Request, allow: set[str] = Depends(bearer_token)) -> Response:
         if "chat" not in allow:
             raise Problem(403, "not granted", "this token may not use chat")
-        try:
-            body = json.loads(await request.body())
-            messages = [{"role": str(m["role"]), "content": str(m["content"])} for m in body["messages"]]
-            max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 256)
-            temperature = float(body.get("temperature", 0.7))
-            stream = bool(body.get("stream", False))
-        except (ValueError, KeyError, TypeError):
-            raise Problem(400, "bad request", "send an OpenAI chat completion request: model, messages[]") from None
-        if not messages or not 1 <= max_tokens <= 4096:
-            raise Problem(400, "bad request", "messages is empty or max_tokens is not between 1 and 4096")
+        chat = _chat_request(await request.body())
+        outcome: dict = {}
+
         def work() -> Iterator[str]:
             # On the queue's thread, like all model work (the first call also loads the model).
-            return node.chat_model.stream(messages, max_tokens=max_tokens, temperature=temperature)
+            # Why it ended and what it cost are read here, before the next job can use the model.
+            model = node.chat_model
+            yield from model.stream(chat.messages, max_tokens=chat.max_tokens, temperature=chat.temperature)
+            outcome["finish_reason"] = "length" if model.last_finish_reason == "length" else "stop"
+            outcome["usage"] = {
+                "prompt_tokens": model.last_prompt_tokens_read,
+                "completion_tokens": model.last_tokens_generated,
+                "total_tokens": model.last_prompt_tokens_read + model.last_tokens_generated,
+            }
 
         job = submit(work)
         completion_id = "chatcmpl-" + uuid.uuid4().hex
         created = int(time.time())
-        if stream:
-            return StreamingResponse(_openai_events(job, completion_id, created), media_type="text/event-stream")
+        if chat.stream:
+            events = _openai_events(job, completion_id, created, outcome, include_usage=chat.include_usage)
+            return StreamingResponse(events, media_type="text/event-stream")
         text = "".join([piece async for piece in _pieces(job)])
-        model = node.chat_model
         return JSONResponse(
             {
                 "id": completion_id,
                 "object": "chat.completion",
                 "created": created,
                 "model": "flurry",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": {
-                    "prompt_tokens": model.last_prompt_tokens_read,
-                    "completion_tokens": model.last_tokens_generated,
-                    "total_tokens": model.last_prompt_tokens_read + model.last_tokens_generated,
-                },
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": outcome["finish_reason"]}
+                ],
+                "usage": outcome["usage"],
             }
         )
 
@@ -464,19 +513,140 @@ async def _tool_turn(node: Node, planned: PlannedCall, requester: str) -> AsyncI
     yield {"type": "done", "answer": text}
 
 
-async def _openai_events(job: Job, completion_id: str, created: int) -> AsyncIterator[bytes]:
-    def event(delta: dict, finish: str | None = None) -> bytes:
-        chunk = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": "flurry",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
+async def _openai_events(
+    job: Job, completion_id: str, created: int, outcome: dict, *, include_usage: bool = False
+) -> AsyncIterator[bytes]:
+    """The chunks OpenAI's streaming API sends: the role, the pieces, the finish reason and,
+    when stream_options.include_usage asked for it, a last chunk with no choices and the usage."""
+
+    def event(choices: list[dict], **extra) -> bytes:
+        chunk = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": "flurry", "choices": choices}
+        if include_usage:
+            chunk["usage"] = None  # as OpenAI does: null on every chunk but the last
+        chunk.update(extra)
         return f"data: {json.dumps(chunk)}\n\n".encode()
 
-    yield event({"role": "assistant", "content": ""})
-    async for piece in _pieces(job):
-        yield event({"content": piece})
-    yield event({}, "stop")
+    def delta(content: dict, finish: str | None = None) -> bytes:
+        return event([{"index": 0, "delta": content, "finish_reason": finish}])
+
+    yield delta({"role": "assistant", "content": ""})
+    try:
+        async for piece in _pieces(job):
+            yield delta({"content": piece})
+    except Exception as error:  # the stream has started: report in-band, as OpenAI does, rather than cut it
+        _log.exception("/v1 %s: the model failed while answering", completion_id)  # the details stay in the node's log
+        body = _openai_error_body(500, "the model failed while answering", code=type(error).__name__)
+        yield f"data: {json.dumps(body)}\n\n".encode()
+        return
+    yield delta({}, outcome["finish_reason"])
+    if include_usage:
+        yield event([], usage=outcome["usage"])
     yield b"data: [DONE]\n\n"
+
+
+# --- OpenAI's request and error shapes, for /v1 -----------------------------------------------
+
+OPENAI_PATH = "/v1/"
+_OPENAI_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+# OpenAI's error types by status; the client raises its typed exception from the status alone.
+_OPENAI_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+class OpenAIRequestError(Problem):
+    """A refused /v1 request, naming the field at fault as OpenAI's ``param`` does."""
+
+    def __init__(self, detail: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(400, "bad request", detail, reason=code)
+        self.param = param
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    model: str
+    messages: list[dict]
+    max_tokens: int
+    temperature: float
+    stream: bool
+    include_usage: bool
+
+
+def _chat_request(raw: bytes) -> ChatRequest:
+    """An OpenAI chat completion request, read into what the model takes: each message's
+    content as text (a string, or an array of text parts, joined), or a clear 400 naming the
+    part it cannot read."""
+    try:
+        body = parse_json(raw)
+    except ValueError:  # not JSON, nested too deep, or a number that is not finite
+        raise OpenAIRequestError("the body is not JSON: send an OpenAI chat completion request") from None
+    if not isinstance(body, dict):
+        raise OpenAIRequestError("the body must be a JSON object: send an OpenAI chat completion request")
+    raw_messages = body.get("messages")
+    if not isinstance(raw_messages, list) or not raw_messages:
+        raise OpenAIRequestError("messages must be a non-empty array", param="messages")
+    messages = [_chat_message(m, f"messages[{i}]") for i, m in enumerate(raw_messages)]
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    max_tokens = 256 if max_tokens is None else max_tokens
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= 4096:
+        raise OpenAIRequestError("max_tokens must be an integer between 1 and 4096", param="max_tokens")
+    temperature = body.get("temperature")
+    temperature = 0.7 if temperature is None else temperature
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 <= temperature <= 2:
+        raise OpenAIRequestError("temperature must be a number between 0 and 2", param="temperature")
+    stream = body.get("stream") or False
+    options = body.get("stream_options") or {}
+    if not isinstance(stream, bool) or not isinstance(options, dict):
+        raise OpenAIRequestError("stream must be true or false, stream_options an object", param="stream")
+    model = body.get("model", "flurry")
+    if not isinstance(model, str):
+        raise OpenAIRequestError("model must be a string", param="model")
+    return ChatRequest(model, messages, max_tokens, float(temperature), stream, bool(options.get("include_usage")))
+
+
+def _chat_message(message: object, where: str) -> dict:
+    if not isinstance(message, dict):
+        raise OpenAIRequestError(f"{where} must be an object with role and content", param=where)
+    role = _OPENAI_ROLES.get(message.get("role"))  # type: ignore[arg-type]
+    if role is None:
+        roles = ", ".join(_OPENAI_ROLES)
+        raise OpenAIRequestError(f"{where}.role must be one of {roles} (this endpoint runs no tools)", param=f"{where}.role")
+    content = message.get("content")
+    if isinstance(content, str):
+        return {"role": role, "content": content}
+    if not isinstance(content, list):
+        raise OpenAIRequestError(f"{where}.content must be a string or an array of text parts", param=f"{where}.content")
+    texts = []
+    for j, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind != "text" or not isinstance(part.get("text"), str):
+            raise OpenAIRequestError(
+                f"{where}.content[{j}] is a {kind or 'malformed'!s} part: this model reads text only "
+                '(parts of {"type": "text", "text": "…"})',
+                param=f"{where}.content[{j}].type",
+                code="unsupported_content_type",
+            )
+        texts.append(part["text"])
+    return {"role": role, "content": "\n".join(texts)}
+
+
+def _is_openai_path(request: Request) -> bool:
+    return request.url.path.startswith(OPENAI_PATH)
+
+
+def _openai_error_body(status: int, message: str, *, code: str | None = None, param: str | None = None) -> dict:
+    kind = _OPENAI_ERROR_TYPES.get(status, "server_error")
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def _openai_error_response(problem: Problem) -> JSONResponse:
+    """A refusal on /v1 in OpenAI's error shape, which its clients read (the rest of the API
+    answers problem+json). The status and headers (Retry-After) are the problem's own."""
+    code = problem.reason or {401: "invalid_api_key"}.get(problem.status)
+    body = _openai_error_body(problem.status, problem.detail, code=code, param=getattr(problem, "param", None))
+    return JSONResponse(body, status_code=problem.status, headers=problem.headers)

@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import json
 import os
+import re
 import sys
 import time
 from collections import Counter
@@ -29,7 +30,7 @@ from rich.progress import (
 )
 
 from agent.answer import cited_numbers, citation
-from agent.models import CATALOG, ModelError, installed_models, resolve_model
+from agent.models import CATALOG, HUB_CATALOG, ModelError, installed_models, other_models, resolve_model
 from agent.tools import ToolCall, ToolTurn
 from identity.did_key import verification_method_id
 from identity.keyring import Keyring, KeyringError
@@ -401,13 +402,17 @@ def status(settings: Settings, as_json: bool) -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; anything but loopback is said loudly.")
 @click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--public-url", "public_urls", multiple=True, metavar="URL",
+              help="An origin other agents reach this node at (https://node.example), named in its signed "
+                   "agent card (repeatable; default: config.json's public_urls, else the address it listens on).")
 @click.pass_obj
-def serve(settings: Settings, host: str, port: int) -> None:
+def serve(settings: Settings, host: str, port: int, public_urls: tuple[str, ...]) -> None:
     """Run the node: the signed API for your own clients, other agents and local apps."""
     from node.serve import serve as run_server
 
     with _open_node(settings) as node:
-        run_server(node, host, port, say=lambda line: err.print(line))
+        urls = public_urls or settings.home.load_config().public_urls
+        run_server(node, host, port, say=lambda line: err.print(line), public_urls=urls)
 
 
 @cli.group()
@@ -666,14 +671,22 @@ def _show_skill(skill: dict) -> None:
 
 
 @skills.command("install-mcp", context_settings={"ignore_unknown_options": True})
+@click.option("--yes", is_flag=True, help="Register it without asking, once its tools are listed.")
 @click.argument("name")
 @click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_obj
-def skills_install_mcp(settings: Settings, name: str, argv: tuple[str, ...]) -> None:
-    """Register any stdio MCP server: flurry skills install-mcp NAME -- COMMAND ARGS…"""
+def skills_install_mcp(settings: Settings, yes: bool, name: str, argv: tuple[str, ...]) -> None:
+    """Register any stdio MCP server: flurry skills install-mcp NAME -- COMMAND ARGS…
+    It is started once to list its tools; review them, then approve."""
     with _owner(settings) as owner:
-        owner.install_mcp(name, list(argv))
-    out.print(f"registered {name} (unmanaged: it runs with your permissions, nothing is brokered or sandboxed)")
+        skill = owner.install_mcp(name, list(argv))
+        _show_skill(skill)
+        out.print("  it runs with your permissions: nothing is brokered or sandboxed", markup=False)
+        if not (yes or (sys.stdin.isatty() and click.confirm("Register this server and enable its tools?", err=True))):
+            owner.remove_skill(name)
+            raise click.ClickException(f"not approved; {name} was removed again")
+        owner.approve_skill(name, [])
+    out.print(f"registered {name}; its tools default to `ask` (flurry skills policy TOOL allow|ask|deny)")
 
 
 @skills.command("list")
@@ -757,30 +770,125 @@ def approvals(settings: Settings, approve_id: str | None, deny_id: str | None) -
 @cli.group(invoke_without_command=True)
 @click.pass_context
 def models(ctx: click.Context) -> None:
-    """List the models: the catalog, what is fetched, what is configured."""
+    """List the models: the defaults, the catalog to pull from, what is here, what is in use."""
     if ctx.invoked_subcommand:
         return
+    from agent.pull import read_record
+
     settings: Settings = ctx.obj
     config = settings.home.load_config()
-    for model, path in installed_models(settings.home.models):
-        in_use = model.name in (config.chat_model, config.embedding_model)
+    chosen = (config.chat_model, config.embedding_model)
+    folder = settings.home.models
+    for model, path in installed_models(folder):
         state = f"fetched  {path}" if path else "not fetched (fetched on first use)"
-        out.print(f"{'*' if in_use else ' '} {model.name:<28} {model.kind:<9} {state}")
-        out.print(f"    {model.description}")
-    for kind, chosen in (("chat", config.chat_model), ("embedding", config.embedding_model)):
-        if chosen not in CATALOG:
-            out.print(f"* {chosen}  ({kind}, your own GGUF)")
+        out.print(f"{'*' if model.name in chosen else ' '} {model.name:<28} {model.kind:<9} {state}", markup=False)
+        out.print(f"    {model.description}", markup=False)
+    out.print("Catalog (flurry models pull NAME; `flurry models recommend` says what fits):")
+    for model in HUB_CATALOG.values():
+        path = folder / model.filename
+        state = "pulled" if path.is_file() else "not pulled"
+        pin = f"sha256 {model.sha256[:12]}…" if model.sha256 else "unpinned"
+        out.print(f"{'*' if model.name in chosen else ' '} {model.name:<28} chat      {state}; {model.size_gb:.1f} GB, "
+                  f"~{model.ram_gb:.1f} GB RAM, context {model.context}; {pin}", markup=False)
+        out.print(f"    {model.description}  ({model.source})", markup=False)
+    hub_files = {m.filename for m in HUB_CATALOG.values()}
+    here = other_models(folder)
+    if here:
+        out.print(f"In {folder}:")
+    for path in here:
+        record = read_record(path) or {}
+        in_use = path.name in chosen or str(path) in chosen or any(
+            HUB_CATALOG[c].filename == path.name for c in chosen if c in HUB_CATALOG)
+        name = path.name if path.name not in hub_files else f"{path.name} ({next(m.name for m in HUB_CATALOG.values() if m.filename == path.name)})"
+        out.print(f"{'*' if in_use else ' '} {name}  {_size(path.stat().st_size)}  sha256 {record.get('sha256', 'not recorded (not pulled by flurry)')}", markup=False)
+        if record:
+            out.print(f"    from {record.get('source')}  ({record.get('checked')}, {record.get('pulled')})", markup=False)
+    for kind, name in (("chat", config.chat_model), ("embedding", config.embedding_model)):
+        if name not in CATALOG and name not in HUB_CATALOG and not (folder / name).is_file():
+            out.print(f"* {name}  ({kind}, your own GGUF)", markup=False)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
 
 
 @models.command("fetch")
 @click.argument("names", nargs=-1)
 @click.pass_obj
 def models_fetch(settings: Settings, names: tuple[str, ...]) -> None:
-    """Fetch catalog models now (default: the configured ones)."""
+    """Fetch default models now (default: the configured ones)."""
     config = settings.home.load_config()
     for name in names or (config.chat_model, config.embedding_model):
         path = resolve_model(name, settings.home.models, say=lambda line: err.print(line))
         out.print(f"{name}: {path}")
+
+
+def _parse_size(text: str) -> int:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)B?\s*", text.upper())
+    if not match:
+        raise click.BadParameter(f"{text!r}: a size such as 800M or 4G", param_hint="--max-size")
+    return int(float(match[1]) * 1000 ** ("_KMGT".index(match[2]) if match[2] else 0))
+
+
+@models.command("pull")
+@click.argument("source")
+@click.option("--name", help="The file name in the models folder (default: the URL's).")
+@click.option("--sha256", "sha256", metavar="HEX", help="The digest the publisher gives: refuse and delete the file if it differs.")
+@click.option("--max-size", default="64G", show_default=True, help="Refuse a file larger than this (e.g. 4G).")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for the server before giving up (the pull can be resumed).")
+@click.pass_obj
+def models_pull(settings: Settings, source: str, name: str | None, sha256: str | None, max_size: str, timeout: float) -> None:
+    """Download a GGUF chat model: a catalog name, hf:OWNER/REPO/FILE.gguf[@REV] or an https:// URL.
+
+    Run it again after an interruption: it continues where it stopped. Needs no passphrase and
+    works while `flurry serve` runs (the models folder is not part of the sealed home)."""
+    from rich.progress import DownloadColumn, TransferSpeedColumn
+
+    from agent.pull import pull, resolve_source
+
+    label = resolve_source(source, name, sha256).filename  # refuses a bad source before anything is drawn
+    if settings.home.models.is_relative_to(settings.home.root) and not settings.home.root.exists():
+        # the models folder is the first thing in a new home: the home stays private, as `init` makes it
+        settings.home.root.mkdir(parents=True, mode=0o700)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                   TimeRemainingColumn(), console=err, transient=False)
+    task = None
+
+    def progress(done: int, total: int | None) -> None:
+        nonlocal task
+        if task is None:
+            task = bar.add_task(label, total=total, completed=done)
+        bar.update(task, completed=done, total=total)
+
+    with bar:
+        pulled = pull(source, settings.home.models, name=name, sha256=sha256, max_bytes=_parse_size(max_size),
+                      timeout=timeout, progress=progress, say=lambda line: err.print(line, markup=False))
+    label = pulled.source if pulled.source in HUB_CATALOG else pulled.path.name
+    if pulled.already:
+        out.print(f"already pulled: {pulled.path}", markup=False)
+    else:
+        resumed = f", resumed after {_size(pulled.resumed_at)}" if pulled.resumed_at else ""
+        out.print(f"pulled {pulled.path} ({_size(pulled.size)}{resumed})", markup=False)
+    out.print(f"sha256 {pulled.sha256}  ({pulled.checked})", markup=False)
+    out.print(f"use it: flurry models use chat {label}", markup=False)
+
+
+@models.command("recommend")
+def models_recommend() -> None:
+    """Which catalog models fit this machine (cores, memory, GPU), and the command to get one."""
+    from agent.recommend import describe, probe, recommend
+
+    machine = probe()
+    fits, best = recommend(machine)
+    out.print(f"This machine: {describe(machine)}", markup=False)
+    marks = {"gpu": "+", "good": "+", "slow": "~", "tight": "~", "no": "-"}
+    for f in fits:
+        out.print(f"{marks[f.verdict]} {f.model.name:<24} {f.model.size_gb:.1f} GB  {f.reason}", markup=False)
+    if best is None:
+        out.print("None of the catalog models runs comfortably here; the default model keeps answering.", markup=False)
+        return
+    out.print(f"Recommended: {best.model.name} ({best.model.description})", markup=False)
+    out.print(f"  flurry models pull {best.model.name} && flurry models use chat {best.model.name}", markup=False)
 
 
 @models.command("use")
@@ -788,17 +896,26 @@ def models_fetch(settings: Settings, names: tuple[str, ...]) -> None:
 @click.argument("model")
 @click.pass_obj
 def models_use(settings: Settings, kind: str, model: str) -> None:
-    """Use a catalog model or your own GGUF file for chat or embeddings."""
+    """Use a default or pulled model, a file in the models folder, or your own GGUF file."""
     settings.home.require()
-    if model not in CATALOG:
+    folder = settings.home.models
+    if model in HUB_CATALOG:
+        resolve_model(model, folder)  # refuses a model not pulled yet, with the command that pulls it
+    elif model not in CATALOG:
         path = Path(model).expanduser().absolute()
-        if not path.is_file():
-            raise click.ClickException(f"{model}: no such GGUF file, and not a catalog name ({', '.join(CATALOG)})")
-        model = str(path)
+        if path.is_file():
+            model = str(path)
+        elif "/" not in model and (folder / model).is_file():
+            pass  # a pulled file, named as it is in the models folder (which FLURRY_MODELS may move)
+        else:
+            known = ", ".join([*CATALOG, *HUB_CATALOG])
+            raise click.ClickException(f"{model}: no such GGUF file, not in {folder}, and not a catalog name ({known})")
     config = settings.home.load_config()
     setattr(config, f"{kind}_model", model)
     settings.home.save_config(config)
-    out.print(f"{kind} model: {model}")
+    out.print(f"{kind} model: {model}", markup=False)
+    if settings.home.running_node():
+        out.print("flurry serve is running: restart it to load the new model", markup=False)
 
 
 @contextmanager

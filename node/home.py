@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import platformdirs
@@ -35,6 +35,9 @@ class Config:
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     n_ctx: int = 4096
     n_gpu_layers: int | None = None                 # None: all layers when the build can offload
+    # The origins other agents reach the node at, named in its signed agent card; empty: the
+    # address `flurry serve` listens on.
+    public_urls: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

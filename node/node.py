@@ -69,6 +69,15 @@ class PlannedCall:
     call: ToolCall
 
 
+def private_files() -> None:
+    """Make everything this process creates from now on its owner's alone: files 0600, folders
+    0700. The vault and its -wal and -shm, the index snapshot, the config, serve.json, the
+    skills' folders and the libraries' own files (chromadb's, SQLite's) are all created by
+    code that takes the umask, so the umask is the one place that covers them all; the home's
+    0700 alone protected them before, and not when the home sits in a shared folder."""
+    os.umask(0o077)
+
+
 class Node:
     def __init__(self, home: Home, keys: UnlockedKeyring, lock: HomeLock, say: Say) -> None:
         self.home = home
@@ -129,6 +138,7 @@ class Node:
                 f"{home.root} already holds a flurry node (its keyring is {home.keyring}); "
                 "refusing to overwrite it. Use another FLURRY_HOME for a second node."
             )
+        private_files()
         home.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         keys = Keyring.create(home.keyring, passphrase)
         Vault(home.vault, Sealer(keys.data_key)).close()
@@ -139,6 +149,7 @@ class Node:
     @classmethod
     def open(cls, home: Home, passphrase: str, say: Say = print) -> "Node":
         home.require()
+        private_files()
         keys = Keyring.unlock(home.keyring, passphrase)  # a wrong passphrase stops here, before any write
         lock = HomeLock(home)
         lock.acquire()

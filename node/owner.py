@@ -168,8 +168,10 @@ class LocalOwner:
             "enabled": info.enabled,
             "requested": list(info.requested),
             "granted": list(info.granted),
-            # An unmanaged server says what it offers only when running; not started for a listing.
-            "tools": [{"name": t.name, "description": t.description, "policy": policy.rule(t.name)} for t in (m.tools if m else ())],
+            # An unmanaged server's tools are those it listed when it was registered.
+            "tools": [{"name": t.name, "description": t.description, "policy": policy.rule(t.name)} for t in m.tools]
+            if m else [{"name": t["name"], "description": t["description"], "policy": policy.rule(t["name"])}
+                       for t in info.tools],
         }
 
     def _info(self, name: str) -> SkillInfo:

@@ -1,8 +1,11 @@
 """The pod over HTTP: a Solid-protocol subset under /pod/, and the owner's WebID profile.
 
-- LDP basic containers and resources: GET, HEAD, OPTIONS, PUT, POST (Slug), DELETE. A path
-  ending in '/' is a container; PUT makes the containers above a resource; a container is
-  deleted only when empty (409 otherwise). Storage is store.pod_store (sealed in the vault).
+- LDP basic containers and resources: GET, HEAD, OPTIONS, PUT, POST (Slug), PATCH (N3 Patch,
+  on RDF resources), DELETE. A path ending in '/' is a container; PUT and PATCH make the
+  containers above a resource; a container is deleted only when empty (409 otherwise), the
+  root never (405). Storage is store.pod_store (sealed in the vault).
+- The root container is the Solid storage (pim:Storage), described at /.well-known/solid.
+- CORS for Solid apps in a browser, on the pod's routes only (PodCORS).
 - RDF sources (Turtle, JSON-LD) are negotiated by Accept through rdflib; other resources
   are served as they were stored.
 - Every request is RFC 9421-signed like the rest of the API (401 otherwise), and the caller's
@@ -30,12 +33,16 @@ from collections.abc import Callable
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent.grants import POD_MODES, InvalidGrant, PodAccess, QuotaExceeded, pod_modes
 from agent.queue import ModelQueue
 from identity.did_key import InvalidDID
-from identity.webid import PROFILE_PATH, webid_profile
+from identity.webid import PROFILE_PATH, webid, webid_profile
 from node.node import Node
+from node.nostr_peers import is_nostr_http_auth
 from node.owner import LocalOwner, OwnerError
 from store.pod_store import (
     MAX_RESOURCE_BYTES,
@@ -49,24 +56,35 @@ from store.pod_store import (
     PreconditionFailed,
     TooComplex,
     TooLarge,
+    Unprocessable,
     check_path,
     parent_of,
 )
 from store.rdf import (
     JSON_LD,
+    N3,
+    PIM,
     RDF_TYPES,
+    SOLID,
     TURTLE,
+    InvalidPatch,
+    RDFSyntaxError,
     acl_graph,
     container_graph,
     parse,
+    parse_n3_patch,
     serialize,
+    storage_description,
 )
 
 LDP = "http://www.w3.org/ns/ldp#"
 ACL_PREFIX = "/acl"                  # /acl/pod/contacts/ is the WAC document of /pod/contacts/
 OFFERED = [TURTLE, JSON_LD]          # what an RDF source can be read as
 ACCEPTED = f"{TURTLE}, {JSON_LD}, */*"
-_STATUS = {InvalidPath: 400, InvalidBody: 400, NotFound: 404, Conflict: 409, PreconditionFailed: 412, TooLarge: 413, TooComplex: 422}
+STORAGE_DESCRIPTION_PATH = "/.well-known/solid"
+_STATUS = {InvalidPath: 400, InvalidBody: 400, NotFound: 404, Conflict: 409, PreconditionFailed: 412, TooLarge: 413, Unprocessable: 422,
+           TooComplex: 422}
+_TITLES = {400: "bad request", 404: "not found", 409: "conflict", 412: "precondition failed", 413: "too large", 422: "unprocessable patch"}
 # Percent-decoding a segment to one of these would change what the path means.
 _RESERVED_IN_SEGMENT = ("/",)
 
@@ -84,6 +102,7 @@ def mount_pod(
     indexing runs in ``model_queue``'s background lane from now on."""
 
     rendered = _Rendered()
+    app.add_middleware(PodCORS)
 
     def in_background(call: Callable[[], object]) -> object:
         """``call`` as a background job on the model queue; what it returned (or raised)."""
@@ -97,8 +116,7 @@ def mount_pod(
 
     def problem(error: PodError) -> Exception:
         status = next((s for kind, s in _STATUS.items() if isinstance(error, kind)), 400)
-        title = {400: "bad request", 404: "not found", 409: "conflict", 412: "precondition failed", 413: "too large",
-                 422: "unprocessable"}[status]
+        title = "too complex" if isinstance(error, TooComplex) else _TITLES[status]
         return _problem(status, title, str(error))
 
     async def caller_or_none(request: Request) -> str | None:
@@ -107,7 +125,8 @@ def mount_pod(
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > MAX_RESOURCE_BYTES:  # before the body is read
             raise _problem(413, "too large", f"a pod resource holds at most {MAX_RESOURCE_BYTES} bytes")
-        if "signature" not in request.headers and "signature-input" not in request.headers:
+        signed = "signature" in request.headers or "signature-input" in request.headers
+        if not signed and not is_nostr_http_auth(request.headers):  # NIP-98 signs too, as on the rest of the API
             return None
         return await signed_caller(request)
 
@@ -149,8 +168,7 @@ def mount_pod(
             if method == "OPTIONS":
                 return Response(status_code=204, headers=_headers(path, None, access, base))
             if method == "PATCH":
-                detail = "PATCH is not supported here; PUT the whole resource"
-                raise _problem(405, "method not allowed", detail, headers={"Allow": _allow(path)})
+                return await _patch(request, caller, path, access, base)
             if method == "PUT":
                 return await _put(request, caller, path, access, base)
             if method == "POST":
@@ -202,11 +220,46 @@ def mount_pod(
         entry = await asyncio.to_thread(post)
         return Response(status_code=201, headers={"Location": _url(base, entry.path), "ETag": entry.etag, "WAC-Allow": access.header()})
 
+    async def _patch(request: Request, caller: str | None, path: str, access: PodAccess, base: str) -> Response:
+        """An N3 Patch (Solid Protocol, "N3 Patch"). Rights follow what it does: its conditions
+        read, its insertions append, its deletions read and write; creating the resource also
+        appends to the containers that gain it, as a PUT would."""
+        if path.endswith("/"):
+            raise _problem(405, "method not allowed", "a container's listing is made from its members; PATCH a resource", headers={"Allow": _allow(path)})
+        if _media_type(request.headers.get("content-type")) != N3:
+            # RFC 5789 §2.2: an unsupported patch format is 415, with what is supported.
+            raise _problem(415, "unsupported patch", f"send an N3 Patch: Content-Type: {N3}", headers={"Accept-Patch": N3})
+        body = await request.body()
+        if len(body) > MAX_RESOURCE_BYTES:  # a chunked body has no Content-Length to check first
+            raise _problem(413, "too large", f"a patch holds at most {MAX_RESOURCE_BYTES} bytes")
+        try:
+            patch = await asyncio.to_thread(parse_n3_patch, body, _url(base, path))
+        except RDFSyntaxError as e:
+            raise _problem(400, "bad request", f"the body is not valid {N3}: {e}") from None
+        except InvalidPatch as e:
+            raise _problem(422, "unprocessable patch", str(e)) from None
+        modes = {"read"} if patch.conditions or patch.deletions else set()
+        modes |= {"write"} if patch.deletions else {"append"}
+        for mode in sorted(modes):
+            refuse(caller, access, path, mode)
+        missing = await asyncio.to_thread(node.pod.missing, path)
+        if missing:
+            await _check_write(caller, path, access, missing)
+        if_match = _etags(request.headers.get("if-match"))
+        await count_write(caller, len(body))
+        entry, created = await asyncio.to_thread(node.pod.patch, path, patch, base=_url(base, path), if_match=if_match)
+        headers = {"ETag": entry.etag, "WAC-Allow": access.header()}
+        if created:
+            headers["Location"] = _url(base, path)
+        return Response(status_code=201 if created else 204, headers=headers)
+
     async def _delete(request: Request, caller: str | None, path: str, access: PodAccess, base: str) -> Response:
+        if path == POD_ROOT:
+            # Solid Protocol, "Deleting Resources": the storage's root container is never deleted.
+            raise _problem(405, "method not allowed", "the pod's root container cannot be deleted", headers={"Allow": _allow(path)})
         refuse(caller, access, path, "write")
-        if path != POD_ROOT:
-            parent = await asyncio.to_thread(node.grants.pod_access, caller, parent_of(path), owner_did=node.keys.owner_did)
-            refuse(caller, parent, parent_of(path), "write")  # WAC: a member leaves its container by a write to it
+        parent = await asyncio.to_thread(node.grants.pod_access, caller, parent_of(path), owner_did=node.keys.owner_did)
+        refuse(caller, parent, parent_of(path), "write")  # WAC: a member leaves its container by a write to it
         await count_write(caller, 0)
         await asyncio.to_thread(node.pod.delete, path, if_match=_etags(request.headers.get("if-match")))
         return Response(status_code=204)
@@ -264,6 +317,20 @@ def mount_pod(
         headers["Content-Length"] = str(len(body))  # HEAD says what GET would send
         return Response(body if request.method == "GET" else b"", media_type=media_type, headers=headers)
 
+    # --- the storage description (Solid Protocol, "Storage"), public -------------------------
+
+    @app.api_route(STORAGE_DESCRIPTION_PATH, methods=["GET", "HEAD", "OPTIONS"])
+    def description(request: Request) -> Response:
+        base = str(request.base_url).rstrip("/")
+        headers = {"Allow": "GET, HEAD, OPTIONS", "Vary": "Accept", "Link": f'<{LDP}RDFSource>; rel="type", <{LDP}Resource>; rel="type"'}
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=headers)
+        media_type = _negotiate(request.headers.get("accept"), TURTLE)
+        url = base + STORAGE_DESCRIPTION_PATH
+        body = serialize(storage_description(_url(base, POD_ROOT), owner=str(webid(base))), media_type, base=url)
+        headers["Content-Length"] = str(len(body))
+        return Response(body if request.method == "GET" else b"", media_type=media_type, headers=headers)
+
     # --- the owner's management of pod access (for `flurry pod` while a server holds the home)
 
     async def owner_json(request: Request, caller: str = Depends(signed_caller)) -> dict:
@@ -298,6 +365,54 @@ def mount_pod(
     @app.post("/api/owner/pod/list")
     async def owner_pod_list(body: dict = Depends(owner_json)) -> list:
         return await owner_call(owner.pod_list, body["path"])
+
+
+# --- CORS (Solid Protocol, "Cross-Origin Resource Sharing") --------------------------------------------
+
+CORS_PATHS = ("/pod/", ACL_PREFIX + "/pod/", PROFILE_PATH, STORAGE_DESCRIPTION_PATH)
+# Every header these routes send, so that a Solid app in a browser can read them.
+EXPOSED_HEADERS = [
+    "Accept-Patch", "Accept-Post", "Accept-Put", "Allow", "Content-Length", "Content-Type", "ETag",
+    "Last-Modified", "Link", "Location", "Retry-After", "Vary", "WAC-Allow", "WWW-Authenticate",
+]
+
+
+class _EmptyPreflightCORS(CORSMiddleware):
+    """Starlette's CORS, but an accepted preflight is 204 with no body (Starlette sends 200
+    "OK"; the Solid specification tests expect an empty preflight response)."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 200:
+            return response
+        headers = {k: v for k, v in response.headers.items() if k not in ("content-length", "content-type")}
+        return Response(status_code=204, headers=headers)
+
+
+class PodCORS:
+    """CORS on the pod's routes only, as the Solid Protocol asks: any origin is echoed back, any
+    request header and method of the pod is allowed, every response header is readable, and a
+    preflight OPTIONS is answered here, before any signature check. Access is never decided by
+    CORS: a request the grants refuse still gets its 401/403. No cookie or ambient credential
+    authenticates anything on this node (requests are signed), so echoing the origin lends a
+    web page nothing it could not send itself. The rest of the API sends no CORS headers."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.cors = _EmptyPreflightCORS(
+            app,
+            allow_origins=["*"],
+            allow_credentials=True,  # with "*", Starlette then echoes the request's Origin, as Solid wants
+            allow_methods=["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["*"],  # echoes what the preflight asks for (Accept, Signature, Slug, If-Match, …)
+            expose_headers=EXPOSED_HEADERS,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(CORS_PATHS):
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def _problem(status: int, title: str, detail: str, **options) -> Exception:
@@ -404,9 +519,15 @@ def _headers(path: str, entry: Entry | None, access: PodAccess, base: str) -> di
         types += [f"{LDP}BasicContainer", f"{LDP}Container", f"{LDP}RDFSource"]
     elif entry is not None:
         types.append(f"{LDP}RDFSource" if entry.is_rdf else f"{LDP}NonRDFSource")
+    if path == POD_ROOT:
+        types.append(str(PIM.Storage))  # Solid Protocol, "Storage": the root container is the storage
     links = [f'<{t}>; rel="type"' for t in types]
     # WAC §5: the access-control document of this resource (this node writes it from the grants).
     links.append(f'<{_url(base, ACL_PREFIX + path)}>; rel="acl"')
+    # Solid Protocol, "Storage": every resource of a storage links to its storage description.
+    links.append(f'<{base}{STORAGE_DESCRIPTION_PATH}>; rel="{SOLID.storageDescription}"')
+    if path == POD_ROOT:
+        links.append(f'<{webid(base)}>; rel="{SOLID.owner}"')
     headers = {
         "Link": ", ".join(links),
         "Allow": _allow(path),
@@ -416,6 +537,8 @@ def _headers(path: str, entry: Entry | None, access: PodAccess, base: str) -> di
     }
     if container:
         headers["Accept-Post"] = ACCEPTED
+    elif entry is None or entry.is_rdf:
+        headers["Accept-Patch"] = N3  # Solid Protocol, "N3 Patch": an RDF document takes N3 Patch
     if entry is not None:
         headers["ETag"] = entry.etag
         if entry.modified:
@@ -424,7 +547,9 @@ def _headers(path: str, entry: Entry | None, access: PodAccess, base: str) -> di
 
 
 def _allow(path: str) -> str:
-    return "GET, HEAD, OPTIONS, POST, PUT, DELETE" if path.endswith("/") else "GET, HEAD, OPTIONS, PUT, DELETE"
+    if path == POD_ROOT:
+        return "GET, HEAD, OPTIONS, POST, PUT"  # the storage's root is never deleted
+    return "GET, HEAD, OPTIONS, POST, PUT, DELETE" if path.endswith("/") else "GET, HEAD, OPTIONS, PUT, PATCH, DELETE"
 
 
 def _etags(value: str | None) -> list[str] | None:

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 
 import uvicorn
 
 from node.api import create_app
+from node.limits import server_config
 from node.node import Node
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
-def serve(node: Node, host: str = "127.0.0.1", port: int = 8765, say=print) -> None:
+def serve(node: Node, host: str = "127.0.0.1", port: int = 8765, say=print, public_urls: Sequence[str] = ()) -> None:
+    """Serve ``node`` on host:port. ``public_urls`` are the origins other agents reach it at
+    ("https://node.example", behind a proxy); its signed agent card names those, or else the
+    address it listens on."""
     if host not in LOOPBACK:
         say(
             f"WARNING: serving on {host}, reachable from other machines. Every request must still be "
@@ -42,8 +47,10 @@ def serve(node: Node, host: str = "127.0.0.1", port: int = 8765, say=print) -> N
     # (an IP, a hostname, a proxy's name): any Host is accepted there, and the nonce cache still
     # refuses a replay here.
     allowed = {f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]")} if host in LOOPBACK else None
-    app = create_app(node, on_start=announce, on_stop=finish, allowed_hosts=allowed)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
+    origins = [u.rstrip("/") for u in public_urls] or [url]
+    app = create_app(node, on_start=announce, on_stop=finish, allowed_hosts=allowed, public_origins=origins)
+    # Header, body and connection limits (node.limits) sit in front of the app.
+    server = uvicorn.Server(server_config(app, host, port, log_level="warning", access_log=False))
     try:
         server.run()
     finally:

@@ -13,6 +13,7 @@ The wire is one JSON object per line: ``{"token", "capability", "arguments"}`` i
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -45,7 +46,8 @@ class NodeCapabilities(Protocol):
     def search(self, query: str, k: int, tags: frozenset[str] | None) -> list[dict]: ...
     def write_note(self, skill: str, title: str, text: str) -> dict: ...
     def send_to_peer(self, skill: str, peer: str, text: str) -> str: ...
-    def http_request(self, skill: str, method: str, url: str, body: str | None) -> dict: ...
+    def http_request(self, skill: str, method: str, url: str, body: str | None, address: str) -> dict:
+        """Make the request, connecting to ``address`` (the broker checked it) and to no other."""
     def ask_owner(self, skill: str, question: str) -> bool: ...
     def publish_nostr(self, skill: str, text: str) -> dict: ...
 
@@ -80,9 +82,44 @@ def _text(arguments: dict, name: str, limit: int = 100_000) -> str:
     return value
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def http_granted(granted: tuple[str, ...], scheme: str, host: str, port: int) -> bool:
+    """Whether a grant covers this origin. ``http:host=H`` is https://H:443 only, ``http:host=H:P``
+    https://H:P; ``http:origin=…`` names scheme, host and port whole. A grant names one origin:
+    never another port of the host, never plain http unless it says so."""
+    for permission in granted:
+        if permission.startswith("http:host="):
+            name, _, named_port = permission.removeprefix("http:host=").partition(":")
+            if (scheme, host, port) == ("https", name, int(named_port or 443)):
+                return True
+        elif permission.startswith("http:origin="):
+            origin = urlsplit(permission.removeprefix("http:origin="))
+            if (scheme, host, port) == (origin.scheme, origin.hostname, origin.port or DEFAULT_PORTS[origin.scheme]):
+                return True
+    return False
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """The addresses ``host`` resolves to (the system's resolver)."""
+    return list(dict.fromkeys(info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)))
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        ip = ipaddress.ip_address(text.split("%")[0])  # no zone index
+    except ValueError:
+        return None
+    # ::ffff:127.0.0.1 is 127.0.0.1
+    return ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped else ip
+
+
 class Broker:
     def __init__(self, node: NodeCapabilities, socket_dir: Path, granted: Callable[[str], tuple[str, ...]]) -> None:
         """``granted(skill)`` reads the skill's permissions as they are now (revocations count)."""
+        # Host name → addresses; the node's edge of the world (a test puts its own DNS here).
+        self.resolve: Callable[[str, int], list[str]] = resolve
         self._node = node
         self._granted = granted
         self._tokens: dict[str, str] = {}   # token → skill name
@@ -184,12 +221,41 @@ class Broker:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("url must be an http(s) URL with a host")
-        if f"http:host={parts.hostname}" not in request.granted:
-            raise CapabilityDenied(f"{request.skill} was not granted http:host={parts.hostname}")
+        try:
+            port = parts.port or DEFAULT_PORTS[parts.scheme]
+        except ValueError as e:
+            raise ValueError(f"url: {e}") from None
+        host = parts.hostname
+        if not http_granted(request.granted, parts.scheme, host, port):
+            wanted = f"http:host={host}" + ("" if port == 443 else f":{port}") if parts.scheme == "https" \
+                else f"http:origin=http://{host}" + ("" if port == 80 else f":{port}")
+            raise CapabilityDenied(f"{request.skill} was not granted {wanted}")
         body = request.arguments.get("body")
         if body is not None and not isinstance(body, str):
             raise ValueError("body must be a string")
-        return self._node.http_request(request.skill, method, url, body)
+        return self._node.http_request(request.skill, method, url, body, address=self._address(request.skill, host, port))
+
+    def _address(self, skill: str, host: str, port: int) -> str:
+        """The one address to connect to. A host name must resolve to public addresses only: the
+        node's own loopback, the owner's LAN and link-local services (cloud metadata) are reached
+        only by a grant that names the address itself. The node then connects to exactly this
+        address, so a second DNS answer (rebinding) changes nothing."""
+        if _ip(host) is not None:
+            return host  # the owner granted this very address
+        try:
+            addresses = self.resolve(host, port)
+        except OSError as e:
+            raise CapabilityFailed(f"{host} does not resolve: {e}") from None
+        if not addresses:
+            raise CapabilityFailed(f"{host} does not resolve")
+        for address in addresses:
+            ip = _ip(address)
+            if ip is None or not ip.is_global:
+                raise CapabilityDenied(
+                    f"{host} resolves to {address}, which is not a public address; {skill} reaches a "
+                    "loopback, private or link-local address only by a grant that names it"
+                )
+        return addresses[0]
 
     def _ask_owner(self, request: Request) -> bool:
         _require(request, "owner.ask")

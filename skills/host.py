@@ -22,6 +22,8 @@ import mcp_types as types
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from skills.sandbox import CGROUP_ENV, kill_cgroup, pids_cgroup
+
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 # Back-off after consecutive failures: the first restart is immediate (one crash may be a
@@ -74,8 +76,10 @@ def _event_loop() -> asyncio.AbstractEventLoop:
 class SkillProcess:
     """One running skill: ``start()``, ``call_tool()`` any number of times, ``stop()``."""
 
-    def __init__(self, name: str, argv: list[str], *, env: dict[str, str] | None = None, managed: bool = True) -> None:
+    def __init__(self, name: str, argv: list[str], *, env: dict[str, str] | None = None, managed: bool = True,
+                 max_processes: int | None = None, start_timeout: float = START_TIMEOUT) -> None:
         self.name = name
+        self.start_timeout = start_timeout
         self.argv = list(argv)
         self.managed = managed
         # Only these reach the child, over the MCP SDK's short safe list (PATH, HOME, …):
@@ -93,6 +97,9 @@ class SkillProcess:
         self._closing: asyncio.Event | None = None
         self._stderr = None
         self._cwd: str | None = None
+        # A managed skill gets a pids cgroup where one can be made here (see skills.sandbox).
+        self._max_processes = max_processes if managed else None
+        self._cgroup: str | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -123,7 +130,7 @@ class SkillProcess:
         self._stderr = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")
         self._connection = asyncio.run_coroutine_threadsafe(self._connect(ready), loop)
         try:
-            ready.result(timeout=START_TIMEOUT)
+            ready.result(timeout=self.start_timeout)
         except BaseException as e:
             self._stop(wait=True)
             self._failed()
@@ -137,6 +144,10 @@ class SkillProcess:
         # A managed skill's runner makes its working folder under TMPDIR: inside ours, so it
         # goes when we remove ours.
         env = {**self.env, "TMPDIR": self._cwd} if self.managed else self.env
+        if self._max_processes:
+            self._cgroup = pids_cgroup(self.name, self._max_processes)
+            if self._cgroup:
+                env[CGROUP_ENV] = self._cgroup
         params = StdioServerParameters(command=self.argv[0], args=self.argv[1:], env=env, cwd=self._cwd)
         try:
             async with stdio_client(params, errlog=self._stderr) as (read, write):
@@ -170,6 +181,9 @@ class SkillProcess:
             connection.result(timeout=STOP_TIMEOUT)
         except Exception:
             connection.cancel()
+        if self._cgroup:
+            kill_cgroup(self._cgroup)  # whatever the skill left running, in any process group
+            self._cgroup = None
         if self._cwd:
             shutil.rmtree(self._cwd, ignore_errors=True)
             self._cwd = None

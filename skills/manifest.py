@@ -28,6 +28,7 @@ NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 _TAG = r"[a-z0-9][a-z0-9_-]*"
 _HOST = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+"
+_PORT = r"[1-9][0-9]{0,4}"
 
 # The whole vocabulary. Narrow on purpose: a permission names one capability the node
 # brokers, and a qualifier (tags, host) narrows it further. Anything else is refused, so a
@@ -36,7 +37,9 @@ PERMISSIONS = {
     "vault.read": re.compile(rf"^vault\.read(?::tags={_TAG}(?:,{_TAG})*)?$"),
     "notes.write": re.compile(r"^notes\.write$"),
     "peers.send": re.compile(r"^peers\.send$"),
-    "http": re.compile(rf"^http:host={_HOST}$"),
+    # https on the default port, or the port named; anything else is an origin, named whole.
+    "http": re.compile(rf"^http:host={_HOST}(?::{_PORT})?$"),
+    "http.origin": re.compile(rf"^http:origin=https?://{_HOST}(?::{_PORT})?$"),
     "nostr.publish": re.compile(r"^nostr\.publish$"),
     "owner.ask": re.compile(r"^owner\.ask$"),
 }
@@ -48,8 +51,12 @@ def check_permission(text: str) -> str:
         return text
     raise ManifestError(
         f"unknown permission {text!r}; understood: vault.read[:tags=a,b], notes.write, peers.send, "
-        "http:host=<domain>, nostr.publish, owner.ask"
+        "http:host=<domain>[:port] (https), http:origin=http(s)://<host>[:port], nostr.publish, owner.ask"
     )
+
+
+# What a manifest may ask of skills.sandbox.Limits (the owner's caps still bound it).
+LIMIT_NAMES = ("memory_mb", "processes", "cpu_seconds", "file_mb", "open_files")
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,8 @@ class Manifest:
     # A detached JWS (identity.jws) by author_did over the rest of the manifest; checked here,
     # so a Manifest that exists with a signature is one its author really signed.
     signature: dict | None = None
+    # Resource limits the skill asks for, e.g. {"memory_mb": 2048}; None: the node's defaults.
+    limits: dict | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not NAME.match(self.name):
@@ -97,12 +106,18 @@ class Manifest:
             seen.add(tool.name)
         if not self.tools:
             raise ManifestError(f"{self.name}: a skill must offer at least one tool")
+        if self.limits is not None:
+            if not isinstance(self.limits, dict) or set(self.limits) - set(LIMIT_NAMES):
+                raise ManifestError(f"{self.name}: limits must be a mapping of {', '.join(LIMIT_NAMES)}")
+            for key, value in self.limits.items():
+                if type(value) is not int or value < 1:
+                    raise ManifestError(f"{self.name}: limits.{key} must be a whole number above 0")
 
     @classmethod
     def from_dict(cls, data: object) -> Manifest:
         if not isinstance(data, dict):
             raise ManifestError(f"a manifest must be a mapping, got {type(data).__name__}")
-        known = {"name", "version", "description", "permissions", "tools", "author_did", "signature"}
+        known = {"name", "version", "description", "permissions", "tools", "author_did", "signature", "limits"}
         if unknown := set(data) - known:
             raise ManifestError(f"unknown manifest fields: {', '.join(sorted(unknown))}")
         missing = {"name", "version", "description", "tools"} - set(data)
@@ -126,12 +141,15 @@ class Manifest:
             tools=tuple(specs),
             author_did=data.get("author_did"),
             signature=data.get("signature"),
+            limits=data.get("limits"),
         )
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["permissions"] = list(self.permissions)
         d["tools"] = [asdict(t) for t in self.tools]
+        if d["limits"] is None:
+            del d["limits"]  # so manifests signed before limits existed still verify
         return d
 
     def signed_part(self) -> dict:

@@ -3,7 +3,10 @@
 Each skill's code lives in its own folder, ``skills_dir/<name>``, put there by
 ``pip install --target`` so nothing reaches the node's own environment; its record (manifest,
 granted permissions, enabled) is a sealed vault record of kind "skill". The node never imports
-a skill: even its manifest is read by ``python -m skills.runner --manifest`` in a subprocess.
+a skill and never runs any of its code unconfined: its manifest is read by a confined runner
+(``skills.boot`` … ``--manifest``), a project folder is built by pip inside the same sandbox
+(its ``setup.py`` runs there, or nowhere), and a wheel or a package from the index is only
+unpacked (``--only-binary :all:``: pip never builds a source distribution for a skill).
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from skills import boot
 from skills.broker import Broker
-from skills.host import SkillProcess
+from skills.host import SkillError, SkillProcess
 from skills.manifest import NAME, Manifest, ManifestError, check_permission
-from skills.sandbox import Confinement
+from skills.sandbox import Confinement, Limits
 from skills.sdk import ENTRY_POINT_GROUP
 from store.vault import Vault
 
@@ -35,8 +39,8 @@ BUILTIN = {
     "lookup": "skills.builtin.lookup:skill",
     "ask-a-peer": "skills.builtin.ask_a_peer:skill",
 }
-# The folder holding the `skills` package, so a skill's process can run `-m skills.runner`.
-_RUNNER_ROOT = str(Path(__file__).resolve().parent.parent)
+BUILD_TIMEOUT = 300
+MCP_LIST_TIMEOUT = 10.0  # an MCP server registered by command must list its tools this fast
 
 
 class SkillInstallError(Exception):
@@ -58,6 +62,8 @@ class SkillInfo:
     entry_point: str | None = None
     target: str | None = None
     argv: tuple[str, ...] = ()
+    # An unmanaged server's tools as it listed them at install: [{name, description, input_schema}].
+    tools: tuple[dict, ...] = ()
 
     @property
     def requested(self) -> tuple[str, ...]:
@@ -75,6 +81,7 @@ class SkillInfo:
             entry_point=r.get("entry_point"),
             target=r.get("target"),
             argv=tuple(r.get("argv", ())),
+            tools=tuple(r.get("tools", ())),
         )
 
     def to_record(self) -> dict:
@@ -88,6 +95,7 @@ class SkillInfo:
             "entry_point": self.entry_point,
             "target": self.target,
             "argv": list(self.argv),
+            "tools": list(self.tools),
         }
 
 
@@ -108,17 +116,14 @@ class Skills:
         one case where installing talks to the network, because the owner named a package."""
         if str(source).startswith(BUILTIN_PREFIX):
             return self.install_builtin(str(source).removeprefix(BUILTIN_PREFIX))
-        pip_args = self._pip_source(source)
+        path = Path(str(source)).expanduser()
         self.dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".installing-", dir=self.dir))
         try:
-            pip = subprocess.run(
-                [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                 "--target", str(staging), *pip_args],
-                capture_output=True, text=True, timeout=300,
-            )
-            if pip.returncode != 0:
-                raise SkillInstallError(f"pip could not install {source}: {pip.stderr.strip()[-1500:]}")
+            if path.is_dir():
+                _build_confined(path.resolve(), staging)
+            else:
+                _pip_unpack(self._pip_source(source), staging, source)
             entry_point = _entry_point(staging)
             manifest = _read_manifest(staging, entry_point)
             target = self.dir / manifest.name
@@ -145,10 +150,13 @@ class Skills:
     @staticmethod
     def _pip_source(source: str | Path) -> list[str]:
         path = Path(source).expanduser()
+        if path.is_file() and path.suffix == ".whl":
+            return ["--no-deps", "--no-index", str(path.resolve())]  # nothing is fetched
         if path.exists():
-            # --no-deps/--no-index: nothing is fetched; --no-build-isolation: a folder builds
-            # with the node's own setuptools rather than a downloaded one.
-            return ["--no-deps", "--no-index", "--no-build-isolation", str(path.resolve())]
+            raise SkillInstallError(
+                f"{source}: give a wheel (.whl) or a project folder; a source archive would be built "
+                "by its own setup code, which the node runs only inside the sandbox, from a folder"
+            )
         try:
             requirement = Requirement(str(source))
         except InvalidRequirement:
@@ -169,15 +177,31 @@ class Skills:
                 raise SkillInstallError(f"{name} did not ask for {p!r}; it asks for {list(info.requested)}")
         return self._put(replace(info, approved=True, enabled=True, granted=tuple(dict.fromkeys(permissions))))
 
-    def install_mcp(self, name: str, argv: list[str]) -> SkillInfo:
-        """Register any stdio MCP server. Unmanaged: no manifest, no sandbox, no granted permissions."""
+    def install_mcp(self, name: str, argv: list[str], timeout: float = MCP_LIST_TIMEOUT) -> SkillInfo:
+        """Register any stdio MCP server, for review: it is started once and must list its tools
+        within ``timeout`` seconds; they are kept with it for the owner to read before approving
+        (``approve(name, [])``). Unmanaged: no manifest, no sandbox, no granted permissions."""
         if not NAME.match(name):
             raise ManifestError(f"name {name!r}: use a lowercase slug (a-z, 0-9, '-'), starting with a letter")
         if not argv:
             raise SkillInstallError("argv must name the server's command")
         if self.vault.get_record(KIND, name) is not None:
             raise SkillInstallError(f"a skill named {name!r} is installed; remove it first")
-        return self._put(SkillInfo(name, False, True, True, (), None, argv=tuple(argv)))
+        process = SkillProcess(name, list(argv), managed=False, start_timeout=timeout)
+        try:
+            process.start()  # initialize, then list_tools
+        except SkillError as e:
+            raise SkillInstallError(
+                f"{name} was not registered: the server must answer initialize and list_tools within {timeout:g} s "
+                f"({e})"
+            ) from None
+        finally:
+            process.stop()
+        tools = tuple({"name": t.name, "description": t.description or "", "input_schema": t.input_schema}
+                      for t in process.tools.values())
+        if not tools:
+            raise SkillInstallError(f"{name} was not registered: the server lists no tools")
+        return self._put(SkillInfo(name, False, False, False, (), None, argv=tuple(argv), tools=tools))
 
     # --- the owner's view and controls -------------------------------------------------
 
@@ -218,8 +242,9 @@ class Skills:
         if not (info.approved and info.enabled):
             raise SkillInstallError(f"{name} is {'disabled' if info.approved else 'not approved'}")
         if info.managed:
-            env = {**_skill_env(info.target), **(broker.environment(name) if broker else {})}
-            process = SkillProcess(name, [sys.executable, "-m", "skills.runner", info.entry_point], env=env)
+            limits = Limits().within(info.manifest.limits if info.manifest else None)
+            env = {**boot.environment(info.target, limits.to_json()), **(broker.environment(name) if broker else {})}
+            process = SkillProcess(name, boot.command([info.entry_point]), env=env, max_processes=limits.processes)
         else:
             process = SkillProcess(name, list(info.argv), managed=False)
         process.start()
@@ -230,34 +255,75 @@ class Skills:
         info = self.info(name)
         if not info.managed:
             return "not sandboxed (unmanaged: it runs with your permissions)"
-        return sandbox_check(info.target).summary()
+        return sandbox_check(info.target, Limits().within(info.manifest.limits if info.manifest else None)).summary()
 
     def _put(self, info: SkillInfo) -> SkillInfo:
         self.vault.put_record(KIND, info.name, info.to_record())
         return info
 
 
-def _skill_env(target: str | None) -> dict[str, str]:
-    # The runner first (so a skill can't shadow it), then the skill's own folder (a built-in
-    # skill has none: it ships with the node); no user site.
-    return {"PYTHONPATH": os.pathsep.join([_RUNNER_ROOT, *([target] if target else [])]), "PYTHONNOUSERSITE": "1"}
+def _run_confined(args: list[str], skill_folder: str | None, timeout: float, cwd: str | None = None,
+                  limits: Limits | None = None) -> subprocess.CompletedProcess:
+    """A runner started as a skill's would be (isolated, confined and limited before anything of
+    the skill's loads), in ``cwd`` or else a private folder that goes when it ends."""
+    if cwd is None:
+        with tempfile.TemporaryDirectory(prefix="flurry-skill-") as private:
+            return _run_confined(args, skill_folder, timeout, private, limits)
+    return subprocess.run(
+        boot.command(args),
+        env={"PATH": os.environ.get("PATH", ""), "TMPDIR": cwd,
+             **boot.environment(skill_folder, (limits or Limits()).to_json())},
+        cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
+    )
 
 
-def sandbox_check(target: str) -> Confinement:
+def sandbox_check(target: str | None, limits: Limits | None = None) -> Confinement:
     """What the runner manages to enforce here, asked of a runner started as the skill's would be."""
-    with tempfile.TemporaryDirectory(prefix="flurry-skill-") as cwd:
-        try:
-            run = subprocess.run(
-                [sys.executable, "-m", "skills.runner", "--sandbox-check"],
-                env={"PATH": os.environ.get("PATH", ""), "TMPDIR": cwd, **_skill_env(target)},
-                cwd=cwd, capture_output=True, text=True, timeout=30, check=False,
-            )
-        except subprocess.TimeoutExpired:
-            return Confinement(missing=["the sandbox check did not answer in 30 s"])
+    try:
+        run = _run_confined(["--sandbox-check"], target, 30, limits=limits)
+    except subprocess.TimeoutExpired:
+        return Confinement(missing=["the sandbox check did not answer in 30 s"])
     try:
         return Confinement.from_dict(json.loads(run.stdout.strip().splitlines()[-1]))
     except (IndexError, ValueError):
         return Confinement(missing=[f"the sandbox check failed: {run.stderr.strip()[-500:] or run.returncode}"])
+
+
+def _pip_unpack(pip_args: list[str], staging: Path, source: str | Path) -> None:
+    """pip, in the node, for what needs no building: ``--only-binary :all:`` makes pip refuse
+    any source distribution (whose setup code it would run here, unconfined) rather than build it."""
+    pip = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--only-binary", ":all:",
+         "--target", str(staging), *pip_args],
+        capture_output=True, text=True, timeout=BUILD_TIMEOUT,
+    )
+    if pip.returncode != 0:
+        raise SkillInstallError(f"pip could not install {source}: {pip.stderr.strip()[-1500:]}")
+
+
+def _build_confined(folder: Path, staging: Path) -> None:
+    """Build and install a project folder with pip inside the sandbox: its setup.py (or any build
+    backend) runs confined, reads only the folder and the node's Python, writes only a private
+    folder, with no network; the result is then moved into ``staging``."""
+    with tempfile.TemporaryDirectory(prefix=".building-", dir=staging.parent) as work:
+        try:
+            run = _run_confined(["--build"], str(folder), BUILD_TIMEOUT, cwd=work)
+        except subprocess.TimeoutExpired:
+            raise SkillInstallError(f"building {folder} took longer than {BUILD_TIMEOUT} s") from None
+        if run.returncode != 0:
+            raise SkillInstallError(f"pip could not build {folder} (in the sandbox): {run.stderr.strip()[-1500:]}")
+        # The build ran the project's own code, which could write anything in its folder: take
+        # only a real folder inside it, with no symbolic link anywhere (one could point the
+        # node at the owner's files when it moves the result).
+        built = Path(run.stdout.strip().splitlines()[-1]) if run.stdout.strip() else Path(work)
+        inside = Path(work).resolve() in built.resolve().parents
+        links = [os.path.join(r, n) for r, dirs, files in os.walk(built) for n in dirs + files
+                 if os.path.islink(os.path.join(r, n))]
+        if built.is_symlink() or not built.is_dir() or not inside or links:
+            raise SkillInstallError(f"building {folder} left something other than plain files; refused "
+                                    f"({(links or [str(built)])[0]})")
+        for entry in built.iterdir():
+            entry.rename(staging / entry.name)
 
 
 def _entry_point(target: Path) -> str:
@@ -274,12 +340,7 @@ def _entry_point(target: Path) -> str:
 
 
 def _read_manifest(target: Path | None, entry_point: str) -> Manifest:
-    with tempfile.TemporaryDirectory(prefix="flurry-skill-") as cwd:
-        run = subprocess.run(
-            [sys.executable, "-m", "skills.runner", "--manifest", entry_point],
-            env={"PATH": os.environ.get("PATH", ""), "TMPDIR": cwd, **_skill_env(str(target) if target else None)},
-            cwd=cwd, capture_output=True, text=True, timeout=30,
-        )
+    run = _run_confined(["--manifest", entry_point], str(target) if target else None, 30)
     lines = run.stdout.strip().splitlines()
     if run.returncode != 0 or not lines:
         raise SkillInstallError(f"could not read the manifest from {entry_point}: {run.stderr.strip()[-1500:]}")

@@ -1,17 +1,24 @@
-"""Serve one skill's tools as an MCP server on stdio: ``python -m skills.runner module:callable``.
+"""Serve one skill's tools as an MCP server on stdio: ``python -I -S skills/boot.py module:callable``.
 
-This is the only place a managed skill's code is imported, always in its own process.
+This is the only place a managed skill's code is imported, always in its own process, started
+isolated by ``skills.boot`` (see there: nothing of the skill's is on the import path yet).
 ``--manifest`` prints the manifest as JSON and exits (how the node reads it at install).
 ``--sandbox-check`` confines itself as a skill would be and prints what applied, as JSON.
-Before a skill's code is imported, the process is confined (``skills.sandbox``); what applied is
-written on stderr and sent to the host in the MCP capabilities, as ``flurry/sandbox``.
-``--no-sandbox`` skips that, for measuring what it costs; the node never passes it.
+Before the skill's folder joins the import path, the process is confined (``skills.sandbox``)
+and limited (``skills.sandbox.Limits``); what applied is written on stderr and sent to the host
+in the MCP capabilities, as ``flurry/sandbox``. ``--no-sandbox`` skips confinement, for
+measuring what it costs; the node never passes it.
+
+Then the process forks: the child goes on as the skill (the first process of the skill's own
+PID namespace, where the kernel allows one), the parent stays behind only to wait for it and,
+when it ends or the host stops it, to kill every process the skill left behind.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import tempfile
 
@@ -21,8 +28,8 @@ import mcp_types as types
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 
-from skills import broker, sdk
-from skills.sandbox import Confinement, confine, interpreter_paths
+from skills import boot, broker, sdk
+from skills.sandbox import CGROUP_ENV, Confinement, Limits, confine, die_with_parent, interpreter_paths, join_cgroup
 from skills.sdk import Skill, load_skill
 
 # The host already starts us with a scrubbed environment; dropping these again costs nothing
@@ -33,24 +40,102 @@ _SECRET_PREFIXES = ("FLURRY_",)
 # What the host learns about our sandbox, in the initialize result's experimental capabilities.
 SANDBOX_CAPABILITY = "flurry/sandbox"
 
+_skill_folder: str | None = None  # the skill's folder (or, with --build, its project folder)
+
 
 def _contain(sandbox: bool = True) -> Confinement:
-    """Scrub the environment, move to an empty private directory, then confine the process.
-    Called before the skill's module is imported, while this process has one thread."""
+    """Scrub the environment, move to an empty private directory, confine and limit the process,
+    and only then put the skill's folder on the import path. Called while this process has one
+    thread and before anything of the skill's can be imported."""
     # The broker's address and this skill's token go to the SDK, then out of the environment.
     if os.environ.get(broker.SOCKET_ENV) and os.environ.get(broker.TOKEN_ENV):
         sdk.node.connect(os.environ[broker.SOCKET_ENV], os.environ[broker.TOKEN_ENV])
+    global _skill_folder
+    _skill_folder = skill_folder = os.environ.get(boot.SKILL_PATH_ENV) or None
+    limits = Limits.from_json(os.environ.get(boot.LIMITS_ENV))
+    cgroup = os.environ.get(CGROUP_ENV)
+    if cgroup:
+        join_cgroup(cgroup)  # before confinement, which closes /sys to us
+    site_folders = boot.site_folders()  # as the host named them, before their variable goes
     for key in [k for k in os.environ if k.startswith(_SECRET_PREFIXES)]:
         del os.environ[key]
-    startup_cwd = os.getcwd()
     # The host points TMPDIR into the private folder it removes when the skill stops.
     workdir = tempfile.mkdtemp(prefix="flurry-skill-")
     os.chdir(workdir)
     # The only writable place once confined, so the skill's own temporary files go there too.
     os.environ["TMPDIR"] = tempfile.tempdir = workdir
-    if not sandbox:
-        return Confinement(missing=["started with --no-sandbox"])
-    return confine(workdir, interpreter_paths(startup_cwd))
+    if sandbox:
+        readable = [*interpreter_paths(), *boot.runner_folders(), *([skill_folder] if skill_folder else [])]
+        confinement = confine(workdir, readable)
+    else:
+        confinement = Confinement(missing=["started with --no-sandbox"])
+    if not confinement.processes and cgroup:
+        confinement.processes = "cgroup"
+    elif not confinement.processes:
+        confinement.processes = "process group"
+        confinement.missing.append("a process that leaves the skill's process group survives stop (no PID namespace)")
+    _supervise()
+    # In the child only: the parent, which only waits, must not fail for a skill's low limits.
+    confinement.limits, not_limited = limits.apply(confinement.user_namespace, cgroup=bool(cgroup))
+    confinement.missing += not_limited
+    if skill_folder and "--build" not in sys.argv:
+        # After the standard library, so a skill's `tempfile.py` shadows nothing the runner uses;
+        # before site-packages, so the versions a skill installed beside itself are the ones it gets.
+        site = [i for i, p in enumerate(sys.path) if p in site_folders]
+        sys.path.insert(site[0] if site else len(sys.path), skill_folder)
+    return confinement
+
+
+def _supervise() -> None:
+    """Fork. The child returns and becomes the skill; the parent waits for it, then kills the
+    skill's process group (what it left running), and exits with its status.
+
+    The child is the first process of the PID namespace ``confine`` opened (where the kernel
+    allowed one): when it dies, the kernel kills every process in that namespace, including a
+    daemon that double-forked and changed its process group or session. Without one, the process
+    group is what is left to kill, and such a daemon escapes it."""
+    child = os.fork()
+    if child == 0:
+        os.setpgid(0, 0)
+        die_with_parent()  # the host stopped us or died: so does the skill, and its namespace
+        # As a namespace's PID 1, a signal with no handler is ignored: the host's SIGTERM must end us.
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(128 + signal.SIGTERM))
+        return
+    # The pipes to the host are the skill's alone: the host sees EOF when the skill ends.
+    os.close(0)
+    os.close(1)
+
+    def end(status: int) -> None:
+        try:
+            os.killpg(child, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass  # nothing left in the group
+        os._exit(status)
+
+    signal.signal(signal.SIGTERM, lambda *_: end(128 + signal.SIGTERM))
+    _, status = os.waitpid(child, 0)
+    code = os.waitstatus_to_exitcode(status)
+    end(code if code >= 0 else 128 - code)
+
+
+def _build() -> int:
+    """Build and install the project folder the host named as the skill's folder, with pip, here
+    (confined): print where the result is. Its setup code runs in this sandbox or not at all."""
+    import shutil
+    import subprocess
+
+    # A copy: builds write next to the source (build/, *.egg-info), and the source is read-only.
+    shutil.copytree(_skill_folder, "src", symlinks=True)
+    env = {"PATH": os.environ.get("PATH", ""), "TMPDIR": os.getcwd(), "HOME": os.getcwd(),
+           # No pip configuration of the owner's (it could not be read here anyway), no cache.
+           "PIP_CONFIG_FILE": os.devnull, "PIP_NO_CACHE_DIR": "1"}
+    pip = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "--no-index",
+         "--no-build-isolation", "--target", "out", os.path.abspath("src")],
+        env=env, stdout=sys.stderr, check=False,
+    )
+    print(os.path.abspath("out"))
+    return pip.returncode
 
 
 def _server(skill: Skill) -> Server:
@@ -95,17 +180,16 @@ def main(argv: list[str]) -> None:
         return
     sys.stderr.write(f"flurry sandbox: {confinement.summary()}\n")
     sys.stderr.flush()
+    if argv == ["--build"]:
+        sys.exit(_build())
     if argv[:1] == ["--manifest"] and len(argv) == 2:
         print(json.dumps(load_skill(argv[1]).manifest.to_dict()))
         return
     if len(argv) != 1 or argv[0].startswith("--"):
-        sys.exit("usage: python -m skills.runner [--no-sandbox] [--manifest | --sandbox-check] [module:callable]")
+        sys.exit("usage: python -I -S skills/boot.py [--no-sandbox] [--manifest | --sandbox-check] [module:callable]")
     anyio.run(_serve, load_skill(argv[0]), confinement)
     # stdin closed: the host is done with us. Exit now rather than wait for a tool thread
     # that may never return (a hung tool must not keep a dead skill's process around).
     sys.stdout.flush()
     os._exit(0)
 
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import json
 import os
 import platform
 import stat
@@ -143,6 +144,10 @@ class Confinement:
     scopes: str | None = None  # e.g. "signals, abstract unix sockets"
     hidden: list[str] = field(default_factory=list)  # folders of service sockets covered, e.g. ["/run"]
     missing: list[str] = field(default_factory=list)
+    # What ends the skill's processes at stop: "pid namespace" (all of them) or "process group".
+    processes: str | None = None
+    limits: dict = field(default_factory=dict)  # the rlimits that applied, e.g. {"memory_mb": 1024}
+    user_namespace: bool = False
 
     @property
     def applied(self) -> bool:
@@ -161,17 +166,106 @@ class Confinement:
             parts.append(f"scoped ({self.scopes})")
         if self.hidden:
             parts.append(f"hidden ({', '.join(self.hidden)})")
+        if self.processes:
+            parts.append(f"stopped with its {self.processes}")
+        if self.limits:
+            parts.append("limits (" + ", ".join(f"{k} {v}" for k, v in self.limits.items()) + ")")
         line = ", ".join(parts)
         return line + (f"; NOT protected: {'; '.join(self.missing)}" if self.missing else "")
 
     def to_dict(self) -> dict:
         return {"filesystem": self.filesystem, "network": list(self.network), "scopes": self.scopes,
-                "hidden": list(self.hidden), "missing": list(self.missing)}
+                "hidden": list(self.hidden), "missing": list(self.missing), "processes": self.processes,
+                "limits": dict(self.limits)}
 
     @classmethod
     def from_dict(cls, d: dict) -> Confinement:
         return cls(d.get("filesystem"), list(d.get("network") or []), d.get("scopes"), list(d.get("hidden") or []),
-                   list(d.get("missing") or []))
+                   list(d.get("missing") or []), d.get("processes"), dict(d.get("limits") or {}))
+
+
+# --- resource limits ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one skill process (rlimits, inherited by every process it starts).
+
+    Per process, not per tree: ``memory_mb`` bounds each process's address space, so a skill's
+    ``processes`` can hold at most that many times it; only a cgroup could bound the sum.
+    ``cpu_seconds`` counts over the process's life (the skill is killed with SIGXCPU and
+    restarts on its next call). ``processes`` counts processes of the skill's user in its own
+    user namespace; the kernel never applies it to root, so a node running as root has no cap
+    on a skill's processes, and says so."""
+
+    memory_mb: int = 1024
+    processes: int = 32
+    cpu_seconds: int = 600
+    file_mb: int = 64
+    open_files: int = 256
+
+    # The most a manifest may ask for, unless the owner set other caps.
+    @classmethod
+    def caps(cls) -> Limits:
+        return cls(memory_mb=4096, processes=128, cpu_seconds=3600, file_mb=1024, open_files=1024)
+
+    def within(self, asked: dict | None, caps: Limits | None = None) -> Limits:
+        """These defaults, with what ``asked`` (a manifest's ``limits``) raises or lowers, each at
+        most the owner's ``caps``."""
+        caps = caps or Limits.caps()
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        for name, value in (asked or {}).items():
+            values[name] = min(int(value), getattr(caps, name))
+        return Limits(**values)
+
+    def to_json(self) -> str:
+        return json.dumps({name: getattr(self, name) for name in self.__dataclass_fields__})
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Limits:
+        return cls(**json.loads(text)) if text else cls()
+
+    def apply(self, user_namespace: bool, cgroup: bool = False) -> tuple[dict, list[str]]:
+        """Set the rlimits on this process: (what applied, what did not and why). ``cgroup``: the
+        process already sits in a pids cgroup capped at ``processes``."""
+        import resource
+
+        mib = 1024 * 1024
+        wanted = {
+            "memory_mb": (resource.RLIMIT_AS, self.memory_mb * mib),
+            "cpu_seconds": (resource.RLIMIT_CPU, self.cpu_seconds),
+            "file_mb": (resource.RLIMIT_FSIZE, self.file_mb * mib),
+            "open_files": (resource.RLIMIT_NOFILE, self.open_files),
+        }
+        applied, missing = {}, []
+        # Outside a user namespace of its own, RLIMIT_NPROC would count every process of the
+        # owner's account, and a busy desktop would leave the skill none.
+        if user_namespace and os.geteuid() != 0:
+            wanted["processes"] = (resource.RLIMIT_NPROC, self.processes)
+        elif cgroup:
+            applied["processes"] = self.processes
+        else:
+            why = "the kernel does not apply it to root" if user_namespace else "no user namespace of its own"
+            missing.append(f"no cap on processes ({why}, and no pids cgroup)")
+        for name, (which, value) in wanted.items():
+            try:
+                # Soft and hard alike: the skill may lower them further, never raise them.
+                resource.setrlimit(which, (value, value))
+                applied[name] = getattr(self, name)
+            except (OSError, ValueError) as e:
+                missing.append(f"no {name} limit ({e})")
+        return applied, missing
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies."""
+    import signal
+
+    _c().prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), ctypes.c_ulong(0), ctypes.c_ulong(0),
+               ctypes.c_ulong(0))
 
 
 def landlock_abi() -> int:
@@ -195,15 +289,17 @@ def landlock_abi() -> int:
 # system files Python's stdlib opens (time zones, MIME types, the loader's cache). None holds
 # anything of the owner's.
 _SYSTEM_READABLE = ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib", "/usr/share/zoneinfo",
-                    "/etc/ld.so.cache", "/etc/localtime", "/etc/mime.types")
+                    "/etc/ld.so.cache", "/etc/localtime", "/etc/mime.types",
+                    # the distribution's name, which pip reads when it builds a project folder
+                    "/etc/os-release", "/etc/debian_version", "/etc/lsb-release")
 
 
 def interpreter_paths(startup_cwd: str | None = None) -> list[str]:
     """Where this interpreter reads code from: its installation and the import path as it is now.
 
-    ``startup_cwd`` (what ``python -m`` put first on sys.path) is left out: it is wherever the
-    runner was started, not code. So is any entry that is the owner's home or above it, which
-    would expose everything beneath."""
+    ``startup_cwd`` (what ``python -m`` puts first on sys.path; the runner, started isolated,
+    has none) is left out: it is wherever the process was started, not code. So is any entry
+    that is the owner's home or above it, which would expose everything beneath."""
     homes = {Path(h).resolve() for h in (os.environ.get("HOME"), _passwd_home()) if h}
     found: list[str] = []
     candidates = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
@@ -253,8 +349,9 @@ def confine(writable: str, readable: list[str]) -> Confinement:
     # forbids.
     netns_error = None
     try:
-        _new_namespaces()
+        report.user_namespace = _new_namespaces()
         report.network.append("netns")
+        report.processes = "pid namespace"
         report.hidden, not_hidden = _hide_service_sockets()
         report.missing += not_hidden
     except OSError as e:
@@ -297,16 +394,19 @@ def _thread_count() -> int:
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
 _MS_REC, _MS_PRIVATE = 0x4000, 1 << 18
 _CLONE_NEWNS = 0x00020000
+_CLONE_NEWPID = 0x20000000
 # Where the host's services listen on pathname Unix sockets.
 _SERVICE_SOCKETS = ("/run", "/var/run", "/tmp/.X11-unix", "/tmp/.ICE-unix")
 
 
-def _new_namespaces() -> None:
-    """A network namespace (no network) and a mount namespace (to hide service sockets)."""
+def _new_namespaces() -> bool:
+    """A network namespace (no network), a mount namespace (to hide service sockets) and a PID
+    namespace (for the processes forked from now on: see skills.runner). True if a user namespace
+    came with them."""
     uid, gid = os.getuid(), os.getgid()
     # Unprivileged: a user namespace gives us the right to the other namespaces.
     # Privileged (root where user namespaces are refused): those alone.
-    if _c().unshare(ctypes.c_int(_CLONE_NEWUSER | _CLONE_NEWNET | _CLONE_NEWNS)) == 0:
+    if _c().unshare(ctypes.c_int(_CLONE_NEWUSER | _CLONE_NEWNET | _CLONE_NEWNS | _CLONE_NEWPID)) == 0:
         # Map our own ids onto themselves, so files and getpass look as before; setgroups must be
         # denied before an unprivileged process may write gid_map. Cosmetic: without the map we
         # would merely look like nobody, so a failure here is no reason to give up.
@@ -316,10 +416,10 @@ def _new_namespaces() -> None:
                     f.write(text)
         except OSError:
             pass
-        return
+        return True
     first = ctypes.get_errno()
-    if _c().unshare(ctypes.c_int(_CLONE_NEWNET | _CLONE_NEWNS)) == 0:
-        return
+    if _c().unshare(ctypes.c_int(_CLONE_NEWNET | _CLONE_NEWNS | _CLONE_NEWPID)) == 0:
+        return False
     raise OSError(first, f"unshare(CLONE_NEWUSER|CLONE_NEWNET): {os.strerror(first)}")
 
 
@@ -385,3 +485,77 @@ def _allow(ruleset: int, path: str, rights: int, required: bool = False) -> None
                  ctypes.c_uint32(0))
     finally:
         os.close(fd)
+
+
+# --- a pids cgroup, where one is writable ------------------------------------------------------
+
+CGROUP_ENV = "FLURRY_SKILL_CGROUP"
+
+
+def pids_cgroup(name: str, limit: int) -> str | None:
+    """A new cgroup under this process's own, with the pids controller and ``pids.max`` = limit,
+    or None where none may be made here (the usual case for an unprivileged user without a
+    delegated cgroup v2). It caps a skill's processes where RLIMIT_NPROC cannot (the node runs
+    as root), and it lets ``kill_cgroup`` find every process of the skill, whatever its
+    process group or session."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    roots = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "pids" in controllers.split(","):  # cgroup v1
+            roots.append(f"/sys/fs/cgroup/pids{path}")
+        elif controllers == "" and os.path.exists("/sys/fs/cgroup/cgroup.subtree_control"):  # v2, mounted there
+            parent = f"/sys/fs/cgroup{path}"
+            try:
+                with open(f"{parent}/cgroup.subtree_control") as f:
+                    if "pids" in f.read().split():
+                        roots.append(parent)
+            except OSError:
+                pass
+    for root in roots:
+        folder = os.path.join(root.rstrip("/"), f"flurry-skill-{name}-{os.urandom(4).hex()}")
+        try:
+            os.mkdir(folder)
+        except OSError:
+            continue
+        try:
+            with open(f"{folder}/pids.max", "w") as f:
+                f.write(str(limit))
+            return folder
+        except OSError:
+            os.rmdir(folder)
+    return None
+
+
+def join_cgroup(folder: str) -> None:
+    """Move this process into ``folder`` (the runner does, before it confines itself)."""
+    with open(f"{folder}/cgroup.procs", "w") as f:
+        f.write(str(os.getpid()))
+
+
+def kill_cgroup(folder: str, timeout: float = 5.0) -> None:
+    """SIGKILL every process in ``folder`` until it is empty, then remove it."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"{folder}/cgroup.procs") as f:
+                pids = [int(p) for p in f.read().split()]
+        except FileNotFoundError:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            os.rmdir(folder)  # refused while a process (or a zombie not yet reaped) is in it
+            return
+        except OSError:
+            time.sleep(0.02)

@@ -22,8 +22,10 @@ callable returning a :class:`Skill`::
             tools={"word_count": word_count},
         )
 
-The node never imports this code: ``python -m skills.runner word_count_skill:skill`` does, in
-its own process, and serves the tools over MCP on stdio.
+The node never imports this code: the runner does (``python -I -S skills/boot.py
+word_count_skill:skill``), in its own process, once confined, and serves the tools over MCP
+on stdio. Only this SDK (and the standard library, and what the skill installed beside itself)
+is importable there; the node's own packages are not.
 
 A tool reaches the node only through :data:`node`, and only as far as the owner granted::
 

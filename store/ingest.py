@@ -103,11 +103,19 @@ def discover(given: str) -> tuple[list[tuple[Path, str, Parser]], list[Skipped]]
         # a Maildir's tmp/ holds messages still being delivered.
         in_maildir = (Path(dirpath) / "cur").is_dir() and (Path(dirpath) / "new").is_dir()
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not (in_maildir and d == "tmp"))
+        for name in [d for d in dirnames if not _utf8(d)]:
+            dirnames.remove(name)
+            skipped.append(Skipped(_printable(os.path.join(base, os.path.relpath(Path(dirpath) / name, root))), NOT_UTF8))
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
             path = Path(dirpath) / name
             shown = os.path.join(base, os.path.relpath(path, root))
+            if not _utf8(name):
+                # The vault, the index and every client speak UTF-8: such a name cannot be stored
+                # or shown, so the file is passed over, and the rest of the folder is added.
+                skipped.append(Skipped(_printable(shown), NOT_UTF8))
+                continue
             parser = parser_for(path)
             if parser is None:
                 skipped.append(Skipped(shown, f"unsupported file type {path.suffix or '(none)'}"))
@@ -116,6 +124,23 @@ def discover(given: str) -> tuple[list[tuple[Path, str, Parser]], list[Skipped]]
             else:
                 found.append((path, shown, parser))
     return found, skipped
+
+
+NOT_UTF8 = "its name is not UTF-8 (rename it to add it)"
+
+
+def _utf8(name: str) -> bool:
+    # os.walk hands undecodable bytes back as lone surrogates (PEP 383), which UTF-8 refuses.
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(name: str) -> str:
+    """The name with its undecodable bytes shown as U+FFFD, so it can be reported."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def parse(parser: Parser, content: bytes, name: str) -> list[Record] | Skip:

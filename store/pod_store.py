@@ -27,9 +27,22 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rdflib import Graph
+
 from store import parse_process
 from store.parse_process import Budget, OverBudget
-from store.rdf import RDF_TYPES, RDFSyntaxError, rdf_text
+from store.rdf import (
+    RDF_TYPES,
+    TURTLE,
+    InvalidPatch,
+    N3Patch,
+    PatchConflict,
+    RDFSyntaxError,
+    apply_patch,
+    parse,
+    rdf_text,
+    serialize,
+)
 from store.vault import Vault
 
 POD_ROOT = "/pod/"
@@ -74,6 +87,10 @@ class TooLarge(PodError):
 
 class TooComplex(PodError):
     """The body was not read within its time budget."""
+
+
+class Unprocessable(PodError):
+    """The body is well-formed but not something this pod can apply (an N3 Patch that breaks the protocol's rules)."""
 
 
 @dataclass(frozen=True)
@@ -199,6 +216,34 @@ class PodStore:
             self._vault.write_records(puts)
         self._index(path, text, was_rdf=existing is not None and existing.is_rdf)
         return entry, existing is None
+
+    def patch(self, path: str, patch: N3Patch, *, base: str, if_match: list[str] | None = None) -> tuple[Entry, bool]:
+        """Apply an N3 Patch to the RDF resource at ``path``, or to an empty graph when there is
+        none yet (then it is created as Turtle); returns the entry and whether it is new. The
+        result is kept in the resource's own syntax. The write checks the ETag it read, so no
+        concurrent change is lost in between (the patch is refused as a Conflict instead)."""
+        check_path(path)
+        if path.endswith("/"):
+            raise Conflict(f"{path} is a container: its listing is made from its members, not patched")
+        existing = self.get(path)
+        _preconditions(existing, if_match, None)
+        if existing is not None and not existing.is_rdf:
+            raise Conflict(f"{path} holds {existing.content_type}, not RDF: an N3 Patch applies to Turtle or JSON-LD")
+        content_type = existing.content_type if existing is not None else TURTLE
+        graph = parse(self.read(path)[1], content_type, base) if existing is not None else Graph()
+        try:
+            apply_patch(graph, patch)
+        except PatchConflict as e:
+            raise Conflict(str(e)) from None
+        except InvalidPatch as e:
+            raise Unprocessable(str(e)) from None
+        body = serialize(graph, content_type, base=base)
+        try:
+            if existing is None:
+                return self.put(path, body, content_type, base=base, if_none_match=["*"])
+            return self.put(path, body, content_type, base=base, if_match=[existing.etag])
+        except PreconditionFailed:
+            raise Conflict(f"{path} changed while the patch was applied; send it again") from None
 
     def make_container(self, path: str, *, if_none_match: list[str] | None = None) -> tuple[Entry, bool]:
         """Create the container ``path`` (and those above it); an existing one is left as it is."""

@@ -12,8 +12,10 @@ from __future__ import annotations
 import datetime
 import json
 import re
+from dataclasses import dataclass
 
-from rdflib import RDF, RDFS, BNode, Graph, Literal, Namespace, URIRef
+from rdflib import RDF, RDFS, BNode, Graph, Literal, Namespace, URIRef, Variable
+from rdflib.graph import QuotedGraph
 from rdflib.namespace import DCTERMS, FOAF, SKOS, XSD
 
 TURTLE = "text/turtle"
@@ -223,4 +225,138 @@ def acl_graph(acl_url: str, target_url: str, rules: list[tuple[str | None, froze
             graph.add((rule, ACL.default, target))
         for mode in sorted(modes):
             graph.add((rule, ACL.mode, _ACL_MODES[mode]))
+    return graph
+
+
+# --- N3 Patch (Solid Protocol, "N3 Patch") ---------------------------------------------------------
+
+N3 = "text/n3"
+SOLID = Namespace("http://www.w3.org/ns/solid/terms#")
+PIM = Namespace("http://www.w3.org/ns/pim/space#")
+# A where clause is joined against the document pattern by pattern; both bounds keep that
+# join small whatever a client sends (Solid clients send a handful of patterns).
+MAX_PATCH_PATTERNS = 64
+MAX_PATCH_STEPS = 100_000
+
+Triple = tuple  # (subject, predicate, object); a term may be a Variable in a patch
+
+
+class InvalidPatch(ValueError):
+    """A well-formed N3 document that is not an N3 Patch this server applies (422)."""
+
+
+class PatchConflict(ValueError):
+    """The patch does not apply to the document as it is (409): no single match of its
+    conditions, or a deletion that is not there."""
+
+
+@dataclass(frozen=True)
+class N3Patch:
+    conditions: tuple[Triple, ...]  # solid:where
+    deletions: tuple[Triple, ...]   # solid:deletes
+    insertions: tuple[Triple, ...]  # solid:inserts
+
+
+def parse_n3_patch(body: bytes, base: str) -> N3Patch:
+    """The solid:InsertDeletePatch in ``body`` (text/n3); RDFSyntaxError when it is not N3,
+    InvalidPatch when it breaks the protocol's constraints on a patch."""
+    graph = Graph()
+    try:
+        graph.parse(data=body.decode("utf-8"), format="n3", publicID=base)
+    except UnicodeDecodeError as e:
+        raise RDFSyntaxError(f"not UTF-8 (byte {e.start})") from None
+    except Exception as e:  # rdflib's N3 parser raises many types; each carries its line
+        raise RDFSyntaxError(_one_line(str(e)) or type(e).__name__) from None
+    clauses = (SOLID.where, SOLID.deletes, SOLID.inserts)
+    patches = {s for s, p, o in graph if p in clauses or (p == RDF.type and o == SOLID.InsertDeletePatch)}
+    if len(patches) != 1:
+        raise InvalidPatch(f"an N3 Patch holds exactly one patch resource; this one holds {len(patches)}")
+    (patch,) = patches
+    if (patch, RDF.type, SOLID.InsertDeletePatch) not in graph:
+        raise InvalidPatch("the patch resource must be typed solid:InsertDeletePatch")
+    formulae = []
+    for clause in clauses:
+        values = list(graph.objects(patch, clause))
+        if len(values) > 1:
+            raise InvalidPatch(f"the patch has more than one {clause.n3(graph.namespace_manager)}")
+        if values and not isinstance(values[0], QuotedGraph):
+            raise InvalidPatch(f"{clause.n3(graph.namespace_manager)} must be a formula: {{ … }}")
+        triples = tuple(values[0]) if values else ()
+        if any(isinstance(term, QuotedGraph) for triple in triples for term in triple):
+            raise InvalidPatch("a patch's formulae may not be nested")
+        formulae.append(triples)
+    conditions, deletions, insertions = formulae
+    if len(conditions) > MAX_PATCH_PATTERNS:
+        raise InvalidPatch(f"solid:where holds at most {MAX_PATCH_PATTERNS} patterns here")
+    bound = {term for triple in conditions for term in triple if _is_variable(term)}
+    for name, triples in (("solid:deletes", deletions), ("solid:inserts", insertions)):
+        terms = {term for triple in triples for term in triple}
+        if any(isinstance(term, BNode) for term in terms):
+            raise InvalidPatch(f"{name} may not hold blank nodes")
+        unbound = sorted(str(t) for t in terms if isinstance(t, Variable) and t not in bound)
+        if unbound:
+            raise InvalidPatch(f"{name} uses variables that solid:where does not bind: ?{', ?'.join(unbound)}")
+    return N3Patch(conditions, deletions, insertions)
+
+
+def apply_patch(graph: Graph, patch: N3Patch) -> None:
+    """Apply ``patch`` to ``graph`` in place, as the protocol says: its conditions must match
+    exactly one way, every deletion (after substitution) must be there; else PatchConflict and
+    the graph is untouched."""
+    solutions = _solutions(graph, patch.conditions)
+    if len(solutions) != 1:
+        found = "no" if not solutions else "more than one"
+        raise PatchConflict(f"solid:where matches {found} way in the document; a patch applies where it matches exactly once")
+    (binding,) = solutions
+    deletions = [_substitute(triple, binding) for triple in patch.deletions]
+    missing = [t for t in deletions if t not in graph]
+    if missing:
+        raise PatchConflict(f"{len(missing)} of the triples solid:deletes names are not in the document, e.g. {' '.join(t.n3() for t in missing[0])}")
+    for triple in deletions:
+        graph.remove(triple)
+    for triple in patch.insertions:
+        graph.add(_substitute(triple, binding))
+
+
+def _is_variable(term) -> bool:
+    # A blank node in a condition matches anything, as in a SPARQL pattern.
+    return isinstance(term, Variable | BNode)
+
+
+def _substitute(triple: Triple, binding: dict) -> Triple:
+    return tuple(binding.get(term, term) for term in triple)
+
+
+def _solutions(graph: Graph, patterns: tuple[Triple, ...]) -> list[dict]:
+    """Every distinct binding of the patterns' variables under which all of them are in
+    ``graph``, stopping at two (one is what a patch needs). Patterns with fewer variables are
+    joined first; past MAX_PATCH_STEPS candidate matches the where clause is refused."""
+    solutions: list[dict] = [{}]
+    steps = 0
+    for pattern in sorted(patterns, key=lambda t: sum(map(_is_variable, t))):
+        grown = []
+        for binding in solutions:
+            concrete = _substitute(pattern, binding)
+            for match in graph.triples(tuple(None if _is_variable(t) else t for t in concrete)):
+                steps += 1
+                if steps > MAX_PATCH_STEPS:
+                    raise InvalidPatch(f"solid:where is too broad: it needs more than {MAX_PATCH_STEPS} matching steps")
+                extended = dict(binding)
+                if all(extended.setdefault(t, value) == value for t, value in zip(concrete, match, strict=True) if _is_variable(t)):
+                    grown.append(extended)
+        solutions = grown
+        if not solutions:
+            return []
+    distinct = {frozenset(b.items()): b for b in solutions}
+    return list(distinct.values())[:2]
+
+
+def storage_description(storage_url: str, *, owner: str) -> Graph:
+    """The storage description resource (Solid Protocol, "Storage"): the storage and its owner."""
+    graph = Graph()
+    graph.bind("pim", PIM)
+    graph.bind("solid", SOLID)
+    storage = URIRef(storage_url)
+    graph.add((storage, RDF.type, PIM.Storage))
+    graph.add((storage, SOLID.owner, URIRef(owner)))
     return graph

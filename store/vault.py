@@ -17,6 +17,7 @@ import json
 import sqlite3
 import threading
 import time
+import os
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -119,6 +120,10 @@ class Vault:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
+        # The owner's alone, whatever the umask: created 0600 before SQLite opens it (its -wal
+        # and -shm then take the same mode), and a vault made before this is narrowed.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        os.chmod(path, 0o600)
         self._db.executescript(_SCHEMA)
         self._check_schema()
 

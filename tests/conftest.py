@@ -218,14 +218,20 @@ def free_port() -> int:
 class Served:
     """A node behind a real uvicorn on 127.0.0.1, in this process."""
 
-    def __init__(self, node, **app_options) -> None:
+    def __init__(self, node, *, limits=None, **app_options) -> None:
         from node.api import create_app
+        from node.limits import Limits, server_config
 
         self.node = node
-        self.app = create_app(node, **app_options)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
+        # Served as `flurry serve` serves it (node.limits in front), except that the functional
+        # tests, whose many made-up peers all come from 127.0.0.1, are not rate-limited as
+        # strangers; tests/security runs the production limits.
+        limits = limits or Limits(stranger_rate=10_000, stranger_burst=10_000, stranger_checks=10_000)
+        app_options.setdefault("public_origins", [self.url])  # what its signed agent card names
+        self.app = create_app(node, limits=limits, **app_options)
+        self.server = uvicorn.Server(server_config(self.app, "127.0.0.1", self.port, limits=limits, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 20

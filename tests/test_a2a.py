@@ -16,13 +16,16 @@ import pytest
 from a2a.client import ClientConfig, ClientFactory
 from a2a.client.card_resolver import parse_agent_card
 from a2a.client.errors import A2AClientError
-from a2a.helpers import get_artifact_text, new_text_message
+from a2a.helpers import get_artifact_text, new_text_artifact, new_text_message
 from a2a.types import (
     CancelTaskRequest,
     GetTaskRequest,
+    ListTasksRequest,
     Role,
     SendMessageRequest,
+    Task,
     TaskState,
+    TaskStatus,
 )
 from a2a.utils.errors import TaskNotFoundError
 from conftest import CORPUS, PASSPHRASE, Served
@@ -144,7 +147,7 @@ class SlowConversation:
 # --- the agent card --------------------------------------------------------------------------
 
 
-def test_the_agent_card_is_signed_by_the_node_and_names_the_host_it_was_asked_on(served, nodes):
+def test_the_agent_card_is_signed_by_the_node_and_names_its_configured_origin(served, nodes):
     a, _ = served
     card, did = asyncio.run(fetch_peer_card(a.url))
     assert did == nodes[0].keys.node_did
@@ -158,9 +161,10 @@ def test_the_agent_card_is_signed_by_the_node_and_names_the_host_it_was_asked_on
     assert "RFC 9421" in card["securitySchemes"]["httpMessageSignature"]["httpAuthSecurityScheme"]["description"]
     assert parse_agent_card(dict(card)).skills[0].id == "ask"  # the SDK reads it
 
-    # Behind another name for the same server, the card names that one.
+    # Asked under another name, the card still names the configured origin (issue 12, item 5:
+    # a card that named the caller's Host could be had signed for anyone's URL).
     other = httpx.get(f"http://localhost:{a.port}{CARD_PATH}").json()
-    assert other["supportedInterfaces"][0]["url"] == f"http://localhost:{a.port}/a2a"
+    assert other == card
     assert verify_card(other) == did
 
     tampered = {**card, "description": card["description"] + " And it gives your data away."}
@@ -197,6 +201,9 @@ def test_unsigned_and_ungranted_requests_are_refused_as_problems_never_5xx(serve
         # A stranger's GetTask reaches the SDK, which finds no task of its own.
         missing = client.post("/a2a", json=_rpc("GetTask", {"id": "nope"})).json()
         assert missing["error"]["code"] == -32001
+        # The endpoint with a trailing slash (as the A2A TCK joins it) answers, rather than redirecting.
+        slash = client.post("/a2a/", json=_rpc("GetTask", {"id": "nope"}))
+        assert slash.status_code == 200 and slash.json()["error"]["code"] == -32001
 
 
 def test_a_peer_without_a_grant_is_refused_by_the_sdk_client(served):
@@ -429,3 +436,103 @@ def test_the_owner_manages_a_serving_node_from_the_command_line(served, nodes, f
         nodes[0].grants.remove(node_did)
     # Once the server has gone, the same commands open the home themselves and see the same data.
     assert peer_did in flurry("grants", "list").stdout
+
+
+# --- tasks kept sealed, and bounded -------------------------------------------------------------
+
+
+def _task(task_id: str, state: int, answer: str = "") -> Task:
+    task = Task(id=task_id, context_id="c-" + task_id, status=TaskStatus(state=state))
+    if answer:
+        task.artifacts.append(new_text_artifact("answer", answer))
+    return task
+
+
+def test_tasks_are_sealed_in_the_vault_and_the_oldest_evicted_past_the_bounds(vault):
+    from node.a2a_tasks import KIND, SealedTaskStore, _context
+
+    alice, bob = _context("did:key:z6MkAlice"), _context("did:key:z6MkBob")
+    done = TaskState.TASK_STATE_COMPLETED
+
+    async def scenario() -> None:
+        store = SealedTaskStore(vault, per_caller=3, total=5)
+        for i in range(4):  # one more than alice may keep: her oldest goes
+            await store.save(_task(f"a{i}", done, answer=f"Miradouro answer {i}"), alice)
+        assert await store.get("a0", alice) is None and await store.get("a3", alice) is not None
+        assert len(vault.records(KIND)) == 3
+        for i in range(3):  # bob's third task passes the total: the oldest of all (alice's a1) goes
+            await store.save(_task(f"b{i}", done), bob)
+        assert await store.get("a1", alice) is None
+        assert [k.split()[1] for k, _ in vault.records(KIND)] == ["a2", "a3", "b0", "b1", "b2"]
+        assert await store.get("b0", alice) is None  # and each caller sees only its own
+        # Saving a task again (its next state) does not count it twice or move it.
+        await store.save(_task("a2", TaskState.TASK_STATE_WORKING), alice)
+        await store.save(_task("a2", done, answer="Miradouro final"), alice)
+        assert len(vault.records(KIND)) == 5
+        await store.delete("b2", bob)
+        assert len(vault.records(KIND)) == 4
+
+        # A new store on the same vault (the node restarted) has them back; a task that was
+        # still working then cannot finish, and says so.
+        await store.save(_task("b3", TaskState.TASK_STATE_WORKING), bob)
+        again = SealedTaskStore(vault, per_caller=3, total=5)
+        kept = await again.get("a2", alice)
+        assert TaskState.Name(kept.status.state) == "TASK_STATE_COMPLETED" and get_artifact_text(kept.artifacts[0]) == "Miradouro final"
+        interrupted = await again.get("b3", bob)
+        assert TaskState.Name(interrupted.status.state) == "TASK_STATE_FAILED"
+        assert "restarted" in interrupted.status.message.parts[0].text
+        listed = await again.list(ListTasksRequest(), alice)
+        assert sorted(t.id for t in listed.tasks) == ["a2", "a3"]
+        # Lowered bounds apply at the next start.
+        smaller = SealedTaskStore(vault, per_caller=1, total=5)
+        assert await smaller.get("a2", alice) is None and await smaller.get("a3", alice) is not None
+
+    asyncio.run(scenario())
+    wal = vault.path.with_name(vault.path.name + "-wal")
+    on_disk = vault.path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    assert b"Miradouro" not in on_disk and b"z6MkAlice" not in on_disk
+
+
+def test_a_completed_task_survives_a_restart_of_the_node(tmp_path, models_dir, corpus):
+    os.environ["FLURRY_MODELS"] = str(models_dir)
+    home = Home(tmp_path / "home")
+    Node.init(home, PASSPHRASE)
+    node = Node.open(home, PASSPHRASE, say=lambda line: None)
+    node.add(str(corpus))
+    peer = Peer()
+    node.grants.add(Grant(did=peer.did, allow=frozenset({"ask"})))
+
+    async def ask(url: str) -> tuple[str, str]:
+        http, plain, _ = await peer.clients(url)
+        try:
+            (event,) = [e async for e in plain.send_message(_message(LISBON))]
+            return event.task.id, get_artifact_text(event.task.artifacts[0])
+        finally:
+            await http.aclose()
+
+    served = Served(node)
+    try:
+        task_id, answer = asyncio.run(ask(served.url))
+    finally:
+        served.stop()
+        node.close()
+    assert answer
+
+    node = Node.open(home, PASSPHRASE, say=lambda line: None)  # the node restarted: a new process's view
+    served = Served(node)
+    try:
+        task = asyncio.run(_fetch_as(peer, served.url, task_id))
+        assert _state(task) == "TASK_STATE_COMPLETED" and get_artifact_text(task.artifacts[0]) == answer
+        with pytest.raises(TaskNotFoundError):  # still the asker's alone
+            asyncio.run(_fetch_as(Peer(), served.url, task_id))
+    finally:
+        served.stop()
+        node.close()
+
+
+async def _fetch_as(peer: Peer, url: str, task_id: str):
+    http, plain, _ = await peer.clients(url)
+    try:
+        return await plain.get_task(GetTaskRequest(id=task_id))
+    finally:
+        await http.aclose()

@@ -209,3 +209,124 @@ def test_a_running_node_serves_the_command_line(flurry, corpus):
         with signed_client(keys.owner_key, verification_method_id(keys.owner_did), base_url=url) as owner:
             assert owner.get("/api/whoami").json() == {"did": keys.owner_did, "owner": True}
     assert not (flurry.home / "serve.json").exists()
+
+
+# --- /v1: what OpenAI's clients send and expect --------------------------------------------------
+
+
+def test_openai_content_arrays_are_read_as_text_and_other_parts_refused():
+    from node.api import OpenAIRequestError, _chat_request
+
+    request = {
+        "model": "flurry",
+        "messages": [
+            {"role": "developer", "content": [{"type": "text", "text": "Be brief."}]},
+            {"role": "user", "content": [{"type": "text", "text": "Say hello."}, {"type": "text", "text": "Then stop."}]},
+        ],
+    }
+    chat = _chat_request(json.dumps(request).encode())
+    # Text, as the model's chat template reads it; never a Python repr of the list.
+    assert chat.messages == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello.\nThen stop."}]
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    request["messages"][1]["content"].append(image)
+    with pytest.raises(OpenAIRequestError) as refused:
+        _chat_request(json.dumps(request).encode())
+    assert refused.value.status == 400 and refused.value.param == "messages[1].content[2].type"
+    assert "image_url" in refused.value.detail and "text only" in refused.value.detail
+
+
+def test_openai_client_content_arrays_finish_reasons_and_usage(served, node):
+    token = node.tokens.create("v1-shapes", {"chat"})
+    client = openai.OpenAI(base_url=served.url + "/v1", api_key=token, max_retries=0)
+    try:
+        parts = [{"type": "text", "text": "Count from one to fifty, in words,"}, {"type": "text", "text": "separated by commas."}]
+        cut = client.chat.completions.create(model="flurry", messages=[{"role": "user", "content": parts}], max_tokens=3, temperature=0)
+        # (usage counts what llama.cpp evaluated: the last token of a cut answer is not, so it may say one less)
+        assert cut.choices[0].finish_reason == "length" and 2 <= cut.usage.completion_tokens <= 3
+        assert cut.choices[0].message.content  # the array was read: the model answered it
+
+        short = client.chat.completions.create(model="flurry", messages=[{"role": "user", "content": "Say hi."}], max_tokens=200, temperature=0)
+        assert short.choices[0].finish_reason == ("length" if short.usage.completion_tokens >= 200 else "stop")
+
+        chunks = list(client.chat.completions.create(
+            model="flurry", messages=[{"role": "user", "content": parts}], max_tokens=4, stream=True,
+            stream_options={"include_usage": True},
+        ))
+        finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+        assert finishes == ["length"]
+        # The last chunk has no choices and the usage; every other chunk says usage null.
+        assert chunks[-1].choices == [] and 3 <= chunks[-1].usage.completion_tokens <= 4 and chunks[-1].usage.prompt_tokens >= 0
+        assert all(c.usage is None for c in chunks[:-1])
+
+        plain = list(client.chat.completions.create(
+            model="flurry", messages=[{"role": "user", "content": parts}], max_tokens=4, stream=True
+        ))
+        assert all(c.usage is None and c.choices for c in plain)
+        assert plain[-1].choices[0].finish_reason == "length"
+    finally:
+        node.tokens.revoke("v1-shapes")
+
+
+def test_openai_errors_come_in_openai_shape_on_v1_only(served, node, owner):
+    token = node.tokens.create("v1-errors", {"chat"})
+    client = openai.OpenAI(base_url=served.url + "/v1", api_key=token, max_retries=0)
+    try:
+        image = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model="flurry", messages=[{"role": "user", "content": image}])
+        error = refused.value
+        assert (error.type, error.param, error.code) == ("invalid_request_error", "messages[0].content[0].type", "unsupported_content_type")
+        assert "text only" in error.body["message"]
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model="flurry", messages=[])
+        assert refused.value.param == "messages" and refused.value.type == "invalid_request_error"
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model="flurry", messages=[{"role": "user", "content": "hi"}], max_tokens=100_000)
+        assert refused.value.param == "max_tokens"
+
+        with pytest.raises(openai.AuthenticationError) as refused:
+            openai.OpenAI(base_url=served.url + "/v1", api_key="flurry_wrong", max_retries=0).models.list()
+        assert refused.value.code == "invalid_api_key" and refused.value.body["message"]
+        reader = node.tokens.create("v1-reader", {"ask"})
+        with pytest.raises(openai.PermissionDeniedError) as refused:
+            openai.OpenAI(base_url=served.url + "/v1", api_key=reader, max_retries=0).chat.completions.create(
+                model="flurry", messages=[{"role": "user", "content": "hi"}]
+            )
+        assert refused.value.type == "permission_error"
+        node.tokens.revoke("v1-reader")
+        with pytest.raises(openai.NotFoundError) as refused:
+            client.completions.create(model="flurry", prompt="hi")  # not served here
+        assert refused.value.type == "invalid_request_error"
+
+        raw = httpx.post(served.url + "/v1/chat/completions", content=b"not json", headers={"Authorization": f"Bearer {token}"})
+        assert raw.status_code == 400 and raw.headers["content-type"] == "application/json"
+        assert set(raw.json()) == {"error"} and set(raw.json()["error"]) == {"message", "type", "param", "code"}
+    finally:
+        node.tokens.revoke("v1-errors")
+    # The rest of the API keeps RFC 9457 problems.
+    refused = owner.post("/api/ask", content=b"not json", headers={"content-type": "application/json"})
+    assert refused.status_code == 400 and refused.headers["content-type"] == "application/problem+json"
+    assert httpx.get(served.url + "/api/nothing-here").json() == {"detail": "Not Found"}
+
+
+def test_a_model_failing_mid_stream_is_reported_in_band_as_openai_does(served, node, monkeypatch):
+    class Failing:
+        """Stands in for the chat model (what is tested is the stream, not the model): one piece, then a crash."""
+
+        last_finish_reason, last_prompt_tokens_read, last_tokens_generated = None, 0, 0
+
+        def stream(self, messages, **options):
+            yield "Hel"
+            raise RuntimeError("the GPU fell off")
+
+    monkeypatch.setattr(node, "_chat_model", Failing())
+    token = node.tokens.create("v1-failing", {"chat"})
+    try:
+        client = openai.OpenAI(base_url=served.url + "/v1", api_key=token, max_retries=0)
+        pieces = []
+        with pytest.raises(openai.APIError) as failed:
+            for chunk in client.chat.completions.create(model="flurry", messages=[{"role": "user", "content": "hi"}], stream=True):
+                pieces += [chunk.choices[0].delta.content] if chunk.choices and chunk.choices[0].delta.content else []
+        assert pieces == ["Hel"] and failed.value.type == "server_error" and "GPU" not in str(failed.value.body)
+    finally:
+        node.tokens.revoke("v1-failing")

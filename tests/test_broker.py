@@ -48,7 +48,8 @@ def skill():
     return Skill(
         manifest={
             "name": "probe", "version": "0.1.0", "description": "Tries every capability.",
-            "permissions": ["vault.read:tags=travel", "http:host=127.0.0.1", "notes.write", "peers.send", "owner.ask"],
+            "permissions": ["vault.read:tags=travel", "http:host=127.0.0.1", "http:origin=http://127.0.0.1:PORT",
+                            "http:origin=http://api.example.com:PORT", "notes.write", "peers.send", "owner.ask"],
             "tools": [
                 {"name": "search", "description": "search", "parameters": {"type": "object", "required": ["query"],
                  "properties": {"query": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}}}},
@@ -99,15 +100,21 @@ class Internet:
         self.server.shutdown()
 
 
+def probe(port: int = 8080) -> str:
+    """The probe skill's source, asking for grants on ``port`` (the loopback Internet's)."""
+    return PROBE.replace("PORT", str(port))
+
+
 def _call(node: Node, skill: str, tool: str, arguments: dict) -> dict:
     return json.loads(node._skill_process(skill).call_tool(tool, arguments))
 
 
 def test_a_skill_gets_what_was_granted_and_nothing_more(node, tmp_path):
-    wheel = make_wheel(tmp_path, "probe", "probe_skill", PROBE)
-    node.skills.install(wheel)
-    node.skills.approve("probe", ["vault.read:tags=travel", "http:host=127.0.0.1"])  # not notes.write, not peers.send
     internet = Internet()
+    loopback = f"http:origin=http://127.0.0.1:{internet.port}"  # the owner names the address itself
+    wheel = make_wheel(tmp_path, "probe", "probe_skill", probe(internet.port))
+    node.skills.install(wheel)
+    node.skills.approve("probe", ["vault.read:tags=travel", loopback])  # not notes.write, not peers.send
     try:
         # Searching: only documents with the granted tag, whatever the question.
         found = _call(node, "probe", "search", {"query": "Which airline are the Lisbon flights booked with?"})["ok"]
@@ -131,17 +138,17 @@ def test_a_skill_gets_what_was_granted_and_nothing_more(node, tmp_path):
         headers = {k.lower(): v for k, v in internet.requests[-1]["headers"].items()}
         assert "signature" in headers and "flurry-agent" in headers["signature-input"]
         assert node.keys.owner_did in headers["flurry-agent"]
-        other = _call(node, "probe", "fetch", {"url": "http://example.org/"})
+        other = _call(node, "probe", "fetch", {"url": "https://example.org/"})
         assert other["refused"] == "CapabilityDenied" and "http:host=example.org" in other["why"]
         assert len(internet.requests) == 1
         audited = [e for e in node.audit.entries() if e.action == "skill.http"]
         assert audited[-1].details == {"skill": "probe", "method": "GET", "url": f"http://127.0.0.1:{internet.port}/weather", "status": 200}
 
         # Granting takes effect on the next call, and so does a revocation: no restart needed.
-        node.skills.approve("probe", ["vault.read:tags=travel", "http:host=127.0.0.1", "peers.send"])
+        node.skills.approve("probe", ["vault.read:tags=travel", loopback, "peers.send"])
         unknown_peer = _call(node, "probe", "peer", {"text": "hello"})
         assert unknown_peer["refused"] == "CapabilityFailed" and "no pinned peer 'nobody'" in unknown_peer["why"]
-        node.skills.revoke("probe", "http:host=127.0.0.1")
+        node.skills.revoke("probe", loopback)
         revoked = _call(node, "probe", "fetch", {"url": f"http://127.0.0.1:{internet.port}/weather"})
         assert revoked["refused"] == "CapabilityDenied" and len(internet.requests) == 1
     finally:
@@ -150,10 +157,53 @@ def test_a_skill_gets_what_was_granted_and_nothing_more(node, tmp_path):
         node.skills.remove("probe")
 
 
+def test_http_grants_name_one_origin_and_no_private_address(node, tmp_path):
+    """Issue 12, item 9: `http:host=H` allowed any port and scheme of H, and any address H
+    resolved to. Now it is https://H:443; another origin must be named whole; and a name that
+    resolves to a loopback, private or link-local address is refused (only a grant naming the
+    address reaches it). The DNS here is the test's (the edge of the world): it answers
+    api.example.com with the loopback address the node itself listens on."""
+    internet = Internet()
+    port = internet.port
+    node.skills.install(make_wheel(tmp_path, "probe", "probe_skill", probe(port)))
+    node.skills.approve("probe", ["http:host=127.0.0.1", f"http:origin=http://api.example.com:{port}"])
+    broker = node._skill_broker()
+    answers = {"api.example.com": ["127.0.0.1"]}
+    system_resolver, broker.resolve = broker.resolve, lambda host, _port: answers[host]
+    try:
+        # http:host=127.0.0.1 is https on 443: not plain http, not another port.
+        plain = _call(node, "probe", "fetch", {"url": f"http://127.0.0.1:{port}/weather"})
+        assert plain["refused"] == "CapabilityDenied" and f"http:origin=http://127.0.0.1:{port}" in plain["why"]
+        other_port = _call(node, "probe", "fetch", {"url": f"https://127.0.0.1:{port}/weather"})
+        assert other_port["refused"] == "CapabilityDenied" and f"http:host=127.0.0.1:{port}" in other_port["why"]
+        # A granted name that resolves to loopback (or to a mix with one private address).
+        for resolved in (["127.0.0.1"], ["93.184.216.34", "10.0.0.8"], ["::ffff:127.0.0.1"], ["169.254.169.254"]):
+            answers["api.example.com"] = resolved
+            rebound = _call(node, "probe", "fetch", {"url": f"http://api.example.com:{port}/weather"})
+            assert rebound["refused"] == "CapabilityDenied" and "not a public address" in rebound["why"], resolved
+        assert internet.requests == []  # the listener never heard a thing
+
+        # The node connects to the address the broker checked, and to no other: here (only the
+        # node's side, called directly) the pinned address is the loopback Internet, and the
+        # name it was given never reaches a resolver; the Host header still names it.
+        from node.skill_capabilities import SkillCapabilities
+
+        fetched = SkillCapabilities(node).http_request("probe", "GET", f"http://api.example.com:{port}/pinned", None,
+                                                       address="127.0.0.1")
+        assert fetched["status"] == 200
+        assert internet.requests[-1]["path"] == "/pinned"
+        assert internet.requests[-1]["headers"]["Host"] == f"api.example.com:{port}"
+    finally:
+        broker.resolve = system_resolver
+        internet.close()
+        node.stop_skill("probe")
+        node.skills.remove("probe")
+
+
 def test_a_skill_question_waits_for_the_owner(node, tmp_path):
     """owner.ask: at the terminal when the command line is asking, else a pending approval
     that the TUI or `flurry approvals` answers (here: a second thread, as the owner)."""
-    node.skills.install(make_wheel(tmp_path, "probe", "probe_skill", PROBE))
+    node.skills.install(make_wheel(tmp_path, "probe", "probe_skill", probe()))
     node.skills.approve("probe", ["owner.ask"])
     try:
         for decision in (True, False):

@@ -139,7 +139,7 @@ def test_post_with_slug_non_rdf_as_stored_and_delete(served, owner):
     owner.put("/pod/latin1", content="café".encode("latin-1"), headers={"Content-Type": "text/plain; charset=iso-8859-1"})
     assert owner.get("/pod/latin1").headers["Content-Type"] == "text/plain; charset=iso-8859-1"
     assert owner.get("/pod/latin1").text == "café"
-    assert owner.delete("/pod/").status_code == 409
+    assert owner.delete("/pod/").status_code == 405  # the storage root is never deleted (Solid Protocol, "Deleting Resources")
 
 
 def test_bad_requests_are_clear_problems(served, owner):
@@ -167,7 +167,7 @@ def test_bad_requests_are_clear_problems(served, owner):
     problem(owner.put("/pod/%FF", content=b"x", headers={"Content-Type": "text/plain"}), 400, "UTF-8")
     problem(owner.put("/pod/big", content=b"x" * (MAX_RESOURCE_BYTES + 1), headers={"Content-Type": "text/plain"}), 413, "at most")
     problem(owner.post("/pod/none/", content=b"x", headers={"Content-Type": "text/plain"}), 404, "no container")
-    problem(owner.request("PATCH", "/pod/x", content=b"x", headers={"Content-Type": "text/n3"}), 405, "PUT the whole")
+    problem(owner.request("PATCH", "/pod/x", content=b"x", headers={"Content-Type": "text/n3"}), 400, "not valid text/n3")
     # A resource and a container may not share a name.
     owner.put("/pod/clash", content=b"x", headers={"Content-Type": "text/plain"})
     problem(owner.put("/pod/clash/", headers={"Content-Type": "text/turtle"}), 409, "resource")
@@ -204,7 +204,8 @@ def test_head_and_options_headers(served, owner):
     assert head.headers["ETag"]
     options = httpx.options(f"{served.url}/pod/contacts/x")  # unsigned: Solid apps ask before they sign
     assert options.status_code == 204
-    assert options.headers["Allow"] == "GET, HEAD, OPTIONS, PUT, DELETE"
+    assert options.headers["Allow"] == "GET, HEAD, OPTIONS, PUT, PATCH, DELETE"
+    assert options.headers["Accept-Patch"] == "text/n3"
     assert "text/turtle" in options.headers["Accept-Put"]
     assert options.headers["WAC-Allow"] == 'user="",public=""'
 
@@ -428,3 +429,150 @@ def test_a_write_of_several_records_is_all_or_none(tmp_path):
         assert [key for key, _ in vault.records("pod")] == ["/pod/b"]
     finally:
         vault.close()
+
+
+# --- Solid Protocol MUSTs: N3 Patch, CORS, the storage ---------------------------------------------
+
+SOLID = Namespace("http://www.w3.org/ns/solid/terms#")
+EX = Namespace("http://example.org/terms#")
+PATCH_PREFIXES = "@prefix solid: <http://www.w3.org/ns/solid/terms#>. @prefix ex: <http://example.org/terms#>.\n"
+
+
+def _n3_patch(client: httpx.Client, path: str, body: str, **headers) -> httpx.Response:
+    return client.request("PATCH", path, content=PATCH_PREFIXES + body, headers={"Content-Type": "text/n3", **headers})
+
+
+def test_n3_patch_applies_where_deletes_and_inserts(served, owner):
+    """Solid Protocol, "N3 Patch": an N3 Patch changes an RDF document; 409 when it does not apply,
+    422 when it is not a patch the protocol allows, 400 when it is not N3 at all."""
+    url = f"{served.url}/pod/people/ana"
+    doc = '@prefix ex: <http://example.org/terms#>. <#ana> ex:familyName "Silva"; ex:givenName "Ana". <#rui> ex:familyName "Costa".'
+    assert owner.put("/pod/people/ana", content=doc, headers={"Content-Type": "text/turtle"}).status_code == 201
+    assert owner.head("/pod/people/ana").headers["Accept-Patch"] == "text/n3"
+
+    rename = '_:p a solid:InsertDeletePatch; solid:where { ?who ex:familyName "Silva". };\n' \
+             '  solid:deletes { ?who ex:givenName "Ana". }; solid:inserts { ?who ex:givenName "Ana Maria". }.'
+    patched = _n3_patch(owner, "/pod/people/ana", rename)
+    assert patched.status_code == 204, patched.text
+    graph = turtle(owner.get("/pod/people/ana").text, url)
+    assert graph.value(URIRef(url + "#ana"), EX.givenName) == Literal("Ana Maria")
+    assert (URIRef(url + "#ana"), EX.givenName, Literal("Ana")) not in graph
+    assert len(graph) == 3 and patched.headers["ETag"] == owner.head("/pod/people/ana").headers["ETag"]
+
+    def refused(body: str, status: int, words: str, **headers) -> None:
+        before = owner.get("/pod/people/ana").text
+        response = _n3_patch(owner, "/pod/people/ana", body, **headers)
+        assert response.status_code == status, response.text
+        assert words in response.json()["detail"], response.json()
+        assert owner.get("/pod/people/ana").text == before  # nothing was changed
+
+    refused(rename, 409, "not in the document")  # "Ana" is gone: the deletion does not match
+    refused('_:p a solid:InsertDeletePatch; solid:where { ?who ex:familyName ?name. }; solid:inserts { ?who ex:seen true. }.', 409, "more than one")
+    refused('_:p a solid:InsertDeletePatch; solid:where { ?who ex:familyName "Nobody". }; solid:inserts { ?who ex:seen true. }.', 409, "matches no")
+    refused("_:p a solid:InsertDeletePatch; solid:inserts { ?who ex:seen true. }.", 422, "does not bind")
+    refused("_:p a solid:InsertDeletePatch; solid:inserts { _:b ex:seen true. }.", 422, "blank nodes")
+    refused("_:p solid:inserts { <#a> ex:seen true. }.", 422, "solid:InsertDeletePatch")
+    refused("_:p a solid:InsertDeletePatch; solid:inserts { <#a> ex:b { <#c> ex:d <#e> } }.", 422, "nested")
+    refused("_:p a solid:InsertDeletePatch; solid:inserts { <#a> ex:seen true", 400, "not valid text/n3")
+    # Attacks: formulae nested past any parser's depth, and a where clause that joins without end.
+    refused("_:p a solid:InsertDeletePatch; solid:inserts " + "{ <#a> ex:b " * 20_000 + "}", 400, "not valid text/n3")
+    cross = " ".join(f"?s{i} ?p{i} ?o{i}." for i in range(12))
+    refused(f"_:p a solid:InsertDeletePatch; solid:where {{ {cross} }}; solid:inserts {{ ?s0 ex:seen true. }}.", 422, "too broad")
+    refused('_:p a solid:InsertDeletePatch; solid:inserts { <#a> ex:seen true. }.', 412, "If-Match", **{"If-Match": '"stale"'})
+    sparql = owner.request("PATCH", "/pod/people/ana", content=b"INSERT DATA { <#a> <#b> <#c> }", headers={"Content-Type": "application/sparql-update"})
+    assert sparql.status_code == 415 and sparql.headers["Accept-Patch"] == "text/n3"
+
+    # A patch to nothing yet creates it as Turtle, in a container made on the way.
+    made = _n3_patch(owner, "/pod/people/new/bea", "_:p a solid:InsertDeletePatch; solid:inserts { <#bea> ex:givenName \"Bea\". }.")
+    assert made.status_code == 201 and made.headers["Location"] == f"{served.url}/pod/people/new/bea"
+    got = owner.get("/pod/people/new/bea")
+    assert got.headers["Content-Type"].startswith("text/turtle")
+    assert turtle(got.text, f"{served.url}/pod/people/new/bea").value(URIRef(f"{served.url}/pod/people/new/bea#bea"), EX.givenName) == Literal("Bea")
+    # JSON-LD stays JSON-LD; other resources and containers are not patched.
+    owner.put("/pod/people/j", content=json.dumps({"@id": "#j", "http://example.org/terms#n": 1}), headers={"Content-Type": "application/ld+json"})
+    assert _n3_patch(owner, "/pod/people/j", "_:p a solid:InsertDeletePatch; solid:inserts { <#j> ex:m 2. }.").status_code == 204
+    assert owner.get("/pod/people/j").headers["Content-Type"].startswith("application/ld+json")
+    owner.put("/pod/people/photo", content=b"\x89PNG", headers={"Content-Type": "image/png"})
+    assert _n3_patch(owner, "/pod/people/photo", "_:p a solid:InsertDeletePatch; solid:inserts { <#a> ex:b 1. }.").status_code == 409
+    assert "Accept-Patch" not in owner.head("/pod/people/photo").headers
+    container = _n3_patch(owner, "/pod/people/", "_:p a solid:InsertDeletePatch; solid:inserts { <#a> ex:b 1. }.")
+    assert container.status_code == 405 and "PATCH" not in container.headers["Allow"]
+
+
+def test_n3_patch_needs_append_to_insert_and_read_write_to_delete(served, owner, node):
+    """Solid Protocol, "N3 Patch": insertions are an Append, deletions a Read and Write, conditions a Read."""
+    appender, editor = Agent(), Agent()
+    owner.put("/pod/board/", headers={"Content-Type": "text/turtle"})
+    owner.put("/pod/board/notes", content="<#n1> <http://example.org/terms#text> 'one' .", headers={"Content-Type": "text/turtle"})
+    node.grants.set_pod_modes(appender.did, "/pod/board/", {"append"})
+    node.grants.set_pod_modes(editor.did, "/pod/board/", {"read", "write"})
+    insert = '_:p a solid:InsertDeletePatch; solid:inserts { <#n2> ex:text "two". }.'
+    delete = '_:p a solid:InsertDeletePatch; solid:deletes { <#n1> <http://example.org/terms#text> "one". }.'
+    where = '_:p a solid:InsertDeletePatch; solid:where { ?n ex:text "two". }; solid:inserts { ?n ex:seen true. }.'
+    with appender.client(served.url) as client:
+        assert _n3_patch(client, "/pod/board/notes", insert).status_code == 204
+        assert _n3_patch(client, "/pod/board/notes", delete).status_code == 403
+        assert _n3_patch(client, "/pod/board/notes", where).status_code == 403  # a condition reads
+        assert _n3_patch(client, "/pod/board/other", insert).status_code == 201  # appending a member
+    with editor.client(served.url) as client:
+        assert _n3_patch(client, "/pod/board/notes", delete).status_code == 204
+        assert _n3_patch(client, "/pod/board/notes", where).status_code == 204
+    with Agent().client(served.url) as stranger:
+        assert _n3_patch(stranger, "/pod/board/notes", insert).status_code == 403
+    unsigned = httpx.request("PATCH", f"{served.url}/pod/board/notes", content=PATCH_PREFIXES + insert, headers={"Content-Type": "text/n3"})
+    assert unsigned.status_code == 401
+    graph = turtle(owner.get("/pod/board/notes").text, f"{served.url}/pod/board/notes")
+    assert {str(o) for o in graph.objects(None, EX.text)} == {"two"} and len(graph) == 2
+
+
+def test_cors_for_solid_apps_in_a_browser(served, owner, node):
+    """Solid Protocol, "Cross-Origin Resource Sharing": the Origin echoed, every header readable, preflight answered unsigned."""
+    origin = "https://app.example"
+    preflight = httpx.options(f"{served.url}/pod/contacts/ana", headers={
+        "Origin": origin, "Access-Control-Request-Method": "PATCH",
+        "Access-Control-Request-Headers": "content-type, signature, signature-input, content-digest, if-match",
+    })
+    assert preflight.status_code == 204 and preflight.content == b"", preflight.text
+    assert preflight.headers["Access-Control-Allow-Origin"] == origin
+    assert "PATCH" in preflight.headers["Access-Control-Allow-Methods"] and "DELETE" in preflight.headers["Access-Control-Allow-Methods"]
+    allowed = {h.strip() for h in preflight.headers["Access-Control-Allow-Headers"].split(",")}
+    assert {"signature", "signature-input", "content-digest", "if-match"} <= allowed
+    assert "Origin" in preflight.headers["Vary"]
+
+    owner.put("/pod/cors/", headers={"Content-Type": "text/turtle"})
+    node.grants.set_public_modes("/pod/cors/", {"read"})
+    read = httpx.get(f"{served.url}/pod/cors/", headers={"Origin": origin})
+    assert read.status_code == 200 and read.headers["Access-Control-Allow-Origin"] == origin
+    exposed = {h.strip().lower() for h in read.headers["Access-Control-Expose-Headers"].split(",")}
+    assert {"link", "etag", "wac-allow", "accept-patch", "accept-post", "allow", "location", "www-authenticate"} <= exposed
+    assert "Origin" in read.headers["Vary"]
+    # CORS decides nothing: a refusal stays a refusal, readable by the app.
+    refused = httpx.get(f"{served.url}/pod/contacts/", headers={"Origin": origin})
+    assert refused.status_code == 401 and refused.headers["Access-Control-Allow-Origin"] == origin
+    # The rest of the API is not opened to web pages.
+    assert "Access-Control-Allow-Origin" not in httpx.get(f"{served.url}/healthz", headers={"Origin": origin}).headers
+
+
+def test_the_root_container_is_the_storage_and_describes_itself(served, owner):
+    """Solid Protocol, "Storage" and "Deleting Resources": pim:Storage, the storage description, no DELETE of the root."""
+    described = f'<{served.url}/.well-known/solid>; rel="{SOLID}storageDescription"'
+    root = owner.head("/pod/")
+    assert f'<{PIM}Storage>; rel="type"' in root.headers["Link"] and described in root.headers["Link"]
+    assert f'<{served.url}/profile/card#me>; rel="{SOLID}owner"' in root.headers["Link"]
+    assert "DELETE" not in root.headers["Allow"]
+    options = httpx.options(f"{served.url}/pod/")
+    assert "DELETE" not in options.headers["Allow"] and described in options.headers["Link"]
+    deleted = owner.delete("/pod/")
+    assert deleted.status_code == 405 and "DELETE" not in deleted.headers["Allow"]
+    owner.put("/pod/inner/", headers={"Content-Type": "text/turtle"})
+    inner = owner.head("/pod/inner/")
+    assert described in inner.headers["Link"] and "Storage" not in inner.headers["Link"] and "DELETE" in inner.headers["Allow"]
+
+    description = httpx.get(f"{served.url}/.well-known/solid", headers={"Accept": "text/turtle", "Origin": "https://app.example"})
+    assert description.status_code == 200 and description.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    graph = turtle(description.text, f"{served.url}/.well-known/solid")
+    storage = URIRef(f"{served.url}/pod/")
+    assert (storage, RDF.type, PIM.Storage) in graph
+    assert graph.value(storage, SOLID.owner) == URIRef(f"{served.url}/profile/card#me")
+    as_json = httpx.get(f"{served.url}/.well-known/solid", headers={"Accept": "application/ld+json"})
+    assert isomorphic(Graph().parse(data=as_json.text, format="json-ld"), graph)

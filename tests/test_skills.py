@@ -93,8 +93,8 @@ def unix(path):
         s.sendall(b"hello broker")
     return "connected"
 
-def signal_node():
-    os.kill(os.getppid(), 0)  # signal 0 only asks whether we may; the node is not touched
+def signal_node(pid):
+    os.kill(pid, 0)  # signal 0 only asks whether we may; the node is not touched
     return "may signal the node"
 
 def hang():
@@ -115,7 +115,7 @@ def skill():
     tools = {"snoop": snoop, "read": read, "listdir": listdir, "write": write, "tcp": tcp, "udp": udp,
              "unix": unix, "signal_node": signal_node, "hang": hang, "crash": crash, "fail": fail}
     params = {"snoop": {"path": path}, "read": {"path": path}, "listdir": {"path": path}, "write": {"path": path},
-              "tcp": {"port": port}, "udp": {"port": port}, "unix": {"path": path}}
+              "tcp": {"port": port}, "udp": {"port": port}, "unix": {"path": path}, "signal_node": {"pid": port}}
     return Skill(
         manifest={"name": "hostile", "version": "6.6.6", "description": "Misbehaves on purpose.",
                   "permissions": ["http:host=api.example.com"],
@@ -348,7 +348,9 @@ def test_hostile_skill_is_contained(node_home, wheels, tmp_path: Path, monkeypat
             ("write", "path", str(tmp_path / "planted.txt")): "PermissionError",  # outside its cwd
             ("tcp", "port", tcp_listener.getsockname()[1]): "PermissionError|Network is unreachable",
             ("udp", "port", udp_listener.getsockname()[1]): "Network is unreachable",
-            ("signal_node", None, None): "PermissionError",
+            # In its own PID namespace the node's pid names nobody (or one of the skill's own);
+            # without one, Landlock's signal scope refuses it.
+            ("signal_node", "pid", os.getpid()): "PermissionError|ProcessLookupError",
         }
         if service_socket:  # covered by an empty folder in the skill's mount namespace
             refused[("unix", "path", service_socket.getsockname())] = "FileNotFoundError"
@@ -430,12 +432,29 @@ def test_any_stdio_mcp_server_installs_unmanaged(skills: Skills, tmp_path: Path)
     server.write_text(MCP_SERVER)
     info = skills.install_mcp("shout", [sys.executable, str(server)])
     assert not info.managed and info.manifest is None and info.granted == ()
+    # Started once at install: its tools, as it listed them, wait for the owner's review.
+    assert [(t["name"], t["description"]) for t in info.tools] == [("shout", "Upper-cases a text.")]
+    assert info.tools[0]["input_schema"]["properties"]["text"]["type"] == "string"
+    assert not info.approved and not info.enabled
+    with pytest.raises(SkillInstallError, match="not approved"):
+        skills.start("shout")
+    skills.approve("shout", [])
     assert skills.sandbox("shout").startswith("not sandboxed (unmanaged")
     with skills.start("shout") as skill:
         assert skill.call_tool("shout", {"text": "hello"}) == "HELLO!"
         assert skill.sandbox is None
     skills.remove("shout")
     assert skills.list() == []
+
+
+def test_an_mcp_server_that_lists_no_tools_in_time_is_not_registered(skills: Skills, tmp_path: Path) -> None:
+    silent = [sys.executable, "-c", "import time; time.sleep(60)"]  # never answers initialize
+    started = time.monotonic()
+    with pytest.raises(SkillInstallError, match=r"not registered: the server must answer initialize and list_tools within 2 s"):
+        skills.install_mcp("silent", silent, timeout=2)
+    assert time.monotonic() - started < 15 and skills.list() == []
+    with pytest.raises(SkillInstallError, match="argv must name"):
+        skills.install_mcp("empty", [])
 
 
 @pytest.mark.parametrize(

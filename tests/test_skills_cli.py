@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 
-from test_skills import LANDLOCK_ABI, make_wheel
+import sys
+
+from test_skills import LANDLOCK_ABI, MCP_SERVER, make_wheel
 
 NOTES_SKILL = '''
 from skills.sdk import Skill
@@ -101,3 +103,25 @@ def test_skills_and_tool_calls_through_the_running_node(flurry, tmp_path):
         assert missing.returncode == 1 and "no skill named 'nope'" in missing.stderr and "Traceback" not in missing.stderr
         flurry("skills", "remove", "notes")
         assert "no skills installed" in flurry("skills", "list").stdout
+
+
+def test_install_mcp_shows_the_tools_before_registering(flurry, tmp_path):
+    """`flurry skills install-mcp` starts the server once and shows what it offers: refused
+    (nobody at a terminal), nothing is registered; with --yes it is, tools and all."""
+    flurry("init")
+    server = tmp_path / "shout_server.py"
+    server.write_text(MCP_SERVER)
+    refused = flurry("skills", "install-mcp", "shout", "--", sys.executable, str(server), input="", check=False)
+    assert refused.returncode == 1 and "tool shout [ask]: Upper-cases a text." in refused.stdout
+    assert "not approved; shout was removed again" in refused.stderr
+    assert "no skills installed" in flurry("skills", "list").stdout
+
+    registered = flurry("skills", "install-mcp", "--yes", "shout", "--", sys.executable, str(server))
+    assert "tool shout [ask]: Upper-cases a text." in registered.stdout and "registered shout" in registered.stdout
+    assert "enabled (unmanaged MCP)" in flurry("skills", "list").stdout
+    assert "tool shout [ask]: Upper-cases a text." in flurry("skills", "info", "shout").stdout
+
+    silent = flurry("skills", "install-mcp", "--yes", "mute", "--", sys.executable, "-c", "import time; time.sleep(60)",
+                    check=False)
+    assert silent.returncode == 1 and "must answer initialize and list_tools within 10 s" in silent.stderr
+    assert "Traceback" not in silent.stderr and "mute" not in flurry("skills", "list").stdout
