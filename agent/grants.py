@@ -10,6 +10,7 @@ neither DIDs nor token names nor tokens reach the disk in the clear:
 - ``grant``  key = DID   → {did, allow, tags, quota, note, created_at, pod: {container: modes}}
 - ``pod-public`` key = "rules" → {container: modes}: what anyone may do in the pod (read only)
 - ``usage``  key = DID   → {times: [epoch seconds of recent authorised calls]}
+- ``pod-usage`` key = DID → {writes: [epoch seconds], bytes: [[epoch seconds, size]]}: recent pod writes
 - ``token``  key = hash  → {hash, name, allow, created_at}   (the token itself is never stored)
 
 Quota counting and token-name uniqueness are read-modify-writes guarded by an in-process
@@ -94,6 +95,12 @@ class Quota:
         return f"{self.count}/{self.per}"
 
 
+# What a peer may write to the pod unless its grant says otherwise: every write is stored,
+# sealed, and its text embedded in the background, so it costs the owner disk and model time.
+POD_WRITES = Quota(100, "hour")
+POD_BYTES = Quota(64 * 1024 * 1024, "day")   # counted in bytes
+
+
 @dataclass(frozen=True)
 class Grant:
     did: str
@@ -104,6 +111,9 @@ class Grant:
     created_at: float = field(default_factory=time.time)
     # Pod access in the style of Solid WAC: container path → modes (see `pod_modes`).
     pod: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Writes (PUT, POST, DELETE) to the pod, and bytes written, per window.
+    pod_writes: Quota = POD_WRITES
+    pod_bytes: Quota = POD_BYTES
 
     def __post_init__(self) -> None:
         if not isinstance(self.did, str) or not self.did.startswith("did:"):
@@ -129,6 +139,8 @@ class Grant:
             "note": self.note,
             "created_at": self.created_at,
             "pod": {container: sorted(modes) for container, modes in sorted(self.pod.items())},
+            "pod_writes": str(self.pod_writes),
+            "pod_bytes": str(self.pod_bytes),
         }
 
     @classmethod
@@ -141,6 +153,9 @@ class Grant:
             note=r["note"],
             created_at=r["created_at"],
             pod={c: frozenset(m) for c, m in (r.get("pod") or {}).items()},  # grants made before the pod have none
+            # grants made before pod quotas get the defaults
+            pod_writes=Quota.parse(r["pod_writes"]) if r.get("pod_writes") else POD_WRITES,
+            pod_bytes=Quota.parse(r["pod_bytes"]) if r.get("pod_bytes") else POD_BYTES,
         )
 
 
@@ -162,6 +177,7 @@ class Grants:
         """Withdraw the DID's grant; False if it had none."""
         with self._lock:
             self._vault.delete_record("usage", did)
+            self._vault.delete_record("pod-usage", did)
             return self._vault.delete_record("grant", did)
 
     def get(self, did: str) -> Grant | None:
@@ -245,6 +261,40 @@ class Grants:
         grant = self.get(did) if did is not None else None
         own = pod_modes(grant.pod, path) if grant is not None else frozenset()
         return PodAccess(own | public, public)
+
+    def use_pod_write(self, did: str | None, size: int, *, owner_did: str, now: float | None = None) -> None:
+        """Count one write of ``size`` bytes to the pod by ``did`` against its grant's pod
+        quotas; QuotaExceeded (nothing counted) when either is spent. The owner has none."""
+        if did == owner_did:
+            return
+        now = time.time() if now is None else now
+        with self._lock:
+            record = self._vault.get_record("grant", did) if did is not None else None
+            grant = Grant.from_record(record) if record is not None else None
+            writes_quota = grant.pod_writes if grant else POD_WRITES
+            bytes_quota = grant.pod_bytes if grant else POD_BYTES
+            usage = self._vault.get_record("pod-usage", did) or {"writes": [], "bytes": []}
+            writes = sorted(t for t in usage["writes"] if t > now - writes_quota.window)
+            sizes = sorted((t, n) for t, n in usage["bytes"] if t > now - bytes_quota.window)
+            if len(writes) >= writes_quota.count:
+                retry_after = max(writes[-writes_quota.count] + writes_quota.window - now, 0.0)
+                raise QuotaExceeded(f"{did} has used its pod quota of {writes_quota.count} writes per {writes_quota.per}; try again in {_duration(retry_after)}", retry_after)
+            over = sum(n for _, n in sizes) + size - bytes_quota.count
+            if over > 0:
+                if size > bytes_quota.count:  # waiting would not help
+                    raise QuotaExceeded(f"a write of {size} bytes is more than {did}'s whole pod quota of {bytes_quota.count} bytes per {bytes_quota.per}", bytes_quota.window)
+                freed, retry_after = 0, 0.0
+                for t, n in sizes:  # the oldest writes leave the window first
+                    freed += n
+                    retry_after = t + bytes_quota.window - now
+                    if freed >= over:
+                        break
+                raise QuotaExceeded(
+                    f"{did} has used its pod quota of {bytes_quota.count} bytes per {bytes_quota.per}; try again in {_duration(retry_after)}", max(retry_after, 0.0)
+                )
+            writes.append(now)
+            sizes.append((now, size))
+            self._vault.put_record("pod-usage", did, {"writes": writes[-writes_quota.count :], "bytes": [list(x) for x in sizes]})
 
     def _use_quota(self, did: str, quota: Quota, now: float) -> None:
         # A sliding window: the times of the last `count` calls within the window. Unlike a

@@ -5,6 +5,10 @@ text pieces; whoever submitted it reads the pieces from the job as they come. Th
 bounded: when ``max_waiting`` jobs already wait, ``submit`` raises ``QueueFull`` with a
 retry-after estimate, which the API turns into 503 + Retry-After. Cancelling a job (the
 client went away) removes it if it still waits, or stops its generation at the next piece.
+
+Background jobs (indexing what peers wrote to the pod) wait in a lane of their own and run
+only when no other job waits: a question never queues behind them for longer than the one
+background job that may be running, which their submitter keeps short (a batch of chunks).
 """
 
 from __future__ import annotations
@@ -85,6 +89,7 @@ class ModelQueue:
     def __init__(self, max_waiting: int = 8) -> None:
         self.max_waiting = max_waiting
         self._waiting: deque[Job] = deque()
+        self._background: deque[Job] = deque()
         self._running: Job | None = None
         self._lock = threading.Condition()
         self._average_seconds = 5.0   # a first guess, then a moving average of real jobs
@@ -92,14 +97,16 @@ class ModelQueue:
         self._worker = threading.Thread(target=self._serve, name="flurry-model", daemon=True)
         self._worker.start()
 
-    def submit(self, work: Work) -> Job:
+    def submit(self, work: Work, *, background: bool = False) -> Job:
+        """Queue ``work``; ``background`` work runs only when nothing else waits, and is not
+        counted against ``max_waiting`` (its submitters keep one job at a time)."""
         with self._lock:
             if self._closed:
                 raise QueueFull(retry_after=60)
-            if len(self._waiting) >= self.max_waiting:
+            if not background and len(self._waiting) >= self.max_waiting:
                 raise QueueFull(retry_after=self._retry_after())
             job = Job(work, self)
-            self._waiting.append(job)
+            (self._background if background else self._waiting).append(job)
             self._lock.notify()
             return job
 
@@ -107,23 +114,25 @@ class ModelQueue:
         with self._lock:
             if job is self._running:
                 return 0
-            try:
+            if job in self._waiting:
                 return self._waiting.index(job) + 1
-            except ValueError:
-                return -1
+            if job in self._background:
+                return len(self._waiting) + self._background.index(job) + 1
+            return -1
 
     def discard(self, job: Job) -> None:
         with self._lock:
-            if job in self._waiting:
-                self._waiting.remove(job)
-                job._pieces.put(_END)
-                job.error = JobCancelled("cancelled while waiting")
+            for lane in (self._waiting, self._background):
+                if job in lane:
+                    lane.remove(job)
+                    job.error = JobCancelled("cancelled while waiting")
+                    job._pieces.put(_END)
 
     @property
     def busy(self) -> bool:
         """A job runs or waits."""
         with self._lock:
-            return self._running is not None or bool(self._waiting)
+            return self._running is not None or bool(self._waiting) or bool(self._background)
 
     @property
     def waiting(self) -> int:
@@ -133,10 +142,11 @@ class ModelQueue:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            for job in self._waiting:
+            for job in (*self._waiting, *self._background):
                 job.error = JobCancelled("the node is shutting down")
                 job._pieces.put(_END)
             self._waiting.clear()
+            self._background.clear()
             self._lock.notify()
 
     def _retry_after(self) -> int:
@@ -145,14 +155,16 @@ class ModelQueue:
     def _serve(self) -> None:
         while True:
             with self._lock:
-                while not self._waiting and not self._closed:
+                while not self._waiting and not self._background and not self._closed:
                     self._lock.wait()
                 if self._closed and not self._waiting:
                     return
-                job = self._waiting.popleft()
+                background = not self._waiting
+                job = (self._background if background else self._waiting).popleft()
                 self._running = job
             started = time.monotonic()
             job._run()
             with self._lock:
                 self._running = None
-                self._average_seconds = 0.8 * self._average_seconds + 0.2 * (time.monotonic() - started)
+                if not background:  # what a question waits for; the retry-after estimate follows it
+                    self._average_seconds = 0.8 * self._average_seconds + 0.2 * (time.monotonic() - started)

@@ -217,7 +217,7 @@ def create_app(
     # --- other agents: the signed agent card and A2A tasks (node.a2a) ---------------------
 
     mount_a2a(app, node, signed_caller=signed_caller, authorize=authorize, submit=submit, public_origins=public_origins)
-    mount_pod(app, node, signed_caller=signed_caller, owner_only=owner_only, submit=submit,  # /pod/, /profile/card
+    mount_pod(app, node, signed_caller=signed_caller, owner_only=owner_only, model_queue=model_queue,  # /pod/, /profile/card
               nostr_pubkey=lambda: node.keys.nostr_public_key_hex)
 
     # --- asking the node ------------------------------------------------------------------

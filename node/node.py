@@ -41,6 +41,7 @@ from skills.host import SkillProcess
 from skills.registry import Skills
 from store.ingest import AddReport, Ingestor, Progress, absolute, belongs_to
 from store.pod_store import INDEX_TAG as POD_INDEX_TAG
+from store.pod_index import PodIndexer
 from store.pod_store import PodStore
 from store.retrieval import IndexSnapshotError, SearchIndexes
 from store.sealing import Sealer
@@ -105,7 +106,10 @@ class Node:
         # Set by the command line while the owner sits at its terminal; None under `flurry serve`.
         self.terminal_prompt: AskOwner | None = None
         self.nostr_wire = None  # the API's connection to the relays while `flurry serve` runs
-        self.pod = PodStore(self.vault, self._pod_ingestor)
+        # The pod's RDF resources are indexed, tagged "pod", by the indexer: in the writer's
+        # thread, unless `flurry serve` hands it the model queue's background lane.
+        self.pod_indexer = PodIndexer(self._pod_ingestor, lambda: self.embedder.embed)
+        self.pod = PodStore(self.vault, self.pod_indexer.changed)
 
     def _pod_ingestor(self) -> Ingestor:
         """Indexes the pod's RDF resources, tagged "pod"; the embedder first, as loading it may start new indexes."""

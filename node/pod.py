@@ -14,14 +14,18 @@
   a signature, as Solid clients expect of a profile or a bookmarks list.
 - /profile/card is the owner's WebID profile (identity.webid), public, Turtle or JSON-LD.
 
-Writes that touch RDF run on the model queue, because they embed the resource's text for the
-search indexes and the embedding model is not safe across threads.
+A write is stored and answered at once. Indexing an RDF resource's text for search embeds
+it, which must run on the model queue (the embedding model is not safe across threads): the
+pod's indexer (store.pod_index) does it in the queue's background lane, a small batch per
+job, within a budget per resource, so no writer can make a question wait. Peers' writes are
+counted against their grant's pod quotas (writes per hour, bytes per day): 429 + Retry-After.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import math
 import threading
 import urllib.parse
 from collections import OrderedDict
@@ -33,8 +37,8 @@ from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agent.grants import POD_MODES, InvalidGrant, PodAccess, pod_modes
-from agent.queue import Job, Work
+from agent.grants import POD_MODES, InvalidGrant, PodAccess, QuotaExceeded, pod_modes
+from agent.queue import ModelQueue
 from identity.did_key import InvalidDID
 from identity.webid import PROFILE_PATH, webid, webid_profile
 from node.node import Node
@@ -50,6 +54,7 @@ from store.pod_store import (
     NotFound,
     PodError,
     PreconditionFailed,
+    TooComplex,
     TooLarge,
     Unprocessable,
     check_path,
@@ -77,7 +82,8 @@ ACL_PREFIX = "/acl"                  # /acl/pod/contacts/ is the WAC document of
 OFFERED = [TURTLE, JSON_LD]          # what an RDF source can be read as
 ACCEPTED = f"{TURTLE}, {JSON_LD}, */*"
 STORAGE_DESCRIPTION_PATH = "/.well-known/solid"
-_STATUS = {InvalidPath: 400, InvalidBody: 400, NotFound: 404, Conflict: 409, PreconditionFailed: 412, TooLarge: 413, Unprocessable: 422}
+_STATUS = {InvalidPath: 400, InvalidBody: 400, NotFound: 404, Conflict: 409, PreconditionFailed: 412, TooLarge: 413, Unprocessable: 422,
+           TooComplex: 422}
 _TITLES = {400: "bad request", 404: "not found", 409: "conflict", 412: "precondition failed", 413: "too large", 422: "unprocessable patch"}
 # Percent-decoding a segment to one of these would change what the path means.
 _RESERVED_IN_SEGMENT = ("/",)
@@ -89,17 +95,29 @@ def mount_pod(
     *,
     signed_caller: Callable,
     owner_only: Callable[[str], None],
-    submit: Callable[[Work], Job],
+    model_queue: ModelQueue,
     nostr_pubkey: Callable[[], str | None] = lambda: None,
 ) -> None:
-    """Add /pod/…, /profile/card and the owner's /api/owner/pod routes to ``app``."""
+    """Add /pod/…, /profile/card and the owner's /api/owner/pod routes to ``app``; the pod's
+    indexing runs in ``model_queue``'s background lane from now on."""
 
     rendered = _Rendered()
     app.add_middleware(PodCORS)
 
+    def in_background(call: Callable[[], object]) -> object:
+        """``call`` as a background job on the model queue; what it returned (or raised)."""
+        result: list = []
+        job = model_queue.submit(lambda: (result.append(call()), iter(()))[1], background=True)
+        for _ in job:  # re-raises what the call raised, or JobCancelled when the node stops
+            pass
+        return result[0]
+
+    node.pod_indexer.run_model_work_with(in_background)
+
     def problem(error: PodError) -> Exception:
         status = next((s for kind, s in _STATUS.items() if isinstance(error, kind)), 400)
-        return _problem(status, _TITLES[status], str(error))
+        title = "too complex" if isinstance(error, TooComplex) else _TITLES[status]
+        return _problem(status, title, str(error))
 
     async def caller_or_none(request: Request) -> str | None:
         """The signed caller's DID; None when the request carries no signature at all (public
@@ -119,17 +137,12 @@ def mount_pod(
             raise _problem(401, "signature required", f"{path} is not public: sign the request (RFC 9421) with a DID that holds a grant")
         raise _problem(403, "not granted", f"{caller} may not {mode} {path}; its pod access here is: {' '.join(sorted(access.user)) or 'none'}")
 
-    async def on_queue(call: Callable[[], object]) -> object:
-        """Run ``call`` as a job on the model queue (it may embed) and return what it returned."""
-        result: list = []
-
-        def work():
-            result.append(call())
-            return iter(())
-
-        job = submit(work)  # 503 + Retry-After when the queue is full
-        await asyncio.to_thread(lambda: list(job))  # re-raises what the call raised
-        return result[0]
+    async def count_write(caller: str | None, size: int) -> None:
+        """Count a peer's write against its grant's pod quotas: 429 + Retry-After when spent."""
+        try:
+            await asyncio.to_thread(node.grants.use_pod_write, caller, size, owner_did=node.keys.owner_did)
+        except QuotaExceeded as e:
+            raise _problem(429, "quota exceeded", str(e), headers={"Retry-After": str(math.ceil(e.retry_after))}) from None
 
     # --- the pod -------------------------------------------------------------------------
 
@@ -175,13 +188,13 @@ def mount_pod(
         if path.endswith("/"):
             if body:
                 raise _problem(400, "bad request", "a container is created with an empty body; its members are what it holds")
+            await count_write(caller, 0)
             entry, created = await asyncio.to_thread(node.pod.make_container, path, if_none_match=if_none_match)
         else:
-            existing = None if missing else await asyncio.to_thread(node.pod.get, path)
+            await count_write(caller, len(body))
             stored_type = _stored_type(request, content_type)
             put = lambda: node.pod.put(path, body, stored_type, base=_url(base, path), if_match=if_match, if_none_match=if_none_match)
-            uses_model = content_type in RDF_TYPES or (existing is not None and existing.is_rdf)
-            entry, created = await on_queue(put) if uses_model else await asyncio.to_thread(put)
+            entry, created = await asyncio.to_thread(put)
         headers = {"ETag": entry.etag, "Location": _url(base, path), "WAC-Allow": access.header()}
         return Response(status_code=201 if created else 204, headers=headers)
 
@@ -199,11 +212,12 @@ def mount_pod(
         if await asyncio.to_thread(node.pod.get, path) is None:
             raise _problem(404, "not found", f"no container at {path}")
         slug = urllib.parse.unquote(request.headers.get("slug", ""))
+        await count_write(caller, len(body))
 
         def post() -> Entry:
             return node.pod.post(path, slug, body, _stored_type(request, content_type), base_of=lambda p: _url(base, p), as_container=as_container)
 
-        entry = await on_queue(post) if content_type in RDF_TYPES else await asyncio.to_thread(post)
+        entry = await asyncio.to_thread(post)
         return Response(status_code=201, headers={"Location": _url(base, entry.path), "ETag": entry.etag, "WAC-Allow": access.header()})
 
     async def _patch(request: Request, caller: str | None, path: str, access: PodAccess, base: str) -> Response:
@@ -232,7 +246,8 @@ def mount_pod(
         if missing:
             await _check_write(caller, path, access, missing)
         if_match = _etags(request.headers.get("if-match"))
-        entry, created = await on_queue(lambda: node.pod.patch(path, patch, base=_url(base, path), if_match=if_match))
+        await count_write(caller, len(body))
+        entry, created = await asyncio.to_thread(node.pod.patch, path, patch, base=_url(base, path), if_match=if_match)
         headers = {"ETag": entry.etag, "WAC-Allow": access.header()}
         if created:
             headers["Location"] = _url(base, path)
@@ -245,9 +260,8 @@ def mount_pod(
         refuse(caller, access, path, "write")
         parent = await asyncio.to_thread(node.grants.pod_access, caller, parent_of(path), owner_did=node.keys.owner_did)
         refuse(caller, parent, parent_of(path), "write")  # WAC: a member leaves its container by a write to it
-        existing = await asyncio.to_thread(node.pod.get, path)
-        delete = lambda: node.pod.delete(path, if_match=_etags(request.headers.get("if-match")))
-        await on_queue(delete) if existing is not None and existing.is_rdf and not existing.is_container else await asyncio.to_thread(delete)
+        await count_write(caller, 0)
+        await asyncio.to_thread(node.pod.delete, path, if_match=_etags(request.headers.get("if-match")))
         return Response(status_code=204)
 
     async def _check_write(caller: str | None, path: str, access: PodAccess, missing: list[str]) -> None:

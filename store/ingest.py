@@ -11,26 +11,27 @@ one document per message, each committed on its own, and last a small marker doc
 the file itself: a run killed in the middle of a big mbox resumes at the first message not
 yet stored, and only once every message is in does the file count as unchanged. The
 embedding function is handed in: the store knows nothing about models.
+
+Parsers read input someone else made, so they run in worker processes (store.parse_process)
+with a budget per file: a file not read in time (20 s, more for a large one) or whose text
+would be more than 20,000 chunks is skipped with the reason, and nothing of it is stored.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from store.chunking import chunk_with_headings
+from store import parse_process
+from store.parse_process import DEFAULT_BUDGET, Budget, OverBudget, Worker, chunks_of, parse_job, parse_within
 from store.parsers import Record, Section, Skip
 from store.parsers.registry import (
-    BY_SUFFIX,
-    MBOX,
     SUPPORTED,
     Parser,
     parser_for,
@@ -146,24 +147,6 @@ def parse(parser: Parser, content: bytes, name: str) -> list[Record] | Skip:
     return parser.run(content, name)
 
 
-def _parse_job(parser_key: str, content: bytes, name: str) -> list[Record] | Skip:
-    """``parse`` in a worker process: parsers are found again by key (lambdas do not pickle)."""
-    return parse(_PARSERS_BY_KEY[parser_key], content, name)
-
-
-_PARSERS_BY_KEY = {p.name: p for p in (*BY_SUFFIX.values(), MBOX)}
-
-
-def chunks_of(record: Record) -> list[tuple[str, dict]]:
-    """(text, citation metadata) of each chunk of a record, following its structure."""
-    out: list[tuple[str, dict]] = []
-    for section in record.sections:
-        for heading, piece in chunk_with_headings(section.text, markdown=section.markdown):
-            meta = {**section.meta, "heading": heading} if heading else dict(section.meta)
-            out.append((f"{section.context}\n{piece}" if section.context else piece, meta))
-    return out
-
-
 @dataclass
 class _Read:
     """A file read and checked, waiting for its parse."""
@@ -174,7 +157,8 @@ class _Read:
     content: bytes = b""
     mtime: float = 0.0
     outcome: str = ""            # set when nothing more is to be done: "unchanged" or "skipped"
-    parsed: list[Record] | Skip | Future | None = None
+    parsed: list[Record] | Skip | None = None
+    worker: Worker | None = None # the parser process reading it, until its result is taken
 
 
 class Ingestor:
@@ -186,16 +170,19 @@ class Ingestor:
         *,
         tags: tuple[str, ...] = (),
         index_batch: int = 256,
-        parse_workers: int = 0,
+        parse_workers: int = 1,
+        budget: Budget = DEFAULT_BUDGET,
     ) -> None:
         self._vault = vault
         self._tags = tags
         self._indexes = indexes
         self._embed = embed
         self._index_batch = index_batch
-        # Parsing in worker processes while this one embeds: see bench/bench_formats.py for
-        # whether it pays on a given machine (0: parse here, between embeddings).
+        # Parsers run in worker processes (store.parse_process), each file within ``budget``,
+        # while this process embeds the file before. 0 parses here, between embeddings, with
+        # the output budget but no time limit: only for input that is trusted (benchmarks).
         self._parse_workers = parse_workers
+        self._budget = budget
         self._pending: tuple[list[str], list[str], list[np.ndarray]] = ([], [], [])
         self._documents: list[Document] | None = None
 
@@ -238,30 +225,55 @@ class Ingestor:
             for path, shown, parser in files:
                 item = self._read(path, shown, parser)
                 if not item.outcome:
-                    item.parsed = parse(parser, item.content, path.name)
+                    item.parsed = parse_within(parser, item.content, path.name, self._budget.max_chunks)
                 yield item
             return
-        # Keep a few files parsing ahead of the one being embedded, in file order.
-        # forkserver: forking this process, which runs llama.cpp's threads, could copy a held lock.
-        with ProcessPoolExecutor(self._parse_workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
-            ahead: deque[_Read] = deque()
+        # Each worker reads one file while this process embeds the one before, in file order;
+        # a worker stopped for its budget is replaced by a fresh one.
+        idle: list[Worker] = []
+        spare = self._parse_workers  # started on the first file that needs one: none when all are unchanged
+        ahead: deque[_Read] = deque()
+        try:
             for path, shown, parser in files:
                 item = self._read(path, shown, parser)
+                ready = []
                 if not item.outcome:
-                    item.parsed = pool.submit(_parse_job, parser.name, item.content, path.name)
+                    if not idle and spare:
+                        idle.append(parse_process.take_worker())
+                        spare -= 1
+                    while not idle:  # every worker busy: the oldest results first, freeing theirs
+                        ready.append(self._finish(ahead.popleft(), idle))
+                    worker = idle.pop()
+                    try:
+                        worker.start(parse_job, parser.name, item.content, path.name, self._budget.max_chunks)
+                        item.worker = worker
+                    except RuntimeError as e:  # the worker did not start: this file is skipped, not the run
+                        item.parsed = Skip(str(e))
+                        idle.append(parse_process.take_worker())
                 ahead.append(item)
-                while len(ahead) > 2 * self._parse_workers:
-                    yield self._resolved(ahead.popleft())
+                yield from ready  # only now: the next file is already being read meanwhile
             while ahead:
-                yield self._resolved(ahead.popleft())
+                yield self._finish(ahead.popleft(), idle)
+        finally:
+            for item in ahead:  # the run was stopped: the files still being read are dropped
+                if item.worker is not None:
+                    item.worker.kill()
+            for worker in idle:
+                parse_process.give_back(worker)
 
-    @staticmethod
-    def _resolved(item: _Read) -> _Read:
-        if isinstance(item.parsed, Future):
-            try:
-                item.parsed = item.parsed.result()
-            except Exception as e:  # the worker died (out of memory, a crash inside a C library)
-                item.parsed = Skip(f"the parser failed ({type(e).__name__})")
+    def _finish(self, item: _Read, idle: list[Worker]) -> _Read:
+        """``item`` with its parse's result, or the reason it has none; its worker goes back
+        to ``idle`` (a fresh one if it was stopped)."""
+        worker, item.worker = item.worker, None
+        if worker is None:
+            return item
+        try:
+            item.parsed = worker.result(self._budget.seconds_for(len(item.content)))
+        except OverBudget as e:
+            item.parsed = Skip(str(e))
+        except Exception as e:  # the worker died (out of memory, a crash inside a C library)
+            item.parsed = Skip(f"the parser failed ({type(e).__name__})")
+        idle.append(worker if worker.alive else parse_process.take_worker())
         return item
 
     def _read(self, path: Path, shown: str, parser: Parser) -> _Read:
@@ -298,9 +310,10 @@ class Ingestor:
         (report.updated if outcome == "updated" else report.added).append(item.shown)
         return outcome
 
-    def add_text(self, shown: str, key: str, text: str, *, markdown: bool = False) -> AddReport:
+    def add_text(self, shown: str, key: str, text: str, *, markdown: bool = False, vectors: np.ndarray | None = None) -> AddReport:
         """Index ``text`` that is not a file (a pod resource's rendering, a note a skill wrote)
-        as the document ``key``, replacing the one stored under that key before."""
+        as the document ``key``, replacing the one stored under that key before. ``vectors``:
+        its chunks' embeddings, when they were computed already (in batches, in the background)."""
         report = AddReport()
         content = text.encode()
         record = Record([Section(text, markdown=markdown)], format="text")
@@ -310,7 +323,7 @@ class Ingestor:
         elif self._vault.is_unchanged(key, content, self._tags):
             report.unchanged.append(shown)
         else:
-            outcome = self._put(shown, key, content, time.time(), record, report)
+            outcome = self._put(shown, key, content, time.time(), record, report, vectors)
             (report.updated if outcome == "updated" else report.added).append(shown)
         self._flush()
         return report
@@ -345,9 +358,14 @@ class Ingestor:
         )
         return "updated" if before or result.removed_chunk_ids else "added"
 
-    def _put(self, shown: str, abs_path: str, content: bytes, mtime: float, record: Record, report: AddReport) -> str:
+    def _put(
+        self, shown: str, abs_path: str, content: bytes, mtime: float, record: Record, report: AddReport, vectors: np.ndarray | None = None
+    ) -> str:
         pieces = chunks_of(record)
-        vectors = self._embed([text for text, _ in pieces])
+        if vectors is None:
+            vectors = self._embed([text for text, _ in pieces])
+        if len(vectors) != len(pieces):
+            raise ValueError(f"{len(vectors)} embeddings for {len(pieces)} chunks")
         result = self._vault.put_document(
             path=shown,
             abs_path=abs_path,

@@ -7,11 +7,14 @@ type, ETag, size, times, a container's member names) and ``pod-body`` a resource
 A write changes the entry, the containers it creates on the way and its parent's member
 list in one vault transaction, so a crash never leaves a member its container does not list.
 
-RDF sources (Turtle, JSON-LD) are checked as they are written and kept as sent. Each is also
-rendered as plain text (store.rdf.graph_text) and indexed as a document tagged "pod", so that
-questions can draw on it; the document is replaced when the resource changes and removed
-when it goes. The indexing comes after the write: if the node dies in between, the resource
-is stored and the text index shows the older version until the resource is written again.
+RDF sources (Turtle, JSON-LD) are checked as they are written and kept as sent. Checking
+parses someone else's bytes, so it runs in a parser process (store.parse_process) within a
+time budget; a body not parsed within it is refused (TooComplex) and nothing is stored. Each
+is also rendered as plain text (store.rdf.graph_text) and handed to ``on_change``, which has
+it indexed as a document tagged "pod" (store.pod_index: in the background, within a budget),
+so that questions can draw on it; the document is replaced when the resource changes and
+removed when it goes. The indexing comes after the write: if the node dies in between, the
+resource is stored and the text index shows the older version until it is written again.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from dataclasses import dataclass
 
 from rdflib import Graph
 
-from store.ingest import Ingestor
+from store import parse_process
+from store.parse_process import Budget, OverBudget
 from store.rdf import (
     RDF_TYPES,
     TURTLE,
@@ -35,8 +39,8 @@ from store.rdf import (
     PatchConflict,
     RDFSyntaxError,
     apply_patch,
-    graph_text,
     parse,
+    rdf_text,
     serialize,
 )
 from store.vault import Vault
@@ -47,6 +51,8 @@ POD_ROOT = "/pod/"
 # notes are kilobytes; 4 MiB leaves room for a photo but keeps large media out of the vault's rows.
 MAX_RESOURCE_BYTES = 4 * 1024 * 1024
 INDEX_TAG = "pod"
+# Checking a body: rdflib reads a few MB a second, so 4 MiB of Turtle needs a few seconds.
+PARSE_BUDGET = Budget(seconds=20.0, seconds_per_mib=5.0)
 _META, _BODY = "pod", "pod-body"
 _SLUG_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -77,6 +83,10 @@ class InvalidBody(PodError):
 
 class TooLarge(PodError):
     pass
+
+
+class TooComplex(PodError):
+    """The body was not read within its time budget."""
 
 
 class Unprocessable(PodError):
@@ -127,16 +137,12 @@ def name_of(path: str) -> str:
     return path[len(parent_of(path)) :]
 
 
-def index_key(path: str) -> str:
-    """The document key of a resource's text in the vault: apart from any file path."""
-    return "pod:" + path
-
-
 class PodStore:
-    def __init__(self, vault: Vault, ingestor: Callable[[], Ingestor] | None = None) -> None:
-        """``ingestor`` makes the Ingestor that indexes RDF resources (None: they are not indexed)."""
+    def __init__(self, vault: Vault, on_change: Callable[[str, str | None], None] | None = None) -> None:
+        """``on_change(path, text)`` is told of every change to an RDF resource once it is
+        stored: its text for the indexes, or None when it is gone (None: nobody is told)."""
         self._vault = vault
-        self._ingestor = ingestor
+        self._on_change = on_change
         # Writes read a container's member list and write it back: one writer at a time.
         self._lock = threading.Lock()
 
@@ -191,9 +197,11 @@ class PodStore:
         text = None
         if content_type in RDF_TYPES:
             try:
-                text = graph_text(parse(body, content_type, base))
+                text = parse_process.run(rdf_text, body, content_type, base, seconds=PARSE_BUDGET.seconds_for(len(body)))
             except RDFSyntaxError as e:
                 raise InvalidBody(f"the body is not valid {content_type}: {e}") from None
+            except OverBudget as e:
+                raise TooComplex(f"the body {e}; nothing was stored") from None
         now = time.time()
         with self._lock:
             existing = self.get(path)
@@ -212,9 +220,8 @@ class PodStore:
     def patch(self, path: str, patch: N3Patch, *, base: str, if_match: list[str] | None = None) -> tuple[Entry, bool]:
         """Apply an N3 Patch to the RDF resource at ``path``, or to an empty graph when there is
         none yet (then it is created as Turtle); returns the entry and whether it is new. The
-        result is kept in the resource's own syntax. Called one at a time with the other RDF
-        writes (on the model queue), and the write checks the ETag it read, so no concurrent
-        change is lost in between."""
+        result is kept in the resource's own syntax. The write checks the ETag it read, so no
+        concurrent change is lost in between (the patch is refused as a Conflict instead)."""
         check_path(path)
         if path.endswith("/"):
             raise Conflict(f"{path} is a container: its listing is made from its members, not patched")
@@ -316,14 +323,8 @@ class PodStore:
         return puts
 
     def _index(self, path: str, text: str | None, *, was_rdf: bool) -> None:
-        if self._ingestor is None or (text is None and not was_rdf):
-            return
-        ingestor = self._ingestor()
-        if text is None:
-            ingestor.remove(index_key(path))
-        else:
-            # The path first: a question about "my contacts" finds the contacts container's resources.
-            ingestor.add_text(path, index_key(path), f"{path}\n{text}")
+        if self._on_change is not None and (text is not None or was_rdf):
+            self._on_change(path, text)
 
 
 def _preconditions(existing: Entry | None, if_match: list[str] | None, if_none_match: list[str] | None) -> None:

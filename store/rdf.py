@@ -50,6 +50,12 @@ def parse(body: bytes, media_type: str, base: str) -> Graph:
     return graph
 
 
+def rdf_text(body: bytes, media_type: str, base: str) -> str:
+    """``graph_text`` of the graph in ``body`` (RDFSyntaxError if it is not valid): what the
+    pod checks and indexes, run in a parser process (store.parse_process)."""
+    return graph_text(parse(body, media_type, base))
+
+
 def _refuse_remote_contexts(document: object) -> None:
     """JSON-LD may name its @context (or @import one) by URL, and rdflib would fetch it, from
     the network or a local file: outbound traffic nobody configured, on behalf of whoever sent

@@ -327,6 +327,7 @@ def test_the_agent_answers_from_a_contact_in_the_pod(served, owner, node, corpus
     marco = ANA.replace("Ana Silva", "Marco Rossi").replace("912-345-678", "966-777-888").replace("ana.silva", "marco")
     owner.put("/pod/contacts/marco", content=marco, headers={"Content-Type": "text/turtle"})
     owner.put("/pod/contacts/ana", content=ANA, headers={"Content-Type": "text/turtle"})
+    assert node.pod_indexer.settle(timeout=120)  # indexing follows a write in the background
     response = owner.post("/api/ask", json={"question": "What is Ana's phone number?", "k": 3})
     assert response.status_code == 200, response.text
     events = [json.loads(line) for line in response.text.splitlines() if line.strip()]
@@ -338,9 +339,11 @@ def test_the_agent_answers_from_a_contact_in_the_pod(served, owner, node, corpus
 
     # Changed: the index follows; deleted: it forgets.
     owner.put("/pod/contacts/ana", content=ANA.replace("912-345-678", "933-000-111"), headers={"Content-Type": "text/turtle"})
+    assert node.pod_indexer.settle(timeout=120)
     texts = [s.text for s in node.retrieve("Ana Silva phone number", 5)]
     assert any("933-000-111" in t for t in texts) and not any("912-345-678" in t for t in texts)
     assert owner.delete("/pod/contacts/ana").status_code == 204
+    assert node.pod_indexer.settle(timeout=120)
     assert not any(s.path == "/pod/contacts/ana" for s in node.retrieve("Ana Silva phone number", 5))
 
 

@@ -39,6 +39,9 @@ class Record:
     content: bytes | None = None
     label: str = ""          # how the record is shown after the file's path ("#3")
     meta: dict = field(default_factory=dict)
+    # (text, citation metadata) of each chunk, when the parser process cut them already
+    # (store.ingest.chunks_of): it counts them against the file's budget anyway.
+    chunks: tuple[tuple[str, dict], ...] | None = None
 
 
 @dataclass(frozen=True)

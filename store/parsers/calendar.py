@@ -13,8 +13,15 @@ import datetime as dt
 from store.parsers import Record, Section, Unreadable
 
 HORIZON = dt.timedelta(days=120)
+SHORT_HORIZON = dt.timedelta(days=2)
 MAX_OCCURRENCES = 6
-MAX_STEPS = 50_000
+# Periods of recurrence rules dateutil may walk per calendar: a few seconds at most. A daily
+# rule costs the 120 days of the horizon; one with a COUNT costs every period since its start.
+MAX_WORK = 1_000_000
+# Seconds in one period of each frequency; months and years at their shortest, so the cost of
+# a walk is never underestimated.
+_PERIOD = {"SECONDLY": 1, "MINUTELY": 60, "HOURLY": 3600, "DAILY": 86400, "WEEKLY": 7 * 86400,
+           "MONTHLY": 28 * 86400, "YEARLY": 365 * 86400}
 
 
 def parse_ics(content: bytes, now: dt.datetime | None = None) -> list[Record]:
@@ -30,11 +37,12 @@ def parse_ics(content: bytes, now: dt.datetime | None = None) -> list[Record]:
         raise Unreadable(f"broken calendar ({_short(e)})") from None
     now = now or dt.datetime.now(dt.timezone.utc)
     sections = []
+    work = [MAX_WORK]
     for calendar in calendars:
         name = str(calendar.get("x-wr-calname") or "")
         for event in calendar.walk("VEVENT"):
             try:
-                section = _event(event, name, now)
+                section = _event(event, name, now, work)
             except Exception:  # one broken event does not lose the others
                 continue
             if section is not None:
@@ -44,7 +52,7 @@ def parse_ics(content: bytes, now: dt.datetime | None = None) -> list[Record]:
     return [Record(sections, "calendar")]
 
 
-def _event(event, calendar_name: str, now: dt.datetime) -> Section | None:
+def _event(event, calendar_name: str, now: dt.datetime, work: list[int]) -> Section | None:
     summary = _text(event.get("summary"))
     start = _decoded(event, "dtstart")
     end = _decoded(event, "dtend")
@@ -65,7 +73,7 @@ def _event(event, calendar_name: str, now: dt.datetime) -> Section | None:
         lines.append(f"Where: {location}")
     rule = event.get("rrule")
     if rule is not None and start is not None:
-        upcoming = _occurrences(rule.to_ical().decode(), start, now)
+        upcoming = _occurrences(rule, start, now, work)
         lines.append(f"Repeats: {rule.to_ical().decode()}")
         if upcoming:
             meta["next"] = [d.isoformat() for d in upcoming]
@@ -77,7 +85,10 @@ def _event(event, calendar_name: str, now: dt.datetime) -> Section | None:
     return Section("\n".join(lines), meta)
 
 
-def _occurrences(rule: str, start: dt.date, now: dt.datetime) -> list[dt.date]:
+def _occurrences(rule, start: dt.date, now: dt.datetime, work: list[int]) -> list[dt.date]:
+    """The next few occurrences of ``rule`` (icalendar's vRecur) within the horizon, or none
+    when finding them would cost more than what is left of the calendar's ``work`` budget
+    (a one-item list: rule periods dateutil may step through, shared by all events)."""
     from dateutil.rrule import rrulestr
 
     all_day = not isinstance(start, dt.datetime)
@@ -86,11 +97,29 @@ def _occurrences(rule: str, start: dt.date, now: dt.datetime) -> list[dt.date]:
         now = now.replace(tzinfo=None)
     else:
         now = now.astimezone(first.tzinfo)
+    freq = str((rule.get("FREQ") or [""])[0]).upper()
+    interval = rule.get("INTERVAL") or [1]
+    if freq not in _PERIOD or not str(interval[0]).isdigit() or int(interval[0]) < 1:
+        return []
+    period = _PERIOD[freq] * int(interval[0])
+    if "COUNT" not in rule and freq not in ("MONTHLY", "YEARLY"):
+        # dateutil walks every period from the start: a SECONDLY rule from 1970 is billions of
+        # steps. Without a COUNT, starting whole periods later gives the same occurrences
+        # (the phase, and the time of day the BY parts default to, are kept), so the walk
+        # begins one period before now.
+        behind = int((now - first).total_seconds() // period) - 1
+        if behind > 0:
+            first += dt.timedelta(seconds=behind * period)
+    # A rule that repeats within the day is looked at for its next two days only.
+    end = now + (HORIZON if _PERIOD[freq] >= _PERIOD["DAILY"] else SHORT_HORIZON)
+    # What is left to walk (a COUNT rule from long ago, a yearly one): charged before walking.
+    cost = max(1, int((end - first).total_seconds() // period) + 1)
+    if cost > work[0]:
+        return []
+    work[0] -= cost
     found = []
-    # A daily rule from 1970 walks some 20,000 steps to reach today; a SECONDLY one would walk
-    # billions, so the walk is bounded and such a rule is simply not expanded.
-    for steps, when in enumerate(rrulestr(rule, dtstart=first, cache=False)):
-        if steps > MAX_STEPS or when > now + HORIZON or len(found) >= MAX_OCCURRENCES:
+    for steps, when in enumerate(rrulestr(rule.to_ical().decode(), dtstart=first, cache=False)):
+        if steps > cost or when > end or len(found) >= MAX_OCCURRENCES:
             break
         if when >= now:
             found.append(when.date() if all_day else when)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 import warnings
 
-from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning
+from bs4 import BeautifulSoup, CData, MarkupResemblesLocatorWarning, NavigableString, Tag
 
 from store.parsers import Record, Section, Unreadable
 
-_NOISE = ["script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form", "svg", "iframe", "button"]
-_BLOCKS = ["p", "div", "li", "pre", "blockquote", "tr", "br", "section", "table", "ul", "ol", "dd", "dt", "figcaption"]
+_NOISE = {"script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form", "svg", "iframe", "button"}
+_BLOCKS = {"p", "div", "li", "pre", "blockquote", "tr", "br", "section", "table", "ul", "ol", "dd", "dt", "figcaption"}
+_HEADING = re.compile(r"^h[1-6]$")
 
 
 def html_to_markdown(markup: str) -> tuple[str, str]:
@@ -24,17 +25,38 @@ def html_to_markdown(markup: str) -> tuple[str, str]:
         warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
         soup = BeautifulSoup(markup, "html.parser")
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
-    for tag in soup.find_all(_NOISE):
-        tag.decompose()
     root = soup.find("article") or soup.find("main") or soup.find(attrs={"role": "main"}) or soup.body or soup
-    for tag in root.find_all(re.compile(r"^h[1-6]$")):
-        level = int(tag.name[1])
-        tag.replace_with(f"\n\n{'#' * level} {tag.get_text(' ', strip=True)}\n\n")
-    for tag in root.find_all(_BLOCKS):
-        tag.insert_after("\n\n")
-    lines = [" ".join(line.split()) for line in root.get_text().splitlines()]
+    lines = [" ".join(line.split()) for line in _text(root).splitlines()]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     return title, text
+
+
+_BLOCK_END = object()
+
+
+def _text(root: Tag) -> str:
+    """The text under ``root``: noise left out, headings as Markdown, a blank line after each
+    block. One walk with a stack, each node visited once: editing the tree instead (inserting
+    a newline after each block) costs time in the depth of the nesting at every insertion,
+    which is minutes for a page of 20,000 nested elements, and recursion would overflow."""
+    pieces: list[str] = []
+    stack: list = [root]
+    while stack:
+        node = stack.pop()
+        if node is _BLOCK_END:
+            pieces.append("\n\n")
+        elif isinstance(node, NavigableString):
+            if type(node) in (NavigableString, CData):  # not comments, doctypes, processing instructions
+                pieces.append(str(node))
+        elif node.name in _NOISE:
+            continue
+        elif _HEADING.match(node.name):
+            pieces.append(f"\n\n{'#' * int(node.name[1])} {node.get_text(' ', strip=True)}\n\n")
+        else:
+            if node.name in _BLOCKS:
+                stack.append(_BLOCK_END)
+            stack.extend(reversed(node.contents))
+    return "".join(pieces)
 
 
 def parse_html(content: bytes) -> list[Record]:

@@ -75,6 +75,8 @@ BY_SUFFIX = {
     ".vcf": CONTACTS, ".vcard": CONTACTS,
     ".json": TELEGRAM,
 }
+# Every parser by its name: how a worker process is told which one to run.
+BY_NAME = {p.name: p for p in (*BY_SUFFIX.values(), MBOX)}
 SUPPORTED = "Markdown, text, HTML, PDF, email (.eml, mbox, Maildir), calendars (.ics), contacts (.vcf), WhatsApp and Telegram exports"
 
 
