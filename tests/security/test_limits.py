@@ -85,36 +85,40 @@ def test_too_many_or_too_long_header_fields_get_431(served):
 
 
 def test_a_connection_that_never_finishes_its_headers_is_closed(served):
-    answer, seconds = raw_request(served.port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-    assert status_of(answer) == 408 and seconds < LIMITS.header_timeout + 2
-    silent, seconds = raw_request(served.port, b"")  # connects and says nothing
-    assert b"<still open>" not in silent and seconds < LIMITS.header_timeout + 2
+    # Closed by the server (408), well before our read gives up at ten header timeouts.
+    answer, _ = raw_request(served.port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n", timeout=10 * LIMITS.header_timeout)
+    assert status_of(answer) == 408 and b"<still open>" not in answer
+    silent, _ = raw_request(served.port, b"", timeout=10 * LIMITS.header_timeout)  # connects and says nothing
+    assert b"<still open>" not in silent
 
 
 def test_headers_dribbled_a_byte_at_a_time_do_not_extend_the_deadline(served):
+    # Sent whole, the dribble would take 14 s (ten header timeouts): the server must cut it off
+    # part-way. Asserted on what was sent, not on seconds, so a loaded machine cannot fail it.
     request = _head(served.port, "GET", "/healthz") + b"X" * 100
+    sent = 0
     with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
-        started = time.monotonic()
         try:
             for byte in request:
                 sock.send(bytes([byte]))
+                sent += 1
                 time.sleep(0.1)
         except (BrokenPipeError, ConnectionResetError):
             pass
-        closed_after = time.monotonic() - started
         read_until_closed(sock, 5)
-    assert closed_after < LIMITS.header_timeout + 2
+    assert sent < len(request), "the server let a dribbled header run past its deadline"
 
 
 def test_an_idle_keep_alive_connection_and_a_stalled_body_are_closed(served):
+    # The server, not our read timeout (ten times the server's), closes each connection; the
+    # 408 says which limit closed the second. No bound in seconds: a loaded machine is slow.
     with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
         sock.sendall(_head(served.port, "GET", "/healthz"))
-        started = time.monotonic()
-        answer = read_until_closed(sock, 10)
+        answer = read_until_closed(sock, 10 * LIMITS.keep_alive_timeout)
         assert status_of(answer) == 200 and b"<still open>" not in answer
-        assert time.monotonic() - started < LIMITS.keep_alive_timeout + 2
-    stalled, seconds = raw_request(served.port, _head(served.port, "POST", "/api/ask", "Content-Length: 100") + b"{")
-    assert status_of(stalled) == 408 and seconds < LIMITS.body_timeout + 2
+    stalled, _ = raw_request(served.port, _head(served.port, "POST", "/api/ask", "Content-Length: 100") + b"{",
+                             timeout=10 * LIMITS.body_timeout)
+    assert status_of(stalled) == 408 and b"<still open>" not in stalled
 
 
 def test_many_bodies_at_once_share_one_budget(node):
