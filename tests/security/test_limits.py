@@ -131,10 +131,21 @@ def test_many_bodies_at_once_share_one_budget(node):
             piece = b"x" * 65536
             for _ in range(24):  # 1.5 MiB, and the body not finished
                 holding.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
-            time.sleep(0.5)
+            app = served.server.config.app
+            # Waited for by state, not by a sleep: a loaded machine reads the bytes late.
+            assert _eventually(lambda: app.buffered >= 24 * len(piece)), app.buffered
             answer, sent = _chunked_upto(served, "/pod/b.bin", 1024 * 1024, method="PUT")
             assert status_of(answer) == 503 and b"retry-after: 1" in answer.lower()
-        time.sleep(0.5)  # the first connection closed: its bytes are released
-        assert served.server.config.app.buffered == 0
+        assert _eventually(lambda: app.buffered == 0), app.buffered  # the first connection closed: its bytes are released
     finally:
         served.stop()
+
+
+def _eventually(condition, seconds: float = 30.0) -> bool:
+    """Whether ``condition()`` becomes true within ``seconds`` (a bound for a hung server, not a timing)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
