@@ -294,24 +294,23 @@ def prompt(question: str, evidence: list[Evidence]) -> list[dict]:
 
 
 def _number_values(token: str) -> set[float]:
-    """What a written number may mean: "12,000" → 12000 (or 12.0), "3,5" → 3.5, "12 000" → 12000."""
-    t = token.replace("\u00a0", " ").strip()
-    values: set[float] = set()
-    if " " in t:
-        t = t.replace(" ", "")
-        values.add(float(t.replace(",", "").replace(".", "")) if t.replace(",", "").replace(".", "").isdigit() else 0)
-    groups = re.split(r"[.,]", t)
-    digits = "".join(groups)
-    if len(groups) == 1:
-        values.add(float(t))
-    else:
-        if all(len(g) == 3 for g in groups[1:]):
-            values.add(float(digits))       # a thousands separator: "12,000", "12.000"
-        if len(groups) == 2:
-            values.add(float(f"{groups[0]}.{groups[1]}"))   # a decimal point or comma: "3.5", "3,5"
-        if len(groups) > 2 and all(len(g) == 3 for g in groups[1:-1]):
-            values.add(float("".join(groups[:-1]) + "." + groups[-1]))   # "1.234,5", "1,234.5"
-    return values
+    """The value of a written number. A comma or dot followed by exactly three digits groups
+    thousands ("12,000" = "12.000" = "12 000" = 12000); followed by one or two digits it is a
+    decimal mark ("3,5" = "3.5"). One value only: reading "12,000" as 12 too let it match "12 months"."""
+    t = token.replace("\u00a0", " ").replace(" ", "").strip()
+    parts = re.split(r"([.,])", t)   # digits, separator, digits, …
+    groups, seps = parts[0::2], parts[1::2]
+    if not all(g.isdigit() for g in groups):
+        return set()
+    whole, decimal = groups[0], ""
+    for sep, g in zip(seps, groups[1:]):
+        if len(g) == 3 and not decimal:
+            whole += g          # a thousands separator
+        elif not decimal:
+            decimal = g         # a decimal mark
+        else:
+            return set()        # "1.5.2": a version or a code, not a number
+    return {float(f"{whole}.{decimal}" if decimal else whole)}
 
 
 _UNITS = {w: i for i, w in enumerate(
@@ -402,6 +401,22 @@ def _dates(text: str) -> set[tuple[int, int]]:
     return found
 
 
+def _date_time_spans(text: str) -> list[tuple[int, int]]:
+    """Where the days and months of dates, and the times, are written: a number there is part
+    of a date or a time, and is checked as one ("13 Apr" holds no amount 13)."""
+    spans = [m.span(1) for m in _DATE_DM.finditer(text)] + [m.span(2) for m in _DATE_MD.finditer(text)]
+    spans += [m.span(g) for m in _DATE_ISO.finditer(text) for g in (2, 3)]
+    spans += [m.span(g) for m in _DATE_NUM.finditer(text) for g in (1, 2)]
+    spans += [m.span() for m in _TIME_RE.finditer(text)]
+    return spans
+
+
+def _plain_numbers(text: str) -> list[re.Match]:
+    """The numbers of ``text`` that are not part of a date or a time."""
+    spans = _date_time_spans(text)
+    return [m for m in _NUMBER.finditer(text) if not any(a < m.end() and m.start() < b for a, b in spans)]
+
+
 def _digits(text: str) -> str:
     return re.sub(r"\D", "", text)
 
@@ -463,7 +478,7 @@ def check(sentence: str, evidence: str, question: str = "") -> Check:
     ev_low = evidence.lower()
     ev_digits_runs = [_digits(m.group()) for m in _PHONE.finditer(evidence)]
     ev_numbers: set[float] = set()
-    for m in _NUMBER.finditer(evidence):
+    for m in _plain_numbers(evidence):
         ev_numbers |= _number_values(m.group())
     ev_numbers |= _number_words(evidence)
     ev_dates, ev_times = _dates(evidence), _times(evidence)
@@ -487,12 +502,11 @@ def check(sentence: str, evidence: str, question: str = "") -> Check:
     for t in _times(re.sub(r"half past|o'clock", " ", s_rest)) if _TIME_RE.search(s_rest) else set():
         if t not in ev_times:
             missing.append(f"time {t[0]}:{t[1]:02d}")
-    time_spans = [m.span() for m in _TIME_RE.finditer(s_rest)]
-    for m in _NUMBER.finditer(s_rest):
-        if any(a <= m.start() < b for a, b in time_spans):
-            continue
+    for m in _plain_numbers(s_rest):   # a date's or a time's numbers are checked above, as one
         values = _number_values(m.group())
-        if not values & ev_numbers and not any(v == dm[1] for v in values for dm in ev_dates):
+        # "on the 14th" names the day of a date; any other number must be a number of the evidence.
+        ordinal = re.match(r"(?:st|nd|rd|th)\b", s_rest[m.end():])
+        if not values & ev_numbers and not (ordinal and any(v == dm[1] for v in values for dm in ev_dates)):
             missing.append(m.group())
     for m in _QUOTED.finditer(s):
         if _norm_text(m.group(1)) not in ev_norm:

@@ -198,3 +198,18 @@ def test_no_evidence_means_not_in_your_data_and_the_model_is_not_asked():
     assert all(s.quote == "" for s in answer.sources)
     answer, model = ask("Anything.", "What is the capital of Mongolia?", [])
     assert answer.text == NOT_FOUND and not answer.grounded
+
+
+def test_a_thousands_separator_is_never_read_as_a_decimal_mark():
+    # Found by bench/bench_answers.py: "12,000" was also read as 12 and matched "12 months",
+    # and "13,000" matched the day of "13 Apr". Three digits after , or . group thousands;
+    # one or two are decimals; a date's day is a date, not an amount.
+    note = "The kitchen budget is 9,950 euros. The warranty lasts 12 months. Other quotes: 810 and 18,000."
+    assert not ok("The total budget is 12,000.", note)
+    assert ok("The total budget is 9.950 euros.", note)
+    assert ok("The other quote is 18 000.", note)
+    assert not ok("The vaccination costs 13,000.", "Vet: Pimenta's vaccination, 13 Apr 2026 10:00")
+    assert not ok("The vaccination costs 13 euros.", "Vet: Pimenta's vaccination, 13 Apr 2026 10:00")
+    assert not ok("It costs 30 euros.", "The appointment is at 9:30.")
+    assert ok("The vaccination is on the 13th.", "Vet: Pimenta's vaccination, 13 Apr 2026 10:00")
+    assert ok("Mix 3,5 litres.", "Mix 3.50 litres of water.") and not ok("Mix 3,500 litres.", "Mix 3.5 litres of water.")
