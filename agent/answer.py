@@ -267,7 +267,7 @@ class Conversation:
                 if len(done_sentences) > 1:
                     # The last one may still grow; every one before it is complete.
                     for sentence in done_sentences[:-1]:
-                        yield from self._one(sentence, answer, evidence, checked_against, cited, shown)
+                        yield from self._one(sentence, answer, evidence, cited, shown)
                     buffer = buffer[buffer.rfind(done_sentences[-1]):]
                 # One checked sentence answers; a second try only after a refused one.
                 if shown or len(answer.dropped) >= GROUNDED_MAX_SENTENCES:
@@ -279,7 +279,7 @@ class Conversation:
             if close is not None:
                 close()   # stops the model when the answer is complete or the reader left
         if buffer.strip():
-            yield from self._one(buffer.strip(), answer, evidence, checked_against, cited, shown)
+            yield from self._one(buffer.strip(), answer, evidence, cited, shown)
         yield "draft", ""
         said = " ".join(shown)
         if not grounding.informative(said, checked_against, question) or not grounding.answers_the_kind(question, said):
@@ -289,16 +289,16 @@ class Conversation:
         answer.grounded = True
         answer.sources = with_quotes(sources, cited)
 
-    def _one(self, sentence: str, answer: Answer, evidence: list[Evidence], against: str,
+    def _one(self, sentence: str, answer: Answer, evidence: list[Evidence],
              cited: list[Evidence], shown: list[str]) -> Iterator[tuple[str, str]]:
         sentence = re.sub(r"\s*\[\d+\]", "", sentence).strip()   # the model's own [n] are not trusted
         sentence = re.sub(r"^(?:A|Answer)\s*:\s*", "", sentence)   # a small model's "A: …" label
         if not sentence or grounding.is_refusal(sentence):
             return
-        if not grounding.check(sentence, against, answer.question).ok:
+        _, support = grounding.check_linked(sentence, evidence, answer.question)
+        if support is None:
             answer.dropped.append(sentence)
             return
-        support = grounding.supporting(sentence, evidence)
         if support not in cited:
             cited.append(support)
         text = f"{sentence} [{support.source}]"

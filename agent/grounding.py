@@ -466,8 +466,12 @@ class Check:
         return not self.missing and self.word_support >= MIN_WORD_SUPPORT
 
 
-def check(sentence: str, evidence: str, question: str = "") -> Check:
+def check(sentence: str, evidence: str, question: str = "", words_from: str | None = None) -> Check:
     """Is every checkable claim of ``sentence`` in ``evidence``?
+
+    ``evidence`` is one line with its record's context (see ``check_linked``): claims must be
+    linked, not found scattered over several records. ``words_from`` (default ``evidence``) is
+    the text the sentence's plain words may come from: all the evidence the model read.
 
     Claims: e-mail addresses, phone numbers, dates, times, numbers (amounts, measures, years),
     quoted spans and names; plus the share of its content words found in the evidence or the
@@ -521,9 +525,27 @@ def check(sentence: str, evidence: str, question: str = "") -> Check:
     # Numbers and month names are checked above, however written.
     asked = set(content_words(question))
     words = [w for w in content_words(s) if not any(c.isdigit() for c in w) and w.rstrip(".") not in _MONTHS and w not in asked]
-    known = set(content_words(evidence))
+    known = set(content_words(evidence if words_from is None else words_from))
     support = sum(1 for w in words if w in known) / len(words) if words else 1.0
     return Check(sentence, tuple(missing), support)
+
+
+def check_linked(sentence: str, evidence: Sequence[Evidence], question: str = "") -> tuple[Check, Evidence | None]:
+    """``sentence`` checked against each evidence line in its record's context (``Evidence.full``:
+    the line with its citation, heading or contact name), the lines sharing most of its words
+    first. Every claim must be in one line: a phone number of one contact and the name of
+    another, each somewhere in the evidence, is not a fact of the data. Returns the check and
+    the line it rests on (None, with the best line's check, when no line holds every claim)."""
+    words = set(content_words(sentence))
+    ordered = sorted(evidence, key=lambda e: (-len(words & set(content_words(e.full))), -e.score))
+    everything = "\n".join(e.full for e in evidence)
+    first: Check | None = None
+    for e in ordered:
+        result = check(sentence, e.full, question, words_from=everything)
+        if result.ok:
+            return result, e
+        first = first or result
+    return first or check(sentence, "", question), None
 
 
 _REFUSAL = re.compile(
@@ -535,12 +557,6 @@ _REFUSAL = re.compile(
 
 def is_refusal(sentence: str) -> bool:
     return bool(_REFUSAL.search(sentence))
-
-
-def supporting(sentence: str, evidence: Sequence[Evidence]) -> Evidence:
-    """The evidence line a verified sentence rests on most: the one sharing most of its words."""
-    words = set(content_words(sentence))
-    return max(evidence, key=lambda e: (len(words & set(content_words(e.full))), e.score))
 
 
 def informative(sentence: str, evidence: str, question: str) -> bool:

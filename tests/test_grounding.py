@@ -9,8 +9,12 @@ verifier's hold over what the model writes, not the model.
 
 from __future__ import annotations
 
+import numpy as np
+
 from agent.answer import Conversation, Source, with_quotes_text
-from agent.grounding import NOT_FOUND, Evidence, asks_for, check, score, select, sentences, split_source
+from agent.grounding import (
+    NOT_FOUND, Evidence, asks_for, check, check_linked, score, select, sentences, split_source,
+)
 
 EVIDENCE = (
     "The dentist appointment is on 14 November at 9:30 with Dr. Almeida. The budget is 12,000 euros. "
@@ -165,9 +169,15 @@ GARDEN = Source(1, "notes/garden.md", 0, 0.5,
 CAR = Source(2, "notes/car.md", 0, 0.4, "The car insurance renews every January and the premium is 410 euros.")
 
 
-def ask(reply: str, question: str, sources: list[Source]):
+def same_vector(texts: list[str]):
+    """A fake embedder that finds every line equally close to the question, so that only the
+    words shared and the kind of fact asked for rank the lines (what these tests are about)."""
+    return np.ones((len(texts), 1))
+
+
+def ask(reply: str, question: str, sources: list[Source], embed=None):
     model = InventingModel(reply)
-    answer = Conversation(model, lambda q, k: sources, embed=None).ask(question)
+    answer = Conversation(model, lambda q, k: sources, embed=embed).ask(question)
     answer.read()
     return answer, model
 
@@ -213,3 +223,23 @@ def test_a_thousands_separator_is_never_read_as_a_decimal_mark():
     assert not ok("It costs 30 euros.", "The appointment is at 9:30.")
     assert ok("The vaccination is on the 13th.", "Vet: Pimenta's vaccination, 13 Apr 2026 10:00")
     assert ok("Mix 3,5 litres.", "Mix 3.50 litres of water.") and not ok("Mix 3,500 litres.", "Mix 3.5 litres of water.")
+
+
+ANA = Source(1, "contacts.vcf", 0, 0.5, "Contact: Ana Silva\nPhone (cell): +351 912 000 111\nAddress (home): Rua Augusta 40, Lisboa",
+             {"kind": "contact", "name": "Ana Silva"})
+RUI = Source(2, "contacts.vcf", 1, 0.5, "Contact: Rui Costa\nPhone (cell): +351 933 444 555\nOrganisation: Canalizacoes Costa",
+             {"kind": "contact", "name": "Rui Costa"})
+
+
+def test_the_claims_of_a_sentence_must_be_in_one_line_of_one_record():
+    both = [Evidence(1, "Phone (cell): +351 912 000 111", "Contact: Ana Silva"),
+            Evidence(2, "Phone (cell): +351 933 444 555", "Contact: Rui Costa")]
+    result, line = check_linked("Rui Costa's phone is 912 000 111.", both)
+    assert line is None and not result.ok   # each claim is in the evidence; together they are in no record
+    result, line = check_linked("Rui Costa's phone is 933 444 555.", both)
+    assert result.ok and line == both[1]
+    # Through a whole turn, with the fake model (the verifier is the subject): the mixed-up
+    # sentence is dropped and the line that answers is quoted instead.
+    answer, _ = ask("Rui Costa's cell phone is +351 912 000 111.", "What is Rui Costa's phone number?", [ANA, RUI], same_vector)
+    assert "912" not in answer.text and answer.dropped
+    assert "933 444 555" in answer.text and answer.text.endswith("[2]")
