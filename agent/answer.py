@@ -283,9 +283,16 @@ class Conversation:
         yield "draft", ""
         said = " ".join(shown)
         if not grounding.informative(said, checked_against, question) or not grounding.answers_the_kind(question, said):
-            best = evidence[0]
-            cited.append(best)
-            yield "text", ("" if not shown else " ") + f"{_says(sources, best.source)}: «{best.text}» [{best.source}]"
+            # Quote the best line that holds what was asked (an amount, a date, a phone…): a
+            # nearby line without it ("Tyres were changed in November" for "how much") is no answer.
+            best = next((e for e in evidence if grounding.answers_the_kind(question, e.text)), None)
+            if best is None and not shown:
+                answer.sources = with_quotes(sources, [])
+                yield "text", NOT_FOUND
+                return
+            if best is not None:
+                cited.append(best)
+                yield "text", ("" if not shown else " ") + f"{_says(sources, best.source)}: «{best.text}» [{best.source}]"
         answer.grounded = True
         answer.sources = with_quotes(sources, cited)
 

@@ -21,6 +21,7 @@ Nothing here loads a model: the embedder is handed in, so the verifier is plain 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -184,7 +185,8 @@ _AMOUNT_RE = re.compile(rf"{_CURRENCY}\s*\d|\d[\d.,\s]*\s*(?:{_CURRENCY}|k\b)|\b
 _QUOTED = re.compile(r"[\"“«]([^\"”»]{3,}?)[\"”»]")
 
 _ASKS = [
-    (re.compile(r"\b(e-?mail|address of|mail address)\b", re.I), "email"),
+    (re.compile(r"\b(e-?mail|mail address)\b", re.I), "email"),
+    (re.compile(r"\baddress\b", re.I), "address"),
     (re.compile(r"\b(phone|telephone|mobile|cell|number to call|call \w+ on|ring)\b", re.I), "phone"),
     (re.compile(r"\bhow (much|expensive)\b|\b(cost|price|budget|amount|pay|paid|spend|spent|owe|premium|fee|salary|rent|bill|total)\b", re.I), "amount"),
     (re.compile(r"\bwhat time\b|\bat what hour\b", re.I), "time"),
@@ -197,6 +199,21 @@ _ASKS = [
 # Kinds that only weigh the score: a place is too varied to refuse a line for lacking one.
 _SOFT_KINDS = frozenset({"where"})
 _PLACE = re.compile(r"\b(?:at|in|near|by|outside|behind|under|inside|from|to)\s+(?:the\s+)?([A-Z][\w'’-]+)")
+
+
+# "How much" wants money: a currency, or a number in a line about a price, a bill, a budget. A
+# number of months, people or kilometres is not an amount ("renews every 12 months").
+_AMOUNT_WORD = re.compile(r"\b(?:cost|price|paid|pay|total|budget|fee|charge|rent|premium|salary|bill|sum|invoice|owe|quote|deposit|amount|instal?ment|refund)", re.I)
+_NOT_MONEY_UNIT = re.compile(r"\s*(?:months?|years?|days?|weeks?|hours?|h|min(?:utes?)?|people|persons?|guests?|times|km|kg|g|m|cm|mm|%|kwh|litres?|liters?|l)\b", re.I)
+_NUMBER_WORD = r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|thousand|million)"
+_STREET = re.compile(r"\b(?:address|rua|avenida|av\.|street|st\.|avenue|road|rd\.|lane|praça|praca|travessa|largo|calçada|estrada|\d{4}-\d{3})", re.I)
+
+
+def _holds_amount(text: str) -> bool:
+    if _AMOUNT_RE.search(text) or re.search(rf"\b{_NUMBER_WORD}\s+{_CURRENCY}", text, re.I):
+        return True
+    money = [m for m in _plain_numbers(text) if not _NOT_MONEY_UNIT.match(text[m.end():])]
+    return bool(money) and bool(_AMOUNT_WORD.search(text))
 
 
 def asks_for(question: str) -> str | None:
@@ -213,15 +230,17 @@ def holds(kind: str, text: str) -> bool:
     if kind == "phone":
         return any(len(re.sub(r"\D", "", m.group())) >= 7 for m in _PHONE.finditer(text))
     if kind == "amount":
-        return bool(_AMOUNT_RE.search(text)) or bool(_NUMBER.search(text) or _number_words(text))
+        return _holds_amount(text)
+    if kind == "address":
+        return bool(_STREET.search(text))
     if kind == "time":
         return bool(_TIME_RE.search(text)) or bool(re.search(r"\b(noon|midnight|half past|o'clock|morning|evening|afternoon)\b", text, re.I))
     if kind == "when":
         return bool(_dates(text) or _TIME_RE.search(text) or re.search(
             rf"\b({_MONTH}|{_WEEKDAY}|tomorrow|tonight|today|yesterday|next|last|week|weekend|month|year|spring|summer|autumn|fall|winter|\d{{4}})",
             text, re.I))
-    if kind == "number":
-        return bool(_NUMBER.search(text) or _number_words(text))
+    if kind == "number":   # "how many": a count, in digits or words ("four", "a dozen"); a date or a time is none
+        return bool(_plain_numbers(text) or _number_words(text))
     if kind == "where":   # "at Rossio station", "in the hall cupboard": a named place, not a day
         return any(m.group(1).lower() not in _MONTHS and not re.match(_WEEKDAY, m.group(1), re.I)
                    for m in _PLACE.finditer(text)) or bool(re.search(r"\b(?:in|at|on|under|behind|inside) the \w+", text))
@@ -263,8 +282,21 @@ def score(question: str, candidates: list[Evidence], embed: Embed | None) -> lis
     return scored
 
 
+def _fold(text: str) -> str:
+    """Lower case without diacritics: "João" is "joao"."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))
+
+
+def of_the_named(question: str, e: Evidence) -> bool:
+    """Does the line, in its record's context, name every proper name of the question? A line
+    of another person's card or another sender's mail answers nothing about this one."""
+    where = _fold(e.full)
+    return all(re.search(rf"\b{re.escape(_fold(n))}\b", where) for n in _names(question))
+
+
 def select(scored: list[Evidence], question: str) -> list[Evidence]:
     """The few lines the model reads, best first; [] when none answers the question."""
+    scored = [e for e in scored if of_the_named(question, e)]
     if not scored or scored[0].score < MIN_SCORE:
         return []
     kind = asks_for(question)
@@ -335,6 +367,9 @@ def _number_words(text: str) -> set[float]:
             seen = True
         elif word in _ORDINALS:
             current += _ORDINALS[word]
+            seen = True
+        elif word == "dozen":   # "a dozen", "two dozen"
+            current = (current or 1) * 12
             seen = True
         elif word == "hundred" and seen:
             current *= 100

@@ -243,3 +243,38 @@ def test_the_claims_of_a_sentence_must_be_in_one_line_of_one_record():
     answer, _ = ask("Rui Costa's cell phone is +351 912 000 111.", "What is Rui Costa's phone number?", [ANA, RUI], same_vector)
     assert "912" not in answer.text and answer.dropped
     assert "933 444 555" in answer.text and answer.text.endswith("[2]")
+
+
+def test_how_much_wants_money_and_how_many_a_count_not_any_number():
+    assert asks_for("What is Joao's home address?") == "address" and asks_for("What is Ana's e-mail address?") == "email"
+    tyres = [Evidence(1, "Tyres were changed in November (Michelin, all four).", "car")]
+    renews = [Evidence(1, "The contract renews automatically every 12 months.", "Electricity contract")]
+    assert select(tyres, "How much did the new tyres cost?") == []
+    assert select(renews, "How much is the monthly standing charge?") == []
+    assert select([Evidence(1, "The budget is 9,950.", "Kitchen", 0.9)], "How much is the kitchen budget?")
+    assert select([Evidence(1, "Premium: four hundred euros.", "Car", 0.9)], "How much is the car premium?")
+    booking = Evidence(1, "Yes, Cantinho do Avillez, table for four at 20:45", "Chat Tomas", 0.9)
+    assert select([booking], "How many people is the restaurant booking for?") == [booking]
+    assert select([Evidence(1, "Bought a dozen eggs.", "", 0.9)], "How many eggs did I buy?")
+    assert select([Evidence(1, "Dinner on 12 March at 20:45.", "", 0.9)], "How many people are coming?") == []
+
+
+def test_the_fallback_quotes_only_a_line_holding_what_was_asked_or_abstains():
+    # A fake model (the subject is what the answer path shows): its sentence is refused, and
+    # no evidence line holds an amount, so nothing is quoted as if it answered.
+    car = Source(1, "notes/car.txt", 0, 0.5, "Tyres were changed in November (Michelin, all four). The car costs a lot.")
+    answer, _ = ask("The new tyres cost 810 euros.", "How much did the new tyres cost?", [car], same_vector)
+    assert answer.text == NOT_FOUND and not answer.grounded
+    assert all(s.quote == "" for s in answer.sources)
+
+
+def test_a_name_in_the_question_must_be_in_the_evidence_records_context():
+    joao = Source(3, "contacts.vcf", 2, 0.5, "Contact: João Rocha\nPhone (cell): +351 966 777 888",
+                  {"kind": "contact", "name": "João Rocha"})
+    # Ana's address is evidence of an address, not of Joao's: abstain.
+    answer, model = ask("Joao Rocha's home address is Rua Augusta 40.", "What is Joao Rocha's home address?",
+                        [ANA, joao], same_vector)
+    assert answer.text == NOT_FOUND and model.prompts == []
+    # Diacritics folded: "Joao" in the question is "João" of the card.
+    answer, _ = ask("Joao's phone is +351 966 777 888.", "What is Joao Rocha's phone number?", [ANA, joao], same_vector)
+    assert "966 777 888" in answer.text and answer.text.endswith("[3]") and answer.grounded
