@@ -297,11 +297,13 @@ def of_the_named(question: str, e: Evidence) -> bool:
 def select(scored: list[Evidence], question: str) -> list[Evidence]:
     """The few lines the model reads, best first; [] when none answers the question."""
     scored = [e for e in scored if of_the_named(question, e)]
+    kind = asks_for(question)
+    if kind is not None and kind not in _SOFT_KINDS:
+        # Asked for a phone number, an amount, a date…: a line without one answers nothing,
+        # however close ("Did you book the restaurant?" for "how many people").
+        scored = [e for e in scored if holds(kind, e.text)]
     if not scored or scored[0].score < MIN_SCORE:
         return []
-    kind = asks_for(question)
-    if kind is not None and kind not in _SOFT_KINDS and not holds(kind, scored[0].text):
-        return []   # asked for a phone number, an amount, a date… and the best line has none
     chosen: list[Evidence] = []
     size = 0
     for e in scored:

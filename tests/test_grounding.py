@@ -278,3 +278,11 @@ def test_a_name_in_the_question_must_be_in_the_evidence_records_context():
     # Diacritics folded: "Joao" in the question is "João" of the card.
     answer, _ = ask("Joao's phone is +351 966 777 888.", "What is Joao Rocha's phone number?", [ANA, joao], same_vector)
     assert "966 777 888" in answer.text and answer.text.endswith("[3]") and answer.grounded
+
+
+def test_the_best_line_holding_the_kind_asked_for_is_chosen_over_a_closer_one_without_it():
+    asking = Evidence(1, "Tomas: Did you book the restaurant for Saturday, and for how many people?", "Chat Tomas", 0.9)
+    booking = Evidence(1, "Leonor: Yes, table for four at 20:45", "Chat Tomas", 0.6)
+    assert select([asking, booking], "How many people is the restaurant booking for?") == [booking]
+    assert select([asking, Evidence(1, "Leonor: Yes, at 20:45", "Chat Tomas", 0.6)],
+                  "How many people is the restaurant booking for?") == []
