@@ -348,7 +348,10 @@ def candidates(sources: list[Source]) -> list[Evidence]:
         context = citation(s.meta)
         if s.meta.get("kind") in ("email", "event", "chat"):
             found.append(Evidence(s.number, context))
-        found += grounding.split_source(s.number, s.text, context, s.meta.get("heading", ""))
+        lines = grounding.split_source(s.number, s.text, context, s.meta.get("heading", ""))
+        if s.meta.get("kind") in ("email", "event", "contact"):   # one record: its lines share its names
+            lines = [replace(e, record=s.text) for e in lines]
+        found += lines
     return found
 
 

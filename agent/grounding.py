@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -52,6 +52,9 @@ class Evidence:
     text: str        # the sentence or line, as the data says it: what a quote shows
     context: str = ""   # what it is about (the note's heading, "Contact: Ana", an e-mail's subject)
     score: float = 0.0
+    # The whole record when the chunk is one (an e-mail, an event, a contact): where the names
+    # of a question may be found besides the line ("Sintra" in the mail whose line says "Meet at Rossio").
+    record: str = ""
 
     @property
     def full(self) -> str:
@@ -277,7 +280,7 @@ def score(question: str, candidates: list[Evidence], embed: Embed | None) -> lis
             s -= 0.1
         if e.text.rstrip().endswith("?"):   # a line that asks (a chat's "Did you book…?") is not the answer
             s -= 0.15
-        scored.append(Evidence(e.source, e.text, e.context, round(s, 4)))
+        scored.append(replace(e, score=round(s, 4)))
     scored.sort(key=lambda e: -e.score)
     return scored
 
@@ -290,7 +293,7 @@ def _fold(text: str) -> str:
 def of_the_named(question: str, e: Evidence) -> bool:
     """Does the line, in its record's context, name every proper name of the question? A line
     of another person's card or another sender's mail answers nothing about this one."""
-    where = _fold(e.full)
+    where = _fold(f"{e.full}\n{e.record}")
     return all(re.search(rf"\b{re.escape(_fold(n))}\b", where) for n in _names(question))
 
 

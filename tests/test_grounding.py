@@ -286,3 +286,10 @@ def test_the_best_line_holding_the_kind_asked_for_is_chosen_over_a_closer_one_wi
     assert select([asking, booking], "How many people is the restaurant booking for?") == [booking]
     assert select([asking, Evidence(1, "Leonor: Yes, at 20:45", "Chat Tomas", 0.6)],
                   "How many people is the restaurant booking for?") == []
+
+
+def test_a_name_of_the_question_may_be_anywhere_in_a_one_record_chunk():
+    mail = Source(1, "archive.mbox", 0, 0.5, "Shall we hike the Sintra trail on Saturday? Meet at Rossio station at 08:30.",
+                  {"kind": "email", "from": "Ana Silva <ana@example.org>", "subject": "Saturday hike"})
+    answer, _ = ask("We meet at Rossio station.", "Where are we meeting Ana for the Sintra hike?", [mail], same_vector)
+    assert answer.text == "We meet at Rossio station. [1]" and answer.grounded
