@@ -351,8 +351,21 @@ def candidates(sources: list[Source]) -> list[Evidence]:
         lines = grounding.split_source(s.number, s.text, context, s.meta.get("heading", ""))
         if s.meta.get("kind") in ("email", "event", "contact"):   # one record: its lines share its names
             lines = [replace(e, record=s.text) for e in lines]
+        if s.meta.get("kind") == "chat":
+            lines = replies_with_their_question(lines)
         found += lines
     return found
+
+
+def replies_with_their_question(lines: list[Evidence]) -> list[Evidence]:
+    """A chat message that follows a question ("Did you book the restaurant?" → "Yes, table for
+    four at 20:45") says what it is about only with it: the question becomes its context."""
+    out: list[Evidence] = []
+    for before, line in zip([None, *lines], lines):
+        if before is not None and before.text.rstrip().endswith("?") and not line.text.rstrip().endswith("?"):
+            line = replace(line, context=f"{line.context} > {before.text}" if line.context else before.text)
+        out.append(line)
+    return out
 
 
 def with_quotes(sources: list[Source], evidence: list[Evidence]) -> list[Source]:

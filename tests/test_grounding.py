@@ -293,3 +293,14 @@ def test_a_name_of_the_question_may_be_anywhere_in_a_one_record_chunk():
                   {"kind": "email", "from": "Ana Silva <ana@example.org>", "subject": "Saturday hike"})
     answer, _ = ask("We meet at Rossio station.", "Where are we meeting Ana for the Sintra hike?", [mail], same_vector)
     assert answer.text == "We meet at Rossio station. [1]" and answer.grounded
+
+
+def test_a_chat_reply_carries_the_question_it_answers_as_context():
+    from agent.answer import candidates
+    chat = Source(1, "WhatsApp Chat with Tomas.txt", 0, 0.5,
+                  "Tomas: Did you book the restaurant for Saturday?\nLeonor: Yes, table for four at 20:45\nTomas: Great",
+                  {"kind": "chat", "chat": "with Tomas"})
+    lines = {e.text: e for e in candidates([chat])}
+    assert lines["Leonor: Yes, table for four at 20:45"].full.endswith(
+        "> Tomas: Did you book the restaurant for Saturday?: Leonor: Yes, table for four at 20:45")
+    assert "restaurant" not in lines["Tomas: Great"].context   # only the message right after the question
