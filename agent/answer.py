@@ -267,7 +267,7 @@ class Conversation:
                 if len(done_sentences) > 1:
                     # The last one may still grow; every one before it is complete.
                     for sentence in done_sentences[:-1]:
-                        yield from self._one(sentence, answer, evidence, checked_against, cited, shown)
+                        yield from self._one(sentence, answer, evidence, cited, shown)
                     buffer = buffer[buffer.rfind(done_sentences[-1]):]
                 # One checked sentence answers; a second try only after a refused one.
                 if shown or len(answer.dropped) >= GROUNDED_MAX_SENTENCES:
@@ -279,26 +279,33 @@ class Conversation:
             if close is not None:
                 close()   # stops the model when the answer is complete or the reader left
         if buffer.strip():
-            yield from self._one(buffer.strip(), answer, evidence, checked_against, cited, shown)
+            yield from self._one(buffer.strip(), answer, evidence, cited, shown)
         yield "draft", ""
         said = " ".join(shown)
         if not grounding.informative(said, checked_against, question) or not grounding.answers_the_kind(question, said):
-            best = evidence[0]
-            cited.append(best)
-            yield "text", ("" if not shown else " ") + f"{_says(sources, best.source)}: «{best.text}» [{best.source}]"
+            # Quote the best line that holds what was asked (an amount, a date, a phone…): a
+            # nearby line without it ("Tyres were changed in November" for "how much") is no answer.
+            best = next((e for e in evidence if grounding.answers_the_kind(question, e.text)), None)
+            if best is None and not shown:
+                answer.sources = with_quotes(sources, [])
+                yield "text", NOT_FOUND
+                return
+            if best is not None:
+                cited.append(best)
+                yield "text", ("" if not shown else " ") + f"{_says(sources, best.source)}: «{best.text}» [{best.source}]"
         answer.grounded = True
         answer.sources = with_quotes(sources, cited)
 
-    def _one(self, sentence: str, answer: Answer, evidence: list[Evidence], against: str,
+    def _one(self, sentence: str, answer: Answer, evidence: list[Evidence],
              cited: list[Evidence], shown: list[str]) -> Iterator[tuple[str, str]]:
         sentence = re.sub(r"\s*\[\d+\]", "", sentence).strip()   # the model's own [n] are not trusted
         sentence = re.sub(r"^(?:A|Answer)\s*:\s*", "", sentence)   # a small model's "A: …" label
         if not sentence or grounding.is_refusal(sentence):
             return
-        if not grounding.check(sentence, against, answer.question).ok:
+        _, support = grounding.check_linked(sentence, evidence, answer.question)
+        if support is None:
             answer.dropped.append(sentence)
             return
-        support = grounding.supporting(sentence, evidence)
         if support not in cited:
             cited.append(support)
         text = f"{sentence} [{support.source}]"
@@ -341,8 +348,24 @@ def candidates(sources: list[Source]) -> list[Evidence]:
         context = citation(s.meta)
         if s.meta.get("kind") in ("email", "event", "chat"):
             found.append(Evidence(s.number, context))
-        found += grounding.split_source(s.number, s.text, context, s.meta.get("heading", ""))
+        lines = grounding.split_source(s.number, s.text, context, s.meta.get("heading", ""))
+        if s.meta.get("kind") in ("email", "event", "contact"):   # one record: its lines share its names
+            lines = [replace(e, record=s.text) for e in lines]
+        if s.meta.get("kind") == "chat":
+            lines = replies_with_their_question(lines)
+        found += lines
     return found
+
+
+def replies_with_their_question(lines: list[Evidence]) -> list[Evidence]:
+    """A chat message that follows a question ("Did you book the restaurant?" → "Yes, table for
+    four at 20:45") says what it is about only with it: the question becomes its context."""
+    out: list[Evidence] = []
+    for before, line in zip([None, *lines], lines):
+        if before is not None and before.text.rstrip().endswith("?") and not line.text.rstrip().endswith("?"):
+            line = replace(line, context=f"{line.context} > {before.text}" if line.context else before.text)
+        out.append(line)
+    return out
 
 
 def with_quotes(sources: list[Source], evidence: list[Evidence]) -> list[Source]:

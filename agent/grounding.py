@@ -21,8 +21,9 @@ Nothing here loads a model: the embedder is handed in, so the verifier is plain 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -51,6 +52,9 @@ class Evidence:
     text: str        # the sentence or line, as the data says it: what a quote shows
     context: str = ""   # what it is about (the note's heading, "Contact: Ana", an e-mail's subject)
     score: float = 0.0
+    # The whole record when the chunk is one (an e-mail, an event, a contact): where the names
+    # of a question may be found besides the line ("Sintra" in the mail whose line says "Meet at Rossio").
+    record: str = ""
 
     @property
     def full(self) -> str:
@@ -184,7 +188,8 @@ _AMOUNT_RE = re.compile(rf"{_CURRENCY}\s*\d|\d[\d.,\s]*\s*(?:{_CURRENCY}|k\b)|\b
 _QUOTED = re.compile(r"[\"“«]([^\"”»]{3,}?)[\"”»]")
 
 _ASKS = [
-    (re.compile(r"\b(e-?mail|address of|mail address)\b", re.I), "email"),
+    (re.compile(r"\b(e-?mail|mail address)\b", re.I), "email"),
+    (re.compile(r"\baddress\b", re.I), "address"),
     (re.compile(r"\b(phone|telephone|mobile|cell|number to call|call \w+ on|ring)\b", re.I), "phone"),
     (re.compile(r"\bhow (much|expensive)\b|\b(cost|price|budget|amount|pay|paid|spend|spent|owe|premium|fee|salary|rent|bill|total)\b", re.I), "amount"),
     (re.compile(r"\bwhat time\b|\bat what hour\b", re.I), "time"),
@@ -197,6 +202,21 @@ _ASKS = [
 # Kinds that only weigh the score: a place is too varied to refuse a line for lacking one.
 _SOFT_KINDS = frozenset({"where"})
 _PLACE = re.compile(r"\b(?:at|in|near|by|outside|behind|under|inside|from|to)\s+(?:the\s+)?([A-Z][\w'’-]+)")
+
+
+# "How much" wants money: a currency, or a number in a line about a price, a bill, a budget. A
+# number of months, people or kilometres is not an amount ("renews every 12 months").
+_AMOUNT_WORD = re.compile(r"\b(?:cost|price|paid|pay|total|budget|fee|charge|rent|premium|salary|bill|sum|invoice|owe|quote|deposit|amount|instal?ment|refund)", re.I)
+_NOT_MONEY_UNIT = re.compile(r"\s*(?:months?|years?|days?|weeks?|hours?|h|min(?:utes?)?|people|persons?|guests?|times|km|kg|g|m|cm|mm|%|kwh|litres?|liters?|l)\b", re.I)
+_NUMBER_WORD = r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|thousand|million)"
+_STREET = re.compile(r"\b(?:address|rua|avenida|av\.|street|st\.|avenue|road|rd\.|lane|praça|praca|travessa|largo|calçada|estrada|\d{4}-\d{3})", re.I)
+
+
+def _holds_amount(text: str) -> bool:
+    if _AMOUNT_RE.search(text) or re.search(rf"\b{_NUMBER_WORD}\s+{_CURRENCY}", text, re.I):
+        return True
+    money = [m for m in _plain_numbers(text) if not _NOT_MONEY_UNIT.match(text[m.end():])]
+    return bool(money) and bool(_AMOUNT_WORD.search(text))
 
 
 def asks_for(question: str) -> str | None:
@@ -213,15 +233,17 @@ def holds(kind: str, text: str) -> bool:
     if kind == "phone":
         return any(len(re.sub(r"\D", "", m.group())) >= 7 for m in _PHONE.finditer(text))
     if kind == "amount":
-        return bool(_AMOUNT_RE.search(text)) or bool(_NUMBER.search(text) or _number_words(text))
+        return _holds_amount(text)
+    if kind == "address":
+        return bool(_STREET.search(text))
     if kind == "time":
         return bool(_TIME_RE.search(text)) or bool(re.search(r"\b(noon|midnight|half past|o'clock|morning|evening|afternoon)\b", text, re.I))
     if kind == "when":
         return bool(_dates(text) or _TIME_RE.search(text) or re.search(
             rf"\b({_MONTH}|{_WEEKDAY}|tomorrow|tonight|today|yesterday|next|last|week|weekend|month|year|spring|summer|autumn|fall|winter|\d{{4}})",
             text, re.I))
-    if kind == "number":
-        return bool(_NUMBER.search(text) or _number_words(text))
+    if kind == "number":   # "how many": a count, in digits or words ("four", "a dozen"); a date or a time is none
+        return bool(_plain_numbers(text) or _number_words(text))
     if kind == "where":   # "at Rossio station", "in the hall cupboard": a named place, not a day
         return any(m.group(1).lower() not in _MONTHS and not re.match(_WEEKDAY, m.group(1), re.I)
                    for m in _PLACE.finditer(text)) or bool(re.search(r"\b(?:in|at|on|under|behind|inside) the \w+", text))
@@ -258,18 +280,33 @@ def score(question: str, candidates: list[Evidence], embed: Embed | None) -> lis
             s -= 0.1
         if e.text.rstrip().endswith("?"):   # a line that asks (a chat's "Did you book…?") is not the answer
             s -= 0.15
-        scored.append(Evidence(e.source, e.text, e.context, round(s, 4)))
+        scored.append(replace(e, score=round(s, 4)))
     scored.sort(key=lambda e: -e.score)
     return scored
 
 
+def _fold(text: str) -> str:
+    """Lower case without diacritics: "João" is "joao"."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))
+
+
+def of_the_named(question: str, e: Evidence) -> bool:
+    """Does the line, in its record's context, name every proper name of the question? A line
+    of another person's card or another sender's mail answers nothing about this one."""
+    where = _fold(f"{e.full}\n{e.record}")
+    return all(re.search(rf"\b{re.escape(_fold(n))}\b", where) for n in _names(question))
+
+
 def select(scored: list[Evidence], question: str) -> list[Evidence]:
     """The few lines the model reads, best first; [] when none answers the question."""
+    scored = [e for e in scored if of_the_named(question, e)]
+    kind = asks_for(question)
+    if kind is not None and kind not in _SOFT_KINDS:
+        # Asked for a phone number, an amount, a date…: a line without one answers nothing,
+        # however close ("Did you book the restaurant?" for "how many people").
+        scored = [e for e in scored if holds(kind, e.text)]
     if not scored or scored[0].score < MIN_SCORE:
         return []
-    kind = asks_for(question)
-    if kind is not None and kind not in _SOFT_KINDS and not holds(kind, scored[0].text):
-        return []   # asked for a phone number, an amount, a date… and the best line has none
     chosen: list[Evidence] = []
     size = 0
     for e in scored:
@@ -294,24 +331,23 @@ def prompt(question: str, evidence: list[Evidence]) -> list[dict]:
 
 
 def _number_values(token: str) -> set[float]:
-    """What a written number may mean: "12,000" → 12000 (or 12.0), "3,5" → 3.5, "12 000" → 12000."""
-    t = token.replace("\u00a0", " ").strip()
-    values: set[float] = set()
-    if " " in t:
-        t = t.replace(" ", "")
-        values.add(float(t.replace(",", "").replace(".", "")) if t.replace(",", "").replace(".", "").isdigit() else 0)
-    groups = re.split(r"[.,]", t)
-    digits = "".join(groups)
-    if len(groups) == 1:
-        values.add(float(t))
-    else:
-        if all(len(g) == 3 for g in groups[1:]):
-            values.add(float(digits))       # a thousands separator: "12,000", "12.000"
-        if len(groups) == 2:
-            values.add(float(f"{groups[0]}.{groups[1]}"))   # a decimal point or comma: "3.5", "3,5"
-        if len(groups) > 2 and all(len(g) == 3 for g in groups[1:-1]):
-            values.add(float("".join(groups[:-1]) + "." + groups[-1]))   # "1.234,5", "1,234.5"
-    return values
+    """The value of a written number. A comma or dot followed by exactly three digits groups
+    thousands ("12,000" = "12.000" = "12 000" = 12000); followed by one or two digits it is a
+    decimal mark ("3,5" = "3.5"). One value only: reading "12,000" as 12 too let it match "12 months"."""
+    t = token.replace("\u00a0", " ").replace(" ", "").strip()
+    parts = re.split(r"([.,])", t)   # digits, separator, digits, …
+    groups, seps = parts[0::2], parts[1::2]
+    if not all(g.isdigit() for g in groups):
+        return set()
+    whole, decimal = groups[0], ""
+    for sep, g in zip(seps, groups[1:]):
+        if len(g) == 3 and not decimal:
+            whole += g          # a thousands separator
+        elif not decimal:
+            decimal = g         # a decimal mark
+        else:
+            return set()        # "1.5.2": a version or a code, not a number
+    return {float(f"{whole}.{decimal}" if decimal else whole)}
 
 
 _UNITS = {w: i for i, w in enumerate(
@@ -336,6 +372,9 @@ def _number_words(text: str) -> set[float]:
             seen = True
         elif word in _ORDINALS:
             current += _ORDINALS[word]
+            seen = True
+        elif word == "dozen":   # "a dozen", "two dozen"
+            current = (current or 1) * 12
             seen = True
         elif word == "hundred" and seen:
             current *= 100
@@ -402,6 +441,22 @@ def _dates(text: str) -> set[tuple[int, int]]:
     return found
 
 
+def _date_time_spans(text: str) -> list[tuple[int, int]]:
+    """Where the days and months of dates, and the times, are written: a number there is part
+    of a date or a time, and is checked as one ("13 Apr" holds no amount 13)."""
+    spans = [m.span(1) for m in _DATE_DM.finditer(text)] + [m.span(2) for m in _DATE_MD.finditer(text)]
+    spans += [m.span(g) for m in _DATE_ISO.finditer(text) for g in (2, 3)]
+    spans += [m.span(g) for m in _DATE_NUM.finditer(text) for g in (1, 2)]
+    spans += [m.span() for m in _TIME_RE.finditer(text)]
+    return spans
+
+
+def _plain_numbers(text: str) -> list[re.Match]:
+    """The numbers of ``text`` that are not part of a date or a time."""
+    spans = _date_time_spans(text)
+    return [m for m in _NUMBER.finditer(text) if not any(a < m.end() and m.start() < b for a, b in spans)]
+
+
 def _digits(text: str) -> str:
     return re.sub(r"\D", "", text)
 
@@ -451,8 +506,12 @@ class Check:
         return not self.missing and self.word_support >= MIN_WORD_SUPPORT
 
 
-def check(sentence: str, evidence: str, question: str = "") -> Check:
+def check(sentence: str, evidence: str, question: str = "", words_from: str | None = None) -> Check:
     """Is every checkable claim of ``sentence`` in ``evidence``?
+
+    ``evidence`` is one line with its record's context (see ``check_linked``): claims must be
+    linked, not found scattered over several records. ``words_from`` (default ``evidence``) is
+    the text the sentence's plain words may come from: all the evidence the model read.
 
     Claims: e-mail addresses, phone numbers, dates, times, numbers (amounts, measures, years),
     quoted spans and names; plus the share of its content words found in the evidence or the
@@ -463,7 +522,7 @@ def check(sentence: str, evidence: str, question: str = "") -> Check:
     ev_low = evidence.lower()
     ev_digits_runs = [_digits(m.group()) for m in _PHONE.finditer(evidence)]
     ev_numbers: set[float] = set()
-    for m in _NUMBER.finditer(evidence):
+    for m in _plain_numbers(evidence):
         ev_numbers |= _number_values(m.group())
     ev_numbers |= _number_words(evidence)
     ev_dates, ev_times = _dates(evidence), _times(evidence)
@@ -487,12 +546,11 @@ def check(sentence: str, evidence: str, question: str = "") -> Check:
     for t in _times(re.sub(r"half past|o'clock", " ", s_rest)) if _TIME_RE.search(s_rest) else set():
         if t not in ev_times:
             missing.append(f"time {t[0]}:{t[1]:02d}")
-    time_spans = [m.span() for m in _TIME_RE.finditer(s_rest)]
-    for m in _NUMBER.finditer(s_rest):
-        if any(a <= m.start() < b for a, b in time_spans):
-            continue
+    for m in _plain_numbers(s_rest):   # a date's or a time's numbers are checked above, as one
         values = _number_values(m.group())
-        if not values & ev_numbers and not any(v == dm[1] for v in values for dm in ev_dates):
+        # "on the 14th" names the day of a date; any other number must be a number of the evidence.
+        ordinal = re.match(r"(?:st|nd|rd|th)\b", s_rest[m.end():])
+        if not values & ev_numbers and not (ordinal and any(v == dm[1] for v in values for dm in ev_dates)):
             missing.append(m.group())
     for m in _QUOTED.finditer(s):
         if _norm_text(m.group(1)) not in ev_norm:
@@ -507,9 +565,27 @@ def check(sentence: str, evidence: str, question: str = "") -> Check:
     # Numbers and month names are checked above, however written.
     asked = set(content_words(question))
     words = [w for w in content_words(s) if not any(c.isdigit() for c in w) and w.rstrip(".") not in _MONTHS and w not in asked]
-    known = set(content_words(evidence))
+    known = set(content_words(evidence if words_from is None else words_from))
     support = sum(1 for w in words if w in known) / len(words) if words else 1.0
     return Check(sentence, tuple(missing), support)
+
+
+def check_linked(sentence: str, evidence: Sequence[Evidence], question: str = "") -> tuple[Check, Evidence | None]:
+    """``sentence`` checked against each evidence line in its record's context (``Evidence.full``:
+    the line with its citation, heading or contact name), the lines sharing most of its words
+    first. Every claim must be in one line: a phone number of one contact and the name of
+    another, each somewhere in the evidence, is not a fact of the data. Returns the check and
+    the line it rests on (None, with the best line's check, when no line holds every claim)."""
+    words = set(content_words(sentence))
+    ordered = sorted(evidence, key=lambda e: (-len(words & set(content_words(e.full))), -e.score))
+    everything = "\n".join(e.full for e in evidence)
+    first: Check | None = None
+    for e in ordered:
+        result = check(sentence, e.full, question, words_from=everything)
+        if result.ok:
+            return result, e
+        first = first or result
+    return first or check(sentence, "", question), None
 
 
 _REFUSAL = re.compile(
@@ -521,12 +597,6 @@ _REFUSAL = re.compile(
 
 def is_refusal(sentence: str) -> bool:
     return bool(_REFUSAL.search(sentence))
-
-
-def supporting(sentence: str, evidence: Sequence[Evidence]) -> Evidence:
-    """The evidence line a verified sentence rests on most: the one sharing most of its words."""
-    words = set(content_words(sentence))
-    return max(evidence, key=lambda e: (len(words & set(content_words(e.full))), e.score))
 
 
 def informative(sentence: str, evidence: str, question: str) -> bool:
