@@ -38,6 +38,15 @@ def serve(node, **options) -> Served:
     return Served(node, **options)
 
 
+@pytest.fixture(scope="module")
+def served(node) -> Served:
+    """The node served with the production limits (the suite's own ``served`` lifts the
+    strangers' rate limit); the top-level ``owner`` fixture signs against this one here."""
+    served = serve(node)
+    yield served
+    served.stop()
+
+
 def raw_request(port: int, data: bytes, *, timeout: float = 10.0) -> tuple[bytes, float]:
     """Send ``data`` on a fresh connection and read until the server closes it (or ``timeout``):
     (what came back, seconds until the close)."""

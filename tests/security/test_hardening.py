@@ -12,27 +12,11 @@ import sys
 import httpx
 import pytest
 
-from identity.did_key import verification_method_id
 from identity.nostr_key import NostrKey, http_auth_header
-from identity.signing_client import signed_client
 from node.nostr_peers import PEER_KEY_KIND
 from store.ingest import NOT_UTF8
 
-from .conftest import Someone, serve
-
-
-@pytest.fixture(scope="module")
-def served(node):
-    served = serve(node)
-    yield served
-    served.stop()
-
-
-@pytest.fixture(scope="module")
-def owner(node, served):
-    keys = node.keys
-    with signed_client(keys.owner_key, verification_method_id(keys.owner_did), base_url=served.url, timeout=60) as client:
-        yield client
+from .conftest import Someone
 
 
 # --- JSON a stranger sends ----------------------------------------------------------------
