@@ -312,6 +312,13 @@ def interpreter_paths(startup_cwd: str | None = None) -> list[str]:
             continue
         if path.exists() and str(path) not in found:
             found.append(str(path))
+    # A virtualenv's interpreter reads pyvenv.cfg beside or above its executable at start-up
+    # (site.venv): a child it starts inside the sandbox (pip building a skill) needs to read it.
+    bin_folder = os.path.dirname(os.path.abspath(sys.executable))
+    for folder in (bin_folder, os.path.dirname(bin_folder)):
+        config = os.path.join(folder, "pyvenv.cfg")
+        if os.path.isfile(config) and config not in found:
+            found.append(config)
     return found
 
 
