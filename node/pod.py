@@ -33,6 +33,7 @@ from collections.abc import Callable
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
+from rdflib import Graph
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -303,33 +304,32 @@ def mount_pod(
         headers["Content-Length"] = str(len(body))
         return Response(body if request.method == "GET" else b"", media_type=media_type, headers=headers)
 
-    # --- the WebID profile ------------------------------------------------------------------
+    # --- public RDF documents ---------------------------------------------------------------
 
-    @app.api_route(PROFILE_PATH, methods=["GET", "HEAD", "OPTIONS"])
-    def profile(request: Request) -> Response:
+    def public_document(request: Request, path: str, graph_at: Callable[[str], Graph]) -> Response:
+        """A public RDF document (the WebID profile, the storage description), in the format asked for."""
         base = str(request.base_url).rstrip("/")
         headers = {"Allow": "GET, HEAD, OPTIONS", "Vary": "Accept", "Link": f'<{LDP}RDFSource>; rel="type", <{LDP}Resource>; rel="type"'}
         if request.method == "OPTIONS":
             return Response(status_code=204, headers=headers)
         media_type = _negotiate(request.headers.get("accept"), TURTLE)
-        graph = webid_profile(base, node.keys.owner_did, agent_card_url=f"{base}/.well-known/agent-card.json", nostr_pubkey=nostr_pubkey())
-        body = serialize(graph, media_type, base=base + PROFILE_PATH)
+        body = serialize(graph_at(base), media_type, base=base + path)
         headers["Content-Length"] = str(len(body))  # HEAD says what GET would send
         return Response(body if request.method == "GET" else b"", media_type=media_type, headers=headers)
+
+    # --- the WebID profile ------------------------------------------------------------------
+
+    @app.api_route(PROFILE_PATH, methods=["GET", "HEAD", "OPTIONS"])
+    def profile(request: Request) -> Response:
+        return public_document(request, PROFILE_PATH, lambda base: webid_profile(
+            base, node.keys.owner_did, agent_card_url=f"{base}/.well-known/agent-card.json", nostr_pubkey=nostr_pubkey()))
 
     # --- the storage description (Solid Protocol, "Storage"), public -------------------------
 
     @app.api_route(STORAGE_DESCRIPTION_PATH, methods=["GET", "HEAD", "OPTIONS"])
     def description(request: Request) -> Response:
-        base = str(request.base_url).rstrip("/")
-        headers = {"Allow": "GET, HEAD, OPTIONS", "Vary": "Accept", "Link": f'<{LDP}RDFSource>; rel="type", <{LDP}Resource>; rel="type"'}
-        if request.method == "OPTIONS":
-            return Response(status_code=204, headers=headers)
-        media_type = _negotiate(request.headers.get("accept"), TURTLE)
-        url = base + STORAGE_DESCRIPTION_PATH
-        body = serialize(storage_description(_url(base, POD_ROOT), owner=str(webid(base))), media_type, base=url)
-        headers["Content-Length"] = str(len(body))
-        return Response(body if request.method == "GET" else b"", media_type=media_type, headers=headers)
+        return public_document(request, STORAGE_DESCRIPTION_PATH,
+                               lambda base: storage_description(_url(base, POD_ROOT), owner=str(webid(base))))
 
     # --- the owner's management of pod access (for `flurry pod` while a server holds the home)
 
