@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from typing import Any
 
 import base58
 
@@ -143,7 +144,7 @@ def x25519_private_from_ed25519_seed(seed: bytes) -> bytes:
     return bytes(scalar)
 
 
-def did_document(did: str, key_format: str = "Ed25519VerificationKey2018") -> dict:
+def did_document(did: str, key_format: str = "Ed25519VerificationKey2018") -> dict[str, Any]:
     """The DID document of an Ed25519 did:key, as the did:key method resolves it.
 
     ``key_format`` is the method's ``publicKeyFormat`` option: "Ed25519VerificationKey2018"
@@ -184,6 +185,6 @@ def did_document(did: str, key_format: str = "Ed25519VerificationKey2018") -> di
     }
 
 
-def _okp_jwk(curve: str, public_key: bytes) -> dict:
+def _okp_jwk(curve: str, public_key: bytes) -> dict[str, Any]:
     x = base64.urlsafe_b64encode(public_key).rstrip(b"=").decode("ascii")  # RFC 7515: unpadded base64url
     return {"kty": "OKP", "crv": curve, "x": x}

@@ -40,7 +40,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import http_sf
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -108,9 +108,7 @@ def check_content_digest(field_value: str, body: bytes) -> None:
     at least one member we know must be there, or the field proves nothing.
     """
     try:
-        members = http_sf.parse(
-            field_value.encode("ascii"), tltype="dictionary", on_duplicate_key=_reject_duplicate
-        )
+        members = _parse_dictionary(field_value)
     except (ValueError, UnicodeError):
         raise SignatureRejected(
             "malformed_signature", "the Content-Digest field is not a structured dictionary"
@@ -123,6 +121,17 @@ def check_content_digest(field_value: str, body: bytes) -> None:
             raise SignatureRejected("malformed_signature", f"Content-Digest member {name} is not a byte sequence")
         if not hmac.compare_digest(digest, _DIGEST_ALGORITHMS[name](body).digest()):
             raise SignatureRejected("body_tampered", f"the body does not match its signed Content-Digest ({name})")
+
+
+# An RFC 8941 dictionary: label → (member value, member parameters).
+_SfDictionary = dict[str, tuple[Any, dict[str, Any]]]
+
+
+def _parse_dictionary(field_value: str) -> _SfDictionary:
+    """Raises ValueError or UnicodeError when the field is not a structured dictionary."""
+    # http_sf.parse is typed for every top-level type at once; "dictionary" fixes which one.
+    parsed = http_sf.parse(field_value.encode("ascii"), tltype="dictionary", on_duplicate_key=_reject_duplicate)
+    return cast(_SfDictionary, parsed)
 
 
 def _reject_duplicate(key: str, context: str) -> None:
@@ -303,7 +312,7 @@ def _public_key(keyid: str) -> Ed25519PublicKey:
 
 
 class _Verifier(HTTPMessageVerifier):
-    def validate_created_and_expires(self, sig_input, max_age=None) -> None:
+    def validate_created_and_expires(self, sig_input: Any, max_age: Any = None) -> None:
         # The library checks against its own clock with a fixed 5 s skew; verify_request
         # checks created/expires itself, against the caller's `now` and `max_skew`.
         return None
@@ -314,7 +323,7 @@ _VERIFIER = _Verifier(signature_algorithm=algorithms.ED25519, key_resolver=_DidK
 
 @dataclass(frozen=True)
 class _SignatureInput:
-    components: list[tuple[Any, dict]]
+    components: list[tuple[Any, dict[str, Any]]]
     params: dict[str, Any]
 
 
@@ -339,7 +348,7 @@ def verify_request(
     """
     now = time.time() if now is None else now
     try:
-        fields = get_header_fields(headers)
+        fields: Mapping[str, str] = get_header_fields(headers)
     except (AttributeError, TypeError, ValueError) as error:
         raise SignatureRejected("malformed_signature", f"unreadable header fields: {error}") from None
     signature_input = _parse_signature_headers(fields)
@@ -368,12 +377,8 @@ def _parse_signature_headers(fields: Mapping[str, str]) -> _SignatureInput:
     if "signature-input" not in fields or "signature" not in fields:
         raise SignatureRejected("missing_signature", "the request carries no Signature-Input and Signature")
     try:
-        inputs = http_sf.parse(
-            fields["signature-input"].encode("ascii"), tltype="dictionary", on_duplicate_key=_reject_duplicate
-        )
-        signatures = http_sf.parse(
-            fields["signature"].encode("ascii"), tltype="dictionary", on_duplicate_key=_reject_duplicate
-        )
+        inputs = _parse_dictionary(fields["signature-input"])
+        signatures = _parse_dictionary(fields["signature"])
     except (ValueError, UnicodeError) as error:
         raise SignatureRejected(
             "malformed_signature", f"Signature-Input or Signature is not a structured dictionary: {error}"
@@ -417,7 +422,7 @@ def _check_keyid(params: Mapping[str, Any]) -> str:
     return keyid
 
 
-def _check_coverage(components: list[tuple[Any, dict]], fields: Mapping[str, str], body: bytes) -> None:
+def _check_coverage(components: list[tuple[Any, dict[str, Any]]], fields: Mapping[str, str], body: bytes) -> None:
     # Bare identifiers only: '"@method";req' or '"content-digest";key=…' are other components.
     covered = {name for name, component_params in components if not component_params}
     missing = [name for name in REQUIRED_COMPONENTS if name not in covered]

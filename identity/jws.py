@@ -60,7 +60,7 @@ def canonical_json(obj: Any) -> bytes:
     return rfc8785.dumps(obj)
 
 
-def sign_json(obj: dict, key: Ed25519PrivateKey, kid: str) -> dict:
+def sign_json(obj: dict[str, Any], key: Ed25519PrivateKey, kid: str) -> dict[str, Any]:
     """A detached JWS over ``obj`` minus its ``signatures`` member, as an AgentCardSignature."""
     if verification_method_id(kid) != kid:
         raise ValueError(f"kid must be a did:key DID URL 'did:key:z6Mk…#z6Mk…', not {kid!r}")
@@ -69,7 +69,7 @@ def sign_json(obj: dict, key: Ed25519PrivateKey, kid: str) -> dict:
     return {"protected": protected, "signature": _b64url(signature)}
 
 
-def verify_json(obj: dict, signature: dict) -> str:
+def verify_json(obj: dict[str, Any], signature: dict[str, Any]) -> str:
     """The signer's DID (bare) if ``signature`` signs ``obj``; raises JWSRejected otherwise."""
     if not isinstance(signature, dict) or not isinstance(obj, dict):
         raise JWSRejected("malformed", "the object and its signature must be JSON objects")
@@ -114,12 +114,12 @@ def verify_json(obj: dict, signature: dict) -> str:
     return kid.partition("#")[0]
 
 
-def _signing_input(protected: str, obj: dict) -> bytes:
+def _signing_input(protected: str, obj: dict[str, Any]) -> bytes:
     payload = {name: value for name, value in obj.items() if name != SIGNATURES_FIELD}
     return protected.encode("ascii") + b"." + _b64url(canonical_json(payload)).encode("ascii")
 
 
-def _decode_header(protected: str) -> dict:
+def _decode_header(protected: str) -> dict[str, Any]:
     try:
         header = json.loads(_b64url_decode(protected), object_pairs_hook=_object_without_duplicates)
     except (ValueError, RecursionError):
@@ -129,7 +129,7 @@ def _decode_header(protected: str) -> dict:
     return header
 
 
-def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     names = [name for name, _ in pairs]
     if len(set(names)) != len(names):
         raise ValueError("duplicate header parameter")

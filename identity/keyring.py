@@ -32,6 +32,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -175,13 +176,13 @@ class Keyring:
         return UnlockedKeyring(path, owner_did, node_did, data_key, owner_key, node_key)
 
     @staticmethod
-    def read_public(path: Path) -> dict:
+    def read_public(path: Path) -> dict[str, Any]:
         """The public facts (DIDs, version, creation time), without the passphrase."""
         document = _load(Path(path))
         return {key: document[key] for key in ("owner_did", "node_did", "version", "created")}
 
 
-def _load(path: Path) -> dict:
+def _load(path: Path) -> dict[str, Any]:
     """Read and check the file's shape; raise KeyringMissing or KeyringCorrupt."""
     try:
         raw = path.read_bytes()
@@ -205,7 +206,7 @@ def _load(path: Path) -> dict:
     return document
 
 
-def _has_valid_shape(document: dict) -> bool:
+def _has_valid_shape(document: dict[str, Any]) -> bool:
     """Whether every field unlock reads is there, with a sane type and size."""
     try:
         kdf, sealed = document["kdf"], document["sealed"]
@@ -237,7 +238,7 @@ def _corrupt(path: Path, reason: str) -> KeyringCorrupt:
     )
 
 
-def _checksum(document: dict) -> str:
+def _checksum(document: dict[str, Any]) -> str:
     """SHA-256 over everything but the checksum itself.
 
     Not a security measure (anyone who can edit the file can recompute it): GCM already
@@ -249,7 +250,7 @@ def _checksum(document: dict) -> str:
     return "sha256:" + hashlib.sha256(canonical).hexdigest()
 
 
-def _derive_kek(passphrase: str, kdf: dict) -> bytes:
+def _derive_kek(passphrase: str, kdf: dict[str, Any]) -> bytes:
     # NFC so that the same passphrase typed on another keyboard or OS gives the same bytes.
     secret = unicodedata.normalize("NFC", passphrase).encode("utf-8")
     return Argon2id(
@@ -261,13 +262,13 @@ def _derive_kek(passphrase: str, kdf: dict) -> bytes:
     ).derive(secret)
 
 
-def _seal(aead: AESGCM, plaintext: bytes, associated_data: bytes) -> dict:
+def _seal(aead: AESGCM, plaintext: bytes, associated_data: bytes) -> dict[str, Any]:
     nonce = os.urandom(NONCE_LENGTH)
     ciphertext = aead.encrypt(nonce, plaintext, associated_data)
     return {"nonce": _b64(nonce), "ciphertext": _b64(ciphertext)}
 
 
-def _open(aead: AESGCM, sealed: dict, associated_data: bytes) -> bytes:
+def _open(aead: AESGCM, sealed: dict[str, Any], associated_data: bytes) -> bytes:
     return aead.decrypt(_unb64(sealed["nonce"]), _unb64(sealed["ciphertext"]), associated_data)
 
 

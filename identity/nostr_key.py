@@ -40,6 +40,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 
+from identity.http_signatures import SignatureRejected
+
 # secp256k1's group order: a secret key is an integer in [1, N).
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _DERIVE_INFO = b"flurry: the node's Nostr secp256k1 key, from its Ed25519 seed, v1"
@@ -141,7 +143,8 @@ class NostrKey:
 
     @property
     def npub(self) -> str:
-        return nostr_sdk.PublicKey.parse(self.public_key_hex).to_bech32()
+        npub: str = nostr_sdk.PublicKey.parse(self.public_key_hex).to_bech32()  # nostr_sdk is untyped
+        return npub
 
     @property
     def uri(self) -> str:
@@ -292,7 +295,8 @@ def rumor_json(sender: NostrKey, recipient: bytes, text: str, *, reply_to: str |
         .finalize_unsigned(nostr_sdk.PublicKey.parse(sender.public_key_hex))
         .ensure_id()
     )
-    return rumor.as_json()
+    rumor_json: str = rumor.as_json()
+    return rumor_json
 
 
 def gift_wrap(sender: NostrKey, recipient: bytes, rumor: str) -> nostr_sdk.Event:
@@ -381,8 +385,6 @@ def verify_http_auth(authorization: str, method: str, url: str, body: bytes, *, 
     SHA-256 in a "payload" tag (the spec says clients SHOULD), or the body could be swapped
     while the event is fresh. The caller still has to refuse a replayed event id.
     """
-    from identity.http_signatures import SignatureRejected
-
     scheme, _, token = authorization.partition(" ")
     if scheme != "Nostr" or not token or len(token) > _MAX_HTTP_AUTH:
         raise SignatureRejected("malformed_signature", "NIP-98: send Authorization: Nostr <base64 of a kind 27235 event>")
@@ -424,7 +426,8 @@ def identity_proof(key: NostrKey, did: str) -> str:
     The node's agent card, signed by its DID, carries it, so each key vouches for the other:
     a card cannot claim someone else's Nostr key and so borrow their messages.
     """
-    return _sign(key.sdk_keys(), KIND_APP_DATA, did, [["d", PROOF_TAG]], nostr_sdk.Timestamp.now()).as_json()
+    proof: str = _sign(key.sdk_keys(), KIND_APP_DATA, did, [["d", PROOF_TAG]], nostr_sdk.Timestamp.now()).as_json()
+    return proof
 
 
 def verify_identity_proof(proof: str, did: str) -> str:
@@ -436,4 +439,5 @@ def verify_identity_proof(proof: str, did: str) -> str:
     tags = [t.to_vec() for t in event.tags()]
     if event.kind().as_u16() != KIND_APP_DATA or ["d", PROOF_TAG] not in tags or event.content() != did:
         raise ValueError(f"the Nostr key proof does not name {did}")
-    return event.author().to_hex()
+    author: str = event.author().to_hex()
+    return author

@@ -27,7 +27,8 @@ AGENT_HEADER = "Flurry-Agent"
 
 def agent_label(owner_did: str) -> str:
     """The Flurry-Agent value for a request an agent makes on ``owner_did``'s behalf."""
-    return http_sf.ser((http_sf.Token("agent-made"), {"on-behalf-of": owner_did}))
+    params: dict[str, Any] = {"on-behalf-of": owner_did}  # http_sf's parameter type is a union
+    return http_sf.ser((http_sf.Token("agent-made"), params))
 
 
 class SigningAuth(httpx.Auth):
@@ -43,7 +44,7 @@ class SigningAuth(httpx.Auth):
         self.label = agent_label(owner_did) if owner_did else None
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        cover = ()
+        cover: tuple[str, ...] = ()
         if self.label:
             request.headers[AGENT_HEADER] = self.label
             cover = (AGENT_HEADER,)
