@@ -10,24 +10,30 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
+from typing import Any
 
-from store.parsers import Record, Section, Skip, Unreadable
+from store.parsers import Record, Section, Unreadable
 from store.parsers.html import html_to_markdown
 
 _MBOX_FROM = re.compile(rb"^From [^\r\n]*\r?\n", re.M)
 _HEADER_LINE = re.compile(rb"^[!-9;-~]+:", re.M)   # RFC 5322 field name, then a colon
 _MAX_ATTACHMENT_DEPTH = 1
 
+# (content, file name) → the attachment's records, or None when it is not read. Handed in by
+# the registry, which knows every parser; this module knows only mail.
+ReadAttachment = Callable[[bytes, str], "list[Record] | None"]
 
-def parse_eml(content: bytes) -> list[Record]:
-    return [_message_record(content, depth=0)]
+
+def parse_eml(content: bytes, read_attachment: ReadAttachment) -> list[Record]:
+    return [_message_record(content, read_attachment, depth=0)]
 
 
-def parse_mbox(content: bytes) -> list[Record]:
+def parse_mbox(content: bytes, read_attachment: ReadAttachment) -> list[Record]:
     if not content.startswith(b"From "):
         raise Unreadable("not an mbox file (it must begin with a 'From ' line)")
     starts = [m.start() for m in _MBOX_FROM.finditer(content)]
@@ -44,7 +50,7 @@ def parse_mbox(content: bytes) -> list[Record]:
         # this, appending a message would change the one before it.
         body = body.rstrip(b"\r\n") + b"\n"
         try:
-            record = _message_record(body, depth=0)
+            record = _message_record(body, read_attachment, depth=0)
         except Unreadable:
             continue   # one mangled message does not lose the others
         key = record.meta.get("message_id") or hashlib.sha256(body).hexdigest()
@@ -57,7 +63,7 @@ def parse_mbox(content: bytes) -> list[Record]:
     return records
 
 
-def _message_record(content: bytes, depth: int) -> Record:
+def _message_record(content: bytes, read_attachment: ReadAttachment, depth: int) -> Record:
     if b"\x00" in content[:8192]:
         raise Unreadable("binary file, not an email")
     if not _HEADER_LINE.match(content.lstrip(b"\r\n")):
@@ -70,12 +76,12 @@ def _message_record(content: bytes, depth: int) -> Record:
     body = _body(message).strip()
     sections = [Section(body or "(no text)", {"kind": "email", **meta}, context=head)]
     if depth < _MAX_ATTACHMENT_DEPTH:
-        sections += _attachments(message, meta, head, depth)
+        sections += _attachments(message, meta, head, read_attachment)
     return Record(sections, "email", meta=meta)
 
 
-def _headers(message: EmailMessage) -> dict:
-    meta: dict = {}
+def _headers(message: EmailMessage) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
     for field in ("from", "to", "cc"):
         try:
             values = message.get_all(field) or []
@@ -109,7 +115,7 @@ def _address(name: str, addr: str) -> str:
     return f"{name} <{addr}>" if name and addr else name or addr
 
 
-def _head_line(meta: dict) -> str:
+def _head_line(meta: dict[str, Any]) -> str:
     lines = [f"From: {meta['from']}" if "from" in meta else "", f"To: {meta['to']}" if "to" in meta else ""]
     if "date" in meta:
         lines.append(f"Date: {meta['date'][:16].replace('T', ' ')}")
@@ -137,9 +143,7 @@ def _body(message: EmailMessage) -> str:
     return text
 
 
-def _attachments(message: EmailMessage, meta: dict, head: str, depth: int) -> list[Section]:
-    from store.parsers.registry import parser_for_name
-
+def _attachments(message: EmailMessage, meta: dict[str, Any], head: str, read_attachment: ReadAttachment) -> list[Section]:
     sections: list[Section] = []
     try:
         attachments = list(message.iter_attachments())
@@ -147,8 +151,7 @@ def _attachments(message: EmailMessage, meta: dict, head: str, depth: int) -> li
         return sections
     for part in attachments:
         name = part.get_filename() or ""
-        parser = parser_for_name(name) if name else None
-        if parser is None or parser.name in ("email", "mbox"):  # forwarded mail is read where it was sent
+        if not name:
             continue
         try:
             data = part.get_payload(decode=True)
@@ -156,10 +159,10 @@ def _attachments(message: EmailMessage, meta: dict, head: str, depth: int) -> li
             continue
         if not isinstance(data, bytes):
             continue
-        result = parser.run(data, name)
-        if isinstance(result, Skip):
+        records = read_attachment(data, name)
+        if records is None:
             continue
-        for record in result:
+        for record in records:
             for section in record.sections:
                 sections.append(
                     Section(

@@ -60,8 +60,8 @@ MARKDOWN = Parser("Markdown", lambda c, n: text.parse_markdown(c), 20 * MiB)
 TEXT = Parser("text", _text_or_chat, 20 * MiB)
 HTML = Parser("HTML", lambda c, n: html.parse_html(c), 20 * MiB)
 PDF = Parser("PDF", lambda c, n: pdf.parse_pdf(c), 200 * MiB)
-EMAIL = Parser("email", lambda c, n: mail.parse_eml(c), 50 * MiB)
-MBOX = Parser("mbox", lambda c, n: mail.parse_mbox(c), 1024 * MiB)
+EMAIL = Parser("email", lambda c, n: mail.parse_eml(c, read_attachment), 50 * MiB)
+MBOX = Parser("mbox", lambda c, n: mail.parse_mbox(c, read_attachment), 1024 * MiB)
 CALENDAR = Parser("calendar", lambda c, n: calendar.parse_ics(c), 50 * MiB)
 CONTACTS = Parser("contacts", lambda c, n: contacts.parse_vcf(c), 20 * MiB)
 TELEGRAM = Parser("Telegram export", lambda c, n: chat.parse_telegram(c), 200 * MiB)
@@ -86,6 +86,16 @@ def parser_for_name(name: str) -> Parser | None:
     if path.name.lower() == "mbox":
         return MBOX
     return BY_SUFFIX.get(path.suffix.lower())
+
+
+def read_attachment(content: bytes, name: str) -> list[Record] | None:
+    """The records of a mail attachment in a format flurry reads, or None when it is not read.
+    Forwarded mail is not read again: it is read where it was sent."""
+    parser = parser_for_name(name)
+    if parser is None or parser in (EMAIL, MBOX):
+        return None
+    result = parser.run(content, name)
+    return None if isinstance(result, Skip) else result
 
 
 def parser_for(path: Path) -> Parser | None:
