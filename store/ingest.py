@@ -29,7 +29,15 @@ from pathlib import Path
 import numpy as np
 
 from store import parse_process
-from store.parse_process import DEFAULT_BUDGET, Budget, OverBudget, Worker, chunks_of, parse_job, parse_within
+from store.parse_process import (
+    DEFAULT_BUDGET,
+    Budget,
+    OverBudget,
+    Worker,
+    chunks_of,
+    parse_job,
+    parse_within,
+)
 from store.parsers import Record, Section, Skip
 from store.parsers.registry import (
     SUPPORTED,

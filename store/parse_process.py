@@ -26,9 +26,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from typing import Any
 
 from store.chunking import chunk_with_headings
 from store.parsers import Record, Skip
+from store.parsers.registry import BY_NAME, Parser
 
 MiB = 1024 * 1024
 
@@ -65,11 +67,11 @@ def too_many_chunks(limit: int) -> str:
 # --- what runs in a worker ---------------------------------------------------------------------
 
 
-def chunks_of(record: Record) -> list[tuple[str, dict]]:
+def chunks_of(record: Record) -> list[tuple[str, dict[str, Any]]]:
     """(text, citation metadata) of each chunk of a record, following its structure."""
     if record.chunks is not None:
         return list(record.chunks)
-    out: list[tuple[str, dict]] = []
+    out: list[tuple[str, dict[str, Any]]] = []
     for section in record.sections:
         for heading, piece in chunk_with_headings(section.text, markdown=section.markdown):
             meta = {**section.meta, "heading": heading} if heading else dict(section.meta)
@@ -77,13 +79,14 @@ def chunks_of(record: Record) -> list[tuple[str, dict]]:
     return out
 
 
-def parse_within(parser, content: bytes, name: str, max_chunks: int) -> list[Record] | Skip:
+def parse_within(parser: Parser, content: bytes, name: str, max_chunks: int) -> list[Record] | Skip:
     """``parser.run``, then cut into chunks, which are counted against ``max_chunks``: a file
     whose text would be more is skipped whole. The records carry their chunks."""
     parsed = parser.run(content, name)
     if isinstance(parsed, Skip):
         return parsed
-    out, count = [], 0
+    out: list[Record] = []
+    count = 0
     for record in parsed:
         pieces = tuple(chunks_of(record))
         count += len(pieces)
@@ -95,18 +98,15 @@ def parse_within(parser, content: bytes, name: str, max_chunks: int) -> list[Rec
 
 def parse_job(parser_name: str, content: bytes, name: str, max_chunks: int) -> list[Record] | Skip:
     """``parse_within`` in a worker: the parser is found again by name (lambdas do not pickle)."""
-    from store.parsers.registry import BY_NAME
-
     return parse_within(BY_NAME[parser_name], content, name, max_chunks)
 
 
 # --- one worker --------------------------------------------------------------------------------
 
 
-def _serve(conn) -> None:
-    """A worker's loop: (function, args) in, ("ok", result) or ("error", exception) out."""
-    import store.parsers.registry  # noqa: F401  (imported before "ready": not on a file's time)
-
+def _serve(conn: Connection) -> None:
+    """A worker's loop: (function, args) in, ("ok", result) or ("error", exception) out.
+    The parsers were imported with this module, before "ready": not on a file's time."""
     conn.send("ready")
     while True:
         try:
@@ -144,7 +144,7 @@ class Worker:
     def alive(self) -> bool:
         return self._process.poll() is None
 
-    def start(self, fn: Callable, *args) -> None:
+    def start(self, fn: Callable[..., Any], *args: Any) -> None:
         """Send a call; ``fn`` must be a module-level function (it is pickled by name). The
         call's time counts from here, once the worker has started (on a busy machine a new
         interpreter can take seconds, which are not the file's)."""
@@ -159,7 +159,7 @@ class Worker:
         self._conn.send((fn, args))
         self.busy_since = time.monotonic()
 
-    def result(self, seconds: float):
+    def result(self, seconds: float) -> Any:
         """What the call returned (or raises what it raised); OverBudget after ``seconds``
         counted from ``start``, with the worker killed: it cannot be trusted to stop."""
         assert self.busy_since is not None, "no call was started"
@@ -226,7 +226,7 @@ def give_back(worker: Worker) -> None:
     worker.close()
 
 
-def run(fn: Callable, *args, seconds: float):
+def run(fn: Callable[..., Any], *args: Any, seconds: float) -> Any:
     """``fn(*args)`` in a worker process, stopped after ``seconds`` (OverBudget)."""
     with _one_off:
         worker = take_worker()

@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from rdflib import Graph
 
@@ -301,10 +302,10 @@ class PodStore:
 
     # --- inside -----------------------------------------------------------------------------
 
-    def _created_containers(self, path: str, now: float) -> list[tuple[str, str, dict]]:
+    def _created_containers(self, path: str, now: float) -> list[tuple[str, str, dict[str, Any]]]:
         """Records for the containers a write to ``path`` creates, and for the nearest existing
         one, which gains a member. Called under the lock."""
-        puts: list[tuple[str, str, dict]] = []
+        puts: list[tuple[str, str, dict[str, Any]]] = []
         child = path
         while child != POD_ROOT:
             parent = parent_of(child)
@@ -339,7 +340,7 @@ def _new_etag() -> str:
     return f'"{uuid.uuid4().hex}"'
 
 
-def _record(entry: Entry) -> dict:
+def _record(entry: Entry) -> dict[str, Any]:
     return {
         "etag": entry.etag,
         "modified": entry.modified,
@@ -349,5 +350,5 @@ def _record(entry: Entry) -> dict:
     }
 
 
-def _entry(path: str, record: dict) -> Entry:
+def _entry(path: str, record: dict[str, Any]) -> Entry:
     return Entry(path, record["etag"], record["modified"], record["content_type"], record["size"], tuple(record["members"]))

@@ -13,6 +13,7 @@ import datetime
 import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from rdflib import RDF, RDFS, BNode, Graph, Literal, Namespace, URIRef, Variable
 from rdflib.graph import QuotedGraph
@@ -323,15 +324,15 @@ def _is_variable(term) -> bool:
     return isinstance(term, Variable | BNode)
 
 
-def _substitute(triple: Triple, binding: dict) -> Triple:
+def _substitute(triple: Triple, binding: dict[str, Any]) -> Triple:
     return tuple(binding.get(term, term) for term in triple)
 
 
-def _solutions(graph: Graph, patterns: tuple[Triple, ...]) -> list[dict]:
+def _solutions(graph: Graph, patterns: tuple[Triple, ...]) -> list[dict[str, Any]]:
     """Every distinct binding of the patterns' variables under which all of them are in
     ``graph``, stopping at two (one is what a patch needs). Patterns with fewer variables are
     joined first; past MAX_PATCH_STEPS candidate matches the where clause is refused."""
-    solutions: list[dict] = [{}]
+    solutions: list[dict[str, Any]] = [{}]
     steps = 0
     for pattern in sorted(patterns, key=lambda t: sum(map(_is_variable, t))):
         grown = []

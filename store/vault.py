@@ -14,15 +14,16 @@ either wholly present or absent. The search indexes are a cache of this file
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
-import os
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -90,14 +91,14 @@ class ChunkRecord:
     path: str
     text: str
     tags: tuple[str, ...] = ()   # the document's tags: grants limit peers to some of them
-    meta: dict = field(default_factory=dict)   # citation metadata of the chunk
+    meta: dict[str, Any] = field(default_factory=dict)   # citation metadata of the chunk
 
 
 @dataclass(frozen=True)
 class NewChunk:
     text: str
     embedding: np.ndarray
-    meta: dict | None = None
+    meta: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,7 @@ class Vault:
     def _seal_json(self, value: object, aad: str) -> bytes:
         return self._sealer.seal(json.dumps(value, ensure_ascii=False).encode(), aad)
 
-    def _unseal_json(self, sealed: bytes, aad: str) -> object:
+    def _unseal_json(self, sealed: bytes, aad: str) -> Any:  # what json.loads gives
         return json.loads(self._sealer.unseal(sealed, aad))
 
     def get_setting(self, key: str) -> object | None:
@@ -211,7 +212,7 @@ class Vault:
         mtime: float,
         chunks: list[NewChunk],
         tags: tuple[str, ...] = (),
-        extra: dict | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> PutResult:
         """Store a document and its chunks, replacing the previous version of the same path.
         ``extra``: more sealed document metadata (its format, title, an email's headers)."""
@@ -316,7 +317,7 @@ class Vault:
     def get_chunks(self, ids: list[str]) -> dict[str, ChunkRecord]:
         """Chunks with their document's path, keyed by id; ids that no longer exist are absent."""
         out: dict[str, ChunkRecord] = {}
-        metas: dict[str, dict] = {}
+        metas: dict[str, dict[str, Any]] = {}
         for batch in _batches(ids, 500):
             marks = ",".join("?" * len(batch))
             rows = self._db.execute(
@@ -343,7 +344,7 @@ class Vault:
         )
         return conv_id
 
-    def append_message(self, conversation_id: str, message: dict) -> None:
+    def append_message(self, conversation_id: str, message: dict[str, Any]) -> None:
         msg_id = new_id()
         with self._transaction():
             (seq,) = self._db.execute(
@@ -354,13 +355,13 @@ class Vault:
                 "INSERT INTO messages VALUES (?, ?, ?, ?)", (msg_id, conversation_id, seq, self._seal_json(message, aad))
             )
 
-    def messages(self, conversation_id: str) -> list[dict]:
+    def messages(self, conversation_id: str) -> list[dict[str, Any]]:
         rows = self._db.execute(
             "SELECT id, seq, body FROM messages WHERE conversation_id=? ORDER BY seq", (conversation_id,)
         )
         return [self._unseal_json(body, f"messages/{mid}/{conversation_id}/{seq}/body") for mid, seq, body in rows]
 
-    def conversations(self) -> list[dict]:
+    def conversations(self) -> list[dict[str, Any]]:
         out = []
         for conv_id, sealed in self._db.execute("SELECT id, meta FROM conversations"):
             meta = self._unseal_json(sealed, f"conversations/{conv_id}/meta")
@@ -393,12 +394,12 @@ class Vault:
 
     # --- small sealed records for the other parts (grants, tokens, peers, audit) ---------
 
-    def put_record(self, kind: str, key: str, value: dict) -> int:
+    def put_record(self, kind: str, key: str, value: dict[str, Any]) -> int:
         """Insert or replace the record ``key`` of ``kind``; returns its sequence number."""
         with self._transaction():
             return self._put_record(kind, key, value)
 
-    def write_records(self, puts: Iterable[tuple[str, str, dict]], deletes: Iterable[tuple[str, str]] = ()) -> None:
+    def write_records(self, puts: Iterable[tuple[str, str, dict[str, Any]]], deletes: Iterable[tuple[str, str]] = ()) -> None:
         """Several (kind, key, value) puts and (kind, key) deletes in one transaction: all or none."""
         with self._transaction():
             for kind, key in deletes:
@@ -407,9 +408,10 @@ class Vault:
             for kind, key, value in puts:
                 self._put_record(kind, key, value)
 
-    def _put_record(self, kind: str, key: str, value: dict) -> int:
+    def _put_record(self, kind: str, key: str, value: dict[str, Any]) -> int:
         tag = self._sealer.mac(key.encode(), f"record/{kind}")
         row = self._db.execute("SELECT seq FROM records WHERE kind=? AND tag=?", (kind, tag)).fetchone()
+        seq: int
         if row is None:
             (seq,) = self._db.execute(
                 "SELECT coalesce(max(seq) + 1, 0) FROM records WHERE kind=?", (kind,)
@@ -420,12 +422,15 @@ class Vault:
         self._db.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)", (kind, tag, seq, body))
         return seq
 
-    def get_record(self, kind: str, key: str) -> dict | None:
+    def get_record(self, kind: str, key: str) -> dict[str, Any] | None:
         tag = self._sealer.mac(key.encode(), f"record/{kind}")
         row = self._db.execute("SELECT seq, body FROM records WHERE kind=? AND tag=?", (kind, tag)).fetchone()
-        return None if row is None else self._unseal_json(row[1], _record_aad(kind, tag, row[0]))["value"]
+        if row is None:
+            return None
+        value: dict[str, Any] = self._unseal_json(row[1], _record_aad(kind, tag, row[0]))["value"]
+        return value
 
-    def records(self, kind: str) -> list[tuple[str, dict]]:
+    def records(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
         """(key, value) of every record of ``kind``, in insertion order."""
         rows = self._db.execute("SELECT tag, seq, body FROM records WHERE kind=? ORDER BY seq", (kind,))
         out = []

@@ -9,6 +9,7 @@ turns every failure into a ``Skip`` with a reason a person can act on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class Section:
     says whose it is."""
 
     text: str
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
     markdown: bool = False
     context: str = ""
 
@@ -38,10 +39,10 @@ class Record:
     key: str = ""
     content: bytes | None = None
     label: str = ""          # how the record is shown after the file's path ("#3")
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
     # (text, citation metadata) of each chunk, when the parser process cut them already
     # (store.ingest.chunks_of): it counts them against the file's budget anyway.
-    chunks: tuple[tuple[str, dict], ...] | None = None
+    chunks: tuple[tuple[str, dict[str, Any]], ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,12 @@ choir rehearsal?" finds a dated answer.
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING, Any
 
 from store.parsers import Record, Section, Unreadable
+
+if TYPE_CHECKING:  # icalendar itself loads only when a calendar is read
+    from icalendar import Component, vRecur
 
 HORIZON = dt.timedelta(days=120)
 SHORT_HORIZON = dt.timedelta(days=2)
@@ -36,7 +40,7 @@ def parse_ics(content: bytes, now: dt.datetime | None = None) -> list[Record]:
     except Exception as e:  # icalendar raises ValueError, KeyError, IndexError… on broken lines
         raise Unreadable(f"broken calendar ({_short(e)})") from None
     now = now or dt.datetime.now(dt.timezone.utc)
-    sections = []
+    sections: list[Section] = []
     work = [MAX_WORK]
     for calendar in calendars:
         name = str(calendar.get("x-wr-calname") or "")
@@ -52,7 +56,7 @@ def parse_ics(content: bytes, now: dt.datetime | None = None) -> list[Record]:
     return [Record(sections, "calendar")]
 
 
-def _event(event, calendar_name: str, now: dt.datetime, work: list[int]) -> Section | None:
+def _event(event: Component, calendar_name: str, now: dt.datetime, work: list[int]) -> Section | None:
     summary = _text(event.get("summary"))
     start = _decoded(event, "dtstart")
     end = _decoded(event, "dtend")
@@ -60,7 +64,7 @@ def _event(event, calendar_name: str, now: dt.datetime, work: list[int]) -> Sect
     description = _text(event.get("description"))
     if not (summary or description):
         return None
-    meta: dict = {"kind": "event", "summary": summary or "(untitled event)"}
+    meta: dict[str, Any] = {"kind": "event", "summary": summary or "(untitled event)"}
     lines = [f"Event: {meta['summary']}"]
     if start is not None:
         meta["start"] = start.isoformat()
@@ -85,14 +89,14 @@ def _event(event, calendar_name: str, now: dt.datetime, work: list[int]) -> Sect
     return Section("\n".join(lines), meta)
 
 
-def _occurrences(rule, start: dt.date, now: dt.datetime, work: list[int]) -> list[dt.date]:
+def _occurrences(rule: vRecur, start: dt.date, now: dt.datetime, work: list[int]) -> list[dt.date]:
     """The next few occurrences of ``rule`` (icalendar's vRecur) within the horizon, or none
     when finding them would cost more than what is left of the calendar's ``work`` budget
     (a one-item list: rule periods dateutil may step through, shared by all events)."""
     from dateutil.rrule import rrulestr
 
     all_day = not isinstance(start, dt.datetime)
-    first = dt.datetime.combine(start, dt.time()) if all_day else start
+    first = start if isinstance(start, dt.datetime) else dt.datetime.combine(start, dt.time())
     if first.tzinfo is None:
         now = now.replace(tzinfo=None)
     else:
@@ -117,7 +121,7 @@ def _occurrences(rule, start: dt.date, now: dt.datetime, work: list[int]) -> lis
     if cost > work[0]:
         return []
     work[0] -= cost
-    found = []
+    found: list[dt.date] = []
     for steps, when in enumerate(rrulestr(rule.to_ical().decode(), dtstart=first, cache=False)):
         if steps > cost or when > end or len(found) >= MAX_OCCURRENCES:
             break
@@ -126,7 +130,7 @@ def _occurrences(rule, start: dt.date, now: dt.datetime, work: list[int]) -> lis
     return found
 
 
-def _decoded(event, name: str) -> dt.date | None:
+def _decoded(event: Component, name: str) -> dt.date | None:
     try:
         value = event.decoded(name)
     except Exception:
@@ -134,7 +138,7 @@ def _decoded(event, name: str) -> dt.date | None:
     return value if isinstance(value, (dt.date, dt.datetime)) else None
 
 
-def _text(value) -> str:
+def _text(value: object) -> str:
     if value is None:
         return ""
     return " ".join(str(value).split()) if "\n" not in str(value) else str(value).strip()

@@ -99,7 +99,7 @@ def parse_telegram(content: bytes) -> list[Record]:
     return [Record(sections, "chat")]
 
 
-def _telegram_text(value) -> str:
+def _telegram_text(value: object) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, list):  # formatted text: strings and {"type": "bold", "text": "…"} pieces
@@ -107,11 +107,11 @@ def _telegram_text(value) -> str:
     return ""
 
 
-def _whatsapp_time(fields: tuple, day_first: bool) -> dt.datetime | None:
-    d, m, y, hour, minute, second, ampm = fields
+def _whatsapp_time(fields: tuple[str, ...], day_first: bool) -> dt.datetime | None:
+    d, m, y, h, minute, second, ampm = fields
     day, month = (int(d), int(m)) if day_first else (int(m), int(d))
     year = int(y) + (2000 if len(y) == 2 else 0)
-    hour = int(hour)
+    hour = int(h)
     if ampm:
         pm = ampm.lower().startswith("p")
         hour = hour % 12 + (12 if pm else 0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from store.parsers import Record, Section, Unreadable
 from store.parsers.text import decode_text
 
@@ -15,7 +17,7 @@ def parse_vcf(content: bytes) -> list[Record]:
     text = decode_text(content)
     if "BEGIN:VCARD" not in text[:4096].upper():
         raise Unreadable("not a contacts file (no BEGIN:VCARD)")
-    sections = []
+    sections: list[Section] = []
     cards = vobject.readComponents(text, ignoreUnreadable=True)
     while True:
         try:
@@ -36,7 +38,8 @@ def parse_vcf(content: bytes) -> list[Record]:
     return [Record(sections, "contacts")]
 
 
-def _card(card) -> Section | None:
+# vobject is untyped: a card and its values are Any here.
+def _card(card: Any) -> Section | None:
     name = _value(card, "fn") or _structured_name(card)
     lines = [f"Contact: {name}"] if name else []
     for key, label in _FIELDS:
@@ -51,12 +54,12 @@ def _card(card) -> Section | None:
     return Section("\n".join(lines), {"kind": "contact", "name": name or "(no name)"})
 
 
-def _value(card, key: str) -> str:
+def _value(card: Any, key: str) -> str:
     lines = card.contents.get(key)
     return _show(lines[0].value) if lines else ""
 
 
-def _structured_name(card) -> str:
+def _structured_name(card: Any) -> str:
     lines = card.contents.get("n")
     if not lines:
         return ""
@@ -65,7 +68,7 @@ def _structured_name(card) -> str:
     return " ".join(_show(p) for p in parts if _show(p))
 
 
-def _show(value) -> str:
+def _show(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(_show(v) for v in value if _show(v))
     if hasattr(value, "street"):  # an address

@@ -25,7 +25,7 @@ def html_to_markdown(markup: str) -> tuple[str, str]:
         warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
         soup = BeautifulSoup(markup, "html.parser")
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
-    root = soup.find("article") or soup.find("main") or soup.find(attrs={"role": "main"}) or soup.body or soup
+    root = soup.find("article") or soup.find("main") or soup.find(role="main") or soup.body or soup
     lines = [" ".join(line.split()) for line in _text(root).splitlines()]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     return title, text
@@ -40,7 +40,7 @@ def _text(root: Tag) -> str:
     a newline after each block) costs time in the depth of the nesting at every insertion,
     which is minutes for a page of 20,000 nested elements, and recursion would overflow."""
     pieces: list[str] = []
-    stack: list = [root]
+    stack: list[object] = [root]
     while stack:
         node = stack.pop()
         if node is _BLOCK_END:
@@ -48,6 +48,8 @@ def _text(root: Tag) -> str:
         elif isinstance(node, NavigableString):
             if type(node) in (NavigableString, CData):  # not comments, doctypes, processing instructions
                 pieces.append(str(node))
+        elif not isinstance(node, Tag):  # never: a tree holds tags and strings; for the type checker
+            continue
         elif node.name in _NOISE:
             continue
         elif _HEADING.match(node.name):

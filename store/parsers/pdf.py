@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+from typing import TYPE_CHECKING, Any
 
 from store.parsers import Record, Section, Unreadable
 
@@ -15,9 +16,12 @@ MiB = 1024 * 1024
 # drawing or a bomb, and its text is not read (reading 1 MiB takes seconds).
 MAX_PAGE_CONTENT = 1 * MiB
 
+if TYPE_CHECKING:  # pypdf itself loads only when a PDF is read
+    from pypdf import PageObject
+
 
 def parse_pdf(content: bytes) -> list[Record]:
-    from pypdf import PdfReader
+    from pypdf import PasswordType, PdfReader
     from pypdf.errors import PdfReadError
 
     if not content.lstrip()[:5].startswith(b"%PDF"):
@@ -28,7 +32,7 @@ def parse_pdf(content: bytes) -> list[Record]:
             try:
                 opened = reader.decrypt("")
             except Exception:
-                opened = 0
+                opened = PasswordType.NOT_DECRYPTED
             if not opened:
                 raise Unreadable("the PDF is encrypted with a password")
         pages = list(reader.pages)
@@ -36,7 +40,8 @@ def parse_pdf(content: bytes) -> list[Record]:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as e:
         raise Unreadable(f"corrupt PDF ({_short(e)})") from None
-    sections, too_big = [], []
+    sections: list[Section] = []
+    too_big: list[int] = []
     for number, page in enumerate(pages, start=1):
         try:
             if _drawing_size(page) > MAX_PAGE_CONTENT:
@@ -53,28 +58,30 @@ def parse_pdf(content: bytes) -> list[Record]:
         raise Unreadable(f"the PDF has no text layer ({len(pages)} pages of images?); flurry does not read scans")
     title = ""
     try:
-        title = str((reader.metadata or {}).get("/Title") or "")
+        metadata = reader.metadata
+        title = str(metadata.get("/Title") or "") if metadata else ""
     except Exception:
         pass
     return [Record(sections, "pdf", meta={"title": title, "pages": len(pages)} if title else {"pages": len(pages)})]
 
 
-def _drawing_size(page) -> int:
+def _drawing_size(page: PageObject) -> int:
     """Bytes of the page's content streams and of the forms it draws, decompressed (pypdf
     caps each stream at 75 MB). Reading text walks every instruction in pure Python, more
     than linearly: 1 MiB takes seconds, and a few KB of compressed zeros can be 75 MB."""
     from pypdf.generic import ArrayObject
 
-    def size(stream) -> int:
+    # pypdf's objects are walked as found in the file: any of them may be anything.
+    def size(stream: Any) -> int:
         stream = stream.get_object()
         return len(stream.get_data()) if hasattr(stream, "get_data") else 0
 
     total = 0
-    contents = page.get("/Contents")
+    contents: Any = page.get("/Contents")
     if contents is not None:
         contents = contents.get_object()
         total += sum(size(s) for s in contents) if isinstance(contents, ArrayObject) else size(contents)
-    resources = page.get("/Resources")
+    resources: Any = page.get("/Resources")
     forms = resources.get_object().get("/XObject") if resources is not None else None
     if forms is not None:
         for form in forms.get_object().values():

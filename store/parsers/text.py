@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import yaml
 
@@ -30,7 +31,7 @@ def decode_text(content: bytes) -> str:
 
 def parse_markdown(content: bytes) -> list[Record]:
     text = decode_text(content)
-    meta: dict = {}
+    meta: dict[str, Any] = {}
     match = _FRONT_MATTER.match(text)
     if match:
         meta = _front_matter(match.group(1))
@@ -47,14 +48,14 @@ def parse_plain(content: bytes) -> list[Record]:
     return [Record([Section(decode_text(content))], "text")]
 
 
-def _front_matter(source: str) -> dict:
+def _front_matter(source: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(source)
     except yaml.YAMLError:
         return {}   # a broken header does not lose the note
     if not isinstance(data, dict):
         return {}
-    meta: dict = {}
+    meta: dict[str, Any] = {}
     tags = data.get("tags", data.get("tag"))
     if isinstance(tags, str):
         tags = [t for t in re.split(r"[,\s]+", tags) if t]
