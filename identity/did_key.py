@@ -75,7 +75,7 @@ def _parse(did: str) -> tuple[str, bytes]:
         raise InvalidDID(f"{did!r} is not a DID; expected 'did:key:z6Mk…'")
     if method != "key":
         raise InvalidDID(f"{did!r} uses the did:{method} method; only did:key is understood here")
-    multibase = bare[len(DID_KEY_PREFIX):]
+    multibase = bare[len(DID_KEY_PREFIX) :]
     if not multibase.startswith(BASE58BTC_MULTIBASE):
         raise InvalidDID(f"{did!r}: the key must be multibase base58btc, starting 'did:key:z'")
     try:
@@ -88,7 +88,9 @@ def _parse(did: str) -> tuple[str, bytes]:
         raise InvalidDID(f"{did!r}: the key is not canonical base58btc")
     multicodec, public_key = decoded[:2], decoded[2:]
     if multicodec == X25519_PUB_MULTICODEC:
-        raise InvalidDID(f"{did!r} is an X25519 (z6LS…) key, which cannot sign; need Ed25519 (z6Mk…)")
+        raise InvalidDID(
+            f"{did!r} is an X25519 (z6LS…) key, which cannot sign; need Ed25519 (z6Mk…)"
+        )
     if multicodec != ED25519_PUB_MULTICODEC:
         raise InvalidDID(f"{did!r} is not an Ed25519 did:key (multicodec 0xed01, 'did:key:z6Mk…')")
     if len(public_key) != KEY_LENGTH:
@@ -106,7 +108,7 @@ def ed25519_public_from_did_key(did: str) -> bytes:
 
 
 def _signing_method_id(bare_did: str) -> str:
-    return f"{bare_did}#{bare_did[len(DID_KEY_PREFIX):]}"
+    return f"{bare_did}#{bare_did[len(DID_KEY_PREFIX) :]}"
 
 
 def verification_method_id(did: str) -> str:
@@ -165,7 +167,10 @@ def did_document(did: str, key_format: str = "Ed25519VerificationKey2018") -> di
         agreement = {"type": "JsonWebKey2020", "publicKeyJwk": _okp_jwk("X25519", x25519_public)}
     else:
         contexts = DID_CONTEXTS
-        signing = {"type": "Ed25519VerificationKey2018", "publicKeyBase58": base58.b58encode(public_key).decode("ascii")}
+        signing = {
+            "type": "Ed25519VerificationKey2018",
+            "publicKeyBase58": base58.b58encode(public_key).decode("ascii"),
+        }
         agreement = {
             "type": "X25519KeyAgreementKey2019",
             "publicKeyBase58": base58.b58encode(x25519_public).decode("ascii"),
@@ -186,5 +191,6 @@ def did_document(did: str, key_format: str = "Ed25519VerificationKey2018") -> di
 
 
 def _okp_jwk(curve: str, public_key: bytes) -> dict[str, Any]:
-    x = base64.urlsafe_b64encode(public_key).rstrip(b"=").decode("ascii")  # RFC 7515: unpadded base64url
+    # RFC 7515: unpadded base64url
+    x = base64.urlsafe_b64encode(public_key).rstrip(b"=").decode("ascii")
     return {"kty": "OKP", "crv": curve, "x": x}

@@ -115,12 +115,18 @@ def check_content_digest(field_value: str, body: bytes) -> None:
         ) from None
     known = {name: member for name, member in members.items() if name in _DIGEST_ALGORITHMS}
     if not known:
-        raise SignatureRejected("malformed_signature", "Content-Digest has no sha-256 or sha-512 member")
+        raise SignatureRejected(
+            "malformed_signature", "Content-Digest has no sha-256 or sha-512 member"
+        )
     for name, (digest, _params) in known.items():
         if not isinstance(digest, bytes):
-            raise SignatureRejected("malformed_signature", f"Content-Digest member {name} is not a byte sequence")
+            raise SignatureRejected(
+                "malformed_signature", f"Content-Digest member {name} is not a byte sequence"
+            )
         if not hmac.compare_digest(digest, _DIGEST_ALGORITHMS[name](body).digest()):
-            raise SignatureRejected("body_tampered", f"the body does not match its signed Content-Digest ({name})")
+            raise SignatureRejected(
+                "body_tampered", f"the body does not match its signed Content-Digest ({name})"
+            )
 
 
 # An RFC 8941 dictionary: label → (member value, member parameters).
@@ -130,7 +136,9 @@ _SfDictionary = dict[str, tuple[Any, dict[str, Any]]]
 def _parse_dictionary(field_value: str) -> _SfDictionary:
     """Raises ValueError or UnicodeError when the field is not a structured dictionary."""
     # http_sf.parse is typed for every top-level type at once; "dictionary" fixes which one.
-    parsed = http_sf.parse(field_value.encode("ascii"), tltype="dictionary", on_duplicate_key=_reject_duplicate)
+    parsed = http_sf.parse(
+        field_value.encode("ascii"), tltype="dictionary", on_duplicate_key=_reject_duplicate
+    )
     return cast(_SfDictionary, parsed)
 
 
@@ -199,7 +207,9 @@ class ReplayCache:
                 raise SignatureRejected("replayed_nonce", "this signature's nonce was already used")
             if len(tier.until) >= tier.max_entries:
                 if not tier.evict:
-                    raise SignatureRejected("replay_cache_full", "too many live signatures; retry in a few minutes")
+                    raise SignatureRejected(
+                        "replay_cache_full", "too many live signatures; retry in a few minutes"
+                    )
                 tier.evict_oldest()
             tier.until[entry] = until
             heapq.heappush(tier.by_expiry, (until, entry))
@@ -350,7 +360,9 @@ def verify_request(
     try:
         fields: Mapping[str, str] = get_header_fields(headers)
     except (AttributeError, TypeError, ValueError) as error:
-        raise SignatureRejected("malformed_signature", f"unreadable header fields: {error}") from None
+        raise SignatureRejected(
+            "malformed_signature", f"unreadable header fields: {error}"
+        ) from None
     signature_input = _parse_signature_headers(fields)
     params = signature_input.params
     keyid = _check_keyid(params)
@@ -361,11 +373,15 @@ def verify_request(
     try:
         results = _VERIFIER.verify(message, max_age=None)
     except HTTPMessageSignaturesException as error:
-        raise SignatureRejected("signature_invalid", f"the signature does not verify: {error}") from None
+        raise SignatureRejected(
+            "signature_invalid", f"the signature does not verify: {error}"
+        ) from None
     signed_params = results[0].parameters if len(results) == 1 else None
     # See what is signed: the values acted on below must be the ones the signature covers.
     if signed_params != params:
-        raise SignatureRejected("malformed_signature", "the signed parameters differ from the ones read")
+        raise SignatureRejected(
+            "malformed_signature", "the signed parameters differ from the ones read"
+        )
 
     if "content-digest" in fields:
         check_content_digest(fields["content-digest"], body)
@@ -375,31 +391,38 @@ def verify_request(
 
 def _parse_signature_headers(fields: Mapping[str, str]) -> _SignatureInput:
     if "signature-input" not in fields or "signature" not in fields:
-        raise SignatureRejected("missing_signature", "the request carries no Signature-Input and Signature")
+        raise SignatureRejected(
+            "missing_signature", "the request carries no Signature-Input and Signature"
+        )
     try:
         inputs = _parse_dictionary(fields["signature-input"])
         signatures = _parse_dictionary(fields["signature"])
     except (ValueError, UnicodeError) as error:
         raise SignatureRejected(
-            "malformed_signature", f"Signature-Input or Signature is not a structured dictionary: {error}"
+            "malformed_signature",
+            f"Signature-Input or Signature is not a structured dictionary: {error}",
         ) from None
     if not inputs or not signatures:
         raise SignatureRejected("missing_signature", "Signature-Input or Signature is empty")
     if len(inputs) != 1 or inputs.keys() != signatures.keys():
         raise SignatureRejected(
-            "malformed_signature", "expected exactly one signature, with the same label in both fields"
+            "malformed_signature",
+            "expected exactly one signature, with the same label in both fields",
         )
     ((components, params),) = inputs.values()
     ((signature, _),) = signatures.values()
     if not isinstance(components, list) or not isinstance(signature, bytes):
         raise SignatureRejected(
-            "malformed_signature", "Signature-Input must be an inner list, Signature a byte sequence"
+            "malformed_signature",
+            "Signature-Input must be an inner list, Signature a byte sequence",
         )
     if any(type(name) is not str for name, _ in components):
         raise SignatureRejected("malformed_signature", "covered components must be strings")
     unknown = set(params) - _SIGNATURE_PARAMETERS
     if unknown:
-        raise SignatureRejected("malformed_signature", f"unknown signature parameters {sorted(unknown)}")
+        raise SignatureRejected(
+            "malformed_signature", f"unknown signature parameters {sorted(unknown)}"
+        )
     return _SignatureInput(components, params)
 
 
@@ -414,7 +437,8 @@ def _check_keyid(params: Mapping[str, Any]) -> str:
         _public_key(keyid)
     except (InvalidDID, ValueError) as error:
         raise SignatureRejected(
-            "unsupported_keyid", f"keyid must be a did:key Ed25519 DID URL 'did:key:z6Mk…#z6Mk…': {error}"
+            "unsupported_keyid",
+            f"keyid must be a did:key Ed25519 DID URL 'did:key:z6Mk…#z6Mk…': {error}",
         ) from None
     alg = params.get("alg", ALGORITHM)
     if alg != ALGORITHM or type(alg) is not str:
@@ -422,12 +446,16 @@ def _check_keyid(params: Mapping[str, Any]) -> str:
     return keyid
 
 
-def _check_coverage(components: list[tuple[Any, dict[str, Any]]], fields: Mapping[str, str], body: bytes) -> None:
+def _check_coverage(
+    components: list[tuple[Any, dict[str, Any]]], fields: Mapping[str, str], body: bytes
+) -> None:
     # Bare identifiers only: '"@method";req' or '"content-digest";key=…' are other components.
     covered = {name for name, component_params in components if not component_params}
     missing = [name for name in REQUIRED_COMPONENTS if name not in covered]
     if missing:
-        raise SignatureRejected("components_not_covered", f"the signature must cover {', '.join(missing)}")
+        raise SignatureRejected(
+            "components_not_covered", f"the signature must cover {', '.join(missing)}"
+        )
     if body and "content-digest" not in fields:
         raise SignatureRejected(
             "missing_content_digest", "a request with a body must carry a signed Content-Digest"
@@ -457,7 +485,8 @@ def _check_times_and_nonce(
         raise SignatureRejected("malformed_signature", "expires must come after created")
     if expires - created > max_lifetime:
         raise SignatureRejected(
-            "lifetime_too_long", f"a signature may live {max_lifetime} s, this one {expires - created} s"
+            "lifetime_too_long",
+            f"a signature may live {max_lifetime} s, this one {expires - created} s",
         )
     if now > expires + max_skew:
         raise SignatureRejected("expired", f"the signature expired {now - expires:.0f} s ago")
@@ -467,7 +496,9 @@ def _check_times_and_nonce(
 # --- the server side of @target-uri -------------------------------------------------------
 
 
-def target_uri_from_scope(scope: Mapping[str, Any], *, allowed_hosts: Collection[str] | None = None) -> str:
+def target_uri_from_scope(
+    scope: Mapping[str, Any], *, allowed_hosts: Collection[str] | None = None
+) -> str:
     """The @target-uri of an ASGI HTTP request: ``scheme://<Host header><raw path>[?query]``.
 
     ``allowed_hosts`` are the node's own authorities ("127.0.0.1:8766", "node.example");
@@ -477,9 +508,13 @@ def target_uri_from_scope(scope: Mapping[str, Any], *, allowed_hosts: Collection
     if len(hosts) != 1 or not hosts[0]:
         raise SignatureRejected("missing_host", "the request must carry exactly one Host header")
     host = hosts[0].decode("latin-1")
-    if allowed_hosts is not None and host.lower() not in {allowed.lower() for allowed in allowed_hosts}:
+    if allowed_hosts is not None and host.lower() not in {
+        allowed.lower() for allowed in allowed_hosts
+    }:
         raise SignatureRejected("wrong_host", f"this node does not answer to {host!r}")
-    raw_path = scope.get("raw_path") or urllib.parse.quote(scope.get("path", "/"), safe=_PATH_SAFE).encode("ascii")
+    raw_path = scope.get("raw_path") or urllib.parse.quote(
+        scope.get("path", "/"), safe=_PATH_SAFE
+    ).encode("ascii")
     # raw_path is the path as sent; some servers and test transports have left the query
     # on it, and a path cannot hold a literal '?', so cutting there is always safe.
     path = raw_path.partition(b"?")[0].decode("latin-1")

@@ -86,13 +86,18 @@ def verify_json(obj: dict[str, Any], signature: dict[str, Any]) -> str:
         # RFC 7515 §7.2.1: the two headers must not share names; one that did could make a
         # reader take an unsigned kid or alg for the signed one.
         raise JWSRejected(
-            "malformed", "the unprotected header must be an object sharing no names with the protected one"
+            "malformed",
+            "the unprotected header must be an object sharing no names with the protected one",
         )
     if "crit" in header:
         # An extension we do not implement (e.g. "b64": false) changes what was signed.
-        raise JWSRejected("critical_header", f"unsupported critical header parameters {header['crit']!r}")
+        raise JWSRejected(
+            "critical_header", f"unsupported critical header parameters {header['crit']!r}"
+        )
     if header.get("alg") not in _ACCEPTED_ALGORITHMS:
-        raise JWSRejected("unsupported_alg", f"alg must be EdDSA (Ed25519), not {header.get('alg')!r}")
+        raise JWSRejected(
+            "unsupported_alg", f"alg must be EdDSA (Ed25519), not {header.get('alg')!r}"
+        )
     kid = header.get("kid")
     try:
         if not isinstance(kid, str) or verification_method_id(kid) != kid:
@@ -106,11 +111,15 @@ def verify_json(obj: dict[str, Any], signature: dict[str, Any]) -> str:
     try:
         signing_input = _signing_input(protected, obj)
     except (ValueError, RecursionError) as error:
-        raise JWSRejected("not_canonicalisable", f"the object has no RFC 8785 form: {error}") from None
+        raise JWSRejected(
+            "not_canonicalisable", f"the object has no RFC 8785 form: {error}"
+        ) from None
     try:
         public_key.verify(raw_signature, signing_input)
     except InvalidSignature:
-        raise JWSRejected("signature_invalid", "the signature does not match the object and key") from None
+        raise JWSRejected(
+            "signature_invalid", "the signature does not match the object and key"
+        ) from None
     return kid.partition("#")[0]
 
 

@@ -30,7 +30,7 @@ import os
 import tempfile
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +133,7 @@ class Keyring:
         document = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
-            "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "owner_did": owner_did,
             "node_did": node_did,
             "kdf": kdf,
@@ -196,8 +196,9 @@ def _load(path: Path) -> dict[str, Any]:
         raise _corrupt(path, "it is not a flurry keyring")
     if document.get("version") != FORMAT_VERSION:
         raise _corrupt(
-            path, f"format version {document.get('version')!r} is not {FORMAT_VERSION} "
-            "(was it written by a newer flurry?)"
+            path,
+            f"format version {document.get('version')!r} is not {FORMAT_VERSION} "
+            "(was it written by a newer flurry?)",
         )
     if document.get("checksum") != _checksum(document):
         raise _corrupt(path, "its checksum does not match its contents")

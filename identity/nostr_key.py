@@ -60,8 +60,8 @@ AGENT_MADE = "agent-made"
 _SALT = b"nip44-v2"
 _VERSION = 2
 _MIN_PLAINTEXT, _MAX_PLAINTEXT = 1, 65535
-_MIN_PAYLOAD, _MAX_PAYLOAD = 132, 87472       # base64 characters
-_MIN_DATA, _MAX_DATA = 99, 65603              # decoded bytes
+_MIN_PAYLOAD, _MAX_PAYLOAD = 132, 87472  # base64 characters
+_MIN_DATA, _MAX_DATA = 99, 65603  # decoded bytes
 PROOF_TAG = "flurry:node-did"
 
 
@@ -85,7 +85,8 @@ def secret_from_node_seed(seed: bytes) -> bytes:
     raise AssertionError("unreachable")
 
 
-@functools.lru_cache(maxsize=16)  # the node's own key, reused for every message it opens: one scalar multiplication
+# The node's own key, reused for every message it opens: one scalar multiplication.
+@functools.lru_cache(maxsize=16)
 def _private_key(secret: bytes) -> ec.EllipticCurvePrivateKey:
     if len(secret) != 32:
         raise Nip44Error(f"a secp256k1 secret key is 32 bytes, not {len(secret)}")
@@ -106,7 +107,9 @@ def _public_key(xonly: bytes) -> ec.EllipticCurvePublicKey:
     try:  # BIP-340 lift_x: the point with this x and an even y, if there is one
         return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256K1(), b"\x02" + xonly)
     except ValueError:
-        raise Nip44Error(f"{xonly.hex()} is not a point on secp256k1, so it is not a Nostr public key") from None
+        raise Nip44Error(
+            f"{xonly.hex()} is not a point on secp256k1, so it is not a Nostr public key"
+        ) from None
 
 
 def parse_public_key(text: str) -> bytes:
@@ -143,7 +146,9 @@ class NostrKey:
 
     @property
     def npub(self) -> str:
-        npub: str = nostr_sdk.PublicKey.parse(self.public_key_hex).to_bech32()  # nostr_sdk is untyped
+        npub: str = nostr_sdk.PublicKey.parse(
+            self.public_key_hex
+        ).to_bech32()  # nostr_sdk is untyped
         return npub
 
     @property
@@ -202,7 +207,9 @@ def encrypt(conversation: bytes, plaintext: str, nonce: bytes | None = None) -> 
     chacha_key, chacha_nonce, hmac_key = message_keys(conversation, nonce)
     padded = struct.pack(">H", len(raw)) + raw + bytes(padded_length(len(raw)) - len(raw))
     ciphertext = _chacha20(chacha_key, chacha_nonce, padded)
-    return base64.b64encode(bytes([_VERSION]) + nonce + ciphertext + _mac(hmac_key, nonce, ciphertext)).decode()
+    return base64.b64encode(
+        bytes([_VERSION]) + nonce + ciphertext + _mac(hmac_key, nonce, ciphertext)
+    ).decode()
 
 
 def decrypt(conversation: bytes, payload: str) -> str:
@@ -212,7 +219,9 @@ def decrypt(conversation: bytes, payload: str) -> str:
     if payload[0] == "#":
         raise Nip44Error("unknown encryption version (the payload starts with '#')")
     if not _MIN_PAYLOAD <= len(payload) <= _MAX_PAYLOAD:
-        raise Nip44Error(f"invalid payload length {len(payload)} (NIP-44 v2 payloads are 132 to 87472 characters)")
+        raise Nip44Error(
+            f"invalid payload length {len(payload)} (NIP-44 v2 payloads are 132 to 87472 characters)"
+        )
     try:
         data = base64.b64decode(payload, validate=True)
     except ValueError:
@@ -248,11 +257,11 @@ def open_payload(receiver_secret: bytes, sender_public: bytes, payload: str) -> 
 class PrivateMessage:
     """A message read out of a gift wrap, its sender checked against the seal's signature."""
 
-    wrap_id: str        # the gift wrap's event id (hex): what relays resend, what is deduplicated
-    rumor_id: str       # the message's own id: what a reply's "e" tag names
-    sender: str         # the seal's author (hex), who signed it
+    wrap_id: str  # the gift wrap's event id (hex): what relays resend, what is deduplicated
+    rumor_id: str  # the message's own id: what a reply's "e" tag names
+    sender: str  # the seal's author (hex), who signed it
     text: str
-    created_at: int     # the rumor's (the sender's clock, not tweaked)
+    created_at: int  # the rumor's (the sender's clock, not tweaked)
     tags: list[list[str]]
 
     @property
@@ -269,8 +278,16 @@ def _tweaked_now() -> nostr_sdk.Timestamp:
     return nostr_sdk.Timestamp.from_secs(int(time.time()) - secrets.randbelow(TWEAK_SECONDS))
 
 
-def _sign(keys: nostr_sdk.Keys, kind: int, content: str, tags: list[list[str]], created_at: nostr_sdk.Timestamp) -> nostr_sdk.Event:
-    builder = nostr_sdk.EventBuilder(nostr_sdk.Kind(kind), content).tags([nostr_sdk.Tag.parse(t) for t in tags])
+def _sign(
+    keys: nostr_sdk.Keys,
+    kind: int,
+    content: str,
+    tags: list[list[str]],
+    created_at: nostr_sdk.Timestamp,
+) -> nostr_sdk.Event:
+    builder = nostr_sdk.EventBuilder(nostr_sdk.Kind(kind), content).tags(
+        [nostr_sdk.Tag.parse(t) for t in tags]
+    )
     return builder.custom_created_at(created_at).finalize(keys)
 
 
@@ -278,11 +295,22 @@ def public_note(sender: NostrKey, text: str, *, owner_did: str | None = None) ->
     """A public text note (NIP-01 kind 1) signed by ``sender``, labelled agent-made (NIP-32)."""
     if not text.strip():
         raise ValueError("the note is empty")
-    tags = [["L", LABEL_NAMESPACE], ["l", AGENT_MADE, LABEL_NAMESPACE], *([["on-behalf-of", owner_did]] if owner_did else [])]
+    tags = [
+        ["L", LABEL_NAMESPACE],
+        ["l", AGENT_MADE, LABEL_NAMESPACE],
+        *([["on-behalf-of", owner_did]] if owner_did else []),
+    ]
     return _sign(sender.sdk_keys(), KIND_TEXT_NOTE, text, tags, nostr_sdk.Timestamp.now())
 
 
-def rumor_json(sender: NostrKey, recipient: bytes, text: str, *, reply_to: str | None = None, owner_did: str | None = None) -> str:
+def rumor_json(
+    sender: NostrKey,
+    recipient: bytes,
+    text: str,
+    *,
+    reply_to: str | None = None,
+    owner_did: str | None = None,
+) -> str:
     """The unsigned kind-14 message, labelled agent-made (NIP-32) on ``owner_did``'s behalf."""
     tags = [["p", recipient.hex()], ["L", LABEL_NAMESPACE], ["l", AGENT_MADE, LABEL_NAMESPACE]]
     if owner_did:
@@ -302,7 +330,13 @@ def rumor_json(sender: NostrKey, recipient: bytes, text: str, *, reply_to: str |
 def gift_wrap(sender: NostrKey, recipient: bytes, rumor: str) -> nostr_sdk.Event:
     """Seal ``rumor`` (signed by ``sender``) and wrap it (signed by a one-time key) for ``recipient``."""
     _public_key(recipient)
-    seal = _sign(sender.sdk_keys(), KIND_SEAL, encrypt(conversation_key(sender.secret, recipient), rumor), [], _tweaked_now())
+    seal = _sign(
+        sender.sdk_keys(),
+        KIND_SEAL,
+        encrypt(conversation_key(sender.secret, recipient), rumor),
+        [],
+        _tweaked_now(),
+    )
     # The one-time key stays out of _private_key's cache: nothing should keep it after this call.
     one_time = nostr_sdk.Keys.generate()
     one_time_key = ec.derive_private_key(int(one_time.secret_key().to_hex(), 16), ec.SECP256K1())
@@ -319,36 +353,53 @@ def unwrap(receiver: NostrKey, wrap_json: str) -> PrivateMessage:
     """
     wrap = _event(wrap_json, "gift wrap")
     if wrap.kind().as_u16() != KIND_GIFT_WRAP:
-        raise GiftWrapRejected(f"event {wrap.id().to_hex()} is kind {wrap.kind().as_u16()}, not a gift wrap (1059)")
-    recipients = [t.to_vec()[1] for t in wrap.tags() if t.to_vec()[:1] == ["p"] and len(t.to_vec()) > 1]
+        raise GiftWrapRejected(
+            f"event {wrap.id().to_hex()} is kind {wrap.kind().as_u16()}, not a gift wrap (1059)"
+        )
+    recipients = [
+        t.to_vec()[1] for t in wrap.tags() if t.to_vec()[:1] == ["p"] and len(t.to_vec()) > 1
+    ]
     if receiver.public_key_hex not in recipients:
         raise GiftWrapRejected(f"gift wrap {wrap.id().to_hex()} is addressed to someone else")
     try:
-        seal_json = open_payload(receiver.secret, bytes.fromhex(wrap.author().to_hex()), wrap.content())
+        seal_json = open_payload(
+            receiver.secret, bytes.fromhex(wrap.author().to_hex()), wrap.content()
+        )
     except Nip44Error as e:
         raise GiftWrapRejected(f"gift wrap {wrap.id().to_hex()} does not open: {e}") from None
     seal = _event(seal_json, "seal")
     if seal.kind().as_u16() != KIND_SEAL:
-        raise GiftWrapRejected(f"the gift wrap holds a kind {seal.kind().as_u16()} event, not a seal (13)")
+        raise GiftWrapRejected(
+            f"the gift wrap holds a kind {seal.kind().as_u16()} event, not a seal (13)"
+        )
     sender = seal.author().to_hex()
     try:
         rumor = json.loads(open_payload(receiver.secret, bytes.fromhex(sender), seal.content()))
     except Nip44Error as e:
-        raise GiftWrapRejected(f"the seal in gift wrap {wrap.id().to_hex()} does not open: {e}") from None
+        raise GiftWrapRejected(
+            f"the seal in gift wrap {wrap.id().to_hex()} does not open: {e}"
+        ) from None
     except ValueError:
         raise GiftWrapRejected("the sealed message is not JSON") from None
     try:
-        pubkey, kind, text, tags, created_at = (rumor[k] for k in ("pubkey", "kind", "content", "tags", "created_at"))
+        pubkey, kind, text, tags, created_at = (
+            rumor[k] for k in ("pubkey", "kind", "content", "tags", "created_at")
+        )
         tags = [[str(x) for x in tag] for tag in tags]
         rumor_id = nostr_sdk.UnsignedEvent.from_json(json.dumps(rumor)).ensure_id().id().to_hex()
-    except (KeyError, TypeError, nostr_sdk.NostrSdkError):  # a missing field, a wrong type, nostr-sdk's refusal
-        raise GiftWrapRejected("the sealed message is not a Nostr event (pubkey, kind, content, tags, created_at)") from None
+    # a missing field, a wrong type, nostr-sdk's refusal
+    except (KeyError, TypeError, nostr_sdk.NostrSdkError):
+        raise GiftWrapRejected(
+            "the sealed message is not a Nostr event (pubkey, kind, content, tags, created_at)"
+        ) from None
     if pubkey != sender:
         raise GiftWrapRejected(
             f"the message claims to be from {pubkey} but its seal was signed by {sender}: refused as forged"
         )
     if kind != KIND_PRIVATE_MESSAGE or not isinstance(text, str) or not isinstance(created_at, int):
-        raise GiftWrapRejected(f"the sealed event is kind {kind}; this node reads private messages (kind 14)")
+        raise GiftWrapRejected(
+            f"the sealed event is kind {kind}; this node reads private messages (kind 14)"
+        )
     return PrivateMessage(wrap.id().to_hex(), rumor_id, sender, text, created_at, tags)
 
 
@@ -378,7 +429,9 @@ def http_auth_header(key: NostrKey, method: str, url: str, body: bytes = b"") ->
     return "Nostr " + base64.b64encode(event.as_json().encode()).decode()
 
 
-def verify_http_auth(authorization: str, method: str, url: str, body: bytes, *, now: float | None = None) -> nostr_sdk.Event:
+def verify_http_auth(
+    authorization: str, method: str, url: str, body: bytes, *, now: float | None = None
+) -> nostr_sdk.Event:
     """The NIP-98 event that authorises this request; SignatureRejected (401) otherwise.
 
     Stricter than NIP-98 in one place, on purpose: a request with a body must name the body's
@@ -387,33 +440,58 @@ def verify_http_auth(authorization: str, method: str, url: str, body: bytes, *, 
     """
     scheme, _, token = authorization.partition(" ")
     if scheme != "Nostr" or not token or len(token) > _MAX_HTTP_AUTH:
-        raise SignatureRejected("malformed_signature", "NIP-98: send Authorization: Nostr <base64 of a kind 27235 event>")
+        raise SignatureRejected(
+            "malformed_signature",
+            "NIP-98: send Authorization: Nostr <base64 of a kind 27235 event>",
+        )
     try:
-        event = _event(base64.b64decode(token.strip(), validate=True).decode("utf-8"), "NIP-98 event")
+        event = _event(
+            base64.b64decode(token.strip(), validate=True).decode("utf-8"), "NIP-98 event"
+        )
     except (ValueError, GiftWrapRejected) as e:
         raise SignatureRejected("signature_invalid", f"NIP-98: {e}") from None
     if event.kind().as_u16() != KIND_HTTP_AUTH:
-        raise SignatureRejected("malformed_signature", f"NIP-98: the event is kind {event.kind().as_u16()}, not 27235")
+        raise SignatureRejected(
+            "malformed_signature", f"NIP-98: the event is kind {event.kind().as_u16()}, not 27235"
+        )
     now = time.time() if now is None else now
     age = now - event.created_at().as_secs()
     if age > HTTP_AUTH_WINDOW:
-        raise SignatureRejected("expired", f"NIP-98: the event is {int(age)} s old; at most {HTTP_AUTH_WINDOW} s")
+        raise SignatureRejected(
+            "expired", f"NIP-98: the event is {int(age)} s old; at most {HTTP_AUTH_WINDOW} s"
+        )
     if age < -HTTP_AUTH_WINDOW:
-        raise SignatureRejected("created_in_future", "NIP-98: the event is dated in the future; check your clock")
+        raise SignatureRejected(
+            "created_in_future", "NIP-98: the event is dated in the future; check your clock"
+        )
     tags: dict[str, str] = {}
     for tag in (t.to_vec() for t in event.tags()):
         if len(tag) >= 2 and tag[0] in ("u", "method", "payload"):
             if tag[0] in tags:
-                raise SignatureRejected("malformed_signature", f"NIP-98: the event has two {tag[0]!r} tags")
+                raise SignatureRejected(
+                    "malformed_signature", f"NIP-98: the event has two {tag[0]!r} tags"
+                )
             tags[tag[0]] = tag[1]
     if tags.get("u") != url:
-        raise SignatureRejected("wrong_host", f"NIP-98: the event authorises {tags.get('u')!r}, not {url!r}")
+        raise SignatureRejected(
+            "wrong_host", f"NIP-98: the event authorises {tags.get('u')!r}, not {url!r}"
+        )
     if tags.get("method", "").upper() != method.upper():
-        raise SignatureRejected("components_not_covered", f"NIP-98: the event authorises {tags.get('method')!r}, not {method}")
+        raise SignatureRejected(
+            "components_not_covered",
+            f"NIP-98: the event authorises {tags.get('method')!r}, not {method}",
+        )
     if body and "payload" not in tags:
-        raise SignatureRejected("missing_content_digest", "NIP-98: a request with a body must name its SHA-256 in a payload tag")
-    if "payload" in tags and not hmac.compare_digest(tags["payload"], hashlib.sha256(body).hexdigest()):
-        raise SignatureRejected("body_tampered", "NIP-98: the body is not the one the event authorises")
+        raise SignatureRejected(
+            "missing_content_digest",
+            "NIP-98: a request with a body must name its SHA-256 in a payload tag",
+        )
+    if "payload" in tags and not hmac.compare_digest(
+        tags["payload"], hashlib.sha256(body).hexdigest()
+    ):
+        raise SignatureRejected(
+            "body_tampered", "NIP-98: the body is not the one the event authorises"
+        )
     return event
 
 
@@ -426,7 +504,9 @@ def identity_proof(key: NostrKey, did: str) -> str:
     The node's agent card, signed by its DID, carries it, so each key vouches for the other:
     a card cannot claim someone else's Nostr key and so borrow their messages.
     """
-    proof: str = _sign(key.sdk_keys(), KIND_APP_DATA, did, [["d", PROOF_TAG]], nostr_sdk.Timestamp.now()).as_json()
+    proof: str = _sign(
+        key.sdk_keys(), KIND_APP_DATA, did, [["d", PROOF_TAG]], nostr_sdk.Timestamp.now()
+    ).as_json()
     return proof
 
 
@@ -437,7 +517,11 @@ def verify_identity_proof(proof: str, did: str) -> str:
     except GiftWrapRejected as e:
         raise ValueError(str(e)) from None
     tags = [t.to_vec() for t in event.tags()]
-    if event.kind().as_u16() != KIND_APP_DATA or ["d", PROOF_TAG] not in tags or event.content() != did:
+    if (
+        event.kind().as_u16() != KIND_APP_DATA
+        or ["d", PROOF_TAG] not in tags
+        or event.content() != did
+    ):
         raise ValueError(f"the Nostr key proof does not name {did}")
     author: str = event.author().to_hex()
     return author

@@ -38,7 +38,9 @@ class SigningAuth(httpx.Auth):
 
     def __init__(self, key: Ed25519PrivateKey, keyid: str, owner_did: str | None = None) -> None:
         if verification_method_id(keyid) != keyid:
-            raise InvalidDID(f"keyid must be a did:key DID URL 'did:key:z6Mk…#z6Mk…', not {keyid!r}")
+            raise InvalidDID(
+                f"keyid must be a did:key DID URL 'did:key:z6Mk…#z6Mk…', not {keyid!r}"
+            )
         self.key = key
         self.keyid = keyid
         self.label = agent_label(owner_did) if owner_did else None

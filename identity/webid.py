@@ -59,11 +59,11 @@ def webid_profile(
     g.add((me, FOAF.isPrimaryTopicOf, card))
     if name:
         g.add((me, FOAF.name, Literal(name)))
-    g.add((me, OWL.sameAs, URIRef(owner_did)))                  # the DID is the same person
+    g.add((me, OWL.sameAs, URIRef(owner_did)))  # the DID is the same person
     g.add((me, SCHEMA.sameAs, URIRef(owner_did)))
-    g.add((me, PIM.storage, URIRef(base + storage_path)))      # Solid: where the pod is
-    g.add((me, AS.alsoKnownAs, URIRef(owner_did)))             # DID Core's alsoKnownAs term
-    g.add((me, RDFS.seeAlso, URIRef(agent_card_url)))          # the node that acts for the owner (A2A)
+    g.add((me, PIM.storage, URIRef(base + storage_path)))  # Solid: where the pod is
+    g.add((me, AS.alsoKnownAs, URIRef(owner_did)))  # DID Core's alsoKnownAs term
+    g.add((me, RDFS.seeAlso, URIRef(agent_card_url)))  # the node that acts for the owner (A2A)
     if nostr_pubkey is not None:
         if not _HEX_KEY.match(nostr_pubkey):
             raise ValueError("a Nostr public key is 64 lowercase hex digits (x-only, NIP-01)")

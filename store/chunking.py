@@ -14,8 +14,15 @@ import re
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 
 
-def chunk_text(text: str, *, markdown: bool = True, max_words: int = 150, overlap_words: int = 30) -> list[str]:
-    return [chunk for _, chunk in chunk_with_headings(text, markdown=markdown, max_words=max_words, overlap_words=overlap_words)]
+def chunk_text(
+    text: str, *, markdown: bool = True, max_words: int = 150, overlap_words: int = 30
+) -> list[str]:
+    return [
+        chunk
+        for _, chunk in chunk_with_headings(
+            text, markdown=markdown, max_words=max_words, overlap_words=overlap_words
+        )
+    ]
 
 
 def chunk_with_headings(
@@ -34,7 +41,9 @@ def chunk_with_headings(
                 chunks.append((heading, prefix + "\n\n".join(current)))
                 current, count = [], 0
             if len(words) > max_words:
-                chunks.extend((heading, prefix + w) for w in _windows(words, max_words, overlap_words))
+                chunks.extend(
+                    (heading, prefix + w) for w in _windows(words, max_words, overlap_words)
+                )
                 continue
             current.append(para)
             count += len(words)

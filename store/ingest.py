@@ -66,16 +66,16 @@ class AddReport:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)   # documents whose file is gone (--sync)
+    removed: list[str] = field(default_factory=list)  # documents whose file is gone (--sync)
     chunks: int = 0
 
 
 @dataclass(frozen=True)
 class Progress:
-    done: int      # files finished so far
+    done: int  # files finished so far
     total: int
-    path: str      # the file (or message of a file) just finished
-    outcome: str   # "added", "updated", "unchanged", "skipped" or "removed"
+    path: str  # the file (or message of a file) just finished
+    outcome: str  # "added", "updated", "unchanged", "skipped" or "removed"
 
 
 def absolute(path: str | Path) -> str:
@@ -87,7 +87,9 @@ def absolute(path: str | Path) -> str:
 def belongs_to(doc_abs_path: str, target: str) -> bool:
     """Whether a document is ``target``, lies under the folder ``target``, or is a message of
     the file ``target``."""
-    return doc_abs_path == target or doc_abs_path.startswith((target.rstrip(os.sep) + os.sep, target + RECORD_SEPARATOR))
+    return doc_abs_path == target or doc_abs_path.startswith(
+        (target.rstrip(os.sep) + os.sep, target + RECORD_SEPARATOR)
+    )
 
 
 def discover(given: str) -> tuple[list[tuple[Path, str, Parser]], list[Skipped]]:
@@ -101,7 +103,12 @@ def discover(given: str) -> tuple[list[tuple[Path, str, Parser]], list[Skipped]]
         if not root.is_file():
             return [], [Skipped(given, "not a regular file")]
         if parser is None:
-            return [], [Skipped(given, f"unsupported file type {root.suffix or '(none)'}; flurry reads {SUPPORTED}")]
+            return [], [
+                Skipped(
+                    given,
+                    f"unsupported file type {root.suffix or '(none)'}; flurry reads {SUPPORTED}",
+                )
+            ]
         return [(root, given, parser)], []
     found: list[tuple[Path, str, Parser]] = []
     skipped: list[Skipped] = []
@@ -110,10 +117,17 @@ def discover(given: str) -> tuple[list[tuple[Path, str, Parser]], list[Skipped]]
         # Hidden folders (.git, .obsidian, .trash) hold tooling, not the owner's writing;
         # a Maildir's tmp/ holds messages still being delivered.
         in_maildir = (Path(dirpath) / "cur").is_dir() and (Path(dirpath) / "new").is_dir()
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not (in_maildir and d == "tmp"))
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".") and not (in_maildir and d == "tmp")
+        )
         for name in [d for d in dirnames if not _utf8(d)]:
             dirnames.remove(name)
-            skipped.append(Skipped(_printable(os.path.join(base, os.path.relpath(Path(dirpath) / name, root))), NOT_UTF8))
+            skipped.append(
+                Skipped(
+                    _printable(os.path.join(base, os.path.relpath(Path(dirpath) / name, root))),
+                    NOT_UTF8,
+                )
+            )
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
@@ -127,7 +141,7 @@ def discover(given: str) -> tuple[list[tuple[Path, str, Parser]], list[Skipped]]
             parser = parser_for(path)
             if parser is None:
                 skipped.append(Skipped(shown, f"unsupported file type {path.suffix or '(none)'}"))
-            elif not path.is_file():   # a FIFO or a device would block the read forever
+            elif not path.is_file():  # a FIFO or a device would block the read forever
                 skipped.append(Skipped(shown, "not a regular file"))
             else:
                 found.append((path, shown, parser))
@@ -164,9 +178,9 @@ class _Read:
     abs_path: str
     content: bytes = b""
     mtime: float = 0.0
-    outcome: str = ""            # set when nothing more is to be done: "unchanged" or "skipped"
+    outcome: str = ""  # set when nothing more is to be done: "unchanged" or "skipped"
     parsed: list[Record] | Skip | None = None
-    worker: Worker | None = None # the parser process reading it, until its result is taken
+    worker: Worker | None = None  # the parser process reading it, until its result is taken
 
 
 class Ingestor:
@@ -194,12 +208,19 @@ class Ingestor:
         self._pending: tuple[list[str], list[str], list[np.ndarray]] = ([], [], [])
         self._documents: list[Document] | None = None
 
-    def add(self, given: str, progress: Callable[[Progress], None] | None = None, *, sync: bool = False) -> AddReport:
+    def add(
+        self, given: str, progress: Callable[[Progress], None] | None = None, *, sync: bool = False
+    ) -> AddReport:
         files, skipped = discover(given)
         report = AddReport(skipped=list(skipped))
         try:
             for done, item in enumerate(self._read_and_parse(files), start=1):
-                outcome = self._store(item, report, lambda p, o, d=done: progress and progress(Progress(d - 1, len(files), p, o)))
+
+                def each(shown: str, outcome: str, done: int = done) -> None:
+                    if progress:
+                        progress(Progress(done - 1, len(files), shown, outcome))
+
+                outcome = self._store(item, report, each)
                 if progress:
                     progress(Progress(done, len(files), item.shown, outcome))
         finally:
@@ -233,13 +254,16 @@ class Ingestor:
             for path, shown, parser in files:
                 item = self._read(path, shown, parser)
                 if not item.outcome:
-                    item.parsed = parse_within(parser, item.content, path.name, self._budget.max_chunks)
+                    item.parsed = parse_within(
+                        parser, item.content, path.name, self._budget.max_chunks
+                    )
                 yield item
             return
         # Each worker reads one file while this process embeds the one before, in file order;
         # a worker stopped for its budget is replaced by a fresh one.
         idle: list[Worker] = []
-        spare = self._parse_workers  # started on the first file that needs one: none when all are unchanged
+        # started on the first file that needs one: none when all are unchanged
+        spare = self._parse_workers
         ahead: deque[_Read] = deque()
         try:
             for path, shown, parser in files:
@@ -253,9 +277,13 @@ class Ingestor:
                         ready.append(self._finish(ahead.popleft(), idle))
                     worker = idle.pop()
                     try:
-                        worker.start(parse_job, parser.name, item.content, path.name, self._budget.max_chunks)
+                        worker.start(
+                            parse_job, parser.name, item.content, path.name, self._budget.max_chunks
+                        )
                         item.worker = worker
-                    except RuntimeError as e:  # the worker did not start: this file is skipped, not the run
+                    except (
+                        RuntimeError
+                    ) as e:  # the worker did not start: this file is skipped, not the run
                         item.parsed = Skip(str(e))
                         idle.append(parse_process.take_worker())
                 ahead.append(item)
@@ -288,7 +316,7 @@ class Ingestor:
         item = _Read(path, shown, absolute(path))
         try:
             st = path.stat()
-            if st.st_size > parser.max_bytes:   # refused before a byte is read
+            if st.st_size > parser.max_bytes:  # refused before a byte is read
                 item.parsed, item.outcome = Skip(too_large(st.st_size, parser.max_bytes)), "skipped"
                 return item
             item.content = path.read_bytes()
@@ -312,13 +340,23 @@ class Ingestor:
             report.skipped.append(Skipped(item.shown, "no text in it"))
             return "skipped"
         if len(records) == 1 and not records[0].key:
-            outcome = self._put(item.shown, item.abs_path, item.content, item.mtime, records[0], report)
+            outcome = self._put(
+                item.shown, item.abs_path, item.content, item.mtime, records[0], report
+            )
         else:
             outcome = self._put_many(item, records, report, each)
         (report.updated if outcome == "updated" else report.added).append(item.shown)
         return outcome
 
-    def add_text(self, shown: str, key: str, text: str, *, markdown: bool = False, vectors: np.ndarray | None = None) -> AddReport:
+    def add_text(
+        self,
+        shown: str,
+        key: str,
+        text: str,
+        *,
+        markdown: bool = False,
+        vectors: np.ndarray | None = None,
+    ) -> AddReport:
         """Index ``text`` that is not a file (a pod resource's rendering, a note a skill wrote)
         as the document ``key``, replacing the one stored under that key before. ``vectors``:
         its chunks' embeddings, when they were computed already (in batches, in the background)."""
@@ -342,7 +380,13 @@ class Ingestor:
         self._indexes.delete(removed)
         return bool(removed)
 
-    def _put_many(self, item: _Read, records: list[Record], report: AddReport, each: Callable[[str, str], None]) -> str:
+    def _put_many(
+        self,
+        item: _Read,
+        records: list[Record],
+        report: AddReport,
+        each: Callable[[str, str], None],
+    ) -> str:
         """A file of many documents: each message on its own, then the file's marker."""
         if self._documents is None:
             self._documents = self._vault.documents()
@@ -357,17 +401,29 @@ class Ingestor:
                 continue
             shown = item.shown + record.label
             each(shown, self._put(shown, sub_abs, content, item.mtime, record, report))
-        for sub_abs, doc in before.items():   # messages deleted from the file
+        for sub_abs, doc in before.items():  # messages deleted from the file
             if sub_abs not in keep:
                 self._indexes.delete(self._vault.forget_document(doc.id))
         result = self._vault.put_document(
-            path=item.shown, abs_path=item.abs_path, content=item.content, mtime=item.mtime, chunks=[],
-            tags=self._tags, extra={"format": records[0].format if records else "", "records": len(records)},
+            path=item.shown,
+            abs_path=item.abs_path,
+            content=item.content,
+            mtime=item.mtime,
+            chunks=[],
+            tags=self._tags,
+            extra={"format": records[0].format if records else "", "records": len(records)},
         )
         return "updated" if before or result.removed_chunk_ids else "added"
 
     def _put(
-        self, shown: str, abs_path: str, content: bytes, mtime: float, record: Record, report: AddReport, vectors: np.ndarray | None = None
+        self,
+        shown: str,
+        abs_path: str,
+        content: bytes,
+        mtime: float,
+        record: Record,
+        report: AddReport,
+        vectors: np.ndarray | None = None,
     ) -> str:
         pieces = chunks_of(record)
         if vectors is None:
@@ -379,7 +435,9 @@ class Ingestor:
             abs_path=abs_path,
             content=content,
             mtime=mtime,
-            chunks=[NewChunk(text, vec, meta) for (text, meta), vec in zip(pieces, vectors)],
+            chunks=[
+                NewChunk(text, vec, meta) for (text, meta), vec in zip(pieces, vectors, strict=True)
+            ],
             tags=self._tags,
             extra={"format": record.format, **record.meta},
         )

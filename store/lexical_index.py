@@ -49,13 +49,18 @@ class LexicalIndex:
         db = _connect()
         try:
             db.deserialize(snapshot)
-            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            tables = {
+                name
+                for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
             if not {"chunk_rows", "chunk_text"} <= tables:
                 raise LexicalIndexError("the lexical snapshot does not hold a flurry lexical index")
             return cls(db)
         except sqlite3.DatabaseError as error:
             db.close()
-            raise LexicalIndexError(f"the lexical snapshot is not a SQLite database: {error}") from error
+            raise LexicalIndexError(
+                f"the lexical snapshot is not a SQLite database: {error}"
+            ) from error
         except BaseException:
             db.close()
             raise
@@ -76,7 +81,9 @@ class LexicalIndex:
                 (rowid,) = self._db.execute(
                     "INSERT INTO chunk_rows (chunk_id) VALUES (?) RETURNING rowid", (chunk_id,)
                 ).fetchone()
-                self._db.execute("INSERT INTO chunk_text (rowid, text) VALUES (?, ?)", (rowid, text))
+                self._db.execute(
+                    "INSERT INTO chunk_text (rowid, text) VALUES (?, ?)", (rowid, text)
+                )
                 added.add(chunk_id)
         self._ids |= added
 
@@ -88,7 +95,9 @@ class LexicalIndex:
         self._ids.difference_update(known)
 
     def _delete_one(self, chunk_id: str) -> None:
-        (rowid,) = self._db.execute("SELECT rowid FROM chunk_rows WHERE chunk_id = ?", (chunk_id,)).fetchone()
+        (rowid,) = self._db.execute(
+            "SELECT rowid FROM chunk_rows WHERE chunk_id = ?", (chunk_id,)
+        ).fetchone()
         self._db.execute("DELETE FROM chunk_text WHERE rowid = ?", (rowid,))
         self._db.execute("DELETE FROM chunk_rows WHERE rowid = ?", (rowid,))
 
@@ -124,7 +133,8 @@ class LexicalIndex:
             return words
         frequencies = {
             word: self._db.execute(
-                "SELECT count(*) FROM chunk_text WHERE chunk_text MATCH ?", (match_expression([word]),)
+                "SELECT count(*) FROM chunk_text WHERE chunk_text MATCH ?",
+                (match_expression([word]),),
             ).fetchone()[0]
             for word in words
         }

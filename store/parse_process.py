@@ -17,6 +17,7 @@ the cost per file is one round trip on a socket.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import socket
 import subprocess
@@ -123,7 +124,9 @@ def _serve(conn: Connection) -> None:
         try:
             conn.send(reply)
         except Exception as e:  # the result does not pickle
-            conn.send(("error", RuntimeError(f"the result could not be sent back ({type(e).__name__})")))
+            conn.send(
+                ("error", RuntimeError(f"the result could not be sent back ({type(e).__name__})"))
+            )
 
 
 class Worker:
@@ -134,7 +137,9 @@ class Worker:
         with theirs:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "store.parse_process", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
             )
         self._conn = Connection(ours.detach())
         self._ready = False
@@ -149,10 +154,8 @@ class Worker:
         call's time counts from here, once the worker has started (on a busy machine a new
         interpreter can take seconds, which are not the file's)."""
         if not self._ready:
-            try:
+            with contextlib.suppress(EOFError, OSError):
                 self._ready = self._conn.poll(_STARTUP_SECONDS) and self._conn.recv() == "ready"
-            except (EOFError, OSError):
-                pass
             if not self._ready:
                 self.kill()
                 raise RuntimeError("the parser process did not start")

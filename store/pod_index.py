@@ -24,11 +24,12 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
-from store.ingest import Ingestor, chunks_of
-from store.parse_process import Budget, too_many_chunks
+from store.ingest import AddReport, Ingestor
+from store.parse_process import Budget, chunks_of, too_many_chunks
 from store.parsers import Record, Section
 
 Embed = Callable[[list[str]], np.ndarray]
@@ -48,12 +49,17 @@ def document_key(path: str) -> str:
 @dataclass
 class _Change:
     path: str
-    text: str | None             # None: the resource is gone (or no longer RDF)
+    text: str | None  # None: the resource is gone (or no longer RDF)
     cancelled: threading.Event = field(default_factory=threading.Event)
 
 
 class PodIndexer:
-    def __init__(self, ingestor: Callable[[], Ingestor], embed: Callable[[], Embed], budget: Budget = POD_BUDGET) -> None:
+    def __init__(
+        self,
+        ingestor: Callable[[], Ingestor],
+        embed: Callable[[], Embed],
+        budget: Budget = POD_BUDGET,
+    ) -> None:
         """``ingestor`` and ``embed`` are called only inside ``run`` (they may load the model)."""
         self._ingestor = ingestor
         self._embed = embed
@@ -61,7 +67,7 @@ class PodIndexer:
         self._run: Run | None = None
         self._pending: OrderedDict[str, _Change] = OrderedDict()
         self._running: _Change | None = None
-        self._log: deque[tuple[str, str]] = deque(maxlen=_KEPT_OUTCOMES)  # (path, outcome), oldest first
+        self._log: deque[tuple[str, str]] = deque(maxlen=_KEPT_OUTCOMES)  # (path, outcome), oldest
         self._lock = threading.Condition()
         self._thread: threading.Thread | None = None
 
@@ -85,7 +91,9 @@ class PodIndexer:
                 self._running.cancelled.set()
             self._pending[path] = change
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._serve, name="flurry-pod-index", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._serve, name="flurry-pod-index", daemon=True
+                )
                 self._thread.start()
             self._lock.notify_all()
 
@@ -153,14 +161,22 @@ class PodIndexer:
                 return f"not indexed: took more than {self.budget.seconds:.0f} s of model time"
             batch = pieces[start : start + BATCH]
 
-            def embed(batch=batch) -> tuple[np.ndarray, float]:
+            def embed(batch: list[str] = batch) -> tuple[np.ndarray, float]:
                 began = time.monotonic()  # model time only: waiting behind questions is not counted
                 return self._embed()(batch), time.monotonic() - began
 
-            found, seconds = run(embed)
+            # run hands back what embed returned
+            found, seconds = cast(tuple[np.ndarray, float], run(embed))
             vectors.extend(found)
             spent += seconds
         if change.cancelled.is_set():
             return "cancelled: a newer version was written"
-        report = run(lambda: self._ingestor().add_text(change.path, key, text, vectors=np.stack(vectors) if vectors else None))
+        report = cast(
+            AddReport,
+            run(
+                lambda: self._ingestor().add_text(
+                    change.path, key, text, vectors=np.stack(vectors) if vectors else None
+                )
+            ),
+        )
         return f"not indexed: {report.skipped[0].reason}" if report.skipped else "indexed"

@@ -99,9 +99,9 @@ class Entry:
     path: str
     etag: str
     modified: float
-    content_type: str | None = None   # None for a container
+    content_type: str | None = None  # None for a container
     size: int = 0
-    members: tuple[str, ...] = ()     # a container's member names; sub-containers end in '/'
+    members: tuple[str, ...] = ()  # a container's member names; sub-containers end in '/'
 
     @property
     def is_container(self) -> bool:
@@ -139,7 +139,9 @@ def name_of(path: str) -> str:
 
 
 class PodStore:
-    def __init__(self, vault: Vault, on_change: Callable[[str, str | None], None] | None = None) -> None:
+    def __init__(
+        self, vault: Vault, on_change: Callable[[str, str | None], None] | None = None
+    ) -> None:
         """``on_change(path, text)`` is told of every change to an RDF resource once it is
         stored: its text for the indexes, or None when it is gone (None: nobody is told)."""
         self._vault = vault
@@ -192,13 +194,19 @@ class PodStore:
         RDF bodies are parsed with ``base`` (the resource's URL) as the base IRI."""
         check_path(path)
         if path.endswith("/"):
-            raise Conflict(f"{path} is a container; a container is made empty and lists its members")
+            raise Conflict(
+                f"{path} is a container; a container is made empty and lists its members"
+            )
         if len(body) > MAX_RESOURCE_BYTES:
-            raise TooLarge(f"the body has {len(body)} bytes; a pod resource holds at most {MAX_RESOURCE_BYTES}")
+            raise TooLarge(
+                f"the body has {len(body)} bytes; a pod resource holds at most {MAX_RESOURCE_BYTES}"
+            )
         text = None
         if content_type in RDF_TYPES:
             try:
-                text = parse_process.run(rdf_text, body, content_type, base, seconds=PARSE_BUDGET.seconds_for(len(body)))
+                text = parse_process.run(
+                    rdf_text, body, content_type, base, seconds=PARSE_BUDGET.seconds_for(len(body))
+                )
             except RDFSyntaxError as e:
                 raise InvalidBody(f"the body is not valid {content_type}: {e}") from None
             except OverBudget as e:
@@ -218,19 +226,26 @@ class PodStore:
         self._index(path, text, was_rdf=existing is not None and existing.is_rdf)
         return entry, existing is None
 
-    def patch(self, path: str, patch: N3Patch, *, base: str, if_match: list[str] | None = None) -> tuple[Entry, bool]:
+    def patch(
+        self, path: str, patch: N3Patch, *, base: str, if_match: list[str] | None = None
+    ) -> tuple[Entry, bool]:
         """Apply an N3 Patch to the RDF resource at ``path``, or to an empty graph when there is
         none yet (then it is created as Turtle); returns the entry and whether it is new. The
         result is kept in the resource's own syntax. The write checks the ETag it read, so no
         concurrent change is lost in between (the patch is refused as a Conflict instead)."""
         check_path(path)
         if path.endswith("/"):
-            raise Conflict(f"{path} is a container: its listing is made from its members, not patched")
+            raise Conflict(
+                f"{path} is a container: its listing is made from its members, not patched"
+            )
         existing = self.get(path)
         _preconditions(existing, if_match, None)
         if existing is not None and not existing.is_rdf:
-            raise Conflict(f"{path} holds {existing.content_type}, not RDF: an N3 Patch applies to Turtle or JSON-LD")
-        content_type = existing.content_type if existing is not None else TURTLE
+            raise Conflict(
+                f"{path} holds {existing.content_type}, not RDF: an N3 Patch applies to Turtle or JSON-LD"
+            )
+        # (a resource always has a content type; only containers have none, refused above)
+        content_type = (existing.content_type if existing is not None else None) or TURTLE
         graph = parse(self.read(path)[1], content_type, base) if existing is not None else Graph()
         try:
             apply_patch(graph, patch)
@@ -246,7 +261,9 @@ class PodStore:
         except PreconditionFailed:
             raise Conflict(f"{path} changed while the patch was applied; send it again") from None
 
-    def make_container(self, path: str, *, if_none_match: list[str] | None = None) -> tuple[Entry, bool]:
+    def make_container(
+        self, path: str, *, if_none_match: list[str] | None = None
+    ) -> tuple[Entry, bool]:
         """Create the container ``path`` (and those above it); an existing one is left as it is."""
         check_path(path)
         if not path.endswith("/"):
@@ -258,28 +275,46 @@ class PodStore:
                 _preconditions(existing, None, if_none_match)
                 return existing, False
             if path != POD_ROOT and self.get(path.rstrip("/")) is not None:
-                raise Conflict(f"{path.rstrip('/')} is a resource; a container may not share its name")
+                raise Conflict(
+                    f"{path.rstrip('/')} is a resource; a container may not share its name"
+                )
             entry = Entry(path, _new_etag(), time.time())
-            self._vault.write_records(self._created_containers(path, entry.modified) + [(_META, path, _record(entry))])
+            self._vault.write_records(
+                self._created_containers(path, entry.modified) + [(_META, path, _record(entry))]
+            )
         return entry, True
 
     def post(
-        self, container: str, slug: str | None, body: bytes, content_type: str | None, *, base_of: Callable[[str], str], as_container: bool
+        self,
+        container: str,
+        slug: str | None,
+        body: bytes,
+        content_type: str | None,
+        *,
+        base_of: Callable[[str], str],
+        as_container: bool,
     ) -> Entry:
         """A new member of ``container`` named after ``slug`` (made unique); its path is in the entry."""
         check_path(container)
         if not container.endswith("/"):
             raise InvalidPath(f"{container!r}: POST goes to a container, a path ending with '/'")
-        if self.get(container) is None:
+        found = self.get(container)
+        if found is None:
             raise NotFound(f"no container at {container}")
         name = _SLUG_SAFE.sub("-", slug or "").strip(".-")[:64] or uuid.uuid4().hex[:12]
-        taken = set(self.get(container).members)
+        taken = set(found.members)
         while name in taken or name + "/" in taken:
             name = f"{name}-{uuid.uuid4().hex[:6]}"
         path = container + name
         if as_container:
             return self.make_container(path + "/")[0]
-        return self.put(path, body, content_type or "application/octet-stream", base=base_of(path), if_none_match=["*"])[0]
+        return self.put(
+            path,
+            body,
+            content_type or "application/octet-stream",
+            base=base_of(path),
+            if_none_match=["*"],
+        )[0]
 
     def delete(self, path: str, *, if_match: list[str] | None = None) -> None:
         check_path(path)
@@ -291,11 +326,20 @@ class PodStore:
                 raise NotFound(f"nothing at {path}")
             _preconditions(existing, if_match, None)
             if existing.members:
-                raise Conflict(f"{path} is not empty ({len(existing.members)} members); delete them first")
+                raise Conflict(
+                    f"{path} is not empty ({len(existing.members)} members); delete them first"
+                )
             parent = self.get(parent_of(path))
+            assert parent is not None, "every entry but the root is in a container"
             members = tuple(m for m in parent.members if m != name_of(path))
             self._vault.write_records(
-                [(_META, parent.path, _record(Entry(parent.path, _new_etag(), time.time(), None, 0, members)))],
+                [
+                    (
+                        _META,
+                        parent.path,
+                        _record(Entry(parent.path, _new_etag(), time.time(), None, 0, members)),
+                    )
+                ],
                 deletes=[(_META, path), (_BODY, path)],
             )
         self._index(path, None, was_rdf=existing.content_type in RDF_TYPES)
@@ -316,7 +360,9 @@ class PodStore:
             if record is not None:
                 entry = _entry(parent, record)
                 if name not in entry.members:
-                    grown = Entry(parent, _new_etag(), now, None, 0, tuple(sorted({*entry.members, name})))
+                    grown = Entry(
+                        parent, _new_etag(), now, None, 0, tuple(sorted({*entry.members, name}))
+                    )
                     puts.append((_META, parent, _record(grown)))
                 return puts
             puts.append((_META, parent, _record(Entry(parent, _new_etag(), now, None, 0, (name,)))))
@@ -328,11 +374,21 @@ class PodStore:
             self._on_change(path, text)
 
 
-def _preconditions(existing: Entry | None, if_match: list[str] | None, if_none_match: list[str] | None) -> None:
+def _preconditions(
+    existing: Entry | None, if_match: list[str] | None, if_none_match: list[str] | None
+) -> None:
     # RFC 9110 §13.1.1 and §13.1.2, for state-changing methods.
-    if if_match is not None and (existing is None or ("*" not in if_match and existing.etag not in if_match)):
-        raise PreconditionFailed("If-Match: the resource has changed (or is gone) since you read it")
-    if if_none_match is not None and existing is not None and ("*" in if_none_match or existing.etag in if_none_match):
+    if if_match is not None and (
+        existing is None or ("*" not in if_match and existing.etag not in if_match)
+    ):
+        raise PreconditionFailed(
+            "If-Match: the resource has changed (or is gone) since you read it"
+        )
+    if (
+        if_none_match is not None
+        and existing is not None
+        and ("*" in if_none_match or existing.etag in if_none_match)
+    ):
         raise PreconditionFailed("If-None-Match: something is there already")
 
 
@@ -351,4 +407,11 @@ def _record(entry: Entry) -> dict[str, Any]:
 
 
 def _entry(path: str, record: dict[str, Any]) -> Entry:
-    return Entry(path, record["etag"], record["modified"], record["content_type"], record["size"], tuple(record["members"]))
+    return Entry(
+        path,
+        record["etag"],
+        record["modified"],
+        record["content_type"],
+        record["size"],
+        tuple(record["members"]),
+    )

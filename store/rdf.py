@@ -18,6 +18,7 @@ from typing import Any
 from rdflib import RDF, RDFS, BNode, Graph, Literal, Namespace, URIRef, Variable
 from rdflib.graph import QuotedGraph
 from rdflib.namespace import DCTERMS, FOAF, SKOS, XSD
+from rdflib.term import Node
 
 TURTLE = "text/turtle"
 JSON_LD = "application/ld+json"
@@ -46,7 +47,9 @@ def parse(body: bytes, media_type: str, base: str) -> Graph:
         raise RDFSyntaxError(f"not UTF-8 (byte {e.start})") from None
     except RDFSyntaxError:
         raise
-    except Exception as e:  # rdflib's parsers raise many types; each carries its line in its message
+    except (
+        Exception
+    ) as e:  # rdflib's parsers raise many types; each carries its line in its message
         raise RDFSyntaxError(_one_line(str(e)) or type(e).__name__) from None
     return graph
 
@@ -69,11 +72,13 @@ def _refuse_remote_contexts(document: object) -> None:
         elif isinstance(item, dict):
             for context in _as_list(item.get("@context")):
                 if isinstance(context, str) or (isinstance(context, dict) and "@import" in context):
-                    raise RDFSyntaxError("a remote @context is not fetched here: write the context inline")
+                    raise RDFSyntaxError(
+                        "a remote @context is not fetched here: write the context inline"
+                    )
             stack.extend(item.values())
 
 
-def _as_list(value: object) -> list:
+def _as_list(value: object) -> list[Any]:
     return value if isinstance(value, list) else [] if value is None else [value]
 
 
@@ -90,8 +95,17 @@ def _one_line(text: str) -> str:
 
 # --- a graph as text for the search indexes -----------------------------------------------
 
-_NAMES = [FOAF.name, VCARD.fn, SCHEMA.name, SCHEMA_HTTP.name, RDFS.label, SKOS.prefLabel, DCTERMS.title, BOOKMARK.title]
-_LABELS = {
+_NAMES = [
+    FOAF.name,
+    VCARD.fn,
+    SCHEMA.name,
+    SCHEMA_HTTP.name,
+    RDFS.label,
+    SKOS.prefLabel,
+    DCTERMS.title,
+    BOOKMARK.title,
+]
+_LABELS: dict[Node, str] = {
     VCARD.hasTelephone: "phone number",
     VCARD.tel: "phone number",
     FOAF.phone: "phone number",
@@ -119,7 +133,14 @@ _LABELS = {
     RDFS.comment: "comment",
 }
 # Parts of a structured value (a vCard address, a telephone node) read in this order.
-_VALUE_PARTS = [VCARD.value, RDF.value, VCARD["street-address"], VCARD.locality, VCARD["postal-code"], VCARD["country-name"]]
+_VALUE_PARTS = [
+    VCARD.value,
+    RDF.value,
+    VCARD["street-address"],
+    VCARD.locality,
+    VCARD["postal-code"],
+    VCARD["country-name"],
+]
 
 
 def graph_text(graph: Graph) -> str:
@@ -136,13 +157,15 @@ def graph_text(graph: Graph) -> str:
             if predicate == RDF.type:
                 kinds.append(_local_words(obj))
                 continue
-            facts.append(f"{_LABELS.get(predicate) or _local_words(predicate)} {_value(graph, obj)}")
+            facts.append(
+                f"{_LABELS.get(predicate) or _local_words(predicate)} {_value(graph, obj)}"
+            )
         name = _name(graph, subject) + (f" ({', '.join(kinds)})" if kinds else "")
         lines.append(f"{name}: {'; '.join(facts).rstrip('.')}." if facts else f"{name}.")
     return "\n".join(lines)
 
 
-def _name(graph: Graph, subject) -> str:
+def _name(graph: Graph, subject: Node) -> str:
     for predicate in _NAMES:
         value = graph.value(subject, predicate)
         if value is not None:
@@ -150,10 +173,12 @@ def _name(graph: Graph, subject) -> str:
     return _local_words(subject) if isinstance(subject, URIRef) else "something"
 
 
-def _value(graph: Graph, obj) -> str:
+def _value(graph: Graph, obj: Node) -> str:
     if isinstance(obj, Literal):
         return str(obj)
-    if isinstance(obj, BNode) or (isinstance(obj, URIRef) and any(True for _ in graph.predicate_objects(obj))):
+    if isinstance(obj, BNode) or (
+        isinstance(obj, URIRef) and any(True for _ in graph.predicate_objects(obj))
+    ):
         parts = [str(graph.value(obj, p)) for p in _VALUE_PARTS if graph.value(obj, p) is not None]
         if parts:
             return ", ".join(_plain(p) for p in parts)
@@ -171,9 +196,11 @@ def _plain(iri: str) -> str:
     return iri
 
 
-def _local_words(iri) -> str:
+def _local_words(iri: Node) -> str:
     local = re.split(r"[#/:]", str(iri).rstrip("/#"))[-1]
-    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", local).replace("-", " ").replace("_", " ").lower() or str(iri)
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", local).replace("-", " ").replace(
+        "_", " "
+    ).lower() or str(iri)
 
 
 # --- LDP containers ---------------------------------------------------------------------------
@@ -206,7 +233,13 @@ ACL = Namespace("http://www.w3.org/ns/auth/acl#")
 _ACL_MODES = {"read": ACL.Read, "append": ACL.Append, "write": ACL.Write, "control": ACL.Control}
 
 
-def acl_graph(acl_url: str, target_url: str, rules: list[tuple[str | None, frozenset[str]]], *, container: bool) -> Graph:
+def acl_graph(
+    acl_url: str,
+    target_url: str,
+    rules: list[tuple[str | None, frozenset[str]]],
+    *,
+    container: bool,
+) -> Graph:
     """A WAC ACL document for ``target_url``: one acl:Authorization per (agent DID, modes);
     agent None is the public (acl:agentClass foaf:Agent). On a container each one is also its
     default, as inheritance is here."""
@@ -239,7 +272,10 @@ PIM = Namespace("http://www.w3.org/ns/pim/space#")
 MAX_PATCH_PATTERNS = 64
 MAX_PATCH_STEPS = 100_000
 
-Triple = tuple  # (subject, predicate, object); a term may be a Variable in a patch
+Triple = tuple[
+    Node, Node, Node
+]  # (subject, predicate, object); a term may be a Variable in a patch
+Binding = dict[Node, Node]  # a patch's variables (and blank nodes) → the terms they match
 
 
 class InvalidPatch(ValueError):
@@ -254,7 +290,7 @@ class PatchConflict(ValueError):
 @dataclass(frozen=True)
 class N3Patch:
     conditions: tuple[Triple, ...]  # solid:where
-    deletions: tuple[Triple, ...]   # solid:deletes
+    deletions: tuple[Triple, ...]  # solid:deletes
     insertions: tuple[Triple, ...]  # solid:inserts
 
 
@@ -269,20 +305,25 @@ def parse_n3_patch(body: bytes, base: str) -> N3Patch:
     except Exception as e:  # rdflib's N3 parser raises many types; each carries its line
         raise RDFSyntaxError(_one_line(str(e)) or type(e).__name__) from None
     clauses = (SOLID.where, SOLID.deletes, SOLID.inserts)
-    patches = {s for s, p, o in graph if p in clauses or (p == RDF.type and o == SOLID.InsertDeletePatch)}
+    patches = {
+        s for s, p, o in graph if p in clauses or (p == RDF.type and o == SOLID.InsertDeletePatch)
+    }
     if len(patches) != 1:
-        raise InvalidPatch(f"an N3 Patch holds exactly one patch resource; this one holds {len(patches)}")
+        raise InvalidPatch(
+            f"an N3 Patch holds exactly one patch resource; this one holds {len(patches)}"
+        )
     (patch,) = patches
     if (patch, RDF.type, SOLID.InsertDeletePatch) not in graph:
         raise InvalidPatch("the patch resource must be typed solid:InsertDeletePatch")
-    formulae = []
+    formulae: list[tuple[Triple, ...]] = []
     for clause in clauses:
         values = list(graph.objects(patch, clause))
         if len(values) > 1:
             raise InvalidPatch(f"the patch has more than one {clause.n3(graph.namespace_manager)}")
-        if values and not isinstance(values[0], QuotedGraph):
+        formula = values[0] if values else None
+        if formula is not None and not isinstance(formula, QuotedGraph):
             raise InvalidPatch(f"{clause.n3(graph.namespace_manager)} must be a formula: {{ … }}")
-        triples = tuple(values[0]) if values else ()
+        triples = tuple(formula) if formula is not None else ()
         if any(isinstance(term, QuotedGraph) for triple in triples for term in triple):
             raise InvalidPatch("a patch's formulae may not be nested")
         formulae.append(triples)
@@ -296,7 +337,9 @@ def parse_n3_patch(body: bytes, base: str) -> N3Patch:
             raise InvalidPatch(f"{name} may not hold blank nodes")
         unbound = sorted(str(t) for t in terms if isinstance(t, Variable) and t not in bound)
         if unbound:
-            raise InvalidPatch(f"{name} uses variables that solid:where does not bind: ?{', ?'.join(unbound)}")
+            raise InvalidPatch(
+                f"{name} uses variables that solid:where does not bind: ?{', ?'.join(unbound)}"
+            )
     return N3Patch(conditions, deletions, insertions)
 
 
@@ -307,43 +350,55 @@ def apply_patch(graph: Graph, patch: N3Patch) -> None:
     solutions = _solutions(graph, patch.conditions)
     if len(solutions) != 1:
         found = "no" if not solutions else "more than one"
-        raise PatchConflict(f"solid:where matches {found} way in the document; a patch applies where it matches exactly once")
+        raise PatchConflict(
+            f"solid:where matches {found} way in the document; a patch applies where it matches exactly once"
+        )
     (binding,) = solutions
     deletions = [_substitute(triple, binding) for triple in patch.deletions]
     missing = [t for t in deletions if t not in graph]
     if missing:
-        raise PatchConflict(f"{len(missing)} of the triples solid:deletes names are not in the document, e.g. {' '.join(t.n3() for t in missing[0])}")
+        raise PatchConflict(
+            f"{len(missing)} of the triples solid:deletes names are not in the document, e.g. {' '.join(t.n3() for t in missing[0])}"
+        )
     for triple in deletions:
         graph.remove(triple)
     for triple in patch.insertions:
         graph.add(_substitute(triple, binding))
 
 
-def _is_variable(term) -> bool:
+def _is_variable(term: Node) -> bool:
     # A blank node in a condition matches anything, as in a SPARQL pattern.
     return isinstance(term, Variable | BNode)
 
 
-def _substitute(triple: Triple, binding: dict[str, Any]) -> Triple:
-    return tuple(binding.get(term, term) for term in triple)
+def _substitute(triple: Triple, binding: Binding) -> Triple:
+    s, p, o = triple
+    return binding.get(s, s), binding.get(p, p), binding.get(o, o)
 
 
-def _solutions(graph: Graph, patterns: tuple[Triple, ...]) -> list[dict[str, Any]]:
+def _solutions(graph: Graph, patterns: tuple[Triple, ...]) -> list[Binding]:
     """Every distinct binding of the patterns' variables under which all of them are in
     ``graph``, stopping at two (one is what a patch needs). Patterns with fewer variables are
     joined first; past MAX_PATCH_STEPS candidate matches the where clause is refused."""
-    solutions: list[dict[str, Any]] = [{}]
+    solutions: list[Binding] = [{}]
     steps = 0
     for pattern in sorted(patterns, key=lambda t: sum(map(_is_variable, t))):
-        grown = []
+        grown: list[Binding] = []
         for binding in solutions:
             concrete = _substitute(pattern, binding)
-            for match in graph.triples(tuple(None if _is_variable(t) else t for t in concrete)):
+            s, p, o = (None if _is_variable(t) else t for t in concrete)
+            for match in graph.triples((s, p, o)):
                 steps += 1
                 if steps > MAX_PATCH_STEPS:
-                    raise InvalidPatch(f"solid:where is too broad: it needs more than {MAX_PATCH_STEPS} matching steps")
+                    raise InvalidPatch(
+                        f"solid:where is too broad: it needs more than {MAX_PATCH_STEPS} matching steps"
+                    )
                 extended = dict(binding)
-                if all(extended.setdefault(t, value) == value for t, value in zip(concrete, match, strict=True) if _is_variable(t)):
+                if all(
+                    extended.setdefault(t, value) == value
+                    for t, value in zip(concrete, match, strict=True)
+                    if _is_variable(t)
+                ):
                     grown.append(extended)
         solutions = grown
         if not solutions:

@@ -56,7 +56,9 @@ class SearchIndexes:
     closes chromadb under a running query.
     """
 
-    def __init__(self, vector: VectorIndex, lexical: LexicalIndex, snapshot_path: Path, sealer: Sealer) -> None:
+    def __init__(
+        self, vector: VectorIndex, lexical: LexicalIndex, snapshot_path: Path, sealer: Sealer
+    ) -> None:
         self._vector = vector
         self._lexical = lexical
         self._snapshot_path = snapshot_path
@@ -65,27 +67,37 @@ class SearchIndexes:
         self.dirty = False  # changed since the snapshot on disk
 
     @classmethod
-    def open(cls, snapshot_path: Path, runtime_dir: Path, sealer: Sealer, dim: int) -> SearchIndexes:
+    def open(
+        cls, snapshot_path: Path, runtime_dir: Path, sealer: Sealer, dim: int
+    ) -> SearchIndexes:
         """Restore the indexes from the sealed snapshot, or start empty when there is none.
 
         Raises ``IndexSnapshotError`` when the snapshot exists but cannot be restored.
         """
         sweep_stale(runtime_dir)
         if not snapshot_path.exists():
-            return cls(VectorIndex.create(runtime_dir, dim), LexicalIndex.create(), snapshot_path, sealer)
+            return cls(
+                VectorIndex.create(runtime_dir, dim), LexicalIndex.create(), snapshot_path, sealer
+            )
         try:
-            vector_snapshot, lexical_snapshot = _unpack(sealer.read_file(snapshot_path, SNAPSHOT_AAD))
+            vector_snapshot, lexical_snapshot = _unpack(
+                sealer.read_file(snapshot_path, SNAPSHOT_AAD)
+            )
         except (SealError, IndexSnapshotError) as error:
             raise IndexSnapshotError(f"{snapshot_path}: {error}") from error
         try:
             vector = VectorIndex.restore(runtime_dir, vector_snapshot)
         except Exception as error:
-            raise IndexSnapshotError(f"{snapshot_path}: the vector index does not restore: {error}") from error
+            raise IndexSnapshotError(
+                f"{snapshot_path}: the vector index does not restore: {error}"
+            ) from error
         try:
             lexical = LexicalIndex.restore(lexical_snapshot)
         except Exception as error:
             vector.close()
-            raise IndexSnapshotError(f"{snapshot_path}: the lexical index does not restore: {error}") from error
+            raise IndexSnapshotError(
+                f"{snapshot_path}: the lexical index does not restore: {error}"
+            ) from error
         if vector.dim != dim:
             vector.close()
             lexical.close()
@@ -117,7 +129,7 @@ class SearchIndexes:
         with self._lock:
             self.dirty = True
             self._vector.add(list(ids), embeddings)
-            self._lexical.add(list(zip(ids, texts)))
+            self._lexical.add(list(zip(ids, texts, strict=True)))
 
     def delete(self, ids: Iterable[str]) -> None:
         ids = list(ids)
@@ -149,7 +161,7 @@ class SearchIndexes:
             for start in range(0, len(missing), _RECONCILE_BATCH):
                 rows = list(load(missing[start : start + _RECONCILE_BATCH]))
                 if rows:
-                    ids, texts, embeddings = zip(*rows)
+                    ids, texts, embeddings = zip(*rows, strict=True)
                     self.add(list(ids), list(texts), np.stack(embeddings))
                     added += len(rows)
             return added, len(extra)
@@ -164,7 +176,9 @@ class SearchIndexes:
         """
         candidates = max(candidates, k)
         with self._lock:
-            by_meaning = [chunk_id for chunk_id, _ in self._vector.query(query_embedding, candidates)]
+            by_meaning = [
+                chunk_id for chunk_id, _ in self._vector.query(query_embedding, candidates)
+            ]
             by_words = [chunk_id for chunk_id, _ in self._lexical.query(query_text, candidates)]
         return reciprocal_rank_fusion([by_meaning, by_words])[:k]
 

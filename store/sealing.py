@@ -28,7 +28,9 @@ class SealError(Exception):
 
 
 def _derive(data_key: bytes, purpose: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"flurry " + purpose).derive(data_key)
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"flurry " + purpose).derive(
+        data_key
+    )
 
 
 class Sealer:
@@ -51,7 +53,9 @@ class Sealer:
         try:
             return self._aead.decrypt(nonce, body, aad.encode())
         except InvalidTag:
-            raise SealError(f"sealed value does not open ({aad}): wrong key, tampered, or moved") from None
+            raise SealError(
+                f"sealed value does not open ({aad}): wrong key, tampered, or moved"
+            ) from None
 
     def mac(self, data: bytes, purpose: str) -> bytes:
         """A keyed hash: equal inputs give equal tags, but nobody without the key can test a guess."""

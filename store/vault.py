@@ -75,7 +75,7 @@ class VaultError(Exception):
 @dataclass(frozen=True)
 class Document:
     id: str
-    path: str           # as the owner gave it to `flurry add`, joined with the file's relative path
+    path: str  # as the owner gave it to `flurry add`, joined with the file's relative path
     abs_path: str
     size: int
     mtime: float
@@ -90,8 +90,8 @@ class ChunkRecord:
     seq: int
     path: str
     text: str
-    tags: tuple[str, ...] = ()   # the document's tags: grants limit peers to some of them
-    meta: dict[str, Any] = field(default_factory=dict)   # citation metadata of the chunk
+    tags: tuple[str, ...] = ()  # the document's tags: grants limit peers to some of them
+    meta: dict[str, Any] = field(default_factory=dict)  # citation metadata of the chunk
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ class NewChunk:
 class PutResult:
     document_id: str
     chunk_ids: list[str]
-    removed_chunk_ids: list[str]   # chunks of the version this one replaced
+    removed_chunk_ids: list[str]  # chunks of the version this one replaced
 
 
 def new_id() -> str:
@@ -148,20 +148,26 @@ class Vault:
     def _check_schema(self) -> None:
         row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None:
-            self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self._db.execute(
+                "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
         elif int(row[0]) == 1:
             # Schema 1 had no chunk metadata: add the column; old chunks simply cite no metadata.
             with self._transaction():
                 columns = {r[1] for r in self._db.execute("PRAGMA table_info(chunks)")}
                 if "meta" not in columns:
                     self._db.execute("ALTER TABLE chunks ADD COLUMN meta BLOB")
-                self._db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+                self._db.execute(
+                    "UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),)
+                )
         elif int(row[0]) > SCHEMA_VERSION:
             raise VaultError(
                 f"{self.path} has vault schema {row[0]}, newer than this flurry reads ({SCHEMA_VERSION}): upgrade flurry"
             )
         elif int(row[0]) != SCHEMA_VERSION:
-            raise VaultError(f"{self.path} has vault schema {row[0]}; this flurry reads {SCHEMA_VERSION}")
+            raise VaultError(
+                f"{self.path} has vault schema {row[0]}; this flurry reads {SCHEMA_VERSION}"
+            )
 
     def close(self) -> None:
         with self._connections_lock:
@@ -185,7 +191,8 @@ class Vault:
 
     def set_setting(self, key: str, value: object) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO meta VALUES (?, ?)", ("setting:" + key, self._seal_json(value, f"meta/{key}"))
+            "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+            ("setting:" + key, self._seal_json(value, f"meta/{key}")),
         )
 
     # --- documents -----------------------------------------------------------------------
@@ -195,7 +202,9 @@ class Vault:
 
     def content_tag(self, content: bytes, tags: tuple[str, ...] = ()) -> bytes:
         # The tags count as content: adding the same file with other tags is a change.
-        return self._sealer.mac(content + b"\x00tags:" + "\x00".join(sorted(tags)).encode(), "document-content")
+        return self._sealer.mac(
+            content + b"\x00tags:" + "\x00".join(sorted(tags)).encode(), "document-content"
+        )
 
     def is_unchanged(self, abs_path: str, content: bytes, tags: tuple[str, ...] = ()) -> bool:
         row = self._db.execute(
@@ -232,7 +241,12 @@ class Vault:
             removed = self._delete_document_by_tag(path_tag)
             self._db.execute(
                 "INSERT INTO documents VALUES (?, ?, ?, ?)",
-                (doc_id, path_tag, self.content_tag(content, tags), self._seal_json(meta, f"documents/{doc_id}/meta")),
+                (
+                    doc_id,
+                    path_tag,
+                    self.content_tag(content, tags),
+                    self._seal_json(meta, f"documents/{doc_id}/meta"),
+                ),
             )
             self._db.executemany(
                 "INSERT INTO chunks (id, document_id, seq, text, embedding, meta) VALUES (?, ?, ?, ?, ?, ?)",
@@ -241,14 +255,16 @@ class Vault:
                         cid,
                         doc_id,
                         seq,
-                        self._sealer.seal(chunk.text.encode(), _chunk_aad(cid, doc_id, seq, "text")),
+                        self._sealer.seal(
+                            chunk.text.encode(), _chunk_aad(cid, doc_id, seq, "text")
+                        ),
                         self._sealer.seal(
                             np.asarray(chunk.embedding, dtype=np.float32).tobytes(),
                             _chunk_aad(cid, doc_id, seq, "embedding"),
                         ),
                         self._seal_json(chunk.meta or {}, _chunk_aad(cid, doc_id, seq, "meta")),
                     )
-                    for seq, (cid, chunk) in enumerate(zip(chunk_ids, chunks))
+                    for seq, (cid, chunk) in enumerate(zip(chunk_ids, chunks, strict=True))
                 ],
             )
         return PutResult(doc_id, chunk_ids, removed)
@@ -256,7 +272,10 @@ class Vault:
     def forget_document(self, doc_id: str) -> list[str]:
         """Remove a document and its chunks; returns the removed chunk ids."""
         with self._transaction():
-            ids = [r[0] for r in self._db.execute("SELECT id FROM chunks WHERE document_id=?", (doc_id,))]
+            ids = [
+                r[0]
+                for r in self._db.execute("SELECT id FROM chunks WHERE document_id=?", (doc_id,))
+            ]
             self._db.execute("DELETE FROM documents WHERE id=?", (doc_id,))
         return ids
 
@@ -269,12 +288,16 @@ class Vault:
         row = self._db.execute("SELECT id FROM documents WHERE path_tag=?", (path_tag,)).fetchone()
         if row is None:
             return []
-        ids = [r[0] for r in self._db.execute("SELECT id FROM chunks WHERE document_id=?", (row[0],))]
+        ids = [
+            r[0] for r in self._db.execute("SELECT id FROM chunks WHERE document_id=?", (row[0],))
+        ]
         self._db.execute("DELETE FROM documents WHERE id=?", (row[0],))
         return ids
 
     def documents(self) -> list[Document]:
-        counts = dict(self._db.execute("SELECT document_id, count(*) FROM chunks GROUP BY document_id"))
+        counts = dict(
+            self._db.execute("SELECT document_id, count(*) FROM chunks GROUP BY document_id")
+        )
         docs = []
         for doc_id, sealed in self._db.execute("SELECT id, meta FROM documents"):
             meta = self._unseal_json(sealed, f"documents/{doc_id}/meta")
@@ -306,12 +329,16 @@ class Vault:
         for batch in _batches(ids, 500):
             marks = ",".join("?" * len(batch))
             for cid, doc_id, seq, text, emb in self._db.execute(
-                f"SELECT id, document_id, seq, text, embedding FROM chunks WHERE id IN ({marks})", batch
+                f"SELECT id, document_id, seq, text, embedding FROM chunks WHERE id IN ({marks})",
+                batch,
             ):
                 yield (
                     cid,
                     self._sealer.unseal(text, _chunk_aad(cid, doc_id, seq, "text")).decode(),
-                    np.frombuffer(self._sealer.unseal(emb, _chunk_aad(cid, doc_id, seq, "embedding")), np.float32),
+                    np.frombuffer(
+                        self._sealer.unseal(emb, _chunk_aad(cid, doc_id, seq, "embedding")),
+                        np.float32,
+                    ),
                 )
 
     def get_chunks(self, ids: list[str]) -> dict[str, ChunkRecord]:
@@ -329,9 +356,15 @@ class Vault:
                 if doc_id not in metas:
                     metas[doc_id] = self._unseal_json(meta, f"documents/{doc_id}/meta")
                 plain = self._sealer.unseal(text, _chunk_aad(cid, doc_id, seq, "text")).decode()
-                cited = {} if chunk_meta is None else self._unseal_json(chunk_meta, _chunk_aad(cid, doc_id, seq, "meta"))
+                cited = (
+                    {}
+                    if chunk_meta is None
+                    else self._unseal_json(chunk_meta, _chunk_aad(cid, doc_id, seq, "meta"))
+                )
                 doc = metas[doc_id]
-                out[cid] = ChunkRecord(cid, doc_id, seq, doc["path"], plain, tuple(doc.get("tags", ())), cited)
+                out[cid] = ChunkRecord(
+                    cid, doc_id, seq, doc["path"], plain, tuple(doc.get("tags", ())), cited
+                )
         return out
 
     # --- conversations -------------------------------------------------------------------
@@ -340,7 +373,8 @@ class Vault:
         conv_id = new_id()
         meta = {"title": title, "created_at": time.time()}
         self._db.execute(
-            "INSERT INTO conversations VALUES (?, ?)", (conv_id, self._seal_json(meta, f"conversations/{conv_id}/meta"))
+            "INSERT INTO conversations VALUES (?, ?)",
+            (conv_id, self._seal_json(meta, f"conversations/{conv_id}/meta")),
         )
         return conv_id
 
@@ -348,18 +382,24 @@ class Vault:
         msg_id = new_id()
         with self._transaction():
             (seq,) = self._db.execute(
-                "SELECT coalesce(max(seq) + 1, 0) FROM messages WHERE conversation_id=?", (conversation_id,)
+                "SELECT coalesce(max(seq) + 1, 0) FROM messages WHERE conversation_id=?",
+                (conversation_id,),
             ).fetchone()
             aad = f"messages/{msg_id}/{conversation_id}/{seq}/body"
             self._db.execute(
-                "INSERT INTO messages VALUES (?, ?, ?, ?)", (msg_id, conversation_id, seq, self._seal_json(message, aad))
+                "INSERT INTO messages VALUES (?, ?, ?, ?)",
+                (msg_id, conversation_id, seq, self._seal_json(message, aad)),
             )
 
     def messages(self, conversation_id: str) -> list[dict[str, Any]]:
         rows = self._db.execute(
-            "SELECT id, seq, body FROM messages WHERE conversation_id=? ORDER BY seq", (conversation_id,)
+            "SELECT id, seq, body FROM messages WHERE conversation_id=? ORDER BY seq",
+            (conversation_id,),
         )
-        return [self._unseal_json(body, f"messages/{mid}/{conversation_id}/{seq}/body") for mid, seq, body in rows]
+        return [
+            self._unseal_json(body, f"messages/{mid}/{conversation_id}/{seq}/body")
+            for mid, seq, body in rows
+        ]
 
     def conversations(self) -> list[dict[str, Any]]:
         out = []
@@ -370,24 +410,33 @@ class Vault:
 
     def rename_conversation(self, conversation_id: str, title: str) -> bool:
         """Give a conversation a new title; False when there is no such conversation."""
-        row = self._db.execute("SELECT meta FROM conversations WHERE id=?", (conversation_id,)).fetchone()
+        row = self._db.execute(
+            "SELECT meta FROM conversations WHERE id=?", (conversation_id,)
+        ).fetchone()
         if row is None:
             return False
         aad = f"conversations/{conversation_id}/meta"
         meta = {**self._unseal_json(row[0], aad), "title": title}
-        self._db.execute("UPDATE conversations SET meta=? WHERE id=?", (self._seal_json(meta, aad), conversation_id))
+        self._db.execute(
+            "UPDATE conversations SET meta=? WHERE id=?",
+            (self._seal_json(meta, aad), conversation_id),
+        )
         return True
 
     def delete_conversation(self, conversation_id: str) -> bool:
         """Remove a conversation and every message in it; False when there is no such conversation."""
         with self._transaction():
             self._db.execute("DELETE FROM messages WHERE conversation_id=?", (conversation_id,))
-            gone = self._db.execute("DELETE FROM conversations WHERE id=?", (conversation_id,)).rowcount
+            gone = self._db.execute(
+                "DELETE FROM conversations WHERE id=?", (conversation_id,)
+            ).rowcount
         return gone > 0
 
     def chunk_text(self, document_id: str, seq: int) -> str | None:
         """The text of one chunk of a document (a cited source, opened in full)."""
-        row = self._db.execute("SELECT id, text FROM chunks WHERE document_id=? AND seq=?", (document_id, seq)).fetchone()
+        row = self._db.execute(
+            "SELECT id, text FROM chunks WHERE document_id=? AND seq=?", (document_id, seq)
+        ).fetchone()
         if row is None:
             return None
         return self._sealer.unseal(row[1], _chunk_aad(row[0], document_id, seq, "text")).decode()
@@ -399,7 +448,11 @@ class Vault:
         with self._transaction():
             return self._put_record(kind, key, value)
 
-    def write_records(self, puts: Iterable[tuple[str, str, dict[str, Any]]], deletes: Iterable[tuple[str, str]] = ()) -> None:
+    def write_records(
+        self,
+        puts: Iterable[tuple[str, str, dict[str, Any]]],
+        deletes: Iterable[tuple[str, str]] = (),
+    ) -> None:
         """Several (kind, key, value) puts and (kind, key) deletes in one transaction: all or none."""
         with self._transaction():
             for kind, key in deletes:
@@ -410,7 +463,9 @@ class Vault:
 
     def _put_record(self, kind: str, key: str, value: dict[str, Any]) -> int:
         tag = self._sealer.mac(key.encode(), f"record/{kind}")
-        row = self._db.execute("SELECT seq FROM records WHERE kind=? AND tag=?", (kind, tag)).fetchone()
+        row = self._db.execute(
+            "SELECT seq FROM records WHERE kind=? AND tag=?", (kind, tag)
+        ).fetchone()
         seq: int
         if row is None:
             (seq,) = self._db.execute(
@@ -419,12 +474,16 @@ class Vault:
         else:
             seq = row[0]
         body = self._seal_json({"key": key, "value": value}, _record_aad(kind, tag, seq))
-        self._db.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)", (kind, tag, seq, body))
+        self._db.execute(
+            "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)", (kind, tag, seq, body)
+        )
         return seq
 
     def get_record(self, kind: str, key: str) -> dict[str, Any] | None:
         tag = self._sealer.mac(key.encode(), f"record/{kind}")
-        row = self._db.execute("SELECT seq, body FROM records WHERE kind=? AND tag=?", (kind, tag)).fetchone()
+        row = self._db.execute(
+            "SELECT seq, body FROM records WHERE kind=? AND tag=?", (kind, tag)
+        ).fetchone()
         if row is None:
             return None
         value: dict[str, Any] = self._unseal_json(row[1], _record_aad(kind, tag, row[0]))["value"]
@@ -432,7 +491,9 @@ class Vault:
 
     def records(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
         """(key, value) of every record of ``kind``, in insertion order."""
-        rows = self._db.execute("SELECT tag, seq, body FROM records WHERE kind=? ORDER BY seq", (kind,))
+        rows = self._db.execute(
+            "SELECT tag, seq, body FROM records WHERE kind=? ORDER BY seq", (kind,)
+        )
         out = []
         for tag, seq, body in rows:
             record = self._unseal_json(body, _record_aad(kind, tag, seq))
@@ -441,7 +502,9 @@ class Vault:
 
     def delete_record(self, kind: str, key: str) -> bool:
         tag = self._sealer.mac(key.encode(), f"record/{kind}")
-        return self._db.execute("DELETE FROM records WHERE kind=? AND tag=?", (kind, tag)).rowcount > 0
+        return (
+            self._db.execute("DELETE FROM records WHERE kind=? AND tag=?", (kind, tag)).rowcount > 0
+        )
 
     # --- plumbing ------------------------------------------------------------------------
 

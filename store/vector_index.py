@@ -18,9 +18,12 @@ import shutil
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import cast
 
 import chromadb
 import numpy as np
+from chromadb.api.client import Client
+from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings
 
 _COLLECTION = "chunks"
@@ -42,8 +45,8 @@ class VectorIndex:
         self._folder = folder
         self.dim = dim
         self._ids = ids  # kept here: asking chromadb for 100k ids is slow
-        self._client: chromadb.ClientAPI | None = None
-        self._collection = None
+        self._client: Client | None = None
+        self._collection: Collection | None = None
 
     @classmethod
     def create(cls, runtime_dir: Path, dim: int) -> VectorIndex:
@@ -74,9 +77,10 @@ class VectorIndex:
                 raise VectorIndexError(f"unknown vector snapshot format {manifest.get('format')!r}")
             index.dim, index._ids = int(manifest["dim"]), set(manifest["ids"])
             index._open()
-            if index._collection.count() != len(index._ids):
+            _, collection = index._opened()
+            if collection.count() != len(index._ids):
                 raise VectorIndexError(
-                    f"vector snapshot holds {index._collection.count()} vectors but lists {len(index._ids)} ids"
+                    f"vector snapshot holds {collection.count()} vectors but lists {len(index._ids)} ids"
                 )
         except BaseException:
             index.close()
@@ -90,6 +94,11 @@ class VectorIndex:
     def _open(self) -> None:
         self._client = _open_client(self._chroma_dir)
         self._collection = self._client.get_collection(_COLLECTION, embedding_function=None)
+
+    def _opened(self) -> tuple[Client, Collection]:
+        if self._client is None or self._collection is None:
+            raise VectorIndexError("the vector index is closed")
+        return self._client, self._collection
 
     def _release(self) -> None:
         """Close chromadb so that no handle into its folder is left open."""
@@ -111,20 +120,24 @@ class VectorIndex:
         """Add or replace the vectors of ``ids`` (one row of ``embeddings`` each)."""
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if embeddings.ndim != 2 or embeddings.shape != (len(ids), self.dim):
-            raise ValueError(f"expected {len(ids)} embeddings of {self.dim} values, got shape {embeddings.shape}")
-        batch = self._client.get_max_batch_size()
+            raise ValueError(
+                f"expected {len(ids)} embeddings of {self.dim} values, got shape {embeddings.shape}"
+            )
+        client, collection = self._opened()
+        batch = client.get_max_batch_size()
         for start in range(0, len(ids), batch):
             batch_ids = list(ids[start : start + batch])
             # upsert: re-adding a chunk (reconcile after a crash) replaces it rather than failing
-            self._collection.upsert(ids=batch_ids, embeddings=embeddings[start : start + batch])
+            collection.upsert(ids=batch_ids, embeddings=embeddings[start : start + batch])
             self._ids.update(batch_ids)
 
     def delete(self, ids: list[str]) -> None:
         known = [chunk_id for chunk_id in ids if chunk_id in self._ids]
-        batch = self._client.get_max_batch_size()
+        client, collection = self._opened()
+        batch = client.get_max_batch_size()
         for start in range(0, len(known), batch):
             batch_ids = known[start : start + batch]
-            self._collection.delete(ids=batch_ids)
+            collection.delete(ids=batch_ids)
             self._ids.difference_update(batch_ids)
 
     def query(self, embedding: np.ndarray, k: int) -> list[tuple[str, float]]:
@@ -133,9 +146,15 @@ class VectorIndex:
         if k <= 0:
             return []
         query = np.asarray(embedding, dtype=np.float32).reshape(1, -1)
-        result = self._collection.query(query_embeddings=query, n_results=k, include=["distances"])
+        _, collection = self._opened()
+        result = collection.query(query_embeddings=query, n_results=k, include=["distances"])
+        distances = result["distances"]
+        assert distances is not None, "asked for in include"
         # chromadb's cosine distance is 1 - cosine similarity
-        return [(chunk_id, 1.0 - float(distance)) for chunk_id, distance in zip(result["ids"][0], result["distances"][0])]
+        return [
+            (chunk_id, 1.0 - float(distance))
+            for chunk_id, distance in zip(result["ids"][0], distances[0], strict=True)
+        ]
 
     def snapshot(self) -> bytes:
         """The index as one tar (plaintext: the caller seals it)."""
@@ -165,7 +184,7 @@ class VectorIndex:
 
 def sweep_stale(runtime_dir: Path) -> list[Path]:
     """Remove the private folders of nodes that died without closing; return what was removed."""
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(runtime_dir))
     except FileNotFoundError:
@@ -199,10 +218,11 @@ def _make_private_folder(runtime_dir: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{_FOLDER_PREFIX}{os.getpid()}-", dir=runtime_dir))
 
 
-def _open_client(path: Path) -> chromadb.ClientAPI:
+def _open_client(path: Path) -> Client:
     # No telemetry: the node makes no outbound traffic its owner did not configure.
     settings = Settings(anonymized_telemetry=False, allow_reset=False)
-    return chromadb.PersistentClient(path=str(path), settings=settings)
+    # Declared as the ClientAPI protocol; the object is a Client, which also has close().
+    return cast(Client, chromadb.PersistentClient(path=str(path), settings=settings))
 
 
 def _check_nothing_open(folder: Path) -> None:
@@ -217,4 +237,6 @@ def _check_nothing_open(folder: Path) -> None:
         except OSError:
             continue
         if target.startswith(prefix):
-            raise VectorIndexError(f"chromadb still holds {target} open; refusing to snapshot a live index")
+            raise VectorIndexError(
+                f"chromadb still holds {target} open; refusing to snapshot a live index"
+            )

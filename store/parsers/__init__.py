@@ -38,7 +38,7 @@ class Record:
     format: str
     key: str = ""
     content: bytes | None = None
-    label: str = ""          # how the record is shown after the file's path ("#3")
+    label: str = ""  # how the record is shown after the file's path ("#3")
     meta: dict[str, Any] = field(default_factory=dict)
     # (text, citation metadata) of each chunk, when the parser process cut them already
     # (store.ingest.chunks_of): it counts them against the file's budget anyway.

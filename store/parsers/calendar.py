@@ -24,8 +24,15 @@ MAX_OCCURRENCES = 6
 MAX_WORK = 1_000_000
 # Seconds in one period of each frequency; months and years at their shortest, so the cost of
 # a walk is never underestimated.
-_PERIOD = {"SECONDLY": 1, "MINUTELY": 60, "HOURLY": 3600, "DAILY": 86400, "WEEKLY": 7 * 86400,
-           "MONTHLY": 28 * 86400, "YEARLY": 365 * 86400}
+_PERIOD = {
+    "SECONDLY": 1,
+    "MINUTELY": 60,
+    "HOURLY": 3600,
+    "DAILY": 86400,
+    "WEEKLY": 7 * 86400,
+    "MONTHLY": 28 * 86400,
+    "YEARLY": 365 * 86400,
+}
 
 
 def parse_ics(content: bytes, now: dt.datetime | None = None) -> list[Record]:
@@ -39,7 +46,7 @@ def parse_ics(content: bytes, now: dt.datetime | None = None) -> list[Record]:
         calendars = icalendar.Calendar.from_ical(content, multiple=True)
     except Exception as e:  # icalendar raises ValueError, KeyError, IndexError… on broken lines
         raise Unreadable(f"broken calendar ({_short(e)})") from None
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     sections: list[Section] = []
     work = [MAX_WORK]
     for calendar in calendars:
@@ -56,7 +63,9 @@ def parse_ics(content: bytes, now: dt.datetime | None = None) -> list[Record]:
     return [Record(sections, "calendar")]
 
 
-def _event(event: Component, calendar_name: str, now: dt.datetime, work: list[int]) -> Section | None:
+def _event(
+    event: Component, calendar_name: str, now: dt.datetime, work: list[int]
+) -> Section | None:
     summary = _text(event.get("summary"))
     start = _decoded(event, "dtstart")
     end = _decoded(event, "dtend")
@@ -97,10 +106,7 @@ def _occurrences(rule: vRecur, start: dt.date, now: dt.datetime, work: list[int]
 
     all_day = not isinstance(start, dt.datetime)
     first = start if isinstance(start, dt.datetime) else dt.datetime.combine(start, dt.time())
-    if first.tzinfo is None:
-        now = now.replace(tzinfo=None)
-    else:
-        now = now.astimezone(first.tzinfo)
+    now = now.replace(tzinfo=None) if first.tzinfo is None else now.astimezone(first.tzinfo)
     freq = str((rule.get("FREQ") or [""])[0]).upper()
     interval = rule.get("INTERVAL") or [1]
     if freq not in _PERIOD or not str(interval[0]).isdigit() or int(interval[0]) < 1:

@@ -42,21 +42,24 @@ def looks_like_whatsapp(content: bytes) -> bool:
 
 def parse_whatsapp(content: bytes, chat_name: str = "") -> list[Record]:
     lines = decode_text(content).splitlines()
-    raw: list[tuple[tuple[str, ...], str, str]] = []   # (date fields, sender, text)
+    raw: list[tuple[tuple[str, ...], str, str]] = []  # (date fields, sender, text)
     for line in lines:
         match = _WHATSAPP.match(line)
         if match:
             rest = match.group("rest")
             sender, sep, text = rest.partition(": ")
-            if not sep:   # "Messages are end-to-end encrypted", "Ana joined": not a message
+            if not sep:  # "Messages are end-to-end encrypted", "Ana joined": not a message
                 continue
-            raw.append((match.group("d", "m", "y", "H", "M", "S", "ampm"), sender.strip("\u200e "), text))
+            raw.append(
+                (match.group("d", "m", "y", "H", "M", "S", "ampm"), sender.strip("\u200e "), text)
+            )
         elif raw:
             fields, sender, text = raw[-1]
             raw[-1] = (fields, sender, text + "\n" + line)
     if not raw:
         raise Unreadable("not a WhatsApp export (no dated messages)")
-    day_first = not any(int(f[1]) > 12 for f, _, _ in raw)   # a "month" over 12 means month comes first
+    # a "month" over 12 means month comes first
+    day_first = not any(int(f[1]) > 12 for f, _, _ in raw)
     messages = []
     for fields, sender, text in raw:
         when = _whatsapp_time(fields, day_first)
@@ -103,7 +106,10 @@ def _telegram_text(value: object) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, list):  # formatted text: strings and {"type": "bold", "text": "…"} pieces
-        return "".join(p if isinstance(p, str) else str(p.get("text", "")) if isinstance(p, dict) else "" for p in value)
+        return "".join(
+            p if isinstance(p, str) else str(p.get("text", "")) if isinstance(p, dict) else ""
+            for p in value
+        )
     return ""
 
 
@@ -129,7 +135,12 @@ def _windows(messages: list[Message], chat: str) -> list[Section]:
     def close() -> None:
         if window:
             senders = sorted({m.sender for m in window})
-            meta = {"kind": "chat", "chat": chat, "date": window[0].when.isoformat(), "senders": senders}
+            meta = {
+                "kind": "chat",
+                "chat": chat,
+                "date": window[0].when.isoformat(),
+                "senders": senders,
+            }
             body = "\n".join(f"{m.sender}: {m.text}" for m in window)
             context = f"Chat: {chat}, {window[0].when.strftime('%d %b %Y %H:%M')}"
             sections.append(Section(body, meta, context=context))

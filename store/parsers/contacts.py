@@ -7,8 +7,17 @@ from typing import Any
 from store.parsers import Record, Section, Unreadable
 from store.parsers.text import decode_text
 
-_FIELDS = [("tel", "Phone"), ("email", "Email"), ("adr", "Address"), ("org", "Organisation"), ("title", "Title"),
-           ("bday", "Birthday"), ("url", "Web"), ("note", "Note"), ("nickname", "Nickname")]
+_FIELDS = [
+    ("tel", "Phone"),
+    ("email", "Email"),
+    ("adr", "Address"),
+    ("org", "Organisation"),
+    ("title", "Title"),
+    ("bday", "Birthday"),
+    ("url", "Web"),
+    ("note", "Note"),
+    ("nickname", "Nickname"),
+]
 
 
 def parse_vcf(content: bytes) -> list[Record]:
@@ -64,7 +73,12 @@ def _structured_name(card: Any) -> str:
     if not lines:
         return ""
     n = lines[0].value
-    parts = [getattr(n, "prefix", ""), getattr(n, "given", ""), getattr(n, "additional", ""), getattr(n, "family", "")]
+    parts = [
+        getattr(n, "prefix", ""),
+        getattr(n, "given", ""),
+        getattr(n, "additional", ""),
+        getattr(n, "family", ""),
+    ]
     return " ".join(_show(p) for p in parts if _show(p))
 
 

@@ -14,8 +14,36 @@ from bs4 import BeautifulSoup, CData, MarkupResemblesLocatorWarning, NavigableSt
 
 from store.parsers import Record, Section, Unreadable
 
-_NOISE = {"script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form", "svg", "iframe", "button"}
-_BLOCKS = {"p", "div", "li", "pre", "blockquote", "tr", "br", "section", "table", "ul", "ol", "dd", "dt", "figcaption"}
+_NOISE = {
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "nav",
+    "header",
+    "footer",
+    "aside",
+    "form",
+    "svg",
+    "iframe",
+    "button",
+}
+_BLOCKS = {
+    "p",
+    "div",
+    "li",
+    "pre",
+    "blockquote",
+    "tr",
+    "br",
+    "section",
+    "table",
+    "ul",
+    "ol",
+    "dd",
+    "dt",
+    "figcaption",
+}
 _HEADING = re.compile(r"^h[1-6]$")
 
 
@@ -46,11 +74,11 @@ def _text(root: Tag) -> str:
         if node is _BLOCK_END:
             pieces.append("\n\n")
         elif isinstance(node, NavigableString):
-            if type(node) in (NavigableString, CData):  # not comments, doctypes, processing instructions
+            # not comments, doctypes, processing instructions
+            if type(node) in (NavigableString, CData):
                 pieces.append(str(node))
-        elif not isinstance(node, Tag):  # never: a tree holds tags and strings; for the type checker
-            continue
-        elif node.name in _NOISE:
+        # (a tree holds only tags and strings: the isinstance is for the type checker)
+        elif not isinstance(node, Tag) or node.name in _NOISE:
             continue
         elif _HEADING.match(node.name):
             pieces.append(f"\n\n{'#' * int(node.name[1])} {node.get_text(' ', strip=True)}\n\n")

@@ -21,7 +21,7 @@ from store.parsers import Record, Section, Unreadable
 from store.parsers.html import html_to_markdown
 
 _MBOX_FROM = re.compile(rb"^From [^\r\n]*\r?\n", re.M)
-_HEADER_LINE = re.compile(rb"^[!-9;-~]+:", re.M)   # RFC 5322 field name, then a colon
+_HEADER_LINE = re.compile(rb"^[!-9;-~]+:", re.M)  # RFC 5322 field name, then a colon
 _MAX_ATTACHMENT_DEPTH = 1
 
 # (content, file name) → the attachment's records, or None when it is not read. Handed in by
@@ -38,26 +38,42 @@ def parse_mbox(content: bytes, read_attachment: ReadAttachment) -> list[Record]:
         raise Unreadable("not an mbox file (it must begin with a 'From ' line)")
     starts = [m.start() for m in _MBOX_FROM.finditer(content)]
     # A "From " line begins a message only at the start or after a blank line (mboxo/mboxrd).
-    starts = [s for s in starts if s == 0 or content[max(0, s - 2) : s] in (b"\n\n",) or content[max(0, s - 4) : s] == b"\r\n\r\n"]
+    starts = [
+        s
+        for s in starts
+        if s == 0
+        or content[max(0, s - 2) : s] in (b"\n\n",)
+        or content[max(0, s - 4) : s] == b"\r\n\r\n"
+    ]
     records: list[Record] = []
     seen: set[str] = set()
     for index, start in enumerate(starts):
         end = starts[index + 1] if index + 1 < len(starts) else len(content)
         raw = content[start:end]
         body = raw.split(b"\n", 1)[1] if b"\n" in raw else b""
-        body = re.sub(rb"(?m)^>(>*From )", rb"\1", body)   # undo the mboxrd escaping of "From " lines
+        # undo the mboxrd escaping of "From " lines
+        body = re.sub(rb"(?m)^>(>*From )", rb"\1", body)
         # The blank line before the next "From " belongs to the file, not the message: without
         # this, appending a message would change the one before it.
         body = body.rstrip(b"\r\n") + b"\n"
         try:
             record = _message_record(body, read_attachment, depth=0)
         except Unreadable:
-            continue   # one mangled message does not lose the others
+            continue  # one mangled message does not lose the others
         key = record.meta.get("message_id") or hashlib.sha256(body).hexdigest()
         while key in seen:  # the same Message-ID twice (a copy in two folders, merged)
             key += "+"
         seen.add(key)
-        records.append(Record(record.sections, "email", key=key, content=body, label=f"#{index + 1}", meta=record.meta))
+        records.append(
+            Record(
+                record.sections,
+                "email",
+                key=key,
+                content=body,
+                label=f"#{index + 1}",
+                meta=record.meta,
+            )
+        )
     if not records:
         raise Unreadable("no readable messages in the mbox")
     return records
@@ -85,7 +101,11 @@ def _headers(message: EmailMessage) -> dict[str, Any]:
     for field in ("from", "to", "cc"):
         try:
             values = message.get_all(field) or []
-            addresses = [_address(name, addr) for name, addr in getaddresses([str(v) for v in values]) if name or addr]
+            addresses = [
+                _address(name, addr)
+                for name, addr in getaddresses([str(v) for v in values])
+                if name or addr
+            ]
         except Exception:
             addresses = []
         if addresses:
@@ -116,7 +136,10 @@ def _address(name: str, addr: str) -> str:
 
 
 def _head_line(meta: dict[str, Any]) -> str:
-    lines = [f"From: {meta['from']}" if "from" in meta else "", f"To: {meta['to']}" if "to" in meta else ""]
+    lines = [
+        f"From: {meta['from']}" if "from" in meta else "",
+        f"To: {meta['to']}" if "to" in meta else "",
+    ]
     if "date" in meta:
         lines.append(f"Date: {meta['date'][:16].replace('T', ' ')}")
     if "subject" in meta:
@@ -143,7 +166,9 @@ def _body(message: EmailMessage) -> str:
     return text
 
 
-def _attachments(message: EmailMessage, meta: dict[str, Any], head: str, read_attachment: ReadAttachment) -> list[Section]:
+def _attachments(
+    message: EmailMessage, meta: dict[str, Any], head: str, read_attachment: ReadAttachment
+) -> list[Section]:
     sections: list[Section] = []
     try:
         attachments = list(message.iter_attachments())
@@ -167,7 +192,12 @@ def _attachments(message: EmailMessage, meta: dict[str, Any], head: str, read_at
                 sections.append(
                     Section(
                         section.text,
-                        {"kind": "email", **meta, **{k: v for k, v in section.meta.items() if k != "kind"}, "attachment": name},
+                        {
+                            "kind": "email",
+                            **meta,
+                            **{k: v for k, v in section.meta.items() if k != "kind"},
+                            "attachment": name,
+                        },
                         markdown=section.markdown,
                         context=f"{head}\nAttachment: {name}",
                     )

@@ -38,7 +38,15 @@ def parse_pdf(content: bytes) -> list[Record]:
         pages = list(reader.pages)
     except Unreadable:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as e:
+    except (
+        PdfReadError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        RecursionError,
+    ) as e:
         raise Unreadable(f"corrupt PDF ({_short(e)})") from None
     sections: list[Section] = []
     too_big: list[int] = []
@@ -55,14 +63,22 @@ def parse_pdf(content: bytes) -> list[Record]:
     if not sections and too_big:
         raise Unreadable(_too_big(too_big))
     if not sections:
-        raise Unreadable(f"the PDF has no text layer ({len(pages)} pages of images?); flurry does not read scans")
+        raise Unreadable(
+            f"the PDF has no text layer ({len(pages)} pages of images?); flurry does not read scans"
+        )
     title = ""
     try:
         metadata = reader.metadata
         title = str(metadata.get("/Title") or "") if metadata else ""
     except Exception:
         pass
-    return [Record(sections, "pdf", meta={"title": title, "pages": len(pages)} if title else {"pages": len(pages)})]
+    return [
+        Record(
+            sections,
+            "pdf",
+            meta={"title": title, "pages": len(pages)} if title else {"pages": len(pages)},
+        )
+    ]
 
 
 def _drawing_size(page: PageObject) -> int:
@@ -80,7 +96,9 @@ def _drawing_size(page: PageObject) -> int:
     contents: Any = page.get("/Contents")
     if contents is not None:
         contents = contents.get_object()
-        total += sum(size(s) for s in contents) if isinstance(contents, ArrayObject) else size(contents)
+        total += (
+            sum(size(s) for s in contents) if isinstance(contents, ArrayObject) else size(contents)
+        )
     resources: Any = page.get("/Resources")
     forms = resources.get_object().get("/XObject") if resources is not None else None
     if forms is not None:

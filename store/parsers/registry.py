@@ -25,9 +25,9 @@ MiB = 1024 * 1024
 
 @dataclass(frozen=True)
 class Parser:
-    name: str                                     # what the file is, for messages: "PDF", "mbox"
-    read: Callable[[bytes, str], list[Record]]    # (content, file name) → records; raises Unreadable
-    max_bytes: int                                # refused from stat(), before a byte is read
+    name: str  # what the file is, for messages: "PDF", "mbox"
+    read: Callable[[bytes, str], list[Record]]  # (content, file name) → records; raises Unreadable
+    max_bytes: int  # refused from stat(), before a byte is read
 
     def run(self, content: bytes, name: str = "", depth: int = 0) -> list[Record] | Skip:
         """The records of ``content``, or a Skip saying why not. Nothing escapes."""
@@ -52,7 +52,9 @@ class Parser:
 def _text_or_chat(content: bytes, name: str) -> list[Record]:
     if chat.looks_like_whatsapp(content):
         stem = Path(name).stem
-        return chat.parse_whatsapp(content, stem.removeprefix("WhatsApp Chat with ").strip() or "WhatsApp chat")
+        return chat.parse_whatsapp(
+            content, stem.removeprefix("WhatsApp Chat with ").strip() or "WhatsApp chat"
+        )
     return text.parse_plain(content)
 
 
@@ -67,12 +69,18 @@ CONTACTS = Parser("contacts", lambda c, n: contacts.parse_vcf(c), 20 * MiB)
 TELEGRAM = Parser("Telegram export", lambda c, n: chat.parse_telegram(c), 200 * MiB)
 
 BY_SUFFIX = {
-    ".md": MARKDOWN, ".markdown": MARKDOWN, ".txt": TEXT,
-    ".html": HTML, ".htm": HTML, ".xhtml": HTML,
+    ".md": MARKDOWN,
+    ".markdown": MARKDOWN,
+    ".txt": TEXT,
+    ".html": HTML,
+    ".htm": HTML,
+    ".xhtml": HTML,
     ".pdf": PDF,
-    ".eml": EMAIL, ".mbox": MBOX,
+    ".eml": EMAIL,
+    ".mbox": MBOX,
     ".ics": CALENDAR,
-    ".vcf": CONTACTS, ".vcard": CONTACTS,
+    ".vcf": CONTACTS,
+    ".vcard": CONTACTS,
     ".json": TELEGRAM,
 }
 # Every parser by its name: how a worker process is told which one to run.
@@ -108,7 +116,11 @@ def parser_for(path: Path) -> Parser | None:
 def in_maildir(path: Path) -> bool:
     """A message of a Maildir: a file in cur/ or new/ of a folder that has both."""
     folder = path.parent
-    return folder.name in ("cur", "new") and (folder.parent / "cur").is_dir() and (folder.parent / "new").is_dir()
+    return (
+        folder.name in ("cur", "new")
+        and (folder.parent / "cur").is_dir()
+        and (folder.parent / "new").is_dir()
+    )
 
 
 def too_large(size: int, limit: int) -> str:
@@ -116,4 +128,10 @@ def too_large(size: int, limit: int) -> str:
 
 
 def _size(n: int) -> str:
-    return f"{n / (1024 * MiB):.1f} GiB" if n >= 1024 * MiB else f"{max(1, n // MiB)} MiB" if n >= MiB else f"{n} bytes"
+    return (
+        f"{n / (1024 * MiB):.1f} GiB"
+        if n >= 1024 * MiB
+        else f"{max(1, n // MiB)} MiB"
+        if n >= MiB
+        else f"{n} bytes"
+    )

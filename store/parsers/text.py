@@ -35,7 +35,7 @@ def parse_markdown(content: bytes) -> list[Record]:
     match = _FRONT_MATTER.match(text)
     if match:
         meta = _front_matter(match.group(1))
-        text = text[match.end():]
+        text = text[match.end() :]
     links = sorted({m.group(1).strip() for m in _WIKILINK.finditer(text)})
     if links:
         meta["links"] = links
@@ -52,7 +52,7 @@ def _front_matter(source: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(source)
     except yaml.YAMLError:
-        return {}   # a broken header does not lose the note
+        return {}  # a broken header does not lose the note
     if not isinstance(data, dict):
         return {}
     meta: dict[str, Any] = {}
