@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
+from dateutil.rrule import rrulestr
+
 from store.parsers import Record, Section, Unreadable
 
 if TYPE_CHECKING:  # icalendar itself loads only when a calendar is read
@@ -36,6 +38,8 @@ _PERIOD = {
 
 
 def parse_ics(content: bytes, now: dt.datetime | None = None) -> list[Record]:
+    # Loaded with the first calendar (a tenth of a second), not by every process that
+    # imports the registry: most never read one (parsing is mostly in worker processes).
     import icalendar
 
     if b"\x00" in content[:8192]:
@@ -102,8 +106,6 @@ def _occurrences(rule: vRecur, start: dt.date, now: dt.datetime, work: list[int]
     """The next few occurrences of ``rule`` (icalendar's vRecur) within the horizon, or none
     when finding them would cost more than what is left of the calendar's ``work`` budget
     (a one-item list: rule periods dateutil may step through, shared by all events)."""
-    from dateutil.rrule import rrulestr
-
     all_day = not isinstance(start, dt.datetime)
     first = start if isinstance(start, dt.datetime) else dt.datetime.combine(start, dt.time())
     now = now.replace(tzinfo=None) if first.tzinfo is None else now.astimezone(first.tzinfo)

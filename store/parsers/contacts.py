@@ -21,6 +21,8 @@ _FIELDS = [
 
 
 def parse_vcf(content: bytes) -> list[Record]:
+    # Loaded with the first contacts file, not by every process that imports the registry
+    # (as icalendar in calendar.py).
     import vobject
 
     text = decode_text(content)

@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # pypdf itself loads only when a PDF is read
 
 
 def parse_pdf(content: bytes) -> list[Record]:
+    # pypdf is the heaviest import of the parsers (a third of a second): loaded with the first
+    # PDF, not by every process that imports the registry (as icalendar in calendar.py).
     from pypdf import PasswordType, PdfReader
     from pypdf.errors import PdfReadError
 
@@ -85,7 +87,7 @@ def _drawing_size(page: PageObject) -> int:
     """Bytes of the page's content streams and of the forms it draws, decompressed (pypdf
     caps each stream at 75 MB). Reading text walks every instruction in pure Python, more
     than linearly: 1 MiB takes seconds, and a few KB of compressed zeros can be 75 MB."""
-    from pypdf.generic import ArrayObject
+    from pypdf.generic import ArrayObject  # pypdf is loaded by parse_pdf already: see there
 
     # pypdf's objects are walked as found in the file: any of them may be anything.
     def size(stream: Any) -> int:
