@@ -15,11 +15,12 @@ import sys
 import tempfile
 import threading
 import time
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 from conftest import PASSPHRASE, Flurry
-from format_samples import MBOX_MESSAGES, email, make_pdf, mbox, write_all
+from format_samples import BANK_LETTER, CALENDAR, MBOX_MESSAGES, email, make_pdf, mbox, write_all
 
 from store.ingest import Ingestor, chunks_of, discover, parse
 from store.parsers import Skip
@@ -306,3 +307,29 @@ def test_discover_refuses_big_files_before_reading_them(tmp_path):
 
     item = Ingestor(NoVault(), None, None)._read(path, str(path), parser)
     assert isinstance(item.parsed, Skip) and "too large (3.0 GiB" in item.parsed.reason and item.content == b""
+
+
+def test_a_mail_attachment_flurry_reads_joins_its_message_and_forwarded_mail_does_not(tmp_path):
+    # The mail parser reads attachments through the registry it is handed (it does not
+    # import the registry): a calendar joins the message's record, marked with its name; a
+    # forwarded message, a format flurry does not read and a broken PDF add nothing.
+    message = EmailMessage()
+    message["From"] = "Ana Lima <ana@example.org>"
+    message["To"] = "Rui Costa <rui@example.org>"
+    message["Subject"] = "The vet on Thursday"
+    message["Date"] = "Mon, 13 Apr 2026 08:00:00 +0000"
+    message.set_content("Here is the appointment for Luna.")
+    message.add_attachment(CALENDAR.encode(), maintype="text", subtype="calendar", filename="vet.ics")
+    message.add_attachment(BANK_LETTER.encode(), maintype="application", subtype="octet-stream", filename="fwd.eml")
+    message.add_attachment(b"PK\x03\x04 not read", maintype="application", subtype="zip", filename="photos.zip")
+    message.add_attachment(b"%PDF-1.4 broken", maintype="application", subtype="pdf", filename="scan.pdf")
+    path = tmp_path / "vet.eml"
+    path.write_bytes(message.as_bytes())
+
+    (record,) = parser_for(path).run(path.read_bytes(), path.name)
+    attached = {s.meta.get("attachment") for s in record.sections} - {None}
+    assert attached == {"vet.ics"}
+    text = "\n".join(s.text for s in record.sections)
+    assert "Here is the appointment for Luna." in text
+    assert "Veterinarian appointment for Luna the cat" in text
+    assert "mortgage" not in text  # the forwarded letter is read where it was sent, not here
