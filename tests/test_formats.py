@@ -15,12 +15,11 @@ import sys
 import tempfile
 import threading
 import time
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 from conftest import PASSPHRASE, Flurry
-from format_samples import BANK_LETTER, CALENDAR, MBOX_MESSAGES, email, make_pdf, mbox, write_all
+from format_samples import MBOX_MESSAGES, email, make_pdf, mbox, write_all
 
 from store.ingest import Ingestor, chunks_of, discover, parse
 from store.parsers import Skip
@@ -313,6 +312,10 @@ def test_a_mail_attachment_flurry_reads_joins_its_message_and_forwarded_mail_doe
     # The mail parser reads attachments through the registry it is handed (it does not
     # import the registry): a calendar joins the message's record, marked with its name; a
     # forwarded message, a format flurry does not read and a broken PDF add nothing.
+    from email.message import EmailMessage
+
+    from format_samples import BANK_LETTER, CALENDAR
+
     message = EmailMessage()
     message["From"] = "Ana Lima <ana@example.org>"
     message["To"] = "Rui Costa <rui@example.org>"
