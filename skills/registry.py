@@ -29,7 +29,7 @@ from skills.host import SkillError, SkillProcess
 from skills.manifest import NAME, Manifest, ManifestError, check_permission
 from skills.sandbox import Confinement, Limits
 from skills.sdk import ENTRY_POINT_GROUP
-from store.vault import Vault
+from store.records import Records
 
 KIND = "skill"
 # Skills that ship with the node: `flurry skills install builtin:NAME`.
@@ -100,8 +100,8 @@ class SkillInfo:
 
 
 class Skills:
-    def __init__(self, vault: Vault, skills_dir: Path) -> None:
-        self.vault = vault
+    def __init__(self, records: Records, skills_dir: Path) -> None:
+        self._records = records
         self.dir = Path(skills_dir)
 
     # --- install and review ------------------------------------------------------------
@@ -127,7 +127,7 @@ class Skills:
             entry_point = _entry_point(staging)
             manifest = _read_manifest(staging, entry_point)
             target = self.dir / manifest.name
-            if self.vault.get_record(KIND, manifest.name) is not None or target.exists():
+            if self._records.get_record(KIND, manifest.name) is not None or target.exists():
                 raise SkillInstallError(f"a skill named {manifest.name!r} is installed; remove it first")
             staging.rename(target)
         finally:
@@ -142,7 +142,7 @@ class Skills:
         if name not in BUILTIN:
             raise SkillInstallError(f"no built-in skill {name!r}; built in: {', '.join(sorted(BUILTIN))}")
         manifest = _read_manifest(None, BUILTIN[name])
-        if self.vault.get_record(KIND, manifest.name) is not None:
+        if self._records.get_record(KIND, manifest.name) is not None:
             raise SkillInstallError(f"a skill named {manifest.name!r} is installed; remove it first")
         self._put(SkillInfo(manifest.name, True, False, False, (), manifest, BUILTIN[name], None))
         return manifest
@@ -185,7 +185,7 @@ class Skills:
             raise ManifestError(f"name {name!r}: use a lowercase slug (a-z, 0-9, '-'), starting with a letter")
         if not argv:
             raise SkillInstallError("argv must name the server's command")
-        if self.vault.get_record(KIND, name) is not None:
+        if self._records.get_record(KIND, name) is not None:
             raise SkillInstallError(f"a skill named {name!r} is installed; remove it first")
         process = SkillProcess(name, list(argv), managed=False, start_timeout=timeout)
         try:
@@ -206,10 +206,10 @@ class Skills:
     # --- the owner's view and controls -------------------------------------------------
 
     def list(self) -> list[SkillInfo]:
-        return [SkillInfo.from_record(r) for _, r in self.vault.records(KIND)]
+        return [SkillInfo.from_record(r) for _, r in self._records.records(KIND)]
 
     def info(self, name: str) -> SkillInfo:
-        record = self.vault.get_record(KIND, name)
+        record = self._records.get_record(KIND, name)
         if record is None:
             raise UnknownSkill(f"no skill named {name!r} is installed")
         return SkillInfo.from_record(record)
@@ -231,7 +231,7 @@ class Skills:
         info = self.info(name)
         if info.target:
             shutil.rmtree(info.target, ignore_errors=True)
-        self.vault.delete_record(KIND, name)
+        self._records.delete_record(KIND, name)
 
     # --- running -----------------------------------------------------------------------
 
@@ -258,7 +258,7 @@ class Skills:
         return sandbox_check(info.target, Limits().within(info.manifest.limits if info.manifest else None)).summary()
 
     def _put(self, info: SkillInfo) -> SkillInfo:
-        self.vault.put_record(KIND, info.name, info.to_record())
+        self._records.put_record(KIND, info.name, info.to_record())
         return info
 
 
