@@ -50,7 +50,9 @@ class DictRecords:
         return self.data.get(kind, {}).pop(key, None) is not None
 
     def records(self, kind: str) -> list[tuple[str, dict]]:
-        return [(key, self.get_record(kind, key)) for key in self.data.get(kind, {})]
+        if any((kind, key) in self.unreadable for key in self.data.get(kind, {})):
+            raise SealError("altered")
+        return [(key, json.loads(text)) for key, text in self.data.get(kind, {}).items()]
 
 
 def test_the_vault_is_a_records_store(vault: Vault) -> None:
@@ -71,7 +73,7 @@ def test_grants_quotas_and_tokens_over_any_records_store() -> None:
     grants, tokens = Grants(records), Tokens(records)
     owner, peer = new_did(), new_did()
 
-    grants.add(Grant(peer, {"ask"}, tags={"work"}, quota=Quota(2, "day"), note="colleague"))
+    grants.add(Grant(peer, frozenset({"ask"}), tags=frozenset({"work"}), quota=Quota(2, "day"), note="colleague"))
     assert grants.get(peer) == Grant.from_record(json.loads(records.data["grant"][peer]))
     assert grants.authorize(peer, "ask", owner_did=owner, now=1000.0).tags == frozenset({"work"})
     grants.authorize(peer, "ask", owner_did=owner, now=1001.0)
@@ -98,14 +100,17 @@ def test_the_audit_chain_over_any_records_store() -> None:
     for i in range(4):
         log.append("a2a.send", target="did:key:peer", details={"n": i})
 
+    def key_for(did: str) -> Ed25519PublicKey:
+        return Ed25519PublicKey.from_public_bytes(ed25519_public_from_did_key(did))
+
     def problems() -> list[str]:
-        key_for = lambda did: Ed25519PublicKey.from_public_bytes(ed25519_public_from_did_key(did))  # noqa: E731
         return [str(p) for p in log.verify(key_for).problems]
 
     assert [e.seq for e in log.entries()] == [0, 1, 2, 3] and problems() == []
     # A record the store cannot open is reported, not raised; an edited one breaks its hash.
     records.unreadable.add(("audit", f"{1:012d}"))
     edited = records.get_record("audit", f"{2:012d}")
+    assert edited is not None
     edited["details"] = {"n": 20}
     records.put_record("audit", f"{2:012d}", edited)
     found = problems()

@@ -24,6 +24,7 @@ from identity.did_key import did_key_from_ed25519_public, verification_method_id
 from identity.jws import sign_json
 from node.home import Home
 from node.node import Node
+from skills import registry
 from skills.host import (
     InvalidArguments,
     SkillCrashed,
@@ -31,7 +32,6 @@ from skills.host import (
     SkillUnavailable,
     ToolFailed,
 )
-from skills import registry
 from skills.manifest import Manifest, ManifestError, sign_manifest
 from skills.registry import SkillInstallError, Skills
 from store.sealing import Sealer
