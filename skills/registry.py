@@ -334,10 +334,10 @@ def builtin_skills() -> dict[str, str]:
     installed metadata as a third-party skill's are (so the metadata must be current: an
     editable install is refreshed with ``pip install -e CHECKOUT --no-deps``)."""
     try:
-        node = importlib.metadata.distribution(DISTRIBUTION)
+        ours = importlib.metadata.distribution(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
         return {}
-    return {ep.name: ep.value for ep in _skill_entry_points([node])}
+    return {ep.name: ep.value for ep in _skill_entry_points([ours])}
 
 
 def _skill_entry_points(distributions) -> list[importlib.metadata.EntryPoint]:
