@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from identity.did_key import verification_method_id
 from store.sealing import SealError
-from store.vault import Vault
+from store.records import Records
 
 GENESIS = "0" * 64  # the "previous hash" of the first entry
 _KIND = "audit"
@@ -98,10 +98,10 @@ def content_hash(content: dict) -> str:
 
 
 class AuditLog:
-    def __init__(self, vault: Vault, *, signer_did: str, sign: Callable[[bytes], bytes] | None = None) -> None:
+    def __init__(self, records: Records, *, signer_did: str, sign: Callable[[bytes], bytes] | None = None) -> None:
         """``signer_did`` is the node's DID (or its key's DID URL); ``sign`` its Ed25519 signing
         function, which only ``append`` needs."""
-        self._vault = vault
+        self._records = records
         self._sign = sign
         self.signer = signer_did if "#" in signer_did else verification_method_id(signer_did)
         self._lock = threading.Lock()
@@ -133,20 +133,20 @@ class AuditLog:
             entry = AuditEntry(**content, hash=digest, signature=signature)
             # Entry first, then head: a crash in between leaves one entry past the head, which
             # the next append adopts, rather than a head that counts an entry that is not there.
-            self._vault.put_record(_KIND, _key(seq), asdict(entry))
-            self._vault.put_record(_HEAD_KIND, _HEAD_KEY, {"count": seq + 1, "last_hash": digest})
+            self._records.put_record(_KIND, _key(seq), asdict(entry))
+            self._records.put_record(_HEAD_KIND, _HEAD_KEY, {"count": seq + 1, "last_hash": digest})
         return entry
 
     def _next_position(self) -> tuple[int, str]:
         """(sequence number, previous hash) for the next entry, read from the vault, so a
         restarted node continues its chain."""
-        head = self._vault.get_record(_HEAD_KIND, _HEAD_KEY)
+        head = self._records.get_record(_HEAD_KIND, _HEAD_KEY)
         if head is None:
-            if self._vault.get_record(_KIND, _key(0)) is not None:
+            if self._records.get_record(_KIND, _key(0)) is not None:
                 raise AuditError("the audit log has entries but no head record; run `flurry audit verify`")
             return 0, GENESIS
         seq, prev = head["count"], head["last_hash"]
-        interrupted = self._vault.get_record(_KIND, _key(seq))
+        interrupted = self._records.get_record(_KIND, _key(seq))
         if interrupted is not None:
             if interrupted.get("prev") != prev:
                 raise AuditError(
@@ -159,7 +159,7 @@ class AuditLog:
         """Every entry, oldest first (no checks: that is ``verify``)."""
         try:
             with self._lock:
-                records = self._vault.records(_KIND)
+                records = self._records.records(_KIND)
         except SealError:
             raise AuditError("an audit entry cannot be opened; run `flurry audit verify` to see which") from None
         return sorted((AuditEntry.from_record(value) for _, value in records), key=lambda e: e.seq)
@@ -214,7 +214,7 @@ class AuditLog:
         """The head, and every entry by sequence number: up to the head's count (None where
         missing) and on past it while entries exist."""
         try:
-            head = self._vault.get_record(_HEAD_KIND, _HEAD_KEY)
+            head = self._records.get_record(_HEAD_KIND, _HEAD_KEY)
             head_unreadable = False
         except SealError:
             head, head_unreadable = None, True
@@ -226,7 +226,7 @@ class AuditLog:
         seq = 0
         while True:
             try:
-                value: dict | SealError | None = self._vault.get_record(_KIND, _key(seq))
+                value: dict | SealError | None = self._records.get_record(_KIND, _key(seq))
             except SealError as unreadable:
                 value = unreadable
             if value is None and seq >= expected:

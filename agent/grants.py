@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Literal
 
-from store.vault import Vault
+from store.records import Records
 
 # "ask", "chat", "send", "pod-read" … or "tool:<name>"; "*" means every operation (the owner's grant).
 _OPERATION = re.compile(r"^(?:[a-z][a-z0-9-]*|tool:[a-z0-9][a-z0-9_.-]*)$")
@@ -162,8 +162,8 @@ class Grant:
 class Grants:
     """The grants of this node, kept sealed in the vault."""
 
-    def __init__(self, vault: Vault) -> None:
-        self._vault = vault
+    def __init__(self, records: Records) -> None:
+        self._records = records
         # The records API has no read-modify-write transaction, so this lock is what keeps two
         # concurrent calls from both reading the same quota use and both being let through.
         self._lock = threading.Lock()
@@ -171,23 +171,23 @@ class Grants:
     def add(self, grant: Grant) -> None:
         """Give ``grant.did`` this grant, replacing any it had (its quota use so far is kept)."""
         with self._lock:
-            self._vault.put_record("grant", grant.did, grant.to_record())
+            self._records.put_record("grant", grant.did, grant.to_record())
 
     def remove(self, did: str) -> bool:
         """Withdraw the DID's grant; False if it had none."""
         with self._lock:
-            self._vault.delete_record("usage", did)
-            self._vault.delete_record("pod-usage", did)
-            return self._vault.delete_record("grant", did)
+            self._records.delete_record("usage", did)
+            self._records.delete_record("pod-usage", did)
+            return self._records.delete_record("grant", did)
 
     def get(self, did: str) -> Grant | None:
         with self._lock:
-            record = self._vault.get_record("grant", did)
+            record = self._records.get_record("grant", did)
         return None if record is None else Grant.from_record(record)
 
     def list(self) -> list[Grant]:
         with self._lock:
-            records = self._vault.records("grant")
+            records = self._records.records("grant")
         return [Grant.from_record(value) for _, value in records]
 
     def authorize(self, did: str, operation: str, *, owner_did: str, now: float | None = None) -> Grant:
@@ -199,7 +199,7 @@ class Grants:
             return Grant(did, frozenset({EVERY_OPERATION}), tags=None, quota=None, note="owner")
         now = time.time() if now is None else now
         with self._lock:
-            record = self._vault.get_record("grant", did)
+            record = self._records.get_record("grant", did)
             if record is None:
                 raise NotGranted(f"{did} has no grant on this node; ask its owner to grant it {operation!r}")
             grant = Grant.from_record(record)
@@ -218,7 +218,7 @@ class Grants:
         allows only this; its other operations, tags and quota are kept."""
         container, modes = check_container(container), None if modes is None else check_modes(modes)
         with self._lock:
-            record = self._vault.get_record("grant", did)
+            record = self._records.get_record("grant", did)
             grant = Grant(did, frozenset()) if record is None else Grant.from_record(record)
             rules = dict(grant.pod)
             if modes is None:
@@ -227,10 +227,10 @@ class Grants:
                 rules[container] = modes
             grant = replace(grant, pod=rules)
             if not grant.allow and not grant.pod:  # a grant that allows nothing is no grant
-                self._vault.delete_record("usage", did)
-                self._vault.delete_record("grant", did)
+                self._records.delete_record("usage", did)
+                self._records.delete_record("grant", did)
             else:
-                self._vault.put_record("grant", did, grant.to_record())
+                self._records.put_record("grant", did, grant.to_record())
         return grant
 
     def set_public_modes(self, container: str, modes: Collection[str] | None) -> None:
@@ -244,14 +244,14 @@ class Grants:
                 rules.pop(container, None)
             else:
                 rules[container] = sorted(modes)
-            self._vault.put_record("pod-public", "rules", rules)
+            self._records.put_record("pod-public", "rules", rules)
 
     def public_rules(self) -> dict[str, frozenset[str]]:
         with self._lock:
             return {c: frozenset(m) for c, m in self._public_rules().items()}
 
     def _public_rules(self) -> dict[str, list[str]]:
-        return dict(self._vault.get_record("pod-public", "rules") or {})
+        return dict(self._records.get_record("pod-public", "rules") or {})
 
     def pod_access(self, did: str | None, path: str, *, owner_did: str) -> PodAccess:
         """The modes ``did`` (None: an unsigned request) has on the pod ``path``, and the public's."""
@@ -269,11 +269,11 @@ class Grants:
             return
         now = time.time() if now is None else now
         with self._lock:
-            record = self._vault.get_record("grant", did) if did is not None else None
+            record = self._records.get_record("grant", did) if did is not None else None
             grant = Grant.from_record(record) if record is not None else None
             writes_quota = grant.pod_writes if grant else POD_WRITES
             bytes_quota = grant.pod_bytes if grant else POD_BYTES
-            usage = self._vault.get_record("pod-usage", did) or {"writes": [], "bytes": []}
+            usage = self._records.get_record("pod-usage", did) or {"writes": [], "bytes": []}
             writes = sorted(t for t in usage["writes"] if t > now - writes_quota.window)
             sizes = sorted((t, n) for t, n in usage["bytes"] if t > now - bytes_quota.window)
             if len(writes) >= writes_quota.count:
@@ -294,13 +294,13 @@ class Grants:
                 )
             writes.append(now)
             sizes.append((now, size))
-            self._vault.put_record("pod-usage", did, {"writes": writes[-writes_quota.count :], "bytes": [list(x) for x in sizes]})
+            self._records.put_record("pod-usage", did, {"writes": writes[-writes_quota.count :], "bytes": [list(x) for x in sizes]})
 
     def _use_quota(self, did: str, quota: Quota, now: float) -> None:
         # A sliding window: the times of the last `count` calls within the window. Unlike a
         # fixed window it allows no burst of 2×count across a window boundary, and it stays
         # small because it never holds more than `count` times.
-        usage = self._vault.get_record("usage", did) or {"times": []}
+        usage = self._records.get_record("usage", did) or {"times": []}
         times = sorted(t for t in usage["times"] if t > now - quota.window)
         if len(times) >= quota.count:
             # The slot frees when the oldest of the last `count` calls leaves the window.
@@ -309,7 +309,7 @@ class Grants:
                 f"{did} has used its quota of {quota}; try again in {_duration(retry_after)}", retry_after
             )
         times.append(now)
-        self._vault.put_record("usage", did, {"times": times[-quota.count :]})
+        self._records.put_record("usage", did, {"times": times[-quota.count :]})
 
 
 # --- pod access modes, after Solid WAC (https://solidproject.org/TR/wac) ------------------------
@@ -411,8 +411,8 @@ class Tokens:
     owner connects.
     """
 
-    def __init__(self, vault: Vault) -> None:
-        self._vault = vault
+    def __init__(self, records: Records) -> None:
+        self._records = records
         self._lock = threading.Lock()
 
     def create(self, name: str, allow: set[str]) -> str:
@@ -426,9 +426,9 @@ class Tokens:
         token = TOKEN_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(_TOKEN_BYTES)).rstrip(b"=").decode()
         digest = _token_hash(token)
         with self._lock:
-            if any(value["name"] == name for _, value in self._vault.records("token")):
+            if any(value["name"] == name for _, value in self._records.records("token")):
                 raise TokenNameTaken(f"a token named {name!r} exists; revoke it first or choose another name")
-            self._vault.put_record(
+            self._records.put_record(
                 "token", digest, {"hash": digest, "name": name, "allow": sorted(allow_set), "created_at": time.time()}
             )
         return token
@@ -439,7 +439,7 @@ class Tokens:
             raise InvalidToken("not a flurry token (they start with 'flurry_')")
         digest = _token_hash(token)
         with self._lock:
-            record = self._vault.get_record("token", digest)
+            record = self._records.get_record("token", digest)
         # The lookup above matched on an HMAC of the hash, which tells a timing observer nothing
         # about the token; the comparison here is constant-time all the same.
         if record is None or not hmac.compare_digest(record["hash"], digest):
@@ -449,13 +449,13 @@ class Tokens:
     def list(self) -> list[TokenGrant]:
         """Every token's name and permissions (never the token: it is not kept)."""
         with self._lock:
-            records = self._vault.records("token")
+            records = self._records.records("token")
         return [TokenGrant(v["name"], frozenset(v["allow"]), v["created_at"]) for _, v in records]
 
     def revoke(self, name: str) -> bool:
         """Make the token called ``name`` stop working; False if there is none."""
         with self._lock:
-            for key, value in self._vault.records("token"):
+            for key, value in self._records.records("token"):
                 if value["name"] == name:
-                    return self._vault.delete_record("token", key)
+                    return self._records.delete_record("token", key)
         return False

@@ -4,7 +4,8 @@
   named by an entry point in group ``flurry.skills``).
 - ``manifest``: the manifest and its narrow permission vocabulary.
 - ``boot``: starts a skill's process isolated (``python -I -S skills/boot.py``): nothing of the
-  skill's is importable until the runner has confined itself.
+  skill's is importable until the runner has confined itself, and of the node's own code only
+  the SDK, the runner and the built-in skills ever are (``boot.RUNNER_MODULES``).
 - ``runner``: serves a skill over MCP on stdio; also reads its manifest and builds a project
   folder, always confined.
 - ``sandbox``: confines the runner before the skill is imported (Landlock; user, network, mount

@@ -4,11 +4,15 @@ A skill's process must run nothing of the skill's before it is confined, so the 
 starts isolated: ``-I`` ignores PYTHON* variables, the user site and the current folder, and
 ``-S`` skips ``site``, so no ``sitecustomize``, ``usercustomize`` or ``.pth`` file anywhere
 runs. The import path is then exactly: the standard library, the node's site-packages (named
-by the host in ``FLURRY_SKILL_SITE``, added as plain folders, their ``.pth`` files unread), and
-two packages of the node's own: ``skills`` (the runner and the SDK) and ``identity`` (which the
-manifest's signature check uses). The node's other packages are not the skill's to import.
-The skill's own folder (``FLURRY_SKILL_PATH``) joins the path only after ``confine()``: see
-``skills.runner``.
+by the host in ``FLURRY_SKILL_SITE``, added as plain folders, their ``.pth`` files unread, for
+the runner's libraries: mcp, anyio, jsonschema…), and the runner's own modules, served one by
+one from a fixed list (``RUNNER_MODULES``) by the finder below: the SDK, the runner and what they
+import, and the built-in skills. The node's source folder is never on the path, so the rest of
+the repository (``node``, ``store``, ``agent``, ``tui``, ``skills.registry``, ``skills.host``…)
+is not importable, and once confined it is not even readable (the sandbox lets the process read
+the listed files only). The two ``identity`` modules the manifest's signature check uses are the
+runner's alone: ``close()`` forgets them before the skill loads. The skill's own folder
+(``FLURRY_SKILL_PATH``) joins the path only after ``confine()``: see ``skills.runner``.
 """
 
 from __future__ import annotations
@@ -18,34 +22,72 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNNER_PACKAGES = ("skills", "identity")
-# The node's own packages: importable in the node, refused in a skill's process (where they
-# could only fail anyway, confined, but a skill has no business with them).
-NODE_PACKAGES = ("node", "store", "agent", "tui")
+# Module → file (relative to ROOT) for everything a skill's process may import of the node's
+# source: the SDK and the runner, the modules they import, and the skills that ship with the node.
+RUNNER_MODULES = {
+    "skills": "skills/__init__.py",
+    "skills.boot": "skills/boot.py",
+    "skills.broker": "skills/broker.py",
+    "skills.manifest": "skills/manifest.py",
+    "skills.runner": "skills/runner.py",
+    "skills.sandbox": "skills/sandbox.py",
+    "skills.sdk": "skills/sdk.py",
+    "skills.builtin": "skills/builtin/__init__.py",
+}
+BUILTIN_SKILLS = "skills/builtin"  # its modules are ordinary skills: only skills.sdk, like any other
+# Imported by skills.manifest (signature checks) while the runner starts, then forgotten: a skill
+# has no business with the node's identity code.
+RUNNER_ONLY = {
+    "identity": "identity/__init__.py",
+    "identity.did_key": "identity/did_key.py",
+    "identity.jws": "identity/jws.py",
+}
+# The node's own packages: of these, a skill's process gets only the modules served above. The
+# rest are refused by name even where they would be found (a plain install puts them in the
+# site-packages the runner's libraries come from).
+NODE_PACKAGES = ("node", "store", "agent", "tui", "identity", "skills")
 SITE_ENV = "FLURRY_SKILL_SITE"
 SKILL_PATH_ENV = "FLURRY_SKILL_PATH"
 LIMITS_ENV = "FLURRY_SKILL_LIMITS"
 
 
 class RunnerPackages:
-    """Finds ``skills`` and ``identity`` in the node's source folder without putting that folder
-    (which also holds ``node``, ``store``, ``agent``) on sys.path, and refuses the node's others."""
+    """Serves the runner's modules (``RUNNER_MODULES``), each from its own file in the node's source
+    folder, without putting that folder on sys.path; refuses every other module of the node's."""
 
-    @staticmethod
-    def find_spec(name: str, path=None, target=None):
-        if name in NODE_PACKAGES:
+    closed = False  # set by close(): from then on the runner-only modules are refused too
+
+    @classmethod
+    def find_spec(cls, name: str, path=None, target=None):
+        served = RUNNER_MODULES if cls.closed else {**RUNNER_MODULES, **RUNNER_ONLY}
+        if name in served:
+            file = os.path.join(ROOT, served[name])
+            if not file.endswith("__init__.py"):
+                return importlib.util.spec_from_file_location(name, file)
+            # A package: its modules are served from here one by one, so it has no folder to
+            # search, but for the built-in skills', whose every module is a skill.
+            search = [os.path.join(ROOT, BUILTIN_SKILLS)] if name == "skills.builtin" else []
+            return importlib.util.spec_from_file_location(name, file, submodule_search_locations=search)
+        if name.startswith("skills.builtin."):
+            return None  # found by the path machinery in skills/builtin
+        if name.partition(".")[0] in NODE_PACKAGES:
             raise ModuleNotFoundError(f"{name} belongs to the node; a skill reaches it only through skills.sdk", name=name)
-        if name in RUNNER_PACKAGES:
-            folder = os.path.join(ROOT, name)
-            return importlib.util.spec_from_file_location(
-                name, os.path.join(folder, "__init__.py"), submodule_search_locations=[folder]
-            )
         return None
 
 
-def runner_folders() -> list[str]:
-    """The folders the runner's own code is read from (for the sandbox's read-only list)."""
-    return [os.path.join(ROOT, name) for name in RUNNER_PACKAGES]
+def close() -> None:
+    """Called by the runner once its own modules are loaded, before anything of the skill's: the
+    modules only the runner needed are dropped from sys.modules and refused from now on (the
+    functions that use them keep them)."""
+    RunnerPackages.closed = True
+    for name in [m for m in sys.modules if m == "identity" or m.startswith("identity.")]:
+        del sys.modules[name]
+
+
+def runner_files() -> list[str]:
+    """The files the runner's code is read from, for the sandbox's read-only list (the runner-only
+    modules are loaded before it confines itself, and then forgotten)."""
+    return [*(os.path.join(ROOT, f) for f in RUNNER_MODULES.values()), os.path.join(ROOT, BUILTIN_SKILLS)]
 
 
 def site_folders() -> list[str]:
@@ -83,6 +125,9 @@ def main() -> None:
     pr_set_pdeathsig = 1
     ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
     sys.meta_path.insert(0, RunnerPackages)
+    # This file is skills.boot for the runner too: one module, so the finder close() closes is
+    # the one on sys.meta_path (imported again by name, it would be a second, unused copy).
+    sys.modules["skills.boot"] = sys.modules[__name__]
     sys.path.extend(site_folders())
     from skills import runner
 

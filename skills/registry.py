@@ -29,16 +29,13 @@ from skills.host import SkillError, SkillProcess
 from skills.manifest import NAME, Manifest, ManifestError, check_permission
 from skills.sandbox import Confinement, Limits
 from skills.sdk import ENTRY_POINT_GROUP
-from store.vault import Vault
+from store.records import Records
 
 KIND = "skill"
-# Skills that ship with the node: `flurry skills install builtin:NAME`.
+# Skills that ship with the node: `flurry skills install builtin:NAME`. They are declared the way
+# any skill is, as entry points in group `flurry.skills` (pyproject.toml), of this distribution.
 BUILTIN_PREFIX = "builtin:"
-BUILTIN = {
-    "notes": "skills.builtin.notes:skill",
-    "lookup": "skills.builtin.lookup:skill",
-    "ask-a-peer": "skills.builtin.ask_a_peer:skill",
-}
+DISTRIBUTION = "flurry-node"
 BUILD_TIMEOUT = 300
 MCP_LIST_TIMEOUT = 10.0  # an MCP server registered by command must list its tools this fast
 
@@ -100,8 +97,8 @@ class SkillInfo:
 
 
 class Skills:
-    def __init__(self, vault: Vault, skills_dir: Path) -> None:
-        self.vault = vault
+    def __init__(self, records: Records, skills_dir: Path) -> None:
+        self._records = records
         self.dir = Path(skills_dir)
 
     # --- install and review ------------------------------------------------------------
@@ -127,7 +124,7 @@ class Skills:
             entry_point = _entry_point(staging)
             manifest = _read_manifest(staging, entry_point)
             target = self.dir / manifest.name
-            if self.vault.get_record(KIND, manifest.name) is not None or target.exists():
+            if self._records.get_record(KIND, manifest.name) is not None or target.exists():
                 raise SkillInstallError(f"a skill named {manifest.name!r} is installed; remove it first")
             staging.rename(target)
         finally:
@@ -136,15 +133,21 @@ class Skills:
         return manifest
 
     def install_builtin(self, name: str) -> Manifest:
-        """Install one of the skills that ship with the node (``BUILTIN``). They are ordinary
-        skills: reviewed and approved like any other, run in their own process, and they reach
-        the node only through the broker."""
-        if name not in BUILTIN:
-            raise SkillInstallError(f"no built-in skill {name!r}; built in: {', '.join(sorted(BUILTIN))}")
-        manifest = _read_manifest(None, BUILTIN[name])
-        if self.vault.get_record(KIND, manifest.name) is not None:
+        """Install one of the skills that ship with the node (``builtin_skills``). They are
+        ordinary skills: reviewed and approved like any other, run in their own process, and they
+        reach the node only through the broker."""
+        builtin = builtin_skills()
+        if not builtin:
+            raise SkillInstallError(
+                f"the installed metadata of {DISTRIBUTION} declares no '{ENTRY_POINT_GROUP}' entry points; "
+                "where flurry runs from a source checkout, refresh it: pip install -e CHECKOUT --no-deps"
+            )
+        if name not in builtin:
+            raise SkillInstallError(f"no built-in skill {name!r}; built in: {', '.join(sorted(builtin))}")
+        manifest = _read_manifest(None, builtin[name])
+        if self._records.get_record(KIND, manifest.name) is not None:
             raise SkillInstallError(f"a skill named {manifest.name!r} is installed; remove it first")
-        self._put(SkillInfo(manifest.name, True, False, False, (), manifest, BUILTIN[name], None))
+        self._put(SkillInfo(manifest.name, True, False, False, (), manifest, builtin[name], None))
         return manifest
 
     @staticmethod
@@ -185,7 +188,7 @@ class Skills:
             raise ManifestError(f"name {name!r}: use a lowercase slug (a-z, 0-9, '-'), starting with a letter")
         if not argv:
             raise SkillInstallError("argv must name the server's command")
-        if self.vault.get_record(KIND, name) is not None:
+        if self._records.get_record(KIND, name) is not None:
             raise SkillInstallError(f"a skill named {name!r} is installed; remove it first")
         process = SkillProcess(name, list(argv), managed=False, start_timeout=timeout)
         try:
@@ -206,10 +209,10 @@ class Skills:
     # --- the owner's view and controls -------------------------------------------------
 
     def list(self) -> list[SkillInfo]:
-        return [SkillInfo.from_record(r) for _, r in self.vault.records(KIND)]
+        return [SkillInfo.from_record(r) for _, r in self._records.records(KIND)]
 
     def info(self, name: str) -> SkillInfo:
-        record = self.vault.get_record(KIND, name)
+        record = self._records.get_record(KIND, name)
         if record is None:
             raise UnknownSkill(f"no skill named {name!r} is installed")
         return SkillInfo.from_record(record)
@@ -231,7 +234,7 @@ class Skills:
         info = self.info(name)
         if info.target:
             shutil.rmtree(info.target, ignore_errors=True)
-        self.vault.delete_record(KIND, name)
+        self._records.delete_record(KIND, name)
 
     # --- running -----------------------------------------------------------------------
 
@@ -258,7 +261,7 @@ class Skills:
         return sandbox_check(info.target, Limits().within(info.manifest.limits if info.manifest else None)).summary()
 
     def _put(self, info: SkillInfo) -> SkillInfo:
-        self.vault.put_record(KIND, info.name, info.to_record())
+        self._records.put_record(KIND, info.name, info.to_record())
         return info
 
 
@@ -326,17 +329,27 @@ def _build_confined(folder: Path, staging: Path) -> None:
             entry.rename(staging / entry.name)
 
 
+def builtin_skills() -> dict[str, str]:
+    """name → entry point of each skill the node's own distribution declares, read from its
+    installed metadata as a third-party skill's are (so the metadata must be current: an
+    editable install is refreshed with ``pip install -e CHECKOUT --no-deps``)."""
+    try:
+        ours = importlib.metadata.distribution(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return {}
+    return {ep.name: ep.value for ep in _skill_entry_points([ours])}
+
+
+def _skill_entry_points(distributions) -> list[importlib.metadata.EntryPoint]:
+    return [ep for dist in distributions for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP]
+
+
 def _entry_point(target: Path) -> str:
     """The one ``flurry.skills`` entry point installed in ``target``, read from metadata only."""
-    found = [
-        ep.value
-        for dist in importlib.metadata.distributions(path=[str(target)])
-        for ep in dist.entry_points
-        if ep.group == ENTRY_POINT_GROUP
-    ]
+    found = _skill_entry_points(importlib.metadata.distributions(path=[str(target)]))
     if len(found) != 1:
         raise SkillInstallError(f"a skill package needs exactly one '{ENTRY_POINT_GROUP}' entry point, found {len(found)}")
-    return found[0]
+    return found[0].value
 
 
 def _read_manifest(target: Path | None, entry_point: str) -> Manifest:

@@ -65,7 +65,7 @@ def _contain(sandbox: bool = True) -> Confinement:
     # The only writable place once confined, so the skill's own temporary files go there too.
     os.environ["TMPDIR"] = tempfile.tempdir = workdir
     if sandbox:
-        readable = [*interpreter_paths(), *boot.runner_folders(), *([skill_folder] if skill_folder else [])]
+        readable = [*interpreter_paths(), *boot.runner_files(), *([skill_folder] if skill_folder else [])]
         confinement = confine(workdir, readable)
     else:
         confinement = Confinement(missing=["started with --no-sandbox"])
@@ -78,6 +78,7 @@ def _contain(sandbox: bool = True) -> Confinement:
     # In the child only: the parent, which only waits, must not fail for a skill's low limits.
     confinement.limits, not_limited = limits.apply(confinement.user_namespace, cgroup=bool(cgroup))
     confinement.missing += not_limited
+    boot.close()  # the runner has all it imports: from here on, the skill's process sees only the SDK
     if skill_folder and "--build" not in sys.argv:
         # After the standard library, so a skill's `tempfile.py` shadows nothing the runner uses;
         # before site-packages, so the versions a skill installed beside itself are the ones it gets.

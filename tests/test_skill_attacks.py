@@ -234,6 +234,68 @@ def test_the_runner_imports_nothing_of_the_skill_before_it_is_confined(tmp_path:
     assert json.loads(run.stdout.splitlines()[-1])["filesystem"] == (f"landlock ABI {LANDLOCK_ABI}" if LANDLOCK_ABI else None)
 
 
+# --- issue 13: a skill's process has the SDK and its runner, nothing else of the node's -------
+
+NOSY = '''
+import os
+import skills
+from skills.sdk import Skill
+
+def probe(module):
+    try:
+        __import__(module)
+        return "imported " + module
+    except ImportError as e:
+        return type(e).__name__ + ": " + str(e)
+
+def read(relative):
+    """Past the import system: open one of the node's files by path, found from where the SDK is."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(skills.__file__)))
+    try:
+        with open(os.path.join(root, relative), "rb") as f:
+            return "read %d bytes" % len(f.read())
+    except OSError as e:
+        return type(e).__name__
+
+def skill():
+    text = {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}
+    return Skill(
+        manifest={"name": "nosy", "version": "0.1.0", "description": "Looks around the node.",
+                  "tools": [{"name": "probe", "description": "imports a module", "parameters": text},
+                            {"name": "read", "description": "reads a file of the node", "parameters": text}]},
+        tools={"probe": lambda text: probe(text), "read": lambda text: read(text)},
+    )
+'''
+
+
+@pytest.fixture
+def nosy(node_home, tmp_path: Path):  # noqa: F811
+    _, skills = node_home
+    skills.install(make_wheel(tmp_path, "nosy", "nosy_skill", NOSY, {"nosy_helper.py": b"HELPED = True\n"}))
+    skills.approve("nosy", [])
+    with skills.start("nosy") as skill:
+        yield skill
+
+
+def test_a_skill_imports_the_sdk_and_nothing_else_of_the_node(nosy) -> None:
+    # (what the skill imports, the module named in the refusal)
+    for module, refused in [("store.vault", "store"), ("node", "node"), ("agent", "agent"), ("tui", "tui"),
+                            ("identity", "identity"), ("identity.keyring", "identity"),
+                            ("skills.registry", "skills.registry"), ("skills.host", "skills.host")]:
+        assert nosy.call_tool("probe", {"text": module}) == (
+            f"ModuleNotFoundError: {refused} belongs to the node; a skill reaches it only through skills.sdk")
+    # What it needs still imports: the SDK, what it shipped beside itself, a library of the node's Python.
+    for module in ("skills.sdk", "nosy_helper", "jsonschema"):
+        assert nosy.call_tool("probe", {"text": module}) == f"imported {module}"
+
+
+@needs_sandbox
+def test_a_skill_cannot_read_the_node_s_code_past_the_import_system(nosy) -> None:
+    for relative in ("store/vault.py", "node/__init__.py", "identity/keyring.py", "skills/registry.py", "pyproject.toml"):
+        assert nosy.call_tool("read", {"text": relative}) == "PermissionError", relative
+    assert nosy.call_tool("read", {"text": "skills/sdk.py"}).startswith("read ")  # the SDK's source, for tracebacks
+
+
 # --- item 7: limits, and stop stops everything --------------------------------------------
 
 GREEDY = '''

@@ -7,10 +7,12 @@ import ctypes
 import hashlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from identity.did_key import did_key_from_ed25519_public, verification_method_id
 from identity.jws import sign_json
 from node.home import Home
 from node.node import Node
+from skills import registry
 from skills.host import (
     InvalidArguments,
     SkillCrashed,
@@ -253,6 +256,45 @@ def test_install_review_approve_call_and_remove(skills: Skills, wheels) -> None:
 
     skills.remove("word-count")
     assert skills.list() == [] and not Path(info.target).exists()
+
+
+def write_distribution(site: Path, dist: str, skills: dict[str, str]) -> None:
+    """The installed metadata of ``dist`` in ``site``, declaring ``skills`` (name → entry point)
+    in group flurry.skills, as pip writes it from a pyproject.toml."""
+    info = site / f"{dist.replace('-', '_')}-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text("[flurry.skills]\n" + "".join(f"{k} = {v}\n" for k, v in skills.items()))
+
+
+def declared_builtin_skills() -> dict[str, str]:
+    """What this checkout's pyproject.toml declares in group flurry.skills."""
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    return pyproject["project"]["entry-points"]["flurry.skills"]
+
+
+def test_builtin_skills_are_the_entry_points_of_the_node_distribution(skills: Skills, tmp_path: Path, monkeypatch) -> None:
+    """Built-in skills are declared in pyproject.toml and found in the node distribution's
+    installed metadata, as a third-party skill's entry point is. That metadata is written here
+    from this checkout's pyproject.toml, first on the path, because the environment's editable
+    install may carry an older checkout's (it is refreshed by `pip install -e . --no-deps`)."""
+    declared = declared_builtin_skills()
+    assert {"notes", "lookup", "ask-a-peer"} <= set(declared)
+    site = tmp_path / "site"
+    write_distribution(site, registry.DISTRIBUTION, declared)
+    # Another distribution in the node's environment that declares a skill: not built in.
+    write_distribution(site, "some-skill", {"other": "some_skill:skill"})
+    monkeypatch.syspath_prepend(str(site))
+
+    assert registry.builtin_skills() == declared
+    manifest = skills.install("builtin:lookup")  # its manifest read by a confined runner, as any skill's
+    assert manifest.name == "lookup" and skills.info("lookup").entry_point == declared["lookup"]
+    with pytest.raises(SkillInstallError, match=re.escape(f"no built-in skill 'other'; built in: {', '.join(sorted(declared))}")):
+        skills.install("builtin:other")
+    # Metadata that declares none (an install older than the declaration) says how to refresh it.
+    monkeypatch.setattr(registry, "DISTRIBUTION", "some-skill-not-installed")
+    with pytest.raises(SkillInstallError, match="declares no 'flurry.skills' entry points.*pip install -e"):
+        skills.install("builtin:notes")
 
 
 def _kernel_landlock_abi() -> int:
