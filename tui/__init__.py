@@ -1,1 +1,2 @@
-"""The Textual terminal app, a client of the node API. Arrives with issue 5."""
+"""The Textual terminal app (app.py), a client of the node's API: its screens in screens/,
+its widgets in widgets/, one per module, its look in app.tcss."""
