@@ -12,6 +12,7 @@ import base64
 import hashlib
 
 import base58
+from identity.errors import IdentityError
 
 DID_KEY_PREFIX = "did:key:"
 BASE58BTC_MULTIBASE = "z"
@@ -36,7 +37,7 @@ _P = 2**255 - 19
 _MAX_DID_LENGTH = 256
 
 
-class InvalidDID(ValueError):
+class InvalidDID(IdentityError, ValueError):
     """The string is not an Ed25519 did:key (or a DID URL of one)."""
 
 

@@ -23,9 +23,10 @@ from pathlib import Path
 import platformdirs
 
 from agent.models import DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL
+from node.errors import NodeError
 
 
-class HomeError(Exception):
+class HomeError(NodeError):
     """The home folder is missing, busy or unusable; the message says what to do."""
 
 

@@ -47,6 +47,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from store.pod_store import MAX_RESOURCE_BYTES
+from node.errors import NodeError
 
 SIGNATURE_CHALLENGE = (
     'Signature realm="flurry", alg="ed25519", keyid="did:key", '
@@ -81,7 +82,7 @@ class Limits:
 MAX_JSON_DEPTH = 64
 
 
-class UnsafeJSON(ValueError):
+class UnsafeJSON(NodeError, ValueError):
     """JSON that is well-formed but nested too deep or holding a number that is not finite."""
 
 

@@ -55,6 +55,7 @@ from node.a2a import _answer_work
 from node.node import Node
 from node.nostr_peers import peer_did_for
 from store.vault import Vault
+from node.errors import NodeError
 
 RELAY_KIND, INBOX_KIND, SEEN_KIND, STATE_KIND = "nostr-relay", "nostr-inbox", "nostr-seen", "nostr-state"
 # Anyone can write to the node's key: messages from keys that are no pinned peer's stop being
@@ -65,7 +66,7 @@ SEND_SECONDS = 30
 _log = logging.getLogger(__name__)
 
 
-class NostrError(Exception):
+class NostrError(NodeError):
     """A relay, recipient or message the node cannot use; the message says what to do."""
 
 

@@ -26,11 +26,12 @@ from identity.jws import JWSRejected, verify_json
 from identity.signing_client import async_signed_client
 from node.a2a import CARD_PATH
 from store.vault import Vault
+from node.errors import NodeError
 
 PEER_KIND = "peer"
 
 
-class PeerError(Exception):
+class PeerError(NodeError):
     """A peer cannot be reached, is not who it was, or refused; the message says which."""
 
 

@@ -30,6 +30,7 @@ from skills.manifest import NAME, Manifest, ManifestError, check_permission
 from skills.sandbox import Confinement, Limits
 from skills.sdk import ENTRY_POINT_GROUP
 from store.vault import Vault
+from skills.errors import SkillError
 
 KIND = "skill"
 # Skills that ship with the node: `flurry skills install builtin:NAME`.
@@ -43,7 +44,7 @@ BUILD_TIMEOUT = 300
 MCP_LIST_TIMEOUT = 10.0  # an MCP server registered by command must list its tools this fast
 
 
-class SkillInstallError(Exception):
+class SkillInstallError(SkillError):
     """Installing, approving or starting a skill failed; the message says what to do."""
 
 

@@ -29,6 +29,7 @@ from multiprocessing.connection import Connection
 
 from store.chunking import chunk_with_headings
 from store.parsers import Record, Skip
+from store.errors import StoreError
 
 MiB = 1024 * 1024
 
@@ -50,7 +51,7 @@ class Budget:
 DEFAULT_BUDGET = Budget()
 
 
-class OverBudget(Exception):
+class OverBudget(StoreError):
     """The work did not finish within its budget; the message is the skip reason."""
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import chromadb
 import numpy as np
 from chromadb.config import Settings
+from store.errors import StoreError
 
 _COLLECTION = "chunks"
 _SNAPSHOT_FORMAT = 1
@@ -31,7 +32,7 @@ _FOLDER_PREFIX = "flurry-"
 _FOLDER_NAME = re.compile(r"flurry-(\d+)-.+")
 
 
-class VectorIndexError(Exception):
+class VectorIndexError(StoreError):
     """The vector index is inconsistent or its snapshot cannot be restored."""
 
 

@@ -9,6 +9,7 @@ turns every failure into a ``Skip`` with a reason a person can act on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from store.errors import StoreError
 
 
 @dataclass(frozen=True)
@@ -51,5 +52,5 @@ class Skip:
     reason: str
 
 
-class Unreadable(Exception):
+class Unreadable(StoreError):
     """Raised inside a parser; ``parse`` turns it into a ``Skip`` with this message."""

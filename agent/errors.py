@@ -1,0 +1,7 @@
+"""The root of the agent's errors (models, grants, the audit log, approvals, the queue)."""
+
+from flurry_errors import FlurryError
+
+
+class AgentError(FlurryError):
+    """The model, a grant, the audit log or the queue refused or failed; the message says why."""
