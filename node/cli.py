@@ -31,7 +31,7 @@ from rich.progress import (
 
 from agent.answer import answer_events, citation
 from agent.models import CATALOG, HUB_CATALOG, ModelError, installed_models, other_models, resolve_model
-from agent.tools import ToolCall, ToolTurn
+from agent.tools import AskOwner, ToolCall, ToolTurn
 from identity.did_key import verification_method_id
 from identity.keyring import Keyring, KeyringError
 from identity.signing_client import signed_client
@@ -74,9 +74,9 @@ def _passphrase(settings: Settings, *, confirm: bool = False) -> str:
 
 
 @contextmanager
-def _open_node(settings: Settings) -> Iterator[Node]:
+def _open_node(settings: Settings, *, terminal_prompt: AskOwner | None = None) -> Iterator[Node]:
     settings.home.require()
-    node = Node.open(settings.home, _passphrase(settings), say=lambda line: err.print(line))
+    node = Node.open(settings.home, _passphrase(settings), say=lambda line: err.print(line), terminal_prompt=terminal_prompt)
     try:
         yield node
     finally:
@@ -198,7 +198,6 @@ class LocalAsker:
 
     def __init__(self, node: Node, k: int) -> None:
         self._node, self._k = node, k
-        node.terminal_prompt = _ask_owner_at_terminal  # a skill's owner.ask comes here too
         self.new()
 
     def new(self) -> None:
@@ -267,7 +266,8 @@ class RemoteAsker:
 def _asker(settings: Settings, k: int) -> Iterator[LocalAsker | RemoteAsker]:
     url = settings.home.running_node()
     if url is None:
-        with _open_node(settings) as node:
+        # The owner sits at this terminal: a skill's owner.ask comes here too.
+        with _open_node(settings, terminal_prompt=_ask_owner_at_terminal) as node:
             yield LocalAsker(node, k)
         return
     settings.home.require()

@@ -48,6 +48,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from store.pod_store import MAX_RESOURCE_BYTES
 from node.errors import NodeError
+from node.peers import list_peers
 
 SIGNATURE_CHALLENGE = (
     'Signature realm="flurry", alg="ed25519", keyid="did:key", '
@@ -394,8 +395,6 @@ class KnownCallers:
         return "known" if keyid.startswith("nostr:") else self.tier(keyid.partition("#")[0])
 
     def _dids(self) -> frozenset[str]:
-        from node.peers import list_peers  # here: node.peers imports the A2A stack
-
         with self._lock:
             if time.monotonic() - self._read_at > self.ttl:
                 grants = {grant.did for grant in self.node.grants.list()}

@@ -143,7 +143,7 @@ def mount_nostr(app: FastAPI, node: Node, *, model_queue: ModelQueue, owner_body
     wire = NostrWire(node, model_queue=model_queue)
     owner = LocalNostrOwner(node, wire)
     app.state.nostr = wire
-    node.nostr_wire = wire  # so a skill's nostr.publish goes out on the running connection
+    node.connect_nostr(wire)  # so a skill's nostr.publish goes out on the running connection
 
     @app.get("/api/owner/nostr")
     async def nostr_whoami(body: dict = Depends(owner_body)) -> dict:

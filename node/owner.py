@@ -9,37 +9,26 @@ routes, used while `flurry serve` holds the home. Values cross as plain JSON-abl
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.approvals import UnknownApproval
-from agent.audit import AuditError
 from agent.grants import Grant
 from agent.tools import ToolPolicy
-from identity.did_key import ed25519_public_from_did_key, verification_method_id
-from node.node import TOOL_POLICY, Node
+from identity.did_key import ed25519_public_from_did_key
+from node.errors import NotFound, OwnerError
 from node.nostr_peers import link_peer_from_card
 from skills.registry import SkillInfo, UnknownSkill
-from node.peers import (
-    PeerError,
-    PeerReply,
-    add_peer,
-    fetch_peer_card,
-    find_peer,
-    list_peers,
-    send_message,
-)
+from node.peering import send_to_peer
+from node.peers import PeerError, add_peer, fetch_peer_card, list_peers
 from store.pod_store import PodError
 
+if TYPE_CHECKING:  # annotations only: node.node builds the skills' broker on node.skill_capabilities, which uses this
+    from node.node import Node
 
-class OwnerError(Exception):
-    """The owner's request cannot be done; the message says why."""
-
-
-class NotFound(OwnerError):
-    """The skill, approval or other thing named does not exist."""
+__all__ = ["LocalOwner", "NotFound", "Owner", "OwnerError", "RemoteOwner"]  # the errors live in node.errors
 
 
 class Owner(Protocol):
@@ -52,6 +41,65 @@ class Owner(Protocol):
     def add_peer(self, url: str, name: str) -> dict: ...
     def list_peers(self) -> list[dict]: ...
     def send(self, peer: str, text: str) -> dict: ...
+    def verify_audit(self) -> dict: ...
+    def list_skills(self) -> list[dict]: ...
+    def skill(self, name: str) -> dict: ...
+    def install_skill(self, source: str) -> dict: ...
+    def install_mcp(self, name: str, argv: list[str]) -> dict: ...
+    def approve_skill(self, name: str, permissions: list[str]) -> dict: ...
+    def enable_skill(self, name: str) -> dict: ...
+    def disable_skill(self, name: str) -> dict: ...
+    def remove_skill(self, name: str) -> dict: ...
+    def set_tool_policy(self, tool: str, decision: str) -> dict: ...
+    def list_approvals(self) -> list[dict]: ...
+    def decide_approval(self, approval_id: str, decision: str) -> dict: ...
+    def pod_access(self) -> dict: ...
+    def set_pod_access(self, who: str, container: str, modes: list[str] | None) -> None: ...
+    def pod_list(self, path: str) -> list[dict]: ...
+
+
+class LocalOwner:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def add_grant(self, grant: dict) -> None:
+        ed25519_public_from_did_key(grant["did"])  # refuse a malformed DID before storing anything
+        if "pod" not in grant:  # `flurry grants add` leaves the pod access given by `flurry pod grant` as it is
+            kept = self.node.grants.get(grant["did"])
+            grant = {**grant, "pod": kept.to_record()["pod"] if kept else {}}
+        self.node.grants.add(Grant.from_record(grant))
+
+    def list_grants(self) -> list[dict]:
+        return [g.to_record() for g in self.node.grants.list()]
+
+    def remove_grant(self, did: str) -> bool:
+        return self.node.grants.remove(did)
+
+    def create_token(self, name: str, allow: list[str]) -> str:
+        return self.node.tokens.create(name, set(allow))
+
+    def list_tokens(self) -> list[dict]:
+        return [{"name": t.name, "allow": sorted(t.allow), "created_at": t.created_at} for t in self.node.tokens.list()]
+
+    def revoke_token(self, name: str) -> bool:
+        return self.node.tokens.revoke(name)
+
+    async def add_peer(self, url: str, name: str) -> dict:
+        try:
+            card, did = await fetch_peer_card(url)
+        except PeerError as e:
+            raise OwnerError(str(e)) from None
+        peer = add_peer(self.node.vault, url, did, name)
+        nostr = link_peer_from_card(self.node.vault, card, did)  # its Nostr key, when the card proves one
+        return {**asdict(peer), "card_name": card.get("name", ""), "card_description": card.get("description", ""), "nostr": nostr}
+
+    def list_peers(self) -> list[dict]:
+        return [asdict(p) for p in list_peers(self.node.vault)]
+
+    async def send(self, peer: str, text: str, *, by: str | None = None) -> dict:
+        """Ask a pinned peer; signed, and audited (node.peering.send_to_peer)."""
+        return await send_to_peer(self.node, peer, text, by=by)
+
     def verify_audit(self) -> dict: ...
     def list_skills(self) -> list[dict]: ...
     def skill(self, name: str) -> dict: ...
@@ -215,7 +263,7 @@ class LocalOwner:
         self.node.skills.remove(name)
         # A skill installed again later starts from "ask", not from what the owner allowed before.
         for tool in info.manifest.tools if info.manifest else ():
-            self.node.vault.delete_record(TOOL_POLICY, tool.name)
+            self.node.forget_tool_policy(tool.name)
         return {"removed": True}
 
     def set_tool_policy(self, tool: str, decision: str) -> dict:
