@@ -19,6 +19,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNER_PACKAGES = ("skills", "identity")
+RUNNER_MODULES = ("flurry_errors",)  # the root of every part's errors, a module beside the packages
 # The node's own packages: importable in the node, refused in a skill's process (where they
 # could only fail anyway, confined, but a skill has no business with them).
 NODE_PACKAGES = ("node", "store", "agent", "tui")
@@ -40,12 +41,14 @@ class RunnerPackages:
             return importlib.util.spec_from_file_location(
                 name, os.path.join(folder, "__init__.py"), submodule_search_locations=[folder]
             )
+        if name in RUNNER_MODULES:
+            return importlib.util.spec_from_file_location(name, os.path.join(ROOT, name + ".py"))
         return None
 
 
 def runner_folders() -> list[str]:
-    """The folders the runner's own code is read from (for the sandbox's read-only list)."""
-    return [os.path.join(ROOT, name) for name in RUNNER_PACKAGES]
+    """The folders (and single-file modules) the runner's own code is read from (for the sandbox's read-only list)."""
+    return [os.path.join(ROOT, name) for name in RUNNER_PACKAGES] + [os.path.join(ROOT, name + ".py") for name in RUNNER_MODULES]
 
 
 def site_folders() -> list[str]:
