@@ -8,7 +8,9 @@ routes, used while `flurry serve` holds the home. Values cross as plain JSON-abl
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import asyncio
+import inspect
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import httpx
@@ -28,19 +30,72 @@ from store.pod_store import PodError
 if TYPE_CHECKING:  # annotations only: node.node builds the skills' broker on node.skill_capabilities, which uses this
     from node.node import Node
 
-__all__ = ["LocalOwner", "NotFound", "Owner", "OwnerError", "RemoteOwner"]  # the errors live in node.errors
+__all__ = ["OPERATIONS", "LocalOwner", "NotFound", "Operation", "Owner", "OwnerError", "RemoteOwner"]  # the errors live in node.errors
+
+
+OWNER_PREFIX = "/api/owner"
+NOTHING = "-"  # an operation whose answer the caller does not need (the route's body is ignored)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One owner operation as it crosses HTTP: the route under /api/owner, the JSON fields its
+    arguments travel in (positionally, as `LocalOwner`'s method takes them), how they travel
+    ("json": a JSON object; "query": the query string; "body": the one argument is the whole
+    JSON body), and what comes back (None: the body; a name: that field of it; NOTHING)."""
+
+    name: str
+    method: str
+    path: str
+    fields: tuple[str, ...] = ()
+    send: str = "json"
+    returns: str | None = None
+
+
+# The one list of what the owner can do. Adding an operation: a row here, its method on
+# LocalOwner and its line in Owner (checked at import); RemoteOwner's method is made from the
+# row, and tests/test_owner_operations.py checks that the app serves the route.
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("add_grant", "PUT", "/grants", ("grant",), send="body", returns=NOTHING),
+    Operation("list_grants", "GET", "/grants"),
+    Operation("remove_grant", "POST", "/grants/remove", ("did",), returns="removed"),
+    Operation("create_token", "POST", "/tokens", ("name", "allow"), returns="token"),
+    Operation("list_tokens", "GET", "/tokens"),
+    Operation("revoke_token", "POST", "/tokens/revoke", ("name",), returns="revoked"),
+    Operation("add_peer", "POST", "/peers", ("url", "name")),
+    Operation("list_peers", "GET", "/peers"),
+    Operation("send", "POST", "/send", ("peer", "text")),
+    Operation("verify_audit", "GET", "/audit"),
+    Operation("list_skills", "GET", "/skills"),
+    Operation("skill", "GET", "/skills/info", ("name",), send="query"),
+    Operation("install_skill", "POST", "/skills/install", ("source",)),
+    Operation("install_mcp", "POST", "/skills/install-mcp", ("name", "argv")),
+    Operation("approve_skill", "POST", "/skills/approve", ("name", "permissions")),
+    Operation("enable_skill", "POST", "/skills/enable", ("name",)),
+    Operation("disable_skill", "POST", "/skills/disable", ("name",)),
+    Operation("remove_skill", "POST", "/skills/remove", ("name",)),
+    Operation("set_tool_policy", "PUT", "/skills/policy", ("tool", "decision")),
+    Operation("list_approvals", "GET", "/approvals"),
+    Operation("decide_approval", "POST", "/approvals/decide", ("id", "decision")),
+    Operation("pod_access", "GET", "/pod/access"),
+    Operation("set_pod_access", "PUT", "/pod/access", ("who", "container", "modes"), returns=NOTHING),
+    Operation("pod_list", "POST", "/pod/list", ("path",)),
+)
 
 
 class Owner(Protocol):
+    """What the command line may ask of either owner; ``async`` where the local owner goes to
+    the network (a peer's card, a peer's answer). Checked against `OPERATIONS` at import."""
+
     def add_grant(self, grant: dict) -> None: ...
     def list_grants(self) -> list[dict]: ...
     def remove_grant(self, did: str) -> bool: ...
     def create_token(self, name: str, allow: list[str]) -> str: ...
     def list_tokens(self) -> list[dict]: ...
     def revoke_token(self, name: str) -> bool: ...
-    def add_peer(self, url: str, name: str) -> dict: ...
+    async def add_peer(self, url: str, name: str) -> dict: ...
     def list_peers(self) -> list[dict]: ...
-    def send(self, peer: str, text: str) -> dict: ...
+    async def send(self, peer: str, text: str) -> dict: ...
     def verify_audit(self) -> dict: ...
     def list_skills(self) -> list[dict]: ...
     def skill(self, name: str) -> dict: ...
@@ -99,102 +154,6 @@ class LocalOwner:
     async def send(self, peer: str, text: str, *, by: str | None = None) -> dict:
         """Ask a pinned peer; signed, and audited (node.peering.send_to_peer)."""
         return await send_to_peer(self.node, peer, text, by=by)
-
-    def verify_audit(self) -> dict: ...
-    def list_skills(self) -> list[dict]: ...
-    def skill(self, name: str) -> dict: ...
-    def install_skill(self, source: str) -> dict: ...
-    def install_mcp(self, name: str, argv: list[str]) -> dict: ...
-    def approve_skill(self, name: str, permissions: list[str]) -> dict: ...
-    def enable_skill(self, name: str) -> dict: ...
-    def disable_skill(self, name: str) -> dict: ...
-    def remove_skill(self, name: str) -> dict: ...
-    def set_tool_policy(self, tool: str, decision: str) -> dict: ...
-    def list_approvals(self) -> list[dict]: ...
-    def decide_approval(self, approval_id: str, decision: str) -> dict: ...
-    def pod_access(self) -> dict: ...
-    def set_pod_access(self, who: str, container: str, modes: list[str] | None) -> None: ...
-    def pod_list(self, path: str) -> list[dict]: ...
-
-
-class LocalOwner:
-    def __init__(self, node: Node) -> None:
-        self.node = node
-
-    def add_grant(self, grant: dict) -> None:
-        ed25519_public_from_did_key(grant["did"])  # refuse a malformed DID before storing anything
-        if "pod" not in grant:  # `flurry grants add` leaves the pod access given by `flurry pod grant` as it is
-            kept = self.node.grants.get(grant["did"])
-            grant = {**grant, "pod": kept.to_record()["pod"] if kept else {}}
-        self.node.grants.add(Grant.from_record(grant))
-
-    def list_grants(self) -> list[dict]:
-        return [g.to_record() for g in self.node.grants.list()]
-
-    def remove_grant(self, did: str) -> bool:
-        return self.node.grants.remove(did)
-
-    def create_token(self, name: str, allow: list[str]) -> str:
-        return self.node.tokens.create(name, set(allow))
-
-    def list_tokens(self) -> list[dict]:
-        return [{"name": t.name, "allow": sorted(t.allow), "created_at": t.created_at} for t in self.node.tokens.list()]
-
-    def revoke_token(self, name: str) -> bool:
-        return self.node.tokens.revoke(name)
-
-    async def add_peer(self, url: str, name: str) -> dict:
-        try:
-            card, did = await fetch_peer_card(url)
-        except PeerError as e:
-            raise OwnerError(str(e)) from None
-        peer = add_peer(self.node.vault, url, did, name)
-        nostr = link_peer_from_card(self.node.vault, card, did)  # its Nostr key, when the card proves one
-        return {**asdict(peer), "card_name": card.get("name", ""), "card_description": card.get("description", ""), "nostr": nostr}
-
-    def list_peers(self) -> list[dict]:
-        return [asdict(p) for p in list_peers(self.node.vault)]
-
-    async def send(self, peer: str, text: str, *, by: str | None = None) -> dict:
-        """Ask a pinned peer; signed by the node key, and every attempt lands in the audit log
-        (with the skill that asked, when ``by`` names one)."""
-        pinned = find_peer(self.node.vault, peer)
-        if pinned is None:
-            raise OwnerError(f"no pinned peer {peer!r}; add it first: flurry peers add URL --name NAME")
-        keys = self.node.keys
-        reply: PeerReply | None = None
-        failure: PeerError | None = None
-        try:
-            reply = await send_message(
-                pinned.url,
-                text,
-                key=keys.node_key,
-                keyid=verification_method_id(keys.node_did),
-                owner_did=keys.owner_did,
-                pinned_did=pinned.did,
-            )
-        except PeerError as e:
-            failure = e
-        # Attempts are recorded too: a refusal, or a card signed by another DID, is worth an owner's look.
-        details = {
-            "peer_did": pinned.did,
-            "task_id": reply.task_id if reply else None,
-            "state": reply.state if reply else "failed",
-            "question": text,
-            **({"skill": by} if by else {}),
-        }
-        if failure is not None:
-            details["error"] = str(failure)
-        try:
-            self.node.audit.append("a2a.send", target=pinned.url, details=details)
-        except AuditError as e:
-            raise OwnerError(f"{'sent' if reply else 'tried to send'}, but the audit log could not record it: {e}") from None
-        if failure is not None:
-            raise OwnerError(str(failure))
-        assert reply is not None
-        if reply.state not in ("TASK_STATE_COMPLETED", "message"):
-            raise OwnerError(f"{pinned.label} did not answer: {reply.state}" + (f": {reply.note}" if reply.note else ""))
-        return asdict(reply)
 
     def verify_audit(self) -> dict:
         report = self.node.audit.verify(lambda did: Ed25519PublicKey.from_public_bytes(ed25519_public_from_did_key(did)))
@@ -312,13 +271,14 @@ class LocalOwner:
 
 
 class RemoteOwner:
-    """The same calls, sent to the running node over its signed API."""
+    """The same calls, sent to the running node over its signed API; one method per row of
+    `OPERATIONS`, made below, async where `LocalOwner`'s is."""
 
     def __init__(self, http: httpx.Client) -> None:
         self._http = http
 
     def _call(self, method: str, path: str, **kwargs) -> object:
-        response = self._http.request(method, "/api/owner" + path, **kwargs)
+        response = self._http.request(method, OWNER_PREFIX + path, **kwargs)
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail")
@@ -327,73 +287,54 @@ class RemoteOwner:
             raise OwnerError(f"the node answered {response.status_code}: {detail}")
         return response.json()
 
-    def add_grant(self, grant: dict) -> None:
-        self._call("PUT", "/grants", json=grant)
+    def _operate(self, operation: Operation, args: tuple) -> object:
+        fields = dict(zip(operation.fields, args, strict=True))
+        if operation.send == "body":
+            kwargs = {"json": args[0]}
+        elif operation.send == "query":
+            kwargs = {"params": fields}
+        else:
+            kwargs = {"json": fields} if fields else {}
+        answer = self._call(operation.method, operation.path, **kwargs)
+        if operation.returns is NOTHING:
+            return None
+        return answer if operation.returns is None else answer[operation.returns]
 
-    def list_grants(self) -> list[dict]:
-        return self._call("GET", "/grants")
 
-    def remove_grant(self, did: str) -> bool:
-        return self._call("POST", "/grants/remove", json={"did": did})["removed"]
+def _remote_method(operation: Operation, is_async: bool):
+    if is_async:  # the same shape as the local owner's: the caller awaits either
+        async def call(self: RemoteOwner, *args):
+            return await asyncio.to_thread(self._operate, operation, args)
+    else:
+        def call(self: RemoteOwner, *args):
+            return self._operate(operation, args)
+    call.__name__ = call.__qualname__ = operation.name
+    call.__doc__ = f"{operation.method} {OWNER_PREFIX}{operation.path}"
+    return call
 
-    def create_token(self, name: str, allow: list[str]) -> str:
-        return self._call("POST", "/tokens", json={"name": name, "allow": allow})["token"]
 
-    def list_tokens(self) -> list[dict]:
-        return self._call("GET", "/tokens")
+def _positional(function) -> list[str]:
+    return [p.name for p in inspect.signature(function).parameters.values()
+            if p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "self"]
 
-    def revoke_token(self, name: str) -> bool:
-        return self._call("POST", "/tokens/revoke", json={"name": name})["revoked"]
 
-    def add_peer(self, url: str, name: str) -> dict:
-        return self._call("POST", "/peers", json={"url": url, "name": name})
+def check_operations() -> None:
+    """The table, the protocol and the local owner name the same operations, with as many
+    arguments and the same async-ness; raises at import when one of them was forgotten."""
+    declared = {o.name for o in OPERATIONS}
+    in_protocol = {name for name, value in vars(Owner).items() if not name.startswith("_") and callable(value)}
+    if declared != in_protocol:
+        raise TypeError(f"node.owner: OPERATIONS and the Owner protocol differ: {sorted(declared ^ in_protocol)}")
+    for operation in OPERATIONS:
+        local, promised = getattr(LocalOwner, operation.name, None), getattr(Owner, operation.name)
+        if local is None:
+            raise TypeError(f"node.owner: LocalOwner has no {operation.name}")
+        if len(_positional(local)) != len(operation.fields) or _positional(local) != _positional(promised):
+            raise TypeError(f"node.owner: {operation.name} takes {_positional(local)}, the table says {operation.fields}")
+        if inspect.iscoroutinefunction(local) != inspect.iscoroutinefunction(promised):
+            raise TypeError(f"node.owner: {operation.name} is async in one of LocalOwner and Owner only")
 
-    def list_peers(self) -> list[dict]:
-        return self._call("GET", "/peers")
 
-    def send(self, peer: str, text: str) -> dict:
-        return self._call("POST", "/send", json={"peer": peer, "text": text})
-
-    def verify_audit(self) -> dict:
-        return self._call("GET", "/audit")
-
-    def list_skills(self) -> list[dict]:
-        return self._call("GET", "/skills")
-
-    def skill(self, name: str) -> dict:
-        return self._call("GET", "/skills/info", params={"name": name})
-
-    def install_skill(self, source: str) -> dict:
-        return self._call("POST", "/skills/install", json={"source": source})
-
-    def install_mcp(self, name: str, argv: list[str]) -> dict:
-        return self._call("POST", "/skills/install-mcp", json={"name": name, "argv": argv})
-
-    def approve_skill(self, name: str, permissions: list[str]) -> dict:
-        return self._call("POST", "/skills/approve", json={"name": name, "permissions": permissions})
-
-    def enable_skill(self, name: str) -> dict:
-        return self._call("POST", "/skills/enable", json={"name": name})
-
-    def disable_skill(self, name: str) -> dict:
-        return self._call("POST", "/skills/disable", json={"name": name})
-
-    def remove_skill(self, name: str) -> dict:
-        return self._call("POST", "/skills/remove", json={"name": name})
-
-    def set_tool_policy(self, tool: str, decision: str) -> dict:
-        return self._call("PUT", "/skills/policy", json={"tool": tool, "decision": decision})
-
-    def list_approvals(self) -> list[dict]:
-        return self._call("GET", "/approvals")
-
-    def decide_approval(self, approval_id: str, decision: str) -> dict:
-        return self._call("POST", "/approvals/decide", json={"id": approval_id, "decision": decision})
-    def pod_access(self) -> dict:
-        return self._call("GET", "/pod/access")
-
-    def set_pod_access(self, who: str, container: str, modes: list[str] | None) -> None:
-        self._call("PUT", "/pod/access", json={"who": who, "container": container, "modes": modes})
-
-    def pod_list(self, path: str) -> list[dict]:
-        return self._call("POST", "/pod/list", json={"path": path})
+check_operations()
+for _operation in OPERATIONS:
+    setattr(RemoteOwner, _operation.name, _remote_method(_operation, inspect.iscoroutinefunction(getattr(LocalOwner, _operation.name))))
