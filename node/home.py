@@ -16,6 +16,7 @@ While unlocked, the indexes live in a memory-backed folder (FLURRY_RUNTIME_DIR, 
 from __future__ import annotations
 
 import json
+import fcntl
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -130,8 +131,6 @@ class HomeLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        import fcntl
-
         fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

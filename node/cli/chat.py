@@ -174,9 +174,8 @@ def _print_answer(events: Iterator[dict]) -> None:
 @click.pass_obj
 def tui(settings: Settings) -> None:
     """The terminal app: chat, your data, skills, approvals and identity in one place."""
-    from node.tui_launch import (
-        run_tui,  # lazy: uvicorn, the HTTP app and Textual load only for the app
-    )
+    # Lazy: uvicorn, the HTTP app and Textual load only for the app, not for every command.
+    from node.tui_launch import run_tui
 
     run_tui(settings.home, lambda: _passphrase(settings), say=lambda line: err.print(line))
 

@@ -141,9 +141,8 @@ def status(settings: Settings, as_json: bool) -> None:
 @click.pass_obj
 def serve(settings: Settings, host: str, port: int, public_urls: tuple[str, ...]) -> None:
     """Run the node: the signed API for your own clients, other agents and local apps."""
-    from node.serve import (
-        serve as run_server,  # lazy: uvicorn and the whole HTTP app load only to serve
-    )
+    # Lazy: uvicorn and the whole HTTP app load only to serve, not for every command.
+    from node.serve import serve as run_server
 
     with _open_node(settings) as node:
         urls = public_urls or settings.home.load_config().public_urls
