@@ -15,8 +15,8 @@ While unlocked, the indexes live in a memory-backed folder (FLURRY_RUNTIME_DIR, 
 
 from __future__ import annotations
 
-import json
 import fcntl
+import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
