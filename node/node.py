@@ -90,11 +90,12 @@ def private_files() -> None:
 
 
 class Node:
-    """Every part wired together. Two ports come from outside, each given, never set:
-    ``terminal_prompt`` (at the constructor: the owner sits at this process's terminal and
-    answers a skill's questions there) and the Nostr wire (`connect_nostr`, by the server that
-    runs one). Without them a skill's question waits as a pending approval and a skill's
-    public note goes out on a brief connection of its own."""
+    """Every part wired together; it holds no adapter's state. Two ports come from the adapters,
+    each through its own entrance rather than an attribute set from outside: ``terminal_prompt``
+    (a constructor argument: the owner sits at this process's terminal and answers a skill's
+    questions there) and the server's Nostr wire (`connect_nostr`, a `NostrPort`, made after
+    the node because it answers through it). Without them a skill's question waits as a
+    pending approval and a skill's public note goes out on a brief connection of its own."""
 
     def __init__(
         self, home: Home, keys: UnlockedKeyring, lock: HomeLock, say: Say, *, terminal_prompt: AskOwner | None = None
