@@ -303,10 +303,10 @@ class RemoteOwner:
 
 def _remote_method(operation: Operation, is_async: bool):
     if is_async:  # the same shape as the local owner's: the caller awaits either
-        async def call(self: RemoteOwner, *args):
+        async def call(self, *args):
             return await asyncio.to_thread(self._operate, operation, args)
     else:
-        def call(self: RemoteOwner, *args):
+        def call(self, *args):
             return self._operate(operation, args)
     call.__name__ = call.__qualname__ = operation.name
     call.__doc__ = f"{operation.method} {OWNER_PREFIX}{operation.path}"
@@ -318,23 +318,32 @@ def _positional(function) -> list[str]:
             if p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "self"]
 
 
+def check_table(operations: tuple[Operation, ...], local: type, protocol: type) -> None:
+    """``operations``, ``protocol`` and ``local`` name the same operations, with the same
+    arguments and the same async-ness; raises (at import) when one of them was forgotten."""
+    declared = {o.name for o in operations}
+    promised = {name for name, value in vars(protocol).items() if not name.startswith("_") and callable(value)}
+    if declared != promised:
+        raise TypeError(f"{protocol.__name__}: the table and the protocol differ: {sorted(declared ^ promised)}")
+    for operation in operations:
+        method, line = getattr(local, operation.name, None), getattr(protocol, operation.name)
+        if method is None:
+            raise TypeError(f"{local.__name__} has no {operation.name}")
+        if len(_positional(method)) != len(operation.fields) or _positional(method) != _positional(line):
+            raise TypeError(f"{local.__name__}.{operation.name} takes {_positional(method)}, the table says {operation.fields}")
+        if inspect.iscoroutinefunction(method) != inspect.iscoroutinefunction(line):
+            raise TypeError(f"{operation.name} is async in one of {local.__name__} and {protocol.__name__} only")
+
+
+def make_remote(remote: type, local: type, operations: tuple[Operation, ...]) -> None:
+    """Give ``remote`` (a class with ``_operate``) one method per row, async where ``local``'s is."""
+    for operation in operations:
+        setattr(remote, operation.name, _remote_method(operation, inspect.iscoroutinefunction(getattr(local, operation.name))))
+
+
 def check_operations() -> None:
-    """The table, the protocol and the local owner name the same operations, with as many
-    arguments and the same async-ness; raises at import when one of them was forgotten."""
-    declared = {o.name for o in OPERATIONS}
-    in_protocol = {name for name, value in vars(Owner).items() if not name.startswith("_") and callable(value)}
-    if declared != in_protocol:
-        raise TypeError(f"node.owner: OPERATIONS and the Owner protocol differ: {sorted(declared ^ in_protocol)}")
-    for operation in OPERATIONS:
-        local, promised = getattr(LocalOwner, operation.name, None), getattr(Owner, operation.name)
-        if local is None:
-            raise TypeError(f"node.owner: LocalOwner has no {operation.name}")
-        if len(_positional(local)) != len(operation.fields) or _positional(local) != _positional(promised):
-            raise TypeError(f"node.owner: {operation.name} takes {_positional(local)}, the table says {operation.fields}")
-        if inspect.iscoroutinefunction(local) != inspect.iscoroutinefunction(promised):
-            raise TypeError(f"node.owner: {operation.name} is async in one of LocalOwner and Owner only")
+    check_table(OPERATIONS, LocalOwner, Owner)
 
 
 check_operations()
-for _operation in OPERATIONS:
-    setattr(RemoteOwner, _operation.name, _remote_method(_operation, inspect.iscoroutinefunction(getattr(LocalOwner, _operation.name))))
+make_remote(RemoteOwner, LocalOwner, OPERATIONS)

@@ -20,6 +20,12 @@ from identity.did_key import verification_method_id
 from identity.signing_client import signed_client
 from node.api import create_app
 from node.node import Node
+from node.nostr_owner import (
+    NOSTR_OPERATIONS,
+    LocalNostrOwner,
+    NostrOwner,
+    RemoteNostrOwner,
+)
 from node.owner import (
     OPERATIONS,
     OWNER_PREFIX,
@@ -51,7 +57,8 @@ def _routes(app) -> set[tuple[str, str]]:
 
 def test_every_operation_in_the_table_is_a_route_of_the_app(node):
     served = _routes(create_app(node))
-    missing = [f"{o.method} {OWNER_PREFIX}{o.path} ({o.name})" for o in OPERATIONS if (o.method, OWNER_PREFIX + o.path) not in served]
+    missing = [f"{o.method} {OWNER_PREFIX}{o.path} ({o.name})" for o in (*OPERATIONS, *NOSTR_OPERATIONS)
+               if (o.method, OWNER_PREFIX + o.path) not in served]
     assert not missing, f"in node.owner.OPERATIONS but not served: {missing}"
     assert ("POST", OWNER_PREFIX + "/no-such-operation") not in served and ("DELETE", OWNER_PREFIX + "/grants") not in served
 
@@ -59,10 +66,12 @@ def test_every_operation_in_the_table_is_a_route_of_the_app(node):
 def test_the_protocol_tells_the_truth_about_async():
     """Where LocalOwner goes to the network it is async; the protocol says so, and RemoteOwner,
     made from the table, is awaited the same way."""
-    for operation in OPERATIONS:
-        local = inspect.iscoroutinefunction(getattr(LocalOwner, operation.name))
-        assert inspect.iscoroutinefunction(getattr(Owner, operation.name)) == local, operation.name
-        assert inspect.iscoroutinefunction(getattr(RemoteOwner, operation.name)) == local, operation.name
+    for operations, local_owner, protocol, remote_owner in ((OPERATIONS, LocalOwner, Owner, RemoteOwner),
+                                                            (NOSTR_OPERATIONS, LocalNostrOwner, NostrOwner, RemoteNostrOwner)):
+        for operation in operations:
+            local = inspect.iscoroutinefunction(getattr(local_owner, operation.name))
+            assert inspect.iscoroutinefunction(getattr(protocol, operation.name)) == local, operation.name
+            assert inspect.iscoroutinefunction(getattr(remote_owner, operation.name)) == local, operation.name
     assert inspect.iscoroutinefunction(LocalOwner.send) and inspect.iscoroutinefunction(LocalOwner.add_peer)
 
 

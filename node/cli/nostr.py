@@ -15,12 +15,12 @@ from node.cli.common import (
     err,
     out,
 )
-from node.nostr_owner import LocalNostrOwner, RemoteNostrOwner
+from node.nostr_owner import LocalNostrOwner, NostrOwner, RemoteNostrOwner
 from node.owner import LocalOwner
 
 
 @contextmanager
-def _nostr_owner(settings: Settings) -> Iterator:
+def _nostr_owner(settings: Settings) -> Iterator[NostrOwner]:
     """The owner's Nostr calls: on the home itself, or through the node serving it."""
 
     with _owner(settings) as owner:
