@@ -56,7 +56,10 @@ def _runtime_imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
 
 
 def imports_of(name: str, path: Path, known: dict[str, Path]) -> set[str]:
+    """The project modules ``name`` imports. A package's own ``__init__`` (run first whenever
+    one of its modules is imported) is left out: it is not an edge a cycle could run through."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    ancestors = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}
     targets: set[str] = set()
     for node in _runtime_imports(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
@@ -64,15 +67,14 @@ def imports_of(name: str, path: Path, known: dict[str, Path]) -> set[str]:
         else:
             base = node.module or ""
             if node.level:  # relative: climb from this module's package
-                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
-                base = ".".join(anchor + ([base] if base else []))
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - (node.level - 1)] + ([base] if base else []))
             names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names]
         for target in names:
-            while target and target not in known:  # `import a.b.c` of a non-module attribute
+            while target and target not in known:  # `import a.b.c` where c is not a module
                 target = target.rpartition(".")[0]
-            if target and target != package or target == name:
+            if target and target not in ancestors:
                 targets.add(target)
-    targets.discard(package) if package != name else None
     return targets
 
 
