@@ -24,6 +24,7 @@ from node.owner import LocalOwner, Owner, RemoteOwner
 err = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
 out = Console(highlight=False, emoji=False, soft_wrap=True)
 
+
 class Settings:
     def __init__(self, home: Home, passphrase_file: str | None) -> None:
         self.home = home
