@@ -15,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agent.tools import ToolCall
+from agent.errors import AgentError
 
 WAIT_SECONDS = 300.0
 
 
-class UnknownApproval(KeyError):
+class UnknownApproval(AgentError, KeyError):
     """No pending call has that id (decided already, timed out, or never existed)."""
 
 

@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from identity.did_key import verification_method_id
 from store.sealing import SealError
 from store.records import Records
+from agent.errors import AgentError
 
 GENESIS = "0" * 64  # the "previous hash" of the first entry
 _KIND = "audit"
@@ -46,7 +47,7 @@ _UNREADABLE = "cannot be opened: its sealed bytes were altered, moved or written
 _ACTION = re.compile(r"^[a-z0-9]+(?:[.-][a-z0-9_]+)*$")  # "a2a.send", "http.request", "nostr.publish"
 
 
-class AuditError(Exception):
+class AuditError(AgentError):
     """The audit log cannot record or list entries; the message says why and what to run."""
 
 

@@ -33,6 +33,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from store.records import Records
+from agent.errors import AgentError
 
 # "ask", "chat", "send", "pod-read" … or "tool:<name>"; "*" means every operation (the owner's grant).
 _OPERATION = re.compile(r"^(?:[a-z][a-z0-9-]*|tool:[a-z0-9][a-z0-9_.-]*)$")
@@ -40,11 +41,11 @@ EVERY_OPERATION = "*"
 _WINDOWS = {"hour": 3600.0, "day": 86400.0}
 
 
-class InvalidGrant(ValueError):
+class InvalidGrant(AgentError, ValueError):
     """A grant, operation name or quota is malformed; the message says which part."""
 
 
-class AccessDenied(Exception):
+class AccessDenied(AgentError):
     """The caller may not do what it asked (HTTP 403 or 429)."""
 
 
@@ -373,7 +374,7 @@ _TOKEN_BYTES = 32
 _TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
 
 
-class TokenError(Exception):
+class TokenError(AgentError):
     """A token could not be created, found or used; the message says why."""
 
 

@@ -22,9 +22,10 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from agent.errors import AgentError
 
 
-class ModelError(Exception):
+class ModelError(AgentError):
     """A model could not be fetched, verified or found; the message says what to do."""
 
 

@@ -18,19 +18,20 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from agent.errors import AgentError
 
 Work = Callable[[], Iterator[str]]
 
 _END = object()
 
 
-class QueueFull(Exception):
+class QueueFull(AgentError):
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"the model is busy; try again in about {retry_after} s")
         self.retry_after = retry_after
 
 
-class JobCancelled(Exception):
+class JobCancelled(AgentError):
     """The job was cancelled before or while it ran."""
 
 

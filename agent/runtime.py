@@ -17,9 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import llama_cpp
+from agent.errors import AgentError
 
 
-class ThreadsError(ValueError):
+class ThreadsError(AgentError, ValueError):
     """FLURRY_THREADS is set to something that is not a positive whole number."""
 
 

@@ -26,6 +26,7 @@ import llama_cpp
 import numpy as np
 
 from agent.runtime import ChatModel
+from agent.errors import AgentError
 
 NONE = "none"
 # Strings without a maxLength of their own get this one in the grammar. Without it the small
@@ -52,7 +53,7 @@ class ToolCall:
     arguments: dict
 
 
-class ToolCallError(ValueError):
+class ToolCallError(AgentError, ValueError):
     """The model's output was not a valid call (only when the grammar could not hold it)."""
 
 

@@ -13,6 +13,7 @@ import hashlib
 from typing import Any
 
 import base58
+from identity.errors import IdentityError
 
 DID_KEY_PREFIX = "did:key:"
 BASE58BTC_MULTIBASE = "z"
@@ -37,7 +38,7 @@ _P = 2**255 - 19
 _MAX_DID_LENGTH = 256
 
 
-class InvalidDID(ValueError):
+class InvalidDID(IdentityError, ValueError):
     """The string is not an Ed25519 did:key (or a DID URL of one)."""
 
 

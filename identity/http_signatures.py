@@ -61,6 +61,7 @@ from identity.did_key import (
     ed25519_public_from_did_key,
     verification_method_id,
 )
+from identity.errors import IdentityError
 
 ALGORITHM = "ed25519"
 SIGNATURE_LABEL = "sig1"
@@ -76,7 +77,7 @@ _DIGEST_ALGORITHMS = {"sha-256": hashlib.sha256, "sha-512": hashlib.sha512}
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 
-class SignatureRejected(Exception):
+class SignatureRejected(IdentityError):
     """The request's signature is not acceptable; answer 401.
 
     ``reason`` is a short code for machines and logs; ``str(error)`` says it for people:

@@ -31,6 +31,7 @@ from identity.did_key import (
     ed25519_public_from_did_key,
     verification_method_id,
 )
+from identity.errors import IdentityError
 
 JWS_ALGORITHM = "EdDSA"
 # RFC 9864 names the same algorithm "Ed25519" and deprecates the polymorphic "EdDSA"; both are
@@ -43,7 +44,7 @@ _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 _MAX_PROTECTED_LENGTH = 4096
 
 
-class JWSRejected(Exception):
+class JWSRejected(IdentityError):
     """The signature does not hold; ``reason`` is a short code, ``str(error)`` the explanation.
 
     Reasons: malformed, unsupported_alg, unsupported_kid, critical_header, signature_invalid,

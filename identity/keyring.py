@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
 from identity.did_key import did_key_from_ed25519_public, ed25519_public_from_did_key
 from identity.nostr_key import NostrKey
+from identity.errors import IdentityError
 
 FORMAT = "flurry-keyring"
 FORMAT_VERSION = 1
@@ -63,7 +64,7 @@ _OWNER_KEY_AD = b"flurry-keyring v1: owner Ed25519 seed"
 _NODE_KEY_AD = b"flurry-keyring v1: node Ed25519 seed"
 
 
-class KeyringError(Exception):
+class KeyringError(IdentityError):
     """Something is wrong with the keyring file or how it was opened."""
 
 

@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
+from identity.errors import IdentityError
 
 from identity.http_signatures import SignatureRejected
 
@@ -65,11 +66,11 @@ _MIN_DATA, _MAX_DATA = 99, 65603  # decoded bytes
 PROOF_TAG = "flurry:node-did"
 
 
-class Nip44Error(ValueError):
+class Nip44Error(IdentityError, ValueError):
     """A NIP-44 payload, key or message that the spec says to refuse; the message says why."""
 
 
-class GiftWrapRejected(ValueError):
+class GiftWrapRejected(IdentityError, ValueError):
     """An incoming gift wrap the node will not read; the message says why."""
 
 

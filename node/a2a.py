@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from a2a.auth.user import User
@@ -49,7 +49,6 @@ from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from sse_starlette.sse import EventSourceResponse
 from starlette.types import Message
 
-from agent.answer import with_quotes_text
 from agent.grants import Grant
 from agent.queue import Job, JobCancelled, Work
 from identity.did_key import verification_method_id
@@ -57,9 +56,10 @@ from identity.jws import sign_json
 from node.a2a_tasks import Caller, SealedTaskStore
 from node.limits import UnsafeJSON, parse_json
 from node.node import Node
+from node.peering import answer_work
+from node.peers import CARD_PATH
 from node.nostr_peers import card_extension
 
-CARD_PATH = "/.well-known/agent-card.json"
 DEFAULT_ORIGIN = "http://127.0.0.1:8765"  # `flurry serve`'s own default address
 # Public, and revalidated after an hour: the card changes only when the node restarts or its
 # owner changes its public URLs, and the ETag makes revalidation cheap.
@@ -262,7 +262,7 @@ def mount_a2a(
             grant = await asyncio.to_thread(authorize, caller, "ask")  # 403 / 429 here, before the SDK makes a task
             question = _question(params)
             if question is not None:
-                job = submit(_answer_work(node, caller, grant, question))  # 503 + Retry-After when full
+                job = submit(answer_work(node, caller, grant, question))  # 503 + Retry-After when full
         # Reading and writing tasks needs no grant: the store shows a caller only its own tasks.
         request.state.a2a_job = job
         response = await dispatcher.handle_requests(request)
@@ -271,24 +271,6 @@ def mount_a2a(
         return response
 
     return handler
-
-
-def _answer_work(node: Node, caller: str, grant: Grant, question: str) -> Work:
-    """A peer's question as model work: the one answer path, grounded and verified.
-
-    The peer policy of every channel (DESIGN, "Answers"): a peer gets the verified answer and
-    the quotes it rests on, drawn only from the tags its grant allows as it is when the answer
-    runs (``peer=caller``), never file paths, chunk numbers, snippets or metadata. Only
-    verified sentences stream; the quotes come last, in the same text."""
-    def work() -> Iterator[str]:
-        conversation = node.conversation(title=f"a2a from {caller}", peer=caller)
-        answer = conversation.ask(question)
-        yield from answer
-        rest = with_quotes_text(answer)[len(answer.text):]
-        if rest:
-            yield rest
-
-    return work
 
 
 def _bind_job(job: Job, response: Response) -> None:

@@ -14,9 +14,10 @@ import httpx
 from identity.did_key import verification_method_id
 from identity.keyring import UnlockedKeyring
 from identity.signing_client import async_signed_client, signed_client
+from node.errors import NodeError
 
 
-class NodeUnavailable(Exception):
+class NodeUnavailable(NodeError):
     """The running node refused or failed the request; the message says why."""
 
 

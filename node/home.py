@@ -15,6 +15,7 @@ While unlocked, the indexes live in a memory-backed folder (FLURRY_RUNTIME_DIR, 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -23,9 +24,10 @@ from pathlib import Path
 import platformdirs
 
 from agent.models import DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL
+from node.errors import NodeError
 
 
-class HomeError(Exception):
+class HomeError(NodeError):
     """The home folder is missing, busy or unusable; the message says what to do."""
 
 
@@ -129,8 +131,6 @@ class HomeLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        import fcntl
-
         fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -47,6 +47,8 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from store.pod_store import MAX_RESOURCE_BYTES
+from node.errors import NodeError
+from node.peers import list_peers
 
 SIGNATURE_CHALLENGE = (
     'Signature realm="flurry", alg="ed25519", keyid="did:key", '
@@ -81,7 +83,7 @@ class Limits:
 MAX_JSON_DEPTH = 64
 
 
-class UnsafeJSON(ValueError):
+class UnsafeJSON(NodeError, ValueError):
     """JSON that is well-formed but nested too deep or holding a number that is not finite."""
 
 
@@ -393,8 +395,6 @@ class KnownCallers:
         return "known" if keyid.startswith("nostr:") else self.tier(keyid.partition("#")[0])
 
     def _dids(self) -> frozenset[str]:
-        from node.peers import list_peers  # here: node.peers imports the A2A stack
-
         with self._lock:
             if time.monotonic() - self._read_at > self.ttl:
                 grants = {grant.did for grant in self.node.grants.list()}

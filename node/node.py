@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from agent.answer import Conversation, Source
 from agent.approvals import Approvals, Pending
@@ -36,6 +37,7 @@ from agent.tools import (
 from identity.did_key import verification_method_id
 from identity.keyring import Keyring, UnlockedKeyring
 from node.home import Config, Home, HomeError, HomeLock, runtime_dir
+from node.skill_capabilities import SkillCapabilities
 from skills.broker import Broker
 from skills.host import SkillProcess
 from skills.registry import Skills
@@ -63,6 +65,15 @@ class CatchUp:
     seconds: float
 
 
+class NostrPort(Protocol):
+    """The server's connection to the Nostr relays, as the node's parts use it (node.nostr_wire.NostrWire)."""
+
+    @property
+    def running(self) -> bool: ...
+
+    def publish(self, text: str, *, skill: str | None = None) -> dict: ...
+
+
 @dataclass(frozen=True)
 class PlannedCall:
     skill: str
@@ -79,7 +90,16 @@ def private_files() -> None:
 
 
 class Node:
-    def __init__(self, home: Home, keys: UnlockedKeyring, lock: HomeLock, say: Say) -> None:
+    """Every part wired together; it holds no adapter's state. Two ports come from the adapters,
+    each through its own entrance rather than an attribute set from outside: ``terminal_prompt``
+    (a constructor argument: the owner sits at this process's terminal and answers a skill's
+    questions there) and the server's Nostr wire (`connect_nostr`, a `NostrPort`, made after
+    the node because it answers through it). Without them a skill's question waits as a
+    pending approval and a skill's public note goes out on a brief connection of its own."""
+
+    def __init__(
+        self, home: Home, keys: UnlockedKeyring, lock: HomeLock, say: Say, *, terminal_prompt: AskOwner | None = None
+    ) -> None:
         self.home = home
         self.keys = keys
         self.config: Config = home.load_config()
@@ -103,9 +123,9 @@ class Node:
         self._skill_processes_lock = threading.Lock()
         self.approvals = Approvals(record=self._record_approval)
         self._broker: Broker | None = None
-        # Set by the command line while the owner sits at its terminal; None under `flurry serve`.
-        self.terminal_prompt: AskOwner | None = None
-        self.nostr_wire = None  # the API's connection to the relays while `flurry serve` runs
+        # Given by the command line while the owner sits at its terminal; None under `flurry serve`.
+        self.terminal_prompt = terminal_prompt
+        self._nostr: NostrPort | None = None
         # The pod's RDF resources are indexed, tagged "pod", by the indexer: in the writer's
         # thread, unless `flurry serve` hands it the model queue's background lane.
         self.pod_indexer = PodIndexer(self._pod_ingestor, lambda: self.embedder.embed)
@@ -147,14 +167,14 @@ class Node:
         return keys
 
     @classmethod
-    def open(cls, home: Home, passphrase: str, say: Say = print) -> "Node":
+    def open(cls, home: Home, passphrase: str, say: Say = print, *, terminal_prompt: AskOwner | None = None) -> "Node":
         home.require()
         private_files()
         keys = Keyring.unlock(home.keyring, passphrase)  # a wrong passphrase stops here, before any write
         lock = HomeLock(home)
         lock.acquire()
         try:
-            return cls(home, keys, lock, say)
+            return cls(home, keys, lock, say, terminal_prompt=terminal_prompt)
         except BaseException:
             lock.release()
             raise
@@ -172,6 +192,17 @@ class Node:
             self.indexes.close()
             self.vault.close()
             self._lock.release()
+
+    # --- ports --------------------------------------------------------------------------
+
+    @property
+    def nostr(self) -> NostrPort | None:
+        """The server's running Nostr wire, if one was connected."""
+        return self._nostr
+
+    def connect_nostr(self, wire: NostrPort) -> None:
+        """The server hands in its wire, so a skill's nostr.publish goes out on the running connection."""
+        self._nostr = wire
 
     def __enter__(self) -> "Node":
         return self
@@ -302,6 +333,10 @@ class Node:
         ToolPolicy().set(tool, decision)  # refuses an unknown decision
         self.vault.put_record(TOOL_POLICY, tool, {"decision": decision})
 
+    def forget_tool_policy(self, tool: str) -> None:
+        """Drop the owner's rule for ``tool``: a skill installed again starts from "ask"."""
+        self.vault.delete_record(TOOL_POLICY, tool)
+
     def _enabled_tools(self) -> dict[str, tuple[str, Tool]]:
         """tool name → (skill, tool), over every approved and enabled skill."""
         found: dict[str, tuple[str, Tool]] = {}
@@ -326,8 +361,6 @@ class Node:
     def _skill_broker(self) -> Broker:
         """The broker managed skills reach the node through; started with the first skill."""
         if self._broker is None:
-            from node.skill_capabilities import SkillCapabilities  # it builds on this module
-
             # The system's temp folder, not the runtime folder: that may be under /run, which the
             # sandbox hides from skills (it holds the session bus and agents' sockets).
             folder = Path(tempfile.mkdtemp(prefix="flurry-broker-"))

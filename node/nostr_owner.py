@@ -10,6 +10,7 @@ problem+json and the command line into one line.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 from fastapi import Depends, FastAPI
 
@@ -28,10 +29,34 @@ from node.nostr_wire import (
     remove_relay,
     run_briefly,
 )
-from node.owner import OwnerError, RemoteOwner
+from node.owner import Operation, OwnerError, RemoteOwner, check_table, make_remote
 from node.peers import find_peer
 
 MAX_TEXT = 16_000  # characters; NIP-44 carries 64 KiB, and the rumor's JSON and tags need room
+
+
+# The owner's Nostr operations, declared once like node.owner.OPERATIONS (and checked the same way).
+NOSTR_OPERATIONS: tuple[Operation, ...] = (
+    Operation("whoami", "GET", "/nostr"),
+    Operation("list_relays", "GET", "/nostr/relays"),
+    Operation("add_relay", "POST", "/nostr/relays", ("url",), returns="url"),
+    Operation("remove_relay", "POST", "/nostr/relays/remove", ("url",), returns="removed"),
+    Operation("send", "POST", "/nostr/send", ("peer", "text")),
+    Operation("inbox", "GET", "/inbox"),
+    Operation("remove_from_inbox", "POST", "/inbox/remove", ("id",), returns="removed"),
+)
+
+
+class NostrOwner(Protocol):
+    """What the command line may ask of either Nostr owner (all synchronous: the wire has its own loop)."""
+
+    def whoami(self) -> dict: ...
+    def list_relays(self) -> list[str]: ...
+    def add_relay(self, url: str) -> str: ...
+    def remove_relay(self, url: str) -> bool: ...
+    def send(self, peer: str, text: str) -> dict: ...
+    def inbox(self) -> list[dict]: ...
+    def remove_from_inbox(self, message_id: str) -> bool: ...
 
 
 class LocalNostrOwner:
@@ -110,31 +135,15 @@ class LocalNostrOwner:
 
 
 class RemoteNostrOwner:
-    """The same calls over the running node's signed owner API (RemoteOwner's client and errors)."""
+    """The same calls over the running node's signed owner API (RemoteOwner's client and
+    errors); one method per row of `NOSTR_OPERATIONS`, made below."""
 
     def __init__(self, remote: RemoteOwner) -> None:
-        self._call = remote._call
+        self._call, self._operate = remote._call, remote._operate
 
-    def whoami(self) -> dict:
-        return self._call("GET", "/nostr")
 
-    def list_relays(self) -> list[str]:
-        return self._call("GET", "/nostr/relays")
-
-    def add_relay(self, url: str) -> str:
-        return self._call("POST", "/nostr/relays", json={"url": url})["url"]
-
-    def remove_relay(self, url: str) -> bool:
-        return self._call("POST", "/nostr/relays/remove", json={"url": url})["removed"]
-
-    def send(self, peer: str, text: str) -> dict:
-        return self._call("POST", "/nostr/send", json={"peer": peer, "text": text})
-
-    def inbox(self) -> list[dict]:
-        return self._call("GET", "/inbox")
-
-    def remove_from_inbox(self, message_id: str) -> bool:
-        return self._call("POST", "/inbox/remove", json={"id": message_id})["removed"]
+check_table(NOSTR_OPERATIONS, LocalNostrOwner, NostrOwner)
+make_remote(RemoteNostrOwner, LocalNostrOwner, NOSTR_OPERATIONS)
 
 
 def mount_nostr(app: FastAPI, node: Node, *, model_queue: ModelQueue, owner_body: Callable, owner_call: Callable) -> NostrWire:
@@ -143,7 +152,7 @@ def mount_nostr(app: FastAPI, node: Node, *, model_queue: ModelQueue, owner_body
     wire = NostrWire(node, model_queue=model_queue)
     owner = LocalNostrOwner(node, wire)
     app.state.nostr = wire
-    node.nostr_wire = wire  # so a skill's nostr.publish goes out on the running connection
+    node.connect_nostr(wire)  # so a skill's nostr.publish goes out on the running connection
 
     @app.get("/api/owner/nostr")
     async def nostr_whoami(body: dict = Depends(owner_body)) -> dict:

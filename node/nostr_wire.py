@@ -35,6 +35,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 from datetime import timedelta
 
 import nostr_sdk
@@ -51,10 +52,13 @@ from identity.nostr_key import (
     rumor_json,
     unwrap,
 )
-from node.a2a import _answer_work
-from node.node import Node
 from node.nostr_peers import peer_did_for
+from node.peering import answer_work
 from store.vault import Vault
+from node.errors import NodeError
+
+if TYPE_CHECKING:  # annotations only: node.node builds the skills' broker, which publishes through this module
+    from node.node import Node
 
 RELAY_KIND, INBOX_KIND, SEEN_KIND, STATE_KIND = "nostr-relay", "nostr-inbox", "nostr-seen", "nostr-state"
 # Anyone can write to the node's key: messages from keys that are no pinned peer's stop being
@@ -65,7 +69,7 @@ SEND_SECONDS = 30
 _log = logging.getLogger(__name__)
 
 
-class NostrError(Exception):
+class NostrError(NodeError):
     """A relay, recipient or message the node cannot use; the message says what to do."""
 
 
@@ -324,7 +328,7 @@ class NostrWire:
         except (NotGranted, QuotaExceeded) as refused:
             return self._wait(message, peer_did, str(refused))
         try:
-            job = self._model_queue.submit(_answer_work(self.node, peer_did, grant, message.text))
+            job = self._model_queue.submit(answer_work(self.node, peer_did, grant, message.text))
         except QueueFull:
             return self._wait(message, peer_did, "the model was busy; not answered")
         task = asyncio.get_running_loop().create_task(self._answer(message, peer_did, job))

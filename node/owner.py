@@ -8,50 +8,94 @@ routes, used while `flurry serve` holds the home. Values cross as plain JSON-abl
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Protocol
+import asyncio
+import inspect
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.approvals import UnknownApproval
-from agent.audit import AuditError
 from agent.grants import Grant
 from agent.tools import ToolPolicy
-from identity.did_key import ed25519_public_from_did_key, verification_method_id
-from node.node import TOOL_POLICY, Node
+from identity.did_key import ed25519_public_from_did_key
+from node.errors import NotFound, OwnerError
 from node.nostr_peers import link_peer_from_card
 from skills.registry import SkillInfo, UnknownSkill
-from node.peers import (
-    PeerError,
-    PeerReply,
-    add_peer,
-    fetch_peer_card,
-    find_peer,
-    list_peers,
-    send_message,
-)
+from node.peering import send_to_peer
+from node.peers import PeerError, add_peer, fetch_peer_card, list_peers
 from store.pod_store import PodError
 
+if TYPE_CHECKING:  # annotations only: node.node builds the skills' broker on node.skill_capabilities, which uses this
+    from node.node import Node
 
-class OwnerError(Exception):
-    """The owner's request cannot be done; the message says why."""
+__all__ = ["OPERATIONS", "LocalOwner", "NotFound", "Operation", "Owner", "OwnerError", "RemoteOwner"]  # the errors live in node.errors
 
 
-class NotFound(OwnerError):
-    """The skill, approval or other thing named does not exist."""
+OWNER_PREFIX = "/api/owner"
+NOTHING = "-"  # an operation whose answer the caller does not need (the route's body is ignored)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One owner operation as it crosses HTTP: the route under /api/owner, the JSON fields its
+    arguments travel in (positionally, as `LocalOwner`'s method takes them), how they travel
+    ("json": a JSON object; "query": the query string; "body": the one argument is the whole
+    JSON body), and what comes back (None: the body; a name: that field of it; NOTHING)."""
+
+    name: str
+    method: str
+    path: str
+    fields: tuple[str, ...] = ()
+    send: str = "json"
+    returns: str | None = None
+
+
+# The one list of what the owner can do. Adding an operation: a row here, its method on
+# LocalOwner and its line in Owner (checked at import); RemoteOwner's method is made from the
+# row, and tests/test_owner_operations.py checks that the app serves the route.
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("add_grant", "PUT", "/grants", ("grant",), send="body", returns=NOTHING),
+    Operation("list_grants", "GET", "/grants"),
+    Operation("remove_grant", "POST", "/grants/remove", ("did",), returns="removed"),
+    Operation("create_token", "POST", "/tokens", ("name", "allow"), returns="token"),
+    Operation("list_tokens", "GET", "/tokens"),
+    Operation("revoke_token", "POST", "/tokens/revoke", ("name",), returns="revoked"),
+    Operation("add_peer", "POST", "/peers", ("url", "name")),
+    Operation("list_peers", "GET", "/peers"),
+    Operation("send", "POST", "/send", ("peer", "text")),
+    Operation("verify_audit", "GET", "/audit"),
+    Operation("list_skills", "GET", "/skills"),
+    Operation("skill", "GET", "/skills/info", ("name",), send="query"),
+    Operation("install_skill", "POST", "/skills/install", ("source",)),
+    Operation("install_mcp", "POST", "/skills/install-mcp", ("name", "argv")),
+    Operation("approve_skill", "POST", "/skills/approve", ("name", "permissions")),
+    Operation("enable_skill", "POST", "/skills/enable", ("name",)),
+    Operation("disable_skill", "POST", "/skills/disable", ("name",)),
+    Operation("remove_skill", "POST", "/skills/remove", ("name",)),
+    Operation("set_tool_policy", "PUT", "/skills/policy", ("tool", "decision")),
+    Operation("list_approvals", "GET", "/approvals"),
+    Operation("decide_approval", "POST", "/approvals/decide", ("id", "decision")),
+    Operation("pod_access", "GET", "/pod/access"),
+    Operation("set_pod_access", "PUT", "/pod/access", ("who", "container", "modes"), returns=NOTHING),
+    Operation("pod_list", "POST", "/pod/list", ("path",)),
+)
 
 
 class Owner(Protocol):
+    """What the command line may ask of either owner; ``async`` where the local owner goes to
+    the network (a peer's card, a peer's answer). Checked against `OPERATIONS` at import."""
+
     def add_grant(self, grant: dict) -> None: ...
     def list_grants(self) -> list[dict]: ...
     def remove_grant(self, did: str) -> bool: ...
     def create_token(self, name: str, allow: list[str]) -> str: ...
     def list_tokens(self) -> list[dict]: ...
     def revoke_token(self, name: str) -> bool: ...
-    def add_peer(self, url: str, name: str) -> dict: ...
+    async def add_peer(self, url: str, name: str) -> dict: ...
     def list_peers(self) -> list[dict]: ...
-    def send(self, peer: str, text: str) -> dict: ...
+    async def send(self, peer: str, text: str) -> dict: ...
     def verify_audit(self) -> dict: ...
     def list_skills(self) -> list[dict]: ...
     def skill(self, name: str) -> dict: ...
@@ -108,45 +152,8 @@ class LocalOwner:
         return [asdict(p) for p in list_peers(self.node.vault)]
 
     async def send(self, peer: str, text: str, *, by: str | None = None) -> dict:
-        """Ask a pinned peer; signed by the node key, and every attempt lands in the audit log
-        (with the skill that asked, when ``by`` names one)."""
-        pinned = find_peer(self.node.vault, peer)
-        if pinned is None:
-            raise OwnerError(f"no pinned peer {peer!r}; add it first: flurry peers add URL --name NAME")
-        keys = self.node.keys
-        reply: PeerReply | None = None
-        failure: PeerError | None = None
-        try:
-            reply = await send_message(
-                pinned.url,
-                text,
-                key=keys.node_key,
-                keyid=verification_method_id(keys.node_did),
-                owner_did=keys.owner_did,
-                pinned_did=pinned.did,
-            )
-        except PeerError as e:
-            failure = e
-        # Attempts are recorded too: a refusal, or a card signed by another DID, is worth an owner's look.
-        details = {
-            "peer_did": pinned.did,
-            "task_id": reply.task_id if reply else None,
-            "state": reply.state if reply else "failed",
-            "question": text,
-            **({"skill": by} if by else {}),
-        }
-        if failure is not None:
-            details["error"] = str(failure)
-        try:
-            self.node.audit.append("a2a.send", target=pinned.url, details=details)
-        except AuditError as e:
-            raise OwnerError(f"{'sent' if reply else 'tried to send'}, but the audit log could not record it: {e}") from None
-        if failure is not None:
-            raise OwnerError(str(failure))
-        assert reply is not None
-        if reply.state not in ("TASK_STATE_COMPLETED", "message"):
-            raise OwnerError(f"{pinned.label} did not answer: {reply.state}" + (f": {reply.note}" if reply.note else ""))
-        return asdict(reply)
+        """Ask a pinned peer; signed, and audited (node.peering.send_to_peer)."""
+        return await send_to_peer(self.node, peer, text, by=by)
 
     def verify_audit(self) -> dict:
         report = self.node.audit.verify(lambda did: Ed25519PublicKey.from_public_bytes(ed25519_public_from_did_key(did)))
@@ -215,7 +222,7 @@ class LocalOwner:
         self.node.skills.remove(name)
         # A skill installed again later starts from "ask", not from what the owner allowed before.
         for tool in info.manifest.tools if info.manifest else ():
-            self.node.vault.delete_record(TOOL_POLICY, tool.name)
+            self.node.forget_tool_policy(tool.name)
         return {"removed": True}
 
     def set_tool_policy(self, tool: str, decision: str) -> dict:
@@ -264,13 +271,14 @@ class LocalOwner:
 
 
 class RemoteOwner:
-    """The same calls, sent to the running node over its signed API."""
+    """The same calls, sent to the running node over its signed API; one method per row of
+    `OPERATIONS`, made below, async where `LocalOwner`'s is."""
 
     def __init__(self, http: httpx.Client) -> None:
         self._http = http
 
     def _call(self, method: str, path: str, **kwargs) -> object:
-        response = self._http.request(method, "/api/owner" + path, **kwargs)
+        response = self._http.request(method, OWNER_PREFIX + path, **kwargs)
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail")
@@ -279,73 +287,63 @@ class RemoteOwner:
             raise OwnerError(f"the node answered {response.status_code}: {detail}")
         return response.json()
 
-    def add_grant(self, grant: dict) -> None:
-        self._call("PUT", "/grants", json=grant)
+    def _operate(self, operation: Operation, args: tuple) -> object:
+        fields = dict(zip(operation.fields, args, strict=True))
+        if operation.send == "body":
+            kwargs = {"json": args[0]}
+        elif operation.send == "query":
+            kwargs = {"params": fields}
+        else:
+            kwargs = {"json": fields} if fields else {}
+        answer = self._call(operation.method, operation.path, **kwargs)
+        if operation.returns is NOTHING:
+            return None
+        return answer if operation.returns is None else answer[operation.returns]
 
-    def list_grants(self) -> list[dict]:
-        return self._call("GET", "/grants")
 
-    def remove_grant(self, did: str) -> bool:
-        return self._call("POST", "/grants/remove", json={"did": did})["removed"]
+def _remote_method(operation: Operation, is_async: bool):
+    if is_async:  # the same shape as the local owner's: the caller awaits either
+        async def call(self, *args):
+            return await asyncio.to_thread(self._operate, operation, args)
+    else:
+        def call(self, *args):
+            return self._operate(operation, args)
+    call.__name__ = call.__qualname__ = operation.name
+    call.__doc__ = f"{operation.method} {OWNER_PREFIX}{operation.path}"
+    return call
 
-    def create_token(self, name: str, allow: list[str]) -> str:
-        return self._call("POST", "/tokens", json={"name": name, "allow": allow})["token"]
 
-    def list_tokens(self) -> list[dict]:
-        return self._call("GET", "/tokens")
+def _positional(function) -> list[str]:
+    return [p.name for p in inspect.signature(function).parameters.values()
+            if p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "self"]
 
-    def revoke_token(self, name: str) -> bool:
-        return self._call("POST", "/tokens/revoke", json={"name": name})["revoked"]
 
-    def add_peer(self, url: str, name: str) -> dict:
-        return self._call("POST", "/peers", json={"url": url, "name": name})
+def check_table(operations: tuple[Operation, ...], local: type, protocol: type) -> None:
+    """``operations``, ``protocol`` and ``local`` name the same operations, with the same
+    arguments and the same async-ness; raises (at import) when one of them was forgotten."""
+    declared = {o.name for o in operations}
+    promised = {name for name, value in vars(protocol).items() if not name.startswith("_") and callable(value)}
+    if declared != promised:
+        raise TypeError(f"{protocol.__name__}: the table and the protocol differ: {sorted(declared ^ promised)}")
+    for operation in operations:
+        method, line = getattr(local, operation.name, None), getattr(protocol, operation.name)
+        if method is None:
+            raise TypeError(f"{local.__name__} has no {operation.name}")
+        if len(_positional(method)) != len(operation.fields) or _positional(method) != _positional(line):
+            raise TypeError(f"{local.__name__}.{operation.name} takes {_positional(method)}, the table says {operation.fields}")
+        if inspect.iscoroutinefunction(method) != inspect.iscoroutinefunction(line):
+            raise TypeError(f"{operation.name} is async in one of {local.__name__} and {protocol.__name__} only")
 
-    def list_peers(self) -> list[dict]:
-        return self._call("GET", "/peers")
 
-    def send(self, peer: str, text: str) -> dict:
-        return self._call("POST", "/send", json={"peer": peer, "text": text})
+def make_remote(remote: type, local: type, operations: tuple[Operation, ...]) -> None:
+    """Give ``remote`` (a class with ``_operate``) one method per row, async where ``local``'s is."""
+    for operation in operations:
+        setattr(remote, operation.name, _remote_method(operation, inspect.iscoroutinefunction(getattr(local, operation.name))))
 
-    def verify_audit(self) -> dict:
-        return self._call("GET", "/audit")
 
-    def list_skills(self) -> list[dict]:
-        return self._call("GET", "/skills")
+def check_operations() -> None:
+    check_table(OPERATIONS, LocalOwner, Owner)
 
-    def skill(self, name: str) -> dict:
-        return self._call("GET", "/skills/info", params={"name": name})
 
-    def install_skill(self, source: str) -> dict:
-        return self._call("POST", "/skills/install", json={"source": source})
-
-    def install_mcp(self, name: str, argv: list[str]) -> dict:
-        return self._call("POST", "/skills/install-mcp", json={"name": name, "argv": argv})
-
-    def approve_skill(self, name: str, permissions: list[str]) -> dict:
-        return self._call("POST", "/skills/approve", json={"name": name, "permissions": permissions})
-
-    def enable_skill(self, name: str) -> dict:
-        return self._call("POST", "/skills/enable", json={"name": name})
-
-    def disable_skill(self, name: str) -> dict:
-        return self._call("POST", "/skills/disable", json={"name": name})
-
-    def remove_skill(self, name: str) -> dict:
-        return self._call("POST", "/skills/remove", json={"name": name})
-
-    def set_tool_policy(self, tool: str, decision: str) -> dict:
-        return self._call("PUT", "/skills/policy", json={"tool": tool, "decision": decision})
-
-    def list_approvals(self) -> list[dict]:
-        return self._call("GET", "/approvals")
-
-    def decide_approval(self, approval_id: str, decision: str) -> dict:
-        return self._call("POST", "/approvals/decide", json={"id": approval_id, "decision": decision})
-    def pod_access(self) -> dict:
-        return self._call("GET", "/pod/access")
-
-    def set_pod_access(self, who: str, container: str, modes: list[str] | None) -> None:
-        self._call("PUT", "/pod/access", json={"who": who, "container": container, "modes": modes})
-
-    def pod_list(self, path: str) -> list[dict]:
-        return self._call("POST", "/pod/list", json={"path": path})
+check_operations()
+make_remote(RemoteOwner, LocalOwner, OPERATIONS)

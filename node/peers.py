@@ -24,13 +24,15 @@ from google.protobuf.json_format import ParseError
 
 from identity.jws import JWSRejected, verify_json
 from identity.signing_client import async_signed_client
-from node.a2a import CARD_PATH
 from store.vault import Vault
+from node.errors import NodeError
+
+CARD_PATH = "/.well-known/agent-card.json"  # where A2A puts an agent's card (A2A 1.0, 5.3)
 
 PEER_KIND = "peer"
 
 
-class PeerError(Exception):
+class PeerError(NodeError):
     """A peer cannot be reached, is not who it was, or refused; the message says which."""
 
 

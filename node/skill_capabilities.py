@@ -8,15 +8,19 @@ agent-made and audited exactly like `flurry send`, and its HTTP call is too.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import httpx
 
 from identity.did_key import verification_method_id
 from identity.signing_client import signed_client
-from node.node import Node
+from node.errors import OwnerError
 from node.nostr_wire import NostrError, run_briefly
-from node.owner import LocalOwner, OwnerError
+from node.peering import send_to_peer
 from skills.broker import CapabilityFailed
+
+if TYPE_CHECKING:  # annotations only: node.node builds the broker on this class
+    from node.node import Node
 
 MAX_HTTP_BODY = 1024 * 1024
 
@@ -34,7 +38,7 @@ class SkillCapabilities:
     def send_to_peer(self, skill: str, peer: str, text: str) -> str:
         try:
             # The broker's threads have no event loop of their own.
-            return asyncio.run(LocalOwner(self._node).send(peer, text, by=skill))["text"]
+            return asyncio.run(send_to_peer(self._node, peer, text, by=skill))["text"]
         except OwnerError as e:
             raise CapabilityFailed(str(e)) from None
 
@@ -65,7 +69,7 @@ class SkillCapabilities:
         return self._node.ask_owner(skill, question)
 
     def publish_nostr(self, skill: str, text: str) -> dict:
-        wire = self._node.nostr_wire
+        wire = self._node.nostr
         try:
             if wire is not None and wire.running:
                 return wire.publish(text, skill=skill)

@@ -28,6 +28,7 @@ RUNNER_MODULES = {
     "skills": "skills/__init__.py",
     "skills.boot": "skills/boot.py",
     "skills.broker": "skills/broker.py",
+    "skills.errors": "skills/errors.py",
     "skills.manifest": "skills/manifest.py",
     "skills.runner": "skills/runner.py",
     "skills.sandbox": "skills/sandbox.py",

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
+from skills.errors import SkillError
 
 MAX_REQUEST_BYTES = 1024 * 1024
 # Environment names the runner reads (and removes) before any skill code is imported.
@@ -32,11 +33,11 @@ SOCKET_ENV = "FLURRY_BROKER_SOCKET"
 TOKEN_ENV = "FLURRY_BROKER_TOKEN"
 
 
-class CapabilityDenied(Exception):
+class CapabilityDenied(SkillError):
     """The skill asked for something the owner did not grant; the message says which permission."""
 
 
-class CapabilityFailed(Exception):
+class CapabilityFailed(SkillError):
     """Granted, but the node could not do it (no such peer, the host did not answer…)."""
 
 

@@ -23,6 +23,7 @@ from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from skills.sandbox import CGROUP_ENV, kill_cgroup, pids_cgroup
+from skills.errors import SkillError  # the root: the process errors below are kinds of it
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
@@ -31,10 +32,6 @@ STOP_TIMEOUT = 10.0
 BACKOFF_BASE = 0.5
 BACKOFF_MAX = 60.0
 STDERR_TAIL = 2000
-
-
-class SkillError(Exception):
-    """A skill could not do what was asked; the message says why."""
 
 
 class SkillCrashed(SkillError):

@@ -18,9 +18,10 @@ from identity.did_key import (
     verification_method_id,
 )
 from identity.jws import JWSRejected, sign_json, verify_json
+from skills.errors import SkillError
 
 
-class ManifestError(ValueError):
+class ManifestError(SkillError, ValueError):
     """The manifest is malformed; the message names the field."""
 
 

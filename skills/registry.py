@@ -40,7 +40,7 @@ BUILD_TIMEOUT = 300
 MCP_LIST_TIMEOUT = 10.0  # an MCP server registered by command must list its tools this fast
 
 
-class SkillInstallError(Exception):
+class SkillInstallError(SkillError):
     """Installing, approving or starting a skill failed; the message says what to do."""
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from store.errors import StoreError
 
 _SCHEMA = """
 CREATE TABLE chunk_rows (rowid INTEGER PRIMARY KEY, chunk_id TEXT NOT NULL UNIQUE);
@@ -27,7 +28,7 @@ _MAX_QUERY_TERMS = 64
 _WORD = re.compile(r"\w+")
 
 
-class LexicalIndexError(Exception):
+class LexicalIndexError(StoreError):
     """The lexical snapshot is not a flurry lexical index."""
 
 

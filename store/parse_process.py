@@ -32,6 +32,7 @@ from typing import Any
 from store.chunking import chunk_with_headings
 from store.parsers import Record, Skip
 from store.parsers.registry import BY_NAME, Parser
+from store.errors import StoreError
 
 MiB = 1024 * 1024
 
@@ -53,7 +54,7 @@ class Budget:
 DEFAULT_BUDGET = Budget()
 
 
-class OverBudget(Exception):
+class OverBudget(StoreError):
     """The work did not finish within its budget; the message is the skip reason."""
 
 

@@ -45,6 +45,7 @@ from store.rdf import (
     serialize,
 )
 from store.vault import Vault
+from store.errors import StoreError
 
 POD_ROOT = "/pod/"
 # A resource is read whole to check its signature's content-digest, sealed as one AES-GCM
@@ -58,7 +59,7 @@ _META, _BODY = "pod", "pod-body"
 _SLUG_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-class PodError(Exception):
+class PodError(StoreError):
     """The pod cannot do what was asked; the message says why."""
 
 

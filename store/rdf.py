@@ -19,6 +19,7 @@ from rdflib import RDF, RDFS, BNode, Graph, Literal, Namespace, URIRef, Variable
 from rdflib.graph import QuotedGraph
 from rdflib.namespace import DCTERMS, FOAF, SKOS, XSD
 from rdflib.term import Node
+from store.errors import StoreError
 
 TURTLE = "text/turtle"
 JSON_LD = "application/ld+json"
@@ -31,7 +32,7 @@ SCHEMA_HTTP = Namespace("http://schema.org/")
 BOOKMARK = Namespace("http://www.w3.org/2002/01/bookmark#")
 
 
-class RDFSyntaxError(ValueError):
+class RDFSyntaxError(StoreError, ValueError):
     """The body does not parse as the RDF syntax it claims; the message names where."""
 
 
@@ -278,11 +279,11 @@ Triple = tuple[
 Binding = dict[Node, Node]  # a patch's variables (and blank nodes) → the terms they match
 
 
-class InvalidPatch(ValueError):
+class InvalidPatch(StoreError, ValueError):
     """A well-formed N3 document that is not an N3 Patch this server applies (422)."""
 
 
-class PatchConflict(ValueError):
+class PatchConflict(StoreError, ValueError):
     """The patch does not apply to the document as it is (409): no single match of its
     conditions, or a deletion that is not there."""
 

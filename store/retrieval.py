@@ -19,6 +19,7 @@ import numpy as np
 from store.lexical_index import LexicalIndex
 from store.sealing import Sealer, SealError
 from store.vector_index import VectorIndex, sweep_stale
+from store.errors import StoreError
 
 SNAPSHOT_AAD = "index-snapshot"
 # The snapshot file, once unsealed: this magic, two big-endian lengths, then the two snapshots.
@@ -28,7 +29,7 @@ _LENGTHS = struct.Struct(">QQ")
 _RECONCILE_BATCH = 1000
 
 
-class IndexSnapshotError(Exception):
+class IndexSnapshotError(StoreError):
     """The sealed index snapshot exists but cannot be restored.
 
     Nothing was rebuilt: the caller decides whether to delete the snapshot and rebuild the

@@ -17,13 +17,14 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from store.errors import StoreError
 
 # One byte of format version in front of every sealed value, so the format can change later.
 _VERSION = b"\x01"
 _NONCE_BYTES = 12
 
 
-class SealError(Exception):
+class SealError(StoreError):
     """A sealed value could not be opened: wrong key, tampered bytes, or moved to another place."""
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from store.sealing import Sealer
+from store.errors import StoreError
 
 # 2: chunks gained a sealed `meta` (citation metadata: an email's sender, an event's start).
 SCHEMA_VERSION = 2
@@ -68,7 +69,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS records_by_seq ON records(kind, seq);
 """
 
 
-class VaultError(Exception):
+class VaultError(StoreError):
     """The vault cannot do what was asked; the message says why."""
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from chromadb.api.client import Client
 from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings
+from store.errors import StoreError
 
 _COLLECTION = "chunks"
 _SNAPSHOT_FORMAT = 1
@@ -34,7 +35,7 @@ _FOLDER_PREFIX = "flurry-"
 _FOLDER_NAME = re.compile(r"flurry-(\d+)-.+")
 
 
-class VectorIndexError(Exception):
+class VectorIndexError(StoreError):
     """The vector index is inconsistent or its snapshot cannot be restored."""
 
 

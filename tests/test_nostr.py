@@ -568,8 +568,12 @@ def test_a_skill_granted_nostr_publish_posts_a_signed_labelled_note(nodes, loop,
         refused = a._skill_process("announcer").call_tool("announce", {"text": "not granted"})
         assert refused == "refused: announcer was not granted nostr.publish"
         a.skills.approve("announcer", ["nostr.publish"])
+        wire = served_a.app.state.nostr
+        assert a.nostr is wire  # the server connected its wire to the node (the port)
+        sent_before = wire.counts["sent"]
         published = a._skill_process("announcer").call_tool("announce", {"text": "Back on Monday."})
         event_id = published.removeprefix("published ")
+        assert wire.counts["sent"] == sent_before + 1  # out on the server's running connection, not a brief one
 
         reader = PlainClient(loop, relay)   # anyone on the relay sees it, signed by A's Nostr key
         try:

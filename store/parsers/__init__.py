@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from store.errors import StoreError
 
 
 @dataclass(frozen=True)
@@ -52,5 +53,5 @@ class Skip:
     reason: str
 
 
-class Unreadable(Exception):
+class Unreadable(StoreError):
     """Raised inside a parser; ``parse`` turns it into a ``Skip`` with this message."""

@@ -1,0 +1,88 @@
+"""What every peer channel does the same way, whether the peer came over A2A or Nostr.
+
+- `answer_work`: a granted peer's question as model work, drawn only from what its grant
+  allows when the answer runs.
+- `send_to_peer`: a question to a pinned peer, signed by the node key, every attempt in the
+  audit log before the caller hears how it went.
+
+Both take the node as their first argument and hold no state, so the HTTP app, the Nostr wire,
+the owner's commands and the skills' broker all go through the same two functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+from agent.answer import with_quotes_text
+from agent.audit import AuditError
+from agent.grants import Grant
+from agent.queue import Work
+from identity.did_key import verification_method_id
+from node.errors import OwnerError
+from node.peers import PeerError, PeerReply, find_peer, send_message
+
+if TYPE_CHECKING:  # annotations only: node.node builds the skills' broker on node.skill_capabilities, which uses this
+    from node.node import Node
+
+
+def answer_work(node: Node, caller: str, grant: Grant, question: str) -> Work:
+    """A peer's question as model work: the one answer path, grounded and verified.
+
+    The peer policy of every channel (DESIGN, "Answers"): a peer gets the verified answer and
+    the quotes it rests on, drawn only from the tags its grant allows as it is when the answer
+    runs (``peer=caller``), never file paths, chunk numbers, snippets or metadata. Only
+    verified sentences stream; the quotes come last, in the same text. ``grant`` is the grant
+    the caller was authorized under; checking it is the caller's part, before the work is queued."""
+    def work() -> Iterator[str]:
+        conversation = node.conversation(title=f"a2a from {caller}", peer=caller)
+        answer = conversation.ask(question)
+        yield from answer
+        rest = with_quotes_text(answer)[len(answer.text):]
+        if rest:
+            yield rest
+
+    return work
+
+
+async def send_to_peer(node: Node, peer: str, text: str, *, by: str | None = None) -> dict:
+    """Ask a pinned peer; signed by the node key, and every attempt lands in the audit log
+    (with the skill that asked, when ``by`` names one)."""
+    pinned = find_peer(node.vault, peer)
+    if pinned is None:
+        raise OwnerError(f"no pinned peer {peer!r}; add it first: flurry peers add URL --name NAME")
+    keys = node.keys
+    reply: PeerReply | None = None
+    failure: PeerError | None = None
+    try:
+        reply = await send_message(
+            pinned.url,
+            text,
+            key=keys.node_key,
+            keyid=verification_method_id(keys.node_did),
+            owner_did=keys.owner_did,
+            pinned_did=pinned.did,
+        )
+    except PeerError as e:
+        failure = e
+    # Attempts are recorded too: a refusal, or a card signed by another DID, is worth an owner's look.
+    details = {
+        "peer_did": pinned.did,
+        "task_id": reply.task_id if reply else None,
+        "state": reply.state if reply else "failed",
+        "question": text,
+        **({"skill": by} if by else {}),
+    }
+    if failure is not None:
+        details["error"] = str(failure)
+    try:
+        node.audit.append("a2a.send", target=pinned.url, details=details)
+    except AuditError as e:
+        raise OwnerError(f"{'sent' if reply else 'tried to send'}, but the audit log could not record it: {e}") from None
+    if failure is not None:
+        raise OwnerError(str(failure))
+    assert reply is not None
+    if reply.state not in ("TASK_STATE_COMPLETED", "message"):
+        raise OwnerError(f"{pinned.label} did not answer: {reply.state}" + (f": {reply.note}" if reply.note else ""))
+    return asdict(reply)
