@@ -42,6 +42,7 @@ RUNNER_ONLY = {
     "identity": "identity/__init__.py",
     "identity.did_key": "identity/did_key.py",
     "identity.jws": "identity/jws.py",
+    "identity.errors": "identity/errors.py",
 }
 # The node's own packages: of these, a skill's process gets only the modules served above. The
 # rest are refused by name even where they would be found (a plain install puts them in the
