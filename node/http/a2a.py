@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Sequence
+from typing import Annotated
 
 from a2a.helpers import get_message_text
 from a2a.server.request_handlers import DefaultRequestHandler
@@ -24,11 +25,19 @@ from google.protobuf.json_format import ParseDict, ParseError
 from sse_starlette.sse import EventSourceResponse
 from starlette.types import Message
 
-from agent.queue import Job, ModelQueue
-from node.a2a import CARD_PATH, RPC_PATH, AnswerExecutor, _answer_work, _CallContextBuilder, agent_card, signed_card
+from agent.queue import Job
+from node.a2a import (
+    CARD_PATH,
+    RPC_PATH,
+    AnswerExecutor,
+    _answer_work,
+    _CallContextBuilder,
+    agent_card,
+    signed_card,
+)
 from node.a2a_tasks import SealedTaskStore
-from node.http.auth import authorize, signed_caller
-from node.http.state import get_node, get_queue
+from node.http.auth import CallerDep, authorize
+from node.http.state import NodeDep, QueueDep
 from node.limits import UnsafeJSON, parse_json
 from node.node import Node
 
@@ -71,13 +80,16 @@ def get_a2a(request: Request) -> A2AService:
     return request.app.state.a2a
 
 
+A2ADep = Annotated[A2AService, Depends(get_a2a)]
+
+
 # Public, and revalidated after an hour: the card changes only when the node restarts or its
 # owner changes its public URLs, and the ETag makes revalidation cheap.
 CARD_CACHE_CONTROL = "public, max-age=3600"
 
 
 @card_router.get(CARD_PATH)
-def card(request: Request, a2a: A2AService = Depends(get_a2a)) -> Response:
+def card(request: Request, a2a: A2ADep) -> Response:
     body, etag = a2a.card()
     headers = {"ETag": etag, "Cache-Control": CARD_CACHE_CONTROL}
     if {etag, "*"} & _etags(request.headers.get("if-none-match", "")):
@@ -89,10 +101,10 @@ def card(request: Request, a2a: A2AService = Depends(get_a2a)) -> Response:
 @rpc_router.post(RPC_PATH + "/")  # clients that join "/" to the card's URL (the A2A TCK does) get no redirect to follow
 async def rpc(
     request: Request,
-    caller: str = Depends(signed_caller),
-    node: Node = Depends(get_node),
-    queue: ModelQueue = Depends(get_queue),
-    a2a: A2AService = Depends(get_a2a),
+    caller: CallerDep,
+    node: NodeDep,
+    queue: QueueDep,
+    a2a: A2ADep,
 ) -> Response:
     request.state.caller_did = caller
     method, params = _rpc_call(await request.body())

@@ -17,7 +17,19 @@ from fastapi import Depends, FastAPI
 from agent.queue import ModelQueue
 from identity.http_signatures import ReplayCache
 from node.a2a import DEFAULT_ORIGIN
-from node.http import a2a, ask, conversations, discovery, documents, nostr, openai, owner, pod, problems, skills
+from node.http import (
+    a2a,
+    ask,
+    conversations,
+    discovery,
+    documents,
+    nostr,
+    openai,
+    owner,
+    pod,
+    problems,
+    skills,
+)
 from node.http.auth import owner_caller, signed_caller
 from node.http.jobs import in_background
 from node.http.solid import PodCORS, Renderings

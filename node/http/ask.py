@@ -11,17 +11,19 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from agent.answer import answer_events
-from agent.queue import ModelQueue
-from node.http.auth import authorize, is_owner, require_owner, signed_caller
+from node.http.auth import CallerDep, authorize, is_owner, require_owner
 from node.http.jobs import PLANNED, ndjson, tool_turn
 from node.http.problems import Problem
-from node.http.state import LiveConversations, get_conversations, get_node, get_queue
+from node.http.state import (
+    LiveDep,
+    NodeDep,
+    QueueDep,
+)
 from node.limits import parse_json
-from node.node import Node
 
 router = APIRouter()
 
@@ -29,10 +31,10 @@ router = APIRouter()
 @router.post("/api/ask")
 async def ask(
     request: Request,
-    caller: str = Depends(signed_caller),
-    node: Node = Depends(get_node),
-    queue: ModelQueue = Depends(get_queue),
-    conversations: LiveConversations = Depends(get_conversations),
+    caller: CallerDep,
+    node: NodeDep,
+    queue: QueueDep,
+    conversations: LiveDep,
 ) -> StreamingResponse:
     try:
         body = parse_json(await request.body() or b"{}")
@@ -85,12 +87,12 @@ async def ask(
 
 
 @router.get("/api/whoami")
-async def whoami(caller: str = Depends(signed_caller), node: Node = Depends(get_node)) -> dict:
+async def whoami(caller: CallerDep, node: NodeDep) -> dict:
     """The DID the node sees: lets a peer check its signing set-up without any grant."""
     return {"did": caller, "owner": is_owner(node, caller)}
 
 
 @router.get("/api/status")
-async def status(caller: str = Depends(signed_caller), node: Node = Depends(get_node), queue: ModelQueue = Depends(get_queue)) -> dict:
+async def status(caller: CallerDep, node: NodeDep, queue: QueueDep) -> dict:
     require_owner(node, caller)
     return {**await asyncio.to_thread(node.status), "queue": {"waiting": queue.waiting, "max_waiting": queue.max_waiting}}

@@ -10,13 +10,18 @@ because the apps that speak that API cannot sign.
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
 from fastapi import Depends, Request
 
 from agent.grants import Grant, InvalidToken
-from identity.http_signatures import SignatureRejected, target_uri_from_scope, verify_request
+from identity.http_signatures import (
+    SignatureRejected,
+    target_uri_from_scope,
+    verify_request,
+)
 from node.http.problems import Problem
-from node.http.state import get_node
+from node.http.state import NodeDep
 from node.limits import claimed_did, retry_after, source_of
 from node.node import Node
 from node.nostr_peers import is_nostr_http_auth, nostr_http_caller
@@ -55,6 +60,9 @@ async def signed_caller(request: Request) -> str:
             state.strangers.end_check()
 
 
+CallerDep = Annotated[str, Depends(signed_caller)]
+
+
 def is_owner(node: Node, caller: str) -> bool:
     return caller == node.keys.owner_did
 
@@ -64,7 +72,7 @@ def require_owner(node: Node, caller: str) -> None:
         raise Problem(403, "owner only", "only the node's owner may do this")
 
 
-async def owner_caller(caller: str = Depends(signed_caller), node: Node = Depends(get_node)) -> str:
+async def owner_caller(caller: CallerDep, node: NodeDep) -> str:
     """The owner's DID, for the routes only the owner may call; 403 for anyone else who signed."""
     require_owner(node, caller)
     return caller
@@ -76,7 +84,7 @@ def authorize(node: Node, did: str, operation: str) -> Grant:
     return node.grants.authorize(did, operation, owner_did=node.keys.owner_did)
 
 
-def bearer_token(request: Request, node: Node = Depends(get_node)) -> set[str]:
+def bearer_token(request: Request, node: NodeDep) -> set[str]:
     """What the owner-made token in ``Authorization: Bearer`` allows (/v1)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -86,3 +94,6 @@ def bearer_token(request: Request, node: Node = Depends(get_node)) -> set[str]:
         return set(node.tokens.verify(token.strip()).allow)
     except InvalidToken as e:
         raise Problem(401, "token rejected", str(e)) from None
+
+
+TokenDep = Annotated[set[str], Depends(bearer_token)]

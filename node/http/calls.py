@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from node.http.problems import KNOWN, Problem
 from node.limits import parse_json
@@ -32,6 +32,9 @@ async def owner_body(request: Request) -> dict:
     if not isinstance(body, dict):
         raise Problem(400, "bad request", "the body must be a JSON object")
     return body
+
+
+BodyDep = Annotated[dict, Depends(owner_body)]
 
 
 def required(body: dict, key: str) -> Any:

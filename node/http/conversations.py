@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
 from agent.answer import Conversation, Source
-from node.http.calls import owner_body, text_field
+from node.http.calls import BodyDep, text_field
 from node.http.problems import Problem
-from node.http.state import LiveConversations, get_conversations, get_node
+from node.http.state import (
+    LiveDep,
+    NodeDep,
+)
 from node.node import Node
 
 router = APIRouter()
@@ -37,13 +40,13 @@ def find_conversation(node: Node, conv_id: str) -> dict | None:
 
 
 @router.get("/api/owner/conversations")
-async def list_conversations(body: dict = Depends(owner_body), node: Node = Depends(get_node)) -> list:
+async def list_conversations(body: BodyDep, node: NodeDep) -> list:
     return await asyncio.to_thread(node.vault.conversations)
 
 
 @router.post("/api/owner/conversations")
 async def new_conversation(
-    body: dict = Depends(owner_body), node: Node = Depends(get_node), live_ones: LiveConversations = Depends(get_conversations)
+    body: BodyDep, node: NodeDep, live_ones: LiveDep
 ) -> dict:
     title = str(body.get("title") or "chat").strip()[:80] or "chat"
     conv_id = await asyncio.to_thread(node.vault.create_conversation, title)
@@ -53,7 +56,7 @@ async def new_conversation(
 
 @router.post("/api/owner/conversations/open")
 async def open_conversation(
-    body: dict = Depends(owner_body), node: Node = Depends(get_node), live_ones: LiveConversations = Depends(get_conversations)
+    body: BodyDep, node: NodeDep, live_ones: LiveDep
 ) -> dict:
     """A stored conversation's messages; it becomes live again, so /api/ask continues it."""
     conv_id = text_field(body, "id")
@@ -67,7 +70,7 @@ async def open_conversation(
 
 
 @router.post("/api/owner/conversations/rename")
-async def rename_conversation(body: dict = Depends(owner_body), node: Node = Depends(get_node)) -> dict:
+async def rename_conversation(body: BodyDep, node: NodeDep) -> dict:
     conv_id, title = text_field(body, "id"), text_field(body, "title")[:80]
     if not await asyncio.to_thread(node.vault.rename_conversation, conv_id, title):
         raise Problem(404, "no such conversation", "that conversation is not in the vault")
@@ -76,7 +79,7 @@ async def rename_conversation(body: dict = Depends(owner_body), node: Node = Dep
 
 @router.post("/api/owner/conversations/delete")
 async def delete_conversation(
-    body: dict = Depends(owner_body), node: Node = Depends(get_node), live_ones: LiveConversations = Depends(get_conversations)
+    body: BodyDep, node: NodeDep, live_ones: LiveDep
 ) -> dict:
     conv_id = text_field(body, "id")
     live_ones.forget(conv_id)

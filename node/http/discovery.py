@@ -6,24 +6,22 @@ node.http.a2a, the WebID profile and the storage description to node.http.pod.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from agent.queue import ModelQueue
 from identity.did_key import did_document
-from node.http.state import get_node, get_queue
-from node.node import Node
+from node.http.state import NodeDep, QueueDep
 
 router = APIRouter()
 
 
 @router.get("/.well-known/did.json")
-def node_did_document(node: Node = Depends(get_node)) -> JSONResponse:
+def node_did_document(node: NodeDep) -> JSONResponse:
     # alsoKnownAs (DID Core §5.1.3: a set of URIs) names the node's Nostr key as a NIP-21 URI.
     document = {**did_document(node.keys.node_did), "alsoKnownAs": [node.keys.nostr_key.uri]}
     return JSONResponse(document, media_type="application/did+json")
 
 
 @router.get("/healthz")
-def health(node: Node = Depends(get_node), queue: ModelQueue = Depends(get_queue)) -> dict:
+def health(node: NodeDep, queue: QueueDep) -> dict:
     return {"ok": True, "node_did": node.keys.node_did, "queue": queue.waiting}

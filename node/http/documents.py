@@ -14,15 +14,13 @@ import queue
 import threading
 from collections.abc import Iterator
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from agent.queue import ModelQueue
-from node.http.calls import owner_body, text_field
+from node.http.calls import BodyDep, text_field
 from node.http.jobs import ndjson, on_queue
 from node.http.problems import Problem
-from node.http.state import get_node, get_queue
-from node.node import Node
+from node.http.state import NodeDep, QueueDep
 from store.ingest import absolute
 
 router = APIRouter()
@@ -33,12 +31,12 @@ def document_json(d) -> dict:
 
 
 @router.get("/api/owner/documents")
-async def documents(body: dict = Depends(owner_body), node: Node = Depends(get_node)) -> list:
+async def documents(body: BodyDep, node: NodeDep) -> list:
     return [document_json(d) for d in await asyncio.to_thread(node.vault.documents)]
 
 
 @router.post("/api/owner/documents/search")
-async def search(body: dict = Depends(owner_body), node: Node = Depends(get_node), jobs: ModelQueue = Depends(get_queue)) -> list:
+async def search(body: BodyDep, node: NodeDep, jobs: QueueDep) -> list:
     query = text_field(body, "query")
     try:
         k = int(body.get("k", 10))
@@ -51,7 +49,7 @@ async def search(body: dict = Depends(owner_body), node: Node = Depends(get_node
 
 
 @router.post("/api/owner/documents/chunk")
-async def chunk(body: dict = Depends(owner_body), node: Node = Depends(get_node)) -> dict:
+async def chunk(body: BodyDep, node: NodeDep) -> dict:
     """One chunk in full: what a numbered citation points at."""
     path = text_field(body, "path")
     try:
@@ -72,7 +70,7 @@ async def chunk(body: dict = Depends(owner_body), node: Node = Depends(get_node)
 
 
 @router.post("/api/owner/documents/add")
-async def add(body: dict = Depends(owner_body), node: Node = Depends(get_node), jobs: ModelQueue = Depends(get_queue)) -> StreamingResponse:
+async def add(body: BodyDep, node: NodeDep, jobs: QueueDep) -> StreamingResponse:
     """Add a file or folder of the owner's own box. NDJSON: one "progress" event per file
     (done, total, path, outcome), then one "summary" with the skipped files' reasons."""
     path = text_field(body, "path")
@@ -120,7 +118,7 @@ async def add(body: dict = Depends(owner_body), node: Node = Depends(get_node), 
 
 
 @router.post("/api/owner/documents/forget")
-async def forget(body: dict = Depends(owner_body), node: Node = Depends(get_node), jobs: ModelQueue = Depends(get_queue)) -> dict:
+async def forget(body: BodyDep, node: NodeDep, jobs: QueueDep) -> dict:
     path = text_field(body, "path")
     gone = await on_queue(jobs, lambda: node.forget(path))
     if not gone:

@@ -6,9 +6,11 @@ kept as ``app.state.nostr``; these routes act through ``app.state.nostr_owner``.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, Request
 
-from node.http.calls import owner_body, owner_call
+from node.http.calls import BodyDep, owner_call
 from node.nostr_owner import LocalNostrOwner
 
 router = APIRouter()
@@ -18,36 +20,39 @@ def get_nostr_owner(request: Request) -> LocalNostrOwner:
     return request.app.state.nostr_owner
 
 
+NostrOwnerDep = Annotated[LocalNostrOwner, Depends(get_nostr_owner)]
+
+
 @router.get("/api/owner/nostr")
-async def nostr_whoami(body: dict = Depends(owner_body), owner: LocalNostrOwner = Depends(get_nostr_owner)) -> dict:
+async def nostr_whoami(body: BodyDep, owner: NostrOwnerDep) -> dict:
     return await owner_call(owner.whoami)
 
 
 @router.get("/api/owner/nostr/relays")
-async def nostr_relays(body: dict = Depends(owner_body), owner: LocalNostrOwner = Depends(get_nostr_owner)) -> list:
+async def nostr_relays(body: BodyDep, owner: NostrOwnerDep) -> list:
     return await owner_call(owner.list_relays)
 
 
 @router.post("/api/owner/nostr/relays")
-async def nostr_add_relay(body: dict = Depends(owner_body), owner: LocalNostrOwner = Depends(get_nostr_owner)) -> dict:
+async def nostr_add_relay(body: BodyDep, owner: NostrOwnerDep) -> dict:
     return {"url": await owner_call(lambda: owner.add_relay(str(body["url"])))}
 
 
 @router.post("/api/owner/nostr/relays/remove")
-async def nostr_remove_relay(body: dict = Depends(owner_body), owner: LocalNostrOwner = Depends(get_nostr_owner)) -> dict:
+async def nostr_remove_relay(body: BodyDep, owner: NostrOwnerDep) -> dict:
     return {"removed": await owner_call(lambda: owner.remove_relay(str(body["url"])))}
 
 
 @router.post("/api/owner/nostr/send")
-async def nostr_send(body: dict = Depends(owner_body), owner: LocalNostrOwner = Depends(get_nostr_owner)) -> dict:
+async def nostr_send(body: BodyDep, owner: NostrOwnerDep) -> dict:
     return await owner_call(lambda: owner.send(str(body["peer"]), str(body["text"])))
 
 
 @router.get("/api/owner/inbox")
-async def owner_inbox(body: dict = Depends(owner_body), owner: LocalNostrOwner = Depends(get_nostr_owner)) -> list:
+async def owner_inbox(body: BodyDep, owner: NostrOwnerDep) -> list:
     return await owner_call(owner.inbox)
 
 
 @router.post("/api/owner/inbox/remove")
-async def owner_inbox_remove(body: dict = Depends(owner_body), owner: LocalNostrOwner = Depends(get_nostr_owner)) -> dict:
+async def owner_inbox_remove(body: BodyDep, owner: NostrOwnerDep) -> dict:
     return {"removed": await owner_call(lambda: owner.remove_from_inbox(str(body["id"])))}

@@ -15,17 +15,16 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from agent.answer import with_quotes_text
-from agent.queue import Job, ModelQueue
-from node.http.auth import bearer_token
+from agent.queue import Job
+from node.http.auth import TokenDep
 from node.http.jobs import pieces
 from node.http.problems import Problem, openai_error_body
-from node.http.state import get_node, get_queue
+from node.http.state import NodeDep, QueueDep
 from node.limits import parse_json
-from node.node import Node
 
 RAW_MODEL = "flurry"        # the model alone, for the owner's apps (no data)
 DATA_MODEL = "flurry-data"  # the last user message answered from the owner's data, grounded
@@ -36,7 +35,7 @@ router = APIRouter()
 
 
 @router.get("/v1/models")
-def models(allow: set[str] = Depends(bearer_token)) -> dict:
+def models(allow: TokenDep) -> dict:
     return {"object": "list", "data": [
         {"id": RAW_MODEL, "object": "model", "created": 0, "owned_by": "owner"},
         {"id": DATA_MODEL, "object": "model", "created": 0, "owned_by": "owner"},
@@ -46,9 +45,9 @@ def models(allow: set[str] = Depends(bearer_token)) -> dict:
 @router.post("/v1/chat/completions")
 async def chat_completions(
     request: Request,
-    allow: set[str] = Depends(bearer_token),
-    node: Node = Depends(get_node),
-    queue: ModelQueue = Depends(get_queue),
+    allow: TokenDep,
+    node: NodeDep,
+    queue: QueueDep,
 ) -> Response:
     if "chat" not in allow:
         raise Problem(403, "not granted", "this token may not use chat")

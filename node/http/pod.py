@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import urllib.parse
 from collections.abc import Callable
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -36,7 +37,7 @@ from rdflib import Graph
 from agent.grants import POD_MODES, PodAccess, pod_modes
 from identity.webid import PROFILE_PATH, webid, webid_profile
 from node.http.auth import signed_caller
-from node.http.calls import owner_body, owner_call
+from node.http.calls import BodyDep, owner_call
 from node.http.problems import Problem
 from node.http.solid import (
     ACL_PREFIX,
@@ -53,12 +54,20 @@ from node.http.solid import (
     type_to_store,
     url_of,
 )
-from node.http.state import get_node, get_owner
+from node.http.state import NodeDep, OwnerDep
 from node.node import Node
 from node.nostr_peers import is_nostr_http_auth
-from node.owner import LocalOwner
 from store.pod_store import MAX_RESOURCE_BYTES, POD_ROOT, Entry, parent_of
-from store.rdf import N3, TURTLE, InvalidPatch, RDFSyntaxError, acl_graph, parse_n3_patch, serialize, storage_description
+from store.rdf import (
+    N3,
+    TURTLE,
+    InvalidPatch,
+    RDFSyntaxError,
+    acl_graph,
+    parse_n3_patch,
+    serialize,
+    storage_description,
+)
 
 router = APIRouter()        # the pod and its public documents: signed, or public where the owner said so
 owner_router = APIRouter()  # the owner's management of pod access (owner only, declared where it is included)
@@ -66,6 +75,9 @@ owner_router = APIRouter()  # the owner's management of pod access (owner only, 
 
 def get_renderings(request: Request) -> Renderings:
     return request.app.state.pod_renderings
+
+
+RenderingsDep = Annotated[Renderings, Depends(get_renderings)]
 
 
 async def caller_or_none(request: Request) -> str | None:
@@ -80,6 +92,9 @@ async def caller_or_none(request: Request) -> str | None:
     # Called, not declared: a signature is checked only when there is one. An override of
     # signed_caller (tests, benchmarks) holds here too.
     return await request.app.dependency_overrides.get(signed_caller, signed_caller)(request)
+
+
+MaybeCallerDep = Annotated[str | None, Depends(caller_or_none)]
 
 
 def refuse(caller: str | None, access: PodAccess, path: str, mode: str) -> None:
@@ -101,9 +116,9 @@ async def count_write(node: Node, caller: str | None, size: int) -> None:
 @router.api_route("/pod/{rest:path}", methods=["GET", "HEAD", "OPTIONS", "PUT", "POST", "DELETE", "PATCH"])
 async def pod(
     request: Request,
-    caller: str | None = Depends(caller_or_none),
-    node: Node = Depends(get_node),
-    rendered: Renderings = Depends(get_renderings),
+    caller: MaybeCallerDep,
+    node: NodeDep,
+    rendered: RenderingsDep,
 ) -> Response:
     path = decoded_path(request)
     base = str(request.base_url).rstrip("/")
@@ -238,7 +253,7 @@ async def _check_write(node: Node, caller: str | None, path: str, access: PodAcc
 # --- access-control documents (WAC), written from the grants ------------------------------
 
 @router.api_route(ACL_PREFIX + "/pod/{rest:path}", methods=["GET", "HEAD", "OPTIONS", "PUT", "POST", "DELETE", "PATCH"])
-async def acl(request: Request, caller: str | None = Depends(caller_or_none), node: Node = Depends(get_node)) -> Response:
+async def acl(request: Request, caller: MaybeCallerDep, node: NodeDep) -> Response:
     """The WAC document of a pod path, read-only: who may do what there now. Readable by
     the owner and by DIDs with control there; changed through grants (`flurry pod grant`)."""
     path = decoded_path(request, prefix=ACL_PREFIX)
@@ -281,7 +296,7 @@ def public_document(request: Request, path: str, graph_at: Callable[[str], Graph
 # --- the WebID profile ------------------------------------------------------------------
 
 @router.api_route(PROFILE_PATH, methods=["GET", "HEAD", "OPTIONS"])
-def profile(request: Request, node: Node = Depends(get_node)) -> Response:
+def profile(request: Request, node: NodeDep) -> Response:
     return public_document(request, PROFILE_PATH, lambda base: webid_profile(
         base, node.keys.owner_did, agent_card_url=f"{base}/.well-known/agent-card.json", nostr_pubkey=node.keys.nostr_public_key_hex))
 
@@ -298,16 +313,16 @@ def description(request: Request) -> Response:
 
 
 @owner_router.get("/api/owner/pod/access")
-async def owner_pod_access(body: dict = Depends(owner_body), owner: LocalOwner = Depends(get_owner)) -> dict:
+async def owner_pod_access(body: BodyDep, owner: OwnerDep) -> dict:
     return await owner_call(owner.pod_access)
 
 
 @owner_router.put("/api/owner/pod/access")
-async def owner_set_pod_access(body: dict = Depends(owner_body), owner: LocalOwner = Depends(get_owner)) -> dict:
+async def owner_set_pod_access(body: BodyDep, owner: OwnerDep) -> dict:
     await owner_call(lambda: owner.set_pod_access(body["who"], body["container"], body.get("modes")))
     return {"ok": True}
 
 
 @owner_router.post("/api/owner/pod/list")
-async def owner_pod_list(body: dict = Depends(owner_body), owner: LocalOwner = Depends(get_owner)) -> list:
+async def owner_pod_list(body: BodyDep, owner: OwnerDep) -> list:
     return await owner_call(lambda: owner.pod_list(body["path"]))

@@ -23,7 +23,17 @@ from identity.webid import PROFILE_PATH, webid
 from node.http.problems import Problem
 from node.node import Node
 from store.pod_store import POD_ROOT, Entry, InvalidPath, check_path
-from store.rdf import JSON_LD, N3, PIM, RDF_TYPES, SOLID, TURTLE, container_graph, parse, serialize
+from store.rdf import (
+    JSON_LD,
+    N3,
+    PIM,
+    RDF_TYPES,
+    SOLID,
+    TURTLE,
+    container_graph,
+    parse,
+    serialize,
+)
 
 LDP = "http://www.w3.org/ns/ldp#"
 ACL_PREFIX = "/acl"                  # /acl/pod/contacts/ is the WAC document of /pod/contacts/

@@ -8,8 +8,9 @@ from a closure, so a test can swap one with ``app.dependency_overrides``. `creat
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from agent.answer import Conversation
 from agent.queue import ModelQueue
@@ -57,3 +58,10 @@ def get_owner(request: Request) -> LocalOwner:
 
 def get_conversations(request: Request) -> LiveConversations:
     return request.app.state.conversations
+
+
+# What a route's parameters say to be handed these.
+NodeDep = Annotated[Node, Depends(get_node)]
+QueueDep = Annotated[ModelQueue, Depends(get_queue)]
+OwnerDep = Annotated[LocalOwner, Depends(get_owner)]
+LiveDep = Annotated[LiveConversations, Depends(get_conversations)]
