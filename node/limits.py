@@ -46,6 +46,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from node.peers import list_peers
 from store.pod_store import MAX_RESOURCE_BYTES
 
 SIGNATURE_CHALLENGE = (
@@ -393,8 +394,6 @@ class KnownCallers:
         return "known" if keyid.startswith("nostr:") else self.tier(keyid.partition("#")[0])
 
     def _dids(self) -> frozenset[str]:
-        from node.peers import list_peers  # here: node.peers imports the A2A stack
-
         with self._lock:
             if time.monotonic() - self._read_at > self.ttl:
                 grants = {grant.did for grant in self.node.grants.list()}
