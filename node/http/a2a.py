@@ -99,13 +99,7 @@ def card(request: Request, a2a: A2ADep) -> Response:
 
 @rpc_router.post(RPC_PATH)
 @rpc_router.post(RPC_PATH + "/")  # clients that join "/" to the card's URL (the A2A TCK does) get no redirect to follow
-async def rpc(
-    request: Request,
-    caller: CallerDep,
-    node: NodeDep,
-    queue: QueueDep,
-    a2a: A2ADep,
-) -> Response:
+async def rpc(request: Request, caller: CallerDep, node: NodeDep, queue: QueueDep, a2a: A2ADep) -> Response:
     request.state.caller_did = caller
     method, params = _rpc_call(await request.body())
     job: Job | None = None

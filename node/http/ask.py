@@ -29,13 +29,7 @@ router = APIRouter()
 
 
 @router.post("/api/ask")
-async def ask(
-    request: Request,
-    caller: CallerDep,
-    node: NodeDep,
-    queue: QueueDep,
-    conversations: LiveDep,
-) -> StreamingResponse:
+async def ask(request: Request, caller: CallerDep, node: NodeDep, queue: QueueDep, conversations: LiveDep) -> StreamingResponse:
     try:
         body = parse_json(await request.body() or b"{}")
         question = str(body["question"]).strip()

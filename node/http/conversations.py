@@ -45,9 +45,7 @@ async def list_conversations(body: BodyDep, node: NodeDep) -> list:
 
 
 @router.post("/api/owner/conversations")
-async def new_conversation(
-    body: BodyDep, node: NodeDep, live_ones: LiveDep
-) -> dict:
+async def new_conversation(body: BodyDep, node: NodeDep, live_ones: LiveDep) -> dict:
     title = str(body.get("title") or "chat").strip()[:80] or "chat"
     conv_id = await asyncio.to_thread(node.vault.create_conversation, title)
     live_ones.register(conv_id, node.keys.owner_did, live(node, conv_id, []))
@@ -55,9 +53,7 @@ async def new_conversation(
 
 
 @router.post("/api/owner/conversations/open")
-async def open_conversation(
-    body: BodyDep, node: NodeDep, live_ones: LiveDep
-) -> dict:
+async def open_conversation(body: BodyDep, node: NodeDep, live_ones: LiveDep) -> dict:
     """A stored conversation's messages; it becomes live again, so /api/ask continues it."""
     conv_id = text_field(body, "id")
     found = await asyncio.to_thread(find_conversation, node, conv_id)
@@ -78,9 +74,7 @@ async def rename_conversation(body: BodyDep, node: NodeDep) -> dict:
 
 
 @router.post("/api/owner/conversations/delete")
-async def delete_conversation(
-    body: BodyDep, node: NodeDep, live_ones: LiveDep
-) -> dict:
+async def delete_conversation(body: BodyDep, node: NodeDep, live_ones: LiveDep) -> dict:
     conv_id = text_field(body, "id")
     live_ones.forget(conv_id)
     if not await asyncio.to_thread(node.vault.delete_conversation, conv_id):

@@ -43,12 +43,7 @@ def models(allow: TokenDep) -> dict:
 
 
 @router.post("/v1/chat/completions")
-async def chat_completions(
-    request: Request,
-    allow: TokenDep,
-    node: NodeDep,
-    queue: QueueDep,
-) -> Response:
+async def chat_completions(request: Request, allow: TokenDep, node: NodeDep, queue: QueueDep) -> Response:
     if "chat" not in allow:
         raise Problem(403, "not granted", "this token may not use chat")
     chat = chat_request(await request.body())

@@ -114,12 +114,7 @@ async def count_write(node: Node, caller: str | None, size: int) -> None:
 
 
 @router.api_route("/pod/{rest:path}", methods=["GET", "HEAD", "OPTIONS", "PUT", "POST", "DELETE", "PATCH"])
-async def pod(
-    request: Request,
-    caller: MaybeCallerDep,
-    node: NodeDep,
-    rendered: RenderingsDep,
-) -> Response:
+async def pod(request: Request, caller: MaybeCallerDep, node: NodeDep, rendered: RenderingsDep) -> Response:
     path = decoded_path(request)
     base = str(request.base_url).rstrip("/")
     method = request.method
