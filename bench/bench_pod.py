@@ -9,7 +9,7 @@ before the clock starts. Baseline: GET /api/whoami (signature check and nothing 
 2. GET it as JSON-LD (parsed and re-serialised by rdflib) against as stored.
 3. GET a container of 500 members against one of 5: a listing is one sealed record, but
    its RDF grows with the members.
-Repeated reads of an unchanged resource reuse its rendering (node.pod keeps them by ETag);
+Repeated reads of an unchanged resource reuse its rendering (node.http.solid keeps them by ETag);
 the first read pays rdflib's cost, printed last for 500 members against a cached read.
 The server runs in its own process (bench_api.Server, as `flurry serve` does).
 """

@@ -46,9 +46,9 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from store.pod_store import MAX_RESOURCE_BYTES
 from node.errors import NodeError
 from node.peers import list_peers
+from store.pod_store import MAX_RESOURCE_BYTES
 
 SIGNATURE_CHALLENGE = (
     'Signature realm="flurry", alg="ed25519", keyid="did:key", '

@@ -9,13 +9,10 @@ problem+json and the command line into one line.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol
 
-from fastapi import Depends, FastAPI
 
 from agent.audit import AuditError
-from agent.queue import ModelQueue
 from identity.nostr_key import parse_public_key
 from node.node import Node
 from node.nostr_peers import peer_did_for, peer_key_for
@@ -144,42 +141,3 @@ class RemoteNostrOwner:
 
 check_table(NOSTR_OPERATIONS, LocalNostrOwner, NostrOwner)
 make_remote(RemoteNostrOwner, LocalNostrOwner, NOSTR_OPERATIONS)
-
-
-def mount_nostr(app: FastAPI, node: Node, *, model_queue: ModelQueue, owner_body: Callable, owner_call: Callable) -> NostrWire:
-    """The wire (``app.state.nostr``: start it at startup, stop it at shutdown) and the owner's
-    routes under /api/owner/nostr and /api/owner/inbox (signed, owner only)."""
-    wire = NostrWire(node, model_queue=model_queue)
-    owner = LocalNostrOwner(node, wire)
-    app.state.nostr = wire
-    node.connect_nostr(wire)  # so a skill's nostr.publish goes out on the running connection
-
-    @app.get("/api/owner/nostr")
-    async def nostr_whoami(body: dict = Depends(owner_body)) -> dict:
-        return await owner_call(owner.whoami)
-
-    @app.get("/api/owner/nostr/relays")
-    async def nostr_relays(body: dict = Depends(owner_body)) -> list:
-        return await owner_call(owner.list_relays)
-
-    @app.post("/api/owner/nostr/relays")
-    async def nostr_add_relay(body: dict = Depends(owner_body)) -> dict:
-        return {"url": await owner_call(lambda: owner.add_relay(str(body["url"])))}
-
-    @app.post("/api/owner/nostr/relays/remove")
-    async def nostr_remove_relay(body: dict = Depends(owner_body)) -> dict:
-        return {"removed": await owner_call(lambda: owner.remove_relay(str(body["url"])))}
-
-    @app.post("/api/owner/nostr/send")
-    async def nostr_send(body: dict = Depends(owner_body)) -> dict:
-        return await owner_call(lambda: owner.send(str(body["peer"]), str(body["text"])))
-
-    @app.get("/api/owner/inbox")
-    async def owner_inbox(body: dict = Depends(owner_body)) -> list:
-        return await owner_call(owner.inbox)
-
-    @app.post("/api/owner/inbox/remove")
-    async def owner_inbox_remove(body: dict = Depends(owner_body)) -> dict:
-        return {"removed": await owner_call(lambda: owner.remove_from_inbox(str(body["id"])))}
-
-    return wire

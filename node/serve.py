@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from node.api import create_app
+from node.http import create_app
 from node.limits import server_config
 from node.node import Node
 

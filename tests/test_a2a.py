@@ -42,7 +42,7 @@ from identity.did_key import (
 )
 from identity.jws import JWSRejected, verify_json
 from identity.signing_client import async_signed_client, signed_client
-from node.a2a import CARD_PATH
+from node.peers import CARD_PATH
 from node.home import Home
 from node.node import Node
 from node.nostr_peers import CARD_EXTENSION_URI

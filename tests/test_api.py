@@ -4,7 +4,9 @@ matrix, the OpenAI-compatible endpoint with the official client, and back-pressu
 from __future__ import annotations
 
 import concurrent.futures
+import importlib
 import json
+import pkgutil
 import time
 
 import httpx
@@ -188,6 +190,27 @@ def test_attack_matrix_is_401_or_403_and_never_5xx(served, node):
             assert owner.post("/api/ask", content=bad, headers={"content-type": "application/json"}).status_code == 400
 
 
+def test_every_owner_route_refuses_a_signed_peer_before_reading_its_body(served, node):
+    """"Owner only" is declared once per router (node.http.app): every route under /api/owner,
+    whichever router it is in, answers a validly signed peer 403 before it parses the body,
+    and a route added to one of those routers is covered without saying so again."""
+    import node.http
+    from fastapi import APIRouter
+    from fastapi.routing import APIRoute
+
+    # Every router of every module of node.http, whichever one a new route goes to.
+    routers = {id(r): r for m in pkgutil.iter_modules(node.http.__path__, "node.http.")
+               for r in vars(importlib.import_module(m.name)).values() if isinstance(r, APIRouter)}
+    peer = Peer()
+    routes = [(method, route.path) for router in routers.values() for route in router.routes
+              if isinstance(route, APIRoute) and route.path.startswith("/api/owner") for method in sorted(route.methods)]
+    assert len(routes) > 40   # documents, conversations, grants, skills, pod, nostr, …
+    with peer.client(served.url) as client:
+        for method, path in routes:
+            response = client.request(method, path, content=b"not json", headers={"content-type": "application/json"})
+            assert (response.status_code, response.json()["title"]) == (403, "owner only"), (method, path, response.text)
+
+
 def test_openai_client_with_an_owner_made_token(served, node):
     token = node.tokens.create("editor", {"chat"})
     client = openai.OpenAI(base_url=served.url + "/v1", api_key=token, max_retries=0)
@@ -288,7 +311,7 @@ def test_a_running_node_serves_the_command_line(flurry, corpus):
 
 
 def test_openai_content_arrays_are_read_as_text_and_other_parts_refused():
-    from node.api import OpenAIRequestError, _chat_request
+    from node.http.openai import OpenAIRequestError, chat_request
 
     request = {
         "model": "flurry",
@@ -297,13 +320,13 @@ def test_openai_content_arrays_are_read_as_text_and_other_parts_refused():
             {"role": "user", "content": [{"type": "text", "text": "Say hello."}, {"type": "text", "text": "Then stop."}]},
         ],
     }
-    chat = _chat_request(json.dumps(request).encode())
+    chat = chat_request(json.dumps(request).encode())
     # Text, as the model's chat template reads it; never a Python repr of the list.
     assert chat.messages == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello.\nThen stop."}]
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
     request["messages"][1]["content"].append(image)
     with pytest.raises(OpenAIRequestError) as refused:
-        _chat_request(json.dumps(request).encode())
+        chat_request(json.dumps(request).encode())
     assert refused.value.status == 400 and refused.value.param == "messages[1].content[2].type"
     assert "image_url" in refused.value.detail and "text only" in refused.value.detail
 

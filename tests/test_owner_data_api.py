@@ -1,5 +1,5 @@
-"""The owner's data routes (node/owner_data_api.py) over real signed HTTP: what the terminal
-app stands on, and the bad requests it or anyone else may send."""
+"""The owner's data routes (node/http/documents.py, conversations.py, owner.py) over real
+signed HTTP: what the terminal app stands on, and the bad requests it or anyone else may send."""
 
 from __future__ import annotations
 

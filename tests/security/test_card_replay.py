@@ -14,7 +14,7 @@ import httpx
 import pytest
 from conftest import PASSPHRASE, free_port, new_node
 
-from node.a2a import CARD_PATH
+from node.peers import CARD_PATH
 from node.home import Home
 from node.node import Node
 from node.owner import LocalOwner, OwnerError
