@@ -348,9 +348,10 @@ def candidates(sources: list[Source]) -> list[Evidence]:
         context = citation(s.meta)
         if s.meta.get("kind") in ("email", "event", "chat"):
             found.append(Evidence(s.number, context))
-        lines = grounding.split_source(s.number, s.text, context, s.meta.get("heading", ""))
-        if s.meta.get("kind") in ("email", "event", "contact"):   # one record: its lines share its names
-            lines = [replace(e, record=s.text) for e in lines]
+        lines = grounding.split_source(s.number, s.text, context, s.meta.get("heading", ""), mail=s.meta.get("kind") == "email")
+        # One chunk: its lines share its names ("Alfama" in the title of the note whose line
+        # says "Check-out is at 11:00"; "Sintra" in the mail whose line says "Meet at Rossio").
+        lines = [replace(e, record=s.text) for e in lines]
         if s.meta.get("kind") == "chat":
             lines = replies_with_their_question(lines)
         found += lines

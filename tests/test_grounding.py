@@ -304,3 +304,39 @@ def test_a_chat_reply_carries_the_question_it_answers_as_context():
     assert lines["Leonor: Yes, table for four at 20:45"].full.endswith(
         "> Tomas: Did you book the restaurant for Saturday?: Leonor: Yes, table for four at 20:45")
     assert "restaurant" not in lines["Tomas: Great"].context   # only the message right after the question
+
+
+def test_a_diary_date_stays_with_its_entry_and_a_mails_headers_are_not_evidence():
+    diary = split_source(1, '28 March. Finished reading "Os Maias". Next: a fantasy novel.')
+    assert diary[0].text == '28 March. Finished reading "Os Maias".'
+    mail = "From: Banco <avisos@banco.pt>\nTo: leonor@example.org\nDate: 2026-03-03 09:12\nSubject: Rate\n\nThe rate becomes 3.1 percent."
+    # The citation line ("From Banco…, 3 Mar 2026 — Rate") says who and when; as lines of their
+    # own, "Date: 2026-03-03 09:12" answered every "what time" question about the mail.
+    assert [e.text for e in split_source(1, mail, "From Banco", mail=True)] == ["The rate becomes 3.1 percent."]
+    assert len(split_source(1, mail, "From Banco")) == 5   # not a mail: every field is a line
+
+
+def test_the_kind_asked_for_is_told_by_the_words_around_it():
+    assert asks_for("How much checked baggage do we get per person?") == "number"    # a quantity, not money
+    assert asks_for("How much does the gym cost us per month?") == "amount"
+    assert asks_for("At how many kilometres is the next oil change due?") == "number"   # not a date
+    assert asks_for("How often should I feed the lemon tree?") == "frequency"
+    assert asks_for("Give me the electrician's number.") == "phone"
+    baggage = Evidence(1, "Checked baggage: 1 x 23 kg per passenger.", "TAP booking", 0.9)
+    assert select([baggage], "How much checked baggage do we get per person?") == [baggage]
+    # A postcode is not a phone number; "2 months" is not a date; "every three weeks" is how often.
+    address = Evidence(1, "Address (home): Rua Augusta 40, Lisboa, 1100-053, Portugal", "Contact: Pedro Santos", 0.9)
+    assert select([address], "What is Pedro Santos's phone number?") == []
+    deposit = Evidence(1, "Deposit: 2 months of rent, returned at the end of the lease.", "Lease", 0.9)
+    assert select([deposit], "When does the lease end?") == []
+    lemon = Evidence(1, "Feed the lemon tree every three weeks.", "Garden", 0.9)
+    assert select([lemon], "How often is the lemon tree fed?") == [lemon]
+    assert select([Evidence(1, "The lemon tree gets 13 grams of fertiliser.", "Garden", 0.9)], "How often is the lemon tree fed?") == []
+
+
+def test_words_of_one_stem_match_and_the_rest_of_the_record_counts_half():
+    car = [Evidence(1, "The insurance is with Allianz, policy AZ-761259.", "", record="Car: grey Renault Clio\nThe insurance is with Allianz"),
+           Evidence(2, "Policy number: MR-801133", "Home insurance policy", record="Home insurance policy\nPolicy number: MR-801133")]
+    # "insures" is "insurance" (one stem); "car" is in the first line's record, not in the second's.
+    best = score("Which company insures the car?", car, None)[0]
+    assert best.text.startswith("The insurance is with Allianz")
