@@ -282,7 +282,13 @@ class Conversation:
             yield from self._one(buffer.strip(), answer, evidence, cited, shown)
         yield "draft", ""
         said = " ".join(shown)
-        if not grounding.informative(said, checked_against, question) or not grounding.answers_the_kind(question, said):
+        best = evidence[0]
+        if shown and best not in cited and grounding.answers_the_kind(question, best.text):
+            # The model's sentence rests on another line than the best one: true, but perhaps
+            # not what was asked. The best line is shown too, quoted, so the answer is there.
+            cited.append(best)
+            yield "text", f" {_says(sources, best.source)}: «{best.text}» [{best.source}]"
+        elif not grounding.informative(said, checked_against, question) or not grounding.answers_the_kind(question, said):
             # Quote the best line that holds what was asked (an amount, a date, a phone…): a
             # nearby line without it ("Tyres were changed in November" for "how much") is no answer.
             best = next((e for e in evidence if grounding.answers_the_kind(question, e.text)), None)
