@@ -352,7 +352,10 @@ def candidates(sources: list[Source]) -> list[Evidence]:
     found: list[Evidence] = []
     for s in sources:
         context = citation(s.meta)
-        if s.meta.get("kind") in ("email", "event", "chat"):
+        # An e-mail's or an event's citation line says who wrote when, or what happens when and
+        # where: an answer. A chat's ("Chat Carla Matos, 2 Feb 2026 20:01") only says when the
+        # export's messages were written, and answered "When is Carla's birthday?" with it.
+        if s.meta.get("kind") in ("email", "event"):
             found.append(Evidence(s.number, context))
         lines = grounding.split_source(s.number, s.text, context, s.meta.get("heading", ""), mail=s.meta.get("kind") == "email")
         # One chunk: its lines share its names ("Alfama" in the title of the note whose line

@@ -340,3 +340,28 @@ def test_words_of_one_stem_match_and_the_rest_of_the_record_counts_half():
     # "insures" is "insurance" (one stem); "car" is in the first line's record, not in the second's.
     best = score("Which company insures the car?", car, None)[0]
     assert best.text.startswith("The insurance is with Allianz")
+
+
+def test_a_yes_no_question_is_answered_only_by_a_line_that_says_all_of_it():
+    cover = Evidence(1, "Building cover: 205,000 euros", "Home insurance policy", 0.9)
+    assert select([cover], "Does the home insurance cover earthquakes?") == []
+    quake = Evidence(1, "Earthquake damage is covered up to 50,000 euros.", "Home insurance policy", 0.9)
+    assert select([cover, quake], "Does the home insurance cover earthquakes?") == [quake]
+
+
+def test_who_wants_a_name_the_question_does_not_already_give():
+    deadline = Evidence(1, "Income tax return deadline, 30 Jun 2026", "", 0.9)
+    assert select([deadline], "Who is our accountant for the tax return?") == []
+    yoga = Evidence(1, "Yoga with Teresa, 2 Dec 2026 08:30 at Estudio Prana", "", 0.9)
+    assert select([yoga], "Who teaches my yoga class?") == [yoga]
+
+
+def test_a_line_whose_record_says_nothing_of_the_topic_answers_nothing():
+    kitchen = Evidence(1, "The budget is 9,950 euros.", "Kitchen renovation", record="Kitchen renovation\nThe budget is 9,950 euros.")
+    ceramics = Evidence(2, "Ceramics course: eight sessions on Thursdays.", "", record="Ceramics course: eight sessions on Thursdays.")
+    scored = score("How much does the ceramics course cost?", [kitchen, ceramics], None)
+    assert {e.text: e.coverage for e in scored}[kitchen.text] == 0.0
+    assert select(scored, "How much does the ceramics course cost?") == []   # the course's record holds no price
+    assert asks_for("What size club t-shirt did I order?") == "size"
+    assert select([Evidence(1, "Club t-shirts are 18 euros.", "", 0.9)], "What size club t-shirt did I order?") == []
+    assert select([Evidence(1, "I ordered the t-shirt in size M.", "", 0.9)], "What size club t-shirt did I order?")
