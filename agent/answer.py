@@ -356,7 +356,7 @@ def candidates(sources: list[Source]) -> list[Evidence]:
         # where: an answer. A chat's ("Chat Carla Matos, 2 Feb 2026 20:01") only says when the
         # export's messages were written, and answered "When is Carla's birthday?" with it.
         if s.meta.get("kind") in ("email", "event"):
-            found.append(Evidence(s.number, context))
+            found.append(Evidence(s.number, context, header=True))
         lines = grounding.split_source(s.number, s.text, context, s.meta.get("heading", ""), mail=s.meta.get("kind") == "email")
         # One chunk: its lines share its names ("Alfama" in the title of the note whose line
         # says "Check-out is at 11:00"; "Sintra" in the mail whose line says "Meet at Rossio").

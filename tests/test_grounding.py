@@ -365,3 +365,17 @@ def test_a_line_whose_record_says_nothing_of_the_topic_answers_nothing():
     assert asks_for("What size club t-shirt did I order?") == "size"
     assert select([Evidence(1, "Club t-shirts are 18 euros.", "", 0.9)], "What size club t-shirt did I order?") == []
     assert select([Evidence(1, "I ordered the t-shirt in size M.", "", 0.9)], "What size club t-shirt did I order?")
+
+
+def test_who_and_which_company_want_a_name_and_a_citation_line_answers_only_who_when_where():
+    assert asks_for("Which company insures the car?") == "named" and asks_for("What's the landlord's name?") == "named"
+    assert asks_for("Where does Pedro Santos live?") == "address" and asks_for("Pedro's postcode?") == "address"
+    host = Evidence(1, "The host is Ines Carvalho; the key box opens with code 1812.", "Airbnb in Alfama", 0.5)
+    bins = Evidence(1, "Rubbish goes in the green bins at the corner.", "Airbnb in Alfama", 0.6)
+    assert select([bins, host], "Who is the host of the Alfama flat?") == [host]
+    parents = Evidence(1, "Tomas: My parents are coming too", "Chat Tomas", 0.6)
+    assert select([parents], "Who else is coming to the Saturday dinner?") == [parents]   # a person by relation
+    header = Evidence(1, "From Marta Pinto <marta@example.org>, 6 Feb 2026 — Book recommendation", header=True, score=0.9)
+    body = Evidence(1, "You should read The Name of the Wind.", "From Marta Pinto", score=0.5)
+    assert select([header, body], "Which book did Marta recommend?") == [body]
+    assert select([header, body], "When did Marta write about the book?") == [header]
