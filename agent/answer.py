@@ -356,11 +356,13 @@ def candidates(sources: list[Source]) -> list[Evidence]:
         # where: an answer. A chat's ("Chat Carla Matos, 2 Feb 2026 20:01") only says when the
         # export's messages were written, and answered "When is Carla's birthday?" with it.
         if s.meta.get("kind") in ("email", "event"):
-            found.append(Evidence(s.number, context, header=True))
+            found.append(Evidence(s.number, context, header=True, one_subject=True, record=s.text))
         lines = grounding.split_source(s.number, s.text, context, s.meta.get("heading", ""), mail=s.meta.get("kind") == "email")
         # One chunk: its lines share its names ("Alfama" in the title of the note whose line
         # says "Check-out is at 11:00"; "Sintra" in the mail whose line says "Meet at Rossio").
-        lines = [replace(e, record=s.text) for e in lines]
+        lines = [replace(e, record=s.text, one_subject=s.meta.get("kind") in ("email", "event", "contact")) for e in lines]
+        if s.meta.get("kind") == "chat":   # the export's own "Chat: Carla Matos, 02 Feb 2026 20:01" line
+            lines = [e for e in lines if not e.text.startswith("Chat:")]
         if s.meta.get("kind") == "chat":
             lines = replies_with_their_question(lines)
         found += lines

@@ -71,6 +71,7 @@ class Evidence:
     # The record's citation line ("From Ana <…>, 3 Mar 2026 — Saturday hike", "Dentist, 14 Nov
     # 09:30 at Clínica Almeida"): it says who wrote when, or when and where something happens.
     header: bool = False
+    one_subject: bool = False   # its record is about one thing (an e-mail, an event, a contact)
     coverage: float = 1.0   # the weighted share of the question's topic words its record holds (``score`` sets it)
 
     @property
@@ -308,8 +309,8 @@ def holds(kind: str, text: str) -> bool:
         return bool(re.search(r"\b(?:XXS|XS|S|M|L|XL|XXL|XXXL|small|medium|large|size)\b", text)) or any(
             not _AMOUNT_RE.match(text[m.start():]) and not re.match(rf"\s*{_CURRENCY}", text[m.end():], re.I)
             for m in _plain_numbers(text))
-    if kind == "named":   # a name past the line's first word, or a person by relation
-        return bool(_names(text)) or bool(re.search(
+    if kind == "named":   # a name the line tells, or a person by relation
+        return bool(names_told(text)) or bool(re.search(
             r"\b(?:parents|mother|father|mum|mom|dad|brother|sister|wife|husband|son|daughter|cousins?|friends?|"
             r"neighbou?rs?|grandparents|kids|children|family)\b", text, re.I))
     if kind == "frequency":   # "every three weeks", "twice a month", "weekly"
@@ -413,12 +414,12 @@ def select(scored: list[Evidence], question: str) -> list[Evidence]:
         # says all of it; "Building cover: 205,000 euros" says nothing of earthquakes.
         topic = topic_words(question)
         scored = [e for e in scored if topic <= set(content_words(e.full))]
-    if _WHO.match(question):
-        # "Who is our accountant?" wants a person: a line naming nobody the question does not
-        # already name ("Income tax return deadline, 30 Jun 2026") answers nothing.
-        asked = {n.lower() for n in _names(question)}
-        scored = [e for e in scored if any(n.lower() not in asked for n in _names(e.full)) or (
-            holds("named", e.text) and not _names(e.text))]
+    if kind == "named":
+        # "Who is our accountant?", "Which band is playing at the Coliseu?" want a name the
+        # question does not already give: "The concert is at Coliseu" names none.
+        asked = {_fold(n) for n in _names(question)}
+        scored = [e for e in scored if any(_fold(n) not in asked for n in names_told(e.text)) or (
+            holds("named", e.text) and not names_told(e.text))]
     if not scored or scored[0].score < MIN_SCORE:
         return []
     chosen: list[Evidence] = []
@@ -604,6 +605,33 @@ def _names(sentence: str) -> list[str]:
         if base.lower() in _COMMON or base.lower() in _MONTHS:
             continue
         names.append(base)
+    return names
+
+
+# The labels flurry's own parsers write before a value ("Starts: …", "Phone (cell): …"):
+# a capitalised word, but no one's name.
+_FIELD_LABELS = frozenset("""starts ends repeats next location phone email e-mail note notes address organisation
+    organization birthday title chat from to date subject cc url role nickname""".split())
+
+
+def names_told(line: str) -> list[str]:
+    """The names a line tells, as an answer to "who" or "which company": capitalised words
+    that do not merely start a sentence and are not a field's label. A chat's speaker
+    ("Tomas: lactose intolerant") and a field's value ("Landlord: Manuel Figueiredo") count."""
+    names = []
+    for m in re.finditer(r"[^\W\d_][^\W_'’-]*(?:['’-][^\W_]+)*", line):
+        word, before, after = m.group(), line[: m.start()].rstrip(), line[m.end():]
+        if not word[0].isupper():
+            continue
+        label = after.lstrip().startswith(":") or re.match(r"\s*\([^)]*\)\s*:", after)
+        if label and word.lower() in _FIELD_LABELS:
+            continue
+        sentence_start = not before or (before[-1] in ".!?" and not _NOT_AN_END.search(before))
+        if sentence_start and not label:
+            continue
+        if re.fullmatch(_WEEKDAY, word, re.I) or word.lower() in _COMMON or word.lower().rstrip(".") in _MONTHS:
+            continue
+        names.append(re.sub(r"['’]s$", "", word))
     return names
 
 

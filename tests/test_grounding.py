@@ -379,3 +379,12 @@ def test_who_and_which_company_want_a_name_and_a_citation_line_answers_only_who_
     body = Evidence(1, "You should read The Name of the Wind.", "From Marta Pinto", score=0.5)
     assert select([header, body], "Which book did Marta recommend?") == [body]
     assert select([header, body], "When did Marta write about the book?") == [header]
+
+
+def test_the_names_a_line_tells_and_which_band_wants_one_the_question_lacks():
+    from agent.grounding import names_told
+    assert names_told("Income tax return deadline, 30 Jun 2026: Starts: Tue 30 Jun 2026 (all day)") == []
+    assert names_told("Landlord: Manuel Figueiredo") == ["Landlord", "Manuel", "Figueiredo"]
+    assert "Tomas" in names_told("Tomas: lactose intolerant") and "Nunes" in names_told("As Dr. Nunes said, keep taking it.")
+    coliseu = Evidence(1, "The concert is at Coliseu, doors open at 20:00.", "Concert tickets", 0.9)
+    assert select([coliseu], "Which band is playing at the Coliseu concert?") == []
