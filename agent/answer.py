@@ -282,7 +282,13 @@ class Conversation:
             yield from self._one(buffer.strip(), answer, evidence, cited, shown)
         yield "draft", ""
         said = " ".join(shown)
-        if not grounding.informative(said, checked_against, question) or not grounding.answers_the_kind(question, said):
+        best = evidence[0]
+        if shown and best not in cited and grounding.answers_the_kind(question, best.text):
+            # The model's sentence rests on another line than the best one: true, but perhaps
+            # not what was asked. The best line is shown too, quoted, so the answer is there.
+            cited.append(best)
+            yield "text", f" {_says(sources, best.source)}: «{best.text}» [{best.source}]"
+        elif not grounding.informative(said, checked_against, question) or not grounding.answers_the_kind(question, said):
             # Quote the best line that holds what was asked (an amount, a date, a phone…): a
             # nearby line without it ("Tyres were changed in November" for "how much") is no answer.
             best = next((e for e in evidence if grounding.answers_the_kind(question, e.text)), None)
@@ -346,11 +352,17 @@ def candidates(sources: list[Source]) -> list[Evidence]:
     found: list[Evidence] = []
     for s in sources:
         context = citation(s.meta)
-        if s.meta.get("kind") in ("email", "event", "chat"):
-            found.append(Evidence(s.number, context))
-        lines = grounding.split_source(s.number, s.text, context, s.meta.get("heading", ""))
-        if s.meta.get("kind") in ("email", "event", "contact"):   # one record: its lines share its names
-            lines = [replace(e, record=s.text) for e in lines]
+        # An e-mail's or an event's citation line says who wrote when, or what happens when and
+        # where: an answer. A chat's ("Chat Carla Matos, 2 Feb 2026 20:01") only says when the
+        # export's messages were written, and answered "When is Carla's birthday?" with it.
+        if s.meta.get("kind") in ("email", "event"):
+            found.append(Evidence(s.number, context, header=True, one_subject=True, record=s.text))
+        lines = grounding.split_source(s.number, s.text, context, s.meta.get("heading", ""), mail=s.meta.get("kind") == "email")
+        # One chunk: its lines share its names ("Alfama" in the title of the note whose line
+        # says "Check-out is at 11:00"; "Sintra" in the mail whose line says "Meet at Rossio").
+        lines = [replace(e, record=s.text, one_subject=s.meta.get("kind") in ("email", "event", "contact")) for e in lines]
+        if s.meta.get("kind") == "chat":   # the export's own "Chat: Carla Matos, 02 Feb 2026 20:01" line
+            lines = [e for e in lines if not e.text.startswith("Chat:")]
         if s.meta.get("kind") == "chat":
             lines = replies_with_their_question(lines)
         found += lines

@@ -20,12 +20,14 @@ Nothing here loads a model: the embedder is handed in, so the verifier is plain 
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+import snowballstemmer
 
 NOT_FOUND = "I don't find that in your data."
 
@@ -34,12 +36,23 @@ NOT_FOUND = "I don't find that in your data."
 MAX_EVIDENCE = 3
 MAX_EVIDENCE_CHARS = 700
 # Below this combined score the best line does not answer the question: "not in your data".
-# Set from runs over examples/notes and the tests' corpus, where the best line of every
-# answerable question scored 0.6 or more and unanswerable ones (a passport number, last
-# night's match, the office wifi) were refused; to be checked on bench/bench_answers.py.
+# Chosen on half of bench/bench_evidence.py's questions (the even ones) and checked on the
+# other half: 0.42 before let 0.47 of the unanswerable even questions through unrefused; 0.48
+# refuses 0.63 of them for 0.05 fewer right answers. A score alone separates the two poorly:
+# see the issue's closing note for what does not (yet) work.
 MIN_SCORE = 0.42
-# Lines within this distance of the best one are given to the model with it.
-KEEP_WITHIN = 0.12
+# A line whose record holds less than this weighted share of the question's topic words is
+# about something else: "How much does the ceramics course cost?" is not answered by the
+# kitchen's budget line, whose record says nothing of ceramics or courses.
+MIN_COVERAGE = 0.12
+_HEADER_KINDS = frozenset({"when", "time", "where", "named", "email", "phone", "address"})
+_ABOUT_A_MESSAGE = re.compile(r"\b(?:wr[io]te|writ(?:e|ing)|sent|send|mail(?:ed)?|e-?mail(?:ed)?|message[ds]?)\b", re.I)
+_YES_NO = re.compile(r"^\s*(?:did|does|do|is|are|was|were|can|could|has|have|had|will|would|should)\b", re.I)
+_WHO = re.compile(r"^\s*(?:who|whom|whose)\b|.*\bwho\s+(?:is|was|are|were|did|does|do|will)\b", re.I)
+# Lines within this distance of the best one are given to the model with it. 0.12 before let
+# "We turned down the quote from Obras Lima" in beside the kitchen decision, and the model
+# answered the README's question from the wrong line: a small model mixes what it reads.
+KEEP_WITHIN = 0.05
 # Share of the content words an answer sentence adds to the question that must be in the evidence.
 MIN_WORD_SUPPORT = 0.6
 
@@ -55,6 +68,11 @@ class Evidence:
     # The whole record when the chunk is one (an e-mail, an event, a contact): where the names
     # of a question may be found besides the line ("Sintra" in the mail whose line says "Meet at Rossio").
     record: str = ""
+    # The record's citation line ("From Ana <…>, 3 Mar 2026 — Saturday hike", "Dentist, 14 Nov
+    # 09:30 at Clínica Almeida"): it says who wrote when, or when and where something happens.
+    header: bool = False
+    one_subject: bool = False   # its record is about one thing (an e-mail, an event, a contact)
+    coverage: float = 1.0   # the weighted share of the question's topic words its record holds (``score`` sets it)
 
     @property
     def full(self) -> str:
@@ -91,9 +109,16 @@ def sentences(text: str) -> list[str]:
     return out
 
 
-def split_source(number: int, text: str, context: str = "", heading: str = "") -> list[Evidence]:
+# An e-mail's own header lines: its citation line ("From Ana <ana@…>, 3 Mar 2026 — Subject")
+# already says them, and as lines of their own a "Date: 2026-03-03 09:12" looked like the answer
+# to every "what time" and "how many" question about the mail's subject.
+_MAIL_HEADER = re.compile(r"^(?:from|to|cc|bcc|date|subject|reply-to|sent)\s*:", re.I)
+
+
+def split_source(number: int, text: str, context: str = "", heading: str = "", mail: bool = False) -> list[Evidence]:
     """The evidence lines of one chunk. Wrapped lines of a paragraph are joined again before
-    cutting into sentences; field lines, list items and chat lines stay lines of their own."""
+    cutting into sentences; field lines, list items and chat lines stay lines of their own.
+    ``mail``: the chunk is an e-mail, whose header lines are in its citation, not evidence."""
     found: list[Evidence] = []
     paragraph: list[str] = []
     # The first line of a field-like chunk names it ("Contact: Ana Silva", "Event: Dentist"):
@@ -106,7 +131,7 @@ def split_source(number: int, text: str, context: str = "", heading: str = "") -
             # "Lisbon trip, September": a plain-text title names what follows; it answers nothing.
             context = f"{context} > {paragraph[0]}" if context else paragraph[0]
         elif paragraph:
-            for s in sentences(" ".join(paragraph)):
+            for s in _with_their_dates(sentences(" ".join(paragraph))):
                 found.append(Evidence(number, s, context))
         paragraph.clear()
 
@@ -117,6 +142,9 @@ def split_source(number: int, text: str, context: str = "", heading: str = "") -
             continue
         if not line or _HEADING.match(line) or (heading and line == heading):
             flush()   # a heading is context (it is in ``context``), never an answer
+            continue
+        if mail and _MAIL_HEADER.match(line):
+            flush()
             continue
         if _FIELD.match(line) or _LIST_ITEM.match(line):
             flush()
@@ -129,6 +157,24 @@ def split_source(number: int, text: str, context: str = "", heading: str = "") -
     flush()
     # Only words with a letter or digit are evidence: a line of dashes is not.
     return [e for e in found if re.search(r"[\w]", e.text) and len(e.text) >= 3]
+
+
+def _with_their_dates(pieces: list[str]) -> list[str]:
+    """A diary's "28 March." is cut as a sentence of its own: it belongs to the one after it
+    ("28 March. Finished reading "Os Maias"."), which alone says nothing of when."""
+    out: list[str] = []
+    for piece in pieces:
+        if out and _only_a_date(out[-1]):
+            out[-1] = f"{out[-1]} {piece}"
+        else:
+            out.append(piece)
+    return out
+
+
+def _only_a_date(piece: str) -> bool:
+    """ "28 March.", "Monday.", "3/4." — a day and nothing said of it."""
+    return all(w.isdigit() or re.fullmatch(r"\d+(?:st|nd|rd|th)", w) or w.lower() in _STOP or w.lower().rstrip(".") in _MONTHS
+               or re.fullmatch(_WEEKDAY, w, re.I) for w in _WORD.findall(piece))
 
 
 def _is_title(line: str) -> bool:
@@ -149,14 +195,17 @@ _STOP = frozenset(
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?", re.UNICODE)
 
 
+_STEMMER = snowballstemmer.stemmer("english")
+
+
+@functools.lru_cache(maxsize=65536)
 def _stem(word: str) -> str:
+    """"insures" and "insurance" → "insur", "decided" → "decid": the Snowball English stemmer
+    (the hand-written suffix list before it missed "insures"/"insurance")."""
     w = word.lower().replace("’", "'")
     if w.endswith("'s"):
         w = w[:-2]
-    for suffix in ("ing", "ed", "es", "s", "e"):   # "decide", "decided", "decides" → "decid"
-        if len(w) > len(suffix) + 3 and w.endswith(suffix):
-            return w[: -len(suffix)]
-    return w
+    return _STEMMER.stemWord(w)
 
 
 def content_words(text: str) -> list[str]:
@@ -180,6 +229,7 @@ _DATE_DM = re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?(?:\s+of)?\s+({_MONTH})", 
 _DATE_MD = re.compile(rf"\b({_MONTH})\s+(\d{{1,2}})(?:st|nd|rd|th)?\b", re.I)
 _DATE_ISO = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})")
 _DATE_NUM = re.compile(r"\b(\d{1,2})[/.](\d{1,2})[/.](\d{2,4})\b")
+_POSTCODE = re.compile(r"\d{4}-\d{3}")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _PHONE = re.compile(r"(?<![\w.,])\+?\(?\d[\d\s().-]{5,}\d(?![\w])")
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?:\s\d{3}(?!\d))*")
@@ -187,15 +237,26 @@ _CURRENCY = r"(?:€|\$|£|¥|eur(?:os?)?\b|usd\b|dollars?\b|pounds?\b|gbp\b|chf
 _AMOUNT_RE = re.compile(rf"{_CURRENCY}\s*\d|\d[\d.,\s]*\s*(?:{_CURRENCY}|k\b)|\bfree\b", re.I)
 _QUOTED = re.compile(r"[\"“«]([^\"”»]{3,}?)[\"”»]")
 
+_MONEY_WORDS = r"\b(cost|costs|price|budget|amount|pay|paid|pays|spend|spent|owe|premium|fee|salary|rent|bill|total|charge|charges|quote|quoted|invoice|worth|euros?|dollars?)\b"
 _ASKS = [
     (re.compile(r"\b(e-?mail|mail address)\b", re.I), "email"),
-    (re.compile(r"\baddress\b", re.I), "address"),
-    (re.compile(r"\b(phone|telephone|mobile|cell|number to call|call \w+ on|ring)\b", re.I), "phone"),
-    (re.compile(r"\bhow (much|expensive)\b|\b(cost|price|budget|amount|pay|paid|spend|spent|owe|premium|fee|salary|rent|bill|total)\b", re.I), "amount"),
+    (re.compile(r"\baddress\b|\bwhere (?:does|do|did) [\w' ]{1,30} live\b|\bpost(?:al )?code\b|\bzip code\b", re.I), "address"),
+    (re.compile(r"\b(phone|telephone|mobile|cell|number to call|call \w+ on|ring|contact number)\b|['’]s number\b", re.I), "phone"),
+    # "How much checked baggage": a quantity, not money, unless the question is about money.
+    # "How much is the insurance?" is money; "How much checked baggage…" is a quantity.
+    (re.compile(rf"\bhow expensive\b|\bhow much (?:is|are|was|were|do|does|did|will|would|should|to|for|in)\b|{_MONEY_WORDS}", re.I), "amount"),
     (re.compile(r"\bwhat time\b|\bat what hour\b", re.I), "time"),
+    (re.compile(r"\bwhat size\b|\bwhich size\b", re.I), "size"),
+    (re.compile(r"\bhow often\b|\bhow frequently\b", re.I), "frequency"),
+    # Before "when": "At how many kilometres is the oil change due?" wants a number, not a date.
+    (re.compile(r"\bhow (much|many|long|far|old|tall|high|wide|deep|fast|heavy|big)\b|\bwhat (size|number)\b", re.I), "number"),
     (re.compile(r"\bwhen\b|\bwhat (day|date)\b|\bwhich (day|date|month)\b|\bdeadline\b|\bdue\b", re.I), "when"),
     (re.compile(r"\bwhere\b", re.I), "where"),
-    (re.compile(r"\bhow (many|long|far|old|tall|high|wide|deep|fast|heavy|big|often)\b|\bwhat (size|number)\b", re.I), "number"),
+    # A person or a thing with a proper name: "Who is the host?", "the landlord's name",
+    # "Which company insures the car?" — the answer line names one.
+    (re.compile(r"^\s*(?:who|whom|whose)\b|\bwho (?:is|was|are|were|did|does|do|will)\b|\bname\b|\b(?:which|what) "
+                r"(?:company|city|town|country|restaurant|band|doctor|dentist|book|airline|hotel|shop|store|bank|school|"
+                r"clinic|firm|insurer|person|teacher|coach|friend|street|station|airport|brand|app)\b", re.I), "named"),
 ]
 
 
@@ -230,8 +291,9 @@ def asks_for(question: str) -> str | None:
 def holds(kind: str, text: str) -> bool:
     if kind == "email":
         return bool(_EMAIL.search(text))
-    if kind == "phone":
-        return any(len(re.sub(r"\D", "", m.group())) >= 7 for m in _PHONE.finditer(text))
+    if kind == "phone":   # seven digits or more; a postcode ("1100-053") is none
+        return any(len(re.sub(r"\D", "", m.group())) >= 7 and not _POSTCODE.fullmatch(m.group().strip())
+                   for m in _PHONE.finditer(text))
     if kind == "amount":
         return _holds_amount(text)
     if kind == "address":
@@ -240,8 +302,19 @@ def holds(kind: str, text: str) -> bool:
         return bool(_TIME_RE.search(text)) or bool(re.search(r"\b(noon|midnight|half past|o'clock|morning|evening|afternoon)\b", text, re.I))
     if kind == "when":
         return bool(_dates(text) or _TIME_RE.search(text) or re.search(
-            rf"\b({_MONTH}|{_WEEKDAY}|tomorrow|tonight|today|yesterday|next|last|week|weekend|month|year|spring|summer|autumn|fall|winter|\d{{4}})",
+            rf"\b({_MONTH}|{_WEEKDAY}|tomorrow|tonight|today|yesterday|weekend|spring|summer|autumn|fall|winter|(?:19|20)\d\d"
+            r"|(?:next|last|this|every) (?:week|month|year)|\d{1,2}(?:st|nd|rd|th)\b)",
             text, re.I))
+    if kind == "size":   # "size M", "XL", "42", "30 cm": a size, not a price
+        return bool(re.search(r"\b(?:XXS|XS|S|M|L|XL|XXL|XXXL|small|medium|large|size)\b", text)) or any(
+            not _AMOUNT_RE.match(text[m.start():]) and not re.match(rf"\s*{_CURRENCY}", text[m.end():], re.I)
+            for m in _plain_numbers(text))
+    if kind == "named":   # a name the line tells, or a person by relation
+        return bool(names_told(text)) or bool(re.search(
+            r"\b(?:parents|mother|father|mum|mom|dad|brother|sister|wife|husband|son|daughter|cousins?|friends?|"
+            r"neighbou?rs?|grandparents|kids|children|family)\b", text, re.I))
+    if kind == "frequency":   # "every three weeks", "twice a month", "weekly"
+        return bool(re.search(r"\b(every|each|daily|weekly|monthly|yearly|annually|once|twice|times a|per (day|week|month|year)|FREQ=)", text, re.I))
     if kind == "number":   # "how many": a count, in digits or words ("four", "a dozen"); a date or a time is none
         return bool(_plain_numbers(text) or _number_words(text))
     if kind == "where":   # "at Rossio station", "in the hall cupboard": a named place, not a day
@@ -250,20 +323,45 @@ def holds(kind: str, text: str) -> bool:
     return True
 
 
+# Words that say what kind of answer is wanted, not what it is about: "Which *company*
+# insures the car?", "What is the *phone number* of the garage?". The data names the answer,
+# seldom its kind, so they do not count when checking that a line is on the question's topic.
+_ANSWER_KIND_WORDS = frozenset("""phone number telephone mobile cell email mail address
+    cost costs price much many long far often time date day month year name called kind type which what
+    size colour color""".split())
+_ANSWER_TYPE = re.compile(r"\b(?:which|what)\s+(?:kind of\s+|type of\s+)?([^\W\d_]+)", re.I)
+
+
+def topic_words(question: str) -> set[str]:
+    """The content words a line must speak of to be on the question's topic: the question's
+    words less the kind of answer it wants ("Which *band* is playing at the Coliseu?")."""
+    kind_words = {_stem(w) for w in _ANSWER_KIND_WORDS}
+    m = _ANSWER_TYPE.search(question)
+    if m:
+        kind_words.add(_stem(m.group(1)))
+    return {w for w in content_words(question) if w not in kind_words}
+
+
 def score(question: str, candidates: list[Evidence], embed: Embed | None) -> list[Evidence]:
     """``candidates`` with their scores, best first.
 
     The score is mostly the embedder's cosine similarity between the question and the line in
     its context, plus the share of the question's content words (rarer ones weigh more) the
-    line holds, plus a bonus when the line holds the kind of fact asked for."""
+    line holds (its record's other lines count half: "car" in the note whose line says "The
+    insurance is with Allianz"), plus a bonus when the line holds the kind of fact asked for,
+    plus a little for the retrieval's own ranking of its chunk. ``coverage`` is the weighted
+    share of the question's topic words the line's record holds."""
     if not candidates:
         return []
     q_words = set(content_words(question))
+    topic = topic_words(question)
     line_words = [set(content_words(e.full)) for e in candidates]
+    record_words = [set(content_words(e.record)) if e.record else set() for e in candidates]
     # Rarer words among the candidates tell lines apart: weigh them up (an IDF over this set).
-    df = {w: sum(1 for lw in line_words if w in lw) for w in q_words}
+    df = {w: sum(1 for lw, rw in zip(line_words, record_words) if w in lw or w in rw) for w in q_words}
     weight = {w: 1.0 / (1 + df[w]) ** 0.5 for w in q_words}
     total = sum(weight.values()) or 1.0
+    topic_total = sum(weight[w] for w in topic)
     if embed is not None:
         vectors = embed([question] + [e.full for e in candidates])
         cosines = vectors[1:] @ vectors[0]
@@ -271,16 +369,17 @@ def score(question: str, candidates: list[Evidence], embed: Embed | None) -> lis
         cosines = np.zeros(len(candidates))
     kind = asks_for(question)
     scored = []
-    for e, lw, cos in zip(candidates, line_words, cosines):
-        lexical = sum(weight[w] for w in q_words & lw) / total
-        s = 0.6 * float(cos) + 0.4 * lexical
+    for e, lw, rw, cos in zip(candidates, line_words, record_words, cosines):
+        lexical = (sum(weight[w] for w in q_words & lw) + 0.5 * sum(weight[w] for w in (q_words & rw) - lw)) / total
+        s = 0.6 * float(cos) + 0.4 * lexical + 0.03 * max(0, 3 - e.source)
         if kind is not None:
             s += 0.15 if holds(kind, e.text) else -0.1
         if len(content_words(e.text)) < 2:   # "Yes." or a bare name answers nothing alone
             s -= 0.1
         if e.text.rstrip().endswith("?"):   # a line that asks (a chat's "Did you book…?") is not the answer
             s -= 0.15
-        scored.append(replace(e, score=round(s, 4)))
+        coverage = sum(weight[w] for w in topic & (lw | rw)) / topic_total if topic_total else 1.0
+        scored.append(replace(e, score=round(s, 4), coverage=round(coverage, 3)))
     scored.sort(key=lambda e: -e.score)
     return scored
 
@@ -299,12 +398,28 @@ def of_the_named(question: str, e: Evidence) -> bool:
 
 def select(scored: list[Evidence], question: str) -> list[Evidence]:
     """The few lines the model reads, best first; [] when none answers the question."""
-    scored = [e for e in scored if of_the_named(question, e)]
+    scored = [e for e in scored if of_the_named(question, e) and e.coverage >= MIN_COVERAGE]
     kind = asks_for(question)
     if kind is not None and kind not in _SOFT_KINDS:
         # Asked for a phone number, an amount, a date…: a line without one answers nothing,
         # however close ("Did you book the restaurant?" for "how many people").
         scored = [e for e in scored if holds(kind, e.text)]
+    header_answers = kind in _HEADER_KINDS and (kind != "named" or _WHO.match(question))
+    if not header_answers and not _ABOUT_A_MESSAGE.search(question):
+        # "Which book did Marta recommend?" is not answered by "From Marta Pinto…, 6 Feb — Book
+        # recommendation": a citation line answers who, when, where, not what the record says.
+        scored = [e for e in scored if not e.header]
+    if _YES_NO.match(question):
+        # "Does the home insurance cover earthquakes?": a quote answers yes or no only when it
+        # says all of it; "Building cover: 205,000 euros" says nothing of earthquakes.
+        topic = topic_words(question)
+        scored = [e for e in scored if topic <= set(content_words(e.full))]
+    if kind == "named":
+        # "Who is our accountant?", "Which band is playing at the Coliseu?" want a name the
+        # question does not already give: "The concert is at Coliseu" names none.
+        asked = {_fold(n) for n in _names(question)}
+        scored = [e for e in scored if any(_fold(n) not in asked for n in names_told(e.text)) or (
+            holds("named", e.text) and not names_told(e.text))]
     if not scored or scored[0].score < MIN_SCORE:
         return []
     chosen: list[Evidence] = []
@@ -490,6 +605,33 @@ def _names(sentence: str) -> list[str]:
         if base.lower() in _COMMON or base.lower() in _MONTHS:
             continue
         names.append(base)
+    return names
+
+
+# The labels flurry's own parsers write before a value ("Starts: …", "Phone (cell): …"):
+# a capitalised word, but no one's name.
+_FIELD_LABELS = frozenset("""starts ends repeats next location phone email e-mail note notes address organisation
+    organization birthday title chat from to date subject cc url role nickname""".split())
+
+
+def names_told(line: str) -> list[str]:
+    """The names a line tells, as an answer to "who" or "which company": capitalised words
+    that do not merely start a sentence and are not a field's label. A chat's speaker
+    ("Tomas: lactose intolerant") and a field's value ("Landlord: Manuel Figueiredo") count."""
+    names = []
+    for m in re.finditer(r"[^\W\d_][^\W_'’-]*(?:['’-][^\W_]+)*", line):
+        word, before, after = m.group(), line[: m.start()].rstrip(), line[m.end():]
+        if not word[0].isupper():
+            continue
+        label = after.lstrip().startswith(":") or re.match(r"\s*\([^)]*\)\s*:", after)
+        if label and word.lower() in _FIELD_LABELS:
+            continue
+        sentence_start = not before or (before[-1] in ".!?" and not _NOT_AN_END.search(before))
+        if sentence_start and not label:
+            continue
+        if re.fullmatch(_WEEKDAY, word, re.I) or word.lower() in _COMMON or word.lower().rstrip(".") in _MONTHS:
+            continue
+        names.append(re.sub(r"['’]s$", "", word))
     return names
 
 

@@ -13,7 +13,8 @@ resources PUT into its pod), then every question goes through the real answer pa
 has it) and once free (``grounded=False``, today's path), side by side, alternating which
 goes first. Reported per model, per mode and per format:
 
-  accuracy      a gold string in the shown answer (and in the answer without its quoted spans);
+  accuracy      a gold string in the shown answer (and in the answer without its quoted spans;
+                and in the answer with its sources' quotes, which every channel shows with it);
   unsupported   shown sentences with a number, date, name, e-mail or quote that their cited
                 evidence does not hold (``answer_checks``, independent of the node's verifier);
   abstention    unanswerable questions answered "not in your data"; false abstentions on
@@ -69,6 +70,7 @@ class Result:
     grounded: bool | None = None          # what the answer says of itself (None: the code has no such flag)
     right: bool = False
     right_unquoted: bool = False
+    right_shown: bool = False             # gold in the answer with its quotes, as every channel shows it
     abstained: bool = False
     unsupported: list = field(default_factory=list)
     sources: list = field(default_factory=list)   # (number, path, quote) of the answer's sources
@@ -145,6 +147,10 @@ def ask(node: Node, q: Question, mode: str, how: dict[str, str], model: str) -> 
     r.sources = [(s.number, s.path, getattr(s, "quote", "")) for s in sources]
     r.right = q.answerable and checks.is_right(r.text, q.gold)
     r.right_unquoted = q.answerable and checks.is_right(checks.without_quotes(r.text), q.gold)
+    # The CLI and the TUI print each cited source's quote under the answer, and peers receive
+    # them appended (``with_quotes_text``): what a person reads is the answer and its quotes.
+    shown = r.text + "\n" + "\n".join(getattr(s, "quote", "") for s in sources)
+    r.right_shown = q.answerable and checks.is_right(shown, q.gold)
     r.abstained = checks.abstains(r.text)
     r.unsupported = checks.unsupported(r.text, sources, q.text)
     # The sentences the node's verifier refused, and whether our checker would have held them
@@ -180,6 +186,7 @@ def summary(results: list[Result]) -> dict:
     return {
         "accuracy": ratio(sum(r.right for r in yes), len(yes)),
         "accuracy_unquoted": ratio(sum(r.right_unquoted for r in yes), len(yes)),
+        "accuracy_with_quotes": ratio(sum(r.right_shown for r in yes), len(yes)),
         "abstention": ratio(sum(r.abstained for r in no), len(no)),
         "false_abstention": ratio(sum(r.abstained and not r.right for r in yes), len(yes)),
         "answers_with_unsupported": ratio(sum(bool(r.unsupported) for r in results), len(results)),

@@ -304,3 +304,87 @@ def test_a_chat_reply_carries_the_question_it_answers_as_context():
     assert lines["Leonor: Yes, table for four at 20:45"].full.endswith(
         "> Tomas: Did you book the restaurant for Saturday?: Leonor: Yes, table for four at 20:45")
     assert "restaurant" not in lines["Tomas: Great"].context   # only the message right after the question
+
+
+def test_a_diary_date_stays_with_its_entry_and_a_mails_headers_are_not_evidence():
+    diary = split_source(1, '28 March. Finished reading "Os Maias". Next: a fantasy novel.')
+    assert diary[0].text == '28 March. Finished reading "Os Maias".'
+    mail = "From: Banco <avisos@banco.pt>\nTo: leonor@example.org\nDate: 2026-03-03 09:12\nSubject: Rate\n\nThe rate becomes 3.1 percent."
+    # The citation line ("From Banco…, 3 Mar 2026 — Rate") says who and when; as lines of their
+    # own, "Date: 2026-03-03 09:12" answered every "what time" question about the mail.
+    assert [e.text for e in split_source(1, mail, "From Banco", mail=True)] == ["The rate becomes 3.1 percent."]
+    assert len(split_source(1, mail, "From Banco")) == 5   # not a mail: every field is a line
+
+
+def test_the_kind_asked_for_is_told_by_the_words_around_it():
+    assert asks_for("How much checked baggage do we get per person?") == "number"    # a quantity, not money
+    assert asks_for("How much does the gym cost us per month?") == "amount"
+    assert asks_for("At how many kilometres is the next oil change due?") == "number"   # not a date
+    assert asks_for("How often should I feed the lemon tree?") == "frequency"
+    assert asks_for("Give me the electrician's number.") == "phone"
+    baggage = Evidence(1, "Checked baggage: 1 x 23 kg per passenger.", "TAP booking", 0.9)
+    assert select([baggage], "How much checked baggage do we get per person?") == [baggage]
+    # A postcode is not a phone number; "2 months" is not a date; "every three weeks" is how often.
+    address = Evidence(1, "Address (home): Rua Augusta 40, Lisboa, 1100-053, Portugal", "Contact: Pedro Santos", 0.9)
+    assert select([address], "What is Pedro Santos's phone number?") == []
+    deposit = Evidence(1, "Deposit: 2 months of rent, returned at the end of the lease.", "Lease", 0.9)
+    assert select([deposit], "When does the lease end?") == []
+    lemon = Evidence(1, "Feed the lemon tree every three weeks.", "Garden", 0.9)
+    assert select([lemon], "How often is the lemon tree fed?") == [lemon]
+    assert select([Evidence(1, "The lemon tree gets 13 grams of fertiliser.", "Garden", 0.9)], "How often is the lemon tree fed?") == []
+
+
+def test_words_of_one_stem_match_and_the_rest_of_the_record_counts_half():
+    car = [Evidence(1, "The insurance is with Allianz, policy AZ-761259.", "", record="Car: grey Renault Clio\nThe insurance is with Allianz"),
+           Evidence(2, "Policy number: MR-801133", "Home insurance policy", record="Home insurance policy\nPolicy number: MR-801133")]
+    # "insures" is "insurance" (one stem); "car" is in the first line's record, not in the second's.
+    best = score("Which company insures the car?", car, None)[0]
+    assert best.text.startswith("The insurance is with Allianz")
+
+
+def test_a_yes_no_question_is_answered_only_by_a_line_that_says_all_of_it():
+    cover = Evidence(1, "Building cover: 205,000 euros", "Home insurance policy", 0.9)
+    assert select([cover], "Does the home insurance cover earthquakes?") == []
+    quake = Evidence(1, "Earthquake damage is covered up to 50,000 euros.", "Home insurance policy", 0.9)
+    assert select([cover, quake], "Does the home insurance cover earthquakes?") == [quake]
+
+
+def test_who_wants_a_name_the_question_does_not_already_give():
+    deadline = Evidence(1, "Income tax return deadline, 30 Jun 2026", "", 0.9)
+    assert select([deadline], "Who is our accountant for the tax return?") == []
+    yoga = Evidence(1, "Yoga with Teresa, 2 Dec 2026 08:30 at Estudio Prana", "", 0.9)
+    assert select([yoga], "Who teaches my yoga class?") == [yoga]
+
+
+def test_a_line_whose_record_says_nothing_of_the_topic_answers_nothing():
+    kitchen = Evidence(1, "The budget is 9,950 euros.", "Kitchen renovation", record="Kitchen renovation\nThe budget is 9,950 euros.")
+    ceramics = Evidence(2, "Ceramics course: eight sessions on Thursdays.", "", record="Ceramics course: eight sessions on Thursdays.")
+    scored = score("How much does the ceramics course cost?", [kitchen, ceramics], None)
+    assert {e.text: e.coverage for e in scored}[kitchen.text] == 0.0
+    assert select(scored, "How much does the ceramics course cost?") == []   # the course's record holds no price
+    assert asks_for("What size club t-shirt did I order?") == "size"
+    assert select([Evidence(1, "Club t-shirts are 18 euros.", "", 0.9)], "What size club t-shirt did I order?") == []
+    assert select([Evidence(1, "I ordered the t-shirt in size M.", "", 0.9)], "What size club t-shirt did I order?")
+
+
+def test_who_and_which_company_want_a_name_and_a_citation_line_answers_only_who_when_where():
+    assert asks_for("Which company insures the car?") == "named" and asks_for("What's the landlord's name?") == "named"
+    assert asks_for("Where does Pedro Santos live?") == "address" and asks_for("Pedro's postcode?") == "address"
+    host = Evidence(1, "The host is Ines Carvalho; the key box opens with code 1812.", "Airbnb in Alfama", 0.5)
+    bins = Evidence(1, "Rubbish goes in the green bins at the corner.", "Airbnb in Alfama", 0.6)
+    assert select([bins, host], "Who is the host of the Alfama flat?") == [host]
+    parents = Evidence(1, "Tomas: My parents are coming too", "Chat Tomas", 0.6)
+    assert select([parents], "Who else is coming to the Saturday dinner?") == [parents]   # a person by relation
+    header = Evidence(1, "From Marta Pinto <marta@example.org>, 6 Feb 2026 — Book recommendation", header=True, score=0.9)
+    body = Evidence(1, "You should read The Name of the Wind.", "From Marta Pinto", score=0.5)
+    assert select([header, body], "Which book did Marta recommend?") == [body]
+    assert select([header, body], "When did Marta write about the book?") == [header]
+
+
+def test_the_names_a_line_tells_and_which_band_wants_one_the_question_lacks():
+    from agent.grounding import names_told
+    assert names_told("Income tax return deadline, 30 Jun 2026: Starts: Tue 30 Jun 2026 (all day)") == []
+    assert names_told("Landlord: Manuel Figueiredo") == ["Landlord", "Manuel", "Figueiredo"]
+    assert "Tomas" in names_told("Tomas: lactose intolerant") and "Nunes" in names_told("As Dr. Nunes said, keep taking it.")
+    coliseu = Evidence(1, "The concert is at Coliseu, doors open at 20:00.", "Concert tickets", 0.9)
+    assert select([coliseu], "Which band is playing at the Coliseu concert?") == []
