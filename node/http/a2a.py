@@ -27,7 +27,6 @@ from starlette.types import Message
 
 from agent.queue import Job
 from node.a2a import (
-    CARD_PATH,
     RPC_PATH,
     AnswerExecutor,
     _CallContextBuilder,
@@ -36,6 +35,7 @@ from node.a2a import (
 )
 from node.a2a_tasks import SealedTaskStore
 from node.peering import answer_work
+from node.peers import CARD_PATH
 from node.http.auth import CallerDep, authorize
 from node.http.state import NodeDep, QueueDep
 from node.limits import UnsafeJSON, parse_json
