@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from agent import grounding
+from agent.errors import AgentError
 from agent.grounding import NOT_FOUND, Embed, Evidence
 
 if TYPE_CHECKING:   # the answer path needs no llama.cpp of its own: the model is handed in
@@ -103,6 +104,10 @@ def _day(iso: str, with_time: bool = False) -> str:
     if with_time and isinstance(when, dt.datetime):
         day += when.strftime(" %H:%M")
     return day
+
+
+class QuestionError(AgentError, ValueError):
+    """The question cannot be asked: it is empty, or it and its notes overflow the model's context."""
 
 
 # (question, how many) → the best chunks, numbered from 1.
@@ -223,7 +228,7 @@ class Conversation:
     def ask(self, question: str) -> Answer:
         question = question.strip()
         if not question:
-            raise ValueError("the question is empty")
+            raise QuestionError("the question is empty")
         # A follow-up ("and who is it with?") names little by itself: search with the previous
         # question too, so the notes of the topic under discussion are found again.
         search_text = f"{self.turns[-1][0]}\n{question}" if self.turns else question
@@ -324,7 +329,7 @@ class Conversation:
         current = turn_messages(question, sources)
         budget = self._model.n_ctx - self.max_answer_tokens - self._size(system + current)
         if budget < 0:
-            raise ValueError("the question and its notes do not fit in the model's context")
+            raise QuestionError("the question and its notes do not fit in the model's context")
         history = self._history(self._first_turn)
         if self._size(history) > budget:
             # Drop old turns until half the room is free, not just enough for this turn: the

@@ -10,7 +10,7 @@ dictionary).
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 @runtime_checkable
@@ -21,11 +21,11 @@ class Records(Protocol):
     moved or sealed under another key) raises ``store.sealing.SealError`` when read; the audit
     log reports it rather than failing."""
 
-    def get_record(self, kind: str, key: str) -> dict | None:
+    def get_record(self, kind: str, key: str) -> dict[str, Any] | None:
         """The value of the record ``key`` of ``kind``, or None when there is none."""
         ...
 
-    def put_record(self, kind: str, key: str, value: dict) -> object:
+    def put_record(self, kind: str, key: str, value: dict[str, Any]) -> object:
         """Insert or replace the record ``key`` of ``kind`` (what it returns is not used)."""
         ...
 
@@ -33,6 +33,6 @@ class Records(Protocol):
         """Remove the record; False when there was none."""
         ...
 
-    def records(self, kind: str) -> list[tuple[str, dict]]:
+    def records(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
         """(key, value) of every record of ``kind``, in the order they were first written."""
         ...
