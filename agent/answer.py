@@ -20,7 +20,7 @@ from agent import grounding
 from agent.errors import AgentError
 from agent.grounding import NOT_FOUND, Embed, Evidence
 
-if TYPE_CHECKING:   # the answer path needs no llama.cpp of its own: the model is handed in
+if TYPE_CHECKING:  # the answer path needs no llama.cpp of its own: the model is handed in
     from agent.runtime import ChatModel
 
 # Short and plain: a 135M-parameter model follows a short instruction better than a long one.
@@ -34,13 +34,13 @@ SNIPPET_CHARS = 240
 
 @dataclass(frozen=True)
 class Source:
-    number: int     # the [n] the model sees and cites
+    number: int  # the [n] the model sees and cites
     path: str
-    chunk: int      # the chunk's position in its document
+    chunk: int  # the chunk's position in its document
     score: float
     text: str
-    meta: dict = field(default_factory=dict)   # what the citation shows: sender, date, page, heading
-    quote: str = ""   # the line of this source the answer rests on ("" when it rests on none)
+    meta: dict = field(default_factory=dict)  # what the citation shows: sender, date, page, heading
+    quote: str = ""  # the line of this source the answer rests on ("" when it rests on none)
 
     @property
     def snippet(self) -> str:
@@ -49,7 +49,11 @@ class Source:
 
     def to_json(self) -> dict:
         return {
-            "path": self.path, "chunk": self.chunk, "score": self.score, "snippet": self.snippet, "meta": self.meta,
+            "path": self.path,
+            "chunk": self.chunk,
+            "score": self.score,
+            "snippet": self.snippet,
+            "meta": self.meta,
             "quote": self.quote,
         }
 
@@ -97,7 +101,11 @@ def citation(meta: dict) -> str:
 
 def _day(iso: str, with_time: bool = False) -> str:
     try:
-        when = dt.datetime.fromisoformat(iso) if "T" in iso or " " in iso else dt.date.fromisoformat(iso)
+        when = (
+            dt.datetime.fromisoformat(iso)
+            if "T" in iso or " " in iso
+            else dt.date.fromisoformat(iso)
+        )
     except ValueError:
         return iso
     day = f"{when.day} {when.strftime('%b %Y')}"
@@ -119,7 +127,9 @@ Record = Callable[[dict], None]
 def render_notes(sources: list[Source]) -> str:
     if not sources:
         return "The user's notes say nothing about this."
-    return "Here are the user's notes:\n" + "\n".join(f"[{s.number}] {' '.join(s.text.split())}" for s in sources)
+    return "Here are the user's notes:\n" + "\n".join(
+        f"[{s.number}] {' '.join(s.text.split())}" for s in sources
+    )
 
 
 def turn_messages(question: str, sources: list[Source]) -> list[dict]:
@@ -153,13 +163,13 @@ class Answer:
 
     question: str
     sources: list[Source]
-    _pieces: Iterator[tuple[str, str]]   # ("text" | "draft", text)
-    _on_done: Callable[["Answer"], None]
+    _pieces: Iterator[tuple[str, str]]  # ("text" | "draft", text)
+    _on_done: Callable[[Answer], None]
     text: str = ""
     grounded: bool = False
     dropped: list[str] = field(default_factory=list)
-    evidence: list[Evidence] = field(default_factory=list)   # what the model read, best first
-    first_piece_at: float | None = None   # time.perf_counter() of the first piece, for benchmarks
+    evidence: list[Evidence] = field(default_factory=list)  # what the model read, best first
+    first_piece_at: float | None = None  # time.perf_counter() of the first piece, for benchmarks
 
     def __iter__(self) -> Iterator[str]:
         """The shown text, piece by piece: verified sentences only (what peers receive)."""
@@ -218,8 +228,8 @@ class Conversation:
         self._model = model
         self._retrieve = retrieve
         self._record = record or (lambda message: None)
-        self.turns: list[tuple[str, list[Source], str]] = []   # question, its notes, the answer
-        self._first_turn = 0   # turns before this one no longer fit in the context
+        self.turns: list[tuple[str, list[Source], str]] = []  # question, its notes, the answer
+        self._first_turn = 0  # turns before this one no longer fit in the context
         self.k = k
         self.max_answer_tokens = max_answer_tokens
         self.grounded = grounded
@@ -237,16 +247,24 @@ class Conversation:
 
         def done(answer: Answer) -> None:
             self.turns.append((question, answer.sources, answer.text))
-            message = {"role": "assistant", "content": answer.text, "sources": [s.to_json() for s in answer.sources],
-                       "at": time.time()}
+            message = {
+                "role": "assistant",
+                "content": answer.text,
+                "sources": [s.to_json() for s in answer.sources],
+                "at": time.time(),
+            }
             if self.grounded:
                 message["grounded"] = answer.grounded
             self._record(message)
 
         if not self.grounded:
-            pieces = self._model.stream(self._messages(question, sources), max_tokens=self.max_answer_tokens)
+            pieces = self._model.stream(
+                self._messages(question, sources), max_tokens=self.max_answer_tokens
+            )
             return Answer(question, sources, (("text", piece) for piece in pieces), done)
-        evidence = grounding.select(grounding.score(question, candidates(sources), self._embed), question)
+        evidence = grounding.select(
+            grounding.score(question, candidates(sources), self._embed), question
+        )
         answer = Answer(question, with_quotes(sources, evidence), iter(()), done, evidence=evidence)
         answer._pieces = self._grounded_pieces(answer, sources)
         return answer
@@ -263,7 +281,10 @@ class Conversation:
         checked_against = "\n".join(e.full for e in evidence)
         cited: list[Evidence] = []
         shown: list[str] = []
-        stream = self._model.stream(grounding.prompt(question, evidence), max_tokens=min(self.max_answer_tokens, GROUNDED_MAX_TOKENS))
+        stream = self._model.stream(
+            grounding.prompt(question, evidence),
+            max_tokens=min(self.max_answer_tokens, GROUNDED_MAX_TOKENS),
+        )
         buffer = ""
         try:
             for piece in stream:
@@ -273,7 +294,7 @@ class Conversation:
                     # The last one may still grow; every one before it is complete.
                     for sentence in done_sentences[:-1]:
                         yield from self._one(sentence, answer, evidence, cited, shown)
-                    buffer = buffer[buffer.rfind(done_sentences[-1]):]
+                    buffer = buffer[buffer.rfind(done_sentences[-1]) :]
                 # One checked sentence answers; a second try only after a refused one.
                 if shown or len(answer.dropped) >= GROUNDED_MAX_SENTENCES:
                     buffer = ""
@@ -282,7 +303,7 @@ class Conversation:
         finally:
             close = getattr(stream, "close", None)
             if close is not None:
-                close()   # stops the model when the answer is complete or the reader left
+                close()  # stops the model when the answer is complete or the reader left
         if buffer.strip():
             yield from self._one(buffer.strip(), answer, evidence, cited, shown)
         yield "draft", ""
@@ -293,7 +314,9 @@ class Conversation:
             # not what was asked. The best line is shown too, quoted, so the answer is there.
             cited.append(best)
             yield "text", f" {_says(sources, best.source)}: «{best.text}» [{best.source}]"
-        elif not grounding.informative(said, checked_against, question) or not grounding.answers_the_kind(question, said):
+        elif not grounding.informative(
+            said, checked_against, question
+        ) or not grounding.answers_the_kind(question, said):
             # Quote the best line that holds what was asked (an amount, a date, a phone…): a
             # nearby line without it ("Tyres were changed in November" for "how much") is no answer.
             best = next((e for e in evidence if grounding.answers_the_kind(question, e.text)), None)
@@ -303,14 +326,26 @@ class Conversation:
                 return
             if best is not None:
                 cited.append(best)
-                yield "text", ("" if not shown else " ") + f"{_says(sources, best.source)}: «{best.text}» [{best.source}]"
+                yield (
+                    "text",
+                    ("" if not shown else " ")
+                    + f"{_says(sources, best.source)}: «{best.text}» [{best.source}]",
+                )
         answer.grounded = True
         answer.sources = with_quotes(sources, cited)
 
-    def _one(self, sentence: str, answer: Answer, evidence: list[Evidence],
-             cited: list[Evidence], shown: list[str]) -> Iterator[tuple[str, str]]:
-        sentence = re.sub(r"\s*\[\d+\]", "", sentence).strip()   # the model's own [n] are not trusted
-        sentence = re.sub(r"^(?:A|Answer)\s*:\s*", "", sentence)   # a small model's "A: …" label
+    def _one(
+        self,
+        sentence: str,
+        answer: Answer,
+        evidence: list[Evidence],
+        cited: list[Evidence],
+        shown: list[str],
+    ) -> Iterator[tuple[str, str]]:
+        sentence = re.sub(
+            r"\s*\[\d+\]", "", sentence
+        ).strip()  # the model's own [n] are not trusted
+        sentence = re.sub(r"^(?:A|Answer)\s*:\s*", "", sentence)  # a small model's "A: …" label
         if not sentence or grounding.is_refusal(sentence):
             return
         _, support = grounding.check_linked(sentence, evidence, answer.question)
@@ -322,7 +357,6 @@ class Conversation:
         text = f"{sentence} [{support.source}]"
         yield "text", (" " if shown else "") + text
         shown.append(text)
-
 
     def _messages(self, question: str, sources: list[Source]) -> list[dict]:
         system = [{"role": "system", "content": SYSTEM_PROMPT}]
@@ -342,7 +376,10 @@ class Conversation:
     def _history(self, first: int) -> list[dict]:
         messages: list[dict] = []
         for question, sources, answer in self.turns[first:]:
-            messages += [*turn_messages(question, sources), {"role": "assistant", "content": answer}]
+            messages += [
+                *turn_messages(question, sources),
+                {"role": "assistant", "content": answer},
+            ]
         return messages
 
     def _size(self, messages: list[dict]) -> int:
@@ -362,11 +399,20 @@ def candidates(sources: list[Source]) -> list[Evidence]:
         # export's messages were written, and answered "When is Carla's birthday?" with it.
         if s.meta.get("kind") in ("email", "event"):
             found.append(Evidence(s.number, context, header=True, one_subject=True, record=s.text))
-        lines = grounding.split_source(s.number, s.text, context, s.meta.get("heading", ""), mail=s.meta.get("kind") == "email")
+        lines = grounding.split_source(
+            s.number, s.text, context, s.meta.get("heading", ""), mail=s.meta.get("kind") == "email"
+        )
         # One chunk: its lines share its names ("Alfama" in the title of the note whose line
         # says "Check-out is at 11:00"; "Sintra" in the mail whose line says "Meet at Rossio").
-        lines = [replace(e, record=s.text, one_subject=s.meta.get("kind") in ("email", "event", "contact")) for e in lines]
-        if s.meta.get("kind") == "chat":   # the export's own "Chat: Carla Matos, 02 Feb 2026 20:01" line
+        lines = [
+            replace(
+                e, record=s.text, one_subject=s.meta.get("kind") in ("email", "event", "contact")
+            )
+            for e in lines
+        ]
+        if (
+            s.meta.get("kind") == "chat"
+        ):  # the export's own "Chat: Carla Matos, 02 Feb 2026 20:01" line
             lines = [e for e in lines if not e.text.startswith("Chat:")]
         if s.meta.get("kind") == "chat":
             lines = replies_with_their_question(lines)
@@ -378,28 +424,45 @@ def replies_with_their_question(lines: list[Evidence]) -> list[Evidence]:
     """A chat message that follows a question ("Did you book the restaurant?" → "Yes, table for
     four at 20:45") says what it is about only with it: the question becomes its context."""
     out: list[Evidence] = []
-    for before, line in zip([None, *lines], lines):
-        if before is not None and before.text.rstrip().endswith("?") and not line.text.rstrip().endswith("?"):
-            line = replace(line, context=f"{line.context} > {before.text}" if line.context else before.text)
+    for before, line in zip([None, *lines], lines, strict=False):
+        if (
+            before is not None
+            and before.text.rstrip().endswith("?")
+            and not line.text.rstrip().endswith("?")
+        ):
+            line = replace(
+                line, context=f"{line.context} > {before.text}" if line.context else before.text
+            )
         out.append(line)
     return out
 
 
 def with_quotes(sources: list[Source], evidence: list[Evidence]) -> list[Source]:
     """``sources`` with each one's quote: its lines among ``evidence``, in order."""
-    return [replace(s, quote=" … ".join(e.text for e in evidence if e.source == s.number)) for s in sources]
+    return [
+        replace(s, quote=" … ".join(e.text for e in evidence if e.source == s.number))
+        for s in sources
+    ]
 
 
 def _says(sources: list[Source], number: int) -> str:
     kind = next((s.meta.get("kind") for s in sources if s.number == number), None)
-    return {"email": "Your mail says", "event": "Your calendar says", "contact": "Your contacts say",
-            "chat": "Your chats say"}.get(kind, "Your notes say")
+    return {
+        "email": "Your mail says",
+        "event": "Your calendar says",
+        "contact": "Your contacts say",
+        "chat": "Your chats say",
+    }.get(kind, "Your notes say")
 
 
 def with_quotes_text(answer: Answer) -> str:
     """The verified answer with the quotes it rests on, as one text: what a peer (A2A, Nostr)
     or an app on /v1 receives. A quote the answer already shows is not repeated."""
-    quotes = [f"[{s.number}] «{s.quote}»" for s in answer.sources if s.quote and f"«{s.quote}»" not in answer.text]
+    quotes = [
+        f"[{s.number}] «{s.quote}»"
+        for s in answer.sources
+        if s.quote and f"«{s.quote}»" not in answer.text
+    ]
     return answer.text + ("\n\n" + "\n".join(quotes) if quotes else "")
 
 
@@ -410,8 +473,19 @@ def answer_events(answer: Answer, *, owner: bool) -> Iterator[dict]:
     peers on every channel)."""
     if owner:
         sources = [s.to_json() for s in answer.sources]
-        yield {"type": "done", "answer": answer.text, "grounded": answer.grounded, "sources": sources, "dropped": answer.dropped}
+        yield {
+            "type": "done",
+            "answer": answer.text,
+            "grounded": answer.grounded,
+            "sources": sources,
+            "dropped": answer.dropped,
+        }
     else:
         sources = [s.for_peer() for s in answer.sources if s.quote]
         yield {"type": "sources", "sources": sources}
-        yield {"type": "done", "answer": answer.text, "grounded": answer.grounded, "sources": sources}
+        yield {
+            "type": "done",
+            "answer": answer.text,
+            "grounded": answer.grounded,
+            "sources": sources,
+        }

@@ -14,8 +14,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agent.tools import ToolCall
 from agent.errors import AgentError
+from agent.tools import ToolCall
 
 WAIT_SECONDS = 300.0
 
@@ -45,7 +45,9 @@ class Pending:
         }
 
 
-Record = Callable[[Pending, str], None]  # (the call, "approve" | "deny" | "timeout" | "withdrawn") → audit it
+Record = Callable[
+    [Pending, str], None
+]  # (the call, "approve" | "deny" | "timeout" | "withdrawn") → audit it
 
 
 class Approvals:
@@ -78,7 +80,9 @@ class Approvals:
         with self._lock:
             pending = self._pending.pop(approval_id, None)
         if pending is None:
-            raise UnknownApproval(f"no tool call {approval_id!r} is waiting (decided, timed out, or unknown)")
+            raise UnknownApproval(
+                f"no tool call {approval_id!r} is waiting (decided, timed out, or unknown)"
+            )
         # Recorded before the waiting side learns it: a decision the log can't hold is not taken.
         try:
             self._record(pending, "approve" if approve else "deny")

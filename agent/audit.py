@@ -34,17 +34,19 @@ import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from identity.did_key import verification_method_id
-from store.sealing import SealError
-from store.records import Records
 from agent.errors import AgentError
+from identity.did_key import verification_method_id
+from store.records import Records
+from store.sealing import SealError
 
 GENESIS = "0" * 64  # the "previous hash" of the first entry
 _KIND = "audit"
 _HEAD_KIND = "audit-head"
 _HEAD_KEY = "head"
 _UNREADABLE = "cannot be opened: its sealed bytes were altered, moved or written under another key"
-_ACTION = re.compile(r"^[a-z0-9]+(?:[.-][a-z0-9_]+)*$")  # "a2a.send", "http.request", "nostr.publish"
+_ACTION = re.compile(
+    r"^[a-z0-9]+(?:[.-][a-z0-9_]+)*$"
+)  # "a2a.send", "http.request", "nostr.publish"
 
 
 class AuditError(AgentError):
@@ -54,15 +56,15 @@ class AuditError(AgentError):
 @dataclass(frozen=True)
 class AuditEntry:
     seq: int
-    at: str              # RFC 3339, UTC
+    at: str  # RFC 3339, UTC
     action: str
     target: str
     details: dict
     agent_made: bool
-    signer: str          # DID URL of the node's signing key
-    prev: str            # hash of the previous entry, or GENESIS
-    hash: str            # sha-256 hex of the canonical JSON of every field above
-    signature: str       # base64url (unpadded) Ed25519 signature over the 32 bytes of `hash`
+    signer: str  # DID URL of the node's signing key
+    prev: str  # hash of the previous entry, or GENESIS
+    hash: str  # sha-256 hex of the canonical JSON of every field above
+    signature: str  # base64url (unpadded) Ed25519 signature over the 32 bytes of `hash`
 
     def content(self) -> dict:
         """The fields covered by ``hash``."""
@@ -77,7 +79,7 @@ class AuditEntry:
 
 @dataclass(frozen=True)
 class AuditProblem:
-    seq: int | None      # None: a problem of the log as a whole (its head)
+    seq: int | None  # None: a problem of the log as a whole (its head)
     message: str
 
     def __str__(self) -> str:
@@ -86,7 +88,7 @@ class AuditProblem:
 
 @dataclass(frozen=True)
 class AuditReport:
-    count: int                   # entries found in the vault, readable or not
+    count: int  # entries found in the vault, readable or not
     problems: list[AuditProblem]
 
     @property
@@ -99,7 +101,9 @@ def content_hash(content: dict) -> str:
 
 
 class AuditLog:
-    def __init__(self, records: Records, *, signer_did: str, sign: Callable[[bytes], bytes] | None = None) -> None:
+    def __init__(
+        self, records: Records, *, signer_did: str, sign: Callable[[bytes], bytes] | None = None
+    ) -> None:
         """``signer_did`` is the node's DID (or its key's DID URL); ``sign`` its Ed25519 signing
         function, which only ``append`` needs."""
         self._records = records
@@ -111,7 +115,9 @@ class AuditLog:
         """Record an outward action. Raises AuditError, and records nothing, if the log is
         damaged or ``details`` is not plain JSON: the caller should then not act unrecorded."""
         if self._sign is None:
-            raise AuditError("this audit log was opened read-only: it has no signing key to append with")
+            raise AuditError(
+                "this audit log was opened read-only: it has no signing key to append with"
+            )
         if not _ACTION.match(action):
             raise AuditError(f"action {action!r}: use lowercase dotted words such as 'a2a.send'")
         try:
@@ -126,8 +132,14 @@ class AuditLog:
             seq, prev = self._next_position()
             at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
             content = {
-                "seq": seq, "at": at, "action": action, "target": target, "details": details,
-                "agent_made": True, "signer": self.signer, "prev": prev,
+                "seq": seq,
+                "at": at,
+                "action": action,
+                "target": target,
+                "details": details,
+                "agent_made": True,
+                "signer": self.signer,
+                "prev": prev,
             }
             digest = content_hash(content)
             signature = _b64url(self._sign(bytes.fromhex(digest)))
@@ -144,7 +156,9 @@ class AuditLog:
         head = self._records.get_record(_HEAD_KIND, _HEAD_KEY)
         if head is None:
             if self._records.get_record(_KIND, _key(0)) is not None:
-                raise AuditError("the audit log has entries but no head record; run `flurry audit verify`")
+                raise AuditError(
+                    "the audit log has entries but no head record; run `flurry audit verify`"
+                )
             return 0, GENESIS
         seq, prev = head["count"], head["last_hash"]
         interrupted = self._records.get_record(_KIND, _key(seq))
@@ -162,7 +176,9 @@ class AuditLog:
             with self._lock:
                 records = self._records.records(_KIND)
         except SealError:
-            raise AuditError("an audit entry cannot be opened; run `flurry audit verify` to see which") from None
+            raise AuditError(
+                "an audit entry cannot be opened; run `flurry audit verify` to see which"
+            ) from None
         return sorted((AuditEntry.from_record(value) for _, value in records), key=lambda e: e.seq)
 
     def verify(self, public_key_for: Callable[[str], Ed25519PublicKey]) -> AuditReport:
@@ -203,15 +219,23 @@ class AuditLog:
                 span = f"entry {first}" if first == count - 1 else f"entries {first}-{count - 1}"
                 ends = f"the head counts {count} entries but the log ends before {span}"
                 problems.append(AuditProblem(None, f"{ends}: entries were removed from the end"))
-            elif isinstance(last := raw.get(count - 1), dict) and last.get("hash") != head["last_hash"]:
-                problems.append(AuditProblem(
-                    None, f"entry {count - 1} is not the entry the head recorded last: the log was rewritten"
-                ))
+            elif (
+                isinstance(last := raw.get(count - 1), dict)
+                and last.get("hash") != head["last_hash"]
+            ):
+                problems.append(
+                    AuditProblem(
+                        None,
+                        f"entry {count - 1} is not the entry the head recorded last: the log was rewritten",
+                    )
+                )
             # Entries past the head are not a problem when they chain (checked above): a crash
             # between writing an entry and its head leaves exactly that, and nothing is lost.
         return AuditReport(len(present), problems)
 
-    def _read_all(self, problems: list[AuditProblem]) -> tuple[dict | None, dict[int, dict | SealError | None]]:
+    def _read_all(
+        self, problems: list[AuditProblem]
+    ) -> tuple[dict | None, dict[int, dict | SealError | None]]:
         """The head, and every entry by sequence number: up to the head's count (None where
         missing) and on past it while entries exist."""
         try:
@@ -219,9 +243,12 @@ class AuditLog:
             head_unreadable = False
         except SealError:
             head, head_unreadable = None, True
-            problems.append(AuditProblem(
-                None, "the head record cannot be opened: it was altered, so truncation cannot be checked"
-            ))
+            problems.append(
+                AuditProblem(
+                    None,
+                    "the head record cannot be opened: it was altered, so truncation cannot be checked",
+                )
+            )
         expected = 0 if head is None else head["count"]
         raw: dict[int, dict | SealError | None] = {}
         seq = 0
@@ -235,13 +262,20 @@ class AuditLog:
             raw[seq] = value
             seq += 1
         if head is None and raw and not head_unreadable:
-            problems.append(AuditProblem(
-                None, "the head record is missing, so entries removed from the end cannot be detected"
-            ))
+            problems.append(
+                AuditProblem(
+                    None,
+                    "the head record is missing, so entries removed from the end cannot be detected",
+                )
+            )
         return head, raw
 
     def _check_entry(
-        self, seq: int, entry: AuditEntry, prev: str | None, public_key_for: Callable[[str], Ed25519PublicKey]
+        self,
+        seq: int,
+        entry: AuditEntry,
+        prev: str | None,
+        public_key_for: Callable[[str], Ed25519PublicKey],
     ) -> list[AuditProblem]:
         found: list[str] = []
         if entry.seq != seq:
@@ -264,14 +298,21 @@ class AuditLog:
         return [AuditProblem(seq, message) for message in found]
 
 
-def _check_signature(entry: AuditEntry, public_key_for: Callable[[str], Ed25519PublicKey]) -> list[str]:
+def _check_signature(
+    entry: AuditEntry, public_key_for: Callable[[str], Ed25519PublicKey]
+) -> list[str]:
     try:
         key = public_key_for(entry.signer)
     except Exception as unresolved:  # noqa: BLE001 - whatever the resolver raises, the entry cannot be checked
         return [f"the signer {entry.signer} cannot be resolved: {unresolved}"]
     try:
         key.verify(_unb64url(entry.signature), bytes.fromhex(entry.hash))
-    except (InvalidSignature, ValueError, TypeError, binascii.Error):  # a malformed hash or signature too
+    except (
+        InvalidSignature,
+        ValueError,
+        TypeError,
+        binascii.Error,
+    ):  # a malformed hash or signature too
         return ["signature is not valid"]
     return []
 

@@ -89,4 +89,6 @@ class Embedder:
         pooled = llama_cpp.llama_get_embeddings_seq(ctx, 0)
         if not pooled:
             raise RuntimeError("llama.cpp returned no pooled embedding")
-        return np.ctypeslib.as_array(ctypes.cast(pooled, ctypes.POINTER(ctypes.c_float)), shape=(self.dim,))
+        return np.ctypeslib.as_array(
+            ctypes.cast(pooled, ctypes.POINTER(ctypes.c_float)), shape=(self.dim,)
+        )

@@ -1,6 +1,5 @@
 """The root of the agent's errors (models, grants, the audit log, approvals, the queue)."""
 
 
-
 class AgentError(Exception):
     """The model, a grant, the audit log or the queue refused or failed; the message says why."""

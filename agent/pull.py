@@ -49,8 +49,8 @@ from agent.models import CATALOG, HUB_CATALOG, HubModel, ModelError
 
 GGUF_MAGIC = b"GGUF"
 MAX_REDIRECTS = 10
-DEFAULT_MAX_BYTES = 64 * 1024**3   # larger than any model a home box runs; --max-size lowers it
-DISK_MARGIN = 256 * 1024**2        # left free after the download, for the vault and the system
+DEFAULT_MAX_BYTES = 64 * 1024**3  # larger than any model a home box runs; --max-size lowers it
+DISK_MARGIN = 256 * 1024**2  # left free after the download, for the vault and the system
 HF_ENDPOINT = "https://huggingface.co"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
@@ -63,9 +63,9 @@ Progress = Callable[[int, int | None], None]  # (bytes so far, total or None)
 @dataclass(frozen=True)
 class Source:
     url: str
-    filename: str              # the name in the models folder
-    sha256: str | None         # pinned by the catalog
-    label: str                 # what the owner typed
+    filename: str  # the name in the models folder
+    sha256: str | None  # pinned by the catalog
+    label: str  # what the owner typed
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,8 @@ class Pulled:
     size: int
     source: str
     url: str
-    checked: str               # what the digest was checked against
-    resumed_at: int            # bytes kept from an earlier, interrupted pull
+    checked: str  # what the digest was checked against
+    resumed_at: int  # bytes kept from an earlier, interrupted pull
     already: bool = False
 
 
@@ -105,18 +105,26 @@ def resolve_source(source: str, name: str | None = None, sha256: str | None = No
             raise ModelError(f"--sha256 {sha256!r}: expected 64 hexadecimal digits")
     if source in HUB_CATALOG:
         if name:
-            raise ModelError(f"{source} is a catalog model; --name is only for URLs and hf: sources")
+            raise ModelError(
+                f"{source} is a catalog model; --name is only for URLs and hf: sources"
+            )
         model: HubModel = HUB_CATALOG[source]
         if sha256 and model.sha256 and sha256 != model.sha256:
-            raise ModelError(f"--sha256 differs from the sha256 the catalog pins for {source} ({model.sha256})")
-        return Source(hf_url(model.source.removeprefix("hf:")), model.filename, sha256 or model.sha256, source)
+            raise ModelError(
+                f"--sha256 differs from the sha256 the catalog pins for {source} ({model.sha256})"
+            )
+        return Source(
+            hf_url(model.source.removeprefix("hf:")), model.filename, sha256 or model.sha256, source
+        )
     if source.startswith("hf:"):
         url = hf_url(source.removeprefix("hf:"))
     elif "://" in source:
         url = source
     else:
         known = ", ".join(HUB_CATALOG)
-        raise ModelError(f"{source!r}: give an https:// URL, hf:OWNER/REPO/FILE.gguf or a catalog name ({known})")
+        raise ModelError(
+            f"{source!r}: give an https:// URL, hf:OWNER/REPO/FILE.gguf or a catalog name ({known})"
+        )
     check_url(url)
     filename = name or unquote(urlsplit(url).path.rsplit("/", 1)[-1])
     check_filename(filename)
@@ -126,9 +134,13 @@ def resolve_source(source: str, name: str | None = None, sha256: str | None = No
 def check_filename(filename: str) -> None:
     """A plain name ending in .gguf: nothing that could leave the models folder or hide in it."""
     if not _NAME.match(filename) or not filename.lower().endswith(".gguf"):
-        raise ModelError(f"{filename!r} is not a usable model file name (letters, digits, . _ + -, ending in .gguf; choose one with --name)")
+        raise ModelError(
+            f"{filename!r} is not a usable model file name (letters, digits, . _ + -, ending in .gguf; choose one with --name)"
+        )
     if filename in {m.filename for m in CATALOG.values()}:
-        raise ModelError(f"{filename} is the name of a default model's file; choose another with --name")
+        raise ModelError(
+            f"{filename} is the name of a default model's file; choose another with --name"
+        )
 
 
 def _is_loopback(host: str) -> bool:
@@ -151,7 +163,9 @@ def check_url(url: str, came_from: str | None = None) -> None:
     if parts.scheme == "http" and _is_loopback(host):
         if came_from is None or _is_loopback(urlsplit(came_from).hostname or ""):
             return
-        raise ModelError(f"{urlsplit(came_from).hostname} redirected to {url}, on this machine: refused")
+        raise ModelError(
+            f"{urlsplit(came_from).hostname} redirected to {url}, on this machine: refused"
+        )
     what = f"a redirect to {url}" if came_from else url
     raise ModelError(f"refusing {what}: only https:// sources (or http:// on this machine)")
 
@@ -168,14 +182,18 @@ def _folder_lock(folder: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ModelError(f"another pull is writing into {folder}; wait for it to finish") from None
+            raise ModelError(
+                f"another pull is writing into {folder}; wait for it to finish"
+            ) from None
         yield
     finally:
         os.close(fd)  # closing drops the flock
 
 
 @contextmanager
-def _get(client: httpx.Client, url: str, headers: dict[str, str]) -> Iterator[tuple[httpx.Response, dict[str, str]]]:
+def _get(
+    client: httpx.Client, url: str, headers: dict[str, str]
+) -> Iterator[tuple[httpx.Response, dict[str, str]]]:
     """GET with redirects followed by hand, each hop checked; yields the final response and
     what the hops announced (Hugging Face puts the file's sha256 and size on its redirect)."""
     announced: dict[str, str] = {}
@@ -253,7 +271,11 @@ class _Part:
 
     def start(self, url: str, response: httpx.Response, total: int | None) -> None:
         etag = response.headers.get("etag")
-        note = {"url": url, "etag": etag if etag and not etag.startswith("W/") else None, "total": total}
+        note = {
+            "url": url,
+            "etag": etag if etag and not etag.startswith("W/") else None,
+            "total": total,
+        }
         tmp = self.note.with_suffix(".tmp")
         tmp.write_text(json.dumps(note))
         os.replace(tmp, self.note)
@@ -293,43 +315,81 @@ def pull(
         if target.is_file():
             record = read_record(target) or {}
             if src.sha256 and record.get("sha256") != src.sha256:
-                raise ModelError(f"{target} is already there but does not match the pinned sha256; move it away and pull again")
-            return Pulled(target, record.get("sha256", "not recorded"), target.stat().st_size,
-                          record.get("source", "?"), record.get("url", "?"), record.get("checked", "?"), 0, already=True)
+                raise ModelError(
+                    f"{target} is already there but does not match the pinned sha256; move it away and pull again"
+                )
+            return Pulled(
+                target,
+                record.get("sha256", "not recorded"),
+                target.stat().st_size,
+                record.get("source", "?"),
+                record.get("url", "?"),
+                record.get("checked", "?"),
+                0,
+                already=True,
+            )
         part = _Part(models_dir, src.filename)
         timeouts = httpx.Timeout(timeout, connect=min(timeout, 30.0))
         # Redirects by hand (see _get); proxies from the environment apply, as they do to pip.
-        with httpx.Client(timeout=timeouts, follow_redirects=False,
-                          headers={"User-Agent": "flurry-models-pull", "Accept-Encoding": "identity"}) as client:
-            for _ in range(2):  # a second round only when the server cannot serve the kept part's rest
+        with httpx.Client(
+            timeout=timeouts,
+            follow_redirects=False,
+            headers={"User-Agent": "flurry-models-pull", "Accept-Encoding": "identity"},
+        ) as client:
+            for _ in range(
+                2
+            ):  # a second round only when the server cannot serve the kept part's rest
                 try:
                     done = _transfer(client, src, part, models_dir, max_bytes, progress, say)
                 except httpx.TimeoutException:
-                    raise ModelError(f"{urlsplit(src.url).hostname} stopped answering ({timeout:.0f} s); run the same pull again to resume") from None
+                    raise ModelError(
+                        f"{urlsplit(src.url).hostname} stopped answering ({timeout:.0f} s); run the same pull again to resume"
+                    ) from None
                 except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as e:
                     kept = part.path.stat().st_size if part.path.exists() else 0
-                    raise ModelError(f"the connection broke after {_human(kept)} ({type(e).__name__}); run the same pull again to resume") from None
+                    raise ModelError(
+                        f"the connection broke after {_human(kept)} ({type(e).__name__}); run the same pull again to resume"
+                    ) from None
                 except httpx.ConnectError as e:
-                    raise ModelError(f"cannot connect to {urlsplit(src.url).hostname}: {e}") from None
+                    raise ModelError(
+                        f"cannot connect to {urlsplit(src.url).hostname}: {e}"
+                    ) from None
                 except httpx.HTTPError as e:
                     raise ModelError(f"download of {src.url} failed: {e}") from None
-                except OSError as e:  # the disk filled up, the folder went away: what arrived is kept
-                    raise ModelError(f"cannot write into {models_dir}: {e.strerror or e}; run the same pull again to resume") from None
+                except (
+                    OSError
+                ) as e:  # the disk filled up, the folder went away: what arrived is kept
+                    raise ModelError(
+                        f"cannot write into {models_dir}: {e.strerror or e}; run the same pull again to resume"
+                    ) from None
                 if done is not None:
                     break
             else:
-                raise ModelError(f"{urlsplit(src.url).hostname} would not serve the rest of the file; run the pull again")
+                raise ModelError(
+                    f"{urlsplit(src.url).hostname} would not serve the rest of the file; run the pull again"
+                )
         digest, size, resumed_at, announced = done
         checked = []
-        for what, expected in (("the pinned sha256", src.sha256), ("the digest the server announced", announced)):
+        for what, expected in (
+            ("the pinned sha256", src.sha256),
+            ("the digest the server announced", announced),
+        ):
             if expected is None:
                 continue
             if digest != expected:
                 part.drop()
-                raise ModelError(f"{src.filename}: sha256 {digest} does not match {what} {expected}; deleted what was downloaded")
+                raise ModelError(
+                    f"{src.filename}: sha256 {digest} does not match {what} {expected}; deleted what was downloaded"
+                )
             checked.append(what)
-        record = {"source": src.label, "url": src.url, "sha256": digest, "size": size,
-                  "checked": ", ".join(checked) or "no pin to check it against", "pulled": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        record = {
+            "source": src.label,
+            "url": src.url,
+            "sha256": digest,
+            "size": size,
+            "checked": ", ".join(checked) or "no pin to check it against",
+            "pulled": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
         tmp = record_path(target).with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=2) + "\n")
         os.replace(tmp, record_path(target))
@@ -339,7 +399,13 @@ def pull(
 
 
 def _transfer(
-    client: httpx.Client, src: Source, part: _Part, folder: Path, max_bytes: int, progress: Progress | None, say: Callable[[str], None]
+    client: httpx.Client,
+    src: Source,
+    part: _Part,
+    folder: Path,
+    max_bytes: int,
+    progress: Progress | None,
+    say: Callable[[str], None],
 ) -> tuple[str, int, int, str | None] | None:
     """One request: the rest of the kept part, or the whole file. Returns (sha256, size,
     bytes resumed from, announced sha256), or None when the next round must start over."""
@@ -356,11 +422,19 @@ def _transfer(
             return None
         if response.status_code not in (200, 206) or (response.status_code == 206 and not have):
             reason = response.reason_phrase or ""
-            hint = "; the file may need a login on the hub (a gated model): download it yourself and `flurry models use chat PATH`" if response.status_code in (401, 403) else ""
-            raise ModelError(f"{urlsplit(str(response.url)).hostname} answered {response.status_code} {reason} for {src.url}{hint}")
+            hint = (
+                "; the file may need a login on the hub (a gated model): download it yourself and `flurry models use chat PATH`"
+                if response.status_code in (401, 403)
+                else ""
+            )
+            raise ModelError(
+                f"{urlsplit(str(response.url)).hostname} answered {response.status_code} {reason} for {src.url}{hint}"
+            )
         encoding = response.headers.get("content-encoding", "identity").lower()
         if encoding not in ("identity", ""):
-            raise ModelError(f"the server sent the file {encoding}-encoded although flurry asked for it as is; refused")
+            raise ModelError(
+                f"the server sent the file {encoding}-encoded although flurry asked for it as is; refused"
+            )
         length = _int_header(response.headers, "content-length")
         if response.status_code == 206:
             start, total = _content_range(response.headers.get("content-range", ""))
@@ -369,11 +443,15 @@ def _transfer(
                 part.drop()
                 return None
             if length is not None and total is not None and length != total - start:
-                raise ModelError(f"the server's Content-Length ({length}) and Content-Range ({start}-…/{total}) disagree; refused")
+                raise ModelError(
+                    f"the server's Content-Length ({length}) and Content-Range ({start}-…/{total}) disagree; refused"
+                )
         else:
             if have:
-                say(f"{urlsplit(str(response.url)).hostname} sent the whole file instead of the rest "
-                    "(the file changed, or the server does not resume); starting over")
+                say(
+                    f"{urlsplit(str(response.url)).hostname} sent the whole file instead of the rest "
+                    "(the file changed, or the server does not resume); starting over"
+                )
                 part.drop()
                 have = 0
             total = length
@@ -382,19 +460,27 @@ def _transfer(
         # Limits before the body is read.
         if total is not None:
             if total > max_bytes:
-                raise ModelError(f"{src.filename} is {_human(total)}, over the {_human(max_bytes)} limit (--max-size); nothing saved")
+                raise ModelError(
+                    f"{src.filename} is {_human(total)}, over the {_human(max_bytes)} limit (--max-size); nothing saved"
+                )
             if total < 32:
-                raise ModelError(f"{src.filename} is {total} bytes: too small to be a GGUF model; nothing saved")
+                raise ModelError(
+                    f"{src.filename} is {total} bytes: too small to be a GGUF model; nothing saved"
+                )
             free = shutil.disk_usage(folder).free
             if total - have + DISK_MARGIN > free:
-                raise ModelError(f"{src.filename} needs {_human(total - have)} more, but {folder} has {_human(free)} free; nothing saved")
+                raise ModelError(
+                    f"{src.filename} needs {_human(total - have)} more, but {folder} has {_human(free)} free; nothing saved"
+                )
         hasher = hashlib.sha256()
         if have:
             with open(part.path, "rb") as f:
                 while block := f.read(1 << 20):
                     hasher.update(block)
         size = have
-        chunks = response.iter_raw()  # as received: a chunker would lose its buffer when the connection breaks
+        chunks = (
+            response.iter_raw()
+        )  # as received: a chunker would lose its buffer when the connection breaks
         if not have:
             head = b""
             for chunk in chunks:  # the magic, checked before anything touches the disk
@@ -403,7 +489,9 @@ def _transfer(
                     break
             if head[: len(GGUF_MAGIC)] != GGUF_MAGIC:
                 kind = response.headers.get("content-type", "unknown type")
-                raise ModelError(f"{src.label} is not a GGUF model (it starts {head[:8]!r}, {kind}); nothing saved")
+                raise ModelError(
+                    f"{src.label} is not a GGUF model (it starts {head[:8]!r}, {kind}); nothing saved"
+                )
             part.start(src.url, response, total)
             chunks = _prepend(head, chunks)
         if progress:
@@ -414,8 +502,14 @@ def _transfer(
                 if size > max_bytes or (total is not None and size > total):
                     f.close()
                     part.drop()
-                    limit = f"the {_human(max_bytes)} limit" if size > max_bytes else f"the {_human(total)} the server announced"
-                    raise ModelError(f"{src.filename} grew past {limit}; deleted what was downloaded")
+                    limit = (
+                        f"the {_human(max_bytes)} limit"
+                        if size > max_bytes
+                        else f"the {_human(total)} the server announced"
+                    )
+                    raise ModelError(
+                        f"{src.filename} grew past {limit}; deleted what was downloaded"
+                    )
                 f.write(chunk)
                 hasher.update(chunk)
                 if progress:
@@ -423,7 +517,9 @@ def _transfer(
             f.flush()
             os.fsync(f.fileno())  # durable before the rename that makes it a model
         if total is not None and size != total:
-            raise ModelError(f"the download ended after {_human(size)} of {_human(total)}; run the same pull again to resume")
+            raise ModelError(
+                f"the download ended after {_human(size)} of {_human(total)}; run the same pull again to resume"
+            )
         return hasher.hexdigest(), size, have, _announced_sha256(announced)
 
 

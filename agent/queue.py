@@ -18,6 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+
 from agent.errors import AgentError
 
 Work = Callable[[], Iterator[str]]
@@ -36,7 +37,7 @@ class JobCancelled(AgentError):
 
 
 class Job:
-    def __init__(self, work: Work, model_queue: "ModelQueue") -> None:
+    def __init__(self, work: Work, model_queue: ModelQueue) -> None:
         self._work = work
         self._queue = model_queue
         self._pieces: queue.Queue = queue.Queue()
@@ -93,7 +94,7 @@ class ModelQueue:
         self._background: deque[Job] = deque()
         self._running: Job | None = None
         self._lock = threading.Condition()
-        self._average_seconds = 5.0   # a first guess, then a moving average of real jobs
+        self._average_seconds = 5.0  # a first guess, then a moving average of real jobs
         self._closed = False
         self._worker = threading.Thread(target=self._serve, name="flurry-model", daemon=True)
         self._worker.start()
@@ -168,4 +169,6 @@ class ModelQueue:
             with self._lock:
                 self._running = None
                 if not background:  # what a question waits for; the retry-after estimate follows it
-                    self._average_seconds = 0.8 * self._average_seconds + 0.2 * (time.monotonic() - started)
+                    self._average_seconds = 0.8 * self._average_seconds + 0.2 * (
+                        time.monotonic() - started
+                    )

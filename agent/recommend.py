@@ -27,23 +27,23 @@ GB = 1024**3
 @dataclass(frozen=True)
 class Gpu:
     name: str
-    total: int   # bytes
+    total: int  # bytes
     free: int
 
 
 @dataclass(frozen=True)
 class Machine:
     cores: int
-    ram_total: int        # bytes
+    ram_total: int  # bytes
     ram_available: int
-    gpu_offload: bool     # this llama.cpp build can put layers on a GPU
+    gpu_offload: bool  # this llama.cpp build can put layers on a GPU
     gpus: tuple[Gpu, ...] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True)
 class Fit:
     model: HubModel
-    verdict: str          # "gpu", "good", "slow", "tight" or "no"
+    verdict: str  # "gpu", "good", "slow", "tight" or "no"
     reason: str
 
     @property
@@ -93,7 +93,9 @@ def nvidia_gpus() -> tuple[Gpu, ...]:
     try:
         result = subprocess.run(
             [exe, "--query-gpu=name,memory.total,memory.free", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=10,
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
     except (OSError, subprocess.TimeoutExpired):
         return ()
@@ -104,7 +106,9 @@ def parse_nvidia_smi(text: str) -> tuple[Gpu, ...]:
     """``name, total MiB, free MiB`` lines; anything else (an error line, "[N/A]") is skipped."""
     gpus = []
     for line in text.splitlines():
-        parts = [p.strip() for p in line.rsplit(",", 2)]  # a GPU's name may hold a comma; the numbers do not
+        parts = [
+            p.strip() for p in line.rsplit(",", 2)
+        ]  # a GPU's name may hold a comma; the numbers do not
         if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
             gpus.append(Gpu(parts[0], int(parts[1]) * 1024**2, int(parts[2]) * 1024**2))
     return tuple(gpus)
@@ -117,7 +121,13 @@ def probe() -> Machine:
     from agent.runtime import default_threads
 
     total, available = _memory()
-    return Machine(default_threads(), total, available, bool(llama_cpp.llama_supports_gpu_offload()), nvidia_gpus())
+    return Machine(
+        default_threads(),
+        total,
+        available,
+        bool(llama_cpp.llama_supports_gpu_offload()),
+        nvidia_gpus(),
+    )
 
 
 def fit(model: HubModel, machine: Machine) -> Fit:
@@ -126,19 +136,39 @@ def fit(model: HubModel, machine: Machine) -> Fit:
     if machine.gpu_offload:
         for gpu in machine.gpus:
             if gpu.free >= need:
-                return Fit(model, "gpu", f"runs on the GPU: needs {gb}, {gpu.name} has {gpu.free / GB:.1f} GB free")
+                return Fit(
+                    model,
+                    "gpu",
+                    f"runs on the GPU: needs {gb}, {gpu.name} has {gpu.free / GB:.1f} GB free",
+                )
     if machine.ram_available >= need:
         if machine.cores < model.min_cores:
-            return Fit(model, "slow", f"fits in memory ({gb} of {machine.ram_available / GB:.1f} GB available), "
-                                      f"but slow on {machine.cores} cores (wants {model.min_cores})")
-        return Fit(model, "good", f"fits in memory: needs {gb}, {machine.ram_available / GB:.1f} GB available, {machine.cores} cores")
+            return Fit(
+                model,
+                "slow",
+                f"fits in memory ({gb} of {machine.ram_available / GB:.1f} GB available), "
+                f"but slow on {machine.cores} cores (wants {model.min_cores})",
+            )
+        return Fit(
+            model,
+            "good",
+            f"fits in memory: needs {gb}, {machine.ram_available / GB:.1f} GB available, {machine.cores} cores",
+        )
     if machine.ram_total >= need:
-        return Fit(model, "tight", f"needs {gb}: only {machine.ram_available / GB:.1f} GB of {machine.ram_total / GB:.1f} GB "
-                                   "is available now; close other programs first")
-    return Fit(model, "no", f"does not fit: needs {gb}, this machine has {machine.ram_total / GB:.1f} GB")
+        return Fit(
+            model,
+            "tight",
+            f"needs {gb}: only {machine.ram_available / GB:.1f} GB of {machine.ram_total / GB:.1f} GB "
+            "is available now; close other programs first",
+        )
+    return Fit(
+        model, "no", f"does not fit: needs {gb}, this machine has {machine.ram_total / GB:.1f} GB"
+    )
 
 
-def recommend(machine: Machine, catalog: dict[str, HubModel] = HUB_CATALOG) -> tuple[list[Fit], Fit | None]:
+def recommend(
+    machine: Machine, catalog: dict[str, HubModel] = HUB_CATALOG
+) -> tuple[list[Fit], Fit | None]:
     """Every catalog model's fit, smallest first, and the best one: the largest that runs comfortably."""
     fits = [fit(m, machine) for m in sorted(catalog.values(), key=lambda m: m.size_gb)]
     comfortable = [f for f in fits if f.verdict in ("gpu", "good")]
@@ -148,10 +178,14 @@ def recommend(machine: Machine, catalog: dict[str, HubModel] = HUB_CATALOG) -> t
 def describe(machine: Machine) -> str:
     ram = f"{machine.ram_total / GB:.1f} GB memory ({machine.ram_available / GB:.1f} GB available)"
     if machine.gpus and machine.gpu_offload:
-        gpu = ", ".join(f"{g.name} {g.free / GB:.1f} GB free of {g.total / GB:.1f} GB" for g in machine.gpus)
+        gpu = ", ".join(
+            f"{g.name} {g.free / GB:.1f} GB free of {g.total / GB:.1f} GB" for g in machine.gpus
+        )
     elif machine.gpus:
-        gpu = (f"{len(machine.gpus)} NVIDIA GPU(s), but this llama.cpp build cannot offload to them "
-               '(reinstall llama-cpp-python with CMAKE_ARGS="-DGGML_CUDA=on")')
+        gpu = (
+            f"{len(machine.gpus)} NVIDIA GPU(s), but this llama.cpp build cannot offload to them "
+            '(reinstall llama-cpp-python with CMAKE_ARGS="-DGGML_CUDA=on")'
+        )
     elif machine.gpu_offload:
         gpu = "GPU offload supported by this llama.cpp build (no nvidia-smi: memory unknown, shared with the CPU on Apple)"
     else:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import llama_cpp
+
 from agent.errors import AgentError
 
 
@@ -35,7 +36,9 @@ def default_threads() -> int:
     pinned = os.environ.get("FLURRY_THREADS", "").strip()
     if pinned:
         if not pinned.isdigit() or int(pinned) < 1:
-            raise ThreadsError(f"FLURRY_THREADS must be a whole number of threads, 1 or more, not {pinned!r}")
+            raise ThreadsError(
+                f"FLURRY_THREADS must be a whole number of threads, 1 or more, not {pinned!r}"
+            )
         return int(pinned)
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -113,7 +116,9 @@ class ChatModel:
         from the JSON Schema ``schema``: whatever the model prefers, it can write only JSON of
         that shape (see ``agent.tools``)."""
         grammar = llama_cpp.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
-        reply = self._llm.create_chat_completion(messages, grammar=grammar, temperature=0.0, max_tokens=max_tokens)
+        reply = self._llm.create_chat_completion(
+            messages, grammar=grammar, temperature=0.0, max_tokens=max_tokens
+        )
         return reply["choices"][0]["message"]["content"] or ""
 
     def tokens_in_context(self) -> int:

@@ -25,8 +25,8 @@ import jsonschema
 import llama_cpp
 import numpy as np
 
-from agent.runtime import ChatModel
 from agent.errors import AgentError
+from agent.runtime import ChatModel
 
 NONE = "none"
 # Strings without a maxLength of their own get this one in the grammar. Without it the small
@@ -58,7 +58,10 @@ class ToolCallError(AgentError, ValueError):
 
 
 def relevant_tools(
-    embed: Callable[[list[str]], np.ndarray], question: str, tools: list[Tool], threshold: float = TOOL_RELEVANCE
+    embed: Callable[[list[str]], np.ndarray],
+    question: str,
+    tools: list[Tool],
+    threshold: float = TOOL_RELEVANCE,
 ) -> list[Tool]:
     """The tools a request is about, most relevant first; often none.
 
@@ -69,14 +72,16 @@ def relevant_tools(
         return []
     vectors = embed([question] + [f"{t.name.replace('_', ' ')}: {t.description}" for t in tools])
     scores = vectors[1:] @ vectors[0]
-    ranked = sorted(zip(scores, range(len(tools))), reverse=True)
+    ranked = sorted(zip(scores, range(len(tools)), strict=False), reverse=True)
     return [tools[i] for score, i in ranked if score >= threshold]
 
 
 def call_schema(tools: list[Tool]) -> dict:
     """One schema for the whole decision: a call to exactly one tool, or "none"."""
     branches = [_branch(t.name, t.parameters) for t in tools]
-    branches.append(_branch(NONE, {"type": "object", "properties": {}, "additionalProperties": False}))
+    branches.append(
+        _branch(NONE, {"type": "object", "properties": {}, "additionalProperties": False})
+    )
     return {"anyOf": branches}
 
 
@@ -93,7 +98,12 @@ def _capped(schema: object) -> object:
     """A copy of ``schema`` whose strings all have a maxLength (for the grammar only)."""
     if isinstance(schema, dict):
         out = {k: _capped(v) for k, v in schema.items()}
-        if out.get("type") == "string" and "maxLength" not in out and "enum" not in out and "const" not in out:
+        if (
+            out.get("type") == "string"
+            and "maxLength" not in out
+            and "enum" not in out
+            and "const" not in out
+        ):
             out["maxLength"] = MAX_STRING_CHARS
         return out
     if isinstance(schema, list):
@@ -150,7 +160,9 @@ def choose_tool(model: ChatModel, question: str, tools: list[Tool]) -> ToolCall 
     build, thread count and kind of CPU; on another, a borderline choice may differ."""
     if not tools:
         return None
-    text = model.complete(tool_messages(question, tools), schema=grammar_schema(tools), max_tokens=MAX_CALL_TOKENS)
+    text = model.complete(
+        tool_messages(question, tools), schema=grammar_schema(tools), max_tokens=MAX_CALL_TOKENS
+    )
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:  # only if max_tokens cut the call short
@@ -204,9 +216,9 @@ class ToolPolicy:
 
 @dataclass(frozen=True)
 class ToolTurn:
-    call: ToolCall | None          # None: the model chose no tool
+    call: ToolCall | None  # None: the model chose no tool
     decision: ToolDecision | None  # None when there was no call
-    result: str | None             # what the tool returned, when it ran
+    result: str | None  # what the tool returned, when it ran
 
     @property
     def ran(self) -> bool:

@@ -19,25 +19,173 @@ catch that verifier's mistakes, so it shares no code with it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 import unicodedata
 from dataclasses import dataclass
 
-MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
-          "november", "december"]
+MONTHS = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+]
 WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
-NUMBER_WORDS = {w: i for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen twenty".split())}
-NUMBER_WORDS.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
-                     "hundred": 100, "thousand": 1000})
+NUMBER_WORDS = {
+    w: i
+    for i, w in enumerate(
+        [
+            "zero",
+            "one",
+            "two",
+            "three",
+            "four",
+            "five",
+            "six",
+            "seven",
+            "eight",
+            "nine",
+            "ten",
+            "eleven",
+            "twelve",
+            "thirteen",
+            "fourteen",
+            "fifteen",
+            "sixteen",
+            "seventeen",
+            "eighteen",
+            "nineteen",
+            "twenty",
+        ]
+    )
+}
+NUMBER_WORDS.update(
+    {
+        "thirty": 30,
+        "forty": 40,
+        "fifty": 50,
+        "sixty": 60,
+        "seventy": 70,
+        "eighty": 80,
+        "ninety": 90,
+        "hundred": 100,
+        "thousand": 1000,
+    }
+)
 # Words a sentence may start with, or that are capitalised without naming anyone.
-COMMON = set("""a an and any are as at be because but by can could did do does dr dear for from had has have he her
-here hi his how i if in is it its i'm i'll i've let mr mrs ms my no not note notes of ok okay on or our please she
-so sorry sure that the their then there these they this those to unfortunately us was we were what when where which
-who why will with would yes you your yours also however according based answer source sources data evidence
-quote quoted see says said""".split())
+COMMON = set(
+    [
+        "a",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "because",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "dr",
+        "dear",
+        "for",
+        "from",
+        "had",
+        "has",
+        "have",
+        "he",
+        "her",
+        "here",
+        "hi",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "is",
+        "it",
+        "its",
+        "i'm",
+        "i'll",
+        "i've",
+        "let",
+        "mr",
+        "mrs",
+        "ms",
+        "my",
+        "no",
+        "not",
+        "note",
+        "notes",
+        "of",
+        "ok",
+        "okay",
+        "on",
+        "or",
+        "our",
+        "please",
+        "she",
+        "so",
+        "sorry",
+        "sure",
+        "that",
+        "the",
+        "their",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "to",
+        "unfortunately",
+        "us",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "would",
+        "yes",
+        "you",
+        "your",
+        "yours",
+        "also",
+        "however",
+        "according",
+        "based",
+        "answer",
+        "source",
+        "sources",
+        "data",
+        "evidence",
+        "quote",
+        "quoted",
+        "see",
+        "says",
+        "said",
+    ]
+)
 
 ABSTAIN = re.compile(
     r"not (?:\w+ ){0,3}in your (?:data|notes|records|files|documents)"
@@ -68,14 +216,18 @@ def is_right(answer: str, gold: tuple[str, ...]) -> bool:
         f = fold(g)
         # A number is not part of a longer one ("3 March" is not in "13 March"); words may be
         # inflected ("peanut" in "peanuts").
-        pattern = ((r"(?<!\d)" if f[:1].isdigit() else "") + re.escape(f) + (r"(?!\d)" if f[-1:].isdigit() else ""))
+        pattern = (
+            (r"(?<!\d)" if f[:1].isdigit() else "")
+            + re.escape(f)
+            + (r"(?!\d)" if f[-1:].isdigit() else "")
+        )
         if re.search(pattern, shown):
             return True
         d = digits(g)
         # A phone number: the last nine digits, whatever the spacing or the country code.
-        if len(d) >= 7 and sum(ch.isdigit() for ch in g) >= 0.7 * sum(ch.isalnum() for ch in g):
-            if d[-9:] in digits(answer):
-                return True
+        phone = len(d) >= 7 and sum(ch.isdigit() for ch in g) >= 0.7 * sum(ch.isalnum() for ch in g)
+        if phone and d[-9:] in digits(answer):
+            return True
     return False
 
 
@@ -93,7 +245,7 @@ def without_quotes(answer: str) -> str:
 
 @dataclass(frozen=True)
 class Claim:
-    kind: str      # number, date, month, weekday, email, name, quote, citation
+    kind: str  # number, date, month, weekday, email, name, quote, citation
     text: str
 
 
@@ -111,15 +263,18 @@ def sentences(answer: str) -> list[str]:
         lead = re.match(r"^((?:\s*\[\d+\])+)\s*", part)
         if lead and out:
             out[-1] += lead.group(1)
-            part = part[lead.end():]
+            part = part[lead.end() :]
         if part.strip():
             out.append(part.strip())
     return out
 
 
 _MON = r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
-_DATE = re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)?(?: of)? " + _MON + r"|\b" + _MON + r" (\d{1,2})(?:st|nd|rd|th)?\b"
-                   r"|\b\d{4}-(\d{2})-(\d{2})|\b(\d{1,2})/(\d{1,2})/\d{2,4}\b", re.I)
+_DATE = re.compile(
+    r"\b(\d{1,2})(?:st|nd|rd|th)?(?: of)? " + _MON + r"|\b" + _MON + r" (\d{1,2})(?:st|nd|rd|th)?\b"
+    r"|\b\d{4}-(\d{2})-(\d{2})|\b(\d{1,2})/(\d{1,2})/\d{2,4}\b",
+    re.I,
+)
 
 
 def _dates(text: str) -> list[tuple[int, int]]:
@@ -181,9 +336,18 @@ def claims(sentence: str, capitalised_elsewhere: set[str]) -> list[Claim]:
     for m in _NAME.finditer(rest):
         word = m.group(0)
         lw = fold(word).removesuffix("'s")
-        if lw in COMMON or lw in MONTHS or lw in WEEKDAYS or lw in {x[:3] for x in MONTHS + WEEKDAYS}:
-            continue   # months and weekdays are checked as dates
-        if m.start() == (first.start(1) if first else -1) and word == first_word and word not in capitalised_elsewhere:
+        if (
+            lw in COMMON
+            or lw in MONTHS
+            or lw in WEEKDAYS
+            or lw in {x[:3] for x in MONTHS + WEEKDAYS}
+        ):
+            continue  # months and weekdays are checked as dates
+        if (
+            m.start() == (first.start(1) if first else -1)
+            and word == first_word
+            and word not in capitalised_elsewhere
+        ):
             continue  # a sentence's first word: a name only if the answer capitalises it elsewhere too
         found.append(Claim("name", word))
     return found
@@ -205,20 +369,27 @@ class Evidence:
             self.numbers |= _number_forms(m.group(0))
         for m in re.finditer(r"\d+", joined):
             self.numbers.add(m.group(0).lstrip("0") or "0")
-        self.months = {w[:3] for w in re.findall(r"[a-z]+", self.folded) if w[:3] in {m[:3] for m in MONTHS}
-                       and (w in MONTHS or len(w) == 3)}
+        self.months = {
+            w[:3]
+            for w in re.findall(r"[a-z]+", self.folded)
+            if w[:3] in {m[:3] for m in MONTHS} and (w in MONTHS or len(w) == 3)
+        }
         for m in re.finditer(r"\b\d{4}-(\d{2})-\d{2}|\b\d{1,2}/(\d{1,2})/\d{2,4}", joined):
             month = int(m.group(1) or m.group(2))
             if 1 <= month <= 12:
                 self.months.add(MONTHS[month - 1][:3])
         self.dates = {f"{month:02d}-{day:02d}" for day, month in _dates(joined)}
-        self.weekdays = {w[:3] for w in re.findall(r"[a-z]+", self.folded) if w in WEEKDAYS or w in {d[:3] for d in WEEKDAYS}}
-        self.weekdays |= {d[:3] for d in WEEKDAYS if re.search(r"byday=[^\n]*\b" + d[:2], self.folded)}
+        self.weekdays = {
+            w[:3]
+            for w in re.findall(r"[a-z]+", self.folded)
+            if w in WEEKDAYS or w in {d[:3] for d in WEEKDAYS}
+        }
+        self.weekdays |= {
+            d[:3] for d in WEEKDAYS if re.search(r"byday=[^\n]*\b" + d[:2], self.folded)
+        }
         for m in re.finditer(r"\b(\d{4})-(\d{2})-(\d{2})", joined):
-            try:
+            with contextlib.suppress(ValueError):
                 self.weekdays.add(WEEKDAYS[dt.date(*map(int, m.groups())).weekday()][:3])
-            except ValueError:
-                pass
 
         # A date's month and weekday are words of the record too ("2026-05-14" says "Thu", "May").
         self.words |= {m for m in MONTHS if m[:3] in self.months} | {m[:3] for m in self.months}
@@ -227,17 +398,25 @@ class Evidence:
     def holds(self, claim: Claim, question_words: set[str]) -> bool:
         if claim.kind == "number":
             if claim.text in NUMBER_WORDS:
-                return claim.text in self.words or str(NUMBER_WORDS[claim.text]) in self.numbers or claim.text in question_words
+                return (
+                    claim.text in self.words
+                    or str(NUMBER_WORDS[claim.text]) in self.numbers
+                    or claim.text in question_words
+                )
             forms = _number_forms(claim.text)
             if forms & self.numbers:
                 return True
             d = digits(claim.text)
-            if len(d) >= 6 and any(len(n) >= 6 and (n.endswith(d) or d.endswith(n)) for n in self.numbers):
-                return True   # a phone number with or without its country code
+            if len(d) >= 6 and any(
+                len(n) >= 6 and (n.endswith(d) or d.endswith(n)) for n in self.numbers
+            ):
+                return True  # a phone number with or without its country code
             # A time or a date written otherwise than in the record ("17:15" of "17:15:00",
             # "12/05" of "12 May"): each part must be there. Not an amount: "13,000" is one number.
             parts = re.split(r"[/:-]", claim.text.strip("+"))
-            if 2 <= len(parts) <= 3 and all(p.strip().isdigit() and p.strip().strip("0") for p in parts):
+            if 2 <= len(parts) <= 3 and all(
+                p.strip().isdigit() and p.strip().strip("0") for p in parts
+            ):
                 return all(p.strip().lstrip("0") in self.numbers for p in parts)
             return d in question_words
         if claim.kind == "date":
@@ -264,7 +443,9 @@ class Evidence:
             # Clínica") is not verbatim in it: every word of it must be, and every claim hold.
             inner = claims(claim.text, set())
             words = [w for w in re.findall(r"[a-z]{3,}", fold(claim.text))]
-            return all(w in self.words for w in words) and all(self.holds(c, question_words) for c in inner)
+            return all(w in self.words for w in words) and all(
+                self.holds(c, question_words) for c in inner
+            )
         return True
 
 
@@ -303,17 +484,26 @@ def unsupported(answer: str, sources: list, question: str) -> list[Unsupported]:
     by_number = {s.number: s for s in sources}
     cited_anywhere = {int(n) for n in re.findall(r"\[(\d+)\]", answer) if int(n) in by_number}
     default = [by_number[n] for n in sorted(cited_anywhere)] or list(sources)
-    question_words = set(re.findall(r"[\w'-]+", fold(question))) | set(re.findall(r"\w+", fold(question)))
+    question_words = set(re.findall(r"[\w'-]+", fold(question))) | set(
+        re.findall(r"\w+", fold(question))
+    )
     question_words |= {digits(n) for n in re.findall(r"\d[\d ]*", question)}
     capitalised = set(_NAME.findall(answer))
     first_words = [re.match(r"\W*([\w'-]+)", s) for s in sentences(answer)]
     counted = [w for w in re.findall(r"\b[A-Z][\w'-]+", answer)]
-    capitalised = {w for w in capitalised if counted.count(w) > sum(1 for f in first_words if f and f.group(1) == w)}
+    capitalised = {
+        w
+        for w in capitalised
+        if counted.count(w) > sum(1 for f in first_words if f and f.group(1) == w)
+    }
     out = []
     for sentence in sentences(answer):
         cited = [int(n) for n in re.findall(r"\[(\d+)\]", sentence)]
         chosen = [by_number[n] for n in cited if n in by_number] or default
-        evidence = Evidence([source_texts(s) for s in chosen], any((getattr(s, "meta", {}) or {}).get("kind") for s in chosen))
+        evidence = Evidence(
+            [source_texts(s) for s in chosen],
+            any((getattr(s, "meta", {}) or {}).get("kind") for s in chosen),
+        )
         bad = []
         for claim in claims(sentence, capitalised):
             if claim.kind == "citation":

@@ -57,7 +57,9 @@ def _serve(home_root: str, port: int, signed: bool, ready) -> None:
     if not signed:
         owner = node.keys.owner_did
         app.dependency_overrides[app.state.signed_caller] = lambda: owner
-    uvicorn.Server(server_config(app, "127.0.0.1", port, limits=limits, log_level="error", access_log=False)).run()
+    uvicorn.Server(
+        server_config(app, "127.0.0.1", port, limits=limits, log_level="error", access_log=False)
+    ).run()
 
 
 class Server:
@@ -68,7 +70,9 @@ class Server:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         ready = multiprocessing.Event()
-        self.process = multiprocessing.Process(target=serve or _serve, args=(str(home.root), self.port, signed, ready))
+        self.process = multiprocessing.Process(
+            target=serve or _serve, args=(str(home.root), self.port, signed, ready)
+        )
         self.process.start()
         if not ready.wait(120):
             raise RuntimeError("the server did not start")
@@ -100,7 +104,9 @@ def _peer() -> tuple[Ed25519PrivateKey, str]:
     return key, did_key_from_ed25519_public(key.public_key().public_bytes_raw())
 
 
-async def _blast(url: str, requests: list[tuple[str, str, dict, bytes]], concurrency: int) -> tuple[float, collections.Counter]:
+async def _blast(
+    url: str, requests: list[tuple[str, str, dict, bytes]], concurrency: int
+) -> tuple[float, collections.Counter]:
     """Send the requests over `concurrency` keep-alive connections; a bare HTTP/1.1 client, so
     that the client's own cost (httpx spends ~0.5 ms a request) does not hide the server's."""
     host, port = url.removeprefix("http://").split(":")
@@ -138,9 +144,13 @@ async def _blast(url: str, requests: list[tuple[str, str, dict, bytes]], concurr
     return time.perf_counter() - start, codes
 
 
-def _signed(url: str, key, did: str, method: str, path: str, body: bytes = b"") -> tuple[str, str, dict, bytes]:
+def _signed(
+    url: str, key, did: str, method: str, path: str, body: bytes = b""
+) -> tuple[str, str, dict, bytes]:
     headers = {"content-type": "application/json"} if body else {}
-    headers.update(sign_request(method, url + path, headers, body, key, verification_method_id(did)))
+    headers.update(
+        sign_request(method, url + path, headers, body, key, verification_method_id(did))
+    )
     return method, path, headers, body
 
 
@@ -153,7 +163,9 @@ def bench_throughput(home: Home, count: int = 3000, rounds: int = 2) -> None:
             try:
                 # warm up the connection pool and the app
                 asyncio.run(_blast(server.url, [("GET", "/healthz", {}, b"")] * 200, 16))
-                requests = [_signed(server.url, key, did, "GET", "/api/whoami") for _ in range(count)]
+                requests = [
+                    _signed(server.url, key, did, "GET", "/api/whoami") for _ in range(count)
+                ]
                 seconds, codes = asyncio.run(_blast(server.url, requests, 16))
                 assert codes == {200: count}, codes
                 (signed_rates if signed else plain_rates).append(count / seconds)
@@ -175,12 +187,20 @@ def bench_many_peers(home: Home, peers: int = 50, each: int = 100) -> None:
     server = Server(home)
     try:
         body = b'{"question": "When should I plant the tomatoes?", "k": 1}'
-        requests = [_signed(server.url, key, did, "POST", "/api/ask", body) for key, did in keys for _ in range(each)]
+        requests = [
+            _signed(server.url, key, did, "POST", "/api/ask", body)
+            for key, did in keys
+            for _ in range(each)
+        ]
         before = server.rss_mib()
         seconds, codes = asyncio.run(_blast(server.url, requests, peers))
         after_first = server.rss_mib()
         # A second wave: memory that keeps growing would show here.
-        requests = [_signed(server.url, key, did, "POST", "/api/ask", body) for key, did in keys for _ in range(each)]
+        requests = [
+            _signed(server.url, key, did, "POST", "/api/ask", body)
+            for key, did in keys
+            for _ in range(each)
+        ]
         seconds_2, codes_2 = asyncio.run(_blast(server.url, requests, peers))
         after_second = server.rss_mib()
     finally:
@@ -196,7 +216,9 @@ def bench_many_peers(home: Home, peers: int = 50, each: int = 100) -> None:
 
 def main() -> None:
     os.environ.setdefault("FLURRY_MODELS", str(Path.home() / ".cache" / "flurry-test-models"))
-    os.environ.setdefault("FLURRY_RUNTIME_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())
+    os.environ.setdefault(
+        "FLURRY_RUNTIME_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+    )
     home = Home(Path(tempfile.mkdtemp(prefix="flurry-bench-")) / "home")
     Node.init(home, PASSPHRASE)
     notes = home.root.parent / "notes"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from skills.broker import TOKEN_ENV, Broker, BrokerClient, SOCKET_ENV
+from skills.broker import SOCKET_ENV, TOKEN_ENV, Broker, BrokerClient
 
 
 class Answering:
@@ -32,7 +32,11 @@ class Answering:
 
 def main(calls: int = 2000, rounds: int = 3) -> None:
     node = Answering()
-    broker = Broker(node, Path(tempfile.mkdtemp(prefix="flurry-bench-broker-")), granted=lambda skill: ("owner.ask",))
+    broker = Broker(
+        node,
+        Path(tempfile.mkdtemp(prefix="flurry-bench-broker-")),
+        granted=lambda skill: ("owner.ask",),
+    )
     env = broker.environment("bench")
     client = BrokerClient(env[SOCKET_ENV], env[TOKEN_ENV])
     assert client.call("owner.ask", {"question": "ok?"}) is True

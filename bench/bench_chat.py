@@ -36,7 +36,9 @@ PROMPT = [{"role": "user", "content": "Write a long story about a lighthouse kee
 
 def decode_ratio(path: Path, repeats: int = 5) -> None:
     model = ChatModel(path)
-    bare = llama_cpp.Llama(model_path=str(path), n_ctx=4096, n_threads=default_threads(), verbose=False)
+    bare = llama_cpp.Llama(
+        model_path=str(path), n_ctx=4096, n_threads=default_threads(), verbose=False
+    )
     prompt_tokens = bare.tokenize(
         b"<|im_start|>user\nWrite a long story about a lighthouse keeper and her cat.<|im_end|>\n<|im_start|>assistant\n",
         special=True,
@@ -67,20 +69,35 @@ def decode_ratio(path: Path, repeats: int = 5) -> None:
         ours.append(through_flurry())
         theirs.append(bare_loop())
     o, t = statistics.median(ours), statistics.median(theirs)
-    print(f"decode: flurry {o:.1f} tok/s, bare llama.cpp {t:.1f} tok/s, ratio {o / t:.3f} (goal >= 0.95)")
+    print(
+        f"decode: flurry {o:.1f} tok/s, bare llama.cpp {t:.1f} tok/s, ratio {o / t:.3f} (goal >= 0.95)"
+    )
 
 
 def ttft_ratio(path: Path) -> None:
     model = ChatModel(path)
     notes = [
-        Source(i, f"notes/n{i}.md", 0, 0.0, f"Note {i}: the {w} is kept in the {p} and checked every {d}.")
+        Source(
+            i,
+            f"notes/n{i}.md",
+            0,
+            0.0,
+            f"Note {i}: the {w} is kept in the {p} and checked every {d}.",
+        )
         for i, (w, p, d) in enumerate(
-            [("ladder", "shed", "spring"), ("kayak", "garage", "June"), ("tent", "attic", "August"), ("drill", "cellar", "week")],
+            [
+                ("ladder", "shed", "spring"),
+                ("kayak", "garage", "June"),
+                ("tent", "attic", "August"),
+                ("drill", "cellar", "week"),
+            ],
             start=1,
         )
     ]
     # The free path: it replays the history every turn (a grounded turn reads only its evidence).
-    conversation = Conversation(model, lambda q, k: notes[:k], max_answer_tokens=100, grounded=False)
+    conversation = Conversation(
+        model, lambda q, k: notes[:k], max_answer_tokens=100, grounded=False
+    )
     firsts = []
     for turn in range(1, 11):
         start = time.perf_counter()
@@ -92,11 +109,15 @@ def ttft_ratio(path: Path) -> None:
             f"  turn {turn:2}: ttft {firsts[-1] * 1000:6.1f} ms, prompt tokens read {model.last_prompt_tokens_read:4}, "
             f"context {model.tokens_in_context():5}"
         )
-    print(f"ttft: turn 1 {firsts[0] * 1000:.1f} ms, turn 10 {firsts[-1] * 1000:.1f} ms, ratio {firsts[-1] / firsts[0]:.2f} (goal <= 1.5)")
+    print(
+        f"ttft: turn 1 {firsts[0] * 1000:.1f} ms, turn 10 {firsts[-1] * 1000:.1f} ms, ratio {firsts[-1] / firsts[0]:.2f} (goal <= 1.5)"
+    )
 
 
 def main() -> None:
-    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path.home() / ".cache" / "flurry-test-models"
+    folder = (
+        Path(sys.argv[1]) if len(sys.argv) > 1 else Path.home() / ".cache" / "flurry-test-models"
+    )
     path = ensure_model(CATALOG[DEFAULT_CHAT_MODEL], folder)
     decode_ratio(path)
     ttft_ratio(path)

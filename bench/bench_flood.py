@@ -50,14 +50,20 @@ def _serve(home_root: str, port: int, open_gate: bool, ready) -> None:
 
     node = Node.open(Home(Path(home_root)), PASSPHRASE, say=lambda line: None)
     limits = Limits(stranger_rate=1e9, stranger_burst=10**9) if open_gate else Limits()
-    app = create_app(node, on_start=ready.set, public_origins=[f"http://127.0.0.1:{port}"], limits=limits)
-    uvicorn.Server(server_config(app, "127.0.0.1", port, limits=limits, log_level="critical", access_log=False)).run()
+    app = create_app(
+        node, on_start=ready.set, public_origins=[f"http://127.0.0.1:{port}"], limits=limits
+    )
+    uvicorn.Server(
+        server_config(app, "127.0.0.1", port, limits=limits, log_level="critical", access_log=False)
+    ).run()
 
 
 # --- 1. the flood ---------------------------------------------------------------------------
 
 
-async def _paced(url: str, requests: list, rate: float, connections: int = 32) -> tuple[float, collections.Counter]:
+async def _paced(
+    url: str, requests: list, rate: float, connections: int = 32
+) -> tuple[float, collections.Counter]:
     """Send ``requests`` at ``rate`` a second (or as fast as it goes) over keep-alive connections."""
     host, port = url.removeprefix("http://").split(":")
     codes: collections.Counter = collections.Counter()
@@ -76,7 +82,10 @@ async def _paced(url: str, requests: list, rate: float, connections: int = 32) -
                 if (delay := due - time.perf_counter()) > 0:
                     await asyncio.sleep(delay)
                 head = f"{method} {path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-length: {len(body)}\r\n"
-                writer.write((head + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode() + body)
+                writer.write(
+                    (head + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
+                    + body
+                )
                 status = int((await reader.readline()).split()[1])
                 length = 0
                 while (line := await reader.readline()) not in (b"\r\n", b""):
@@ -96,7 +105,9 @@ async def _paced(url: str, requests: list, rate: float, connections: int = 32) -
 
 def _owner_latencies(node: Node, url: str, stop: threading.Event, out: list[float]) -> None:
     keys = node.keys
-    with signed_client(keys.owner_key, verification_method_id(keys.owner_did), base_url=url, timeout=60) as owner:
+    with signed_client(
+        keys.owner_key, verification_method_id(keys.owner_did), base_url=url, timeout=60
+    ) as owner:
         while not stop.is_set():
             started = time.perf_counter()
             assert owner.get("/api/whoami").status_code == 200
@@ -104,7 +115,9 @@ def _owner_latencies(node: Node, url: str, stop: threading.Event, out: list[floa
             time.sleep(0.05)
 
 
-def bench_flood(home: Home, node: Node, open_gate: bool, rates: list[float], seconds: float) -> None:
+def bench_flood(
+    home: Home, node: Node, open_gate: bool, rates: list[float], seconds: float
+) -> None:
     server = Server(home, open_gate, serve=_serve)
     strangers = [_peer() for _ in range(500)]
     try:
@@ -116,16 +129,25 @@ def bench_flood(home: Home, node: Node, open_gate: bool, rates: list[float], sec
         stop.set()
         probe.join()
         base = statistics.median(idle)
-        label = "rate limit lifted (many addresses)" if open_gate else "production limits (one address)"
+        label = (
+            "rate limit lifted (many addresses)" if open_gate else "production limits (one address)"
+        )
         print(f"\n1. stranger flood, {label}; owner idle p50 {base * 1000:.1f} ms")
-        print(f"   {'target/s':>9} {'sent/s':>8} {'answers':<26} {'owner p50':>10} {'owner max':>10} {'max÷idle':>9}")
+        print(
+            f"   {'target/s':>9} {'sent/s':>8} {'answers':<26} {'owner p50':>10} {'owner max':>10} {'max÷idle':>9}"
+        )
         worst = 0.0
         for rate in rates:
             count = int(rate * seconds) if rate != float("inf") else int(3000 * seconds)
-            requests = [_signed(server.url, *strangers[n % len(strangers)], "GET", "/api/whoami") for n in range(count)]
+            requests = [
+                _signed(server.url, *strangers[n % len(strangers)], "GET", "/api/whoami")
+                for n in range(count)
+            ]
             latencies: list[float] = []
             stop = threading.Event()
-            probe = threading.Thread(target=_owner_latencies, args=(node, server.url, stop, latencies))
+            probe = threading.Thread(
+                target=_owner_latencies, args=(node, server.url, stop, latencies)
+            )
             probe.start()
             elapsed, codes = asyncio.run(_paced(server.url, requests, rate))
             stop.set()
@@ -133,9 +155,13 @@ def bench_flood(home: Home, node: Node, open_gate: bool, rates: list[float], sec
             worst = max(worst, max(latencies))
             answers = " ".join(f"{k}:{v}" for k, v in sorted(codes.items(), key=str))
             target = "max" if rate == float("inf") else f"{rate:.0f}"
-            print(f"   {target:>9} {count / elapsed:>8.0f} {answers:<26} {statistics.median(latencies) * 1000:>8.1f}ms"
-                  f" {max(latencies) * 1000:>8.1f}ms {max(latencies) / base:>9.1f}")
-        print(f"   owner's worst wait: {worst * 1000:.0f} ms (goal: under 1 s at every rate one client reaches)")
+            print(
+                f"   {target:>9} {count / elapsed:>8.0f} {answers:<26} {statistics.median(latencies) * 1000:>8.1f}ms"
+                f" {max(latencies) * 1000:>8.1f}ms {max(latencies) / base:>9.1f}"
+            )
+        print(
+            f"   owner's worst wait: {worst * 1000:.0f} ms (goal: under 1 s at every rate one client reaches)"
+        )
     finally:
         server.stop()
 
@@ -143,7 +169,9 @@ def bench_flood(home: Home, node: Node, open_gate: bool, rates: list[float], sec
 # --- 2. memory under the body and header attacks -------------------------------------------
 
 
-async def _attack(port: int, head: bytes, body_chunk: bytes | None, total: int, connections: int) -> collections.Counter:
+async def _attack(
+    port: int, head: bytes, body_chunk: bytes | None, total: int, connections: int
+) -> collections.Counter:
     """``connections`` sockets at once, each sending ``head`` then ``total`` bytes of chunked body."""
     outcomes: collections.Counter = collections.Counter()
 
@@ -198,10 +226,36 @@ def bench_memory(home: Home, quick: bool) -> None:
     body = 256 * 1024 * 1024 if not quick else 16 * 1024 * 1024
     chunk = b"x" * 65536
     attacks = [
-        ("32 × chunked 256 MiB to /api/ask", "POST /api/ask HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\n\r\n", chunk, body, 32),
-        ("32 × chunked 256 MiB to /pod", "PUT /pod/x.bin HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\n\r\n", chunk, body, 32),
-        ("32 × 800 KB Signature-Input", "GET /api/whoami HTTP/1.1\r\n{host}Signature-Input: sig1=(" + '"a" ' * 200_000 + ")\r\n\r\n", None, 0, 32),
-        ("4 × 64 MiB of headers", "GET /api/whoami HTTP/1.1\r\n{host}X-Big: " + "a" * (64 * 1024 * 1024) + "\r\n\r\n", None, 0, 4),
+        (
+            "32 × chunked 256 MiB to /api/ask",
+            "POST /api/ask HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\n\r\n",
+            chunk,
+            body,
+            32,
+        ),
+        (
+            "32 × chunked 256 MiB to /pod",
+            "PUT /pod/x.bin HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\n\r\n",
+            chunk,
+            body,
+            32,
+        ),
+        (
+            "32 × 800 KB Signature-Input",
+            "GET /api/whoami HTTP/1.1\r\n{host}Signature-Input: sig1=("
+            + '"a" ' * 200_000
+            + ")\r\n\r\n",
+            None,
+            0,
+            32,
+        ),
+        (
+            "4 × 64 MiB of headers",
+            "GET /api/whoami HTTP/1.1\r\n{host}X-Big: " + "a" * (64 * 1024 * 1024) + "\r\n\r\n",
+            None,
+            0,
+            4,
+        ),
         ("500 × headers never finished", None, None, 0, 500),
     ]
     print("\n2. memory: each attack against a fresh server (RSS does not shrink back after one)")
@@ -209,13 +263,15 @@ def bench_memory(home: Home, quick: bool) -> None:
     for name, head, body_chunk, total, connections in attacks:
         server = Server(home, serve=_serve)
         try:
-            asyncio.run(_paced(server.url, [("GET", "/healthz", {}, b"")] * 200, float("inf"), 8))  # warm
+            asyncio.run(
+                _paced(server.url, [("GET", "/healthz", {}, b"")] * 200, float("inf"), 8)
+            )  # warm
             time.sleep(0.5)
             idle = server.rss_mib()
             peak = [idle]
             stop = threading.Event()
 
-            def watch() -> None:
+            def watch(stop=stop, peak=peak, server=server) -> None:  # this round's, bound now
                 while not stop.is_set():
                     peak.append(server.rss_mib())
                     time.sleep(0.01)
@@ -224,7 +280,9 @@ def bench_memory(home: Home, quick: bool) -> None:
             watcher.start()
             started = time.perf_counter()
             if head is None:
-                closed = asyncio.run(_slowloris(server.port, connections, Limits().header_timeout + 2))
+                closed = asyncio.run(
+                    _slowloris(server.port, connections, Limits().header_timeout + 2)
+                )
                 outcome = f"closed by the server: {closed}/{connections}"
             else:
                 request = head.format(host=f"Host: 127.0.0.1:{server.port}\r\n").encode()
@@ -232,8 +290,10 @@ def bench_memory(home: Home, quick: bool) -> None:
             stop.set()
             watcher.join()
             worst = max(worst, max(peak) / idle)
-            print(f"   {name:<34} idle {idle:.0f} MiB, peak {max(peak):.0f} MiB ({max(peak) / idle:.2f}×) "
-                  f"in {time.perf_counter() - started:.1f} s; {outcome}")
+            print(
+                f"   {name:<34} idle {idle:.0f} MiB, peak {max(peak):.0f} MiB ({max(peak) / idle:.2f}×) "
+                f"in {time.perf_counter() - started:.1f} s; {outcome}"
+            )
         finally:
             server.stop()
     print(f"   worst peak RSS ÷ idle RSS: {worst:.2f} (goal ≤ 1.2)")
@@ -246,7 +306,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         home = Home(Path(root) / "home")
         Node.init(home, PASSPHRASE)
-        node = Node.open(home, PASSPHRASE, say=lambda line: None)  # for the owner's keys; the server opens its own
+        node = Node.open(
+            home, PASSPHRASE, say=lambda line: None
+        )  # for the owner's keys; the server opens its own
         keys_only = node.keys
         node.close()
 

@@ -49,15 +49,23 @@ def write_corpus(folder: Path, kind: str, words: int, rng: np.random.Generator) 
     elif kind == "html":
         for i in range(words // 600):
             body = "".join(f"<h2>Part {p}</h2><p>{_sentence(rng, 100)}</p>" for p in range(6))
-            (folder / f"page-{i}.html").write_text(f"<html><head><title>T{i}</title></head><body><nav>menu</nav><article>{body}</article></body></html>")
+            (folder / f"page-{i}.html").write_text(
+                f"<html><head><title>T{i}</title></head><body><nav>menu</nav><article>{body}</article></body></html>"
+            )
     elif kind == "pdf":
         for i in range(words // 600):
             pages = [[" ".join(rng.choice(WORDS, size=12)) for _ in range(8)] for _ in range(6)]
             (folder / f"doc-{i}.pdf").write_bytes(make_pdf(pages))
     elif kind in ("eml", "mbox"):
         messages = [
-            email(f"Sender {i} <s{i}@example.org>", "me@example.org", "Mon, 02 Feb 2026 18:00:00 +0000", f"Subject {i}",
-                  "\n\n".join(_sentence(rng, 50) for _ in range(4)), f"m{i}@example.org")
+            email(
+                f"Sender {i} <s{i}@example.org>",
+                "me@example.org",
+                "Mon, 02 Feb 2026 18:00:00 +0000",
+                f"Subject {i}",
+                "\n\n".join(_sentence(rng, 50) for _ in range(4)),
+                f"m{i}@example.org",
+            )
             for i in range(words // 200)
         ]
         if kind == "mbox":
@@ -69,10 +77,13 @@ def write_corpus(folder: Path, kind: str, words: int, rng: np.random.Generator) 
         events = [
             f"BEGIN:VEVENT\r\nUID:{i}@b\r\nDTSTART:2026{1 + i % 12:02d}{1 + i % 28:02d}T100000Z\r\n"
             f"SUMMARY:{_sentence(rng, 5)}\r\nLOCATION:Room {i}\r\nDESCRIPTION:{_sentence(rng, 40)}\r\n"
-            + ("RRULE:FREQ=WEEKLY\r\n" if i % 5 == 0 else "") + "END:VEVENT\r\n"
+            + ("RRULE:FREQ=WEEKLY\r\n" if i % 5 == 0 else "")
+            + "END:VEVENT\r\n"
             for i in range(words // 50)
         ]
-        (folder / "cal.ics").write_text("BEGIN:VCALENDAR\r\nVERSION:2.0\r\n" + "".join(events) + "END:VCALENDAR\r\n", newline="")
+        (folder / "cal.ics").write_text(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\n" + "".join(events) + "END:VCALENDAR\r\n", newline=""
+        )
     elif kind == "vcf":
         cards = [
             f"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Person {i}\r\nTEL:+351 900 {i:06d}\r\nEMAIL:p{i}@example.org\r\n"
@@ -88,8 +99,13 @@ def write_corpus(folder: Path, kind: str, words: int, rng: np.random.Generator) 
         (folder / "WhatsApp Chat with Ana.txt").write_text("\n".join(lines) + "\n")
     elif kind == "telegram":
         messages = [
-            {"id": i, "type": "message", "date": f"2026-03-{1 + (i // 40) % 28:02d}T{8 + i % 12:02d}:{i % 60:02d}:00",
-             "from": ["Ana", "Rui"][i % 2], "text": _sentence(rng, 12)}
+            {
+                "id": i,
+                "type": "message",
+                "date": f"2026-03-{1 + (i // 40) % 28:02d}T{8 + i % 12:02d}:{i % 60:02d}:00",
+                "from": ["Ana", "Rui"][i % 2],
+                "text": _sentence(rng, 12),
+            }
             for i in range(words // 13)
         ]
         (folder / "result.json").write_text(json.dumps({"name": "Group", "messages": messages}))
@@ -121,7 +137,9 @@ def _side_by_side(folder: Path, texts: list[str], parse_workers: int = 1) -> tup
         start = time.perf_counter()
         node.embedder.embed(texts)
         before = time.perf_counter() - start
-        ingestor = Ingestor(node.vault, node.indexes, node.embedder.embed, parse_workers=parse_workers)
+        ingestor = Ingestor(
+            node.vault, node.indexes, node.embedder.embed, parse_workers=parse_workers
+        )
         start = time.perf_counter()
         report = ingestor.add(str(folder))
         node.indexes.save()
@@ -148,25 +166,39 @@ def main(words: int, rounds: int = 3) -> None:
         for _ in range(rounds):
             inline.append(_side_by_side(root / "all", texts, 0)[0])
             process.append(_side_by_side(root / "all", texts, 1)[0])
-        print(f"all formats, parse in line {' '.join(f'{x:.1f}' for x in inline)} chunks/s; in a parser process "
-              f"{' '.join(f'{x:.1f}' for x in process)} chunks/s; ratio {np.median(process) / np.median(inline):.3f} (goal >= 1)", flush=True)
+        print(
+            f"all formats, parse in line {' '.join(f'{x:.1f}' for x in inline)} chunks/s; in a parser process "
+            f"{' '.join(f'{x:.1f}' for x in process)} chunks/s; ratio {np.median(process) / np.median(inline):.3f} (goal >= 1)",
+            flush=True,
+        )
         ratios = []
         for _ in range(rounds):
             ours, baseline = _side_by_side(root / "all", texts)
             ratios.append(ours / baseline)
-        print(f"all formats together: {len(texts)} chunks, end to end ÷ embedding only "
-              f"{' '.join(f'{r:.3f}' for r in ratios)}; median {float(np.median(ratios)):.3f} (goal >= 0.85)", flush=True)
-        print(f"{'format':<10} {'files':>5} {'MB':>6} {'chunks':>6} {'parse MB/s':>10} {'parse ch/s':>10} {'e2e ch/s':>9} {'embed ch/s':>10} {'ratio':>6}")
+        print(
+            f"all formats together: {len(texts)} chunks, end to end ÷ embedding only "
+            f"{' '.join(f'{r:.3f}' for r in ratios)}; median {float(np.median(ratios)):.3f} (goal >= 0.85)",
+            flush=True,
+        )
+        print(
+            f"{'format':<10} {'files':>5} {'MB':>6} {'chunks':>6} {'parse MB/s':>10} {'parse ch/s':>10} {'e2e ch/s':>9} {'embed ch/s':>10} {'ratio':>6}"
+        )
         for kind in KINDS:
             folder = root / "all" / kind
             texts, seconds, size = _parse_all(folder)
             ours, baseline = _side_by_side(folder, texts)
             files = len(discover(str(folder))[0])
-            print(f"{kind:<10} {files:>5} {size / 1e6:>6.2f} {len(texts):>6} {size / 1e6 / seconds:>10.2f} "
-                  f"{len(texts) / seconds:>10.0f} {ours:>9.1f} {baseline:>10.1f} {ours / baseline:>6.3f}", flush=True)
+            print(
+                f"{kind:<10} {files:>5} {size / 1e6:>6.2f} {len(texts):>6} {size / 1e6 / seconds:>10.2f} "
+                f"{len(texts) / seconds:>10.0f} {ours:>9.1f} {baseline:>10.1f} {ours / baseline:>6.3f}",
+                flush=True,
+            )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 30000, int(sys.argv[2]) if len(sys.argv) > 2 else 3)
+    main(
+        int(sys.argv[1]) if len(sys.argv) > 1 else 30000,
+        int(sys.argv[2]) if len(sys.argv) > 2 else 3,
+    )

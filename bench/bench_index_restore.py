@@ -81,7 +81,9 @@ def main() -> None:
 
         print(f"chunks                        {count}")
         print(f"add (both indexes)            {add_seconds:8.2f} s")
-        print(f"save (snapshot + seal)        {save_seconds:8.2f} s   {snapshot_path.stat().st_size / 2**20:.0f} MiB sealed")
+        print(
+            f"save (snapshot + seal)        {save_seconds:8.2f} s   {snapshot_path.stat().st_size / 2**20:.0f} MiB sealed"
+        )
         print(f"restore (open + first search) {restore_seconds:8.2f} s")
         print(f"reconcile (nothing missing)   {reconcile_seconds:8.2f} s")
         print(f"search after restore          {search_ms:8.2f} ms each (query: a chunk's own text)")

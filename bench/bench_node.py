@@ -32,11 +32,45 @@ from store.chunking import chunk_text  # noqa: E402
 from store.vault import NewChunk  # noqa: E402
 
 PASSPHRASE = "bench passphrase"
-WORDS = (
-    "the kitchen garden letter bank appointment budget tomato window contractor invoice train "
-    "holiday friend birthday recipe bicycle doctor insurance tax school meeting plumber roof "
-    "paint flight hotel museum river mountain coffee bread cheese winter summer autumn spring"
-).split()
+WORDS = [
+    "the",
+    "kitchen",
+    "garden",
+    "letter",
+    "bank",
+    "appointment",
+    "budget",
+    "tomato",
+    "window",
+    "contractor",
+    "invoice",
+    "train",
+    "holiday",
+    "friend",
+    "birthday",
+    "recipe",
+    "bicycle",
+    "doctor",
+    "insurance",
+    "tax",
+    "school",
+    "meeting",
+    "plumber",
+    "roof",
+    "paint",
+    "flight",
+    "hotel",
+    "museum",
+    "river",
+    "mountain",
+    "coffee",
+    "bread",
+    "cheese",
+    "winter",
+    "summer",
+    "autumn",
+    "spring",
+]
 
 
 def _models() -> Path:
@@ -47,7 +81,9 @@ def _models() -> Path:
 
 
 def _fresh_home() -> Home:
-    os.environ.setdefault("FLURRY_RUNTIME_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())
+    os.environ.setdefault(
+        "FLURRY_RUNTIME_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+    )
     home = Home(Path(tempfile.mkdtemp(prefix="flurry-bench-")) / "home")
     Node.init(home, PASSPHRASE)
     return home
@@ -88,7 +124,7 @@ def bench_ingest(files: int, rounds: int = 3) -> None:
                 shutil.rmtree(home.root.parent, ignore_errors=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    ratios = sorted(o / b for o, b in zip(ours, baseline))
+    ratios = sorted(o / b for o, b in zip(ours, baseline, strict=False))
     print(
         f"ingest: {files} files, {len(chunks)} chunks, {rounds} rounds; end to end "
         f"{' '.join(f'{o:.1f}' for o in ours)} chunks/s, embedding only {' '.join(f'{b:.1f}' for b in baseline)}; "
@@ -108,8 +144,11 @@ def bench_unlock(count: int) -> None:
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             texts = [" ".join(rng.choice(WORDS, size=20)) for _ in range(per_doc)]
             result = node.vault.put_document(
-                path=f"notes/{d}.md", abs_path=f"/bench/notes/{d}.md", content=str(d).encode(), mtime=0.0,
-                chunks=[NewChunk(t, v) for t, v in zip(texts, vectors)],
+                path=f"notes/{d}.md",
+                abs_path=f"/bench/notes/{d}.md",
+                content=str(d).encode(),
+                mtime=0.0,
+                chunks=[NewChunk(t, v) for t, v in zip(texts, vectors, strict=False)],
             )
             start = time.perf_counter()
             node.indexes.add(result.chunk_ids, texts, vectors)

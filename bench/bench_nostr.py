@@ -25,7 +25,10 @@ from identity.nostr_key import NostrKey, gift_wrap, rumor_json, unwrap  # noqa: 
 def main(count: int) -> None:
     sender, receiver = NostrKey(bytes(31) + b"\x01"), NostrKey(bytes(31) + b"\x02")
     text = "Are you free on Tuesday afternoon? " * 8
-    wraps = [gift_wrap(sender, receiver.public_key, rumor_json(sender, receiver.public_key, text)) for _ in range(count)]
+    wraps = [
+        gift_wrap(sender, receiver.public_key, rumor_json(sender, receiver.public_key, text))
+        for _ in range(count)
+    ]
     as_json = [w.as_json() for w in wraps]
     sdk_keys = receiver.sdk_keys()
 
@@ -40,7 +43,9 @@ def main(count: int) -> None:
     ours = count / (time.perf_counter() - started)
 
     print(f"nostr-sdk UnwrappedGift.from_gift_wrap: {baseline:8.0f} wraps/s (baseline)")
-    print(f"flurry unwrap (the receive path):       {ours:8.0f} wraps/s  = {ours / baseline:.2f}x the baseline")
+    print(
+        f"flurry unwrap (the receive path):       {ours:8.0f} wraps/s  = {ours / baseline:.2f}x the baseline"
+    )
 
 
 if __name__ == "__main__":

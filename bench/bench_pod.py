@@ -35,18 +35,25 @@ from node.node import Node  # noqa: E402
 from store.pod_store import PodStore  # noqa: E402
 from store.rdf import container_graph, serialize  # noqa: E402
 
-CONTACT = """@prefix vcard: <http://www.w3.org/2006/vcard/ns#> .
+CONTACT = b"""@prefix vcard: <http://www.w3.org/2006/vcard/ns#> .
 <#this> a vcard:Individual ; vcard:fn "Ana Silva" ;
     vcard:hasTelephone [ a vcard:Cell ; vcard:value <tel:+351-912-345-678> ] ;
     vcard:hasEmail <mailto:ana.silva@example.org> ; vcard:note "Met at the Porto ceramics fair." .
-""".encode()
+"""
 
 
-def rate(server: Server, key, did: str, path: str, accept: str | None = None, count: int = 1500) -> float:
+def rate(
+    server: Server, key, did: str, path: str, accept: str | None = None, count: int = 1500
+) -> float:
     headers = {"accept": accept} if accept else {}
     requests = []
     for _ in range(count):
-        signed = {**headers, **sign_request("GET", server.url + path, headers, b"", key, verification_method_id(did))}
+        signed = {
+            **headers,
+            **sign_request(
+                "GET", server.url + path, headers, b"", key, verification_method_id(did)
+            ),
+        }
         requests.append(("GET", path, signed, b""))
     seconds, codes = asyncio.run(_blast(server.url, requests, 8))
     assert codes == {200: count}, (path, codes)
@@ -54,7 +61,9 @@ def rate(server: Server, key, did: str, path: str, accept: str | None = None, co
 
 
 def main() -> None:
-    os.environ.setdefault("FLURRY_RUNTIME_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())
+    os.environ.setdefault(
+        "FLURRY_RUNTIME_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+    )
     home = Home(Path(tempfile.mkdtemp(prefix="flurry-bench-pod-")) / "home")
     Node.init(home, PASSPHRASE)
     node = Node.open(home, PASSPHRASE, say=lambda line: None)
@@ -77,14 +86,20 @@ def main() -> None:
     finally:
         server.stop()
     print(f"baseline GET /api/whoami: {whoami:.0f} req/s")
-    print(f"GET Turtle as stored: {turtle:.0f} req/s; ratio to baseline {turtle / whoami:.2f} (goal >= 0.5)")
+    print(
+        f"GET Turtle as stored: {turtle:.0f} req/s; ratio to baseline {turtle / whoami:.2f} (goal >= 0.5)"
+    )
     print(f"GET as JSON-LD (rdflib): {jsonld:.0f} req/s; ratio to as stored {jsonld / turtle:.2f}")
-    print(f"GET container of 500: {large:.0f} req/s; of 5: {small:.0f} req/s; ratio {large / small:.2f}")
+    print(
+        f"GET container of 500: {large:.0f} req/s; of 5: {small:.0f} req/s; ratio {large / small:.2f}"
+    )
     started = time.perf_counter()
     urls = [f"http://bench/pod/large/{n}" for n in range(500)]
     serialize(container_graph("http://bench/pod/large/", urls, time.time()), "text/turtle")
     cold = time.perf_counter() - started
-    print(f"first rendering of the 500-member listing: {cold * 1000:.0f} ms, {cold * large:.0f}x a cached read")
+    print(
+        f"first rendering of the 500-member listing: {cold * 1000:.0f} ms, {cold * large:.0f}x a cached read"
+    )
 
 
 if __name__ == "__main__":

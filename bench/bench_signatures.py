@@ -31,7 +31,9 @@ def _requests(count: int, method: str, body: bytes) -> list[dict[str, str]]:
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     keyid = verification_method_id(did_key_from_ed25519_public(raw))
     headers = {"Host": "127.0.0.1:8766", **({"Content-Type": "application/json"} if body else {})}
-    return [{**headers, **sign_request(method, URL, headers, body, key, keyid)} for _ in range(count)]
+    return [
+        {**headers, **sign_request(method, URL, headers, body, key, keyid)} for _ in range(count)
+    ]
 
 
 def _rate(method: str, body: bytes, signed: list[dict[str, str]]) -> float:

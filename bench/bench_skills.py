@@ -103,8 +103,14 @@ print(time.perf_counter() - start, report.applied)
 
 def _time_confine() -> float:
     with tempfile.TemporaryDirectory() as cwd:
-        run = subprocess.run([sys.executable, "-c", _CONFINE], env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": cwd},
-                             cwd=cwd, capture_output=True, text=True, check=True)
+        run = subprocess.run(
+            [sys.executable, "-c", _CONFINE],
+            env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": cwd},
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     seconds, applied = run.stdout.split()
     assert applied == "True", run.stdout
     return float(seconds)
@@ -160,7 +166,9 @@ def main(calls: int = 500, rounds: int = 3) -> None:
                 f"  of which confine() itself: median {statistics.median(confining) * 1e3:.2f} ms "
                 f"({_ms(confining, 2)}); sandbox: {_summary(process.sandbox)}"
             )
-            print(f"{calls} sequential calls per side, {rounds} alternating rounds, text of {len(TEXT.split())} words")
+            print(
+                f"{calls} sequential calls per side, {rounds} alternating rounds, text of {len(TEXT.split())} words"
+            )
             for tool, fn in tools.items():
                 hops, local = [], []
                 for r in range(rounds):
@@ -171,8 +179,8 @@ def main(calls: int = 500, rounds: int = 3) -> None:
                     else:
                         local.append(_time_local(fn, args, calls))
                         hops.append(_time_hop(process, tool, args, calls))
-                ratio = statistics.median(h / x for h, x in zip(hops, local))
-                overhead = statistics.median(h - x for h, x in zip(hops, local))
+                ratio = statistics.median(h / x for h, x in zip(hops, local, strict=False))
+                overhead = statistics.median(h - x for h, x in zip(hops, local, strict=False))
                 print(
                     f"{tool:>10}: process hop {statistics.median(hops) * 1e3:.3f} ms/call ({_ms(hops, 3)}); "
                     f"in-process {statistics.median(local) * 1e3:.5f} ms/call ({_ms(local, 5)}); "

@@ -21,20 +21,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import llama_cpp
+from test_tools import TOOLS  # the same three tools the tests decode
 
 from agent.models import CATALOG, DEFAULT_CHAT_MODEL, ensure_model
 from agent.runtime import ChatModel
 from agent.tools import call_grammar, tool_messages
-from test_tools import TOOLS  # the same three tools the tests decode
 
 QUESTION = "add a note: call the plumber on Monday about the leaking tap in the kitchen"
 
 
-def decode(model: ChatModel, grammar: llama_cpp.LlamaGrammar | None, max_tokens: int) -> tuple[float, int]:
+def decode(
+    model: ChatModel, grammar: llama_cpp.LlamaGrammar | None, max_tokens: int
+) -> tuple[float, int]:
     """(decode tok/s, tokens generated) for one reply."""
     llama_cpp.llama_perf_context_reset(model._llm.ctx)
     chunks = model._llm.create_chat_completion(
-        tool_messages(QUESTION, TOOLS), stream=True, grammar=grammar, temperature=0.0, max_tokens=max_tokens
+        tool_messages(QUESTION, TOOLS),
+        stream=True,
+        grammar=grammar,
+        temperature=0.0,
+        max_tokens=max_tokens,
     )
     start = None
     for chunk in chunks:
@@ -46,7 +52,9 @@ def decode(model: ChatModel, grammar: llama_cpp.LlamaGrammar | None, max_tokens:
 
 
 def main(repeats: int = 7) -> None:
-    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path.home() / ".cache" / "flurry-test-models"
+    folder = (
+        Path(sys.argv[1]) if len(sys.argv) > 1 else Path.home() / ".cache" / "flurry-test-models"
+    )
     model = ChatModel(ensure_model(CATALOG[DEFAULT_CHAT_MODEL], folder), n_ctx=2048)
 
     builds = []
@@ -65,7 +73,9 @@ def main(repeats: int = 7) -> None:
     c, f = statistics.median(constrained), statistics.median(free)
     print(f"grammar build: {statistics.median(builds) * 1000:.1f} ms per call")
     print(f"tokens per reply: constrained {n}, free {statistics.median(free_n):.0f}")
-    print(f"decode: constrained {c:.1f} tok/s, free {f:.1f} tok/s, ratio {c / f:.2f} (anchor: about 0.5)")
+    print(
+        f"decode: constrained {c:.1f} tok/s, free {f:.1f} tok/s, ratio {c / f:.2f} (anchor: about 0.5)"
+    )
 
 
 if __name__ == "__main__":

@@ -69,7 +69,10 @@ def imports_of(name: str, path: Path, known: dict[str, Path]) -> set[str]:
             if node.level:  # relative: climb from this module's package
                 parts = package.split(".")
                 base = ".".join(parts[: len(parts) - (node.level - 1)] + ([base] if base else []))
-            names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names]
+            names = [
+                f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
+                for alias in node.names
+            ]
         for target in names:
             while target and target not in known:  # `import a.b.c` where c is not a module
                 target = target.rpartition(".")[0]
@@ -118,10 +121,16 @@ def main(argv: list[str]) -> int:
     known = modules()
     graph = {name: imports_of(name, path, known) for name, path in known.items()}
     only = argv[1] if len(argv) > 1 else None
-    found = [c for c in cycles(graph) if only is None or any(m == only or m.startswith(only + ".") for m in c)]
+    found = [
+        c
+        for c in cycles(graph)
+        if only is None or any(m == only or m.startswith(only + ".") for m in c)
+    ]
     for component in found:
         print("cycle: {" + ", ".join(component) + "}")
-    print(f"{len(found)} import cycle(s){' touching ' + only if only else ''} among {len(known)} modules")
+    print(
+        f"{len(found)} import cycle(s){' touching ' + only if only else ''} among {len(known)} modules"
+    )
     return 1 if found else 0
 
 

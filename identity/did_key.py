@@ -13,6 +13,7 @@ import hashlib
 from typing import Any
 
 import base58
+
 from identity.errors import IdentityError
 
 DID_KEY_PREFIX = "did:key:"

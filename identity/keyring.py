@@ -40,8 +40,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
 from identity.did_key import did_key_from_ed25519_public, ed25519_public_from_did_key
-from identity.nostr_key import NostrKey
 from identity.errors import IdentityError
+from identity.nostr_key import NostrKey
 
 FORMAT = "flurry-keyring"
 FORMAT_VERSION = 1

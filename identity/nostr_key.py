@@ -39,8 +39,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
-from identity.errors import IdentityError
 
+from identity.errors import IdentityError
 from identity.http_signatures import SignatureRejected
 
 # secp256k1's group order: a secret key is an integer in [1, N).

@@ -81,10 +81,16 @@ def agent_card(node: Node, origins: Sequence[str]) -> AgentCard:
         ),
         version=_VERSION,
         supported_interfaces=[
-            AgentInterface(url=f"{origin}{RPC_PATH}", protocol_binding="JSONRPC", protocol_version=PROTOCOL_VERSION)
+            AgentInterface(
+                url=f"{origin}{RPC_PATH}",
+                protocol_binding="JSONRPC",
+                protocol_version=PROTOCOL_VERSION,
+            )
             for origin in origins
         ],
-        capabilities=AgentCapabilities(streaming=True, extensions=[AgentExtension(**card_extension(node.keys))]),
+        capabilities=AgentCapabilities(
+            streaming=True, extensions=[AgentExtension(**card_extension(node.keys))]
+        ),
         default_input_modes=["text/plain"],
         default_output_modes=["text/plain"],
         skills=[
@@ -114,7 +120,9 @@ def agent_card(node: Node, origins: Sequence[str]) -> AgentCard:
 def signed_card(node: Node, origins: Sequence[str]) -> dict:
     """The card as JSON, with ``signatures``: one detached JWS by the node's key (its kid, the node's DID URL)."""
     card = MessageToDict(agent_card(node, origins))
-    card["signatures"] = [sign_json(card, node.keys.node_key, kid=verification_method_id(node.keys.node_did))]
+    card["signatures"] = [
+        sign_json(card, node.keys.node_key, kid=verification_method_id(node.keys.node_did))
+    ]
     return card
 
 
@@ -137,36 +145,69 @@ class AnswerExecutor(AgentExecutor):
         if context.current_task is None:  # a new task: publish it before anything else
             await event_queue.enqueue_event(new_task_from_user_message(context.message))
         updater = TaskUpdater(event_queue, task_id, context.context_id or "")
-        job: Job | None = context.call_context.state.pop(_JOB, None) if context.call_context else None
+        job: Job | None = (
+            context.call_context.state.pop(_JOB, None) if context.call_context else None
+        )
         if job is None:
-            await updater.failed(updater.new_agent_message([new_text_part(
-                "send one question as a text part, in a new task (this node does not continue tasks)"
-            )]))
+            await updater.failed(
+                updater.new_agent_message(
+                    [
+                        new_text_part(
+                            "send one question as a text part, in a new task (this node does not continue tasks)"
+                        )
+                    ]
+                )
+            )
             return
         self._jobs[task_id] = job
         try:
             position = job.position  # as /api/ask reports it: > 0 while other work goes first
             await updater.start_work(
-                updater.new_agent_message([new_text_part(f"queued at position {position}")]) if position > 0 else None
+                updater.new_agent_message([new_text_part(f"queued at position {position}")])
+                if position > 0
+                else None
             )
             artifact_id, pieces = str(uuid.uuid4()), []
             while (piece := await asyncio.to_thread(job.next_piece)) is not None:
-                await updater.add_artifact([new_text_part(piece)], artifact_id=artifact_id, name="answer", append=bool(pieces))
+                await updater.add_artifact(
+                    [new_text_part(piece)],
+                    artifact_id=artifact_id,
+                    name="answer",
+                    append=bool(pieces),
+                )
                 pieces.append(piece)
             # The stored task keeps the answer as one part, however many pieces streamed: clients
             # that join parts with newlines (the SDK's get_artifact_text does) read it as written.
             await updater.add_artifact(
-                [new_text_part("".join(pieces).strip())], artifact_id=artifact_id, name="answer", append=False, last_chunk=True
+                [new_text_part("".join(pieces).strip())],
+                artifact_id=artifact_id,
+                name="answer",
+                append=False,
+                last_chunk=True,
             )
             await updater.complete()
         except JobCancelled:
             if task_id not in self._cancelled:  # the streaming client went away (see node.http.a2a)
-                await updater.cancel(updater.new_agent_message([new_text_part("the client disconnected")]))
-        except Exception as error:  # the model or the vault: the details stay in the node's log (stderr)
-            _log.exception("a2a task %s for %s: the answer failed", task_id, context.call_context.user.user_name)
-            await updater.failed(updater.new_agent_message([new_text_part(
-                f"the node could not answer ({type(error).__name__}); its owner can see why in the node's log"
-            )]))
+                await updater.cancel(
+                    updater.new_agent_message([new_text_part("the client disconnected")])
+                )
+        except (
+            Exception
+        ) as error:  # the model or the vault: the details stay in the node's log (stderr)
+            _log.exception(
+                "a2a task %s for %s: the answer failed",
+                task_id,
+                context.call_context.user.user_name,
+            )
+            await updater.failed(
+                updater.new_agent_message(
+                    [
+                        new_text_part(
+                            f"the node could not answer ({type(error).__name__}); its owner can see why in the node's log"
+                        )
+                    ]
+                )
+            )
         finally:
             self._jobs.pop(task_id, None)
             self._cancelled.discard(task_id)

@@ -30,7 +30,12 @@ KIND = "a2a-task"
 MAX_TASKS_PER_CALLER = 100
 MAX_TASKS = 2000
 _FINAL = frozenset(
-    {TaskState.TASK_STATE_COMPLETED, TaskState.TASK_STATE_FAILED, TaskState.TASK_STATE_CANCELED, TaskState.TASK_STATE_REJECTED}
+    {
+        TaskState.TASK_STATE_COMPLETED,
+        TaskState.TASK_STATE_FAILED,
+        TaskState.TASK_STATE_CANCELED,
+        TaskState.TASK_STATE_REJECTED,
+    }
 )
 
 
@@ -50,14 +55,18 @@ class Caller(User):
 
 
 class SealedTaskStore(TaskStore):
-    def __init__(self, vault: Vault, *, per_caller: int = MAX_TASKS_PER_CALLER, total: int = MAX_TASKS) -> None:
+    def __init__(
+        self, vault: Vault, *, per_caller: int = MAX_TASKS_PER_CALLER, total: int = MAX_TASKS
+    ) -> None:
         self._vault = vault
         self._per_caller, self._total = per_caller, total
         self._memory = InMemoryTaskStore()
         # (DID, task id) → the state last sealed, oldest task first: what eviction reads.
         self._kept: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._count: Counter[str] = Counter()
-        self._lock = asyncio.Lock()  # one sealed write at a time: a task and its eviction stay in step
+        self._lock = (
+            asyncio.Lock()
+        )  # one sealed write at a time: a task and its eviction stay in step
         self._loaded = False
 
     async def _ready(self) -> None:
@@ -73,9 +82,13 @@ class SealedTaskStore(TaskStore):
                 owner, task = value["owner"], Task.FromString(base64.b64decode(value["task"]))
                 if task.status.state not in _FINAL:
                     task.status.state = TaskState.TASK_STATE_FAILED
-                    task.status.message.CopyFrom(new_text_message(
-                        "the node restarted before this answer was finished; ask again", context_id=task.context_id, task_id=task.id
-                    ))
+                    task.status.message.CopyFrom(
+                        new_text_message(
+                            "the node restarted before this answer was finished; ask again",
+                            context_id=task.context_id,
+                            task_id=task.id,
+                        )
+                    )
                     task.status.timestamp.GetCurrentTime()
                     puts.append((KIND, key, _record(owner, task)))
                 await self._memory.save(task, _context(owner))
@@ -85,7 +98,9 @@ class SealedTaskStore(TaskStore):
             evicted = self._make_room()
             await self._forget_in_memory(evicted)
             if puts or evicted:
-                await asyncio.to_thread(self._vault.write_records, puts, [(KIND, _key(*key)) for key in evicted])
+                await asyncio.to_thread(
+                    self._vault.write_records, puts, [(KIND, _key(*key)) for key in evicted]
+                )
             self._loaded = True
 
     async def save(self, task: Task, context: ServerCallContext) -> None:
@@ -104,7 +119,11 @@ class SealedTaskStore(TaskStore):
                 await self._forget_in_memory(evicted)
             self._kept[key] = task.status.state
             deletes = [(KIND, _key(*key)) for key in evicted]
-            await asyncio.to_thread(self._vault.write_records, [(KIND, _key(owner, task.id), _record(owner, task))], deletes)
+            await asyncio.to_thread(
+                self._vault.write_records,
+                [(KIND, _key(owner, task.id), _record(owner, task))],
+                deletes,
+            )
 
     async def get(self, task_id: str, context: ServerCallContext) -> Task | None:
         await self._ready()

@@ -25,18 +25,27 @@ class NodeClient:
     def __init__(self, url: str, keys: UnlockedKeyring) -> None:
         self.url = url.rstrip("/")
         self._http = signed_client(
-            keys.owner_key, verification_method_id(keys.owner_did), base_url=self.url, timeout=httpx.Timeout(10, read=600)
+            keys.owner_key,
+            verification_method_id(keys.owner_did),
+            base_url=self.url,
+            timeout=httpx.Timeout(10, read=600),
         )
 
     def close(self) -> None:
         self._http.close()
 
-    def ask(self, question: str, k: int = 3, conversation: str | None = None, tools: bool = False) -> Iterator[dict]:
+    def ask(
+        self, question: str, k: int = 3, conversation: str | None = None, tools: bool = False
+    ) -> Iterator[dict]:
         """The node's events for one question: conversation, queued, sources, token…, done (or
         error). Pass the conversation id of an earlier answer to continue that conversation.
         With ``tools`` the node may run a skill's tool: then "approval" (answer it with
         ``decide_approval``, the node waits) and "tool" come before the answer."""
-        body = {"question": question, "k": k, **({"conversation": conversation} if conversation else {})}
+        body = {
+            "question": question,
+            "k": k,
+            **({"conversation": conversation} if conversation else {}),
+        }
         if tools:
             body["tools"] = True
         with self._http.stream("POST", "/api/ask", json=body) as response:
@@ -52,7 +61,9 @@ class NodeClient:
 
     def decide_approval(self, approval_id: str, approve: bool) -> None:
         decision = "approve" if approve else "deny"
-        response = self._http.post("/api/owner/approvals/decide", json={"id": approval_id, "decision": decision})
+        response = self._http.post(
+            "/api/owner/approvals/decide", json={"id": approval_id, "decision": decision}
+        )
         if response.status_code != 200:
             raise NodeUnavailable(_problem(response))
 
@@ -70,7 +81,9 @@ def _problem(response: httpx.Response) -> str:
     except ValueError:
         detail = response.text[:200]
     retry = response.headers.get("retry-after")
-    return f"the node answered {response.status_code}: {detail}" + (f" (retry in {retry} s)" if retry else "")
+    return f"the node answered {response.status_code}: {detail}" + (
+        f" (retry in {retry} s)" if retry else ""
+    )
 
 
 class AsyncNodeClient:
@@ -83,7 +96,10 @@ class AsyncNodeClient:
         self.url = url.rstrip("/")
         self.owner_did = keys.owner_did
         self._http = async_signed_client(
-            keys.owner_key, verification_method_id(keys.owner_did), base_url=self.url, timeout=httpx.Timeout(10, read=600)
+            keys.owner_key,
+            verification_method_id(keys.owner_did),
+            base_url=self.url,
+            timeout=httpx.Timeout(10, read=600),
         )
 
     async def aclose(self) -> None:
@@ -91,9 +107,13 @@ class AsyncNodeClient:
 
     async def call(self, method: str, path: str, body: dict | None = None) -> object:
         try:
-            response = await self._http.request(method, path, **({"json": body} if body is not None else {}))
+            response = await self._http.request(
+                method, path, **({"json": body} if body is not None else {})
+            )
         except httpx.HTTPError as e:
-            raise NodeUnavailable(f"cannot reach the node at {self.url}: {e or type(e).__name__}") from None
+            raise NodeUnavailable(
+                f"cannot reach the node at {self.url}: {e or type(e).__name__}"
+            ) from None
         if response.status_code >= 400:
             raise NodeUnavailable(_problem(response))
         return response.json()
@@ -114,8 +134,14 @@ class AsyncNodeClient:
         except httpx.HTTPError as e:
             raise NodeUnavailable(f"lost the node at {self.url}: {e or type(e).__name__}") from None
 
-    def ask(self, question: str, k: int = 3, conversation: str | None = None, tools: bool = False) -> AsyncIterator[dict]:
-        body = {"question": question, "k": k, **({"conversation": conversation} if conversation else {})}
+    def ask(
+        self, question: str, k: int = 3, conversation: str | None = None, tools: bool = False
+    ) -> AsyncIterator[dict]:
+        body = {
+            "question": question,
+            "k": k,
+            **({"conversation": conversation} if conversation else {}),
+        }
         if tools:
             body["tools"] = True
         return self.stream("/api/ask", body)

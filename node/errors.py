@@ -27,4 +27,10 @@ class NotFound(OwnerError):
 
 
 # Every error flurry raises on purpose: a failure the user can act on, not a bug.
-PART_ERRORS: tuple[type[Exception], ...] = (IdentityError, StoreError, AgentError, SkillError, NodeError)
+PART_ERRORS: tuple[type[Exception], ...] = (
+    IdentityError,
+    StoreError,
+    AgentError,
+    SkillError,
+    NodeError,
+)

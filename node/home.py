@@ -33,10 +33,10 @@ class HomeError(NodeError):
 
 @dataclass
 class Config:
-    chat_model: str = DEFAULT_CHAT_MODEL            # a catalog name or a path to a GGUF
+    chat_model: str = DEFAULT_CHAT_MODEL  # a catalog name or a path to a GGUF
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     n_ctx: int = 4096
-    n_gpu_layers: int | None = None                 # None: all layers when the build can offload
+    n_gpu_layers: int | None = None  # None: all layers when the build can offload
     # The origins other agents reach the node at, named in its signed agent card; empty: the
     # address `flurry serve` listens on.
     public_urls: list[str] = field(default_factory=list)
@@ -47,7 +47,7 @@ class Home:
     root: Path
 
     @classmethod
-    def from_env(cls, override: str | None = None) -> "Home":
+    def from_env(cls, override: str | None = None) -> Home:
         chosen = override or os.environ.get("FLURRY_HOME") or platformdirs.user_data_dir("flurry")
         return cls(Path(chosen).expanduser().absolute())
 
@@ -95,7 +95,9 @@ class Home:
 
     def require(self) -> None:
         if not self.exists():
-            raise HomeError(f"no flurry node at {self.root}: run `flurry init` first (or set FLURRY_HOME)")
+            raise HomeError(
+                f"no flurry node at {self.root}: run `flurry init` first (or set FLURRY_HOME)"
+            )
 
     def load_config(self) -> Config:
         if not self.config_path.exists():
@@ -113,7 +115,11 @@ class Home:
 
 def runtime_dir() -> Path:
     """A memory-backed folder for the unlocked indexes."""
-    candidates = [os.environ.get("FLURRY_RUNTIME_DIR"), "/dev/shm", os.environ.get("XDG_RUNTIME_DIR")]
+    candidates = [
+        os.environ.get("FLURRY_RUNTIME_DIR"),
+        "/dev/shm",
+        os.environ.get("XDG_RUNTIME_DIR"),
+    ]
     for c in candidates:
         if c and os.path.isdir(c) and os.access(c, os.W_OK):
             return Path(c)

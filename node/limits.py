@@ -60,18 +60,18 @@ BEARER_CHALLENGE = 'Bearer realm="flurry"'  # RFC 6750: owner-made tokens on /v1
 
 @dataclass(frozen=True)
 class Limits:
-    max_body: int = 1024 * 1024          # JSON questions and commands; 1 MiB is far past any of them
+    max_body: int = 1024 * 1024  # JSON questions and commands; 1 MiB is far past any of them
     max_pod_body: int = MAX_RESOURCE_BYTES
-    max_header_bytes: int = 16 * 1024     # request line and headers; a signed request needs ~1 KiB
+    max_header_bytes: int = 16 * 1024  # request line and headers; a signed request needs ~1 KiB
     max_header_fields: int = 64
     max_field_bytes: int = 8 * 1024
     header_timeout: float = 10.0
-    body_timeout: float = 60.0           # 4 MiB at 70 KB/s
+    body_timeout: float = 60.0  # 4 MiB at 70 KB/s
     keep_alive_timeout: int = 5
-    stranger_rate: float = 10.0          # requests per second per source address, for strangers
+    stranger_rate: float = 10.0  # requests per second per source address, for strangers
     stranger_burst: int = 40
-    stranger_nonces: int = 10_000        # the strangers' tier of the replay cache
-    stranger_checks: int = 4             # strangers' signatures checked at once; more get 503 at once
+    stranger_nonces: int = 10_000  # the strangers' tier of the replay cache
+    stranger_checks: int = 4  # strangers' signatures checked at once; more get 503 at once
     max_buffered: int = 16 * 1024 * 1024  # bodies held at once, all requests together
 
     def body_limit(self, path: str) -> int:
@@ -101,7 +101,9 @@ def parse_json(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
         if isinstance(item, (dict, list)):
             if level > max_depth:
                 raise UnsafeJSON(f"JSON nested deeper than {max_depth}")
-            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+            stack.extend(
+                (child, level + 1) for child in (item.values() if isinstance(item, dict) else item)
+            )
     return value
 
 
@@ -140,14 +142,20 @@ class Guard:
             or sum(len(name) + len(value) + 4 for name, value in headers) > limits.max_header_bytes
             or any(len(value) > limits.max_field_bytes for _, value in headers)
         ):
-            await _refuse(send, 431, "header fields too large",
-                          f"at most {limits.max_header_fields} header fields, {limits.max_field_bytes} bytes each, "
-                          f"{limits.max_header_bytes} in all")
+            await _refuse(
+                send,
+                431,
+                "header fields too large",
+                f"at most {limits.max_header_fields} header fields, {limits.max_field_bytes} bytes each, "
+                f"{limits.max_header_bytes} in all",
+            )
             return
         limit = limits.body_limit(scope["path"])
         lengths = [value for name, value in headers if name == b"content-length"]
         if lengths and (not lengths[0].isdigit() or int(lengths[0]) > limit):
-            await _refuse(send, 413, "too large", f"a request body here holds at most {limit} bytes")
+            await _refuse(
+                send, 413, "too large", f"a request body here holds at most {limit} bytes"
+            )
             return
         held = [0]  # bytes of this body counted in self.buffered, until the app is done with them
         try:
@@ -166,11 +174,21 @@ class Guard:
                     piece = message.get("body", b"")
                     size += len(piece)
                     if size > limit:  # counted as it streams: a chunked body has no Content-Length
-                        await _refuse(send, 413, "too large", f"a request body here holds at most {limit} bytes")
+                        await _refuse(
+                            send,
+                            413,
+                            "too large",
+                            f"a request body here holds at most {limit} bytes",
+                        )
                         return
                     if self.buffered + len(piece) > limits.max_buffered:
-                        await _refuse(send, 503, "busy", "too many request bodies arriving at once; retry shortly",
-                                      retry_after="1")
+                        await _refuse(
+                            send,
+                            503,
+                            "busy",
+                            "too many request bodies arriving at once; retry shortly",
+                            retry_after="1",
+                        )
                         return
                     self.buffered += len(piece)
                     held[0] += len(piece)
@@ -178,7 +196,12 @@ class Guard:
                     if not message.get("more_body", False):
                         break
         except TimeoutError:
-            await _refuse(send, 408, "request timeout", f"the body did not arrive within {limits.body_timeout:.0f} s")
+            await _refuse(
+                send,
+                408,
+                "request timeout",
+                f"the body did not arrive within {limits.body_timeout:.0f} s",
+            )
             return
         body = b"".join(chunks)
         chunks.clear()  # one copy of the body, not two
@@ -197,19 +220,35 @@ class Guard:
             if message["type"] == "http.response.start" and message["status"] == 401:
                 names = {name.lower() for name, _ in message.get("headers", [])}
                 if b"www-authenticate" not in names:
-                    extra = [BEARER_CHALLENGE] if path.startswith("/v1/") else [SIGNATURE_CHALLENGE, NOSTR_CHALLENGE]
-                    message = {**message, "headers": [*message.get("headers", []),
-                                                      *((b"www-authenticate", c.encode()) for c in extra)]}
+                    extra = (
+                        [BEARER_CHALLENGE]
+                        if path.startswith("/v1/")
+                        else [SIGNATURE_CHALLENGE, NOSTR_CHALLENGE]
+                    )
+                    message = {
+                        **message,
+                        "headers": [
+                            *message.get("headers", []),
+                            *((b"www-authenticate", c.encode()) for c in extra),
+                        ],
+                    }
             await send(message)
 
         await self.app(scope, replay, challenge)
 
 
-async def _refuse(send, status: int, title: str, detail: str, retry_after: str | None = None) -> None:
-    body = json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail}).encode()
+async def _refuse(
+    send, status: int, title: str, detail: str, retry_after: str | None = None
+) -> None:
+    body = json.dumps(
+        {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    ).encode()
     # Closing: the rest of the request (its body) is not read, so the connection cannot be reused.
-    headers = [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode()),
-               (b"connection", b"close")]
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
     if retry_after:
         headers.append((b"retry-after", retry_after.encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -246,7 +285,10 @@ class GuardedH11Protocol(H11Protocol):
 
     def __init__(self, config, *args, **kwargs) -> None:
         super().__init__(config, *args, **kwargs)
-        self.conn = _Connection(h11.SERVER, config.h11_max_incomplete_event_size or h11.DEFAULT_MAX_INCOMPLETE_EVENT_SIZE)
+        self.conn = _Connection(
+            h11.SERVER,
+            config.h11_max_incomplete_event_size or h11.DEFAULT_MAX_INCOMPLETE_EVENT_SIZE,
+        )
         self._header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport) -> None:
@@ -284,18 +326,28 @@ class GuardedH11Protocol(H11Protocol):
         if self.conn.error_status != 431:
             super().send_400_response(msg)
             return
-        event = h11.Response(status_code=431, reason=b"Request Header Fields Too Large",
-                             headers=[(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")])
-        for output in (self.conn.send(event), self.conn.send(h11.Data(data=b"request header fields too large\n")),
-                       self.conn.send(h11.EndOfMessage())):
+        event = h11.Response(
+            status_code=431,
+            reason=b"Request Header Fields Too Large",
+            headers=[(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")],
+        )
+        for output in (
+            self.conn.send(event),
+            self.conn.send(h11.Data(data=b"request header fields too large\n")),
+            self.conn.send(h11.EndOfMessage()),
+        ):
             self.transport.write(output)
         self.transport.close()
 
 
-def server_config(app, host: str, port: int, *, limits: Limits | None = None, **options) -> uvicorn.Config:
+def server_config(
+    app, host: str, port: int, *, limits: Limits | None = None, **options
+) -> uvicorn.Config:
     """uvicorn's settings for serving the node: its protocol and timeouts, the app behind `Guard`."""
     limits = limits or Limits()
-    protocol = type("NodeH11Protocol", (GuardedH11Protocol,), {"header_timeout": limits.header_timeout})
+    protocol = type(
+        "NodeH11Protocol", (GuardedH11Protocol,), {"header_timeout": limits.header_timeout}
+    )
     return uvicorn.Config(
         Guard(app, limits),
         host=host,
@@ -345,7 +397,9 @@ class StrangerGate:
 
     def __init__(self, rate: float, burst: int, max_sources: int = 10_000, checks: int = 4) -> None:
         self.rate, self.burst, self.max_sources, self.checks = rate, burst, max_sources, checks
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # source → (tokens, at)
+        self._buckets: OrderedDict[str, tuple[float, float]] = (
+            OrderedDict()
+        )  # source → (tokens, at)
         self._checking = 0
         self._lock = threading.Lock()
 
@@ -405,4 +459,3 @@ class KnownCallers:
 
 def retry_after(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))  # RFC 9110 delay-seconds: whole, and never 0
-

@@ -42,8 +42,8 @@ from skills.broker import Broker
 from skills.host import SkillProcess
 from skills.registry import Skills
 from store.ingest import AddReport, Ingestor, Progress, absolute, belongs_to
-from store.pod_store import INDEX_TAG as POD_INDEX_TAG
 from store.pod_index import PodIndexer
+from store.pod_store import INDEX_TAG as POD_INDEX_TAG
 from store.pod_store import PodStore
 from store.retrieval import IndexSnapshotError, SearchIndexes
 from store.sealing import Sealer
@@ -53,7 +53,7 @@ Say = Callable[[str], None]
 # all-MiniLM-L6-v2; a vault records the size of the model that filled it.
 DEFAULT_EMBEDDING_DIM = 384
 OWNER_QUESTION = "owner.ask"  # the "tool" name a skill's question to the owner is listed under
-TOOL_POLICY = "tool-policy"   # vault records: tool name → {"decision": "allow" | "ask" | "deny"}
+TOOL_POLICY = "tool-policy"  # vault records: tool name → {"decision": "allow" | "ask" | "deny"}
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,13 @@ class Node:
     pending approval and a skill's public note goes out on a brief connection of its own."""
 
     def __init__(
-        self, home: Home, keys: UnlockedKeyring, lock: HomeLock, say: Say, *, terminal_prompt: AskOwner | None = None
+        self,
+        home: Home,
+        keys: UnlockedKeyring,
+        lock: HomeLock,
+        say: Say,
+        *,
+        terminal_prompt: AskOwner | None = None,
     ) -> None:
         self.home = home
         self.keys = keys
@@ -117,7 +123,9 @@ class Node:
         self._chat_model: ChatModel | None = None
         self.grants = Grants(self.vault)
         self.tokens = Tokens(self.vault)
-        self.audit = AuditLog(self.vault, sign=keys.node_key.sign, signer_did=verification_method_id(keys.node_did))
+        self.audit = AuditLog(
+            self.vault, sign=keys.node_key.sign, signer_did=verification_method_id(keys.node_did)
+        )
         self.skills = Skills(self.vault, home.skills)
         self._skill_processes: dict[str, SkillProcess] = {}
         self._skill_processes_lock = threading.Lock()
@@ -145,7 +153,9 @@ class Node:
             # snapshot aside (for a look later) and let reconcile rebuild the indexes from the vault.
             aside = self.home.index_snapshot.with_suffix(".broken")
             os.replace(self.home.index_snapshot, aside)
-            self._say(f"the index snapshot did not open ({e}); rebuilding it from the vault, the old one is {aside}")
+            self._say(
+                f"the index snapshot did not open ({e}); rebuilding it from the vault, the old one is {aside}"
+            )
             return SearchIndexes.open(self.home.index_snapshot, runtime_dir(), sealer, dim)
 
     # --- life cycle ----------------------------------------------------------------------
@@ -167,10 +177,19 @@ class Node:
         return keys
 
     @classmethod
-    def open(cls, home: Home, passphrase: str, say: Say = print, *, terminal_prompt: AskOwner | None = None) -> "Node":
+    def open(
+        cls,
+        home: Home,
+        passphrase: str,
+        say: Say = print,
+        *,
+        terminal_prompt: AskOwner | None = None,
+    ) -> Node:
         home.require()
         private_files()
-        keys = Keyring.unlock(home.keyring, passphrase)  # a wrong passphrase stops here, before any write
+        keys = Keyring.unlock(
+            home.keyring, passphrase
+        )  # a wrong passphrase stops here, before any write
         lock = HomeLock(home)
         lock.acquire()
         try:
@@ -204,7 +223,7 @@ class Node:
         """The server hands in its wire, so a skill's nostr.publish goes out on the running connection."""
         self._nostr = wire
 
-    def __enter__(self) -> "Node":
+    def __enter__(self) -> Node:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -226,10 +245,15 @@ class Node:
         if used is None:
             self.vault.set_setting("embedding_model", self.config.embedding_model)
             self.vault.set_setting("embedding_dim", self._embedder.dim)
-            if self._embedder.dim != self.indexes.dim:  # a first model of another size: start the empty indexes again
+            if (
+                self._embedder.dim != self.indexes.dim
+            ):  # a first model of another size: start the empty indexes again
                 self.indexes.close()
                 self.indexes = SearchIndexes.open(
-                    self.home.index_snapshot, runtime_dir(), Sealer(self.keys.data_key), self._embedder.dim
+                    self.home.index_snapshot,
+                    runtime_dir(),
+                    Sealer(self.keys.data_key),
+                    self._embedder.dim,
                 )
         elif used != self.config.embedding_model:
             raise HomeError(
@@ -241,16 +265,24 @@ class Node:
     def chat_model(self) -> ChatModel:
         if self._chat_model is None:
             path = resolve_model(self.config.chat_model, self.home.models, self._say)
-            self._chat_model = ChatModel(path, n_ctx=self.config.n_ctx, n_gpu_layers=self.config.n_gpu_layers)
+            self._chat_model = ChatModel(
+                path, n_ctx=self.config.n_ctx, n_gpu_layers=self.config.n_gpu_layers
+            )
         return self._chat_model
 
     # --- what the owner does -------------------------------------------------------------
 
     def add(
-        self, path: str, progress: Callable[[Progress], None] | None = None, tags: tuple[str, ...] = (), sync: bool = False
+        self,
+        path: str,
+        progress: Callable[[Progress], None] | None = None,
+        tags: tuple[str, ...] = (),
+        sync: bool = False,
     ) -> AddReport:
         """Add what ``path`` holds; ``sync`` also forgets documents whose file is gone."""
-        ingestor = Ingestor(self.vault, self.indexes, self.embedder.embed, tags=tuple(sorted(set(tags))))
+        ingestor = Ingestor(
+            self.vault, self.indexes, self.embedder.embed, tags=tuple(sorted(set(tags)))
+        )
         try:
             return ingestor.add(path, progress, sync=sync)
         finally:
@@ -262,7 +294,12 @@ class Node:
         shown = f"notes/{time.strftime('%Y-%m-%d')} {title.strip()[:80]}"
         ingestor = Ingestor(self.vault, self.indexes, self.embedder.embed, tags=("notes",))
         try:
-            report = ingestor.add_text(shown, f"flurry-note:{uuid.uuid4().hex}", f"# {title.strip()}\n\n{text}\n", markdown=True)
+            report = ingestor.add_text(
+                shown,
+                f"flurry-note:{uuid.uuid4().hex}",
+                f"# {title.strip()}\n\n{text}\n",
+                markdown=True,
+            )
         finally:
             self.indexes.save()
         if report.skipped:
@@ -292,10 +329,18 @@ class Node:
             for cid, score in hits
             if cid in chunks and (tags is None or tags.intersection(chunks[cid].tags))
         ][:k]
-        return [Source(n, c.path, c.seq, score, c.text, c.meta) for n, (c, score) in enumerate(found, start=1)]
+        return [
+            Source(n, c.path, c.seq, score, c.text, c.meta)
+            for n, (c, score) in enumerate(found, start=1)
+        ]
 
     def conversation(
-        self, title: str = "chat", tags: frozenset[str] | None = None, *, peer: str | None = None, grounded: bool = True
+        self,
+        title: str = "chat",
+        tags: frozenset[str] | None = None,
+        *,
+        peer: str | None = None,
+        grounded: bool = True,
     ) -> Conversation:
         """A new multi-turn conversation, sealed in the vault message by message; ``tags``
         limits what it may draw on (None: all of the owner's data). A ``peer``'s conversation
@@ -327,7 +372,9 @@ class Node:
     # --- skills' tools --------------------------------------------------------------------
 
     def tool_policy(self) -> ToolPolicy:
-        return ToolPolicy({tool: rule["decision"] for tool, rule in self.vault.records(TOOL_POLICY)})
+        return ToolPolicy(
+            {tool: rule["decision"] for tool, rule in self.vault.records(TOOL_POLICY)}
+        )
 
     def set_tool_policy(self, tool: str, decision: str) -> None:
         ToolPolicy().set(tool, decision)  # refuses an unknown decision
@@ -349,7 +396,9 @@ class Node:
                 listed = self._skill_process(info.name).tools.values()
                 tools = [Tool(t.name, t.description or "", t.input_schema) for t in listed]
             for tool in tools:
-                found.setdefault(tool.name, (info.name, tool))  # the first skill installed keeps a shared name
+                found.setdefault(
+                    tool.name, (info.name, tool)
+                )  # the first skill installed keeps a shared name
         return found
 
     def _skill_process(self, name: str) -> SkillProcess:
@@ -364,7 +413,11 @@ class Node:
             # The system's temp folder, not the runtime folder: that may be under /run, which the
             # sandbox hides from skills (it holds the session bus and agents' sockets).
             folder = Path(tempfile.mkdtemp(prefix="flurry-broker-"))
-            self._broker = Broker(SkillCapabilities(self), folder, granted=lambda skill: self.skills.info(skill).granted)
+            self._broker = Broker(
+                SkillCapabilities(self),
+                folder,
+                granted=lambda skill: self.skills.info(skill).granted,
+            )
         return self._broker
 
     def stop_skill(self, name: str) -> None:
@@ -380,7 +433,9 @@ class Node:
         """The tool call the request asks for, if any (None: answer from the notes instead).
         This is the model's part of a tool turn; run it on the model queue."""
         enabled = self._enabled_tools()
-        offered = relevant_tools(self.embedder.embed, request, [tool for _, tool in enabled.values()])
+        offered = relevant_tools(
+            self.embedder.embed, request, [tool for _, tool in enabled.values()]
+        )
         call = choose_tool(self.chat_model, request, offered) if offered else None
         return None if call is None else PlannedCall(enabled[call.tool][0], call)
 
@@ -389,7 +444,11 @@ class Node:
         runs is in the audit log before it runs."""
 
         def execute(call: ToolCall) -> str:
-            self.audit.append("skill.tool", target=planned.skill, details={"tool": call.tool, "arguments": call.arguments})
+            self.audit.append(
+                "skill.tool",
+                target=planned.skill,
+                details={"tool": call.tool, "arguments": call.arguments},
+            )
             return self._skill_process(planned.skill).call_tool(call.tool, call.arguments)
 
         return decide_and_run(planned.call, self.tool_policy(), execute, ask_owner)
@@ -411,8 +470,12 @@ class Node:
         self.audit.append(
             "tool.approval",
             target=pending.skill,
-            details={"tool": pending.call.tool, "arguments": pending.call.arguments,
-                     "requester": pending.requester, "decision": decision},
+            details={
+                "tool": pending.call.tool,
+                "arguments": pending.call.arguments,
+                "requester": pending.requester,
+                "decision": decision,
+            },
         )
 
     def status(self) -> dict:
@@ -430,7 +493,10 @@ class Node:
                 "vectors": self.indexes.counts()[0],
                 "lexical": self.indexes.counts()[1],
                 "snapshot": _describe_file(self.home.index_snapshot),
-                "caught_up_at_unlock": {"added": self.catch_up.added, "removed": self.catch_up.removed},
+                "caught_up_at_unlock": {
+                    "added": self.catch_up.added,
+                    "removed": self.catch_up.removed,
+                },
                 "unlock_seconds": round(self.catch_up.seconds, 3),
             },
         }
@@ -440,4 +506,7 @@ def _describe_file(path: Path) -> dict | None:
     if not path.exists():
         return None
     st = path.stat()
-    return {"bytes": st.st_size, "saved_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.st_mtime))}
+    return {
+        "bytes": st.st_size,
+        "saved_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.st_mtime)),
+    }

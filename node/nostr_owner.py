@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Protocol
 
-
 from agent.audit import AuditError
 from identity.nostr_key import parse_public_key
 from node.node import Node
@@ -65,7 +64,12 @@ class LocalNostrOwner:
         if self.wire is not None:
             return self.wire.status()
         key = self.node.keys.nostr_key
-        return {"npub": key.npub, "pubkey": key.public_key_hex, "running": False, "relays": list_relays(self.node.vault)}
+        return {
+            "npub": key.npub,
+            "pubkey": key.public_key_hex,
+            "running": False,
+            "relays": list_relays(self.node.vault),
+        }
 
     def list_relays(self) -> list[str]:
         return list_relays(self.node.vault)
@@ -94,12 +98,16 @@ class LocalNostrOwner:
         if not text:
             raise OwnerError("the message is empty")
         if len(text) > MAX_TEXT:
-            raise OwnerError(f"the message is {len(text)} characters; Nostr messages from this node are at most {MAX_TEXT}")
+            raise OwnerError(
+                f"the message is {len(text)} characters; Nostr messages from this node are at most {MAX_TEXT}"
+            )
         recipient, peer_did = self._recipient(peer)
         try:
             if self.wire is not None and self.wire.running:
                 return self.wire.send(recipient, text, peer_did=peer_did)
-            return run_briefly(self.node, lambda wire: wire.send(recipient, text, peer_did=peer_did))
+            return run_briefly(
+                self.node, lambda wire: wire.send(recipient, text, peer_did=peer_did)
+            )
         except NostrError as e:
             raise OwnerError(str(e)) from None
         except AuditError as e:  # recorded before it leaves, so nothing left

@@ -15,7 +15,12 @@ from collections.abc import Mapping
 
 from identity.http_signatures import ReplayCache, SignatureRejected
 from identity.keyring import UnlockedKeyring
-from identity.nostr_key import HTTP_AUTH_WINDOW, identity_proof, verify_http_auth, verify_identity_proof
+from identity.nostr_key import (
+    HTTP_AUTH_WINDOW,
+    identity_proof,
+    verify_http_auth,
+    verify_identity_proof,
+)
 from store.vault import Vault
 
 PEER_KEY_KIND = "nostr-peer"
@@ -50,7 +55,9 @@ def link_peer_from_card(vault: Vault, card: dict, did: str) -> str | None:
             return None
         if pubkey != params.get("pubkey"):
             return None
-        for key, value in vault.records(PEER_KEY_KIND):  # one key per DID: a re-added peer may have a new one
+        for key, value in vault.records(
+            PEER_KEY_KIND
+        ):  # one key per DID: a re-added peer may have a new one
             if value["did"] == did:
                 vault.delete_record(PEER_KEY_KIND, key)
         vault.put_record(PEER_KEY_KIND, pubkey, {"did": did, "pubkey": pubkey})
@@ -64,14 +71,23 @@ def peer_did_for(vault: Vault, pubkey: str) -> str | None:
 
 
 def peer_key_for(vault: Vault, did: str) -> str | None:
-    return next((value["pubkey"] for _, value in vault.records(PEER_KEY_KIND) if value["did"] == did), None)
+    return next(
+        (value["pubkey"] for _, value in vault.records(PEER_KEY_KIND) if value["did"] == did), None
+    )
 
 
 def is_nostr_http_auth(headers: Mapping[str, str]) -> bool:
     return headers.get("authorization", "").startswith("Nostr ")
 
 
-def nostr_http_caller(vault: Vault, replay_cache: ReplayCache, method: str, url: str, headers: Mapping[str, str], body: bytes) -> str:
+def nostr_http_caller(
+    vault: Vault,
+    replay_cache: ReplayCache,
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> str:
     """The DID of a NIP-98 request: the pinned peer whose Nostr key signed it. The second way
     into the API beside RFC 9421; the same grants apply, and the owner's DID is never reached
     this way (its key is not a Nostr key)."""
@@ -79,7 +95,11 @@ def nostr_http_caller(vault: Vault, replay_cache: ReplayCache, method: str, url:
     pubkey = event.author().to_hex()
     did = peer_did_for(vault, pubkey)
     if did is None:
-        raise SignatureRejected("unsupported_keyid", "NIP-98: this Nostr key belongs to no pinned peer of this node")
+        raise SignatureRejected(
+            "unsupported_keyid", "NIP-98: this Nostr key belongs to no pinned peer of this node"
+        )
     now = time.time()
-    replay_cache.remember("nostr:" + pubkey, event.id().to_hex(), until=now + 2 * HTTP_AUTH_WINDOW, now=now)
+    replay_cache.remember(
+        "nostr:" + pubkey, event.id().to_hex(), until=now + 2 * HTTP_AUTH_WINDOW, now=now
+    )
     return did

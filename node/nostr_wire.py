@@ -35,8 +35,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import nostr_sdk
 
@@ -52,15 +52,22 @@ from identity.nostr_key import (
     rumor_json,
     unwrap,
 )
+from node.errors import NodeError
 from node.nostr_peers import peer_did_for
 from node.peering import answer_work
 from store.vault import Vault
-from node.errors import NodeError
 
-if TYPE_CHECKING:  # annotations only: node.node builds the skills' broker, which publishes through this module
+if (
+    TYPE_CHECKING
+):  # annotations only: node.node builds the skills' broker, which publishes through this module
     from node.node import Node
 
-RELAY_KIND, INBOX_KIND, SEEN_KIND, STATE_KIND = "nostr-relay", "nostr-inbox", "nostr-seen", "nostr-state"
+RELAY_KIND, INBOX_KIND, SEEN_KIND, STATE_KIND = (
+    "nostr-relay",
+    "nostr-inbox",
+    "nostr-seen",
+    "nostr-state",
+)
 # Anyone can write to the node's key: messages from keys that are no pinned peer's stop being
 # kept once this many wait, so a stranger cannot fill the vault. Peers' messages are always kept.
 MAX_FROM_STRANGERS = 200
@@ -80,7 +87,9 @@ def check_relay_url(url: str) -> str:
     """The relay URL as nostr-sdk spells it; NostrError unless it is ws:// or wss:// with a host."""
     url = url.strip()
     if not url.lower().startswith(("ws://", "wss://")):
-        raise NostrError(f"{url!r} is not a relay URL: relays are ws:// or wss:// (e.g. wss://relay.example.org)")
+        raise NostrError(
+            f"{url!r} is not a relay URL: relays are ws:// or wss:// (e.g. wss://relay.example.org)"
+        )
     try:
         return str(nostr_sdk.RelayUrl.parse(url))
     except nostr_sdk.NostrSdkError as e:
@@ -121,19 +130,23 @@ def remove_from_inbox(vault: Vault, message_id: str) -> bool:
 
 
 def _to_inbox(vault: Vault, message: PrivateMessage, peer_did: str | None, why: str) -> None:
-    vault.put_record(INBOX_KIND, message.wrap_id, {
-        "id": message.wrap_id,
-        "message_id": message.rumor_id,
-        "from": message.sender,
-        "npub": nostr_sdk.PublicKey.parse(message.sender).to_bech32(),
-        "peer_did": peer_did,
-        "text": message.text,
-        "sent_at": message.created_at,
-        "received_at": time.time(),
-        "reply_to": message.reply_to,
-        "agent_made": message.agent_made,
-        "why": why,
-    })
+    vault.put_record(
+        INBOX_KIND,
+        message.wrap_id,
+        {
+            "id": message.wrap_id,
+            "message_id": message.rumor_id,
+            "from": message.sender,
+            "npub": nostr_sdk.PublicKey.parse(message.sender).to_bech32(),
+            "peer_did": peer_did,
+            "text": message.text,
+            "sent_at": message.created_at,
+            "received_at": time.time(),
+            "reply_to": message.reply_to,
+            "agent_made": message.agent_made,
+            "why": why,
+        },
+    )
 
 
 # --- the wire -----------------------------------------------------------------------------------
@@ -146,7 +159,9 @@ class NostrWire:
     run while no server holds the home) the wire only sends. ``listen=False`` sends only.
     """
 
-    def __init__(self, node: Node, *, model_queue: ModelQueue | None = None, listen: bool = True) -> None:
+    def __init__(
+        self, node: Node, *, model_queue: ModelQueue | None = None, listen: bool = True
+    ) -> None:
         self.node = node
         self.key = node.keys.nostr_key
         self._model_queue = model_queue
@@ -171,7 +186,10 @@ class NostrWire:
             "pubkey": self.key.public_key_hex,
             "running": self.running,
             "relays": list(self._relays),
-            **{k: self.counts[k] for k in ("received", "answered", "to_inbox", "rejected", "dropped", "sent")},
+            **{
+                k: self.counts[k]
+                for k in ("received", "answered", "to_inbox", "rejected", "dropped", "sent")
+            },
         }
 
     # --- life cycle (any thread) ---
@@ -203,7 +221,9 @@ class NostrWire:
                 return
             try:
                 self._call(self._shutdown(), 15)
-            except Exception:  # a relay that does not say goodbye must not keep the node from stopping
+            except (
+                Exception
+            ):  # a relay that does not say goodbye must not keep the node from stopping
                 _log.exception("nostr: the relays did not shut down cleanly")
             self._stop_loop()
 
@@ -240,9 +260,18 @@ class NostrWire:
 
     # --- sending (any thread but the wire's) ---
 
-    def send(self, recipient: bytes, text: str, *, peer_did: str | None = None, reply_to: str | None = None) -> dict:
+    def send(
+        self,
+        recipient: bytes,
+        text: str,
+        *,
+        peer_did: str | None = None,
+        reply_to: str | None = None,
+    ) -> dict:
         """Gift-wrap ``text`` for ``recipient`` and publish it; audited before it leaves."""
-        return self._call(self._send(recipient, text, peer_did=peer_did, reply_to=reply_to), SEND_SECONDS + 5)
+        return self._call(
+            self._send(recipient, text, peer_did=peer_did, reply_to=reply_to), SEND_SECONDS + 5
+        )
 
     def publish(self, text: str, *, skill: str | None = None) -> dict:
         """Publish a public note signed by the node's Nostr key; audited before it leaves."""
@@ -270,7 +299,12 @@ class NostrWire:
             if value["at"] < self._since:
                 vault.delete_record(SEEN_KIND, key)
         pubkey = nostr_sdk.PublicKey.parse(self.key.public_key_hex)
-        wanted = nostr_sdk.Filter().kind(nostr_sdk.Kind(KIND_GIFT_WRAP)).pubkey(pubkey).since(nostr_sdk.Timestamp.from_secs(self._since))
+        wanted = (
+            nostr_sdk.Filter()
+            .kind(nostr_sdk.Kind(KIND_GIFT_WRAP))
+            .pubkey(pubkey)
+            .since(nostr_sdk.Timestamp.from_secs(self._since))
+        )
         output = await self._client.subscribe(nostr_sdk.ReqTarget.auto([wanted]))
         self._subscription = output.id
         self._waiting_eose = {str(url) for url in output.success}
@@ -293,13 +327,19 @@ class NostrWire:
     def _on_relay_message(self, relay: str, message) -> None:
         if message.is_end_of_stored_events() and message.subscription_id == self._subscription:
             self._waiting_eose.discard(relay)
-            if not self._waiting_eose:  # every relay has sent what it held: the node has looked up to then
+            if (
+                not self._waiting_eose
+            ):  # every relay has sent what it held: the node has looked up to then
                 self.node.vault.put_record(STATE_KIND, "watermark", {"since": self._subscribed_at})
 
     def _on_event(self, event: nostr_sdk.Event) -> None:
         vault = self.node.vault
         wrap_id, at = event.id().to_hex(), event.created_at().as_secs()
-        if event.kind().as_u16() != KIND_GIFT_WRAP or at < self._since or vault.get_record(SEEN_KIND, wrap_id):
+        if (
+            event.kind().as_u16() != KIND_GIFT_WRAP
+            or at < self._since
+            or vault.get_record(SEEN_KIND, wrap_id)
+        ):
             return  # resent, or older than the node's last look
         vault.put_record(SEEN_KIND, wrap_id, {"at": at})
         self.counts["received"] += 1
@@ -318,7 +358,11 @@ class NostrWire:
         if peer_did is None:
             if sum(1 for m in inbox(vault) if m["peer_did"] is None) >= self.max_from_strangers:
                 self.counts["dropped"] += 1
-                _log.warning("nostr: dropped a message from %s: %d from strangers already wait", message.sender, self.max_from_strangers)
+                _log.warning(
+                    "nostr: dropped a message from %s: %d from strangers already wait",
+                    message.sender,
+                    self.max_from_strangers,
+                )
                 return None
             return self._wait(message, None, "from a Nostr key that is not a pinned peer")
         if message.reply_to is not None:
@@ -342,29 +386,49 @@ class NostrWire:
     async def _answer(self, message: PrivateMessage, peer_did: str, job) -> None:
         try:
             text = (await asyncio.to_thread(lambda: "".join(job))).strip()
-            await self._send(bytes.fromhex(message.sender), text or "(no answer)", peer_did=peer_did, reply_to=message.rumor_id)
+            await self._send(
+                bytes.fromhex(message.sender),
+                text or "(no answer)",
+                peer_did=peer_did,
+                reply_to=message.rumor_id,
+            )
             self.counts["answered"] += 1
         except asyncio.CancelledError:
             job.cancel()
             raise
-        except Exception as error:  # the model, the vault or every relay failed: the owner sees it in the inbox
+        except (
+            Exception
+        ) as error:  # the model, the vault or every relay failed: the owner sees it in the inbox
             _log.exception("nostr: the answer to %s failed", message.rumor_id)
-            self._wait(message, peer_did, f"could not be answered ({type(error).__name__}: {error})")
+            self._wait(
+                message, peer_did, f"could not be answered ({type(error).__name__}: {error})"
+            )
 
-    async def _send(self, recipient: bytes, text: str, *, peer_did: str | None, reply_to: str | None) -> dict:
+    async def _send(
+        self, recipient: bytes, text: str, *, peer_did: str | None, reply_to: str | None
+    ) -> dict:
         keys = self.node.keys
         try:
-            rumor = rumor_json(self.key, recipient, text, reply_to=reply_to, owner_did=keys.owner_did)
+            rumor = rumor_json(
+                self.key, recipient, text, reply_to=reply_to, owner_did=keys.owner_did
+            )
             wrap = gift_wrap(self.key, recipient, rumor)
         except ValueError as e:  # Nip44Error: an empty or over-long message, a key off the curve
             raise NostrError(str(e)) from None
         details = {
-            "event": wrap.id().to_hex(), "message_id": json.loads(rumor)["id"], "to": recipient.hex(), "peer_did": peer_did,
-            "relays": list(self._relays), "text": text, "in_reply_to": reply_to,
+            "event": wrap.id().to_hex(),
+            "message_id": json.loads(rumor)["id"],
+            "to": recipient.hex(),
+            "peer_did": peer_did,
+            "relays": list(self._relays),
+            "text": text,
+            "in_reply_to": reply_to,
         }
         to = "nostr:" + nostr_sdk.PublicKey.parse(recipient.hex()).to_bech32()
         # Recorded before it leaves: AuditError stops the send rather than let it go unrecorded.
-        self.node.audit.append("nostr.reply" if reply_to else "nostr.send", target=to, details=details)
+        self.node.audit.append(
+            "nostr.reply" if reply_to else "nostr.send", target=to, details=details
+        )
         delivered = await self._deliver(wrap, details["event"], to)
         return {**delivered, "message_id": details["message_id"], "to": to}
 
@@ -373,19 +437,33 @@ class NostrWire:
             note = public_note(self.key, text, owner_did=self.node.keys.owner_did)
         except ValueError as e:
             raise NostrError(str(e)) from None
-        details = {"event": note.id().to_hex(), "relays": list(self._relays), "text": text, **({"skill": skill} if skill else {})}
+        details = {
+            "event": note.id().to_hex(),
+            "relays": list(self._relays),
+            "text": text,
+            **({"skill": skill} if skill else {}),
+        }
         self.node.audit.append("nostr.publish", target=self.key.uri, details=details)
         return await self._deliver(note, details["event"], self.key.uri)
 
     async def _deliver(self, event: nostr_sdk.Event, event_id: str, to: str) -> dict:
         try:
-            output = await self._client.send_event(event, ok_timeout=timedelta(seconds=SEND_SECONDS))
-            accepted, failed = [str(u) for u in output.success], {str(u): why for u, why in output.failed.items()}
+            output = await self._client.send_event(
+                event, ok_timeout=timedelta(seconds=SEND_SECONDS)
+            )
+            accepted, failed = (
+                [str(u) for u in output.success],
+                {str(u): why for u, why in output.failed.items()},
+            )
         except nostr_sdk.NostrSdkError as e:  # no relay connected, a timeout
             accepted, failed = [], {"*": str(e)}
         if not accepted:
-            self.node.audit.append("nostr.send-failed", target=to, details={"event": event_id, "errors": failed})
-            raise NostrError(f"no relay accepted the message: {'; '.join(f'{u}: {w}' for u, w in failed.items()) or 'none connected'}")
+            self.node.audit.append(
+                "nostr.send-failed", target=to, details={"event": event_id, "errors": failed}
+            )
+            raise NostrError(
+                f"no relay accepted the message: {'; '.join(f'{u}: {w}' for u, w in failed.items()) or 'none connected'}"
+            )
         self.counts["sent"] += 1
         return {"event_id": event_id, "relays": accepted, "failed": failed}
 

@@ -22,15 +22,23 @@ from agent.tools import ToolPolicy
 from identity.did_key import ed25519_public_from_did_key
 from node.errors import NotFound, OwnerError
 from node.nostr_peers import link_peer_from_card
-from skills.registry import SkillInfo, UnknownSkill
 from node.peering import send_to_peer
 from node.peers import PeerError, add_peer, fetch_peer_card, list_peers
+from skills.registry import SkillInfo, UnknownSkill
 from store.pod_store import PodError
 
 if TYPE_CHECKING:  # annotations only: node.node builds the skills' broker on node.skill_capabilities, which uses this
     from node.node import Node
 
-__all__ = ["OPERATIONS", "LocalOwner", "NotFound", "Operation", "Owner", "OwnerError", "RemoteOwner"]  # the errors live in node.errors
+__all__ = [
+    "OPERATIONS",
+    "LocalOwner",
+    "NotFound",
+    "Operation",
+    "Owner",
+    "OwnerError",
+    "RemoteOwner",
+]  # the errors live in node.errors
 
 
 OWNER_PREFIX = "/api/owner"
@@ -78,7 +86,9 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("list_approvals", "GET", "/approvals"),
     Operation("decide_approval", "POST", "/approvals/decide", ("id", "decision")),
     Operation("pod_access", "GET", "/pod/access"),
-    Operation("set_pod_access", "PUT", "/pod/access", ("who", "container", "modes"), returns=NOTHING),
+    Operation(
+        "set_pod_access", "PUT", "/pod/access", ("who", "container", "modes"), returns=NOTHING
+    ),
     Operation("pod_list", "POST", "/pod/list", ("path",)),
 )
 
@@ -119,7 +129,9 @@ class LocalOwner:
 
     def add_grant(self, grant: dict) -> None:
         ed25519_public_from_did_key(grant["did"])  # refuse a malformed DID before storing anything
-        if "pod" not in grant:  # `flurry grants add` leaves the pod access given by `flurry pod grant` as it is
+        if (
+            "pod" not in grant
+        ):  # `flurry grants add` leaves the pod access given by `flurry pod grant` as it is
             kept = self.node.grants.get(grant["did"])
             grant = {**grant, "pod": kept.to_record()["pod"] if kept else {}}
         self.node.grants.add(Grant.from_record(grant))
@@ -134,7 +146,10 @@ class LocalOwner:
         return self.node.tokens.create(name, set(allow))
 
     def list_tokens(self) -> list[dict]:
-        return [{"name": t.name, "allow": sorted(t.allow), "created_at": t.created_at} for t in self.node.tokens.list()]
+        return [
+            {"name": t.name, "allow": sorted(t.allow), "created_at": t.created_at}
+            for t in self.node.tokens.list()
+        ]
 
     def revoke_token(self, name: str) -> bool:
         return self.node.tokens.revoke(name)
@@ -145,8 +160,15 @@ class LocalOwner:
         except PeerError as e:
             raise OwnerError(str(e)) from None
         peer = add_peer(self.node.vault, url, did, name)
-        nostr = link_peer_from_card(self.node.vault, card, did)  # its Nostr key, when the card proves one
-        return {**asdict(peer), "card_name": card.get("name", ""), "card_description": card.get("description", ""), "nostr": nostr}
+        nostr = link_peer_from_card(
+            self.node.vault, card, did
+        )  # its Nostr key, when the card proves one
+        return {
+            **asdict(peer),
+            "card_name": card.get("name", ""),
+            "card_description": card.get("description", ""),
+            "nostr": nostr,
+        }
 
     def list_peers(self) -> list[dict]:
         return [asdict(p) for p in list_peers(self.node.vault)]
@@ -156,8 +178,14 @@ class LocalOwner:
         return await send_to_peer(self.node, peer, text, by=by)
 
     def verify_audit(self) -> dict:
-        report = self.node.audit.verify(lambda did: Ed25519PublicKey.from_public_bytes(ed25519_public_from_did_key(did)))
-        return {"ok": report.ok, "count": report.count, "problems": [str(p) for p in report.problems]}
+        report = self.node.audit.verify(
+            lambda did: Ed25519PublicKey.from_public_bytes(ed25519_public_from_did_key(did))
+        )
+        return {
+            "ok": report.ok,
+            "count": report.count,
+            "problems": [str(p) for p in report.problems],
+        }
 
     # --- skills ------------------------------------------------------------------------
 
@@ -176,9 +204,19 @@ class LocalOwner:
             "requested": list(info.requested),
             "granted": list(info.granted),
             # An unmanaged server's tools are those it listed when it was registered.
-            "tools": [{"name": t.name, "description": t.description, "policy": policy.rule(t.name)} for t in m.tools]
-            if m else [{"name": t["name"], "description": t["description"], "policy": policy.rule(t["name"])}
-                       for t in info.tools],
+            "tools": [
+                {"name": t.name, "description": t.description, "policy": policy.rule(t.name)}
+                for t in m.tools
+            ]
+            if m
+            else [
+                {
+                    "name": t["name"],
+                    "description": t["description"],
+                    "policy": policy.rule(t["name"]),
+                }
+                for t in info.tools
+            ],
         }
 
     def _info(self, name: str) -> SkillInfo:
@@ -242,6 +280,7 @@ class LocalOwner:
         except UnknownApproval as e:
             raise NotFound(e.args[0]) from None
         return {"ok": True}
+
     def pod_access(self) -> dict:
         """Who may do what in the pod: {"public": {container: modes}, "grants": {did: {container: modes}}}."""
         return {
@@ -265,9 +304,20 @@ class LocalOwner:
         if entry is None:
             raise OwnerError(f"nothing at {path}")
         if not entry.is_container:
-            return [{"path": path, "type": entry.content_type, "size": entry.size, "modified": entry.modified}]
+            return [
+                {
+                    "path": path,
+                    "type": entry.content_type,
+                    "size": entry.size,
+                    "modified": entry.modified,
+                }
+            ]
         found = [self.node.pod.get(path + member) for member in entry.members]
-        return [{"path": e.path, "type": e.content_type, "size": e.size, "modified": e.modified} for e in found if e]
+        return [
+            {"path": e.path, "type": e.content_type, "size": e.size, "modified": e.modified}
+            for e in found
+            if e
+        ]
 
 
 class RemoteOwner:
@@ -303,42 +353,64 @@ class RemoteOwner:
 
 def _remote_method(operation: Operation, is_async: bool):
     if is_async:  # the same shape as the local owner's: the caller awaits either
+
         async def call(self, *args):
             return await asyncio.to_thread(self._operate, operation, args)
     else:
+
         def call(self, *args):
             return self._operate(operation, args)
+
     call.__name__ = call.__qualname__ = operation.name
     call.__doc__ = f"{operation.method} {OWNER_PREFIX}{operation.path}"
     return call
 
 
 def _positional(function) -> list[str]:
-    return [p.name for p in inspect.signature(function).parameters.values()
-            if p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "self"]
+    return [
+        p.name
+        for p in inspect.signature(function).parameters.values()
+        if p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "self"
+    ]
 
 
 def check_table(operations: tuple[Operation, ...], local: type, protocol: type) -> None:
     """``operations``, ``protocol`` and ``local`` name the same operations, with the same
     arguments and the same async-ness; raises (at import) when one of them was forgotten."""
     declared = {o.name for o in operations}
-    promised = {name for name, value in vars(protocol).items() if not name.startswith("_") and callable(value)}
+    promised = {
+        name
+        for name, value in vars(protocol).items()
+        if not name.startswith("_") and callable(value)
+    }
     if declared != promised:
-        raise TypeError(f"{protocol.__name__}: the table and the protocol differ: {sorted(declared ^ promised)}")
+        raise TypeError(
+            f"{protocol.__name__}: the table and the protocol differ: {sorted(declared ^ promised)}"
+        )
     for operation in operations:
         method, line = getattr(local, operation.name, None), getattr(protocol, operation.name)
         if method is None:
             raise TypeError(f"{local.__name__} has no {operation.name}")
-        if len(_positional(method)) != len(operation.fields) or _positional(method) != _positional(line):
-            raise TypeError(f"{local.__name__}.{operation.name} takes {_positional(method)}, the table says {operation.fields}")
+        if len(_positional(method)) != len(operation.fields) or _positional(method) != _positional(
+            line
+        ):
+            raise TypeError(
+                f"{local.__name__}.{operation.name} takes {_positional(method)}, the table says {operation.fields}"
+            )
         if inspect.iscoroutinefunction(method) != inspect.iscoroutinefunction(line):
-            raise TypeError(f"{operation.name} is async in one of {local.__name__} and {protocol.__name__} only")
+            raise TypeError(
+                f"{operation.name} is async in one of {local.__name__} and {protocol.__name__} only"
+            )
 
 
 def make_remote(remote: type, local: type, operations: tuple[Operation, ...]) -> None:
     """Give ``remote`` (a class with ``_operate``) one method per row, async where ``local``'s is."""
     for operation in operations:
-        setattr(remote, operation.name, _remote_method(operation, inspect.iscoroutinefunction(getattr(local, operation.name))))
+        setattr(
+            remote,
+            operation.name,
+            _remote_method(operation, inspect.iscoroutinefunction(getattr(local, operation.name))),
+        )
 
 
 def check_operations() -> None:

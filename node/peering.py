@@ -35,11 +35,12 @@ def answer_work(node: Node, caller: str, grant: Grant, question: str) -> Work:
     runs (``peer=caller``), never file paths, chunk numbers, snippets or metadata. Only
     verified sentences stream; the quotes come last, in the same text. ``grant`` is the grant
     the caller was authorized under; checking it is the caller's part, before the work is queued."""
+
     def work() -> Iterator[str]:
         conversation = node.conversation(title=f"a2a from {caller}", peer=caller)
         answer = conversation.ask(question)
         yield from answer
-        rest = with_quotes_text(answer)[len(answer.text):]
+        rest = with_quotes_text(answer)[len(answer.text) :]
         if rest:
             yield rest
 
@@ -79,10 +80,15 @@ async def send_to_peer(node: Node, peer: str, text: str, *, by: str | None = Non
     try:
         node.audit.append("a2a.send", target=pinned.url, details=details)
     except AuditError as e:
-        raise OwnerError(f"{'sent' if reply else 'tried to send'}, but the audit log could not record it: {e}") from None
+        raise OwnerError(
+            f"{'sent' if reply else 'tried to send'}, but the audit log could not record it: {e}"
+        ) from None
     if failure is not None:
         raise OwnerError(str(failure))
     assert reply is not None
     if reply.state not in ("TASK_STATE_COMPLETED", "message"):
-        raise OwnerError(f"{pinned.label} did not answer: {reply.state}" + (f": {reply.note}" if reply.note else ""))
+        raise OwnerError(
+            f"{pinned.label} did not answer: {reply.state}"
+            + (f": {reply.note}" if reply.note else "")
+        )
     return asdict(reply)

@@ -24,8 +24,8 @@ from google.protobuf.json_format import ParseError
 
 from identity.jws import JWSRejected, verify_json
 from identity.signing_client import async_signed_client
-from store.vault import Vault
 from node.errors import NodeError
+from store.vault import Vault
 
 CARD_PATH = "/.well-known/agent-card.json"  # where A2A puts an agent's card (A2A 1.0, 5.3)
 
@@ -39,8 +39,8 @@ class PeerError(NodeError):
 @dataclass(frozen=True)
 class Peer:
     name: str  # "" when added without --name
-    did: str   # the node DID that signed its card when it was added
-    url: str   # base URL: scheme://host[:port]
+    did: str  # the node DID that signed its card when it was added
+    url: str  # base URL: scheme://host[:port]
     added_at: float
 
     @property
@@ -50,10 +50,10 @@ class Peer:
 
 @dataclass(frozen=True)
 class PeerReply:
-    text: str      # the answer artifact's text ("" unless COMPLETED)
+    text: str  # the answer artifact's text ("" unless COMPLETED)
     task_id: str
-    state: str     # "TASK_STATE_COMPLETED", "TASK_STATE_FAILED", …
-    note: str      # the peer's status message, if any (why it failed, …)
+    state: str  # "TASK_STATE_COMPLETED", "TASK_STATE_FAILED", …
+    note: str  # the peer's status message, if any (why it failed, …)
     peer_did: str
 
 
@@ -74,9 +74,13 @@ def verify_card(card: object) -> str:
     try:
         signers = {verify_json(card, signature) for signature in signatures}
     except JWSRejected as rejected:
-        raise PeerError(f"the agent card's signature does not verify ({rejected.reason}): {rejected}") from None
+        raise PeerError(
+            f"the agent card's signature does not verify ({rejected.reason}): {rejected}"
+        ) from None
     if len(signers) != 1:
-        raise PeerError(f"the agent card is signed by several DIDs ({', '.join(sorted(signers))}); cannot pin one")
+        raise PeerError(
+            f"the agent card is signed by several DIDs ({', '.join(sorted(signers))}); cannot pin one"
+        )
     return signers.pop()
 
 
@@ -90,7 +94,9 @@ async def fetch_peer_card(url: str, *, http: httpx.AsyncClient | None = None) ->
             response.raise_for_status()
             card = response.json()
         except httpx.HTTPStatusError as error:
-            raise PeerError(f"{base} has no agent card (HTTP {error.response.status_code} for {CARD_PATH})") from None
+            raise PeerError(
+                f"{base} has no agent card (HTTP {error.response.status_code} for {CARD_PATH})"
+            ) from None
         except httpx.RequestError as error:
             raise PeerError(f"cannot reach {base}: {error}") from None
         except httpx.InvalidURL as error:
@@ -101,11 +107,17 @@ async def fetch_peer_card(url: str, *, http: httpx.AsyncClient | None = None) ->
     # The signed card names the endpoint that messages go to; one on another origin would take
     # our signed requests somewhere the user never named.
     try:
-        endpoints = [httpx.URL(i["url"]) for i in card.get("supportedInterfaces", []) if i.get("protocolBinding") == "JSONRPC"]
+        endpoints = [
+            httpx.URL(i["url"])
+            for i in card.get("supportedInterfaces", [])
+            if i.get("protocolBinding") == "JSONRPC"
+        ]
     except (TypeError, KeyError, AttributeError, httpx.InvalidURL):
         endpoints = []
     origin = httpx.URL(base)
-    if not any((e.scheme, e.host, e.port) == (origin.scheme, origin.host, origin.port) for e in endpoints):
+    if not any(
+        (e.scheme, e.host, e.port) == (origin.scheme, origin.host, origin.port) for e in endpoints
+    ):
         raise PeerError(f"the agent card at {base} names no JSON-RPC endpoint on {base} itself")
     return card, did
 
@@ -131,7 +143,9 @@ async def send_message(
     429, 503 with its Retry-After).
     """
     # The model may queue behind other questions: reading waits long, connecting does not.
-    async with async_signed_client(key, keyid, owner_did, timeout=httpx.Timeout(timeout, connect=10)) as http:
+    async with async_signed_client(
+        key, keyid, owner_did, timeout=httpx.Timeout(timeout, connect=10)
+    ) as http:
         card, did = await fetch_peer_card(peer_url, http=http)
         if pinned_did is not None and did != pinned_did:
             raise PeerError(
@@ -139,7 +153,9 @@ async def send_message(
                 "If the peer's node changed on purpose, add it again."
             )
         try:
-            client = ClientFactory(ClientConfig(httpx_client=http, streaming=False)).create(parse_agent_card(card))
+            client = ClientFactory(ClientConfig(httpx_client=http, streaming=False)).create(
+                parse_agent_card(card)
+            )
         except (ParseError, ValueError, A2AError) as error:
             raise PeerError(f"cannot use the agent card of {base_url(peer_url)}: {error}") from None
         request = SendMessageRequest(message=new_text_message(text, role=Role.ROLE_USER))
@@ -156,7 +172,11 @@ async def send_message(
     if task is None:  # a message-only reply: allowed by A2A, not what flurry nodes send
         return PeerReply(answer, "", "message", "", did)
     answers = [a for a in task.artifacts if a.name == "answer"] or list(task.artifacts)
-    note = get_message_text(task.status.message, delimiter="") if task.status.HasField("message") else ""
+    note = (
+        get_message_text(task.status.message, delimiter="")
+        if task.status.HasField("message")
+        else ""
+    )
     return PeerReply(
         "".join(part for a in answers for part in get_text_parts(a.parts)).strip(),
         task.id,
@@ -167,7 +187,9 @@ async def send_message(
 
 
 def _refusal(url: str, error: A2AError) -> str:
-    response = error.__cause__.response if isinstance(error.__cause__, httpx.HTTPStatusError) else None
+    response = (
+        error.__cause__.response if isinstance(error.__cause__, httpx.HTTPStatusError) else None
+    )
     if response is None:
         return f"{url}: {error}"
     try:

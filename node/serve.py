@@ -20,7 +20,13 @@ from node.node import Node
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
-def serve(node: Node, host: str = "127.0.0.1", port: int = 8765, say=print, public_urls: Sequence[str] = ()) -> None:
+def serve(
+    node: Node,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    say=print,
+    public_urls: Sequence[str] = (),
+) -> None:
     """Serve ``node`` on host:port. ``public_urls`` are the origins other agents reach it at
     ("https://node.example", behind a proxy); its signed agent card names those, or else the
     address it listens on."""
@@ -33,7 +39,9 @@ def serve(node: Node, host: str = "127.0.0.1", port: int = 8765, say=print, publ
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
     def announce() -> None:
-        info.write_text(json.dumps({"url": url, "pid": os.getpid(), "node_did": node.keys.node_did}))
+        info.write_text(
+            json.dumps({"url": url, "pid": os.getpid(), "node_did": node.keys.node_did})
+        )
         say(f"flurry serves {url}  (node {node.keys.node_did}); Ctrl-C stops it")
 
     def finish() -> None:
@@ -46,9 +54,15 @@ def serve(node: Node, host: str = "127.0.0.1", port: int = 8765, say=print, publ
     # server (another port, another host) is refused. On the LAN the names are the owner's
     # (an IP, a hostname, a proxy's name): any Host is accepted there, and the nonce cache still
     # refuses a replay here.
-    allowed = {f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]")} if host in LOOPBACK else None
+    allowed = (
+        {f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]")}
+        if host in LOOPBACK
+        else None
+    )
     origins = [u.rstrip("/") for u in public_urls] or [url]
-    app = create_app(node, on_start=announce, on_stop=finish, allowed_hosts=allowed, public_origins=origins)
+    app = create_app(
+        node, on_start=announce, on_stop=finish, allowed_hosts=allowed, public_origins=origins
+    )
     # Header, body and connection limits (node.limits) sit in front of the app.
     server = uvicorn.Server(server_config(app, host, port, log_level="warning", access_log=False))
     try:

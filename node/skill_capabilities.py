@@ -42,7 +42,9 @@ class SkillCapabilities:
         except OwnerError as e:
             raise CapabilityFailed(str(e)) from None
 
-    def http_request(self, skill: str, method: str, url: str, body: str | None, address: str) -> dict:
+    def http_request(
+        self, skill: str, method: str, url: str, body: str | None, address: str
+    ) -> dict:
         keys = self._node.keys
         details = {"skill": skill, "method": method, "url": url}
         target = httpx.URL(url)
@@ -54,16 +56,34 @@ class SkillCapabilities:
             # Signed by the node and labelled agent-made (RFC 9421); redirects are not followed,
             # because the grant names one origin and a redirect could leave it. No proxy from
             # the environment: it would connect to addresses the broker never checked.
-            with signed_client(keys.node_key, verification_method_id(keys.node_did), owner_did=keys.owner_did,
-                               timeout=30, follow_redirects=False, trust_env=False) as http:
-                response = http.request(method, pinned, content=body.encode() if body is not None else None,
-                                        headers={"Host": target.netloc.decode("ascii")}, extensions=extensions)
+            with signed_client(
+                keys.node_key,
+                verification_method_id(keys.node_did),
+                owner_did=keys.owner_did,
+                timeout=30,
+                follow_redirects=False,
+                trust_env=False,
+            ) as http:
+                response = http.request(
+                    method,
+                    pinned,
+                    content=body.encode() if body is not None else None,
+                    headers={"Host": target.netloc.decode("ascii")},
+                    extensions=extensions,
+                )
         except httpx.HTTPError as e:
-            self._node.audit.append("skill.http", target=url, details={**details, "error": str(e) or type(e).__name__})
+            self._node.audit.append(
+                "skill.http", target=url, details={**details, "error": str(e) or type(e).__name__}
+            )
             raise CapabilityFailed(f"{method} {url} failed: {e}") from None
-        self._node.audit.append("skill.http", target=url, details={**details, "status": response.status_code})
-        return {"status": response.status_code, "content_type": response.headers.get("content-type", ""),
-                "body": response.text[:MAX_HTTP_BODY]}
+        self._node.audit.append(
+            "skill.http", target=url, details={**details, "status": response.status_code}
+        )
+        return {
+            "status": response.status_code,
+            "content_type": response.headers.get("content-type", ""),
+            "body": response.text[:MAX_HTTP_BODY],
+        }
 
     def ask_owner(self, skill: str, question: str) -> bool:
         return self._node.ask_owner(skill, question)

@@ -43,7 +43,7 @@ def run_tui(home: Home, passphrase: Callable[[], str], say: Callable[[str], None
 def _run_app(url: str, keys: UnlockedKeyring) -> None:
     from tui.app import FlurryApp  # Textual loads only for the app, not for every command
 
-    FlurryApp(AsyncNodeClient(url, keys)).run()   # the app closes its client as it ends
+    FlurryApp(AsyncNodeClient(url, keys)).run()  # the app closes its client as it ends
 
 
 @contextmanager
@@ -56,14 +56,21 @@ def serve_in_thread(node: Node) -> Iterator[str]:
     info = node.home.serve_info
 
     def announce() -> None:
-        info.write_text(json.dumps({"url": url, "pid": os.getpid(), "node_did": node.keys.node_did}))
+        info.write_text(
+            json.dumps({"url": url, "pid": os.getpid(), "node_did": node.keys.node_did})
+        )
 
     app = create_app(
-        node, on_start=announce, on_stop=lambda: info.unlink(missing_ok=True), allowed_hosts={f"127.0.0.1:{port}", f"localhost:{port}"}
+        node,
+        on_start=announce,
+        on_stop=lambda: info.unlink(missing_ok=True),
+        allowed_hosts={f"127.0.0.1:{port}", f"localhost:{port}"},
     )
     # No log lines: they would land in the middle of the app's screen. Failures reach the app
     # as problem+json answers.
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", access_log=False)
+    )
     thread = threading.Thread(target=server.run, name="flurry-api", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

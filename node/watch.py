@@ -15,12 +15,18 @@ DEBOUNCE_MS = 800
 TICK_MS = 1000
 
 
-def watch_and_add(node: Node, paths: tuple[str, ...], add_again: Callable[[], None], say: Callable[[str], None]) -> None:
+def watch_and_add(
+    node: Node, paths: tuple[str, ...], add_again: Callable[[], None], say: Callable[[str], None]
+) -> None:
     """Run ``add_again`` (an add with --sync of ``paths``) after every burst of changes, until
     Ctrl-C. Unchanged files cost a read and a keyed hash, so a whole pass is cheap."""
     ready = False
     for changes in watchfiles.watch(
-        *paths, debounce=DEBOUNCE_MS, rust_timeout=TICK_MS, yield_on_timeout=True, raise_interrupt=True
+        *paths,
+        debounce=DEBOUNCE_MS,
+        rust_timeout=TICK_MS,
+        yield_on_timeout=True,
+        raise_interrupt=True,
     ):
         if not ready:
             # The watcher exists only from its first report: catch up on anything that changed

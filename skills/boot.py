@@ -35,7 +35,9 @@ RUNNER_MODULES = {
     "skills.sdk": "skills/sdk.py",
     "skills.builtin": "skills/builtin/__init__.py",
 }
-BUILTIN_SKILLS = "skills/builtin"  # its modules are ordinary skills: only skills.sdk, like any other
+BUILTIN_SKILLS = (
+    "skills/builtin"  # its modules are ordinary skills: only skills.sdk, like any other
+)
 # Imported by skills.manifest (signature checks) while the runner starts, then forgotten: a skill
 # has no business with the node's identity code.
 RUNNER_ONLY = {
@@ -69,11 +71,15 @@ class RunnerPackages:
             # A package: its modules are served from here one by one, so it has no folder to
             # search, but for the built-in skills', whose every module is a skill.
             search = [os.path.join(ROOT, BUILTIN_SKILLS)] if name == "skills.builtin" else []
-            return importlib.util.spec_from_file_location(name, file, submodule_search_locations=search)
+            return importlib.util.spec_from_file_location(
+                name, file, submodule_search_locations=search
+            )
         if name.startswith("skills.builtin."):
             return None  # found by the path machinery in skills/builtin
         if name.partition(".")[0] in NODE_PACKAGES:
-            raise ModuleNotFoundError(f"{name} belongs to the node; a skill reaches it only through skills.sdk", name=name)
+            raise ModuleNotFoundError(
+                f"{name} belongs to the node; a skill reaches it only through skills.sdk", name=name
+            )
         return None
 
 
@@ -89,7 +95,10 @@ def close() -> None:
 def runner_files() -> list[str]:
     """The files the runner's code is read from, for the sandbox's read-only list (the runner-only
     modules are loaded before it confines itself, and then forgotten)."""
-    return [*(os.path.join(ROOT, f) for f in RUNNER_MODULES.values()), os.path.join(ROOT, BUILTIN_SKILLS)]
+    return [
+        *(os.path.join(ROOT, f) for f in RUNNER_MODULES.values()),
+        os.path.join(ROOT, BUILTIN_SKILLS),
+    ]
 
 
 def site_folders() -> list[str]:
@@ -99,7 +108,10 @@ def site_folders() -> list[str]:
         return [p for p in os.environ[SITE_ENV].split(os.pathsep) if p]
     import site
 
-    found = [*site.getsitepackages(), *([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])]
+    found = [
+        *site.getsitepackages(),
+        *([site.getusersitepackages()] if site.ENABLE_USER_SITE else []),
+    ]
     return [p for p in found if os.path.isdir(p)]
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
+
 from skills.errors import SkillError
 
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -47,8 +48,11 @@ class NodeCapabilities(Protocol):
     def search(self, query: str, k: int, tags: frozenset[str] | None) -> list[dict]: ...
     def write_note(self, skill: str, title: str, text: str) -> dict: ...
     def send_to_peer(self, skill: str, peer: str, text: str) -> str: ...
-    def http_request(self, skill: str, method: str, url: str, body: str | None, address: str) -> dict:
+    def http_request(
+        self, skill: str, method: str, url: str, body: str | None, address: str
+    ) -> dict:
         """Make the request, connecting to ``address`` (the broker checked it) and to no other."""
+
     def ask_owner(self, skill: str, question: str) -> bool: ...
     def publish_nostr(self, skill: str, text: str) -> dict: ...
 
@@ -97,14 +101,22 @@ def http_granted(granted: tuple[str, ...], scheme: str, host: str, port: int) ->
                 return True
         elif permission.startswith("http:origin="):
             origin = urlsplit(permission.removeprefix("http:origin="))
-            if (scheme, host, port) == (origin.scheme, origin.hostname, origin.port or DEFAULT_PORTS[origin.scheme]):
+            if (scheme, host, port) == (
+                origin.scheme,
+                origin.hostname,
+                origin.port or DEFAULT_PORTS[origin.scheme],
+            ):
                 return True
     return False
 
 
 def resolve(host: str, port: int) -> list[str]:
     """The addresses ``host`` resolves to (the system's resolver)."""
-    return list(dict.fromkeys(info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)))
+    return list(
+        dict.fromkeys(
+            info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        )
+    )
 
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -117,13 +129,15 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 
 class Broker:
-    def __init__(self, node: NodeCapabilities, socket_dir: Path, granted: Callable[[str], tuple[str, ...]]) -> None:
+    def __init__(
+        self, node: NodeCapabilities, socket_dir: Path, granted: Callable[[str], tuple[str, ...]]
+    ) -> None:
         """``granted(skill)`` reads the skill's permissions as they are now (revocations count)."""
         # Host name → addresses; the node's edge of the world (a test puts its own DNS here).
         self.resolve: Callable[[str, int], list[str]] = resolve
         self._node = node
         self._granted = granted
-        self._tokens: dict[str, str] = {}   # token → skill name
+        self._tokens: dict[str, str] = {}  # token → skill name
         self._lock = threading.Lock()
         socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = socket_dir / f"broker-{secrets.token_hex(4)}.sock"
@@ -138,7 +152,9 @@ class Broker:
         self._server = socketserver.ThreadingUnixStreamServer(str(self.path), Handler)
         self._server.daemon_threads = True
         os.chmod(self.path, 0o600)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="flurry-broker", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="flurry-broker", daemon=True
+        )
         self._thread.start()
 
     def close(self) -> None:
@@ -165,7 +181,11 @@ class Broker:
             return _error("bad_request", f"a request is at most {MAX_REQUEST_BYTES} bytes")
         try:
             message = json.loads(line)
-            token, capability, arguments = message["token"], message["capability"], message.get("arguments", {})
+            token, capability, arguments = (
+                message["token"],
+                message["capability"],
+                message.get("arguments", {}),
+            )
             if not isinstance(arguments, dict):
                 raise TypeError("arguments must be an object")
         except (ValueError, KeyError, TypeError) as e:
@@ -176,7 +196,9 @@ class Broker:
             return _error("unknown_skill", "this token belongs to no running skill")
         handler = self._capabilities.get(capability) if isinstance(capability, str) else None
         if handler is None:
-            return _error("bad_request", f"no capability {capability!r}; known: {sorted(self._capabilities)}")
+            return _error(
+                "bad_request", f"no capability {capability!r}; known: {sorted(self._capabilities)}"
+            )
         try:
             return {"result": handler(self, Request(skill, self._granted(skill), arguments))}
         except CapabilityDenied as e:
@@ -185,7 +207,9 @@ class Broker:
             return _error("bad_request", str(e))
         except CapabilityFailed as e:
             return _error("failed", str(e))
-        except Exception as e:  # the node's own failure: the skill gets the reason, the node stays up
+        except (
+            Exception
+        ) as e:  # the node's own failure: the skill gets the reason, the node stays up
             return _error("failed", f"{type(e).__name__}: {e}")
 
     def _search(self, request: Request) -> list[dict]:
@@ -198,10 +222,16 @@ class Broker:
             raise ValueError("k must be a whole number from 1 to 20")
         wanted = request.arguments.get("tags")
         if wanted is not None:
-            if not isinstance(wanted, list) or not wanted or not all(isinstance(t, str) for t in wanted):
+            if (
+                not isinstance(wanted, list)
+                or not wanted
+                or not all(isinstance(t, str) for t in wanted)
+            ):
                 raise ValueError("tags must be a non-empty list of strings")
             if tags is not None and not set(wanted) <= tags:
-                raise CapabilityDenied(f"{request.skill} may read only documents tagged {', '.join(sorted(tags))}")
+                raise CapabilityDenied(
+                    f"{request.skill} may read only documents tagged {', '.join(sorted(tags))}"
+                )
             tags = frozenset(wanted)
         return self._node.search(query, k, tags)
 
@@ -212,7 +242,11 @@ class Broker:
 
     def _send_to_peer(self, request: Request) -> str:
         _require(request, "peers.send")
-        return self._node.send_to_peer(request.skill, _text(request.arguments, "peer", 500), _text(request.arguments, "text", 8000))
+        return self._node.send_to_peer(
+            request.skill,
+            _text(request.arguments, "peer", 500),
+            _text(request.arguments, "text", 8000),
+        )
 
     def _http(self, request: Request) -> dict:
         url = _text(request.arguments, "url", 4000)
@@ -228,13 +262,18 @@ class Broker:
             raise ValueError(f"url: {e}") from None
         host = parts.hostname
         if not http_granted(request.granted, parts.scheme, host, port):
-            wanted = f"http:host={host}" + ("" if port == 443 else f":{port}") if parts.scheme == "https" \
+            wanted = (
+                f"http:host={host}" + ("" if port == 443 else f":{port}")
+                if parts.scheme == "https"
                 else f"http:origin=http://{host}" + ("" if port == 80 else f":{port}")
+            )
             raise CapabilityDenied(f"{request.skill} was not granted {wanted}")
         body = request.arguments.get("body")
         if body is not None and not isinstance(body, str):
             raise ValueError("body must be a string")
-        return self._node.http_request(request.skill, method, url, body, address=self._address(request.skill, host, port))
+        return self._node.http_request(
+            request.skill, method, url, body, address=self._address(request.skill, host, port)
+        )
 
     def _address(self, skill: str, host: str, port: int) -> str:
         """The one address to connect to. A host name must resolve to public addresses only: the
@@ -296,9 +335,16 @@ class BrokerClient:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(timeout)  # the owner may take minutes to answer owner.ask
             s.connect(self._path)
-            s.sendall(json.dumps({"token": self._token, "capability": capability, "arguments": arguments}).encode() + b"\n")
+            s.sendall(
+                json.dumps(
+                    {"token": self._token, "capability": capability, "arguments": arguments}
+                ).encode()
+                + b"\n"
+            )
             reply = json.loads(s.makefile("rb").readline())
         if "error" in reply:
             error = reply["error"]
-            raise (CapabilityDenied if error["code"] == "denied" else CapabilityFailed)(error["message"])
+            raise (CapabilityDenied if error["code"] == "denied" else CapabilityFailed)(
+                error["message"]
+            )
         return reply["result"]

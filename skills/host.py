@@ -22,8 +22,8 @@ import mcp_types as types
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from skills.sandbox import CGROUP_ENV, kill_cgroup, pids_cgroup
 from skills.errors import SkillError  # the root: the process errors below are kinds of it
+from skills.sandbox import CGROUP_ENV, kill_cgroup, pids_cgroup
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
@@ -73,8 +73,16 @@ def _event_loop() -> asyncio.AbstractEventLoop:
 class SkillProcess:
     """One running skill: ``start()``, ``call_tool()`` any number of times, ``stop()``."""
 
-    def __init__(self, name: str, argv: list[str], *, env: dict[str, str] | None = None, managed: bool = True,
-                 max_processes: int | None = None, start_timeout: float = START_TIMEOUT) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        managed: bool = True,
+        max_processes: int | None = None,
+        start_timeout: float = START_TIMEOUT,
+    ) -> None:
         self.name = name
         self.start_timeout = start_timeout
         self.argv = list(argv)
@@ -124,14 +132,19 @@ class SkillProcess:
         loop = _event_loop()
         ready: Future = Future()
         self._cwd = tempfile.mkdtemp(prefix=f"flurry-skill-{self.name}-")  # an empty, private cwd
-        self._stderr = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")
+        # Open for the skill's whole life; closed by _stop, not by a with block here.
+        self._stderr = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115
         self._connection = asyncio.run_coroutine_threadsafe(self._connect(ready), loop)
         try:
             ready.result(timeout=self.start_timeout)
         except BaseException as e:
             self._stop(wait=True)
             self._failed()
-            why = "did not start in time" if isinstance(e, TimeoutError) else f"failed to start ({e!r})"
+            why = (
+                "did not start in time"
+                if isinstance(e, TimeoutError)
+                else f"failed to start ({e!r})"
+            )
             raise SkillCrashed(f"skill {self.name} {why}{self._stderr_tail()}") from None
 
     async def _connect(self, ready: Future) -> None:
@@ -145,18 +158,24 @@ class SkillProcess:
             self._cgroup = pids_cgroup(self.name, self._max_processes)
             if self._cgroup:
                 env[CGROUP_ENV] = self._cgroup
-        params = StdioServerParameters(command=self.argv[0], args=self.argv[1:], env=env, cwd=self._cwd)
+        params = StdioServerParameters(
+            command=self.argv[0], args=self.argv[1:], env=env, cwd=self._cwd
+        )
         try:
-            async with stdio_client(params, errlog=self._stderr) as (read, write):
-                async with ClientSession(read, write) as session:
-                    initialized = await session.initialize()
-                    if self.managed:
-                        self.sandbox = (initialized.capabilities.experimental or {}).get("flurry/sandbox")
-                    listed = await session.list_tools()
-                    self.tools = {t.name: t for t in listed.tools}
-                    self._session = session
-                    ready.set_result(None)
-                    await self._closing.wait()
+            async with (
+                stdio_client(params, errlog=self._stderr) as (read, write),
+                ClientSession(read, write) as session,
+            ):
+                initialized = await session.initialize()
+                if self.managed:
+                    self.sandbox = (initialized.capabilities.experimental or {}).get(
+                        "flurry/sandbox"
+                    )
+                listed = await session.list_tools()
+                self.tools = {t.name: t for t in listed.tools}
+                self._session = session
+                ready.set_result(None)
+                await self._closing.wait()
         except BaseException as e:
             if not ready.done():
                 ready.set_exception(e)
@@ -187,7 +206,9 @@ class SkillProcess:
 
     def _failed(self) -> None:
         self.failures += 1
-        delay = 0.0 if self.failures == 1 else min(BACKOFF_BASE * 2 ** (self.failures - 2), BACKOFF_MAX)
+        delay = (
+            0.0 if self.failures == 1 else min(BACKOFF_BASE * 2 ** (self.failures - 2), BACKOFF_MAX)
+        )
         self._retry_at = time.monotonic() + delay
 
     def _stderr_tail(self) -> str:
@@ -203,7 +224,9 @@ class SkillProcess:
 
     # --- calls -------------------------------------------------------------------------
 
-    def call_tool(self, name: str, arguments: dict[str, Any] | None = None, timeout: float = 30.0) -> str:
+    def call_tool(
+        self, name: str, arguments: dict[str, Any] | None = None, timeout: float = 30.0
+    ) -> str:
         """The tool's text answer. Raises InvalidArguments, ToolFailed, SkillTimeout, SkillCrashed
         or SkillUnavailable; after any of the last three the skill restarts on the next call."""
         arguments = dict(arguments or {})
@@ -211,11 +234,15 @@ class SkillProcess:
             if not self.running:
                 wait = self._retry_at - time.monotonic()
                 if wait > 0:
-                    raise SkillUnavailable(f"skill {self.name} failed {self.failures} times; next try in {wait:.1f}s")
+                    raise SkillUnavailable(
+                        f"skill {self.name} failed {self.failures} times; next try in {wait:.1f}s"
+                    )
                 self._start()
             tool = self.tools.get(name)
             if tool is None:
-                raise SkillError(f"skill {self.name} has no tool {name!r}; it offers {sorted(self.tools)}")
+                raise SkillError(
+                    f"skill {self.name} has no tool {name!r}; it offers {sorted(self.tools)}"
+                )
             try:
                 jsonschema.validate(arguments, tool.input_schema)
             except jsonschema.ValidationError as e:
@@ -232,13 +259,17 @@ class SkillProcess:
                 # the next start (or stop) reaps it.
                 self._stop(wait=False)
                 self._failed()
-                raise SkillTimeout(f"{self.name}.{name} did not answer in {timeout:g}s; the skill was stopped") from None
+                raise SkillTimeout(
+                    f"{self.name}.{name} did not answer in {timeout:g}s; the skill was stopped"
+                ) from None
             except Exception as e:
                 # Tool errors come back as results, so an exception here means the process died
                 # or broke the protocol: stop it (so stderr is complete) and say what it said.
                 self._stop(wait=True)
                 self._failed()
-                raise SkillCrashed(f"skill {self.name} crashed during {name} ({e}){self._stderr_tail()}") from None
+                raise SkillCrashed(
+                    f"skill {self.name} crashed during {name} ({e}){self._stderr_tail()}"
+                ) from None
             self.failures = 0
         text = "\n".join(c.text for c in result.content if isinstance(c, types.TextContent))
         if result.is_error:

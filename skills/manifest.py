@@ -83,7 +83,9 @@ class Manifest:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not NAME.match(self.name):
-            raise ManifestError(f"name {self.name!r}: use a lowercase slug (a-z, 0-9, '-'), starting with a letter")
+            raise ManifestError(
+                f"name {self.name!r}: use a lowercase slug (a-z, 0-9, '-'), starting with a letter"
+            )
         if not isinstance(self.version, str) or not self.version.strip():
             raise ManifestError(f"{self.name}: version must be a non-empty string such as '0.1.0'")
         if not isinstance(self.description, str) or not self.description.strip():
@@ -109,7 +111,9 @@ class Manifest:
             raise ManifestError(f"{self.name}: a skill must offer at least one tool")
         if self.limits is not None:
             if not isinstance(self.limits, dict) or set(self.limits) - set(LIMIT_NAMES):
-                raise ManifestError(f"{self.name}: limits must be a mapping of {', '.join(LIMIT_NAMES)}")
+                raise ManifestError(
+                    f"{self.name}: limits must be a mapping of {', '.join(LIMIT_NAMES)}"
+                )
             for key, value in self.limits.items():
                 if type(value) is not int or value < 1:
                     raise ManifestError(f"{self.name}: limits.{key} must be a whole number above 0")
@@ -118,7 +122,16 @@ class Manifest:
     def from_dict(cls, data: object) -> Manifest:
         if not isinstance(data, dict):
             raise ManifestError(f"a manifest must be a mapping, got {type(data).__name__}")
-        known = {"name", "version", "description", "permissions", "tools", "author_did", "signature", "limits"}
+        known = {
+            "name",
+            "version",
+            "description",
+            "permissions",
+            "tools",
+            "author_did",
+            "signature",
+            "limits",
+        }
         if unknown := set(data) - known:
             raise ManifestError(f"unknown manifest fields: {', '.join(sorted(unknown))}")
         missing = {"name", "version", "description", "tools"} - set(data)
@@ -131,9 +144,19 @@ class Manifest:
             raise ManifestError("tools must be a list of {name, description, parameters}")
         specs = []
         for t in tools:
-            if set(t) - {"name", "description", "parameters"} or not {"name", "description"} <= set(t):
-                raise ManifestError(f"tool {t.get('name')!r}: needs exactly name, description and parameters")
-            specs.append(ToolSpec(t["name"], t["description"], t.get("parameters", {"type": "object", "properties": {}})))
+            if set(t) - {"name", "description", "parameters"} or not {"name", "description"} <= set(
+                t
+            ):
+                raise ManifestError(
+                    f"tool {t.get('name')!r}: needs exactly name, description and parameters"
+                )
+            specs.append(
+                ToolSpec(
+                    t["name"],
+                    t["description"],
+                    t.get("parameters", {"type": "object", "properties": {}}),
+                )
+            )
         return cls(
             name=data["name"],
             version=data["version"],
@@ -167,7 +190,9 @@ class Manifest:
         except JWSRejected as e:
             raise ManifestError(f"{self.name}: signature: {e}") from None
         if signer != self.author_did.partition("#")[0]:
-            raise ManifestError(f"{self.name}: signed by {signer}, not by the author {self.author_did}")
+            raise ManifestError(
+                f"{self.name}: signed by {signer}, not by the author {self.author_did}"
+            )
 
     def tool(self, name: str) -> ToolSpec:
         for t in self.tools:
@@ -183,11 +208,15 @@ def _check_tool(skill: str, tool: ToolSpec) -> None:
         raise ManifestError(f"{skill}: tool {tool.name!r} needs a description (the model reads it)")
     schema = tool.parameters
     if not isinstance(schema, dict) or schema.get("type") != "object":
-        raise ManifestError(f"{skill}: tool {tool.name!r}: parameters must be a JSON Schema with type 'object'")
+        raise ManifestError(
+            f"{skill}: tool {tool.name!r}: parameters must be a JSON Schema with type 'object'"
+        )
     try:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as e:
-        raise ManifestError(f"{skill}: tool {tool.name!r}: parameters is not a valid JSON Schema: {e.message}") from None
+        raise ManifestError(
+            f"{skill}: tool {tool.name!r}: parameters is not a valid JSON Schema: {e.message}"
+        ) from None
 
 
 def sign_manifest(manifest: Manifest | dict, key: Ed25519PrivateKey, author_did: str) -> Manifest:

@@ -125,11 +125,15 @@ class Skills:
             manifest = _read_manifest(staging, entry_point)
             target = self.dir / manifest.name
             if self._records.get_record(KIND, manifest.name) is not None or target.exists():
-                raise SkillInstallError(f"a skill named {manifest.name!r} is installed; remove it first")
+                raise SkillInstallError(
+                    f"a skill named {manifest.name!r} is installed; remove it first"
+                )
             staging.rename(target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        self._put(SkillInfo(manifest.name, True, False, False, (), manifest, entry_point, str(target)))
+        self._put(
+            SkillInfo(manifest.name, True, False, False, (), manifest, entry_point, str(target))
+        )
         return manifest
 
     def install_builtin(self, name: str) -> Manifest:
@@ -143,10 +147,14 @@ class Skills:
                 "where flurry runs from a source checkout, refresh it: pip install -e CHECKOUT --no-deps"
             )
         if name not in builtin:
-            raise SkillInstallError(f"no built-in skill {name!r}; built in: {', '.join(sorted(builtin))}")
+            raise SkillInstallError(
+                f"no built-in skill {name!r}; built in: {', '.join(sorted(builtin))}"
+            )
         manifest = _read_manifest(None, builtin[name])
         if self._records.get_record(KIND, manifest.name) is not None:
-            raise SkillInstallError(f"a skill named {manifest.name!r} is installed; remove it first")
+            raise SkillInstallError(
+                f"a skill named {manifest.name!r} is installed; remove it first"
+            )
         self._put(SkillInfo(manifest.name, True, False, False, (), manifest, builtin[name], None))
         return manifest
 
@@ -168,7 +176,9 @@ class Skills:
                 "a project folder, or a requirement such as some-skill==1.0"
             ) from None
         if requirement.url:
-            raise SkillInstallError("a requirement with a URL is refused: download it and install the file")
+            raise SkillInstallError(
+                "a requirement with a URL is refused: download it and install the file"
+            )
         return [str(requirement)]
 
     def approve(self, name: str, permissions: list[str] | tuple[str, ...]) -> SkillInfo:
@@ -177,15 +187,23 @@ class Skills:
         for p in permissions:
             check_permission(p)
             if p not in info.requested:
-                raise SkillInstallError(f"{name} did not ask for {p!r}; it asks for {list(info.requested)}")
-        return self._put(replace(info, approved=True, enabled=True, granted=tuple(dict.fromkeys(permissions))))
+                raise SkillInstallError(
+                    f"{name} did not ask for {p!r}; it asks for {list(info.requested)}"
+                )
+        return self._put(
+            replace(info, approved=True, enabled=True, granted=tuple(dict.fromkeys(permissions)))
+        )
 
-    def install_mcp(self, name: str, argv: list[str], timeout: float = MCP_LIST_TIMEOUT) -> SkillInfo:
+    def install_mcp(
+        self, name: str, argv: list[str], timeout: float = MCP_LIST_TIMEOUT
+    ) -> SkillInfo:
         """Register any stdio MCP server, for review: it is started once and must list its tools
         within ``timeout`` seconds; they are kept with it for the owner to read before approving
         (``approve(name, [])``). Unmanaged: no manifest, no sandbox, no granted permissions."""
         if not NAME.match(name):
-            raise ManifestError(f"name {name!r}: use a lowercase slug (a-z, 0-9, '-'), starting with a letter")
+            raise ManifestError(
+                f"name {name!r}: use a lowercase slug (a-z, 0-9, '-'), starting with a letter"
+            )
         if not argv:
             raise SkillInstallError("argv must name the server's command")
         if self._records.get_record(KIND, name) is not None:
@@ -200,11 +218,15 @@ class Skills:
             ) from None
         finally:
             process.stop()
-        tools = tuple({"name": t.name, "description": t.description or "", "input_schema": t.input_schema}
-                      for t in process.tools.values())
+        tools = tuple(
+            {"name": t.name, "description": t.description or "", "input_schema": t.input_schema}
+            for t in process.tools.values()
+        )
         if not tools:
             raise SkillInstallError(f"{name} was not registered: the server lists no tools")
-        return self._put(SkillInfo(name, False, False, False, (), None, argv=tuple(argv), tools=tools))
+        return self._put(
+            SkillInfo(name, False, False, False, (), None, argv=tuple(argv), tools=tools)
+        )
 
     # --- the owner's view and controls -------------------------------------------------
 
@@ -220,7 +242,9 @@ class Skills:
     def enable(self, name: str) -> SkillInfo:
         info = self.info(name)
         if not info.approved:
-            raise SkillInstallError(f"{name} is not approved yet; review its manifest and approve it")
+            raise SkillInstallError(
+                f"{name} is not approved yet; review its manifest and approve it"
+            )
         return self._put(replace(info, enabled=True))
 
     def disable(self, name: str) -> SkillInfo:
@@ -246,8 +270,13 @@ class Skills:
             raise SkillInstallError(f"{name} is {'disabled' if info.approved else 'not approved'}")
         if info.managed:
             limits = Limits().within(info.manifest.limits if info.manifest else None)
-            env = {**boot.environment(info.target, limits.to_json()), **(broker.environment(name) if broker else {})}
-            process = SkillProcess(name, boot.command([info.entry_point]), env=env, max_processes=limits.processes)
+            env = {
+                **boot.environment(info.target, limits.to_json()),
+                **(broker.environment(name) if broker else {}),
+            }
+            process = SkillProcess(
+                name, boot.command([info.entry_point]), env=env, max_processes=limits.processes
+            )
         else:
             process = SkillProcess(name, list(info.argv), managed=False)
         process.start()
@@ -258,15 +287,22 @@ class Skills:
         info = self.info(name)
         if not info.managed:
             return "not sandboxed (unmanaged: it runs with your permissions)"
-        return sandbox_check(info.target, Limits().within(info.manifest.limits if info.manifest else None)).summary()
+        return sandbox_check(
+            info.target, Limits().within(info.manifest.limits if info.manifest else None)
+        ).summary()
 
     def _put(self, info: SkillInfo) -> SkillInfo:
         self._records.put_record(KIND, info.name, info.to_record())
         return info
 
 
-def _run_confined(args: list[str], skill_folder: str | None, timeout: float, cwd: str | None = None,
-                  limits: Limits | None = None) -> subprocess.CompletedProcess:
+def _run_confined(
+    args: list[str],
+    skill_folder: str | None,
+    timeout: float,
+    cwd: str | None = None,
+    limits: Limits | None = None,
+) -> subprocess.CompletedProcess:
     """A runner started as a skill's would be (isolated, confined and limited before anything of
     the skill's loads), in ``cwd`` or else a private folder that goes when it ends."""
     if cwd is None:
@@ -274,9 +310,16 @@ def _run_confined(args: list[str], skill_folder: str | None, timeout: float, cwd
             return _run_confined(args, skill_folder, timeout, private, limits)
     return subprocess.run(
         boot.command(args),
-        env={"PATH": os.environ.get("PATH", ""), "TMPDIR": cwd,
-             **boot.environment(skill_folder, (limits or Limits()).to_json())},
-        cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "TMPDIR": cwd,
+            **boot.environment(skill_folder, (limits or Limits()).to_json()),
+        },
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -289,16 +332,31 @@ def sandbox_check(target: str | None, limits: Limits | None = None) -> Confineme
     try:
         return Confinement.from_dict(json.loads(run.stdout.strip().splitlines()[-1]))
     except (IndexError, ValueError):
-        return Confinement(missing=[f"the sandbox check failed: {run.stderr.strip()[-500:] or run.returncode}"])
+        return Confinement(
+            missing=[f"the sandbox check failed: {run.stderr.strip()[-500:] or run.returncode}"]
+        )
 
 
 def _pip_unpack(pip_args: list[str], staging: Path, source: str | Path) -> None:
     """pip, in the node, for what needs no building: ``--only-binary :all:`` makes pip refuse
     any source distribution (whose setup code it would run here, unconfined) rather than build it."""
     pip = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--only-binary", ":all:",
-         "--target", str(staging), *pip_args],
-        capture_output=True, text=True, timeout=BUILD_TIMEOUT,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--only-binary",
+            ":all:",
+            "--target",
+            str(staging),
+            *pip_args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
     )
     if pip.returncode != 0:
         raise SkillInstallError(f"pip could not install {source}: {pip.stderr.strip()[-1500:]}")
@@ -312,19 +370,29 @@ def _build_confined(folder: Path, staging: Path) -> None:
         try:
             run = _run_confined(["--build"], str(folder), BUILD_TIMEOUT, cwd=work)
         except subprocess.TimeoutExpired:
-            raise SkillInstallError(f"building {folder} took longer than {BUILD_TIMEOUT} s") from None
+            raise SkillInstallError(
+                f"building {folder} took longer than {BUILD_TIMEOUT} s"
+            ) from None
         if run.returncode != 0:
-            raise SkillInstallError(f"pip could not build {folder} (in the sandbox): {run.stderr.strip()[-1500:]}")
+            raise SkillInstallError(
+                f"pip could not build {folder} (in the sandbox): {run.stderr.strip()[-1500:]}"
+            )
         # The build ran the project's own code, which could write anything in its folder: take
         # only a real folder inside it, with no symbolic link anywhere (one could point the
         # node at the owner's files when it moves the result).
         built = Path(run.stdout.strip().splitlines()[-1]) if run.stdout.strip() else Path(work)
         inside = Path(work).resolve() in built.resolve().parents
-        links = [os.path.join(r, n) for r, dirs, files in os.walk(built) for n in dirs + files
-                 if os.path.islink(os.path.join(r, n))]
+        links = [
+            os.path.join(r, n)
+            for r, dirs, files in os.walk(built)
+            for n in dirs + files
+            if os.path.islink(os.path.join(r, n))
+        ]
         if built.is_symlink() or not built.is_dir() or not inside or links:
-            raise SkillInstallError(f"building {folder} left something other than plain files; refused "
-                                    f"({(links or [str(built)])[0]})")
+            raise SkillInstallError(
+                f"building {folder} left something other than plain files; refused "
+                f"({(links or [str(built)])[0]})"
+            )
         for entry in built.iterdir():
             entry.rename(staging / entry.name)
 
@@ -341,14 +409,18 @@ def builtin_skills() -> dict[str, str]:
 
 
 def _skill_entry_points(distributions) -> list[importlib.metadata.EntryPoint]:
-    return [ep for dist in distributions for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP]
+    return [
+        ep for dist in distributions for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP
+    ]
 
 
 def _entry_point(target: Path) -> str:
     """The one ``flurry.skills`` entry point installed in ``target``, read from metadata only."""
     found = _skill_entry_points(importlib.metadata.distributions(path=[str(target)]))
     if len(found) != 1:
-        raise SkillInstallError(f"a skill package needs exactly one '{ENTRY_POINT_GROUP}' entry point, found {len(found)}")
+        raise SkillInstallError(
+            f"a skill package needs exactly one '{ENTRY_POINT_GROUP}' entry point, found {len(found)}"
+        )
     return found[0].value
 
 
@@ -356,7 +428,9 @@ def _read_manifest(target: Path | None, entry_point: str) -> Manifest:
     run = _run_confined(["--manifest", entry_point], str(target) if target else None, 30)
     lines = run.stdout.strip().splitlines()
     if run.returncode != 0 or not lines:
-        raise SkillInstallError(f"could not read the manifest from {entry_point}: {run.stderr.strip()[-1500:]}")
+        raise SkillInstallError(
+            f"could not read the manifest from {entry_point}: {run.stderr.strip()[-1500:]}"
+        )
     try:
         return Manifest.from_dict(json.loads(lines[-1]))  # last line: a skill may print on import
     except json.JSONDecodeError:

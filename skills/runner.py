@@ -16,6 +16,7 @@ when it ends or the host stops it, to kill every process the skill left behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -29,7 +30,15 @@ from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 
 from skills import boot, broker, sdk
-from skills.sandbox import CGROUP_ENV, Confinement, Limits, confine, die_with_parent, interpreter_paths, join_cgroup
+from skills.sandbox import (
+    CGROUP_ENV,
+    Confinement,
+    Limits,
+    confine,
+    die_with_parent,
+    interpreter_paths,
+    join_cgroup,
+)
 from skills.sdk import Skill, load_skill
 
 # The host already starts us with a scrubbed environment; dropping these again costs nothing
@@ -65,7 +74,11 @@ def _contain(sandbox: bool = True) -> Confinement:
     # The only writable place once confined, so the skill's own temporary files go there too.
     os.environ["TMPDIR"] = tempfile.tempdir = workdir
     if sandbox:
-        readable = [*interpreter_paths(), *boot.runner_files(), *([skill_folder] if skill_folder else [])]
+        readable = [
+            *interpreter_paths(),
+            *boot.runner_files(),
+            *([skill_folder] if skill_folder else []),
+        ]
         confinement = confine(workdir, readable)
     else:
         confinement = Confinement(missing=["started with --no-sandbox"])
@@ -73,7 +86,9 @@ def _contain(sandbox: bool = True) -> Confinement:
         confinement.processes = "cgroup"
     elif not confinement.processes:
         confinement.processes = "process group"
-        confinement.missing.append("a process that leaves the skill's process group survives stop (no PID namespace)")
+        confinement.missing.append(
+            "a process that leaves the skill's process group survives stop (no PID namespace)"
+        )
     _supervise()
     # In the child only: the parent, which only waits, must not fail for a skill's low limits.
     confinement.limits, not_limited = limits.apply(confinement.user_namespace, cgroup=bool(cgroup))
@@ -107,10 +122,8 @@ def _supervise() -> None:
     os.close(1)
 
     def end(status: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # nothing left in the group
             os.killpg(child, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass  # nothing left in the group
         os._exit(status)
 
     signal.signal(signal.SIGTERM, lambda *_: end(128 + signal.SIGTERM))
@@ -127,13 +140,32 @@ def _build() -> int:
 
     # A copy: builds write next to the source (build/, *.egg-info), and the source is read-only.
     shutil.copytree(_skill_folder, "src", symlinks=True)
-    env = {"PATH": os.environ.get("PATH", ""), "TMPDIR": os.getcwd(), "HOME": os.getcwd(),
-           # No pip configuration of the owner's (it could not be read here anyway), no cache.
-           "PIP_CONFIG_FILE": os.devnull, "PIP_NO_CACHE_DIR": "1"}
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "TMPDIR": os.getcwd(),
+        "HOME": os.getcwd(),
+        # No pip configuration of the owner's (it could not be read here anyway), no cache.
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_NO_CACHE_DIR": "1",
+    }
     pip = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "--no-index",
-         "--no-build-isolation", "--target", "out", os.path.abspath("src")],
-        env=env, stdout=sys.stderr, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--no-index",
+            "--no-build-isolation",
+            "--target",
+            "out",
+            os.path.abspath("src"),
+        ],
+        env=env,
+        stdout=sys.stderr,
+        check=False,
     )
     print(os.path.abspath("out"))
     return pip.returncode
@@ -144,7 +176,10 @@ def _server(skill: Skill) -> Server:
 
     async def list_tools(ctx, params) -> types.ListToolsResult:
         return types.ListToolsResult(
-            tools=[types.Tool(name=t.name, description=t.description, input_schema=t.parameters) for t in m.tools]
+            tools=[
+                types.Tool(name=t.name, description=t.description, input_schema=t.parameters)
+                for t in m.tools
+            ]
         )
 
     async def call_tool(ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
@@ -153,7 +188,9 @@ def _server(skill: Skill) -> Server:
             return _result(f"no tool {params.name!r} in {m.name}", error=True)
         try:
             # A worker thread keeps the event loop free to notice the host closing stdin.
-            value = await anyio.to_thread.run_sync(lambda: fn(**(params.arguments or {})), abandon_on_cancel=True)
+            value = await anyio.to_thread.run_sync(
+                lambda: fn(**(params.arguments or {})), abandon_on_cancel=True
+            )
         except Exception as e:  # the skill's bug is the caller's error result, not our crash
             return _result(f"{type(e).__name__}: {e}", error=True)
         return _result(value if isinstance(value, str) else json.dumps(value))
@@ -167,7 +204,9 @@ def _result(text: str, error: bool = False) -> types.CallToolResult:
 
 async def _serve(skill: Skill, confinement: Confinement) -> None:
     server = _server(skill)
-    options = server.create_initialization_options(experimental_capabilities={SANDBOX_CAPABILITY: confinement.to_dict()})
+    options = server.create_initialization_options(
+        experimental_capabilities={SANDBOX_CAPABILITY: confinement.to_dict()}
+    )
     async with stdio_server() as (read, write):
         await server.run(read, write, options)
 
@@ -187,10 +226,11 @@ def main(argv: list[str]) -> None:
         print(json.dumps(load_skill(argv[1]).manifest.to_dict()))
         return
     if len(argv) != 1 or argv[0].startswith("--"):
-        sys.exit("usage: python -I -S skills/boot.py [--no-sandbox] [--manifest | --sandbox-check] [module:callable]")
+        sys.exit(
+            "usage: python -I -S skills/boot.py [--no-sandbox] [--manifest | --sandbox-check] [module:callable]"
+        )
     anyio.run(_serve, load_skill(argv[0]), confinement)
     # stdin closed: the host is done with us. Exit now rather than wait for a tool thread
     # that may never return (a hung tool must not keep a dead skill's process around).
     sys.stdout.flush()
     os._exit(0)
-

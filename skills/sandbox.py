@@ -31,6 +31,7 @@ PyPI are pre-releases or months old with few users, and the ABI is small and sta
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
@@ -97,8 +98,11 @@ _READ_WRITE = (_FS_ABI1 | FS_REFER | FS_TRUNCATE) & ~(FS_EXECUTE | FS_MAKE_CHAR 
 
 class _RulesetAttr(ctypes.Structure):
     # A kernel that knows fewer fields accepts this larger struct as long as they are zero.
-    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
-                ("scoped", ctypes.c_uint64)]
+    _fields_ = [
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),
+        ("scoped", ctypes.c_uint64),
+    ]
 
 
 class _PathBeneathAttr(ctypes.Structure):
@@ -142,7 +146,9 @@ class Confinement:
     filesystem: str | None = None  # e.g. "landlock ABI 7"
     network: list[str] = field(default_factory=list)  # e.g. ["netns", "landlock TCP"]
     scopes: str | None = None  # e.g. "signals, abstract unix sockets"
-    hidden: list[str] = field(default_factory=list)  # folders of service sockets covered, e.g. ["/run"]
+    hidden: list[str] = field(
+        default_factory=list
+    )  # folders of service sockets covered, e.g. ["/run"]
     missing: list[str] = field(default_factory=list)
     # What ends the skill's processes at stop: "pid namespace" (all of them) or "process group".
     processes: str | None = None
@@ -174,14 +180,27 @@ class Confinement:
         return line + (f"; NOT protected: {'; '.join(self.missing)}" if self.missing else "")
 
     def to_dict(self) -> dict:
-        return {"filesystem": self.filesystem, "network": list(self.network), "scopes": self.scopes,
-                "hidden": list(self.hidden), "missing": list(self.missing), "processes": self.processes,
-                "limits": dict(self.limits)}
+        return {
+            "filesystem": self.filesystem,
+            "network": list(self.network),
+            "scopes": self.scopes,
+            "hidden": list(self.hidden),
+            "missing": list(self.missing),
+            "processes": self.processes,
+            "limits": dict(self.limits),
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> Confinement:
-        return cls(d.get("filesystem"), list(d.get("network") or []), d.get("scopes"), list(d.get("hidden") or []),
-                   list(d.get("missing") or []), d.get("processes"), dict(d.get("limits") or {}))
+        return cls(
+            d.get("filesystem"),
+            list(d.get("network") or []),
+            d.get("scopes"),
+            list(d.get("hidden") or []),
+            list(d.get("missing") or []),
+            d.get("processes"),
+            dict(d.get("limits") or {}),
+        )
 
 
 # --- resource limits ---------------------------------------------------------------------------
@@ -245,7 +264,11 @@ class Limits:
         elif cgroup:
             applied["processes"] = self.processes
         else:
-            why = "the kernel does not apply it to root" if user_namespace else "no user namespace of its own"
+            why = (
+                "the kernel does not apply it to root"
+                if user_namespace
+                else "no user namespace of its own"
+            )
             missing.append(f"no cap on processes ({why}, and no pids cgroup)")
         for name, (which, value) in wanted.items():
             try:
@@ -264,8 +287,13 @@ def die_with_parent() -> None:
     """Ask the kernel to SIGKILL this process when its parent dies."""
     import signal
 
-    _c().prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), ctypes.c_ulong(0), ctypes.c_ulong(0),
-               ctypes.c_ulong(0))
+    _c().prctl(
+        _PR_SET_PDEATHSIG,
+        ctypes.c_ulong(signal.SIGKILL),
+        ctypes.c_ulong(0),
+        ctypes.c_ulong(0),
+        ctypes.c_ulong(0),
+    )
 
 
 def landlock_abi() -> int:
@@ -275,11 +303,17 @@ def landlock_abi() -> int:
     if platform.machine() not in _ARCHES:
         raise OSError(errno.ENOSYS, f"Landlock syscall numbers not known for {platform.machine()}")
     try:
-        return _syscall("create_ruleset", ctypes.c_void_p(None), ctypes.c_size_t(0),
-                        ctypes.c_uint32(_CREATE_RULESET_VERSION))
+        return _syscall(
+            "create_ruleset",
+            ctypes.c_void_p(None),
+            ctypes.c_size_t(0),
+            ctypes.c_uint32(_CREATE_RULESET_VERSION),
+        )
     except OSError as e:
-        why = {errno.ENOSYS: "this kernel was built without Landlock",
-               errno.EOPNOTSUPP: "Landlock is disabled on this kernel (boot with lsm=…,landlock)"}
+        why = {
+            errno.ENOSYS: "this kernel was built without Landlock",
+            errno.EOPNOTSUPP: "Landlock is disabled on this kernel (boot with lsm=…,landlock)",
+        }
         raise OSError(e.errno, why.get(e.errno, e.strerror)) from None
 
 
@@ -288,10 +322,21 @@ def landlock_abi() -> int:
 # Shared libraries that extension modules load after we are confined, and a few read-only
 # system files Python's stdlib opens (time zones, MIME types, the loader's cache). None holds
 # anything of the owner's.
-_SYSTEM_READABLE = ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib", "/usr/share/zoneinfo",
-                    "/etc/ld.so.cache", "/etc/localtime", "/etc/mime.types",
-                    # the distribution's name, which pip reads when it builds a project folder
-                    "/etc/os-release", "/etc/debian_version", "/etc/lsb-release")
+_SYSTEM_READABLE = (
+    "/usr/lib",
+    "/usr/lib64",
+    "/lib",
+    "/lib64",
+    "/usr/local/lib",
+    "/usr/share/zoneinfo",
+    "/etc/ld.so.cache",
+    "/etc/localtime",
+    "/etc/mime.types",
+    # the distribution's name, which pip reads when it builds a project folder
+    "/etc/os-release",
+    "/etc/debian_version",
+    "/etc/lsb-release",
+)
 
 
 def interpreter_paths(startup_cwd: str | None = None) -> list[str]:
@@ -302,8 +347,14 @@ def interpreter_paths(startup_cwd: str | None = None) -> list[str]:
     that is the owner's home or above it, which would expose everything beneath."""
     homes = {Path(h).resolve() for h in (os.environ.get("HOME"), _passwd_home()) if h}
     found: list[str] = []
-    candidates = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-                  os.path.dirname(os.path.realpath(sys.executable)), *sys.path]
+    candidates = [
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        sys.base_exec_prefix,
+        os.path.dirname(os.path.realpath(sys.executable)),
+        *sys.path,
+    ]
     for entry in candidates:
         if not entry or (startup_cwd and os.path.realpath(entry) == os.path.realpath(startup_cwd)):
             continue
@@ -343,11 +394,21 @@ def confine(writable: str, readable: list[str]) -> Confinement:
         return report
     threads = _thread_count()
     if threads != 1:
-        report.missing.append(f"not confined: {threads} threads running (the sandbox must apply before any start)")
+        report.missing.append(
+            f"not confined: {threads} threads running (the sandbox must apply before any start)"
+        )
         return report
     try:
-        _check(_c().prctl(_PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), ctypes.c_ulong(0), ctypes.c_ulong(0),
-                          ctypes.c_ulong(0)), "prctl(PR_SET_NO_NEW_PRIVS)")
+        _check(
+            _c().prctl(
+                _PR_SET_NO_NEW_PRIVS,
+                ctypes.c_ulong(1),
+                ctypes.c_ulong(0),
+                ctypes.c_ulong(0),
+                ctypes.c_ulong(0),
+            ),
+            "prctl(PR_SET_NO_NEW_PRIVS)",
+        )
     except OSError as e:
         report.missing.append(f"no sandbox: {e.strerror}")
         return report
@@ -363,7 +424,9 @@ def confine(writable: str, readable: list[str]) -> Confinement:
         report.missing += not_hidden
     except OSError as e:
         netns_error = e.strerror
-        report.missing.append(f"service sockets under /run are reachable (no mount namespace: {e.strerror})")
+        report.missing.append(
+            f"service sockets under /run are reachable (no mount namespace: {e.strerror})"
+        )
 
     abi = 0
     try:
@@ -376,7 +439,9 @@ def confine(writable: str, readable: list[str]) -> Confinement:
     if tcp_denied:
         report.network.append("landlock TCP")
     if netns_error:
-        report.missing.append(f"no network namespace ({netns_error}): {'UDP is' if tcp_denied else 'TCP and UDP are'} open")
+        report.missing.append(
+            f"no network namespace ({netns_error}): {'UDP is' if tcp_denied else 'TCP and UDP are'} open"
+        )
     if report.filesystem and abi >= 6:
         report.scopes = "signals, abstract unix sockets"
     elif report.filesystem:
@@ -413,12 +478,19 @@ def _new_namespaces() -> bool:
     uid, gid = os.getuid(), os.getgid()
     # Unprivileged: a user namespace gives us the right to the other namespaces.
     # Privileged (root where user namespaces are refused): those alone.
-    if _c().unshare(ctypes.c_int(_CLONE_NEWUSER | _CLONE_NEWNET | _CLONE_NEWNS | _CLONE_NEWPID)) == 0:
+    if (
+        _c().unshare(ctypes.c_int(_CLONE_NEWUSER | _CLONE_NEWNET | _CLONE_NEWNS | _CLONE_NEWPID))
+        == 0
+    ):
         # Map our own ids onto themselves, so files and getpass look as before; setgroups must be
         # denied before an unprivileged process may write gid_map. Cosmetic: without the map we
         # would merely look like nobody, so a failure here is no reason to give up.
         try:
-            for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+            for name, text in (
+                ("setgroups", "deny"),
+                ("uid_map", f"{uid} {uid} 1"),
+                ("gid_map", f"{gid} {gid} 1"),
+            ):
                 with open(f"/proc/self/{name}", "w") as f:
                     f.write(text)
         except OSError:
@@ -430,12 +502,16 @@ def _new_namespaces() -> bool:
     raise OSError(first, f"unshare(CLONE_NEWUSER|CLONE_NEWNET): {os.strerror(first)}")
 
 
-def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+def _mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
     def c_str(v: str | None) -> bytes | None:
         return v.encode() if v is not None else None
 
-    _check(_c().mount(c_str(source), c_str(target), c_str(fstype), ctypes.c_ulong(flags), c_str(data)),
-           f"mount {target}")
+    _check(
+        _c().mount(c_str(source), c_str(target), c_str(fstype), ctypes.c_ulong(flags), c_str(data)),
+        f"mount {target}",
+    )
 
 
 def _hide_service_sockets() -> tuple[list[str], list[str]]:
@@ -451,7 +527,13 @@ def _hide_service_sockets() -> tuple[list[str], list[str]]:
         if os.path.islink(folder) or not os.path.isdir(folder):
             continue  # /var/run is usually a link to /run: covered with it
         try:
-            _mount("none", folder, "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, "size=4k,mode=555")
+            _mount(
+                "none",
+                folder,
+                "tmpfs",
+                _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
+                "size=4k,mode=555",
+            )
             hidden.append(folder)
         except OSError as e:
             missing.append(f"sockets under {folder} are reachable ({e.strerror})")
@@ -465,7 +547,12 @@ def _landlock(abi: int, writable: str, readable: list[str]) -> None:
         handled_access_net=(NET_BIND_TCP | NET_CONNECT_TCP) if abi >= 4 else 0,
         scoped=(SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL) if abi >= 6 else 0,
     )
-    ruleset = _syscall("create_ruleset", ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)), ctypes.c_uint32(0))
+    ruleset = _syscall(
+        "create_ruleset",
+        ctypes.byref(attr),
+        ctypes.c_size_t(ctypes.sizeof(attr)),
+        ctypes.c_uint32(0),
+    )
     try:
         for path in [*readable, *_SYSTEM_READABLE]:
             _allow(ruleset, path, _READ_EXEC & attr.handled_access_fs)
@@ -488,8 +575,13 @@ def _allow(ruleset: int, path: str, rights: int, required: bool = False) -> None
         if not stat.S_ISDIR(os.fstat(fd).st_mode):
             rights &= _FILE_RIGHTS
         rule = _PathBeneathAttr(allowed_access=rights, parent_fd=fd)
-        _syscall("add_rule", ctypes.c_int(ruleset), ctypes.c_int(_RULE_PATH_BENEATH), ctypes.byref(rule),
-                 ctypes.c_uint32(0))
+        _syscall(
+            "add_rule",
+            ctypes.c_int(ruleset),
+            ctypes.c_int(_RULE_PATH_BENEATH),
+            ctypes.byref(rule),
+            ctypes.c_uint32(0),
+        )
     finally:
         os.close(fd)
 
@@ -515,7 +607,9 @@ def pids_cgroup(name: str, limit: int) -> str | None:
         _, controllers, path = line.split(":", 2)
         if "pids" in controllers.split(","):  # cgroup v1
             roots.append(f"/sys/fs/cgroup/pids{path}")
-        elif controllers == "" and os.path.exists("/sys/fs/cgroup/cgroup.subtree_control"):  # v2, mounted there
+        elif controllers == "" and os.path.exists(
+            "/sys/fs/cgroup/cgroup.subtree_control"
+        ):  # v2, mounted there
             parent = f"/sys/fs/cgroup{path}"
             try:
                 with open(f"{parent}/cgroup.subtree_control") as f:
@@ -557,10 +651,8 @@ def kill_cgroup(folder: str, timeout: float = 5.0) -> None:
         except FileNotFoundError:
             return
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         try:
             os.rmdir(folder)  # refused while a process (or a zombie not yet reaped) is in it
             return

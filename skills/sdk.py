@@ -50,10 +50,19 @@ from typing import Any
 from skills.broker import BrokerClient, CapabilityDenied, CapabilityFailed
 from skills.manifest import Manifest, ManifestError
 
-__all__ = ["ENTRY_POINT_GROUP", "CapabilityDenied", "CapabilityFailed", "Skill", "load_skill", "node"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "CapabilityDenied",
+    "CapabilityFailed",
+    "Skill",
+    "load_skill",
+    "node",
+]
 
 ENTRY_POINT_GROUP = "flurry.skills"
-ASK_OWNER_TIMEOUT = 330.0  # a little over the node's own five minutes, so the node's "no" arrives first
+ASK_OWNER_TIMEOUT = (
+    330.0  # a little over the node's own five minutes, so the node's "no" arrives first
+)
 
 
 @dataclass(frozen=True)
@@ -84,7 +93,9 @@ def load_skill(spec: str) -> Skill:
         target = getattr(target, part)
     skill = target() if callable(target) and not isinstance(target, Skill) else target
     if not isinstance(skill, Skill):
-        raise ManifestError(f"entry point {spec!r} returned {type(skill).__name__}, not skills.sdk.Skill")
+        raise ManifestError(
+            f"entry point {spec!r} returned {type(skill).__name__}, not skills.sdk.Skill"
+        )
     return skill
 
 
@@ -101,12 +112,16 @@ class NodeAccess:
     def _call(self, capability: str, **arguments: Any) -> Any:
         if self._client is None:
             raise CapabilityFailed("not running under a flurry node: nothing to reach")
-        return self._client.call(capability, arguments, timeout=ASK_OWNER_TIMEOUT if capability == "owner.ask" else 120.0)
+        return self._client.call(
+            capability, arguments, timeout=ASK_OWNER_TIMEOUT if capability == "owner.ask" else 120.0
+        )
 
     def search(self, query: str, k: int = 3, tags: list[str] | None = None) -> list[dict]:
         """The owner's passages closest to ``query``: [{path, chunk, score, snippet}, …],
         from documents with ``tags`` (which must be among those granted) or all granted."""
-        return self._call("vault.search", query=query, k=k, **({"tags": list(tags)} if tags else {}))
+        return self._call(
+            "vault.search", query=query, k=k, **({"tags": list(tags)} if tags else {})
+        )
 
     def write_note(self, title: str, text: str) -> str:
         """Keep a note in the owner's vault (tagged "notes"); returns the path it is shown under."""
@@ -120,12 +135,10 @@ class NodeAccess:
         """An HTTP request made by the node for the skill: {status, content_type, body}."""
         return self._call("http.request", url=url, method=method, body=body)
 
-
     def ask_owner(self, question: str) -> bool:
         """Ask the owner a yes/no question (at their terminal, or as a pending approval in the
         TUI); False when they say no or do not answer within five minutes."""
         return self._call("owner.ask", question=question)
-
 
     def publish_nostr(self, text: str) -> dict:
         """Publish a public Nostr note signed by the node's key, on the owner's relays:

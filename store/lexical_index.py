@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+
 from store.errors import StoreError
 
 _SCHEMA = """

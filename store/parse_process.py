@@ -30,9 +30,9 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from store.chunking import chunk_with_headings
+from store.errors import StoreError
 from store.parsers import Record, Skip
 from store.parsers.registry import BY_NAME, Parser
-from store.errors import StoreError
 
 MiB = 1024 * 1024
 

@@ -31,6 +31,7 @@ from typing import Any
 from rdflib import Graph
 
 from store import parse_process
+from store.errors import StoreError
 from store.parse_process import Budget, OverBudget
 from store.rdf import (
     RDF_TYPES,
@@ -45,7 +46,6 @@ from store.rdf import (
     serialize,
 )
 from store.vault import Vault
-from store.errors import StoreError
 
 POD_ROOT = "/pod/"
 # A resource is read whole to check its signature's content-digest, sealed as one AES-GCM

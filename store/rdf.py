@@ -19,6 +19,7 @@ from rdflib import RDF, RDFS, BNode, Graph, Literal, Namespace, URIRef, Variable
 from rdflib.graph import QuotedGraph
 from rdflib.namespace import DCTERMS, FOAF, SKOS, XSD
 from rdflib.term import Node
+
 from store.errors import StoreError
 
 TURTLE = "text/turtle"

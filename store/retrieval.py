@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from store.errors import StoreError
 from store.lexical_index import LexicalIndex
 from store.sealing import Sealer, SealError
 from store.vector_index import VectorIndex, sweep_stale
-from store.errors import StoreError
 
 SNAPSHOT_AAD = "index-snapshot"
 # The snapshot file, once unsealed: this magic, two big-endian lengths, then the two snapshots.

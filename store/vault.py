@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from store.sealing import Sealer
 from store.errors import StoreError
+from store.sealing import Sealer
 
 # 2: chunks gained a sealed `meta` (citation metadata: an email's sender, an event's start).
 SCHEMA_VERSION = 2

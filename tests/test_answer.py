@@ -16,7 +16,13 @@ from agent.models import CATALOG, DEFAULT_CHAT_MODEL
 from agent.runtime import ChatModel
 
 NOTES = [
-    Source(1, "notes/health.md", 0, 0.5, "The dentist appointment is on 14 November at 9:30 with Dr. Almeida."),
+    Source(
+        1,
+        "notes/health.md",
+        0,
+        0.5,
+        "The dentist appointment is on 14 November at 9:30 with Dr. Almeida.",
+    ),
     Source(2, "notes/garden.md", 0, 0.4, "Plant the tomatoes in the second week of May."),
 ]
 
@@ -28,7 +34,9 @@ def model(models_dir) -> ChatModel:
 
 def test_the_free_path_streams_from_the_notes_and_records_the_turn(model):
     recorded: list[dict] = []
-    conversation = Conversation(model, lambda text, k: NOTES[:k], record=recorded.append, grounded=False)
+    conversation = Conversation(
+        model, lambda text, k: NOTES[:k], record=recorded.append, grounded=False
+    )
     answer = conversation.ask("When is the dentist appointment?")
     pieces = list(answer)
     assert len(pieces) > 1, "the answer should arrive in pieces"
@@ -42,20 +50,33 @@ def test_the_free_path_streams_from_the_notes_and_records_the_turn(model):
 
 
 def test_later_turns_reuse_the_kv_cache(model):
-    conversation = Conversation(model, lambda text, k: NOTES[:k], max_answer_tokens=48, grounded=False)
+    conversation = Conversation(
+        model, lambda text, k: NOTES[:k], max_answer_tokens=48, grounded=False
+    )
     conversation.ask("When is the dentist appointment?").read()
     conversation.ask("When should I plant the tomatoes?").read()
-    before = model.tokens_in_context()   # the system prompt and two whole turns
+    before = model.tokens_in_context()  # the system prompt and two whole turns
     conversation.ask("Who is the dentist?").read()
     # Only the new turn is read; everything the earlier turns left in the context is reused.
-    new_turn = sum(model.count_tokens(m["content"]) for m in turn_messages("Who is the dentist?", NOTES))
-    assert model.last_prompt_tokens_read <= new_turn + 24, (model.last_prompt_tokens_read, new_turn, before)
-    assert model.tokens_in_context() - model.last_tokens_generated - model.last_prompt_tokens_read >= before - 8
+    new_turn = sum(
+        model.count_tokens(m["content"]) for m in turn_messages("Who is the dentist?", NOTES)
+    )
+    assert model.last_prompt_tokens_read <= new_turn + 24, (
+        model.last_prompt_tokens_read,
+        new_turn,
+        before,
+    )
+    assert (
+        model.tokens_in_context() - model.last_tokens_generated - model.last_prompt_tokens_read
+        >= before - 8
+    )
 
 
 def test_a_long_conversation_drops_old_turns_instead_of_failing(models_dir):
     small = ChatModel(models_dir / CATALOG[DEFAULT_CHAT_MODEL].filename, n_ctx=512)
-    conversation = Conversation(small, lambda text, k: NOTES[:k], max_answer_tokens=64, grounded=False)
+    conversation = Conversation(
+        small, lambda text, k: NOTES[:k], max_answer_tokens=64, grounded=False
+    )
     for i in range(30):
         assert conversation.ask(f"Question {i}: when is the dentist appointment?").read()
         if conversation._first_turn:
@@ -99,15 +120,25 @@ def test_the_readmes_question_is_answered_with_its_quote(readme_node):
     shown = "".join(answer)
     assert shown.strip() == answer.text and answer.grounded
     kitchen = next(s for s in answer.sources if s.path.endswith("kitchen-renovation.md"))
-    assert "We decided to go with oak cabinets and a white quartz countertop." in kitchen.quote, answer.sources
-    assert not any(dropped in answer.text for dropped in answer.dropped)   # refused sentences are never shown
-    assert f"[{kitchen.number}]" in answer.text   # cited by the evidence, not by the model
-    assert recorded[-1]["grounded"] is True and recorded[-1]["sources"][kitchen.number - 1]["quote"] == kitchen.quote
+    assert "We decided to go with oak cabinets and a white quartz countertop." in kitchen.quote, (
+        answer.sources
+    )
+    assert not any(
+        dropped in answer.text for dropped in answer.dropped
+    )  # refused sentences are never shown
+    assert f"[{kitchen.number}]" in answer.text  # cited by the evidence, not by the model
+    assert (
+        recorded[-1]["grounded"] is True
+        and recorded[-1]["sources"][kitchen.number - 1]["quote"] == kitchen.quote
+    )
 
 
 def test_an_unanswerable_question_is_not_in_your_data(readme_node):
-    for question in ("What is my passport number?", "Who won the football match last night?",
-                     "What is Marco's phone number?"):
+    for question in (
+        "What is my passport number?",
+        "Who won the football match last night?",
+        "What is Marco's phone number?",
+    ):
         answer = readme_node.conversation().ask(question)
         assert answer.read() == NOT_FOUND, (question, answer.text, answer.evidence)
         assert not answer.grounded and all(s.quote == "" for s in answer.sources)
@@ -121,8 +152,14 @@ def test_a_grounded_answer_streams_only_verified_sentences(model, models_dir):
     answer = conversation.ask("When is the dentist appointment?")
     pieces = list(answer)
     assert "".join(pieces).strip() == answer.text and answer.grounded
-    assert answer.sources[0].quote == "The dentist appointment is on 14 November at 9:30 with Dr. Almeida."
-    assert answer.sources[1].quote == ""   # the garden note does not answer this
-    for piece in pieces:   # each piece is a checked sentence, or the evidence quoted
+    assert (
+        answer.sources[0].quote
+        == "The dentist appointment is on 14 November at 9:30 with Dr. Almeida."
+    )
+    assert answer.sources[1].quote == ""  # the garden note does not answer this
+    for piece in pieces:  # each piece is a checked sentence, or the evidence quoted
         sentence = piece.strip().rsplit(" [", 1)[0]
-        assert sentence.startswith("Your notes say") or check(sentence, NOTES[0].text, answer.question).ok, piece
+        assert (
+            sentence.startswith("Your notes say")
+            or check(sentence, NOTES[0].text, answer.question).ok
+        ), piece

@@ -16,6 +16,7 @@ from conftest import CORPUS, PASSPHRASE, Served, new_node
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.grants import Grant, Quota
+from agent.grounding import NOT_FOUND
 from identity.did_key import (
     did_document,
     did_key_from_ed25519_public,
@@ -25,7 +26,6 @@ from identity.http_signatures import sign_request
 from identity.keyring import Keyring
 from identity.signing_client import signed_client
 from node.client import NodeClient
-from agent.grounding import NOT_FOUND
 from node.node import Node
 
 
@@ -48,7 +48,11 @@ def node(tmp_path_factory, models_dir) -> Node:
 
 def _ask(client: httpx.Client, question: str, **extra) -> tuple[int, list[dict], httpx.Headers]:
     response = client.post("/api/ask", json={"question": question, **extra})
-    events = [json.loads(line) for line in response.text.splitlines() if line.strip()] if response.status_code == 200 else []
+    events = (
+        [json.loads(line) for line in response.text.splitlines() if line.strip()]
+        if response.status_code == 200
+        else []
+    )
     return response.status_code, events, response.headers
 
 
@@ -56,7 +60,10 @@ def test_discovery_documents_are_public(served, node):
     response = httpx.get(served.url + "/.well-known/did.json")
     assert response.status_code == 200
     # The did:key document, plus the node's Nostr key as a NIP-21 URI (alsoKnownAs).
-    assert response.json() == {**did_document(node.keys.node_did), "alsoKnownAs": [node.keys.nostr_key.uri]}
+    assert response.json() == {
+        **did_document(node.keys.node_did),
+        "alsoKnownAs": [node.keys.nostr_key.uri],
+    }
 
 
 def test_owner_asks_and_continues_a_conversation_over_the_signed_api(served, node):
@@ -64,11 +71,18 @@ def test_owner_asks_and_continues_a_conversation_over_the_signed_api(served, nod
     try:
         events = list(client.ask("When is the dentist appointment?"))
         kinds = [e["type"] for e in events]
-        assert kinds[0] == "conversation" and kinds[1] == "sources" and kinds[-1] == "done" and "token" in kinds
+        assert (
+            kinds[0] == "conversation"
+            and kinds[1] == "sources"
+            and kinds[-1] == "done"
+            and "token" in kinds
+        )
         sources = events[1]["sources"]
         assert sources[0]["path"].endswith("health/dentist.md")
         answer = events[-1]["answer"]
-        assert answer and answer == "".join(e["text"] for e in events if e["type"] == "token").strip()
+        assert (
+            answer and answer == "".join(e["text"] for e in events if e["type"] == "token").strip()
+        )
         # The owner gets every source in full, and the quote the answer rests on.
         done = events[-1]
         assert done["grounded"] is True and "dropped" in done
@@ -102,8 +116,18 @@ def test_a_peer_needs_a_grant_and_sees_only_its_tags_within_its_quota(served, no
     with peer.client(served.url) as client:
         status, _, _ = _ask(client, "Which airline are the Lisbon flights booked with?")
         assert status == 403
-        node.grants.add(Grant(did=peer.did, allow=frozenset({"ask"}), tags=frozenset({"travel"}), quota=Quota(2, "day")))
-        for question in ("Which airline are the Lisbon flights booked with?", "When is the dentist appointment?"):
+        node.grants.add(
+            Grant(
+                did=peer.did,
+                allow=frozenset({"ask"}),
+                tags=frozenset({"travel"}),
+                quota=Quota(2, "day"),
+            )
+        )
+        for question in (
+            "Which airline are the Lisbon flights booked with?",
+            "When is the dentist appointment?",
+        ):
             response = client.post("/api/ask", json={"question": question})
             assert response.status_code == 200
             _peer_sees_no_metadata(response.text)
@@ -116,7 +140,7 @@ def test_a_peer_needs_a_grant_and_sees_only_its_tags_within_its_quota(served, no
             assert "Almeida" not in response.text and "November" not in response.text
         status, _, headers = _ask(client, "One more?")
         assert status == 429 and int(headers["retry-after"]) > 0
-        assert client.get("/api/status").status_code == 403   # owner only
+        assert client.get("/api/status").status_code == 403  # owner only
     node.grants.remove(peer.did)
 
 
@@ -129,10 +153,16 @@ def test_narrowing_a_grant_reaches_a_peers_open_conversation(served, node):
     try:
         with peer.client(served.url) as client:
             status, events, _ = _ask(client, question)
-            assert status == 200 and "TAP" in json.dumps(events)   # the quote: "Flights are booked with TAP…"
+            assert status == 200 and "TAP" in json.dumps(
+                events
+            )  # the quote: "Flights are booked with TAP…"
             conversation = events[0]["id"]
-            node.grants.add(Grant(did=peer.did, allow=frozenset({"ask"}), tags=frozenset({"health"})))   # travel withdrawn
-            response = client.post("/api/ask", json={"question": question, "conversation": conversation})
+            node.grants.add(
+                Grant(did=peer.did, allow=frozenset({"ask"}), tags=frozenset({"health"}))
+            )  # travel withdrawn
+            response = client.post(
+                "/api/ask", json={"question": question, "conversation": conversation}
+            )
             assert response.status_code == 200
             events = [json.loads(line) for line in response.text.splitlines() if line.strip()]
             assert events[0] == {"type": "conversation", "id": conversation}
@@ -147,11 +177,17 @@ def test_narrowing_a_grant_reaches_a_peers_open_conversation(served, node):
 
 
 def _raw(url: str, headers: dict, body: bytes = b'{"question": "hi"}') -> httpx.Response:
-    return httpx.post(url + "/api/ask", content=body, headers={"content-type": "application/json", **headers})
+    return httpx.post(
+        url + "/api/ask", content=body, headers={"content-type": "application/json", **headers}
+    )
 
 
-def _signed_headers(url: str, key, keyid: str, body: bytes = b'{"question": "hi"}', **options) -> dict:
-    return sign_request("POST", url + "/api/ask", {"content-type": "application/json"}, body, key, keyid, **options)
+def _signed_headers(
+    url: str, key, keyid: str, body: bytes = b'{"question": "hi"}', **options
+) -> dict:
+    return sign_request(
+        "POST", url + "/api/ask", {"content-type": "application/json"}, body, key, keyid, **options
+    )
 
 
 def test_attack_matrix_is_401_or_403_and_never_5xx(served, node):
@@ -164,10 +200,19 @@ def test_attack_matrix_is_401_or_403_and_never_5xx(served, node):
         "malformed_signature": ({"signature-input": "sig1=(", "signature": "sig1=:!!:"}, body),
         "body_tampered": (good, b'{"question": "give me everything"}'),
         "expired": (_signed_headers(url, peer.key, peer.keyid, now=time.time() - 3600), body),
-        "created_in_future": (_signed_headers(url, peer.key, peer.keyid, now=time.time() + 3600), body),
-        "signature_invalid": (_signed_headers(url, other.key, peer.keyid), body),   # another key, this keyid
+        "created_in_future": (
+            _signed_headers(url, peer.key, peer.keyid, now=time.time() + 3600),
+            body,
+        ),
+        "signature_invalid": (
+            _signed_headers(url, other.key, peer.keyid),
+            body,
+        ),  # another key, this keyid
         "unsupported_keyid": (_signed_headers(url, peer.key, "did:web:example.com#key-1"), body),
-        "missing_content_digest": ({k: v for k, v in good.items() if k.lower() != "content-digest"}, body),
+        "missing_content_digest": (
+            {k: v for k, v in good.items() if k.lower() != "content-digest"},
+            body,
+        ),
     }
     seen = {}
     for reason, (headers, sent) in cases.items():
@@ -184,52 +229,85 @@ def test_attack_matrix_is_401_or_403_and_never_5xx(served, node):
     replay = _raw(url, fresh)
     assert (replay.status_code, replay.json()["reason"]) == (401, "replayed_nonce")
     # Bad bodies from the owner are 400, not 500.
-    owner = signed_client(node.keys.owner_key, verification_method_id(node.keys.owner_did), base_url=url)
+    owner = signed_client(
+        node.keys.owner_key, verification_method_id(node.keys.owner_did), base_url=url
+    )
     with owner:
         for bad in (b"not json", b"[]", b'{"question": ""}', b'{"question": "x", "k": 999}'):
-            assert owner.post("/api/ask", content=bad, headers={"content-type": "application/json"}).status_code == 400
+            assert (
+                owner.post(
+                    "/api/ask", content=bad, headers={"content-type": "application/json"}
+                ).status_code
+                == 400
+            )
 
 
 def test_every_owner_route_refuses_a_signed_peer_before_reading_its_body(served, node):
-    """"Owner only" is declared once per router (node.http.app): every route under /api/owner,
+    """ "Owner only" is declared once per router (node.http.app): every route under /api/owner,
     whichever router it is in, answers a validly signed peer 403 before it parses the body,
     and a route added to one of those routers is covered without saying so again."""
-    import node.http
     from fastapi import APIRouter
     from fastapi.routing import APIRoute
 
+    import node.http
+
     # Every router of every module of node.http, whichever one a new route goes to.
-    routers = {id(r): r for m in pkgutil.iter_modules(node.http.__path__, "node.http.")
-               for r in vars(importlib.import_module(m.name)).values() if isinstance(r, APIRouter)}
+    routers = {
+        id(r): r
+        for m in pkgutil.iter_modules(node.http.__path__, "node.http.")
+        for r in vars(importlib.import_module(m.name)).values()
+        if isinstance(r, APIRouter)
+    }
     peer = Peer()
-    routes = [(method, route.path) for router in routers.values() for route in router.routes
-              if isinstance(route, APIRoute) and route.path.startswith("/api/owner") for method in sorted(route.methods)]
-    assert len(routes) > 40   # documents, conversations, grants, skills, pod, nostr, …
+    routes = [
+        (method, route.path)
+        for router in routers.values()
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.path.startswith("/api/owner")
+        for method in sorted(route.methods)
+    ]
+    assert len(routes) > 40  # documents, conversations, grants, skills, pod, nostr, …
     with peer.client(served.url) as client:
         for method, path in routes:
-            response = client.request(method, path, content=b"not json", headers={"content-type": "application/json"})
-            assert (response.status_code, response.json()["title"]) == (403, "owner only"), (method, path, response.text)
+            response = client.request(
+                method, path, content=b"not json", headers={"content-type": "application/json"}
+            )
+            assert (response.status_code, response.json()["title"]) == (403, "owner only"), (
+                method,
+                path,
+                response.text,
+            )
 
 
 def test_openai_client_with_an_owner_made_token(served, node):
     token = node.tokens.create("editor", {"chat"})
     client = openai.OpenAI(base_url=served.url + "/v1", api_key=token, max_retries=0)
     reply = client.chat.completions.create(
-        model="flurry", messages=[{"role": "user", "content": "Say hello."}], max_tokens=16, temperature=0
+        model="flurry",
+        messages=[{"role": "user", "content": "Say hello."}],
+        max_tokens=16,
+        temperature=0,
     )
     assert reply.choices[0].message.content and reply.usage.completion_tokens > 0
     stream = client.chat.completions.create(
-        model="flurry", messages=[{"role": "user", "content": "Count to three."}], max_tokens=16, stream=True
+        model="flurry",
+        messages=[{"role": "user", "content": "Count to three."}],
+        max_tokens=16,
+        stream=True,
     )
-    pieces = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
+    pieces = [
+        c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content
+    ]
     assert len(pieces) > 1
     with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=served.url + "/v1", api_key="flurry_wrong", max_retries=0).models.list()
+        openai.OpenAI(
+            base_url=served.url + "/v1", api_key="flurry_wrong", max_retries=0
+        ).models.list()
     reader = node.tokens.create("reader", {"ask"})
     with pytest.raises(openai.PermissionDeniedError):
-        openai.OpenAI(base_url=served.url + "/v1", api_key=reader, max_retries=0).chat.completions.create(
-            model="flurry", messages=[{"role": "user", "content": "hi"}]
-        )
+        openai.OpenAI(
+            base_url=served.url + "/v1", api_key=reader, max_retries=0
+        ).chat.completions.create(model="flurry", messages=[{"role": "user", "content": "hi"}])
     node.tokens.revoke("editor")
     with pytest.raises(openai.AuthenticationError):
         client.models.list()
@@ -244,7 +322,11 @@ def test_v1_flurry_data_answers_from_the_owners_data_through_the_grounded_path(s
         {"role": "assistant", "content": "Hello! How can I help?"},
         {"role": "user", "content": "What did I decide about the kitchen renovation cabinets?"},
     ]
-    text = client.chat.completions.create(model="flurry-data", messages=asked).choices[0].message.content
+    text = (
+        client.chat.completions.create(model="flurry-data", messages=asked)
+        .choices[0]
+        .message.content
+    )
     # What the evidence guarantees, whatever the model's own words: the quote the answer rests on.
     assert "«We decided to go with oak cabinets and a white quartz countertop" in text, text
     streamed = client.chat.completions.create(model="flurry-data", messages=asked, stream=True)
@@ -259,10 +341,17 @@ def test_v1_flurry_data_answers_from_the_owners_data_through_the_grounded_path(s
 def test_a_full_queue_answers_503_and_a_disconnect_cancels(node):
     busy = Served(node, max_waiting=1)
     try:
-        owner = signed_client(node.keys.owner_key, verification_method_id(node.keys.owner_did), base_url=busy.url, timeout=300)
+        owner = signed_client(
+            node.keys.owner_key,
+            verification_method_id(node.keys.owner_did),
+            base_url=busy.url,
+            timeout=300,
+        )
 
         def one(i: int) -> tuple[int, str | None]:
-            response = owner.post("/api/ask", json={"question": f"Tell me everything about the garden, take {i}."})
+            response = owner.post(
+                "/api/ask", json={"question": f"Tell me everything about the garden, take {i}."}
+            )
             return response.status_code, response.headers.get("retry-after")
 
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
@@ -274,7 +363,9 @@ def test_a_full_queue_answers_503_and_a_disconnect_cancels(node):
 
         # Read the first token of an answer, then hang up: the job must stop, not run to the end.
         model_queue = busy.app.state.model_queue
-        with owner.stream("POST", "/api/ask", json={"question": "Write a long story about the garden."}) as response:
+        with owner.stream(
+            "POST", "/api/ask", json={"question": "Write a long story about the garden."}
+        ) as response:
             for line in response.iter_lines():
                 if '"token"' in line:
                     break
@@ -299,10 +390,16 @@ def test_a_running_node_serves_the_command_line(flurry, corpus):
         # A request signed for another server (here: another port) is refused, nonce or not.
         keys = Keyring.unlock(flurry.home / "keyring.json", PASSPHRASE)
         elsewhere = "http://127.0.0.1:1/api/whoami"
-        headers = sign_request("GET", elsewhere, {}, b"", keys.owner_key, verification_method_id(keys.owner_did))
+        headers = sign_request(
+            "GET", elsewhere, {}, b"", keys.owner_key, verification_method_id(keys.owner_did)
+        )
         response = httpx.get(url + "/api/whoami", headers={**headers, "host": "127.0.0.1:1"})
-        assert (response.status_code, response.json().get("reason")) == (401, "wrong_host"), response.text
-        with signed_client(keys.owner_key, verification_method_id(keys.owner_did), base_url=url) as owner:
+        assert (response.status_code, response.json().get("reason")) == (401, "wrong_host"), (
+            response.text
+        )
+        with signed_client(
+            keys.owner_key, verification_method_id(keys.owner_did), base_url=url
+        ) as owner:
             assert owner.get("/api/whoami").json() == {"did": keys.owner_did, "owner": True}
     assert not (flurry.home / "serve.json").exists()
 
@@ -317,12 +414,21 @@ def test_openai_content_arrays_are_read_as_text_and_other_parts_refused():
         "model": "flurry",
         "messages": [
             {"role": "developer", "content": [{"type": "text", "text": "Be brief."}]},
-            {"role": "user", "content": [{"type": "text", "text": "Say hello."}, {"type": "text", "text": "Then stop."}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Say hello."},
+                    {"type": "text", "text": "Then stop."},
+                ],
+            },
         ],
     }
     chat = chat_request(json.dumps(request).encode())
     # Text, as the model's chat template reads it; never a Python repr of the list.
-    assert chat.messages == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello.\nThen stop."}]
+    assert chat.messages == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Say hello.\nThen stop."},
+    ]
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
     request["messages"][1]["content"].append(image)
     with pytest.raises(OpenAIRequestError) as refused:
@@ -335,28 +441,59 @@ def test_openai_client_content_arrays_finish_reasons_and_usage(served, node):
     token = node.tokens.create("v1-shapes", {"chat"})
     client = openai.OpenAI(base_url=served.url + "/v1", api_key=token, max_retries=0)
     try:
-        parts = [{"type": "text", "text": "Count from one to fifty, in words,"}, {"type": "text", "text": "separated by commas."}]
-        cut = client.chat.completions.create(model="flurry", messages=[{"role": "user", "content": parts}], max_tokens=3, temperature=0)
+        parts = [
+            {"type": "text", "text": "Count from one to fifty, in words,"},
+            {"type": "text", "text": "separated by commas."},
+        ]
+        cut = client.chat.completions.create(
+            model="flurry",
+            messages=[{"role": "user", "content": parts}],
+            max_tokens=3,
+            temperature=0,
+        )
         # (usage counts what llama.cpp evaluated: the last token of a cut answer is not, so it may say one less)
         assert cut.choices[0].finish_reason == "length" and 2 <= cut.usage.completion_tokens <= 3
         assert cut.choices[0].message.content  # the array was read: the model answered it
 
-        short = client.chat.completions.create(model="flurry", messages=[{"role": "user", "content": "Say hi."}], max_tokens=200, temperature=0)
-        assert short.choices[0].finish_reason == ("length" if short.usage.completion_tokens >= 200 else "stop")
+        short = client.chat.completions.create(
+            model="flurry",
+            messages=[{"role": "user", "content": "Say hi."}],
+            max_tokens=200,
+            temperature=0,
+        )
+        assert short.choices[0].finish_reason == (
+            "length" if short.usage.completion_tokens >= 200 else "stop"
+        )
 
-        chunks = list(client.chat.completions.create(
-            model="flurry", messages=[{"role": "user", "content": parts}], max_tokens=4, stream=True,
-            stream_options={"include_usage": True},
-        ))
-        finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+        chunks = list(
+            client.chat.completions.create(
+                model="flurry",
+                messages=[{"role": "user", "content": parts}],
+                max_tokens=4,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        finishes = [
+            c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+        ]
         assert finishes == ["length"]
         # The last chunk has no choices and the usage; every other chunk says usage null.
-        assert chunks[-1].choices == [] and 3 <= chunks[-1].usage.completion_tokens <= 4 and chunks[-1].usage.prompt_tokens >= 0
+        assert (
+            chunks[-1].choices == []
+            and 3 <= chunks[-1].usage.completion_tokens <= 4
+            and chunks[-1].usage.prompt_tokens >= 0
+        )
         assert all(c.usage is None for c in chunks[:-1])
 
-        plain = list(client.chat.completions.create(
-            model="flurry", messages=[{"role": "user", "content": parts}], max_tokens=4, stream=True
-        ))
+        plain = list(
+            client.chat.completions.create(
+                model="flurry",
+                messages=[{"role": "user", "content": parts}],
+                max_tokens=4,
+                stream=True,
+            )
+        )
         assert all(c.usage is None and c.choices for c in plain)
         assert plain[-1].choices[0].finish_reason == "length"
     finally:
@@ -369,39 +506,62 @@ def test_openai_errors_come_in_openai_shape_on_v1_only(served, node, owner):
     try:
         image = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
         with pytest.raises(openai.BadRequestError) as refused:
-            client.chat.completions.create(model="flurry", messages=[{"role": "user", "content": image}])
+            client.chat.completions.create(
+                model="flurry", messages=[{"role": "user", "content": image}]
+            )
         error = refused.value
-        assert (error.type, error.param, error.code) == ("invalid_request_error", "messages[0].content[0].type", "unsupported_content_type")
+        assert (error.type, error.param, error.code) == (
+            "invalid_request_error",
+            "messages[0].content[0].type",
+            "unsupported_content_type",
+        )
         assert "text only" in error.body["message"]
         with pytest.raises(openai.BadRequestError) as refused:
             client.chat.completions.create(model="flurry", messages=[])
         assert refused.value.param == "messages" and refused.value.type == "invalid_request_error"
         with pytest.raises(openai.BadRequestError) as refused:
-            client.chat.completions.create(model="flurry", messages=[{"role": "user", "content": "hi"}], max_tokens=100_000)
+            client.chat.completions.create(
+                model="flurry", messages=[{"role": "user", "content": "hi"}], max_tokens=100_000
+            )
         assert refused.value.param == "max_tokens"
 
         with pytest.raises(openai.AuthenticationError) as refused:
-            openai.OpenAI(base_url=served.url + "/v1", api_key="flurry_wrong", max_retries=0).models.list()
+            openai.OpenAI(
+                base_url=served.url + "/v1", api_key="flurry_wrong", max_retries=0
+            ).models.list()
         assert refused.value.code == "invalid_api_key" and refused.value.body["message"]
         reader = node.tokens.create("v1-reader", {"ask"})
         with pytest.raises(openai.PermissionDeniedError) as refused:
-            openai.OpenAI(base_url=served.url + "/v1", api_key=reader, max_retries=0).chat.completions.create(
-                model="flurry", messages=[{"role": "user", "content": "hi"}]
-            )
+            openai.OpenAI(
+                base_url=served.url + "/v1", api_key=reader, max_retries=0
+            ).chat.completions.create(model="flurry", messages=[{"role": "user", "content": "hi"}])
         assert refused.value.type == "permission_error"
         node.tokens.revoke("v1-reader")
         with pytest.raises(openai.NotFoundError) as refused:
             client.completions.create(model="flurry", prompt="hi")  # not served here
         assert refused.value.type == "invalid_request_error"
 
-        raw = httpx.post(served.url + "/v1/chat/completions", content=b"not json", headers={"Authorization": f"Bearer {token}"})
+        raw = httpx.post(
+            served.url + "/v1/chat/completions",
+            content=b"not json",
+            headers={"Authorization": f"Bearer {token}"},
+        )
         assert raw.status_code == 400 and raw.headers["content-type"] == "application/json"
-        assert set(raw.json()) == {"error"} and set(raw.json()["error"]) == {"message", "type", "param", "code"}
+        assert set(raw.json()) == {"error"} and set(raw.json()["error"]) == {
+            "message",
+            "type",
+            "param",
+            "code",
+        }
     finally:
         node.tokens.revoke("v1-errors")
     # The rest of the API keeps RFC 9457 problems.
-    refused = owner.post("/api/ask", content=b"not json", headers={"content-type": "application/json"})
-    assert refused.status_code == 400 and refused.headers["content-type"] == "application/problem+json"
+    refused = owner.post(
+        "/api/ask", content=b"not json", headers={"content-type": "application/json"}
+    )
+    assert (
+        refused.status_code == 400 and refused.headers["content-type"] == "application/problem+json"
+    )
     assert httpx.get(served.url + "/api/nothing-here").json() == {"detail": "Not Found"}
 
 
@@ -421,8 +581,18 @@ def test_a_model_failing_mid_stream_is_reported_in_band_as_openai_does(served, n
         client = openai.OpenAI(base_url=served.url + "/v1", api_key=token, max_retries=0)
         pieces = []
         with pytest.raises(openai.APIError) as failed:
-            for chunk in client.chat.completions.create(model="flurry", messages=[{"role": "user", "content": "hi"}], stream=True):
-                pieces += [chunk.choices[0].delta.content] if chunk.choices and chunk.choices[0].delta.content else []
-        assert pieces == ["Hel"] and failed.value.type == "server_error" and "GPU" not in str(failed.value.body)
+            for chunk in client.chat.completions.create(
+                model="flurry", messages=[{"role": "user", "content": "hi"}], stream=True
+            ):
+                pieces += (
+                    [chunk.choices[0].delta.content]
+                    if chunk.choices and chunk.choices[0].delta.content
+                    else []
+                )
+        assert (
+            pieces == ["Hel"]
+            and failed.value.type == "server_error"
+            and "GPU" not in str(failed.value.body)
+        )
     finally:
         node.tokens.revoke("v1-failing")

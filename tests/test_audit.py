@@ -70,9 +70,13 @@ def test_entries_are_chained_hashed_and_signed(log: AuditLog) -> None:
         assert e.at.endswith("Z")
         # The hash is SHA-256 of the RFC 8785 form of the entry without hash and signature ...
         body = {k: v for k, v in e.__dict__.items() if k not in ("hash", "signature")}
-        assert e.hash == hashlib.sha256(rfc8785.dumps(body)).hexdigest() == content_hash(e.content())
+        assert (
+            e.hash == hashlib.sha256(rfc8785.dumps(body)).hexdigest() == content_hash(e.content())
+        )
         # ... and the signature is Ed25519 by the node key over those 32 bytes, base64url unpadded.
-        NODE_KEY.public_key().verify(base64.urlsafe_b64decode(e.signature + "=="), bytes.fromhex(e.hash))
+        NODE_KEY.public_key().verify(
+            base64.urlsafe_b64decode(e.signature + "=="), bytes.fromhex(e.hash)
+        )
     report = log.verify(public_key_for)
     assert report.ok and report.count == 5 and report.problems == []
 
@@ -111,7 +115,9 @@ def test_read_only_log_and_bad_input_record_nothing(vault: Vault, log: AuditLog)
 def test_concurrent_appends_make_one_chain(log: AuditLog) -> None:
     threads = [
         threading.Thread(
-            target=log.append, args=("http.request",), kwargs={"target": "https://x.example", "details": {"i": i}}
+            target=log.append,
+            args=("http.request",),
+            kwargs={"target": "https://x.example", "details": {"i": i}},
         )
         for i in range(20)
     ]
@@ -144,7 +150,9 @@ def test_rehashed_but_not_resigned(vault: Vault, log: AuditLog) -> None:
     fill(log)
     record = vault.get_record("audit", key(2))
     record["details"] = {"task": "something else", "n": 2}
-    record["hash"] = content_hash({k: v for k, v in record.items() if k not in ("hash", "signature")})
+    record["hash"] = content_hash(
+        {k: v for k, v in record.items() if k not in ("hash", "signature")}
+    )
     vault.put_record("audit", key(2), record)
     found = messages(log)
     assert "entry 2: signature is not valid" in found
@@ -178,34 +186,49 @@ def test_truncation_is_caught_by_the_head(vault: Vault, log: AuditLog) -> None:
     report = log.verify(public_key_for)
     assert report.count == 3
     assert [(p.seq, p.message) for p in report.problems] == [
-        (None, "the head counts 5 entries but the log ends before entries 3-4: entries were removed from the end")
+        (
+            None,
+            "the head counts 5 entries but the log ends before entries 3-4: entries were removed from the end",
+        )
     ]
 
 
 def test_a_head_that_does_not_match_the_last_entry(vault: Vault, log: AuditLog) -> None:
     fill(log, 3)
     vault.put_record("audit-head", "head", {"count": 3, "last_hash": "ab" * 32})
-    assert messages(log) == ["entry 2 is not the entry the head recorded last: the log was rewritten"]
+    assert messages(log) == [
+        "entry 2 is not the entry the head recorded last: the log was rewritten"
+    ]
 
 
 def test_a_missing_head_is_reported_and_stops_appends(vault: Vault, log: AuditLog) -> None:
     fill(log, 2)
     vault.delete_record("audit-head", "head")
-    assert messages(log) == ["the head record is missing, so entries removed from the end cannot be detected"]
+    assert messages(log) == [
+        "the head record is missing, so entries removed from the end cannot be detected"
+    ]
     with pytest.raises(AuditError, match="no head record"):
         log.append("a2a.send", target=PEER_DID, details={})
 
 
-def test_bytes_altered_without_the_data_key_are_reported_not_raised(vault: Vault, log: AuditLog) -> None:
+def test_bytes_altered_without_the_data_key_are_reported_not_raised(
+    vault: Vault, log: AuditLog
+) -> None:
     fill(log)
     # Someone with the file but not the key can only change bytes (or move rows): nothing opens.
     raw = sqlite3.connect(vault.path)
     (body,) = raw.execute("SELECT body FROM records WHERE kind='audit' AND seq=2").fetchone()
-    raw.execute("UPDATE records SET body=? WHERE kind='audit' AND seq=2", (body[:-1] + bytes([body[-1] ^ 1]),))
+    raw.execute(
+        "UPDATE records SET body=? WHERE kind='audit' AND seq=2",
+        (body[:-1] + bytes([body[-1] ^ 1]),),
+    )
     raw.commit()
     raw.close()
     found = messages(log)
-    assert found[0] == "entry 2: cannot be opened: its sealed bytes were altered, moved or written under another key"
+    assert (
+        found[0]
+        == "entry 2: cannot be opened: its sealed bytes were altered, moved or written under another key"
+    )
     assert len(found) == 1  # entry 3's link cannot be checked, which is not a second finding
     with pytest.raises(AuditError, match="flurry audit verify"):
         log.entries()
@@ -217,14 +240,20 @@ def test_an_altered_head_is_reported_not_raised(vault: Vault, log: AuditLog) -> 
     raw.execute("UPDATE records SET body=zeroblob(60) WHERE kind='audit-head'")
     raw.commit()
     raw.close()
-    assert messages(log) == ["the head record cannot be opened: it was altered, so truncation cannot be checked"]
+    assert messages(log) == [
+        "the head record cannot be opened: it was altered, so truncation cannot be checked"
+    ]
 
 
-def test_an_append_interrupted_before_its_head_is_finished_later(vault: Vault, log: AuditLog) -> None:
+def test_an_append_interrupted_before_its_head_is_finished_later(
+    vault: Vault, log: AuditLog
+) -> None:
     fill(log, 2)
     head_before = vault.get_record("audit-head", "head")
     log.append("a2a.send", target=PEER_DID, details={"n": 2})
-    vault.put_record("audit-head", "head", head_before)  # as if the node died between the two writes
+    vault.put_record(
+        "audit-head", "head", head_before
+    )  # as if the node died between the two writes
     assert log.verify(public_key_for).ok  # nothing lost: the extra entry chains
     entry = log.append("a2a.send", target=PEER_DID, details={"n": 3})
     assert entry.seq == 3
@@ -253,5 +282,8 @@ def test_nothing_readable_reaches_the_disk(vault: Vault, log: AuditLog) -> None:
 
 
 def test_problem_text_names_the_entry() -> None:
-    assert str(AuditProblem(7, "hash does not match its content")) == "entry 7: hash does not match its content"
+    assert (
+        str(AuditProblem(7, "hash does not match its content"))
+        == "entry 7: hash does not match its content"
+    )
     assert str(AuditProblem(None, "the head record is missing")) == "the head record is missing"

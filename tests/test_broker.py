@@ -20,7 +20,7 @@ from node.node import Node
 from skills.host import ToolFailed
 
 # A test skill that tries every capability; each tool returns what happened, as JSON.
-PROBE = '''
+PROBE = """
 import json
 from skills.sdk import CapabilityDenied, CapabilityFailed, Skill, node
 
@@ -64,7 +64,7 @@ def skill():
         },
         tools={"search": search, "note": note, "fetch": fetch, "peer": peer, "confirm": confirm},
     )
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -116,12 +116,18 @@ def test_a_skill_gets_what_was_granted_and_nothing_more(node, tmp_path):
     loopback = f"http:origin=http://127.0.0.1:{internet.port}"  # the owner names the address itself
     wheel = make_wheel(tmp_path, "probe", "probe_skill", probe(internet.port))
     node.skills.install(wheel)
-    node.skills.approve("probe", ["vault.read:tags=travel", loopback])  # not notes.write, not peers.send
+    node.skills.approve(
+        "probe", ["vault.read:tags=travel", loopback]
+    )  # not notes.write, not peers.send
     try:
         # Searching: only documents with the granted tag, whatever the question.
-        found = _call(node, "probe", "search", {"query": "Which airline are the Lisbon flights booked with?"})["ok"]
+        found = _call(
+            node, "probe", "search", {"query": "Which airline are the Lisbon flights booked with?"}
+        )["ok"]
         assert found and all(hit["path"].endswith("lisbon.txt") for hit in found)
-        dentist = _call(node, "probe", "search", {"query": "When is the dentist appointment?"})["ok"]
+        dentist = _call(node, "probe", "search", {"query": "When is the dentist appointment?"})[
+            "ok"
+        ]
         assert all(hit["path"].endswith("lisbon.txt") for hit in dentist)
         widened = _call(node, "probe", "search", {"query": "dentist", "tags": ["health"]})
         assert widened["refused"] == "CapabilityDenied" and "tagged travel" in widened["why"]
@@ -132,11 +138,21 @@ def test_a_skill_gets_what_was_granted_and_nothing_more(node, tmp_path):
         peer = _call(node, "probe", "peer", {"text": "hello"})
         assert peer["refused"] == "CapabilityDenied" and "peers.send" in peer["why"]
         asked = _call(node, "probe", "confirm", {"text": "May I?"})
-        assert asked["refused"] == "CapabilityDenied" and "owner.ask" in asked["why"] and not node.approvals.pending()
+        assert (
+            asked["refused"] == "CapabilityDenied"
+            and "owner.ask" in asked["why"]
+            and not node.approvals.pending()
+        )
 
         # HTTP: the node makes the call for it, signed and labelled agent-made, and audits it.
-        fetched = _call(node, "probe", "fetch", {"url": f"http://127.0.0.1:{internet.port}/weather"})["ok"]
-        assert fetched == {"status": 200, "content_type": "text/plain", "body": "the weather is mild"}
+        fetched = _call(
+            node, "probe", "fetch", {"url": f"http://127.0.0.1:{internet.port}/weather"}
+        )["ok"]
+        assert fetched == {
+            "status": 200,
+            "content_type": "text/plain",
+            "body": "the weather is mild",
+        }
         headers = {k.lower(): v for k, v in internet.requests[-1]["headers"].items()}
         assert "signature" in headers and "flurry-agent" in headers["signature-input"]
         assert node.keys.owner_did in headers["flurry-agent"]
@@ -144,14 +160,24 @@ def test_a_skill_gets_what_was_granted_and_nothing_more(node, tmp_path):
         assert other["refused"] == "CapabilityDenied" and "http:host=example.org" in other["why"]
         assert len(internet.requests) == 1
         audited = [e for e in node.audit.entries() if e.action == "skill.http"]
-        assert audited[-1].details == {"skill": "probe", "method": "GET", "url": f"http://127.0.0.1:{internet.port}/weather", "status": 200}
+        assert audited[-1].details == {
+            "skill": "probe",
+            "method": "GET",
+            "url": f"http://127.0.0.1:{internet.port}/weather",
+            "status": 200,
+        }
 
         # Granting takes effect on the next call, and so does a revocation: no restart needed.
         node.skills.approve("probe", ["vault.read:tags=travel", loopback, "peers.send"])
         unknown_peer = _call(node, "probe", "peer", {"text": "hello"})
-        assert unknown_peer["refused"] == "CapabilityFailed" and "no pinned peer 'nobody'" in unknown_peer["why"]
+        assert (
+            unknown_peer["refused"] == "CapabilityFailed"
+            and "no pinned peer 'nobody'" in unknown_peer["why"]
+        )
         node.skills.revoke("probe", loopback)
-        revoked = _call(node, "probe", "fetch", {"url": f"http://127.0.0.1:{internet.port}/weather"})
+        revoked = _call(
+            node, "probe", "fetch", {"url": f"http://127.0.0.1:{internet.port}/weather"}
+        )
         assert revoked["refused"] == "CapabilityDenied" and len(internet.requests) == 1
     finally:
         internet.close()
@@ -168,21 +194,39 @@ def test_http_grants_name_one_origin_and_no_private_address(node, tmp_path):
     internet = Internet()
     port = internet.port
     node.skills.install(make_wheel(tmp_path, "probe", "probe_skill", probe(port)))
-    node.skills.approve("probe", ["http:host=127.0.0.1", f"http:origin=http://api.example.com:{port}"])
+    node.skills.approve(
+        "probe", ["http:host=127.0.0.1", f"http:origin=http://api.example.com:{port}"]
+    )
     broker = node._skill_broker()
     answers = {"api.example.com": ["127.0.0.1"]}
     system_resolver, broker.resolve = broker.resolve, lambda host, _port: answers[host]
     try:
         # http:host=127.0.0.1 is https on 443: not plain http, not another port.
         plain = _call(node, "probe", "fetch", {"url": f"http://127.0.0.1:{port}/weather"})
-        assert plain["refused"] == "CapabilityDenied" and f"http:origin=http://127.0.0.1:{port}" in plain["why"]
+        assert (
+            plain["refused"] == "CapabilityDenied"
+            and f"http:origin=http://127.0.0.1:{port}" in plain["why"]
+        )
         other_port = _call(node, "probe", "fetch", {"url": f"https://127.0.0.1:{port}/weather"})
-        assert other_port["refused"] == "CapabilityDenied" and f"http:host=127.0.0.1:{port}" in other_port["why"]
+        assert (
+            other_port["refused"] == "CapabilityDenied"
+            and f"http:host=127.0.0.1:{port}" in other_port["why"]
+        )
         # A granted name that resolves to loopback (or to a mix with one private address).
-        for resolved in (["127.0.0.1"], ["93.184.216.34", "10.0.0.8"], ["::ffff:127.0.0.1"], ["169.254.169.254"]):
+        for resolved in (
+            ["127.0.0.1"],
+            ["93.184.216.34", "10.0.0.8"],
+            ["::ffff:127.0.0.1"],
+            ["169.254.169.254"],
+        ):
             answers["api.example.com"] = resolved
-            rebound = _call(node, "probe", "fetch", {"url": f"http://api.example.com:{port}/weather"})
-            assert rebound["refused"] == "CapabilityDenied" and "not a public address" in rebound["why"], resolved
+            rebound = _call(
+                node, "probe", "fetch", {"url": f"http://api.example.com:{port}/weather"}
+            )
+            assert (
+                rebound["refused"] == "CapabilityDenied"
+                and "not a public address" in rebound["why"]
+            ), resolved
         assert internet.requests == []  # the listener never heard a thing
 
         # The node connects to the address the broker checked, and to no other: here (only the
@@ -190,8 +234,9 @@ def test_http_grants_name_one_origin_and_no_private_address(node, tmp_path):
         # name it was given never reaches a resolver; the Host header still names it.
         from node.skill_capabilities import SkillCapabilities
 
-        fetched = SkillCapabilities(node).http_request("probe", "GET", f"http://api.example.com:{port}/pinned", None,
-                                                       address="127.0.0.1")
+        fetched = SkillCapabilities(node).http_request(
+            "probe", "GET", f"http://api.example.com:{port}/pinned", None, address="127.0.0.1"
+        )
         assert fetched["status"] == 200
         assert internet.requests[-1]["path"] == "/pinned"
         assert internet.requests[-1]["headers"]["Host"] == f"api.example.com:{port}"
@@ -209,18 +254,26 @@ def test_a_skill_question_waits_for_the_owner(node, tmp_path):
     node.skills.approve("probe", ["owner.ask"])
     try:
         for decision in (True, False):
-            def owner() -> None:
+
+            def owner(decision: bool = decision) -> None:  # this round's, bound now
                 while not node.approvals.pending():
                     time.sleep(0.05)
                 pending = node.approvals.pending()[0]
-                assert pending.call.arguments == {"question": "Book the table for eight?"} and pending.skill == "probe"
+                assert (
+                    pending.call.arguments == {"question": "Book the table for eight?"}
+                    and pending.skill == "probe"
+                )
                 node.approvals.decide(pending.id, decision)
 
             answering = threading.Thread(target=owner)
             answering.start()
-            assert _call(node, "probe", "confirm", {"text": "Book the table for eight?"}) == {"ok": decision}
+            assert _call(node, "probe", "confirm", {"text": "Book the table for eight?"}) == {
+                "ok": decision
+            }
             answering.join()
-        decisions = [e.details["decision"] for e in node.audit.entries() if e.action == "tool.approval"]
+        decisions = [
+            e.details["decision"] for e in node.audit.entries() if e.action == "tool.approval"
+        ]
         assert decisions[-2:] == ["approve", "deny"]
 
         seen = []
@@ -240,7 +293,10 @@ def test_a_skill_question_waits_for_the_owner(node, tmp_path):
     [
         (b"not json\n", "bad_request"),
         (b'{"capability": "vault.search"}\n', "bad_request"),
-        (b'{"token": "guessed", "capability": "vault.search", "arguments": {"query": "x"}}\n', "unknown_skill"),
+        (
+            b'{"token": "guessed", "capability": "vault.search", "arguments": {"query": "x"}}\n',
+            "unknown_skill",
+        ),
         (b'{"token": 7, "capability": "vault.search"}\n', "unknown_skill"),
         (b"x" * (1024 * 1024 + 10), "bad_request"),
     ],
@@ -253,8 +309,16 @@ def test_the_broker_refuses_malformed_or_unknown_requests(node, line, code):
 def test_a_stopped_skill_token_stops_working(node, tmp_path):
     broker = node._skill_broker()
     env = broker.environment("ghost")
-    request = json.dumps({"token": env["FLURRY_BROKER_TOKEN"], "capability": "vault.search", "arguments": {"query": "x"}})
-    assert broker.answer(request.encode())["error"]["code"] == "failed"   # known token, but no such skill installed
+    request = json.dumps(
+        {
+            "token": env["FLURRY_BROKER_TOKEN"],
+            "capability": "vault.search",
+            "arguments": {"query": "x"},
+        }
+    )
+    assert (
+        broker.answer(request.encode())["error"]["code"] == "failed"
+    )  # known token, but no such skill installed
     node.stop_skill("ghost")
     assert broker.answer(request.encode())["error"]["code"] == "unknown_skill"
 
@@ -262,10 +326,16 @@ def test_a_stopped_skill_token_stops_working(node, tmp_path):
 def test_builtin_notes_remembers_and_recalls_through_the_broker(node):
     node.skills.install("builtin:notes")
     info = node.skills.info("notes")
-    assert info.managed and info.target is None and set(info.requested) == {"notes.write", "vault.read:tags=notes"}
+    assert (
+        info.managed
+        and info.target is None
+        and set(info.requested) == {"notes.write", "vault.read:tags=notes"}
+    )
     node.skills.approve("notes", list(info.requested))
     try:
-        kept = node._skill_process("notes").call_tool("remember", {"text": "Call the plumber on Monday about the boiler."})
+        kept = node._skill_process("notes").call_tool(
+            "remember", {"text": "Call the plumber on Monday about the boiler."}
+        )
         assert kept.startswith("Noted in notes/")
         # The note is a sealed document like any other: the owner's own questions find it.
         sources = node.retrieve("When should I call the plumber?", 3)
@@ -273,7 +343,12 @@ def test_builtin_notes_remembers_and_recalls_through_the_broker(node):
         recalled = node._skill_process("notes").call_tool("recall", {"query": "plumber"})
         assert "Call the plumber on Monday" in recalled
         # recall reads only notes: the owner's other documents stay out of its reach.
-        assert "lisbon" not in node._skill_process("notes").call_tool("recall", {"query": "Lisbon flights TAP"}).lower()
+        assert (
+            "lisbon"
+            not in node._skill_process("notes")
+            .call_tool("recall", {"query": "Lisbon flights TAP"})
+            .lower()
+        )
 
         # The issue's own example, through the node's tool path and the owner's policy. The
         # model's choice is not the subject (and not portable, issue 20): a stand-in makes the
@@ -281,8 +356,14 @@ def test_builtin_notes_remembers_and_recalls_through_the_broker(node):
         node.set_tool_policy("remember", "allow")
         plumber = {"tool": "remember", "arguments": {"text": "call the plumber on Monday"}}
         with chat_model(node, FakeChatModel(call=plumber)):
-            turn = node.ask_with_tools("add a note: call the plumber on Monday", ask_owner=lambda call: False)
-        assert turn is not None and turn.ran and turn.call == ToolCall("remember", plumber["arguments"])
+            turn = node.ask_with_tools(
+                "add a note: call the plumber on Monday", ask_owner=lambda call: False
+            )
+        assert (
+            turn is not None
+            and turn.ran
+            and turn.call == ToolCall("remember", plumber["arguments"])
+        )
         assert turn.result.startswith("Noted in notes/")
         assert len([d for d in node.vault.documents() if d.path.startswith("notes/")]) == 2
 
@@ -295,15 +376,23 @@ def test_builtin_notes_remembers_and_recalls_through_the_broker(node):
 
 
 def test_builtin_lookup_and_ask_a_peer_install_as_ordinary_skills(node):
-    for name, permissions in (("lookup", ["vault.read:tags=calendar,contacts"]), ("ask-a-peer", ["peers.send"])):
+    for name, permissions in (
+        ("lookup", ["vault.read:tags=calendar,contacts"]),
+        ("ask-a-peer", ["peers.send"]),
+    ):
         node.skills.install(f"builtin:{name}")
         assert list(node.skills.info(name).requested) == permissions
         node.skills.approve(name, permissions)
     try:
         # No calendar documents yet: the lookup says so rather than reading other documents.
-        assert node._skill_process("lookup").call_tool("find_event", {"query": "dentist"}) == "Nothing in the calendar matches that."
+        assert (
+            node._skill_process("lookup").call_tool("find_event", {"query": "dentist"})
+            == "Nothing in the calendar matches that."
+        )
         with pytest.raises(ToolFailed, match="no pinned peer 'alice'"):
-            node._skill_process("ask-a-peer").call_tool("ask_peer", {"peer": "alice", "question": "free on Monday?"})
+            node._skill_process("ask-a-peer").call_tool(
+                "ask_peer", {"peer": "alice", "question": "free on Monday?"}
+            )
     finally:
         for name in ("lookup", "ask-a-peer"):
             node.stop_skill(name)

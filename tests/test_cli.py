@@ -15,7 +15,8 @@ from store.chunking import chunk_text
 
 def _tree_digest(root: Path) -> dict[str, str]:
     return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() + f"@{p.stat().st_mtime_ns}"
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        + f"@{p.stat().st_mtime_ns}"
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
@@ -64,7 +65,9 @@ def test_add_ask_update_forget(flurry, corpus):
     added = flurry("add", str(corpus))
     assert f"added {len(CORPUS)}" in added.stdout
     status = json.loads(flurry("status", "--json").stdout)
-    expected_chunks = sum(len(chunk_text(text, markdown=not name.endswith(".txt"))) for name, text in CORPUS.items())
+    expected_chunks = sum(
+        len(chunk_text(text, markdown=not name.endswith(".txt"))) for name, text in CORPUS.items()
+    )
     assert (status["documents"], status["chunks"]) == (len(CORPUS), expected_chunks)
     assert status["index"]["vectors"] == status["index"]["lexical"] == expected_chunks
 
@@ -81,18 +84,22 @@ def test_add_ask_update_forget(flurry, corpus):
         assert quoted and all(s["path"] == top["path"] for s in quoted), result
         said = " ".join(CORPUS[answer_file].split())
         assert all(line in said for s in quoted for line in s["quote"].split(" … ")), quoted
-        assert isinstance(top["meta"], dict)   # a note's heading; an email's sender, date, subject
+        assert isinstance(top["meta"], dict)  # a note's heading; an email's sender, date, subject
         assert isinstance(top["chunk"], int) and isinstance(top["score"], float) and top["snippet"]
 
     # A question the notes do not answer is said to be so, not invented.
     result = json.loads(flurry("ask", "What is my passport number?", "--json").stdout)
     assert (result["answer"], result["grounded"]) == ("I don't find that in your data.", False)
-    assert flurry("ask", "What is my passport number?").stdout.startswith("I don't find that in your data.")
+    assert flurry("ask", "What is my passport number?").stdout.startswith(
+        "I don't find that in your data."
+    )
 
     # Unchanged files cost nothing; a changed file replaces its chunks.
     again = flurry("add", str(corpus))
     assert f"unchanged {len(CORPUS)}" in again.stdout and "added 0" in again.stdout
-    (corpus / "garden.md").write_text("# Garden\n\nThe plum tree by the shed was planted by grandfather Tobias.\n")
+    (corpus / "garden.md").write_text(
+        "# Garden\n\nThe plum tree by the shed was planted by grandfather Tobias.\n"
+    )
     changed = flurry("add", str(corpus))
     assert "updated 1" in changed.stdout
     result = json.loads(flurry("ask", "Who planted the plum tree?", "--json").stdout)
@@ -142,7 +149,8 @@ def test_chat_remembers_and_seals_the_conversation(flurry, corpus):
     flurry("init")
     flurry("add", str(corpus))
     result = flurry(
-        "chat", input="When should I plant the tomatoes?\nAnd when does the hedge need trimming?\n/quit\n"
+        "chat",
+        input="When should I plant the tomatoes?\nAnd when does the hedge need trimming?\n/quit\n",
     )
     # Two streamed answers, each followed by its numbered sources.
     assert result.stdout.count("[1] ") >= 2
@@ -205,7 +213,7 @@ def test_no_plaintext_under_home(flurry, corpus, runtime_dir):
     assert len(stored) > len(CORPUS)
     for _, _, embedding in stored:
         raw = embedding.astype("float32").tobytes()
-        canaries += [raw, raw[:16], raw[-16:]]   # the whole vector, and four floats from each end
+        canaries += [raw, raw[:16], raw[-16:]]  # the whole vector, and four floats from each end
     for doc in documents:
         canaries += [str(int(doc.mtime)).encode(), repr(doc.mtime).encode()]
 

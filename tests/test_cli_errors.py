@@ -43,8 +43,15 @@ def _run(failing, error: BaseException, tmp_path):
     return CliRunner().invoke(cli, ["--home", str(tmp_path), "fail-for-test"])
 
 
-@pytest.mark.parametrize("error", [OwnerError("no pinned peer 'x'"), InvalidGrant("bad quota"), StoreError("vault locked"),
-                                   FileExistsError("already holds a flurry node")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        OwnerError("no pinned peer 'x'"),
+        InvalidGrant("bad quota"),
+        StoreError("vault locked"),
+        FileExistsError("already holds a flurry node"),
+    ],
+)
 def test_a_known_error_is_one_line_and_status_1(failing, error, tmp_path):
     result = _run(failing, error, tmp_path)
     assert result.exit_code == 1
@@ -58,7 +65,9 @@ def test_every_part_error_is_known_to_the_translation():
         assert issubclass(error, PART_ERRORS), error
 
 
-@pytest.mark.parametrize("error", [ValueError("a bug, not the user"), KeyError("missing"), RuntimeError("boom")])
+@pytest.mark.parametrize(
+    "error", [ValueError("a bug, not the user"), KeyError("missing"), RuntimeError("boom")]
+)
 def test_an_unexpected_error_shows_its_traceback_and_asks_for_a_report(failing, error, tmp_path):
     result = _run(failing, error, tmp_path)
     assert result.exit_code == 1

@@ -13,7 +13,16 @@ from store.chunking import chunk_text
 from store.sealing import Sealer
 from store.vault import Vault
 
-TOPICS = ["bicycle", "violin", "sourdough", "glacier", "lighthouse", "orchard", "telescope", "harbour"]
+TOPICS = [
+    "bicycle",
+    "violin",
+    "sourdough",
+    "glacier",
+    "lighthouse",
+    "orchard",
+    "telescope",
+    "harbour",
+]
 
 
 def _write_corpus(root, count: int) -> dict[str, str]:
@@ -22,7 +31,8 @@ def _write_corpus(root, count: int) -> dict[str, str]:
     for i in range(count):
         topic = TOPICS[i % len(TOPICS)]
         paragraphs = [
-            f"Note {i} about the {topic}. " + " ".join(f"{topic} detail {i}-{p}-{w}" for w in range(40))
+            f"Note {i} about the {topic}. "
+            + " ".join(f"{topic} detail {i}-{p}-{w}" for w in range(40))
             for p in range(6)
         ]
         text = f"# {topic.title()} {i}\n\n" + "\n\n".join(paragraphs) + "\n"
@@ -60,7 +70,9 @@ def test_kill_during_add_loses_nothing_reported(flurry, tmp_path):
         chunks = sorted(vault.get_chunks(sorted(vault.chunk_ids())).values(), key=lambda c: c.seq)
         for path, doc in documents.items():
             # Whole: exactly the chunks the file makes, in order, nothing more, nothing less.
-            assert [c.text for c in chunks if c.document_id == doc.id] == chunk_text(texts[path]), path
+            assert [c.text for c in chunks if c.document_id == doc.id] == chunk_text(texts[path]), (
+                path
+            )
     finally:
         vault.close()
 
@@ -71,7 +83,11 @@ def test_kill_during_add_loses_nothing_reported(flurry, tmp_path):
     flurry("add", str(tmp_path / "many"))
     status = json.loads(flurry("status", "--json").stdout)
     assert status["documents"] == len(texts)
-    assert status["index"]["vectors"] == status["chunks"] == sum(len(chunk_text(t)) for t in texts.values())
+    assert (
+        status["index"]["vectors"]
+        == status["chunks"]
+        == sum(len(chunk_text(t)) for t in texts.values())
+    )
 
 
 def test_kill_during_a_big_mbox_resumes_at_the_next_message(flurry, tmp_path):
@@ -84,13 +100,23 @@ def test_kill_during_a_big_mbox_resumes_at_the_next_message(flurry, tmp_path):
 
     flurry("init")
     messages = [
-        email(f"Sender {i} <s{i}@example.org>", "me@example.org", "Mon, 02 Feb 2026 18:00:00 +0000", f"{TOPICS[i % 8]} {i}",
-              "\n\n".join(" ".join(f"{TOPICS[i % 8]} word {i}-{p}-{w}" for w in range(40)) for p in range(3)), f"m{i}@example.org")
+        email(
+            f"Sender {i} <s{i}@example.org>",
+            "me@example.org",
+            "Mon, 02 Feb 2026 18:00:00 +0000",
+            f"{TOPICS[i % 8]} {i}",
+            "\n\n".join(
+                " ".join(f"{TOPICS[i % 8]} word {i}-{p}-{w}" for w in range(40)) for p in range(3)
+            ),
+            f"m{i}@example.org",
+        )
         for i in range(24)
     ]
     path = tmp_path / "archive.mbox"
     path.write_text(mbox(messages))
-    expected = {f"{path}{r.label}": [t for t, _ in chunks_of(r)] for r in MBOX.run(path.read_bytes())}
+    expected = {
+        f"{path}{r.label}": [t for t, _ in chunks_of(r)] for r in MBOX.run(path.read_bytes())
+    }
 
     proc = flurry.popen("add", "-v", str(path))
     reported = []
@@ -117,9 +143,11 @@ def test_kill_during_a_big_mbox_resumes_at_the_next_message(flurry, tmp_path):
         vault.close()
 
     rerun = flurry("add", "-v", str(path)).stdout.splitlines()
-    added_now = [line.partition(": ")[2] for line in rerun if line.startswith("added: ") and "#" in line]
+    added_now = [
+        line.partition(": ")[2] for line in rerun if line.startswith("added: ") and "#" in line
+    ]
     assert not set(added_now) & set(documents), "a message stored before the kill was stored again"
     assert set(added_now) | set(documents) == set(expected)
     status = json.loads(flurry("status", "--json").stdout)
-    assert status["documents"] == len(expected) + 1   # the messages and the file's marker
+    assert status["documents"] == len(expected) + 1  # the messages and the file's marker
     assert status["index"]["vectors"] == status["chunks"] == sum(len(c) for c in expected.values())

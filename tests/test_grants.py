@@ -55,7 +55,9 @@ def test_add_get_replace_list_remove(vault: Vault) -> None:
     grants.add(Grant(PEER, frozenset({"ask", "send"}), quota=Quota.parse("5/hour")))
     assert grants.get(PEER).allow == {"ask", "send"}
     assert grants.get(PEER).quota == Quota(5, "hour")
-    assert sorted(g.did for g in grants.list()) == sorted([PEER, other])  # replaced, not added twice
+    assert sorted(g.did for g in grants.list()) == sorted(
+        [PEER, other]
+    )  # replaced, not added twice
 
     assert grants.remove(PEER) is True
     assert grants.remove(PEER) is False
@@ -70,7 +72,10 @@ def test_grant_and_quota_validation() -> None:
         Grant(PEER, frozenset({"tool:"}))
     with pytest.raises(InvalidGrant, match="DID"):
         Grant("alice", frozenset({"ask"}))
-    assert Grant(PEER, frozenset({"tool:weather.today", "pod-read"})).allow == {"tool:weather.today", "pod-read"}
+    assert Grant(PEER, frozenset({"tool:weather.today", "pod-read"})).allow == {
+        "tool:weather.today",
+        "pod-read",
+    }
     assert Quota.parse(" 20/day ") == Quota(20, "day")
     assert str(Quota.parse("3/hour")) == "3/hour"
     for bad in ("20", "x/day", "20/week", "0/day", "-1/day"):
@@ -117,7 +122,9 @@ def test_quota_exhausted_then_freed_by_the_sliding_window(vault: Vault) -> None:
         grants.authorize(PEER, "ask", owner_did=OWNER, now=t)
     with pytest.raises(QuotaExceeded, match="3/hour.*try again in") as refused:
         grants.authorize(PEER, "ask", owner_did=OWNER, now=1030.0)
-    assert refused.value.retry_after == pytest.approx(1000 + 3600 - 1030)  # when the oldest call leaves the window
+    assert refused.value.retry_after == pytest.approx(
+        1000 + 3600 - 1030
+    )  # when the oldest call leaves the window
     # A refused call uses nothing, and the first call's slot frees an hour after it was made.
     with pytest.raises(QuotaExceeded):
         grants.authorize(PEER, "ask", owner_did=OWNER, now=4599.0)
@@ -177,7 +184,13 @@ def test_concurrent_calls_never_exceed_the_quota(vault: Vault) -> None:
 def test_dids_never_reach_the_disk_in_plaintext(vault: Vault) -> None:
     grants = Grants(vault)
     grants.add(
-        Grant(PEER, frozenset({"ask"}), tags=frozenset({"secret-tag"}), quota=Quota(5, "day"), note="Bob's agent")
+        Grant(
+            PEER,
+            frozenset({"ask"}),
+            tags=frozenset({"secret-tag"}),
+            quota=Quota(5, "day"),
+            note="Bob's agent",
+        )
     )
     grants.authorize(PEER, "ask", owner_did=OWNER)
     on_disk = vault_bytes(vault)

@@ -236,8 +236,13 @@ def test_secrets_never_reach_the_file(created):
         made.owner_key.private_bytes_raw(),
         made.node_key.private_bytes_raw(),
     ]
-    encodings = [bytes, binascii.hexlify, base64.b64encode, base64.urlsafe_b64encode,
-                 base58.b58encode]
+    encodings = [
+        bytes,
+        binascii.hexlify,
+        base64.b64encode,
+        base64.urlsafe_b64encode,
+        base58.b58encode,
+    ]
     for secret in secrets:
         for encode in encodings:
             assert encode(secret) not in raw

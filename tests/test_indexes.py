@@ -148,7 +148,7 @@ def test_lexical_add_query_delete(corpus) -> None:
     index = LexicalIndex.create()
     try:
         assert index.query("garden", 5) == []  # empty index
-        index.add(list(zip(ids, texts)))
+        index.add(list(zip(ids, texts, strict=False)))
         assert len(index) == len(ids) and index.ids() == set(ids)
 
         assert index.query("tomatoes garden", 5)[0][0] == "c-garden"
@@ -173,7 +173,7 @@ def test_lexical_add_query_delete(corpus) -> None:
 def test_lexical_snapshot_restores_identical_results(corpus) -> None:
     ids, texts, _ = corpus
     original = LexicalIndex.create()
-    original.add(list(zip(ids, texts)))
+    original.add(list(zip(ids, texts, strict=False)))
     original.delete(["c-dentist"])
     restored = LexicalIndex.restore(original.snapshot())
     try:
@@ -223,7 +223,7 @@ def test_lexical_query_never_raises(query: str, corpus) -> None:
     ids, texts, _ = corpus
     index = LexicalIndex.create()
     try:
-        index.add(list(zip(ids, texts)))
+        index.add(list(zip(ids, texts, strict=False)))
         hits = index.query(query, 5)
         assert isinstance(hits, list)
         if not any(ch.isalnum() for ch in query):
@@ -267,7 +267,9 @@ def test_words_in_most_chunks_are_left_out_when_others_remain() -> None:
 
 
 def test_sweep_stale_removes_dead_and_keeps_live(runtime_dir: Path) -> None:
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     dead_pid = int(finished.stdout)
     dead = runtime_dir / f"flurry-{dead_pid}-abc123"
     dead.mkdir()
@@ -353,7 +355,7 @@ def test_sealed_snapshot_holds_no_plaintext(runtime_dir: Path, sealer: Sealer, c
             if len(word) >= 5:
                 assert word.encode() not in sealed
                 assert word.lower().encode() not in sealed
-    for chunk_id, vector in zip(ids, vectors):
+    for chunk_id, vector in zip(ids, vectors, strict=False):
         assert chunk_id.encode() not in sealed
         assert vector.tobytes() not in sealed
         assert vector[:2].tobytes() not in sealed  # not even two values of it
@@ -361,9 +363,11 @@ def test_sealed_snapshot_holds_no_plaintext(runtime_dir: Path, sealer: Sealer, c
         assert marker not in sealed
 
 
-def test_reconcile_adds_missing_and_removes_extra(runtime_dir: Path, sealer: Sealer, corpus) -> None:
+def test_reconcile_adds_missing_and_removes_extra(
+    runtime_dir: Path, sealer: Sealer, corpus
+) -> None:
     ids, texts, vectors = corpus
-    vault = {i: (t, v) for i, t, v in zip(ids, texts, vectors)}
+    vault = {i: (t, v) for i, t, v in zip(ids, texts, vectors, strict=False)}
     requested: list[list[str]] = []
 
     def load(wanted: list[str]):
@@ -430,7 +434,9 @@ def test_reconcile_loads_in_batches(runtime_dir: Path, sealer: Sealer) -> None:
         indexes.close()
 
 
-def test_unopenable_snapshot_raises_and_rebuilds_nothing(runtime_dir: Path, sealer: Sealer, corpus) -> None:
+def test_unopenable_snapshot_raises_and_rebuilds_nothing(
+    runtime_dir: Path, sealer: Sealer, corpus
+) -> None:
     ids, texts, vectors = corpus
     snapshot_path = runtime_dir.parent / "indexes.sealed"
     indexes = SearchIndexes.open(snapshot_path, runtime_dir, sealer, DIM)

@@ -18,7 +18,15 @@ from pathlib import Path
 import pytest
 from conftest import PASSPHRASE
 
-from agent.models import CATALOG, DEFAULT_CHAT_MODEL, HUB_CATALOG, HubModel, ModelError, resolve_model, sha256_file
+from agent.models import (
+    CATALOG,
+    DEFAULT_CHAT_MODEL,
+    HUB_CATALOG,
+    HubModel,
+    ModelError,
+    resolve_model,
+    sha256_file,
+)
 from agent.pull import _folder_lock, check_url, hf_url, pull
 from agent.recommend import GB, Gpu, Machine, describe, parse_nvidia_smi, probe, recommend
 
@@ -26,13 +34,13 @@ from agent.recommend import GB, Gpu, Machine, describe, parse_nvidia_smi, probe,
 @dataclass
 class Route:
     body: bytes = b""
-    ranges: bool = True             # honour Range requests
-    cut_at: int | None = None       # close the connection after this offset, `cuts` times
+    ranges: bool = True  # honour Range requests
+    cut_at: int | None = None  # close the connection after this offset, `cuts` times
     cuts: int = 1
-    stall_at: int | None = None     # stop sending at this offset for `stall` seconds
+    stall_at: int | None = None  # stop sending at this offset for `stall` seconds
     stall: float = 0.0
     redirect: str | None = None
-    chunked: bool = False           # no Content-Length: the body's end is the connection's
+    chunked: bool = False  # no Content-Length: the body's end is the connection's
     headers: dict[str, str] = field(default_factory=dict)
     etag: str = '"v1"'
 
@@ -177,24 +185,40 @@ def _one_line_error(result) -> str:
 # --- through the command line -----------------------------------------------------------------
 
 
-def test_pull_prints_the_sha256_and_the_pulled_model_answers(flurry, server, pulled_dir, gguf, monkeypatch):
+def test_pull_prints_the_sha256_and_the_pulled_model_answers(
+    flurry, server, pulled_dir, gguf, monkeypatch
+):
     data, digest = gguf
     server.routes["/models/small-chat.gguf"] = Route(data)
     flurry("init")
     with pytest.raises(ModelError, match=re.escape("run `flurry models pull qwen3-0.6b`")):
         resolve_model("qwen3-0.6b", pulled_dir)  # the hub is reached only by a pull, never on use
-    with flurry.serving():  # a pull needs neither the passphrase nor the owner API: the models folder is not sealed
-        result = flurry("models", "pull", f"{server.url}/models/small-chat.gguf", FLURRY_PASSPHRASE="")
+    with (
+        flurry.serving()
+    ):  # a pull needs neither the passphrase nor the owner API: the models folder is not sealed
+        result = flurry(
+            "models", "pull", f"{server.url}/models/small-chat.gguf", FLURRY_PASSPHRASE=""
+        )
         assert f"sha256 {digest}" in result.stdout
         assert "use it: flurry models use chat small-chat.gguf" in result.stdout
-        assert "restart it to load the new model" in flurry("models", "use", "chat", "small-chat.gguf").stdout
+        assert (
+            "restart it to load the new model"
+            in flurry("models", "use", "chat", "small-chat.gguf").stdout
+        )
     target = pulled_dir / "small-chat.gguf"
     assert sha256_file(target) == digest
-    assert _files(pulled_dir) == ["small-chat.gguf", "small-chat.gguf.pull.json"]  # no .part left behind
-    assert [(h.range, h.status, h.sent) for h in server.hits("/models/small-chat.gguf")] == [(None, 200, len(data))]
+    assert _files(pulled_dir) == [
+        "small-chat.gguf",
+        "small-chat.gguf.pull.json",
+    ]  # no .part left behind
+    assert [(h.range, h.status, h.sent) for h in server.hits("/models/small-chat.gguf")] == [
+        (None, 200, len(data))
+    ]
 
     listing = flurry("models").stdout
-    line = next(line for line in listing.splitlines() if "small-chat.gguf" in line and "sha256" in line)
+    line = next(
+        line for line in listing.splitlines() if "small-chat.gguf" in line and "sha256" in line
+    )
     assert line.startswith("*") and digest in line and f"{len(data) / 1e6:.1f} MB" in line
     for model in HUB_CATALOG.values():
         assert model.name in listing and model.source in listing
@@ -208,7 +232,9 @@ def test_pull_prints_the_sha256_and_the_pulled_model_answers(flurry, server, pul
     monkeypatch.setenv("FLURRY_RUNTIME_DIR", flurry.env["FLURRY_RUNTIME_DIR"])
     with Node.open(Home(flurry.home), PASSPHRASE, say=lambda line: None) as node:
         assert node.chat_model.path == target
-        reply = "".join(node.chat_model.stream([{"role": "user", "content": "Say hello."}], max_tokens=12))
+        reply = "".join(
+            node.chat_model.stream([{"role": "user", "content": "Say hello."}], max_tokens=12)
+        )
     assert reply.strip()
 
 
@@ -234,7 +260,9 @@ def test_an_interrupted_pull_resumes_with_only_the_rest(flurry, server, pulled_d
 def test_a_wrong_sha256_refuses_and_leaves_nothing(flurry, server, pulled_dir, gguf):
     data, digest = gguf
     server.routes["/m.gguf"] = Route(data)
-    error = _one_line_error(flurry("models", "pull", f"{server.url}/m.gguf", "--sha256", "ab" * 32, check=False))
+    error = _one_line_error(
+        flurry("models", "pull", f"{server.url}/m.gguf", "--sha256", "ab" * 32, check=False)
+    )
     assert "does not match the pinned sha256" in error and digest in error and "deleted" in error
     assert _files(pulled_dir) == []
     good = pull(f"{server.url}/m.gguf", pulled_dir, sha256=digest.upper(), say=lambda line: None)
@@ -254,14 +282,20 @@ def test_not_a_gguf_is_refused_before_anything_is_saved(flurry, server, pulled_d
 def test_recommend_reads_this_machine(flurry):
     result = flurry("models", "recommend")
     machine = probe()
-    assert f"This machine: {machine.cores} cores, {machine.ram_total / GB:.1f} GB memory" in result.stdout
+    assert (
+        f"This machine: {machine.cores} cores, {machine.ram_total / GB:.1f} GB memory"
+        in result.stdout
+    )
     for model in HUB_CATALOG.values():
         assert model.name in result.stdout
     _, best = recommend(machine)
     if best is None:
         assert "None of the catalog models" in result.stdout
     else:
-        assert f"flurry models pull {best.model.name} && flurry models use chat {best.model.name}" in result.stdout
+        assert (
+            f"flurry models pull {best.model.name} && flurry models use chat {best.model.name}"
+            in result.stdout
+        )
 
 
 # --- in process: the same code, without a process start per call -------------------------------
@@ -276,7 +310,11 @@ def test_a_server_that_ignores_range_starts_over_cleanly(server, gguf, tmp_path)
     got = pull(f"{server.url}/m.gguf", tmp_path, say=said.append)
     assert any("sent the whole file instead of the rest" in line for line in said)
     second = server.hits("/m.gguf")[1]
-    assert (second.range, second.status, second.sent) == (f"bytes={len(data) // 3}-", 200, len(data))
+    assert (second.range, second.status, second.sent) == (
+        f"bytes={len(data) // 3}-",
+        200,
+        len(data),
+    )
     assert got.sha256 == digest == sha256_file(tmp_path / "m.gguf") and got.resumed_at == 0
 
 
@@ -289,7 +327,10 @@ def test_a_changed_file_is_not_glued_to_the_old_part(server, gguf, tmp_path):
     server.routes["/m.gguf"] = Route(changed, etag='"v2"')  # the publisher replaced the file
     got = pull(f"{server.url}/m.gguf", tmp_path, say=lambda line: None)
     second = server.hits("/m.gguf")[1]
-    assert (second.if_range, second.status) == ('"v1"', 200)  # If-Range no longer matches: the whole file
+    assert (second.if_range, second.status) == (
+        '"v1"',
+        200,
+    )  # If-Range no longer matches: the whole file
     assert got.sha256 == hashlib.sha256(changed).hexdigest() == sha256_file(tmp_path / "m.gguf")
 
 
@@ -335,13 +376,16 @@ def test_bad_sources_and_names_are_refused(server, gguf, tmp_path):
     with pytest.raises(ModelError, match="64 hexadecimal digits"):
         pull(f"{server.url}/x/evil.gguf", tmp_path, sha256="abc", say=lambda line: None)
     assert _files(tmp_path) == []
-    assert [h.path for h in server.log] == ["/missing.gguf"]  # the refused ones never reached the server
+    assert [h.path for h in server.log] == [
+        "/missing.gguf"
+    ]  # the refused ones never reached the server
 
 
 def test_hf_sources_map_to_the_hub_file_url(monkeypatch):
     monkeypatch.delenv("FLURRY_HF_ENDPOINT", raising=False)
     assert hf_url("Qwen/Qwen3-0.6B-GGUF/Qwen3-0.6B-Q8_0.gguf") == (
-        "https://huggingface.co/Qwen/Qwen3-0.6B-GGUF/resolve/main/Qwen3-0.6B-Q8_0.gguf")
+        "https://huggingface.co/Qwen/Qwen3-0.6B-GGUF/resolve/main/Qwen3-0.6B-Q8_0.gguf"
+    )
     assert hf_url("o/r/sub/f.gguf@v1.2") == "https://huggingface.co/o/r/resolve/v1.2/sub/f.gguf"
     assert hf_url("o/r/f.gguf@").endswith("/o/r/resolve/main/f.gguf")  # an empty revision is main
     for bad in ("o/r", "o/r/f.gguf@a/b", "o/r/../f.gguf", "o r/x/f.gguf", "o/r/f.gguf@.."):
@@ -349,24 +393,48 @@ def test_hf_sources_map_to_the_hub_file_url(monkeypatch):
             hf_url(bad)
 
 
-def test_an_hf_catalog_pull_follows_the_hub_redirect_and_checks_pins(server, gguf, tmp_path, monkeypatch):
+def test_an_hf_catalog_pull_follows_the_hub_redirect_and_checks_pins(
+    server, gguf, tmp_path, monkeypatch
+):
     data, digest = gguf
     monkeypatch.setenv("FLURRY_HF_ENDPOINT", server.url)
     # The hub answers a file URL with a redirect to its storage and announces the sha256 there.
     hub = "/acme/tiny-GGUF/resolve/main/tiny-chat.gguf"
-    server.routes[hub] = Route(redirect="/storage/blob-1", headers={"X-Linked-Etag": f'"{digest}"', "X-Linked-Size": str(len(data))})
+    server.routes[hub] = Route(
+        redirect="/storage/blob-1",
+        headers={"X-Linked-Etag": f'"{digest}"', "X-Linked-Size": str(len(data))},
+    )
     server.routes["/storage/blob-1"] = Route(data)
-    pinned = HubModel("tiny", "hf:acme/tiny-GGUF/tiny-chat.gguf", "a test entry", 0.1, 0.5, 2048, 1, sha256=digest)
+    pinned = HubModel(
+        "tiny", "hf:acme/tiny-GGUF/tiny-chat.gguf", "a test entry", 0.1, 0.5, 2048, 1, sha256=digest
+    )
     monkeypatch.setitem(HUB_CATALOG, "tiny", pinned)
     got = pull("tiny", tmp_path, say=lambda line: None)
-    assert got.sha256 == digest and got.checked == "the pinned sha256, the digest the server announced"
+    assert (
+        got.sha256 == digest and got.checked == "the pinned sha256, the digest the server announced"
+    )
     assert [h.path for h in server.log] == [hub, "/storage/blob-1"]
 
     # A revision maps to its own path; a wrong announced digest is refused and nothing stays.
-    server.routes["/acme/tiny-GGUF/resolve/v2/other.gguf"] = Route(redirect="/storage/blob-1", headers={"X-Linked-Etag": '"' + "0" * 64 + '"'})
+    server.routes["/acme/tiny-GGUF/resolve/v2/other.gguf"] = Route(
+        redirect="/storage/blob-1", headers={"X-Linked-Etag": '"' + "0" * 64 + '"'}
+    )
     with pytest.raises(ModelError, match="does not match the digest the server announced"):
         pull("hf:acme/tiny-GGUF/other.gguf@v2", tmp_path, say=lambda line: None)
-    monkeypatch.setitem(HUB_CATALOG, "tiny-wrong", HubModel("tiny-wrong", "hf:acme/tiny-GGUF/tiny-chat2.gguf", "", 0.1, 0.5, 2048, 1, sha256="1" * 64))
+    monkeypatch.setitem(
+        HUB_CATALOG,
+        "tiny-wrong",
+        HubModel(
+            "tiny-wrong",
+            "hf:acme/tiny-GGUF/tiny-chat2.gguf",
+            "",
+            0.1,
+            0.5,
+            2048,
+            1,
+            sha256="1" * 64,
+        ),
+    )
     server.routes["/acme/tiny-GGUF/resolve/main/tiny-chat2.gguf"] = Route(data)
     with pytest.raises(ModelError, match="does not match the pinned sha256"):
         pull("tiny-wrong", tmp_path, say=lambda line: None)
@@ -379,8 +447,8 @@ def test_redirects_stay_on_https_or_on_this_machine(server, gguf, tmp_path):
     check_url("http://[::1]:9/m.gguf")
     check_url("https://cdn.example.org/x", came_from="https://huggingface.co/a")
     for url, came_from in [
-        ("http://example.org/m.gguf", "https://huggingface.co/a"),   # downgraded to plain http
-        ("http://127.0.0.1:8765/api", "https://evil.example/a"),     # a remote server pointing inwards
+        ("http://example.org/m.gguf", "https://huggingface.co/a"),  # downgraded to plain http
+        ("http://127.0.0.1:8765/api", "https://evil.example/a"),  # a remote server pointing inwards
         ("file:///etc/passwd", "https://evil.example/a"),
     ]:
         with pytest.raises(ModelError):
@@ -396,9 +464,8 @@ def test_redirects_stay_on_https_or_on_this_machine(server, gguf, tmp_path):
 
 def test_two_pulls_into_one_folder_are_refused(server, gguf, tmp_path):
     server.routes["/m.gguf"] = Route(gguf[0])
-    with _folder_lock(tmp_path):
-        with pytest.raises(ModelError, match="another pull is writing"):
-            pull(f"{server.url}/m.gguf", tmp_path, say=lambda line: None)
+    with _folder_lock(tmp_path), pytest.raises(ModelError, match="another pull is writing"):
+        pull(f"{server.url}/m.gguf", tmp_path, say=lambda line: None)
     assert pull(f"{server.url}/m.gguf", tmp_path, say=lambda line: None).sha256 == gguf[1]
     again = pull(f"{server.url}/m.gguf", tmp_path, say=lambda line: None)
     assert again.already and again.sha256 == gguf[1]
@@ -433,7 +500,13 @@ def test_max_size_reads_as_people_write_it():
 
     from node.cli import _parse_size
 
-    assert [_parse_size(s) for s in ("64G", "800M", "1.5GB", "4096", "2 t")] == [64e9, 800e6, 1.5e9, 4096, 2e12]
+    assert [_parse_size(s) for s in ("64G", "800M", "1.5GB", "4096", "2 t")] == [
+        64e9,
+        800e6,
+        1.5e9,
+        4096,
+        2e12,
+    ]
     for bad in ("lots", "-1G", "1X", ""):
         with pytest.raises(click.BadParameter):
             _parse_size(bad)

@@ -114,7 +114,11 @@ class PlainClient:
         wanted = nostr_sdk.Filter().kind(nostr_sdk.Kind(1059)).pubkey(self.keys.public_key())
         from datetime import timedelta
 
-        return self.loop.run(self.client.fetch_events(nostr_sdk.ReqTarget.auto([wanted]), timeout=timedelta(seconds=3)))
+        return self.loop.run(
+            self.client.fetch_events(
+                nostr_sdk.ReqTarget.auto([wanted]), timeout=timedelta(seconds=3)
+            )
+        )
 
     def close(self) -> None:
         self.loop.run(self.client.shutdown())
@@ -131,7 +135,9 @@ def _node(root: Path, name: str) -> Node:
 
 def _remote(served: Served) -> RemoteNostrOwner:
     keys = served.node.keys
-    http = signed_client(keys.owner_key, verification_method_id(keys.owner_did), base_url=served.url, timeout=60)
+    http = signed_client(
+        keys.owner_key, verification_method_id(keys.owner_did), base_url=served.url, timeout=60
+    )
     return RemoteNostrOwner(RemoteOwner(http))
 
 
@@ -185,7 +191,9 @@ def test_a_granted_question_is_answered_through_the_relay(nodes):
     assert sent["relays"] and sent["to"] == a.keys.nostr_key.uri
 
     reply = _wait_for(
-        lambda: next((m for m in _remote(served_b).inbox() if m["reply_to"] == sent["message_id"]), None),
+        lambda: next(
+            (m for m in _remote(served_b).inbox() if m["reply_to"] == sent["message_id"]), None
+        ),
         timeout=240,  # the first question loads the chat model, on a machine that may be busy
         what="A's answer",
     )
@@ -193,9 +201,15 @@ def test_a_granted_question_is_answered_through_the_relay(nodes):
     assert reply["text"].strip() and reply["agent_made"] and reply["why"] == "a reply"
     # Each side recorded what it sent, labelled and signed, before it left.
     sent_entry = next(e for e in b.audit.entries() if e.action == "nostr.send")
-    assert sent_entry.details["event"] == sent["event_id"] and sent_entry.details["peer_did"] == a.keys.node_did
+    assert (
+        sent_entry.details["event"] == sent["event_id"]
+        and sent_entry.details["peer_did"] == a.keys.node_did
+    )
     replied = next(e for e in a.audit.entries() if e.action == "nostr.reply")
-    assert replied.details["in_reply_to"] == sent["message_id"] and replied.details["text"] == reply["text"]
+    assert (
+        replied.details["in_reply_to"] == sent["message_id"]
+        and replied.details["text"] == reply["text"]
+    )
     assert served_a.app.state.nostr.counts["answered"] == 1
     # The answer itself is not a question: B keeps it for its owner and does not answer it.
     assert served_b.app.state.nostr.counts["answered"] == 0
@@ -213,23 +227,32 @@ def test_a_peers_question_over_nostr_gets_only_the_verified_answer_and_its_quote
     (tmp_path / "private" / "dentist.md").write_text(CORPUS["health/dentist.md"])
     a.add(str(tmp_path / "shared"), tags=("shared",))
     a.add(str(tmp_path / "private"), tags=("private",))
-    a.grants.add(Grant(did=served_b.node.keys.node_did, allow=frozenset({"ask"}), tags=frozenset({"shared"})))
+    a.grants.add(
+        Grant(did=served_b.node.keys.node_did, allow=frozenset({"ask"}), tags=frozenset({"shared"}))
+    )
     try:
+
         def reply_to(question: str) -> str:
             sent = _remote(served_b).send("a", question)
             return _wait_for(
-                lambda: next((m for m in _remote(served_b).inbox() if m["reply_to"] == sent["message_id"]), None),
-                timeout=240, what="A's answer",
+                lambda: next(
+                    (m for m in _remote(served_b).inbox() if m["reply_to"] == sent["message_id"]),
+                    None,
+                ),
+                timeout=240,
+                what="A's answer",
             )["text"]
 
         said = reply_to("How should I fix the rain barrel?")
         # The quote comes from the evidence, whatever words the model chose around it.
         assert "replace the rubber seal" in said and "«" in said, said
         assert ".md" not in said and str(tmp_path) not in said
-        said = reply_to("When is the dentist appointment?")   # only in the "private" tag
+        said = reply_to("When is the dentist appointment?")  # only in the "private" tag
         assert "Almeida" not in said and "November" not in said, said
     finally:
-        a.grants.add(Grant(did=served_b.node.keys.node_did, allow=frozenset({"ask"}), tags=frozenset()))
+        a.grants.add(
+            Grant(did=served_b.node.keys.node_did, allow=frozenset({"ask"}), tags=frozenset())
+        )
         a.forget(str(tmp_path))
 
 
@@ -237,10 +260,16 @@ def test_a_message_without_a_grant_waits_in_the_inbox(nodes):
     served_a, served_b = nodes
     a, b = served_a.node, served_b.node
     sent = _remote(served_a).send("b", "Are you free on Tuesday?")
-    waiting = _wait_for(lambda: next((m for m in _remote(served_b).inbox() if m["message_id"] == sent["message_id"]), None))
+    waiting = _wait_for(
+        lambda: next(
+            (m for m in _remote(served_b).inbox() if m["message_id"] == sent["message_id"]), None
+        )
+    )
     assert waiting["peer_did"] == a.keys.node_did and waiting["text"] == "Are you free on Tuesday?"
     assert "no grant" in waiting["why"] and waiting["reply_to"] is None
-    assert b.vault.get_record("nostr-inbox", waiting["id"])["text"] == waiting["text"]  # a sealed vault record
+    assert (
+        b.vault.get_record("nostr-inbox", waiting["id"])["text"] == waiting["text"]
+    )  # a sealed vault record
     assert served_b.app.state.nostr.counts["answered"] == 0
 
     # The owner reads it, then clears it.
@@ -248,24 +277,39 @@ def test_a_message_without_a_grant_waits_in_the_inbox(nodes):
     assert all(m["message_id"] != sent["message_id"] for m in _remote(served_b).inbox())
 
 
-def test_a_plain_nostr_sdk_client_reads_what_the_node_sent_and_writes_to_its_inbox(nodes, loop, relay):
+def test_a_plain_nostr_sdk_client_reads_what_the_node_sent_and_writes_to_its_inbox(
+    nodes, loop, relay
+):
     served_b = nodes[1]
     b = served_b.node
     plain = PlainClient(loop, relay)
     try:
-        sent = _remote(served_b).send(plain.keys.public_key().to_bech32(), "hello from a flurry node")
+        sent = _remote(served_b).send(
+            plain.keys.public_key().to_bech32(), "hello from a flurry node"
+        )
         wraps = _wait_for(lambda: plain.wraps_for_me(), what="the gift wrap")
         gift = nostr_sdk.UnwrappedGift.from_gift_wrap(plain.keys, wraps[0])
         assert gift.sender().to_hex() == b.keys.nostr_public_key_hex
         rumor = gift.rumor()
         assert rumor.kind().as_u16() == 14 and rumor.content() == "hello from a flurry node"
         tags = [t.to_vec() for t in rumor.tags()]
-        assert ["l", AGENT_MADE, LABEL_NAMESPACE] in tags and ["on-behalf-of", b.keys.owner_did] in tags
+        assert ["l", AGENT_MADE, LABEL_NAMESPACE] in tags and [
+            "on-behalf-of",
+            b.keys.owner_did,
+        ] in tags
         assert rumor.id().to_hex() == sent["message_id"]
 
         # Its answer, made by nostr-sdk's own NIP-17 code, lands in B's inbox: a stranger gets no task.
-        plain.publish(nostr_sdk.nip17_make_private_msg(plain.keys, nostr_sdk.PublicKey.parse(b.keys.nostr_public_key_hex), "who is this?"))
-        waiting = _wait_for(lambda: next((m for m in _remote(served_b).inbox() if m["text"] == "who is this?"), None))
+        plain.publish(
+            nostr_sdk.nip17_make_private_msg(
+                plain.keys, nostr_sdk.PublicKey.parse(b.keys.nostr_public_key_hex), "who is this?"
+            )
+        )
+        waiting = _wait_for(
+            lambda: next(
+                (m for m in _remote(served_b).inbox() if m["text"] == "who is this?"), None
+            )
+        )
         assert waiting["peer_did"] is None and waiting["from"] == plain.keys.public_key().to_hex()
         assert "not a pinned peer" in waiting["why"]
     finally:
@@ -277,12 +321,20 @@ def test_forged_and_broken_wraps_are_refused_and_the_listener_goes_on(nodes, loo
     b = served_b.node
     wire = served_b.app.state.nostr
     b_pub = bytes.fromhex(b.keys.nostr_public_key_hex)
-    mallory, victim, someone_else = NostrKey(bytes(31) + b"\x07"), NostrKey(bytes(31) + b"\x08"), NostrKey(bytes(31) + b"\x09")
+    mallory, victim, someone_else = (
+        NostrKey(bytes(31) + b"\x07"),
+        NostrKey(bytes(31) + b"\x08"),
+        NostrKey(bytes(31) + b"\x09"),
+    )
     plain = PlainClient(loop, relay)
     try:
         rejected_before = wire.counts["rejected"]
-        forged = _wrap(mallory, b_pub, rumor_json(victim, b_pub, "I am the victim"))       # seal by mallory, rumor says victim
-        for_someone_else = _wrap(mallory, someone_else.public_key, rumor_json(mallory, b_pub, "hi"), p=b_pub)
+        forged = _wrap(
+            mallory, b_pub, rumor_json(victim, b_pub, "I am the victim")
+        )  # seal by mallory, rumor says victim
+        for_someone_else = _wrap(
+            mallory, someone_else.public_key, rumor_json(mallory, b_pub, "hi"), p=b_pub
+        )
         tampered = _wrap(mallory, b_pub, rumor_json(mallory, b_pub, "hi"), tamper=True)
         for event in (forged, for_someone_else, tampered):
             plain.publish(event)
@@ -296,7 +348,14 @@ def test_forged_and_broken_wraps_are_refused_and_the_listener_goes_on(nodes, loo
         with pytest.raises(GiftWrapRejected, match="does not open"):
             unwrap(b.keys.nostr_key, tampered.as_json())
         with pytest.raises(GiftWrapRejected, match="addressed to someone else"):
-            unwrap(b.keys.nostr_key, gift_wrap(mallory, someone_else.public_key, rumor_json(mallory, someone_else.public_key, "x")).as_json())
+            unwrap(
+                b.keys.nostr_key,
+                gift_wrap(
+                    mallory,
+                    someone_else.public_key,
+                    rumor_json(mallory, someone_else.public_key, "x"),
+                ).as_json(),
+            )
         edited = json.loads(forged.as_json()) | {"content": "AAAA"}
         with pytest.raises(GiftWrapRejected, match="id or signature does not verify"):
             unwrap(b.keys.nostr_key, json.dumps(edited))
@@ -344,7 +403,9 @@ def test_resent_wraps_are_read_once_and_the_watermark_is_kept(nodes, loop, relay
         plain.publish(wrap)
         _wait_for(lambda: any(m["text"] == "only once" for m in _remote(served_b).inbox()))
         assert b.vault.get_record(SEEN_KIND, wrap.id().to_hex()) is not None
-        watermark = _wait_for(lambda: b.vault.get_record(STATE_KIND, "watermark"), what="the watermark")
+        watermark = _wait_for(
+            lambda: b.vault.get_record(STATE_KIND, "watermark"), what="the watermark"
+        )
         assert watermark["since"] <= time.time()
 
         # A restart asks the relay again: it sends every stored wrap, and none is read twice.
@@ -362,7 +423,9 @@ def test_the_node_names_its_nostr_key_in_its_did_document_and_signed_card(nodes)
     a = served_a.node
     document = httpx.get(served_a.url + "/.well-known/did.json").json()
     assert document["id"] == a.keys.node_did
-    assert document["alsoKnownAs"] == [a.keys.nostr_key.uri] and a.keys.nostr_key.uri.startswith("nostr:npub1")
+    assert document["alsoKnownAs"] == [a.keys.nostr_key.uri] and a.keys.nostr_key.uri.startswith(
+        "nostr:npub1"
+    )
     card = httpx.get(served_a.url + "/.well-known/agent-card.json").json()
     extension = card["capabilities"]["extensions"][0]
     assert extension["params"]["pubkey"] == a.keys.nostr_public_key_hex
@@ -376,11 +439,26 @@ def test_a_card_cannot_claim_someone_elses_nostr_key(tmp_path):
 
     vault = Vault(tmp_path / "v.sqlite3", Sealer(bytes(32)))
     victim = NostrKey(bytes(31) + b"\x0b")
-    victim_did = did_key_from_ed25519_public(Ed25519PrivateKey.generate().public_key().public_bytes_raw())
-    thief_did = did_key_from_ed25519_public(Ed25519PrivateKey.generate().public_key().public_bytes_raw())
+    victim_did = did_key_from_ed25519_public(
+        Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    )
+    thief_did = did_key_from_ed25519_public(
+        Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    )
     # The thief copies the victim's proof into its own card: the proof names the victim's DID.
-    stolen = {"capabilities": {"extensions": [{"uri": CARD_EXTENSION_URI, "params": {
-        "pubkey": victim.public_key_hex, "proof": identity_proof(victim, victim_did)}}]}}
+    stolen = {
+        "capabilities": {
+            "extensions": [
+                {
+                    "uri": CARD_EXTENSION_URI,
+                    "params": {
+                        "pubkey": victim.public_key_hex,
+                        "proof": identity_proof(victim, victim_did),
+                    },
+                }
+            ]
+        }
+    }
     assert link_peer_from_card(vault, stolen, thief_did) is None
     assert link_peer_from_card(vault, stolen, victim_did) == victim.public_key_hex
     vault.close()
@@ -394,7 +472,10 @@ def test_the_nostr_key_is_the_same_at_every_unlock_and_unlock_writes_nothing(tmp
     second = Keyring.unlock(home.keyring, PASSPHRASE)
     assert home.keyring.read_bytes() == before
     assert first.nostr_public_key_hex == second.nostr_public_key_hex == created.nostr_public_key_hex
-    assert first.nostr_public_key_hex != Node.init(Home(tmp_path / "other"), PASSPHRASE).nostr_public_key_hex
+    assert (
+        first.nostr_public_key_hex
+        != Node.init(Home(tmp_path / "other"), PASSPHRASE).nostr_public_key_hex
+    )
     assert first.nostr_key.secret.hex() not in repr(first.nostr_key)
 
 
@@ -404,7 +485,10 @@ def test_owner_routes_refuse_strangers_and_bad_input_as_problems(nodes):
     did = did_key_from_ed25519_public(stranger.public_key().public_bytes_raw())
     with signed_client(stranger, verification_method_id(did), base_url=served_b.url) as http:
         response = http.post("/api/owner/nostr/send", json={"peer": "a", "text": "hi"})
-        assert response.status_code == 403 and response.headers["content-type"] == "application/problem+json"
+        assert (
+            response.status_code == 403
+            and response.headers["content-type"] == "application/problem+json"
+        )
         assert http.get("/api/owner/inbox").status_code == 403
     assert httpx.get(served_b.url + "/api/owner/inbox").status_code == 401  # unsigned
 
@@ -422,10 +506,15 @@ def test_owner_routes_refuse_strangers_and_bad_input_as_problems(nodes):
 
 
 def test_the_command_line_manages_relays_and_the_inbox(flurry):
-    Node.init(Home(flurry.home), PASSPHRASE)  # in-process: each command is a whole interpreter start
+    Node.init(
+        Home(flurry.home), PASSPHRASE
+    )  # in-process: each command is a whole interpreter start
     bad = flurry("nostr", "relays", "add", "https://relay.example.org", check=False)
     assert bad.returncode == 1 and "ws:// or wss://" in bad.stderr and "Traceback" not in bad.stderr
-    assert "added wss://relay.example.org" in flurry("nostr", "relays", "add", "wss://relay.example.org").stdout
+    assert (
+        "added wss://relay.example.org"
+        in flurry("nostr", "relays", "add", "wss://relay.example.org").stdout
+    )
     shown = flurry("nostr").stdout
     assert "npub1" in shown and "wss://relay.example.org" in shown
     assert flurry("inbox").stdout.strip() == "the inbox is empty"
@@ -442,28 +531,59 @@ def test_nip98_lets_a_pinned_peer_call_the_api_under_its_did(nodes):
 
     def refused(response: httpx.Response, reason: str) -> None:
         assert response.status_code == 401, response.text
-        assert response.headers["content-type"] == "application/problem+json" and response.json()["reason"] == reason
+        assert (
+            response.headers["content-type"] == "application/problem+json"
+            and response.json()["reason"] == reason
+        )
 
     refused(httpx.get(whoami, headers={"Authorization": header}), "replayed_nonce")
-    refused(httpx.get(whoami, headers={"Authorization": http_auth_header(key, "GET", served_a.url + "/api/status")}), "wrong_host")
-    refused(httpx.get(whoami, headers={"Authorization": http_auth_header(key, "POST", whoami)}), "components_not_covered")
+    refused(
+        httpx.get(
+            whoami,
+            headers={"Authorization": http_auth_header(key, "GET", served_a.url + "/api/status")},
+        ),
+        "wrong_host",
+    )
+    refused(
+        httpx.get(whoami, headers={"Authorization": http_auth_header(key, "POST", whoami)}),
+        "components_not_covered",
+    )
     stranger = NostrKey(bytes(31) + b"\x0c")
-    refused(httpx.get(whoami, headers={"Authorization": http_auth_header(stranger, "GET", whoami)}), "unsupported_keyid")
-    refused(httpx.get(whoami, headers={"Authorization": "Nostr bm90IGFuIGV2ZW50"}), "signature_invalid")
+    refused(
+        httpx.get(whoami, headers={"Authorization": http_auth_header(stranger, "GET", whoami)}),
+        "unsupported_keyid",
+    )
+    refused(
+        httpx.get(whoami, headers={"Authorization": "Nostr bm90IGFuIGV2ZW50"}), "signature_invalid"
+    )
 
     # A body is bound by its hash: the grants then decide (B is not the owner).
     remove = served_a.url + "/api/owner/grants/remove"
     body = json.dumps({"did": b.keys.node_did}).encode()
     headers = {"content-type": "application/json"}
-    response = httpx.post(remove, content=body, headers={**headers, "Authorization": http_auth_header(key, "POST", remove, body)})
+    response = httpx.post(
+        remove,
+        content=body,
+        headers={**headers, "Authorization": http_auth_header(key, "POST", remove, body)},
+    )
     assert response.status_code == 403 and response.json()["title"] == "owner only"
     assert a.grants.get(b.keys.node_did) is not None
-    swapped = httpx.post(remove, content=b'{"did": "x"}', headers={**headers, "Authorization": http_auth_header(key, "POST", remove, body)})
+    swapped = httpx.post(
+        remove,
+        content=b'{"did": "x"}',
+        headers={**headers, "Authorization": http_auth_header(key, "POST", remove, body)},
+    )
     refused(swapped, "body_tampered")
-    unbound = httpx.post(remove, content=body, headers={**headers, "Authorization": http_auth_header(key, "POST", remove)})
+    unbound = httpx.post(
+        remove,
+        content=body,
+        headers={**headers, "Authorization": http_auth_header(key, "POST", remove)},
+    )
     refused(unbound, "missing_content_digest")
     with pytest.raises(SignatureRejected, match="s old"):
-        verify_http_auth(http_auth_header(key, "GET", whoami), "GET", whoami, b"", now=time.time() + 120)
+        verify_http_auth(
+            http_auth_header(key, "GET", whoami), "GET", whoami, b"", now=time.time() + 120
+        )
 
 
 # --- NIP-44 v2 vectors, through the functions the receive path uses ---------------------------------
@@ -471,7 +591,10 @@ def test_nip98_lets_a_pinned_peer_call_the_api_under_its_did(nodes):
 
 def test_nip44_valid_vectors():
     for v in VECTORS["valid"]["get_conversation_key"]:
-        assert conversation_key(bytes.fromhex(v["sec1"]), bytes.fromhex(v["pub2"])).hex() == v["conversation_key"]
+        assert (
+            conversation_key(bytes.fromhex(v["sec1"]), bytes.fromhex(v["pub2"])).hex()
+            == v["conversation_key"]
+        )
     keys = VECTORS["valid"]["get_message_keys"]
     for v in keys["keys"]:
         got = message_keys(bytes.fromhex(keys["conversation_key"]), bytes.fromhex(v["nonce"]))
@@ -481,19 +604,30 @@ def test_nip44_valid_vectors():
     for v in VECTORS["valid"]["encrypt_decrypt"]:
         sec1, sec2 = bytes.fromhex(v["sec1"]), bytes.fromhex(v["sec2"])
         key = conversation_key(sec1, public_key_of(sec2))
-        assert key.hex() == v["conversation_key"] == conversation_key(sec2, public_key_of(sec1)).hex()
+        assert (
+            key.hex() == v["conversation_key"] == conversation_key(sec2, public_key_of(sec1)).hex()
+        )
         # The receive path: the recipient's secret, the sender's public key, the payload.
         assert open_payload(sec2, public_key_of(sec1), v["payload"]) == v["plaintext"]
         assert open_payload(sec1, public_key_of(sec2), v["payload"]) == v["plaintext"]
         assert encrypt(key, v["plaintext"], nonce=bytes.fromhex(v["nonce"])) == v["payload"]
         # nostr-sdk, given the same keys, reads the same payload: the two agree on the wire.
-        assert nostr_sdk.nip44_decrypt(nostr_sdk.SecretKey.parse(v["sec2"]), nostr_sdk.PublicKey.parse(public_key_of(sec1).hex()), v["payload"]) == v["plaintext"]
+        assert (
+            nostr_sdk.nip44_decrypt(
+                nostr_sdk.SecretKey.parse(v["sec2"]),
+                nostr_sdk.PublicKey.parse(public_key_of(sec1).hex()),
+                v["payload"],
+            )
+            == v["plaintext"]
+        )
     import hashlib
 
     for v in VECTORS["valid"]["encrypt_decrypt_long_msg"]:
         plaintext = v["pattern"] * v["repeat"]
         assert hashlib.sha256(plaintext.encode()).hexdigest() == v["plaintext_sha256"]
-        payload = encrypt(bytes.fromhex(v["conversation_key"]), plaintext, nonce=bytes.fromhex(v["nonce"]))
+        payload = encrypt(
+            bytes.fromhex(v["conversation_key"]), plaintext, nonce=bytes.fromhex(v["nonce"])
+        )
         assert hashlib.sha256(payload.encode()).hexdigest() == v["payload_sha256"]
         assert decrypt(bytes.fromhex(v["conversation_key"]), payload) == plaintext
 
@@ -523,7 +657,9 @@ def test_nip44_invalid_vectors_are_refused_with_a_reason():
 # --- helpers -----------------------------------------------------------------------------------------
 
 
-def _wrap(sender: NostrKey, recipient: bytes, rumor: str, *, p: bytes | None = None, tamper: bool = False) -> nostr_sdk.Event:
+def _wrap(
+    sender: NostrKey, recipient: bytes, rumor: str, *, p: bytes | None = None, tamper: bool = False
+) -> nostr_sdk.Event:
     """A gift wrap built by hand, to forge what identity.nostr_key never writes."""
     seal_content = encrypt(conversation_key(sender.secret, recipient), rumor)
     if tamper:  # flip one byte of the sealed ciphertext; the outer signatures stay valid
@@ -534,10 +670,14 @@ def _wrap(sender: NostrKey, recipient: bytes, rumor: str, *, p: bytes | None = N
     one_time = NostrKey(bytes(31) + b"\x63")
     content = encrypt(conversation_key(one_time.secret, recipient), seal.as_json())
     tags = [nostr_sdk.Tag.parse(["p", (p or recipient).hex()])]
-    return nostr_sdk.EventBuilder(nostr_sdk.Kind(1059), content).tags(tags).finalize(one_time.sdk_keys())
+    return (
+        nostr_sdk.EventBuilder(nostr_sdk.Kind(1059), content)
+        .tags(tags)
+        .finalize(one_time.sdk_keys())
+    )
 
 
-PUBLISHER = '''
+PUBLISHER = """
 from skills.sdk import CapabilityDenied, Skill, node
 
 def announce(text):
@@ -554,7 +694,7 @@ def skill():
                              "parameters": {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}}]},
         tools={"announce": announce},
     )
-'''
+"""
 
 
 def test_a_skill_granted_nostr_publish_posts_a_signed_labelled_note(nodes, loop, relay, tmp_path):
@@ -573,14 +713,24 @@ def test_a_skill_granted_nostr_publish_posts_a_signed_labelled_note(nodes, loop,
         sent_before = wire.counts["sent"]
         published = a._skill_process("announcer").call_tool("announce", {"text": "Back on Monday."})
         event_id = published.removeprefix("published ")
-        assert wire.counts["sent"] == sent_before + 1  # out on the server's running connection, not a brief one
+        assert (
+            wire.counts["sent"] == sent_before + 1
+        )  # out on the server's running connection, not a brief one
 
-        reader = PlainClient(loop, relay)   # anyone on the relay sees it, signed by A's Nostr key
+        reader = PlainClient(loop, relay)  # anyone on the relay sees it, signed by A's Nostr key
         try:
             from datetime import timedelta
 
-            wanted = nostr_sdk.Filter().kind(nostr_sdk.Kind(1)).author(nostr_sdk.PublicKey.parse(a.keys.nostr_public_key_hex))
-            notes = loop.run(reader.client.fetch_events(nostr_sdk.ReqTarget.auto([wanted]), timeout=timedelta(seconds=3)))
+            wanted = (
+                nostr_sdk.Filter()
+                .kind(nostr_sdk.Kind(1))
+                .author(nostr_sdk.PublicKey.parse(a.keys.nostr_public_key_hex))
+            )
+            notes = loop.run(
+                reader.client.fetch_events(
+                    nostr_sdk.ReqTarget.auto([wanted]), timeout=timedelta(seconds=3)
+                )
+            )
         finally:
             reader.close()
         note = next(n for n in notes if n.id().to_hex() == event_id)

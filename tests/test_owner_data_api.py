@@ -7,9 +7,9 @@ import json
 
 import httpx
 import pytest
+from conftest import CORPUS, PASSPHRASE, new_node, write_corpus
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from conftest import CORPUS, PASSPHRASE, new_node, write_corpus
 from identity.did_key import did_key_from_ed25519_public, verification_method_id
 from identity.signing_client import signed_client
 from node.home import Home
@@ -33,36 +33,66 @@ def ndjson(response: httpx.Response) -> list[dict]:
 
 def test_add_streams_one_event_per_file_then_a_summary(owner, node):
     (node.root / "notes" / "photo.md").write_bytes(b"\xff\xfe\x00binary\x00")
-    response = owner.post("/api/owner/documents/add", json={"path": str(node.root / "notes"), "tags": ["home"]})
-    assert response.status_code == 200 and response.headers["content-type"].startswith("application/x-ndjson")
+    response = owner.post(
+        "/api/owner/documents/add", json={"path": str(node.root / "notes"), "tags": ["home"]}
+    )
+    assert response.status_code == 200 and response.headers["content-type"].startswith(
+        "application/x-ndjson"
+    )
     events = ndjson(response)
     progress = [e for e in events if e["type"] == "progress"]
     assert [e["done"] for e in progress] == list(range(1, len(CORPUS) + 2))
     assert all(e["total"] == len(CORPUS) + 1 for e in progress)
     summary = events[-1]
     assert summary["type"] == "summary" and summary["added"] + summary["updated"] == len(CORPUS)
-    assert [s["path"].endswith("photo.md") for s in summary["skipped"]] == [True] and summary["skipped"][0]["reason"]
+    assert [s["path"].endswith("photo.md") for s in summary["skipped"]] == [True] and summary[
+        "skipped"
+    ][0]["reason"]
     listed = owner.get("/api/owner/documents").json()
     assert sorted(d["path"].rsplit("/notes/", 1)[1] for d in listed) == sorted(CORPUS)
     assert all(d["tags"] == ["home"] for d in listed)
 
 
 def test_search_and_open_a_chunk(owner):
-    found = owner.post("/api/owner/documents/search", json={"query": "Lisbon flights airline", "k": 2}).json()
+    found = owner.post(
+        "/api/owner/documents/search", json={"query": "Lisbon flights airline", "k": 2}
+    ).json()
     assert found[0]["path"].endswith("travel/lisbon.txt")
-    chunk = owner.post("/api/owner/documents/chunk", json={"path": found[0]["path"], "chunk": found[0]["chunk"]}).json()
+    chunk = owner.post(
+        "/api/owner/documents/chunk", json={"path": found[0]["path"], "chunk": found[0]["chunk"]}
+    ).json()
     assert "TAP" in chunk["text"]
 
 
 def test_conversations_are_made_continued_renamed_and_deleted(owner, node):
     made = owner.post("/api/owner/conversations", json={"title": "Trip"}).json()
-    events = ndjson(owner.post("/api/ask", json={"question": "Which airline are the Lisbon flights booked with?", "conversation": made["id"]}))
+    events = ndjson(
+        owner.post(
+            "/api/ask",
+            json={
+                "question": "Which airline are the Lisbon flights booked with?",
+                "conversation": made["id"],
+            },
+        )
+    )
     assert events[0] == {"type": "conversation", "id": made["id"]} and events[-1]["type"] == "done"
     opened = owner.post("/api/owner/conversations/open", json={"id": made["id"]}).json()
-    assert [m["role"] for m in opened["messages"]] == ["user", "assistant"] and opened["title"] == "Trip"
-    assert owner.post("/api/owner/conversations/rename", json={"id": made["id"], "title": "Lisbon"}).json()["title"] == "Lisbon"
-    assert any(c["id"] == made["id"] and c["title"] == "Lisbon" for c in owner.get("/api/owner/conversations").json())
-    assert owner.post("/api/owner/conversations/delete", json={"id": made["id"]}).json() == {"deleted": True}
+    assert [m["role"] for m in opened["messages"]] == ["user", "assistant"] and opened[
+        "title"
+    ] == "Trip"
+    assert (
+        owner.post(
+            "/api/owner/conversations/rename", json={"id": made["id"], "title": "Lisbon"}
+        ).json()["title"]
+        == "Lisbon"
+    )
+    assert any(
+        c["id"] == made["id"] and c["title"] == "Lisbon"
+        for c in owner.get("/api/owner/conversations").json()
+    )
+    assert owner.post("/api/owner/conversations/delete", json={"id": made["id"]}).json() == {
+        "deleted": True
+    }
     assert node.vault.messages(made["id"]) == []
     gone = owner.post("/api/ask", json={"question": "and the hotel?", "conversation": made["id"]})
     assert gone.status_code == 404
@@ -95,16 +125,23 @@ def test_identity_names_the_dids_and_the_agent_card(owner, node, served):
 def test_bad_requests_are_problems(owner, method, path, body, status):
     response = owner.request(method, path, json=body)
     assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json" and response.json()["detail"]
+    assert (
+        response.headers["content-type"] == "application/problem+json" and response.json()["detail"]
+    )
 
 
 def test_a_peer_may_not_touch_the_owners_data(served):
     key = Ed25519PrivateKey.generate()
     did = did_key_from_ed25519_public(key.public_key().public_bytes_raw())
     with signed_client(key, verification_method_id(did), base_url=served.url) as peer:
-        for method, path in (("GET", "/api/owner/documents"), ("GET", "/api/owner/conversations"), ("GET", "/api/owner/identity"), ("POST", "/api/owner/documents/add")):
+        for method, path in (
+            ("GET", "/api/owner/documents"),
+            ("GET", "/api/owner/conversations"),
+            ("GET", "/api/owner/identity"),
+            ("POST", "/api/owner/documents/add"),
+        ):
             assert peer.request(method, path, json={"path": "/tmp"}).status_code == 403, path
-    assert httpx.get(f"{served.url}/api/owner/documents").status_code == 401   # unsigned
+    assert httpx.get(f"{served.url}/api/owner/documents").status_code == 401  # unsigned
 
 
 def test_the_app_launcher_serves_the_home_on_loopback_and_says_so(tmp_path, models_dir):
@@ -115,7 +152,9 @@ def test_the_app_launcher_serves_the_home_on_loopback_and_says_so(tmp_path, mode
     with Node.open(home, PASSPHRASE, say=lambda line: None) as node:
         with serve_in_thread(node) as url:
             assert home.running_node() == url and url.startswith("http://127.0.0.1:")
-            with signed_client(node.keys.owner_key, verification_method_id(node.keys.owner_did), base_url=url) as client:
+            with signed_client(
+                node.keys.owner_key, verification_method_id(node.keys.owner_did), base_url=url
+            ) as client:
                 assert client.get("/api/owner/identity").json()["owner_did"] == node.keys.owner_did
         assert home.running_node() is None and not home.serve_info.exists()
 

@@ -24,7 +24,9 @@ from store.vault import Vault
 
 
 def new_did(key: Ed25519PrivateKey | None = None) -> str:
-    return did_key_from_ed25519_public((key or Ed25519PrivateKey.generate()).public_key().public_bytes_raw())
+    return did_key_from_ed25519_public(
+        (key or Ed25519PrivateKey.generate()).public_key().public_bytes_raw()
+    )
 
 
 class DictRecords:
@@ -58,10 +60,17 @@ class DictRecords:
 def test_the_vault_is_a_records_store(vault: Vault) -> None:
     as_records: Records = vault  # what the type checker holds the vault to
     assert isinstance(as_records, Records) and isinstance(DictRecords(), Records)
-    protocol_methods = [name for name, _ in inspect.getmembers(Records, inspect.isfunction) if not name.startswith("_")]
+    protocol_methods = [
+        name
+        for name, _ in inspect.getmembers(Records, inspect.isfunction)
+        if not name.startswith("_")
+    ]
     assert sorted(protocol_methods) == ["delete_record", "get_record", "put_record", "records"]
     for name in protocol_methods:
-        wanted, actual = inspect.signature(getattr(Records, name)), inspect.signature(getattr(Vault, name))
+        wanted, actual = (
+            inspect.signature(getattr(Records, name)),
+            inspect.signature(getattr(Vault, name)),
+        )
         assert list(actual.parameters.items()) == list(wanted.parameters.items()), name
         # The protocol promises nothing about what put_record returns (callers ignore it).
         if wanted.return_annotation != "object":
@@ -73,7 +82,15 @@ def test_grants_quotas_and_tokens_over_any_records_store() -> None:
     grants, tokens = Grants(records), Tokens(records)
     owner, peer = new_did(), new_did()
 
-    grants.add(Grant(peer, frozenset({"ask"}), tags=frozenset({"work"}), quota=Quota(2, "day"), note="colleague"))
+    grants.add(
+        Grant(
+            peer,
+            frozenset({"ask"}),
+            tags=frozenset({"work"}),
+            quota=Quota(2, "day"),
+            note="colleague",
+        )
+    )
     assert grants.get(peer) == Grant.from_record(json.loads(records.data["grant"][peer]))
     assert grants.authorize(peer, "ask", owner_did=owner, now=1000.0).tags == frozenset({"work"})
     grants.authorize(peer, "ask", owner_did=owner, now=1001.0)
@@ -114,4 +131,7 @@ def test_the_audit_chain_over_any_records_store() -> None:
     edited["details"] = {"n": 20}
     records.put_record("audit", f"{2:012d}", edited)
     found = problems()
-    assert found[0].startswith("entry 1: cannot be opened") and "entry 2: hash does not match its content" in found
+    assert (
+        found[0].startswith("entry 1: cannot be opened")
+        and "entry 2: hash does not match its content" in found
+    )

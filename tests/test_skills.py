@@ -39,7 +39,8 @@ from store.vault import Vault
 
 TEXT_PARAM = {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}
 
-WORDS = '''
+WORDS = (
+    """
 from skills.sdk import Skill
 
 def word_count(text):
@@ -56,9 +57,11 @@ def skill():
         },
         tools={"word_count": word_count},
     )
-''' % TEXT_PARAM
+"""
+    % TEXT_PARAM
+)
 
-HOSTILE = '''
+HOSTILE = """
 import json, os, socket, sys, time
 from skills.sdk import Skill
 
@@ -125,12 +128,13 @@ def skill():
                   "tools": [tool(name, **params.get(name, {})) for name in tools]},
         tools=tools,
     )
-'''
+"""
 
 # An ordinary skill that needs what ordinary Python code needs: the stdlib (pure and C
 # extensions), a data file shipped in its own wheel, temporary files. At import it also looks at
 # the owner's home, and puts what it saw in its manifest: proof the sandbox came first.
-TIDY = '''
+TIDY = (
+    """
 import decimal, json, os, sqlite3, tempfile
 from pathlib import Path
 from skills.sdk import Skill
@@ -160,7 +164,9 @@ def skill():
                   "tools": [{"name": "tidy", "description": "Drops stop words.", "parameters": %r}]},
         tools={"tidy": tidy},
     )
-''' % TEXT_PARAM
+"""
+    % TEXT_PARAM
+)
 
 MCP_SERVER = '''
 from mcp.server.mcpserver import MCPServer
@@ -176,7 +182,9 @@ server.run()
 '''
 
 
-def make_wheel(folder: Path, dist: str, module: str, source: str, extra: dict[str, bytes] | None = None) -> Path:
+def make_wheel(
+    folder: Path, dist: str, module: str, source: str, extra: dict[str, bytes] | None = None
+) -> Path:
     """A minimal, valid wheel written by hand (the node's setuptools may lack bdist_wheel);
     ``extra``: more files installed beside the module."""
     info = f"{dist.replace('-', '_')}-0.1.0.dist-info"
@@ -207,9 +215,13 @@ AUTHOR = did_key_from_ed25519_public(bytes(range(32)))
 def wheels(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("wheels")
     return {
-        "word-count": make_wheel(folder, "word-count", "word_count_skill", f"AUTHOR = {AUTHOR!r}\n" + WORDS),
+        "word-count": make_wheel(
+            folder, "word-count", "word_count_skill", f"AUTHOR = {AUTHOR!r}\n" + WORDS
+        ),
         "hostile": make_wheel(folder, "hostile", "hostile_skill", HOSTILE),
-        "tidy": make_wheel(folder, "tidy", "tidy_skill", TIDY, {"tidy_stopwords.json": b'["the", "a", "and"]'}),
+        "tidy": make_wheel(
+            folder, "tidy", "tidy_skill", TIDY, {"tidy_stopwords.json": b'["the", "a", "and"]'}
+        ),
     }
 
 
@@ -264,7 +276,9 @@ def write_distribution(site: Path, dist: str, skills: dict[str, str]) -> None:
     info = site / f"{dist.replace('-', '_')}-0.1.0.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1.0\n")
-    (info / "entry_points.txt").write_text("[flurry.skills]\n" + "".join(f"{k} = {v}\n" for k, v in skills.items()))
+    (info / "entry_points.txt").write_text(
+        "[flurry.skills]\n" + "".join(f"{k} = {v}\n" for k, v in skills.items())
+    )
 
 
 def declared_builtin_skills() -> dict[str, str]:
@@ -273,7 +287,9 @@ def declared_builtin_skills() -> dict[str, str]:
     return pyproject["project"]["entry-points"]["flurry.skills"]
 
 
-def test_builtin_skills_are_the_entry_points_of_the_node_distribution(skills: Skills, tmp_path: Path, monkeypatch) -> None:
+def test_builtin_skills_are_the_entry_points_of_the_node_distribution(
+    skills: Skills, tmp_path: Path, monkeypatch
+) -> None:
     """Built-in skills are declared in pyproject.toml and found in the node distribution's
     installed metadata, as a third-party skill's entry point is. That metadata is written here
     from this checkout's pyproject.toml, first on the path, because the environment's editable
@@ -287,13 +303,20 @@ def test_builtin_skills_are_the_entry_points_of_the_node_distribution(skills: Sk
     monkeypatch.syspath_prepend(str(site))
 
     assert registry.builtin_skills() == declared
-    manifest = skills.install("builtin:lookup")  # its manifest read by a confined runner, as any skill's
+    manifest = skills.install(
+        "builtin:lookup"
+    )  # its manifest read by a confined runner, as any skill's
     assert manifest.name == "lookup" and skills.info("lookup").entry_point == declared["lookup"]
-    with pytest.raises(SkillInstallError, match=re.escape(f"no built-in skill 'other'; built in: {', '.join(sorted(declared))}")):
+    with pytest.raises(
+        SkillInstallError,
+        match=re.escape(f"no built-in skill 'other'; built in: {', '.join(sorted(declared))}"),
+    ):
         skills.install("builtin:other")
     # Metadata that declares none (an install older than the declaration) says how to refresh it.
     monkeypatch.setattr(registry, "DISTRIBUTION", "some-skill-not-installed")
-    with pytest.raises(SkillInstallError, match="declares no 'flurry.skills' entry points.*pip install -e"):
+    with pytest.raises(
+        SkillInstallError, match="declares no 'flurry.skills' entry points.*pip install -e"
+    ):
         skills.install("builtin:notes")
 
 
@@ -301,14 +324,19 @@ def _kernel_landlock_abi() -> int:
     """Asked of the kernel directly, not through skills.sandbox, so a bug there can't hide here."""
     if sys.platform != "linux":
         return 0
-    abi = ctypes.CDLL(None, use_errno=True).syscall(ctypes.c_long(444), None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+    abi = ctypes.CDLL(None, use_errno=True).syscall(
+        ctypes.c_long(444), None, ctypes.c_size_t(0), ctypes.c_uint32(1)
+    )
     return max(abi, 0)
 
 
 def _kernel_allows_netns() -> bool:
     # A user+network namespace, or (as root where user namespaces are refused) a network one.
     probe = "import ctypes, sys; u = ctypes.CDLL(None).unshare; sys.exit(u(0x50000000) != 0 and u(0x40000000) != 0)"
-    return sys.platform == "linux" and subprocess.run([sys.executable, "-c", probe], check=False).returncode == 0
+    return (
+        sys.platform == "linux"
+        and subprocess.run([sys.executable, "-c", probe], check=False).returncode == 0
+    )
 
 
 LANDLOCK_ABI = _kernel_landlock_abi()
@@ -319,7 +347,7 @@ NETNS = _kernel_allows_netns()
 needs_sandbox = pytest.mark.skipif(
     LANDLOCK_ABI < 6 or not NETNS,
     reason=f"this kernel cannot sandbox skills fully (Landlock ABI {LANDLOCK_ABI or 'none'}, need 6+; "
-           f"user+network namespaces {'allowed' if NETNS else 'refused'})",
+    f"user+network namespaces {'allowed' if NETNS else 'refused'})",
 )
 
 
@@ -353,7 +381,9 @@ def node_home(tmp_path: Path):
 
 
 @needs_sandbox
-def test_hostile_skill_is_contained(node_home, wheels, tmp_path: Path, monkeypatch, service_socket) -> None:
+def test_hostile_skill_is_contained(
+    node_home, wheels, tmp_path: Path, monkeypatch, service_socket
+) -> None:
     home, skills = node_home
     monkeypatch.setenv("FLURRY_PASSPHRASE", "the owner's secret")
     owner_file = tmp_path / "owner-notes.txt"
@@ -374,7 +404,9 @@ def test_hostile_skill_is_contained(node_home, wheels, tmp_path: Path, monkeypat
 
         seen = json.loads(skill.call_tool("snoop", {"path": str(home.vault)}))
         # No secrets in its environment, an empty private working directory.
-        assert "FLURRY_PASSPHRASE" not in seen["env"] and "the owner's secret" not in json.dumps(seen["env"])
+        assert "FLURRY_PASSPHRASE" not in seen["env"] and "the owner's secret" not in json.dumps(
+            seen["env"]
+        )
         assert seen["cwd_entries"] == [] and seen["cwd"] != os.getcwd()
         assert seen["read"].startswith("PermissionError")
 
@@ -385,10 +417,22 @@ def test_hostile_skill_is_contained(node_home, wheels, tmp_path: Path, monkeypat
             ("listdir", "path", str(home.skills)): "PermissionError",  # other skills' code
             ("read", "path", str(owner_file)): "PermissionError",  # the owner's files
             ("listdir", "path", str(Path.home())): "PermissionError",
-            ("listdir", "path", "/dev/shm"): "PermissionError",  # where the unlocked node keeps its indexes
-            ("read", "path", f"/proc/{os.getpid()}/environ"): "PermissionError",  # the node's environment
+            (
+                "listdir",
+                "path",
+                "/dev/shm",
+            ): "PermissionError",  # where the unlocked node keeps its indexes
+            (
+                "read",
+                "path",
+                f"/proc/{os.getpid()}/environ",
+            ): "PermissionError",  # the node's environment
             ("write", "path", str(tmp_path / "planted.txt")): "PermissionError",  # outside its cwd
-            ("tcp", "port", tcp_listener.getsockname()[1]): "PermissionError|Network is unreachable",
+            (
+                "tcp",
+                "port",
+                tcp_listener.getsockname()[1],
+            ): "PermissionError|Network is unreachable",
             ("udp", "port", udp_listener.getsockname()[1]): "Network is unreachable",
             # In its own PID namespace the node's pid names nobody (or one of the skill's own);
             # without one, Landlock's signal scope refuses it.
@@ -417,7 +461,9 @@ def test_hostile_skill_is_contained(node_home, wheels, tmp_path: Path, monkeypat
 
         with pytest.raises(ToolFailed, match="RuntimeError: nope"):
             skill.call_tool("fail")
-        assert skill.call_tool("snoop", {"path": "/nonexistent"})  # still the same process, still up
+        assert skill.call_tool(
+            "snoop", {"path": "/nonexistent"}
+        )  # still the same process, still up
 
         started = time.monotonic()
         with pytest.raises(SkillTimeout):
@@ -428,7 +474,9 @@ def test_hostile_skill_is_contained(node_home, wheels, tmp_path: Path, monkeypat
             skill.call_tool("read", {"path": str(home.vault)})
 
         # The owner sees why in the crash report, and what confined it: the runner's first line.
-        with pytest.raises(SkillCrashed, match=r"(?s)flurry sandbox: filesystem \(landlock.*hostile: about to die"):
+        with pytest.raises(
+            SkillCrashed, match=r"(?s)flurry sandbox: filesystem \(landlock.*hostile: about to die"
+        ):
             skill.call_tool("crash")
         assert skill.call_tool("snoop", {"path": "/"})  # first restart is immediate
 
@@ -439,7 +487,9 @@ def test_hostile_skill_is_contained(node_home, wheels, tmp_path: Path, monkeypat
         with pytest.raises(SkillUnavailable, match="next try"):
             skill.call_tool("snoop", {"path": "/"})
     # The runner's working folder lived in the host's private folder, and went with it.
-    assert Path(seen["cwd"]).parent.name.startswith("flurry-skill-hostile-") and not os.path.exists(seen["cwd"])
+    assert Path(seen["cwd"]).parent.name.startswith("flurry-skill-hostile-") and not os.path.exists(
+        seen["cwd"]
+    )
 
 
 @needs_sandbox
@@ -448,10 +498,15 @@ def test_an_ordinary_skill_works_fully_in_the_sandbox(skills: Skills, wheels) ->
     # The manifest was read by a confined runner: the skill's import already found the home shut.
     assert manifest.description == "home at import: PermissionError"
     skills.approve("tidy", [])
-    assert skills.sandbox("tidy").startswith(f"filesystem (landlock ABI {LANDLOCK_ABI}), network (netns")
+    assert skills.sandbox("tidy").startswith(
+        f"filesystem (landlock ABI {LANDLOCK_ABI}), network (netns"
+    )
     with skills.start("tidy") as skill:
         assert json.loads(skill.call_tool("tidy", {"text": "The oak and the quartz"})) == {
-            "kept": ["oak", "quartz"], "distinct": 2, "share": "0.4", "scratch_in_cwd": True,
+            "kept": ["oak", "quartz"],
+            "distinct": 2,
+            "share": "0.4",
+            "scratch_in_cwd": True,
             "cwd_file": "oak quartz",
         }
 
@@ -489,10 +544,15 @@ def test_any_stdio_mcp_server_installs_unmanaged(skills: Skills, tmp_path: Path)
     assert skills.list() == []
 
 
-def test_an_mcp_server_that_lists_no_tools_in_time_is_not_registered(skills: Skills, tmp_path: Path) -> None:
+def test_an_mcp_server_that_lists_no_tools_in_time_is_not_registered(
+    skills: Skills, tmp_path: Path
+) -> None:
     silent = [sys.executable, "-c", "import time; time.sleep(60)"]  # never answers initialize
     started = time.monotonic()
-    with pytest.raises(SkillInstallError, match=r"not registered: the server must answer initialize and list_tools within 2 s"):
+    with pytest.raises(
+        SkillInstallError,
+        match=r"not registered: the server must answer initialize and list_tools within 2 s",
+    ):
         skills.install_mcp("silent", silent, timeout=2)
     assert time.monotonic() - started < 15 and skills.list() == []
     with pytest.raises(SkillInstallError, match="argv must name"):
@@ -506,14 +566,29 @@ def test_an_mcp_server_that_lists_no_tools_in_time_is_not_registered(skills: Ski
         ({"permissions": ["vault.write"]}, "unknown permission"),
         ({"permissions": ["http:host=*"]}, "unknown permission"),
         ({"author_did": "did:web:example.com"}, "author_did"),
-        ({"tools": [{"name": "x", "description": "x", "parameters": {"type": "object", "properties": 3}}]}, "valid JSON Schema"),
+        (
+            {
+                "tools": [
+                    {
+                        "name": "x",
+                        "description": "x",
+                        "parameters": {"type": "object", "properties": 3},
+                    }
+                ]
+            },
+            "valid JSON Schema",
+        ),
         ({"tools": []}, "at least one tool"),
         ({"extra": 1}, "unknown manifest fields"),
     ],
 )
 def test_manifest_errors_name_the_field(change: dict, message: str) -> None:
-    good = {"name": "ok", "version": "1", "description": "d",
-            "tools": [{"name": "t", "description": "t", "parameters": TEXT_PARAM}]}
+    good = {
+        "name": "ok",
+        "version": "1",
+        "description": "d",
+        "tools": [{"name": "t", "description": "t", "parameters": TEXT_PARAM}],
+    }
     Manifest.from_dict(good)
     with pytest.raises(ManifestError, match=message):
         Manifest.from_dict({**good, **change})
@@ -521,9 +596,16 @@ def test_manifest_errors_name_the_field(change: dict, message: str) -> None:
 
 def test_signed_manifest_is_checked_against_its_author() -> None:
     key = Ed25519PrivateKey.generate()
-    author = did_key_from_ed25519_public(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
-    unsigned = {"name": "ok", "version": "1", "description": "d", "permissions": ["notes.write"],
-                "tools": [{"name": "t", "description": "t", "parameters": TEXT_PARAM}]}
+    author = did_key_from_ed25519_public(
+        key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    )
+    unsigned = {
+        "name": "ok",
+        "version": "1",
+        "description": "d",
+        "permissions": ["notes.write"],
+        "tools": [{"name": "t", "description": "t", "parameters": TEXT_PARAM}],
+    }
     signed = sign_manifest(unsigned, key, author)
     assert Manifest.from_dict(signed.to_dict()) == signed
     with pytest.raises(ManifestError, match="signature"):  # a permission slipped in after signing
@@ -531,7 +613,9 @@ def test_signed_manifest_is_checked_against_its_author() -> None:
     with pytest.raises(ManifestError, match="signature"):  # the author was swapped
         Manifest.from_dict({**signed.to_dict(), "author_did": AUTHOR})
     impostor = Ed25519PrivateKey.generate()
-    impostor_did = did_key_from_ed25519_public(impostor.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+    impostor_did = did_key_from_ed25519_public(
+        impostor.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    )
     forged = sign_json(signed.signed_part(), impostor, verification_method_id(impostor_did))
     with pytest.raises(ManifestError, match="not by the author"):
         Manifest.from_dict({**signed.to_dict(), "signature": forged})

@@ -4,12 +4,11 @@ install a wheel built here, review and approve, the owner's policy, a tool call,
 from __future__ import annotations
 
 import json
-
 import sys
 
 from test_skills import LANDLOCK_ABI, MCP_SERVER, make_wheel
 
-NOTES_SKILL = '''
+NOTES_SKILL = """
 from skills.sdk import Skill
 
 def add_note(text):
@@ -26,7 +25,7 @@ def skill():
         },
         tools={"add_note": add_note},
     )
-'''
+"""
 
 PLUMBER = "add a note: call the plumber on Monday"
 
@@ -43,7 +42,11 @@ def test_install_ask_policy_and_remove(flurry, corpus, tmp_path):
     info = flurry("skills", "info", "notes").stdout
     assert "granted: notes.write" in info
     # What confines it, on this machine: the owner reads it before letting it run.
-    assert f"sandbox: filesystem (landlock ABI {LANDLOCK_ABI})" in info if LANDLOCK_ABI else "no filesystem sandbox" in info
+    assert (
+        f"sandbox: filesystem (landlock ABI {LANDLOCK_ABI})" in info
+        if LANDLOCK_ABI
+        else "no filesystem sandbox" in info
+    )
 
     # The default policy is "ask"; with nobody at a terminal the call is shown and not run.
     asked = json.loads(flurry("ask", PLUMBER, "--json", input="").stdout)
@@ -54,12 +57,17 @@ def test_install_ask_policy_and_remove(flurry, corpus, tmp_path):
     # The grammar guarantees a well-formed call; the 135M default does not reliably copy the
     # owner's words into it ("The note will be delivered on Monday at 10am"), so only the shape
     # of the arguments is asserted.
-    assert isinstance(asked["tool"]["arguments"]["text"], str) and asked["tool"]["arguments"]["text"].strip()
+    assert (
+        isinstance(asked["tool"]["arguments"]["text"], str)
+        and asked["tool"]["arguments"]["text"].strip()
+    )
 
     flurry("skills", "policy", "add_note", "allow")
     ran = json.loads(flurry("ask", PLUMBER, "--json").stdout)
     assert ran["tool"]["ran"] is True
-    assert ran["answer"] == "noted: " + ran["tool"]["arguments"]["text"]   # what the skill's process returned
+    assert (
+        ran["answer"] == "noted: " + ran["tool"]["arguments"]["text"]
+    )  # what the skill's process returned
 
     # A question about the notes is still answered from the notes, not sent to a tool.
     plain = json.loads(flurry("ask", "When is the dentist appointment?", "--json").stdout)
@@ -100,10 +108,14 @@ def test_skills_and_tool_calls_through_the_running_node(flurry, tmp_path):
         assert "A skill wants to run add_note" in asked.stderr
         tool = json.loads(asked.stdout)["tool"]
         assert tool["ran"] is False and "refused" in tool["reason"]
-        assert "1 entries" in flurry("audit", "verify").stdout   # the refusal, recorded
+        assert "1 entries" in flurry("audit", "verify").stdout  # the refusal, recorded
 
         missing = flurry("skills", "remove", "nope", check=False)
-        assert missing.returncode == 1 and "no skill named 'nope'" in missing.stderr and "Traceback" not in missing.stderr
+        assert (
+            missing.returncode == 1
+            and "no skill named 'nope'" in missing.stderr
+            and "Traceback" not in missing.stderr
+        )
         flurry("skills", "remove", "notes")
         assert "no skills installed" in flurry("skills", "list").stdout
 
@@ -114,17 +126,36 @@ def test_install_mcp_shows_the_tools_before_registering(flurry, tmp_path):
     flurry("init")
     server = tmp_path / "shout_server.py"
     server.write_text(MCP_SERVER)
-    refused = flurry("skills", "install-mcp", "shout", "--", sys.executable, str(server), input="", check=False)
+    refused = flurry(
+        "skills", "install-mcp", "shout", "--", sys.executable, str(server), input="", check=False
+    )
     assert refused.returncode == 1 and "tool shout [ask]: Upper-cases a text." in refused.stdout
     assert "not approved; shout was removed again" in refused.stderr
     assert "no skills installed" in flurry("skills", "list").stdout
 
-    registered = flurry("skills", "install-mcp", "--yes", "shout", "--", sys.executable, str(server))
-    assert "tool shout [ask]: Upper-cases a text." in registered.stdout and "registered shout" in registered.stdout
+    registered = flurry(
+        "skills", "install-mcp", "--yes", "shout", "--", sys.executable, str(server)
+    )
+    assert (
+        "tool shout [ask]: Upper-cases a text." in registered.stdout
+        and "registered shout" in registered.stdout
+    )
     assert "enabled (unmanaged MCP)" in flurry("skills", "list").stdout
     assert "tool shout [ask]: Upper-cases a text." in flurry("skills", "info", "shout").stdout
 
-    silent = flurry("skills", "install-mcp", "--yes", "mute", "--", sys.executable, "-c", "import time; time.sleep(60)",
-                    check=False)
-    assert silent.returncode == 1 and "must answer initialize and list_tools within 10 s" in silent.stderr
+    silent = flurry(
+        "skills",
+        "install-mcp",
+        "--yes",
+        "mute",
+        "--",
+        sys.executable,
+        "-c",
+        "import time; time.sleep(60)",
+        check=False,
+    )
+    assert (
+        silent.returncode == 1
+        and "must answer initialize and list_tools within 10 s" in silent.stderr
+    )
     assert "Traceback" not in silent.stderr and "mute" not in flurry("skills", "list").stdout

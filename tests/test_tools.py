@@ -35,12 +35,25 @@ from agent.tools import (
 
 
 def obj(**properties) -> dict:
-    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
 
 
 TOOLS = [
-    Tool("add_note", "Save a note for the user.", obj(text={"type": "string", "description": "the note"})),
-    Tool("get_weather", "Get the current weather in a city.", obj(city={"type": "string", "description": "the city"})),
+    Tool(
+        "add_note",
+        "Save a note for the user.",
+        obj(text={"type": "string", "description": "the note"}),
+    ),
+    Tool(
+        "get_weather",
+        "Get the current weather in a city.",
+        obj(city={"type": "string", "description": "the city"}),
+    ),
     Tool(
         "convert_currency",
         "Convert an amount of money from one currency to another.",
@@ -138,7 +151,9 @@ def test_schema_rejects_bad_calls():
 def test_the_model_is_offered_the_tools_and_none_and_its_call_is_returned():
     call = {"tool": "convert_currency", "arguments": {"amount": 100, "from": "USD", "to": "EUR"}}
     fake = FakeChatModel(call=call)
-    assert choose_tool(fake, "convert 100 dollars to euros", TOOLS) == ToolCall(call["tool"], call["arguments"])
+    assert choose_tool(fake, "convert 100 dollars to euros", TOOLS) == ToolCall(
+        call["tool"], call["arguments"]
+    )
     [messages] = fake.prompts
     assert messages[-1] == {"role": "user", "content": "convert 100 dollars to euros"}
     assert all(f"- {name}:" in messages[0]["content"] for name in [*BY_NAME, "none"])
@@ -150,7 +165,7 @@ def test_choosing_none_is_no_call():
 
 def test_a_call_cut_short_is_an_error_not_a_call():
     class CutShort(FakeChatModel):
-        def complete(self, messages, *, schema, max_tokens):   # as when max_tokens ends the JSON
+        def complete(self, messages, *, schema, max_tokens):  # as when max_tokens ends the JSON
             return '{"tool": "add_note", "arguments": {"text": "call the plum'
 
     with pytest.raises(ToolCallError, match="not JSON"):
@@ -241,12 +256,16 @@ def test_turn_ask(answer):
 
 def test_turn_allow_executes():
     run = Executor()
-    turn = run_tool_turn(WEATHER, QUESTION, TOOLS, ToolPolicy({"get_weather": "allow"}), run, Recorder(False))
+    turn = run_tool_turn(
+        WEATHER, QUESTION, TOOLS, ToolPolicy({"get_weather": "allow"}), run, Recorder(False)
+    )
     assert turn.ran and turn.result == "saved" and run.ran == [turn.call]
 
 
 def test_turn_without_a_call_runs_nothing():
     run = Executor()
-    for tools in ([], TOOLS):   # no tool enabled; tools, but the model chose none
-        turn = run_tool_turn(FakeChatModel(), "hello", tools, ToolPolicy({"add_note": "allow"}), run, Recorder(True))
+    for tools in ([], TOOLS):  # no tool enabled; tools, but the model chose none
+        turn = run_tool_turn(
+            FakeChatModel(), "hello", tools, ToolPolicy({"add_note": "allow"}), run, Recorder(True)
+        )
         assert turn.call is None and turn.decision is None and run.ran == []

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import CORPUS, PASSPHRASE, Served, new_node, write_corpus
+from fake_model import FakeChatModel, chat_model
 from textual import events
 from textual.widgets import DataTable, Input, Label, ListView, ProgressBar, SelectionList, Static
 
-from conftest import CORPUS, PASSPHRASE, Served, new_node, write_corpus
-from fake_model import FakeChatModel, chat_model
 from node.client import AsyncNodeClient
 from node.home import Home
 from node.node import Node
@@ -93,10 +93,18 @@ def test_ask_streams_the_answer_and_opens_a_cited_source(served, node):
             sources = list(app.query(SourceItem))
             assert sources and any("garden.md" in text_of(s.query_one(Label)) for s in sources)
             # The conversation is listed under its question.
-            await wait_for(pilot, lambda: any(i.conversation["title"].startswith("When should I plant") for i in app.query(ConversationItem)))
+            await wait_for(
+                pilot,
+                lambda: any(
+                    i.conversation["title"].startswith("When should I plant")
+                    for i in app.query(ConversationItem)
+                ),
+            )
             # Open the garden source beside the chat: the whole chunk, from the vault.
             await pilot.press("ctrl+o")
-            garden = next(i for i, s in enumerate(sources) if s.source["path"].endswith("garden.md"))
+            garden = next(
+                i for i, s in enumerate(sources) if s.source["path"].endswith("garden.md")
+            )
             for _ in range(garden):
                 await pilot.press("down")
             await pilot.press("enter")
@@ -129,7 +137,7 @@ def test_typing_while_an_answer_streams_is_handled_at_once(served, node):
             box = app.query_one("#question", Input)
             await pilot.press(*"Tell me everything about the kitchen renovation", "enter")
             await wait_for(pilot, lambda: chat.tokens_seen > 0)
-            during = []   # (latency, tokens seen) of each key handled while the answer streamed
+            during = []  # (latency, tokens seen) of each key handled while the answer streamed
             for ch in "next question":
                 before, sent = box.value, time.monotonic()
                 app.post_message(events.Key("space" if ch == " " else ch, ch))
@@ -145,8 +153,10 @@ def test_typing_while_an_answer_streams_is_handled_at_once(served, node):
             # between them: neither waited for the other.
             assert len(during) >= 3, during
             assert during[-1][1] > during[0][1], during
-            print(f"{len(during)} keys handled while streaming; slowest {max(d[0] for d in during) * 1000:.1f} ms; "
-                  f"tokens {during[0][1]}→{during[-1][1]} meanwhile")
+            print(
+                f"{len(during)} keys handled while streaming; slowest {max(d[0] for d in during) * 1000:.1f} ms; "
+                f"tokens {during[0][1]}→{during[-1][1]} meanwhile"
+            )
 
     run(go)
 
@@ -158,7 +168,7 @@ def test_stop_generation_with_escape(served, node):
             chat = app.query_one(ChatPane)
             await pilot.press(*"Describe the Lisbon trip in detail", "enter")
             await wait_for(pilot, lambda: chat.tokens_seen > 0)
-            app.post_message(events.Key("escape", None))   # as the terminal sends it, at once
+            app.post_message(events.Key("escape", None))  # as the terminal sends it, at once
             await wait_for(pilot, lambda: not chat.generating)
             assert text_of(app.query_one("#chat-status")) == "stopped"
             assert text_of(list(app.query(Message))[-1]).endswith("… (stopped)")
@@ -192,15 +202,23 @@ def test_the_queue_position_shows_while_the_node_is_busy(served, node):
         app = new_app(served, node)
         async with app.run_test(size=(80, 24)) as pilot:
             chat = app.query_one(ChatPane)
-            await pilot.press(*"When is the dentist appointment?")   # typed first: typing takes a while
-            others = [threading.Thread(target=ask_elsewhere, args=(q,)) for q in ("Describe the kitchen renovation", "Describe the garden")]
+            await pilot.press(
+                *"When is the dentist appointment?"
+            )  # typed first: typing takes a while
+            others = [
+                threading.Thread(target=ask_elsewhere, args=(q,))
+                for q in ("Describe the kitchen renovation", "Describe the garden")
+            ]
             others[0].start()
-            assert await asyncio.to_thread(started.acquire, True, 120)   # the first one runs
+            assert await asyncio.to_thread(started.acquire, True, 120)  # the first one runs
             others[1].start()
-            await asyncio.sleep(0.3)                                       # the second one waits
+            await asyncio.sleep(0.3)  # the second one waits
             await pilot.press("enter")
             await wait_for(pilot, lambda: "ahead of you" in text_of(app.query_one("#chat-status")))
-            assert text_of(app.query_one("#chat-status")) == "the node is busy: 1 ahead of you in its queue"
+            assert (
+                text_of(app.query_one("#chat-status"))
+                == "the node is busy: 1 ahead of you in its queue"
+            )
             await wait_for(pilot, lambda: not chat.generating, timeout=240)
             assert chat.answer_text
             for t in others:
@@ -212,8 +230,12 @@ def test_the_queue_position_shows_while_the_node_is_busy(served, node):
 def test_add_a_folder_shows_progress_to_the_end_and_per_file_errors(served, node):
     more = node.root / "more"
     (more / "sub").mkdir(parents=True)
-    (more / "boat.md").write_text("# Boat\n\nThe sailing boat is moored at pier seven and its engine needs new filters.\n")
-    (more / "sub" / "bees.txt").write_text("The beehives are checked every Sunday and the honey harvest is in July.\n")
+    (more / "boat.md").write_text(
+        "# Boat\n\nThe sailing boat is moored at pier seven and its engine needs new filters.\n"
+    )
+    (more / "sub" / "bees.txt").write_text(
+        "The beehives are checked every Sunday and the honey harvest is in July.\n"
+    )
     (more / "empty.md").write_text("   \n")
 
     async def go():
@@ -225,13 +247,18 @@ def test_add_a_folder_shows_progress_to_the_end_and_per_file_errors(served, node
             await pilot.press("tab", *"hobby", "enter")
             await pilot.click("#add-path")
             await pilot.press("enter")
-            await wait_for(pilot, lambda: not data.adding and "done:" in text_of(app.query_one("#add-status")))
+            await wait_for(
+                pilot, lambda: not data.adding and "done:" in text_of(app.query_one("#add-status"))
+            )
             bar = app.query_one("#add-progress", ProgressBar)
             assert bar.total == 3 and bar.progress == 3
             assert "added 2" in text_of(app.query_one("#add-status"))
             assert "empty.md: no text in it" in text_of(app.query_one("#add-errors"))
             table = app.query_one("#documents", DataTable)
-            rows = {str(table.get_row_at(r)[0]): [str(c) for c in table.get_row_at(r)] for r in range(table.row_count)}
+            rows = {
+                str(table.get_row_at(r)[0]): [str(c) for c in table.get_row_at(r)]
+                for r in range(table.row_count)
+            }
             boat = next(v for k, v in rows.items() if k.endswith("boat.md"))
             assert boat[2] == "hobby"
 
@@ -239,18 +266,30 @@ def test_add_a_folder_shows_progress_to_the_end_and_per_file_errors(served, node
             await pilot.click("#doc-search")
             await pilot.press(*"where is the sailing boat moored", "enter")
             await wait_for(pilot, lambda: data.mode == "search")
-            assert "boat.md" in str(table.get_row_at(0)[0]) and "pier seven" in str(table.get_row_at(0)[2])
+            assert "boat.md" in str(table.get_row_at(0)[0]) and "pier seven" in str(
+                table.get_row_at(0)[2]
+            )
 
             # Forget it: back to the list, select it, Del, confirm.
             await pilot.click("#doc-search")
             await pilot.press("end", "ctrl+u", "enter")
             await wait_for(pilot, lambda: data.mode == "documents")
-            keys = [table.coordinate_to_cell_key((r, 0)).row_key.value for r in range(table.row_count)]
+            keys = [
+                table.coordinate_to_cell_key((r, 0)).row_key.value for r in range(table.row_count)
+            ]
             table.focus()
             table.move_cursor(row=next(i for i, k in enumerate(keys) if k.endswith("boat.md")))
             await pilot.press("delete")
             await pilot.press("y")
-            await wait_for(pilot, lambda: not any(str(table.get_row_at(r)[0]).endswith("boat.md") for r in range(table.row_count)))
+            await wait_for(
+                pilot,
+                lambda: (
+                    not any(
+                        str(table.get_row_at(r)[0]).endswith("boat.md")
+                        for r in range(table.row_count)
+                    )
+                ),
+            )
         assert not any(d.path.endswith("boat.md") for d in node.vault.documents())
 
     run(go)
@@ -272,7 +311,9 @@ def test_errors_are_notifications_with_the_reason(served, node, tmp_path):
             await wait_for(pilot, lambda: gone._notifications)
             assert "cannot reach the node" in list(gone._notifications)[-1].message
             await pilot.press(*"hello", "enter")
-            await wait_for(pilot, lambda: gone.query_one("#question", Input).value == "hello")  # not lost
+            await wait_for(
+                pilot, lambda: gone.query_one("#question", Input).value == "hello"
+            )  # not lost
             assert gone.is_running
 
     run(go)
@@ -287,24 +328,38 @@ def test_conversations_rename_reopen_and_delete(served, node):
             await wait_for(pilot, lambda: not chat.generating and chat.answer_text)
             first = chat.conversation_id
             await pilot.press("ctrl+r", "ctrl+u", *"Lisbon plans", "enter")
-            await wait_for(pilot, lambda: any(i.conversation["title"] == "Lisbon plans" for i in app.query(ConversationItem)))
+            await wait_for(
+                pilot,
+                lambda: any(
+                    i.conversation["title"] == "Lisbon plans" for i in app.query(ConversationItem)
+                ),
+            )
 
             # A new conversation, then back to the first one from the list: its messages return.
             await pilot.press("ctrl+n")
             assert not app.query(Message) and chat.conversation_id is None
             await pilot.press("ctrl+l")
             listing = app.query_one("#conversations", ListView)
-            index = next(i for i, item in enumerate(listing.children) if item.conversation["id"] == first)
+            index = next(
+                i for i, item in enumerate(listing.children) if item.conversation["id"] == first
+            )
             listing.index = index
             await pilot.press("enter")
-            await wait_for(pilot, lambda: chat.conversation_id == first and len(app.query(Message)) == 2)
+            await wait_for(
+                pilot, lambda: chat.conversation_id == first and len(app.query(Message)) == 2
+            )
             assert "Lisbon flights" in text_of(app.query(Message).first())
 
             # Delete it (Del in the list, then yes): gone from the list and the vault.
             listing.focus()
-            listing.index = next(i for i, item in enumerate(listing.children) if item.conversation["id"] == first)
+            listing.index = next(
+                i for i, item in enumerate(listing.children) if item.conversation["id"] == first
+            )
             await pilot.press("delete", "y")
-            await wait_for(pilot, lambda: all(i.conversation["id"] != first for i in app.query(ConversationItem)))
+            await wait_for(
+                pilot,
+                lambda: all(i.conversation["id"] != first for i in app.query(ConversationItem)),
+            )
         assert all(c["id"] != first for c in node.vault.conversations())
 
     run(go)
@@ -313,15 +368,22 @@ def test_conversations_rename_reopen_and_delete(served, node):
 def test_a_stored_conversation_continues_after_the_node_restarts(served, node):
     """The API keeps live conversations in memory; one stored in the vault is reopened."""
     conv_id = node.vault.create_conversation("before the restart")
-    node.vault.append_message(conv_id, {"role": "user", "content": "When should I plant the tomatoes?", "at": 0})
-    node.vault.append_message(conv_id, {"role": "assistant", "content": "In the second week of May [1].", "sources": [], "at": 0})
+    node.vault.append_message(
+        conv_id, {"role": "user", "content": "When should I plant the tomatoes?", "at": 0}
+    )
+    node.vault.append_message(
+        conv_id,
+        {"role": "assistant", "content": "In the second week of May [1].", "sources": [], "at": 0},
+    )
 
     async def go():
         app = new_app(served, node)
         async with app.run_test(size=(80, 24)) as pilot:
             chat = app.query_one(ChatPane)
             chat.open_conversation(conv_id)
-            await wait_for(pilot, lambda: chat.conversation_id == conv_id and len(app.query(Message)) == 2)
+            await wait_for(
+                pilot, lambda: chat.conversation_id == conv_id and len(app.query(Message)) == 2
+            )
             await pilot.click("#question")
             await pilot.press(*"And what about the hedge?", "enter")
             await wait_for(pilot, lambda: not chat.generating and len(app.query(Message)) == 4)
@@ -341,9 +403,13 @@ def test_identity_help_and_theme(served, node):
         app = new_app(served, node)
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.press("f6")
-            await wait_for(pilot, lambda: node.keys.owner_did in text_of(app.query_one("#identity")))
+            await wait_for(
+                pilot, lambda: node.keys.owner_did in text_of(app.query_one("#identity"))
+            )
             shown = text_of(app.query_one("#identity"))
-            assert node.keys.node_did in shown and f"{served.url}/.well-known/agent-card.json" in shown
+            assert (
+                node.keys.node_did in shown and f"{served.url}/.well-known/agent-card.json" in shown
+            )
             # A token for a local app: N, a name, shown once; then revoked with Del.
             tokens = app.query_one("#tokens", DataTable)
             tokens.focus()
@@ -352,11 +418,25 @@ def test_identity_help_and_theme(served, node):
             secret = app.screen.query_one("#secret", Input).value
             assert node.tokens.verify(secret).allow == frozenset({"chat"})
             await pilot.press("escape")
-            await wait_for(pilot, lambda: any(str(tokens.get_row_at(r)[0]) == "phone" for r in range(tokens.row_count)))
+            await wait_for(
+                pilot,
+                lambda: any(
+                    str(tokens.get_row_at(r)[0]) == "phone" for r in range(tokens.row_count)
+                ),
+            )
             tokens.focus()
-            tokens.move_cursor(row=next(r for r in range(tokens.row_count) if str(tokens.get_row_at(r)[0]) == "phone"))
+            tokens.move_cursor(
+                row=next(
+                    r for r in range(tokens.row_count) if str(tokens.get_row_at(r)[0]) == "phone"
+                )
+            )
             await pilot.press("delete", "y")
-            await wait_for(pilot, lambda: all(str(tokens.get_row_at(r)[0]) != "phone" for r in range(tokens.row_count)))
+            await wait_for(
+                pilot,
+                lambda: all(
+                    str(tokens.get_row_at(r)[0]) != "phone" for r in range(tokens.row_count)
+                ),
+            )
             assert all(t.name != "phone" for t in node.tokens.list())
 
             # A peer by URL: its agent card is fetched and its DID pinned (this node serves one).
@@ -403,20 +483,31 @@ def test_install_a_skill_after_reviewing_its_permissions(served, node, wheel):
             await pilot.press("f4", *str(wheel), "enter")
             await wait_for(pilot, lambda: isinstance(app.screen, PermissionReview))
             review = screen_text(app)
-            assert "Install notes 0.1.0?" in review and "tool add_note" in review and "[ask]" in review
+            assert (
+                "Install notes 0.1.0?" in review and "tool add_note" in review and "[ask]" in review
+            )
             assert list(app.screen.query_one(SelectionList).selected) == ["notes.write"]
             await pilot.press("ctrl+a")
             table = app.query_one("#skills", DataTable)
-            await wait_for(pilot, lambda: table.row_count == 1 and str(table.get_row_at(0)[2]) == "enabled")
-            assert [str(c) for c in table.get_row_at(0)] == ["notes", "0.1.0", "enabled", "notes.write"]
+            await wait_for(
+                pilot, lambda: table.row_count == 1 and str(table.get_row_at(0)[2]) == "enabled"
+            )
+            assert [str(c) for c in table.get_row_at(0)] == [
+                "notes",
+                "0.1.0",
+                "enabled",
+                "notes.write",
+            ]
             assert "granted: notes.write" in text_of(app.query_one("#skill-detail"))
 
             # Let add_note run unasked: P, then choose "allow" for it and save.
             table.focus()
             await pilot.press("p")
             await wait_for(pilot, lambda: isinstance(app.screen, ToolPolicy))
-            await pilot.press("enter", "up", "enter", "ctrl+s")   # its current "ask" → "allow"
-            await wait_for(pilot, lambda: "tool add_note [allow]" in text_of(app.query_one("#skill-detail")))
+            await pilot.press("enter", "up", "enter", "ctrl+s")  # its current "ask" → "allow"
+            await wait_for(
+                pilot, lambda: "tool add_note [allow]" in text_of(app.query_one("#skill-detail"))
+            )
             assert node.tool_policy().rule("add_note") == "allow"
 
             table.focus()
@@ -432,7 +523,9 @@ def test_install_a_skill_after_reviewing_its_permissions(served, node, wheel):
             await pilot.press(*str(wheel), "enter")
             await wait_for(pilot, lambda: isinstance(app.screen, PermissionReview))
             await pilot.press("escape")
-            await wait_for(pilot, lambda: any("rejected" in str(n.message) for n in app._notifications))
+            await wait_for(
+                pilot, lambda: any("rejected" in str(n.message) for n in app._notifications)
+            )
             await pilot.pause(0.3)
             assert table.row_count == 0
         assert node.skills.list() == []
@@ -453,14 +546,18 @@ def test_approve_and_deny_a_pending_tool_call(served, node, wheel):
         chat = app.query_one(ChatPane)
         await pilot.press("f2", *PLUMBER, "enter")
         # The node waits for the owner: the chat says so, and Approvals lists the call.
-        await wait_for(pilot, lambda: "waiting for you to approve add_note" in text_of(app.query_one("#chat-status")), timeout=240)
+        await wait_for(
+            pilot,
+            lambda: "waiting for you to approve add_note" in text_of(app.query_one("#chat-status")),
+            timeout=240,
+        )
         await pilot.press("f5")
         table = app.query_one("#approvals", DataTable)
         await wait_for(pilot, lambda: table.row_count == 1)
         assert [str(c) for c in table.get_row_at(0)][:2] == ["add_note", "notes"]
         arguments = text_of(app.query_one("#approval-args"))
         assert arguments.startswith("add_note wants to run with:\n")
-        shown = json.loads(arguments.split("\n", 1)[1])   # every argument, in full
+        shown = json.loads(arguments.split("\n", 1)[1])  # every argument, in full
         table.focus()
         await pilot.press(key)
         await wait_for(pilot, lambda: not chat.generating and table.row_count == 0, timeout=120)
@@ -481,7 +578,9 @@ def test_approve_and_deny_a_pending_tool_call(served, node, wheel):
         plumber = {"tool": "add_note", "arguments": {"text": "call the plumber on Monday"}}
         with chat_model(node, FakeChatModel(call=plumber)):
             run(go)
-        decisions = [e.details.get("decision") for e in node.audit.entries() if e.action == "tool.approval"]
+        decisions = [
+            e.details.get("decision") for e in node.audit.entries() if e.action == "tool.approval"
+        ]
         assert decisions[-2:] == ["approve", "deny"]
     finally:
         owner.remove_skill("notes")
@@ -492,7 +591,11 @@ def test_a_skills_question_to_the_owner_is_answered_in_approvals(served, node):
     question itself and A answers yes."""
     from agent.tools import ToolCall
 
-    pending = node.approvals.open(ToolCall("owner.ask", {"question": "Share the shopping list with Ana?"}), "notes", "skill:notes")
+    pending = node.approvals.open(
+        ToolCall("owner.ask", {"question": "Share the shopping list with Ana?"}),
+        "notes",
+        "skill:notes",
+    )
     answered: list[bool] = []
     waiter = threading.Thread(target=lambda: answered.append(node.approvals.wait(pending)))
     waiter.start()
@@ -503,7 +606,10 @@ def test_a_skills_question_to_the_owner_is_answered_in_approvals(served, node):
             await pilot.press("f5")
             table = app.query_one("#approvals", DataTable)
             await wait_for(pilot, lambda: table.row_count == 1)
-            assert text_of(app.query_one("#approval-args")) == "notes asks you (A yes, D no):\nShare the shopping list with Ana?"
+            assert (
+                text_of(app.query_one("#approval-args"))
+                == "notes asks you (A yes, D no):\nShare the shopping list with Ana?"
+            )
             await pilot.press("a")
             await wait_for(pilot, lambda: table.row_count == 0)
 
@@ -520,11 +626,23 @@ def test_the_inbox_lists_peers_messages_and_removes_one(served, node):
     messages arrive from relays; here one is written the same way, the relay being the edge)."""
     from node.nostr_wire import INBOX_KIND
 
-    node.vault.put_record(INBOX_KIND, "wrap1", {
-        "id": "wrap1", "message_id": "rumor1", "from": "ab" * 32, "npub": "npub1stranger", "peer_did": None,
-        "text": "Hello, can your agent share the garden plan?", "sent_at": 0, "received_at": 1.0,
-        "reply_to": None, "agent_made": False, "why": "no grant for this sender",
-    })
+    node.vault.put_record(
+        INBOX_KIND,
+        "wrap1",
+        {
+            "id": "wrap1",
+            "message_id": "rumor1",
+            "from": "ab" * 32,
+            "npub": "npub1stranger",
+            "peer_did": None,
+            "text": "Hello, can your agent share the garden plan?",
+            "sent_at": 0,
+            "received_at": 1.0,
+            "reply_to": None,
+            "agent_made": False,
+            "why": "no grant for this sender",
+        },
+    )
 
     async def go():
         app = new_app(served, node)
@@ -532,7 +650,11 @@ def test_the_inbox_lists_peers_messages_and_removes_one(served, node):
             await pilot.press("f5")
             inbox = app.query_one("#inbox", DataTable)
             await wait_for(pilot, lambda: inbox.row_count == 1)
-            assert [str(c) for c in inbox.get_row_at(0)] == ["npub1stranger", "Hello, can your agent share the garden plan?", "no grant for this sender"]
+            assert [str(c) for c in inbox.get_row_at(0)] == [
+                "npub1stranger",
+                "Hello, can your agent share the garden plan?",
+                "no grant for this sender",
+            ]
             inbox.focus()
             await pilot.press("delete")
             await wait_for(pilot, lambda: inbox.row_count == 0)
@@ -541,7 +663,9 @@ def test_the_inbox_lists_peers_messages_and_removes_one(served, node):
     run(go)
 
 
-def _on_a_terminal(flurry, args: list[str], until: bytes, then: bytes, timeout: float = 90) -> tuple[int, str, bool]:
+def _on_a_terminal(
+    flurry, args: list[str], until: bytes, then: bytes, timeout: float = 90
+) -> tuple[int, str, bool]:
     """Run `flurry ARGS` on a pseudo-terminal (80x24) until ``until`` shows, send ``then``;
     returns the exit status, everything it drew, and whether serve.json existed meanwhile."""
     import pty
@@ -554,7 +678,11 @@ def _on_a_terminal(flurry, args: list[str], until: bytes, then: bytes, timeout: 
 
     pid, fd = pty.fork()
     if pid == 0:  # the child: the real command line on a terminal
-        os.execve(sys.executable, [sys.executable, "-m", "node.cli", *args], {**flurry.env, "TERM": "xterm-256color"})
+        os.execve(
+            sys.executable,
+            [sys.executable, "-m", "node.cli", *args],
+            {**flurry.env, "TERM": "xterm-256color"},
+        )
     ioctl(fd, TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     out, served_meanwhile, sent = b"", False, False
     deadline = time.monotonic() + timeout
@@ -563,7 +691,7 @@ def _on_a_terminal(flurry, args: list[str], until: bytes, then: bytes, timeout: 
             try:
                 out += os.read(fd, 65536)
             except OSError:
-                break   # the child closed the terminal: it has ended
+                break  # the child closed the terminal: it has ended
         if not sent and until in re.sub(rb"\x1b\[[0-9;?]*[a-zA-Z]", b"", out):
             served_meanwhile = (flurry.home / "serve.json").exists()
             os.write(fd, then)
@@ -582,12 +710,18 @@ def test_flurry_on_a_terminal_opens_the_app_and_plain_keeps_the_line_chat(flurry
     assert not (flurry.home / "serve.json").exists()
     # With `flurry serve` holding the home, the app is one more client of it.
     with flurry.serving() as url:
-        code, drawn, _ = _on_a_terminal(flurry, ["tui"], url.encode(), b"\x11")   # its URL in the header
+        code, drawn, _ = _on_a_terminal(
+            flurry, ["tui"], url.encode(), b"\x11"
+        )  # its URL in the header
         assert code == 0 and "Traceback" not in drawn
-        assert flurry.home.joinpath("serve.json").exists()   # still the server's
+        assert flurry.home.joinpath("serve.json").exists()  # still the server's
     # `flurry chat --plain`: the line chat, even on a terminal.
     code, drawn, _ = _on_a_terminal(flurry, ["chat", "--plain"], b"you>", b"/quit\r")
-    assert code == 0 and "Ask about your notes. /new starts a new conversation" in drawn and "Identity" not in drawn
+    assert (
+        code == 0
+        and "Ask about your notes. /new starts a new conversation" in drawn
+        and "Identity" not in drawn
+    )
 
 
 # --- snapshots ---------------------------------------------------------------------------
@@ -610,11 +744,23 @@ def snap_node(tmp_path_factory, models_dir, wheel) -> Node:
     node = Node.open(home, PASSPHRASE, say=lambda line: None)
     node.add(str(notes))
     conv = node.vault.create_conversation("Tomatoes")
-    node.vault.append_message(conv, {"role": "user", "content": "When should I plant the tomatoes?", "at": 0})
-    node.vault.append_message(conv, {"role": "assistant", "content": "In the second week of May, after the last frost [1].", "sources": [], "at": 0})
+    node.vault.append_message(
+        conv, {"role": "user", "content": "When should I plant the tomatoes?", "at": 0}
+    )
+    node.vault.append_message(
+        conv,
+        {
+            "role": "assistant",
+            "content": "In the second week of May, after the last frost [1].",
+            "sources": [],
+            "at": 0,
+        },
+    )
     from agent.grants import Grant
 
-    node.grants.add(Grant(PEER_DID, frozenset({"ask"}), tags=frozenset({"travel"}), note="Ana's agent"))
+    node.grants.add(
+        Grant(PEER_DID, frozenset({"ask"}), tags=frozenset({"travel"}), note="Ana's agent")
+    )
     node.tokens.create("notes-app", {"chat"})
     from node.owner import LocalOwner
 
@@ -656,11 +802,17 @@ SCREENS = {
     "chat": ("f2", lambda app: len(app.query(Message)) == 2),
     "data": ("f3", lambda app: app.query_one("#documents", DataTable).row_count == len(CORPUS)),
     "skills": ("f4", lambda app: app.query_one("#skills", DataTable).row_count == 1),
-    "approvals": ("f5", lambda app: app.query_one("#approvals", DataTable).border_title is not None),
+    "approvals": (
+        "f5",
+        lambda app: app.query_one("#approvals", DataTable).border_title is not None,
+    ),
     "identity": ("f6", lambda app: app.query_one("#tokens", DataTable).row_count == 1),
     "help": ("f1", lambda app: app.screen.__class__.__name__ == "HelpScreen"),
     "review": ("f4", lambda app: isinstance(app.screen, PermissionReview)),
-    "chat-light": ("ctrl+t", lambda app: app.theme == "textual-light" and len(app.query(Message)) == 2),
+    "chat-light": (
+        "ctrl+t",
+        lambda app: app.theme == "textual-light" and len(app.query(Message)) == 2,
+    ),
 }
 
 
@@ -672,11 +824,13 @@ def test_snapshot(snap_compare, snap_served, snap_node, screen, size):
 
     async def before(pilot) -> None:
         for box in app.query(Input):
-            box.cursor_blink = False   # a blinking cursor would make the picture depend on the moment
+            box.cursor_blink = (
+                False  # a blinking cursor would make the picture depend on the moment
+            )
         if screen.startswith("chat"):
             app.query_one(ChatPane).open_conversation(snap_node.conv)
         await pilot.press(key)
-        if screen == "review":   # the permission review, as an install shows it
+        if screen == "review":  # the permission review, as an install shows it
             await _settle(pilot, lambda: app.query_one(SkillsPane).skills)
             app.push_screen(PermissionReview(app.query_one(SkillsPane).skills["notes"]))
         await _settle(pilot, lambda: ready(app))

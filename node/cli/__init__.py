@@ -26,9 +26,11 @@ __all__ = ["cli", "main", "EXIT_STATUS", "_parse_size", "_print_answer"]
 # The one translation from errors to exit statuses; the first class an error is an instance of
 # decides. A new error needs a line here only if it should exit with another status.
 EXIT_STATUS: dict[type[BaseException], int] = {
-    **{part: 1 for part in PART_ERRORS},   # every part's errors: the message says what went wrong and what to do
+    **{
+        part: 1 for part in PART_ERRORS
+    },  # every part's errors: the message says what went wrong and what to do
     FileNotFoundError: 1,  # a path named on the command line that is not there
-    FileExistsError: 1,    # `flurry init` over an existing node
+    FileExistsError: 1,  # `flurry init` over an existing node
 }
 BUG_STATUS = 1  # what Python itself exits with on an uncaught exception: scripts see no change
 INTERRUPTED_STATUS = 130
@@ -60,8 +62,11 @@ class FlurryGroup(click.Group):
             status = _exit_status(error)
             if status is None:
                 err.print(traceback.format_exc().rstrip(), markup=False)
-                err.print(f"This is a bug in flurry {_version()}, not something you did: please report it, "
-                          "with the traceback above and the command you ran.", markup=False)
+                err.print(
+                    f"This is a bug in flurry {_version()}, not something you did: please report it, "
+                    "with the traceback above and the command you ran.",
+                    markup=False,
+                )
                 ctx.exit(BUG_STATUS)
             failure = click.ClickException(str(error))
             failure.exit_code = status
@@ -69,8 +74,12 @@ class FlurryGroup(click.Group):
 
 
 @click.group(cls=FlurryGroup, invoke_without_command=True)
-@click.option("--home", envvar="FLURRY_HOME", help="The node's home folder (default: your user data folder).")
-@click.option("--passphrase-file", type=click.Path(dir_okay=False), help="Read the passphrase from this file.")
+@click.option(
+    "--home", envvar="FLURRY_HOME", help="The node's home folder (default: your user data folder)."
+)
+@click.option(
+    "--passphrase-file", type=click.Path(dir_okay=False), help="Read the passphrase from this file."
+)
 @click.pass_context
 def cli(ctx: click.Context, home: str | None, passphrase_file: str | None) -> None:
     """flurry: your personal AI node. Your data stays sealed at home; a local model answers from it."""

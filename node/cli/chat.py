@@ -44,7 +44,7 @@ class LocalAsker:
         yield {"type": "sources", "sources": [s.to_json() for s in answer.sources]}
         for piece in answer:
             yield {"type": "token", "text": piece}
-        yield from answer_events(answer, owner=True)   # the same events /api/ask gives the owner
+        yield from answer_events(answer, owner=True)  # the same events /api/ask gives the owner
 
 
 def _ask_owner_at_terminal(call: ToolCall) -> bool:
@@ -58,7 +58,10 @@ def _ask_owner_at_terminal(call: ToolCall) -> bool:
         if call.tool == OWNER_QUESTION:
             err.print("(no terminal to ask you: the answer is no)", markup=False)
         else:
-            err.print(f"(no terminal to ask you; `flurry skills policy {call.tool} allow` lets it run unasked)", markup=False)
+            err.print(
+                f"(no terminal to ask you; `flurry skills policy {call.tool} allow` lets it run unasked)",
+                markup=False,
+            )
         return False
     return click.confirm("Run it?", default=False, err=True)
 
@@ -66,7 +69,13 @@ def _ask_owner_at_terminal(call: ToolCall) -> bool:
 def _tool_events(turn: ToolTurn) -> Iterator[dict]:
     assert turn.call is not None and turn.decision is not None
     text = turn.result if turn.ran else f"(not run: {turn.decision.reason})"
-    yield {"type": "tool", "tool": turn.call.tool, "arguments": turn.call.arguments, "ran": turn.ran, "reason": turn.decision.reason}
+    yield {
+        "type": "tool",
+        "tool": turn.call.tool,
+        "arguments": turn.call.arguments,
+        "ran": turn.ran,
+        "reason": turn.decision.reason,
+    }
     yield {"type": "sources", "sources": []}
     yield {"type": "token", "text": text}
     yield {"type": "done", "answer": text}
@@ -83,7 +92,9 @@ class RemoteAsker:
         self._conversation_id: str | None = None
 
     def ask(self, question: str) -> Iterator[dict]:
-        for event in self._client.ask(question, self._k, conversation=self._conversation_id, tools=True):
+        for event in self._client.ask(
+            question, self._k, conversation=self._conversation_id, tools=True
+        ):
             if event["type"] == "conversation":
                 self._conversation_id = event["id"]
             elif event["type"] == "approval":  # the node waits for this answer before the tool runs
@@ -113,21 +124,42 @@ def _asker(settings: Settings, k: int) -> Iterator[LocalAsker | RemoteAsker]:
 @click.command()
 @click.argument("question")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: answer and sources.")
-@click.option("-k", "k", default=3, show_default=True, help="How many chunks to read before answering.")
+@click.option(
+    "-k", "k", default=3, show_default=True, help="How many chunks to read before answering."
+)
 @click.pass_obj
 def ask(settings: Settings, question: str, as_json: bool, k: int) -> None:
     """Ask one question; the answer streams, with numbered sources."""
-    if not question.strip():  # said here, before the home is opened, as the answer path would say it
+    if (
+        not question.strip()
+    ):  # said here, before the home is opened, as the answer path would say it
         raise click.ClickException("the question is empty")
     with _asker(settings, k) as asker:
         if as_json:
             events = list(asker.ask(question))
             done = next(e for e in events if e["type"] == "done")
             # The sources the answer ended with (their quotes are what it rests on).
-            sources = done.get("sources", next(e["sources"] for e in events if e["type"] == "sources"))
-            tool = next(({k: v for k, v in e.items() if k != "type"} for e in events if e["type"] == "tool"), None)
-            click.echo(json.dumps({"answer": done["answer"], "grounded": bool(done.get("grounded", False)), "sources": sources,
-                                   **({"tool": tool} if tool else {})}))
+            sources = done.get(
+                "sources", next(e["sources"] for e in events if e["type"] == "sources")
+            )
+            tool = next(
+                (
+                    {k: v for k, v in e.items() if k != "type"}
+                    for e in events
+                    if e["type"] == "tool"
+                ),
+                None,
+            )
+            click.echo(
+                json.dumps(
+                    {
+                        "answer": done["answer"],
+                        "grounded": bool(done.get("grounded", False)),
+                        "sources": sources,
+                        **({"tool": tool} if tool else {}),
+                    }
+                )
+            )
         else:
             _print_answer(asker.ask(question))
 
@@ -154,7 +186,11 @@ def _print_answer(events: Iterator[dict]) -> None:
             dropped = event.get("dropped", [])
     sys.stdout.write("\n")
     for sentence in dropped:
-        out.print(f"  ✗ not in your data, not shown as the answer: {sentence}", style="dim strike", markup=False)
+        out.print(
+            f"  ✗ not in your data, not shown as the answer: {sentence}",
+            style="dim strike",
+            markup=False,
+        )
     if not sources:
         if not tool_ran:
             out.print("(no notes matched; add some with `flurry add PATH`)", style="dim")
@@ -169,7 +205,6 @@ def _print_answer(events: Iterator[dict]) -> None:
             out.print(f" [{number}] {where} — {s['snippet'][:100]}", style="dim", markup=False)
 
 
-
 @click.command()
 @click.pass_obj
 def tui(settings: Settings) -> None:
@@ -181,7 +216,11 @@ def tui(settings: Settings) -> None:
 
 
 @click.command()
-@click.option("--plain", is_flag=True, help="The line-by-line chat, even on a terminal (for scripts and dumb terminals).")
+@click.option(
+    "--plain",
+    is_flag=True,
+    help="The line-by-line chat, even on a terminal (for scripts and dumb terminals).",
+)
 @click.pass_obj
 def chat(settings: Settings, plain: bool) -> None:
     """Chat with your node; it remembers the conversation. /new starts over, /quit (or Ctrl-D) leaves.
@@ -193,10 +232,14 @@ def chat(settings: Settings, plain: bool) -> None:
         run_tui(settings.home, lambda: _passphrase(settings), say=lambda line: err.print(line))
         return
     with _asker(settings, 3) as asker:
-        out.print("Ask about your notes. /new starts a new conversation, /quit leaves.", style="dim")
+        out.print(
+            "Ask about your notes. /new starts a new conversation, /quit leaves.", style="dim"
+        )
         while True:
             try:
-                line = click.prompt("you", prompt_suffix="> ", default="", show_default=False, err=True)
+                line = click.prompt(
+                    "you", prompt_suffix="> ", default="", show_default=False, err=True
+                )
             except (EOFError, click.Abort):
                 out.print()
                 return
@@ -213,5 +256,6 @@ def chat(settings: Settings, plain: bool) -> None:
                 _print_answer(asker.ask(line))
             except KeyboardInterrupt:  # Ctrl-C stops this answer, not the chat
                 out.print("\n(stopped)", style="dim")
+
 
 COMMANDS = (ask, chat, tui)

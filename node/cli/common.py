@@ -48,16 +48,21 @@ def _passphrase(settings: Settings, *, confirm: bool = False) -> str:
 @contextmanager
 def _open_node(settings: Settings, *, terminal_prompt: AskOwner | None = None) -> Iterator[Node]:
     settings.home.require()
-    node = Node.open(settings.home, _passphrase(settings), say=lambda line: err.print(line), terminal_prompt=terminal_prompt)
+    node = Node.open(
+        settings.home,
+        _passphrase(settings),
+        say=lambda line: err.print(line),
+        terminal_prompt=terminal_prompt,
+    )
     try:
         yield node
     finally:
         node.close()
 
 
-
 def _on_terminal() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+
 
 @contextmanager
 def _owner(settings: Settings) -> Iterator[Owner]:

@@ -43,21 +43,51 @@ def init(settings: Settings) -> None:
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True)
-@click.option("-v", "--verbose", is_flag=True, help="Print a line for each file as soon as it is saved.")
-@click.option("--tag", "tags", multiple=True, help="Tag the documents (repeatable); grants can limit peers to tags.")
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Print a line for each file as soon as it is saved."
+)
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    help="Tag the documents (repeatable); grants can limit peers to tags.",
+)
 @click.option("--sync", is_flag=True, help="Also forget documents under PATH whose file is gone.")
-@click.option("--watch", is_flag=True, help="Keep running: add what changes under PATH, forget what is deleted (Ctrl-C stops).")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Keep running: add what changes under PATH, forget what is deleted (Ctrl-C stops).",
+)
 @click.pass_obj
-def add(settings: Settings, paths: tuple[str, ...], verbose: bool, tags: tuple[str, ...], sync: bool, watch: bool) -> None:
+def add(
+    settings: Settings,
+    paths: tuple[str, ...],
+    verbose: bool,
+    tags: tuple[str, ...],
+    sync: bool,
+    watch: bool,
+) -> None:
     """Add notes, documents, mail, calendars, contacts and chat exports (files or folders) to the vault."""
     with _open_node(settings) as node:
         _ = node.embedder  # load (and on first use fetch) the model before the bar starts
         _add_paths(node, paths, verbose, tags, sync or watch)
         if watch:
-            watch_and_add(node, paths, lambda: _add_paths(node, paths, verbose, tags, True, quiet=True), say=out.print)
+            watch_and_add(
+                node,
+                paths,
+                lambda: _add_paths(node, paths, verbose, tags, True, quiet=True),
+                say=out.print,
+            )
 
 
-def _add_paths(node: Node, paths: tuple[str, ...], verbose: bool, tags: tuple[str, ...], sync: bool, quiet: bool = False) -> None:
+def _add_paths(
+    node: Node,
+    paths: tuple[str, ...],
+    verbose: bool,
+    tags: tuple[str, ...],
+    sync: bool,
+    quiet: bool = False,
+) -> None:
     for path in paths:
         with Progress(
             TextColumn("[bold]{task.description}"),
@@ -91,8 +121,11 @@ def _add_paths(node: Node, paths: tuple[str, ...], verbose: bool, tags: tuple[st
             out.print(f"  removed {removed}: its file is gone", markup=False)
         if len(report.skipped) > 20:
             reasons = Counter(skipped.reason for skipped in report.skipped[20:])
-            out.print(f"  … and {len(report.skipped) - 20} more skipped: "
-                      + "; ".join(f"{reason} ({count})" for reason, count in reasons.most_common(5)), markup=False)
+            out.print(
+                f"  … and {len(report.skipped) - 20} more skipped: "
+                + "; ".join(f"{reason} ({count})" for reason, count in reasons.most_common(5)),
+                markup=False,
+            )
 
 
 @click.command()
@@ -106,7 +139,6 @@ def forget(settings: Settings, path: str) -> None:
             raise click.ClickException(f"nothing in the vault at {path}")
         for doc in gone:
             out.print(f"forgot {doc.path} ({doc.chunk_count} chunks)")
-
 
 
 @click.command()
@@ -124,20 +156,36 @@ def status(settings: Settings, as_json: bool) -> None:
     out.print(f"home       {info['home']}")
     out.print(f"owner DID  {info['owner_did']}")
     out.print(f"node DID   {info['node_did']}")
-    out.print(f"chat model {info['chat_model']}   embeddings {info['embedding_model']}   ({info['models_dir']})")
+    out.print(
+        f"chat model {info['chat_model']}   embeddings {info['embedding_model']}   ({info['models_dir']})"
+    )
     out.print(f"documents  {info['documents']}   chunks {info['chunks']}")
     out.print(
         f"index      {index['vectors']} vectors, {index['lexical']} lexical entries, "
-        + (f"sealed snapshot {snapshot['bytes']} bytes saved {snapshot['saved_at']}" if snapshot else "no snapshot yet")
+        + (
+            f"sealed snapshot {snapshot['bytes']} bytes saved {snapshot['saved_at']}"
+            if snapshot
+            else "no snapshot yet"
+        )
     )
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; anything but loopback is said loudly.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; anything but loopback is said loudly.",
+)
 @click.option("--port", default=8765, show_default=True, type=int)
-@click.option("--public-url", "public_urls", multiple=True, metavar="URL",
-              help="An origin other agents reach this node at (https://node.example), named in its signed "
-                   "agent card (repeatable; default: config.json's public_urls, else the address it listens on).")
+@click.option(
+    "--public-url",
+    "public_urls",
+    multiple=True,
+    metavar="URL",
+    help="An origin other agents reach this node at (https://node.example), named in its signed "
+    "agent card (repeatable; default: config.json's public_urls, else the address it listens on).",
+)
 @click.pass_obj
 def serve(settings: Settings, host: str, port: int, public_urls: tuple[str, ...]) -> None:
     """Run the node: the signed API for your own clients, other agents and local apps."""
@@ -147,5 +195,6 @@ def serve(settings: Settings, host: str, port: int, public_urls: tuple[str, ...]
     with _open_node(settings) as node:
         urls = public_urls or settings.home.load_config().public_urls
         run_server(node, host, port, say=lambda line: err.print(line), public_urls=urls)
+
 
 COMMANDS = (init, add, forget, status, serve)

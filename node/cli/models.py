@@ -44,15 +44,21 @@ def models(ctx: click.Context) -> None:
     folder = settings.home.models
     for model, path in installed_models(folder):
         state = f"fetched  {path}" if path else "not fetched (fetched on first use)"
-        out.print(f"{'*' if model.name in chosen else ' '} {model.name:<28} {model.kind:<9} {state}", markup=False)
+        out.print(
+            f"{'*' if model.name in chosen else ' '} {model.name:<28} {model.kind:<9} {state}",
+            markup=False,
+        )
         out.print(f"    {model.description}", markup=False)
     out.print("Catalog (flurry models pull NAME; `flurry models recommend` says what fits):")
     for model in HUB_CATALOG.values():
         path = folder / model.filename
         state = "pulled" if path.is_file() else "not pulled"
         pin = f"sha256 {model.sha256[:12]}…" if model.sha256 else "unpinned"
-        out.print(f"{'*' if model.name in chosen else ' '} {model.name:<28} chat      {state}; {model.size_gb:.1f} GB, "
-                  f"~{model.ram_gb:.1f} GB RAM, context {model.context}; {pin}", markup=False)
+        out.print(
+            f"{'*' if model.name in chosen else ' '} {model.name:<28} chat      {state}; {model.size_gb:.1f} GB, "
+            f"~{model.ram_gb:.1f} GB RAM, context {model.context}; {pin}",
+            markup=False,
+        )
         out.print(f"    {model.description}  ({model.source})", markup=False)
     hub_files = {m.filename for m in HUB_CATALOG.values()}
     here = other_models(folder)
@@ -60,12 +66,25 @@ def models(ctx: click.Context) -> None:
         out.print(f"In {folder}:")
     for path in here:
         record = read_record(path) or {}
-        in_use = path.name in chosen or str(path) in chosen or any(
-            HUB_CATALOG[c].filename == path.name for c in chosen if c in HUB_CATALOG)
-        name = path.name if path.name not in hub_files else f"{path.name} ({next(m.name for m in HUB_CATALOG.values() if m.filename == path.name)})"
-        out.print(f"{'*' if in_use else ' '} {name}  {_size(path.stat().st_size)}  sha256 {record.get('sha256', 'not recorded (not pulled by flurry)')}", markup=False)
+        in_use = (
+            path.name in chosen
+            or str(path) in chosen
+            or any(HUB_CATALOG[c].filename == path.name for c in chosen if c in HUB_CATALOG)
+        )
+        name = (
+            path.name
+            if path.name not in hub_files
+            else f"{path.name} ({next(m.name for m in HUB_CATALOG.values() if m.filename == path.name)})"
+        )
+        out.print(
+            f"{'*' if in_use else ' '} {name}  {_size(path.stat().st_size)}  sha256 {record.get('sha256', 'not recorded (not pulled by flurry)')}",
+            markup=False,
+        )
         if record:
-            out.print(f"    from {record.get('source')}  ({record.get('checked')}, {record.get('pulled')})", markup=False)
+            out.print(
+                f"    from {record.get('source')}  ({record.get('checked')}, {record.get('pulled')})",
+                markup=False,
+            )
     for kind, name in (("chat", config.chat_model), ("embedding", config.embedding_model)):
         if name not in CATALOG and name not in HUB_CATALOG and not (folder / name).is_file():
             out.print(f"* {name}  ({kind}, your own GGUF)", markup=False)
@@ -96,23 +115,50 @@ def _parse_size(text: str) -> int:
 @models.command("pull")
 @click.argument("source")
 @click.option("--name", help="The file name in the models folder (default: the URL's).")
-@click.option("--sha256", "sha256", metavar="HEX", help="The digest the publisher gives: refuse and delete the file if it differs.")
-@click.option("--max-size", default="64G", show_default=True, help="Refuse a file larger than this (e.g. 4G).")
-@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for the server before giving up (the pull can be resumed).")
+@click.option(
+    "--sha256",
+    "sha256",
+    metavar="HEX",
+    help="The digest the publisher gives: refuse and delete the file if it differs.",
+)
+@click.option(
+    "--max-size", default="64G", show_default=True, help="Refuse a file larger than this (e.g. 4G)."
+)
+@click.option(
+    "--timeout",
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for the server before giving up (the pull can be resumed).",
+)
 @click.pass_obj
-def models_pull(settings: Settings, source: str, name: str | None, sha256: str | None, max_size: str, timeout: float) -> None:
+def models_pull(
+    settings: Settings,
+    source: str,
+    name: str | None,
+    sha256: str | None,
+    max_size: str,
+    timeout: float,
+) -> None:
     """Download a GGUF chat model: a catalog name, hf:OWNER/REPO/FILE.gguf[@REV] or an https:// URL.
 
     Run it again after an interruption: it continues where it stopped. Needs no passphrase and
     works while `flurry serve` runs (the models folder is not part of the sealed home)."""
 
-
-    label = resolve_source(source, name, sha256).filename  # refuses a bad source before anything is drawn
+    label = resolve_source(
+        source, name, sha256
+    ).filename  # refuses a bad source before anything is drawn
     if settings.home.models.is_relative_to(settings.home.root) and not settings.home.root.exists():
         # the models folder is the first thing in a new home: the home stays private, as `init` makes it
         settings.home.root.mkdir(parents=True, mode=0o700)
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                   TimeRemainingColumn(), console=err, transient=False)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
     task = None
 
     def progress(done: int, total: int | None) -> None:
@@ -122,8 +168,16 @@ def models_pull(settings: Settings, source: str, name: str | None, sha256: str |
         bar.update(task, completed=done, total=total)
 
     with bar:
-        pulled = pull(source, settings.home.models, name=name, sha256=sha256, max_bytes=_parse_size(max_size),
-                      timeout=timeout, progress=progress, say=lambda line: err.print(line, markup=False))
+        pulled = pull(
+            source,
+            settings.home.models,
+            name=name,
+            sha256=sha256,
+            max_bytes=_parse_size(max_size),
+            timeout=timeout,
+            progress=progress,
+            say=lambda line: err.print(line, markup=False),
+        )
     label = pulled.source if pulled.source in HUB_CATALOG else pulled.path.name
     if pulled.already:
         out.print(f"already pulled: {pulled.path}", markup=False)
@@ -143,12 +197,21 @@ def models_recommend() -> None:
     out.print(f"This machine: {describe(machine)}", markup=False)
     marks = {"gpu": "+", "good": "+", "slow": "~", "tight": "~", "no": "-"}
     for f in fits:
-        out.print(f"{marks[f.verdict]} {f.model.name:<24} {f.model.size_gb:.1f} GB  {f.reason}", markup=False)
+        out.print(
+            f"{marks[f.verdict]} {f.model.name:<24} {f.model.size_gb:.1f} GB  {f.reason}",
+            markup=False,
+        )
     if best is None:
-        out.print("None of the catalog models runs comfortably here; the default model keeps answering.", markup=False)
+        out.print(
+            "None of the catalog models runs comfortably here; the default model keeps answering.",
+            markup=False,
+        )
         return
     out.print(f"Recommended: {best.model.name} ({best.model.description})", markup=False)
-    out.print(f"  flurry models pull {best.model.name} && flurry models use chat {best.model.name}", markup=False)
+    out.print(
+        f"  flurry models pull {best.model.name} && flurry models use chat {best.model.name}",
+        markup=False,
+    )
 
 
 @models.command("use")
@@ -160,7 +223,9 @@ def models_use(settings: Settings, kind: str, model: str) -> None:
     settings.home.require()
     folder = settings.home.models
     if model in HUB_CATALOG:
-        resolve_model(model, folder)  # refuses a model not pulled yet, with the command that pulls it
+        resolve_model(
+            model, folder
+        )  # refuses a model not pulled yet, with the command that pulls it
     elif model not in CATALOG:
         path = Path(model).expanduser().absolute()
         if path.is_file():
@@ -169,12 +234,15 @@ def models_use(settings: Settings, kind: str, model: str) -> None:
             pass  # a pulled file, named as it is in the models folder (which FLURRY_MODELS may move)
         else:
             known = ", ".join([*CATALOG, *HUB_CATALOG])
-            raise click.ClickException(f"{model}: no such GGUF file, not in {folder}, and not a catalog name ({known})")
+            raise click.ClickException(
+                f"{model}: no such GGUF file, not in {folder}, and not a catalog name ({known})"
+            )
     config = settings.home.load_config()
     setattr(config, f"{kind}_model", model)
     settings.home.save_config(config)
     out.print(f"{kind} model: {model}", markup=False)
     if settings.home.running_node():
         out.print("flurry serve is running: restart it to load the new model", markup=False)
+
 
 COMMANDS = (models,)

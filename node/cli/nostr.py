@@ -24,7 +24,11 @@ def _nostr_owner(settings: Settings) -> Iterator[NostrOwner]:
     """The owner's Nostr calls: on the home itself, or through the node serving it."""
 
     with _owner(settings) as owner:
-        yield LocalNostrOwner(owner.node) if isinstance(owner, LocalOwner) else RemoteNostrOwner(owner)
+        yield (
+            LocalNostrOwner(owner.node)
+            if isinstance(owner, LocalOwner)
+            else RemoteNostrOwner(owner)
+        )
 
 
 @click.group(invoke_without_command=True)
@@ -36,9 +40,14 @@ def nostr(ctx: click.Context) -> None:
     with _nostr_owner(ctx.obj) as owner:
         info = owner.whoami()
     out.print(f"Nostr key  {info['npub']}  ({info['pubkey']})", markup=False)
-    out.print(f"relays     {', '.join(info['relays']) or '(none: flurry nostr relays add wss://…)'}", markup=False)
+    out.print(
+        f"relays     {', '.join(info['relays']) or '(none: flurry nostr relays add wss://…)'}",
+        markup=False,
+    )
     if info["running"]:
-        out.print(f"listening  received {info['received']}, answered {info['answered']}, to the inbox {info['to_inbox']}, refused {info['rejected']}, dropped {info['dropped']}, sent {info['sent']}")
+        out.print(
+            f"listening  received {info['received']}, answered {info['answered']}, to the inbox {info['to_inbox']}, refused {info['rejected']}, dropped {info['dropped']}, sent {info['sent']}"
+        )
 
 
 @nostr.group("relays", invoke_without_command=True)
@@ -88,7 +97,9 @@ def nostr_send(settings: Settings, peer: str, text: str) -> None:
     """Send a private message to a pinned peer or an npub; signed by this node, recorded in the audit log."""
     with _nostr_owner(settings) as owner:
         sent = owner.send(peer, text)
-    out.print(f"sent {sent['event_id']} to {sent['to']} via {', '.join(sent['relays'])}", markup=False)
+    out.print(
+        f"sent {sent['event_id']} to {sent['to']} via {', '.join(sent['relays'])}", markup=False
+    )
     for url, why in sent["failed"].items():
         err.print(f"  {url} refused it: {why}", markup=False)
 
@@ -120,10 +131,17 @@ def inbox(ctx: click.Context, as_json: bool) -> None:
 def inbox_remove(settings: Settings, message_id: str) -> None:
     """Delete a message from the inbox (by the id `flurry inbox` shows, or its full id)."""
     with _nostr_owner(settings) as owner:
-        matches = [m for m in owner.inbox() if m["message_id"].startswith(message_id) or m["id"] == message_id]
+        matches = [
+            m
+            for m in owner.inbox()
+            if m["message_id"].startswith(message_id) or m["id"] == message_id
+        ]
         if len(matches) != 1:
-            raise click.ClickException(f"{'no' if not matches else 'more than one'} message {message_id!r} in the inbox")
+            raise click.ClickException(
+                f"{'no' if not matches else 'more than one'} message {message_id!r} in the inbox"
+            )
         owner.remove_from_inbox(matches[0]["message_id"])
     out.print(f"removed {matches[0]['message_id']}")
+
 
 COMMANDS = (nostr, inbox)

@@ -22,26 +22,47 @@ def grants() -> None:
     """What other agents (by DID) may ask of this node."""
 
 
-
 @grants.command("add")
 @click.argument("did")
-@click.option("--allow", "allow", multiple=True, required=True, help="An operation: ask, chat, send, tool:NAME (repeatable).")
-@click.option("--tags", "tags", default=None, help="Comma-separated vault tags the DID's questions may draw on (default: none).")
+@click.option(
+    "--allow",
+    "allow",
+    multiple=True,
+    required=True,
+    help="An operation: ask, chat, send, tool:NAME (repeatable).",
+)
+@click.option(
+    "--tags",
+    "tags",
+    default=None,
+    help="Comma-separated vault tags the DID's questions may draw on (default: none).",
+)
 @click.option("--quota", default=None, help="Requests allowed per window, e.g. 20/day or 5/hour.")
 @click.option("--note", default="", help="A note to yourself: who this is.")
 @click.pass_obj
-def grants_add(settings: Settings, did: str, allow: tuple[str, ...], tags: str | None, quota: str | None, note: str) -> None:
+def grants_add(
+    settings: Settings,
+    did: str,
+    allow: tuple[str, ...],
+    tags: str | None,
+    quota: str | None,
+    note: str,
+) -> None:
     grant = {
         "did": did,
         "allow": sorted({a for part in allow for a in part.split(",") if a}),
-        "tags": sorted({t.strip() for t in tags.split(",") if t.strip()}) if tags is not None else [],
+        "tags": sorted({t.strip() for t in tags.split(",") if t.strip()})
+        if tags is not None
+        else [],
         "quota": quota,
         "note": note,
         "created_at": time.time(),
     }
     with _owner(settings) as owner:
         owner.add_grant(grant)
-    out.print(f"granted {did}: {', '.join(grant['allow'])}; tags {', '.join(grant['tags']) or '(none)'}; quota {quota or 'none'}")
+    out.print(
+        f"granted {did}: {', '.join(grant['allow'])}; tags {', '.join(grant['tags']) or '(none)'}; quota {quota or 'none'}"
+    )
 
 
 @grants.command("list")
@@ -53,7 +74,9 @@ def grants_list(settings: Settings) -> None:
         out.print("no grants yet; only you can use this node")
     for grant in found:
         tags = "all" if grant["tags"] is None else ", ".join(grant["tags"]) or "(none)"
-        out.print(f"{grant['did']}  allow {', '.join(grant['allow'])}  tags {tags}  quota {grant['quota'] or 'none'}  {grant['note']}")
+        out.print(
+            f"{grant['did']}  allow {', '.join(grant['allow'])}  tags {tags}  quota {grant['quota'] or 'none'}  {grant['note']}"
+        )
 
 
 @grants.command("remove")
@@ -113,8 +136,12 @@ def audit_verify(settings: Settings) -> None:
     for problem in report["problems"]:
         out.print(f"  {problem}", markup=False)
     if not report["ok"]:
-        raise click.ClickException(f"the audit log does NOT verify ({len(report['problems'])} problems in {report['count']} entries)")
-    out.print(f"the audit log verifies: {report['count']} entries, every hash and signature checked")
+        raise click.ClickException(
+            f"the audit log does NOT verify ({len(report['problems'])} problems in {report['count']} entries)"
+        )
+    out.print(
+        f"the audit log verifies: {report['count']} entries, every hash and signature checked"
+    )
 
 
 @click.group()
@@ -130,10 +157,16 @@ def peers_add(settings: Settings, url: str, name: str) -> None:
     """Fetch a node's agent card, check its signature and pin the DID that signed it."""
     with _owner(settings) as owner:
         peer = _done(owner.add_peer(url, name))
-    out.print(f"pinned {peer['did']} for {peer['url']}" + (f" as {name}" if name else ""), markup=False)
+    out.print(
+        f"pinned {peer['did']} for {peer['url']}" + (f" as {name}" if name else ""), markup=False
+    )
     out.print(f"  {peer['card_name']}: {peer['card_description']}", style="dim", markup=False)
     if peer.get("nostr"):
-        out.print(f"  Nostr key {peer['nostr']} (proven by the card): flurry nostr send works too", style="dim", markup=False)
+        out.print(
+            f"  Nostr key {peer['nostr']} (proven by the card): flurry nostr send works too",
+            style="dim",
+            markup=False,
+        )
 
 
 @peers.command("list")
@@ -174,7 +207,12 @@ def pod_ls(settings: Settings, path: str) -> None:
     if not found:
         out.print(f"{path} is empty")
     for entry in found:
-        out.print(f"{entry['path']}  {entry['type'] or 'container'}  {entry['size']} bytes" if entry["type"] else entry["path"], markup=False)
+        out.print(
+            f"{entry['path']}  {entry['type'] or 'container'}  {entry['size']} bytes"
+            if entry["type"]
+            else entry["path"],
+            markup=False,
+        )
 
 
 @pod.command("grant")
@@ -185,7 +223,9 @@ def pod_ls(settings: Settings, path: str) -> None:
 def pod_grant(settings: Settings, who: str, container: str, modes: tuple[str, ...]) -> None:
     """WHO (a DID, or 'public') may use MODES (read, append, write, control; or none) on
     CONTAINER and below, until a rule further down says otherwise."""
-    chosen = [] if modes == ("none",) else sorted({m for part in modes for m in part.split(",") if m})
+    chosen = (
+        [] if modes == ("none",) else sorted({m for part in modes for m in part.split(",") if m})
+    )
     with _owner(settings) as owner:
         owner.set_pod_access(who, container, chosen)
     out.print(f"{who} on {container}: {' '.join(chosen) or 'nothing'}", markup=False)
@@ -223,7 +263,9 @@ def skills() -> None:
 
 @skills.command("install")
 @click.argument("source")
-@click.option("--yes", is_flag=True, help="Approve every permission the skill asks for, without asking.")
+@click.option(
+    "--yes", is_flag=True, help="Approve every permission the skill asks for, without asking."
+)
 @click.pass_obj
 def skills_install(settings: Settings, source: str, yes: bool) -> None:
     """Install a skill from a wheel, a project folder or a pip requirement; review what it asks
@@ -231,25 +273,46 @@ def skills_install(settings: Settings, source: str, yes: bool) -> None:
     with _owner(settings) as owner:
         skill = owner.install_skill(source)
         _show_skill(skill)
-        if not (yes or (sys.stdin.isatty() and click.confirm("Approve these permissions and enable it?", err=True))):
+        if not (
+            yes
+            or (
+                sys.stdin.isatty()
+                and click.confirm("Approve these permissions and enable it?", err=True)
+            )
+        ):
             owner.remove_skill(skill["name"])
             raise click.ClickException(f"not approved; {skill['name']} was removed again")
         owner.approve_skill(skill["name"], skill["requested"])
-    out.print(f"installed {skill['name']}; its tools default to `ask` (flurry skills policy TOOL allow|ask|deny)")
+    out.print(
+        f"installed {skill['name']}; its tools default to `ask` (flurry skills policy TOOL allow|ask|deny)"
+    )
 
 
 def _show_skill(skill: dict) -> None:
     if skill["managed"]:
         out.print(f"{skill['name']} {skill['version']} — {skill['description']}", markup=False)
-        out.print(f"  author: {skill['author'] or '(not given)'}" + ("  (signed)" if skill["signed"] else ""), markup=False)
+        out.print(
+            f"  author: {skill['author'] or '(not given)'}"
+            + ("  (signed)" if skill["signed"] else ""),
+            markup=False,
+        )
     else:
-        out.print(f"{skill['name']}: {skill['description']} (not sandboxed, nothing brokered)", markup=False)
+        out.print(
+            f"{skill['name']}: {skill['description']} (not sandboxed, nothing brokered)",
+            markup=False,
+        )
     for tool in skill["tools"]:
         out.print(f"  tool {tool['name']} [{tool['policy']}]: {tool['description']}", markup=False)
     if "sandbox" in skill:
         out.print(f"  sandbox: {skill['sandbox']}", markup=False)
     for permission in skill["requested"]:
-        state = "granted" if permission in skill["granted"] else "asks for" if not skill["approved"] else "asked, not granted"
+        state = (
+            "granted"
+            if permission in skill["granted"]
+            else "asks for"
+            if not skill["approved"]
+            else "asked, not granted"
+        )
         out.print(f"  {state}: {permission}", markup=False)
 
 
@@ -265,11 +328,19 @@ def skills_install_mcp(settings: Settings, yes: bool, name: str, argv: tuple[str
         skill = owner.install_mcp(name, list(argv))
         _show_skill(skill)
         out.print("  it runs with your permissions: nothing is brokered or sandboxed", markup=False)
-        if not (yes or (sys.stdin.isatty() and click.confirm("Register this server and enable its tools?", err=True))):
+        if not (
+            yes
+            or (
+                sys.stdin.isatty()
+                and click.confirm("Register this server and enable its tools?", err=True)
+            )
+        ):
             owner.remove_skill(name)
             raise click.ClickException(f"not approved; {name} was removed again")
         owner.approve_skill(name, [])
-    out.print(f"registered {name}; its tools default to `ask` (flurry skills policy TOOL allow|ask|deny)")
+    out.print(
+        f"registered {name}; its tools default to `ask` (flurry skills policy TOOL allow|ask|deny)"
+    )
 
 
 @skills.command("list")
@@ -280,7 +351,13 @@ def skills_list(settings: Settings) -> None:
     if not found:
         out.print("no skills installed; flurry skills install PATH")
     for skill in found:
-        state = "enabled" if skill["enabled"] and skill["approved"] else "disabled" if skill["approved"] else "not approved"
+        state = (
+            "enabled"
+            if skill["enabled"] and skill["approved"]
+            else "disabled"
+            if skill["approved"]
+            else "not approved"
+        )
         kind = "" if skill["managed"] else " (unmanaged MCP)"
         out.print(f"{skill['name']:<20} {state}{kind}", markup=False)
 
@@ -346,7 +423,11 @@ def approvals(settings: Settings, approve_id: str | None, deny_id: str | None) -
     if not waiting:
         out.print("nothing is waiting for you")
     for pending in waiting:
-        out.print(f"{pending['id']}  {pending['skill']}.{pending['tool']}  from {pending['requester']}", markup=False)
+        out.print(
+            f"{pending['id']}  {pending['skill']}.{pending['tool']}  from {pending['requester']}",
+            markup=False,
+        )
         out.print("  " + json.dumps(pending["arguments"], ensure_ascii=False), markup=False)
+
 
 COMMANDS = (grants, tokens, audit, peers, send, pod, skills, approvals)

@@ -34,17 +34,17 @@ from node.a2a import (
     signed_card,
 )
 from node.a2a_tasks import SealedTaskStore
-from node.peering import answer_work
-from node.peers import CARD_PATH
 from node.http.auth import CallerDep, authorize
 from node.http.state import NodeDep, QueueDep
 from node.limits import UnsafeJSON, parse_json
 from node.node import Node
+from node.peering import answer_work
+from node.peers import CARD_PATH
 
 _SEND_METHODS = frozenset({"SendMessage", "SendStreamingMessage"})
 
-card_router = APIRouter()   # public
-rpc_router = APIRouter()    # signed (declared where it is included)
+card_router = APIRouter()  # public
+rpc_router = APIRouter()  # signed (declared where it is included)
 
 
 class A2AService:
@@ -54,7 +54,9 @@ class A2AService:
     def __init__(self, node: Node, public_origins: Sequence[str]) -> None:
         self.handler = DefaultRequestHandler(
             agent_executor=AnswerExecutor(),
-            task_store=SealedTaskStore(node.vault),  # sealed in the vault, bounded per caller and in all
+            task_store=SealedTaskStore(
+                node.vault
+            ),  # sealed in the vault, bounded per caller and in all
             agent_card=agent_card(node, public_origins),
         )
         self.dispatcher = JsonRpcDispatcher(self.handler, context_builder=_CallContextBuilder())
@@ -68,7 +70,9 @@ class A2AService:
         origins and nothing else: not the Host a request carries, or anyone could have it
         signed for their own URL and serve it as this node."""
         if self._card is None:
-            body = json.dumps(signed_card(self._node, self._origins), separators=(",", ":")).encode()
+            body = json.dumps(
+                signed_card(self._node, self._origins), separators=(",", ":")
+            ).encode()
             self._card = (body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
         return self._card
 
@@ -98,16 +102,24 @@ def card(request: Request, a2a: A2ADep) -> Response:
 
 
 @rpc_router.post(RPC_PATH)
-@rpc_router.post(RPC_PATH + "/")  # clients that join "/" to the card's URL (the A2A TCK does) get no redirect to follow
-async def rpc(request: Request, caller: CallerDep, node: NodeDep, queue: QueueDep, a2a: A2ADep) -> Response:
+@rpc_router.post(
+    RPC_PATH + "/"
+)  # clients that join "/" to the card's URL (the A2A TCK does) get no redirect to follow
+async def rpc(
+    request: Request, caller: CallerDep, node: NodeDep, queue: QueueDep, a2a: A2ADep
+) -> Response:
     request.state.caller_did = caller
     method, params = _rpc_call(await request.body())
     job: Job | None = None
     if method in _SEND_METHODS:
-        grant = await asyncio.to_thread(authorize, node, caller, "ask")  # 403 / 429 here, before the SDK makes a task
+        grant = await asyncio.to_thread(
+            authorize, node, caller, "ask"
+        )  # 403 / 429 here, before the SDK makes a task
         question = _question(params)
         if question is not None:
-            job = queue.submit(answer_work(node, caller, grant, question))  # 503 + Retry-After when full
+            job = queue.submit(
+                answer_work(node, caller, grant, question)
+            )  # 503 + Retry-After when full
     # Reading and writing tasks needs no grant: the store shows a caller only its own tasks.
     request.state.a2a_job = job
     response = await a2a.dispatcher.handle_requests(request)
@@ -141,7 +153,9 @@ def _rpc_call(body: bytes) -> tuple[str | None, dict]:
     if not isinstance(call, dict):
         return None, {}
     method, params = call.get("method"), call.get("params")
-    return (method if isinstance(method, str) else None), (params if isinstance(params, dict) else {})
+    return (method if isinstance(method, str) else None), (
+        params if isinstance(params, dict) else {}
+    )
 
 
 def _etags(value: str) -> set[str]:

@@ -62,7 +62,9 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if on_start:
             on_start()
-        await asyncio.to_thread(app.state.nostr.start)  # connects only to relays the owner configured
+        await asyncio.to_thread(
+            app.state.nostr.start
+        )  # connects only to relays the owner configured
         yield
         await asyncio.to_thread(app.state.nostr.stop)
         await app.state.a2a.aclose()  # stops the peers' running tasks and their model jobs
@@ -70,7 +72,9 @@ def create_app(
         if on_stop:
             on_stop()
 
-    app = FastAPI(title="flurry node", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app = FastAPI(
+        title="flurry node", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
 
     # --- state (read by node.http.state's dependencies) -------------------------------------
     known = KnownCallers(node)  # owner / granted or pinned / stranger: separate budgets
@@ -79,8 +83,12 @@ def create_app(
     state.limits = limits
     state.allowed_hosts = allowed_hosts
     state.known = known
-    state.strangers = StrangerGate(limits.stranger_rate, limits.stranger_burst, checks=limits.stranger_checks)
-    state.replay_cache = ReplayCache(classify=known.replay_tier, stranger_entries=limits.stranger_nonces)
+    state.strangers = StrangerGate(
+        limits.stranger_rate, limits.stranger_burst, checks=limits.stranger_checks
+    )
+    state.replay_cache = ReplayCache(
+        classify=known.replay_tier, stranger_entries=limits.stranger_nonces
+    )
     state.model_queue = ModelQueue(max_waiting=max_waiting)
     state.conversations = LiveConversations()
     state.owner = LocalOwner(node)
@@ -90,7 +98,9 @@ def create_app(
     state.nostr_owner = LocalNostrOwner(node, state.nostr)
     state.signed_caller = signed_caller  # benchmarks override it to time an endpoint unsigned
     node.connect_nostr(state.nostr)  # so a skill's nostr.publish goes out on the running connection
-    node.pod_indexer.run_model_work_with(partial(in_background, state.model_queue))  # the pod's indexing: background lane
+    node.pod_indexer.run_model_work_with(
+        partial(in_background, state.model_queue)
+    )  # the pod's indexing: background lane
 
     # --- routes ------------------------------------------------------------------------------
     signed = [Depends(signed_caller)]
@@ -106,7 +116,9 @@ def create_app(
     app.include_router(skills.router, dependencies=owner_only)
     app.include_router(pod.owner_router, dependencies=owner_only)
     app.include_router(nostr.router, dependencies=owner_only)
-    app.include_router(openai.router)  # an owner-made bearer token, per route (node.http.auth.bearer_token)
+    app.include_router(
+        openai.router
+    )  # an owner-made bearer token, per route (node.http.auth.bearer_token)
 
     app.add_middleware(PodCORS)
     problems.install(app)

@@ -29,7 +29,9 @@ router = APIRouter()
 
 
 @router.post("/api/ask")
-async def ask(request: Request, caller: CallerDep, node: NodeDep, queue: QueueDep, conversations: LiveDep) -> StreamingResponse:
+async def ask(
+    request: Request, caller: CallerDep, node: NodeDep, queue: QueueDep, conversations: LiveDep
+) -> StreamingResponse:
     try:
         body = parse_json(await request.body() or b"{}")
         question = str(body["question"]).strip()
@@ -39,13 +41,23 @@ async def ask(request: Request, caller: CallerDep, node: NodeDep, queue: QueueDe
     except (ValueError, KeyError, TypeError, AttributeError):
         raise Problem(400, "bad request", 'send JSON {"question": "…", "k": 3}') from None
     if not question or not 1 <= k <= 20 or not isinstance(tools, bool):
-        raise Problem(400, "bad request", "the question is empty, k is not between 1 and 20, or tools is not true/false")
+        raise Problem(
+            400,
+            "bad request",
+            "the question is empty, k is not between 1 and 20, or tools is not true/false",
+        )
     if tools:
         require_owner(node, caller)  # skills act for the owner; peers get answers, never tool calls
     # The grant is checked (and its quota used) here; its tags are read again at every turn.
-    await asyncio.to_thread(authorize, node, caller, "ask")  # a sealed quota write: off the event loop
+    await asyncio.to_thread(
+        authorize, node, caller, "ask"
+    )  # a sealed quota write: off the event loop
     if conversation_id is not None and conversations.caller_of(conversation_id) != caller:
-        raise Problem(404, "no such conversation", "that conversation is unknown or was forgotten; start a new one")
+        raise Problem(
+            404,
+            "no such conversation",
+            "that conversation is unknown or was forgotten; start a new one",
+        )
 
     owner = is_owner(node, caller)
 
@@ -55,7 +67,11 @@ async def ask(request: Request, caller: CallerDep, node: NodeDep, queue: QueueDe
             conversation_id = uuid.uuid4().hex
             # A peer's conversation reads its grant at every turn (node.peer_tags), not the
             # grant it was opened under: narrowing a grant reaches open conversations.
-            conversations.register(conversation_id, caller, node.conversation(title=question[:80], peer=None if owner else caller))
+            conversations.register(
+                conversation_id,
+                caller,
+                node.conversation(title=question[:80], peer=None if owner else caller),
+            )
         conversation = conversations.get(conversation_id)
         conversation.k = k
         yield {"type": "conversation", "id": conversation_id}
@@ -66,11 +82,11 @@ async def ask(request: Request, caller: CallerDep, node: NodeDep, queue: QueueDe
         answer = conversation.ask(question)
         if owner:  # the owner sees the evidence first, then the verified sentences
             yield {"type": "sources", "sources": [s.to_json() for s in answer.sources]}
-        if owner:   # the model's unchecked words too, for the owner's screen to show dimmed
+        if owner:  # the model's unchecked words too, for the owner's screen to show dimmed
             for kind, text in answer.events():
                 yield {"type": "token" if kind == "text" else "draft", "text": text}
         else:
-            for piece in answer:   # only sentences the verifier passed: safe for peers as they come
+            for piece in answer:  # only sentences the verifier passed: safe for peers as they come
                 yield {"type": "token", "text": piece}
         yield from answer_events(answer, owner=owner)
 
@@ -89,4 +105,7 @@ async def whoami(caller: CallerDep, node: NodeDep) -> dict:
 @router.get("/api/status")
 async def status(caller: CallerDep, node: NodeDep, queue: QueueDep) -> dict:
     require_owner(node, caller)
-    return {**await asyncio.to_thread(node.status), "queue": {"waiting": queue.waiting, "max_waiting": queue.max_waiting}}
+    return {
+        **await asyncio.to_thread(node.status),
+        "queue": {"waiting": queue.waiting, "max_waiting": queue.max_waiting},
+    }

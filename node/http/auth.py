@@ -36,24 +36,36 @@ async def signed_caller(request: Request) -> str:
     stranger = state.known.tier(claimed_did(request.headers)) == "stranger"
     if stranger:
         if (wait := state.strangers.take(source_of(request.scope))) is not None:
-            raise Problem(429, "too many requests", "too many requests from strangers at this address",
-                          headers={"Retry-After": retry_after(wait)})
+            raise Problem(
+                429,
+                "too many requests",
+                "too many requests from strangers at this address",
+                headers={"Retry-After": retry_after(wait)},
+            )
         if not state.strangers.begin_check():
-            raise Problem(503, "busy", "too many strangers' requests at once", headers={"Retry-After": "1"})
+            raise Problem(
+                503, "busy", "too many strangers' requests at once", headers={"Retry-After": "1"}
+            )
 
     def check() -> str:
         # request.headers, not a dict of it: a repeated header must stay visible to the check.
         target = target_uri_from_scope(request.scope, allowed_hosts=state.allowed_hosts)
         if is_nostr_http_auth(request.headers):  # NIP-98, for peers whose Nostr key is pinned
-            return nostr_http_caller(state.node.vault, state.replay_cache, request.method, target, request.headers, body)
-        return verify_request(request.method, target, request.headers, body, replay_cache=state.replay_cache)
+            return nostr_http_caller(
+                state.node.vault, state.replay_cache, request.method, target, request.headers, body
+            )
+        return verify_request(
+            request.method, target, request.headers, body, replay_cache=state.replay_cache
+        )
 
     try:
         # Parsing structured fields and checking the signature: off the event loop.
         return await asyncio.to_thread(check)
     except SignatureRejected:
         if not stranger:
-            state.strangers.take(source_of(request.scope))  # a false claim to be someone known costs a token too
+            state.strangers.take(
+                source_of(request.scope)
+            )  # a false claim to be someone known costs a token too
         raise
     finally:
         if stranger:
@@ -89,7 +101,9 @@ def bearer_token(request: Request, node: NodeDep) -> set[str]:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise Problem(401, "token required", "send an owner-made token: Authorization: Bearer flurry_…")
+        raise Problem(
+            401, "token required", "send an owner-made token: Authorization: Bearer flurry_…"
+        )
     try:
         return set(node.tokens.verify(token.strip()).allow)
     except InvalidToken as e:

@@ -29,7 +29,7 @@ def live(node: Node, conv_id: str, turns: list[tuple[str, list[Source], str]]) -
         _ModelOnFirstUse(node),
         lambda question, k: node.retrieve(question, k),
         record=lambda message: node.vault.append_message(conv_id, message),
-        embed=lambda texts: node.embedder.embed(texts),   # on the model queue, like the answer
+        embed=lambda texts: node.embedder.embed(texts),  # on the model queue, like the answer
     )
     conversation.turns = turns
     return conversation
@@ -103,8 +103,14 @@ def _turns(messages: list[dict]) -> list[tuple[str, list[Source], str]]:
             question = message.get("content", "")
         elif message.get("role") == "assistant" and question is not None:
             sources = [
-                Source(n, s.get("path", ""), int(s.get("chunk", 0)), float(s.get("score", 0.0)), s.get("snippet", ""),
-                       quote=str(s.get("quote", "")))
+                Source(
+                    n,
+                    s.get("path", ""),
+                    int(s.get("chunk", 0)),
+                    float(s.get("score", 0.0)),
+                    s.get("snippet", ""),
+                    quote=str(s.get("quote", "")),
+                )
                 for n, s in enumerate(message.get("sources", []), start=1)
             ]
             turns.append((question, sources, message.get("content", "")))

@@ -27,7 +27,15 @@ router = APIRouter()
 
 
 def document_json(d) -> dict:
-    return {"id": d.id, "path": d.path, "abs_path": d.abs_path, "size": d.size, "mtime": d.mtime, "chunks": d.chunk_count, "tags": list(d.tags)}
+    return {
+        "id": d.id,
+        "path": d.path,
+        "abs_path": d.abs_path,
+        "size": d.size,
+        "mtime": d.mtime,
+        "chunks": d.chunk_count,
+        "tags": list(d.tags),
+    }
 
 
 @router.get("/api/owner/documents")
@@ -65,7 +73,11 @@ async def chunk(body: BodyDep, node: NodeDep) -> dict:
 
     text = await asyncio.to_thread(find)
     if text is None:
-        raise Problem(404, "no such chunk", f"no chunk {seq} of {path} in the vault (forgotten or changed since?)")
+        raise Problem(
+            404,
+            "no such chunk",
+            f"no chunk {seq} of {path} in the vault (forgotten or changed since?)",
+        )
     return {"path": path, "chunk": seq, "text": text}
 
 
@@ -99,7 +111,13 @@ async def add(body: BodyDep, node: NodeDep, jobs: QueueDep) -> StreamingResponse
         worker.start()
         try:
             while (p := events.get()) is not None:
-                yield {"type": "progress", "done": p.done, "total": p.total, "path": p.path, "outcome": p.outcome}
+                yield {
+                    "type": "progress",
+                    "done": p.done,
+                    "total": p.total,
+                    "path": p.path,
+                    "outcome": p.outcome,
+                }
         finally:
             worker.join()
         if "error" in outcome:

@@ -21,6 +21,7 @@ PLANNED = "planned"  # an internal event: the model chose a tool call; never sen
 
 async def on_queue(queue: ModelQueue, work: Callable[[], object]) -> object:
     """Run ``work`` as one model-queue job and return what it returns."""
+
     def job_work() -> Iterator[object]:
         yield work()
 
@@ -56,9 +57,11 @@ async def pieces(job: Job) -> AsyncIterator:
         job.cancel()  # a no-op once the job has finished; stops it when the client disconnected
 
 
-async def ndjson(job: Job, follow_up: Callable[[PlannedCall], AsyncIterator[dict]] | None = None) -> AsyncIterator[bytes]:
+async def ndjson(
+    job: Job, follow_up: Callable[[PlannedCall], AsyncIterator[dict]] | None = None
+) -> AsyncIterator[bytes]:
     """The job's events as NDJSON, after a "queued" event when other work goes first."""
-    ahead = job.position - 1   # position 1 is next in line
+    ahead = job.position - 1  # position 1 is next in line
     if ahead > 0:
         yield (json.dumps({"type": "queued", "ahead": ahead}) + "\n").encode()
     try:
@@ -82,7 +85,13 @@ async def tool_turn(node: Node, planned: PlannedCall, requester: str) -> AsyncIt
     def ask_owner(call) -> bool:  # on the worker thread
         pending = node.approvals.open(call, planned.skill, requester)
         waiting.append(pending)
-        event = {"type": "approval", "id": pending.id, "tool": call.tool, "skill": planned.skill, "arguments": call.arguments}
+        event = {
+            "type": "approval",
+            "id": pending.id,
+            "tool": call.tool,
+            "skill": planned.skill,
+            "arguments": call.arguments,
+        }
         loop.call_soon_threadsafe(announced.put_nowait, event)
         return node.approvals.wait(pending)
 
@@ -100,11 +109,20 @@ async def tool_turn(node: Node, planned: PlannedCall, requester: str) -> AsyncIt
         turn = turn_task.result()
     finally:
         for pending in waiting:
-            node.approvals.withdraw(pending)  # a no-op once decided; frees the thread if the client left
+            node.approvals.withdraw(
+                pending
+            )  # a no-op once decided; frees the thread if the client left
     call, decision = turn.call, turn.decision
     text = turn.result if turn.ran else f"(not run: {decision.reason})"
-    yield {"type": "tool", "tool": call.tool, "skill": planned.skill, "arguments": call.arguments, "ran": turn.ran,
-           "reason": decision.reason, **({"result": turn.result} if turn.ran else {})}
+    yield {
+        "type": "tool",
+        "tool": call.tool,
+        "skill": planned.skill,
+        "arguments": call.arguments,
+        "ran": turn.ran,
+        "reason": decision.reason,
+        **({"result": turn.result} if turn.ran else {}),
+    }
     yield {"type": "sources", "sources": []}
     yield {"type": "token", "text": text}
     yield {"type": "done", "answer": text}

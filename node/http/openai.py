@@ -26,9 +26,14 @@ from node.http.problems import Problem, openai_error_body
 from node.http.state import NodeDep, QueueDep
 from node.limits import parse_json
 
-RAW_MODEL = "flurry"        # the model alone, for the owner's apps (no data)
+RAW_MODEL = "flurry"  # the model alone, for the owner's apps (no data)
 DATA_MODEL = "flurry-data"  # the last user message answered from the owner's data, grounded
-_OPENAI_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+_OPENAI_ROLES = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+}
 _log = logging.getLogger(__name__)
 
 router = APIRouter()
@@ -36,21 +41,30 @@ router = APIRouter()
 
 @router.get("/v1/models")
 def models(allow: TokenDep) -> dict:
-    return {"object": "list", "data": [
-        {"id": RAW_MODEL, "object": "model", "created": 0, "owned_by": "owner"},
-        {"id": DATA_MODEL, "object": "model", "created": 0, "owned_by": "owner"},
-    ]}
+    return {
+        "object": "list",
+        "data": [
+            {"id": RAW_MODEL, "object": "model", "created": 0, "owned_by": "owner"},
+            {"id": DATA_MODEL, "object": "model", "created": 0, "owned_by": "owner"},
+        ],
+    }
 
 
 @router.post("/v1/chat/completions")
-async def chat_completions(request: Request, allow: TokenDep, node: NodeDep, queue: QueueDep) -> Response:
+async def chat_completions(
+    request: Request, allow: TokenDep, node: NodeDep, queue: QueueDep
+) -> Response:
     if "chat" not in allow:
         raise Problem(403, "not granted", "this token may not use chat")
     chat = chat_request(await request.body())
     model_id = DATA_MODEL if chat.model == DATA_MODEL else RAW_MODEL  # apps name models freely
-    question = next((m["content"] for m in reversed(chat.messages) if m["role"] == "user"), "").strip()
+    question = next(
+        (m["content"] for m in reversed(chat.messages) if m["role"] == "user"), ""
+    ).strip()
     if model_id == DATA_MODEL and not question:
-        raise OpenAIRequestError(f"{DATA_MODEL!r} answers the last user message: send one", param="messages")
+        raise OpenAIRequestError(
+            f"{DATA_MODEL!r} answers the last user message: send one", param="messages"
+        )
     outcome: dict = {}
 
     def work() -> Iterator[str]:
@@ -58,7 +72,9 @@ async def chat_completions(request: Request, allow: TokenDep, node: NodeDep, que
         # Why it ended and what it cost are read here, before the next job can use the model.
         model = node.chat_model
         if model_id == RAW_MODEL:
-            yield from model.stream(chat.messages, max_tokens=chat.max_tokens, temperature=chat.temperature)
+            yield from model.stream(
+                chat.messages, max_tokens=chat.max_tokens, temperature=chat.temperature
+            )
         else:
             yield from data_answer()
         outcome["finish_reason"] = "length" if model.last_finish_reason == "length" else "stop"
@@ -73,7 +89,7 @@ async def chat_completions(request: Request, allow: TokenDep, node: NodeDep, que
         # the owner's. Verified sentences stream; the quotes they rest on come last.
         answer = node.conversation(title=f"v1: {question[:70]}").ask(question)
         yield from answer
-        rest = with_quotes_text(answer)[len(answer.text):]
+        rest = with_quotes_text(answer)[len(answer.text) :]
         if rest:
             yield rest
 
@@ -81,7 +97,9 @@ async def chat_completions(request: Request, allow: TokenDep, node: NodeDep, que
     completion_id = "chatcmpl-" + uuid.uuid4().hex
     created = int(time.time())
     if chat.stream:
-        events = _openai_events(job, completion_id, created, outcome, model_id, include_usage=chat.include_usage)
+        events = _openai_events(
+            job, completion_id, created, outcome, model_id, include_usage=chat.include_usage
+        )
         return StreamingResponse(events, media_type="text/event-stream")
     text = "".join([piece async for piece in pieces(job)]).strip()
     return JSONResponse(
@@ -91,7 +109,11 @@ async def chat_completions(request: Request, allow: TokenDep, node: NodeDep, que
             "created": created,
             "model": model_id,
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": outcome["finish_reason"]}
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": outcome["finish_reason"],
+                }
             ],
             "usage": outcome["usage"],
         }
@@ -99,13 +121,25 @@ async def chat_completions(request: Request, allow: TokenDep, node: NodeDep, que
 
 
 async def _openai_events(
-    job: Job, completion_id: str, created: int, outcome: dict, model_id: str, *, include_usage: bool = False
+    job: Job,
+    completion_id: str,
+    created: int,
+    outcome: dict,
+    model_id: str,
+    *,
+    include_usage: bool = False,
 ) -> AsyncIterator[bytes]:
     """The chunks OpenAI's streaming API sends: the role, the pieces, the finish reason and,
     when stream_options.include_usage asked for it, a last chunk with no choices and the usage."""
 
     def event(choices: list[dict], **extra) -> bytes:
-        chunk = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model_id, "choices": choices}
+        chunk = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model_id,
+            "choices": choices,
+        }
         if include_usage:
             chunk["usage"] = None  # as OpenAI does: null on every chunk but the last
         chunk.update(extra)
@@ -118,8 +152,12 @@ async def _openai_events(
     try:
         async for piece in pieces(job):
             yield delta({"content": piece})
-    except Exception as error:  # the stream has started: report in-band, as OpenAI does, rather than cut it
-        _log.exception("/v1 %s: the model failed while answering", completion_id)  # the details stay in the node's log
+    except (
+        Exception
+    ) as error:  # the stream has started: report in-band, as OpenAI does, rather than cut it
+        _log.exception(
+            "/v1 %s: the model failed while answering", completion_id
+        )  # the details stay in the node's log
         body = openai_error_body(500, "the model failed while answering", code=type(error).__name__)
         yield f"data: {json.dumps(body)}\n\n".encode()
         return
@@ -157,29 +195,49 @@ def chat_request(raw: bytes) -> ChatRequest:
     try:
         body = parse_json(raw)
     except ValueError:  # not JSON, nested too deep, or a number that is not finite
-        raise OpenAIRequestError("the body is not JSON: send an OpenAI chat completion request") from None
+        raise OpenAIRequestError(
+            "the body is not JSON: send an OpenAI chat completion request"
+        ) from None
     if not isinstance(body, dict):
-        raise OpenAIRequestError("the body must be a JSON object: send an OpenAI chat completion request")
+        raise OpenAIRequestError(
+            "the body must be a JSON object: send an OpenAI chat completion request"
+        )
     raw_messages = body.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
         raise OpenAIRequestError("messages must be a non-empty array", param="messages")
     messages = [_chat_message(m, f"messages[{i}]") for i, m in enumerate(raw_messages)]
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     max_tokens = 256 if max_tokens is None else max_tokens
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= 4096:
-        raise OpenAIRequestError("max_tokens must be an integer between 1 and 4096", param="max_tokens")
+    if (
+        isinstance(max_tokens, bool)
+        or not isinstance(max_tokens, int)
+        or not 1 <= max_tokens <= 4096
+    ):
+        raise OpenAIRequestError(
+            "max_tokens must be an integer between 1 and 4096", param="max_tokens"
+        )
     temperature = body.get("temperature")
     temperature = 0.7 if temperature is None else temperature
-    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 <= temperature <= 2:
-        raise OpenAIRequestError("temperature must be a number between 0 and 2", param="temperature")
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, int | float)
+        or not 0 <= temperature <= 2
+    ):
+        raise OpenAIRequestError(
+            "temperature must be a number between 0 and 2", param="temperature"
+        )
     stream = body.get("stream") or False
     options = body.get("stream_options") or {}
     if not isinstance(stream, bool) or not isinstance(options, dict):
-        raise OpenAIRequestError("stream must be true or false, stream_options an object", param="stream")
+        raise OpenAIRequestError(
+            "stream must be true or false, stream_options an object", param="stream"
+        )
     model = body.get("model", "flurry")
     if not isinstance(model, str):
         raise OpenAIRequestError("model must be a string", param="model")
-    return ChatRequest(model, messages, max_tokens, float(temperature), stream, bool(options.get("include_usage")))
+    return ChatRequest(
+        model, messages, max_tokens, float(temperature), stream, bool(options.get("include_usage"))
+    )
 
 
 def _chat_message(message: object, where: str) -> dict:
@@ -188,12 +246,17 @@ def _chat_message(message: object, where: str) -> dict:
     role = _OPENAI_ROLES.get(message.get("role"))  # type: ignore[arg-type]
     if role is None:
         roles = ", ".join(_OPENAI_ROLES)
-        raise OpenAIRequestError(f"{where}.role must be one of {roles} (this endpoint runs no tools)", param=f"{where}.role")
+        raise OpenAIRequestError(
+            f"{where}.role must be one of {roles} (this endpoint runs no tools)",
+            param=f"{where}.role",
+        )
     content = message.get("content")
     if isinstance(content, str):
         return {"role": role, "content": content}
     if not isinstance(content, list):
-        raise OpenAIRequestError(f"{where}.content must be a string or an array of text parts", param=f"{where}.content")
+        raise OpenAIRequestError(
+            f"{where}.content must be a string or an array of text parts", param=f"{where}.content"
+        )
     texts = []
     for j, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None

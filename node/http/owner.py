@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from node.peers import CARD_PATH
 from node.http.calls import BodyDep, owner_call, required
 from node.http.state import NodeDep, OwnerDep
+from node.peers import CARD_PATH
 
 router = APIRouter()
 
@@ -52,7 +52,11 @@ async def owner_tokens(body: BodyDep, owner: OwnerDep) -> list:
 
 @router.post("/api/owner/tokens")
 async def owner_create_token(body: BodyDep, owner: OwnerDep) -> dict:
-    return {"token": await owner_call(owner.create_token, required(body, "name"), list(body.get("allow", ["chat"])))}
+    return {
+        "token": await owner_call(
+            owner.create_token, required(body, "name"), list(body.get("allow", ["chat"]))
+        )
+    }
 
 
 @router.post("/api/owner/tokens/revoke")

@@ -38,7 +38,15 @@ OPENAI_PATH = "/v1/"
 class Problem(Exception):
     """An RFC 9457 problem: the client's fault or a refusal, never a crash."""
 
-    def __init__(self, status: int, title: str, detail: str, *, reason: str | None = None, headers: dict | None = None):
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        reason: str | None = None,
+        headers: dict | None = None,
+    ):
         super().__init__(detail)
         self.status, self.title, self.detail, self.reason = status, title, detail, reason
         self.headers = headers or {}
@@ -55,7 +63,9 @@ class Answer:
 
 
 def _retry_after(error) -> dict[str, str]:
-    return {"Retry-After": str(math.ceil(error.retry_after))}  # whole seconds (RFC 9110 delay-seconds)
+    return {
+        "Retry-After": str(math.ceil(error.retry_after))
+    }  # whole seconds (RFC 9110 delay-seconds)
 
 
 ERRORS: dict[type[Exception], Answer] = {
@@ -89,14 +99,30 @@ KNOWN: tuple[type[Exception], ...] = tuple(ERRORS)
 def problem_for(error: Exception) -> Problem:
     """The problem a domain error answers as: the row of its nearest class in ERRORS."""
     answer = next(ERRORS[kind] for kind in type(error).__mro__ if kind in ERRORS)
-    return Problem(answer.status, answer.title, str(error), reason=answer.reason(error), headers=answer.headers(error))
+    return Problem(
+        answer.status,
+        answer.title,
+        str(error),
+        reason=answer.reason(error),
+        headers=answer.headers(error),
+    )
 
 
 def problem_response(problem: Problem) -> JSONResponse:
-    body = {"type": "about:blank", "title": problem.title, "status": problem.status, "detail": problem.detail}
+    body = {
+        "type": "about:blank",
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+    }
     if problem.reason:
         body["reason"] = problem.reason
-    return JSONResponse(body, status_code=problem.status, headers=problem.headers, media_type="application/problem+json")
+    return JSONResponse(
+        body,
+        status_code=problem.status,
+        headers=problem.headers,
+        media_type="application/problem+json",
+    )
 
 
 def install(app: FastAPI) -> None:
@@ -113,7 +139,9 @@ def install(app: FastAPI) -> None:
     async def on_http_error(request: Request, error: StarletteHTTPException) -> Response:
         # Unknown paths and methods under /v1 answer as OpenAI does too; elsewhere, FastAPI's own.
         if _is_openai_path(request):
-            return openai_error_response(Problem(error.status_code, "error", str(error.detail), headers=error.headers))
+            return openai_error_response(
+                Problem(error.status_code, "error", str(error.detail), headers=error.headers)
+            )
         return await http_exception_handler(request, error)
 
     app.add_exception_handler(Problem, on_problem)
@@ -139,7 +167,9 @@ def _is_openai_path(request: Request) -> bool:
     return request.url.path.startswith(OPENAI_PATH)
 
 
-def openai_error_body(status: int, message: str, *, code: str | None = None, param: str | None = None) -> dict:
+def openai_error_body(
+    status: int, message: str, *, code: str | None = None, param: str | None = None
+) -> dict:
     kind = _OPENAI_ERROR_TYPES.get(status, "server_error")
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
@@ -148,5 +178,7 @@ def openai_error_response(problem: Problem) -> JSONResponse:
     """A refusal on /v1 in OpenAI's error shape, which its clients read (the rest of the API
     answers problem+json). The status and headers (Retry-After) are the problem's own."""
     code = problem.reason or {401: "invalid_api_key"}.get(problem.status)
-    body = openai_error_body(problem.status, problem.detail, code=code, param=getattr(problem, "param", None))
+    body = openai_error_body(
+        problem.status, problem.detail, code=code, param=getattr(problem, "param", None)
+    )
     return JSONResponse(body, status_code=problem.status, headers=problem.headers)

@@ -30,12 +30,16 @@ async def owner_install_skill(body: BodyDep, owner: OwnerDep) -> dict:
 
 @router.post("/api/owner/skills/install-mcp")
 async def owner_install_mcp(body: BodyDep, owner: OwnerDep) -> dict:
-    return await owner_call(owner.install_mcp, str(required(body, "name")), list(required(body, "argv")))
+    return await owner_call(
+        owner.install_mcp, str(required(body, "name")), list(required(body, "argv"))
+    )
 
 
 @router.post("/api/owner/skills/approve")
 async def owner_approve_skill(body: BodyDep, owner: OwnerDep) -> dict:
-    return await owner_call(owner.approve_skill, str(required(body, "name")), list(body.get("permissions", [])))
+    return await owner_call(
+        owner.approve_skill, str(required(body, "name")), list(body.get("permissions", []))
+    )
 
 
 @router.post("/api/owner/skills/enable")
@@ -55,4 +59,6 @@ async def owner_remove_skill(body: BodyDep, owner: OwnerDep) -> dict:
 
 @router.put("/api/owner/skills/policy")
 async def owner_tool_policy(body: BodyDep, owner: OwnerDep) -> dict:
-    return await owner_call(owner.set_tool_policy, required(body, "tool"), required(body, "decision"))
+    return await owner_call(
+        owner.set_tool_policy, required(body, "tool"), required(body, "decision")
+    )

@@ -36,8 +36,8 @@ from store.rdf import (
 )
 
 LDP = "http://www.w3.org/ns/ldp#"
-ACL_PREFIX = "/acl"                  # /acl/pod/contacts/ is the WAC document of /pod/contacts/
-OFFERED = [TURTLE, JSON_LD]          # what an RDF source can be read as
+ACL_PREFIX = "/acl"  # /acl/pod/contacts/ is the WAC document of /pod/contacts/
+OFFERED = [TURTLE, JSON_LD]  # what an RDF source can be read as
 ACCEPTED = f"{TURTLE}, {JSON_LD}, */*"
 STORAGE_DESCRIPTION_PATH = "/.well-known/solid"
 # Percent-decoding a segment to one of these would change what the path means.
@@ -49,8 +49,20 @@ _RESERVED_IN_SEGMENT = ("/",)
 CORS_PATHS = ("/pod/", ACL_PREFIX + "/pod/", PROFILE_PATH, STORAGE_DESCRIPTION_PATH)
 # Every header these routes send, so that a Solid app in a browser can read them.
 EXPOSED_HEADERS = [
-    "Accept-Patch", "Accept-Post", "Accept-Put", "Allow", "Content-Length", "Content-Type", "ETag",
-    "Last-Modified", "Link", "Location", "Retry-After", "Vary", "WAC-Allow", "WWW-Authenticate",
+    "Accept-Patch",
+    "Accept-Post",
+    "Accept-Put",
+    "Allow",
+    "Content-Length",
+    "Content-Type",
+    "ETag",
+    "Last-Modified",
+    "Link",
+    "Location",
+    "Retry-After",
+    "Vary",
+    "WAC-Allow",
+    "WWW-Authenticate",
 ]
 
 
@@ -62,7 +74,9 @@ class _EmptyPreflightCORS(CORSMiddleware):
         response = super().preflight_response(request_headers)
         if response.status_code != 200:
             return response
-        headers = {k: v for k, v in response.headers.items() if k not in ("content-length", "content-type")}
+        headers = {
+            k: v for k, v in response.headers.items() if k not in ("content-length", "content-type")
+        }
         return Response(status_code=204, headers=headers)
 
 
@@ -81,7 +95,9 @@ class PodCORS:
             allow_origins=["*"],
             allow_credentials=True,  # with "*", Starlette then echoes the request's Origin, as Solid wants
             allow_methods=["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["*"],  # echoes what the preflight asks for (Accept, Signature, Slug, If-Match, …)
+            allow_headers=[
+                "*"
+            ],  # echoes what the preflight asks for (Accept, Signature, Slug, If-Match, …)
             expose_headers=EXPOSED_HEADERS,
         )
 
@@ -120,7 +136,9 @@ class Renderings:
         return body
 
 
-def read_resource(node: Node, request: Request, path: str, access: PodAccess, base: str, rendered: Renderings) -> Response:
+def read_resource(
+    node: Node, request: Request, path: str, access: PodAccess, base: str, rendered: Renderings
+) -> Response:
     entry, body = node.pod.read(path)
     headers = resource_headers(path, entry, access, base)
     if entry.etag in (etags(request.headers.get("if-none-match")) or ()):
@@ -130,19 +148,28 @@ def read_resource(node: Node, request: Request, path: str, access: PodAccess, ba
         media_type = negotiate(request.headers.get("accept"), TURTLE)
 
         def listing() -> bytes:
-            graph = container_graph(url, [url_of(base, path + member) for member in entry.members], entry.modified)
+            graph = container_graph(
+                url, [url_of(base, path + member) for member in entry.members], entry.modified
+            )
             return serialize(graph, media_type, base=url)
 
         body = rendered.get((url, entry.etag, media_type), listing)
     elif entry.content_type in RDF_TYPES:
         media_type = negotiate(request.headers.get("accept"), entry.content_type)
-        if media_type != entry.content_type:  # kept as sent; converted only when asked for another syntax
+        if (
+            media_type != entry.content_type
+        ):  # kept as sent; converted only when asked for another syntax
             stored = body
-            body = rendered.get((url, entry.etag, media_type), lambda: serialize(parse(stored, entry.content_type, url), media_type, base=url))
+            body = rendered.get(
+                (url, entry.etag, media_type),
+                lambda: serialize(parse(stored, entry.content_type, url), media_type, base=url),
+            )
     else:
         media_type = entry.content_type
     headers["Content-Length"] = str(len(body))
-    return Response(body if request.method == "GET" else b"", headers=headers, media_type=media_type)
+    return Response(
+        body if request.method == "GET" else b"", headers=headers, media_type=media_type
+    )
 
 
 def negotiate(accept: str | None, stored: str) -> str:
@@ -156,7 +183,11 @@ def negotiate(accept: str | None, stored: str) -> str:
         if q > best_q:
             best, best_q = candidate, q
     if best is None:
-        raise Problem(406, "not acceptable", f"this is an RDF source: ask for {' or '.join(OFFERED)} (Accept said {accept!r})")
+        raise Problem(
+            406,
+            "not acceptable",
+            f"this is an RDF source: ask for {' or '.join(OFFERED)} (Accept said {accept!r})",
+        )
     return best
 
 
@@ -173,7 +204,15 @@ def _quality(accept: str, media_type: str) -> float:
                     q = float(value)
                 except ValueError:
                     q = 0.0
-        specificity = 2 if pattern == media_type else 1 if pattern == f"{kind}/*" else 0 if pattern == "*/*" else -1
+        specificity = (
+            2
+            if pattern == media_type
+            else 1
+            if pattern == f"{kind}/*"
+            else 0
+            if pattern == "*/*"
+            else -1
+        )
         if specificity >= 0 and (found is None or specificity > found[0]):
             found = (specificity, q)
     return 0.0 if found is None else found[1]
@@ -182,7 +221,9 @@ def _quality(accept: str, media_type: str) -> float:
 # --- headers ------------------------------------------------------------------------------------
 
 
-def resource_headers(path: str, entry: Entry | None, access: PodAccess, base: str) -> dict[str, str]:
+def resource_headers(
+    path: str, entry: Entry | None, access: PodAccess, base: str
+) -> dict[str, str]:
     container = path.endswith("/")
     types = [f"{LDP}Resource"]
     if container:
@@ -190,7 +231,9 @@ def resource_headers(path: str, entry: Entry | None, access: PodAccess, base: st
     elif entry is not None:
         types.append(f"{LDP}RDFSource" if entry.is_rdf else f"{LDP}NonRDFSource")
     if path == POD_ROOT:
-        types.append(str(PIM.Storage))  # Solid Protocol, "Storage": the root container is the storage
+        types.append(
+            str(PIM.Storage)
+        )  # Solid Protocol, "Storage": the root container is the storage
     links = [f'<{t}>; rel="type"' for t in types]
     # WAC §5: the access-control document of this resource (this node writes it from the grants).
     links.append(f'<{url_of(base, ACL_PREFIX + path)}>; rel="acl"')
@@ -219,7 +262,11 @@ def resource_headers(path: str, entry: Entry | None, access: PodAccess, base: st
 def allowed_methods(path: str) -> str:
     if path == POD_ROOT:
         return "GET, HEAD, OPTIONS, POST, PUT"  # the storage's root is never deleted
-    return "GET, HEAD, OPTIONS, POST, PUT, DELETE" if path.endswith("/") else "GET, HEAD, OPTIONS, PUT, PATCH, DELETE"
+    return (
+        "GET, HEAD, OPTIONS, POST, PUT, DELETE"
+        if path.endswith("/")
+        else "GET, HEAD, OPTIONS, PUT, PATCH, DELETE"
+    )
 
 
 def etags(value: str | None) -> list[str] | None:
@@ -251,13 +298,19 @@ def decoded_path(request: Request, prefix: str = "") -> str:
     try:
         segments = raw.decode("ascii").split("?")[0].removeprefix(prefix).split("/")
     except UnicodeDecodeError:
-        raise Problem(400, "bad path", "a path is ASCII on the wire: percent-encode other characters (RFC 3986)") from None
+        raise Problem(
+            400,
+            "bad path",
+            "a path is ASCII on the wire: percent-encode other characters (RFC 3986)",
+        ) from None
     decoded = []
     for segment in segments:
         try:
             text = urllib.parse.unquote(segment, errors="strict")
         except UnicodeDecodeError:
-            raise Problem(400, "bad path", f"the segment {segment!r} does not decode to UTF-8") from None
+            raise Problem(
+                400, "bad path", f"the segment {segment!r} does not decode to UTF-8"
+            ) from None
         if any(c in text for c in _RESERVED_IN_SEGMENT):
             raise Problem(400, "bad path", f"the segment {segment!r} holds an encoded '/'")
         decoded.append(text)

@@ -22,7 +22,10 @@ def skill() -> Skill:
                         "type": "object",
                         "required": ["peer", "question"],
                         "properties": {
-                            "peer": {"type": "string", "description": "The peer's name, as the owner pinned it"},
+                            "peer": {
+                                "type": "string",
+                                "description": "The peer's name, as the owner pinned it",
+                            },
                             "question": {"type": "string", "description": "The question to ask"},
                         },
                     },

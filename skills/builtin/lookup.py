@@ -35,10 +35,16 @@ def skill() -> Skill:
             "description": "Finds appointments in the owner's calendar and people in their contacts.",
             "permissions": ["vault.read:tags=calendar,contacts"],
             "tools": [
-                {"name": "find_event", "description": "Look up an appointment, meeting or event in the calendar.",
-                 "parameters": _one_query("The event, or who or what it is with")},
-                {"name": "find_contact", "description": "Look up a person's phone number, email or address in the contacts.",
-                 "parameters": _one_query("The person's name")},
+                {
+                    "name": "find_event",
+                    "description": "Look up an appointment, meeting or event in the calendar.",
+                    "parameters": _one_query("The event, or who or what it is with"),
+                },
+                {
+                    "name": "find_contact",
+                    "description": "Look up a person's phone number, email or address in the contacts.",
+                    "parameters": _one_query("The person's name"),
+                },
             ],
         },
         tools={"find_event": find_event, "find_contact": find_contact},

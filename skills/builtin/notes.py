@@ -28,7 +28,11 @@ def skill() -> Skill:
                     "description": "Add a note: remember something for later, write it down.",
                     # One plain parameter: the 135M default model copies a parameter's description
                     # into the call when there are several (measured: "A few words naming the note").
-                    "parameters": {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}},
+                    "parameters": {
+                        "type": "object",
+                        "required": ["text"],
+                        "properties": {"text": {"type": "string"}},
+                    },
                 },
                 {
                     "name": "recall",

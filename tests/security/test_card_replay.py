@@ -14,11 +14,10 @@ import httpx
 import pytest
 from conftest import PASSPHRASE, free_port, new_node
 
-from node.peers import CARD_PATH
 from node.home import Home
 from node.node import Node
 from node.owner import LocalOwner, OwnerError
-from node.peers import list_peers, verify_card
+from node.peers import CARD_PATH, list_peers, verify_card
 
 from .conftest import serve
 
@@ -107,7 +106,9 @@ def test_flurry_serve_names_its_public_url_in_the_card(flurry):
     try:
         deadline = time.monotonic() + 60
         while not (flurry.home / "serve.json").exists():
-            assert server.poll() is None and time.monotonic() < deadline, "flurry serve did not start"
+            assert server.poll() is None and time.monotonic() < deadline, (
+                "flurry serve did not start"
+            )
             time.sleep(0.2)
         card = httpx.get(f"http://127.0.0.1:{port}{CARD_PATH}").json()
         assert _endpoints(card) == ["https://node.example/a2a"]

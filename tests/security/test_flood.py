@@ -8,9 +8,9 @@ import concurrent.futures
 import time
 
 from agent.grants import Grant
+from identity.did_key import verification_method_id
 from identity.http_signatures import ReplayCache, SignatureRejected
 from identity.signing_client import signed_client
-from identity.did_key import verification_method_id
 from node.limits import Limits, StrangerGate
 
 from .conftest import Someone, serve
@@ -29,13 +29,20 @@ def _flood(url: str, strangers: list[Someone], requests_each: int) -> list[int]:
         return [code for codes in pool.map(one, strangers) for code in codes]
 
 
-def _owner_and_peer_during(flood, node, url: str, peer: Someone) -> tuple[list[int], list[int], list[int]]:
+def _owner_and_peer_during(
+    flood, node, url: str, peer: Someone
+) -> tuple[list[int], list[int], list[int]]:
     """Run ``flood`` while the owner and a granted peer keep asking: the three lists of statuses."""
     owner_codes, peer_codes = [], []
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         flooding = pool.submit(flood)
         with (
-            signed_client(node.keys.owner_key, verification_method_id(node.keys.owner_did), base_url=url, timeout=30) as owner,
+            signed_client(
+                node.keys.owner_key,
+                verification_method_id(node.keys.owner_did),
+                base_url=url,
+                timeout=30,
+            ) as owner,
             peer.client(url) as granted,
         ):
             while not flooding.done() or len(owner_codes) < 20:
@@ -47,14 +54,20 @@ def _owner_and_peer_during(flood, node, url: str, peer: Someone) -> tuple[list[i
 def test_a_flood_of_strangers_fills_only_their_own_part_of_the_replay_cache(node):
     # The rate limit is lifted here, so that every stranger's signature is checked and
     # remembered: their part of the cache (100 here, 10 000 by default) fills many times over.
-    limits = Limits(stranger_rate=1e9, stranger_burst=10**9, stranger_checks=1000, stranger_nonces=100)
+    limits = Limits(
+        stranger_rate=1e9, stranger_burst=10**9, stranger_checks=1000, stranger_nonces=100
+    )
     peer = Someone()
     node.grants.add(Grant(peer.did, frozenset({"ask"})))
     served = serve(node, limits=limits)
     try:
         strangers = [Someone() for _ in range(STRANGERS)]
-        owner, granted, flood = _owner_and_peer_during(lambda: _flood(served.url, strangers, 10), node, served.url, peer)
-        assert len(flood) == STRANGERS * 10 and set(flood) == {200}  # strangers are not refused either: their oldest nonces go
+        owner, granted, flood = _owner_and_peer_during(
+            lambda: _flood(served.url, strangers, 10), node, served.url, peer
+        )
+        assert len(flood) == STRANGERS * 10 and set(flood) == {
+            200
+        }  # strangers are not refused either: their oldest nonces go
         assert set(owner) == {200} and set(granted) == {200}
         cache = served.app.state.replay_cache
         assert cache.tier_size("stranger") == 100
@@ -71,7 +84,9 @@ def test_strangers_at_one_address_are_rate_limited_and_the_owner_is_not(node):
     try:
         strangers = [Someone() for _ in range(STRANGERS)]
         started = time.monotonic()
-        owner, granted, flood = _owner_and_peer_during(lambda: _flood(served.url, strangers, 5), node, served.url, peer)
+        owner, granted, flood = _owner_and_peer_during(
+            lambda: _flood(served.url, strangers, 5), node, served.url, peer
+        )
         elapsed = time.monotonic() - started
         assert set(owner) == {200} and set(granted) == {200}
         assert set(flood) <= {200, 429, 503} and flood.count(429) > len(flood) / 2
@@ -80,7 +95,9 @@ def test_strangers_at_one_address_are_rate_limited_and_the_owner_is_not(node):
         assert flood.count(200) <= limits.stranger_burst + limits.stranger_rate * elapsed
         assert served.app.state.replay_cache.tier_size("stranger") == flood.count(200)
         with strangers[0].client(served.url) as client:
-            refused = next(r for r in (client.get("/api/whoami") for _ in range(200)) if r.status_code != 200)
+            refused = next(
+                r for r in (client.get("/api/whoami") for _ in range(200)) if r.status_code != 200
+            )
         assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
         assert refused.headers["content-type"] == "application/problem+json"
     finally:
@@ -106,7 +123,9 @@ def test_a_false_claim_to_be_the_owner_does_not_escape_the_rate_limit(node):
 
 def test_replay_cache_tiers_keep_the_owner_apart_from_strangers():
     tiers = {"did:key:owner": "owner", "did:key:peer": "known"}
-    cache = ReplayCache(max_entries=3, classify=lambda keyid: tiers.get(keyid, "stranger"), stranger_entries=2)
+    cache = ReplayCache(
+        max_entries=3, classify=lambda keyid: tiers.get(keyid, "stranger"), stranger_entries=2
+    )
     for n in range(50):
         cache.remember(f"did:key:stranger{n}", "nonce", until=1000, now=0)
     assert cache.tier_size("stranger") == 2
@@ -119,7 +138,9 @@ def test_replay_cache_tiers_keep_the_owner_apart_from_strangers():
         assert rejected.reason == "replay_cache_full"
     cache.remember("did:key:peer", "n0", until=1000, now=0)  # its own budget, untouched by either
     try:
-        cache.remember("did:key:stranger49", "nonce", until=1000, now=0)  # still remembered: the newest
+        cache.remember(
+            "did:key:stranger49", "nonce", until=1000, now=0
+        )  # still remembered: the newest
         raise AssertionError("a stranger's live nonce replayed")
     except SignatureRejected as rejected:
         assert rejected.reason == "replayed_nonce"
@@ -133,7 +154,9 @@ def test_only_a_few_strangers_are_checked_at_once(node):
     served = serve(node, limits=Limits(stranger_rate=1e9, stranger_burst=10**9, stranger_checks=1))
     try:
         strangers = [Someone() for _ in range(STRANGERS)]
-        owner, granted, flood = _owner_and_peer_during(lambda: _flood(served.url, strangers, 5), node, served.url, peer)
+        owner, granted, flood = _owner_and_peer_during(
+            lambda: _flood(served.url, strangers, 5), node, served.url, peer
+        )
         assert set(owner) == {200} and set(granted) == {200}
         assert 503 in flood and 200 in flood and set(flood) <= {200, 503}
     finally:

@@ -18,7 +18,6 @@ from store.ingest import NOT_UTF8
 
 from .conftest import Someone
 
-
 # --- JSON a stranger sends ----------------------------------------------------------------
 
 HOSTILE_JSON = {
@@ -34,16 +33,23 @@ HOSTILE_JSON = {
 def test_hostile_json_from_a_stranger_is_a_400_not_a_500(served, name):
     with Someone().client(served.url) as stranger:
         for path in ("/api/ask", "/a2a"):
-            response = stranger.post(path, content=HOSTILE_JSON[name], headers={"Content-Type": "application/json"})
+            response = stranger.post(
+                path, content=HOSTILE_JSON[name], headers={"Content-Type": "application/json"}
+            )
             assert response.status_code == 400, (path, response.status_code, response.text[:200])
             assert response.headers["content-type"] == "application/problem+json"
 
 
 def test_hostile_json_to_the_openai_endpoint_is_a_400(served, owner):
-    token = owner.post("/api/owner/tokens", json={"name": "hostile-json", "allow": ["chat"]}).json()["token"]
+    token = owner.post(
+        "/api/owner/tokens", json={"name": "hostile-json", "allow": ["chat"]}
+    ).json()["token"]
     for body in HOSTILE_JSON.values():
-        response = httpx.post(served.url + "/v1/chat/completions", content=body,
-                              headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        response = httpx.post(
+            served.url + "/v1/chat/completions",
+            content=body,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
         assert response.status_code == 400, response.text[:200]
 
 
@@ -52,31 +58,47 @@ def test_hostile_json_to_the_openai_endpoint_is_a_400(served, owner):
 
 def test_v1_models_needs_a_valid_token(served, owner):
     models = served.url + "/v1/models"
-    for headers in ({}, {"Authorization": "Bearer flurry_not-a-token"}, {"Authorization": "Bearer anything"},
-                    {"Authorization": "Basic Zm9vOmJhcg=="}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer flurry_not-a-token"},
+        {"Authorization": "Bearer anything"},
+        {"Authorization": "Basic Zm9vOmJhcg=="},
+    ):
         response = httpx.get(models, headers=headers)
         assert response.status_code == 401, headers
         assert response.headers["www-authenticate"].startswith("Bearer ")
-    token = owner.post("/api/owner/tokens", json={"name": "models", "allow": ["chat"]}).json()["token"]
-    assert httpx.get(models, headers={"Authorization": f"Bearer {token}"}).json()["data"][0]["id"] == "flurry"
+    token = owner.post("/api/owner/tokens", json={"name": "models", "allow": ["chat"]}).json()[
+        "token"
+    ]
+    assert (
+        httpx.get(models, headers={"Authorization": f"Bearer {token}"}).json()["data"][0]["id"]
+        == "flurry"
+    )
 
 
 # --- WWW-Authenticate on every 401 -------------------------------------------------------
 
 
 def test_every_401_names_the_schemes_the_node_accepts(served, owner):
-    owner.put("/pod/private/note.txt", content=b"mine", headers={"Content-Type": "text/plain"}).raise_for_status()
+    owner.put(
+        "/pod/private/note.txt", content=b"mine", headers={"Content-Type": "text/plain"}
+    ).raise_for_status()
     refusals = [
-        httpx.get(served.url + "/api/whoami"),                                   # unsigned
+        httpx.get(served.url + "/api/whoami"),  # unsigned
         httpx.post(served.url + "/a2a", json={}),
-        httpx.get(served.url + "/pod/private/note.txt"),                         # not public
+        httpx.get(served.url + "/pod/private/note.txt"),  # not public
         httpx.put(served.url + "/pod/private/x.txt", content=b"x"),
-        httpx.get(served.url + "/api/whoami", headers={"Signature-Input": "sig1=()", "Signature": "sig1=:AA==:"}),
+        httpx.get(
+            served.url + "/api/whoami",
+            headers={"Signature-Input": "sig1=()", "Signature": "sig1=:AA==:"},
+        ),
     ]
     for response in refusals:
         assert response.status_code == 401, response.request.url
         challenges = response.headers.get_list("www-authenticate")
-        assert any(c.startswith("Signature ") and 'alg="ed25519"' in c for c in challenges), challenges
+        assert any(c.startswith("Signature ") and 'alg="ed25519"' in c for c in challenges), (
+            challenges
+        )
         assert any(c.startswith("Nostr ") for c in challenges), challenges
 
 
@@ -85,10 +107,14 @@ def test_every_401_names_the_schemes_the_node_accepts(served, owner):
 
 def test_nip98_is_a_signature_on_the_pod_too(served, node, owner):
     peer, nostr = Someone(), NostrKey.from_node_seed(os.urandom(32))
-    node.vault.put_record(PEER_KEY_KIND, nostr.public_key_hex, {"did": peer.did, "pubkey": nostr.public_key_hex})
+    node.vault.put_record(
+        PEER_KEY_KIND, nostr.public_key_hex, {"did": peer.did, "pubkey": nostr.public_key_hex}
+    )
     node.grants.set_pod_modes(peer.did, "/pod/shared/", ["read"])
     try:
-        owner.put("/pod/shared/plan.txt", content=b"the plan", headers={"Content-Type": "text/plain"}).raise_for_status()
+        owner.put(
+            "/pod/shared/plan.txt", content=b"the plan", headers={"Content-Type": "text/plain"}
+        ).raise_for_status()
         url = served.url + "/pod/shared/plan.txt"
         response = httpx.get(url, headers={"Authorization": http_auth_header(nostr, "GET", url)})
         assert response.status_code == 200 and response.content == b"the plan"
@@ -111,8 +137,15 @@ def test_every_file_the_node_writes_is_the_owners_alone(tmp_path, env, flurry):
 
     def run(*args: str) -> None:
         # umask 022, as most shells have it: the node must not rely on it.
-        done = subprocess.run([sys.executable, "-m", "node.cli", *args], env=env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=600, umask=0o022)
+        done = subprocess.run(
+            [sys.executable, "-m", "node.cli", *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            umask=0o022,
+        )
         assert done.returncode == 0, done.stderr
 
     run("init")
@@ -132,12 +165,29 @@ def test_a_file_name_that_is_not_utf8_is_skipped_and_the_rest_added(tmp_path, en
     with open(os.path.join(os.fsencode(notes), b"caf\xe9.md"), "wb") as f:
         f.write(b"# Bad name\n\nlatin-1 name\n")
     os.mkdir(os.path.join(os.fsencode(notes), b"d\xfcr"))
-    done = subprocess.run([sys.executable, "-m", "node.cli", "init"], env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "node.cli", "init"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
-    added = subprocess.run([sys.executable, "-m", "node.cli", "add", str(notes)], env=env,
-                           capture_output=True, text=True, timeout=600)
+    added = subprocess.run(
+        [sys.executable, "-m", "node.cli", "add", str(notes)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert added.returncode == 0, added.stderr
     shown = added.stdout + added.stderr
     assert "Traceback" not in shown and NOT_UTF8 in shown and "caf\ufffd.md" in shown
-    status = subprocess.run([sys.executable, "-m", "node.cli", "status"], env=env, capture_output=True, text=True, timeout=600)
+    status = subprocess.run(
+        [sys.executable, "-m", "node.cli", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert status.returncode == 0 and "documents  1 " in status.stdout, status.stdout

@@ -39,7 +39,9 @@ def secondly_calendar(size: int = 9 * 1024) -> bytes:
     head, events = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//bomb//EN\r\n", []
     while len(head) + sum(map(len, events)) < size - 120:
         n = len(events)
-        events.append(f"BEGIN:VEVENT\r\nUID:tick-{n}@bomb\r\nDTSTART:19700101T000000Z\r\nSUMMARY:tick {n}\r\nRRULE:FREQ=SECONDLY\r\nEND:VEVENT\r\n")
+        events.append(
+            f"BEGIN:VEVENT\r\nUID:tick-{n}@bomb\r\nDTSTART:19700101T000000Z\r\nSUMMARY:tick {n}\r\nRRULE:FREQ=SECONDLY\r\nEND:VEVENT\r\n"
+        )
     return (head + "".join(events) + "END:VCALENDAR\r\n").encode()
 
 
@@ -75,14 +77,32 @@ def pdf_with_one_huge_stream(megabytes: int = 60) -> bytes:
         offsets.append(len(out))
         out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
     xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1) + b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1) + b"".join(
+        b"%010d 00000 n \n" % o for o in offsets
+    )
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
     return bytes(out)
 
 
 def contacts_turtle(people: int, words: int = 100, seed: int = 1) -> bytes:
     rng = random.Random(seed)
-    vocabulary = "harbour lantern copper meadow violin orchard pebble saffron thunder velvet walnut zephyr".split()
+    vocabulary = [
+        "harbour",
+        "lantern",
+        "copper",
+        "meadow",
+        "violin",
+        "orchard",
+        "pebble",
+        "saffron",
+        "thunder",
+        "velvet",
+        "walnut",
+        "zephyr",
+    ]
     lines = ["@prefix vcard: <http://www.w3.org/2006/vcard/ns#> ."]
     for n in range(people):
         note = " ".join(rng.choice(vocabulary) for _ in range(words))
@@ -139,8 +159,11 @@ def test_a_calendar_of_secondly_rules_is_read_without_walking_its_instances(node
     # calendar's budget pays for (two days of seconds each); the others say how they repeat.
     expanded = [s for s in sections if "next" in s.meta]
     assert 1 <= len(expanded) <= calendar.MAX_WORK // (2 * 86400) < events
-    now = dt.datetime.now(dt.timezone.utc)
-    assert all(dt.datetime.fromisoformat(s.meta["next"][0]) >= now - dt.timedelta(minutes=5) for s in expanded)
+    now = dt.datetime.now(dt.UTC)
+    assert all(
+        dt.datetime.fromisoformat(s.meta["next"][0]) >= now - dt.timedelta(minutes=5)
+        for s in expanded
+    )
 
 
 def test_twenty_thousand_nested_elements_are_read_in_one_walk(node, tmp_path):
@@ -156,28 +179,42 @@ def test_a_pdf_page_of_one_huge_compressed_stream_is_not_read(node, tmp_path):
     assert len(bomb) < 200_000  # some 90 KB that inflate to 60 MB
     (tmp_path / "bomb.pdf").write_bytes(bomb)
     report = add(node, tmp_path)
-    assert [s.reason for s in report.skipped] == ["page 1 holds more than 1 MiB of drawing instructions; its text was not read"]
+    assert [s.reason for s in report.skipped] == [
+        "page 1 holds more than 1 MiB of drawing instructions; its text was not read"
+    ]
     assert not stored(node, tmp_path / "bomb.pdf")
 
 
 def test_a_parser_past_its_time_budget_is_stopped_and_the_next_file_is_read(node, tmp_path):
     (tmp_path / "a-never.ics").write_bytes(never_matching_calendar())
-    (tmp_path / "b-note.md").write_text("# Bicycle\n\nThe bicycle lock code is four seven one two.\n")
+    (tmp_path / "b-note.md").write_text(
+        "# Bicycle\n\nThe bicycle lock code is four seven one two.\n"
+    )
     report = add(node, tmp_path, budget=Budget(seconds=3, seconds_per_mib=0))
-    assert [(Path(s.path).name, s.reason) for s in report.skipped] == [("a-never.ics", "took longer than 3 s to read; stopped and skipped")]
+    assert [(Path(s.path).name, s.reason) for s in report.skipped] == [
+        ("a-never.ics", "took longer than 3 s to read; stopped and skipped")
+    ]
     assert report.added == [str(tmp_path / "b-note.md")]  # a fresh parser process read it
     assert not stored(node, tmp_path / "a-never.ics")
 
 
 def test_a_file_over_its_output_budget_is_skipped_whole(node, tmp_path):
     messages = [
-        email(f"Sender {n} <s{n}@example.org>", "me@example.org", "Mon, 02 Feb 2026 18:00:00 +0000", f"Letter {n}",
-              " ".join(["the quarterly report on the harbour lanterns"] * 60), f"m{n}@example.org")
+        email(
+            f"Sender {n} <s{n}@example.org>",
+            "me@example.org",
+            "Mon, 02 Feb 2026 18:00:00 +0000",
+            f"Letter {n}",
+            " ".join(["the quarterly report on the harbour lanterns"] * 60),
+            f"m{n}@example.org",
+        )
         for n in range(40)
     ]
     (tmp_path / "archive.mbox").write_text(mbox(messages))
     report = add(node, tmp_path, budget=Budget(max_chunks=50))
-    assert [s.reason for s in report.skipped] == ["more than 50 chunks of text; skipped, nothing of it stored"]
+    assert [s.reason for s in report.skipped] == [
+        "more than 50 chunks of text; skipped, nothing of it stored"
+    ]
     assert not stored(node, tmp_path / "archive.mbox")  # not one of its messages either
     report = add(node, tmp_path)  # within the default budget it is read
     assert report.added == [str(tmp_path / "archive.mbox")] and not report.skipped
@@ -196,40 +233,62 @@ def test_the_model_queue_serves_questions_before_background_work():
                 gate.wait(30)
             ran.append(name)
             return iter(())
+
         return run
 
     try:
-        first = queue.submit(work("background 1", wait=True), background=True)  # running: holds the worker
+        first = queue.submit(
+            work("background 1", wait=True), background=True
+        )  # running: holds the worker
         later = [queue.submit(work(f"background {n}"), background=True) for n in (2, 3, 4)]
         assert first.started.wait(30)
         question = queue.submit(work("question"))
-        assert question.position == 1 and later[0].position == 2  # ahead of every waiting background job
+        assert (
+            question.position == 1 and later[0].position == 2
+        )  # ahead of every waiting background job
         # Background work is not counted against the questions' bound.
         assert queue.submit(work("question 2")).position == 2
         gate.set()
         for job in (first, question, *later):
             list(job)
-        assert ran[:3] == ["background 1", "question", "question 2"] and ran[3:] == ["background 2", "background 3", "background 4"]
+        assert ran[:3] == ["background 1", "question", "question 2"] and ran[3:] == [
+            "background 2",
+            "background 3",
+            "background 4",
+        ]
     finally:
         queue.close()
 
 
-
 def test_a_peers_big_turtle_write_does_not_hold_up_the_owners_question(node, served, owner):
     peer = Peer()
-    node.grants.add(Grant(peer.did, frozenset(), pod={"/pod/shared/": frozenset({"write"})}, pod_writes=Quota(3, "hour")))
+    node.grants.add(
+        Grant(
+            peer.did,
+            frozenset(),
+            pod={"/pod/shared/": frozenset({"write"})},
+            pod_writes=Quota(3, "hour"),
+        )
+    )
     path, url = "/pod/shared/people", f"{served.url}/pod/shared/people"
     big = contacts_turtle(people=500)  # some 400 chunks: fifty background jobs of embedding
     assert owner.put("/pod/shared/", headers={"Content-Type": TURTLE}).status_code == 201
     with peer.client(served.url) as client:
         made = client.put(path, content=big, headers={"Content-Type": TURTLE})
         assert made.status_code == 201, made.text
-        assert node.pod_indexer.outcome(path) in ("pending", "indexing")  # the write did not wait for it
+        assert node.pod_indexer.outcome(path) in (
+            "pending",
+            "indexing",
+        )  # the write did not wait for it
 
         # The owner asks while that indexing has barely begun: the question goes first.
-        asked = owner.post("/api/ask", json={"question": "What did I decide about the kitchen?", "k": 3})
+        asked = owner.post(
+            "/api/ask", json={"question": "What did I decide about the kitchen?", "k": 3}
+        )
         assert asked.status_code == 200, asked.text
-        assert any(json.loads(line)["type"] == "done" for line in asked.text.splitlines() if line.strip())
+        assert any(
+            json.loads(line)["type"] == "done" for line in asked.text.splitlines() if line.strip()
+        )
         assert node.pod_indexer.outcome(path) in ("pending", "indexing")
         assert document_key(path) not in {d.abs_path for d in node.vault.documents()}
 
@@ -237,30 +296,65 @@ def test_a_peers_big_turtle_write_does_not_hold_up_the_owners_question(node, ser
         small = contacts_turtle(people=3, words=12, seed=2)
         assert client.put(path, content=small, headers={"Content-Type": TURTLE}).status_code == 204
         assert node.pod_indexer.settle(timeout=300)
-        assert node.pod_indexer.history(path)[-2:] == ["cancelled: a newer version was written", "indexed"]
-        assert node.vault.is_unchanged(document_key(path), f"{path}\n{rdf_text(small, TURTLE, url)}".encode(), ("pod",))
+        assert node.pod_indexer.history(path)[-2:] == [
+            "cancelled: a newer version was written",
+            "indexed",
+        ]
+        assert node.vault.is_unchanged(
+            document_key(path), f"{path}\n{rdf_text(small, TURTLE, url)}".encode(), ("pod",)
+        )
 
         # Three writes an hour: the fourth is refused, with when to come back.
-        assert client.put("/pod/shared/third", content=small, headers={"Content-Type": TURTLE}).status_code == 201
+        assert (
+            client.put(
+                "/pod/shared/third", content=small, headers={"Content-Type": TURTLE}
+            ).status_code
+            == 201
+        )
         refused = client.put("/pod/shared/fourth", content=small, headers={"Content-Type": TURTLE})
         assert refused.status_code == 429, refused.text
-        assert "3 writes per hour" in refused.json()["detail"] and 0 < int(refused.headers["Retry-After"]) <= 3600
+        assert (
+            "3 writes per hour" in refused.json()["detail"]
+            and 0 < int(refused.headers["Retry-After"]) <= 3600
+        )
         assert owner.get("/pod/shared/fourth").status_code == 404  # nothing of it was stored
     # The owner has no quota.
-    assert owner.put("/pod/shared/fourth", content=small, headers={"Content-Type": TURTLE}).status_code == 201
+    assert (
+        owner.put("/pod/shared/fourth", content=small, headers={"Content-Type": TURTLE}).status_code
+        == 201
+    )
     assert node.pod_indexer.settle(timeout=300)
 
 
 def test_a_peers_writes_are_counted_in_bytes_too(node, served, owner):
     peer = Peer()
     assert owner.put("/pod/drop/", headers={"Content-Type": TURTLE}).status_code == 201
-    node.grants.add(Grant(peer.did, frozenset(), pod={"/pod/drop/": frozenset({"write"})}, pod_bytes=Quota(1000, "day")))
+    node.grants.add(
+        Grant(
+            peer.did,
+            frozenset(),
+            pod={"/pod/drop/": frozenset({"write"})},
+            pod_bytes=Quota(1000, "day"),
+        )
+    )
     with peer.client(served.url) as client:
-        assert client.put("/pod/drop/a", content=b"x" * 600, headers={"Content-Type": "text/plain"}).status_code == 201
-        refused = client.put("/pod/drop/b", content=b"y" * 600, headers={"Content-Type": "text/plain"})
+        assert (
+            client.put(
+                "/pod/drop/a", content=b"x" * 600, headers={"Content-Type": "text/plain"}
+            ).status_code
+            == 201
+        )
+        refused = client.put(
+            "/pod/drop/b", content=b"y" * 600, headers={"Content-Type": "text/plain"}
+        )
         assert refused.status_code == 429 and "1000 bytes per day" in refused.json()["detail"]
         assert int(refused.headers["Retry-After"]) > 0
-        assert client.put("/pod/drop/c", content=b"z" * 300, headers={"Content-Type": "text/plain"}).status_code == 201
+        assert (
+            client.put(
+                "/pod/drop/c", content=b"z" * 300, headers={"Content-Type": "text/plain"}
+            ).status_code
+            == 201
+        )
 
 
 def test_a_resource_over_the_index_budget_is_stored_but_not_indexed(node, served, owner):
@@ -269,11 +363,23 @@ def test_a_resource_over_the_index_budget_is_stored_but_not_indexed(node, served
     node.grants.add(Grant(peer.did, frozenset(), pod={"/pod/big/": frozenset({"write"})}))
     path = "/pod/big/everyone"
     with peer.client(served.url) as client:
-        assert client.put(path, content=contacts_turtle(people=2, words=10), headers={"Content-Type": TURTLE}).status_code == 201
+        assert (
+            client.put(
+                path, content=contacts_turtle(people=2, words=10), headers={"Content-Type": TURTLE}
+            ).status_code
+            == 201
+        )
         assert node.pod_indexer.settle(timeout=300) and node.pod_indexer.outcome(path) == "indexed"
         huge = contacts_turtle(people=1500)  # more chunks than a resource may have
         assert client.put(path, content=huge, headers={"Content-Type": TURTLE}).status_code == 204
-    assert owner.get(path, headers={"Accept": TURTLE}).content == huge  # the peer's data is kept as written
+    assert (
+        owner.get(path, headers={"Accept": TURTLE}).content == huge
+    )  # the peer's data is kept as written
     assert node.pod_indexer.settle(timeout=300)
-    assert node.pod_indexer.outcome(path) == f"not indexed: more than {POD_BUDGET.max_chunks} chunks of text; skipped, nothing of it stored"
-    assert document_key(path) not in {d.abs_path for d in node.vault.documents()}  # nor the older version
+    assert (
+        node.pod_indexer.outcome(path)
+        == f"not indexed: more than {POD_BUDGET.max_chunks} chunks of text; skipped, nothing of it stored"
+    )
+    assert document_key(path) not in {
+        d.abs_path for d in node.vault.documents()
+    }  # nor the older version

@@ -34,7 +34,15 @@ def _chunked_upto(served, path: str, limit: int, method: str = "POST") -> tuple[
     """Stream a chunked body one byte past ``limit`` and no further, then wait: (the answer,
     bytes sent). A server that buffers until the body ends never answers."""
     with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
-        sock.sendall(_head(served.port, method, path, "Transfer-Encoding: chunked", "Content-Type: application/json"))
+        sock.sendall(
+            _head(
+                served.port,
+                method,
+                path,
+                "Transfer-Encoding: chunked",
+                "Content-Type: application/json",
+            )
+        )
         sent, piece = 0, b"x" * 65536
         while sent <= limit:
             chunk = piece[: limit + 1 - sent] if limit + 1 - sent < len(piece) else piece
@@ -44,7 +52,9 @@ def _chunked_upto(served, path: str, limit: int, method: str = "POST") -> tuple[
 
 
 def test_a_declared_body_over_the_limit_is_refused_before_it_is_sent(served):
-    answer, seconds = raw_request(served.port, _head(served.port, "POST", "/api/ask", "Content-Length: 268435456"))
+    answer, seconds = raw_request(
+        served.port, _head(served.port, "POST", "/api/ask", "Content-Length: 268435456")
+    )
     assert status_of(answer) == 413 and b"problem+json" in answer
     assert b"<still open>" not in answer  # closed: the body it announced is not read
 
@@ -63,7 +73,11 @@ def test_the_pods_4_mib_limit_holds_for_chunked_bodies(served):
 
 def test_a_body_within_the_limit_still_reaches_the_app(served):
     body = b'{"question": ""}'
-    answer, _ = raw_request(served.port, _head(served.port, "POST", "/api/ask", f"Content-Length: {len(body)}", "Connection: close") + body)
+    answer, _ = raw_request(
+        served.port,
+        _head(served.port, "POST", "/api/ask", f"Content-Length: {len(body)}", "Connection: close")
+        + body,
+    )
     assert status_of(answer) == 401  # unsigned: the app saw it and refused it
 
 
@@ -75,10 +89,14 @@ def test_huge_headers_get_431_before_anything_parses_them(served):
 
 def test_too_many_or_too_long_header_fields_get_431(served):
     many = [f"X-Filler-{n}: {n}" for n in range(LIMITS.max_header_fields + 1)]
-    answer, _ = raw_request(served.port, _head(served.port, "GET", "/healthz", *many, "Connection: close"))
+    answer, _ = raw_request(
+        served.port, _head(served.port, "GET", "/healthz", *many, "Connection: close")
+    )
     assert status_of(answer) == 431
     long = "Signature: sig1=:" + "A" * (LIMITS.max_field_bytes + 1) + ":"
-    answer, _ = raw_request(served.port, _head(served.port, "GET", "/healthz", long, "Connection: close"))
+    answer, _ = raw_request(
+        served.port, _head(served.port, "GET", "/healthz", long, "Connection: close")
+    )
     assert status_of(answer) == 431
     answer, _ = raw_request(served.port, _head(served.port, "GET", "/healthz", "Connection: close"))
     assert status_of(answer) == 200
@@ -86,9 +104,15 @@ def test_too_many_or_too_long_header_fields_get_431(served):
 
 def test_a_connection_that_never_finishes_its_headers_is_closed(served):
     # Closed by the server (408), well before our read gives up at ten header timeouts.
-    answer, _ = raw_request(served.port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n", timeout=10 * LIMITS.header_timeout)
+    answer, _ = raw_request(
+        served.port,
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+        timeout=10 * LIMITS.header_timeout,
+    )
     assert status_of(answer) == 408 and b"<still open>" not in answer
-    silent, _ = raw_request(served.port, b"", timeout=10 * LIMITS.header_timeout)  # connects and says nothing
+    silent, _ = raw_request(
+        served.port, b"", timeout=10 * LIMITS.header_timeout
+    )  # connects and says nothing
     assert b"<still open>" not in silent
 
 
@@ -116,8 +140,11 @@ def test_an_idle_keep_alive_connection_and_a_stalled_body_are_closed(served):
         sock.sendall(_head(served.port, "GET", "/healthz"))
         answer = read_until_closed(sock, 10 * LIMITS.keep_alive_timeout)
         assert status_of(answer) == 200 and b"<still open>" not in answer
-    stalled, _ = raw_request(served.port, _head(served.port, "POST", "/api/ask", "Content-Length: 100") + b"{",
-                             timeout=10 * LIMITS.body_timeout)
+    stalled, _ = raw_request(
+        served.port,
+        _head(served.port, "POST", "/api/ask", "Content-Length: 100") + b"{",
+        timeout=10 * LIMITS.body_timeout,
+    )
     assert status_of(stalled) == 408 and b"<still open>" not in stalled
 
 
@@ -136,7 +163,9 @@ def test_many_bodies_at_once_share_one_budget(node):
             assert _eventually(lambda: app.buffered >= 24 * len(piece)), app.buffered
             answer, sent = _chunked_upto(served, "/pod/b.bin", 1024 * 1024, method="PUT")
             assert status_of(answer) == 503 and b"retry-after: 1" in answer.lower()
-        assert _eventually(lambda: app.buffered == 0), app.buffered  # the first connection closed: its bytes are released
+        assert _eventually(lambda: app.buffered == 0), (
+            app.buffered
+        )  # the first connection closed: its bytes are released
     finally:
         served.stop()
 
