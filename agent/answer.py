@@ -307,30 +307,34 @@ class Conversation:
         if buffer.strip():
             yield from self._one(buffer.strip(), answer, evidence, cited, shown)
         yield "draft", ""
-        said = " ".join(shown)
+        said = re.sub(r"\s*\[\d+\]", "", " ".join(shown))
+        answers = bool(shown) and grounding.informative(said, checked_against, question)
+        answers = answers and grounding.answers_the_kind(question, said)
         best = evidence[0]
-        if shown and best not in cited and grounding.answers_the_kind(question, best.text):
+        quote: Evidence | None = None
+        if answers and best not in cited and grounding.answers_the_kind(question, best.text):
             # The model's sentence rests on another line than the best one: true, but perhaps
             # not what was asked. The best line is shown too, quoted, so the answer is there.
-            cited.append(best)
-            yield "text", f" {_says(sources, best.source)}: «{best.text}» [{best.source}]"
-        elif not grounding.informative(
-            said, checked_against, question
-        ) or not grounding.answers_the_kind(question, said):
+            quote = best
+        elif answers and grounding.leaves_out(said, cited[0].text, question):
+            # The sentence rests on a line but leaves out one of its facts ("66 psi" of "66 psi
+            # front and 80 psi rear"): which one was asked, the line shows, quoted.
+            quote = cited[0]
+        elif not answers:
             # Quote the best line that holds what was asked (an amount, a date, a phone…): a
             # nearby line without it ("Tyres were changed in November" for "how much") is no answer.
-            best = next((e for e in evidence if grounding.answers_the_kind(question, e.text)), None)
-            if best is None and not shown:
+            quote = next(
+                (e for e in evidence if grounding.answers_the_kind(question, e.text)), None
+            )
+            if quote is None and not shown:
                 answer.sources = with_quotes(sources, [])
                 yield "text", NOT_FOUND
                 return
-            if best is not None:
-                cited.append(best)
-                yield (
-                    "text",
-                    ("" if not shown else " ")
-                    + f"{_says(sources, best.source)}: «{best.text}» [{best.source}]",
-                )
+        if quote is not None:
+            if quote not in cited:
+                cited.append(quote)
+            said_it = f"{_says(sources, quote.source)}: «{quote.text}» [{quote.source}]"
+            yield "text", (" " if shown else "") + said_it
         answer.grounded = True
         answer.sources = with_quotes(sources, cited)
 

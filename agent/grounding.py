@@ -1232,9 +1232,17 @@ def is_refusal(sentence: str) -> bool:
 def informative(sentence: str, evidence: str, question: str) -> bool:
     """Does the sentence tell something the question did not already say ("The kitchen
     renovation was decided." does not)? Its new words must come from the evidence."""
+    sentence = re.sub(r"\[\d+\]", " ", sentence)  # "[1]" is the citation, not a number said
     new = set(content_words(sentence)) - set(content_words(question))
     ev = set(content_words(evidence))
     return any(w in ev for w in new) or bool(_NUMBER.search(sentence))
+
+
+def leaves_out(sentence: str, line: str, question: str) -> bool:
+    """Does ``sentence`` leave out a fact of ``line`` (a number, a date, a time, a phone, an
+    e-mail address, a name) that the question does not already give? Then the line is quoted
+    with it: the sentence may have kept the wrong one of two."""
+    return bool(check(line, sentence, question).missing)
 
 
 def answers_the_kind(question: str, text: str) -> bool:
