@@ -559,46 +559,18 @@ def holds(kind: str, text: str) -> bool:
 # insures the car?", "What is the *phone number* of the garage?". The data names the answer,
 # seldom its kind, so they do not count when checking that a line is on the question's topic.
 _ANSWER_KIND_WORDS = frozenset(
-    [
-        "phone",
-        "number",
-        "telephone",
-        "mobile",
-        "cell",
-        "email",
-        "mail",
-        "address",
-        "cost",
-        "costs",
-        "price",
-        "much",
-        "many",
-        "long",
-        "far",
-        "often",
-        "time",
-        "date",
-        "day",
-        "month",
-        "year",
-        "name",
-        "called",
-        "kind",
-        "type",
-        "which",
-        "what",
-        "size",
-        "colour",
-        "color",
-    ]
+    """phone number telephone mobile cell email mail address cost costs price much many long far often
+    time date day month year name called kind type which what size colour color""".split()
 )
+# Words that qualify the topic without naming it: "the *new* tyres", "my *own* dentist".
+_MODIFIERS = frozenset("new old last next own first current latest recent usual same other".split())
 _ANSWER_TYPE = re.compile(r"\b(?:which|what)\s+(?:kind of\s+|type of\s+)?([^\W\d_]+)", re.I)
 
 
 def topic_words(question: str) -> set[str]:
     """The content words a line must speak of to be on the question's topic: the question's
     words less the kind of answer it wants ("Which *band* is playing at the Coliseu?")."""
-    kind_words = {_stem(w) for w in _ANSWER_KIND_WORDS}
+    kind_words = {_stem(w) for w in _ANSWER_KIND_WORDS | _MODIFIERS}
     m = _ANSWER_TYPE.search(question)
     if m:
         kind_words.add(_stem(m.group(1)))
