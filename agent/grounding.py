@@ -559,11 +559,56 @@ def holds(kind: str, text: str) -> bool:
 # insures the car?", "What is the *phone number* of the garage?". The data names the answer,
 # seldom its kind, so they do not count when checking that a line is on the question's topic.
 _ANSWER_KIND_WORDS = frozenset(
-    """phone number telephone mobile cell email mail address cost costs price much many long far often
-    time date day month year name called kind type which what size colour color""".split()
+    [
+        "phone",
+        "number",
+        "telephone",
+        "mobile",
+        "cell",
+        "email",
+        "mail",
+        "address",
+        "cost",
+        "costs",
+        "price",
+        "much",
+        "many",
+        "long",
+        "far",
+        "often",
+        "time",
+        "date",
+        "day",
+        "month",
+        "year",
+        "name",
+        "called",
+        "kind",
+        "type",
+        "which",
+        "what",
+        "size",
+        "colour",
+        "color",
+    ]
 )
 # Words that qualify the topic without naming it: "the *new* tyres", "my *own* dentist".
-_MODIFIERS = frozenset("new old last next own first current latest recent usual same other".split())
+_MODIFIERS = frozenset(
+    [
+        "new",
+        "old",
+        "last",
+        "next",
+        "own",
+        "first",
+        "current",
+        "latest",
+        "recent",
+        "usual",
+        "same",
+        "other",
+    ]
+)
 _ANSWER_TYPE = re.compile(r"\b(?:which|what)\s+(?:kind of\s+|type of\s+)?([^\W\d_]+)", re.I)
 
 
