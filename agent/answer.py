@@ -14,14 +14,23 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from agent import grounding
 from agent.errors import AgentError
 from agent.grounding import NOT_FOUND, Embed, Evidence
 
-if TYPE_CHECKING:  # the answer path needs no llama.cpp of its own: the model is handed in
-    from agent.runtime import ChatModel
+
+class AnswerModel(Protocol):
+    """What the answer path asks of a chat model (``agent.runtime.ChatModel`` is one): it needs
+    no llama.cpp of its own, and a test may hand it a fake that says so."""
+
+    n_ctx: int
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def stream(self, messages: list[dict], *, max_tokens: int = 256) -> Iterator[str]: ...
+
 
 # Short and plain: a 135M-parameter model follows a short instruction better than a long one.
 # Measured on the default model: notes in a system message just before the question, and the
@@ -216,7 +225,7 @@ class Conversation:
 
     def __init__(
         self,
-        model: ChatModel,
+        model: AnswerModel,
         retrieve: Retrieve,
         *,
         record: Record | None = None,
@@ -456,7 +465,7 @@ def _says(sources: list[Source], number: int) -> str:
         "event": "Your calendar says",
         "contact": "Your contacts say",
         "chat": "Your chats say",
-    }.get(kind, "Your notes say")
+    }.get(kind or "", "Your notes say")
 
 
 def with_quotes_text(answer: Answer) -> str:

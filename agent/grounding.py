@@ -871,13 +871,13 @@ def _times(text: str) -> set[tuple[int, int]]:
             found.add((hour, minute))
     low = text.lower()
     for m in re.finditer(r"half past (\w+)", low):
-        hour = _UNITS.get(m.group(1)) or (int(m.group(1)) if m.group(1).isdigit() else None)
-        if hour is not None:
-            found |= {(hour, 30), (hour + 12, 30)}
+        half = _UNITS.get(m.group(1)) or (int(m.group(1)) if m.group(1).isdigit() else None)
+        if half is not None:
+            found |= {(half, 30), (half + 12, 30)}
     for m in re.finditer(r"\b(\w+) o'clock", low):
-        hour = _UNITS.get(m.group(1)) or (int(m.group(1)) if m.group(1).isdigit() else None)
-        if hour is not None:
-            found |= {(hour, 0), (hour + 12, 0)}
+        whole = _UNITS.get(m.group(1)) or (int(m.group(1)) if m.group(1).isdigit() else None)
+        if whole is not None:
+            found |= {(whole, 0), (whole + 12, 0)}
     # "seven forty in the morning"
     for m in re.finditer(
         r"\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve) (twenty|thirty|forty|fifty)(?:[ -](one|two|three|four|five|six|seven|eight|nine))?\b",

@@ -1348,21 +1348,29 @@ def check(corpus: Corpus) -> list[str]:
     any chunk of its record as the indexer cuts it (the pod's RDF rendered as the pod store does)."""
     from answer_checks import is_right
 
-    from store.ingest import chunks_of, parse
+    from store.ingest import parse
+    from store.parse_process import chunks_of
+    from store.parsers import Skip
     from store.parsers.registry import MBOX, parser_for_name
     from store.rdf import TURTLE, graph_text
     from store.rdf import parse as parse_rdf
 
+    problems: list[str] = []
     chunks: dict[str, list[str]] = {}
     for rel, content in corpus.files.items():
         parser = MBOX if rel.endswith(".mbox") else parser_for_name(rel)
+        assert parser is not None, (
+            f"flurry reads no {rel}: the corpus must hold only formats it reads"
+        )
         records = parse(parser, content, Path(rel).name)
+        if isinstance(records, Skip):
+            problems.append(f"{rel}: the parser skipped it ({records.reason})")
+            continue
         chunks[rel] = [text for record in records for text, _ in chunks_of(record)]
     for path, turtle in corpus.pod.items():
         chunks[path] = [
             f"{path}\n{graph_text(parse_rdf(turtle.encode(), TURTLE, POD_BASE + path))}"
         ]
-    problems = []
     for q in corpus.questions:
         if not q.answerable:
             continue

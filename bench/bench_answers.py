@@ -242,7 +242,7 @@ def recall_line(ranks: dict[str, int | None], questions: list[Question]) -> str:
     if not wanted:
         return "–"
     return ", ".join(
-        f"@{k} {sum(1 for t in wanted if ranks[t] and ranks[t] <= k) / len(wanted):.2f}"
+        f"@{k} {sum(1 for t in wanted if (rank := ranks[t]) is not None and rank <= k) / len(wanted):.2f}"
         for k in RECALL_K
     )
 
