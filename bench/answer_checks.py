@@ -25,47 +25,15 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-MONTHS = [
-    "january",
-    "february",
-    "march",
-    "april",
-    "may",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
-]
+MONTHS = (
+    "january february march april may june july august september october november december".split()
+)
 WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 NUMBER_WORDS = {
     w: i
     for i, w in enumerate(
-        [
-            "zero",
-            "one",
-            "two",
-            "three",
-            "four",
-            "five",
-            "six",
-            "seven",
-            "eight",
-            "nine",
-            "ten",
-            "eleven",
-            "twelve",
-            "thirteen",
-            "fourteen",
-            "fifteen",
-            "sixteen",
-            "seventeen",
-            "eighteen",
-            "nineteen",
-            "twenty",
-        ]
+        """zero one two three four five six seven eight nine ten eleven twelve thirteen
+            fourteen fifteen sixteen seventeen eighteen nineteen twenty""".split()
     )
 }
 NUMBER_WORDS.update(
@@ -83,108 +51,12 @@ NUMBER_WORDS.update(
 )
 # Words a sentence may start with, or that are capitalised without naming anyone.
 COMMON = set(
-    [
-        "a",
-        "an",
-        "and",
-        "any",
-        "are",
-        "as",
-        "at",
-        "be",
-        "because",
-        "but",
-        "by",
-        "can",
-        "could",
-        "did",
-        "do",
-        "does",
-        "dr",
-        "dear",
-        "for",
-        "from",
-        "had",
-        "has",
-        "have",
-        "he",
-        "her",
-        "here",
-        "hi",
-        "his",
-        "how",
-        "i",
-        "if",
-        "in",
-        "is",
-        "it",
-        "its",
-        "i'm",
-        "i'll",
-        "i've",
-        "let",
-        "mr",
-        "mrs",
-        "ms",
-        "my",
-        "no",
-        "not",
-        "note",
-        "notes",
-        "of",
-        "ok",
-        "okay",
-        "on",
-        "or",
-        "our",
-        "please",
-        "she",
-        "so",
-        "sorry",
-        "sure",
-        "that",
-        "the",
-        "their",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "those",
-        "to",
-        "unfortunately",
-        "us",
-        "was",
-        "we",
-        "were",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "why",
-        "will",
-        "with",
-        "would",
-        "yes",
-        "you",
-        "your",
-        "yours",
-        "also",
-        "however",
-        "according",
-        "based",
-        "answer",
-        "source",
-        "sources",
-        "data",
-        "evidence",
-        "quote",
-        "quoted",
-        "see",
-        "says",
-        "said",
-    ]
+    """a an and any are as at be because but by can could did do does dr dear for from had has
+        have he her here hi his how i if in is it its i'm i'll i've let mr mrs ms my no not note
+        notes of ok okay on or our please she so sorry sure that the their then there these they
+        this those to unfortunately us was we were what when where which who why will with would
+        yes you your yours also however according based answer source sources data evidence
+        quote quoted see says said""".split()
 )
 
 ABSTAIN = re.compile(

@@ -89,20 +89,7 @@ def pdf_with_one_huge_stream(megabytes: int = 60) -> bytes:
 
 def contacts_turtle(people: int, words: int = 100, seed: int = 1) -> bytes:
     rng = random.Random(seed)
-    vocabulary = [
-        "harbour",
-        "lantern",
-        "copper",
-        "meadow",
-        "violin",
-        "orchard",
-        "pebble",
-        "saffron",
-        "thunder",
-        "velvet",
-        "walnut",
-        "zephyr",
-    ]
+    vocabulary = "harbour lantern copper meadow violin orchard pebble saffron thunder velvet walnut zephyr".split()
     lines = ["@prefix vcard: <http://www.w3.org/2006/vcard/ns#> ."]
     for n in range(people):
         note = " ".join(rng.choice(vocabulary) for _ in range(words))
