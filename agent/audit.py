@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import rfc8785
 from cryptography.exceptions import InvalidSignature
@@ -131,7 +132,7 @@ class AuditLog:
         with self._lock:
             seq, prev = self._next_position()
             at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-            content = {
+            content: dict[str, Any] = {  # AuditEntry's fields, less hash and signature
                 "seq": seq,
                 "at": at,
                 "action": action,

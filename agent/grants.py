@@ -20,6 +20,7 @@ lock: keep one ``Grants`` and one ``Tokens`` per vault, as two instances would n
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import hmac
 import math
@@ -271,7 +272,7 @@ class Grants:
         with self._lock:
             return {c: frozenset(m) for c, m in self._public_rules().items()}
 
-    def _public_rules(self) -> dict[str, list[str]]:
+    def _public_rules(self) -> dict[str, builtins.list[str]]:  # the class's list() hides list
         return dict(self._records.get_record("pod-public", "rules") or {})
 
     def pod_access(self, did: str | None, path: str, *, owner_did: str) -> PodAccess:
@@ -290,9 +291,13 @@ class Grants:
         quotas; QuotaExceeded (nothing counted) when either is spent. The owner has none."""
         if did == owner_did:
             return
+        if did is None:  # only 'read' can be public: an unsigned write is refused before this
+            raise AccessDenied(
+                "an unsigned request may not write to the pod: no DID to count it against"
+            )
         now = time.time() if now is None else now
         with self._lock:
-            record = self._records.get_record("grant", did) if did is not None else None
+            record = self._records.get_record("grant", did)
             grant = Grant.from_record(record) if record is not None else None
             writes_quota = grant.pod_writes if grant else POD_WRITES
             bytes_quota = grant.pod_bytes if grant else POD_BYTES

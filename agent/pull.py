@@ -238,7 +238,7 @@ def _announced_sha256(announced: dict[str, str]) -> str | None:
     return value if _SHA256.match(value) else None
 
 
-def _human(n: int) -> str:
+def _human(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -504,7 +504,7 @@ def _transfer(
                     part.drop()
                     limit = (
                         f"the {_human(max_bytes)} limit"
-                        if size > max_bytes
+                        if size > max_bytes or total is None  # None: only the limit was passed
                         else f"the {_human(total)} the server announced"
                     )
                     raise ModelError(

@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import llama_cpp
 
@@ -49,6 +50,13 @@ def default_threads() -> int:
 def default_gpu_layers() -> int:
     """Every layer on the GPU when this llama.cpp build can offload, none otherwise."""
     return -1 if llama_cpp.llama_supports_gpu_offload() else 0
+
+
+def llama_messages(messages: list[dict]) -> list[llama_cpp.ChatCompletionRequestMessage]:
+    """``messages`` as llama_cpp types them. Ours are plain {"role", "content"} dicts (built in
+    agent.answer and agent.tools), the shape of llama_cpp's TypedDicts, which a dict cannot be
+    proven to have; llama_cpp reads them as dicts."""
+    return cast(list[llama_cpp.ChatCompletionRequestMessage], messages)
 
 
 class ChatModel:
@@ -95,17 +103,20 @@ class ChatModel:
         """The reply to ``messages``, piece by piece as it is generated."""
         llama_cpp.llama_perf_context_reset(self._llm.ctx)
         self.last_finish_reason = None
-        for chunk in self._llm.create_chat_completion(
-            messages,
+        chunks = self._llm.create_chat_completion(
+            llama_messages(messages),
             stream=True,
             max_tokens=max_tokens,
             temperature=temperature,
             repeat_penalty=repeat_penalty,
-        ):
+        )
+        # llama_cpp types the result as either shape whatever `stream` is: streamed, it is this.
+        for chunk in cast(Iterator[llama_cpp.CreateChatCompletionStreamResponse], chunks):
             choice = chunk["choices"][0]
             self.last_finish_reason = choice.get("finish_reason") or self.last_finish_reason
+            # A delta is typed as one of two TypedDicts, one of them empty (no content at all).
             piece = choice["delta"].get("content")
-            if piece:
+            if isinstance(piece, str) and piece:
                 yield piece
         perf = llama_cpp.llama_perf_context(self._llm.ctx)
         self.last_prompt_tokens_read = perf.n_p_eval
@@ -117,8 +128,10 @@ class ChatModel:
         that shape (see ``agent.tools``)."""
         grammar = llama_cpp.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
         reply = self._llm.create_chat_completion(
-            messages, grammar=grammar, temperature=0.0, max_tokens=max_tokens
+            llama_messages(messages), grammar=grammar, temperature=0.0, max_tokens=max_tokens
         )
+        # llama_cpp types the result as either shape whatever `stream` is: not streamed, it is this.
+        reply = cast(llama_cpp.CreateChatCompletionResponse, reply)
         return reply["choices"][0]["message"]["content"] or ""
 
     def tokens_in_context(self) -> int:

@@ -113,7 +113,9 @@ def _capped(schema: object) -> object:
 
 def grammar_schema(tools: list[Tool]) -> dict:
     """The schema the grammar is made from: ``call_schema`` with every string capped."""
-    return _capped(call_schema(tools))
+    schema = _capped(call_schema(tools))
+    assert isinstance(schema, dict)  # _capped copies a dict as a dict
+    return schema
 
 
 def call_grammar(tools: list[Tool]) -> llama_cpp.LlamaGrammar:
@@ -169,7 +171,10 @@ def choose_tool(model: ChatModel, question: str, tools: list[Tool]) -> ToolCall 
         raise ToolCallError(f"model output is not JSON: {text!r}") from e
     if not isinstance(data, dict):
         raise ToolCallError(f"model output is not an object: {text!r}")
-    call = ToolCall(data.get("tool"), data.get("arguments"))
+    tool, arguments = data.get("tool"), data.get("arguments")
+    if not isinstance(tool, str) or not isinstance(arguments, dict):
+        raise ToolCallError(f"model output is not a tool's name and arguments: {text!r}")
+    call = ToolCall(tool, arguments)
     # The grammar should make this impossible to fail; checked anyway, since the grammar is
     # llama.cpp's translation of the schema, not the schema itself (see call_grammar's caps).
     validate_call(call, tools)

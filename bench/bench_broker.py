@@ -20,14 +20,32 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from skills.broker import SOCKET_ENV, TOKEN_ENV, Broker, BrokerClient
+from skills.broker import SOCKET_ENV, TOKEN_ENV, Broker, BrokerClient, CapabilityFailed
 
 
 class Answering:
-    """The node's side, reduced to an owner who always says yes at once."""
+    """The node's side (a NodeCapabilities), reduced to an owner who always says yes at once:
+    the bench grants only owner.ask, and anything else is refused."""
 
     def ask_owner(self, skill: str, question: str) -> bool:
         return True
+
+    def search(self, query: str, k: int, tags: frozenset[str] | None) -> list[dict]:
+        raise CapabilityFailed("the bench's node only answers owner.ask")
+
+    def write_note(self, skill: str, title: str, text: str) -> dict:
+        raise CapabilityFailed("the bench's node only answers owner.ask")
+
+    def send_to_peer(self, skill: str, peer: str, text: str) -> str:
+        raise CapabilityFailed("the bench's node only answers owner.ask")
+
+    def http_request(
+        self, skill: str, method: str, url: str, body: str | None, address: str
+    ) -> dict:
+        raise CapabilityFailed("the bench's node only answers owner.ask")
+
+    def publish_nostr(self, skill: str, text: str) -> dict:
+        raise CapabilityFailed("the bench's node only answers owner.ask")
 
 
 def main(calls: int = 2000, rounds: int = 3) -> None:
@@ -40,7 +58,8 @@ def main(calls: int = 2000, rounds: int = 3) -> None:
     env = broker.environment("bench")
     client = BrokerClient(env[SOCKET_ENV], env[TOKEN_ENV])
     assert client.call("owner.ask", {"question": "ok?"}) is True
-    hop, direct = [], []
+    hop: list[float] = []  # seconds per call, one entry a round
+    direct: list[float] = []
 
     def brokered() -> float:
         start = time.perf_counter()

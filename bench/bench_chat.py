@@ -62,6 +62,7 @@ def decode_ratio(path: Path, repeats: int = 5) -> None:
                 start = time.perf_counter()
             if n >= TOKENS:
                 break
+        assert start is not None, "the model generated no token to time"
         return (n - 1) / (time.perf_counter() - start)
 
     ours, theirs = [], []
@@ -104,6 +105,7 @@ def ttft_ratio(path: Path) -> None:
         thing = ["ladder", "kayak", "tent", "drill"][turn % 4]
         answer = conversation.ask(f"{STORY} So, question {turn}: where is the {thing} kept?")
         answer.read()
+        assert answer.first_piece_at is not None, "the answer had no piece to time"
         firsts.append(answer.first_piece_at - start)
         print(
             f"  turn {turn:2}: ttft {firsts[-1] * 1000:6.1f} ms, prompt tokens read {model.last_prompt_tokens_read:4}, "

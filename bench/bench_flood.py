@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_api import Server, _peer, _signed  # noqa: E402
 
 from identity.did_key import verification_method_id  # noqa: E402
+from identity.keyring import UnlockedKeyring  # noqa: E402
 from identity.signing_client import signed_client  # noqa: E402
 from node.home import Home  # noqa: E402
 from node.limits import Limits  # noqa: E402
@@ -103,8 +104,9 @@ async def _paced(
     return time.perf_counter() - start, codes
 
 
-def _owner_latencies(node: Node, url: str, stop: threading.Event, out: list[float]) -> None:
-    keys = node.keys
+def _owner_latencies(
+    keys: UnlockedKeyring, url: str, stop: threading.Event, out: list[float]
+) -> None:
     with signed_client(
         keys.owner_key, verification_method_id(keys.owner_did), base_url=url, timeout=60
     ) as owner:
@@ -116,14 +118,15 @@ def _owner_latencies(node: Node, url: str, stop: threading.Event, out: list[floa
 
 
 def bench_flood(
-    home: Home, node: Node, open_gate: bool, rates: list[float], seconds: float
+    home: Home, keys: UnlockedKeyring, open_gate: bool, rates: list[float], seconds: float
 ) -> None:
+    """``keys``: the owner's, who asks /api/whoami meanwhile."""
     server = Server(home, open_gate, serve=_serve)
     strangers = [_peer() for _ in range(500)]
     try:
         idle: list[float] = []
         stop = threading.Event()
-        probe = threading.Thread(target=_owner_latencies, args=(node, server.url, stop, idle))
+        probe = threading.Thread(target=_owner_latencies, args=(keys, server.url, stop, idle))
         probe.start()
         time.sleep(2)
         stop.set()
@@ -146,7 +149,7 @@ def bench_flood(
             latencies: list[float] = []
             stop = threading.Event()
             probe = threading.Thread(
-                target=_owner_latencies, args=(node, server.url, stop, latencies)
+                target=_owner_latencies, args=(keys, server.url, stop, latencies)
             )
             probe.start()
             elapsed, codes = asyncio.run(_paced(server.url, requests, rate))
@@ -309,16 +312,12 @@ def main() -> None:
         node = Node.open(
             home, PASSPHRASE, say=lambda line: None
         )  # for the owner's keys; the server opens its own
-        keys_only = node.keys
+        keys = node.keys
         node.close()
-
-        class _Keys:
-            keys = keys_only
-
         rates = [100, 400, float("inf")] if args.quick else [50, 200, 800, 1600, float("inf")]
         seconds = 3 if args.quick else 5
-        bench_flood(home, _Keys, open_gate=False, rates=rates, seconds=seconds)
-        bench_flood(home, _Keys, open_gate=True, rates=rates, seconds=seconds)
+        bench_flood(home, keys, open_gate=False, rates=rates, seconds=seconds)
+        bench_flood(home, keys, open_gate=True, rates=rates, seconds=seconds)
         bench_memory(home, args.quick)
 
 

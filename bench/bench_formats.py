@@ -32,7 +32,8 @@ from bench_node import PASSPHRASE, WORDS, _fresh_home, _models  # noqa: E402
 from format_samples import email, make_pdf, mbox  # noqa: E402
 
 from node.node import Node  # noqa: E402
-from store.ingest import Ingestor, chunks_of, discover, parse  # noqa: E402
+from store.ingest import Ingestor, discover, parse  # noqa: E402
+from store.parse_process import chunks_of  # noqa: E402
 from store.parsers import Skip  # noqa: E402
 
 
@@ -98,7 +99,7 @@ def write_corpus(folder: Path, kind: str, words: int, rng: np.random.Generator) 
         ]
         (folder / "WhatsApp Chat with Ana.txt").write_text("\n".join(lines) + "\n")
     elif kind == "telegram":
-        messages = [
+        export = [  # Telegram's result.json messages
             {
                 "id": i,
                 "type": "message",
@@ -108,7 +109,7 @@ def write_corpus(folder: Path, kind: str, words: int, rng: np.random.Generator) 
             }
             for i in range(words // 13)
         ]
-        (folder / "result.json").write_text(json.dumps({"name": "Group", "messages": messages}))
+        (folder / "result.json").write_text(json.dumps({"name": "Group", "messages": export}))
 
 
 KINDS = ["markdown", "html", "pdf", "eml", "mbox", "ics", "vcf", "whatsapp", "telegram"]

@@ -99,7 +99,9 @@ def grade(call: ToolCall | None, tool: str | None, check: Check | None) -> tuple
     """(right tool, right arguments)"""
     chosen = call.tool if call else None
     right_tool = chosen == tool
-    return right_tool, right_tool and (check is None or check(call.arguments))
+    if call is None or check is None:  # no arguments to check, or nothing to check them against
+        return right_tool, right_tool
+    return right_tool, right_tool and check(call.arguments)
 
 
 def shown(call: ToolCall | None) -> str:

@@ -15,7 +15,9 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -24,7 +26,7 @@ import llama_cpp
 from test_tools import TOOLS  # the same three tools the tests decode
 
 from agent.models import CATALOG, DEFAULT_CHAT_MODEL, ensure_model
-from agent.runtime import ChatModel
+from agent.runtime import ChatModel, llama_messages
 from agent.tools import call_grammar, tool_messages
 
 QUESTION = "add a note: call the plumber on Monday about the leaking tap in the kitchen"
@@ -36,16 +38,18 @@ def decode(
     """(decode tok/s, tokens generated) for one reply."""
     llama_cpp.llama_perf_context_reset(model._llm.ctx)
     chunks = model._llm.create_chat_completion(
-        tool_messages(QUESTION, TOOLS),
+        llama_messages(tool_messages(QUESTION, TOOLS)),
         stream=True,
         grammar=grammar,
         temperature=0.0,
         max_tokens=max_tokens,
     )
     start = None
-    for chunk in chunks:
+    # llama_cpp types the result as either shape whatever `stream` is: streamed, it is this.
+    for chunk in cast(Iterator[llama_cpp.CreateChatCompletionStreamResponse], chunks):
         if start is None and chunk["choices"][0]["delta"].get("content"):
             start = time.perf_counter()
+    assert start is not None, "the model wrote no text to time"
     elapsed = time.perf_counter() - start
     n = llama_cpp.llama_perf_context(model._llm.ctx).n_eval
     return (n - 1) / elapsed, n

@@ -139,13 +139,23 @@ def main() -> None:
     pr_set_pdeathsig = 1
     ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
     sys.meta_path.insert(0, RunnerPackages)
-    # This file is skills.boot for the runner too: one module, so the finder close() closes is
+    # This file is skills.boot in this process too: one module, so the finder close() closes is
     # the one on sys.meta_path (imported again by name, it would be a second, unused copy).
     sys.modules["skills.boot"] = sys.modules[__name__]
     sys.path.extend(site_folders())
     from skills import runner
 
-    runner.main(sys.argv[1:])
+    # What the runner needs of boot is handed to it, not imported back (that would be a cycle).
+    runner.main(
+        sys.argv[1:],
+        runner.Boot(
+            skill_folder=os.environ.get(SKILL_PATH_ENV) or None,
+            limits_json=os.environ.get(LIMITS_ENV),
+            site_folders=site_folders(),  # as the host named them, before the runner drops them
+            runner_files=runner_files(),
+            close=close,
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from skills.errors import SkillError
@@ -64,7 +64,7 @@ class Request:
     arguments: dict
 
 
-def readable_tags(granted: tuple[str, ...]) -> frozenset[str] | None | bool:
+def readable_tags(granted: tuple[str, ...]) -> frozenset[str] | None | Literal[False]:
     """What ``vault.read`` lets a skill search: None (everything), a set of tags, or False (nothing).
     Several grants widen each other: "vault.read" with "vault.read:tags=a" is everything."""
     tags: set[str] = set()
@@ -114,7 +114,10 @@ def resolve(host: str, port: int) -> list[str]:
     """The addresses ``host`` resolves to (the system's resolver)."""
     return list(
         dict.fromkeys(
-            info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            info[4][0]
+            for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            # An IP address is a str; the (int, bytes) form is for a Python built without IPv6.
+            if isinstance(info[4][0], str)
         )
     )
 

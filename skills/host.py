@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TextIO
 
 import jsonschema
 import mcp_types as types
@@ -100,7 +100,7 @@ class SkillProcess:
         self._session: ClientSession | None = None
         self._connection: Future | None = None
         self._closing: asyncio.Event | None = None
-        self._stderr = None
+        self._stderr: TextIO | None = None
         self._cwd: str | None = None
         # A managed skill gets a pids cgroup where one can be made here (see skills.sandbox).
         self._max_processes = max_processes if managed else None
@@ -131,10 +131,10 @@ class SkillProcess:
         self._stop(wait=True)  # reap a connection left closing by a timeout
         loop = _event_loop()
         ready: Future = Future()
-        self._cwd = tempfile.mkdtemp(prefix=f"flurry-skill-{self.name}-")  # an empty, private cwd
+        self._cwd = cwd = tempfile.mkdtemp(prefix=f"flurry-skill-{self.name}-")  # empty, private
         # Open for the skill's whole life; closed by _stop, not by a with block here.
-        self._stderr = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115
-        self._connection = asyncio.run_coroutine_threadsafe(self._connect(ready), loop)
+        self._stderr = stderr = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115
+        self._connection = asyncio.run_coroutine_threadsafe(self._connect(ready, cwd, stderr), loop)
         try:
             ready.result(timeout=self.start_timeout)
         except BaseException as e:
@@ -147,23 +147,21 @@ class SkillProcess:
             )
             raise SkillCrashed(f"skill {self.name} {why}{self._stderr_tail()}") from None
 
-    async def _connect(self, ready: Future) -> None:
+    async def _connect(self, ready: Future, cwd: str, stderr: TextIO) -> None:
         # The whole connection lives in this one task, because the SDK's context managers
         # must be entered and left in the same task; other tasks use self._session.
         self._closing = asyncio.Event()
         # A managed skill's runner makes its working folder under TMPDIR: inside ours, so it
         # goes when we remove ours.
-        env = {**self.env, "TMPDIR": self._cwd} if self.managed else self.env
+        env = {**self.env, "TMPDIR": cwd} if self.managed else self.env
         if self._max_processes:
             self._cgroup = pids_cgroup(self.name, self._max_processes)
             if self._cgroup:
                 env[CGROUP_ENV] = self._cgroup
-        params = StdioServerParameters(
-            command=self.argv[0], args=self.argv[1:], env=env, cwd=self._cwd
-        )
+        params = StdioServerParameters(command=self.argv[0], args=self.argv[1:], env=env, cwd=cwd)
         try:
             async with (
-                stdio_client(params, errlog=self._stderr) as (read, write),
+                stdio_client(params, errlog=stderr) as (read, write),
                 ClientSession(read, write) as session,
             ):
                 initialized = await session.initialize()
@@ -247,8 +245,13 @@ class SkillProcess:
                 jsonschema.validate(arguments, tool.input_schema)
             except jsonschema.ValidationError as e:
                 raise InvalidArguments(f"{self.name}.{name}: {e.message}") from None
+            session = self._session
+            if session is None:  # the connection ended (the process died) since _start returned
+                raise SkillCrashed(
+                    f"skill {self.name} ended before {name} was called{self._stderr_tail()}"
+                )
             call = asyncio.run_coroutine_threadsafe(
-                asyncio.wait_for(self._session.call_tool(name, arguments), timeout), _event_loop()
+                asyncio.wait_for(session.call_tool(name, arguments), timeout), _event_loop()
             )
             try:
                 # The outer bound only matters if cancelling the request itself got stuck.

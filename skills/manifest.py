@@ -96,7 +96,7 @@ class Manifest:
             except InvalidDID as e:
                 raise ManifestError(f"{self.name}: author_did: {e}") from None
         if self.signature is not None:
-            self._check_signature()
+            self._check_signature(self.signature)
         for p in self.permissions:
             check_permission(p)
         if len(set(self.permissions)) != len(self.permissions):
@@ -182,11 +182,11 @@ class Manifest:
         del d["signature"]
         return d
 
-    def _check_signature(self) -> None:
+    def _check_signature(self, signature: dict) -> None:
         if self.author_did is None:
             raise ManifestError(f"{self.name}: a signature needs an author_did to check it against")
         try:
-            signer = verify_json(self.signed_part(), self.signature)
+            signer = verify_json(self.signed_part(), signature)
         except JWSRejected as e:
             raise ManifestError(f"{self.name}: signature: {e}") from None
         if signer != self.author_did.partition("#")[0]:

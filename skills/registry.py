@@ -269,6 +269,8 @@ class Skills:
         if not (info.approved and info.enabled):
             raise SkillInstallError(f"{name} is {'disabled' if info.approved else 'not approved'}")
         if info.managed:
+            if info.entry_point is None:  # a managed skill's is found at install, never None
+                raise SkillInstallError(f"{name} has no entry point recorded; reinstall it")
             limits = Limits().within(info.manifest.limits if info.manifest else None)
             env = {
                 **boot.environment(info.target, limits.to_json()),

@@ -22,6 +22,8 @@ import os
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import anyio
 import anyio.to_thread
@@ -29,7 +31,7 @@ import mcp_types as types
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 
-from skills import boot, broker, sdk
+from skills import broker, sdk
 from skills.sandbox import (
     CGROUP_ENV,
     Confinement,
@@ -49,23 +51,32 @@ _SECRET_PREFIXES = ("FLURRY_",)
 # What the host learns about our sandbox, in the initialize result's experimental capabilities.
 SANDBOX_CAPABILITY = "flurry/sandbox"
 
-_skill_folder: str | None = None  # the skill's folder (or, with --build, its project folder)
+
+@dataclass(frozen=True)
+class Boot:
+    """What ``skills.boot``, which started this process and then imported the runner, hands it.
+    Boot imports the runner, never the other way round: the runner learns of boot only this."""
+
+    skill_folder: str | None  # the skill's folder (or, with --build, its project folder)
+    limits_json: str | None  # the skill's Limits, as the host passed them
+    site_folders: list[str]  # the node's site-packages, as the host named them
+    runner_files: list[str]  # what the runner's code is read from: readable once confined
+    close: Callable[[], None]  # boot.close: the runner-only modules are refused from then on
 
 
-def _contain(sandbox: bool = True) -> Confinement:
+def _contain(boot: Boot, sandbox: bool = True) -> Confinement:
     """Scrub the environment, move to an empty private directory, confine and limit the process,
     and only then put the skill's folder on the import path. Called while this process has one
     thread and before anything of the skill's can be imported."""
     # The broker's address and this skill's token go to the SDK, then out of the environment.
     if os.environ.get(broker.SOCKET_ENV) and os.environ.get(broker.TOKEN_ENV):
         sdk.node.connect(os.environ[broker.SOCKET_ENV], os.environ[broker.TOKEN_ENV])
-    global _skill_folder
-    _skill_folder = skill_folder = os.environ.get(boot.SKILL_PATH_ENV) or None
-    limits = Limits.from_json(os.environ.get(boot.LIMITS_ENV))
+    skill_folder = boot.skill_folder
+    limits = Limits.from_json(boot.limits_json)
     cgroup = os.environ.get(CGROUP_ENV)
     if cgroup:
         join_cgroup(cgroup)  # before confinement, which closes /sys to us
-    site_folders = boot.site_folders()  # as the host named them, before their variable goes
+    site_folders = boot.site_folders
     for key in [k for k in os.environ if k.startswith(_SECRET_PREFIXES)]:
         del os.environ[key]
     # The host points TMPDIR into the private folder it removes when the skill stops.
@@ -76,7 +87,7 @@ def _contain(sandbox: bool = True) -> Confinement:
     if sandbox:
         readable = [
             *interpreter_paths(),
-            *boot.runner_files(),
+            *boot.runner_files,
             *([skill_folder] if skill_folder else []),
         ]
         confinement = confine(workdir, readable)
@@ -132,14 +143,16 @@ def _supervise() -> None:
     end(code if code >= 0 else 128 - code)
 
 
-def _build() -> int:
+def _build(project: str | None) -> int:
     """Build and install the project folder the host named as the skill's folder, with pip, here
     (confined): print where the result is. Its setup code runs in this sandbox or not at all."""
     import shutil
     import subprocess
 
+    if project is None:
+        sys.exit("--build needs the project folder (the host names it as the skill's folder)")
     # A copy: builds write next to the source (build/, *.egg-info), and the source is read-only.
-    shutil.copytree(_skill_folder, "src", symlinks=True)
+    shutil.copytree(project, "src", symlinks=True)
     env = {
         "PATH": os.environ.get("PATH", ""),
         "TMPDIR": os.getcwd(),
@@ -211,17 +224,17 @@ async def _serve(skill: Skill, confinement: Confinement) -> None:
         await server.run(read, write, options)
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str], boot: Boot) -> None:
     sandbox = "--no-sandbox" not in argv
     argv = [a for a in argv if a != "--no-sandbox"]
-    confinement = _contain(sandbox)
+    confinement = _contain(boot, sandbox)
     if argv == ["--sandbox-check"]:
         print(json.dumps(confinement.to_dict()))
         return
     sys.stderr.write(f"flurry sandbox: {confinement.summary()}\n")
     sys.stderr.flush()
     if argv == ["--build"]:
-        sys.exit(_build())
+        sys.exit(_build(boot.skill_folder))
     if argv[:1] == ["--manifest"] and len(argv) == 2:
         print(json.dumps(load_skill(argv[1]).manifest.to_dict()))
         return

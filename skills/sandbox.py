@@ -310,7 +310,7 @@ def landlock_abi() -> int:
             ctypes.c_uint32(_CREATE_RULESET_VERSION),
         )
     except OSError as e:
-        why = {
+        why: dict[int | None, str] = {  # keyed by e.errno, which may be None
             errno.ENOSYS: "this kernel was built without Landlock",
             errno.EOPNOTSUPP: "Landlock is disabled on this kernel (boot with lsm=…,landlock)",
         }
