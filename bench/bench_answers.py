@@ -256,6 +256,7 @@ def report(results: list[Result], ranks: dict, run: dict, done: bool) -> str:
     keys = [
         "accuracy",
         "accuracy_unquoted",
+        "accuracy_with_quotes",
         "abstention",
         "false_abstention",
         "answers_with_unsupported",
