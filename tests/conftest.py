@@ -11,7 +11,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import chdir, contextmanager
 from pathlib import Path
 
 import pytest
@@ -222,6 +222,49 @@ class Flurry:
 @pytest.fixture
 def flurry(env: dict[str, str], tmp_path: Path) -> Flurry:
     return Flurry(env, tmp_path)
+
+
+class FlurryInProcess(Flurry):
+    """The same `flurry` command line, run in this process by click's CliRunner.
+
+    For tests whose subject is the commands (their arguments, wiring, messages, exit status)
+    and not the process around them: a `flurry` subprocess spends seconds importing the
+    project before it does anything. What a subprocess would see is reproduced: the same
+    environment (variables missing from ``env`` are unset for the call), the same working
+    folder, a stdin that is not a terminal. An exception the command line does not turn into
+    a message is raised into the test, never folded into an exit status, so "no traceback"
+    assertions keep their meaning. The end-to-end tests of each command family keep using
+    the subprocess (``flurry``)."""
+
+    def __call__(
+        self, *args: str, input: str | None = None, check: bool = True, **env: str
+    ) -> subprocess.CompletedProcess:
+        from click.testing import CliRunner
+
+        from node.cli import cli  # the click group behind the `flurry` command
+
+        wanted = {**self.env, **env}
+        changes: dict[str, str | None] = {k: v for k, v in wanted.items() if os.environ.get(k) != v}
+        changes.update({k: None for k in os.environ if k not in wanted})
+        runner = CliRunner(env=changes)
+        with chdir(self.cwd):
+            result = runner.invoke(
+                cli, list(args), input=input, prog_name="flurry", catch_exceptions=False
+            )
+        completed = subprocess.CompletedProcess(
+            ["flurry", *args], result.exit_code, result.stdout, result.stderr
+        )
+        if check and completed.returncode != 0:
+            raise AssertionError(
+                f"flurry {' '.join(args)} failed ({completed.returncode}):\n{completed.stderr}"
+            )
+        return completed
+
+
+@pytest.fixture
+def cli(env: dict[str, str], tmp_path: Path) -> FlurryInProcess:
+    """`flurry` in this process (see FlurryInProcess); ``popen`` and ``serving`` still start processes."""
+    return FlurryInProcess(env, tmp_path)
 
 
 def free_port() -> int:

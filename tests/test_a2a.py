@@ -480,58 +480,60 @@ def test_node_b_asks_node_a_and_records_it_in_its_audit_log(served, nodes):
         asyncio.run(send_message(a.url, LISBON, **send))
 
 
-def test_the_command_line_pins_a_peer_and_sends_to_it(served, nodes, flurry):
+def test_the_command_line_pins_a_peer_and_sends_to_it(served, nodes, cli):
+    # In process (CliRunner): the peers and send commands' wiring; node A, which answers, is
+    # a real node behind uvicorn on loopback.
     a, _ = served
-    flurry("init")
-    status = json.loads(flurry("status", "--json").stdout)
+    cli("init")
+    status = json.loads(cli("status", "--json").stdout)
     nodes[0].grants.add(
         Grant(did=status["node_did"], allow=frozenset({"ask"}), tags=frozenset({"travel"}))
     )
     try:
-        added = flurry("peers", "add", a.url, "--name", "alice")
+        added = cli("peers", "add", a.url, "--name", "alice")
         assert nodes[0].keys.node_did in added.stdout
         assert (
             nodes[0].keys.nostr_public_key_hex in added.stdout
         )  # the card proved its Nostr key too
-        listed = flurry("peers", "list").stdout
+        listed = cli("peers", "list").stdout
         assert "alice" in listed and nodes[0].keys.node_did in listed and a.url in listed
-        answer = flurry("send", "alice", LISBON)
+        answer = cli("send", "alice", LISBON)
         assert answer.stdout.strip()
-        unknown = flurry("send", "bob", LISBON, check=False)
+        unknown = cli("send", "bob", LISBON, check=False)
         assert unknown.returncode == 1 and "no pinned peer" in unknown.stderr
-        verified = flurry("audit", "verify")
+        verified = cli("audit", "verify")
         assert "1 entries" in verified.stdout
     finally:
         nodes[0].grants.remove(status["node_did"])
 
 
-def test_the_owner_manages_a_serving_node_from_the_command_line(served, nodes, flurry, corpus):
+def test_the_owner_manages_a_serving_node_from_the_command_line(served, nodes, cli, corpus):
     """While `flurry serve` holds the home, peers, send, grants, tokens and audit go through
     the node's signed owner API; the server itself signs the send and audits it."""
+    # The commands in process (CliRunner): what is tested is that they go through the running
+    # node's owner API; the node holding the home is a real `flurry serve` process.
     a, _ = served
-    flurry("init")
-    node_did = json.loads(flurry("status", "--json").stdout)["node_did"]
+    cli("init")
+    node_did = json.loads(cli("status", "--json").stdout)["node_did"]
     nodes[0].grants.add(Grant(did=node_did, allow=frozenset({"ask"}), tags=frozenset({"travel"})))
     try:
-        with flurry.serving():
-            assert nodes[0].keys.node_did in flurry("peers", "add", a.url, "--name", "alice").stdout
-            assert flurry("send", "alice", LISBON).stdout.strip()
-            assert "1 entries" in flurry("audit", "verify").stdout
+        with cli.serving():
+            assert nodes[0].keys.node_did in cli("peers", "add", a.url, "--name", "alice").stdout
+            assert cli("send", "alice", LISBON).stdout.strip()
+            assert "1 entries" in cli("audit", "verify").stdout
             peer = Ed25519PrivateKey.generate()
             peer_did = did_key_from_ed25519_public(peer.public_key().public_bytes_raw())
-            flurry(
-                "grants", "add", peer_did, "--allow", "ask", "--tags", "travel", "--quota", "3/day"
-            )
-            listed = flurry("grants", "list").stdout
+            cli("grants", "add", peer_did, "--allow", "ask", "--tags", "travel", "--quota", "3/day")
+            listed = cli("grants", "list").stdout
             assert peer_did in listed and "3/day" in listed and "travel" in listed
-            token = flurry("tokens", "create", "editor").stdout.strip()
-            assert token.startswith("flurry_") and "editor" in flurry("tokens", "list").stdout
-            bad = flurry("grants", "add", "did:key:nonsense", "--allow", "ask", check=False)
+            token = cli("tokens", "create", "editor").stdout.strip()
+            assert token.startswith("flurry_") and "editor" in cli("tokens", "list").stdout
+            bad = cli("grants", "add", "did:key:nonsense", "--allow", "ask", check=False)
             assert bad.returncode == 1 and "Traceback" not in bad.stderr
     finally:
         nodes[0].grants.remove(node_did)
     # Once the server has gone, the same commands open the home themselves and see the same data.
-    assert peer_did in flurry("grants", "list").stdout
+    assert peer_did in cli("grants", "list").stdout
 
 
 # --- tasks kept sealed, and bounded -------------------------------------------------------------

@@ -1,5 +1,9 @@
 """The walking skeleton end to end, through the real `flurry` command line: real models,
-real chromadb, the real vault, on a corpus the test writes."""
+real chromadb, the real vault, on a corpus the test writes.
+
+``flurry`` runs the command line as a process, as a user would; ``cli`` runs the same
+command line in this process (click's CliRunner) for tests whose subject is the commands
+and not the process: a new process spends seconds importing the project before it starts."""
 
 from __future__ import annotations
 
@@ -22,49 +26,57 @@ def _tree_digest(root: Path) -> dict[str, str]:
     }
 
 
-def test_init_prints_did_and_refuses_a_second_time(flurry):
-    first = flurry("init")
+def test_init_prints_did_and_refuses_a_second_time(cli):
+    # In process (CliRunner): the subject is the command's message and exit status; `flurry init`
+    # as a process is run by test_no_plaintext_under_home and test_a_second_process_is_told_the_home_is_busy.
+    first = cli("init")
     assert "did:key:z6Mk" in first.stdout
-    again = flurry("init", check=False)
+    again = cli("init", check=False)
     assert again.returncode == 1
     assert "already holds a flurry node" in again.stderr
     assert "Traceback" not in again.stderr
 
 
-def test_wrong_passphrase_is_a_clear_error_and_changes_nothing(flurry, corpus):
-    flurry("init")
-    flurry("add", str(corpus))
-    before = _tree_digest(flurry.home)
+def test_wrong_passphrase_is_a_clear_error_and_changes_nothing(cli, corpus):
+    # In process (CliRunner): an error path of the command line; the real keyring refuses.
+    cli("init")
+    cli("add", str(corpus))
+    before = _tree_digest(cli.home)
     for command in (["status"], ["add", str(corpus)], ["ask", "kitchen?"], ["forget", str(corpus)]):
-        result = flurry(*command, check=False, FLURRY_PASSPHRASE="not the passphrase")
+        result = cli(*command, check=False, FLURRY_PASSPHRASE="not the passphrase")
         assert result.returncode == 1, command
         assert "wrong passphrase" in result.stderr
         assert "Traceback" not in result.stderr
-    assert _tree_digest(flurry.home) == before
+    assert _tree_digest(cli.home) == before
 
 
-def test_commands_before_init_say_what_to_do(flurry):
-    result = flurry("ask", "anything", check=False)
+def test_commands_before_init_say_what_to_do(cli):
+    # In process (CliRunner): an error path of the command line.
+    result = cli("ask", "anything", check=False)
     assert result.returncode == 1
     assert "flurry init" in result.stderr
 
 
-def test_passphrase_file_and_missing_passphrase(flurry, tmp_path):
+def test_passphrase_file_and_missing_passphrase(cli, tmp_path):
+    # In process (CliRunner): argument and environment wiring; the real keyring is unlocked.
     secret = tmp_path / "pass.txt"
     secret.write_text(PASSPHRASE + "\n")
-    flurry("--passphrase-file", str(secret), "init", FLURRY_PASSPHRASE="")
-    env = {k: v for k, v in flurry.env.items() if k != "FLURRY_PASSPHRASE"}
-    status = flurry.__class__(env, flurry.cwd)("--passphrase-file", str(secret), "status", "--json")
+    cli("--passphrase-file", str(secret), "init", FLURRY_PASSPHRASE="")
+    env = {k: v for k, v in cli.env.items() if k != "FLURRY_PASSPHRASE"}
+    status = cli.__class__(env, cli.cwd)("--passphrase-file", str(secret), "status", "--json")
     assert json.loads(status.stdout)["documents"] == 0
-    missing = flurry.__class__(env, flurry.cwd)("status", check=False, input="")
+    missing = cli.__class__(env, cli.cwd)("status", check=False, input="")
     assert missing.returncode == 1 and "FLURRY_PASSPHRASE" in missing.stderr
 
 
-def test_add_ask_update_forget(flurry, corpus):
-    flurry("init")
-    added = flurry("add", str(corpus))
+def test_add_ask_update_forget(cli, corpus):
+    # In process (CliRunner), with the real models, chromadb and vault: what is tested is what
+    # the commands do with them, not the process around them (the same commands run as
+    # processes in test_no_plaintext_under_home).
+    cli("init")
+    added = cli("add", str(corpus))
     assert f"added {len(CORPUS)}" in added.stdout
-    status = json.loads(flurry("status", "--json").stdout)
+    status = json.loads(cli("status", "--json").stdout)
     expected_chunks = sum(
         len(chunk_text(text, markdown=not name.endswith(".txt"))) for name, text in CORPUS.items()
     )
@@ -73,7 +85,7 @@ def test_add_ask_update_forget(flurry, corpus):
 
     # Each question's answer lives in one file; that file must be the first source.
     for question, answer_file in QUESTIONS:
-        result = json.loads(flurry("ask", question, "--json").stdout)
+        result = json.loads(cli("ask", question, "--json").stdout)
         assert set(result) == {"answer", "grounded", "sources"}
         assert result["answer"].strip() and result["grounded"] is True, result
         top = result["sources"][0]
@@ -88,46 +100,48 @@ def test_add_ask_update_forget(flurry, corpus):
         assert isinstance(top["chunk"], int) and isinstance(top["score"], float) and top["snippet"]
 
     # A question the notes do not answer is said to be so, not invented.
-    result = json.loads(flurry("ask", "What is my passport number?", "--json").stdout)
+    result = json.loads(cli("ask", "What is my passport number?", "--json").stdout)
     assert (result["answer"], result["grounded"]) == ("I don't find that in your data.", False)
-    assert flurry("ask", "What is my passport number?").stdout.startswith(
+    assert cli("ask", "What is my passport number?").stdout.startswith(
         "I don't find that in your data."
     )
 
     # Unchanged files cost nothing; a changed file replaces its chunks.
-    again = flurry("add", str(corpus))
+    again = cli("add", str(corpus))
     assert f"unchanged {len(CORPUS)}" in again.stdout and "added 0" in again.stdout
     (corpus / "garden.md").write_text(
         "# Garden\n\nThe plum tree by the shed was planted by grandfather Tobias.\n"
     )
-    changed = flurry("add", str(corpus))
+    changed = cli("add", str(corpus))
     assert "updated 1" in changed.stdout
-    result = json.loads(flurry("ask", "Who planted the plum tree?", "--json").stdout)
+    result = json.loads(cli("ask", "Who planted the plum tree?", "--json").stdout)
     assert result["sources"][0]["path"].endswith("garden.md")
     assert all("tomatoes" not in s["snippet"] for s in result["sources"])
 
     # Forget removes the document from the vault and from both indexes.
-    forgot = flurry("forget", str(corpus / "car.md"))
+    forgot = cli("forget", str(corpus / "car.md"))
     assert "car.md" in forgot.stdout
-    status = json.loads(flurry("status", "--json").stdout)
+    status = json.loads(cli("status", "--json").stdout)
     assert status["documents"] == len(CORPUS) - 1
     assert status["index"]["vectors"] == status["index"]["lexical"] == status["chunks"]
-    result = json.loads(flurry("ask", "How much is the car insurance premium?", "--json").stdout)
+    result = json.loads(cli("ask", "How much is the car insurance premium?", "--json").stdout)
     assert all(not s["path"].endswith("car.md") for s in result["sources"])
-    missing = flurry("forget", str(corpus / "car.md"), check=False)
+    missing = cli("forget", str(corpus / "car.md"), check=False)
     assert missing.returncode == 1 and "nothing in the vault" in missing.stderr
 
 
-def test_paths_are_shown_as_given(flurry, corpus):
-    flurry("init")
-    flurry.cwd = corpus.parent
-    flurry("add", "notes")
-    result = json.loads(flurry("ask", "When is the dentist appointment?", "--json").stdout)
+def test_paths_are_shown_as_given(cli, corpus):
+    # In process (CliRunner), in the working folder a process would have: argument wiring.
+    cli("init")
+    cli.cwd = corpus.parent
+    cli("add", "notes")
+    result = json.loads(cli("ask", "When is the dentist appointment?", "--json").stdout)
     assert result["sources"][0]["path"] == os.path.join("notes", "health", "dentist.md")
 
 
-def test_bad_inputs_are_skipped_with_a_reason(flurry, tmp_path):
-    flurry("init")
+def test_bad_inputs_are_skipped_with_a_reason(cli, tmp_path):
+    # In process (CliRunner): the skip reasons and error path of `add`.
+    cli("init")
     folder = tmp_path / "mixed"
     folder.mkdir()
     (folder / "good.md").write_text("# Bees\n\nThe beehive sits behind the apple trees.\n")
@@ -135,20 +149,22 @@ def test_bad_inputs_are_skipped_with_a_reason(flurry, tmp_path):
     (folder / "latin1.txt").write_bytes("Caf\xe9 cr\xe8me".encode("latin-1"))
     (folder / "empty.md").write_text("   \n\n")
     (folder / "photo.jpg").write_bytes(b"\xff\xd8\xff")
-    result = flurry("add", str(folder))
+    result = cli("add", str(folder))
     assert "added 1" in result.stdout
     assert "binary.txt: binary file" in result.stdout
     assert "latin1.txt: not UTF-8 text" in result.stdout
     assert "empty.md: no text in it" in result.stdout
     assert "photo.jpg: unsupported file type .jpg" in result.stdout
-    nowhere = flurry("add", str(tmp_path / "does-not-exist"), check=False)
+    nowhere = cli("add", str(tmp_path / "does-not-exist"), check=False)
     assert nowhere.returncode == 1 and "no such file or folder" in nowhere.stderr
 
 
-def test_chat_remembers_and_seals_the_conversation(flurry, corpus):
-    flurry("init")
-    flurry("add", str(corpus))
-    result = flurry(
+def test_chat_remembers_and_seals_the_conversation(cli, corpus):
+    # In process (CliRunner), with the real models: the conversation and its sealing are the
+    # subject; the same commands run as processes in test_no_plaintext_under_home.
+    cli("init")
+    cli("add", str(corpus))
+    result = cli(
         "chat",
         input="When should I plant the tomatoes?\nAnd when does the hedge need trimming?\n/quit\n",
     )
@@ -160,8 +176,8 @@ def test_chat_remembers_and_seals_the_conversation(flurry, corpus):
     from store.sealing import Sealer
     from store.vault import Vault
 
-    keys = Keyring.unlock(flurry.home / "keyring.json", PASSPHRASE)
-    vault = Vault(flurry.home / "vault.sqlite3", Sealer(keys.data_key))
+    keys = Keyring.unlock(cli.home / "keyring.json", PASSPHRASE)
+    vault = Vault(cli.home / "vault.sqlite3", Sealer(keys.data_key))
     try:
         [conversation] = vault.conversations()
         messages = vault.messages(conversation["id"])
@@ -225,3 +241,23 @@ def test_no_plaintext_under_home(flurry, corpus, runtime_dir):
             assert canary not in data, f"{path.name} holds plaintext: {canary[:60]!r}"
     # The memory-backed copy of the indexes is gone once the process has ended.
     assert list(runtime_dir.iterdir()) == []
+
+
+def test_in_process_runs_say_what_the_process_says(flurry, cli):
+    """The ``cli`` fixture stands in for the `flurry` process only as long as both say the same:
+    an error path and a command's output, compared byte for byte."""
+    before_init = [run("ask", "anything", check=False) for run in (flurry, cli)]
+    assert before_init[0].returncode == before_init[1].returncode == 1
+    assert (
+        before_init[0].stdout == before_init[1].stdout
+        and before_init[0].stderr == before_init[1].stderr
+    )
+    cli("init")
+    for command in (
+        ["peers", "add", "not a url", "--name", "x"],
+        ["grants", "list"],
+        ["skills", "list"],
+    ):
+        said = [run(*command, check=False) for run in (flurry, cli)]
+        assert said[0].returncode == said[1].returncode, command
+        assert said[0].stdout == said[1].stdout and said[0].stderr == said[1].stderr, command

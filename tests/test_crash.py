@@ -90,7 +90,7 @@ def test_kill_during_add_loses_nothing_reported(flurry, tmp_path):
     )
 
 
-def test_kill_during_a_big_mbox_resumes_at_the_next_message(flurry, tmp_path):
+def test_kill_during_a_big_mbox_resumes_at_the_next_message(cli, tmp_path):
     """An mbox is one document per message: after kill -9 the messages reported are whole,
     and the next run stores only the rest (none twice, none re-embedded)."""
     from format_samples import email, mbox
@@ -98,7 +98,10 @@ def test_kill_during_a_big_mbox_resumes_at_the_next_message(flurry, tmp_path):
     from store.ingest import chunks_of
     from store.parsers.registry import MBOX
 
-    flurry("init")
+    # The killed `add` is a process, as it must be; the commands around it run in process
+    # (CliRunner), which is the same code opening the same home (test_kill_during_add_loses_nothing_reported
+    # runs them all as processes).
+    cli("init")
     messages = [
         email(
             f"Sender {i} <s{i}@example.org>",
@@ -118,7 +121,7 @@ def test_kill_during_a_big_mbox_resumes_at_the_next_message(flurry, tmp_path):
         f"{path}{r.label}": [t for t, _ in chunks_of(r)] for r in MBOX.run(path.read_bytes())
     }
 
-    proc = flurry.popen("add", "-v", str(path))
+    proc = cli.popen("add", "-v", str(path))
     reported = []
     for line in proc.stdout:
         outcome, _, shown = line.strip().partition(": ")
@@ -130,8 +133,8 @@ def test_kill_during_a_big_mbox_resumes_at_the_next_message(flurry, tmp_path):
     proc.wait()
     assert proc.returncode == -9, "add finished before it could be killed"
 
-    keys = Keyring.unlock(flurry.home / "keyring.json", PASSPHRASE)
-    vault = Vault(flurry.home / "vault.sqlite3", Sealer(keys.data_key))
+    keys = Keyring.unlock(cli.home / "keyring.json", PASSPHRASE)
+    vault = Vault(cli.home / "vault.sqlite3", Sealer(keys.data_key))
     try:
         documents = {d.path: d for d in vault.documents()}
         chunks = sorted(vault.get_chunks(sorted(vault.chunk_ids())).values(), key=lambda c: c.seq)
@@ -142,12 +145,12 @@ def test_kill_during_a_big_mbox_resumes_at_the_next_message(flurry, tmp_path):
     finally:
         vault.close()
 
-    rerun = flurry("add", "-v", str(path)).stdout.splitlines()
+    rerun = cli("add", "-v", str(path)).stdout.splitlines()
     added_now = [
         line.partition(": ")[2] for line in rerun if line.startswith("added: ") and "#" in line
     ]
     assert not set(added_now) & set(documents), "a message stored before the kill was stored again"
     assert set(added_now) | set(documents) == set(expected)
-    status = json.loads(flurry("status", "--json").stdout)
+    status = json.loads(cli("status", "--json").stdout)
     assert status["documents"] == len(expected) + 1  # the messages and the file's marker
     assert status["index"]["vectors"] == status["chunks"] == sum(len(c) for c in expected.values())

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PASSPHRASE, Flurry
+from conftest import PASSPHRASE, Flurry, FlurryInProcess
 from format_samples import MBOX_MESSAGES, email, make_pdf, mbox, write_all
 
 from store.ingest import Ingestor, chunks_of, discover, parse
@@ -139,7 +139,10 @@ def _bad_files(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def formats_home(models_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    """One home holding every format (and the bad files), added once by the real CLI."""
+    """One home holding every format (and the bad files), added once by the real CLI.
+
+    In process (CliRunner): the parsers, the vault and the canary are the subject, not the
+    `flurry` process; `add` still parses each file in its own confined process."""
     base = tmp_path_factory.mktemp("formats")
     runtime = Path(
         tempfile.mkdtemp(
@@ -153,7 +156,7 @@ def formats_home(models_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         "FLURRY_MODELS": str(models_dir),
         "FLURRY_RUNTIME_DIR": str(runtime),
     }
-    flurry = Flurry(env, base)
+    flurry = FlurryInProcess(env, base)
     samples = write_all(base / "data")
     expected_skips = _bad_files(base / "data")
     flurry("init")

@@ -163,10 +163,11 @@ def server():
 
 
 @pytest.fixture
-def pulled_dir(tmp_path: Path, flurry) -> Path:
-    """An empty models folder of the test's own, so pulls never touch the shared model cache."""
+def pulled_dir(tmp_path: Path, env: dict[str, str]) -> Path:
+    """An empty models folder of the test's own, so pulls never touch the shared model cache
+    (set in ``env``, which the ``flurry`` and ``cli`` fixtures both run with)."""
     folder = tmp_path / "pulled-models"
-    flurry.env["FLURRY_MODELS"] = str(folder)
+    env["FLURRY_MODELS"] = str(folder)
     return folder
 
 
@@ -186,24 +187,24 @@ def _one_line_error(result) -> str:
 
 
 def test_pull_prints_the_sha256_and_the_pulled_model_answers(
-    flurry, server, pulled_dir, gguf, monkeypatch
+    cli, server, pulled_dir, gguf, monkeypatch
 ):
+    # The pull command in process (CliRunner): its output and files are the subject; the server
+    # holding the home is a real `flurry serve` process, and the pulled model is loaded by the real runtime.
     data, digest = gguf
     server.routes["/models/small-chat.gguf"] = Route(data)
-    flurry("init")
+    cli("init")
     with pytest.raises(ModelError, match=re.escape("run `flurry models pull qwen3-0.6b`")):
         resolve_model("qwen3-0.6b", pulled_dir)  # the hub is reached only by a pull, never on use
     with (
-        flurry.serving()
+        cli.serving()
     ):  # a pull needs neither the passphrase nor the owner API: the models folder is not sealed
-        result = flurry(
-            "models", "pull", f"{server.url}/models/small-chat.gguf", FLURRY_PASSPHRASE=""
-        )
+        result = cli("models", "pull", f"{server.url}/models/small-chat.gguf", FLURRY_PASSPHRASE="")
         assert f"sha256 {digest}" in result.stdout
         assert "use it: flurry models use chat small-chat.gguf" in result.stdout
         assert (
             "restart it to load the new model"
-            in flurry("models", "use", "chat", "small-chat.gguf").stdout
+            in cli("models", "use", "chat", "small-chat.gguf").stdout
         )
     target = pulled_dir / "small-chat.gguf"
     assert sha256_file(target) == digest
@@ -215,7 +216,7 @@ def test_pull_prints_the_sha256_and_the_pulled_model_answers(
         (None, 200, len(data))
     ]
 
-    listing = flurry("models").stdout
+    listing = cli("models").stdout
     line = next(
         line for line in listing.splitlines() if "small-chat.gguf" in line and "sha256" in line
     )
@@ -229,8 +230,8 @@ def test_pull_prints_the_sha256_and_the_pulled_model_answers(
     from node.node import Node
 
     monkeypatch.setenv("FLURRY_MODELS", str(pulled_dir))
-    monkeypatch.setenv("FLURRY_RUNTIME_DIR", flurry.env["FLURRY_RUNTIME_DIR"])
-    with Node.open(Home(flurry.home), PASSPHRASE, say=lambda line: None) as node:
+    monkeypatch.setenv("FLURRY_RUNTIME_DIR", cli.env["FLURRY_RUNTIME_DIR"])
+    with Node.open(Home(cli.home), PASSPHRASE, say=lambda line: None) as node:
         assert node.chat_model.path == target
         reply = "".join(
             node.chat_model.stream([{"role": "user", "content": "Say hello."}], max_tokens=12)
@@ -238,17 +239,18 @@ def test_pull_prints_the_sha256_and_the_pulled_model_answers(
     assert reply.strip()
 
 
-def test_an_interrupted_pull_resumes_with_only_the_rest(flurry, server, pulled_dir, gguf):
+def test_an_interrupted_pull_resumes_with_only_the_rest(cli, server, pulled_dir, gguf):
+    # In process (CliRunner): the command's error path and resume, against a real HTTP server.
     data, digest = gguf
     half = len(data) // 2
     server.routes["/m.gguf"] = Route(data, cut_at=half)
-    error = _one_line_error(flurry("models", "pull", f"{server.url}/m.gguf", check=False))
+    error = _one_line_error(cli("models", "pull", f"{server.url}/m.gguf", check=False))
     assert "run the same pull again to resume" in error
     assert not (pulled_dir / "m.gguf").exists()  # never a half model under the usable name
     kept = (pulled_dir / ".m.gguf.part").stat().st_size
     assert kept == half
 
-    result = flurry("models", "pull", f"{server.url}/m.gguf")
+    result = cli("models", "pull", f"{server.url}/m.gguf")
     assert f"sha256 {digest}" in result.stdout and "resumed after" in result.stdout
     second = server.hits("/m.gguf")[1]
     assert (second.range, second.if_range, second.status) == (f"bytes={kept}-", '"v1"', 206)
@@ -257,11 +259,12 @@ def test_an_interrupted_pull_resumes_with_only_the_rest(flurry, server, pulled_d
     assert _files(pulled_dir) == ["m.gguf", "m.gguf.pull.json"]
 
 
-def test_a_wrong_sha256_refuses_and_leaves_nothing(flurry, server, pulled_dir, gguf):
+def test_a_wrong_sha256_refuses_and_leaves_nothing(cli, server, pulled_dir, gguf):
+    # In process (CliRunner): an error path of the command line.
     data, digest = gguf
     server.routes["/m.gguf"] = Route(data)
     error = _one_line_error(
-        flurry("models", "pull", f"{server.url}/m.gguf", "--sha256", "ab" * 32, check=False)
+        cli("models", "pull", f"{server.url}/m.gguf", "--sha256", "ab" * 32, check=False)
     )
     assert "does not match the pinned sha256" in error and digest in error and "deleted" in error
     assert _files(pulled_dir) == []
@@ -269,18 +272,20 @@ def test_a_wrong_sha256_refuses_and_leaves_nothing(flurry, server, pulled_dir, g
     assert good.checked == "the pinned sha256" and good.sha256 == digest
 
 
-def test_not_a_gguf_is_refused_before_anything_is_saved(flurry, server, pulled_dir):
+def test_not_a_gguf_is_refused_before_anything_is_saved(cli, server, pulled_dir):
+    # In process (CliRunner): an error path of the command line.
     page = b"<!doctype html><title>Sign in</title>" + b" " * (64 * 1024**2)
     server.routes["/m.gguf"] = Route(page, headers={})
-    error = _one_line_error(flurry("models", "pull", f"{server.url}/m.gguf", check=False))
+    error = _one_line_error(cli("models", "pull", f"{server.url}/m.gguf", check=False))
     assert "is not a GGUF model" in error and "nothing saved" in error
     assert _files(pulled_dir) == []
     time.sleep(0.5)  # let the server's write fail on the closed connection
     assert server.hits("/m.gguf")[0].sent < len(page) // 2  # it stopped reading at the first bytes
 
 
-def test_recommend_reads_this_machine(flurry):
-    result = flurry("models", "recommend")
+def test_recommend_reads_this_machine(cli):
+    # In process (CliRunner): the command's output is the subject.
+    result = cli("models", "recommend")
     machine = probe()
     assert (
         f"This machine: {machine.cores} cores, {machine.ram_total / GB:.1f} GB memory"

@@ -505,19 +505,18 @@ def test_owner_routes_refuse_strangers_and_bad_input_as_problems(nodes):
     assert owner.list_relays() == [served_b.app.state.nostr.status()["relays"][0]]
 
 
-def test_the_command_line_manages_relays_and_the_inbox(flurry):
-    Node.init(
-        Home(flurry.home), PASSPHRASE
-    )  # in-process: each command is a whole interpreter start
-    bad = flurry("nostr", "relays", "add", "https://relay.example.org", check=False)
+def test_the_command_line_manages_relays_and_the_inbox(cli):
+    # In process (CliRunner): the commands' arguments and error path.
+    Node.init(Home(cli.home), PASSPHRASE)
+    bad = cli("nostr", "relays", "add", "https://relay.example.org", check=False)
     assert bad.returncode == 1 and "ws:// or wss://" in bad.stderr and "Traceback" not in bad.stderr
     assert (
         "added wss://relay.example.org"
-        in flurry("nostr", "relays", "add", "wss://relay.example.org").stdout
+        in cli("nostr", "relays", "add", "wss://relay.example.org").stdout
     )
-    shown = flurry("nostr").stdout
+    shown = cli("nostr").stdout
     assert "npub1" in shown and "wss://relay.example.org" in shown
-    assert flurry("inbox").stdout.strip() == "the inbox is empty"
+    assert cli("inbox").stdout.strip() == "the inbox is empty"
 
 
 def test_nip98_lets_a_pinned_peer_call_the_api_under_its_did(nodes):

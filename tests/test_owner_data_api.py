@@ -159,6 +159,7 @@ def test_the_app_launcher_serves_the_home_on_loopback_and_says_so(tmp_path, mode
         assert home.running_node() is None and not home.serve_info.exists()
 
 
-def test_bare_flurry_without_a_terminal_prints_the_help(flurry):
-    result = flurry(check=False)
+def test_bare_flurry_without_a_terminal_prints_the_help(cli):
+    # In process (CliRunner): argument handling; stdin and stdout are not terminals there either.
+    result = cli(check=False)
     assert result.returncode == 2 and "Usage: flurry" in result.stderr and "tui" in result.stderr

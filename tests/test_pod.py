@@ -621,20 +621,22 @@ def test_owner_manages_pod_access_and_bad_rules_are_refused(node):
     assert node.grants.get(loner.did) is None  # nothing left to allow: no grant at all
 
 
-def test_pod_from_the_command_line_with_and_without_a_server(flurry):
-    """The slow one (each `flurry` is a process that unlocks the home): kept to a few calls."""
-    Node.init(Home(flurry.home), PASSPHRASE)
+def test_pod_from_the_command_line_with_and_without_a_server(cli):
+    """Kept to a few calls: each one unlocks the home."""
+    # The pod commands in process (CliRunner): their arguments, output and error paths are the
+    # subject; the server that holds the home is a real `flurry serve` process.
+    Node.init(Home(cli.home), PASSPHRASE)
     friend = Agent()
-    granted = flurry("pod", "grant", friend.did, "/pod/contacts/", "read")
+    granted = cli("pod", "grant", friend.did, "/pod/contacts/", "read")
     assert f"{friend.did} on /pod/contacts/: read" in granted.stdout
-    bad = flurry("pod", "grant", "public", "/pod/contacts/", "write", check=False)
+    bad = cli("pod", "grant", "public", "/pod/contacts/", "write", check=False)
     assert (
         bad.returncode == 1
         and "only 'read' can be public" in bad.stderr
         and "Traceback" not in bad.stderr
     )
-    with flurry.serving() as url:
-        keys = Keyring.unlock(flurry.home / "keyring.json", PASSPHRASE)
+    with cli.serving() as url:
+        keys = Keyring.unlock(cli.home / "keyring.json", PASSPHRASE)
         with Agent(keys.owner_key).client(url) as owner:
             assert (
                 owner.put(
@@ -644,22 +646,22 @@ def test_pod_from_the_command_line_with_and_without_a_server(flurry):
             )
         assert (
             "/pod/contacts/ana.txt  text/plain  3 bytes"
-            in flurry("pod", "ls", "/pod/contacts/").stdout
+            in cli("pod", "ls", "/pod/contacts/").stdout
         )
         assert httpx.get(f"{url}/pod/contacts/ana.txt").status_code == 401
-        flurry(
+        cli(
             "pod", "grant", "public", "/pod/contacts/", "read"
         )  # through the running node's owner API
         assert httpx.get(f"{url}/pod/contacts/ana.txt").content == b"Ana"
         with friend.client(url) as client:
             assert client.get("/pod/contacts/ana.txt").status_code == 200
-        bad = flurry("pod", "grant", "did:key:zNotAKey", "/pod/contacts/", "read", check=False)
+        bad = cli("pod", "grant", "did:key:zNotAKey", "/pod/contacts/", "read", check=False)
         assert (
             bad.returncode == 1
             and "the node answered 400" in bad.stderr
             and "did:key" in bad.stderr
         )
-        listed = flurry("pod", "access").stdout
+        listed = cli("pod", "access").stdout
         assert (
             f"/pod/contacts/  {friend.did}  read" in listed
             and "/pod/contacts/  public  read" in listed

@@ -30,16 +30,19 @@ def skill():
 PLUMBER = "add a note: call the plumber on Monday"
 
 
-def test_install_ask_policy_and_remove(flurry, corpus, tmp_path):
-    flurry("init")
-    flurry("add", str(corpus))
+def test_install_ask_policy_and_remove(cli, corpus, tmp_path):
+    # In process (CliRunner), with the real model, the real skill process and its sandbox: the
+    # model's choice and the policy are what is tested, not the `flurry` process around them
+    # (test_skills_and_tool_calls_through_the_running_node runs the skills commands as processes).
+    cli("init")
+    cli("add", str(corpus))
     wheel = make_wheel(tmp_path, "notes-skill", "notes_skill", NOTES_SKILL)
 
-    installed = flurry("skills", "install", str(wheel), "--yes")
+    installed = cli("skills", "install", str(wheel), "--yes")
     assert "notes 0.1.0" in installed.stdout and "asks for: notes.write" in installed.stdout
     assert "tool add_note" in installed.stdout
-    assert "enabled" in flurry("skills", "list").stdout
-    info = flurry("skills", "info", "notes").stdout
+    assert "enabled" in cli("skills", "list").stdout
+    info = cli("skills", "info", "notes").stdout
     assert "granted: notes.write" in info
     # What confines it, on this machine: the owner reads it before letting it run.
     assert (
@@ -49,7 +52,7 @@ def test_install_ask_policy_and_remove(flurry, corpus, tmp_path):
     )
 
     # The default policy is "ask"; with nobody at a terminal the call is shown and not run.
-    asked = json.loads(flurry("ask", PLUMBER, "--json", input="").stdout)
+    asked = json.loads(cli("ask", PLUMBER, "--json", input="").stdout)
     # The real model's choice, asserted because it is far from a tie: add_note is the only tool
     # offered and leads "none" by 3.7 logits on this request (measured, issue 20), where the CPU
     # kernels' differences move a logit by hundredths. Ties are scored in bench/bench_tool_choice.py.
@@ -62,34 +65,35 @@ def test_install_ask_policy_and_remove(flurry, corpus, tmp_path):
         and asked["tool"]["arguments"]["text"].strip()
     )
 
-    flurry("skills", "policy", "add_note", "allow")
-    ran = json.loads(flurry("ask", PLUMBER, "--json").stdout)
+    cli("skills", "policy", "add_note", "allow")
+    ran = json.loads(cli("ask", PLUMBER, "--json").stdout)
     assert ran["tool"]["ran"] is True
     assert (
         ran["answer"] == "noted: " + ran["tool"]["arguments"]["text"]
     )  # what the skill's process returned
 
     # A question about the notes is still answered from the notes, not sent to a tool.
-    plain = json.loads(flurry("ask", "When is the dentist appointment?", "--json").stdout)
+    plain = json.loads(cli("ask", "When is the dentist appointment?", "--json").stdout)
     assert "tool" not in plain and plain["sources"][0]["path"].endswith("health/dentist.md")
 
     # The call that ran is in the audit log, which verifies.
-    assert "1 entries" in flurry("audit", "verify").stdout
+    assert "1 entries" in cli("audit", "verify").stdout
 
-    flurry("skills", "policy", "add_note", "deny")
-    denied = json.loads(flurry("ask", PLUMBER, "--json").stdout)
+    cli("skills", "policy", "add_note", "deny")
+    denied = json.loads(cli("ask", PLUMBER, "--json").stdout)
     assert denied["tool"]["ran"] is False and "denied" in denied["tool"]["reason"]
 
-    flurry("skills", "remove", "notes")
-    assert "no skills installed" in flurry("skills", "list").stdout
-    assert not (flurry.home / "skills" / "notes").exists()
+    cli("skills", "remove", "notes")
+    assert "no skills installed" in cli("skills", "list").stdout
+    assert not (cli.home / "skills" / "notes").exists()
 
 
-def test_a_broken_wheel_is_a_clear_error(flurry, tmp_path):
-    flurry("init")
+def test_a_broken_wheel_is_a_clear_error(cli, tmp_path):
+    # In process (CliRunner): an error path of the command line.
+    cli("init")
     bad = tmp_path / "broken-0.1.0-py3-none-any.whl"
     bad.write_bytes(b"not a zip")
-    result = flurry("skills", "install", str(bad), "--yes", check=False)
+    result = cli("skills", "install", str(bad), "--yes", check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
 
 
@@ -120,30 +124,29 @@ def test_skills_and_tool_calls_through_the_running_node(flurry, tmp_path):
         assert "no skills installed" in flurry("skills", "list").stdout
 
 
-def test_install_mcp_shows_the_tools_before_registering(flurry, tmp_path):
+def test_install_mcp_shows_the_tools_before_registering(cli, tmp_path):
     """`flurry skills install-mcp` starts the server once and shows what it offers: refused
     (nobody at a terminal), nothing is registered; with --yes it is, tools and all."""
-    flurry("init")
+    # In process (CliRunner): the command's review and error paths; the MCP servers are real processes.
+    cli("init")
     server = tmp_path / "shout_server.py"
     server.write_text(MCP_SERVER)
-    refused = flurry(
+    refused = cli(
         "skills", "install-mcp", "shout", "--", sys.executable, str(server), input="", check=False
     )
     assert refused.returncode == 1 and "tool shout [ask]: Upper-cases a text." in refused.stdout
     assert "not approved; shout was removed again" in refused.stderr
-    assert "no skills installed" in flurry("skills", "list").stdout
+    assert "no skills installed" in cli("skills", "list").stdout
 
-    registered = flurry(
-        "skills", "install-mcp", "--yes", "shout", "--", sys.executable, str(server)
-    )
+    registered = cli("skills", "install-mcp", "--yes", "shout", "--", sys.executable, str(server))
     assert (
         "tool shout [ask]: Upper-cases a text." in registered.stdout
         and "registered shout" in registered.stdout
     )
-    assert "enabled (unmanaged MCP)" in flurry("skills", "list").stdout
-    assert "tool shout [ask]: Upper-cases a text." in flurry("skills", "info", "shout").stdout
+    assert "enabled (unmanaged MCP)" in cli("skills", "list").stdout
+    assert "tool shout [ask]: Upper-cases a text." in cli("skills", "info", "shout").stdout
 
-    silent = flurry(
+    silent = cli(
         "skills",
         "install-mcp",
         "--yes",
@@ -158,4 +161,4 @@ def test_install_mcp_shows_the_tools_before_registering(flurry, tmp_path):
         silent.returncode == 1
         and "must answer initialize and list_tools within 10 s" in silent.stderr
     )
-    assert "Traceback" not in silent.stderr and "mute" not in flurry("skills", "list").stdout
+    assert "Traceback" not in silent.stderr and "mute" not in cli("skills", "list").stdout
