@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from agent import grounding
+from agent.claims import sentences
 from agent.errors import AgentError
 from agent.grounding import NOT_FOUND, Embed, Evidence
 
@@ -298,7 +299,7 @@ class Conversation:
         try:
             for piece in stream:
                 buffer += piece
-                done_sentences = grounding.sentences(buffer)
+                done_sentences = sentences(buffer)
                 if len(done_sentences) > 1:
                     # The last one may still grow; every one before it is complete.
                     for sentence in done_sentences[:-1]:

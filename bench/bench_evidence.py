@@ -31,7 +31,7 @@ import answer_checks as checks  # noqa: E402
 from answer_corpus import build  # noqa: E402
 from bench_answers import PASSPHRASE, fill, is_gold, models_dir  # noqa: E402
 
-from agent import grounding  # noqa: E402
+from agent import claims, grounding  # noqa: E402
 from agent.answer import candidates  # noqa: E402
 from agent.embedding import Embedder  # noqa: E402
 from agent.models import CATALOG, DEFAULT_EMBEDDING_MODEL, ensure_model  # noqa: E402
@@ -123,11 +123,11 @@ def main() -> None:
         if args.words:
             cands = candidates(sources)
             every = (
-                set().union(*(set(grounding.content_words(c.full + " " + c.record)) for c in cands))
+                set().union(*(set(claims.content_words(c.full + " " + c.record)) for c in cands))
                 if cands
                 else set()
             )
-            have = set(grounding.content_words(best.full + " " + best.record)) if best else set()
+            have = set(claims.content_words(best.full + " " + best.record)) if best else set()
             miss = grounding.topic_words(q.text) - have
             tag = "ANS" if q.answerable else "UNA"
             ok = "right" if right else ("abst" if best is None else "wrong")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from agent.answer import Conversation, Source, with_quotes_text
+from agent.claims import sentences
 from agent.grounding import (
     NOT_FOUND,
     Evidence,
@@ -20,7 +21,6 @@ from agent.grounding import (
     check_linked,
     score,
     select,
-    sentences,
     split_source,
 )
 
@@ -604,7 +604,7 @@ def test_who_and_which_company_want_a_name_and_a_citation_line_answers_only_who_
 
 
 def test_the_names_a_line_tells_and_which_band_wants_one_the_question_lacks():
-    from agent.grounding import names_told
+    from agent.claims import names_told
 
     assert (
         names_told("Income tax return deadline, 30 Jun 2026: Starts: Tue 30 Jun 2026 (all day)")
