@@ -31,7 +31,7 @@ import answer_checks as checks  # noqa: E402
 from answer_corpus import build  # noqa: E402
 from bench_answers import PASSPHRASE, fill, is_gold, models_dir  # noqa: E402
 
-from agent import claims, grounding  # noqa: E402
+from agent import claims, grounding, kinds  # noqa: E402
 from agent.answer import candidates  # noqa: E402
 from agent.embedding import Embedder  # noqa: E402
 from agent.models import CATALOG, DEFAULT_EMBEDDING_MODEL, ensure_model  # noqa: E402
@@ -89,7 +89,7 @@ def main() -> None:
 
     if args.why:
         sources = retrieved[args.why]
-        print(f"kind: {grounding.asks_for(args.why)}")
+        print(f"kind: {kinds.asks_for(args.why)}")
         for e in grounding.score(args.why, candidates(sources), embed)[:10]:
             print(
                 f"{e.score:.3f} cov={e.coverage:.2f} named={grounding.of_the_named(args.why, e)} [{e.source}] {e.full[:150]}"

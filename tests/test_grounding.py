@@ -16,13 +16,13 @@ from agent.claims import sentences
 from agent.grounding import (
     NOT_FOUND,
     Evidence,
-    asks_for,
     check,
     check_linked,
     score,
     select,
     split_source,
 )
+from agent.kinds import asks_for
 
 EVIDENCE = (
     "The dentist appointment is on 14 November at 9:30 with Dr. Almeida. The budget is 12,000 euros. "
