@@ -1,4 +1,4 @@
-"""The evidence and the verifier of grounded answers (agent.grounding), without a model.
+"""The evidence and the verifier of grounded answers (agent.evidence, agent.grounding), without a model.
 
 The verifier is plain functions: these tests give it sentences and evidence and check each
 normalisation, and that a changed digit, an invented phone number, amount or name, or a
@@ -13,15 +13,8 @@ import numpy as np
 
 from agent.answer import Conversation, Source, with_quotes_text
 from agent.claims import sentences
-from agent.grounding import (
-    NOT_FOUND,
-    Evidence,
-    check,
-    check_linked,
-    score,
-    select,
-    split_source,
-)
+from agent.evidence import Evidence, score, select, split_source
+from agent.grounding import NOT_FOUND, check, check_linked
 from agent.kinds import asks_for
 
 EVIDENCE = (
