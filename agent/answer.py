@@ -17,8 +17,10 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from agent import grounding
+from agent.claims import sentences
 from agent.errors import AgentError
-from agent.grounding import NOT_FOUND, Embed, Evidence
+from agent.evidence import Embed, Evidence, prompt, score, select, split_source
+from agent.grounding import NOT_FOUND
 
 
 class AnswerModel(Protocol):
@@ -271,9 +273,7 @@ class Conversation:
                 self._messages(question, sources), max_tokens=self.max_answer_tokens
             )
             return Answer(question, sources, (("text", piece) for piece in pieces), done)
-        evidence = grounding.select(
-            grounding.score(question, candidates(sources), self._embed), question
-        )
+        evidence = select(score(question, candidates(sources), self._embed), question)
         answer = Answer(question, with_quotes(sources, evidence), iter(()), done, evidence=evidence)
         answer._pieces = self._grounded_pieces(answer, sources)
         return answer
@@ -291,14 +291,14 @@ class Conversation:
         cited: list[Evidence] = []
         shown: list[str] = []
         stream = self._model.stream(
-            grounding.prompt(question, evidence),
+            prompt(question, evidence),
             max_tokens=min(self.max_answer_tokens, GROUNDED_MAX_TOKENS),
         )
         buffer = ""
         try:
             for piece in stream:
                 buffer += piece
-                done_sentences = grounding.sentences(buffer)
+                done_sentences = sentences(buffer)
                 if len(done_sentences) > 1:
                     # The last one may still grow; every one before it is complete.
                     for sentence in done_sentences[:-1]:
@@ -412,7 +412,7 @@ def candidates(sources: list[Source]) -> list[Evidence]:
         # export's messages were written, and answered "When is Carla's birthday?" with it.
         if s.meta.get("kind") in ("email", "event"):
             found.append(Evidence(s.number, context, header=True, one_subject=True, record=s.text))
-        lines = grounding.split_source(
+        lines = split_source(
             s.number, s.text, context, s.meta.get("heading", ""), mail=s.meta.get("kind") == "email"
         )
         # One chunk: its lines share its names ("Alfama" in the title of the note whose line

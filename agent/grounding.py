@@ -1,753 +1,48 @@
-"""Grounded answers: the evidence an answer may use, and the check every answer sentence passes.
+"""The check every sentence of a grounded answer passes before it is shown.
 
 A small model asked about a whole chunk invents: it changes digits, makes up phone numbers and
 names. So an answer is built the other way round (see ``agent.answer``):
 
-1. ``evidence``: the retrieved chunks are cut into sentences and field lines (an e-mail's
-   sender and date, an event's time and place, a contact's phone: each its own line), and
-   each is scored against the question: the embedder's similarity, the question's words it
-   shares, and whether it holds what the question asks for ("when" → a date or a time,
-   "how much" → an amount, "phone" → a phone number…). Headings are context, never evidence.
-2. The model reads only the best few lines (``prompt``) and phrases the answer.
-3. ``verify``: every number, date, time, amount, e-mail address, phone number, proper name
-   and quoted span of each answer sentence must be in the evidence (normalised: "3,5" is
-   "3.5", "May 12" is "12 May", "+351 21 000 000" holds "21000000"), and most of the words
-   it adds to the question must come from the evidence. A sentence that fails is dropped;
-   when nothing useful is left, the best evidence line itself is the answer, quoted.
+1. The retrieved chunks are cut into evidence lines and the best few are chosen
+   (``agent.evidence``).
+2. The model reads only those lines (``agent.evidence.prompt``) and phrases the answer.
+3. Here, every number, date, time, e-mail address, phone number, proper name and quoted span
+   of each answer sentence must be in the evidence (normalised by ``agent.claims``: "3,5" is
+   "3.5", "May 12" is "12 May", "+351 21 000 000" holds "21000000"), and most of the words it
+   adds to the question must come from the evidence. A sentence that fails is dropped; when
+   nothing useful is left, the best evidence line itself is the answer, quoted.
 
-Nothing here loads a model: the embedder is handed in, so the verifier is plain functions.
+Nothing here loads a model: the verifier is plain functions.
 """
 
 from __future__ import annotations
 
-import functools
 import re
-import unicodedata
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-import numpy as np
-import snowballstemmer
+from agent.claims import (
+    EMAIL,
+    MONTHS,
+    NUMBER,
+    PHONE,
+    TIME_RE,
+    content_words,
+    dates,
+    number_values,
+    number_words,
+    plain_numbers,
+    proper_names,
+    times,
+)
+from agent.evidence import Evidence
+from agent.kinds import SOFT_KINDS, asks_for, holds
 
 NOT_FOUND = "I don't find that in your data."
-
-# How much evidence the model reads: the issue's measurement, and ours, found that a small
-# model follows a short note far better than several chunks.
-MAX_EVIDENCE = 3
-MAX_EVIDENCE_CHARS = 700
-# Below this combined score the best line does not answer the question: "not in your data".
-# Chosen on half of bench/bench_evidence.py's questions (the even ones) and checked on the
-# other half: 0.42 before let 0.47 of the unanswerable even questions through unrefused; 0.48
-# refuses 0.63 of them for 0.05 fewer right answers. A score alone separates the two poorly:
-# see the issue's closing note for what does not (yet) work.
-MIN_SCORE = 0.42
-# A line whose record holds less than this weighted share of the question's topic words is
-# about something else: "How much does the ceramics course cost?" is not answered by the
-# kitchen's budget line, whose record says nothing of ceramics or courses.
-MIN_COVERAGE = 0.12
-_HEADER_KINDS = frozenset({"when", "time", "where", "named", "email", "phone", "address"})
-_ABOUT_A_MESSAGE = re.compile(
-    r"\b(?:wr[io]te|writ(?:e|ing)|sent|send|mail(?:ed)?|e-?mail(?:ed)?|message[ds]?)\b", re.I
-)
-_YES_NO = re.compile(
-    r"^\s*(?:did|does|do|is|are|was|were|can|could|has|have|had|will|would|should)\b", re.I
-)
-_WHO = re.compile(
-    r"^\s*(?:who|whom|whose)\b|.*\bwho\s+(?:is|was|are|were|did|does|do|will)\b", re.I
-)
-# Lines within this distance of the best one are given to the model with it. 0.12 before let
-# "We turned down the quote from Obras Lima" in beside the kitchen decision, and the model
-# answered the README's question from the wrong line: a small model mixes what it reads.
-KEEP_WITHIN = 0.05
 # Share of the content words an answer sentence adds to the question that must be in the evidence.
 MIN_WORD_SUPPORT = 0.6
 
-Embed = Callable[[list[str]], np.ndarray]
-
-
-@dataclass(frozen=True)
-class Evidence:
-    source: int  # the Source.number it comes from
-    text: str  # the sentence or line, as the data says it: what a quote shows
-    context: str = ""  # what it is about (the note's heading, "Contact: Ana", an e-mail's subject)
-    score: float = 0.0
-    # The whole record when the chunk is one (an e-mail, an event, a contact): where the names
-    # of a question may be found besides the line ("Sintra" in the mail whose line says "Meet at Rossio").
-    record: str = ""
-    # The record's citation line ("From Ana <…>, 3 Mar 2026 — Saturday hike", "Dentist, 14 Nov
-    # 09:30 at Clínica Almeida"): it says who wrote when, or when and where something happens.
-    header: bool = False
-    one_subject: bool = False  # its record is about one thing (an e-mail, an event, a contact)
-    coverage: float = (
-        1.0  # the weighted share of the question's topic words its record holds (``score`` sets it)
-    )
-
-    @property
-    def full(self) -> str:
-        """The line with its context, as the model reads it and the verifier checks against."""
-        return (
-            f"{self.context}: {self.text}"
-            if self.context and self.context not in self.text
-            else self.text
-        )
-
-
-# --- cutting chunks into evidence -------------------------------------------------------------
-
-# "Phone (cell): …", "From: …", "Starts: …", "Ana: see you at 8" (a chat line): a line of its own.
-_FIELD = re.compile(r"^[\w][\w .'()/,&-]{0,40}:\s+\S")
-_LIST_ITEM = re.compile(r"^\s*(?:[-*•+]|\d{1,3}[.)])\s+")
-_HEADING = re.compile(r"^\s*#{1,6}\s")
-# A sentence ends at . ! ? followed by a space and a capital, a digit or a quote; not after a
-# title or an initial ("Dr. Almeida", "J. Smith").
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”»)]?\s+(?=[A-Z0-9\"'“«(¿¡À-Ý])")
-_NOT_AN_END = re.compile(
-    r"(?:\b(?:Dr|Mr|Mrs|Ms|Prof|St|Sr|Jr|Mt|No|vs|etc|e\.g|i\.e|approx|Av|Rd)|\b[A-Z])\.$"
-)
-
-
-def sentences(text: str) -> list[str]:
-    """``text`` cut into sentences, keeping "Dr. Almeida" and "3.5" whole."""
-    out: list[str] = []
-    start = 0
-    for m in _SENTENCE_END.finditer(text):
-        piece = text[start : m.start()].strip()
-        if _NOT_AN_END.search(piece):
-            continue
-        if piece:
-            out.append(piece)
-        start = m.end()
-    rest = text[start:].strip()
-    if rest:
-        out.append(rest)
-    return out
-
-
-# An e-mail's own header lines: its citation line ("From Ana <ana@…>, 3 Mar 2026 — Subject")
-# already says them, and as lines of their own a "Date: 2026-03-03 09:12" looked like the answer
-# to every "what time" and "how many" question about the mail's subject.
-_MAIL_HEADER = re.compile(r"^(?:from|to|cc|bcc|date|subject|reply-to|sent)\s*:", re.I)
-
-
-def split_source(
-    number: int, text: str, context: str = "", heading: str = "", mail: bool = False
-) -> list[Evidence]:
-    """The evidence lines of one chunk. Wrapped lines of a paragraph are joined again before
-    cutting into sentences; field lines, list items and chat lines stay lines of their own.
-    ``mail``: the chunk is an e-mail, whose header lines are in its citation, not evidence."""
-    found: list[Evidence] = []
-    paragraph: list[str] = []
-    # The first line of a field-like chunk names it ("Contact: Ana Silva", "Event: Dentist"):
-    # context for every other line, so "Phone: …" is known to be Ana's.
-    lines = text.splitlines()
-
-    def flush() -> None:
-        nonlocal context
-        if len(paragraph) == 1 and _is_title(paragraph[0]):
-            # "Lisbon trip, September": a plain-text title names what follows; it answers nothing.
-            context = f"{context} > {paragraph[0]}" if context else paragraph[0]
-        elif paragraph:
-            for s in _with_their_dates(sentences(" ".join(paragraph))):
-                found.append(Evidence(number, s, context))
-        paragraph.clear()
-
-    for i, raw in enumerate(lines):
-        line = raw.strip()
-        if i == 0 and not heading and _is_title(line):
-            context = f"{context} > {line}" if context else line
-            continue
-        if not line or _HEADING.match(line) or (heading and line == heading):
-            flush()  # a heading is context (it is in ``context``), never an answer
-            continue
-        if mail and _MAIL_HEADER.match(line):
-            flush()
-            continue
-        if _FIELD.match(line) or _LIST_ITEM.match(line):
-            flush()
-            value = line.split(":", 1)[1].strip() if _FIELD.match(line) else ""
-            if value and context and value.lower() in context.lower():
-                continue  # "Contact: Ana Silva", "Subject: …": the record's name, already its context
-            found.append(Evidence(number, _LIST_ITEM.sub("", line), context))
-        else:
-            paragraph.append(line)
-    flush()
-    # Only words with a letter or digit are evidence: a line of dashes is not.
-    return [e for e in found if re.search(r"[\w]", e.text) and len(e.text) >= 3]
-
-
-def _with_their_dates(pieces: list[str]) -> list[str]:
-    """A diary's "28 March." is cut as a sentence of its own: it belongs to the one after it
-    ("28 March. Finished reading "Os Maias"."), which alone says nothing of when."""
-    out: list[str] = []
-    for piece in pieces:
-        if out and _only_a_date(out[-1]):
-            out[-1] = f"{out[-1]} {piece}"
-        else:
-            out.append(piece)
-    return out
-
-
-def _only_a_date(piece: str) -> bool:
-    """ "28 March.", "Monday.", "3/4." — a day and nothing said of it."""
-    return all(
-        w.isdigit()
-        or re.fullmatch(r"\d+(?:st|nd|rd|th)", w)
-        or w.lower() in _STOP
-        or w.lower().rstrip(".") in _MONTHS
-        or re.fullmatch(_WEEKDAY, w, re.I)
-        for w in _WORD.findall(piece)
-    )
-
-
-def _is_title(line: str) -> bool:
-    """A short line with no sentence end: a title or a heading in plain text."""
-    return len(line.split()) <= 8 and not re.search(r"[.!?;:]$", line) and not _FIELD.match(line)
-
-
-# --- scoring ----------------------------------------------------------------------------------
-
-_STOP = frozenset(
-    """a an the and or but if of to in on at by for with from about as into onto over under is
-        are was were be been being am do does did done have has had having i me my mine we us
-        our you your yours he him his she her hers it its they them their this that these those
-        there here what which who whom whose when where why how much many any some all no not
-        can could should would will shall may might must than then so such very just also too
-        again did tell say says said please know let lets get got does doing want wants need
-        needs note notes data quot pm""".split()
-)
-_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?", re.UNICODE)
-
-
-_STEMMER = snowballstemmer.stemmer("english")
-
-
-@functools.lru_cache(maxsize=65536)
-def _stem(word: str) -> str:
-    """ "insures" and "insurance" → "insur", "decided" → "decid": the Snowball English stemmer
-    (the hand-written suffix list before it missed "insures"/"insurance")."""
-    w = word.lower().replace("’", "'")
-    if w.endswith("'s"):
-        w = w[:-2]
-    return _STEMMER.stemWord(w)
-
-
-def content_words(text: str) -> list[str]:
-    return [_stem(w) for w in _WORD.findall(text) if w.lower() not in _STOP]
-
-
-# What a question asks for → a pattern the answer line must hold.
-_MONTHS = {
-    m: i + 1
-    for i, names in enumerate(
-        [
-            ("january", "jan"),
-            ("february", "feb"),
-            ("march", "mar"),
-            ("april", "apr"),
-            ("may",),
-            ("june", "jun"),
-            ("july", "jul"),
-            ("august", "aug"),
-            ("september", "sep", "sept"),
-            ("october", "oct"),
-            ("november", "nov"),
-            ("december", "dec"),
-        ]
-    )
-    for m in names
-}
-_MONTH = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\b\.?"
-_WEEKDAY = r"(?:mon|tues?|wed(?:nes)?|thu(?:rs)?|fri|sat(?:ur)?|sun)(?:day)?\b"
-_TIME_RE = re.compile(
-    r"\b(\d{1,2})(?:[:h](\d{2})|\.(\d{2})(?=\s*(?:[ap]\.?m\b|h\b|hours?\b)))\s*([ap])?\.?m?\b|\b(\d{1,2})\s*([ap])\.?m\b",
-    re.I,
-)
-_DATE_DM = re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?(?:\s+of)?\s+({_MONTH})", re.I)
-_DATE_MD = re.compile(rf"\b({_MONTH})\s+(\d{{1,2}})(?:st|nd|rd|th)?\b", re.I)
-_DATE_ISO = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})")
-_DATE_NUM = re.compile(r"\b(\d{1,2})[/.](\d{1,2})[/.](\d{2,4})\b")
-_POSTCODE = re.compile(r"\d{4}-\d{3}")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_PHONE = re.compile(r"(?<![\w.,])\+?\(?\d[\d\s().-]{5,}\d(?![\w])")
-_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?:\s\d{3}(?!\d))*")
-_CURRENCY = (
-    r"(?:€|\$|£|¥|eur(?:os?)?\b|usd\b|dollars?\b|pounds?\b|gbp\b|chf\b|francs?\b|reais\b|r\$)"
-)
-_AMOUNT_RE = re.compile(rf"{_CURRENCY}\s*\d|\d[\d.,\s]*\s*(?:{_CURRENCY}|k\b)|\bfree\b", re.I)
 _QUOTED = re.compile(r"[\"“«]([^\"”»]{3,}?)[\"”»]")
-
-_MONEY_WORDS = r"\b(cost|costs|price|budget|amount|pay|paid|pays|spend|spent|owe|premium|fee|salary|rent|bill|total|charge|charges|quote|quoted|invoice|worth|euros?|dollars?)\b"
-_ASKS = [
-    (re.compile(r"\b(e-?mail|mail address)\b", re.I), "email"),
-    (
-        re.compile(
-            r"\baddress\b|\bwhere (?:does|do|did) [\w' ]{1,30} live\b|\bpost(?:al )?code\b|\bzip code\b",
-            re.I,
-        ),
-        "address",
-    ),
-    (
-        re.compile(
-            r"\b(phone|telephone|mobile|cell|number to call|call \w+ on|ring|contact number)\b|['’]s number\b",
-            re.I,
-        ),
-        "phone",
-    ),
-    # "How much checked baggage": a quantity, not money, unless the question is about money.
-    # "How much is the insurance?" is money; "How much checked baggage…" is a quantity.
-    (
-        re.compile(
-            rf"\bhow expensive\b|\bhow much (?:is|are|was|were|do|does|did|will|would|should|to|for|in)\b|{_MONEY_WORDS}",
-            re.I,
-        ),
-        "amount",
-    ),
-    (re.compile(r"\bwhat time\b|\bat what hour\b", re.I), "time"),
-    (re.compile(r"\bwhat size\b|\bwhich size\b", re.I), "size"),
-    (re.compile(r"\bhow often\b|\bhow frequently\b", re.I), "frequency"),
-    # Before "when": "At how many kilometres is the oil change due?" wants a number, not a date.
-    (
-        re.compile(
-            r"\bhow (much|many|long|far|old|tall|high|wide|deep|fast|heavy|big)\b|\bwhat (size|number)\b",
-            re.I,
-        ),
-        "number",
-    ),
-    (
-        re.compile(
-            r"\bwhen\b|\bwhat (day|date)\b|\bwhich (day|date|month)\b|\bdeadline\b|\bdue\b", re.I
-        ),
-        "when",
-    ),
-    (re.compile(r"\bwhere\b", re.I), "where"),
-    # A person or a thing with a proper name: "Who is the host?", "the landlord's name",
-    # "Which company insures the car?" — the answer line names one.
-    (
-        re.compile(
-            r"^\s*(?:who|whom|whose)\b|\bwho (?:is|was|are|were|did|does|do|will)\b|\bname\b|\b(?:which|what) "
-            r"(?:company|city|town|country|restaurant|band|doctor|dentist|book|airline|hotel|shop|store|bank|school|"
-            r"clinic|firm|insurer|person|teacher|coach|friend|street|station|airport|brand|app)\b",
-            re.I,
-        ),
-        "named",
-    ),
-]
-
-
-# Kinds that only weigh the score: a place is too varied to refuse a line for lacking one.
-_SOFT_KINDS = frozenset({"where"})
-_PLACE = re.compile(
-    r"\b(?:at|in|near|by|outside|behind|under|inside|from|to)\s+(?:the\s+)?([A-Z][\w'’-]+)"
-)
-
-
-# "How much" wants money: a currency, or a number in a line about a price, a bill, a budget. A
-# number of months, people or kilometres is not an amount ("renews every 12 months").
-_AMOUNT_WORD = re.compile(
-    r"\b(?:cost|price|paid|pay|total|budget|fee|charge|rent|premium|salary|bill|sum|invoice|owe|quote|deposit|amount|instal?ment|refund)",
-    re.I,
-)
-_NOT_MONEY_UNIT = re.compile(
-    r"\s*(?:months?|years?|days?|weeks?|hours?|h|min(?:utes?)?|people|persons?|guests?|times|km|kg|g|m|cm|mm|%|kwh|litres?|liters?|l)\b",
-    re.I,
-)
-_NUMBER_WORD = r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|thousand|million)"
-_STREET = re.compile(
-    r"\b(?:address|rua|avenida|av\.|street|st\.|avenue|road|rd\.|lane|praça|praca|travessa|largo|calçada|estrada|\d{4}-\d{3})",
-    re.I,
-)
-
-
-def _holds_amount(text: str) -> bool:
-    if _AMOUNT_RE.search(text) or re.search(rf"\b{_NUMBER_WORD}\s+{_CURRENCY}", text, re.I):
-        return True
-    money = [m for m in _plain_numbers(text) if not _NOT_MONEY_UNIT.match(text[m.end() :])]
-    return bool(money) and bool(_AMOUNT_WORD.search(text))
-
-
-def asks_for(question: str) -> str | None:
-    """What kind of fact the question wants, if one the data can be searched for."""
-    for pattern, kind in _ASKS:
-        if pattern.search(question):
-            return kind
-    return None
-
-
-def holds(kind: str, text: str) -> bool:
-    if kind == "email":
-        return bool(_EMAIL.search(text))
-    if kind == "phone":  # seven digits or more; a postcode ("1100-053") is none
-        return any(
-            len(re.sub(r"\D", "", m.group())) >= 7 and not _POSTCODE.fullmatch(m.group().strip())
-            for m in _PHONE.finditer(text)
-        )
-    if kind == "amount":
-        return _holds_amount(text)
-    if kind == "address":
-        return bool(_STREET.search(text))
-    if kind == "time":
-        return bool(_TIME_RE.search(text)) or bool(
-            re.search(
-                r"\b(noon|midnight|half past|o'clock|morning|evening|afternoon)\b", text, re.I
-            )
-        )
-    if kind == "when":
-        return bool(
-            _dates(text)
-            or _TIME_RE.search(text)
-            or re.search(
-                rf"\b({_MONTH}|{_WEEKDAY}|tomorrow|tonight|today|yesterday|weekend|spring|summer|autumn|fall|winter|(?:19|20)\d\d"
-                r"|(?:next|last|this|every) (?:week|month|year)|\d{1,2}(?:st|nd|rd|th)\b)",
-                text,
-                re.I,
-            )
-        )
-    if kind == "size":  # "size M", "XL", "42", "30 cm": a size, not a price
-        return bool(
-            re.search(r"\b(?:XXS|XS|S|M|L|XL|XXL|XXXL|small|medium|large|size)\b", text)
-        ) or any(
-            not _AMOUNT_RE.match(text[m.start() :])
-            and not re.match(rf"\s*{_CURRENCY}", text[m.end() :], re.I)
-            for m in _plain_numbers(text)
-        )
-    if kind == "named":  # a name the line tells, or a person by relation
-        return bool(names_told(text)) or bool(
-            re.search(
-                r"\b(?:parents|mother|father|mum|mom|dad|brother|sister|wife|husband|son|daughter|cousins?|friends?|"
-                r"neighbou?rs?|grandparents|kids|children|family)\b",
-                text,
-                re.I,
-            )
-        )
-    if kind == "frequency":  # "every three weeks", "twice a month", "weekly"
-        return bool(
-            re.search(
-                r"\b(every|each|daily|weekly|monthly|yearly|annually|once|twice|times a|per (day|week|month|year)|FREQ=)",
-                text,
-                re.I,
-            )
-        )
-    if (
-        kind == "number"
-    ):  # "how many": a count, in digits or words ("four", "a dozen"); a date or a time is none
-        return bool(_plain_numbers(text) or _number_words(text))
-    if kind == "where":  # "at Rossio station", "in the hall cupboard": a named place, not a day
-        return any(
-            m.group(1).lower() not in _MONTHS and not re.match(_WEEKDAY, m.group(1), re.I)
-            for m in _PLACE.finditer(text)
-        ) or bool(re.search(r"\b(?:in|at|on|under|behind|inside) the \w+", text))
-    return True
-
-
-# Words that say what kind of answer is wanted, not what it is about: "Which *company*
-# insures the car?", "What is the *phone number* of the garage?". The data names the answer,
-# seldom its kind, so they do not count when checking that a line is on the question's topic.
-_ANSWER_KIND_WORDS = frozenset(
-    """phone number telephone mobile cell email mail address cost costs price much many long
-        far often time date day month year name called kind type which what size colour color""".split()
-)
-# Words that qualify the topic without naming it: "the *new* tyres", "my *own* dentist".
-_MODIFIERS = frozenset("new old last next own first current latest recent usual same other".split())
-_ANSWER_TYPE = re.compile(r"\b(?:which|what)\s+(?:kind of\s+|type of\s+)?([^\W\d_]+)", re.I)
-
-
-def topic_words(question: str) -> set[str]:
-    """The content words a line must speak of to be on the question's topic: the question's
-    words less the kind of answer it wants ("Which *band* is playing at the Coliseu?")."""
-    kind_words = {_stem(w) for w in _ANSWER_KIND_WORDS | _MODIFIERS}
-    m = _ANSWER_TYPE.search(question)
-    if m:
-        kind_words.add(_stem(m.group(1)))
-    return {w for w in content_words(question) if w not in kind_words}
-
-
-def score(question: str, candidates: list[Evidence], embed: Embed | None) -> list[Evidence]:
-    """``candidates`` with their scores, best first.
-
-    The score is mostly the embedder's cosine similarity between the question and the line in
-    its context, plus the share of the question's content words (rarer ones weigh more) the
-    line holds (its record's other lines count half: "car" in the note whose line says "The
-    insurance is with Allianz"), plus a bonus when the line holds the kind of fact asked for,
-    plus a little for the retrieval's own ranking of its chunk. ``coverage`` is the weighted
-    share of the question's topic words the line's record holds."""
-    if not candidates:
-        return []
-    q_words = set(content_words(question))
-    topic = topic_words(question)
-    line_words = [set(content_words(e.full)) for e in candidates]
-    record_words = [set(content_words(e.record)) if e.record else set() for e in candidates]
-    # Rarer words among the candidates tell lines apart: weigh them up (an IDF over this set).
-    df = {
-        w: sum(1 for lw, rw in zip(line_words, record_words, strict=False) if w in lw or w in rw)
-        for w in q_words
-    }
-    weight = {w: 1.0 / (1 + df[w]) ** 0.5 for w in q_words}
-    total = sum(weight.values()) or 1.0
-    topic_total = sum(weight[w] for w in topic)
-    if embed is not None:
-        vectors = embed([question] + [e.full for e in candidates])
-        cosines = vectors[1:] @ vectors[0]
-    else:
-        cosines = np.zeros(len(candidates))
-    kind = asks_for(question)
-    scored = []
-    for e, lw, rw, cos in zip(candidates, line_words, record_words, cosines, strict=False):
-        lexical = (
-            sum(weight[w] for w in q_words & lw) + 0.5 * sum(weight[w] for w in (q_words & rw) - lw)
-        ) / total
-        s = 0.6 * float(cos) + 0.4 * lexical + 0.03 * max(0, 3 - e.source)
-        if kind is not None:
-            s += 0.15 if holds(kind, e.text) else -0.1
-        if len(content_words(e.text)) < 2:  # "Yes." or a bare name answers nothing alone
-            s -= 0.1
-        if e.text.rstrip().endswith(
-            "?"
-        ):  # a line that asks (a chat's "Did you book…?") is not the answer
-            s -= 0.15
-        coverage = sum(weight[w] for w in topic & (lw | rw)) / topic_total if topic_total else 1.0
-        scored.append(replace(e, score=round(s, 4), coverage=round(coverage, 3)))
-    scored.sort(key=lambda e: -e.score)
-    return scored
-
-
-def _fold(text: str) -> str:
-    """Lower case without diacritics: "João" is "joao"."""
-    return "".join(
-        c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c)
-    )
-
-
-def of_the_named(question: str, e: Evidence) -> bool:
-    """Does the line, in its record's context, name every proper name of the question? A line
-    of another person's card or another sender's mail answers nothing about this one."""
-    where = _fold(f"{e.full}\n{e.record}")
-    return all(re.search(rf"\b{re.escape(_fold(n))}\b", where) for n in _names(question))
-
-
-def select(scored: list[Evidence], question: str) -> list[Evidence]:
-    """The few lines the model reads, best first; [] when none answers the question."""
-    scored = [e for e in scored if of_the_named(question, e) and e.coverage >= MIN_COVERAGE]
-    kind = asks_for(question)
-    if kind is not None and kind not in _SOFT_KINDS:
-        # Asked for a phone number, an amount, a date…: a line without one answers nothing,
-        # however close ("Did you book the restaurant?" for "how many people").
-        scored = [e for e in scored if holds(kind, e.text)]
-    header_answers = kind in _HEADER_KINDS and (kind != "named" or _WHO.match(question))
-    if not header_answers and not _ABOUT_A_MESSAGE.search(question):
-        # "Which book did Marta recommend?" is not answered by "From Marta Pinto…, 6 Feb — Book
-        # recommendation": a citation line answers who, when, where, not what the record says.
-        scored = [e for e in scored if not e.header]
-    if _YES_NO.match(question):
-        # "Does the home insurance cover earthquakes?": a quote answers yes or no only when it
-        # says all of it; "Building cover: 205,000 euros" says nothing of earthquakes.
-        topic = topic_words(question)
-        scored = [e for e in scored if topic <= set(content_words(e.full))]
-    if kind == "named":
-        # "Who is our accountant?", "Which band is playing at the Coliseu?" want a name the
-        # question does not already give: "The concert is at Coliseu" names none.
-        asked = {_fold(n) for n in _names(question)}
-        scored = [
-            e
-            for e in scored
-            if any(_fold(n) not in asked for n in names_told(e.text))
-            or (holds("named", e.text) and not names_told(e.text))
-        ]
-    if not scored or scored[0].score < MIN_SCORE:
-        return []
-    chosen: list[Evidence] = []
-    size = 0
-    for e in scored:
-        if e.score < scored[0].score - KEEP_WITHIN or len(chosen) >= MAX_EVIDENCE:
-            break
-        if (
-            any(e.text == c.text for c in chosen)
-            or size + len(e.full) > MAX_EVIDENCE_CHARS
-            and chosen
-        ):
-            continue
-        chosen.append(e)
-        size += len(e.full)
-    return chosen
-
-
-def prompt(question: str, evidence: list[Evidence]) -> list[dict]:
-    """The one message the model reads: the note first, then the question. Measured on the
-    default model (bench/bench_answers.py): inside the user message, one short note and
-    "Using only the note, answer:" gave far more right answers than notes in a system message."""
-    note = "\n".join(e.full for e in evidence)
-    return [
-        {
-            "role": "user",
-            "content": f"Note: {note}\n\nUsing only the note, answer in one short sentence: {question}",
-        }
-    ]
-
-
-# --- verifying --------------------------------------------------------------------------------
-
-
-def _number_values(token: str) -> set[float]:
-    """The value of a written number. A comma or dot followed by exactly three digits groups
-    thousands ("12,000" = "12.000" = "12 000" = 12000); followed by one or two digits it is a
-    decimal mark ("3,5" = "3.5"). One value only: reading "12,000" as 12 too let it match "12 months"."""
-    t = token.replace("\u00a0", " ").replace(" ", "").strip()
-    parts = re.split(r"([.,])", t)  # digits, separator, digits, …
-    groups, seps = parts[0::2], parts[1::2]
-    if not all(g.isdigit() for g in groups):
-        return set()
-    whole, decimal = groups[0], ""
-    for _sep, g in zip(seps, groups[1:], strict=False):
-        if len(g) == 3 and not decimal:
-            whole += g  # a thousands separator
-        elif not decimal:
-            decimal = g  # a decimal mark
-        else:
-            return set()  # "1.5.2": a version or a code, not a number
-    return {float(f"{whole}.{decimal}" if decimal else whole)}
-
-
-_UNITS = {
-    w: i
-    for i, w in enumerate(
-        """zero one two three four five six seven eight nine ten eleven twelve thirteen
-            fourteen fifteen sixteen seventeen eighteen nineteen""".split()
-    )
-}
-_TENS = {
-    w: 10 * (i + 2)
-    for i, w in enumerate(
-        ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-    )
-}
-_ORDINALS = {
-    "first": 1,
-    "second": 2,
-    "third": 3,
-    "fourth": 4,
-    "fifth": 5,
-    "sixth": 6,
-    "seventh": 7,
-    "eighth": 8,
-    "ninth": 9,
-    "tenth": 10,
-    "eleventh": 11,
-    "twelfth": 12,
-    "thirteenth": 13,
-    "fourteenth": 14,
-    "fifteenth": 15,
-    "sixteenth": 16,
-    "seventeenth": 17,
-    "eighteenth": 18,
-    "nineteenth": 19,
-    "twentieth": 20,
-    "thirtieth": 30,
-}
-
-
-def _number_words(text: str) -> set[float]:
-    """Numbers written in words ("twelve thousand", "four hundred and ten", "fourteenth"):
-    the data may spell what the answer writes in digits."""
-    values: set[float] = set()
-    total = current = 0
-    seen = False
-    for word in re.findall(r"[a-z]+", text.lower()) + ["."]:
-        if word in _UNITS or word in _TENS:
-            current += _UNITS.get(word, 0) + _TENS.get(word, 0)
-            seen = True
-        elif word in _ORDINALS:
-            current += _ORDINALS[word]
-            seen = True
-        elif word == "dozen":  # "a dozen", "two dozen"
-            current = (current or 1) * 12
-            seen = True
-        elif word == "hundred" and seen:
-            current *= 100
-        elif word in ("thousand", "million") and seen:
-            total += current * (1000 if word == "thousand" else 1_000_000)
-            current = 0
-        elif word == "and" and seen:
-            continue
-        else:
-            if seen:
-                values.add(float(total + current))
-                if total + current and current and total:
-                    values.add(float(current))
-            total = current = 0
-            seen = False
-    return values
-
-
-def _times(text: str) -> set[tuple[int, int]]:
-    found = set()
-    for m in _TIME_RE.finditer(text):
-        if m.group(5):  # "9 pm"
-            hour, minute, ampm = int(m.group(5)), 0, m.group(6)
-        else:
-            hour, minute, ampm = int(m.group(1)), int(m.group(2) or m.group(3) or 0), m.group(4)
-        if ampm:
-            hour = hour % 12 + (12 if ampm.lower() == "p" else 0)
-        if hour < 24 and minute < 60:
-            found.add((hour, minute))
-    low = text.lower()
-    for m in re.finditer(r"half past (\w+)", low):
-        half = _UNITS.get(m.group(1)) or (int(m.group(1)) if m.group(1).isdigit() else None)
-        if half is not None:
-            found |= {(half, 30), (half + 12, 30)}
-    for m in re.finditer(r"\b(\w+) o'clock", low):
-        whole = _UNITS.get(m.group(1)) or (int(m.group(1)) if m.group(1).isdigit() else None)
-        if whole is not None:
-            found |= {(whole, 0), (whole + 12, 0)}
-    # "seven forty in the morning"
-    for m in re.finditer(
-        r"\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve) (twenty|thirty|forty|fifty)(?:[ -](one|two|three|four|five|six|seven|eight|nine))?\b",
-        low,
-    ):
-        hour, minute = _UNITS[m.group(1)], _TENS[m.group(2)] + _UNITS.get(m.group(3) or "zero", 0)
-        found |= {(hour, minute), (hour + 12, minute)}
-    if "noon" in low:
-        found.add((12, 0))
-    if "midnight" in low:
-        found.add((0, 0))
-    return found
-
-
-def _dates(text: str) -> set[tuple[int, int]]:
-    """(month, day) pairs: "14 November", "November 14th", "the fourteenth of November", "2026-11-14"."""
-    found = set()
-    for m in _DATE_DM.finditer(text):
-        found.add((_MONTHS[m.group(2).lower().rstrip(".")], int(m.group(1))))
-    for m in _DATE_MD.finditer(text):
-        found.add((_MONTHS[m.group(1).lower().rstrip(".")], int(m.group(2))))
-    for m in _DATE_ISO.finditer(text):
-        found.add((int(m.group(2)), int(m.group(3))))
-    for m in _DATE_NUM.finditer(text):
-        a, b = int(m.group(1)), int(m.group(2))
-        found |= {(b, a), (a, b)}  # day/month or month/day: either reading is the same date written
-    for m in re.finditer(rf"\b(?:the )?({'|'.join(_ORDINALS)}) of ({_MONTH})", text, re.I):
-        found.add((_MONTHS[m.group(2).lower().rstrip(".")], _ORDINALS[m.group(1).lower()]))
-    return found
-
-
-def _date_time_spans(text: str) -> list[tuple[int, int]]:
-    """Where the days and months of dates, and the times, are written: a number there is part
-    of a date or a time, and is checked as one ("13 Apr" holds no amount 13)."""
-    spans = [m.span(1) for m in _DATE_DM.finditer(text)] + [
-        m.span(2) for m in _DATE_MD.finditer(text)
-    ]
-    spans += [m.span(g) for m in _DATE_ISO.finditer(text) for g in (2, 3)]
-    spans += [m.span(g) for m in _DATE_NUM.finditer(text) for g in (1, 2)]
-    spans += [m.span() for m in _TIME_RE.finditer(text)]
-    return spans
-
-
-def _plain_numbers(text: str) -> list[re.Match]:
-    """The numbers of ``text`` that are not part of a date or a time."""
-    spans = _date_time_spans(text)
-    return [
-        m
-        for m in _NUMBER.finditer(text)
-        if not any(a < m.end() and m.start() < b for a, b in spans)
-    ]
 
 
 def _digits(text: str) -> str:
@@ -756,68 +51,6 @@ def _digits(text: str) -> str:
 
 def _norm_text(text: str) -> str:
     return " ".join(re.findall(r"[^\W_]+", text.lower()))
-
-
-# Capitalised words that are not names: a sentence may start with them.
-_COMMON = frozenset(
-    """the a an and but or so yes no not it its it's this that these those there their they
-        them he she his her we our you your i my me in on at by for to of from with about as
-        after before during until since when where what which who why how if then also however
-        both each every all some any one two first next last your according note notes based
-        sure sorry unfortunately currently today tomorrow yesterday here okay ok please monday
-        tuesday wednesday thursday friday saturday sunday january february march april may june
-        july august september october november december mr mrs ms dr doctor""".split()
-)
-
-
-def _names(sentence: str) -> list[str]:
-    """Capitalised words an answer sentence uses as names ("Marco", "Alfama", "TAP")."""
-    words = list(re.finditer(r"[^\W\d_][^\W_'’-]*(?:['’-][^\W_]+)*", sentence))
-    names = []
-    for i, m in enumerate(words):
-        word = m.group()
-        if not word[0].isupper():
-            continue
-        if i == 0:
-            continue  # capitalised anyway; an invented first word still fails the word support
-        base = re.sub(r"['’]s$", "", word)
-        if base.lower() in _COMMON or base.lower() in _MONTHS:
-            continue
-        names.append(base)
-    return names
-
-
-# The labels flurry's own parsers write before a value ("Starts: …", "Phone (cell): …"):
-# a capitalised word, but no one's name.
-_FIELD_LABELS = frozenset(
-    """starts ends repeats next location phone email e-mail note notes address organisation
-        organization birthday title chat from to date subject cc url role nickname""".split()
-)
-
-
-def names_told(line: str) -> list[str]:
-    """The names a line tells, as an answer to "who" or "which company": capitalised words
-    that do not merely start a sentence and are not a field's label. A chat's speaker
-    ("Tomas: lactose intolerant") and a field's value ("Landlord: Manuel Figueiredo") count."""
-    names = []
-    for m in re.finditer(r"[^\W\d_][^\W_'’-]*(?:['’-][^\W_]+)*", line):
-        word, before, after = m.group(), line[: m.start()].rstrip(), line[m.end() :]
-        if not word[0].isupper():
-            continue
-        label = after.lstrip().startswith(":") or re.match(r"\s*\([^)]*\)\s*:", after)
-        if label and word.lower() in _FIELD_LABELS:
-            continue
-        sentence_start = not before or (before[-1] in ".!?" and not _NOT_AN_END.search(before))
-        if sentence_start and not label:
-            continue
-        if (
-            re.fullmatch(_WEEKDAY, word, re.I)
-            or word.lower() in _COMMON
-            or word.lower().rstrip(".") in _MONTHS
-        ):
-            continue
-        names.append(re.sub(r"['’]s$", "", word))
-    return names
 
 
 @dataclass(frozen=True)
@@ -847,19 +80,19 @@ def check(sentence: str, evidence: str, question: str = "", words_from: str | No
     s = re.sub(r"\[\d+\]", "", sentence)
     missing: list[str] = []
     ev_low = evidence.lower()
-    ev_digits_runs = [_digits(m.group()) for m in _PHONE.finditer(evidence)]
+    ev_digits_runs = [_digits(m.group()) for m in PHONE.finditer(evidence)]
     ev_numbers: set[float] = set()
-    for m in _plain_numbers(evidence):
-        ev_numbers |= _number_values(m.group())
-    ev_numbers |= _number_words(evidence)
-    ev_dates, ev_times = _dates(evidence), _times(evidence)
+    for m in plain_numbers(evidence):
+        ev_numbers |= number_values(m.group())
+    ev_numbers |= number_words(evidence)
+    ev_dates, ev_times = dates(evidence), times(evidence)
     ev_norm = _norm_text(evidence)
 
-    for m in _EMAIL.finditer(s):
+    for m in EMAIL.finditer(s):
         if m.group().lower().rstrip(".") not in ev_low:
             missing.append(m.group())
-    s_rest = _EMAIL.sub(" ", s)
-    for m in _PHONE.finditer(s_rest):
+    s_rest = EMAIL.sub(" ", s)
+    for m in PHONE.finditer(s_rest):
         d = _digits(m.group())
         if len(d) < 7:
             continue
@@ -867,16 +100,14 @@ def check(sentence: str, evidence: str, question: str = "", words_from: str | No
         if not any(d.endswith(e) or e.endswith(d) for e in ev_digits_runs if len(e) >= 7):
             missing.append(m.group().strip())
         s_rest = s_rest.replace(m.group(), " ")
-    for dm in _dates(s_rest):
+    for dm in dates(s_rest):
         if dm not in ev_dates:
             missing.append(f"date {dm[1]}/{dm[0]}")
-    for t in (
-        _times(re.sub(r"half past|o'clock", " ", s_rest)) if _TIME_RE.search(s_rest) else set()
-    ):
+    for t in times(re.sub(r"half past|o'clock", " ", s_rest)) if TIME_RE.search(s_rest) else set():
         if t not in ev_times:
             missing.append(f"time {t[0]}:{t[1]:02d}")
-    for m in _plain_numbers(s_rest):  # a date's or a time's numbers are checked above, as one
-        values = _number_values(m.group())
+    for m in plain_numbers(s_rest):  # a date's or a time's numbers are checked above, as one
+        values = number_values(m.group())
         # "on the 14th" names the day of a date; any other number must be a number of the evidence.
         ordinal = re.match(r"(?:st|nd|rd|th)\b", s_rest[m.end() :])
         if not values & ev_numbers and not (
@@ -887,7 +118,7 @@ def check(sentence: str, evidence: str, question: str = "", words_from: str | No
         if _norm_text(m.group(1)) not in ev_norm:
             missing.append(f"«{m.group(1)}»")
     q_low = question.lower()
-    for name in _names(s):
+    for name in proper_names(s):
         if name.lower() not in ev_low and name.lower() not in q_low:
             missing.append(name)
 
@@ -898,7 +129,7 @@ def check(sentence: str, evidence: str, question: str = "", words_from: str | No
     words = [
         w
         for w in content_words(s)
-        if not any(c.isdigit() for c in w) and w.rstrip(".") not in _MONTHS and w not in asked
+        if not any(c.isdigit() for c in w) and w.rstrip(".") not in MONTHS and w not in asked
     ]
     known = set(content_words(evidence if words_from is None else words_from))
     support = sum(1 for w in words if w in known) / len(words) if words else 1.0
@@ -942,7 +173,7 @@ def informative(sentence: str, evidence: str, question: str) -> bool:
     sentence = re.sub(r"\[\d+\]", " ", sentence)  # "[1]" is the citation, not a number said
     new = set(content_words(sentence)) - set(content_words(question))
     ev = set(content_words(evidence))
-    return any(w in ev for w in new) or bool(_NUMBER.search(sentence))
+    return any(w in ev for w in new) or bool(NUMBER.search(sentence))
 
 
 def leaves_out(sentence: str, line: str, question: str) -> bool:
@@ -955,4 +186,4 @@ def leaves_out(sentence: str, line: str, question: str) -> bool:
 def answers_the_kind(question: str, text: str) -> bool:
     """Does ``text`` hold the kind of fact the question asks for (a date for "when"…)?"""
     kind = asks_for(question)
-    return kind is None or kind in _SOFT_KINDS or holds(kind, text)
+    return kind is None or kind in SOFT_KINDS or holds(kind, text)

@@ -31,7 +31,7 @@ import answer_checks as checks  # noqa: E402
 from answer_corpus import build  # noqa: E402
 from bench_answers import PASSPHRASE, fill, is_gold, models_dir  # noqa: E402
 
-from agent import grounding  # noqa: E402
+from agent import claims, evidence, grounding, kinds  # noqa: E402
 from agent.answer import candidates  # noqa: E402
 from agent.embedding import Embedder  # noqa: E402
 from agent.models import CATALOG, DEFAULT_EMBEDDING_MODEL, ensure_model  # noqa: E402
@@ -89,17 +89,17 @@ def main() -> None:
 
     if args.why:
         sources = retrieved[args.why]
-        print(f"kind: {grounding.asks_for(args.why)}")
-        for e in grounding.score(args.why, candidates(sources), embed)[:10]:
+        print(f"kind: {kinds.asks_for(args.why)}")
+        for e in evidence.score(args.why, candidates(sources), embed)[:10]:
             print(
-                f"{e.score:.3f} cov={e.coverage:.2f} named={grounding.of_the_named(args.why, e)} [{e.source}] {e.full[:150]}"
+                f"{e.score:.3f} cov={e.coverage:.2f} named={evidence.of_the_named(args.why, e)} [{e.source}] {e.full[:150]}"
             )
         print(
             "chosen:",
             [
                 e.text
-                for e in grounding.select(
-                    grounding.score(args.why, candidates(sources), embed), args.why
+                for e in evidence.select(
+                    evidence.score(args.why, candidates(sources), embed), args.why
                 )
             ],
         )
@@ -108,7 +108,7 @@ def main() -> None:
     started = time.perf_counter()
     for q in questions:
         sources = retrieved[q.text]
-        chosen = grounding.select(grounding.score(q.text, candidates(sources), embed), q.text)
+        chosen = evidence.select(evidence.score(q.text, candidates(sources), embed), q.text)
         best = chosen[0] if chosen else None
         # What a quoted fallback shows: the line in its record's context.
         shown = best.full if best else grounding.NOT_FOUND
@@ -123,12 +123,12 @@ def main() -> None:
         if args.words:
             cands = candidates(sources)
             every = (
-                set().union(*(set(grounding.content_words(c.full + " " + c.record)) for c in cands))
+                set().union(*(set(claims.content_words(c.full + " " + c.record)) for c in cands))
                 if cands
                 else set()
             )
-            have = set(grounding.content_words(best.full + " " + best.record)) if best else set()
-            miss = grounding.topic_words(q.text) - have
+            have = set(claims.content_words(best.full + " " + best.record)) if best else set()
+            miss = evidence.topic_words(q.text) - have
             tag = "ANS" if q.answerable else "UNA"
             ok = "right" if right else ("abst" if best is None else "wrong")
             sims = {}

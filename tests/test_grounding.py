@@ -1,4 +1,4 @@
-"""The evidence and the verifier of grounded answers (agent.grounding), without a model.
+"""The evidence and the verifier of grounded answers (agent.evidence, agent.grounding), without a model.
 
 The verifier is plain functions: these tests give it sentences and evidence and check each
 normalisation, and that a changed digit, an invented phone number, amount or name, or a
@@ -12,17 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from agent.answer import Conversation, Source, with_quotes_text
-from agent.grounding import (
-    NOT_FOUND,
-    Evidence,
-    asks_for,
-    check,
-    check_linked,
-    score,
-    select,
-    sentences,
-    split_source,
-)
+from agent.claims import sentences
+from agent.evidence import Evidence, score, select, split_source
+from agent.grounding import NOT_FOUND, check, check_linked
+from agent.kinds import asks_for
 
 EVIDENCE = (
     "The dentist appointment is on 14 November at 9:30 with Dr. Almeida. The budget is 12,000 euros. "
@@ -604,7 +597,7 @@ def test_who_and_which_company_want_a_name_and_a_citation_line_answers_only_who_
 
 
 def test_the_names_a_line_tells_and_which_band_wants_one_the_question_lacks():
-    from agent.grounding import names_told
+    from agent.claims import names_told
 
     assert (
         names_told("Income tax return deadline, 30 Jun 2026: Starts: Tue 30 Jun 2026 (all day)")
