@@ -9,7 +9,6 @@ fills, the oldest turns are dropped, half the room at a time.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from agent import grounding
+from agent.citations import citation
 from agent.claims import sentences
 from agent.errors import AgentError
 from agent.evidence import Embed, Evidence, prompt, score, select, split_source
@@ -73,56 +73,6 @@ class Source:
         only from what the peer's grant lets the answer read. Never the file's path, the chunk's
         place, a snippet or the metadata: those describe the owner's data beyond the answer."""
         return {"number": self.number, "quote": self.quote}
-
-
-def citation(meta: dict) -> str:
-    """One line saying which record a source is: "From Ana <ana@…>, 3 Mar 2026 — Subject",
-    "Dentist, Thu 14 Nov 2026 09:30 at Clínica Almeida", "page 3". Empty when there is nothing to say."""
-    kind = meta.get("kind")
-    if kind == "email":
-        line = f"From {meta.get('from', '(unknown sender)')}"
-        if meta.get("date"):
-            line += f", {_day(meta['date'])}"
-        if meta.get("subject"):
-            line += f" — {meta['subject']}"
-        if meta.get("attachment"):
-            line += f" (attachment {meta['attachment']})"
-        return line
-    if kind == "event":
-        line = f"{meta.get('summary', 'Event')}"
-        when = (meta.get("next") or [meta.get("start")])[0]
-        if when:
-            line += f", {_day(when, with_time=True)}"
-        if meta.get("location"):
-            line += f" at {meta['location']}"
-        return line
-    if kind == "contact":
-        return f"Contact: {meta.get('name', '')}"
-    if kind == "chat":
-        line = f"Chat {meta.get('chat', '')}"
-        if meta.get("date"):
-            line += f", {_day(meta['date'], with_time=True)}"
-        if meta.get("senders"):
-            line += f" ({', '.join(meta['senders'])})"
-        return line
-    if "page" in meta:
-        return f"page {meta['page']}" + (f" — {meta['heading']}" if meta.get("heading") else "")
-    return meta.get("heading", "")
-
-
-def _day(iso: str, with_time: bool = False) -> str:
-    try:
-        when = (
-            dt.datetime.fromisoformat(iso)
-            if "T" in iso or " " in iso
-            else dt.date.fromisoformat(iso)
-        )
-    except ValueError:
-        return iso
-    day = f"{when.day} {when.strftime('%b %Y')}"
-    if with_time and isinstance(when, dt.datetime):
-        day += when.strftime(" %H:%M")
-    return day
 
 
 class QuestionError(AgentError, ValueError):

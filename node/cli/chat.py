@@ -9,7 +9,8 @@ from contextlib import contextmanager
 
 import click
 
-from agent.answer import answer_events, citation
+from agent.answer import answer_events
+from agent.citations import citation
 from agent.tools import ToolCall, ToolTurn
 from identity.keyring import Keyring
 from node.cli.common import (
