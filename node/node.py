@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from agent.answer import Conversation, Source
 from agent.approvals import Approvals, Pending
@@ -37,6 +36,7 @@ from agent.tools import (
 from identity.did_key import verification_method_id
 from identity.keyring import Keyring, UnlockedKeyring
 from node.home import Config, Home, HomeError, HomeLock, runtime_dir
+from node.nostr_wire import NostrPort
 from node.skill_capabilities import SkillCapabilities
 from skills.broker import Broker
 from skills.host import SkillProcess
@@ -63,15 +63,6 @@ class CatchUp:
     added: int
     removed: int
     seconds: float
-
-
-class NostrPort(Protocol):
-    """The server's connection to the Nostr relays, as the node's parts use it (node.nostr_wire.NostrWire)."""
-
-    @property
-    def running(self) -> bool: ...
-
-    def publish(self, text: str, *, skill: str | None = None) -> dict: ...
 
 
 @dataclass(frozen=True)

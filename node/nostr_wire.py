@@ -36,11 +36,11 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol, TypeVar
 
 import nostr_sdk
 
-from agent.grants import NotGranted, QuotaExceeded
+from agent.grants import Grants, NotGranted, QuotaExceeded
 from agent.queue import ModelQueue, QueueFull
 from identity.nostr_key import (
     KIND_GIFT_WRAP,
@@ -54,13 +54,27 @@ from identity.nostr_key import (
 )
 from node.errors import NodeError
 from node.nostr_peers import peer_did_for
-from node.peering import answer_work
+from node.peering import PeeringNode, answer_work
 from store.vault import Vault
 
-if (
-    TYPE_CHECKING
-):  # annotations only: node.node builds the skills' broker, which publishes through this module
-    from node.node import Node
+
+class WireNode(PeeringNode, Protocol):
+    """The node as the wire uses it (node.node.Node is one). A protocol rather than an import:
+    node.node builds the skills' broker, which publishes through this module."""
+
+    grants: Grants
+
+
+class NostrPort(Protocol):
+    """The server's connection to the Nostr relays, as the node's parts use it (NostrWire is one)."""
+
+    @property
+    def running(self) -> bool: ...
+
+    def publish(self, text: str, *, skill: str | None = None) -> dict: ...
+
+
+T = TypeVar("T")
 
 RELAY_KIND, INBOX_KIND, SEEN_KIND, STATE_KIND = (
     "nostr-relay",
@@ -160,7 +174,7 @@ class NostrWire:
     """
 
     def __init__(
-        self, node: Node, *, model_queue: ModelQueue | None = None, listen: bool = True
+        self, node: WireNode, *, model_queue: ModelQueue | None = None, listen: bool = True
     ) -> None:
         self.node = node
         self.key = node.keys.nostr_key
@@ -476,7 +490,7 @@ class NostrWire:
             await self._client.shutdown()
 
 
-def run_briefly(node: Node, action: Callable[[NostrWire], object]) -> object:
+def run_briefly(node: WireNode, action: Callable[[NostrWire], T]) -> T:
     """Do ``action`` with a send-only wire, for a command run while no server holds the home."""
     with NostrWire(node, listen=False) as wire:
         if not wire.running:
