@@ -38,8 +38,13 @@ async def on_queue(queue: ModelQueue, work: Callable[[], object]) -> object:
 
 def in_background(queue: ModelQueue, call: Callable[[], object]) -> object:
     """``call`` as a background job on the model queue; what it returned (or raised)."""
-    result: list = []
-    job = queue.submit(lambda: (result.append(call()), iter(()))[1], background=True)
+    result: list[object] = []
+
+    def work() -> Iterator[object]:
+        result.append(call())
+        return iter(())
+
+    job = queue.submit(work, background=True)
     for _ in job:  # re-raises what the call raised, or JobCancelled when the node stops
         pass
     return result[0]
