@@ -18,10 +18,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 from agent.errors import AgentError
 
-Work = Callable[[], Iterator[str]]
+Work = Callable[[], Iterator[str]]  # text work: an answer, streamed
+T = TypeVar("T")  # what a job's pieces are: text, or the events and results the API queues
 
 _END = object()
 
@@ -36,8 +38,8 @@ class JobCancelled(AgentError):
     """The job was cancelled before or while it ran."""
 
 
-class Job:
-    def __init__(self, work: Work, model_queue: ModelQueue) -> None:
+class Job(Generic[T]):
+    def __init__(self, work: Callable[[], Iterator[T]], model_queue: ModelQueue) -> None:
         self._work = work
         self._queue = model_queue
         self._pieces: queue.Queue = queue.Queue()
@@ -54,7 +56,7 @@ class Job:
         self.cancelled.set()
         self._queue.discard(self)
 
-    def next_piece(self, timeout: float | None = None) -> str | None:
+    def next_piece(self, timeout: float | None = None) -> T | None:
         """The next piece, or None at the end; raises what the work raised, or JobCancelled."""
         item = self._pieces.get(timeout=timeout)
         if item is _END:
@@ -64,7 +66,7 @@ class Job:
             return None
         return item
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[T]:
         while (piece := self.next_piece()) is not None:
             yield piece
 
@@ -99,7 +101,7 @@ class ModelQueue:
         self._worker = threading.Thread(target=self._serve, name="flurry-model", daemon=True)
         self._worker.start()
 
-    def submit(self, work: Work, *, background: bool = False) -> Job:
+    def submit(self, work: Callable[[], Iterator[T]], *, background: bool = False) -> Job[T]:
         """Queue ``work``; ``background`` work runs only when nothing else waits, and is not
         counted against ``max_waiting`` (its submitters keep one job at a time)."""
         with self._lock:

@@ -143,6 +143,7 @@ class AnswerExecutor(AgentExecutor):
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         task_id = context.task_id or ""
         if context.current_task is None:  # a new task: publish it before anything else
+            assert context.message is not None  # execute runs for a sent message, which is there
             await event_queue.enqueue_event(new_task_from_user_message(context.message))
         updater = TaskUpdater(event_queue, task_id, context.context_id or "")
         job: Job | None = (
@@ -167,7 +168,8 @@ class AnswerExecutor(AgentExecutor):
                 if position > 0
                 else None
             )
-            artifact_id, pieces = str(uuid.uuid4()), []
+            artifact_id = str(uuid.uuid4())
+            pieces: list[str] = []
             while (piece := await asyncio.to_thread(job.next_piece)) is not None:
                 await updater.add_artifact(
                     [new_text_part(piece)],

@@ -38,6 +38,10 @@ _FINAL = frozenset(
     }
 )
 
+# Keys of kept tasks, (owner DID, task id). A module-level name, since inside SealedTaskStore
+# its own ``list`` method hides the built-in from the annotations.
+TaskKeys = list[tuple[str, str]]
+
 
 class Caller(User):
     """The verified DID, as the SDK's user: the SDK's stores scope tasks by ``user_name``."""
@@ -111,7 +115,7 @@ class SealedTaskStore(TaskStore):
             key = (owner, task.id)
             if self._kept.get(key) == task.status.state:
                 return  # another piece of a working answer: sealed with the next state
-            evicted = []
+            evicted: TaskKeys = []
             if key not in self._kept:
                 self._count[owner] += 1
                 self._kept[key] = task.status.state
@@ -142,10 +146,10 @@ class SealedTaskStore(TaskStore):
                 self._forget((owner, task_id))
                 await asyncio.to_thread(self._vault.delete_record, KIND, _key(owner, task_id))
 
-    def _make_room(self, keep: tuple[str, str] | None = None) -> list[tuple[str, str]]:
+    def _make_room(self, keep: tuple[str, str] | None = None) -> TaskKeys:
         """Forget the oldest tasks past the bounds (never ``keep``, the one being saved);
         returns their keys, for the caller to drop from memory and the vault."""
-        evicted = []
+        evicted: TaskKeys = []
         for owner in [did for did, n in self._count.items() if n > self._per_caller]:
             mine = [key for key in self._kept if key[0] == owner and key != keep]
             for key in mine[: self._count[owner] - self._per_caller]:
@@ -161,7 +165,7 @@ class SealedTaskStore(TaskStore):
             del self._count[key[0]]
         return key
 
-    async def _forget_in_memory(self, keys: list[tuple[str, str]]) -> None:
+    async def _forget_in_memory(self, keys: TaskKeys) -> None:
         for did, task_id in keys:
             await self._memory.delete(task_id, _context(did))
 

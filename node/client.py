@@ -107,9 +107,7 @@ class AsyncNodeClient:
 
     async def call(self, method: str, path: str, body: dict | None = None) -> object:
         try:
-            response = await self._http.request(
-                method, path, **({"json": body} if body is not None else {})
-            )
+            response = await self._http.request(method, path, json=body)  # None: no body
         except httpx.HTTPError as e:
             raise NodeUnavailable(
                 f"cannot reach the node at {self.url}: {e or type(e).__name__}"

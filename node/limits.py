@@ -44,6 +44,10 @@ from typing import Any
 
 import h11
 import uvicorn
+
+# h11 keeps its default buffer bound in a private module and does not export it; uvicorn
+# imports it from there too.
+from h11._connection import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from node.errors import NodeError
@@ -285,9 +289,9 @@ class GuardedH11Protocol(H11Protocol):
 
     def __init__(self, config, *args, **kwargs) -> None:
         super().__init__(config, *args, **kwargs)
-        self.conn = _Connection(
+        self.conn: _Connection = _Connection(
             h11.SERVER,
-            config.h11_max_incomplete_event_size or h11.DEFAULT_MAX_INCOMPLETE_EVENT_SIZE,
+            config.h11_max_incomplete_event_size or DEFAULT_MAX_INCOMPLETE_EVENT_SIZE,
         )
         self._header_timer: asyncio.TimerHandle | None = None
 

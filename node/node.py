@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import get_args
 
 from agent.answer import Conversation, Source
 from agent.approvals import Approvals, Pending
@@ -26,6 +26,7 @@ from agent.models import resolve_model
 from agent.runtime import ChatModel, default_threads
 from agent.tools import (
     AskOwner,
+    Decision,
     Tool,
     ToolCall,
     ToolPolicy,
@@ -37,6 +38,7 @@ from agent.tools import (
 from identity.did_key import verification_method_id
 from identity.keyring import Keyring, UnlockedKeyring
 from node.home import Config, Home, HomeError, HomeLock, runtime_dir
+from node.nostr_wire import NostrPort
 from node.skill_capabilities import SkillCapabilities
 from skills.broker import Broker
 from skills.host import SkillProcess
@@ -63,15 +65,6 @@ class CatchUp:
     added: int
     removed: int
     seconds: float
-
-
-class NostrPort(Protocol):
-    """The server's connection to the Nostr relays, as the node's parts use it (node.nostr_wire.NostrWire)."""
-
-    @property
-    def running(self) -> bool: ...
-
-    def publish(self, text: str, *, skill: str | None = None) -> dict: ...
 
 
 @dataclass(frozen=True)
@@ -145,7 +138,9 @@ class Node:
         return Ingestor(self.vault, self.indexes, embed, tags=(POD_INDEX_TAG,))
 
     def _open_indexes(self, sealer: Sealer) -> SearchIndexes:
-        dim = self.vault.get_setting("embedding_dim") or DEFAULT_EMBEDDING_DIM
+        stored = self.vault.get_setting("embedding_dim")
+        assert stored is None or isinstance(stored, int)  # the embedder's dim, set on first load
+        dim = stored or DEFAULT_EMBEDDING_DIM
         try:
             return SearchIndexes.open(self.home.index_snapshot, runtime_dir(), sealer, dim)
         except IndexSnapshotError as e:
@@ -236,24 +231,24 @@ class Node:
         if self._embedder is None:
             path = resolve_model(self.config.embedding_model, self.home.models, self._say)
             self._embedder = Embedder(path, n_threads=default_threads())
-            self._check_embedding_model()
+            self._check_embedding_model(self._embedder)
         return self._embedder
 
-    def _check_embedding_model(self) -> None:
+    def _check_embedding_model(self, embedder: Embedder) -> None:
         # Vectors from two different models cannot be compared: refuse rather than answer badly.
         used = self.vault.get_setting("embedding_model")
         if used is None:
             self.vault.set_setting("embedding_model", self.config.embedding_model)
-            self.vault.set_setting("embedding_dim", self._embedder.dim)
+            self.vault.set_setting("embedding_dim", embedder.dim)
             if (
-                self._embedder.dim != self.indexes.dim
+                embedder.dim != self.indexes.dim
             ):  # a first model of another size: start the empty indexes again
                 self.indexes.close()
                 self.indexes = SearchIndexes.open(
                     self.home.index_snapshot,
                     runtime_dir(),
                     Sealer(self.keys.data_key),
-                    self._embedder.dim,
+                    embedder.dim,
                 )
         elif used != self.config.embedding_model:
             raise HomeError(
@@ -377,7 +372,8 @@ class Node:
         )
 
     def set_tool_policy(self, tool: str, decision: str) -> None:
-        ToolPolicy().set(tool, decision)  # refuses an unknown decision
+        if decision not in get_args(Decision):  # the owner's word, from the API or the command line
+            raise ValueError(f"unknown decision {decision!r}")
         self.vault.put_record(TOOL_POLICY, tool, {"decision": decision})
 
     def forget_tool_policy(self, tool: str) -> None:

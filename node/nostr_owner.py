@@ -125,12 +125,12 @@ class LocalNostrOwner:
                 )
             return bytes.fromhex(key), pinned.did
         try:
-            key = parse_public_key(ref)
+            public_key = parse_public_key(ref)
         except ValueError:
             raise OwnerError(
                 f"{ref!r} is neither a pinned peer (flurry peers list) nor a Nostr public key (npub1… or 64 hex digits)"
             ) from None
-        return key, peer_did_for(vault, key.hex())
+        return public_key, peer_did_for(vault, public_key.hex())
 
     def inbox(self) -> list[dict]:
         return inbox(self.node.vault)

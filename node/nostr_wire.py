@@ -34,13 +34,13 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import Any, Protocol, TypeVar
 
 import nostr_sdk
 
-from agent.grants import NotGranted, QuotaExceeded
+from agent.grants import Grants, NotGranted, QuotaExceeded
 from agent.queue import ModelQueue, QueueFull
 from identity.nostr_key import (
     KIND_GIFT_WRAP,
@@ -54,13 +54,27 @@ from identity.nostr_key import (
 )
 from node.errors import NodeError
 from node.nostr_peers import peer_did_for
-from node.peering import answer_work
+from node.peering import PeeringNode, answer_work
 from store.vault import Vault
 
-if (
-    TYPE_CHECKING
-):  # annotations only: node.node builds the skills' broker, which publishes through this module
-    from node.node import Node
+
+class WireNode(PeeringNode, Protocol):
+    """The node as the wire uses it (node.node.Node is one). A protocol rather than an import:
+    node.node builds the skills' broker, which publishes through this module."""
+
+    grants: Grants
+
+
+class NostrPort(Protocol):
+    """The server's connection to the Nostr relays, as the node's parts use it (NostrWire is one)."""
+
+    @property
+    def running(self) -> bool: ...
+
+    def publish(self, text: str, *, skill: str | None = None) -> dict: ...
+
+
+T = TypeVar("T")
 
 RELAY_KIND, INBOX_KIND, SEEN_KIND, STATE_KIND = (
     "nostr-relay",
@@ -160,7 +174,7 @@ class NostrWire:
     """
 
     def __init__(
-        self, node: Node, *, model_queue: ModelQueue | None = None, listen: bool = True
+        self, node: WireNode, *, model_queue: ModelQueue | None = None, listen: bool = True
     ) -> None:
         self.node = node
         self.key = node.keys.nostr_key
@@ -169,7 +183,7 @@ class NostrWire:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._client: nostr_sdk.Client | None = None
-        self._listener: asyncio.Future | None = None
+        self._listener: concurrent.futures.Future[None] | None = None
         self._answers: set[asyncio.Task] = set()
         self._relays: list[str] = []
         self._lock = threading.Lock()  # start, stop and reload come from the API's threads
@@ -237,11 +251,12 @@ class NostrWire:
         self._loop = self._thread = self._client = self._listener = None
         self._relays = []
         if loop is not None:
+            assert thread is not None  # start() sets the two together
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout=10)
             loop.close()
 
-    def _call(self, coroutine: Awaitable, timeout: float):
+    def _call(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
         if self._loop is None:
             raise NostrError("no relays are configured; add one: flurry nostr relays add wss://…")
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
@@ -305,6 +320,7 @@ class NostrWire:
             .pubkey(pubkey)
             .since(nostr_sdk.Timestamp.from_secs(self._since))
         )
+        assert self._client is not None  # _connect made it before subscribing
         output = await self._client.subscribe(nostr_sdk.ReqTarget.auto([wanted]))
         self._subscription = output.id
         self._waiting_eose = {str(url) for url in output.success}
@@ -371,6 +387,7 @@ class NostrWire:
             grant = self.node.grants.authorize(peer_did, "ask", owner_did=self.node.keys.owner_did)
         except (NotGranted, QuotaExceeded) as refused:
             return self._wait(message, peer_did, str(refused))
+        assert self._model_queue is not None  # only a wire with a queue listens for questions
         try:
             job = self._model_queue.submit(answer_work(self.node, peer_did, grant, message.text))
         except QueueFull:
@@ -447,6 +464,8 @@ class NostrWire:
         return await self._deliver(note, details["event"], self.key.uri)
 
     async def _deliver(self, event: nostr_sdk.Event, event_id: str, to: str) -> dict:
+        if self._client is None:  # _call refuses before this when the wire is not running
+            raise NostrError("no relays are configured; add one: flurry nostr relays add wss://…")
         try:
             output = await self._client.send_event(
                 event, ok_timeout=timedelta(seconds=SEND_SECONDS)
@@ -476,7 +495,7 @@ class NostrWire:
             await self._client.shutdown()
 
 
-def run_briefly(node: Node, action: Callable[[NostrWire], object]) -> object:
+def run_briefly(node: WireNode, action: Callable[[NostrWire], T]) -> T:
     """Do ``action`` with a send-only wire, for a command run while no server holds the home."""
     with NostrWire(node, listen=False) as wire:
         if not wire.running:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -348,19 +349,21 @@ class RemoteOwner:
         answer = self._call(operation.method, operation.path, **kwargs)
         if operation.returns is NOTHING:
             return None
-        return answer if operation.returns is None else answer[operation.returns]
+        if operation.returns is None:
+            return answer
+        assert isinstance(answer, dict)  # the row names a field of the JSON object the node answers
+        return answer[operation.returns]
 
 
-def _remote_method(operation: Operation, is_async: bool):
-    if is_async:  # the same shape as the local owner's: the caller awaits either
+def _remote_method(operation: Operation, is_async: bool) -> Callable[..., object]:
+    async def call_async(self: RemoteOwner, *args: object) -> object:
+        return await asyncio.to_thread(self._operate, operation, args)
 
-        async def call(self, *args):
-            return await asyncio.to_thread(self._operate, operation, args)
-    else:
+    def call_sync(self: RemoteOwner, *args: object) -> object:
+        return self._operate(operation, args)
 
-        def call(self, *args):
-            return self._operate(operation, args)
-
+    # the same shape as the local owner's: the caller awaits either
+    call: Callable[..., object] = call_async if is_async else call_sync
     call.__name__ = call.__qualname__ = operation.name
     call.__doc__ = f"{operation.method} {OWNER_PREFIX}{operation.path}"
     return call

@@ -13,21 +13,38 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from agent.answer import with_quotes_text
-from agent.audit import AuditError
+from agent.answer import Conversation, with_quotes_text
+from agent.audit import AuditError, AuditLog
 from agent.grants import Grant
 from agent.queue import Work
 from identity.did_key import verification_method_id
+from identity.keyring import UnlockedKeyring
 from node.errors import OwnerError
 from node.peers import PeerError, PeerReply, find_peer, send_message
-
-if TYPE_CHECKING:  # annotations only: node.node builds the skills' broker on node.skill_capabilities, which uses this
-    from node.node import Node
+from store.vault import Vault
 
 
-def answer_work(node: Node, caller: str, grant: Grant, question: str) -> Work:
+class PeeringNode(Protocol):
+    """The node as a peer channel uses it (node.node.Node is one). A protocol rather than an
+    import: node.node builds the skills' broker, which sends through this module."""
+
+    vault: Vault
+    keys: UnlockedKeyring
+    audit: AuditLog
+
+    def conversation(
+        self,
+        title: str = ...,
+        tags: frozenset[str] | None = ...,
+        *,
+        peer: str | None = ...,
+        grounded: bool = ...,
+    ) -> Conversation: ...
+
+
+def answer_work(node: PeeringNode, caller: str, grant: Grant, question: str) -> Work:
     """A peer's question as model work: the one answer path, grounded and verified.
 
     The peer policy of every channel (DESIGN, "Answers"): a peer gets the verified answer and
@@ -47,7 +64,7 @@ def answer_work(node: Node, caller: str, grant: Grant, question: str) -> Work:
     return work
 
 
-async def send_to_peer(node: Node, peer: str, text: str, *, by: str | None = None) -> dict:
+async def send_to_peer(node: PeeringNode, peer: str, text: str, *, by: str | None = None) -> dict:
     """Ask a pinned peer; signed by the node key, and every attempt lands in the audit log
     (with the skill that asked, when ``by`` names one)."""
     pinned = find_peer(node.vault, peer)

@@ -69,7 +69,7 @@ def base_url(url: str) -> str:
 def verify_card(card: object) -> str:
     """The DID of the node that signed ``card``; PeerError unless every signature holds and one DID made them."""
     signatures = card.get("signatures") if isinstance(card, dict) else None
-    if not isinstance(signatures, list) or not signatures:
+    if not isinstance(card, dict) or not isinstance(signatures, list) or not signatures:
         raise PeerError("the agent card is not signed, so it cannot say whose node this is")
     try:
         signers = {verify_json(card, signature) for signature in signatures}
@@ -88,7 +88,9 @@ async def fetch_peer_card(url: str, *, http: httpx.AsyncClient | None = None) ->
     """GET the peer's agent card and verify its signature: (card, the DID that signed it)."""
     base = base_url(url)
     async with AsyncExitStack() as stack:
-        client = http or await stack.enter_async_context(httpx.AsyncClient(timeout=10))
+        if http is None:
+            http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
+        client = http
         try:
             response = await client.get(base + CARD_PATH)
             response.raise_for_status()

@@ -8,25 +8,40 @@ agent-made and audited exactly like `flurry send`, and its HTTP call is too.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import httpx
 
+from agent.answer import Source
 from identity.did_key import verification_method_id
 from identity.signing_client import signed_client
 from node.errors import OwnerError
-from node.nostr_wire import NostrError, run_briefly
+from node.nostr_wire import NostrError, NostrPort, WireNode, run_briefly
 from node.peering import send_to_peer
 from skills.broker import CapabilityFailed
 
-if TYPE_CHECKING:  # annotations only: node.node builds the broker on this class
-    from node.node import Node
+
+class CapabilityNode(WireNode, Protocol):
+    """The node as a skill's capabilities use it (node.node.Node is one). A protocol rather
+    than an import: node.node builds the broker on this module."""
+
+    @property
+    def nostr(self) -> NostrPort | None: ...
+
+    def retrieve(
+        self, question: str, k: int, tags: frozenset[str] | None = ...
+    ) -> list[Source]: ...
+
+    def remember(self, title: str, text: str, by: str = ...) -> str: ...
+
+    def ask_owner(self, skill: str, question: str) -> bool: ...
+
 
 MAX_HTTP_BODY = 1024 * 1024
 
 
 class SkillCapabilities:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: CapabilityNode) -> None:
         self._node = node
 
     def search(self, query: str, k: int, tags: frozenset[str] | None) -> list[dict]:

@@ -69,7 +69,9 @@ class FlurryGroup(click.Group):
                 )
                 ctx.exit(BUG_STATUS)
             failure = click.ClickException(str(error))
-            failure.exit_code = status
+            # click types exit_code as a class variable, yet reads it from the instance
+            # (ClickException.exit_code in BaseCommand.main): this exception's own status.
+            failure.exit_code = status  # type: ignore[misc]
             raise failure from None
 
 

@@ -50,16 +50,16 @@ def models(ctx: click.Context) -> None:
         )
         out.print(f"    {model.description}", markup=False)
     out.print("Catalog (flurry models pull NAME; `flurry models recommend` says what fits):")
-    for model in HUB_CATALOG.values():
-        path = folder / model.filename
+    for hub_model in HUB_CATALOG.values():
+        path = folder / hub_model.filename
         state = "pulled" if path.is_file() else "not pulled"
-        pin = f"sha256 {model.sha256[:12]}…" if model.sha256 else "unpinned"
+        pin = f"sha256 {hub_model.sha256[:12]}…" if hub_model.sha256 else "unpinned"
         out.print(
-            f"{'*' if model.name in chosen else ' '} {model.name:<28} chat      {state}; {model.size_gb:.1f} GB, "
-            f"~{model.ram_gb:.1f} GB RAM, context {model.context}; {pin}",
+            f"{'*' if hub_model.name in chosen else ' '} {hub_model.name:<28} chat      {state}; {hub_model.size_gb:.1f} GB, "
+            f"~{hub_model.ram_gb:.1f} GB RAM, context {hub_model.context}; {pin}",
             markup=False,
         )
-        out.print(f"    {model.description}  ({model.source})", markup=False)
+        out.print(f"    {hub_model.description}  ({hub_model.source})", markup=False)
     hub_files = {m.filename for m in HUB_CATALOG.values()}
     here = other_models(folder)
     if here:

@@ -48,12 +48,12 @@ def grants_add(
     quota: str | None,
     note: str,
 ) -> None:
+    allowed = sorted({a for part in allow for a in part.split(",") if a})
+    tag_list = sorted({t.strip() for t in tags.split(",") if t.strip()}) if tags is not None else []
     grant = {
         "did": did,
-        "allow": sorted({a for part in allow for a in part.split(",") if a}),
-        "tags": sorted({t.strip() for t in tags.split(",") if t.strip()})
-        if tags is not None
-        else [],
+        "allow": allowed,
+        "tags": tag_list,
         "quota": quota,
         "note": note,
         "created_at": time.time(),
@@ -61,7 +61,7 @@ def grants_add(
     with _owner(settings) as owner:
         owner.add_grant(grant)
     out.print(
-        f"granted {did}: {', '.join(grant['allow'])}; tags {', '.join(grant['tags']) or '(none)'}; quota {quota or 'none'}"
+        f"granted {did}: {', '.join(allowed)}; tags {', '.join(tag_list) or '(none)'}; quota {quota or 'none'}"
     )
 
 
@@ -415,9 +415,10 @@ def skills_policy(settings: Settings, tool: str, decision: str) -> None:
 def approvals(settings: Settings, approve_id: str | None, deny_id: str | None) -> None:
     """Tool calls waiting for your yes or no (asked for over the API, by the TUI or a script)."""
     with _owner(settings) as owner:
-        if approve_id or deny_id:
-            owner.decide_approval(approve_id or deny_id, "approve" if approve_id else "deny")
-            out.print(f"{'approved' if approve_id else 'denied'} {approve_id or deny_id}")
+        decided = approve_id or deny_id
+        if decided:
+            owner.decide_approval(decided, "approve" if approve_id else "deny")
+            out.print(f"{'approved' if approve_id else 'denied'} {decided}")
             return
         waiting = owner.list_approvals()
     if not waiting:

@@ -137,7 +137,7 @@ def _bind_job(job: Job, response: Response) -> None:
             job.cancel()
 
         response.client_close_handler_callable = on_disconnect
-    elif isinstance(response, JSONResponse) and "error" in json.loads(response.body):
+    elif isinstance(response, JSONResponse) and "error" in json.loads(bytes(response.body)):
         job.cancel()  # the SDK refused the request (version, params, task id): no executor will read it
 
 

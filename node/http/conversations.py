@@ -9,10 +9,12 @@ the node restarted.
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 from fastapi import APIRouter
 
 from agent.answer import Conversation, Source
+from agent.runtime import ChatModel
 from node.http.calls import BodyDep, text_field
 from node.http.problems import Problem
 from node.http.state import (
@@ -26,7 +28,9 @@ router = APIRouter()
 
 def live(node: Node, conv_id: str, turns: list[tuple[str, list[Source], str]]) -> Conversation:
     conversation = Conversation(
-        _ModelOnFirstUse(node),
+        # A stand-in forwarding every attribute to the model; Conversation types its model as
+        # the ChatModel class, not a protocol (agent/answer.py is another pass's to change).
+        cast(ChatModel, _ModelOnFirstUse(node)),
         lambda question, k: node.retrieve(question, k),
         record=lambda message: node.vault.append_message(conv_id, message),
         embed=lambda texts: node.embedder.embed(texts),  # on the model queue, like the answer

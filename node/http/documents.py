@@ -61,7 +61,7 @@ async def chunk(body: BodyDep, node: NodeDep) -> dict:
     """One chunk in full: what a numbered citation points at."""
     path = text_field(body, "path")
     try:
-        seq = int(body.get("chunk"))
+        seq = int(body.get("chunk", ""))  # missing: "" is refused like any other non-number
     except (TypeError, ValueError):
         raise Problem(400, "bad request", 'send {"path": "…", "chunk": N}') from None
 

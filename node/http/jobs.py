@@ -11,23 +11,28 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TypeVar
 
 from agent.queue import Job, ModelQueue
 from node.http.problems import Problem
 from node.node import Node, PlannedCall
 
+T = TypeVar("T")
+
 PLANNED = "planned"  # an internal event: the model chose a tool call; never sent to the client
 
 
-async def on_queue(queue: ModelQueue, work: Callable[[], object]) -> object:
+async def on_queue(queue: ModelQueue, work: Callable[[], T]) -> T:
     """Run ``work`` as one model-queue job and return what it returns."""
 
-    def job_work() -> Iterator[object]:
-        yield work()
+    def job_work() -> Iterator[tuple[T]]:  # in a tuple: a None result is not the jobs' end
+        yield (work(),)
 
     job = queue.submit(job_work)
     try:
-        return await asyncio.to_thread(job.next_piece)
+        piece = await asyncio.to_thread(job.next_piece)
+        assert piece is not None  # job_work yields once, or next_piece raises what it raised
+        return piece[0]
     except Problem:
         raise
     except Exception as error:  # the model or the indexes failed: say why, as a problem
@@ -36,10 +41,15 @@ async def on_queue(queue: ModelQueue, work: Callable[[], object]) -> object:
         job.cancel()
 
 
-def in_background(queue: ModelQueue, call: Callable[[], object]) -> object:
+def in_background(queue: ModelQueue, call: Callable[[], T]) -> T:
     """``call`` as a background job on the model queue; what it returned (or raised)."""
-    result: list = []
-    job = queue.submit(lambda: (result.append(call()), iter(()))[1], background=True)
+    result: list[T] = []
+
+    def work() -> Iterator[object]:
+        result.append(call())
+        return iter(())
+
+    job = queue.submit(work, background=True)
     for _ in job:  # re-raises what the call raised, or JobCancelled when the node stops
         pass
     return result[0]
@@ -112,7 +122,8 @@ async def tool_turn(node: Node, planned: PlannedCall, requester: str) -> AsyncIt
             node.approvals.withdraw(
                 pending
             )  # a no-op once decided; frees the thread if the client left
-    call, decision = turn.call, turn.decision
+    call, decision = planned.call, turn.decision  # turn.call is the planned call
+    assert decision is not None  # decide_and_run always decides a planned call
     text = turn.result if turn.ran else f"(not run: {decision.reason})"
     yield {
         "type": "tool",

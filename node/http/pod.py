@@ -195,6 +195,7 @@ async def _put(
     else:
         await count_write(node, caller, len(body))
         stored_type = type_to_store(request, content_type)
+        assert stored_type is not None  # a Content-Type was required above for all but a container
         entry, created = await asyncio.to_thread(
             node.pod.put,
             path,

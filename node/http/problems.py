@@ -14,7 +14,7 @@ in the node's log.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Request
@@ -45,7 +45,7 @@ class Problem(Exception):
         detail: str,
         *,
         reason: str | None = None,
-        headers: dict | None = None,
+        headers: Mapping[str, str] | None = None,
     ):
         super().__init__(detail)
         self.status, self.title, self.detail, self.reason = status, title, detail, reason
@@ -70,7 +70,11 @@ def _retry_after(error) -> dict[str, str]:
 
 ERRORS: dict[type[Exception], Answer] = {
     # who may do what
-    SignatureRejected: Answer(401, "signature rejected", reason=lambda e: e.reason),
+    SignatureRejected: Answer(
+        401,
+        "signature rejected",
+        reason=lambda e: e.reason if isinstance(e, SignatureRejected) else None,
+    ),
     NotGranted: Answer(403, "not granted"),
     QuotaExceeded: Answer(429, "quota exceeded", headers=_retry_after),
     QueueFull: Answer(503, "busy", headers=_retry_after),
@@ -128,7 +132,9 @@ def problem_response(problem: Problem) -> JSONResponse:
 def install(app: FastAPI) -> None:
     """The app's exception handlers: problems, the table's domain errors, and /v1's own shape."""
 
-    async def on_problem(request: Request, problem: Problem) -> JSONResponse:
+    # Starlette types every handler as taking any Exception; each is registered for its own kind.
+    async def on_problem(request: Request, problem: Exception) -> JSONResponse:
+        assert isinstance(problem, Problem)
         if _is_openai_path(request):
             return openai_error_response(problem)
         return problem_response(problem)
@@ -136,7 +142,8 @@ def install(app: FastAPI) -> None:
     async def on_domain_error(request: Request, error: Exception) -> JSONResponse:
         return await on_problem(request, problem_for(error))
 
-    async def on_http_error(request: Request, error: StarletteHTTPException) -> Response:
+    async def on_http_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, StarletteHTTPException)
         # Unknown paths and methods under /v1 answer as OpenAI does too; elsewhere, FastAPI's own.
         if _is_openai_path(request):
             return openai_error_response(

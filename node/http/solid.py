@@ -155,16 +155,17 @@ def read_resource(
 
         body = rendered.get((url, entry.etag, media_type), listing)
     elif entry.content_type in RDF_TYPES:
-        media_type = negotiate(request.headers.get("accept"), entry.content_type)
-        if (
-            media_type != entry.content_type
-        ):  # kept as sent; converted only when asked for another syntax
+        stored_type = entry.content_type
+        assert stored_type is not None  # one of RDF_TYPES
+        media_type = negotiate(request.headers.get("accept"), stored_type)
+        if media_type != stored_type:  # kept as sent; converted only when asked for another syntax
             stored = body
             body = rendered.get(
                 (url, entry.etag, media_type),
-                lambda: serialize(parse(stored, entry.content_type, url), media_type, base=url),
+                lambda: serialize(parse(stored, stored_type, url), media_type, base=url),
             )
     else:
+        assert entry.content_type is not None  # None only for a container
         media_type = entry.content_type
     headers["Content-Length"] = str(len(body))
     return Response(
