@@ -27,7 +27,8 @@ class AnswerModel(Protocol):
     """What the answer path asks of a chat model (``agent.runtime.ChatModel`` is one): it needs
     no llama.cpp of its own, and a test may hand it a fake that says so."""
 
-    n_ctx: int
+    @property
+    def n_ctx(self) -> int: ...
 
     def count_tokens(self, text: str) -> int: ...
 

@@ -9,12 +9,11 @@ the node restarted.
 from __future__ import annotations
 
 import asyncio
-from typing import cast
+from collections.abc import Iterator
 
 from fastapi import APIRouter
 
 from agent.answer import Conversation, Source
-from agent.runtime import ChatModel
 from node.http.calls import BodyDep, text_field
 from node.http.problems import Problem
 from node.http.state import (
@@ -28,9 +27,7 @@ router = APIRouter()
 
 def live(node: Node, conv_id: str, turns: list[tuple[str, list[Source], str]]) -> Conversation:
     conversation = Conversation(
-        # A stand-in forwarding every attribute to the model; Conversation types its model as
-        # the ChatModel class, not a protocol (agent/answer.py is another pass's to change).
-        cast(ChatModel, _ModelOnFirstUse(node)),
+        _ModelOnFirstUse(node),
         lambda question, k: node.retrieve(question, k),
         record=lambda message: node.vault.append_message(conv_id, message),
         embed=lambda texts: node.embedder.embed(texts),  # on the model queue, like the answer
@@ -93,8 +90,15 @@ class _ModelOnFirstUse:
     def __init__(self, node: Node) -> None:
         self._node = node
 
-    def __getattr__(self, name: str):
-        return getattr(self._node.chat_model, name)
+    @property
+    def n_ctx(self) -> int:
+        return self._node.chat_model.n_ctx
+
+    def count_tokens(self, text: str) -> int:
+        return self._node.chat_model.count_tokens(text)
+
+    def stream(self, messages: list[dict], *, max_tokens: int = 256) -> Iterator[str]:
+        return self._node.chat_model.stream(messages, max_tokens=max_tokens)
 
 
 def _turns(messages: list[dict]) -> list[tuple[str, list[Source], str]]:
