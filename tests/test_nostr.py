@@ -10,6 +10,7 @@ import asyncio
 import json
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -78,7 +79,7 @@ def loop():
 
 
 @pytest.fixture(scope="module")
-def relay(loop) -> str:
+def relay(loop) -> Iterator[str]:
     """nostr-sdk's LocalRelay, on 127.0.0.1 only."""
     local = nostr_sdk.LocalRelayBuilder().addr("127.0.0.1").build()
 

@@ -14,6 +14,7 @@ import sys
 import time
 import tomllib
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -226,7 +227,7 @@ def wheels(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def skills(tmp_path: Path) -> Skills:
+def skills(tmp_path: Path) -> Iterator[Skills]:
     vault = Vault(tmp_path / "vault.db", Sealer(os.urandom(32)))
     yield Skills(vault, tmp_path / "skills")
     vault.close()

@@ -11,6 +11,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ from tui.panes import ChatPane, ConversationItem, DataPane, Message, SkillsPane,
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory, models_dir) -> Node:
+def node(tmp_path_factory, models_dir) -> Iterator[Node]:
     root = tmp_path_factory.mktemp("tui")
     node = new_node(root, models_dir)
     node.add(str(write_corpus(root / "notes")))
@@ -732,7 +733,7 @@ def test_flurry_on_a_terminal_opens_the_app_and_plain_keeps_the_line_chat(flurry
 
 
 @pytest.fixture(scope="module")
-def snap_node(tmp_path_factory, models_dir, wheel) -> Node:
+def snap_node(tmp_path_factory, models_dir, wheel) -> Iterator[Node]:
     root = tmp_path_factory.mktemp("snap")
     os.environ["FLURRY_MODELS"] = str(models_dir)
     notes = root / "notes"
@@ -777,7 +778,7 @@ PEER_DID = "did:key:z6MkjchhfUsD6mmvni8mCdXHw216Xrm9bQe2mBH1P5RDjVJG"
 
 
 @pytest.fixture(scope="module")
-def snap_served(snap_node) -> Served:
+def snap_served(snap_node) -> Iterator[Served]:
     served = Served(snap_node)
     yield served
     served.stop()
