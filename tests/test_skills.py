@@ -248,6 +248,7 @@ def test_install_review_approve_call_and_remove(skills: Skills, wheels) -> None:
     info = skills.approve("word-count", ["notes.write"])
     assert info.granted == ("notes.write",) and info.requested == manifest.permissions
     # The code lives in its private folder, not in the node's environment.
+    assert info.target is not None
     assert (Path(info.target) / "word_count_skill.py").exists()
     with pytest.raises(ImportError):
         __import__("word_count_skill")
