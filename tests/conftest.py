@@ -96,7 +96,7 @@ def models_dir() -> Path:
 
 
 @pytest.fixture
-def runtime_dir() -> Path:
+def runtime_dir() -> Iterator[Path]:
     """A private memory-backed folder standing in for /dev/shm, so tests can see what is left there."""
     base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
     folder = Path(tempfile.mkdtemp(prefix="flurry-test-", dir=base))
@@ -308,7 +308,7 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(node) -> Served:
+def served(node) -> Iterator[Served]:
     """The test module's ``node`` behind a real uvicorn on loopback."""
     served = Served(node)
     yield served

@@ -539,7 +539,7 @@ def test_the_owner_manages_a_serving_node_from_the_command_line(served, nodes, c
 # --- tasks kept sealed, and bounded -------------------------------------------------------------
 
 
-def _task(task_id: str, state: int, answer: str = "") -> Task:
+def _task(task_id: str, state: TaskState, answer: str = "") -> Task:
     task = Task(id=task_id, context_id="c-" + task_id, status=TaskStatus(state=state))
     if answer:
         task.artifacts.append(new_text_artifact("answer", answer))
@@ -575,11 +575,13 @@ def test_tasks_are_sealed_in_the_vault_and_the_oldest_evicted_past_the_bounds(va
         await store.save(_task("b3", TaskState.TASK_STATE_WORKING), bob)
         again = SealedTaskStore(vault, per_caller=3, total=5)
         kept = await again.get("a2", alice)
+        assert kept is not None
         assert (
             TaskState.Name(kept.status.state) == "TASK_STATE_COMPLETED"
             and get_artifact_text(kept.artifacts[0]) == "Miradouro final"
         )
         interrupted = await again.get("b3", bob)
+        assert interrupted is not None
         assert TaskState.Name(interrupted.status.state) == "TASK_STATE_FAILED"
         assert "restarted" in interrupted.status.message.parts[0].text
         listed = await again.list(ListTasksRequest(), alice)

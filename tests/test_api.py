@@ -8,6 +8,7 @@ import importlib
 import json
 import pkgutil
 import time
+from collections.abc import Iterator
 
 import httpx
 import openai
@@ -40,7 +41,7 @@ class Peer:
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory, models_dir) -> Node:
+def node(tmp_path_factory, models_dir) -> Iterator[Node]:
     node = new_node(tmp_path_factory.mktemp("api"), models_dir, notes=True)
     yield node
     node.close()

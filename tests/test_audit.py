@@ -141,6 +141,7 @@ def test_a_deleted_middle_entry_is_a_gap(vault: Vault, log: AuditLog) -> None:
 def test_edited_details_under_the_old_hash(vault: Vault, log: AuditLog) -> None:
     fill(log)
     record = vault.get_record("audit", key(2))
+    assert record is not None
     record["details"] = {"task": "something else", "n": 2}
     vault.put_record("audit", key(2), record)
     assert messages(log) == ["entry 2: hash does not match its content"]
@@ -149,6 +150,7 @@ def test_edited_details_under_the_old_hash(vault: Vault, log: AuditLog) -> None:
 def test_rehashed_but_not_resigned(vault: Vault, log: AuditLog) -> None:
     fill(log)
     record = vault.get_record("audit", key(2))
+    assert record is not None
     record["details"] = {"task": "something else", "n": 2}
     record["hash"] = content_hash(
         {k: v for k, v in record.items() if k not in ("hash", "signature")}
@@ -250,6 +252,7 @@ def test_an_append_interrupted_before_its_head_is_finished_later(
 ) -> None:
     fill(log, 2)
     head_before = vault.get_record("audit-head", "head")
+    assert head_before is not None
     log.append("a2a.send", target=PEER_DID, details={"n": 2})
     vault.put_record(
         "audit-head", "head", head_before

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -68,7 +69,7 @@ def skill():
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory, models_dir) -> Node:
+def node(tmp_path_factory, models_dir) -> Iterator[Node]:
     node = new_node(tmp_path_factory.mktemp("broker"), models_dir, notes=True)
     yield node
     node.close()

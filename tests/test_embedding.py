@@ -26,7 +26,7 @@ LONG = SENTENCES[-1]  # about 380 tokens: sentence-transformers cuts it to 256
 def minilm_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The MiniLM source wheel, converted once per test session."""
     tmp = tmp_path_factory.mktemp("minilm")
-    wheel = os.environ.get("FLURRY_TEST_MINILM_WHEEL")
+    wheel: str | Path | None = os.environ.get("FLURRY_TEST_MINILM_WHEEL")
     if not wheel:
         cmd = [
             sys.executable,

@@ -21,7 +21,8 @@ import pytest
 from conftest import PASSPHRASE, Flurry, FlurryInProcess
 from format_samples import MBOX_MESSAGES, email, make_pdf, mbox, write_all
 
-from store.ingest import Ingestor, chunks_of, discover, parse
+from store.ingest import Ingestor, discover, parse
+from store.parse_process import chunks_of
 from store.parsers import Skip
 from store.parsers.registry import parser_for
 from store.sealing import Sealer

@@ -23,7 +23,7 @@ from format_samples import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from store.ingest import chunks_of
+from store.parse_process import chunks_of
 from store.parsers import Record, Skip
 from store.parsers.registry import CALENDAR as ICS
 from store.parsers.registry import CONTACTS as VCF

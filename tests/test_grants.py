@@ -49,12 +49,16 @@ def test_add_get_replace_list_remove(vault: Vault) -> None:
     other = new_did()
     grants.add(Grant(PEER, frozenset({"ask"}), note="Alice's agent"))
     grants.add(Grant(other, frozenset({"chat"})))
-    assert grants.get(PEER).allow == {"ask"}
-    assert grants.get(PEER).note == "Alice's agent"
+    grant = grants.get(PEER)
+    assert grant is not None
+    assert grant.allow == {"ask"}
+    assert grant.note == "Alice's agent"
 
     grants.add(Grant(PEER, frozenset({"ask", "send"}), quota=Quota.parse("5/hour")))
-    assert grants.get(PEER).allow == {"ask", "send"}
-    assert grants.get(PEER).quota == Quota(5, "hour")
+    grant = grants.get(PEER)
+    assert grant is not None
+    assert grant.allow == {"ask", "send"}
+    assert grant.quota == Quota(5, "hour")
     assert sorted(g.did for g in grants.list()) == sorted(
         [PEER, other]
     )  # replaced, not added twice

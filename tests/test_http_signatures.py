@@ -28,6 +28,7 @@ from http_message_signatures import (
     MappingKeyResolver,
     algorithms,
 )
+from http_sf.types import InnerListType
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
@@ -112,7 +113,8 @@ def handmade(
         "@path": path,
         **fields,
     }
-    signature_input = http_sf.ser({"sig1": ([(name, {}) for name in components], params)})
+    inner_list: InnerListType = ([(name, {}) for name in components], params)
+    signature_input = http_sf.ser({"sig1": inner_list})
     lines = [f'"{name}": {values[name]}' for name in components]
     lines.append('"@signature-params": ' + signature_input.partition("=")[2])
     signature = key.sign("\n".join(lines).encode("ascii"))

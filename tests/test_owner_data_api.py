@@ -4,6 +4,7 @@ signed HTTP: what the terminal app stands on, and the bad requests it or anyone 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ from node.tui_launch import serve_in_thread
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory, models_dir) -> Node:
+def node(tmp_path_factory, models_dir) -> Iterator[Node]:
     root = tmp_path_factory.mktemp("owner-data")
     node = new_node(root, models_dir)
     node.add(str(write_corpus(root / "notes") / "travel"), tags=("travel",))

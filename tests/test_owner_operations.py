@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Iterator
 
 import pytest
+from conftest import Served, new_node
 from fastapi.openapi.utils import get_openapi
 
 import node.owner as owner_module
@@ -35,7 +36,6 @@ from node.owner import (
     RemoteOwner,
     check_operations,
 )
-from tests.conftest import Served, new_node
 
 
 @pytest.fixture(scope="module")

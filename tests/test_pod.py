@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -54,7 +55,7 @@ class Agent:
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory, models_dir) -> Node:
+def node(tmp_path_factory, models_dir) -> Iterator[Node]:
     node = new_node(tmp_path_factory.mktemp("pod"), models_dir)
     yield node
     node.close()

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,20 @@ def skill():
 '''
 
 
+@dataclass(frozen=True)
+class Payload:
+    """The attack for one place it runs from (``payload(where)``), aimed at ``port``."""
+
+    keyring: str
+    outside: str
+    port: int
+
+    def __call__(self, where: str) -> str:
+        return PAYLOAD.format(
+            keyring=self.keyring, outside=self.outside, port=self.port, where=where
+        )
+
+
 @pytest.fixture
 def trap(tmp_path: Path, node_home):  # noqa: F811
     """The attacker's goals: a folder outside every skill's, a listener standing in for the node."""
@@ -95,13 +110,7 @@ def trap(tmp_path: Path, node_home):  # noqa: F811
     listener = socket.create_server(("127.0.0.1", 0))
     listener.setblocking(False)
 
-    def payload(where: str) -> str:
-        return PAYLOAD.format(
-            keyring=str(home.keyring),
-            outside=str(outside),
-            port=listener.getsockname()[1],
-            where=where,
-        )
+    payload = Payload(str(home.keyring), str(outside), listener.getsockname()[1])
 
     def nothing_escaped() -> None:
         time.sleep(2)  # the payload's forked child acts 1.5 s after it was forked
@@ -109,7 +118,6 @@ def trap(tmp_path: Path, node_home):  # noqa: F811
         with pytest.raises(BlockingIOError):
             listener.accept()  # nobody ever connected
 
-    payload.port = listener.getsockname()[1]
     with listener:
         yield skills, payload, nothing_escaped
 
@@ -508,6 +516,7 @@ def test_a_node_that_dies_takes_its_skills_with_it(tmp_path: Path) -> None:
         env={**os.environ},
     )
     try:
+        assert node.stdout is not None  # stdout=PIPE
         assert int(node.stdout.readline()) == node.pid
         mine = _descendants(node.pid)
         skill_namespaces = {_namespace(pid) for pid in mine} - {_namespace(os.getpid())}

@@ -14,6 +14,7 @@ import sys
 import time
 import tomllib
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -226,7 +227,7 @@ def wheels(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def skills(tmp_path: Path) -> Skills:
+def skills(tmp_path: Path) -> Iterator[Skills]:
     vault = Vault(tmp_path / "vault.db", Sealer(os.urandom(32)))
     yield Skills(vault, tmp_path / "skills")
     vault.close()
@@ -247,6 +248,7 @@ def test_install_review_approve_call_and_remove(skills: Skills, wheels) -> None:
     info = skills.approve("word-count", ["notes.write"])
     assert info.granted == ("notes.write",) and info.requested == manifest.permissions
     # The code lives in its private folder, not in the node's environment.
+    assert info.target is not None
     assert (Path(info.target) / "word_count_skill.py").exists()
     with pytest.raises(ImportError):
         __import__("word_count_skill")

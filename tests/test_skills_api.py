@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -22,7 +23,7 @@ from node.node import Node
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory, models_dir) -> Node:
+def node(tmp_path_factory, models_dir) -> Iterator[Node]:
     node = new_node(tmp_path_factory.mktemp("skills-api"), models_dir)
     # The approvals, the skill's process and the audit log are the subject here, not the
     # model's choice (which is not portable, issue 20): a stand-in always chooses add_note for

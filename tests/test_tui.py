@@ -11,7 +11,10 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import CORPUS, PASSPHRASE, Served, new_node, write_corpus
@@ -28,7 +31,7 @@ from tui.panes import ChatPane, ConversationItem, DataPane, Message, SkillsPane,
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory, models_dir) -> Node:
+def node(tmp_path_factory, models_dir) -> Iterator[Node]:
     root = tmp_path_factory.mktemp("tui")
     node = new_node(root, models_dir)
     node.add(str(write_corpus(root / "notes")))
@@ -51,7 +54,7 @@ def pace_the_model(node: Node, seconds: float = 0.04) -> None:
             time.sleep(seconds)
             yield piece
 
-    model.stream = paced
+    model.stream = paced  # type: ignore[method-assign]  # this one real model, paced in place
 
 
 def run(app_test) -> None:
@@ -542,7 +545,7 @@ def test_approve_and_deny_a_pending_tool_call(served, node, wheel):
     owner.install_skill(str(wheel))
     owner.approve_skill("notes", ["notes.write"])
 
-    async def ask_and_decide(app, pilot, key: str) -> str:
+    async def ask_and_decide(app, pilot, key: str) -> tuple[str, Any]:
         chat = app.query_one(ChatPane)
         await pilot.press("f2", *PLUMBER, "enter")
         # The node waits for the owner: the chat says so, and Approvals lists the call.
@@ -731,8 +734,18 @@ def test_flurry_on_a_terminal_opens_the_app_and_plain_keeps_the_line_chat(flurry
 # screen (the keyring has no fixed-seed path, and one only for tests would be a back door).
 
 
+@dataclass
+class SnapNode:
+    """The node the snapshots picture, the folder it lives in (masked in the pictures) and the
+    one conversation it holds."""
+
+    node: Node
+    root: Path
+    conv: str
+
+
 @pytest.fixture(scope="module")
-def snap_node(tmp_path_factory, models_dir, wheel) -> Node:
+def snap_node(tmp_path_factory, models_dir, wheel) -> Iterator[SnapNode]:
     root = tmp_path_factory.mktemp("snap")
     os.environ["FLURRY_MODELS"] = str(models_dir)
     notes = root / "notes"
@@ -766,9 +779,7 @@ def snap_node(tmp_path_factory, models_dir, wheel) -> Node:
 
     LocalOwner(node).install_skill(str(wheel))
     LocalOwner(node).approve_skill("notes", ["notes.write"])
-    node.root = root
-    node.conv = conv
-    yield node
+    yield SnapNode(node, root, conv)
     node.close()
 
 
@@ -777,20 +788,21 @@ PEER_DID = "did:key:z6MkjchhfUsD6mmvni8mCdXHw216Xrm9bQe2mBH1P5RDjVJG"
 
 
 @pytest.fixture(scope="module")
-def snap_served(snap_node) -> Served:
-    served = Served(snap_node)
+def snap_served(snap_node: SnapNode) -> Iterator[Served]:
+    served = Served(snap_node.node)
     yield served
     served.stop()
 
 
-def snap_app(snap_served, snap_node) -> FlurryApp:
+def snap_app(snap_served: Served, snap_node: SnapNode) -> FlurryApp:
+    keys = snap_node.node.keys
     mask = {
-        snap_node.keys.owner_did: "did:key:z6MkOWNER",
-        snap_node.keys.node_did: "did:key:z6MkNODE",
+        keys.owner_did: "did:key:z6MkOWNER",
+        keys.node_did: "did:key:z6MkNODE",
         snap_served.url: "http://127.0.0.1:8765",
         str(snap_node.root): "/home/owner",
     }
-    return FlurryApp(AsyncNodeClient(snap_served.url, snap_node.keys), mask=mask, poll_seconds=0)
+    return FlurryApp(AsyncNodeClient(snap_served.url, keys), mask=mask, poll_seconds=0)
 
 
 async def _settle(pilot, condition) -> None:

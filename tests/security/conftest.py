@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -39,7 +40,7 @@ def serve(node, **options) -> Served:
 
 
 @pytest.fixture(scope="module")
-def served(node) -> Served:
+def served(node) -> Iterator[Served]:
     """The node served with the production limits (the suite's own ``served`` lifts the
     strangers' rate limit); the top-level ``owner`` fixture signs against this one here."""
     served = serve(node)

@@ -33,7 +33,8 @@ def _owner_and_peer_during(
     flood, node, url: str, peer: Someone
 ) -> tuple[list[int], list[int], list[int]]:
     """Run ``flood`` while the owner and a granted peer keep asking: the three lists of statuses."""
-    owner_codes, peer_codes = [], []
+    owner_codes: list[int] = []
+    peer_codes: list[int] = []
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         flooding = pool.submit(flood)
         with (

@@ -36,7 +36,8 @@ from store.rdf import TURTLE, rdf_text
 
 def secondly_calendar(size: int = 9 * 1024) -> bytes:
     """About ``size`` bytes of events that repeat every second since 1970."""
-    head, events = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//bomb//EN\r\n", []
+    head = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//bomb//EN\r\n"
+    events: list[str] = []
     while len(head) + sum(map(len, events)) < size - 120:
         n = len(events)
         events.append(
