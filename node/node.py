@@ -21,9 +21,10 @@ from agent.answer import Conversation, Source
 from agent.approvals import Approvals, Pending
 from agent.audit import AuditLog
 from agent.embedding import Embedder
-from agent.grants import Grants, Tokens
+from agent.grants import Grants
 from agent.models import resolve_model
 from agent.runtime import ChatModel, default_threads
+from agent.tokens import Tokens
 from agent.tools import (
     AskOwner,
     Tool,

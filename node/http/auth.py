@@ -14,7 +14,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from agent.grants import Grant, InvalidToken
+from agent.grants import Grant
+from agent.tokens import InvalidToken
 from identity.http_signatures import (
     SignatureRejected,
     target_uri_from_scope,
