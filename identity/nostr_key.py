@@ -40,8 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 
-from identity.errors import IdentityError
-from identity.http_signatures import SignatureRejected
+from identity.errors import IdentityError, SignatureRejected
 
 # secp256k1's group order: a secret key is an integer in [1, N).
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141

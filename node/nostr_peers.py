@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Mapping
 
-from identity.http_signatures import ReplayCache, SignatureRejected
+from identity.errors import SignatureRejected
 from identity.keyring import UnlockedKeyring
 from identity.nostr_key import (
     HTTP_AUTH_WINDOW,
@@ -21,6 +21,7 @@ from identity.nostr_key import (
     verify_http_auth,
     verify_identity_proof,
 )
+from identity.replay_cache import ReplayCache
 from store.vault import Vault
 
 PEER_KEY_KIND = "nostr-peer"

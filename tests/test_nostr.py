@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.grants import Grant
 from identity.did_key import did_key_from_ed25519_public, verification_method_id
-from identity.http_signatures import SignatureRejected
+from identity.errors import SignatureRejected
 from identity.keyring import Keyring
 from identity.nostr_key import (
     AGENT_MADE,

@@ -26,7 +26,7 @@ from agent.grants import InvalidGrant, NotGranted, QuotaExceeded
 from agent.queue import QueueFull
 from agent.tokens import TokenError
 from identity.did_key import InvalidDID
-from identity.http_signatures import SignatureRejected
+from identity.errors import SignatureRejected
 from node.limits import UnsafeJSON
 from node.owner import NotFound, OwnerError
 from skills.host import SkillError
