@@ -15,12 +15,8 @@ from collections.abc import Mapping
 
 from identity.errors import SignatureRejected
 from identity.keyring import UnlockedKeyring
-from identity.nostr_key import (
-    HTTP_AUTH_WINDOW,
-    identity_proof,
-    verify_http_auth,
-    verify_identity_proof,
-)
+from identity.nostr_http_auth import HTTP_AUTH_WINDOW, verify_http_auth
+from identity.nostr_key import identity_proof, verify_identity_proof
 from identity.replay_cache import ReplayCache
 from store.vault import Vault
 
