@@ -48,7 +48,8 @@ from store.pod_store import INDEX_TAG as POD_INDEX_TAG
 from store.pod_store import PodStore
 from store.retrieval import IndexSnapshotError, SearchIndexes
 from store.sealing import Sealer
-from store.vault import Document, Vault
+from store.vault import Vault
+from store.vault_layout import Document
 
 Say = Callable[[str], None]
 # all-MiniLM-L6-v2; a vault records the size of the model that filled it.
