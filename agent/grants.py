@@ -1,4 +1,4 @@
-"""Who may ask the node for what: grants per DID, quotas, and bearer tokens for local apps.
+"""Who may ask the node for what: grants per DID, quotas, and pod access modes.
 
 Peers are identified by a DID that the signature check has already verified; this module
 only decides. ``Grants.authorize`` is the one place that answers "may this DID do this
@@ -11,21 +11,17 @@ neither DIDs nor token names nor tokens reach the disk in the clear:
 - ``pod-public`` key = "rules" → {container: modes}: what anyone may do in the pod (read only)
 - ``usage``  key = DID   → {times: [epoch seconds of recent authorised calls]}
 - ``pod-usage`` key = DID → {writes: [epoch seconds], bytes: [[epoch seconds, size]]}: recent pod writes
-- ``token``  key = hash  → {hash, name, allow, created_at}   (the token itself is never stored)
 
 Quota counting and token-name uniqueness are read-modify-writes guarded by an in-process
-lock: keep one ``Grants`` and one ``Tokens`` per vault, as two instances would not share it.
+lock: keep one ``Grants`` per vault, as two instances would not share it. The bearer tokens of
+the owner's local apps are ``agent.tokens``'s; they share this module's operation names.
 """
 
 from __future__ import annotations
 
-import base64
 import builtins
-import hashlib
-import hmac
 import math
 import re
-import secrets
 import threading
 import time
 from collections.abc import Collection, Mapping
@@ -411,110 +407,3 @@ def _duration(seconds: float) -> str:
         return f"{math.ceil(seconds)} s"
     hours, minutes = divmod(math.ceil(seconds / 60), 60)
     return f"{hours} h {minutes} min" if hours else f"{minutes} min"
-
-
-# --- bearer tokens for the owner's local apps --------------------------------------------------
-
-TOKEN_PREFIX = "flurry_"
-_TOKEN_BYTES = 32
-_TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
-
-
-class TokenError(AgentError):
-    """A token could not be created, found or used; the message says why."""
-
-
-class InvalidToken(TokenError):
-    """The bearer token is malformed, unknown or revoked (HTTP 401)."""
-
-
-class TokenNameTaken(TokenError):
-    """A token with this name exists already."""
-
-
-@dataclass(frozen=True)
-class TokenGrant:
-    name: str
-    allow: frozenset[str]
-    created_at: float
-
-    def allows(self, operation: str) -> bool:
-        return EVERY_OPERATION in self.allow or operation in self.allow
-
-
-def _token_hash(token: str) -> str:
-    # A plain hash is enough: a token is 256 random bits, so there is no guess to test, and the
-    # vault then keys its lookup tag with its MAC key anyway. The prefix keeps this hash apart
-    # from any other SHA-256 of the same bytes.
-    return hashlib.sha256(b"flurry bearer token\x00" + token.encode()).hexdigest()
-
-
-class Tokens:
-    """Bearer tokens for the owner's local apps (the OpenAI-compatible endpoint).
-
-    One record per token, keyed by the token's hash and holding its name: create and revoke
-    are then each one vault write, so a crash cannot leave a token that works but is not
-    listed. Revoking by name scans the records, which is fine for the handful of apps an
-    owner connects.
-    """
-
-    def __init__(self, records: Records) -> None:
-        self._records = records
-        self._lock = threading.Lock()
-
-    def create(self, name: str, allow: set[str]) -> str:
-        """A new token for ``name``; returned once only, since the vault keeps only its hash."""
-        if not _TOKEN_NAME.match(name):
-            raise TokenError(
-                f"token name {name!r}: use 1-64 letters, digits, spaces, '.', '_' or '-', "
-                "starting with a letter or digit"
-            )
-        allow_set = frozenset(check_operation(op) for op in allow)
-        token = (
-            TOKEN_PREFIX
-            + base64.urlsafe_b64encode(secrets.token_bytes(_TOKEN_BYTES)).rstrip(b"=").decode()
-        )
-        digest = _token_hash(token)
-        with self._lock:
-            if any(value["name"] == name for _, value in self._records.records("token")):
-                raise TokenNameTaken(
-                    f"a token named {name!r} exists; revoke it first or choose another name"
-                )
-            self._records.put_record(
-                "token",
-                digest,
-                {
-                    "hash": digest,
-                    "name": name,
-                    "allow": sorted(allow_set),
-                    "created_at": time.time(),
-                },
-            )
-        return token
-
-    def verify(self, token: str) -> TokenGrant:
-        """What ``token`` may do; raises InvalidToken."""
-        if not isinstance(token, str) or not token.startswith(TOKEN_PREFIX) or len(token) > 128:
-            raise InvalidToken("not a flurry token (they start with 'flurry_')")
-        digest = _token_hash(token)
-        with self._lock:
-            record = self._records.get_record("token", digest)
-        # The lookup above matched on an HMAC of the hash, which tells a timing observer nothing
-        # about the token; the comparison here is constant-time all the same.
-        if record is None or not hmac.compare_digest(record["hash"], digest):
-            raise InvalidToken("unknown or revoked token; create a new one for this app")
-        return TokenGrant(record["name"], frozenset(record["allow"]), record["created_at"])
-
-    def list(self) -> list[TokenGrant]:
-        """Every token's name and permissions (never the token: it is not kept)."""
-        with self._lock:
-            records = self._records.records("token")
-        return [TokenGrant(v["name"], frozenset(v["allow"]), v["created_at"]) for _, v in records]
-
-    def revoke(self, name: str) -> bool:
-        """Make the token called ``name`` stop working; False if there is none."""
-        with self._lock:
-            for key, value in self._records.records("token"):
-                if value["name"] == name:
-                    return self._records.delete_record("token", key)
-        return False

@@ -29,7 +29,7 @@ from agent.models import CATALOG, DEFAULT_EMBEDDING_MODEL, ensure_model  # noqa:
 from node.home import Home  # noqa: E402
 from node.node import Node  # noqa: E402
 from store.chunking import chunk_text  # noqa: E402
-from store.vault import NewChunk  # noqa: E402
+from store.vault_layout import NewChunk  # noqa: E402
 
 PASSPHRASE = "bench passphrase"
 WORDS = [

@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
 from identity.did_key import did_key_from_ed25519_public, verification_method_id  # noqa: E402
-from identity.http_signatures import ReplayCache, sign_request, verify_request  # noqa: E402
+from identity.http_signatures import sign_request, verify_request  # noqa: E402
+from identity.replay_cache import ReplayCache  # noqa: E402
 
 URL = "http://127.0.0.1:8766/a2a"
 BODY = b'{"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": {"text": "hello"}}}'

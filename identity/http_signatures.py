@@ -7,10 +7,12 @@ The profile (what `sign_request` makes and `verify_request` demands):
 - covered: ``@method``, ``@target-uri``, ``content-digest`` (RFC 9530, sha-256) whenever the
   request has a body or a Content-Digest field, plus ``content-type`` when present;
 - parameters ``created``, ``expires`` (at most ``max_lifetime`` after created), ``nonce``,
-  ``keyid``, ``alg="ed25519"``; a `ReplayCache` remembers (keyid, nonce) until expiry.
+  ``keyid``, ``alg="ed25519"``; a `ReplayCache` (``identity.replay_cache``) remembers
+  (keyid, nonce) until expiry.
 
 Canonicalisation (the signature base) is the `http-message-signatures` library's; this module
-adds the policy around it and one exception, `SignatureRejected`, with a reason code.
+adds the policy around it (signing, verifying, Content-Digest, the server's @target-uri) and
+raises one exception, `SignatureRejected` (``identity.errors``), with a reason code.
 
 @target-uri behind uvicorn: the client signs ``scheme://<Host header><path>[?query]``, i.e.
 the URL it sends with its authority spelled exactly as the Host header it sends (httpx does
@@ -32,14 +34,12 @@ import base64
 import datetime
 import functools
 import hashlib
-import heapq
 import hmac
 import secrets
-import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import http_sf
@@ -61,37 +61,18 @@ from identity.did_key import (
     ed25519_public_from_did_key,
     verification_method_id,
 )
-from identity.errors import IdentityError
+from identity.errors import SignatureRejected
+from identity.replay_cache import ReplayCache
 
 ALGORITHM = "ed25519"
 SIGNATURE_LABEL = "sig1"
 REQUIRED_COMPONENTS = ("@method", "@target-uri")
-DEFAULT_REPLAY_CACHE_SIZE = 100_000
-# Strangers' nonces: a smaller budget of their own, oldest forgotten first (see ReplayCache).
-DEFAULT_STRANGER_ENTRIES = 10_000
 # A nonce is remembered for minutes; bounding its size bounds the cache's memory.
 MAX_NONCE_LENGTH = 128
 _SIGNATURE_PARAMETERS = frozenset({"created", "expires", "keyid", "nonce", "alg", "tag"})
 _DIGEST_ALGORITHMS = {"sha-256": hashlib.sha256, "sha-512": hashlib.sha512}
 # RFC 3986 pchar and '/': what a path may hold unescaped, for servers that give no raw_path.
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
-
-
-class SignatureRejected(IdentityError):
-    """The request's signature is not acceptable; answer 401.
-
-    ``reason`` is a short code for machines and logs; ``str(error)`` says it for people:
-
-    missing_signature, malformed_signature, unsupported_keyid, unsupported_alg,
-    missing_created, missing_expires, missing_nonce, components_not_covered,
-    missing_content_digest, created_in_future, expired, lifetime_too_long,
-    signature_invalid, body_tampered, replayed_nonce, replay_cache_full,
-    missing_host, wrong_host.
-    """
-
-    def __init__(self, reason: str, message: str = "") -> None:
-        super().__init__(message or reason)
-        self.reason = reason
 
 
 # --- Content-Digest (RFC 9530) ----------------------------------------------------------
@@ -147,96 +128,6 @@ def _reject_duplicate(key: str, context: str) -> None:
     # RFC 8941 keeps the last duplicate; two readers that disagree on which one counts is how
     # a signed value gets swapped for an unsigned one, so duplicates are refused outright.
     raise ValueError(f"duplicate {context} key {key!r}")
-
-
-# --- replay cache -------------------------------------------------------------------------
-
-
-class ReplayCache:
-    """The (keyid, nonce) pairs of accepted signatures, each kept until its signature expires.
-
-    Bounded and thread-safe, in separate budgets ("tiers") so that strangers cannot deny
-    anyone else: ``classify(keyid)`` names the tier of a signer, "owner", "known" (a DID with
-    a grant or a pinned peer) or "stranger"; without it every signer shares one tier.
-
-    When the owner's or the known tier is full of pairs that have not expired yet, it refuses
-    new signatures ("replay_cache_full") instead of forgetting old ones: a forgotten live nonce
-    is a signature that can be replayed until it expires, silently, while a refusal is loud
-    and lasts at most one signature lifetime. The strangers' tier instead forgets its oldest
-    pair: a stranger holds no grant, so a replayed stranger's request can only do what anyone
-    may (read what is public, ask who it is), and a flood of self-made did:keys then costs the
-    node a bounded amount of memory and costs no one else a refusal.
-    """
-
-    TIERS = ("owner", "known", "stranger")
-
-    def __init__(
-        self,
-        max_entries: int = DEFAULT_REPLAY_CACHE_SIZE,
-        *,
-        classify: Callable[[str], str] | None = None,
-        stranger_entries: int = DEFAULT_STRANGER_ENTRIES,
-    ) -> None:
-        if max_entries < 1 or stranger_entries < 1:
-            raise ValueError("a replay cache needs room for at least one entry")
-        self.max_entries = max_entries
-        self.classify = classify
-        self._tiers = {
-            "owner": _Tier(max_entries, evict=False),
-            "known": _Tier(max_entries, evict=False),
-            "stranger": _Tier(stranger_entries, evict=True),
-        }
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return sum(len(tier.until) for tier in self._tiers.values())
-
-    def tier_size(self, tier: str) -> int:
-        with self._lock:
-            return len(self._tiers[tier].until)
-
-    def remember(self, keyid: str, nonce: str, until: float, now: float) -> None:
-        """Record a nonce as used until ``until``; raise SignatureRejected if it already is."""
-        # Classified outside the lock: it may read the grants.
-        name = "owner" if self.classify is None else self.classify(keyid)
-        tier = self._tiers[name]
-        entry = (keyid, nonce)
-        with self._lock:
-            tier.evict_expired(now)
-            if entry in tier.until:
-                raise SignatureRejected("replayed_nonce", "this signature's nonce was already used")
-            if len(tier.until) >= tier.max_entries:
-                if not tier.evict:
-                    raise SignatureRejected(
-                        "replay_cache_full", "too many live signatures; retry in a few minutes"
-                    )
-                tier.evict_oldest()
-            tier.until[entry] = until
-            heapq.heappush(tier.by_expiry, (until, entry))
-
-
-@dataclass
-class _Tier:
-    max_entries: int
-    evict: bool  # forget the oldest pair when full (strangers) rather than refuse
-    until: dict[tuple[str, str], float] = field(default_factory=dict)
-    by_expiry: list[tuple[float, tuple[str, str]]] = field(default_factory=list)  # a heap
-
-    def evict_expired(self, now: float) -> None:
-        while self.by_expiry and self.by_expiry[0][0] < now:
-            self._pop()
-
-    def evict_oldest(self) -> None:
-        while self.by_expiry and not self._pop():
-            pass
-
-    def _pop(self) -> bool:
-        until, entry = heapq.heappop(self.by_expiry)
-        if self.until.get(entry) == until:
-            del self.until[entry]
-            return True
-        return False
 
 
 # --- signing ------------------------------------------------------------------------------

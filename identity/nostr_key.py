@@ -1,5 +1,9 @@
 """The node's Nostr key, NIP-44 v2 encryption, and NIP-59 gift wraps of NIP-17 messages.
 
+Also the events built on them: signing and checking one, public notes, and the proof of which
+DID a Nostr key belongs to. NIP-98 (HTTP requests authorised by a Nostr event) is
+``identity.nostr_http_auth``'s.
+
 The key. A secp256k1 secret derived from the node's Ed25519 seed (HKDF-SHA256, its own
 label), rather than a second random key written into the keyring: the seed is already sealed
 under the passphrase, so the Nostr key is exactly as protected, homes made before Nostr
@@ -41,7 +45,6 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 
 from identity.errors import IdentityError
-from identity.http_signatures import SignatureRejected
 
 # secp256k1's group order: a secret key is an integer in [1, N).
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -279,13 +282,14 @@ def _tweaked_now() -> nostr_sdk.Timestamp:
     return nostr_sdk.Timestamp.from_secs(int(time.time()) - secrets.randbelow(TWEAK_SECONDS))
 
 
-def _sign(
+def sign_event(
     keys: nostr_sdk.Keys,
     kind: int,
     content: str,
     tags: list[list[str]],
     created_at: nostr_sdk.Timestamp,
 ) -> nostr_sdk.Event:
+    """An event of ``kind`` with ``content`` and ``tags``, dated ``created_at``, signed by ``keys``."""
     builder = nostr_sdk.EventBuilder(nostr_sdk.Kind(kind), content).tags(
         [nostr_sdk.Tag.parse(t) for t in tags]
     )
@@ -301,7 +305,7 @@ def public_note(sender: NostrKey, text: str, *, owner_did: str | None = None) ->
         ["l", AGENT_MADE, LABEL_NAMESPACE],
         *([["on-behalf-of", owner_did]] if owner_did else []),
     ]
-    return _sign(sender.sdk_keys(), KIND_TEXT_NOTE, text, tags, nostr_sdk.Timestamp.now())
+    return sign_event(sender.sdk_keys(), KIND_TEXT_NOTE, text, tags, nostr_sdk.Timestamp.now())
 
 
 def rumor_json(
@@ -331,7 +335,7 @@ def rumor_json(
 def gift_wrap(sender: NostrKey, recipient: bytes, rumor: str) -> nostr_sdk.Event:
     """Seal ``rumor`` (signed by ``sender``) and wrap it (signed by a one-time key) for ``recipient``."""
     _public_key(recipient)
-    seal = _sign(
+    seal = sign_event(
         sender.sdk_keys(),
         KIND_SEAL,
         encrypt(conversation_key(sender.secret, recipient), rumor),
@@ -342,7 +346,7 @@ def gift_wrap(sender: NostrKey, recipient: bytes, rumor: str) -> nostr_sdk.Event
     one_time = nostr_sdk.Keys.generate()
     one_time_key = ec.derive_private_key(int(one_time.secret_key().to_hex(), 16), ec.SECP256K1())
     content = encrypt(_conversation_key(one_time_key, recipient), seal.as_json())
-    return _sign(one_time, KIND_GIFT_WRAP, content, [["p", recipient.hex()]], _tweaked_now())
+    return sign_event(one_time, KIND_GIFT_WRAP, content, [["p", recipient.hex()]], _tweaked_now())
 
 
 def unwrap(receiver: NostrKey, wrap_json: str) -> PrivateMessage:
@@ -352,7 +356,7 @@ def unwrap(receiver: NostrKey, wrap_json: str) -> PrivateMessage:
     payload that does not decrypt, and a rumor whose pubkey is not the seal's signer (NIP-17:
     otherwise anyone could put words in another's mouth inside their own seal).
     """
-    wrap = _event(wrap_json, "gift wrap")
+    wrap = verified_event(wrap_json, "gift wrap")
     if wrap.kind().as_u16() != KIND_GIFT_WRAP:
         raise GiftWrapRejected(
             f"event {wrap.id().to_hex()} is kind {wrap.kind().as_u16()}, not a gift wrap (1059)"
@@ -368,7 +372,7 @@ def unwrap(receiver: NostrKey, wrap_json: str) -> PrivateMessage:
         )
     except Nip44Error as e:
         raise GiftWrapRejected(f"gift wrap {wrap.id().to_hex()} does not open: {e}") from None
-    seal = _event(seal_json, "seal")
+    seal = verified_event(seal_json, "seal")
     if seal.kind().as_u16() != KIND_SEAL:
         raise GiftWrapRejected(
             f"the gift wrap holds a kind {seal.kind().as_u16()} event, not a seal (13)"
@@ -404,95 +408,14 @@ def unwrap(receiver: NostrKey, wrap_json: str) -> PrivateMessage:
     return PrivateMessage(wrap.id().to_hex(), rumor_id, sender, text, created_at, tags)
 
 
-def _event(text: str, what: str) -> nostr_sdk.Event:
+def verified_event(text: str, what: str) -> nostr_sdk.Event:
+    """The event in ``text`` if its id and signature verify; GiftWrapRejected naming ``what``."""
     try:
         event = nostr_sdk.Event.from_json(text)
     except nostr_sdk.NostrSdkError:
         raise GiftWrapRejected(f"the {what} is not a Nostr event") from None
     if not event.verify():
         raise GiftWrapRejected(f"the {what}'s id or signature does not verify")
-    return event
-
-
-# --- NIP-98: HTTP requests authorised by a Nostr event -------------------------------------------
-
-KIND_HTTP_AUTH = 27235
-HTTP_AUTH_WINDOW = 60  # seconds either side of now (NIP-98 suggests 60)
-_MAX_HTTP_AUTH = 8192  # characters of the Authorization header: an auth event is a few hundred
-
-
-def http_auth_header(key: NostrKey, method: str, url: str, body: bytes = b"") -> str:
-    """``Authorization: Nostr …`` for one request: a kind-27235 event naming its URL, method and body."""
-    tags = [["u", url], ["method", method.upper()]]
-    if body:
-        tags.append(["payload", hashlib.sha256(body).hexdigest()])
-    event = _sign(key.sdk_keys(), KIND_HTTP_AUTH, "", tags, nostr_sdk.Timestamp.now())
-    return "Nostr " + base64.b64encode(event.as_json().encode()).decode()
-
-
-def verify_http_auth(
-    authorization: str, method: str, url: str, body: bytes, *, now: float | None = None
-) -> nostr_sdk.Event:
-    """The NIP-98 event that authorises this request; SignatureRejected (401) otherwise.
-
-    Stricter than NIP-98 in one place, on purpose: a request with a body must name the body's
-    SHA-256 in a "payload" tag (the spec says clients SHOULD), or the body could be swapped
-    while the event is fresh. The caller still has to refuse a replayed event id.
-    """
-    scheme, _, token = authorization.partition(" ")
-    if scheme != "Nostr" or not token or len(token) > _MAX_HTTP_AUTH:
-        raise SignatureRejected(
-            "malformed_signature",
-            "NIP-98: send Authorization: Nostr <base64 of a kind 27235 event>",
-        )
-    try:
-        event = _event(
-            base64.b64decode(token.strip(), validate=True).decode("utf-8"), "NIP-98 event"
-        )
-    except (ValueError, GiftWrapRejected) as e:
-        raise SignatureRejected("signature_invalid", f"NIP-98: {e}") from None
-    if event.kind().as_u16() != KIND_HTTP_AUTH:
-        raise SignatureRejected(
-            "malformed_signature", f"NIP-98: the event is kind {event.kind().as_u16()}, not 27235"
-        )
-    now = time.time() if now is None else now
-    age = now - event.created_at().as_secs()
-    if age > HTTP_AUTH_WINDOW:
-        raise SignatureRejected(
-            "expired", f"NIP-98: the event is {int(age)} s old; at most {HTTP_AUTH_WINDOW} s"
-        )
-    if age < -HTTP_AUTH_WINDOW:
-        raise SignatureRejected(
-            "created_in_future", "NIP-98: the event is dated in the future; check your clock"
-        )
-    tags: dict[str, str] = {}
-    for tag in (t.to_vec() for t in event.tags()):
-        if len(tag) >= 2 and tag[0] in ("u", "method", "payload"):
-            if tag[0] in tags:
-                raise SignatureRejected(
-                    "malformed_signature", f"NIP-98: the event has two {tag[0]!r} tags"
-                )
-            tags[tag[0]] = tag[1]
-    if tags.get("u") != url:
-        raise SignatureRejected(
-            "wrong_host", f"NIP-98: the event authorises {tags.get('u')!r}, not {url!r}"
-        )
-    if tags.get("method", "").upper() != method.upper():
-        raise SignatureRejected(
-            "components_not_covered",
-            f"NIP-98: the event authorises {tags.get('method')!r}, not {method}",
-        )
-    if body and "payload" not in tags:
-        raise SignatureRejected(
-            "missing_content_digest",
-            "NIP-98: a request with a body must name its SHA-256 in a payload tag",
-        )
-    if "payload" in tags and not hmac.compare_digest(
-        tags["payload"], hashlib.sha256(body).hexdigest()
-    ):
-        raise SignatureRejected(
-            "body_tampered", "NIP-98: the body is not the one the event authorises"
-        )
     return event
 
 
@@ -505,7 +428,7 @@ def identity_proof(key: NostrKey, did: str) -> str:
     The node's agent card, signed by its DID, carries it, so each key vouches for the other:
     a card cannot claim someone else's Nostr key and so borrow their messages.
     """
-    proof: str = _sign(
+    proof: str = sign_event(
         key.sdk_keys(), KIND_APP_DATA, did, [["d", PROOF_TAG]], nostr_sdk.Timestamp.now()
     ).as_json()
     return proof
@@ -514,7 +437,7 @@ def identity_proof(key: NostrKey, did: str) -> str:
 def verify_identity_proof(proof: str, did: str) -> str:
     """The Nostr public key (hex) that signed ``proof`` naming ``did``; ValueError otherwise."""
     try:
-        event = _event(proof, "Nostr key proof")
+        event = verified_event(proof, "Nostr key proof")
     except GiftWrapRejected as e:
         raise ValueError(str(e)) from None
     tags = [t.to_vec() for t in event.tags()]

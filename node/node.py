@@ -21,9 +21,10 @@ from agent.answer import Conversation, Source
 from agent.approvals import Approvals, Pending
 from agent.audit import AuditLog
 from agent.embedding import Embedder
-from agent.grants import Grants, Tokens
+from agent.grants import Grants
 from agent.models import resolve_model
 from agent.runtime import ChatModel, default_threads
+from agent.tokens import Tokens
 from agent.tools import (
     AskOwner,
     Decision,
@@ -49,7 +50,8 @@ from store.pod_store import INDEX_TAG as POD_INDEX_TAG
 from store.pod_store import PodStore
 from store.retrieval import IndexSnapshotError, SearchIndexes
 from store.sealing import Sealer
-from store.vault import Document, Vault
+from store.vault import Vault
+from store.vault_layout import Document
 
 Say = Callable[[str], None]
 # all-MiniLM-L6-v2; a vault records the size of the model that filled it.

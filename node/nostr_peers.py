@@ -13,14 +13,11 @@ import logging
 import time
 from collections.abc import Mapping
 
-from identity.http_signatures import ReplayCache, SignatureRejected
+from identity.errors import SignatureRejected
 from identity.keyring import UnlockedKeyring
-from identity.nostr_key import (
-    HTTP_AUTH_WINDOW,
-    identity_proof,
-    verify_http_auth,
-    verify_identity_proof,
-)
+from identity.nostr_http_auth import HTTP_AUTH_WINDOW, verify_http_auth
+from identity.nostr_key import identity_proof, verify_identity_proof
+from identity.replay_cache import ReplayCache
 from store.vault import Vault
 
 PEER_KEY_KIND = "nostr-peer"

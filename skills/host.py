@@ -22,8 +22,8 @@ import mcp_types as types
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from skills.cgroup import CGROUP_ENV, kill_cgroup, pids_cgroup
 from skills.errors import SkillError  # the root: the process errors below are kinds of it
-from skills.sandbox import CGROUP_ENV, kill_cgroup, pids_cgroup
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0

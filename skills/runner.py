@@ -32,14 +32,13 @@ from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 
 from skills import broker, sdk
+from skills.cgroup import CGROUP_ENV, join_cgroup
 from skills.sandbox import (
-    CGROUP_ENV,
     Confinement,
     Limits,
     confine,
     die_with_parent,
     interpreter_paths,
-    join_cgroup,
 )
 from skills.sdk import Skill, load_skill
 

@@ -25,115 +25,26 @@ Each step is best effort, as the kernel documentation advises: an older kernel e
 knows, and ``Confinement`` says exactly what applied and, for what did not, why. The runner
 reports it; the node shows it to the owner. Nothing here stops the skill from running.
 
-The Landlock calls are a few ctypes syscalls rather than a PyPI package: the Python bindings on
-PyPI are pre-releases or months old with few users, and the ABI is small and stable.
+This module owns the orchestration (``confine()`` and what it reports, ``Confinement``), the
+resource limits (``Limits``), the namespaces and mounts, and the paths a confined interpreter
+needs. The Landlock syscalls themselves are ``skills.landlock``'s; the pids cgroup that caps a
+skill's processes is ``skills.cgroup``'s.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import errno
 import json
 import os
-import platform
-import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# --- the kernel's interface (include/uapi/linux/landlock.h) ---------------------------------
-
-# Syscalls added after the 5.1 unification share one number on every architecture but alpha.
-_SYS_LANDLOCK = {"create_ruleset": 444, "add_rule": 445, "restrict_self": 446}
-_ARCHES = {"x86_64", "aarch64", "arm64", "armv7l", "riscv64", "ppc64le", "s390x"}
-
-_CREATE_RULESET_VERSION = 1 << 0
-_RULE_PATH_BENEATH = 1
-
-# Filesystem access rights, and the ABI that introduced each.
-FS_EXECUTE = 1 << 0
-FS_WRITE_FILE = 1 << 1
-FS_READ_FILE = 1 << 2
-FS_READ_DIR = 1 << 3
-FS_REMOVE_DIR = 1 << 4
-FS_REMOVE_FILE = 1 << 5
-FS_MAKE_CHAR = 1 << 6
-FS_MAKE_DIR = 1 << 7
-FS_MAKE_REG = 1 << 8
-FS_MAKE_SOCK = 1 << 9
-FS_MAKE_FIFO = 1 << 10
-FS_MAKE_BLOCK = 1 << 11
-FS_MAKE_SYM = 1 << 12
-FS_REFER = 1 << 13  # ABI 2: moving files between directories
-FS_TRUNCATE = 1 << 14  # ABI 3
-FS_IOCTL_DEV = 1 << 15  # ABI 5
-NET_BIND_TCP = 1 << 0  # ABI 4
-NET_CONNECT_TCP = 1 << 1  # ABI 4
-SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0  # ABI 6
-SCOPE_SIGNAL = 1 << 1  # ABI 6
-
-_FS_ABI1 = (1 << 13) - 1  # EXECUTE … MAKE_SYM
-
-
-def _fs_rights(abi: int) -> int:
-    rights = _FS_ABI1
-    if abi >= 2:
-        rights |= FS_REFER
-    if abi >= 3:
-        rights |= FS_TRUNCATE
-    if abi >= 5:
-        rights |= FS_IOCTL_DEV
-    return rights
-
-
-# Rights that make sense on a file (not a directory); the kernel refuses a rule on a file
-# that names any other.
-_FILE_RIGHTS = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE | FS_IOCTL_DEV
-_READ_EXEC = FS_EXECUTE | FS_READ_FILE | FS_READ_DIR
-# The private working directory: everything but executing what the skill writes there, and
-# making device nodes.
-_READ_WRITE = (_FS_ABI1 | FS_REFER | FS_TRUNCATE) & ~(FS_EXECUTE | FS_MAKE_CHAR | FS_MAKE_BLOCK)
-
-
-class _RulesetAttr(ctypes.Structure):
-    # A kernel that knows fewer fields accepts this larger struct as long as they are zero.
-    _fields_ = [
-        ("handled_access_fs", ctypes.c_uint64),
-        ("handled_access_net", ctypes.c_uint64),
-        ("scoped", ctypes.c_uint64),
-    ]
-
-
-class _PathBeneathAttr(ctypes.Structure):
-    _pack_ = 1  # packed in the kernel's header
-    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
-
+from skills.landlock import check, landlock_abi, libc, restrict
 
 _PR_SET_NO_NEW_PRIVS = 38
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
-
-_libc = None
-
-
-def _c():
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    return _libc
-
-
-def _check(result: int, what: str) -> int:
-    if result < 0:
-        code = ctypes.get_errno()
-        raise OSError(code, f"{what}: {os.strerror(code)}")
-    return result
-
-
-def _syscall(name: str, *args) -> int:
-    # syscall(2) is variadic and reads each argument as a long: pass every one at full width.
-    return _check(_c().syscall(ctypes.c_long(_SYS_LANDLOCK[name]), *args), f"landlock_{name}")
 
 
 # --- what applied ------------------------------------------------------------------------------
@@ -287,34 +198,13 @@ def die_with_parent() -> None:
     """Ask the kernel to SIGKILL this process when its parent dies."""
     import signal
 
-    _c().prctl(
+    libc().prctl(
         _PR_SET_PDEATHSIG,
         ctypes.c_ulong(signal.SIGKILL),
         ctypes.c_ulong(0),
         ctypes.c_ulong(0),
         ctypes.c_ulong(0),
     )
-
-
-def landlock_abi() -> int:
-    """The kernel's Landlock ABI version; raises OSError saying why there is none."""
-    if sys.platform != "linux":
-        raise OSError(errno.ENOSYS, f"Landlock is Linux-only; this is {sys.platform}")
-    if platform.machine() not in _ARCHES:
-        raise OSError(errno.ENOSYS, f"Landlock syscall numbers not known for {platform.machine()}")
-    try:
-        return _syscall(
-            "create_ruleset",
-            ctypes.c_void_p(None),
-            ctypes.c_size_t(0),
-            ctypes.c_uint32(_CREATE_RULESET_VERSION),
-        )
-    except OSError as e:
-        why: dict[int | None, str] = {  # keyed by e.errno, which may be None
-            errno.ENOSYS: "this kernel was built without Landlock",
-            errno.EOPNOTSUPP: "Landlock is disabled on this kernel (boot with lsm=…,landlock)",
-        }
-        raise OSError(e.errno, why.get(e.errno, e.strerror)) from None
 
 
 # --- paths the interpreter needs -------------------------------------------------------------
@@ -399,8 +289,8 @@ def confine(writable: str, readable: list[str]) -> Confinement:
         )
         return report
     try:
-        _check(
-            _c().prctl(
+        check(
+            libc().prctl(
                 _PR_SET_NO_NEW_PRIVS,
                 ctypes.c_ulong(1),
                 ctypes.c_ulong(0),
@@ -431,7 +321,7 @@ def confine(writable: str, readable: list[str]) -> Confinement:
     abi = 0
     try:
         abi = landlock_abi()
-        _landlock(abi, writable, readable)
+        restrict(abi, writable, [*readable, *_SYSTEM_READABLE])
         report.filesystem = f"landlock ABI {abi}"
     except OSError as e:
         report.missing.append(f"no filesystem sandbox: {e.strerror}")
@@ -479,7 +369,7 @@ def _new_namespaces() -> bool:
     # Unprivileged: a user namespace gives us the right to the other namespaces.
     # Privileged (root where user namespaces are refused): those alone.
     if (
-        _c().unshare(ctypes.c_int(_CLONE_NEWUSER | _CLONE_NEWNET | _CLONE_NEWNS | _CLONE_NEWPID))
+        libc().unshare(ctypes.c_int(_CLONE_NEWUSER | _CLONE_NEWNET | _CLONE_NEWNS | _CLONE_NEWPID))
         == 0
     ):
         # Map our own ids onto themselves, so files and getpass look as before; setgroups must be
@@ -497,7 +387,7 @@ def _new_namespaces() -> bool:
             pass
         return True
     first = ctypes.get_errno()
-    if _c().unshare(ctypes.c_int(_CLONE_NEWNET | _CLONE_NEWNS | _CLONE_NEWPID)) == 0:
+    if libc().unshare(ctypes.c_int(_CLONE_NEWNET | _CLONE_NEWNS | _CLONE_NEWPID)) == 0:
         return False
     raise OSError(first, f"unshare(CLONE_NEWUSER|CLONE_NEWNET): {os.strerror(first)}")
 
@@ -508,8 +398,10 @@ def _mount(
     def c_str(v: str | None) -> bytes | None:
         return v.encode() if v is not None else None
 
-    _check(
-        _c().mount(c_str(source), c_str(target), c_str(fstype), ctypes.c_ulong(flags), c_str(data)),
+    check(
+        libc().mount(
+            c_str(source), c_str(target), c_str(fstype), ctypes.c_ulong(flags), c_str(data)
+        ),
         f"mount {target}",
     )
 
@@ -538,123 +430,3 @@ def _hide_service_sockets() -> tuple[list[str], list[str]]:
         except OSError as e:
             missing.append(f"sockets under {folder} are reachable ({e.strerror})")
     return hidden, missing
-
-
-def _landlock(abi: int, writable: str, readable: list[str]) -> None:
-    attr = _RulesetAttr(
-        handled_access_fs=_fs_rights(abi),
-        # Handled with no rule means denied: no TCP bind or connect at all.
-        handled_access_net=(NET_BIND_TCP | NET_CONNECT_TCP) if abi >= 4 else 0,
-        scoped=(SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL) if abi >= 6 else 0,
-    )
-    ruleset = _syscall(
-        "create_ruleset",
-        ctypes.byref(attr),
-        ctypes.c_size_t(ctypes.sizeof(attr)),
-        ctypes.c_uint32(0),
-    )
-    try:
-        for path in [*readable, *_SYSTEM_READABLE]:
-            _allow(ruleset, path, _READ_EXEC & attr.handled_access_fs)
-        for device in ("/dev/null", "/dev/urandom"):
-            _allow(ruleset, device, (FS_READ_FILE | FS_WRITE_FILE) & attr.handled_access_fs)
-        _allow(ruleset, writable, _READ_WRITE & attr.handled_access_fs, required=True)
-        _syscall("restrict_self", ctypes.c_int(ruleset), ctypes.c_uint32(0))
-    finally:
-        os.close(ruleset)
-
-
-def _allow(ruleset: int, path: str, rights: int, required: bool = False) -> None:
-    try:
-        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-    except FileNotFoundError:
-        if required:
-            raise
-        return  # e.g. no /lib64 on this system: nothing to allow
-    try:
-        if not stat.S_ISDIR(os.fstat(fd).st_mode):
-            rights &= _FILE_RIGHTS
-        rule = _PathBeneathAttr(allowed_access=rights, parent_fd=fd)
-        _syscall(
-            "add_rule",
-            ctypes.c_int(ruleset),
-            ctypes.c_int(_RULE_PATH_BENEATH),
-            ctypes.byref(rule),
-            ctypes.c_uint32(0),
-        )
-    finally:
-        os.close(fd)
-
-
-# --- a pids cgroup, where one is writable ------------------------------------------------------
-
-CGROUP_ENV = "FLURRY_SKILL_CGROUP"
-
-
-def pids_cgroup(name: str, limit: int) -> str | None:
-    """A new cgroup under this process's own, with the pids controller and ``pids.max`` = limit,
-    or None where none may be made here (the usual case for an unprivileged user without a
-    delegated cgroup v2). It caps a skill's processes where RLIMIT_NPROC cannot (the node runs
-    as root), and it lets ``kill_cgroup`` find every process of the skill, whatever its
-    process group or session."""
-    try:
-        with open("/proc/self/cgroup") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    roots = []
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if "pids" in controllers.split(","):  # cgroup v1
-            roots.append(f"/sys/fs/cgroup/pids{path}")
-        elif controllers == "" and os.path.exists(
-            "/sys/fs/cgroup/cgroup.subtree_control"
-        ):  # v2, mounted there
-            parent = f"/sys/fs/cgroup{path}"
-            try:
-                with open(f"{parent}/cgroup.subtree_control") as f:
-                    if "pids" in f.read().split():
-                        roots.append(parent)
-            except OSError:
-                pass
-    for root in roots:
-        folder = os.path.join(root.rstrip("/"), f"flurry-skill-{name}-{os.urandom(4).hex()}")
-        try:
-            os.mkdir(folder)
-        except OSError:
-            continue
-        try:
-            with open(f"{folder}/pids.max", "w") as f:
-                f.write(str(limit))
-            return folder
-        except OSError:
-            os.rmdir(folder)
-    return None
-
-
-def join_cgroup(folder: str) -> None:
-    """Move this process into ``folder`` (the runner does, before it confines itself)."""
-    with open(f"{folder}/cgroup.procs", "w") as f:
-        f.write(str(os.getpid()))
-
-
-def kill_cgroup(folder: str, timeout: float = 5.0) -> None:
-    """SIGKILL every process in ``folder`` until it is empty, then remove it."""
-    import signal
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"{folder}/cgroup.procs") as f:
-                pids = [int(p) for p in f.read().split()]
-        except FileNotFoundError:
-            return
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        try:
-            os.rmdir(folder)  # refused while a process (or a zombie not yet reaped) is in it
-            return
-        except OSError:
-            time.sleep(0.02)

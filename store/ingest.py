@@ -46,7 +46,8 @@ from store.parsers.registry import (
     too_large,
 )
 from store.retrieval import SearchIndexes
-from store.vault import Document, NewChunk, Vault
+from store.vault import Vault
+from store.vault_layout import Document, NewChunk
 
 # Between a file's absolute path and a record's key (an mbox message): a NUL never occurs in a path.
 RECORD_SEPARATOR = "\x00"

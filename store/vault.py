@@ -9,6 +9,11 @@ ciphertext moved to another row, field or parent no longer opens.
 A document and all its chunks are written in one transaction: after a crash a document is
 either wholly present or absent. The search indexes are a cache of this file
 (``store.retrieval.SearchIndexes.reconcile``).
+
+This module owns the operations (opening and checking the schema, the per-thread connections,
+documents and chunks, conversations, the small records other parts keep, transactions); what
+is on disk — the tables, the associated data that binds each sealed field to its place, and the
+row types handed out — is ``store.vault_layout``'s.
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,84 +33,20 @@ import numpy as np
 
 from store.errors import StoreError
 from store.sealing import Sealer
-
-# 2: chunks gained a sealed `meta` (citation metadata: an email's sender, an event's start).
-SCHEMA_VERSION = 2
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS documents (
-    id TEXT PRIMARY KEY,
-    path_tag BLOB NOT NULL UNIQUE,      -- HMAC of the absolute path: find a document without storing its path
-    content_tag BLOB NOT NULL,          -- HMAC of the bytes: notice an unchanged file without storing a plain hash
-    meta BLOB NOT NULL                  -- sealed JSON: path as given, absolute path, size, mtime, title, added_at
-);
-CREATE TABLE IF NOT EXISTS chunks (
-    id TEXT PRIMARY KEY,
-    document_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
-    seq INTEGER NOT NULL,
-    text BLOB NOT NULL,                 -- sealed UTF-8
-    embedding BLOB NOT NULL,            -- sealed float32 vector: lets the indexes catch up without re-embedding
-    meta BLOB                           -- sealed JSON: what a citation shows (sender, date, page, heading); NULL before schema 2
-);
-CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks(document_id, seq);
-CREATE TABLE IF NOT EXISTS conversations (id TEXT PRIMARY KEY, meta BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS messages (
-    id TEXT PRIMARY KEY,
-    conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
-    seq INTEGER NOT NULL,
-    body BLOB NOT NULL                  -- sealed JSON: role, content, sources, at
-);
-CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation_id, seq);
-CREATE TABLE IF NOT EXISTS records (
-    kind TEXT NOT NULL,                 -- what other parts keep here: "grant", "token", "peer", "audit", …
-    tag BLOB NOT NULL,                  -- HMAC of the record's key (a DID, a token name): found, not shown
-    seq INTEGER NOT NULL,               -- order of first insertion within the kind
-    body BLOB NOT NULL,                 -- sealed JSON
-    PRIMARY KEY (kind, tag)
-);
-CREATE UNIQUE INDEX IF NOT EXISTS records_by_seq ON records(kind, seq);
-"""
+from store.vault_layout import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    ChunkRecord,
+    Document,
+    NewChunk,
+    PutResult,
+    chunk_aad,
+    record_aad,
+)
 
 
 class VaultError(StoreError):
     """The vault cannot do what was asked; the message says why."""
-
-
-@dataclass(frozen=True)
-class Document:
-    id: str
-    path: str  # as the owner gave it to `flurry add`, joined with the file's relative path
-    abs_path: str
-    size: int
-    mtime: float
-    chunk_count: int
-    tags: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ChunkRecord:
-    id: str
-    document_id: str
-    seq: int
-    path: str
-    text: str
-    tags: tuple[str, ...] = ()  # the document's tags: grants limit peers to some of them
-    meta: dict[str, Any] = field(default_factory=dict)  # citation metadata of the chunk
-
-
-@dataclass(frozen=True)
-class NewChunk:
-    text: str
-    embedding: np.ndarray
-    meta: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class PutResult:
-    document_id: str
-    chunk_ids: list[str]
-    removed_chunk_ids: list[str]  # chunks of the version this one replaced
 
 
 def new_id() -> str:
@@ -126,7 +66,7 @@ class Vault:
         # and -shm then take the same mode), and a vault made before this is narrowed.
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         os.chmod(path, 0o600)
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(SCHEMA)
         self._check_schema()
 
     @property
@@ -256,14 +196,12 @@ class Vault:
                         cid,
                         doc_id,
                         seq,
-                        self._sealer.seal(
-                            chunk.text.encode(), _chunk_aad(cid, doc_id, seq, "text")
-                        ),
+                        self._sealer.seal(chunk.text.encode(), chunk_aad(cid, doc_id, seq, "text")),
                         self._sealer.seal(
                             np.asarray(chunk.embedding, dtype=np.float32).tobytes(),
-                            _chunk_aad(cid, doc_id, seq, "embedding"),
+                            chunk_aad(cid, doc_id, seq, "embedding"),
                         ),
-                        self._seal_json(chunk.meta or {}, _chunk_aad(cid, doc_id, seq, "meta")),
+                        self._seal_json(chunk.meta or {}, chunk_aad(cid, doc_id, seq, "meta")),
                     )
                     for seq, (cid, chunk) in enumerate(zip(chunk_ids, chunks, strict=True))
                 ],
@@ -335,9 +273,9 @@ class Vault:
             ):
                 yield (
                     cid,
-                    self._sealer.unseal(text, _chunk_aad(cid, doc_id, seq, "text")).decode(),
+                    self._sealer.unseal(text, chunk_aad(cid, doc_id, seq, "text")).decode(),
                     np.frombuffer(
-                        self._sealer.unseal(emb, _chunk_aad(cid, doc_id, seq, "embedding")),
+                        self._sealer.unseal(emb, chunk_aad(cid, doc_id, seq, "embedding")),
                         np.float32,
                     ),
                 )
@@ -356,11 +294,11 @@ class Vault:
             for cid, doc_id, seq, text, chunk_meta, meta in rows:
                 if doc_id not in metas:
                     metas[doc_id] = self._unseal_json(meta, f"documents/{doc_id}/meta")
-                plain = self._sealer.unseal(text, _chunk_aad(cid, doc_id, seq, "text")).decode()
+                plain = self._sealer.unseal(text, chunk_aad(cid, doc_id, seq, "text")).decode()
                 cited = (
                     {}
                     if chunk_meta is None
-                    else self._unseal_json(chunk_meta, _chunk_aad(cid, doc_id, seq, "meta"))
+                    else self._unseal_json(chunk_meta, chunk_aad(cid, doc_id, seq, "meta"))
                 )
                 doc = metas[doc_id]
                 out[cid] = ChunkRecord(
@@ -440,7 +378,7 @@ class Vault:
         ).fetchone()
         if row is None:
             return None
-        return self._sealer.unseal(row[1], _chunk_aad(row[0], document_id, seq, "text")).decode()
+        return self._sealer.unseal(row[1], chunk_aad(row[0], document_id, seq, "text")).decode()
 
     # --- small sealed records for the other parts (grants, tokens, peers, audit) ---------
 
@@ -474,7 +412,7 @@ class Vault:
             ).fetchone()
         else:
             seq = row[0]
-        body = self._seal_json({"key": key, "value": value}, _record_aad(kind, tag, seq))
+        body = self._seal_json({"key": key, "value": value}, record_aad(kind, tag, seq))
         self._db.execute(
             "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)", (kind, tag, seq, body)
         )
@@ -487,7 +425,7 @@ class Vault:
         ).fetchone()
         if row is None:
             return None
-        value: dict[str, Any] = self._unseal_json(row[1], _record_aad(kind, tag, row[0]))["value"]
+        value: dict[str, Any] = self._unseal_json(row[1], record_aad(kind, tag, row[0]))["value"]
         return value
 
     def records(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
@@ -497,7 +435,7 @@ class Vault:
         )
         out = []
         for tag, seq, body in rows:
-            record = self._unseal_json(body, _record_aad(kind, tag, seq))
+            record = self._unseal_json(body, record_aad(kind, tag, seq))
             out.append((record["key"], record["value"]))
         return out
 
@@ -518,15 +456,6 @@ class Vault:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
-
-
-def _chunk_aad(chunk_id: str, doc_id: str, seq: int, field: str) -> str:
-    return f"chunks/{chunk_id}/{doc_id}/{seq}/{field}"
-
-
-def _record_aad(kind: str, tag: bytes, seq: int) -> str:
-    # The sequence number is bound too: an audit entry cannot be moved to another place in the chain.
-    return f"records/{kind}/{tag.hex()}/{seq}"
 
 
 def _batches(items: list[str], size: int) -> Iterable[list[str]]:

@@ -12,14 +12,11 @@ from agent.grants import (
     Grant,
     Grants,
     InvalidGrant,
-    InvalidToken,
     NotGranted,
     Quota,
     QuotaExceeded,
-    TokenError,
-    TokenNameTaken,
-    Tokens,
 )
+from agent.tokens import InvalidToken, TokenError, TokenNameTaken, Tokens
 from identity.did_key import did_key_from_ed25519_public
 from store.sealing import Sealer
 from store.vault import Vault

@@ -37,9 +37,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from identity.did_key import did_key_from_ed25519_public, verification_method_id
+from identity.errors import SignatureRejected
 from identity.http_signatures import (
-    ReplayCache,
-    SignatureRejected,
     check_content_digest,
     content_digest,
     sign_request,
@@ -47,6 +46,7 @@ from identity.http_signatures import (
     verify_request,
 )
 from identity.jws import JWSRejected, canonical_json, sign_json, verify_json
+from identity.replay_cache import ReplayCache
 from identity.signing_client import (
     AGENT_HEADER,
     agent_label,

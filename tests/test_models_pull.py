@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import PASSPHRASE
 
+from agent.model_sources import check_url, hf_url
 from agent.models import (
     CATALOG,
     DEFAULT_CHAT_MODEL,
@@ -27,7 +28,7 @@ from agent.models import (
     resolve_model,
     sha256_file,
 )
-from agent.pull import _folder_lock, check_url, hf_url, pull
+from agent.pull import _folder_lock, pull
 from agent.recommend import GB, Gpu, Machine, describe, parse_nvidia_smi, probe, recommend
 
 

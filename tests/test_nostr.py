@@ -22,8 +22,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.grants import Grant
 from identity.did_key import did_key_from_ed25519_public, verification_method_id
-from identity.http_signatures import SignatureRejected
+from identity.errors import SignatureRejected
 from identity.keyring import Keyring
+from identity.nostr_http_auth import http_auth_header, verify_http_auth
 from identity.nostr_key import (
     AGENT_MADE,
     LABEL_NAMESPACE,
@@ -34,14 +35,12 @@ from identity.nostr_key import (
     decrypt,
     encrypt,
     gift_wrap,
-    http_auth_header,
     message_keys,
     open_payload,
     padded_length,
     public_key_of,
     rumor_json,
     unwrap,
-    verify_http_auth,
 )
 from identity.signing_client import signed_client
 from node.home import Home

@@ -16,7 +16,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from agent.audit import AuditLog
-from agent.grants import Grant, Grants, InvalidToken, NotGranted, Quota, QuotaExceeded, Tokens
+from agent.grants import Grant, Grants, NotGranted, Quota, QuotaExceeded
+from agent.tokens import InvalidToken, Tokens
 from identity.did_key import did_key_from_ed25519_public, ed25519_public_from_did_key
 from store.records import Records
 from store.sealing import SealError

@@ -15,6 +15,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from agent.model_sources import resolve_source
 from agent.models import (
     CATALOG,
     HUB_CATALOG,
@@ -22,7 +23,7 @@ from agent.models import (
     other_models,
     resolve_model,
 )
-from agent.pull import pull, read_record, resolve_source
+from agent.pull import pull, read_record
 from agent.recommend import describe, probe, recommend
 from node.cli.common import (
     Settings,

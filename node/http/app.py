@@ -15,7 +15,7 @@ from functools import partial
 from fastapi import Depends, FastAPI
 
 from agent.queue import ModelQueue
-from identity.http_signatures import ReplayCache
+from identity.replay_cache import ReplayCache
 from node.a2a import DEFAULT_ORIGIN
 from node.http import (
     a2a,

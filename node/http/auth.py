@@ -14,12 +14,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from agent.grants import Grant, InvalidToken
-from identity.http_signatures import (
-    SignatureRejected,
-    target_uri_from_scope,
-    verify_request,
-)
+from agent.grants import Grant
+from agent.tokens import InvalidToken
+from identity.errors import SignatureRejected
+from identity.http_signatures import target_uri_from_scope, verify_request
 from node.http.problems import Problem
 from node.http.state import NodeDep
 from node.limits import claimed_did, retry_after, source_of

@@ -22,10 +22,11 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agent.grants import InvalidGrant, NotGranted, QuotaExceeded, TokenError
+from agent.grants import InvalidGrant, NotGranted, QuotaExceeded
 from agent.queue import QueueFull
+from agent.tokens import TokenError
 from identity.did_key import InvalidDID
-from identity.http_signatures import SignatureRejected
+from identity.errors import SignatureRejected
 from node.limits import UnsafeJSON
 from node.owner import NotFound, OwnerError
 from skills.host import SkillError

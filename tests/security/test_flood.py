@@ -9,7 +9,8 @@ import time
 
 from agent.grants import Grant
 from identity.did_key import verification_method_id
-from identity.http_signatures import ReplayCache, SignatureRejected
+from identity.errors import SignatureRejected
+from identity.replay_cache import ReplayCache
 from identity.signing_client import signed_client
 from node.limits import Limits, StrangerGate
 

@@ -12,7 +12,8 @@ import sys
 import httpx
 import pytest
 
-from identity.nostr_key import NostrKey, http_auth_header
+from identity.nostr_http_auth import http_auth_header
+from identity.nostr_key import NostrKey
 from node.nostr_peers import PEER_KEY_KIND
 from store.ingest import NOT_UTF8
 
