@@ -21,7 +21,7 @@ DIDs it knows (grants, pinned peers) are never rate-limited, while requests from
 source address, answered 429 with Retry-After when it is empty, and at most
 ``stranger_checks`` of their signatures are checked at once (503 beyond: a flood from many
 addresses waits at the door, not in the queue ahead of the owner). Their nonces go in a tier
-of the replay cache of their own (identity.http_signatures.ReplayCache). Checking a signature
+of the replay cache of their own (identity.replay_cache.ReplayCache). Checking a signature
 (structured-field parsing, Ed25519) runs off the event loop.
 
 Each 401 names the schemes the node accepts (RFC 9110 §11.6.1). RFC 9421 registers no
