@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -113,6 +114,15 @@ class Home:
         os.replace(tmp, self.config_path)
 
 
+def private_files() -> None:
+    """Make everything this process creates from now on its owner's alone: files 0600, folders
+    0700. The vault and its -wal and -shm, the index snapshot, the config, serve.json, the
+    skills' folders and the libraries' own files (chromadb's, SQLite's) are all created by
+    code that takes the umask, so the umask is the one place that covers them all; the home's
+    0700 alone protected them before, and not when the home sits in a shared folder."""
+    os.umask(0o077)
+
+
 def runtime_dir() -> Path:
     """A memory-backed folder for the unlocked indexes."""
     candidates = [
@@ -152,3 +162,14 @@ class HomeLock:
         if self._fd is not None:
             os.close(self._fd)  # closing drops the flock
             self._fd = None
+
+
+def describe_file(path: Path) -> dict | None:
+    """A file of the home as `flurry status` shows it (None while there is none)."""
+    if not path.exists():
+        return None
+    st = path.stat()
+    return {
+        "bytes": st.st_size,
+        "saved_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.st_mtime)),
+    }

@@ -38,7 +38,7 @@ from agent.tools import (
 )
 from identity.did_key import verification_method_id
 from identity.keyring import Keyring, UnlockedKeyring
-from node.home import Config, Home, HomeError, HomeLock, runtime_dir
+from node.home import Config, Home, HomeError, HomeLock, describe_file, private_files, runtime_dir
 from node.nostr_wire import NostrPort
 from node.skill_capabilities import SkillCapabilities
 from skills.broker import Broker
@@ -73,15 +73,6 @@ class CatchUp:
 class PlannedCall:
     skill: str
     call: ToolCall
-
-
-def private_files() -> None:
-    """Make everything this process creates from now on its owner's alone: files 0600, folders
-    0700. The vault and its -wal and -shm, the index snapshot, the config, serve.json, the
-    skills' folders and the libraries' own files (chromadb's, SQLite's) are all created by
-    code that takes the umask, so the umask is the one place that covers them all; the home's
-    0700 alone protected them before, and not when the home sits in a shared folder."""
-    os.umask(0o077)
 
 
 class Node:
@@ -490,7 +481,7 @@ class Node:
             "index": {
                 "vectors": self.indexes.counts()[0],
                 "lexical": self.indexes.counts()[1],
-                "snapshot": _describe_file(self.home.index_snapshot),
+                "snapshot": describe_file(self.home.index_snapshot),
                 "caught_up_at_unlock": {
                     "added": self.catch_up.added,
                     "removed": self.catch_up.removed,
@@ -498,13 +489,3 @@ class Node:
                 "unlock_seconds": round(self.catch_up.seconds, 3),
             },
         }
-
-
-def _describe_file(path: Path) -> dict | None:
-    if not path.exists():
-        return None
-    st = path.stat()
-    return {
-        "bytes": st.st_size,
-        "saved_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.st_mtime)),
-    }
