@@ -39,8 +39,7 @@ from agent.tools import (
 from identity.did_key import verification_method_id
 from identity.keyring import Keyring, UnlockedKeyring
 from node.home import Config, Home, HomeError, HomeLock, describe_file, private_files, runtime_dir
-from node.nostr_wire import NostrPort
-from node.skill_capabilities import SkillCapabilities
+from node.skill_capabilities import NostrPort, SkillCapabilities
 from skills.broker import Broker
 from skills.host import SkillProcess
 from skills.registry import Skills

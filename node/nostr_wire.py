@@ -65,15 +65,6 @@ class WireNode(PeeringNode, Protocol):
     grants: Grants
 
 
-class NostrPort(Protocol):
-    """The server's connection to the Nostr relays, as the node's parts use it (NostrWire is one)."""
-
-    @property
-    def running(self) -> bool: ...
-
-    def publish(self, text: str, *, skill: str | None = None) -> dict: ...
-
-
 T = TypeVar("T")
 
 RELAY_KIND, INBOX_KIND, SEEN_KIND, STATE_KIND = (

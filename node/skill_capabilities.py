@@ -16,9 +16,19 @@ from agent.answer import Source
 from identity.did_key import verification_method_id
 from identity.signing_client import signed_client
 from node.errors import OwnerError
-from node.nostr_wire import NostrError, NostrPort, WireNode, run_briefly
+from node.nostr_wire import NostrError, WireNode, run_briefly
 from node.peering import send_to_peer
 from skills.broker import CapabilityFailed
+
+
+class NostrPort(Protocol):
+    """The server's connection to the Nostr relays, as a skill's capabilities use it
+    (node.nostr_wire.NostrWire is one; node.node holds it once the server connects it)."""
+
+    @property
+    def running(self) -> bool: ...
+
+    def publish(self, text: str, *, skill: str | None = None) -> dict: ...
 
 
 class CapabilityNode(WireNode, Protocol):
