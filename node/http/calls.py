@@ -73,20 +73,26 @@ def malformed(error: Exception) -> Problem:
 Read = Callable[[Operation, dict], tuple]  # an operation's arguments, from the owner's body
 
 
-def fields_or_defaults(optional: Mapping[tuple[str, str], Any] = {}) -> Read:  # noqa: B006 (never mutated)
+def fields_or_defaults(
+    optional: Mapping[tuple[str, str], Any] = {},  # noqa: B006 (read only)
+    convert: Mapping[str, Callable[[Any], Any]] = {},  # noqa: B006 (read only)
+) -> Read:
     """Each of the row's fields as sent (`required`: 400 when missing), except those
-    ``optional`` names by (operation, field), which a hand-made request may leave out; a "body"
-    row's one argument is the whole body."""
+    ``optional`` names by (operation, field), which a hand-made request may leave out; a
+    field ``convert`` names is passed through its function (str, list). A "body" row's one
+    argument is the whole body."""
+
+    def field(operation: Operation, body: dict, name: str) -> Any:
+        if (operation.name, name) in optional:
+            value = body.get(name, optional[operation.name, name])
+        else:
+            value = required(body, name)
+        return convert[name](value) if name in convert else value
 
     def read(operation: Operation, body: dict) -> tuple:
         if operation.send == "body":
             return (body,)
-        return tuple(
-            body.get(name, optional[operation.name, name])
-            if (operation.name, name) in optional
-            else required(body, name)
-            for name in operation.fields
-        )
+        return tuple(field(operation, body, name) for name in operation.fields)
 
     return read
 

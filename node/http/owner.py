@@ -47,5 +47,5 @@ serve_operations(
     router,
     tuple(o for o in OPERATIONS if o.path.startswith(SERVED_HERE)),
     get_owner,
-    fields_or_defaults(OPTIONAL),
+    fields_or_defaults(OPTIONAL, convert={"allow": list}),
 )
