@@ -94,6 +94,10 @@ def test_install_review_approve_enable_and_remove(owner, wheel):
             "URL is refused",
         ),
         ("/api/owner/skills/install", {}, 400, "source"),
+        # a list field sent as something else: 400, not a crash (node.http.calls reads it)
+        ("/api/owner/skills/install-mcp", {"name": "x", "argv": 5}, 400, "malformed field"),
+        ("/api/owner/skills/approve", {"name": "x", "permissions": 5}, 400, "malformed field"),
+        ("/api/owner/tokens", {"name": "x", "allow": 5}, 400, "malformed field"),
         ("/api/owner/skills/enable", {"name": "nope"}, 404, "no skill named"),
         ("/api/owner/skills/remove", {"name": "nope"}, 404, "no skill named"),
         ("/api/owner/approvals/decide", {"id": "nope", "decision": "approve"}, 404, "is waiting"),
