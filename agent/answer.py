@@ -310,6 +310,11 @@ class Conversation:
             r"\s*\[\d+\]", "", sentence
         ).strip()  # the model's own [n] are not trusted
         sentence = re.sub(r"^(?:A|Answer)\s*:\s*", "", sentence)  # a small model's "A: …" label
+        if sentence.endswith("?"):
+            # A question is no answer: the model echoed one of the chat's ("Tomas: Who else is
+            # coming…?"), checkable word for word, and it was shown as if it answered.
+            answer.dropped.append(sentence)
+            return
         if not sentence or grounding.is_refusal(sentence):
             return
         _, support = grounding.check_linked(sentence, evidence, answer.question)

@@ -47,6 +47,8 @@ _ASKS = [
         "phone",
     ),
     # "How much checked baggage": a quantity, not money, unless the question is about money.
+    # "How many months of rent was the deposit?" is a count, whatever it counts.
+    (re.compile(r"\bhow many\b", re.I), "number"),
     # "How much is the insurance?" is money; "How much checked baggage…" is a quantity.
     (
         re.compile(
@@ -72,7 +74,10 @@ _ASKS = [
         ),
         "when",
     ),
-    (re.compile(r"\bwhere\b", re.I), "where"),
+    (
+        re.compile(r"\bwhere\b|\bwhich (?:room|floor|building|platform|gate|terminal)\b", re.I),
+        "where",
+    ),
     # A person or a thing with a proper name: "Who is the host?", "the landlord's name",
     # "Which company insures the car?" — the answer line names one.
     (
@@ -150,7 +155,8 @@ def holds(kind: str, text: str) -> bool:
             or TIME_RE.search(text)
             or re.search(
                 rf"\b({MONTH}|{WEEKDAY}|tomorrow|tonight|today|yesterday|weekend|spring|summer|autumn|fall|winter|(?:19|20)\d\d"
-                r"|(?:next|last|this|every) (?:week|month|year)|\d{1,2}(?:st|nd|rd|th)\b)",
+                r"|(?:next|last|this|every) (?:week|month|year)|\d{1,2}(?:st|nd|rd|th)\b"
+                r"|easter|christmas|carnival|new year|holidays?)",
                 text,
                 re.I,
             )
@@ -180,10 +186,13 @@ def holds(kind: str, text: str) -> bool:
                 re.I,
             )
         )
-    if (
-        kind == "number"
-    ):  # "how many": a count, in digits or words ("four", "a dozen"); a date or a time is none
-        return bool(plain_numbers(text) or number_words(text))
+    if kind == "number":
+        # "how many": a count, in digits or words ("four", "a dozen"); a date, a time or an
+        # ordinal ("the 8th day of each month") is none.
+        counts = [
+            m for m in plain_numbers(text) if not re.match(r"(?:st|nd|rd|th)\b", text[m.end() :])
+        ]
+        return bool(counts or number_words(text))
     if kind == "where":  # "at Rossio station", "in the hall cupboard": a named place, not a day
         return any(
             m.group(1).lower() not in MONTHS and not re.match(WEEKDAY, m.group(1), re.I)

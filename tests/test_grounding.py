@@ -643,3 +643,37 @@ def test_a_sentence_that_keeps_one_of_two_numbers_is_followed_by_its_line():
         same_vector,
     )
     assert "20113" in answer.text
+
+
+def test_an_ordinal_is_no_count_a_holiday_is_a_when_and_which_room_is_a_where():
+    rent = Evidence(1, "Rent is due on the 8th day of each month by bank transfer.", "Lease", 0.9)
+    deposit = Evidence(
+        1, "Deposit: 2 months of rent, returned at the end of the lease.", "Lease", 0.6
+    )
+    assert select([rent, deposit], "How many months of rent was the deposit?") == [deposit]
+    easter = Evidence(
+        1, "We could start after Easter, if that suits you.", "Quote: bathroom pipes", 0.9
+    )
+    assert select([easter], "When could the second plumber start?") == [easter]
+    assert asks_for("Which room is the parent-teacher meeting in?") == "where"
+
+
+def test_a_question_the_model_echoes_is_never_shown_as_an_answer():
+    # A fake model that repeats the chat's question (the subject is the answer path's check).
+    chat = Source(
+        1,
+        "chat.txt",
+        0,
+        0.5,
+        "Tomas: Who else is coming to the Saturday dinner?\nLeonor: My parents are coming too",
+        {"kind": "chat", "chat": "Tomas"},
+    )
+    answer, _ = ask(
+        "Tomas: Who else is coming to the Saturday dinner?",
+        "Who else is coming to the Saturday dinner?",
+        [chat],
+        same_vector,
+    )
+    assert "Who else is coming" not in answer.text and answer.dropped == [
+        "Tomas: Who else is coming to the Saturday dinner?"
+    ]
