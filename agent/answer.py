@@ -306,9 +306,8 @@ class Conversation:
         cited: list[Evidence],
         shown: list[str],
     ) -> Iterator[tuple[str, str]]:
-        sentence = re.sub(
-            r"\s*\[\d+\]", "", sentence
-        ).strip()  # the model's own [n] are not trusted
+        # The model's own [n] are not trusted: citations come from the check.
+        sentence = re.sub(r"\s*\[\d+\]", "", sentence).strip()
         sentence = re.sub(r"^(?:A|Answer)\s*:\s*", "", sentence)  # a small model's "A: …" label
         if sentence.endswith("?"):
             # A question is no answer: the model echoed one of the chat's ("Tomas: Who else is
@@ -379,9 +378,8 @@ def candidates(sources: list[Source]) -> list[Evidence]:
             )
             for e in lines
         ]
-        if (
-            s.meta.get("kind") == "chat"
-        ):  # the export's own "Chat: Carla Matos, 02 Feb 2026 20:01" line
+        # A chat export's own "Chat: Carla Matos, 02 Feb 2026 20:01" line is not evidence.
+        if s.meta.get("kind") == "chat":
             lines = [e for e in lines if not e.text.startswith("Chat:")]
         if s.meta.get("kind") == "chat":
             lines = replies_with_their_question(lines)

@@ -202,7 +202,9 @@ def score(question: str, candidates: list[Evidence], embed: Embed | None) -> lis
     q_words = set(content_words(question))
     topic = topic_words(question)
     line_words = [set(content_words(e.full)) for e in candidates]
-    record_words = [set(content_words(e.record)) if e.record else set() for e in candidates]
+    # The lines of one chunk share its record: read each record's words once, not once a line.
+    words_of = {r: set(content_words(r)) for r in {e.record for e in candidates}}
+    record_words = [words_of[e.record] for e in candidates]
     # Rarer words among the candidates tell lines apart: weigh them up (an IDF over this set).
     df = {
         w: sum(1 for lw, rw in zip(line_words, record_words, strict=False) if w in lw or w in rw)
@@ -227,9 +229,8 @@ def score(question: str, candidates: list[Evidence], embed: Embed | None) -> lis
             s += 0.15 if holds(kind, e.text) else -0.1
         if len(content_words(e.text)) < 2:  # "Yes." or a bare name answers nothing alone
             s -= 0.1
-        if e.text.rstrip().endswith(
-            "?"
-        ):  # a line that asks (a chat's "Did you book…?") is not the answer
+        # A line that asks (a chat's "Did you book…?") is not the answer.
+        if e.text.rstrip().endswith("?"):
             s -= 0.15
         coverage = sum(weight[w] for w in topic & (lw | rw)) / topic_total if topic_total else 1.0
         scored.append(replace(e, score=round(s, 4), coverage=round(coverage, 3)))
