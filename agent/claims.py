@@ -303,6 +303,7 @@ _COMMON = frozenset(
         them he she his her we our you your i my me in on at by for to of from with about as
         after before during until since when where what which who why how if then also however
         both each every all some any one two first next last your according note notes based
+        i'll i'm i've i'd i’ll i’m i’ve i’d
         sure sorry unfortunately currently today tomorrow yesterday here okay ok please monday
         tuesday wednesday thursday friday saturday sunday january february march april may june
         july august september october november december mr mrs ms dr doctor""".split()
@@ -351,6 +352,7 @@ def names_told(line: str) -> list[str]:
             continue
         if (
             re.fullmatch(WEEKDAY, word, re.I)
+            or any(c.isdigit() for c in word)  # "T19" of a timestamp, "A4": no one's name
             or word.lower() in _COMMON
             or word.lower().rstrip(".") in MONTHS
         ):
