@@ -22,14 +22,20 @@ from node.cli.common import (
     err,
     out,
 )
+from node.cli.recovery import issue_recovery_code
 from node.node import Node
 from node.watch import watch_and_add
 
 
 @click.command()
+@click.option(
+    "--no-recovery-code",
+    is_flag=True,
+    help="Make no recovery code: a forgotten passphrase then loses the node for good.",
+)
 @click.pass_obj
-def init(settings: Settings) -> None:
-    """Create a node: keys, an owner DID and an empty sealed vault."""
+def init(settings: Settings, no_recovery_code: bool) -> None:
+    """Create a node: keys, an owner DID, an empty sealed vault and a recovery code."""
     if settings.home.exists():
         raise click.ClickException(
             f"{settings.home.root} already holds a flurry node; refusing to overwrite it "
@@ -39,6 +45,8 @@ def init(settings: Settings) -> None:
     keys = Node.init(settings.home, passphrase)
     out.print(f"Created a flurry node in {settings.home.root}")
     out.print(f"Owner DID: {keys.owner_did}")
+    if not no_recovery_code:
+        issue_recovery_code(settings.home, passphrase)
 
 
 @click.command()
