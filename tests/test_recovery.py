@@ -7,10 +7,17 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+from conftest import PASSPHRASE  # the env fixture's: what `flurry init` was given
 
 from identity.keyring import (
     EmptyPassphrase,
@@ -306,3 +313,190 @@ def test_sealed_blobs_cannot_move_between_the_two_sections(keyring):
         Keyring.unlock(path, OLD)
     with pytest.raises(WrongRecoveryCode):
         Keyring.unlock_with_recovery_code(path, code)
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+
+def _printed_words(output: str) -> str:
+    """The 24 words as `flurry init` prints them: "  1 word   2 word …", four to a line."""
+    numbered = re.findall(r"(\d+) ([a-z]+)", output.split("Recovery code", 1)[1])
+    assert [int(n) for n, _ in numbered] == list(range(1, 25)), output
+    return " ".join(word for _, word in numbered)
+
+
+def test_the_code_printed_at_init_recovers_the_node_end_to_end(cli, tmp_path):
+    from store.sealing import Sealer
+    from store.vault import Vault
+
+    made = cli("init")
+    words = _printed_words(made.stdout)
+    assert "flurry keeps no copy" in made.stdout and "flurry recover" in made.stdout
+    assert words.split()[0] not in (cli.home / "keyring.json").read_text()
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "boat.md").write_text("The sailing boat is moored at pier 7 in Aveiro.\n")
+    cli("add", str(notes))
+    before = json.loads(cli("status", "--json").stdout)
+
+    # The passphrase is forgotten: the words, with a typo, then right.
+    typo = words.replace(words.split()[3], "zoo" if words.split()[3] != "zoo" else "abandon", 1)
+    refused = cli("recover", check=False, FLURRY_RECOVERY_CODE=typo, FLURRY_NEW_PASSPHRASE=NEW)
+    assert refused.returncode == 1 and "checksum failed" in refused.stderr
+    recovered = cli("recover", FLURRY_RECOVERY_CODE=words, FLURRY_NEW_PASSPHRASE=NEW)
+    assert before["owner_did"] in recovered.stdout
+
+    after = json.loads(cli("status", "--json", FLURRY_PASSPHRASE=NEW).stdout)
+    assert (after["owner_did"], after["node_did"], after["documents"]) == (
+        before["owner_did"],
+        before["node_did"],
+        1,
+    )
+    old = cli("status", check=False)
+    assert old.returncode == 1 and "wrong passphrase" in old.stderr
+    keys = Keyring.unlock(cli.home / "keyring.json", NEW)
+    vault = Vault(cli.home / "vault.sqlite3", Sealer(keys.data_key))
+    try:
+        texts = [c.text for c in vault.get_chunks(sorted(vault.chunk_ids())).values()]
+    finally:
+        vault.close()
+    assert any("moored at pier 7" in text for text in texts)
+    # And the same words still work after the recovery they made.
+    cli("recover", FLURRY_RECOVERY_CODE=words, FLURRY_NEW_PASSPHRASE="once more", check=True)
+    Keyring.unlock(cli.home / "keyring.json", "once more")
+
+
+def test_init_without_a_recovery_code_prints_none_and_recover_says_why(cli):
+    made = cli("init", "--no-recovery-code")
+    assert "Recovery code" not in made.stdout
+    refused = cli(
+        "recover",
+        check=False,
+        FLURRY_RECOVERY_CODE=" ".join(RecoveryCode.generate().words),
+        FLURRY_NEW_PASSPHRASE=NEW,
+    )
+    assert refused.returncode == 1 and "no recovery code" in refused.stderr
+    # A code can be made later, from the passphrase.
+    words = _printed_words(cli("recovery-code", "new").stdout)
+    cli("recover", FLURRY_RECOVERY_CODE=words, FLURRY_NEW_PASSPHRASE=NEW)
+    Keyring.unlock(cli.home / "keyring.json", NEW)
+
+
+def test_a_new_recovery_code_retires_the_old_words(cli):
+    first = _printed_words(cli("init").stdout)
+    made = cli("recovery-code", "new")
+    assert "the old one no longer works" in made.stdout
+    second = _printed_words(made.stdout)
+    refused = cli("recover", check=False, FLURRY_RECOVERY_CODE=first, FLURRY_NEW_PASSPHRASE=NEW)
+    assert refused.returncode == 1 and "not this node's" in refused.stderr
+    Keyring.unlock(cli.home / "keyring.json", PASSPHRASE)  # nothing changed
+    cli("recover", FLURRY_RECOVERY_CODE=second, FLURRY_NEW_PASSPHRASE=NEW)
+
+
+def test_passphrase_change_on_the_command_line(cli, tmp_path):
+    cli("init", "--no-recovery-code")
+    keyring = cli.home / "keyring.json"
+    before = keyring.read_bytes()
+    for env, message in [
+        ({"FLURRY_PASSPHRASE": "wrong", "FLURRY_NEW_PASSPHRASE": NEW}, "wrong passphrase"),
+        ({"FLURRY_NEW_PASSPHRASE": ""}, "empty"),
+        ({}, "FLURRY_NEW_PASSPHRASE"),  # no terminal to ask on: says how to give it
+    ]:
+        refused = cli("passphrase", "change", check=False, **env)
+        assert refused.returncode == 1 and message in refused.stderr, refused.stderr
+        assert keyring.read_bytes() == before
+    new_file = tmp_path / "new-passphrase"
+    new_file.write_text(NEW + "\n")
+    cli("passphrase", "change", "--new-passphrase-file", str(new_file))
+    Keyring.unlock(keyring, NEW)
+
+
+def test_passphrase_change_while_the_node_serves(cli):
+    """serve read the keyring at unlock and holds the keys: it goes on serving, and the
+    owner's next command, signed with keys unlocked by the new passphrase, is accepted.
+    (`flurry serve` is a process; the commands around it run in this one.)"""
+    cli("init", "--no-recovery-code")
+    with cli.serving():
+        cli("passphrase", "change", FLURRY_NEW_PASSPHRASE=NEW)
+        refused = cli("tokens", "create", "editor", check=False)
+        assert refused.returncode == 1 and "wrong passphrase" in refused.stderr
+        cli("tokens", "create", "editor", FLURRY_PASSPHRASE=NEW)
+    assert "editor" in cli("tokens", "list", FLURRY_PASSPHRASE=NEW).stdout
+
+
+# --- kill -9 at chosen moments ----------------------------------------------------------------
+
+# Runs `flurry ARGS…` with os.replace wrapped to stop just before or just after the keyring's
+# rename (the one moment the file changes) and wait there to be killed.
+PAUSED_FLURRY = """
+import os, sys, time
+from pathlib import Path
+
+moment, marker, args = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
+real_replace = os.replace
+
+def replace(src, dst, *rest, **options):
+    ours = Path(dst).name == "keyring.json"
+    if ours and moment == "before-rename":
+        marker.touch()
+        time.sleep(120)
+    real_replace(src, dst, *rest, **options)
+    if ours and moment == "after-rename":
+        marker.touch()
+        time.sleep(120)
+
+os.replace = replace
+from node.cli import cli
+cli(args, prog_name="flurry")
+"""
+
+
+def _kill_at(moment: str, env: dict[str, str], marker: Path, *args: str) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-c", PAUSED_FLURRY, moment, str(marker), *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert time.monotonic() < deadline, "the command never reached the rename"
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+
+
+@pytest.mark.parametrize(
+    "command, moment, opens",
+    [
+        ("passphrase change", "before-rename", OLD),
+        ("passphrase change", "after-rename", NEW),
+        ("recover", "before-rename", OLD),
+    ],
+)
+def test_a_change_killed_at_the_rename_leaves_one_passphrase_working(
+    keyring, tmp_path, command, moment, opens
+):
+    path, keys, code = keyring
+    env = {
+        **os.environ,
+        "FLURRY_HOME": str(path.parent),
+        "FLURRY_PASSPHRASE": OLD,
+        "FLURRY_NEW_PASSPHRASE": NEW,
+        "FLURRY_RECOVERY_CODE": " ".join(code.words),
+    }
+    _kill_at(moment, env, tmp_path / "paused", *command.split())
+
+    assert _same_keys(Keyring.unlock(path, opens), keys)
+    with pytest.raises(WrongPassphrase):
+        Keyring.unlock(path, NEW if opens == OLD else OLD)
+    assert _same_keys(Keyring.unlock_with_recovery_code(path, code), keys)
+    # Killed before its rename, the command left its sealed temporary file; the next change
+    # clears it, and works.
+    assert bool(list(path.parent.glob(".keyring.json.*.tmp"))) == (moment == "before-rename")
+    Keyring.change_passphrase(path, opens, "after the crash")
+    assert not list(path.parent.glob(".keyring.json.*.tmp"))
