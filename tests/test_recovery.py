@@ -500,3 +500,18 @@ def test_a_change_killed_at_the_rename_leaves_one_passphrase_working(
     assert bool(list(path.parent.glob(".keyring.json.*.tmp"))) == (moment == "before-rename")
     Keyring.change_passphrase(path, opens, "after the crash")
     assert not list(path.parent.glob(".keyring.json.*.tmp"))
+
+
+def test_a_home_with_a_version_1_keyring_still_opens_and_changes(cli):
+    cli("init", "--no-recovery-code")
+    keyring = cli.home / "keyring.json"
+    _rewrite(keyring, _as_version_1)
+    before = Keyring.read_public(keyring)
+    assert before["version"] == 1
+    assert json.loads(cli("status", "--json").stdout)["owner_did"] == before["owner_did"]
+    cli("passphrase", "change", FLURRY_NEW_PASSPHRASE=NEW)
+    assert Keyring.read_public(keyring)["version"] == 2
+    assert (
+        json.loads(cli("status", "--json", FLURRY_PASSPHRASE=NEW).stdout)["owner_did"]
+        == (before["owner_did"])
+    )
