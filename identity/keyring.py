@@ -153,8 +153,11 @@ class Keyring:
     """Create, unlock and read the keyring file at a path."""
 
     @staticmethod
-    def create(path: Path, passphrase: str) -> UnlockedKeyring:
-        """Make a new keyring with fresh keys; refuse if one is already there."""
+    def create(
+        path: Path, passphrase: str, recovery_code: RecoveryCode | None = None
+    ) -> UnlockedKeyring:
+        """Make a new keyring with fresh keys, sealed under the passphrase and, if given, the
+        recovery code too (in the same single write); refuse if one is already there."""
         path = Path(path)
         _refuse_empty(passphrase)
         if path.exists():
@@ -174,7 +177,7 @@ class Keyring:
             "node_did": node_did,
         }
         _seal_under_passphrase(document, keys, passphrase)
-        document["recovery"] = None
+        document["recovery"] = _recovery_section(keys, recovery_code) if recovery_code else None
         document["checksum"] = _checksum(document)
         _write_atomically(path, _serialise(document))
         return keys
@@ -238,12 +241,7 @@ class Keyring:
 
         def change(document: dict[str, Any]) -> UnlockedKeyring:
             keys = _unlock_with_passphrase(Path(path), document, passphrase)
-            aead = AESGCM(code.key_encryption_key())
-            document["recovery"] = {
-                "kdf": RECOVERY_KDF,
-                "created": _now(),
-                "sealed": _seal_keys(aead, keys, _RECOVERY_ADS),
-            }
+            document["recovery"] = _recovery_section(keys, code)
             return keys
 
         return _update(Path(path), change)
@@ -312,6 +310,11 @@ def _seal_under_passphrase(
     # The seeds are sealed under the KEK, not the data key: the data key is handed to
     # the vault, and nothing holding it should be able to sign as the owner.
     document["sealed"] = _seal_keys(kek, keys, _PASSPHRASE_ADS)
+
+
+def _recovery_section(keys: UnlockedKeyring, code: RecoveryCode) -> dict[str, Any]:
+    kek = AESGCM(code.key_encryption_key())
+    return {"kdf": RECOVERY_KDF, "created": _now(), "sealed": _seal_keys(kek, keys, _RECOVERY_ADS)}
 
 
 def _seal_keys(

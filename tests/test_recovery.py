@@ -39,9 +39,8 @@ NEW = "a new passphrase, also long"
 def made(tmp_path_factory):
     """One keyring with a recovery code for the module (each Argon2id costs a fraction of a second)."""
     path = tmp_path_factory.mktemp("keyring") / "keyring.json"
-    keys = Keyring.create(path, OLD)
     code = RecoveryCode.generate()
-    Keyring.set_recovery_code(path, OLD, code)
+    keys = Keyring.create(path, OLD, code)
     return path, keys, code
 
 

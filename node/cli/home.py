@@ -15,6 +15,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from identity.recovery_code import RecoveryCode
 from node.cli.common import (
     Settings,
     _open_node,
@@ -22,7 +23,7 @@ from node.cli.common import (
     err,
     out,
 )
-from node.cli.recovery import issue_recovery_code
+from node.cli.recovery import print_recovery_code
 from node.node import Node
 from node.watch import watch_and_add
 
@@ -42,11 +43,12 @@ def init(settings: Settings, no_recovery_code: bool) -> None:
             "(choose another home with FLURRY_HOME)"
         )
     passphrase = _passphrase(settings, confirm=True)
-    keys = Node.init(settings.home, passphrase)
+    code = None if no_recovery_code else RecoveryCode.generate()
+    keys = Node.init(settings.home, passphrase, code)
     out.print(f"Created a flurry node in {settings.home.root}")
     out.print(f"Owner DID: {keys.owner_did}")
-    if not no_recovery_code:
-        issue_recovery_code(settings.home, passphrase)
+    if code:
+        print_recovery_code(code)
 
 
 @click.command()

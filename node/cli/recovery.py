@@ -82,18 +82,18 @@ def _recovery_words(code_file: str | None) -> str:
 
 
 def _end_unlocked_sessions(home: Home) -> None:
-    """After the passphrase changes, keys unlocked with the old one should not linger.
+    """After the keyring changes, keys unlocked from the old file should not linger.
 
     MERGE(issue 14, unlock): the key agent (node/keyagent.py, being written at the same time)
     caches the unlocked keys; once it exists, call `node.keyagent.lock(home)` here, so the
-    next command asks the new passphrase. Until then there is no cache to end."""
+    next command asks the new passphrase (the agent also sees the file changed, and would
+    only be ignored). Until then there is no cache to end."""
     del home
 
 
-def issue_recovery_code(home: Home, passphrase: str, *, replacing: bool = False) -> None:
-    """Make a recovery code, seal the keys under it and print its words, once."""
-    code = RecoveryCode.generate()
-    Keyring.set_recovery_code(home.keyring, passphrase, code)
+def print_recovery_code(code: RecoveryCode, *, replacing: bool = False) -> None:
+    """Print the words, once, with what they are for. Nothing to type back: the README's first
+    command asks the passphrase twice and nothing more."""
     out.print()
     out.print("Recovery code" + (" (new: the old one no longer works)" if replacing else "") + ":")
     out.print(
@@ -154,7 +154,10 @@ def recovery_code() -> None:
 def recovery_code_new(settings: Settings) -> None:
     """Make a new recovery code (asks the passphrase); the old code stops working."""
     settings.home.require()
-    issue_recovery_code(settings.home, _current_passphrase(settings), replacing=True)
+    code = RecoveryCode.generate()
+    Keyring.set_recovery_code(settings.home.keyring, _current_passphrase(settings), code)
+    _end_unlocked_sessions(settings.home)
+    print_recovery_code(code, replacing=True)
 
 
 @click.command()
