@@ -6,6 +6,7 @@ bench/bench_keyring_crash.py kills at 20 random moments each; here a few chosen 
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -177,6 +179,25 @@ def test_a_stale_temporary_file_from_a_killed_change_is_cleared(keyring):
     stale.write_bytes(b"half of a keyring")
     Keyring.change_passphrase(path, OLD, NEW)
     assert not stale.exists()
+
+
+def test_a_change_waits_for_another_in_progress(keyring):
+    """Two changes at once would each read the old file, and the second rename would undo the
+    first without a word; the writers' lock makes the second read what the first wrote."""
+    path, keys, _ = keyring
+    holder = os.open(path.with_name("keyring.json.lock"), os.O_RDWR | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # a first writer, between its read and its rename
+    try:
+        waiting = threading.Thread(target=Keyring.change_passphrase, args=(path, OLD, NEW))
+        waiting.start()
+        waiting.join(timeout=1.5)
+        assert waiting.is_alive(), "the change did not wait for the lock"
+        assert _same_keys(Keyring.unlock(path, OLD), keys)
+    finally:
+        os.close(holder)
+    waiting.join(timeout=30)
+    assert not waiting.is_alive()
+    assert _same_keys(Keyring.unlock(path, NEW), keys)
 
 
 # --- the words -----------------------------------------------------------------------------
