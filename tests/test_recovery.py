@@ -497,6 +497,7 @@ def _kill_at(moment: str, env: dict[str, str], marker: Path, *args: str) -> None
         ("passphrase change", "after-rename", NEW),
         ("recover", "before-rename", OLD),
     ],
+    ids=["change-before-rename", "change-after-rename", "recover-before-rename"],
 )
 def test_a_change_killed_at_the_rename_leaves_one_passphrase_working(
     keyring, tmp_path, command, moment, opens
