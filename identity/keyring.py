@@ -1,4 +1,4 @@
-"""The owner's keyring: one JSON file, sealed under the passphrase.
+"""The owner's keyring: one JSON file, sealed under the passphrase (and the recovery code).
 
 The passphrase goes through Argon2id to a key-encryption key (KEK). The KEK wraps a random
 data key (the vault seals everything under it) and seals the two Ed25519 seeds: the
@@ -6,29 +6,46 @@ owner's, which is their DID, and the node's, which signs what the node does on t
 behalf. The DIDs, the KDF parameters, the format version and the creation time stay in the
 clear so that `flurry status` can show who this node is before anyone unlocks it.
 
-File format, version 1 (bytes are base64):
+A recovery code (identity.recovery_code: 24 words, 256 random bits) derives a second KEK by
+HKDF-SHA256, which seals the same three secrets again in the "recovery" section. Either KEK
+opens the node; changing one leaves the other as it was. Nothing is ever re-encrypted but
+these few wrapped keys: the vault's data key stays the same for the life of the node.
+
+File format, version 2 (bytes are base64; version 1 is the same without "recovery", and is
+still read; any change rewrites it as version 2):
 
     {
-      "format": "flurry-keyring", "version": 1, "created": "2025-01-01T00:00:00Z",
+      "format": "flurry-keyring", "version": 2, "created": "2025-01-01T00:00:00Z",
       "owner_did": "did:key:z6Mk…", "node_did": "did:key:z6Mk…",
       "kdf": {"algorithm": "argon2id", "memory_kib": 65536, "iterations": 3, "lanes": 4,
               "salt": "…"},
       "sealed": {"data_key":  {"nonce": "…", "ciphertext": "…"},
                  "owner_key": {"nonce": "…", "ciphertext": "…"},
                  "node_key":  {"nonce": "…", "ciphertext": "…"}},
+      "recovery": null, or
+                  {"kdf": "hkdf-sha256", "created": "2025-01-01T00:00:00Z",
+                   "sealed": {"data_key": {…}, "owner_key": {…}, "node_key": {…}}},
       "checksum": "sha256:…"
     }
+
+Every change (a new passphrase, a new recovery code, recovery) reads the file, checks it,
+and writes the whole new file beside it, fsyncs and renames it over the old one: a process
+killed at any moment leaves the old file or the new one, each complete and each opening
+with what opened it before (or after). Writers take a lock (keyring.json.lock) so that two
+changes at once cannot silently undo one another.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
 import unicodedata
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,9 +59,11 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from identity.did_key import did_key_from_ed25519_public, ed25519_public_from_did_key
 from identity.errors import IdentityError
 from identity.nostr_key import NostrKey
+from identity.recovery_code import RecoveryCode
 
 FORMAT = "flurry-keyring"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 KEY_LENGTH = 32
 NONCE_LENGTH = 12
 TAG_LENGTH = 16
@@ -62,6 +81,15 @@ MAX_KDF_LANES = 64
 _DATA_KEY_AD = b"flurry-keyring v1: data key"
 _OWNER_KEY_AD = b"flurry-keyring v1: owner Ed25519 seed"
 _NODE_KEY_AD = b"flurry-keyring v1: node Ed25519 seed"
+_PASSPHRASE_ADS = (_DATA_KEY_AD, _OWNER_KEY_AD, _NODE_KEY_AD)
+# The recovery section's own: a blob sealed under one KEK cannot pass for the other's either.
+_RECOVERY_ADS = (
+    b"flurry-keyring v2 recovery: data key",
+    b"flurry-keyring v2 recovery: owner Ed25519 seed",
+    b"flurry-keyring v2 recovery: node Ed25519 seed",
+)
+_SEALED_NAMES = ("data_key", "owner_key", "node_key")
+RECOVERY_KDF = "hkdf-sha256"
 
 
 class KeyringError(IdentityError):
@@ -85,7 +113,19 @@ class WrongPassphrase(KeyringError):
 
 
 class EmptyPassphrase(KeyringError):
-    """create() was given an empty passphrase."""
+    """create() or a change was given an empty passphrase."""
+
+
+class PassphraseUnchanged(KeyringError):
+    """change_passphrase() was given the passphrase it already has."""
+
+
+class NoRecoveryCode(KeyringError):
+    """The keyring has no recovery section: it was made without a recovery code."""
+
+
+class WrongRecoveryCode(KeyringError):
+    """A well-formed recovery code that does not open this keyring (replaced, or another node's)."""
 
 
 @dataclass(frozen=True)
@@ -113,13 +153,13 @@ class Keyring:
     """Create, unlock and read the keyring file at a path."""
 
     @staticmethod
-    def create(path: Path, passphrase: str) -> UnlockedKeyring:
-        """Make a new keyring with fresh keys; refuse if one is already there."""
+    def create(
+        path: Path, passphrase: str, recovery_code: RecoveryCode | None = None
+    ) -> UnlockedKeyring:
+        """Make a new keyring with fresh keys, sealed under the passphrase and, if given, the
+        recovery code too (in the same single write); refuse if one is already there."""
         path = Path(path)
-        if not passphrase or not passphrase.strip():
-            raise EmptyPassphrase(
-                "the passphrase is empty; choose one you will remember, it cannot be recovered"
-            )
+        _refuse_empty(passphrase)
         if path.exists():
             raise KeyringExists(
                 f"a keyring already exists at {path}; unlock it, or move it away to start over"
@@ -128,59 +168,214 @@ class Keyring:
         owner_key = Ed25519PrivateKey.generate()
         node_key = Ed25519PrivateKey.generate()
         owner_did, node_did = _did_of(owner_key), _did_of(node_key)
-
-        kdf = {**DEFAULT_KDF, "salt": _b64(os.urandom(SALT_LENGTH))}
-        kek = AESGCM(_derive_kek(passphrase, kdf))
-        document = {
+        keys = UnlockedKeyring(path, owner_did, node_did, data_key, owner_key, node_key)
+        document: dict[str, Any] = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
-            "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "created": _now(),
             "owner_did": owner_did,
             "node_did": node_did,
-            "kdf": kdf,
-            # The seeds are sealed under the KEK, not the data key: the data key is handed to
-            # the vault, and nothing holding it should be able to sign as the owner.
-            "sealed": {
-                "data_key": _seal(kek, data_key, _DATA_KEY_AD),
-                "owner_key": _seal(kek, owner_key.private_bytes_raw(), _OWNER_KEY_AD),
-                "node_key": _seal(kek, node_key.private_bytes_raw(), _NODE_KEY_AD),
-            },
         }
+        _seal_under_passphrase(document, keys, passphrase)
+        document["recovery"] = _recovery_section(keys, recovery_code) if recovery_code else None
         document["checksum"] = _checksum(document)
-        _write_atomically(path, json.dumps(document, indent=2).encode() + b"\n")
-        return UnlockedKeyring(path, owner_did, node_did, data_key, owner_key, node_key)
+        _write_atomically(path, _serialise(document))
+        return keys
 
     @staticmethod
     def unlock(path: Path, passphrase: str) -> UnlockedKeyring:
         """Open the keyring with the passphrase. Reads only; never writes."""
         path = Path(path)
-        document = _load(path)
-        kek = AESGCM(_derive_kek(passphrase, document["kdf"]))
-        sealed = document["sealed"]
-        try:
-            data_key = _open(kek, sealed["data_key"], _DATA_KEY_AD)
-        except InvalidTag:
-            raise WrongPassphrase(f"wrong passphrase for {path}; nothing was changed") from None
-        # The passphrase is right (the data key opened), so any failure from here on is damage.
-        try:
-            owner_seed = _open(kek, sealed["owner_key"], _OWNER_KEY_AD)
-            node_seed = _open(kek, sealed["node_key"], _NODE_KEY_AD)
-        except InvalidTag:
-            raise _corrupt(path, "a sealed private key does not open") from None
-        owner_key = Ed25519PrivateKey.from_private_bytes(owner_seed)
-        node_key = Ed25519PrivateKey.from_private_bytes(node_seed)
-        owner_did, node_did = document["owner_did"], document["node_did"]
-        # The clear-text DIDs are what `flurry status` shows before unlock; an edited one
-        # must not survive unlock to be believed afterwards.
-        if (_did_of(owner_key), _did_of(node_key)) != (owner_did, node_did):
-            raise _corrupt(path, "a DID in the file does not match its sealed key")
-        return UnlockedKeyring(path, owner_did, node_did, data_key, owner_key, node_key)
+        return _unlock_with_passphrase(path, _load(path), passphrase)
+
+    @staticmethod
+    def unlock_with_recovery_code(path: Path, code: RecoveryCode) -> UnlockedKeyring:
+        """Open the keyring with its recovery code. Reads only; never writes."""
+        path = Path(path)
+        return _unlock_with_recovery_code(path, _load(path), code)
 
     @staticmethod
     def read_public(path: Path) -> dict[str, Any]:
-        """The public facts (DIDs, version, creation time), without the passphrase."""
+        """The public facts (DIDs, version, creation time, when the recovery code was made),
+        without the passphrase."""
         document = _load(Path(path))
-        return {key: document[key] for key in ("owner_did", "node_did", "version", "created")}
+        public = {key: document[key] for key in ("owner_did", "node_did", "version", "created")}
+        recovery = document.get("recovery")
+        public["recovery_code_created"] = recovery["created"] if recovery else None
+        return public
+
+    @staticmethod
+    def change_passphrase(path: Path, old: str, new: str) -> UnlockedKeyring:
+        """Wrap the same keys under a KEK from the new passphrase and a fresh salt.
+
+        The recovery section is kept as it is: the recovery code goes on working."""
+        _refuse_empty(new)
+        if _normalise(new) == _normalise(old):
+            raise PassphraseUnchanged("the new passphrase is the old one; nothing was changed")
+
+        def change(document: dict[str, Any]) -> UnlockedKeyring:
+            keys = _unlock_with_passphrase(Path(path), document, old)
+            _seal_under_passphrase(document, keys, new)
+            return keys
+
+        return _update(Path(path), change)
+
+    @staticmethod
+    def recover(path: Path, code: RecoveryCode, new_passphrase: str) -> UnlockedKeyring:
+        """Open the keyring with the recovery code and set a new passphrase.
+
+        The recovery section is kept as it is: the same code goes on working."""
+        _refuse_empty(new_passphrase)
+
+        def change(document: dict[str, Any]) -> UnlockedKeyring:
+            keys = _unlock_with_recovery_code(Path(path), document, code)
+            _seal_under_passphrase(document, keys, new_passphrase)
+            return keys
+
+        return _update(Path(path), change)
+
+    @staticmethod
+    def set_recovery_code(path: Path, passphrase: str, code: RecoveryCode) -> UnlockedKeyring:
+        """Seal the keys under the recovery code, replacing any earlier code (which then no
+        longer opens anything). The passphrase section is kept as it is."""
+
+        def change(document: dict[str, Any]) -> UnlockedKeyring:
+            keys = _unlock_with_passphrase(Path(path), document, passphrase)
+            document["recovery"] = _recovery_section(keys, code)
+            return keys
+
+        return _update(Path(path), change)
+
+
+def _unlock_with_passphrase(
+    path: Path, document: dict[str, Any], passphrase: str
+) -> UnlockedKeyring:
+    kek = AESGCM(_derive_kek(passphrase, document["kdf"]))
+    wrong = WrongPassphrase(f"wrong passphrase for {path}; nothing was changed")
+    return _open_keys(path, document, kek, document["sealed"], _PASSPHRASE_ADS, wrong)
+
+
+def _unlock_with_recovery_code(
+    path: Path, document: dict[str, Any], code: RecoveryCode
+) -> UnlockedKeyring:
+    recovery = document.get("recovery")
+    if not recovery:
+        raise NoRecoveryCode(
+            f"the keyring at {path} has no recovery code (the node was made with "
+            "--no-recovery-code, or before flurry had them); nothing was changed"
+        )
+    wrong = WrongRecoveryCode(
+        "these words are a well-formed recovery code, but not this node's (an older code, "
+        "replaced by `flurry recovery-code new`, or another node's); nothing was changed"
+    )
+    kek = AESGCM(code.key_encryption_key())
+    return _open_keys(path, document, kek, recovery["sealed"], _RECOVERY_ADS, wrong)
+
+
+def _open_keys(
+    path: Path,
+    document: dict[str, Any],
+    kek: AESGCM,
+    sealed: dict[str, Any],
+    ads: tuple[bytes, bytes, bytes],
+    wrong: KeyringError,
+) -> UnlockedKeyring:
+    try:
+        data_key = _open(kek, sealed["data_key"], ads[0])
+    except InvalidTag:
+        raise wrong from None
+    # The secret is right (the data key opened), so any failure from here on is damage.
+    try:
+        owner_seed = _open(kek, sealed["owner_key"], ads[1])
+        node_seed = _open(kek, sealed["node_key"], ads[2])
+    except InvalidTag:
+        raise _corrupt(path, "a sealed private key does not open") from None
+    owner_key = Ed25519PrivateKey.from_private_bytes(owner_seed)
+    node_key = Ed25519PrivateKey.from_private_bytes(node_seed)
+    owner_did, node_did = document["owner_did"], document["node_did"]
+    # The clear-text DIDs are what `flurry status` shows before unlock; an edited one
+    # must not survive unlock to be believed afterwards.
+    if (_did_of(owner_key), _did_of(node_key)) != (owner_did, node_did):
+        raise _corrupt(path, "a DID in the file does not match its sealed key")
+    return UnlockedKeyring(path, owner_did, node_did, data_key, owner_key, node_key)
+
+
+def _seal_under_passphrase(
+    document: dict[str, Any], keys: UnlockedKeyring, passphrase: str
+) -> None:
+    """Set the passphrase's KDF (a fresh salt) and the three secrets sealed under its KEK."""
+    kdf = {**DEFAULT_KDF, "salt": _b64(os.urandom(SALT_LENGTH))}
+    kek = AESGCM(_derive_kek(passphrase, kdf))
+    document["kdf"] = kdf
+    # The seeds are sealed under the KEK, not the data key: the data key is handed to
+    # the vault, and nothing holding it should be able to sign as the owner.
+    document["sealed"] = _seal_keys(kek, keys, _PASSPHRASE_ADS)
+
+
+def _recovery_section(keys: UnlockedKeyring, code: RecoveryCode) -> dict[str, Any]:
+    kek = AESGCM(code.key_encryption_key())
+    return {"kdf": RECOVERY_KDF, "created": _now(), "sealed": _seal_keys(kek, keys, _RECOVERY_ADS)}
+
+
+def _seal_keys(
+    kek: AESGCM, keys: UnlockedKeyring, ads: tuple[bytes, bytes, bytes]
+) -> dict[str, Any]:
+    secrets = (keys.data_key, keys.owner_key.private_bytes_raw(), keys.node_key.private_bytes_raw())
+    return {
+        name: _seal(kek, secret, ad)
+        for name, secret, ad in zip(_SEALED_NAMES, secrets, ads, strict=True)
+    }
+
+
+def _update(path: Path, change: Callable[[dict[str, Any]], UnlockedKeyring]) -> UnlockedKeyring:
+    """Read the file, let ``change`` unlock and alter it, and write it back as the current
+    version, whole, in one rename. Raises before writing anything if ``change`` raises."""
+    with _writer_lock(path):
+        document = _load(path)
+        keys = change(document)
+        document.pop("checksum")
+        document["version"] = FORMAT_VERSION
+        document.setdefault("recovery", None)
+        document["checksum"] = _checksum(document)
+        _write_atomically(path, _serialise(document))
+    return keys
+
+
+@contextlib.contextmanager
+def _writer_lock(path: Path) -> Iterator[None]:
+    """One writer at a time: two changes at once (a new passphrase and a new recovery code)
+    would each read the old file and the second rename would undo the first, silently.
+
+    A lock file beside the keyring, not the keyring itself: the keyring is replaced by
+    rename, and a lock on the old file would not stop a writer that opens the new one."""
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        # Holding the lock, no other writer is between its write and its rename: a temporary
+        # file left here is from one that was killed. It holds only sealed keys, but it is
+        # litter the owner did not ask for.
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+        yield
+    finally:
+        os.close(fd)  # closing drops the flock
+
+
+def _refuse_empty(passphrase: str) -> None:
+    if not passphrase or not passphrase.strip():
+        raise EmptyPassphrase(
+            "the passphrase is empty; choose one you will remember. Nothing was changed"
+        )
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _serialise(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, indent=2).encode() + b"\n"
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -195,11 +390,11 @@ def _load(path: Path) -> dict[str, Any]:
         raise _corrupt(path, "it is not valid JSON") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise _corrupt(path, "it is not a flurry keyring")
-    if document.get("version") != FORMAT_VERSION:
+    if document.get("version") not in READABLE_VERSIONS:
         raise _corrupt(
             path,
-            f"format version {document.get('version')!r} is not {FORMAT_VERSION} "
-            "(was it written by a newer flurry?)",
+            f"format version {document.get('version')!r} is not one this flurry reads "
+            f"({', '.join(map(str, READABLE_VERSIONS))}; was it written by a newer flurry?)",
         )
     if document.get("checksum") != _checksum(document):
         raise _corrupt(path, "its checksum does not match its contents")
@@ -223,14 +418,34 @@ def _has_valid_shape(document: dict[str, Any]) -> bool:
             and 1 <= kdf["lanes"] <= MAX_KDF_LANES
             and 8 * kdf["lanes"] <= kdf["memory_kib"] <= MAX_KDF_MEMORY_KIB
             and 1 <= kdf["iterations"] <= MAX_KDF_ITERATIONS
-            and all(
-                len(_unb64(sealed[name]["nonce"])) == NONCE_LENGTH
-                and len(_unb64(sealed[name]["ciphertext"])) == KEY_LENGTH + TAG_LENGTH
-                for name in ("data_key", "owner_key", "node_key")
-            )
+            and _sealed_has_valid_shape(sealed)
+            and _recovery_has_valid_shape(document)
         )
     except (KeyError, TypeError, ValueError):  # ValueError covers bad base64 and InvalidDID
         return False
+
+
+def _sealed_has_valid_shape(sealed: dict[str, Any]) -> bool:
+    return set(sealed) == set(_SEALED_NAMES) and all(
+        len(_unb64(sealed[name]["nonce"])) == NONCE_LENGTH
+        and len(_unb64(sealed[name]["ciphertext"])) == KEY_LENGTH + TAG_LENGTH
+        for name in _SEALED_NAMES
+    )
+
+
+def _recovery_has_valid_shape(document: dict[str, Any]) -> bool:
+    """Version 1 has no recovery section; version 2 always names one, null when there is no code."""
+    if document["version"] == 1:
+        return "recovery" not in document
+    recovery = document["recovery"]
+    if recovery is None:
+        return True
+    return (
+        set(recovery) == {"kdf", "created", "sealed"}
+        and recovery["kdf"] == RECOVERY_KDF
+        and isinstance(recovery["created"], str)
+        and _sealed_has_valid_shape(recovery["sealed"])
+    )
 
 
 def _corrupt(path: Path, reason: str) -> KeyringCorrupt:
@@ -252,9 +467,13 @@ def _checksum(document: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical).hexdigest()
 
 
-def _derive_kek(passphrase: str, kdf: dict[str, Any]) -> bytes:
+def _normalise(passphrase: str) -> str:
     # NFC so that the same passphrase typed on another keyboard or OS gives the same bytes.
-    secret = unicodedata.normalize("NFC", passphrase).encode("utf-8")
+    return unicodedata.normalize("NFC", passphrase)
+
+
+def _derive_kek(passphrase: str, kdf: dict[str, Any]) -> bytes:
+    secret = _normalise(passphrase).encode("utf-8")
     return Argon2id(
         salt=_unb64(kdf["salt"]),
         length=KEY_LENGTH,

@@ -38,6 +38,7 @@ from agent.tools import (
 )
 from identity.did_key import verification_method_id
 from identity.keyring import Keyring, UnlockedKeyring
+from identity.recovery_code import RecoveryCode
 from node.home import Config, Home, HomeError, HomeLock, describe_file, private_files, runtime_dir
 from node.skill_capabilities import NostrPort, SkillCapabilities
 from skills.broker import Broker
@@ -148,8 +149,10 @@ class Node:
     # --- life cycle ----------------------------------------------------------------------
 
     @staticmethod
-    def init(home: Home, passphrase: str) -> UnlockedKeyring:
-        """Create a new home: keyring, empty vault, default config."""
+    def init(
+        home: Home, passphrase: str, recovery_code: RecoveryCode | None = None
+    ) -> UnlockedKeyring:
+        """Create a new home: keyring (with the recovery code, if given), empty vault, default config."""
         if home.exists():
             raise FileExistsError(
                 f"{home.root} already holds a flurry node (its keyring is {home.keyring}); "
@@ -157,7 +160,7 @@ class Node:
             )
         private_files()
         home.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        keys = Keyring.create(home.keyring, passphrase)
+        keys = Keyring.create(home.keyring, passphrase, recovery_code)
         Vault(home.vault, Sealer(keys.data_key)).close()
         if not home.config_path.exists():
             home.save_config(Config())

@@ -224,7 +224,7 @@ def test_public_facts_are_readable_without_the_passphrase(created):
     public = Keyring.read_public(path)
     assert public["owner_did"] == made.owner_did
     assert public["node_did"] == made.node_did
-    assert public["version"] == 1
+    assert public["version"] == 2
     assert public["created"].endswith("Z")
 
 
@@ -333,8 +333,8 @@ def test_unreadable_file_is_corrupt(tmp_path, content):
 
 
 def test_newer_format_version_is_refused_by_name(keyring_path):
-    _rewrite(keyring_path, lambda d: d.update(version=2), fix_checksum=True)
-    with pytest.raises(KeyringCorrupt, match="version 2"):
+    _rewrite(keyring_path, lambda d: d.update(version=3), fix_checksum=True)
+    with pytest.raises(KeyringCorrupt, match="version 3"):
         Keyring.read_public(keyring_path)
 
 

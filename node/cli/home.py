@@ -15,6 +15,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from identity.recovery_code import RecoveryCode
 from node.cli.common import (
     Settings,
     _open_node,
@@ -22,23 +23,32 @@ from node.cli.common import (
     err,
     out,
 )
+from node.cli.recovery import print_recovery_code
 from node.node import Node
 from node.watch import watch_and_add
 
 
 @click.command()
+@click.option(
+    "--no-recovery-code",
+    is_flag=True,
+    help="Make no recovery code: a forgotten passphrase then loses the node for good.",
+)
 @click.pass_obj
-def init(settings: Settings) -> None:
-    """Create a node: keys, an owner DID and an empty sealed vault."""
+def init(settings: Settings, no_recovery_code: bool) -> None:
+    """Create a node: keys, an owner DID, an empty sealed vault and a recovery code."""
     if settings.home.exists():
         raise click.ClickException(
             f"{settings.home.root} already holds a flurry node; refusing to overwrite it "
             "(choose another home with FLURRY_HOME)"
         )
     passphrase = _passphrase(settings, confirm=True)
-    keys = Node.init(settings.home, passphrase)
+    code = None if no_recovery_code else RecoveryCode.generate()
+    keys = Node.init(settings.home, passphrase, code)
     out.print(f"Created a flurry node in {settings.home.root}")
     out.print(f"Owner DID: {keys.owner_did}")
+    if code:
+        print_recovery_code(code)
 
 
 @click.command()
