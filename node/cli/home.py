@@ -19,26 +19,43 @@ from node.cli.common import (
     Settings,
     _open_node,
     _passphrase,
+    _passphrase_given,
     err,
     out,
 )
+from node.cli.unlock import serving_keys, start_agent
+from node.keyagent import KeyAgentError
 from node.node import Node
 from node.watch import watch_and_add
 
 
 @click.command()
+@click.option(
+    "--no-unlock",
+    is_flag=True,
+    help="Do not keep the keys unlocked in a key agent afterwards (see `flurry unlock`).",
+)
 @click.pass_obj
-def init(settings: Settings) -> None:
-    """Create a node: keys, an owner DID and an empty sealed vault."""
+def init(settings: Settings, no_unlock: bool) -> None:
+    """Create a node: keys, an owner DID and an empty sealed vault.
+
+    A passphrase typed at the terminal also unlocks the node for the commands that follow
+    (a key agent, as `flurry unlock` starts); one given by a script does not."""
     if settings.home.exists():
         raise click.ClickException(
             f"{settings.home.root} already holds a flurry node; refusing to overwrite it "
             "(choose another home with FLURRY_HOME)"
         )
+    typed = not _passphrase_given(settings)
     passphrase = _passphrase(settings, confirm=True)
     keys = Node.init(settings.home, passphrase)
     out.print(f"Created a flurry node in {settings.home.root}")
     out.print(f"Owner DID: {keys.owner_did}")
+    if typed and not no_unlock:
+        try:
+            start_agent(settings.home, keys)
+        except KeyAgentError as e:  # the node is made; only the convenience is missing
+            err.print(f"(not unlocked: {e}; commands will ask for the passphrase)", markup=False)
 
 
 @click.command()
@@ -192,9 +209,14 @@ def serve(settings: Settings, host: str, port: int, public_urls: tuple[str, ...]
     # Lazy: uvicorn and the whole HTTP app load only to serve, not for every command.
     from node.serve import serve as run_server
 
-    with _open_node(settings) as node:
-        urls = public_urls or settings.home.load_config().public_urls
-        run_server(node, host, port, say=lambda line: err.print(line), public_urls=urls)
+    # serve is the key agent while it runs; with no passphrase at hand it waits locked.
+    with serving_keys(settings) as keys:
+        node = Node.open(settings.home, keys=keys, say=lambda line: err.print(line))
+        try:
+            urls = public_urls or settings.home.load_config().public_urls
+            run_server(node, host, port, say=lambda line: err.print(line), public_urls=urls)
+        finally:
+            node.close()
 
 
 COMMANDS = (init, add, forget, status, serve)
