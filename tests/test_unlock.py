@@ -14,7 +14,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -348,30 +348,25 @@ def test_serve_with_a_passphrase_takes_over_the_agent(home, cli, flurry, asking)
         assert "no grants yet" in asking("grants", "list").stdout
 
 
-# --- the README's first command -------------------------------------------------------------------
+# --- on a terminal: the README's first command, the app as the agent ------------------------------
 
 
-def test_the_readme_first_command_asks_the_passphrase_twice(env, tmp_path, monkeypatch):
-    """`flurry init && flurry add examples/notes && flurry chat` on a real terminal, typing
-    the passphrase when asked: init asks it and its confirmation, and then nothing asks again
-    until the chat app is up."""
+def _on_a_terminal(
+    command: str, environment: dict[str, str], cwd: Path, when_up: Callable[[], None]
+) -> tuple[int, str, int]:
+    """Run the shell ``command`` on a pseudo-terminal (80x24), typing the passphrase at each
+    prompt, as the user would; once the chat app is up, call ``when_up`` and quit it with
+    Ctrl+Q. Returns the exit status, what the terminal showed, and how often it was typed."""
     import pty
-
-    monkeypatch.setenv("FLURRY_RUNTIME_DIR", env["FLURRY_RUNTIME_DIR"])
-    shutil.copytree(REPO / "examples" / "notes", tmp_path / "examples" / "notes")
-    flurry = f"{sys.executable} -m node.cli"
-    command = f"{flurry} init && {flurry} add examples/notes && {flurry} chat"
-    environment = {k: v for k, v in env.items() if k != "FLURRY_PASSPHRASE"}
-    environment["TERM"] = "xterm-256color"
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: a shell on a terminal, as the user's
-        os.chdir(tmp_path)
-        os.execve("/bin/sh", ["/bin/sh", "-c", command], environment)
     from fcntl import ioctl
     from termios import TIOCSWINSZ
 
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a shell on a terminal, as the user's
+        os.chdir(cwd)
+        os.execve("/bin/sh", ["/bin/sh", "-c", command], {**environment, "TERM": "xterm-256color"})
     ioctl(fd, TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    seen, typed, quit_sent = b"", 0, False
+    seen, typed, up = b"", 0, False
     deadline = time.monotonic() + 180
     try:
         while time.monotonic() < deadline:
@@ -381,21 +376,63 @@ def test_the_readme_first_command_asks_the_passphrase_twice(env, tmp_path, monke
                 except OSError:
                     break  # the terminal closed: the shell has ended
             plain = re.sub(rb"\x1b\[[0-9;?]*[a-zA-Z]", b"", seen)
-            prompts = plain.count(b"Passphrase:") + plain.count(b"Repeat for confirmation:")
-            if prompts > typed:  # a prompt came up: type the passphrase, as the user would
+            if plain.count(b"Passphrase:") + plain.count(b"Repeat for confirmation:") > typed:
                 os.write(fd, PASSPHRASE.encode() + b"\r")
                 typed += 1
-            if not quit_sent and b"Identity" in plain:  # the chat app is up
-                os.write(fd, b"\x11")  # Ctrl+Q
-                quit_sent = True
+            if not up and b"Identity" in plain:  # the chat app is drawn
+                up = True
+                try:
+                    when_up()
+                finally:
+                    os.write(fd, b"\x11")  # Ctrl+Q
     finally:
+        if not up:
+            os.kill(pid, 9)
         _, status = os.waitpid(pid, 0)
         os.close(fd)
-        keyagent.lock(Home(Path(env["FLURRY_HOME"])))
     text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", seen.decode("utf-8", "replace"))
-    assert quit_sent, text[-3000:]
-    assert os.waitstatus_to_exitcode(status) == 0, text[-3000:]
+    assert up, text[-3000:]
+    return os.waitstatus_to_exitcode(status), text, typed
+
+
+def test_the_readme_first_command_asks_the_passphrase_twice(env, tmp_path, monkeypatch):
+    """`flurry init && flurry add examples/notes && flurry chat` on a real terminal: init asks
+    the passphrase and its confirmation, and then nothing asks again until the chat app is up."""
+    monkeypatch.setenv("FLURRY_RUNTIME_DIR", env["FLURRY_RUNTIME_DIR"])
+    shutil.copytree(REPO / "examples" / "notes", tmp_path / "examples" / "notes")
+    flurry = f"{sys.executable} -m node.cli"
+    home = Home(Path(env["FLURRY_HOME"]))
+    held: list[dict | None] = []
+    try:
+        code, text, typed = _on_a_terminal(
+            f"{flurry} init && {flurry} add examples/notes && {flurry} chat",
+            {k: v for k, v in env.items() if k != "FLURRY_PASSPHRASE"},
+            tmp_path,
+            lambda: held.append(keyagent.status(home)),
+        )
+    finally:
+        keyagent.lock(home)
+    assert code == 0 and "Traceback" not in text, text[-3000:]
     assert text.count("Passphrase:") == 1 and text.count("Repeat for confirmation:") == 1
     assert typed == 2
     assert "Unlocked: a key agent" in text and "added 4" in text
-    assert "Traceback" not in text
+    assert held[0] is not None and held[0]["kind"] == "agent"  # init's agent, still holding
+
+
+def test_the_app_is_the_agent_while_it_runs(home, env, asking, tmp_path):
+    """`flurry tui` with the passphrase given and no agent: while the app runs, commands get the
+    keys from it (here one signing a request to the app's own API); afterwards no one holds them."""
+    seen: dict[str, object] = {}
+
+    def while_up() -> None:
+        seen["state"] = keyagent.status(home)
+        seen["grants"] = asking("grants", "list", check=False)
+
+    code, text, typed = _on_a_terminal(f"{sys.executable} -m node.cli tui", env, tmp_path, while_up)
+    assert code == 0 and typed == 0 and "Traceback" not in text
+    state = seen["state"]
+    assert isinstance(state, dict) and state["kind"] == "tui" and not state["locked"]
+    grants = seen["grants"]
+    assert isinstance(grants, subprocess.CompletedProcess)
+    assert grants.returncode == 0 and "no grants yet" in grants.stdout, grants.stderr
+    assert keyagent.status(home) is None
