@@ -163,7 +163,7 @@ def _receive(conn: socket.socket) -> dict[str, Any]:
 
 
 def _peer_uid(conn: socket.socket) -> int:
-    pid, uid, gid = _UCRED.unpack(
+    _pid, uid, _gid = _UCRED.unpack(
         conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
     )
     return uid
@@ -183,7 +183,9 @@ class _Held:
         )
 
     def to_json(self) -> dict[str, Any]:
-        part = [bytes(self.secret[i : i + _KEY_LENGTH]) for i in range(0, 3 * _KEY_LENGTH, 32)]
+        part = [
+            bytes(self.secret[i : i + _KEY_LENGTH]) for i in range(0, 3 * _KEY_LENGTH, _KEY_LENGTH)
+        ]
         return {
             "owner_did": self.owner_did,
             "node_did": self.node_did,

@@ -18,7 +18,8 @@ from node.home import Home
 def _minutes(timeout_s: float | None) -> str:
     if not timeout_s:
         return "it keeps them until `flurry lock`"
-    return f"it locks after {timeout_s / 60:g} minutes unused, or at `flurry lock`"
+    minutes = timeout_s / 60
+    return f"it locks after {minutes:g} minute{'' if minutes == 1 else 's'} unused, or at `flurry lock`"
 
 
 def start_agent(home: Home, keys: UnlockedKeyring, minutes: float | None = None) -> None:
