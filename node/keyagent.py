@@ -217,7 +217,9 @@ class AgentServer:
     ) -> None:
         assert kind in KINDS
         self.home, self.kind, self.idle_timeout_s = home, kind, idle_timeout_s
-        self.keys = keys
+        # The agent process keeps only the bytes it can zero (_Held); serve and the app hand
+        # theirs to the node anyway.
+        self.keys = keys if kind != "agent" else None
         self._held = _Held(keys, keyring_fingerprint or fingerprint(home.keyring)) if keys else None
         self.unlocked = threading.Event()
         if keys is not None:

@@ -9,6 +9,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -160,6 +161,21 @@ def test_a_keyring_changed_since_unlock_is_reported_and_not_trusted(home, cli, a
     cli("init")
     with pytest.raises(keyagent.StaleAgent):
         keyagent.keys(home)
+
+
+def test_an_agent_killed_with_sigkill_leaves_nothing_that_breaks(home, cli, asking):
+    """kill -9 leaves its socket behind: commands take it for no agent and ask; the next
+    `flurry unlock` replaces it."""
+    cli("unlock")
+    state = keyagent.status(home)
+    os.kill(state["pid"], signal.SIGKILL)
+    assert _ended(state["pid"])
+    assert (keyagent.agent_folder() / keyagent.socket_name(home)).exists()  # left behind
+    assert keyagent.status(home) is None
+    result = asking("status", check=False)
+    assert "no passphrase" in result.stderr and "Traceback" not in result.stderr
+    assert "Unlocked" in cli("unlock").stdout
+    assert "did:key:" in asking("status").stdout
 
 
 # --- who may talk to it ------------------------------------------------------------------------
