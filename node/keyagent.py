@@ -361,7 +361,12 @@ class AgentServer:
                         "error": f"{describe(self._status())} is locked: `flurry unlock` unlocks it",
                     }, False
                 self._last_used = time.monotonic()
-                return {"ok": True, **self._held.to_json()}, False
+                return {
+                    "ok": True,
+                    **self._held.to_json(),
+                    "kind": self.kind,
+                    "pid": os.getpid(),
+                }, False
         if op == "lock":
             if self.kind != "agent":
                 return {
@@ -490,10 +495,15 @@ def keys(home: Home) -> UnlockedKeyring | None:
         or dids != claimed[:2]
         or dids != (public["owner_did"], public["node_did"])
     ):
+        holder = describe(reply)
+        remedy = (
+            "`flurry lock` ends it, `flurry unlock` starts a fresh one"
+            if reply.get("kind") == "agent"
+            else "restart it to use the keyring as it is now"
+        )
         raise StaleAgent(
-            f"ignoring the key agent of {home.root}: it holds the keys of the keyring as it was when "
-            "it was unlocked, and the keyring has changed since. `flurry lock` ends it, "
-            "`flurry unlock` starts a fresh one."
+            f"ignoring {holder}: it holds the keys of {home.keyring} as the file was when it was "
+            f"unlocked, and the file has changed since. {remedy}."
         )
     return UnlockedKeyring(home.keyring, dids[0], dids[1], data_key, owner_key, node_key)
 

@@ -205,7 +205,10 @@ def status(settings: Settings, as_json: bool) -> None:
 )
 @click.pass_obj
 def serve(settings: Settings, host: str, port: int, public_urls: tuple[str, ...]) -> None:
-    """Run the node: the signed API for your own clients, other agents and local apps."""
+    """Run the node: the signed API for your own clients, other agents and local apps.
+
+    While it runs it is the key agent: commands take the keys from it. With no passphrase given
+    and no terminal (as a service), it waits locked until you run `flurry unlock`."""
     # Lazy: uvicorn and the whole HTTP app load only to serve, not for every command.
     from node.serve import serve as run_server
 
