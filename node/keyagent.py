@@ -442,6 +442,8 @@ def request(
             conn.connect(str(folder / socket_name(home)))
         except (FileNotFoundError, ConnectionRefusedError):
             return None  # no agent, or a socket left by one that died
+        except OSError as e:  # e.g. a socket whose mode was changed, an agent that hangs
+            raise KeyAgentError(f"cannot reach the key agent of {home.root} ({e})") from None
         # The socket could only be someone else's if the folder checks were fooled; checked
         # anyway, as a passphrase may be about to cross it.
         if (uid := _peer_uid(conn)) != os.getuid():
