@@ -41,6 +41,8 @@ class Config:
     # The origins other agents reach the node at, named in its signed agent card; empty: the
     # address `flurry serve` listens on.
     public_urls: list[str] = field(default_factory=list)
+    # How long the key agent `flurry unlock` starts keeps the keys unused; 0: until `flurry lock`.
+    agent_timeout_minutes: float = 15.0
 
 
 @dataclass(frozen=True)

@@ -170,16 +170,19 @@ class Node:
     def open(
         cls,
         home: Home,
-        passphrase: str,
+        passphrase: str | None = None,
         say: Say = print,
         *,
         terminal_prompt: AskOwner | None = None,
+        keys: UnlockedKeyring | None = None,
     ) -> Node:
+        """Open the home with its passphrase, or with ``keys`` already unlocked (the key agent's)."""
         home.require()
         private_files()
-        keys = Keyring.unlock(
-            home.keyring, passphrase
-        )  # a wrong passphrase stops here, before any write
+        if keys is None:
+            assert passphrase is not None, "a passphrase or the unlocked keys"
+            # A wrong passphrase stops here, before any write.
+            keys = Keyring.unlock(home.keyring, passphrase)
         lock = HomeLock(home)
         lock.acquire()
         try:

@@ -19,25 +19,46 @@ from contextlib import contextmanager
 
 import uvicorn
 
-from identity.keyring import Keyring, UnlockedKeyring
+from identity.keyring import UnlockedKeyring
+from node import keyagent
 from node.api import create_app
 from node.client import AsyncNodeClient
 from node.home import Home, HomeError
 from node.node import Node
 
 
-def run_tui(home: Home, passphrase: Callable[[], str], say: Callable[[str], None]) -> None:
+def run_tui(home: Home, keys: Callable[[], UnlockedKeyring], say: Callable[[str], None]) -> None:
+    """``keys`` gives the unlocked keys (from the key agent, or asking the passphrase)."""
     home.require()
     url = home.running_node()
     if url is not None:
-        _run_app(url, Keyring.unlock(home.keyring, passphrase()))
+        _run_app(url, keys())
         return
-    node = Node.open(home, passphrase(), say=say)
+    node = Node.open(home, keys=keys(), say=say)
     try:
-        with serve_in_thread(node) as url:
+        with serve_in_thread(node) as url, _key_agent(node):
             _run_app(url, node.keys)
     finally:
         node.close()
+
+
+@contextmanager
+def _key_agent(node: Node) -> Iterator[None]:
+    """While the app runs, it is the home's key agent, unless a key agent process already is."""
+    agent = keyagent.AgentServer(node.home, "tui", node.keys)
+    try:
+        agent.bind(take_over=False)
+    except (
+        keyagent.KeyAgentError,
+        OSError,
+    ):  # one runs already (it keeps the keys), or none may here
+        yield
+        return
+    agent.start()
+    try:
+        yield
+    finally:
+        agent.close()
 
 
 def _run_app(url: str, keys: UnlockedKeyring) -> None:

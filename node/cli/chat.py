@@ -12,12 +12,11 @@ import click
 from agent.answer import answer_events
 from agent.citations import citation
 from agent.tools import ToolCall, ToolTurn
-from identity.keyring import Keyring
 from node.cli.common import (
     Settings,
+    _keys,
     _on_terminal,
     _open_node,
-    _passphrase,
     err,
     out,
 )
@@ -113,9 +112,7 @@ def _asker(settings: Settings, k: int) -> Iterator[LocalAsker | RemoteAsker]:
         with _open_node(settings, terminal_prompt=_ask_owner_at_terminal) as node:
             yield LocalAsker(node, k)
         return
-    settings.home.require()
-    keys = Keyring.unlock(settings.home.keyring, _passphrase(settings))
-    client = NodeClient(url, keys)
+    client = NodeClient(url, _keys(settings))
     try:
         yield RemoteAsker(client, k)
     finally:
@@ -213,7 +210,7 @@ def tui(settings: Settings) -> None:
     # Lazy: uvicorn, the HTTP app and Textual load only for the app, not for every command.
     from node.tui_launch import run_tui
 
-    run_tui(settings.home, lambda: _passphrase(settings), say=lambda line: err.print(line))
+    run_tui(settings.home, lambda: _keys(settings), say=lambda line: err.print(line))
 
 
 @click.command()
@@ -230,7 +227,7 @@ def chat(settings: Settings, plain: bool) -> None:
     if not plain and _on_terminal():
         from node.tui_launch import run_tui  # lazy, as in `tui`
 
-        run_tui(settings.home, lambda: _passphrase(settings), say=lambda line: err.print(line))
+        run_tui(settings.home, lambda: _keys(settings), say=lambda line: err.print(line))
         return
     with _asker(settings, 3) as asker:
         out.print(

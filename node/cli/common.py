@@ -15,8 +15,9 @@ from rich.console import Console
 
 from agent.tools import AskOwner
 from identity.did_key import verification_method_id
-from identity.keyring import Keyring
+from identity.keyring import Keyring, UnlockedKeyring
 from identity.signing_client import signed_client
+from node import keyagent
 from node.home import Home
 from node.node import Node
 from node.owner import LocalOwner, Owner, RemoteOwner
@@ -46,12 +47,32 @@ def _passphrase(settings: Settings, *, confirm: bool = False) -> str:
     return click.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm, err=True)
 
 
+def _passphrase_given(settings: Settings) -> bool:
+    """Whether a script handed the passphrase over (a file, FLURRY_PASSPHRASE): then it is used."""
+    return bool(settings.passphrase_file) or os.environ.get("FLURRY_PASSPHRASE") is not None
+
+
+def _keys(settings: Settings) -> UnlockedKeyring:
+    """The home's unlocked keys: with the passphrase a script gave, else from the key agent
+    (`flurry unlock`, `flurry serve`, the app), else with the passphrase asked at the terminal."""
+    settings.home.require()
+    if not _passphrase_given(settings):
+        try:
+            keys = keyagent.keys(settings.home)
+        except keyagent.KeyAgentError as e:  # stale, locked or unsafe: said, never trusted
+            err.print(str(e), markup=False)
+            keys = None
+        if keys is not None:
+            return keys
+    return Keyring.unlock(settings.home.keyring, _passphrase(settings))
+
+
 @contextmanager
 def _open_node(settings: Settings, *, terminal_prompt: AskOwner | None = None) -> Iterator[Node]:
     settings.home.require()
     node = Node.open(
         settings.home,
-        _passphrase(settings),
+        keys=_keys(settings),
         say=lambda line: err.print(line),
         terminal_prompt=terminal_prompt,
     )
@@ -73,8 +94,7 @@ def _owner(settings: Settings) -> Iterator[Owner]:
         with _open_node(settings) as node:
             yield LocalOwner(node)
         return
-    settings.home.require()
-    keys = Keyring.unlock(settings.home.keyring, _passphrase(settings))
+    keys = _keys(settings)  # from `flurry serve` itself, which is the key agent while it runs
     keyid = verification_method_id(keys.owner_did)
     with signed_client(keys.owner_key, keyid, base_url=url, timeout=600) as http:
         # Its methods are made from the table at import (owner.make_remote) and checked against

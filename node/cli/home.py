@@ -20,10 +20,13 @@ from node.cli.common import (
     Settings,
     _open_node,
     _passphrase,
+    _passphrase_given,
     err,
     out,
 )
 from node.cli.recovery import print_recovery_code
+from node.cli.unlock import serving_keys, start_agent
+from node.keyagent import KeyAgentError
 from node.node import Node
 from node.watch import watch_and_add
 
@@ -34,14 +37,23 @@ from node.watch import watch_and_add
     is_flag=True,
     help="Make no recovery code: a forgotten passphrase then loses the node for good.",
 )
+@click.option(
+    "--no-unlock",
+    is_flag=True,
+    help="Do not keep the keys unlocked in a key agent afterwards (see `flurry unlock`).",
+)
 @click.pass_obj
-def init(settings: Settings, no_recovery_code: bool) -> None:
-    """Create a node: keys, an owner DID, an empty sealed vault and a recovery code."""
+def init(settings: Settings, no_recovery_code: bool, no_unlock: bool) -> None:
+    """Create a node: keys, an owner DID, an empty sealed vault and a recovery code.
+
+    A passphrase typed at the terminal also unlocks the node for the commands that follow
+    (a key agent, as `flurry unlock` starts); one given by a script does not."""
     if settings.home.exists():
         raise click.ClickException(
             f"{settings.home.root} already holds a flurry node; refusing to overwrite it "
             "(choose another home with FLURRY_HOME)"
         )
+    typed = not _passphrase_given(settings)
     passphrase = _passphrase(settings, confirm=True)
     code = None if no_recovery_code else RecoveryCode.generate()
     keys = Node.init(settings.home, passphrase, code)
@@ -49,6 +61,11 @@ def init(settings: Settings, no_recovery_code: bool) -> None:
     out.print(f"Owner DID: {keys.owner_did}")
     if code:
         print_recovery_code(code)
+    if typed and not no_unlock:
+        try:
+            start_agent(settings.home, keys)
+        except KeyAgentError as e:  # the node is made; only the convenience is missing
+            err.print(f"(not unlocked: {e}; commands will ask for the passphrase)", markup=False)
 
 
 @click.command()
@@ -198,13 +215,21 @@ def status(settings: Settings, as_json: bool) -> None:
 )
 @click.pass_obj
 def serve(settings: Settings, host: str, port: int, public_urls: tuple[str, ...]) -> None:
-    """Run the node: the signed API for your own clients, other agents and local apps."""
+    """Run the node: the signed API for your own clients, other agents and local apps.
+
+    While it runs it is the key agent: commands take the keys from it. With no passphrase given
+    and no terminal (as a service), it waits locked until you run `flurry unlock`."""
     # Lazy: uvicorn and the whole HTTP app load only to serve, not for every command.
     from node.serve import serve as run_server
 
-    with _open_node(settings) as node:
-        urls = public_urls or settings.home.load_config().public_urls
-        run_server(node, host, port, say=lambda line: err.print(line), public_urls=urls)
+    # serve is the key agent while it runs; with no passphrase at hand it waits locked.
+    with serving_keys(settings) as keys:
+        node = Node.open(settings.home, keys=keys, say=lambda line: err.print(line))
+        try:
+            urls = public_urls or settings.home.load_config().public_urls
+            run_server(node, host, port, say=lambda line: err.print(line), public_urls=urls)
+        finally:
+            node.close()
 
 
 COMMANDS = (init, add, forget, status, serve)

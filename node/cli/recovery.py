@@ -20,6 +20,7 @@ import click
 from identity.keyring import Keyring
 from identity.recovery_code import WORD_COUNT, RecoveryCode
 from node.cli.common import Settings, _passphrase, err, out
+from node import keyagent
 from node.home import Home
 
 NEW_PASSPHRASE_ENV = "FLURRY_NEW_PASSPHRASE"
@@ -82,13 +83,10 @@ def _recovery_words(code_file: str | None) -> str:
 
 
 def _end_unlocked_sessions(home: Home) -> None:
-    """After the keyring changes, keys unlocked from the old file should not linger.
-
-    MERGE(issue 14, unlock): the key agent (node/keyagent.py, being written at the same time)
-    caches the unlocked keys; once it exists, call `node.keyagent.lock(home)` here, so the
-    next command asks the new passphrase (the agent also sees the file changed, and would
-    only be ignored). Until then there is no cache to end."""
-    del home
+    """After the keyring changes, keys unlocked from the old file should not linger: the key
+    agent is ended, so the next command asks the new passphrase. (A running `flurry serve` keeps
+    the keys it unlocked; commands see its keyring changed and ask, until it restarts.)"""
+    keyagent.lock(home)
 
 
 def print_recovery_code(code: RecoveryCode, *, replacing: bool = False) -> None:
