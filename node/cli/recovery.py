@@ -19,8 +19,8 @@ import click
 
 from identity.keyring import Keyring
 from identity.recovery_code import WORD_COUNT, RecoveryCode
-from node.cli.common import Settings, _passphrase, err, out
 from node import keyagent
+from node.cli.common import Settings, _passphrase, err, out
 from node.home import Home
 
 NEW_PASSPHRASE_ENV = "FLURRY_NEW_PASSPHRASE"
