@@ -18,6 +18,14 @@ File format, version 1 (bytes are base64):
                  "node_key":  {"nonce": "…", "ciphertext": "…"}},
       "checksum": "sha256:…"
     }
+
+After `flurry keys rotate` (identity.rotation), one more clear-text field, absent until then:
+
+      "rotations": [statement, …]
+
+the node's rotation statements, oldest first: each signed by the keys it retired and the
+keys it named, the last one naming the file's ``owner_did`` and ``node_did``. Rotation
+re-seals the two seeds under the same KEK and leaves the data key's sealed bytes as they were.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from identity.did_key import did_key_from_ed25519_public, ed25519_public_from_did_key
 from identity.errors import IdentityError
 from identity.nostr_key import NostrKey
+from identity.rotation import MAX_LINKS, make_statement
 
 FORMAT = "flurry-keyring"
 FORMAT_VERSION = 1
@@ -98,6 +107,8 @@ class UnlockedKeyring:
     data_key: bytes = field(repr=False)
     owner_key: Ed25519PrivateKey = field(repr=False)
     node_key: Ed25519PrivateKey = field(repr=False)
+    # The rotation statements (identity.rotation), oldest first; empty until the first rotation.
+    rotations: tuple[dict[str, Any], ...] = field(default=(), repr=False)
 
     @property
     def nostr_key(self) -> NostrKey:
@@ -174,13 +185,58 @@ class Keyring:
         # must not survive unlock to be believed afterwards.
         if (_did_of(owner_key), _did_of(node_key)) != (owner_did, node_did):
             raise _corrupt(path, "a DID in the file does not match its sealed key")
-        return UnlockedKeyring(path, owner_did, node_did, data_key, owner_key, node_key)
+        rotations = tuple(document.get("rotations", ()))
+        latest = rotations[-1]["next"] if rotations else {"owner": owner_did, "node": node_did}
+        if (latest.get("owner"), latest.get("node")) != (owner_did, node_did):
+            raise _corrupt(path, "the last rotation statement does not name the keys in the file")
+        return UnlockedKeyring(path, owner_did, node_did, data_key, owner_key, node_key, rotations)
+
+    @staticmethod
+    def rotate(path: Path, passphrase: str) -> UnlockedKeyring:
+        """Replace the owner and node keys by new ones, keeping the data key, and add the
+        signed statement that says so (identity.rotation) to the file's ``rotations``.
+
+        One atomic write: a crash leaves the old keys or the new ones with their statement.
+        Raises WrongPassphrase (nothing written) or KeyringError when the chain is full."""
+        path = Path(path)
+        old = Keyring.unlock(path, passphrase)
+        document = _load(path)
+        rotations = list(document.get("rotations", []))
+        if len(rotations) >= MAX_LINKS:
+            raise KeyringError(
+                f"this node has rotated its keys {len(rotations)} times, as many as peers accept "
+                "in one chain; start a new node instead"
+            )
+        owner_key, node_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+        statement = make_statement(old.owner_key, old.node_key, owner_key, node_key)
+        # The KEK is derived again rather than carried out of unlock: it never leaves this module's
+        # functions, and a rotation is rare enough to pay one more Argon2id run.
+        kek = AESGCM(_derive_kek(passphrase, document["kdf"]))
+        document["owner_did"], document["node_did"] = _did_of(owner_key), _did_of(node_key)
+        document["sealed"] = {
+            **document["sealed"],
+            "owner_key": _seal(kek, owner_key.private_bytes_raw(), _OWNER_KEY_AD),
+            "node_key": _seal(kek, node_key.private_bytes_raw(), _NODE_KEY_AD),
+        }
+        document["rotations"] = [*rotations, statement]
+        document["checksum"] = _checksum(document)
+        _write_atomically(path, json.dumps(document, indent=2).encode() + b"\n")
+        return UnlockedKeyring(
+            path,
+            document["owner_did"],
+            document["node_did"],
+            old.data_key,
+            owner_key,
+            node_key,
+            tuple(document["rotations"]),
+        )
 
     @staticmethod
     def read_public(path: Path) -> dict[str, Any]:
-        """The public facts (DIDs, version, creation time), without the passphrase."""
+        """The public facts (DIDs, version, creation time, rotations), without the passphrase."""
         document = _load(Path(path))
-        return {key: document[key] for key in ("owner_did", "node_did", "version", "created")}
+        public = {key: document[key] for key in ("owner_did", "node_did", "version", "created")}
+        return {**public, "rotations": document.get("rotations", [])}
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -223,6 +279,7 @@ def _has_valid_shape(document: dict[str, Any]) -> bool:
             and 1 <= kdf["lanes"] <= MAX_KDF_LANES
             and 8 * kdf["lanes"] <= kdf["memory_kib"] <= MAX_KDF_MEMORY_KIB
             and 1 <= kdf["iterations"] <= MAX_KDF_ITERATIONS
+            and _has_valid_rotations(document.get("rotations", []))
             and all(
                 len(_unb64(sealed[name]["nonce"])) == NONCE_LENGTH
                 and len(_unb64(sealed[name]["ciphertext"])) == KEY_LENGTH + TAG_LENGTH
@@ -231,6 +288,18 @@ def _has_valid_shape(document: dict[str, Any]) -> bool:
         )
     except (KeyError, TypeError, ValueError):  # ValueError covers bad base64 and InvalidDID
         return False
+
+
+def _has_valid_rotations(rotations: object) -> bool:
+    """The shape unlock relies on; the statements' signatures are identity.rotation's to check."""
+    return (
+        isinstance(rotations, list)
+        and len(rotations) <= MAX_LINKS
+        and all(
+            isinstance(statement, dict) and isinstance(statement.get("next"), dict)
+            for statement in rotations
+        )
+    )
 
 
 def _corrupt(path: Path, reason: str) -> KeyringCorrupt:

@@ -36,6 +36,15 @@ class PeerError(NodeError):
     """A peer cannot be reached, is not who it was, or refused; the message says which."""
 
 
+class PeerChanged(PeerError):
+    """The peer's card is signed by another DID than the pinned one. Nothing was sent; the
+    caller may follow a rotation chain the (verified) ``card`` carries (node.rotation)."""
+
+    def __init__(self, message: str, *, did: str, card: dict) -> None:
+        super().__init__(message)
+        self.did, self.card = did, card
+
+
 @dataclass(frozen=True)
 class Peer:
     name: str  # "" when added without --name
@@ -150,9 +159,11 @@ async def send_message(
     ) as http:
         card, did = await fetch_peer_card(peer_url, http=http)
         if pinned_did is not None and did != pinned_did:
-            raise PeerError(
+            raise PeerChanged(
                 f"{base_url(peer_url)} is now {did}, not the pinned {pinned_did}: not sending. "
-                "If the peer's node changed on purpose, add it again."
+                "If the peer's node changed on purpose, add it again.",
+                did=did,
+                card=card,
             )
         try:
             client = ClientFactory(ClientConfig(httpx_client=http, streaming=False)).create(
