@@ -215,11 +215,12 @@ def verify_chain(statements: object, *, now: datetime | None = None) -> Chain:
             raise RotationRejected(
                 "too_large", f"statement {n} is {size} bytes; at most {MAX_STATEMENT_BYTES}"
             )
+    # Then how the links fit together, still without a signature checked; the signatures last.
     latest = (now or _now()) + CLOCK_SKEW
     links: list[Link] = []
     seen: set[str] = set()
     for n, statement in enumerate(statements, start=1):
-        link = verify_statement(statement, where=f"statement {n}")
+        link = _read_statement(statement, f"statement {n}")
         if links:
             before = links[-1]
             if (link.previous_owner, link.previous_node) != (before.next_owner, before.next_node):
@@ -244,11 +245,21 @@ def verify_chain(statements: object, *, now: datetime | None = None) -> Chain:
             )
         seen |= {link.next_owner, link.next_node}
         links.append(link)
+    for n, (statement, link) in enumerate(zip(statements, links, strict=True), start=1):
+        _check_signatures(statement, link, f"statement {n}")
     return Chain(tuple(links), tuple(statements))
 
 
 def verify_statement(statement: object, *, where: str = "the statement") -> Link:
     """One statement's shape and its four signatures; the Link it states."""
+    link = _read_statement(statement, where)
+    assert isinstance(statement, dict)  # _read_statement refused anything else
+    _check_signatures(statement, link, where)
+    return link
+
+
+def _read_statement(statement: object, where: str) -> Link:
+    """The Link a statement states, from its shape alone: nothing it says is verified yet."""
     if not isinstance(statement, dict) or set(statement) != _FIELDS:
         raise RotationRejected("malformed", f"{where} does not have the fields {sorted(_FIELDS)}")
     previous, next_ = statement["previous"], statement["next"]
@@ -273,6 +284,19 @@ def verify_statement(statement: object, *, where: str = "the statement") -> Link
         raise RotationRejected("malformed", f"{where}: {error}") from None
     if len(set(dids)) != 4:
         raise RotationRejected("loop", f"{where} names one DID twice")
+    return Link(
+        previous_owner=previous["owner"],
+        previous_node=previous["node"],
+        next_owner=next_["owner"],
+        next_node=next_["node"],
+        next_nostr=next_["nostr"],
+        issued=issued,
+    )
+
+
+def _check_signatures(statement: dict[str, Any], link: Link, where: str) -> None:
+    """The four signatures, by exactly the four DIDs of ``link``, and the new Nostr key's proof."""
+    dids = [link.previous_owner, link.previous_node, link.next_owner, link.next_node]
     signatures = statement["signatures"]
     if not isinstance(signatures, list) or len(signatures) != 4:
         raise RotationRejected("wrong_signers", f"{where} must carry exactly four signatures")
@@ -289,19 +313,11 @@ def verify_statement(statement: object, *, where: str = "the statement") -> Link
             "and by no one else",
         )
     try:
-        nostr = verify_identity_proof(next_["nostr_proof"], next_["node"])
+        nostr = verify_identity_proof(statement["next"]["nostr_proof"], link.next_node)
     except ValueError as error:
         raise RotationRejected("bad_nostr_proof", f"{where}: {error}") from None
-    if nostr != next_["nostr"]:
+    if nostr != link.next_nostr:
         raise RotationRejected("bad_nostr_proof", f"{where}: the Nostr proof is by another key")
-    return Link(
-        previous_owner=previous["owner"],
-        previous_node=previous["node"],
-        next_owner=next_["owner"],
-        next_node=next_["node"],
-        next_nostr=nostr,
-        issued=issued,
-    )
 
 
 def _did_of(key: Ed25519PrivateKey) -> str:

@@ -121,6 +121,14 @@ def test_statements_that_do_not_hold_are_refused_with_a_reason():
     )
     assert _reason([swapped]) == "wrong_signers"
 
+    # A Nostr key named without its own proof, though all four keys signed the statement.
+    unproven = {name: value for name, value in good[0].items() if name != "signatures"}
+    unproven["next"] = {**unproven["next"], "nostr": "ab" * 32}
+    unproven["signatures"] = [
+        sign_json(unproven, key, kid=verification_method_id(_did(key))) for key in (*p0, *p1)
+    ]
+    assert _reason([unproven]) == "bad_nostr_proof"
+
     # Any change to a signed statement breaks its signatures.
     tampered = json.loads(json.dumps(good[0]))
     tampered["next"]["node"] = verification_method_id(_key()[1]).partition("#")[0]
