@@ -76,7 +76,10 @@ def _announce(settings: Settings, passphrase: str, *, record_only: bool) -> None
             return
         results = asyncio.run(announce(node.keys, node.vault, node.audit))
     if not results:
-        out.print("no pinned peers to tell; they learn the new keys from the agent card")
+        out.print(
+            "no pinned peers to tell; others learn the new keys from the agent card "
+            "the next time they send here"
+        )
     for result in results:
         mark = "told" if result["ok"] else "NOT told"
         out.print(f"{mark} {result['peer']} ({result['url']}): {result['detail']}", markup=False)
