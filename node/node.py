@@ -115,9 +115,8 @@ class Node:
             signer_did=verification_method_id(keys.node_did),
             earlier_signers=previous_node_dids(keys),
         )
-        record_rotations(
-            self.vault, self.audit, keys
-        )  # after a `flurry keys rotate` (node.rotation)
+        # After `flurry keys rotate`, the audit log records the rotation (node.rotation says why here).
+        record_rotations(self.vault, self.audit, keys)
         self.skills = Skills(self.vault, home.skills)
         self._skill_processes: dict[str, SkillProcess] = {}
         self._skill_processes_lock = threading.Lock()
