@@ -11,6 +11,7 @@ the owner's commands and the skills' broker all go through the same two function
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import asdict, replace
 from typing import Protocol
@@ -111,7 +112,8 @@ async def send_to_peer(node: PeeringNode, peer: str, text: str, *, by: str | Non
         except PeerChanged as changed:
             failure = changed
             if attempt == 0:
-                successor, why = _follow_card(node, changed)
+                # Signatures and sealed writes: off the event loop.
+                successor, why = await asyncio.to_thread(_follow_card, node, changed)
                 if successor is not None:
                     pinned, failure = replace(pinned, did=successor), None
                     continue

@@ -2,7 +2,8 @@
 
 A peer is pinned at `flurry peers add`: the DID that signed its agent card is stored with its
 URL, sealed in the vault (records of kind "peer"). Every later send fetches the card again and
-refuses to go on if another DID signed it. Messages go out through the a2a-sdk client over an
+refuses to go on if another DID signed it (`PeerChanged`: node.peering then follows the key
+rotation chain the card may carry, node.rotation, and sends again only if it verifies). Messages go out through the a2a-sdk client over an
 httpx client that signs each request with the node's key and labels it agent-made on the
 owner's behalf (identity.signing_client); the caller records each send in the audit log.
 """
