@@ -26,7 +26,7 @@ import hashlib
 import json
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -103,13 +103,24 @@ def content_hash(content: dict) -> str:
 
 class AuditLog:
     def __init__(
-        self, records: Records, *, signer_did: str, sign: Callable[[bytes], bytes] | None = None
+        self,
+        records: Records,
+        *,
+        signer_did: str,
+        sign: Callable[[bytes], bytes] | None = None,
+        earlier_signers: Sequence[str] = (),
     ) -> None:
         """``signer_did`` is the node's DID (or its key's DID URL); ``sign`` its Ed25519 signing
-        function, which only ``append`` needs."""
+        function, which only ``append`` needs. ``earlier_signers`` are the node's DIDs before its
+        key rotations (`flurry keys rotate`), oldest first: their entries verify, but only
+        before any entry of a later key, so a retired key cannot add to the log."""
         self._records = records
         self._sign = sign
         self.signer = signer_did if "#" in signer_did else verification_method_id(signer_did)
+        self._signers = [
+            *(d if "#" in d else verification_method_id(d) for d in earlier_signers),
+            self.signer,
+        ]
         self._lock = threading.Lock()
 
     def append(self, action: str, *, target: str, details: dict) -> AuditEntry:
@@ -194,6 +205,7 @@ class AuditLog:
         last_present = present[-1] if present else -1
 
         prev: str | None = GENESIS  # None: unknown, after a missing or unreadable entry
+        signer_rank = 0  # the key of the latest entry, as its place in self._signers
         for seq, value in raw.items():
             if value is None:
                 if seq < last_present:
@@ -210,7 +222,9 @@ class AuditLog:
                 problems.append(AuditProblem(seq, "is not an audit entry (wrong fields)"))
                 prev = None
                 continue
-            problems.extend(self._check_entry(seq, entry, prev, public_key_for))
+            problems.extend(self._check_entry(seq, entry, prev, public_key_for, signer_rank))
+            if entry.signer in self._signers:
+                signer_rank = max(signer_rank, self._signers.index(entry.signer))
             prev = entry.hash
 
         if head is not None:
@@ -277,6 +291,7 @@ class AuditLog:
         entry: AuditEntry,
         prev: str | None,
         public_key_for: Callable[[str], Ed25519PublicKey],
+        signer_rank: int = 0,
     ) -> list[AuditProblem]:
         found: list[str] = []
         if entry.seq != seq:
@@ -292,8 +307,10 @@ class AuditLog:
                 found.append("hash does not match its content")
         except rfc8785.CanonicalizationError:
             found.append("its content is not canonical JSON, so it has no valid hash")
-        if entry.signer != self.signer:
+        if entry.signer not in self._signers:
             found.append(f"signed by {entry.signer}, not by this node ({self.signer})")
+        elif self._signers.index(entry.signer) < signer_rank:
+            found.append(f"signed by {entry.signer}, a key this node had already rotated away from")
         else:
             found.extend(_check_signature(entry, public_key_for))
         return [AuditProblem(seq, message) for message in found]

@@ -33,6 +33,16 @@ and writes the whole new file beside it, fsyncs and renames it over the old one:
 killed at any moment leaves the old file or the new one, each complete and each opening
 with what opened it before (or after). Writers take a lock (keyring.json.lock) so that two
 changes at once cannot silently undo one another.
+
+After `flurry keys rotate` (identity.rotation), one more clear-text field, absent until then:
+
+      "rotations": [statement, …]
+
+the node's rotation statements, oldest first: each signed by the keys it retired and the
+keys it named, the last one naming the file's ``owner_did`` and ``node_did``. Rotation
+re-seals the two seeds under the same KEK and leaves the data key's sealed bytes as they were;
+a recovery section is replaced by one under a new recovery code, since the old code's copy of
+the seeds would bring the retired keys back.
 """
 
 from __future__ import annotations
@@ -60,6 +70,7 @@ from identity.did_key import did_key_from_ed25519_public, ed25519_public_from_di
 from identity.errors import IdentityError
 from identity.nostr_key import NostrKey
 from identity.recovery_code import RecoveryCode
+from identity.rotation import MAX_LINKS, make_statement
 
 FORMAT = "flurry-keyring"
 FORMAT_VERSION = 2
@@ -138,6 +149,8 @@ class UnlockedKeyring:
     data_key: bytes = field(repr=False)
     owner_key: Ed25519PrivateKey = field(repr=False)
     node_key: Ed25519PrivateKey = field(repr=False)
+    # The rotation statements (identity.rotation), oldest first; empty until the first rotation.
+    rotations: tuple[dict[str, Any], ...] = field(default=(), repr=False)
 
     @property
     def nostr_key(self) -> NostrKey:
@@ -202,6 +215,7 @@ class Keyring:
         public = {key: document[key] for key in ("owner_did", "node_did", "version", "created")}
         recovery = document.get("recovery")
         public["recovery_code_created"] = recovery["created"] if recovery else None
+        public["rotations"] = document.get("rotations", [])
         return public
 
     @staticmethod
@@ -245,6 +259,54 @@ class Keyring:
             return keys
 
         return _update(Path(path), change)
+
+    @staticmethod
+    def rotate(
+        path: Path, passphrase: str, recovery_code: RecoveryCode | None = None
+    ) -> UnlockedKeyring:
+        """Replace the owner and node keys by new ones, keeping the data key, and add the
+        signed statement that says so (identity.rotation) to the file's ``rotations``.
+
+        A keyring with a recovery code needs a new one (``recovery_code``): the old code's
+        section holds the retired seeds, and recovering with it would bring them back.
+        One atomic write: a crash leaves the old keys or the new ones with their statement.
+        Raises WrongPassphrase (nothing written) or KeyringError when the chain is full."""
+        path = Path(path)
+
+        def change(document: dict[str, Any]) -> UnlockedKeyring:
+            old = _unlock_with_passphrase(path, document, passphrase)
+            rotations = list(document.get("rotations", []))
+            if len(rotations) >= MAX_LINKS:
+                raise KeyringError(
+                    f"this node has rotated its keys {len(rotations)} times, as many as peers "
+                    "accept in one chain; start a new node instead"
+                )
+            if document.get("recovery") and recovery_code is None:
+                raise KeyringError(
+                    "this keyring has a recovery code, which holds the keys being retired: "
+                    "rotating needs a new recovery code; nothing was changed"
+                )
+            owner_key, node_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+            statement = make_statement(old.owner_key, old.node_key, owner_key, node_key)
+            document["owner_did"], document["node_did"] = _did_of(owner_key), _did_of(node_key)
+            document["rotations"] = [*rotations, statement]
+            new = UnlockedKeyring(
+                path,
+                document["owner_did"],
+                document["node_did"],
+                old.data_key,
+                owner_key,
+                node_key,
+                tuple(document["rotations"]),
+            )
+            # A fresh salt too: the same passphrase, every secret wrapped anew.
+            _seal_under_passphrase(document, new, passphrase)
+            if document.get("recovery"):
+                assert recovery_code is not None  # refused above
+                document["recovery"] = _recovery_section(new, recovery_code)
+            return new
+
+        return _update(path, change)
 
 
 def _unlock_with_passphrase(
@@ -297,7 +359,11 @@ def _open_keys(
     # must not survive unlock to be believed afterwards.
     if (_did_of(owner_key), _did_of(node_key)) != (owner_did, node_did):
         raise _corrupt(path, "a DID in the file does not match its sealed key")
-    return UnlockedKeyring(path, owner_did, node_did, data_key, owner_key, node_key)
+    rotations = tuple(document.get("rotations", ()))
+    latest = rotations[-1]["next"] if rotations else {"owner": owner_did, "node": node_did}
+    if (latest.get("owner"), latest.get("node")) != (owner_did, node_did):
+        raise _corrupt(path, "the last rotation statement does not name the keys in the file")
+    return UnlockedKeyring(path, owner_did, node_did, data_key, owner_key, node_key, rotations)
 
 
 def _seal_under_passphrase(
@@ -420,6 +486,7 @@ def _has_valid_shape(document: dict[str, Any]) -> bool:
             and 1 <= kdf["iterations"] <= MAX_KDF_ITERATIONS
             and _sealed_has_valid_shape(sealed)
             and _recovery_has_valid_shape(document)
+            and _has_valid_rotations(document.get("rotations", []))
         )
     except (KeyError, TypeError, ValueError):  # ValueError covers bad base64 and InvalidDID
         return False
@@ -445,6 +512,18 @@ def _recovery_has_valid_shape(document: dict[str, Any]) -> bool:
         and recovery["kdf"] == RECOVERY_KDF
         and isinstance(recovery["created"], str)
         and _sealed_has_valid_shape(recovery["sealed"])
+    )
+
+
+def _has_valid_rotations(rotations: object) -> bool:
+    """The shape unlock relies on; the statements' signatures are identity.rotation's to check."""
+    return (
+        isinstance(rotations, list)
+        and len(rotations) <= MAX_LINKS
+        and all(
+            isinstance(statement, dict) and isinstance(statement.get("next"), dict)
+            for statement in rotations
+        )
     )
 
 

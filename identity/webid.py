@@ -9,6 +9,7 @@ Core's ``as:alsoKnownAs``), the pod's storage (``pim:storage``), the node's A2A 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from rdflib import RDF, Graph, Literal, Namespace, URIRef
 from rdflib.namespace import FOAF, OWL, RDFS
@@ -36,11 +37,15 @@ def webid_profile(
     storage_path: str = "/pod/",
     name: str | None = None,
     nostr_pubkey: str | None = None,
+    previous_dids: Sequence[str] = (),
+    rotations_url: str | None = None,
 ) -> Graph:
     """The profile graph of the owner whose node answers at ``base_url`` (scheme://host[:port]).
 
     ``nostr_pubkey`` is the owner's Nostr key as 64 lowercase hex digits (x-only, NIP-01);
-    without one the profile says nothing about Nostr.
+    without one the profile says nothing about Nostr. ``previous_dids`` are the owner's DIDs
+    before key rotations (``as:alsoKnownAs``, as DID Core uses it), and ``rotations_url`` the
+    signed statements that link them to the current one (``rdfs:seeAlso``).
     """
     base = base_url.rstrip("/")
     card = URIRef(base + PROFILE_PATH)
@@ -64,6 +69,10 @@ def webid_profile(
     g.add((me, PIM.storage, URIRef(base + storage_path)))  # Solid: where the pod is
     g.add((me, AS.alsoKnownAs, URIRef(owner_did)))  # DID Core's alsoKnownAs term
     g.add((me, RDFS.seeAlso, URIRef(agent_card_url)))  # the node that acts for the owner (A2A)
+    for did in previous_dids:  # not owl:sameAs: a retired key no longer speaks for the owner
+        g.add((me, AS.alsoKnownAs, URIRef(did)))
+    if rotations_url is not None:
+        g.add((me, RDFS.seeAlso, URIRef(rotations_url)))
     if nostr_pubkey is not None:
         if not _HEX_KEY.match(nostr_pubkey):
             raise ValueError("a Nostr public key is 64 lowercase hex digits (x-only, NIP-01)")

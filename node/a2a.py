@@ -46,6 +46,7 @@ from identity.jws import sign_json
 from node.a2a_tasks import Caller
 from node.node import Node
 from node.nostr_peers import card_extension
+from node.rotation import card_extension as rotation_extension
 
 DEFAULT_ORIGIN = "http://127.0.0.1:8765"  # `flurry serve`'s own default address
 RPC_PATH = "/a2a"
@@ -89,7 +90,12 @@ def agent_card(node: Node, origins: Sequence[str]) -> AgentCard:
             for origin in origins
         ],
         capabilities=AgentCapabilities(
-            streaming=True, extensions=[AgentExtension(**card_extension(node.keys))]
+            streaming=True,
+            extensions=[
+                AgentExtension(**extension)
+                for extension in (card_extension(node.keys), rotation_extension(node.keys))
+                if extension is not None
+            ],
         ),
         default_input_modes=["text/plain"],
         default_output_modes=["text/plain"],

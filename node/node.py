@@ -40,6 +40,7 @@ from identity.did_key import verification_method_id
 from identity.keyring import Keyring, UnlockedKeyring
 from identity.recovery_code import RecoveryCode
 from node.home import Config, Home, HomeError, HomeLock, describe_file, private_files, runtime_dir
+from node.rotation import previous_node_dids, record_rotations
 from node.skill_capabilities import NostrPort, SkillCapabilities
 from skills.broker import Broker
 from skills.host import SkillProcess
@@ -110,8 +111,13 @@ class Node:
         self.grants = Grants(self.vault)
         self.tokens = Tokens(self.vault)
         self.audit = AuditLog(
-            self.vault, sign=keys.node_key.sign, signer_did=verification_method_id(keys.node_did)
+            self.vault,
+            sign=keys.node_key.sign,
+            signer_did=verification_method_id(keys.node_did),
+            earlier_signers=previous_node_dids(keys),
         )
+        # After `flurry keys rotate`, the audit log records the rotation (node.rotation says why here).
+        record_rotations(self.vault, self.audit, keys)
         self.skills = Skills(self.vault, home.skills)
         self._skill_processes: dict[str, SkillProcess] = {}
         self._skill_processes_lock = threading.Lock()

@@ -11,18 +11,21 @@ the owner's commands and the skills' broker all go through the same two function
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Protocol
 
 from agent.answer import Conversation, with_quotes_text
 from agent.audit import AuditError, AuditLog
-from agent.grants import Grant
+from agent.grants import Grant, Grants
 from agent.queue import Work
 from identity.did_key import verification_method_id
 from identity.keyring import UnlockedKeyring
+from identity.rotation import RotationRejected, verify_chain
 from node.errors import OwnerError
-from node.peers import PeerError, PeerReply, find_peer, send_message
+from node.peers import PeerChanged, PeerError, PeerReply, find_peer, send_message
+from node.rotation import RotationRefused, card_rotations, follow
 from store.vault import Vault
 
 
@@ -33,6 +36,7 @@ class PeeringNode(Protocol):
     vault: Vault
     keys: UnlockedKeyring
     audit: AuditLog
+    grants: Grants
 
     def conversation(
         self,
@@ -42,6 +46,28 @@ class PeeringNode(Protocol):
         peer: str | None = ...,
         grounded: bool = ...,
     ) -> Conversation: ...
+
+
+def _follow_card(node: PeeringNode, changed: PeerChanged) -> tuple[str | None, str]:
+    """(the pinned peer's new DID, "") when the card signed by that DID carries a rotation chain
+    from the pinned DID that verifies and is followed (node.rotation.follow); (None, why not)
+    otherwise ("" when the card carries no chain at all)."""
+    statements = card_rotations(changed.card)
+    if statements is None:
+        return None, ""
+    try:
+        chain = verify_chain(statements)
+        moved = follow(node.vault, node.grants, chain, signer=changed.did)
+    except (RotationRejected, RotationRefused) as refused:
+        return None, str(refused)
+    if not moved:
+        return None, "it retires none of this node's pins"
+    node.audit.append(
+        "peer.rotated",
+        target=chain.node,
+        details={"moved": moved, "rotations": len(chain.links), "via": "agent card"},
+    )
+    return chain.node, ""
 
 
 def answer_work(node: PeeringNode, caller: str, grant: Grant, question: str) -> Work:
@@ -73,17 +99,29 @@ async def send_to_peer(node: PeeringNode, peer: str, text: str, *, by: str | Non
     keys = node.keys
     reply: PeerReply | None = None
     failure: PeerError | None = None
-    try:
-        reply = await send_message(
-            pinned.url,
-            text,
-            key=keys.node_key,
-            keyid=verification_method_id(keys.node_did),
-            owner_did=keys.owner_did,
-            pinned_did=pinned.did,
-        )
-    except PeerError as e:
-        failure = e
+    for attempt in range(2):  # again only after following the peer's key rotation, once
+        try:
+            reply = await send_message(
+                pinned.url,
+                text,
+                key=keys.node_key,
+                keyid=verification_method_id(keys.node_did),
+                owner_did=keys.owner_did,
+                pinned_did=pinned.did,
+            )
+        except PeerChanged as changed:
+            failure = changed
+            if attempt == 0:
+                # Signatures and sealed writes: off the event loop.
+                successor, why = await asyncio.to_thread(_follow_card, node, changed)
+                if successor is not None:
+                    pinned, failure = replace(pinned, did=successor), None
+                    continue
+                if why:
+                    failure = PeerError(f"{changed} Its key rotation was not followed: {why}")
+        except PeerError as e:
+            failure = e
+        break
     # Attempts are recorded too: a refusal, or a card signed by another DID, is worth an owner's look.
     details = {
         "peer_did": pinned.did,

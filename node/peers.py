@@ -2,7 +2,8 @@
 
 A peer is pinned at `flurry peers add`: the DID that signed its agent card is stored with its
 URL, sealed in the vault (records of kind "peer"). Every later send fetches the card again and
-refuses to go on if another DID signed it. Messages go out through the a2a-sdk client over an
+refuses to go on if another DID signed it (`PeerChanged`: node.peering then follows the key
+rotation chain the card may carry, node.rotation, and sends again only if it verifies). Messages go out through the a2a-sdk client over an
 httpx client that signs each request with the node's key and labels it agent-made on the
 owner's behalf (identity.signing_client); the caller records each send in the audit log.
 """
@@ -34,6 +35,15 @@ PEER_KIND = "peer"
 
 class PeerError(NodeError):
     """A peer cannot be reached, is not who it was, or refused; the message says which."""
+
+
+class PeerChanged(PeerError):
+    """The peer's card is signed by another DID than the pinned one. Nothing was sent; the
+    caller may follow a rotation chain the (verified) ``card`` carries (node.rotation)."""
+
+    def __init__(self, message: str, *, did: str, card: dict) -> None:
+        super().__init__(message)
+        self.did, self.card = did, card
 
 
 @dataclass(frozen=True)
@@ -150,9 +160,11 @@ async def send_message(
     ) as http:
         card, did = await fetch_peer_card(peer_url, http=http)
         if pinned_did is not None and did != pinned_did:
-            raise PeerError(
+            raise PeerChanged(
                 f"{base_url(peer_url)} is now {did}, not the pinned {pinned_did}: not sending. "
-                "If the peer's node changed on purpose, add it again."
+                "If the peer's node changed on purpose, add it again.",
+                did=did,
+                card=card,
             )
         try:
             client = ClientFactory(ClientConfig(httpx_client=http, streaming=False)).create(

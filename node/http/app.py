@@ -28,6 +28,7 @@ from node.http import (
     owner,
     pod,
     problems,
+    rotation,
     skills,
 )
 from node.http.auth import owner_caller, signed_caller
@@ -106,6 +107,8 @@ def create_app(
     signed = [Depends(signed_caller)]
     owner_only = [Depends(owner_caller)]
     app.include_router(discovery.router)
+    app.include_router(rotation.public_router)
+    app.include_router(rotation.peer_router, dependencies=signed)
     app.include_router(a2a.card_router)
     app.include_router(a2a.rpc_router, dependencies=signed)
     app.include_router(pod.router)  # signed, or public where the owner made a container public

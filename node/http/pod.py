@@ -57,6 +57,7 @@ from node.http.solid import (
 from node.http.state import NodeDep, OwnerDep
 from node.node import Node
 from node.nostr_peers import is_nostr_http_auth
+from node.rotation import CHAIN_PATH
 from store.pod_store import MAX_RESOURCE_BYTES, POD_ROOT, Entry, parent_of
 from store.rdf import (
     N3,
@@ -436,6 +437,8 @@ def profile(request: Request, node: NodeDep) -> Response:
             node.keys.owner_did,
             agent_card_url=f"{base}/.well-known/agent-card.json",
             nostr_pubkey=node.keys.nostr_public_key_hex,
+            previous_dids=[s["previous"]["owner"] for s in node.keys.rotations],
+            rotations_url=f"{base}{CHAIN_PATH}" if node.keys.rotations else None,
         ),
     )
 
