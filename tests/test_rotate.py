@@ -29,7 +29,7 @@ from identity.did_key import (
     verification_method_id,
 )
 from identity.jws import canonical_json
-from identity.keyring import Keyring, UnlockedKeyring
+from identity.keyring import Keyring, KeyringError, UnlockedKeyring
 from identity.rotation import (
     MAX_CHAIN_BYTES,
     MAX_LINKS,
@@ -524,10 +524,11 @@ def test_kill_9_during_rotate_leaves_the_old_keys_or_the_new_ones(flurry, moment
         actions = [e.action for e in node.audit.entries()]
         assert actions == (["keys.rotate"] if expected_new else [])
         assert node.audit.verify(_audit_key).ok
-    # A left-over temp file of the killed write is all there is besides the keyring.
+    # A left-over temp file of the killed write is all there is besides the keyring (and the
+    # writers' lock file, identity.keyring._writer_lock).
     assert {
         p.name for p in home.keyring.parent.glob("*keyring*") if not p.name.endswith(".tmp")
-    } == {"keyring.json"}
+    } == {"keyring.json", "keyring.json.lock"}
 
 
 def test_rotation_refuses_a_home_without_a_keyring(tmp_path):
@@ -551,3 +552,50 @@ def test_a_keyring_whose_last_statement_names_other_keys_is_damaged(tmp_path):
     with pytest.raises(KeyringCorrupt, match="last rotation statement"):
         Keyring.unlock(path, PASSPHRASE)
     assert rotated.rotations
+
+
+def test_a_rotation_replaces_the_recovery_code_whose_copy_holds_the_retired_keys(tmp_path):
+    """The recovery section seals the seeds a second way: after a rotation the old code would
+    bring the retired keys back. So rotating needs (and seals under) a new code; the old one
+    then opens nothing."""
+    from identity.keyring import WrongRecoveryCode
+    from identity.recovery_code import RecoveryCode
+
+    path = tmp_path / "keyring.json"
+    old_code = RecoveryCode.generate()
+    first = Keyring.create(path, PASSPHRASE, old_code)
+    untouched = path.read_bytes()
+    with pytest.raises(KeyringError, match="needs a new recovery code"):
+        Keyring.rotate(path, PASSPHRASE)
+    assert path.read_bytes() == untouched  # refused before writing
+
+    new_code = RecoveryCode.generate()
+    rotated = Keyring.rotate(path, PASSPHRASE, new_code)
+    assert rotated.node_did != first.node_did
+    with pytest.raises(WrongRecoveryCode):
+        Keyring.unlock_with_recovery_code(path, old_code)
+    recovered = Keyring.recover(path, new_code, "a new passphrase")
+    assert (recovered.owner_did, recovered.node_did) == (rotated.owner_did, rotated.node_did)
+    assert recovered.data_key == first.data_key and recovered.rotations == rotated.rotations
+    assert Keyring.unlock(path, "a new passphrase").node_did == rotated.node_did
+
+
+def test_keys_rotate_on_the_command_line_prints_the_new_recovery_code(cli):
+    import re
+
+    from identity.recovery_code import RecoveryCode
+
+    def printed_code(output: str) -> RecoveryCode:
+        numbered = re.findall(r"(\d+) ([a-z]+)", output.split("Recovery code", 1)[1])
+        assert len(numbered) == 24
+        return RecoveryCode.from_words(" ".join(word for _, word in numbered))
+
+    old_code = printed_code(cli("init").stdout)
+    rotated = cli("keys", "rotate").stdout
+    assert "Recovery code (new: the old one no longer works)" in rotated
+    new_code = printed_code(rotated)
+    keyring = Path(cli.env["FLURRY_HOME"]) / "keyring.json"
+    public = Keyring.read_public(keyring)
+    assert Keyring.unlock_with_recovery_code(keyring, new_code).node_did == public["node_did"]
+    with pytest.raises(KeyringError):
+        Keyring.unlock_with_recovery_code(keyring, old_code)
