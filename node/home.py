@@ -41,6 +41,7 @@ class Config:
     # The origins other agents reach the node at, named in its signed agent card; empty: the
     # address `flurry serve` listens on.
     public_urls: list[str] = field(default_factory=list)
+    log_format: str = "text"  # `flurry serve`'s log lines: "text" or "json" (node.logs)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import cast
 
@@ -47,12 +47,17 @@ def _passphrase(settings: Settings, *, confirm: bool = False) -> str:
 
 
 @contextmanager
-def _open_node(settings: Settings, *, terminal_prompt: AskOwner | None = None) -> Iterator[Node]:
+def _open_node(
+    settings: Settings,
+    *,
+    terminal_prompt: AskOwner | None = None,
+    say: Callable[[str], None] | None = None,
+) -> Iterator[Node]:
     settings.home.require()
     node = Node.open(
         settings.home,
         _passphrase(settings),
-        say=lambda line: err.print(line),
+        say=say or (lambda line: err.print(line)),
         terminal_prompt=terminal_prompt,
     )
     try:

@@ -15,6 +15,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from node import logs
 from node.cli.common import (
     Settings,
     _open_node,
@@ -22,6 +23,7 @@ from node.cli.common import (
     err,
     out,
 )
+from node.logs import FORMATS
 from node.node import Node
 from node.watch import watch_and_add
 
@@ -186,15 +188,30 @@ def status(settings: Settings, as_json: bool) -> None:
     help="An origin other agents reach this node at (https://node.example), named in its signed "
     "agent card (repeatable; default: config.json's public_urls, else the address it listens on).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(FORMATS),
+    envvar="FLURRY_LOG_FORMAT",
+    help="Log lines on stderr as text or JSON lines (default: config.json's log_format, else text). "
+    "Logs never hold your questions, answers, documents or their paths.",
+)
 @click.pass_obj
-def serve(settings: Settings, host: str, port: int, public_urls: tuple[str, ...]) -> None:
+def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    public_urls: tuple[str, ...],
+    log_format: str | None,
+) -> None:
     """Run the node: the signed API for your own clients, other agents and local apps."""
     # Lazy: uvicorn and the whole HTTP app load only to serve, not for every command.
     from node.serve import serve as run_server
 
-    with _open_node(settings) as node:
-        urls = public_urls or settings.home.load_config().public_urls
-        run_server(node, host, port, say=lambda line: err.print(line), public_urls=urls)
+    config = settings.home.load_config()
+    logs.configure(log_format or config.log_format)
+    with _open_node(settings, say=lambda line: logs.event("node", line)) as node:
+        urls = public_urls or config.public_urls
+        run_server(node, host, port, public_urls=urls)
 
 
 COMMANDS = (init, add, forget, status, serve)
