@@ -234,9 +234,9 @@ def file_sha256(path: Path, cache: dict, progress: Progress | None) -> str:
     return digest
 
 
-def _pins() -> dict[str, tuple[str, str | None]]:
+def _pins() -> dict[str, tuple[str | None, str | None]]:
     """File name → (catalog name, pinned sha256 or None)."""
-    pins: dict[str, tuple[str, str | None]] = {
+    pins: dict[str, tuple[str | None, str | None]] = {
         m.filename: (m.name, m.gguf_sha256) for m in CATALOG.values()
     }
     for hub in HUB_CATALOG.values():
@@ -293,21 +293,22 @@ def check_models(home: Home, progress: Progress | None = None) -> list[Check]:
     cache_path = _hash_cache(home)
     try:
         cache = json.loads(cache_path.read_text())
-        assert isinstance(cache, dict)
-    except (OSError, ValueError, AssertionError):
+    except (OSError, ValueError):
+        cache = {}
+    if not isinstance(cache, dict):
         cache = {}
     pins = _pins()
     for path in files:
-        kind = in_use.get(path.resolve())
-        label = f"{kind} model" if kind else "model"
+        use = in_use.get(path.resolve())
+        label = f"{use} model" if use else "model"
         size = path.stat().st_size
         digest = file_sha256(path, cache, progress)
-        name, pinned = pins.get(path.name, (None, None))
+        catalog_name, pinned = pins.get(path.name, (None, None))
         expected = pinned or _pulled_sha256(path)
-        data = {"path": str(path), "bytes": size, "sha256": digest, "in_use": kind}
+        data = {"path": str(path), "bytes": size, "sha256": digest, "in_use": use}
         detail = f"{path.name}  {size / 1024**2:.0f} MB  sha256 {digest[:16]}…"
         if expected is None:
-            why = "no pin: converted by flurry" if name else "not from flurry's catalog"
+            why = "no pin: converted by flurry" if catalog_name else "not from flurry's catalog"
             checks.append(Check(label, OK, f"{detail} ({why})", data=data))
         elif expected == digest:
             what = "the catalog's pin" if pinned else "its pull record"

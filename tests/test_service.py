@@ -26,13 +26,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import PASSPHRASE, free_port
 
 from identity.did_key import verification_method_id
 from identity.keyring import Keyring
 from identity.signing_client import signed_client
 from node import logs
 from node import service as svc
-from tests.conftest import PASSPHRASE, free_port
 
 CANARY = "zqx-canary-7731-owner-secret"
 
