@@ -6,10 +6,12 @@ person would read) and ``fields`` (the event's values: a URL, a DID, a pid). Und
 journal keeps them; `flurry service logs` reads them back.
 
 Logs never hold the owner's text: no question, answer, document text, chat message or
-document path is ever put in a log call by the node, uvicorn's access log (URLs with their
-query strings) stays off, and an exception is logged by its type and its stack only: its
-message may quote what failed (a chunk, a path, a question), so it is withheld, in both
-formats. tests/test_service.py sends a canary through the real app and looks for it here.
+document path is ever put in a log call by the node; uvicorn's access log (URLs with their
+query strings) stays off; a library's record keeps its message's wording but not the values
+filled into it (the A2A SDK fills a refused request's parse error, which quotes the request,
+into its line); and an exception is logged by its type and its stack only: its message may
+quote what failed (a chunk, a path, a question). In both formats. tests/test_service.py sends
+a canary through the real app and looks for it here.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from node.errors import NodeError
 
 FORMATS = ("text", "json")
 WITHHELD = "(message withheld from the log: it may quote the owner's data)"
+# Whose log calls fill in only values that are not the owner's text (the project's own
+# packages, checked by hand and by the canary test); every other logger's values are withheld.
+OWN_LOGGERS = ("flurry", "node", "agent", "store", "skills", "identity", "tui")
 
 
 class LogFormatError(NodeError):
@@ -58,6 +63,19 @@ def _exception_lines(exc: BaseException) -> list[str]:
     return lines
 
 
+def message(record: logging.LogRecord) -> str:
+    """The record's line; from a library, its wording with each value shown as "…"."""
+    if record.name.partition(".")[0] in OWN_LOGGERS or not record.args:
+        return record.getMessage()
+    args = record.args
+    try:
+        if isinstance(args, dict):
+            return str(record.msg) % {key: "…" for key in args}
+        return str(record.msg) % tuple("…" for _ in args)
+    except (TypeError, ValueError, KeyError):
+        return str(record.msg)
+
+
 def _exception(record: logging.LogRecord) -> BaseException | None:
     info = record.exc_info
     return info[1] if info and info[1] is not None else None
@@ -81,7 +99,7 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "event": getattr(record, "event", None) or record.name,
-            "message": record.getMessage(),
+            "message": message(record),
             "fields": dict(getattr(record, "fields", None) or {}),
         }
         error = _exception(record)
@@ -92,7 +110,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def _prepared(record: logging.LogRecord, formatter: logging.Formatter) -> logging.LogRecord:
-    record.message = record.getMessage()
+    record.message = message(record)
     record.asctime = formatter.formatTime(record, formatter.datefmt)
     return record
 

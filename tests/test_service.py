@@ -422,6 +422,26 @@ def _serve_the_canary(flurry, tmp_path: Path, notes: Path, app_token: str, log_f
                 owner.post("/api/ask", content=f'{{"question": "{CANARY}'.encode()).status_code
                 == 400
             )
+            # A2A params the SDK cannot parse: it logs the parse error, whose message quotes the
+            # value; the log keeps the error's type and stack only.
+            broken = owner.post(
+                "/a2a",
+                headers={"A2A-Version": "1.0"},
+                json={
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "SendMessage",
+                    "params": {
+                        "message": {
+                            "messageId": "m-1",
+                            "role": "ROLE_USER",
+                            "parts": CANARY,  # not a list: the parse error quotes it
+                        }
+                    },
+                },
+            )
+            assert broken.status_code == 200 and broken.json()["error"]["code"] == -32602
+            assert CANARY in broken.text  # the SDK tells the caller what it refused
             missing = owner.post("/api/owner/documents/chunk", json={"path": CANARY, "chunk": 0})
             assert (
                 missing.status_code == 404 and CANARY in missing.text
@@ -439,6 +459,11 @@ def _serve_the_canary(flurry, tmp_path: Path, notes: Path, app_token: str, log_f
         entries = [json.loads(line) for line in lines]  # every line is one JSON object
         assert all(set(e) >= {"time", "level", "event", "message", "fields"} for e in entries)
         events = {e["event"]: e for e in entries}
+        sdk = [e for e in entries if e["event"] == "a2a.server.routes.jsonrpc_dispatcher"]
+        # The SDK's parse error, by its type and stack; then its line about the refusal, with
+        # its values (the parse error quoting the request) withheld.
+        assert sdk[0]["level"] == "error" and sdk[0]["traceback"][-1].endswith(logs.WITHHELD)
+        assert sdk[1]["message"] == "Request Error (ID: …): Code=…, Message='…'…", sdk
         assert events["serving"]["fields"]["url"] == url
         assert events["serving"]["fields"]["node_did"] == keys.node_did
         assert "stopped" in events
