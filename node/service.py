@@ -48,8 +48,15 @@ CREDENTIAL_NAME = "passphrase"
 # `systemd-creds --user` itself came in 256).
 ENCRYPTED_CREDENTIALS_SINCE = 258
 CREDENTIALS = ("none", "file", "encrypted")
-# Variables of the installing shell that change what the node uses, baked into the unit when set.
-BAKED_ENVIRONMENT = ("FLURRY_MODELS", "FLURRY_RUNTIME_DIR", "FLURRY_THREADS", "FLURRY_HF_ENDPOINT")
+# Variables of the installing shell that change what the node uses, baked into the unit when
+# set (PYTHONPATH: a node run from a checkout runs the same code as a service).
+BAKED_ENVIRONMENT = (
+    "FLURRY_MODELS",
+    "FLURRY_RUNTIME_DIR",
+    "FLURRY_THREADS",
+    "FLURRY_HF_ENDPOINT",
+    "PYTHONPATH",
+)
 
 
 class ServiceError(NodeError):
@@ -90,6 +97,8 @@ def _unit_value(text: str) -> str:
     variable ``$`` escaped, so a path is taken exactly as it is."""
     if any(ord(c) < 32 for c in text):
         raise ServiceError(f"{text!r} holds a control character: a unit file cannot name it")
+    if re.fullmatch(r"[\w./:@+=,-]+", text):
+        return text  # nothing systemd would read otherwise: no quotes needed
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
     return '"' + escaped.replace("$", "$$") + '"'
 
@@ -102,10 +111,10 @@ def _environment_value(name: str, value: str) -> str:
     return f'"{text}"'
 
 
-def serve_arguments(passphrase_file: Path | None) -> list[str]:
+def serve_arguments(passphrase_file: Path | None, serve_options: Sequence[str] = ()) -> list[str]:
     """The `flurry` arguments the plain (systemd-less) command runs."""
     args = [] if passphrase_file is None else ["--passphrase-file", str(passphrase_file)]
-    return [*args, "serve", "--log-format", "json"]
+    return [*args, "serve", "--log-format", "json", *serve_options]
 
 
 def unit_text(
@@ -115,10 +124,12 @@ def unit_text(
     credential: Credential = Credential(),
     environment: Mapping[str, str] | None = None,
     writable: Sequence[Path] = (),
+    serve_options: Sequence[str] = (),
 ) -> str:
     """The unit file that runs `flurry serve` for ``home`` with ``python``. ``environment``:
     more variables for the node (FLURRY_HOME is always set); ``writable``: folders besides the
-    home the node writes to (a models folder elsewhere, a backup destination)."""
+    home the node writes to (a models folder elsewhere, a backup destination);
+    ``serve_options``: more `flurry serve` options (``--port 9000``)."""
     if credential.kind not in CREDENTIALS:
         raise ServiceError(
             f"unknown credential {credential.kind!r}: one of {', '.join(CREDENTIALS)}"
@@ -129,7 +140,8 @@ def unit_text(
     words = [_unit_value(python), "-m", "node.cli"]
     if credential.kind != "none":  # %d: the service's private credentials folder
         words += ["--passphrase-file", f"%d/{CREDENTIAL_NAME}"]
-    exec_start = " ".join([*words, "serve", "--log-format", "json"])
+    serve = ["serve", "--log-format", "json", *serve_options]
+    exec_start = " ".join([*words, *(_unit_value(w) for w in serve)])
     if credential.kind == "file":
         credential_lines = [
             "# The passphrase file, readable only by its owner, handed over as a credential: its",
@@ -173,9 +185,7 @@ def unit_text(
         "ReadWritePaths=" + " ".join(_unit_path_word(p) for p in paths),
         # XDG_RUNTIME_DIR: the unlock agent's socket; the indexes where /dev/shm is missing.
         "ReadWritePaths=-%t",
-        "ProtectKernelTunables=yes",
         "ProtectKernelModules=yes",
-        "ProtectKernelLogs=yes",
         "RestrictRealtime=yes",
         "RestrictSUIDSGID=yes",
         "LockPersonality=yes",
@@ -190,6 +200,9 @@ def unit_text(
         "# - PrivateDevices=, ProtectClock= (a device allow-list): llama.cpp's GPU offload opens",
         "#   /dev/nvidia*, /dev/dri, /dev/kfd.",
         "# - MemoryDenyWriteExecute=: ctypes callbacks (llama.cpp's bindings) need W+X memory.",
+        "# - ProtectKernelTunables=, ProtectKernelLogs=: they remount /proc and /sys, which fails",
+        "#   (226/NAMESPACE) in containers that mask those already; and a user's process cannot",
+        "#   write the kernel's tunables or read its log anyway.",
         "",
         "[Install]",
         "WantedBy=default.target",
@@ -249,11 +262,12 @@ def plain_command(
     python: str,
     credential: Credential,
     environment: Mapping[str, str],
+    serve_options: Sequence[str] = (),
 ) -> str:
     """The shell command that runs the same node without systemd, logging to <home>/serve.log."""
     env = {"FLURRY_HOME": str(home), **environment}
     words = ["env", *(f"{k}={v}" for k, v in env.items()), python, "-m", "node.cli"]
-    words += serve_arguments(credential.path if credential.kind == "file" else None)
+    words += serve_arguments(credential.path if credential.kind == "file" else None, serve_options)
     log = home / "serve.log"
     return " ".join(shlex.quote(w) for w in words) + f" >> {shlex.quote(str(log))} 2>&1"
 
@@ -416,6 +430,7 @@ def plan(
     systemd: Systemd,
     writable: Sequence[Path] = (),
     models: Path | None = None,
+    serve_options: Sequence[str] = (),
 ) -> Plan:
     environ = systemd.environ
     environment = {k: environ[k] for k in BAKED_ENVIRONMENT if environ.get(k)}
@@ -427,9 +442,14 @@ def plan(
         extra.append(models)
     python = python_command()
     unit = unit_text(
-        home=home, python=python, credential=credential, environment=environment, writable=extra
+        home=home,
+        python=python,
+        credential=credential,
+        environment=environment,
+        writable=extra,
+        serve_options=serve_options,
     )
-    plain = plain_command(home, python, credential, environment)
+    plain = plain_command(home, python, credential, environment, serve_options)
     return Plan(unit, unit_path(environ), plain, credential, systemd)
 
 

@@ -325,6 +325,88 @@ def test_an_encrypted_credential_needs_a_systemd_that_can_open_it(cli, boxes):
     assert not sealed.exists() and not boxes["unit"].exists()
 
 
+# --- a real user service manager ---------------------------------------------------------------
+
+E2E_SCRIPT = """
+set -e
+# Everything below stays in this private mount namespace: the machine's /run is not touched.
+mount --make-rshared /  # as on a booted box: the manager's credential mounts must propagate
+mount -t tmpfs none /run/systemd && mkdir -p /run/systemd/system  # "booted with systemd"
+mkdir -p /run/user && mount -t tmpfs -o mode=755 none /run/user && mkdir -m 700 /run/user/0
+export XDG_RUNTIME_DIR=/run/user/0
+/lib/systemd/systemd --user >/dev/null 2>&1 &
+manager=$!
+trap 'kill $manager' EXIT
+for i in $(seq 50); do systemctl --user show --property=Version >/dev/null 2>&1 && break; sleep 0.2; done
+"$PYTHON" -m node.cli service install --credential file "$BASE/passphrase" --port "$PORT" > "$BASE/install.out"
+for i in $(seq 300); do [ -f "$FLURRY_HOME/serve.json" ] && break; sleep 0.2; done
+"$PYTHON" -c "import httpx, sys; print(httpx.get(sys.argv[1], timeout=30).text)" \\
+    "http://127.0.0.1:$PORT/.well-known/did.json" > "$BASE/did.json"
+"$PYTHON" -m node.cli service status --json > "$BASE/status.json"
+"$PYTHON" -m node.cli service uninstall > "$BASE/uninstall.out"
+systemctl --user show flurry.service --property=ActiveState > "$BASE/after.txt"
+"""
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0
+    or shutil.which("unshare") is None
+    or not os.path.exists("/lib/systemd/systemd")
+    or os.path.exists("/run/systemd/system"),
+    reason="needs root, unshare and systemd's binaries on a box not booted with systemd (where "
+    "a private user manager can be started without touching the real one)",
+)
+def test_the_node_runs_as_a_real_systemd_user_service(cli, tmp_path):
+    """The real systemd user manager, started in a private mount namespace (this box has the
+    binaries but was not booted with systemd): `flurry service install` with a passphrase file
+    starts the node under the hardened unit, it answers over HTTP, logs JSON lines, and
+    `uninstall` stops it."""
+    # Not under /tmp (the unit's PrivateTmp hides it) nor /dev/shm (systemd v252 builds the
+    # credentials there, covering it for a moment): under the home, as a real node lives.
+    base = Path.home() / ".cache" / f"flurry-test-service-{os.getpid()}-{time.monotonic_ns()}"
+    base.mkdir(parents=True)
+    try:
+        home = base / "home"
+        env = {
+            **cli.env,
+            "FLURRY_HOME": str(home),
+            "XDG_CONFIG_HOME": str(base / "config"),
+            "BASE": str(base),
+            "PORT": str(free_port()),
+            "PYTHON": sys.executable,
+            "PYTHONPATH": os.environ.get("PYTHONPATH") or str(Path(__file__).parent.parent),
+        }
+        env.pop("FLURRY_RUNTIME_DIR")  # the fixture's folder is under /dev/shm: see above
+        (base / "passphrase").write_text(PASSPHRASE + "\n")
+        (base / "passphrase").chmod(0o600)
+        cli("init", FLURRY_HOME=str(home))
+        # The journal is not running here: the service's stderr goes to a file beside it.
+        drop_in = base / "config" / "systemd" / "user" / "flurry.service.d"
+        drop_in.mkdir(parents=True)
+        (drop_in / "stderr.conf").write_text(f"[Service]\nStandardError=append:{base}/stderr\n")
+        run = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", E2E_SCRIPT],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        logged = (base / "stderr").read_text() if (base / "stderr").exists() else ""
+        assert run.returncode == 0, run.stderr + logged
+        keys = Keyring.unlock(home / "keyring.json", PASSPHRASE)
+        assert json.loads((base / "did.json").read_text())["id"] == keys.node_did
+        status = json.loads((base / "status.json").read_text())
+        assert (status["ActiveState"], status["UnitFileState"]) == ("active", "enabled")
+        assert status["serving"] == f"http://127.0.0.1:{env['PORT']}"
+        entries = [json.loads(line) for line in logged.splitlines()]
+        assert [e["event"] for e in entries] == ["serving", "stopped"], logged
+        assert "stopped and disabled flurry.service" in (base / "uninstall.out").read_text()
+        assert (base / "after.txt").read_text().strip() == "ActiveState=inactive"
+        assert not (base / "config" / "systemd" / "user" / "flurry.service").exists()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 # --- the logs never hold the owner's text -------------------------------------------------------
 
 

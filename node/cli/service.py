@@ -39,6 +39,8 @@ def service() -> None:
     help="Another folder the service may write to (the unit makes the rest of the system "
     "read-only), e.g. a backup destination (repeatable).",
 )
+@click.option("--host", help="The address `flurry serve` listens on (default: loopback).")
+@click.option("--port", type=int, help="Its port (default: 8765).")
 @click.option(
     "--print", "dry_run", is_flag=True, help="Print the unit and the commands; change nothing."
 )
@@ -48,6 +50,8 @@ def install(
     credential: str,
     path: str | None,
     writable: tuple[str, ...],
+    host: str | None,
+    port: int | None,
     dry_run: bool,
 ) -> None:
     """Install `flurry serve` for this home as a systemd user service that starts at boot.
@@ -87,6 +91,10 @@ def install(
         systemd,
         writable=[Path(w).expanduser().absolute() for w in writable],
         models=home.models,
+        serve_options=[
+            *(["--host", host] if host else []),
+            *(["--port", str(port)] if port else []),
+        ],
     )
     if dry_run or not systemd.reachable:
         _print_plan(plan, None if dry_run else systemd.why)
