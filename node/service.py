@@ -411,6 +411,7 @@ def encrypt_passphrase(systemd: Systemd, passphrase: str, target: Path) -> None:
 class Plan:
     """What `flurry service install` does or, without a user systemd, tells the owner to do."""
 
+    home: str
     unit: str
     unit_path: Path
     plain: str  # the nohup / cron command
@@ -450,7 +451,7 @@ def plan(
         serve_options=serve_options,
     )
     plain = plain_command(home, python, credential, environment, serve_options)
-    return Plan(unit, unit_path(environ), plain, credential, systemd)
+    return Plan(str(home), unit, unit_path(environ), plain, credential, systemd)
 
 
 def install(p: Plan, passphrase: str | None = None) -> Plan:
@@ -458,6 +459,13 @@ def install(p: Plan, passphrase: str | None = None) -> Plan:
     reachable user systemd: without one the caller shows ``p`` instead."""
     if not p.systemd.reachable:
         raise ServiceError(f"cannot install a systemd service: {p.systemd.why}")
+    if p.unit_path.exists():
+        serving = installed_home(p.unit_path.read_text())
+        if serving != p.home:
+            raise ServiceError(
+                f"{p.unit_path} already runs the node at {serving}: one home per user service; "
+                "`flurry service uninstall` it first (that home stays as it is)"
+            )
     if p.credential.kind == "encrypted":
         assert passphrase is not None and p.credential.path is not None
         encrypt_passphrase(p.systemd, passphrase, p.credential.path)

@@ -144,3 +144,15 @@ def test_indexes_that_do_not_fit_the_runtime_folder_fail(tmp_path, runtime_dir, 
         f.truncate(fits.data["free"] + 1)
     too_big = doctor.check_runtime(home)
     assert too_big.status == "FAIL" and "do not fit" in too_big.detail
+
+
+def test_the_service_line_says_what_systemd_says():
+    unit = "/home/me/.config/systemd/user/flurry.service"
+    running = {"unit": unit, "installed": True, "systemd": True, "ActiveState": "active"}
+    assert doctor.check_service({**running, "SubState": "running"}).status == "OK"
+    failed = doctor.check_service({**running, "ActiveState": "failed", "SubState": "failed"})
+    assert failed.status == "WARN" and "`flurry service logs` says why" in failed.fix
+    absent = {"unit": unit, "installed": False, "systemd": True}
+    assert doctor.check_service(absent).detail == "not installed"
+    orphan = {"unit": unit, "installed": True, "systemd": False, "why": "no systemctl"}
+    assert doctor.check_service(orphan).status == "WARN"

@@ -160,6 +160,10 @@ elif [ "$2" = "show" ]; then
 fi
 """
 
+FAKE_JOURNALCTL = """#!/bin/sh
+echo "journalctl $*" >> "$FAKE_SYSTEMD_LOG"
+"""
+
 FAKE_SYSTEMD_CREDS = """#!/bin/sh
 echo "systemd-creds $*" >> "$FAKE_SYSTEMD_LOG"
 # The plaintext comes on stdin: write its length where the test can see it, and a stand-in.
@@ -178,7 +182,11 @@ def boxes(tmp_path, cli):
     bare.mkdir()
     fakes = tmp_path / "fake-bin"
     fakes.mkdir()
-    for name, script in (("systemctl", FAKE_SYSTEMCTL), ("systemd-creds", FAKE_SYSTEMD_CREDS)):
+    for name, script in (
+        ("systemctl", FAKE_SYSTEMCTL),
+        ("systemd-creds", FAKE_SYSTEMD_CREDS),
+        ("journalctl", FAKE_JOURNALCTL),
+    ):
         (fakes / name).write_text(script)
         (fakes / name).chmod(0o755)
     record = tmp_path / "systemd-calls.log"
@@ -241,10 +249,28 @@ def test_with_systemd_the_unit_is_written_enabled_started_and_removed(cli, boxes
     assert f"FLURRY_RUNTIME_DIR={cli.env['FLURRY_RUNTIME_DIR']}" in env
     assert words(values(unit, "Service", "ExecStart")[0])[0] == sys.executable
 
+    # A second home cannot take the service over; the same home may install again.
+    cli("--home", str(cli.home) + "-2", "init")
+    taken = cli("service", "install", PATH=path, FLURRY_HOME=str(cli.home) + "-2", check=False)
+    assert taken.returncode == 1 and f"already runs the node at {cli.home}" in taken.stderr
+    boxes["calls"].unlink()
+    cli("service", "install", PATH=path)
+    assert calls(boxes)[1:] == [
+        "systemctl --user daemon-reload",
+        "systemctl --user enable --now flurry.service",
+    ]
+
     status = json.loads(cli("service", "status", "--json", PATH=path).stdout)
     assert status["installed"] and status["home"] == str(cli.home)
     assert (status["ActiveState"], status["MainPID"]) == ("active", "4242")
     assert "active (running), enabled" in cli("service", "status", PATH=path).stdout
+
+    boxes["calls"].unlink()
+    cli("service", "logs", "-n", "5", PATH=path)
+    assert (
+        calls(boxes)[-1]
+        == "journalctl --user --unit flurry.service --no-pager --output cat --lines 5"
+    )
 
     boxes["calls"].unlink()
     gone = cli("service", "uninstall", PATH=path)
