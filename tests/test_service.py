@@ -410,8 +410,10 @@ def test_the_node_runs_as_a_real_systemd_user_service(cli, tmp_path):
         drop_in = base / "config" / "systemd" / "user" / "flurry.service.d"
         drop_in.mkdir(parents=True)
         (drop_in / "stderr.conf").write_text(f"[Service]\nStandardError=append:{base}/stderr\n")
+        # A pid namespace too: whatever happens, every process of the test ends with it.
         run = subprocess.run(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", E2E_SCRIPT],
+            ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--mount-proc"]
+            + ["sh", "-c", E2E_SCRIPT],
             env=env,
             capture_output=True,
             text=True,
