@@ -43,6 +43,7 @@ class Config:
     public_urls: list[str] = field(default_factory=list)
     # How long the key agent `flurry unlock` starts keeps the keys unused; 0: until `flurry lock`.
     agent_timeout_minutes: float = 15.0
+    log_format: str = "text"  # `flurry serve`'s log lines: "text" or "json" (node.logs)
 
 
 @dataclass(frozen=True)

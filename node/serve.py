@@ -8,11 +8,13 @@ home itself, which the server holds locked.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 
 import uvicorn
 
+from node import logs
 from node.http import create_app
 from node.limits import server_config
 from node.node import Node
@@ -24,16 +26,18 @@ def serve(
     node: Node,
     host: str = "127.0.0.1",
     port: int = 8765,
-    say=print,
     public_urls: Sequence[str] = (),
 ) -> None:
     """Serve ``node`` on host:port. ``public_urls`` are the origins other agents reach it at
     ("https://node.example", behind a proxy); its signed agent card names those, or else the
-    address it listens on."""
+    address it listens on. What it says goes to the log (node.logs: text or JSON lines)."""
     if host not in LOOPBACK:
-        say(
-            f"WARNING: serving on {host}, reachable from other machines. Every request must still be "
-            "signed by a DID with a grant, but check your firewall and grants (flurry grants list)."
+        logs.event(
+            "exposed",
+            f"serving on {host}, reachable from other machines. Every request must still be "
+            "signed by a DID with a grant, but check your firewall and grants (flurry grants list).",
+            logging.WARNING,
+            host=host,
         )
     info = node.home.serve_info
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
@@ -42,13 +46,20 @@ def serve(
         info.write_text(
             json.dumps({"url": url, "pid": os.getpid(), "node_did": node.keys.node_did})
         )
-        say(f"flurry serves {url}  (node {node.keys.node_did}); Ctrl-C stops it")
+        logs.event(
+            "serving",
+            f"flurry serves {url}  (node {node.keys.node_did}); Ctrl-C stops it",
+            url=url,
+            node_did=node.keys.node_did,
+            pid=os.getpid(),
+        )
 
     def finish() -> None:
         # Here, at the end of uvicorn's shutdown, rather than after server.run(): uvicorn
         # re-raises the SIGTERM it caught once it is done, which ends the process at once.
         info.unlink(missing_ok=True)
         node.indexes.save()
+        logs.event("stopped", "flurry stopped; the indexes are saved", url=url)
 
     # On loopback the node knows every name it answers to, so a signature made for another
     # server (another port, another host) is refused. On the LAN the names are the owner's
@@ -63,8 +74,12 @@ def serve(
     app = create_app(
         node, on_start=announce, on_stop=finish, allowed_hosts=allowed, public_origins=origins
     )
-    # Header, body and connection limits (node.limits) sit in front of the app.
-    server = uvicorn.Server(server_config(app, host, port, log_level="warning", access_log=False))
+    # Header, body and connection limits (node.limits) sit in front of the app. uvicorn's records
+    # go to node.logs' handler (log_config=None: none of its own, whose tracebacks would carry
+    # exception messages); no access log: its URLs carry query strings, the owner's words.
+    server = uvicorn.Server(
+        server_config(app, host, port, log_level="warning", access_log=False, log_config=None)
+    )
     try:
         server.run()
     finally:

@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import cast
 
@@ -68,12 +68,17 @@ def _keys(settings: Settings) -> UnlockedKeyring:
 
 
 @contextmanager
-def _open_node(settings: Settings, *, terminal_prompt: AskOwner | None = None) -> Iterator[Node]:
+def _open_node(
+    settings: Settings,
+    *,
+    terminal_prompt: AskOwner | None = None,
+    say: Callable[[str], None] | None = None,
+) -> Iterator[Node]:
     settings.home.require()
     node = Node.open(
         settings.home,
         keys=_keys(settings),
-        say=lambda line: err.print(line),
+        say=say or (lambda line: err.print(line)),
         terminal_prompt=terminal_prompt,
     )
     try:

@@ -16,6 +16,7 @@ from rich.progress import (
 )
 
 from identity.recovery_code import RecoveryCode
+from node import logs
 from node.cli.common import (
     Settings,
     _open_node,
@@ -27,6 +28,7 @@ from node.cli.common import (
 from node.cli.recovery import print_recovery_code
 from node.cli.unlock import serving_keys, start_agent
 from node.keyagent import KeyAgentError
+from node.logs import FORMATS
 from node.node import Node
 from node.watch import watch_and_add
 
@@ -213,8 +215,21 @@ def status(settings: Settings, as_json: bool) -> None:
     help="An origin other agents reach this node at (https://node.example), named in its signed "
     "agent card (repeatable; default: config.json's public_urls, else the address it listens on).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(FORMATS),
+    envvar="FLURRY_LOG_FORMAT",
+    help="Log lines on stderr as text or JSON lines (default: config.json's log_format, else text). "
+    "Logs never hold your questions, answers, documents or their paths.",
+)
 @click.pass_obj
-def serve(settings: Settings, host: str, port: int, public_urls: tuple[str, ...]) -> None:
+def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    public_urls: tuple[str, ...],
+    log_format: str | None,
+) -> None:
     """Run the node: the signed API for your own clients, other agents and local apps.
 
     While it runs it is the key agent: commands take the keys from it. With no passphrase given
@@ -222,12 +237,13 @@ def serve(settings: Settings, host: str, port: int, public_urls: tuple[str, ...]
     # Lazy: uvicorn and the whole HTTP app load only to serve, not for every command.
     from node.serve import serve as run_server
 
+    config = settings.home.load_config()
+    logs.configure(log_format or config.log_format)
     # serve is the key agent while it runs; with no passphrase at hand it waits locked.
     with serving_keys(settings) as keys:
-        node = Node.open(settings.home, keys=keys, say=lambda line: err.print(line))
+        node = Node.open(settings.home, keys=keys, say=lambda line: logs.event("node", line))
         try:
-            urls = public_urls or settings.home.load_config().public_urls
-            run_server(node, host, port, say=lambda line: err.print(line), public_urls=urls)
+            run_server(node, host, port, public_urls=public_urls or config.public_urls)
         finally:
             node.close()
 
