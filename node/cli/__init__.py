@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import click
 
-from node.cli import chat, home, models, nostr, owner
+from node.cli import backup, chat, home, models, nostr, owner
 from node.cli.chat import _print_answer, tui
 from node.cli.common import Settings, _on_terminal, err
 from node.cli.models import _parse_size
@@ -95,6 +95,8 @@ def cli(ctx: click.Context, home: str | None, passphrase_file: str | None) -> No
 for family in (home, chat, owner, models, nostr):
     for command in family.COMMANDS:
         cli.add_command(command)
+for command in backup.COMMANDS:  # flurry backup …, flurry restore
+    cli.add_command(command)
 
 
 def main() -> None:
