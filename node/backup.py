@@ -156,8 +156,9 @@ def back_up(
                 store(relative, f.read, os.fstat(f.fileno()).st_mode & 0o700)
         models = _models(home, previous)
         for model in models:
-            if with_models and model.get("sha256"):
-                with open(home.models / model["file"], "rb") as f:
+            source = _model_path(model["name"], home.models)
+            if with_models and source is not None:
+                with open(source, "rb") as f:
                     store(f"models/{model['file']}", f.read, 0o600)
                 model["copied"] = True
         # Every object durable before the manifest names it; the keyring copy before the

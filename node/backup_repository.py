@@ -232,7 +232,7 @@ class VerifyReport:
     bytes: int = 0
     damaged: dict[str, str] = field(default_factory=dict)  # object id → why
     bad_snapshots: dict[str, str] = field(default_factory=dict)  # snapshot id → why
-    # (snapshot, file path, object id, what is wrong with it): what a damaged or missing object breaks
+    # (snapshot, file path, object id, what is wrong): the files a damaged or missing object breaks
     broken_files: list[tuple[str, str, str, str]] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
     leftovers: list[str] = field(default_factory=list)  # tmp/ files, unknown names
@@ -418,12 +418,8 @@ class Repository:
             if progress:
                 progress(n + 1, len(present))
         for object_id, used_by in sorted(users.items()):
-            problem = (
-                "damaged"
-                if object_id in report.damaged
-                else "missing"
-                if object_id not in present
-                else None
+            problem = report.damaged.get(object_id) or (
+                f"object {object_id} is missing" if object_id not in present else None
             )
             if problem:
                 for sid, path in sorted(set(used_by)):

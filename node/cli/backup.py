@@ -87,8 +87,8 @@ def verify(settings: Settings, src: Path) -> None:
     report = repo.verify()
     for snapshot_id, why in report.bad_snapshots.items():
         out.print(f"snapshot {snapshot_id}: {why}", markup=False)
-    for snapshot_id, path, object_id, problem in report.broken_files:
-        out.print(f"snapshot {snapshot_id}: {path}: object {object_id} is {problem}", markup=False)
+    for snapshot_id, path, _, problem in report.broken_files:
+        out.print(f"snapshot {snapshot_id}: {path}: {problem}", markup=False)
     for object_id, why in report.damaged.items():
         if not any(o == object_id for _, _, o, _ in report.broken_files):
             out.print(f"{why} (used by no snapshot)", markup=False)
