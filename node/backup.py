@@ -161,12 +161,14 @@ def back_up(
                 with open(source, "rb") as f:
                     store(f"models/{model['file']}", f.read, 0o600)
                 model["copied"] = True
-        # Every object durable before the manifest names it; the keyring copy before the
-        # manifest too, so the repository's keyring is never older than its newest snapshot.
-        sync_all(dest)
+        # Every object durable and indexed before the manifest names it; the keyring copy
+        # before the manifest too, so the repository's keyring is never older than its newest
+        # snapshot.
+        snapshot_id = new_snapshot_id()
+        repo.finish_objects(snapshot_id)
         repo.write_file_atomically(dest / _KEYRING, keyring_bytes)
         manifest = Manifest(
-            id=new_snapshot_id(),
+            id=snapshot_id,
             time=_now(),
             owner_did=keys.owner_did,
             node_did=keys.node_did,
@@ -247,6 +249,8 @@ def restore(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        repo.close()
     return RestoreResult(
         snapshot_id,
         root,

@@ -6,22 +6,24 @@ Like restic's, but for one node. Layout of the folder:
                           node whose data key differs cannot open it (another node's backups)
     keyring.json          the node's keyring as last backed up (sealed under the passphrase):
                           on a new box the folder and the passphrase are all a restore needs
-    objects/ab/ab12…      one object per distinct chunk, named by its 64-hex id
-    snapshots/<id>        one sealed manifest per finished backup: files → chunk ids
-    tmp/                  objects and manifests being written (left over only by a crash)
+    packs/ab/ab12…        pack files of ~16 MiB: sealed objects, one per distinct chunk, end to end
+    index/<snapshot id>   sealed: which pack holds each object a backup wrote, at which offset
+    snapshots/<id>        one sealed manifest per finished backup: files → object ids
+    tmp/                  packs and files being written (left over only by a crash)
     lock                  held by a backup or a prune, so a prune never sweeps a running
-                          backup's objects
+                          backup's packs
 
 Keys: HKDF from the node's data key (``backup_keys``) gives a root, and ``store.sealing.Sealer``
 derives from it an AES-256-GCM key and an HMAC key, so the repository never shares a key with
 the vault. An object's id is the HMAC of its plaintext, not a plain hash: a plain hash would let
-anyone holding the folder test whether a known file is in it. Every object and manifest is
-sealed with its id as associated data, so one cannot be passed off as another.
+anyone holding the folder test whether a known file is in it. Every object, index file and
+manifest is sealed with its id as associated data, so one cannot be passed off as another.
 
-Crash safety: an object or manifest is written to tmp/ and renamed into place; a backup writes
-all its objects, syncs the file system, and only then renames its manifest in. A backup killed
-at any moment leaves every finished snapshot whole; what it wrote before dying is orphan objects
-(``verify`` reports them, ``prune`` removes them).
+Crash safety: a pack is written in tmp/ and renamed into packs/; a backup closes its last pack,
+syncs the file system once, then writes its index file and last its manifest, each by rename.
+A backup killed at any moment leaves every finished snapshot whole; what it wrote before dying
+is packs no index names (``verify`` reports them, ``prune`` removes them), or, killed between
+index and manifest, objects that later backups reuse.
 
 What a stranger's folder can do: nothing is read before its size is checked; an object is looked
 up only by a validated hex id, never by a name a manifest gives; a manifest's file paths are
@@ -38,11 +40,12 @@ import json
 import os
 import re
 import secrets
+import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -71,7 +74,14 @@ MAX_FILES = 1_000_000
 MAX_PATH_CHARS = 4096
 
 OBJECT_ID = re.compile(r"[0-9a-f]{64}")
+PACK_ID = re.compile(r"[0-9a-f]{32}")
 SNAPSHOT_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{8}")
+# Objects are written into pack files of about this size: one file per chunk cost more in file
+# creation than everything else a backup does (a file create is ~1 ms on a loaded disk).
+PACK_BYTES = 16 * 1024 * 1024
+# An index file, unsealed: this magic, then one entry per object (pack id, object id, offset, length).
+_INDEX_MAGIC = b"flurry backup index v1\n"
+_ENTRY = struct.Struct(">16s32sQI")
 _CHECK_PLAINTEXT = b"flurry backup repository v1"
 _CHECK_AAD = "flurry-backup repository"
 
@@ -90,6 +100,10 @@ def backup_keys(data_key: bytes) -> Sealer:
 
 def object_aad(object_id: str) -> str:
     return f"flurry-backup object {object_id}"
+
+
+def index_aad(name: str) -> str:
+    return f"flurry-backup index {name}"
 
 
 def snapshot_aad(snapshot_id: str) -> str:
@@ -231,10 +245,11 @@ class VerifyReport:
     objects: int = 0
     bytes: int = 0
     damaged: dict[str, str] = field(default_factory=dict)  # object id → why
-    bad_snapshots: dict[str, str] = field(default_factory=dict)  # snapshot id → why
+    bad_snapshots: dict[str, str] = field(default_factory=dict)  # snapshot or index file → why
     # (snapshot, file path, object id, what is wrong): the files a damaged or missing object breaks
     broken_files: list[tuple[str, str, str, str]] = field(default_factory=list)
-    orphans: list[str] = field(default_factory=list)
+    unused: int = 0  # objects in named packs that no snapshot uses (a killed backup's)
+    orphans: list[str] = field(default_factory=list)  # packs no index names: a killed backup's
     leftovers: list[str] = field(default_factory=list)  # tmp/ files, unknown names
 
     @property
@@ -249,6 +264,12 @@ class Repository:
         self.root = root
         self._sealer = sealer
         self._lock_fd: int | None = None
+        self._index: dict[str, tuple[str, int, int]] = {}  # object id → (pack, offset, length)
+        self._pack: BinaryIO | None = None  # the pack being written, in tmp/
+        self._pack_id = ""
+        self._pending: list[tuple[str, int, int]] = []  # its objects: (id, offset, length)
+        self._written: list[tuple[str, str, int, int]] = []  # closed packs' objects, this backup
+        self._reading: BinaryIO | None = None
 
     # --- opening -------------------------------------------------------------------------
 
@@ -264,7 +285,7 @@ class Repository:
                 f"{root} is not empty and holds no flurry backups; choose an empty or new folder"
             )
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for sub in ("objects", "snapshots", "tmp"):
+        for sub in ("packs", "index", "snapshots", "tmp"):
             (root / sub).mkdir(exist_ok=True, mode=0o700)
         repo = cls(root, sealer)
         check = sealer.seal(_CHECK_PLAINTEXT, _CHECK_AAD)
@@ -296,7 +317,9 @@ class Repository:
                 f"{root} holds another node's backups (its key is not this node's); "
                 "choose another folder"
             ) from None
-        return cls(root, sealer)
+        repo = cls(root, sealer)
+        repo.load_index()
+        return repo
 
     # --- locking -------------------------------------------------------------------------
 
@@ -317,44 +340,120 @@ class Repository:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    # --- objects -------------------------------------------------------------------------
+    # --- objects, in packs -----------------------------------------------------------------
 
     def object_id(self, chunk: bytes) -> str:
         return self._sealer.mac(chunk, "backup-object").hex()
 
-    def object_path(self, object_id: str) -> Path:
-        check_object_id(object_id)  # the only way a name from a manifest becomes a path
-        return self.root / "objects" / object_id[:2] / object_id
+    def load_index(self, problems: dict[str, str] | None = None) -> None:
+        """Read every index file: which pack holds each object, where. A damaged index file is
+        an error, or, given ``problems``, noted there (verify goes on with the others)."""
+        self._index = {}
+        for entry in _scandir(self.root / "index"):
+            if not SNAPSHOT_ID.fullmatch(entry.name):
+                continue
+            try:
+                self._index.update(self._read_index(entry.name))
+            except BackupError as e:
+                if problems is None:
+                    raise
+                problems[f"index/{entry.name}"] = str(e)
 
-    def object_ids(self) -> set[str]:
-        """The ids of every object present (names that are not ids are ignored here)."""
-        found: set[str] = set()
-        objects = self.root / "objects"
-        for sub in _scandir(objects):
-            if sub.is_dir(follow_symlinks=False) and re.fullmatch(r"[0-9a-f]{2}", sub.name):
-                for entry in _scandir(Path(sub.path)):
-                    if OBJECT_ID.fullmatch(entry.name) and entry.name.startswith(sub.name):
-                        found.add(entry.name)
+    def _read_index(self, name: str) -> dict[str, tuple[str, int, int]]:
+        raw = read_limited(self.root / "index" / name, MAX_MANIFEST_BYTES)
+        try:
+            plain = self._sealer.unseal(raw, index_aad(name))
+        except SealError:
+            raise BackupError(f"index file {name} is damaged (it does not open)") from None
+        if not plain.startswith(_INDEX_MAGIC) or (len(plain) - len(_INDEX_MAGIC)) % _ENTRY.size:
+            raise BackupError(f"index file {name} is malformed")
+        found = {}
+        for pack, blob, offset, length in _ENTRY.iter_unpack(plain[len(_INDEX_MAGIC) :]):
+            if length > MAX_OBJECT_BYTES:
+                raise BackupError(f"index file {name} names an object larger than a backup writes")
+            found[blob.hex()] = (pack.hex(), offset, length)
         return found
 
+    def object_ids(self) -> set[str]:
+        """The ids of every object some index file places in a pack."""
+        return set(self._index)
+
+    def object_location(self, object_id: str) -> tuple[Path, int, int] | None:
+        """(pack file, offset, length) of an object, or None when no index places it."""
+        found = self._index.get(check_object_id(object_id))
+        if found is None:
+            return None
+        pack, offset, length = found
+        return self.pack_path(pack), offset, length
+
+    def pack_path(self, pack: str) -> Path:
+        if not PACK_ID.fullmatch(pack):
+            raise BackupError(f"{pack[:80]!r} is not a pack id")
+        return self.root / "packs" / pack[:2] / pack
+
     def put_object(self, object_id: str, chunk: bytes) -> int:
-        """Seal and store a chunk under its id; returns the bytes written."""
+        """Seal a chunk into the pack being written; returns the bytes written."""
         sealed = self._sealer.seal(chunk, object_aad(object_id))
-        target = self.object_path(object_id)
-        target.parent.mkdir(exist_ok=True, mode=0o700)
-        tmp = self.root / "tmp" / f"{object_id}.{secrets.token_hex(4)}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(sealed)
-        os.replace(tmp, target)  # durability comes from sync_all before the manifest
+        if self._pack is None:
+            self._pack_id = secrets.token_hex(16)
+            self._pack = open(self.root / "tmp" / f"pack-{self._pack_id}.tmp", "wb")  # noqa: SIM115
+        offset = self._pack.tell()
+        self._pack.write(sealed)
+        self._pending.append((object_id, offset, len(sealed)))
+        if offset + len(sealed) >= PACK_BYTES:
+            self._close_pack()
         return len(sealed)
+
+    def _close_pack(self) -> None:
+        if self._pack is None:
+            return
+        self._pack.close()
+        self._pack = None
+        target = self.pack_path(self._pack_id)
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.replace(self.root / "tmp" / f"pack-{self._pack_id}.tmp", target)
+        for object_id, offset, length in self._pending:
+            self._written.append((self._pack_id, object_id, offset, length))
+        self._pending = []
+
+    def finish_objects(self, snapshot_id: str) -> None:
+        """The packs this backup wrote made durable, then their index file written: after this
+        the objects are found by later backups and by restore."""
+        self._close_pack()
+        if not self._written:
+            return
+        sync_all(self.root)  # one syncfs for every pack, rather than an fsync per pack
+        body = b"".join(
+            _ENTRY.pack(bytes.fromhex(pack), bytes.fromhex(blob), offset, length)
+            for pack, blob, offset, length in self._written
+        )
+        sealed = self._sealer.seal(_INDEX_MAGIC + body, index_aad(snapshot_id))
+        self.write_file_atomically(self.root / "index" / snapshot_id, sealed)
+        for pack, blob, offset, length in self._written:
+            self._index[blob] = (pack, offset, length)
+        self._written = []
 
     def get_object(self, object_id: str) -> bytes:
         """A chunk, checked: it opens under its id and its HMAC is its id."""
-        path = self.object_path(object_id)
+        found = self.object_location(object_id)
+        if found is None:
+            raise BackupError(f"object {object_id} is missing (no index places it)")
+        path, offset, length = found
         try:
-            raw = read_limited(path, MAX_OBJECT_BYTES)
+            if self._reading is None or self._reading.name != str(path):
+                self.close()
+                self._reading = open(path, "rb")  # noqa: SIM115 (kept open: reads come in order)
+            self._reading.seek(offset)
+            raw = self._reading.read(length)
         except FileNotFoundError:
-            raise BackupError(f"object {object_id} is missing") from None
+            raise BackupError(
+                f"object {object_id} is missing (its pack {path.name} is gone)"
+            ) from None
+        if len(raw) != length:
+            raise BackupError(f"object {object_id} is damaged (its pack {path.name} is cut short)")
+        return self._open_object(object_id, raw)
+
+    def _open_object(self, object_id: str, raw: bytes) -> bytes:
         try:
             chunk = self._sealer.unseal(raw, object_aad(object_id))
         except SealError:
@@ -362,6 +461,11 @@ class Repository:
         if self.object_id(chunk) != object_id:
             raise BackupError(f"object {object_id} is damaged (its content is not its id)")
         return chunk
+
+    def close(self) -> None:
+        if self._reading is not None:
+            self._reading.close()
+            self._reading = None
 
     # --- snapshots -----------------------------------------------------------------------
 
@@ -394,10 +498,10 @@ class Repository:
 
     # --- checking and cleaning -----------------------------------------------------------
 
-    def verify(self, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+    def verify(self) -> VerifyReport:
         """Every object opens and hashes to its id; every snapshot opens and its objects are there."""
         report = VerifyReport()
-        present = self.object_ids()
+        self.load_index(report.bad_snapshots)
         users: dict[str, list[tuple[str, str]]] = {}
         for sid in self.snapshot_ids():
             report.snapshots += 1
@@ -409,47 +513,60 @@ class Repository:
             for entry in manifest.files:
                 for object_id in entry.chunks:
                     users.setdefault(object_id, []).append((sid, entry.path))
-        for n, object_id in enumerate(sorted(present)):
+        # Pack by pack, in order: each pack is read once, front to back.
+        for object_id in sorted(self._index, key=lambda o: (self._index[o][0], self._index[o][1])):
             try:
                 report.bytes += len(self.get_object(object_id))
                 report.objects += 1
             except BackupError as e:
                 report.damaged[object_id] = str(e)
-            if progress:
-                progress(n + 1, len(present))
+        self.close()
         for object_id, used_by in sorted(users.items()):
             problem = report.damaged.get(object_id) or (
-                f"object {object_id} is missing" if object_id not in present else None
+                f"object {object_id} is missing (no index places it)"
+                if object_id not in self._index
+                else None
             )
             if problem:
                 for sid, path in sorted(set(used_by)):
                     report.broken_files.append((sid, path, object_id, problem))
-        report.orphans = sorted(present - set(users))
-        report.leftovers = sorted(
-            str(Path(e.path).relative_to(self.root)) for e in _scandir(self.root / "tmp")
-        ) + sorted(
-            f"snapshots/{e.name}"
-            for e in _scandir(self.root / "snapshots")
-            if not SNAPSHOT_ID.fullmatch(e.name)
-        )
+        report.unused = len(set(self._index) - set(users))
+        report.orphans = sorted(self._orphan_packs())
+        report.leftovers = self._leftovers()
         return report
 
+    def _orphan_packs(self) -> set[str]:
+        """Packs no index file names: a killed backup's, never read by anything."""
+        named = {pack for pack, _, _ in self._index.values()}
+        present = {
+            entry.name
+            for sub in _scandir(self.root / "packs")
+            for entry in _scandir(Path(sub.path))
+            if PACK_ID.fullmatch(entry.name)
+        }
+        return present - named
+
+    def _leftovers(self) -> list[str]:
+        found = [f"tmp/{e.name}" for e in _scandir(self.root / "tmp")]
+        for folder in ("snapshots", "index"):
+            found += [
+                f"{folder}/{e.name}"
+                for e in _scandir(self.root / folder)
+                if not SNAPSHOT_ID.fullmatch(e.name)
+            ]
+        return sorted(found)
+
     def prune(self) -> tuple[int, int]:
-        """Remove orphan objects and a crashed backup's temp files; returns (objects, temp files).
-        Call with the lock held."""
-        used: set[str] = set()
-        for sid in self.snapshot_ids():
-            used.update(c for f in self.read_manifest(sid).files for c in f.chunks)
-        orphans = self.object_ids() - used
-        for object_id in orphans:
-            self.object_path(object_id).unlink()
-        leftovers = [Path(e.path) for e in _scandir(self.root / "tmp")] + [
-            Path(e.path)
-            for e in _scandir(self.root / "snapshots")
-            if not SNAPSHOT_ID.fullmatch(e.name)
-        ]
-        for path in leftovers:
-            path.unlink()
+        """Remove the packs a killed backup left (no index names them) and temp files; returns
+        (packs, temp files). Objects no snapshot uses inside named packs stay. Call with the
+        lock held."""
+        self.load_index()
+        orphans = self._orphan_packs()
+        for pack in orphans:
+            self.pack_path(pack).unlink()
+        leftovers = self._leftovers()
+        for name in leftovers:
+            (self.root / name).unlink()
         return len(orphans), len(leftovers)
 
     # --- files ---------------------------------------------------------------------------

@@ -94,10 +94,12 @@ def verify(settings: Settings, src: Path) -> None:
             out.print(f"{why} (used by no snapshot)", markup=False)
     if report.orphans or report.leftovers:
         out.print(
-            f"{len(report.orphans)} objects used by no snapshot and {len(report.leftovers)} "
-            "temp files (an interrupted backup's; `flurry backup prune` removes them)",
+            f"{len(report.orphans)} packs no index names and {len(report.leftovers)} temp files, "
+            "left by an interrupted backup (`flurry backup prune` removes them)",
             markup=False,
         )
+    if report.unused:
+        out.print(f"{report.unused} objects no snapshot uses (an interrupted backup's)")
     out.print(
         f"{report.snapshots} snapshots, {report.objects} objects ({report.bytes} bytes) checked",
         markup=False,
