@@ -37,12 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fastcdc import fastcdc  # noqa: E402
 
-from identity.keyring import UnlockedKeyring  # noqa: E402
+from identity.keyring import Keyring, UnlockedKeyring  # noqa: E402
 from node.backup import back_up  # noqa: E402
 from node.backup_repository import (  # noqa: E402
-    AVG_CHUNK,
-    MAX_CHUNK,
-    MIN_CHUNK,
+    PAGE_CHUNK,
+    SMALL_CDC,
     Repository,
     backup_keys,
     sync_all,
@@ -153,19 +152,16 @@ def _length(repo: Repository, object_id: str) -> int:
 
 
 def fixed_vs_cdc(before: bytes, after: bytes) -> tuple[float, float]:
-    """Fraction of the vault's bytes in new chunks: page-aligned fixed 64 KiB, and FastCDC."""
+    """Fraction of the vault's bytes in new chunks: in the page-aligned pieces a backup uses,
+    and, for comparison, by FastCDC at the same average size."""
 
     def fixed(data: bytes) -> dict[bytes, int]:
-        return {
-            data[i : i + AVG_CHUNK]: len(data[i : i + AVG_CHUNK])
-            for i in range(0, len(data), AVG_CHUNK)
-        }
+        return {data[i : i + PAGE_CHUNK]: PAGE_CHUNK for i in range(0, len(data), PAGE_CHUNK)}
 
     def cdc(data: bytes) -> dict[bytes, int]:
         view = memoryview(data)
         return {
-            bytes(view[c.offset : c.offset + c.length]): c.length
-            for c in fastcdc(view, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
+            bytes(view[c.offset : c.offset + c.length]): c.length for c in fastcdc(view, *SMALL_CDC)
         }
 
     out = []
@@ -188,7 +184,14 @@ def vault_bytes(home: Home) -> bytes:
 
 
 def measure(args: argparse.Namespace, work: Path) -> None:
-    home, keys = make_home(work / "home", args.chunks)
+    if args.reuse:  # a home an earlier run built (--keep), copied so that this run can change it
+        shutil.copytree(args.reuse, work / "home")
+        home = Home(work / "home")
+        keys = Keyring.unlock(home.keyring, PASSPHRASE)
+    else:
+        home, keys = make_home(work / "home", args.chunks)
+        if args.keep:
+            shutil.copytree(home.root, args.keep)
     copies, backups, first_written = [], [], 0
     for round_ in range(2):
         copies.append(plain_copy(home, work / f"copy-{round_}"))
@@ -216,7 +219,10 @@ def measure(args: argparse.Namespace, work: Path) -> None:
     for path, new in new_bytes_per_file(repo).items():
         print(f"  {path}: {new / 1e6:.2f} MB new of {sizes[path] / 1e6:.1f} MB")
     fixed, cdc = fixed_vs_cdc(vault_before, vault_bytes(home))
-    print(f"  the vault's new bytes with fixed 64 KiB pages {fixed:.4f}, with FastCDC {cdc:.4f}")
+    print(
+        f"  the vault's new bytes in page-aligned {PAGE_CHUNK // 1024} KiB pieces {fixed:.4f}, "
+        f"by FastCDC at the same average {cdc:.4f}"
+    )
     started = time.perf_counter()
     report = repo.verify()
     print(
@@ -335,6 +341,8 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--kill-chunks", type=int, default=20_000)
     parser.add_argument("--skip-measure", action="store_true")
+    parser.add_argument("--keep", type=Path, help="Keep a copy of the built home here.")
+    parser.add_argument("--reuse", type=Path, help="Measure on a home --keep kept, not a new one.")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-backup-"))
     os.environ["FLURRY_MODELS"] = str(work / "no-models")  # models by reference, none to hash

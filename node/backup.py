@@ -28,8 +28,8 @@ crash leaves no home at all (and a temp folder, swept by the next restore), neve
 from __future__ import annotations
 
 import contextlib
-import io
 import json
+import mmap
 import os
 import re
 import shutil
@@ -44,6 +44,7 @@ from typing import Any
 from agent.models import CATALOG, HUB_CATALOG, sha256_file
 from identity.keyring import Keyring, UnlockedKeyring, WrongPassphrase
 from node.backup_repository import (
+    LIST_IDS,
     MAX_SMALL_FILE_BYTES,
     BackupError,
     FileEntry,
@@ -52,6 +53,7 @@ from node.backup_repository import (
     backup_keys,
     cut,
     fsync_dir,
+    mapped,
     new_snapshot_id,
     read_limited,
     sync_all,
@@ -122,44 +124,48 @@ def back_up(
         repo = Repository.create(dest, sealer)
     repo.lock()
     try:
-        present = repo.object_ids()
         previous = _latest_manifest(repo)
         written = objects_written = 0
         files: list[FileEntry] = []
 
-        def store(path: str, read: Callable[[int], bytes], mode: int, kind: str = "file") -> None:
+        def keep(chunk: bytes) -> str:
             nonlocal written, objects_written
+            object_id, n = repo.store(chunk)
+            if n:
+                written += n
+                objects_written += 1
+                if after_object is not None:
+                    after_object()
+            return object_id
+
+        def store(path: str, data: bytes | mmap.mmap, mode: int, kind: str = "file") -> None:
             ids, size = [], 0
-            for chunk in cut(read):
-                object_id = repo.object_id(chunk)
+            for chunk in cut(data, small=kind == "index"):
                 size += len(chunk)
-                if object_id not in present:
-                    written += repo.put_object(object_id, chunk)
-                    objects_written += 1
-                    present.add(object_id)
-                    if after_object is not None:
-                        after_object()
-                ids.append(object_id)
-            files.append(FileEntry(path, size, mode, ids, kind))
+                ids.append(keep(chunk))
+            raw = b"".join(bytes.fromhex(i) for i in ids)
+            step = LIST_IDS * 32  # bytes of ids per list object
+            lists = [keep(raw[start : start + step]) for start in range(0, len(raw), step)]
+            files.append(FileEntry(path, size, mode, ids, kind, lists))
 
         keyring_bytes = read_limited(home.keyring, MAX_SMALL_FILE_BYTES)  # once: see docstring
-        store(_KEYRING, io.BytesIO(keyring_bytes).read, 0o600)
-        with _vault_copy(home, repo) as copy, open(copy, "rb") as f:
-            store(_VAULT, f.read, 0o600)
+        store(_KEYRING, keyring_bytes, 0o600)
+        with _vault_copy(home, repo) as copy, mapped(copy) as (data, _):
+            store(_VAULT, data, 0o600)
         index = _index_plaintext(home, keys, say)
         if index is not None:
-            store(_INDEX, io.BytesIO(index).read, 0o600, kind="index")
+            store(_INDEX, index, 0o600, kind="index")
             del index
         for path, relative in _home_files(home):
-            with contextlib.suppress(FileNotFoundError), open(path, "rb") as f:
-                # gone between listing and reading (a skill removed): not in this snapshot
-                store(relative, f.read, os.fstat(f.fileno()).st_mode & 0o700)
+            # gone between listing and reading (a skill removed): not in this snapshot
+            with contextlib.suppress(FileNotFoundError), mapped(path) as (data, st):
+                store(relative, data, st.st_mode & 0o700)
         models = _models(home, previous)
         for model in models:
             source = _model_path(model["name"], home.models)
             if with_models and source is not None:
-                with open(source, "rb") as f:
-                    store(f"models/{model['file']}", f.read, 0o600)
+                with mapped(source) as (data, _):
+                    store(f"models/{model['file']}", data, 0o600)
                 model["copied"] = True
         # Every object durable and indexed before the manifest names it; the keyring copy
         # before the manifest too, so the repository's keyring is never older than its newest

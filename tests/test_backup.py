@@ -220,7 +220,7 @@ def test_wrong_passphrase_and_another_nodes_repository(cli, tmp_path):
     [
         ("path", "../../x", "outside the home"),
         ("path", "/etc/x", "outside the home"),
-        ("chunks", ["../../x"], "invalid id"),
+        ("lists", ["../../x"], "invalid id"),
     ],
 )
 def test_manifest_naming_a_path_outside_is_refused(cli, tmp_path, field, value, message):
