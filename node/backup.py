@@ -252,6 +252,9 @@ def restore(
             root.rmdir()  # empty, checked above
         os.rename(staging, root)
         fsync_dir(root.parent)
+    except OSError as e:  # two entries at one path, a file where a folder must go, a full disk
+        shutil.rmtree(staging, ignore_errors=True)
+        raise BackupError(f"snapshot {snapshot_id} cannot be restored into {root}: {e}") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

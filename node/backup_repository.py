@@ -256,7 +256,7 @@ class Manifest:
                 str(d["owner_did"]),
                 str(d["node_did"]),
                 files,
-                list(d.get("models", [])),
+                [m for m in d.get("models", []) if isinstance(m, dict) and "name" in m],
                 [str(s) for s in d.get("skills", [])],
                 int(d.get("bytes_written", 0)),
             )
@@ -676,6 +676,7 @@ def sync_all(folder: Path) -> None:
 
 
 def _scandir(folder: Path) -> list[os.DirEntry[str]]:
-    with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
+    # Absent, or a file where a folder should be (a stranger's repository): nothing in it.
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(folder) as entries:
         return list(entries)
     return []

@@ -50,7 +50,7 @@ def create(settings: Settings, dest: Path, with_models: bool) -> None:
     for model in result.models:
         if model.get("sha256") is None:
             out.print(f"  model {model['name']}: no file here, named only", markup=False)
-        elif not model["copied"]:
+        elif not model.get("copied"):
             out.print(
                 f"  model {model['name']}: by reference, sha256 {model['sha256']} "
                 "(--with-models copies it)",
@@ -144,7 +144,7 @@ def restore_command(settings: Settings, src: Path, snapshot_id: str | None) -> N
     out.print(f"owner DID  {result.owner_did}")
     out.print(f"node DID   {result.node_did}")
     for model in result.models:
-        if model.get("sha256") and not model["copied"]:
+        if model.get("sha256") and not model.get("copied"):
             out.print(
                 f"  model {model['name']} was backed up by reference (sha256 {model['sha256']}): "
                 "catalog models are fetched on first use; put other files back by hand",
