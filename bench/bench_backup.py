@@ -278,7 +278,7 @@ def kill_loop(args: argparse.Namespace, work: Path) -> None:
     print(f"kill loop on {args.kill_chunks} chunks: a whole backup takes {full:.1f} s")
     killed = finished = mid_write = 0
     doc = args.kill_chunks // CHUNKS_PER_DOC
-    for _ in range(args.kills):
+    while killed < args.kills and killed + finished < 3 * args.kills:  # kills, not attempts
         add_documents(home, keys, doc, 100, seed=doc)  # something new for each backup to write
         doc += 100
         if run_and_kill(env, ["backup", str(repo_path)], full * 1.1, rng):
@@ -317,11 +317,13 @@ def kill_loop(args: argparse.Namespace, work: Path) -> None:
         raise SystemExit("a whole restore failed")
     full = time.perf_counter() - started
     shutil.rmtree(target)
-    absent = whole = 0
-    for _ in range(args.kills):
-        run_and_kill(
-            {**env, "FLURRY_HOME": str(target)}, ["restore", str(repo_path)], full * 1.2, rng
-        )
+    absent = whole = killed = rounds = 0
+    while killed < args.kills and rounds < 3 * args.kills:  # kills, not attempts
+        rounds += 1
+        if not run_and_kill(
+            {**env, "FLURRY_HOME": str(target)}, ["restore", str(repo_path)], full * 1.1, rng
+        ):
+            killed += 1
         if not target.exists():
             absent += 1
             continue
@@ -341,8 +343,9 @@ def kill_loop(args: argparse.Namespace, work: Path) -> None:
         shutil.rmtree(target)
     leftovers = [p.name for p in work.iterdir() if "restoring" in p.name]
     print(
-        f"restore ({full:.1f} s whole): {args.kills} rounds, {absent} left no home, {whole} a whole "
-        f"one, 0 half; {len(leftovers)} staging folders left for the next restore to sweep"
+        f"restore ({full:.1f} s whole): {rounds} rounds, {killed} killed; {absent} left no home, "
+        f"{whole} a whole one, 0 half; {len(leftovers)} staging folder left for the next restore "
+        "to sweep"
     )
 
 

@@ -36,6 +36,7 @@ import shutil
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -150,12 +151,14 @@ def back_up(
 
         keyring_bytes = read_limited(home.keyring, MAX_SMALL_FILE_BYTES)  # once: see docstring
         store(_KEYRING, keyring_bytes, 0o600)
-        with _vault_copy(home, repo) as copy, mapped(copy) as (data, _):
-            store(_VAULT, data, 0o600)
-        index = _index_plaintext(home, keys, say)
-        if index is not None:
-            store(_INDEX, index, 0o600, kind="index")
-            del index
+        with _vault_copy(home, repo) as copying:
+            # SQLite copies the vault in its own thread (it lets go of the GIL) meanwhile.
+            index = _index_plaintext(home, keys, say)
+            if index is not None:
+                store(_INDEX, index, 0o600, kind="index")
+                del index
+            with mapped(copying.result()) as (data, _):
+                store(_VAULT, data, 0o600)
         for path, relative in _home_files(home):
             # gone between listing and reading (a skill removed): not in this snapshot
             with contextlib.suppress(FileNotFoundError), mapped(path) as (data, st):
@@ -285,7 +288,7 @@ def open_repository(src: Path, passphrase: str) -> Repository:
 
 
 @contextlib.contextmanager
-def _vault_copy(home: Home, repo: Repository) -> Iterator[Path]:
+def _vault_copy(home: Home, repo: Repository) -> Iterator[Future[Path]]:
     """A consistent copy of the vault by SQLite's online backup, in a scratch folder.
 
     The copy holds only what the vault holds (sealed values, random ids, keyed tags). It goes to
@@ -303,22 +306,26 @@ def _vault_copy(home: Home, repo: Repository) -> Iterator[Path]:
         scratch_parent = repo.root / "tmp"
     scratch = Path(tempfile.mkdtemp(prefix=f"flurry-{os.getpid()}-backup-", dir=scratch_parent))
     try:
-        copy = scratch / _VAULT
-        source = sqlite3.connect(f"file:{home.vault}?mode=ro", uri=True)
-        try:
-            source.execute("PRAGMA busy_timeout=10000")
-            target = sqlite3.connect(copy)
-            try:
-                # One step (pages=-1): the whole database under one read transaction, so the copy
-                # is one consistent version even while the node commits beside it.
-                source.backup(target)
-            finally:
-                target.close()
-        finally:
-            source.close()
-        yield copy
+        with ThreadPoolExecutor(1, thread_name_prefix="flurry-vault-copy") as pool:
+            yield pool.submit(_copy_vault, home.vault, scratch / _VAULT)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)  # after the pool's thread has ended
+
+
+def _copy_vault(vault: Path, copy: Path) -> Path:
+    source = sqlite3.connect(f"file:{vault}?mode=ro", uri=True)
+    try:
+        source.execute("PRAGMA busy_timeout=10000")
+        target = sqlite3.connect(copy)
+        try:
+            # One step (pages=-1): the whole database under one read transaction, so the copy
+            # is one consistent version even while the node commits beside it.
+            source.backup(target)
+        finally:
+            target.close()
+    finally:
+        source.close()
+    return copy
 
 
 def _index_plaintext(home: Home, keys: UnlockedKeyring, say: Say) -> bytes | None:
