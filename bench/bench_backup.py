@@ -16,6 +16,17 @@ whether kill -9 at random moments ever leaves a broken repository or half a home
    random moment (100 documents added before each, so each has something new to write), then
    --kills rounds of `flurry restore` into a new home, killed the same way. Afterwards every
    finished snapshot verifies, and each restore target is absent or whole, never half.
+
+Measured here (2 shared cores, 2026-12-02, on a 100k-chunk home --keep had built: vault 428 MB,
+index snapshot 290 MB): first backup 3.82 s, plain copy 0.43 s, ratio 8.96 — the goal of 1.5
+is not met: the copy is sendfile(2) of page-cached files inside the kernel, while a backup
+unseals the 290 MB index (1.2 s), takes SQLite's online copy of the vault (0.4 s, in a thread
+beside the index), HMACs every byte (0.5 s), seals and writes the packs (0.8 s) and syncs.
+Second backup after 100 documents: 31.2 MB written, ÷ first 0.043 (goal ≤ 0.05): vault 8.8 MB
+(page-aligned 8 KiB: 2.05% of it new; FastCDC at 8 KiB would make 3.9%), index 19.5 MB.
+Verify of 90k objects, 751 MB: 2.2 s. Kill loop on 20k chunks: 20 backups killed (3 while
+writing objects), every finished snapshot verified after each kill; 20 restores killed in 23
+rounds: 16 left no home, 7 a whole one (killed after the rename), none half.
 """
 
 from __future__ import annotations

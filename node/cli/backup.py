@@ -24,7 +24,8 @@ class _BackupGroup(click.Group):
 
 @click.group(cls=_BackupGroup)
 def backup() -> None:
-    """Back the node up into a folder, sealed and incremental: `flurry backup DEST`."""
+    """Back the node up into a folder, sealed and incremental: `flurry backup DEST` (the same as
+    `flurry backup create DEST`); list, verify and prune a backup folder."""
 
 
 @backup.command()
@@ -113,7 +114,7 @@ def verify(settings: Settings, src: Path) -> None:
 @click.argument("src", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.pass_obj
 def prune(settings: Settings, src: Path) -> None:
-    """Remove objects no snapshot uses and an interrupted backup's temp files."""
+    """Remove the packs and temp files an interrupted backup left in SRC."""
     repo = open_repository(src, _passphrase(settings))
     repo.lock()
     try:
