@@ -63,6 +63,7 @@ def test_backup_wipe_restore_brings_everything_back(cli, tmp_path, models_dir):
     assert last["dest"] == str(repo) and last["bytes_written"] > 0 and last["snapshot"]
 
     shutil.rmtree(cli.home)
+    cli.home.mkdir()  # an empty folder is as good as none
     restored = cli("restore", str(repo))
     assert before["owner_did"] in restored.stdout
     after = _status(cli)
