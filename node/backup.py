@@ -9,9 +9,10 @@ only reads, and never needs the lock):
   home's ``index.sealed`` is sealed whole with a fresh nonce at every save, so every byte of it
   changes each time and no chunk would ever be shared with the last backup; its plaintext (a tar
   of chromadb's files and the FTS5 database) changes little when a few documents are added, so
-  content-defined chunks carry most of it over (bench_backup measures it: about 1% of it new
-  after 300 chunks added to 100k). Leaving it out would make a restore rebuild the vector index
-  from the vault, minutes at 100k chunks. Restore seals it again under the data key;
+  content-defined chunks carry most of it over (bench_backup: 19.5 MB of its 290 MB new after
+  100 documents added to 100k chunks, where the sealed file would be 290 MB every time).
+  Leaving it out would make a restore re-add every vector from the vault, minutes at 100k
+  chunks. Restore seals it again under the data key;
 - the keyring and config.json, each read once (they are replaced by rename, so one read gives
   one whole version);
 - every other file of the home: the skills' code folders (a skill installed from a local wheel
