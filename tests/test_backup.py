@@ -1,0 +1,372 @@
+"""`flurry backup` and `flurry restore`: everything comes back, nothing in the repository is
+readable without the passphrase, damage and a stranger's folder are clear errors, a second
+backup writes only what changed, and kill -9 in the middle leaves old-or-new, never half."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import CORPUS, PASSPHRASE, new_node
+
+from agent.grants import Grant
+from identity.did_key import did_key_from_ed25519_public
+from identity.keyring import Keyring
+from node.backup_repository import Repository, backup_keys
+from node.home import Home
+from node.node import Node
+from node.peers import add_peer, list_peers
+from store.sealing import Sealer
+from store.vault import Vault
+
+CANARY = "Wendelin Quastberg keeps forty beehives on the roof of the old tram depot in Graz."
+PEER_DID = did_key_from_ed25519_public(bytes(range(32)))
+
+
+def _fill(node: Node, tmp_path: Path) -> dict[str, object]:
+    """A canary document, a conversation, a grant, a token, a peer, a skill and a skill's code
+    folder in the node; returns what to look for after a restore."""
+    (tmp_path / "canary.md").write_text(f"# Bees\n\n{CANARY}\n")
+    node.add(str(tmp_path / "canary.md"))
+    conversation = node.vault.create_conversation("about the bees")
+    node.vault.append_message(conversation, {"role": "user", "content": "Who keeps the bees?"})
+    node.grants.add(Grant(PEER_DID, frozenset({"ask"}), tags=frozenset({"travel"})))
+    token = node.tokens.create("laptop", {"ask"})
+    add_peer(node.vault, "http://127.0.0.1:9", PEER_DID, "bob")
+    node.skills.install_builtin("notes")
+    code = node.home.skills / "handmade" / "handmade.py"
+    code.parent.mkdir(parents=True)
+    code.write_text("def tool():\n    return 'made by hand'\n")
+    return {"conversation": conversation, "token": token, "code": code.read_bytes()}
+
+
+def _status(cli) -> dict:
+    return json.loads(cli("status", "--json").stdout)
+
+
+def test_backup_wipe_restore_brings_everything_back(cli, tmp_path, models_dir):
+    node = new_node(tmp_path, models_dir, notes=True)
+    try:
+        expected = _fill(node, tmp_path)
+    finally:
+        node.close()
+    before = _status(cli)
+    repo = tmp_path / "repo"
+    cli("backup", str(repo))
+    last = json.loads((cli.home / "last_backup.json").read_text())
+    assert last["dest"] == str(repo) and last["bytes_written"] > 0 and last["snapshot"]
+
+    shutil.rmtree(cli.home)
+    cli.home.mkdir()  # an empty folder is as good as none
+    restored = cli("restore", str(repo))
+    assert before["owner_did"] in restored.stdout
+    after = _status(cli)
+    for key in ("owner_did", "node_did", "documents", "chunks"):
+        assert after[key] == before[key], key
+    assert after["index"]["vectors"] == before["index"]["vectors"]
+
+    node = Node.open(Home(cli.home), PASSPHRASE, say=lambda line: None)
+    try:
+        assert (
+            node.retrieve("Who keeps beehives on the tram depot roof?", 3)[0].text.find("Quastberg")
+            >= 0
+        )
+        assert node.vault.messages(str(expected["conversation"]))[0]["content"] == (
+            "Who keeps the bees?"
+        )
+        grant = node.grants.get(PEER_DID)
+        assert grant is not None and grant.tags == frozenset({"travel"})
+        assert node.tokens.verify(str(expected["token"])).name == "laptop"
+        assert [p.name for p in list_peers(node.vault)] == ["bob"]
+        assert [s.name for s in node.skills.list()] == ["notes"]
+    finally:
+        node.close()
+    assert (cli.home / "skills" / "handmade" / "handmade.py").read_bytes() == expected["code"]
+    # What was left out stays out: nothing of the old process's comes back.
+    assert not (cli.home / "last_backup.json").exists()
+
+
+def test_repository_holds_no_plaintext(cli, tmp_path, models_dir):
+    """The canary test of the home, run on the repository: no text, name, path, embedding, id
+    or setting of the owner's is readable in any file of it."""
+    node = new_node(tmp_path, models_dir, notes=True)
+    try:
+        _fill(node, tmp_path)
+        chunk_ids = sorted(node.vault.chunk_ids())
+        stored = list(node.vault.load_for_index(chunk_ids))
+    finally:
+        node.close()
+    repo = tmp_path / "repo"
+    cli("backup", str(repo))
+
+    canaries: list[bytes] = [PASSPHRASE.encode(), CANARY[:40].encode(), b"Quastberg"]
+    for name, text in CORPUS.items():
+        words = text.split()
+        canaries += [" ".join(words[i : i + 8]).encode() for i in range(len(words) - 7)]
+        canaries += [name.encode(), str(tmp_path / "notes" / name).encode()]
+    for _, _, embedding in stored:
+        raw = embedding.astype("float32").tobytes()
+        canaries += [raw[:16], raw[-16:]]
+    # Plaintext in the home (ids, config, the skill's code) is sealed in the repository, and
+    # so is every file's own header: no SQLite, tar or chromadb structure shows.
+    canaries += [cid.encode() for cid in chunk_ids]
+    canaries += [b"smollm2", b"made by hand", b"SQLite format 3", b"chroma", b"handmade"]
+    files = [p for p in repo.rglob("*") if p.is_file()]
+    assert len(files) > 5
+    for path in files:
+        data = path.read_bytes()
+        for canary in canaries:
+            assert canary not in data, f"{path.relative_to(repo)} holds plaintext: {canary[:60]!r}"
+
+
+def test_second_backup_writes_only_new_chunks(cli, tmp_path, models_dir):
+    """Only chunks the repository lacks are written. (How few that is at 100k chunks, where
+    chunks are small next to the files, is bench/bench_backup.py's figure; in a home this small
+    an added document touches every chunk of the vault and the index.)"""
+    node = new_node(tmp_path, models_dir, notes=True)
+    node.close()
+    repo = tmp_path / "repo"
+    cli("backup", str(repo))
+    objects = Repository.open(repo, _repo_keys(repo)).object_ids()
+    packs = {p.name: p.stat().st_size for p in (repo / "packs").rglob("*") if p.is_file()}
+    unchanged = cli("backup", str(repo))
+    assert " 0 bytes new" in unchanged.stdout, unchanged.stdout  # nothing changed, nothing written
+
+    (tmp_path / "more.md").write_text("# More\n\nThe bicycle needs a new chain before spring.\n")
+    cli("add", str(tmp_path / "more.md"))
+    cli("backup", str(repo))
+    last = json.loads((cli.home / "last_backup.json").read_text())
+    repository = Repository.open(repo, _repo_keys(repo))
+    after = repository.object_ids()
+    assert objects < after  # every object of the first backup is kept
+    assert last["bytes_written"] == sum(
+        length
+        for o in after - objects
+        if (found := repository.object_location(o))
+        for length in [found[2]]
+    )
+    # Packs are written once and never touched again.
+    assert {
+        p.name: p.stat().st_size for p in (repo / "packs").rglob("*") if p.name in packs
+    } == packs
+    first, _, third = (repository.read_manifest(s) for s in repository.snapshot_ids())
+    for name in ("keyring.json", "config.json"):  # unchanged files: the same objects, reused
+        assert [f.chunks for f in first.files if f.path == name] == [
+            f.chunks for f in third.files if f.path == name
+        ]
+    cli("backup", "verify", str(repo))
+    assert len(cli("backup", "list", str(repo)).stdout.splitlines()) == 3
+
+
+def test_damaged_object_is_reported_with_its_file(cli, tmp_path):
+    cli("init")
+    repo = tmp_path / "repo"
+    cli("backup", str(repo))
+    keys = _repo_keys(repo)
+    repository = Repository.open(repo, keys)
+    manifest = repository.read_manifest(repository.snapshot_ids()[-1])
+    vault_object = next(f for f in manifest.files if f.path == "vault.sqlite3").chunks[0]
+    found = repository.object_location(vault_object)
+    assert found is not None
+    pack, offset, length = found
+    data = bytearray(pack.read_bytes())
+    data[offset + length // 2] ^= 0x01
+    pack.write_bytes(bytes(data))
+
+    result = cli("backup", "verify", str(repo), check=False)
+    assert result.returncode == 1
+    assert f"vault.sqlite3: object {vault_object} is damaged" in result.stdout
+    # A restore from it stops with the same news and leaves no home behind.
+    shutil.rmtree(cli.home)
+    result = cli("restore", str(repo), check=False)
+    assert result.returncode == 1 and f"object {vault_object} is damaged" in result.stderr
+    assert not cli.home.exists()
+    assert [p.name for p in cli.home.parent.iterdir() if "restoring" in p.name] == []
+
+
+def test_wrong_passphrase_and_another_nodes_repository(cli, tmp_path):
+    cli("init")
+    repo = tmp_path / "repo"
+    cli("backup", str(repo))
+    shutil.rmtree(cli.home)
+    result = cli("restore", str(repo), check=False, FLURRY_PASSPHRASE="not the passphrase")
+    assert result.returncode == 1 and "wrong passphrase" in result.stderr
+    assert "Traceback" not in result.stderr and not cli.home.exists()
+    result = cli("backup", "verify", str(repo), check=False, FLURRY_PASSPHRASE="nope")
+    assert result.returncode == 1 and "wrong passphrase" in result.stderr
+
+    # Another node (its own data key) backing up into this folder is refused, nothing written.
+    cli("init")
+    before = sorted(p.relative_to(repo) for p in repo.rglob("*"))
+    result = cli("backup", str(repo), check=False)
+    assert result.returncode == 1 and "another node's backups" in result.stderr
+    assert sorted(p.relative_to(repo) for p in repo.rglob("*")) == before
+    # A folder that is no repository and not empty is left alone.
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "cat.jpg").write_bytes(b"\xff\xd8")
+    result = cli("backup", str(tmp_path / "photos"), check=False)
+    assert result.returncode == 1 and "not empty" in result.stderr
+    result = cli("restore", str(tmp_path / "photos"), check=False)
+    assert result.returncode == 1 and "holds no flurry backups" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("path", "../../x", "outside the home"),
+        ("path", "/etc/x", "outside the home"),
+        ("lists", ["../../x"], "invalid id"),
+    ],
+)
+def test_manifest_naming_a_path_outside_is_refused(cli, tmp_path, field, value, message):
+    """A manifest (even one sealed with the right key) names files and objects only inside:
+    objects are looked up by a validated hex id, files by a checked relative path."""
+    cli("init")
+    repo = tmp_path / "repo"
+    cli("backup", str(repo))
+    repository = Repository.open(repo, _repo_keys(repo))
+    manifest = repository.read_manifest(repository.snapshot_ids()[-1])
+    setattr(manifest.files[-1], field, value)
+    manifest.id = manifest.id[:-8] + "ffffffff"
+    repository.write_manifest(manifest)
+
+    shutil.rmtree(cli.home)
+    result = cli("restore", str(repo), "--snapshot", manifest.id, check=False)
+    assert result.returncode == 1 and message in result.stderr, result.stderr
+    assert not cli.home.exists() and not (tmp_path / "x").exists()
+    result = cli("backup", "verify", str(repo), check=False)
+    assert result.returncode == 1 and message in result.stdout
+    # The good snapshot still restores.
+    cli("restore", str(repo), "--snapshot", repository.snapshot_ids()[0])
+
+
+def test_oversized_or_cut_files_are_refused_before_reading(cli, tmp_path):
+    cli("init")
+    repo = tmp_path / "repo"
+    cli("backup", str(repo))
+    repository = Repository.open(repo, _repo_keys(repo))
+    snapshot = repo / "snapshots" / repository.snapshot_ids()[0]
+    pack = next(p for p in (repo / "packs").rglob("*") if p.is_file())
+    with open(pack, "r+b") as f:
+        f.truncate(pack.stat().st_size // 2)  # a pack cut short
+    result = cli("backup", "verify", str(repo), check=False)
+    assert result.returncode == 1 and "is cut short" in result.stdout
+    with open(snapshot, "ab") as f:
+        f.truncate(1024 * 1024 * 1024)  # sparse: a 1 GiB manifest claimed, nothing read
+    result = cli("backup", "verify", str(repo), check=False)
+    assert result.returncode == 1 and "more than a flurry backup writes" in result.stdout
+
+
+def test_backup_while_serve_runs(flurry, tmp_path):
+    """The running node holds the home's lock; a backup reads past it, consistently."""
+    flurry("init")
+    (tmp_path / "note.md").write_text(f"# Bees\n\n{CANARY}\n")
+    flurry("add", str(tmp_path / "note.md"))
+    repo = tmp_path / "repo"
+    with flurry.serving():
+        result = flurry("backup", str(repo))
+        assert "snapshot" in result.stdout
+    before = json.loads(flurry("status", "--json").stdout)
+    shutil.rmtree(flurry.home)
+    flurry("restore", str(repo))
+    after = json.loads(flurry("status", "--json").stdout)
+    assert (after["owner_did"], after["documents"], after["chunks"]) == (
+        before["owner_did"],
+        before["documents"],
+        before["chunks"],
+    )
+
+
+def test_with_models_copies_the_model_file(cli, tmp_path):
+    cli("init")
+    model = tmp_path / "tiny.gguf"
+    model.write_bytes(b"GGUF" + os.urandom(300_000))
+    config = json.loads((cli.home / "config.json").read_text())
+    (cli.home / "config.json").write_text(json.dumps({**config, "chat_model": str(model)}))
+    repo = tmp_path / "repo"
+    cli("backup", str(repo), "--with-models")
+    shutil.rmtree(cli.home)
+    cli("restore", str(repo))
+    assert (cli.home / "models" / "tiny.gguf").read_bytes() == model.read_bytes()
+
+
+# --- kill -9 at chosen moments (bench/bench_backup.py does 20 at random ones) -------------
+
+_KILLER = """
+import os, signal, sys
+from pathlib import Path
+from identity.keyring import Keyring
+from node.backup import back_up, restore
+from node.home import Home
+
+mode, home, repo, at = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+count = 0
+
+def step():
+    global count
+    count += 1
+    if count == at:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+passphrase = os.environ["FLURRY_PASSPHRASE"]
+if mode == "backup":
+    keys = Keyring.unlock(home / "keyring.json", passphrase)
+    back_up(Home(home), keys, repo, after_object=step, say=lambda line: None)
+else:
+    restore(repo, Home(home), passphrase, after_file=step, say=lambda line: None)
+"""
+
+
+def _killed(env: dict[str, str], mode: str, home: Path, repo: Path, at: int) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _KILLER, mode, str(home), str(repo), str(at)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == -signal.SIGKILL, result.stderr
+
+
+def test_kill_during_backup_and_restore(cli, env, tmp_path, models_dir):
+    node = new_node(tmp_path, models_dir, notes=True)
+    node.close()
+    repo = tmp_path / "repo"
+    cli("backup", str(repo))
+    first = Repository.open(repo, _repo_keys(repo)).snapshot_ids()
+
+    (tmp_path / "more.md").write_text(f"# Bees\n\n{CANARY}\n")
+    cli("add", str(tmp_path / "more.md"))
+    _killed(env, "backup", cli.home, repo, at=2)  # mid-way through the new objects
+    repository = Repository.open(repo, _repo_keys(repo))
+    assert repository.snapshot_ids() == first  # the killed backup made no snapshot
+    report = repository.verify()
+    assert report.ok and (report.orphans or report.leftovers)  # reported, harmless
+    cli("backup", str(repo))
+    cli("backup", "verify", str(repo))
+    cli("backup", "prune", str(repo))
+    assert Repository.open(repo, _repo_keys(repo)).verify().orphans == []
+
+    # Restore killed after its first and its third file: no home at all, never half of one.
+    target = tmp_path / "new-home"
+    for at in (1, 3):
+        _killed(env, "restore", target, repo, at=at)
+        assert not target.exists()
+    cli("restore", str(repo), FLURRY_HOME=str(target))  # sweeps what the killed ones left
+    assert [p.name for p in tmp_path.iterdir() if "restoring" in p.name] == []
+    keys = Keyring.unlock(target / "keyring.json", PASSPHRASE)
+    vault = Vault(target / "vault.sqlite3", Sealer(keys.data_key))
+    try:
+        assert len(vault.documents()) == len(CORPUS) + 1
+    finally:
+        vault.close()
+
+
+def _repo_keys(repo: Path) -> Sealer:
+    return backup_keys(Keyring.unlock(repo / "keyring.json", PASSPHRASE).data_key)
