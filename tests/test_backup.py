@@ -57,6 +57,10 @@ def test_backup_wipe_restore_brings_everything_back(cli, tmp_path, models_dir):
     finally:
         node.close()
     before = _status(cli)
+    # The real model answers from the restored data as it did from the original.
+    question = "Who keeps forty beehives on the tram depot roof?"
+    answer_before = json.loads(cli("ask", question, "--json").stdout)
+    assert "Quastberg" in answer_before["answer"], answer_before
     repo = tmp_path / "repo"
     cli("backup", str(repo))
     last = json.loads((cli.home / "last_backup.json").read_text())
@@ -70,6 +74,11 @@ def test_backup_wipe_restore_brings_everything_back(cli, tmp_path, models_dir):
     for key in ("owner_did", "node_did", "documents", "chunks"):
         assert after[key] == before[key], key
     assert after["index"]["vectors"] == before["index"]["vectors"]
+    answer_after = json.loads(cli("ask", question, "--json").stdout)
+    assert answer_after["answer"] == answer_before["answer"]
+    assert [(s["path"], s["quote"]) for s in answer_after["sources"]] == [
+        (s["path"], s["quote"]) for s in answer_before["sources"]
+    ]
 
     node = Node.open(Home(cli.home), PASSPHRASE, say=lambda line: None)
     try:
