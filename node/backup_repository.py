@@ -98,9 +98,8 @@ SNAPSHOT_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{8}")
 # creation than everything else a backup does (a file create is ~1 ms on a loaded disk).
 PACK_BYTES = 16 * 1024 * 1024
 # Objects are sealed straight into a buffer that goes to the pack file in writes of about this
-# size, by a thread of its own: the kernel's copy into the page cache (and its stalls) then
-# overlaps hashing and sealing on the other core. Several buffers, so sealing goes on while
-# one is being written.
+# size, by a thread of its own: the write (to the disk, or into the page cache) then overlaps
+# hashing and sealing. Several buffers, so sealing goes on while one is being written.
 WRITE_BYTES = 1024 * 1024
 _WRITE_BUFFERS = 4
 # Packs are written with O_DIRECT where the file system takes it: from the buffers straight to
