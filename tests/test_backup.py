@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -223,6 +224,48 @@ def test_wrong_passphrase_and_another_nodes_repository(cli, tmp_path):
     assert result.returncode == 1 and "not empty" in result.stderr
     result = cli("restore", str(tmp_path / "photos"), check=False)
     assert result.returncode == 1 and "holds no flurry backups" in result.stderr
+
+
+def test_repository_of_the_older_format_is_refused(cli, tmp_path):
+    """Version 1 named objects by HMAC-SHA256, this flurry by keyed BLAKE3: it neither reads
+    such a folder nor adds to it, and says what to do."""
+    cli("init")
+    repo = tmp_path / "repo"
+    cli("backup", str(repo))
+    meta = repo / "flurry-backup.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "version": 1}))
+    before = sorted(p.relative_to(repo) for p in repo.rglob("*"))
+    result = cli("backup", str(repo), check=False)
+    assert result.returncode == 1 and "version 1" in result.stderr, result.stderr
+    assert "back up into a new folder" in result.stderr and "Traceback" not in result.stderr
+    assert sorted(p.relative_to(repo) for p in repo.rglob("*")) == before
+    shutil.rmtree(cli.home)
+    result = cli("restore", str(repo), check=False)
+    assert result.returncode == 1 and "version 1" in result.stderr and not cli.home.exists()
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["O_DIRECT", "page-cache"])
+def test_objects_read_back_across_buffers_and_packs(tmp_path, monkeypatch, direct):
+    """Objects of every size a backup writes come back whole: sealed into write buffers, split
+    at block boundaries for direct writes, across several packs, with and without O_DIRECT."""
+    import node.backup_repository as repository_module
+
+    monkeypatch.setattr(repository_module, "PACK_BYTES", 3 * 1024 * 1024)
+    if not direct:
+        monkeypatch.setattr(repository_module, "_O_DIRECT", 0)
+    sealer = Sealer(os.urandom(32))
+    repo = Repository.create(tmp_path / "repo", sealer)
+    rng = random.Random(14)
+    chunks = [
+        rng.randbytes(rng.choice([1, 4095, 4096, 8192, 30_000, 256 * 1024])) for _ in range(200)
+    ]
+    ids = [repo.store(memoryview(c))[0] for c in chunks]
+    repo.finish_objects("20261202T000000Z-00000000")
+    packs = [p for p in (tmp_path / "repo" / "packs").rglob("*") if p.is_file()]
+    assert len(packs) >= 3 and not any((tmp_path / "repo" / "tmp").iterdir())
+    reopened = Repository.open(tmp_path / "repo", sealer)
+    assert [reopened.get_object(i) for i in ids] == chunks
+    reopened.close()
 
 
 @pytest.mark.parametrize(
