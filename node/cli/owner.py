@@ -29,7 +29,7 @@ def grants() -> None:
     "allow",
     multiple=True,
     required=True,
-    help="An operation: ask, chat, send, tool:NAME (repeatable).",
+    help="An operation: ask, chat, send, infer, tool:NAME (repeatable).",
 )
 @click.option(
     "--tags",
@@ -38,6 +38,15 @@ def grants() -> None:
     help="Comma-separated vault tags the DID's questions may draw on (default: none).",
 )
 @click.option("--quota", default=None, help="Requests allowed per window, e.g. 20/day or 5/hour.")
+@click.option(
+    "--tokens",
+    "token_quotas",
+    multiple=True,
+    help="For infer: model tokens (prompt + generated) per window, e.g. 20000/day (repeatable).",
+)
+@click.option(
+    "--max-tokens", type=int, default=None, help="For infer: the most tokens one request may generate."
+)
 @click.option("--note", default="", help="A note to yourself: who this is.")
 @click.pass_obj
 def grants_add(
@@ -46,6 +55,8 @@ def grants_add(
     allow: tuple[str, ...],
     tags: str | None,
     quota: str | None,
+    token_quotas: tuple[str, ...],
+    max_tokens: int | None,
     note: str,
 ) -> None:
     allowed = sorted({a for part in allow for a in part.split(",") if a})
@@ -55,6 +66,8 @@ def grants_add(
         "allow": allowed,
         "tags": tag_list,
         "quota": quota,
+        "tokens": list(token_quotas),
+        "max_tokens": max_tokens,
         "note": note,
         "created_at": time.time(),
     }
@@ -62,6 +75,8 @@ def grants_add(
         owner.add_grant(grant)
     out.print(
         f"granted {did}: {', '.join(allowed)}; tags {', '.join(tag_list) or '(none)'}; quota {quota or 'none'}"
+        + (f"; tokens {', '.join(token_quotas)}" if token_quotas else "")
+        + (f"; max_tokens {max_tokens}" if max_tokens else "")
     )
 
 
