@@ -147,7 +147,9 @@ class Grant:
             or not isinstance(self.max_tokens, int)
             or self.max_tokens < 1
         ):
-            raise InvalidGrant(f"max_tokens must be a whole number, 1 or more, not {self.max_tokens!r}")
+            raise InvalidGrant(
+                f"max_tokens must be a whole number, 1 or more, not {self.max_tokens!r}"
+            )
         object.__setattr__(
             self,
             "pod",

@@ -22,6 +22,8 @@ from agent.grants import Grant
 from agent.tools import ToolPolicy
 from identity.did_key import ed25519_public_from_did_key
 from node.errors import NotFound, OwnerError
+from node.infer import infer_at_peer
+from node.ledger import usage as ledger_usage
 from node.nostr_peers import link_peer_from_card
 from node.peering import send_to_peer
 from node.peers import PeerError, add_peer, fetch_peer_card, list_peers
@@ -91,6 +93,9 @@ OPERATIONS: tuple[Operation, ...] = (
         "set_pod_access", "PUT", "/pod/access", ("who", "container", "modes"), returns=NOTHING
     ),
     Operation("pod_list", "POST", "/pod/list", ("path",)),
+    # metered inference (node.infer, node.ledger): under /send and /peers, served with them
+    Operation("infer", "POST", "/send/infer", ("peer", "text", "max_tokens", "temperature")),
+    Operation("usage", "POST", "/peers/usage", ("peer", "days")),
 )
 
 
@@ -122,6 +127,8 @@ class Owner(Protocol):
     def pod_access(self) -> dict: ...
     def set_pod_access(self, who: str, container: str, modes: list[str] | None) -> None: ...
     def pod_list(self, path: str) -> list[dict]: ...
+    async def infer(self, peer: str, text: str, max_tokens: int, temperature: float) -> dict: ...
+    def usage(self, peer: str | None, days: int) -> dict: ...
 
 
 class LocalOwner:
@@ -296,6 +303,14 @@ class LocalOwner:
             return
         ed25519_public_from_did_key(who)
         self.node.grants.set_pod_modes(who, container, modes)
+
+    async def infer(self, peer: str, text: str, max_tokens: int, temperature: float) -> dict:
+        return await infer_at_peer(
+            self.node, peer, text, max_tokens=max_tokens, temperature=temperature
+        )
+
+    def usage(self, peer: str | None, days: int) -> dict:
+        return ledger_usage(self.node.vault, peer=peer, days=days)
 
     def pod_list(self, path: str) -> list[dict]:
         try:

@@ -45,7 +45,10 @@ def grants() -> None:
     help="For infer: model tokens (prompt + generated) per window, e.g. 20000/day (repeatable).",
 )
 @click.option(
-    "--max-tokens", type=int, default=None, help="For infer: the most tokens one request may generate."
+    "--max-tokens",
+    type=int,
+    default=None,
+    help="For infer: the most tokens one request may generate.",
 )
 @click.option("--note", default="", help="A note to yourself: who this is.")
 @click.pass_obj
