@@ -396,23 +396,29 @@ async def infer_at_peer(
         },
     )
     usage = reported_usage(reply.get("metadata") or {})
-    entry = Ledger(node.vault).record(
-        Entry(
-            peer=reply["peer_did"],
-            direction="used",
-            channel="a2a",
-            model=usage["model"],
-            model_sha256=usage["model_sha256"],
-            prompt_tokens=usage["prompt_tokens"],
-            completion_tokens=usage["completion_tokens"],
-        )
-    )
+    entry = record_used(node.vault, reply["peer_did"], usage, channel="a2a")
     return {
         **reply,
         "usage": usage,
         "receipt": (reply.get("metadata") or {}).get(RECEIPT_KEY),
         "ledger_id": entry.id,
     }
+
+
+def record_used(vault: Vault, peer_did: str, usage: dict, *, channel: str) -> Entry:
+    """Record in this node's ledger what ``peer_did`` reported using for one of our jobs
+    (``usage`` as `reported_usage` checked it, or a /v1 response's usage plus the model)."""
+    return Ledger(vault).record(
+        Entry(
+            peer=peer_did,
+            direction="used",
+            channel=channel,
+            model=usage["model"],
+            model_sha256=usage.get("model_sha256"),
+            prompt_tokens=usage["prompt_tokens"],
+            completion_tokens=usage["completion_tokens"],
+        )
+    )
 
 
 def reported_usage(metadata: dict) -> dict:
