@@ -11,7 +11,7 @@ the real SmolLM2-135M with max_tokens 8: the subject is metering, not the model.
 grant is set low (1200 tokens an hour, 2000 a day) so that most requests are refused.
 
 Afterwards: B's ledger ("served for") against each requester's ("used at"), in jobs and
-tokens (goal: 0 difference); tokens B served past any peer's quota (goal: 0); what was
+tokens, and against what B's quota was charged (goal: 0 difference); tokens B served past any peer's quota (goal: 0); what was
 refused and how. Figures are counts, not times: nothing here is timed except the run itself.
 """
 
@@ -161,20 +161,24 @@ def main(per_peer: int = 100, peers: int = 3) -> None:
         used = Ledger(a.vault).entries(peer=b.keys.node_did, direction="used")
         served_tokens, used_tokens = sum(e.tokens for e in served), sum(e.tokens for e in used)
         over = max(served_tokens - HOUR, 0)  # all within one hour: the tighter window
+        # What the quota was charged is what was served: every refused or dropped request's
+        # reservation came back, every served one was settled to its real count.
+        charged = HOUR - b.grants.tokens_left(a.keys.node_did)["hour"]
+        worst_gap = max(worst_gap, abs(charged - served_tokens))
         worst_gap = max(worst_gap, abs(served_tokens - used_tokens), abs(len(served) - len(used)))
         worst_over = max(worst_over, over)
         print(
             f"  peer a{i}: B served {len(served)} jobs / {served_tokens} tokens; a{i} recorded "
             f"{len(used)} jobs / {used_tokens} tokens; difference {served_tokens - used_tokens}; "
-            f"past the quota {over}; left {b.grants.tokens_left(a.keys.node_did)}"
+            f"past the quota {over}; quota charged {charged}"
         )
     print(
         f"ledgers differ by {worst_gap} (goal 0); tokens served past a quota: {worst_over} (goal 0)"
     )
     server.should_exit = True
     thread.join(timeout=20)
-    for n in (b, *requesters):
-        n.close()
+    for each in (b, *requesters):
+        each.close()
     if worst_gap or worst_over:
         sys.exit(1)
 

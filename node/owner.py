@@ -71,6 +71,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("list_grants", "GET", "/grants"),
     Operation("remove_grant", "POST", "/grants/remove", ("did",), returns="removed"),
     Operation("create_token", "POST", "/tokens", ("name", "allow"), returns="token"),
+    Operation("create_peer_token", "POST", "/tokens/peer", ("name", "peer"), returns="token"),
     Operation("list_tokens", "GET", "/tokens"),
     Operation("revoke_token", "POST", "/tokens/revoke", ("name",), returns="revoked"),
     Operation("add_peer", "POST", "/peers", ("url", "name")),
@@ -107,6 +108,7 @@ class Owner(Protocol):
     def list_grants(self) -> list[dict]: ...
     def remove_grant(self, did: str) -> bool: ...
     def create_token(self, name: str, allow: list[str]) -> str: ...
+    def create_peer_token(self, name: str, peer: str) -> str: ...
     def list_tokens(self) -> list[dict]: ...
     def revoke_token(self, name: str) -> bool: ...
     async def add_peer(self, url: str, name: str) -> dict: ...
@@ -153,9 +155,15 @@ class LocalOwner:
     def create_token(self, name: str, allow: list[str]) -> str:
         return self.node.tokens.create(name, set(allow))
 
+    def create_peer_token(self, name: str, peer: str) -> str:
+        """A /v1 token for a peer's app that cannot sign: it acts as ``peer``, metered by its
+        "infer" grant (node.infer)."""
+        ed25519_public_from_did_key(peer)
+        return self.node.tokens.create(name, {"infer"}, peer)
+
     def list_tokens(self) -> list[dict]:
         return [
-            {"name": t.name, "allow": sorted(t.allow), "created_at": t.created_at}
+            {"name": t.name, "allow": sorted(t.allow), "created_at": t.created_at, "peer": t.peer}
             for t in self.node.tokens.list()
         ]
 

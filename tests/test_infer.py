@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import os
 from collections.abc import Iterator
 
@@ -17,6 +18,7 @@ from conftest import PASSPHRASE, Served, write_corpus
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.grants import Grant, Quota
+from agent.tokens import TokenError
 from identity.did_key import did_key_from_ed25519_public, verification_method_id
 from identity.signing_client import signed_client
 from node import infer
@@ -270,3 +272,52 @@ def test_grant_token_quotas_survive_the_vault_and_a_reservation_never_used_comes
         assert b.grants.tokens_left(grant.did) == {"day": 100}
     finally:
         b.grants.remove(grant.did)
+
+
+def test_a_token_bound_to_a_peer_is_metered_as_that_peer_and_reaches_no_data(nodes, served, lent):
+    a, b = nodes
+    did = a.keys.node_did
+    token = LocalOwner(b).create_peer_token("a-app", did)
+    charged = len(_served_for(b, did))
+    auth = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=served[1].url, headers=auth, timeout=120) as http:
+        answered = http.post("/v1/chat/completions", json=_chat("Say yes.", max_tokens=8))
+        assert answered.status_code == 200, answered.text
+        data = http.post("/v1/chat/completions", json={**_chat("Hi."), "model": "flurry-data"})
+        assert data.status_code == 403
+    entries = _served_for(b, did)
+    assert len(entries) == charged + 1 and entries[-1].channel == "v1"
+    assert entries[-1].completion_tokens == answered.json()["usage"]["completion_tokens"]
+    # Withdrawn grant: the token still verifies, the grant refuses.
+    b.grants.remove(did)
+    with httpx.Client(base_url=served[1].url, headers=auth, timeout=120) as http:
+        assert http.post("/v1/chat/completions", json=_chat("Hi.")).status_code == 403
+    assert len(_served_for(b, did)) == charged + 1
+    with pytest.raises(TokenError, match="only 'infer'"):
+        b.tokens.create("wider", {"chat"}, did)
+
+
+def test_the_command_line_grants_infer_with_token_quotas_and_shows_usage(cli):
+    cli("init")
+    peer = did_key_from_ed25519_public(Ed25519PrivateKey.generate().public_key().public_bytes_raw())
+    added = cli(
+        "grants",
+        "add",
+        peer,
+        "--allow",
+        "infer",
+        "--tokens",
+        "20000/day",
+        "--tokens",
+        "5000/hour",
+        "--max-tokens",
+        "256",
+    )
+    assert "tokens 20000/day, 5000/hour; max_tokens 256" in added.stdout
+    listed = cli("grants", "list").stdout
+    assert peer in listed and "infer" in listed
+    bad = cli("grants", "add", peer, "--allow", "infer", "--tokens", "lots", check=False)
+    assert bad.returncode != 0 and "20/day" in bad.stderr
+    shown = json.loads(cli("usage", "--json", "--days", "7").stdout)
+    assert shown["rows"] == [] and shown["totals"]["served"]["jobs"] == 0
+    assert "no metered jobs" in cli("usage").stdout

@@ -115,10 +115,17 @@ def tokens() -> None:
 @tokens.command("create")
 @click.argument("name")
 @click.option("--allow", "allow", multiple=True, default=("chat",), show_default=True)
+@click.option(
+    "--peer", default=None, help="A peer's DID the token acts as: it may only infer, metered."
+)
 @click.pass_obj
-def tokens_create(settings: Settings, name: str, allow: tuple[str, ...]) -> None:
+def tokens_create(settings: Settings, name: str, allow: tuple[str, ...], peer: str | None) -> None:
     with _owner(settings) as owner:
-        token = owner.create_token(name, sorted(set(allow)))
+        token = (
+            owner.create_token(name, sorted(set(allow)))
+            if peer is None
+            else owner.create_peer_token(name, peer)
+        )
     err.print(f"token for {name} (shown once; keep it like a password):")
     click.echo(token)
 

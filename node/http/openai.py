@@ -23,7 +23,7 @@ from agent.answer import with_quotes_text
 from agent.grants import INFER
 from agent.queue import Job, ModelQueue
 from node import infer
-from node.http.auth import TokenDep, authorize, bearer_token, signed_caller
+from node.http.auth import TokenDep, authorize, bearer_grant, signed_caller
 from node.http.jobs import pieces
 from node.http.problems import Problem, openai_error_body
 from node.http.state import NodeDep, QueueDep
@@ -64,7 +64,10 @@ async def chat_completions(request: Request, node: NodeDep, queue: QueueDep) -> 
             return await peer_completion(request, caller, node, queue)
         allow = {"chat"}
     else:
-        allow = bearer_token(request, node)
+        token = bearer_grant(request, node)
+        if token.peer is not None:  # a token the owner bound to a peer: metered as that peer
+            return await peer_completion(request, token.peer, node, queue)
+        allow = set(token.allow)
     if "chat" not in allow:
         raise Problem(403, "not granted", "this token may not use chat")
     chat = chat_request(await request.body())
