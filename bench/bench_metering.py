@@ -13,6 +13,11 @@ grant is set low (1200 tokens an hour, 2000 a day) so that most requests are ref
 Afterwards: B's ledger ("served for") against each requester's ("used at"), in jobs and
 tokens, and against what B's quota was charged (goal: 0 difference); tokens B served past any peer's quota (goal: 0); what was
 refused and how. Figures are counts, not times: nothing here is timed except the run itself.
+
+Measured on the 2-core dev box (shared), 3 peers × 100: 81 served (27 per peer, 1176–1181
+tokens each of 1200), 216 refused 429 (token quota), 3 refused 503 (queue full, their
+reservations given back); ledgers differ by 0 tokens and 0 jobs, quota charged = ledger,
+0 tokens served past a quota; 149 s.
 """
 
 from __future__ import annotations

@@ -196,6 +196,8 @@ def test_refusals_are_clear_and_charge_nothing(nodes, served, lent):
     # Over A2A too: the cap, and an ask-only peer cannot infer.
     with pytest.raises(OwnerError, match="400.*cap of 32"):
         asyncio.run(LocalOwner(a).infer("b", "Hi.", 64, 0.0))
+    with pytest.raises(OwnerError, match="413.*over 32000 characters"):
+        asyncio.run(LocalOwner(a).infer("b", "x" * (infer.MAX_PROMPT_CHARS + 1), 8, 0.0))
 
     # A stranger with no grant: 403 on both paths.
     key = Ed25519PrivateKey.generate()

@@ -1,7 +1,8 @@
 """OpenAI-compatible /v1, for the owner's local apps: /v1/models and /v1/chat/completions.
 
-These apps cannot sign, so /v1 takes owner-made bearer tokens (declared where the router is
-included). Two models: "flurry", the model alone (no data), and "flurry-data", the last user
+These apps cannot sign, so /v1 takes owner-made bearer tokens. A peer may use it too, under
+its "infer" grant: signed (RFC 9421) or with a token the owner bound to it, it runs the model
+alone, metered in tokens (node.infer, `peer_completion`). Two models: "flurry", the model alone (no data), and "flurry-data", the last user
 message answered from the owner's data by the one grounded answer path. Refusals answer in
 OpenAI's error shape (node.http.problems).
 """
