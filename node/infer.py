@@ -60,6 +60,7 @@ RECEIPT_KEY = "flurry.receipt"  # answer artifact metadata: the signed receipt (
 MAX_PROMPT_CHARS = 32_000  # all messages' text, checked before tokenizing
 MAX_MESSAGES = 64
 DEFAULT_MAX_TOKENS = 512  # the cap for a grant that sets none
+DEFAULT_REQUEST_TOKENS = 256  # max_tokens when a request names none (as /v1 has it)
 DEFAULT_TEMPERATURE = 0.7
 ROLES = frozenset({"system", "user", "assistant"})
 
@@ -84,7 +85,7 @@ class InferNode(Protocol):
 @dataclass(frozen=True)
 class InferRequest:
     messages: list[dict]
-    max_tokens: int
+    max_tokens: int | None  # None: DEFAULT_REQUEST_TOKENS, or the grant's cap if lower
     temperature: float = DEFAULT_TEMPERATURE
 
 
@@ -117,6 +118,8 @@ def check_messages(messages: object) -> list[dict]:
 
 def check_settings(max_tokens: object, temperature: object, grant: Grant) -> tuple[int, float]:
     cap = grant.max_tokens or DEFAULT_MAX_TOKENS
+    if max_tokens is None:
+        max_tokens = min(DEFAULT_REQUEST_TOKENS, cap)
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise InferRefused(f"max_tokens must be a whole number from 1 to {cap}, not {max_tokens!r}")
     if max_tokens > cap:
@@ -152,7 +155,7 @@ def a2a_request(params: dict) -> InferRequest | None:
             raise PromptTooLarge(
                 f"the prompt is over {MAX_PROMPT_CHARS} characters; send a shorter one"
             )
-    max_tokens = metadata.get(MAX_TOKENS_KEY, 256)
+    max_tokens = metadata.get(MAX_TOKENS_KEY)
     # JSON numbers reach a protobuf Struct as floats: 64.0 is the whole number 64.
     if isinstance(max_tokens, float) and max_tokens.is_integer():
         max_tokens = int(max_tokens)
@@ -263,6 +266,8 @@ class InferJob:
             self._started = True
         model = self.node.chat_model
         llm = _llama(model)
+        limit = self.request.max_tokens
+        assert limit is not None  # prepare() resolved the default against the grant's cap
         out: list[int] = []
         finish = "length"
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -282,7 +287,7 @@ class InferJob:
                 piece = decoder.decode(llm.detokenize([token], prev_tokens=self.tokens + out[:-1]))
                 if piece:
                     yield piece
-                if len(out) >= self.request.max_tokens:
+                if len(out) >= limit:
                     break
             tail = decoder.decode(b"", final=True)
             if tail:

@@ -323,3 +323,59 @@ def test_the_command_line_grants_infer_with_token_quotas_and_shows_usage(cli):
     shown = json.loads(cli("usage", "--json", "--days", "7").stdout)
     assert shown["rows"] == [] and shown["totals"]["served"]["jobs"] == 0
     assert "no metered jobs" in cli("usage").stdout
+
+
+def test_a_streamed_v1_answer_reports_the_usage_the_ledger_records(nodes, served, lent):
+    a, b = nodes
+    with (
+        _v1(a, served[1].url) as http,
+        http.stream(
+            "POST",
+            "/v1/chat/completions",
+            json=_chat(
+                "Count to five.", max_tokens=10, stream=True, stream_options={"include_usage": True}
+            ),
+        ) as response,
+    ):
+        assert response.status_code == 200
+        chunks = [
+            json.loads(line[6:])
+            for line in response.iter_lines()
+            if line.startswith("data: ") and line != "data: [DONE]"
+        ]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    usage = chunks[-1]["usage"]
+    entry = _served_for(b, a.keys.node_did)[-1]
+    assert text and 1 <= usage["completion_tokens"] <= 10
+    assert (entry.prompt_tokens, entry.completion_tokens) == (
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+    )
+
+
+def test_a_malformed_a2a_infer_message_is_a_clear_400_with_nothing_charged(nodes, served, lent):
+    a, b = nodes
+    charged = len(_served_for(b, a.keys.node_did))
+
+    def send(metadata: dict, parts: list) -> httpx.Response:
+        message = {"messageId": "m-1", "role": "ROLE_USER", "parts": parts, "metadata": metadata}
+        with _v1(a, served[1].url) as http:
+            return http.post(
+                "/a2a",
+                json={
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "SendMessage",
+                    "params": {"message": message},
+                },
+                headers={"A2A-Version": "1.0"},
+            )
+
+    infer_key = {infer.OPERATION_KEY: "infer"}
+    words = send({**infer_key, infer.MAX_TOKENS_KEY: "lots"}, [{"text": "Hi."}])
+    assert words.status_code == 400 and "max_tokens" in words.json()["detail"]
+    hot = send({**infer_key, infer.TEMPERATURE_KEY: 9}, [{"text": "Hi."}])
+    assert hot.status_code == 400 and "temperature" in hot.json()["detail"]
+    file = send(infer_key, [{"url": "file:///etc/passwd"}])
+    assert file.status_code == 400 and "text parts only" in file.json()["detail"]
+    assert len(_served_for(b, a.keys.node_did)) == charged

@@ -204,9 +204,8 @@ async def peer_completion(request: Request, caller: str, node: Node, queue: Mode
         )
     if any(body.get(name) for name in _TOOL_FIELDS):
         raise OpenAIRequestError("infer runs the model alone: no tools", param="tools")
-    max_tokens = chat.max_tokens
-    if body.get("max_completion_tokens", body.get("max_tokens")) is None:
-        max_tokens = min(max_tokens, grant.max_tokens or max_tokens)  # the default fits the cap
+    named = body.get("max_completion_tokens", body.get("max_tokens")) is not None
+    max_tokens = chat.max_tokens if named else None  # None: a default within the grant's cap
     wanted = infer.InferRequest(chat.messages, max_tokens, chat.temperature)
     work = await asyncio.to_thread(infer.prepare, node, caller, grant, wanted, channel="v1")
     outcome: dict = {}
