@@ -10,6 +10,8 @@ neither DIDs nor token names nor tokens reach the disk in the clear:
 - ``grant``  key = DID   → {did, allow, tags, quota, note, created_at, pod: {container: modes}}
 - ``pod-public`` key = "rules" → {container: modes}: what anyone may do in the pod (read only)
 - ``usage``  key = DID   → {times: [epoch seconds of recent authorised calls]}
+- ``token-usage`` key = DID → {spent: [[epoch seconds, tokens, reservation id]]}: model tokens
+  (prompt + generated) charged to the grant's token quotas (the ``infer`` operation)
 - ``pod-usage`` key = DID → {writes: [epoch seconds], bytes: [[epoch seconds, size]]}: recent pod writes
 
 Quota counting and token-name uniqueness are read-modify-writes guarded by an in-process
@@ -24,6 +26,7 @@ import math
 import re
 import threading
 import time
+import uuid
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -32,9 +35,12 @@ from typing import Literal
 from agent.errors import AgentError
 from store.records import Records
 
-# "ask", "chat", "send", "pod-read" … or "tool:<name>"; "*" means every operation (the owner's grant).
+# "ask", "chat", "send", "infer", "pod-read" … or "tool:<name>"; "*" means every operation (the owner's grant).
 _OPERATION = re.compile(r"^(?:[a-z][a-z0-9-]*|tool:[a-z0-9][a-z0-9_.-]*)$")
 EVERY_OPERATION = "*"
+# The use of the node's model alone: a peer's prompt goes to the model as it is, with no
+# retrieval and no tools, metered in tokens against the grant's token quotas (node.infer).
+INFER = "infer"
 _WINDOWS = {"hour": 3600.0, "day": 86400.0}
 
 
@@ -56,6 +62,15 @@ class QuotaExceeded(AccessDenied):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class TokenQuotaExceeded(QuotaExceeded):
+    """The request's worst case (prompt tokens + max_tokens) does not fit in what is left of
+    a token quota: ``left`` tokens remain in the window, ``needed`` were asked for."""
+
+    def __init__(self, message: str, retry_after: float, *, left: int, needed: int) -> None:
+        super().__init__(message, retry_after)
+        self.left, self.needed = left, needed
 
 
 def check_operation(name: str) -> str:
@@ -116,10 +131,25 @@ class Grant:
     # Writes (PUT, POST, DELETE) to the pod, and bytes written, per window.
     pod_writes: Quota = POD_WRITES
     pod_bytes: Quota = POD_BYTES
+    # The model's tokens (prompt + generated) per window, for "infer": () = not metered.
+    tokens: tuple[Quota, ...] = ()
+    # The most tokens one "infer" request may ask the model to generate (None: the node's own cap).
+    max_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.did, str) or not self.did.startswith("did:"):
             raise InvalidGrant(f"a grant is given to a DID ('did:key:z6Mk…'), not {self.did!r}")
+        object.__setattr__(self, "tokens", tuple(self.tokens))
+        if len({q.per for q in self.tokens}) != len(self.tokens):
+            raise InvalidGrant("give at most one token quota per window: one per hour, one per day")
+        if self.max_tokens is not None and (
+            isinstance(self.max_tokens, bool)
+            or not isinstance(self.max_tokens, int)
+            or self.max_tokens < 1
+        ):
+            raise InvalidGrant(
+                f"max_tokens must be a whole number, 1 or more, not {self.max_tokens!r}"
+            )
         object.__setattr__(
             self,
             "pod",
@@ -149,6 +179,8 @@ class Grant:
             "pod": {container: sorted(modes) for container, modes in sorted(self.pod.items())},
             "pod_writes": str(self.pod_writes),
             "pod_bytes": str(self.pod_bytes),
+            "tokens": [str(q) for q in self.tokens],
+            "max_tokens": self.max_tokens,
         }
 
     @classmethod
@@ -166,6 +198,9 @@ class Grant:
             # grants made before pod quotas get the defaults
             pod_writes=Quota.parse(r["pod_writes"]) if r.get("pod_writes") else POD_WRITES,
             pod_bytes=Quota.parse(r["pod_bytes"]) if r.get("pod_bytes") else POD_BYTES,
+            # grants made before "infer" have no token quota and no cap of their own
+            tokens=tuple(Quota.parse(q) for q in r.get("tokens") or ()),
+            max_tokens=r.get("max_tokens"),
         )
 
 
@@ -188,6 +223,7 @@ class Grants:
         with self._lock:
             self._records.delete_record("usage", did)
             self._records.delete_record("pod-usage", did)
+            self._records.delete_record("token-usage", did)
             return self._records.delete_record("grant", did)
 
     def get(self, did: str) -> Grant | None:
@@ -330,6 +366,95 @@ class Grants:
                 did,
                 {"writes": writes[-writes_quota.count :], "bytes": [list(x) for x in sizes]},
             )
+
+    # --- model tokens ("infer") ---------------------------------------------------------------
+
+    def reserve_tokens(
+        self, did: str, worst: int, *, owner_did: str, now: float | None = None
+    ) -> str | None:
+        """Charge ``worst`` tokens (the request's prompt tokens + its max_tokens) to ``did``'s
+        token quotas before the model runs, and return the reservation's id for
+        `settle_tokens`; None for the owner or a grant with no token quota (nothing to settle).
+        TokenQuotaExceeded, with nothing charged, when the worst case does not fit in what is
+        left of any window: so no request can be served past a quota, even run side by side."""
+        if did == owner_did:
+            return None
+        now = time.time() if now is None else now
+        with self._lock:
+            record = self._records.get_record("grant", did)
+            if record is None:
+                raise NotGranted(f"{did} has no grant on this node")
+            grant = Grant.from_record(record)
+            if not grant.tokens:
+                return None
+            spent = self._spent(did, grant, now)
+            for quota in grant.tokens:
+                in_window = sorted((t, n) for t, n, _ in spent if t > now - quota.window)
+                left = max(quota.count - sum(n for _, n in in_window), 0)
+                if worst <= left:
+                    continue
+                if worst > quota.count:  # waiting would not help
+                    raise TokenQuotaExceeded(
+                        f"this request may use up to {worst} tokens (its prompt and max_tokens), more than "
+                        f"{did}'s whole quota of {quota.count} tokens per {quota.per}: send a shorter prompt or a lower max_tokens",
+                        quota.window,
+                        left=left,
+                        needed=worst,
+                    )
+                freed, retry_after = 0, 0.0
+                for t, n in in_window:  # the oldest use leaves the window first
+                    freed += n
+                    retry_after = t + quota.window - now
+                    if left + freed >= worst:
+                        break
+                retry_after = max(retry_after, 0.0)
+                raise TokenQuotaExceeded(
+                    f"{did} has {left} of its {quota.count} tokens per {quota.per} left and this request may use up to "
+                    f"{worst} (its prompt and max_tokens); enough frees in {_duration(retry_after)}",
+                    retry_after,
+                    left=left,
+                    needed=worst,
+                )
+            reservation = uuid.uuid4().hex
+            spent.append([now, worst, reservation])
+            self._records.put_record("token-usage", did, {"spent": spent})
+        return reservation
+
+    def settle_tokens(self, did: str, reservation: str | None, used: int) -> None:
+        """Replace the reservation's worst case by the tokens really ``used`` (never more than
+        reserved: a count above it is kept at the reservation, which was what was allowed)."""
+        if reservation is None:
+            return
+        with self._lock:
+            usage = self._records.get_record("token-usage", did)
+            if usage is None:  # the grant was withdrawn meanwhile: nothing left to settle
+                return
+            for entry in usage["spent"]:
+                if entry[2] == reservation:
+                    entry[1] = min(max(int(used), 0), entry[1])
+                    break
+            self._records.put_record("token-usage", did, usage)
+
+    def tokens_left(self, did: str, *, now: float | None = None) -> dict[str, int]:
+        """What is left of each of ``did``'s token quotas now: {"hour": n, "day": n}."""
+        now = time.time() if now is None else now
+        with self._lock:
+            record = self._records.get_record("grant", did)
+            if record is None:
+                return {}
+            grant = Grant.from_record(record)
+            spent = self._spent(did, grant, now)
+        return {
+            q.per: max(q.count - sum(n for t, n, _ in spent if t > now - q.window), 0)
+            for q in grant.tokens
+        }
+
+    def _spent(self, did: str, grant: Grant, now: float) -> builtins.list[builtins.list]:
+        # Only what the longest window still counts is kept, so the record stays bounded by
+        # the requests one day allows.
+        longest = max((q.window for q in grant.tokens), default=0.0)
+        usage = self._records.get_record("token-usage", did) or {"spent": []}
+        return [list(e) for e in usage["spent"] if e[0] > now - longest]
 
     def _use_quota(self, did: str, quota: Quota, now: float) -> None:
         # A sliding window: the times of the last `count` calls within the window. Unlike a

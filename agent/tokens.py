@@ -4,7 +4,11 @@ Owns making, checking, listing and revoking them. Each lives in the vault as one
 record, found by an HMAC of its key, so neither token names nor tokens reach the disk in the
 clear:
 
-- ``token``  key = hash  → {hash, name, allow, created_at}   (the token itself is never stored)
+- ``token``  key = hash  → {hash, name, allow, created_at, peer}   (the token itself is never stored)
+
+A token bound to a ``peer`` DID (``flurry tokens create NAME --allow infer --peer DID``) acts
+as that peer: its requests are metered against the peer's ``infer`` grant (node.infer), for a
+peer's app that cannot sign.
 
 What a token allows is a set of ``agent.grants`` operation names. Token-name uniqueness is a
 read-modify-write guarded by an in-process lock: keep one ``Tokens`` per vault.
@@ -22,7 +26,7 @@ import time
 from dataclasses import dataclass
 
 from agent.errors import AgentError
-from agent.grants import EVERY_OPERATION, check_operation
+from agent.grants import EVERY_OPERATION, INFER, check_operation
 from store.records import Records
 
 TOKEN_PREFIX = "flurry_"
@@ -47,6 +51,9 @@ class TokenGrant:
     name: str
     allow: frozenset[str]
     created_at: float
+    peer: str | None = (
+        None  # a peer's DID this token acts as (its grant decides), or the owner's app
+    )
 
     def allows(self, operation: str) -> bool:
         return EVERY_OPERATION in self.allow or operation in self.allow
@@ -72,7 +79,7 @@ class Tokens:
         self._records = records
         self._lock = threading.Lock()
 
-    def create(self, name: str, allow: set[str]) -> str:
+    def create(self, name: str, allow: set[str], peer: str | None = None) -> str:
         """A new token for ``name``; returned once only, since the vault keeps only its hash."""
         if not _TOKEN_NAME.match(name):
             raise TokenError(
@@ -80,6 +87,13 @@ class Tokens:
                 "starting with a letter or digit"
             )
         allow_set = frozenset(check_operation(op) for op in allow)
+        if peer is not None and (not isinstance(peer, str) or not peer.startswith("did:")):
+            raise TokenError(f"a token is bound to a peer's DID ('did:key:z6Mk…'), not {peer!r}")
+        if peer is not None and allow_set != {INFER}:
+            raise TokenError(
+                "a token bound to a peer can only 'infer' (use --allow infer): "
+                "what else the peer may do, it asks for signed"
+            )
         token = (
             TOKEN_PREFIX
             + base64.urlsafe_b64encode(secrets.token_bytes(_TOKEN_BYTES)).rstrip(b"=").decode()
@@ -98,6 +112,7 @@ class Tokens:
                     "name": name,
                     "allow": sorted(allow_set),
                     "created_at": time.time(),
+                    "peer": peer,
                 },
             )
         return token
@@ -113,13 +128,18 @@ class Tokens:
         # about the token; the comparison here is constant-time all the same.
         if record is None or not hmac.compare_digest(record["hash"], digest):
             raise InvalidToken("unknown or revoked token; create a new one for this app")
-        return TokenGrant(record["name"], frozenset(record["allow"]), record["created_at"])
+        return TokenGrant(
+            record["name"], frozenset(record["allow"]), record["created_at"], record.get("peer")
+        )
 
     def list(self) -> list[TokenGrant]:
         """Every token's name and permissions (never the token: it is not kept)."""
         with self._lock:
             records = self._records.records("token")
-        return [TokenGrant(v["name"], frozenset(v["allow"]), v["created_at"]) for _, v in records]
+        return [
+            TokenGrant(v["name"], frozenset(v["allow"]), v["created_at"], v.get("peer"))
+            for _, v in records
+        ]
 
     def revoke(self, name: str) -> bool:
         """Make the token called ``name`` stop working; False if there is none."""

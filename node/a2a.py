@@ -44,6 +44,7 @@ from agent.queue import Job, JobCancelled
 from identity.did_key import verification_method_id
 from identity.jws import sign_json
 from node.a2a_tasks import Caller
+from node.infer import answer_metadata
 from node.node import Node
 from node.nostr_peers import card_extension
 from node.rotation import card_extension as rotation_extension
@@ -192,6 +193,7 @@ class AnswerExecutor(AgentExecutor):
                 name="answer",
                 append=False,
                 last_chunk=True,
+                metadata=answer_metadata(job),  # an infer job's usage (and receipt): node.infer
             )
             await updater.complete()
         except JobCancelled:

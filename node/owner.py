@@ -22,6 +22,8 @@ from agent.grants import Grant
 from agent.tools import ToolPolicy
 from identity.did_key import ed25519_public_from_did_key
 from node.errors import NotFound, OwnerError
+from node.infer import infer_at_peer
+from node.ledger import usage as ledger_usage
 from node.nostr_peers import link_peer_from_card
 from node.peering import send_to_peer
 from node.peers import PeerError, add_peer, fetch_peer_card, list_peers
@@ -69,6 +71,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("list_grants", "GET", "/grants"),
     Operation("remove_grant", "POST", "/grants/remove", ("did",), returns="removed"),
     Operation("create_token", "POST", "/tokens", ("name", "allow"), returns="token"),
+    Operation("create_peer_token", "POST", "/tokens/peer", ("name", "peer"), returns="token"),
     Operation("list_tokens", "GET", "/tokens"),
     Operation("revoke_token", "POST", "/tokens/revoke", ("name",), returns="revoked"),
     Operation("add_peer", "POST", "/peers", ("url", "name")),
@@ -91,6 +94,9 @@ OPERATIONS: tuple[Operation, ...] = (
         "set_pod_access", "PUT", "/pod/access", ("who", "container", "modes"), returns=NOTHING
     ),
     Operation("pod_list", "POST", "/pod/list", ("path",)),
+    # metered inference (node.infer, node.ledger): under /send and /peers, served with them
+    Operation("infer", "POST", "/send/infer", ("peer", "text", "max_tokens", "temperature")),
+    Operation("usage", "POST", "/peers/usage", ("peer", "days")),
 )
 
 
@@ -102,6 +108,7 @@ class Owner(Protocol):
     def list_grants(self) -> list[dict]: ...
     def remove_grant(self, did: str) -> bool: ...
     def create_token(self, name: str, allow: list[str]) -> str: ...
+    def create_peer_token(self, name: str, peer: str) -> str: ...
     def list_tokens(self) -> list[dict]: ...
     def revoke_token(self, name: str) -> bool: ...
     async def add_peer(self, url: str, name: str) -> dict: ...
@@ -122,6 +129,8 @@ class Owner(Protocol):
     def pod_access(self) -> dict: ...
     def set_pod_access(self, who: str, container: str, modes: list[str] | None) -> None: ...
     def pod_list(self, path: str) -> list[dict]: ...
+    async def infer(self, peer: str, text: str, max_tokens: int, temperature: float) -> dict: ...
+    def usage(self, peer: str | None, days: int) -> dict: ...
 
 
 class LocalOwner:
@@ -146,9 +155,15 @@ class LocalOwner:
     def create_token(self, name: str, allow: list[str]) -> str:
         return self.node.tokens.create(name, set(allow))
 
+    def create_peer_token(self, name: str, peer: str) -> str:
+        """A /v1 token for a peer's app that cannot sign: it acts as ``peer``, metered by its
+        "infer" grant (node.infer)."""
+        ed25519_public_from_did_key(peer)
+        return self.node.tokens.create(name, {"infer"}, peer)
+
     def list_tokens(self) -> list[dict]:
         return [
-            {"name": t.name, "allow": sorted(t.allow), "created_at": t.created_at}
+            {"name": t.name, "allow": sorted(t.allow), "created_at": t.created_at, "peer": t.peer}
             for t in self.node.tokens.list()
         ]
 
@@ -296,6 +311,14 @@ class LocalOwner:
             return
         ed25519_public_from_did_key(who)
         self.node.grants.set_pod_modes(who, container, modes)
+
+    async def infer(self, peer: str, text: str, max_tokens: int, temperature: float) -> dict:
+        return await infer_at_peer(
+            self.node, peer, text, max_tokens=max_tokens, temperature=temperature
+        )
+
+    def usage(self, peer: str | None, days: int) -> dict:
+        return ledger_usage(self.node.vault, peer=peer, days=days)
 
     def pod_list(self, path: str) -> list[dict]:
         try:

@@ -90,7 +90,14 @@ def answer_work(node: PeeringNode, caller: str, grant: Grant, question: str) -> 
     return work
 
 
-async def send_to_peer(node: PeeringNode, peer: str, text: str, *, by: str | None = None) -> dict:
+async def send_to_peer(
+    node: PeeringNode,
+    peer: str,
+    text: str,
+    *,
+    by: str | None = None,
+    metadata: dict | None = None,
+) -> dict:
     """Ask a pinned peer; signed by the node key, and every attempt lands in the audit log
     (with the skill that asked, when ``by`` names one)."""
     pinned = find_peer(node.vault, peer)
@@ -108,6 +115,7 @@ async def send_to_peer(node: PeeringNode, peer: str, text: str, *, by: str | Non
                 keyid=verification_method_id(keys.node_did),
                 owner_did=keys.owner_did,
                 pinned_did=pinned.did,
+                metadata=metadata,  # e.g. node.infer's "flurry.operation": "infer"
             )
         except PeerChanged as changed:
             failure = changed

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from contextlib import AsyncExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import httpx
 from a2a.client import ClientConfig, ClientFactory
@@ -21,7 +21,7 @@ from a2a.helpers import get_message_text, get_text_parts, new_text_message
 from a2a.types import Role, SendMessageRequest, Task, TaskState
 from a2a.utils.errors import A2AError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from google.protobuf.json_format import ParseError
+from google.protobuf.json_format import MessageToDict, ParseError
 
 from identity.jws import JWSRejected, verify_json
 from identity.signing_client import async_signed_client
@@ -65,6 +65,7 @@ class PeerReply:
     state: str  # "TASK_STATE_COMPLETED", "TASK_STATE_FAILED", …
     note: str  # the peer's status message, if any (why it failed, …)
     peer_did: str
+    metadata: dict = field(default_factory=dict)  # the answer artifact's (node.infer: usage)
 
 
 def base_url(url: str) -> str:
@@ -146,6 +147,7 @@ async def send_message(
     owner_did: str,
     pinned_did: str | None = None,
     timeout: float = 300.0,
+    metadata: dict | None = None,
 ) -> PeerReply:
     """Ask a peer one question as an A2A task and wait for its end.
 
@@ -172,7 +174,10 @@ async def send_message(
             )
         except (ParseError, ValueError, A2AError) as error:
             raise PeerError(f"cannot use the agent card of {base_url(peer_url)}: {error}") from None
-        request = SendMessageRequest(message=new_text_message(text, role=Role.ROLE_USER))
+        message = new_text_message(text, role=Role.ROLE_USER)
+        if metadata:  # e.g. {"flurry.operation": "infer", …}: see node.infer
+            message.metadata.update(metadata)
+        request = SendMessageRequest(message=message)
         task: Task | None = None
         answer = ""
         try:
@@ -197,6 +202,7 @@ async def send_message(
         TaskState.Name(task.status.state),
         note,
         did,
+        MessageToDict(answers[-1].metadata) if answers else {},
     )
 
 

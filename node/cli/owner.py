@@ -29,7 +29,7 @@ def grants() -> None:
     "allow",
     multiple=True,
     required=True,
-    help="An operation: ask, chat, send, tool:NAME (repeatable).",
+    help="An operation: ask, chat, send, infer, tool:NAME (repeatable).",
 )
 @click.option(
     "--tags",
@@ -38,6 +38,18 @@ def grants() -> None:
     help="Comma-separated vault tags the DID's questions may draw on (default: none).",
 )
 @click.option("--quota", default=None, help="Requests allowed per window, e.g. 20/day or 5/hour.")
+@click.option(
+    "--tokens",
+    "token_quotas",
+    multiple=True,
+    help="For infer: model tokens (prompt + generated) per window, e.g. 20000/day (repeatable).",
+)
+@click.option(
+    "--max-tokens",
+    type=int,
+    default=None,
+    help="For infer: the most tokens one request may generate.",
+)
 @click.option("--note", default="", help="A note to yourself: who this is.")
 @click.pass_obj
 def grants_add(
@@ -46,6 +58,8 @@ def grants_add(
     allow: tuple[str, ...],
     tags: str | None,
     quota: str | None,
+    token_quotas: tuple[str, ...],
+    max_tokens: int | None,
     note: str,
 ) -> None:
     allowed = sorted({a for part in allow for a in part.split(",") if a})
@@ -55,6 +69,8 @@ def grants_add(
         "allow": allowed,
         "tags": tag_list,
         "quota": quota,
+        "tokens": list(token_quotas),
+        "max_tokens": max_tokens,
         "note": note,
         "created_at": time.time(),
     }
@@ -62,6 +78,8 @@ def grants_add(
         owner.add_grant(grant)
     out.print(
         f"granted {did}: {', '.join(allowed)}; tags {', '.join(tag_list) or '(none)'}; quota {quota or 'none'}"
+        + (f"; tokens {', '.join(token_quotas)}" if token_quotas else "")
+        + (f"; max_tokens {max_tokens}" if max_tokens else "")
     )
 
 
@@ -97,10 +115,17 @@ def tokens() -> None:
 @tokens.command("create")
 @click.argument("name")
 @click.option("--allow", "allow", multiple=True, default=("chat",), show_default=True)
+@click.option(
+    "--peer", default=None, help="A peer's DID the token acts as: it may only infer, metered."
+)
 @click.pass_obj
-def tokens_create(settings: Settings, name: str, allow: tuple[str, ...]) -> None:
+def tokens_create(settings: Settings, name: str, allow: tuple[str, ...], peer: str | None) -> None:
     with _owner(settings) as owner:
-        token = owner.create_token(name, sorted(set(allow)))
+        token = (
+            owner.create_token(name, sorted(set(allow)))
+            if peer is None
+            else owner.create_peer_token(name, peer)
+        )
     err.print(f"token for {name} (shown once; keep it like a password):")
     click.echo(token)
 

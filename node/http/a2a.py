@@ -25,7 +25,9 @@ from google.protobuf.json_format import ParseDict, ParseError
 from sse_starlette.sse import EventSourceResponse
 from starlette.types import Message
 
+from agent.grants import INFER
 from agent.queue import Job
+from node import infer
 from node.a2a import (
     RPC_PATH,
     AnswerExecutor,
@@ -111,7 +113,17 @@ async def rpc(
     request.state.caller_did = caller
     method, params = _rpc_call(await request.body())
     job: Job | None = None
-    if method in _SEND_METHODS:
+    if method in _SEND_METHODS and (wanted := infer.a2a_request(params)) is not None:
+        # "flurry.operation": "infer": the model alone, metered (node.infer); refusals here.
+        grant = await asyncio.to_thread(authorize, node, caller, INFER)
+        work = await asyncio.to_thread(infer.prepare, node, caller, grant, wanted, channel="a2a")
+        try:
+            job = queue.submit(work)
+        except BaseException:
+            work.release()
+            raise
+        infer.bind(job, work)
+    elif method in _SEND_METHODS:
         grant = await asyncio.to_thread(
             authorize, node, caller, "ask"
         )  # 403 / 429 here, before the SDK makes a task

@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from agent.grants import Grant
-from agent.tokens import InvalidToken
+from agent.tokens import InvalidToken, TokenGrant
 from identity.errors import SignatureRejected
 from identity.http_signatures import target_uri_from_scope, verify_request
 from node.http.problems import Problem
@@ -96,6 +96,12 @@ def authorize(node: Node, did: str, operation: str) -> Grant:
 
 def bearer_token(request: Request, node: NodeDep) -> set[str]:
     """What the owner-made token in ``Authorization: Bearer`` allows (/v1)."""
+    return set(bearer_grant(request, node).allow)
+
+
+def bearer_grant(request: Request, node: Node) -> TokenGrant:
+    """The owner-made token in ``Authorization: Bearer``: what it allows, and the peer it is
+    bound to, if any (/v1)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -103,7 +109,7 @@ def bearer_token(request: Request, node: NodeDep) -> set[str]:
             401, "token required", "send an owner-made token: Authorization: Bearer flurry_…"
         )
     try:
-        return set(node.tokens.verify(token.strip()).allow)
+        return node.tokens.verify(token.strip())
     except InvalidToken as e:
         raise Problem(401, "token rejected", str(e)) from None
 

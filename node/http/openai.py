@@ -1,13 +1,15 @@
 """OpenAI-compatible /v1, for the owner's local apps: /v1/models and /v1/chat/completions.
 
-These apps cannot sign, so /v1 takes owner-made bearer tokens (declared where the router is
-included). Two models: "flurry", the model alone (no data), and "flurry-data", the last user
+These apps cannot sign, so /v1 takes owner-made bearer tokens. A peer may use it too, under
+its "infer" grant: signed (RFC 9421) or with a token the owner bound to it, it runs the model
+alone, metered in tokens (node.infer, `peer_completion`). Two models: "flurry", the model alone (no data), and "flurry-data", the last user
 message answered from the owner's data by the one grounded answer path. Refusals answer in
 OpenAI's error shape (node.http.problems).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -19,12 +21,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from agent.answer import with_quotes_text
-from agent.queue import Job
-from node.http.auth import TokenDep
+from agent.grants import INFER
+from agent.queue import Job, ModelQueue
+from node import infer
+from node.http.auth import TokenDep, authorize, bearer_grant, signed_caller
 from node.http.jobs import pieces
 from node.http.problems import Problem, openai_error_body
 from node.http.state import NodeDep, QueueDep
 from node.limits import parse_json
+from node.node import Node
 
 RAW_MODEL = "flurry"  # the model alone, for the owner's apps (no data)
 DATA_MODEL = "flurry-data"  # the last user message answered from the owner's data, grounded
@@ -51,9 +56,19 @@ def models(allow: TokenDep) -> dict:
 
 
 @router.post("/v1/chat/completions")
-async def chat_completions(
-    request: Request, allow: TokenDep, node: NodeDep, queue: QueueDep
-) -> Response:
+async def chat_completions(request: Request, node: NodeDep, queue: QueueDep) -> Response:
+    # A peer signs (RFC 9421) and runs the model alone under its "infer" grant (node.infer);
+    # the owner's apps send a bearer token.
+    if "signature" in request.headers:
+        caller = await signed_caller(request)
+        if caller != node.keys.owner_did:
+            return await peer_completion(request, caller, node, queue)
+        allow = {"chat"}
+    else:
+        token = bearer_grant(request, node)
+        if token.peer is not None:  # a token the owner bound to a peer: metered as that peer
+            return await peer_completion(request, token.peer, node, queue)
+        allow = set(token.allow)
     if "chat" not in allow:
         raise Problem(403, "not granted", "this token may not use chat")
     chat = chat_request(await request.body())
@@ -165,6 +180,83 @@ async def _openai_events(
     if include_usage:
         yield event([], usage=outcome["usage"])
     yield b"data: [DONE]\n\n"
+
+
+# --- a peer's metered use of the model (node.infer) ----------------------------------------------
+
+_TOOL_FIELDS = ("tools", "tool_choice", "functions", "function_call")
+
+
+async def peer_completion(request: Request, caller: str, node: Node, queue: ModelQueue) -> Response:
+    """A peer's chat completion under its "infer" grant: its messages go to the model as they
+    are, with no retrieval (only the "flurry" model), no tools, metered in tokens. Every
+    refusal comes before anything is charged; ``usage`` is what the ledger records."""
+    grant = await asyncio.to_thread(authorize, node, caller, INFER)  # 403 / 429
+    raw = await request.body()
+    chat = chat_request(raw)
+    body = parse_json(raw)
+    if chat.model == DATA_MODEL:
+        raise Problem(
+            403,
+            "not granted",
+            f"{DATA_MODEL!r} answers from the owner's data, which an infer grant does not "
+            f"reach: use {RAW_MODEL!r}, the model alone",
+        )
+    if any(body.get(name) for name in _TOOL_FIELDS):
+        raise OpenAIRequestError("infer runs the model alone: no tools", param="tools")
+    named = body.get("max_completion_tokens", body.get("max_tokens")) is not None
+    max_tokens = chat.max_tokens if named else None  # None: a default within the grant's cap
+    wanted = infer.InferRequest(chat.messages, max_tokens, chat.temperature)
+    work = await asyncio.to_thread(infer.prepare, node, caller, grant, wanted, channel="v1")
+    outcome: dict = {}
+
+    def run() -> Iterator[str]:
+        yield from work()
+        usage = work.usage
+        assert usage is not None  # set when the work ends
+        outcome["finish_reason"] = usage.finish_reason
+        outcome["usage"] = {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+        }
+
+    try:
+        job = queue.submit(run)
+    except BaseException:
+        work.release()
+        raise
+    infer.bind(job, work)
+    completion_id = "chatcmpl-" + uuid.uuid4().hex
+    created = int(time.time())
+    if chat.stream:
+        events = _openai_events(
+            job, completion_id, created, outcome, RAW_MODEL, include_usage=chat.include_usage
+        )
+        return StreamingResponse(events, media_type="text/event-stream")
+    try:
+        text = "".join([piece async for piece in pieces(job)]).strip()
+    finally:
+        work.release()  # a no-op once it ran; gives the reservation back if it never did
+    assert work.usage is not None
+    return JSONResponse(
+        {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": RAW_MODEL,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": outcome["finish_reason"],
+                }
+            ],
+            "usage": outcome["usage"],
+            # --- RECEIPT HOOK (issue 15, receipts): the signed receipt of this answer.
+            "flurry_receipt": work.usage.receipt,
+        }
+    )
 
 
 # --- OpenAI's request shape ----------------------------------------------------------------------

@@ -22,11 +22,12 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agent.grants import InvalidGrant, NotGranted, QuotaExceeded
+from agent.grants import InvalidGrant, NotGranted, QuotaExceeded, TokenQuotaExceeded
 from agent.queue import QueueFull
 from agent.tokens import TokenError
 from identity.did_key import InvalidDID
 from identity.errors import SignatureRejected
+from node.infer import InferRefused, PromptTooLarge
 from node.limits import UnsafeJSON
 from node.owner import NotFound, OwnerError
 from skills.host import SkillError
@@ -78,6 +79,12 @@ ERRORS: dict[type[Exception], Answer] = {
     ),
     NotGranted: Answer(403, "not granted"),
     QuotaExceeded: Answer(429, "quota exceeded", headers=_retry_after),
+    # a peer's metered use of the model (node.infer): nothing is charged for any of these
+    TokenQuotaExceeded: Answer(
+        429, "token quota exceeded", headers=_retry_after, reason=lambda e: "token_quota_exceeded"
+    ),
+    InferRefused: Answer(400, "bad request"),
+    PromptTooLarge: Answer(413, "too large", reason=lambda e: "prompt_too_large"),
     QueueFull: Answer(503, "busy", headers=_retry_after),
     UnsafeJSON: Answer(400, "bad request"),
     # the owner's operations (node.owner and what it calls)

@@ -1,0 +1,451 @@
+"""Metered inference: a granted peer runs prompts on this node's model, with no retrieval
+and no tools, counted in tokens against its grant (issue 15).
+
+The ``infer`` operation of a grant (agent.grants) lets a peer DID send chat messages that go
+to the model as they are: not the owner's notes, not a tool, no system prompt of the node's.
+Every request is checked in this order, each refusal a clear error with nothing charged:
+
+1. the grant allows ``infer`` (its call quota counted, as for every operation);
+2. the messages are well formed and at most ``MAX_PROMPT_CHARS`` characters in all, checked
+   before the tokenizer sees them (PromptTooLarge, 413);
+3. max_tokens is within the grant's cap, or the node's ``DEFAULT_MAX_TOKENS`` when the grant
+   sets none (InferRefused, 400);
+4. the prompt, tokenized by the model's own tokenizer and chat template, plus max_tokens fits
+   the model's context (InferRefused, 400);
+5. that worst case (prompt tokens + max_tokens) is reserved against the grant's token quotas
+   (TokenQuotaExceeded, 429, saying what is left and when enough frees).
+
+The job then runs on the one model queue; when it ends (finished, cut at max_tokens, or
+cancelled) the reservation is settled to the tokens really read and generated, the same count
+is written to the ledger (node.ledger) and reported to the peer as its usage. A job that never
+ran (refused by the queue, cancelled while waiting) gives the whole reservation back. So no
+token is served past a quota, and what the peer is told equals what the ledger holds.
+
+How an A2A message says "infer, not ask": message metadata ``{"flurry.operation": "infer"}``,
+the prompt as the message's text (one user message), and ``"flurry.max_tokens"`` /
+``"flurry.temperature"`` in the same metadata. Without the key, a message is a question
+answered from the owner's data, as before. The answer artifact's metadata carries
+``"flurry.usage"`` ({prompt_tokens, completion_tokens, model, model_sha256}) and, once
+receipts are wired, ``"flurry.receipt"``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import threading
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import llama_cpp
+from llama_cpp import llama_chat_format
+
+from agent.errors import AgentError
+from agent.grants import INFER, Grant, Grants
+from agent.queue import Job
+from agent.runtime import ChatModel, llama_messages
+from identity.keyring import UnlockedKeyring
+from node.ledger import Entry, Ledger
+from store.vault import Vault
+
+OPERATION_KEY = "flurry.operation"  # A2A message metadata: "infer" runs the model alone
+MAX_TOKENS_KEY = "flurry.max_tokens"
+TEMPERATURE_KEY = "flurry.temperature"
+USAGE_KEY = "flurry.usage"  # answer artifact metadata: what the job cost, as the ledger holds it
+RECEIPT_KEY = "flurry.receipt"  # answer artifact metadata: the signed receipt (receipts engineer)
+
+MAX_PROMPT_CHARS = 32_000  # all messages' text, checked before tokenizing
+MAX_MESSAGES = 64
+DEFAULT_MAX_TOKENS = 512  # the cap for a grant that sets none
+DEFAULT_REQUEST_TOKENS = 256  # max_tokens when a request names none (as /v1 has it)
+DEFAULT_TEMPERATURE = 0.7
+ROLES = frozenset({"system", "user", "assistant"})
+
+
+class InferRefused(AgentError, ValueError):
+    """A malformed infer request, or one over a cap (HTTP 400); nothing was charged."""
+
+
+class PromptTooLarge(InferRefused):
+    """The prompt is over MAX_PROMPT_CHARS (HTTP 413); it was not tokenized."""
+
+
+class InferNode(Protocol):
+    vault: Vault
+    grants: Grants
+    keys: UnlockedKeyring
+
+    @property
+    def chat_model(self) -> ChatModel: ...
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    messages: list[dict]
+    max_tokens: int | None  # None: DEFAULT_REQUEST_TOKENS, or the grant's cap if lower
+    temperature: float = DEFAULT_TEMPERATURE
+
+
+def check_messages(messages: object) -> list[dict]:
+    """``messages`` as the model takes them, or InferRefused / PromptTooLarge: a list of
+    {role, content} with text content, at most MAX_MESSAGES and MAX_PROMPT_CHARS in all."""
+    if not isinstance(messages, list) or not messages:
+        raise InferRefused("send the prompt as at least one message")
+    if len(messages) > MAX_MESSAGES:
+        raise PromptTooLarge(f"at most {MAX_MESSAGES} messages per request, not {len(messages)}")
+    checked, size = [], 0
+    for i, m in enumerate(messages):
+        if (
+            not isinstance(m, dict)
+            or m.get("role") not in ROLES
+            or not isinstance(m.get("content"), str)
+        ):
+            raise InferRefused(
+                f"messages[{i}] must be {{role: system|user|assistant, content: text}}: "
+                "infer runs the model alone, with no tools"
+            )
+        size += len(m["content"])
+        if size > MAX_PROMPT_CHARS:
+            raise PromptTooLarge(
+                f"the prompt is over {MAX_PROMPT_CHARS} characters; send a shorter one"
+            )
+        checked.append({"role": m["role"], "content": m["content"]})
+    return checked
+
+
+def check_settings(max_tokens: object, temperature: object, grant: Grant) -> tuple[int, float]:
+    cap = grant.max_tokens or DEFAULT_MAX_TOKENS
+    if max_tokens is None:
+        max_tokens = min(DEFAULT_REQUEST_TOKENS, cap)
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise InferRefused(f"max_tokens must be a whole number from 1 to {cap}, not {max_tokens!r}")
+    if max_tokens > cap:
+        raise InferRefused(
+            f"max_tokens {max_tokens} is over this grant's cap of {cap} tokens per request"
+        )
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, int | float)
+        or not 0 <= temperature <= 2
+    ):
+        raise InferRefused(f"temperature must be a number from 0 to 2, not {temperature!r}")
+    return max_tokens, float(temperature)
+
+
+def a2a_request(params: dict) -> InferRequest | None:
+    """The infer request an A2A SendMessage's params hold, or None when the message does not
+    say "flurry.operation": "infer" (then it is a question for the data answer, as before).
+    The prompt is the message's text, as one user message; InferRefused when malformed."""
+    message = params.get("message") if isinstance(params, dict) else None
+    metadata = message.get("metadata") if isinstance(message, dict) else None
+    if not isinstance(metadata, dict) or metadata.get(OPERATION_KEY) != INFER:
+        return None
+    parts = message.get("parts") if isinstance(message, dict) else None
+    if not isinstance(parts, list) or not parts:
+        raise InferRefused("an infer message holds its prompt as text parts")
+    texts = []
+    for part in parts:
+        if not isinstance(part, dict) or not isinstance(part.get("text"), str):
+            raise InferRefused("an infer message holds text parts only: the model reads text")
+        texts.append(part["text"])
+        if sum(map(len, texts)) > MAX_PROMPT_CHARS:
+            raise PromptTooLarge(
+                f"the prompt is over {MAX_PROMPT_CHARS} characters; send a shorter one"
+            )
+    max_tokens = metadata.get(MAX_TOKENS_KEY)
+    # JSON numbers reach a protobuf Struct as floats: 64.0 is the whole number 64.
+    if isinstance(max_tokens, float) and max_tokens.is_integer():
+        max_tokens = int(max_tokens)
+    return InferRequest(
+        [{"role": "user", "content": "\n".join(texts)}],
+        max_tokens,
+        metadata.get(TEMPERATURE_KEY, DEFAULT_TEMPERATURE),
+    )
+
+
+# --- the model: exact prompt tokens and a counted generation ---------------------------------
+
+_formatters: dict[int, llama_chat_format.Jinja2ChatFormatter] = {}
+_load_lock = threading.Lock()
+_hashes: dict[tuple[str, int, float], str] = {}
+
+
+def _llama(model: ChatModel) -> llama_cpp.Llama:
+    # The metered path needs the exact tokens, which ChatModel.stream does not expose.
+    return model._llm
+
+
+def prompt_tokens(model: ChatModel, messages: list[dict]) -> list[int]:
+    """The exact tokens the model reads for ``messages``: its own chat template (from the
+    GGUF), rendered as llama-cpp-python renders it, and its own tokenizer."""
+    llm = _llama(model)
+    formatter = _formatters.get(id(llm))
+    if formatter is None:
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise InferRefused(
+                "this node's model has no chat template: it cannot take chat prompts"
+            )
+        vocab = llm._model
+        eos, bos = llm.token_eos(), llm.token_bos()
+        formatter = llama_chat_format.Jinja2ChatFormatter(
+            template=template,
+            eos_token=vocab.token_get_text(eos) if eos != -1 else "",
+            bos_token=vocab.token_get_text(bos) if bos != -1 else "",
+            stop_token_ids=[eos],
+        )
+        _formatters[id(llm)] = formatter
+    rendered = formatter(messages=llama_messages(messages))
+    return llm.tokenize(
+        rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True
+    )
+
+
+def model_sha256(path: Path) -> str:
+    """The model file's sha256, computed once per file (it may be gigabytes)."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime)
+    if key not in _hashes:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        _hashes[key] = digest.hexdigest()
+    return _hashes[key]
+
+
+# --- a metered job ---------------------------------------------------------------------------
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    model: str
+    model_sha256: str
+    finish_reason: str = "stop"
+    ledger_id: str | None = None
+    receipt: dict | None = None  # the signed receipt, once receipts are wired
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "model": self.model,
+            "model_sha256": self.model_sha256,
+        }
+
+
+@dataclass
+class InferJob:
+    """The model work of one metered request: call it (on the queue's thread) for the pieces.
+    ``usage`` is set when it ends; `release` gives back a reservation it never used."""
+
+    node: InferNode
+    caller: str
+    channel: str
+    request: InferRequest
+    tokens: list[int]
+    reservation: str | None
+    usage: Usage | None = None
+    _started: bool = False
+    _released: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self) -> Iterator[str]:
+        with self._lock:
+            if self._released:
+                return
+            self._started = True
+        model = self.node.chat_model
+        llm = _llama(model)
+        limit = self.request.max_tokens
+        assert limit is not None  # prepare() resolved the default against the grant's cap
+        out: list[int] = []
+        finish = "length"
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        try:
+            for token in llm.generate(
+                self.tokens,
+                temp=self.request.temperature,
+                top_k=40,
+                top_p=0.95,
+                min_p=0.05,
+                repeat_penalty=1.1,
+            ):
+                if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
+                    finish = "stop"
+                    break
+                out.append(token)
+                piece = decoder.decode(llm.detokenize([token], prev_tokens=self.tokens + out[:-1]))
+                if piece:
+                    yield piece
+                if len(out) >= limit:
+                    break
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                yield tail
+        finally:
+            # Finished, cut at max_tokens, or cancelled: what the model really read and wrote.
+            self._settle(model, len(out), finish)
+
+    def _settle(self, model: ChatModel, completion: int, finish: str) -> None:
+        usage = Usage(
+            len(self.tokens), completion, model.path.name, model_sha256(model.path), finish
+        )
+        self.node.grants.settle_tokens(self.caller, self.reservation, usage.total_tokens)
+        entry = Ledger(self.node.vault).record(
+            Entry(
+                peer=self.caller,
+                direction="served",
+                channel=self.channel,
+                model=usage.model,
+                model_sha256=usage.model_sha256,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+            )
+        )
+        usage.ledger_id = entry.id
+        # --- RECEIPT HOOK (issue 15, receipts) ------------------------------------------------
+        # Here the served answer gets its receipt: usage.receipt = agent.receipts.issue(...)
+        # (and the ledger entry its receipt_id). It travels as the A2A answer artifact's
+        # "flurry.receipt" metadata and as "flurry_receipt" in the /v1 JSON response.
+        usage.receipt = None
+        self.usage = usage
+
+    def release(self) -> None:
+        """Give back the whole reservation of a job that never ran (idempotent)."""
+        with self._lock:
+            if self._started or self._released:
+                return
+            self._released = True
+        self.node.grants.settle_tokens(self.caller, self.reservation, 0)
+
+
+def prepare(
+    node: InferNode, caller: str, grant: Grant, request: InferRequest, *, channel: str
+) -> InferJob:
+    """The checked, reserved job for ``caller``'s request (steps 2–5 of the module's list;
+    the caller checked the grant): call off the event loop, it tokenizes and writes the vault."""
+    if not grant.allows(INFER):  # the caller authorized "infer"; a grant for "ask" is not one
+        raise InferRefused(f"{caller}'s grant does not allow {INFER!r}")
+    messages = check_messages(request.messages)
+    max_tokens, temperature = check_settings(request.max_tokens, request.temperature, grant)
+    with _load_lock:  # the first request loads the model; two at once would load it twice
+        model = node.chat_model
+    tokens = prompt_tokens(model, messages)
+    if len(tokens) + max_tokens > model.n_ctx:
+        raise InferRefused(
+            f"the prompt is {len(tokens)} tokens; with max_tokens {max_tokens} it is over the "
+            f"model's context of {model.n_ctx} tokens"
+        )
+    reservation = node.grants.reserve_tokens(
+        caller, len(tokens) + max_tokens, owner_did=node.keys.owner_did
+    )
+    return InferJob(
+        node, caller, channel, InferRequest(messages, max_tokens, temperature), tokens, reservation
+    )
+
+
+# The job behind each queued Job, for the A2A executor to read the usage from once it ends.
+_jobs: weakref.WeakKeyDictionary[Job, InferJob] = weakref.WeakKeyDictionary()
+
+
+def bind(job: Job, infer: InferJob) -> None:
+    """Remember ``infer`` as ``job``'s work; if the job is dropped without running (the SDK
+    refused the request, the client went away while it waited), its reservation comes back."""
+    _jobs[job] = infer
+    weakref.finalize(job, infer.release)
+
+
+def answer_metadata(job: Job) -> dict[str, Any] | None:
+    """The A2A answer artifact's metadata for a finished infer job (None for other jobs)."""
+    infer = _jobs.get(job)
+    if infer is None or infer.usage is None:
+        return None
+    return {USAGE_KEY: infer.usage.metadata(), RECEIPT_KEY: infer.usage.receipt}
+
+
+# --- the requester's side: running a prompt on a peer's model -------------------------------
+
+
+async def infer_at_peer(
+    node: InferNode,
+    peer: str,
+    prompt: str,
+    *,
+    max_tokens: int = 256,
+    temperature: float = DEFAULT_TEMPERATURE,
+) -> dict:
+    """Run ``prompt`` on the pinned ``peer``'s model (its grant to us must allow ``infer``),
+    and record what it reported using in this node's ledger ("used"). The answer as
+    `node.peering.send_to_peer` gives it, with ``usage`` (and ``receipt``) added."""
+    # Imported here: node.peering imports the node's answer path, which imports far more.
+    from node.peering import send_to_peer
+
+    reply = await send_to_peer(
+        node,  # type: ignore[arg-type]  # the Node; this protocol names only what infer uses
+        peer,
+        prompt,
+        metadata={
+            OPERATION_KEY: INFER,
+            MAX_TOKENS_KEY: max_tokens,
+            TEMPERATURE_KEY: temperature,
+        },
+    )
+    usage = reported_usage(reply.get("metadata") or {})
+    entry = record_used(node.vault, reply["peer_did"], usage, channel="a2a")
+    return {
+        **reply,
+        "usage": usage,
+        "receipt": (reply.get("metadata") or {}).get(RECEIPT_KEY),
+        "ledger_id": entry.id,
+    }
+
+
+def record_used(vault: Vault, peer_did: str, usage: dict, *, channel: str) -> Entry:
+    """Record in this node's ledger what ``peer_did`` reported using for one of our jobs
+    (``usage`` as `reported_usage` checked it, or a /v1 response's usage plus the model)."""
+    return Ledger(vault).record(
+        Entry(
+            peer=peer_did,
+            direction="used",
+            channel=channel,
+            model=usage["model"],
+            model_sha256=usage.get("model_sha256"),
+            prompt_tokens=usage["prompt_tokens"],
+            completion_tokens=usage["completion_tokens"],
+        )
+    )
+
+
+def reported_usage(metadata: dict) -> dict:
+    """The usage a provider reported in its answer's metadata, checked: whole token counts
+    (a protobuf Struct gives them as floats), a model name and hash as text."""
+    usage = metadata.get(USAGE_KEY)
+    if not isinstance(usage, dict):
+        raise InferRefused("the peer's answer reports no usage: it is not a metered infer answer")
+    counts = {}
+    for name in ("prompt_tokens", "completion_tokens"):
+        value = usage.get(name)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 10**9:
+            raise InferRefused(f"the peer reported {name} {value!r}: not a token count")
+        counts[name] = value
+    model, digest = usage.get("model"), usage.get("model_sha256")
+    if (
+        not isinstance(model, str)
+        or not isinstance(digest, str)
+        or len(model) > 256
+        or len(digest) > 64
+    ):
+        raise InferRefused("the peer's usage names no model")
+    return {**counts, "model": model, "model_sha256": digest}

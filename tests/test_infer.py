@@ -1,0 +1,381 @@
+"""Metered inference between two real nodes on loopback (issue 15): B grants A "infer", A
+runs prompts on B's model (the real SmolLM2) over A2A and the OpenAI-compatible /v1, and both
+ledgers agree to the token. Every refusal (no grant, over a token quota, max_tokens over the
+cap, an oversized prompt, reaching the owner's data or tools through infer) is a clear error
+with nothing charged."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import os
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from conftest import PASSPHRASE, Served, write_corpus
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent.grants import Grant, Quota
+from agent.tokens import TokenError
+from identity.did_key import did_key_from_ed25519_public, verification_method_id
+from identity.signing_client import signed_client
+from node import infer
+from node.errors import OwnerError
+from node.home import Home
+from node.ledger import Ledger
+from node.node import Node
+from node.owner import LocalOwner
+
+SECRET = "the spare key is under the blue flowerpot"  # in B's notes; infer must never reach it
+
+
+def _node(root, name: str) -> Node:
+    home = Home(root / name)
+    Node.init(home, PASSPHRASE)
+    return Node.open(home, PASSPHRASE, say=lambda line: None)
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory, models_dir) -> Iterator[tuple[Node, Node]]:
+    """A asks; B lends its model, and holds notes with a secret."""
+    root = tmp_path_factory.mktemp("infer")
+    os.environ["FLURRY_MODELS"] = str(models_dir)
+    a, b = _node(root, "a"), _node(root, "b")
+    notes = write_corpus(root / "notes")
+    (notes / "secret.md").write_text(f"# Home\n\n{SECRET}.\n")
+    b.add(str(notes))
+    yield a, b
+    a.close()
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def served(nodes) -> Iterator[tuple[Served, Served]]:
+    a, b = Served(nodes[0]), Served(nodes[1])
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+@pytest.fixture
+def lent(nodes, served) -> Iterator[Grant]:
+    """B grants A's node DID "infer": 2000 tokens an hour, 5000 a day, 32 per answer; A pins B."""
+    a, b = nodes
+    grant = Grant(
+        did=a.keys.node_did,
+        allow=frozenset({"infer"}),
+        tokens=(Quota(2000, "hour"), Quota(5000, "day")),
+        max_tokens=32,
+    )
+    b.grants.add(grant)
+    if not any(p["name"] == "b" for p in LocalOwner(a).list_peers()):
+        asyncio.run(LocalOwner(a).add_peer(served[1].url, "b"))
+    yield grant
+    b.grants.remove(a.keys.node_did)
+
+
+def _v1(node: Node, url: str) -> httpx.Client:
+    """A client signing as ``node``'s node key (agent-made on its owner's behalf)."""
+    keys = node.keys
+    return signed_client(
+        keys.node_key,
+        verification_method_id(keys.node_did),
+        keys.owner_did,
+        base_url=url,
+        timeout=120,
+    )
+
+
+def _chat(text: str, **extra) -> dict:
+    return {"model": "flurry", "messages": [{"role": "user", "content": text}], **extra}
+
+
+def _served_for(b: Node, did: str):
+    return Ledger(b.vault).entries(peer=did, direction="served")
+
+
+def test_a_runs_prompts_on_b_over_a2a_and_v1_and_both_ledgers_agree(nodes, served, lent):
+    a, b = nodes
+    owner_a = LocalOwner(a)
+    left_before = b.grants.tokens_left(a.keys.node_did)
+
+    # Over A2A, as `flurry infer b PROMPT` does: the usage comes back with the answer.
+    replies = [
+        asyncio.run(owner_a.infer("b", prompt, 16, 0.0))
+        for prompt in ("Name three colours.", "What is two plus two?")
+    ]
+    for reply in replies:
+        assert reply["state"] == "TASK_STATE_COMPLETED" and reply["text"]
+        assert 1 <= reply["usage"]["completion_tokens"] <= 16
+        assert "flurry.receipt" in reply["metadata"]  # the hook: None until receipts are wired
+
+    # Over /v1, signed by A's node key; A records what B reported.
+    with _v1(a, served[1].url) as http:
+        response = http.post("/v1/chat/completions", json=_chat("Say hello.", max_tokens=12))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["choices"][0]["message"]["content"] and "flurry_receipt" in body
+    usage = body["usage"]
+    assert 1 <= usage["completion_tokens"] <= 12
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    model = b.chat_model.path
+    infer.record_used(
+        a.vault,
+        b.keys.node_did,
+        {**usage, "model": model.name, "model_sha256": infer.model_sha256(model)},
+        channel="v1",
+    )
+
+    served_b = _served_for(b, a.keys.node_did)
+    used_a = Ledger(a.vault).entries(peer=b.keys.node_did, direction="used")
+    assert [
+        (e.channel, e.prompt_tokens, e.completion_tokens, e.model_sha256) for e in served_b
+    ] == [(e.channel, e.prompt_tokens, e.completion_tokens, e.model_sha256) for e in used_a]
+    assert (served_b[-1].prompt_tokens, served_b[-1].completion_tokens) == (
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+    )
+    # The quota was charged what was served, not the reservations' worst case.
+    spent = sum(e.tokens for e in served_b)
+    left_after = b.grants.tokens_left(a.keys.node_did)
+    assert {w: left_before[w] - left_after[w] for w in left_before} == {"hour": spent, "day": spent}
+
+    # `flurry usage` on each side shows the same jobs, the other way round.
+    assert (
+        LocalOwner(b).usage(a.keys.node_did, 1)["totals"]["served"]
+        == owner_a.usage(b.keys.node_did, 1)["totals"]["used"]
+    )
+
+
+def test_the_prompt_goes_to_the_model_as_sent_with_no_data_or_tools(nodes, served, lent):
+    a, b = nodes
+    prompt = "What is under the blue flowerpot?"
+    with _v1(a, served[1].url) as http:
+        response = http.post(
+            "/v1/chat/completions", json=_chat(prompt, max_tokens=16, temperature=0)
+        )
+        assert response.status_code == 200, response.text
+        # The prompt tokens are exactly the peer's message through the chat template: nothing
+        # of the owner's notes, no system prompt, no tool list was added.
+        exact = infer.prompt_tokens(b.chat_model, [{"role": "user", "content": prompt}])
+        assert response.json()["usage"]["prompt_tokens"] == len(exact)
+        assert SECRET not in response.json()["choices"][0]["message"]["content"]
+
+        charged = len(_served_for(b, a.keys.node_did))
+        # The data model and tools are refused: infer is the model alone.
+        data = http.post("/v1/chat/completions", json={**_chat(prompt), "model": "flurry-data"})
+        assert data.status_code == 403 and "owner's data" in data.json()["error"]["message"]
+        tools = http.post(
+            "/v1/chat/completions",
+            json=_chat(prompt, tools=[{"type": "function", "function": {"name": "search"}}]),
+        )
+        assert tools.status_code == 400 and "no tools" in tools.json()["error"]["message"]
+        role = http.post(
+            "/v1/chat/completions",
+            json={"model": "flurry", "messages": [{"role": "tool", "content": "x"}]},
+        )
+        assert role.status_code == 400
+    assert len(_served_for(b, a.keys.node_did)) == charged
+
+
+def test_refusals_are_clear_and_charge_nothing(nodes, served, lent):
+    a, b = nodes
+    did = a.keys.node_did
+    left = b.grants.tokens_left(did)
+    charged = len(_served_for(b, did))
+    with _v1(a, served[1].url) as http:
+        over_cap = http.post("/v1/chat/completions", json=_chat("Hi.", max_tokens=33))
+        assert over_cap.status_code == 400
+        assert "cap of 32" in over_cap.json()["error"]["message"]
+        huge = http.post(
+            "/v1/chat/completions", json=_chat("x" * (infer.MAX_PROMPT_CHARS + 1), max_tokens=8)
+        )
+        assert huge.status_code == 413 and huge.json()["error"]["code"] == "prompt_too_large"
+    # Over A2A too: the cap, and an ask-only peer cannot infer.
+    with pytest.raises(OwnerError, match="400.*cap of 32"):
+        asyncio.run(LocalOwner(a).infer("b", "Hi.", 64, 0.0))
+    with pytest.raises(OwnerError, match="413.*over 32000 characters"):
+        asyncio.run(LocalOwner(a).infer("b", "x" * (infer.MAX_PROMPT_CHARS + 1), 8, 0.0))
+
+    # A stranger with no grant: 403 on both paths.
+    key = Ed25519PrivateKey.generate()
+    stranger = did_key_from_ed25519_public(key.public_key().public_bytes_raw())
+    with signed_client(key, verification_method_id(stranger), base_url=served[1].url) as http:
+        refused = http.post("/v1/chat/completions", json=_chat("Hi.", max_tokens=8))
+    assert refused.status_code == 403 and "no grant" in refused.json()["error"]["message"]
+    assert b.grants.tokens_left(did) == left and len(_served_for(b, did)) == charged
+    assert _served_for(b, stranger) == []
+
+
+def test_over_the_token_quota_is_refused_before_the_model_runs(nodes, served):
+    a, b = nodes
+    did = a.keys.node_did
+    before = len(_served_for(b, did))
+    b.grants.add(
+        Grant(did=did, allow=frozenset({"infer"}), tokens=(Quota(120, "hour"),), max_tokens=16)
+    )
+    try:
+        with _v1(a, served[1].url) as http:
+            # Six at once, each reserving its prompt + 16 tokens (about 50): at most two fit.
+            def one(i: int) -> httpx.Response:
+                return http.post(
+                    "/v1/chat/completions", json=_chat(f"Count to {i}.", max_tokens=16)
+                )
+
+            with concurrent.futures.ThreadPoolExecutor(6) as pool:
+                answers = list(pool.map(one, range(6)))
+        ok = [r for r in answers if r.status_code == 200]
+        refused = [r for r in answers if r.status_code == 429]
+        assert ok and refused and len(ok) + len(refused) == 6
+        error = refused[0].json()["error"]
+        assert error["code"] == "token_quota_exceeded" and "left" in error["message"]
+        assert int(refused[0].headers["retry-after"]) > 0
+        served_tokens = sum(e.tokens for e in _served_for(b, did)[before:])
+        assert served_tokens == sum(r.json()["usage"]["total_tokens"] for r in ok)
+        assert served_tokens <= 120  # not one token past the quota
+        assert b.grants.tokens_left(did) == {"hour": 120 - served_tokens}
+    finally:
+        b.grants.remove(did)
+
+
+def test_a_peer_granted_ask_only_cannot_infer_and_infer_only_cannot_ask(nodes, served):
+    a, b = nodes
+    did = a.keys.node_did
+    asyncio.run(LocalOwner(a).add_peer(served[1].url, "b2"))
+    charged = len(_served_for(b, did))
+    b.grants.add(Grant(did=did, allow=frozenset({"ask"})))
+    try:
+        with pytest.raises(OwnerError, match="403.*may not 'infer'"):
+            asyncio.run(LocalOwner(a).infer("b2", "Hi.", 8, 0.0))
+        b.grants.add(Grant(did=did, allow=frozenset({"infer"})))
+        with pytest.raises(OwnerError, match="403.*may not 'ask'"):
+            asyncio.run(LocalOwner(a).send("b2", "What is under the blue flowerpot?"))
+    finally:
+        b.grants.remove(did)
+    assert len(_served_for(b, did)) == charged
+
+
+def test_grant_token_quotas_survive_the_vault_and_a_reservation_never_used_comes_back(nodes):
+    _, b = nodes
+    grant = Grant(
+        did="did:key:z6MkTest",
+        allow=frozenset({"infer"}),
+        tokens=(Quota(100, "day"),),
+        max_tokens=8,
+    )
+    b.grants.add(grant)
+    try:
+        assert b.grants.get(grant.did) == grant
+        reservation = b.grants.reserve_tokens(grant.did, 90, owner_did=b.keys.owner_did)
+        assert b.grants.tokens_left(grant.did) == {"day": 10}
+        b.grants.settle_tokens(grant.did, reservation, 0)
+        assert b.grants.tokens_left(grant.did) == {"day": 100}
+    finally:
+        b.grants.remove(grant.did)
+
+
+def test_a_token_bound_to_a_peer_is_metered_as_that_peer_and_reaches_no_data(nodes, served, lent):
+    a, b = nodes
+    did = a.keys.node_did
+    token = LocalOwner(b).create_peer_token("a-app", did)
+    charged = len(_served_for(b, did))
+    auth = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=served[1].url, headers=auth, timeout=120) as http:
+        answered = http.post("/v1/chat/completions", json=_chat("Say yes.", max_tokens=8))
+        assert answered.status_code == 200, answered.text
+        data = http.post("/v1/chat/completions", json={**_chat("Hi."), "model": "flurry-data"})
+        assert data.status_code == 403
+    entries = _served_for(b, did)
+    assert len(entries) == charged + 1 and entries[-1].channel == "v1"
+    assert entries[-1].completion_tokens == answered.json()["usage"]["completion_tokens"]
+    # Withdrawn grant: the token still verifies, the grant refuses.
+    b.grants.remove(did)
+    with httpx.Client(base_url=served[1].url, headers=auth, timeout=120) as http:
+        assert http.post("/v1/chat/completions", json=_chat("Hi.")).status_code == 403
+    assert len(_served_for(b, did)) == charged + 1
+    with pytest.raises(TokenError, match="only 'infer'"):
+        b.tokens.create("wider", {"chat"}, did)
+
+
+def test_the_command_line_grants_infer_with_token_quotas_and_shows_usage(cli):
+    cli("init")
+    peer = did_key_from_ed25519_public(Ed25519PrivateKey.generate().public_key().public_bytes_raw())
+    added = cli(
+        "grants",
+        "add",
+        peer,
+        "--allow",
+        "infer",
+        "--tokens",
+        "20000/day",
+        "--tokens",
+        "5000/hour",
+        "--max-tokens",
+        "256",
+    )
+    assert "tokens 20000/day, 5000/hour; max_tokens 256" in added.stdout
+    listed = cli("grants", "list").stdout
+    assert peer in listed and "infer" in listed
+    bad = cli("grants", "add", peer, "--allow", "infer", "--tokens", "lots", check=False)
+    assert bad.returncode != 0 and "20/day" in bad.stderr
+    shown = json.loads(cli("usage", "--json", "--days", "7").stdout)
+    assert shown["rows"] == [] and shown["totals"]["served"]["jobs"] == 0
+    assert "no metered jobs" in cli("usage").stdout
+
+
+def test_a_streamed_v1_answer_reports_the_usage_the_ledger_records(nodes, served, lent):
+    a, b = nodes
+    with (
+        _v1(a, served[1].url) as http,
+        http.stream(
+            "POST",
+            "/v1/chat/completions",
+            json=_chat(
+                "Count to five.", max_tokens=10, stream=True, stream_options={"include_usage": True}
+            ),
+        ) as response,
+    ):
+        assert response.status_code == 200
+        chunks = [
+            json.loads(line[6:])
+            for line in response.iter_lines()
+            if line.startswith("data: ") and line != "data: [DONE]"
+        ]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    usage = chunks[-1]["usage"]
+    entry = _served_for(b, a.keys.node_did)[-1]
+    assert text and 1 <= usage["completion_tokens"] <= 10
+    assert (entry.prompt_tokens, entry.completion_tokens) == (
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+    )
+
+
+def test_a_malformed_a2a_infer_message_is_a_clear_400_with_nothing_charged(nodes, served, lent):
+    a, b = nodes
+    charged = len(_served_for(b, a.keys.node_did))
+
+    def send(metadata: dict, parts: list) -> httpx.Response:
+        message = {"messageId": "m-1", "role": "ROLE_USER", "parts": parts, "metadata": metadata}
+        with _v1(a, served[1].url) as http:
+            return http.post(
+                "/a2a",
+                json={
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "SendMessage",
+                    "params": {"message": message},
+                },
+                headers={"A2A-Version": "1.0"},
+            )
+
+    infer_key = {infer.OPERATION_KEY: "infer"}
+    words = send({**infer_key, infer.MAX_TOKENS_KEY: "lots"}, [{"text": "Hi."}])
+    assert words.status_code == 400 and "max_tokens" in words.json()["detail"]
+    hot = send({**infer_key, infer.TEMPERATURE_KEY: 9}, [{"text": "Hi."}])
+    assert hot.status_code == 400 and "temperature" in hot.json()["detail"]
+    file = send(infer_key, [{"url": "file:///etc/passwd"}])
+    assert file.status_code == 400 and "text parts only" in file.json()["detail"]
+    assert len(_served_for(b, a.keys.node_did)) == charged
