@@ -93,7 +93,7 @@ async def chat_completions(
         if rest:
             yield rest
 
-    job = queue.submit(work)
+    job = queue.submit(work, lane="owner")  # /v1 tokens are owner-made
     completion_id = "chatcmpl-" + uuid.uuid4().hex
     created = int(time.time())
     if chat.stream:
