@@ -45,7 +45,7 @@ def timed(call):
     return run
 
 
-_Place.save = classmethod(timed(_Place.save.__func__))  # type: ignore[method-assign, attr-defined]
+_Place.save = classmethod(timed(_Place.save.__func__))  # type: ignore[assignment, attr-defined]
 _Place.restore = timed(_Place.restore)  # type: ignore[method-assign]
 
 PEER_TOKENS = 200

@@ -125,7 +125,7 @@ def test_a_peer_job_never_starts_while_an_owner_job_waits():
             ("peer 2", "peer"),
             ("owner 2", "owner"),
         ]:
-            jobs[name] = queue.submit(work(name), lane=lane)  # type: ignore[arg-type]
+            jobs[name] = queue.submit(work(name), lane=lane)
         assert jobs["owner 1"].position < jobs["owner 2"].position < jobs["peer 1"].position
         assert jobs["peer 1"].position < jobs["peer 2"].position < jobs["background"].position
         gate.set()
@@ -153,7 +153,7 @@ def test_peers_filling_their_lane_never_refuse_the_owner():
         owner = queue.submit(held, lane="owner")  # the owner's own lane has room
         assert owner.position == 1 and peers[0].position == 2
         with pytest.raises(ValueError, match="no lane"):
-            queue.submit(held, lane="vip")  # type: ignore[arg-type]
+            queue.submit(held, lane="vip")
         gate.set()
         assert "".join(owner) == "done"
     finally:
