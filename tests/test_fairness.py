@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.grants import Grant
 from agent.models import CATALOG, DEFAULT_CHAT_MODEL
-from agent.queue import ModelQueue, QueueFull, lane_for
+from agent.queue import JobCancelled, ModelQueue, QueueFull, lane_for
 from agent.runtime import ChatModel
 from identity.did_key import did_key_from_ed25519_public, verification_method_id
 from identity.signing_client import signed_client
@@ -225,3 +225,36 @@ def test_an_unsigned_request_gets_no_lane(served_node):
     before = len(lanes)
     response = httpx.post(served.url + "/api/ask", json={"question": "hi", "lane": "owner"})
     assert response.status_code == 401 and len(lanes) == before
+
+
+def test_a_peer_cancelled_while_it_made_way_ends_and_leaves_the_model_sound(model):
+    """The peer's client goes away while the owner's job runs in its place: the peer's job ends
+    as cancelled once its place is back, and the next reply is the one the model gives alone."""
+    list(model.stream(OWNER, max_tokens=1))
+    before = _alone(model, PEER, 30)
+    queue = ModelQueue()
+    owner_asked = threading.Event()
+    events: list = []
+    peer_reply = _reply(model, PEER, 200, events, "peer")
+
+    def peer_work() -> Iterator[str]:
+        pieces = peer_reply()
+        yield next(pieces)
+        assert owner_asked.wait(30)
+        yield from pieces
+
+    try:
+        peer_job = queue.submit(peer_work, lane="peer")
+        assert peer_job.next_piece(timeout=120) is not None
+        owner_job = queue.submit(_reply(model, OWNER, 8, events, "owner"), lane="owner")
+        peer_job.cancel()
+        owner_asked.set()
+        assert "".join(owner_job)
+        with pytest.raises(JobCancelled):
+            "".join(peer_job)
+        assert queue.made_way == 1
+        assert [w for w, _ in events].count("peer") < 10  # stopped, not run to its 200 tokens
+    finally:
+        queue.close()
+    list(model.stream(OWNER, max_tokens=1))
+    assert _alone(model, PEER, 30) == before
