@@ -171,10 +171,11 @@ class _Place:
     """Where a paused generation was: the KV cells of its sequence, the tokens they hold and
     its sampler (whose penalties remember the tokens it chose).
 
-    Measured on the default model with 371 tokens in context: 0.7 ms to save (8.6 MB) and
-    2 ms to restore, where ``Llama.save_state``/``load_state`` take 226 + 390 ms (they copy a
-    logits array too) and prefilling the tokens again takes 2 s on two cores, and may pick
-    other tokens (llama.cpp's sums depend on the batch)."""
+    Measured on the default model with 371 tokens in context, one thread (bench_fairness): 1-2
+    ms to save (8.6 MB) and 4-6 ms to restore, where ``Llama.save_state``/``load_state`` take
+    0.1-0.4 + 0.66 s (they copy a 73 MB logits array too) and prefilling the tokens again
+    takes 3.3 s. A prefill again would also change the reply: llama.cpp's sums depend on the
+    batch, and the sampler's repeat penalty would forget the tokens it chose."""
 
     kv: ctypes.Array
     n_bytes: int
