@@ -46,7 +46,7 @@ from llama_cpp import llama_chat_format
 from agent.errors import AgentError
 from agent.grants import INFER, Grant, Grants
 from agent.queue import Job
-from agent.runtime import ChatModel, llama_messages
+from agent.runtime import ChatModel, llama_messages, step_aside
 from identity.keyring import UnlockedKeyring
 from node.ledger import Entry, Ledger
 from store.vault import Vault
@@ -289,6 +289,9 @@ class InferJob:
                     yield piece
                 if len(out) >= limit:
                     break
+                # A peer's job: the owner's waiting work runs here, between two tokens
+                # (agent.queue's lanes); the place is put back, so the tokens stay the same.
+                step_aside(llm)
             tail = decoder.decode(b"", final=True)
             if tail:
                 yield tail

@@ -380,7 +380,9 @@ class NostrWire:
             return self._wait(message, peer_did, str(refused))
         assert self._model_queue is not None  # only a wire with a queue listens for questions
         try:
-            job = self._model_queue.submit(answer_work(self.node, peer_did, grant, message.text))
+            job = self._model_queue.submit(
+                answer_work(self.node, peer_did, grant, message.text), lane="peer"
+            )
         except QueueFull:
             return self._wait(message, peer_did, "the model was busy; not answered")
         task = asyncio.get_running_loop().create_task(self._answer(message, peer_did, job))

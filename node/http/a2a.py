@@ -26,7 +26,7 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.types import Message
 
 from agent.grants import INFER
-from agent.queue import Job
+from agent.queue import Job, lane_for
 from node import infer
 from node.a2a import (
     RPC_PATH,
@@ -36,7 +36,7 @@ from node.a2a import (
     signed_card,
 )
 from node.a2a_tasks import SealedTaskStore
-from node.http.auth import CallerDep, authorize
+from node.http.auth import CallerDep, authorize, is_owner
 from node.http.state import NodeDep, QueueDep
 from node.limits import UnsafeJSON, parse_json
 from node.node import Node
@@ -130,7 +130,7 @@ async def rpc(
         question = _question(params)
         if question is not None:
             job = queue.submit(
-                answer_work(node, caller, grant, question)
+                answer_work(node, caller, grant, question), lane=lane_for(is_owner(node, caller))
             )  # 503 + Retry-After when full
     # Reading and writing tasks needs no grant: the store shows a caller only its own tasks.
     request.state.a2a_job = job

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from agent.answer import answer_events
+from agent.queue import lane_for
 from node.http.auth import CallerDep, authorize, is_owner, require_owner
 from node.http.jobs import PLANNED, ndjson, tool_turn
 from node.http.problems import Problem
@@ -91,7 +92,10 @@ async def ask(
         yield from answer_events(answer, owner=owner)
 
     return StreamingResponse(
-        ndjson(queue.submit(work), follow_up=lambda planned: tool_turn(node, planned, caller)),
+        ndjson(
+            queue.submit(work, lane=lane_for(owner)),
+            follow_up=lambda planned: tool_turn(node, planned, caller),
+        ),
         media_type="application/x-ndjson",
     )
 

@@ -52,7 +52,7 @@ async def search(body: BodyDep, node: NodeDep, jobs: QueueDep) -> list:
         raise Problem(400, "bad request", "k must be a number") from None
     if not 1 <= k <= 50:
         raise Problem(400, "bad request", "k must be between 1 and 50")
-    found = await on_queue(jobs, lambda: node.retrieve(query, k))
+    found = await on_queue(jobs, lambda: node.retrieve(query, k), lane="owner")
     return [s.to_json() for s in found]
 
 
@@ -132,13 +132,15 @@ async def add(body: BodyDep, node: NodeDep, jobs: QueueDep) -> StreamingResponse
             "skipped": [{"path": s.path, "reason": s.reason} for s in report.skipped],
         }
 
-    return StreamingResponse(ndjson(jobs.submit(work)), media_type="application/x-ndjson")
+    return StreamingResponse(
+        ndjson(jobs.submit(work, lane="owner")), media_type="application/x-ndjson"
+    )
 
 
 @router.post("/api/owner/documents/forget")
 async def forget(body: BodyDep, node: NodeDep, jobs: QueueDep) -> dict:
     path = text_field(body, "path")
-    gone = await on_queue(jobs, lambda: node.forget(path))
+    gone = await on_queue(jobs, lambda: node.forget(path), lane="owner")
     if not gone:
         raise Problem(404, "nothing there", f"nothing in the vault at {path}")
     return {"forgotten": [{"path": d.path, "chunks": d.chunk_count} for d in gone]}

@@ -13,7 +13,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TypeVar
 
-from agent.queue import Job, ModelQueue
+from agent.queue import Job, Lane, ModelQueue
 from node.http.problems import Problem
 from node.node import Node, PlannedCall
 
@@ -22,13 +22,13 @@ T = TypeVar("T")
 PLANNED = "planned"  # an internal event: the model chose a tool call; never sent to the client
 
 
-async def on_queue(queue: ModelQueue, work: Callable[[], T]) -> T:
-    """Run ``work`` as one model-queue job and return what it returns."""
+async def on_queue(queue: ModelQueue, work: Callable[[], T], *, lane: Lane) -> T:
+    """Run ``work`` as one model-queue job in ``lane`` and return what it returns."""
 
     def job_work() -> Iterator[tuple[T]]:  # in a tuple: a None result is not the jobs' end
         yield (work(),)
 
-    job = queue.submit(job_work)
+    job = queue.submit(job_work, lane=lane)
     try:
         piece = await asyncio.to_thread(job.next_piece)
         assert piece is not None  # job_work yields once, or next_piece raises what it raised

@@ -108,7 +108,7 @@ async def chat_completions(request: Request, node: NodeDep, queue: QueueDep) -> 
         if rest:
             yield rest
 
-    job = queue.submit(work)
+    job = queue.submit(work, lane="owner")  # /v1 tokens are owner-made
     completion_id = "chatcmpl-" + uuid.uuid4().hex
     created = int(time.time())
     if chat.stream:
