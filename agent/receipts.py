@@ -17,8 +17,9 @@ agent card). It holds what re-execution needs and nothing private:
 A receipt's id is the sha256 of its canonical form without signatures (``receipt_id``): it
 cannot be chosen apart from the content.
 
-**Carrier.** Over A2A the receipt travels in the answer's metadata under ``flurry.receipt``
-(``A2A_METADATA_KEY``) as ``{"receipt": {...}, "output_tokens": [ids]}``: the output token ids
+**Carrier.** Over A2A the receipt travels in the metadata of the task's "answer" artifact
+under ``flurry.receipt`` (``A2A_METADATA_KEY``), as a string: the JSON text of
+``{"receipt": {...}, "output_tokens": [ids]}`` (``carrier``). The output token ids
 are not private (the text is sent anyway) and are bound to the receipt by its hash; with them
 a mismatch can say which token differs and the fast check can run.
 
@@ -92,7 +93,7 @@ _NONCE = re.compile(r"[A-Za-z0-9_-]{22,64}")
 class ReceiptRejected(AgentError):
     """The receipt is not one this node accepts; ``reason`` is a short code.
 
-    Reasons: too_large, not_json, malformed, signature_invalid, wrong_signer,
+    Reasons: too_large, not_json, malformed, signature_invalid, wrong_signer, wrong_requester,
     output_tokens_differ."""
 
     def __init__(self, reason: str, message: str) -> None:
@@ -162,9 +163,11 @@ def receipt_id(receipt: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
-def carrier(receipt: dict[str, Any], generation: Generation) -> dict[str, Any]:
-    """What travels with an answer under ``A2A_METADATA_KEY``."""
-    return {"receipt": receipt, "output_tokens": list(generation.output_tokens)}
+def carrier(receipt: dict[str, Any], generation: Generation) -> str:
+    """What travels with an answer under ``A2A_METADATA_KEY``: JSON text (a protobuf Struct,
+    A2A's metadata, would turn every number into a double), canonical (RFC 8785)."""
+    value = {"receipt": receipt, "output_tokens": list(generation.output_tokens)}
+    return canonical_json(value).decode()
 
 
 # --- checking a stranger's receipt ---------------------------------------------------------
@@ -545,6 +548,34 @@ def store_receipt(
         },
     )
     return rid
+
+
+def accept(
+    records: Records,
+    carrier_text: str,
+    *,
+    issuer: str,
+    requester: str,
+    messages: list[dict] | None,
+    answer: str,
+) -> str:
+    """Keep the receipt that came with a peer's answer (``carrier`` text); its id.
+
+    Refused (ReceiptRejected, nothing stored) unless it parses within the limits, is signed
+    by ``issuer`` (the peer this node asked) and made out to ``requester`` (this node)."""
+    receipt, output_tokens = from_carrier(parse(carrier_text))
+    checked = check_signature(receipt)
+    if checked["issuer"] != issuer:
+        raise ReceiptRejected(
+            "wrong_signer", f"the receipt is {checked['issuer']}'s, not the peer's ({issuer})"
+        )
+    if checked["requester"] != requester:
+        raise ReceiptRejected(
+            "wrong_requester", f"the receipt is made out to {checked['requester']}, not this node"
+        )
+    return store_receipt(
+        records, checked, output_tokens, peer=issuer, messages=messages, answer=answer
+    )
 
 
 def find_receipt(records: Records, ref: str) -> tuple[str, dict[str, Any]] | None:

@@ -31,6 +31,7 @@ from store.vault import Vault
 CARD_PATH = "/.well-known/agent-card.json"  # where A2A puts an agent's card (A2A 1.0, 5.3)
 
 PEER_KIND = "peer"
+RECEIPT_METADATA_KEY = "flurry.receipt"  # agent.receipts.A2A_METADATA_KEY: a receipt's carrier
 
 
 class PeerError(NodeError):
@@ -65,6 +66,7 @@ class PeerReply:
     state: str  # "TASK_STATE_COMPLETED", "TASK_STATE_FAILED", …
     note: str  # the peer's status message, if any (why it failed, …)
     peer_did: str
+    receipt: str = ""  # the answer artifact's metadata["flurry.receipt"] (agent.receipts), if any
 
 
 def base_url(url: str) -> str:
@@ -191,12 +193,19 @@ async def send_message(
         if task.status.HasField("message")
         else ""
     )
+    carried = [
+        a.metadata[RECEIPT_METADATA_KEY]
+        for a in answers
+        if a.HasField("metadata") and RECEIPT_METADATA_KEY in a.metadata
+    ]
     return PeerReply(
         "".join(part for a in answers for part in get_text_parts(a.parts)).strip(),
         task.id,
         TaskState.Name(task.status.state),
         note,
         did,
+        # Kept as the peer sent it: agent.receipts.accept checks it (sizes first).
+        carried[-1] if carried and isinstance(carried[-1], str) else "",
     )
 
 

@@ -14,7 +14,19 @@ from importlib.metadata import PackageNotFoundError, version
 
 import click
 
-from node.cli import backup, chat, home, keys, models, nostr, owner, recovery, service, unlock
+from node.cli import (
+    backup,
+    chat,
+    home,
+    keys,
+    models,
+    nostr,
+    owner,
+    receipts,
+    recovery,
+    service,
+    unlock,
+)
 from node.cli.chat import _print_answer, tui
 from node.cli.common import Settings, _on_terminal, err
 from node.cli.models import _parse_size
@@ -92,7 +104,7 @@ def cli(ctx: click.Context, home: str | None, passphrase_file: str | None) -> No
         ctx.invoke(tui)
 
 
-for family in (home, chat, owner, models, nostr, recovery, unlock, keys, service, backup):
+for family in (home, chat, owner, models, nostr, recovery, unlock, keys, service, backup, receipts):
     for command in family.COMMANDS:
         cli.add_command(command)
 
