@@ -18,7 +18,7 @@ import httpx
 from a2a.client import ClientConfig, ClientFactory
 from a2a.client.card_resolver import parse_agent_card
 from a2a.helpers import get_message_text, get_text_parts, new_text_message
-from a2a.types import Role, SendMessageRequest, Task, TaskState
+from a2a.types import Artifact, Role, SendMessageRequest, Task, TaskState
 from a2a.utils.errors import A2AError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf.json_format import ParseError
@@ -193,20 +193,25 @@ async def send_message(
         if task.status.HasField("message")
         else ""
     )
-    carried = [
-        a.metadata[RECEIPT_METADATA_KEY]
-        for a in answers
-        if a.HasField("metadata") and RECEIPT_METADATA_KEY in a.metadata
-    ]
     return PeerReply(
         "".join(part for a in answers for part in get_text_parts(a.parts)).strip(),
         task.id,
         TaskState.Name(task.status.state),
         note,
         did,
-        # Kept as the peer sent it: agent.receipts.accept checks it (sizes first).
-        carried[-1] if carried and isinstance(carried[-1], str) else "",
+        carried_receipt(answers),
     )
+
+
+def carried_receipt(artifacts: list[Artifact]) -> str:
+    """The receipt carrier (agent.receipts.carrier) in the answer artifacts' metadata, as the
+    peer sent it ("" when none): agent.receipts.accept checks it, sizes first."""
+    carried = [
+        a.metadata[RECEIPT_METADATA_KEY]
+        for a in artifacts
+        if a.HasField("metadata") and RECEIPT_METADATA_KEY in a.metadata
+    ]
+    return carried[-1] if carried and isinstance(carried[-1], str) else ""
 
 
 def _refusal(url: str, error: A2AError) -> str:
