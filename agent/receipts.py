@@ -352,7 +352,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def differences(receipt: dict[str, Any], model: ChatModel) -> list[str]:
     """The settings this node cannot adopt that differ from the receipt's ("settings.backend")."""
-    here = {"runtime": runtime_build(), "settings": model.settings()}
+    here: dict[str, dict[str, Any]] = {"runtime": runtime_build(), "settings": model.settings()}
     out = []
     for dotted in UNREPRODUCIBLE:
         part, name = dotted.split(".")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from a2a.types import Artifact
+from conftest import new_node
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.generation import Sampler, token_sha256
@@ -30,7 +31,6 @@ from agent.runtime import ChatModel
 from identity.did_key import did_key_from_ed25519_public, verification_method_id
 from identity.jws import canonical_json, sign_json
 from node.peers import RECEIPT_METADATA_KEY, carried_receipt
-from tests.conftest import new_node
 
 VECTORS = Path(__file__).parent / "vectors"
 MESSAGES = [{"role": "user", "content": "Name three colours."}]
