@@ -64,12 +64,13 @@ A2A_METADATA_KEY = "flurry.receipt"
 RECEIPT_KIND = "receipt"  # sealed records in the vault, keyed by receipt id
 MAX_RECEIPT_BYTES = 16 * 1024  # a receipt is ~1.5 KB; a stranger's may not be 100 MB
 MAX_OUTPUT_TOKENS = 1 << 16
-# How far (in logits) a token may fall below the best one before the fast check calls it
-# wrong. One prefill over prompt + output does the sums in another order than generating one
-# token at a time (batched matrix kernels), so near ties flip: measured here, about one in
-# twenty output tokens of SmolLM2 differ so, by < 0.2 logits (bench_receipts prints the largest).
-# The fast check is therefore a screen, not a proof: a forger could swap a token only where
-# the model's top two are this close. Exact re-execution is the proof.
+# How far (in logits) a token may fall below the best one and still pass the fast check. One
+# prefill over prompt + output adds in another order than generating one token at a time
+# (batched kernels, activations quantized per batch), so near ties flip: over 200 honest
+# receipts of SmolLM2 (bench_receipts), 3 % of output tokens were not the prefill's first
+# choice, by up to 0.51 logits. The fast check is therefore a screen, not a proof: within the
+# tolerance it passes (a forger could swap a token only where the model's top two are this
+# close); beyond it, ``verify`` re-executes, and only re-execution calls anything a mismatch.
 FAST_TOLERANCE = 0.5
 # Settings a verifier cannot adopt from the receipt: when one differs, differing tokens are
 # inconclusive. The rest (n_ctx, n_batch, n_ubatch, n_threads) the verifier takes from the
@@ -396,7 +397,7 @@ def verify(
     chat messages the requester sent) on ``model`` and compare the output tokens.
 
     With ``fast`` (greedy receipts, ``output_tokens`` given), one prefill over prompt + output
-    instead. Raises ReceiptRejected when the receipt itself does not hold (signature, shape,
+    instead; a token it cannot pass is settled by re-execution (``FAST_TOLERANCE``). Raises ReceiptRejected when the receipt itself does not hold (signature, shape,
     output tokens that are not the ones it hashes)."""
     started = time.perf_counter()
     checked = check_signature(receipt)
@@ -430,14 +431,28 @@ def _verify(
         len(tokens) != receipt["prompt"]["tokens"]
         or token_sha256(tokens) != receipt["prompt"]["sha256"]
     ):
-        return Verdict("mismatch", "the prompt given does not hash to the receipt's prompt")
+        # Not a mismatch: an answer from data keeps its prompt (the owner's notes) private, so
+        # the requester's own question is not what was run; nothing can be said of the output.
+        return Verdict(
+            "inconclusive",
+            "the prompt given is not the one the receipt hashes (an answer from a peer's data "
+            "keeps its prompt private; for an infer job, pass the exact messages sent)",
+            differences=["prompt"],
+        )
     unreproducible = differences(receipt, model)
     replay = replay_model(receipt, model)
     sampler = Sampler(**{k: v for k, v in receipt["sampler"].items() if k != "chain"})
     if sampler.chain != receipt["sampler"]["chain"]:
         return Verdict("inconclusive", "the receipt's sampler chain is not one this node runs")
     if fast and sampler.greedy and output_tokens:
-        return _fast(replay, tokens, output_tokens, sampler, unreproducible)
+        screened = _fast(replay, tokens, output_tokens, sampler, unreproducible)
+        if screened.verdict == "verified" or unreproducible:
+            return screened
+        # A token further below the model's choice than a prefill's rounding explains: only
+        # re-execution may call it a mismatch (bench_receipts saw honest gaps up to ~0.5).
+        settled = _verify(receipt, model, prompt, output_tokens, fast=False)
+        settled.method = "fast, then re-execution"
+        return settled
     replayed, _, _ = replay.run_tokens(
         tokens, max_tokens=receipt["output"]["tokens"], sampler=sampler
     )
@@ -483,20 +498,12 @@ def _fast(
             "verified",
             f"every output token is the model's choice or within {FAST_TOLERANCE} logits of it"
             f" ({len(off)} near tie(s))",
-            first,
             differences=unreproducible,
-            method="fast",
-        )
-    if not unreproducible:
-        return Verdict(
-            "mismatch",
-            f"output token {i} is {gap:.2f} logits below the model's choice",
-            first,
             method="fast",
         )
     return Verdict(
         "inconclusive",
-        f"output token {i} is {gap:.2f} logits below the model's choice, on another build",
+        f"output token {i} is {gap:.2f} logits below the model's choice in one prefill",
         first,
         differences=unreproducible,
         method="fast",
