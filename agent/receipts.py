@@ -28,10 +28,10 @@ the model with this sha256, under these settings, for a prompt with this hash. R
 on the same model and build (``verify``) confirms the claim token for token; it does not
 prove the prompt was sensible or that the owner's notes say what the answer says.
 
-**Which settings change results** (measured on this CPU with the default model by
-bench/bench_receipts.py and its settings probe, see the README): on one llama.cpp build and
-CPU, greedy outputs did not change with n_threads (1 vs 2) nor with n_batch/n_ubatch
-(8 vs 512) over the probe's prompts; the model file, the llama.cpp build, the CPU features
+**Which settings change results** (measured on this CPU, AVX-512, with the default model by
+bench/bench_receipts.py, see the README): on one llama.cpp build and CPU, greedy outputs did
+not change with n_threads (1 vs 2) nor with n_batch/n_ubatch (8 vs 512): 20 of 20 prompts
+the same, and 20 of 20 in a separate 48-token probe; the model file, the llama.cpp build, the CPU features
 (AVX2 vs AVX-512 kernels) and GPU vs CPU do change the arithmetic, and llama.cpp's issues
 report batch-size effects on GPU backends. ``verify`` therefore re-executes with the
 receipt's own n_ctx, n_batch, n_ubatch and n_threads, and calls a difference *inconclusive*,
