@@ -23,6 +23,7 @@ from a2a.utils.errors import A2AError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf.json_format import ParseError
 
+from agent.receipts import A2A_METADATA_KEY as RECEIPT_METADATA_KEY
 from identity.jws import JWSRejected, verify_json
 from identity.signing_client import async_signed_client
 from node.errors import NodeError
@@ -31,7 +32,6 @@ from store.vault import Vault
 CARD_PATH = "/.well-known/agent-card.json"  # where A2A puts an agent's card (A2A 1.0, 5.3)
 
 PEER_KIND = "peer"
-RECEIPT_METADATA_KEY = "flurry.receipt"  # agent.receipts.A2A_METADATA_KEY: a receipt's carrier
 
 
 class PeerError(NodeError):
