@@ -14,8 +14,11 @@ they hold and its sampler, copied out and back in a few milliseconds (``_Place``
 from __future__ import annotations
 
 import ctypes
+import functools
+import hashlib
 import json
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +26,10 @@ from typing import Any, cast
 
 import llama_cpp
 import numpy as np
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from agent.errors import AgentError
+from agent.generation import Generation, Sampler
 from agent.queue import make_way
 
 
@@ -58,6 +63,32 @@ def default_gpu_layers() -> int:
     return -1 if llama_cpp.llama_supports_gpu_offload() else 0
 
 
+@functools.cache
+def runtime_build() -> dict[str, str]:
+    """What identifies this llama.cpp build: the llama-cpp-python version, the sha256 of its
+    shared libraries (the vendored llama.cpp and ggml, as compiled here) and the CPU features
+    it uses. Two builds with equal hashes do the same arithmetic on the same CPU features."""
+    lib = Path(llama_cpp.__file__).parent / "lib"
+    digest = hashlib.sha256()
+    for path in sorted(lib.glob("*")):
+        if path.is_file() and not path.is_symlink():
+            digest.update(path.name.encode() + b"\0" + _file_sha256(path).encode() + b"\n")
+    return {
+        "llama_cpp_python": llama_cpp.__version__,
+        "llama_cpp_build_sha256": digest.hexdigest(),
+        "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
+    }
+
+
+@functools.cache
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def llama_messages(messages: list[dict]) -> list[llama_cpp.ChatCompletionRequestMessage]:
     """``messages`` as llama_cpp types them. Ours are plain {"role", "content"} dicts (built in
     agent.answer and agent.tools), the shape of llama_cpp's TypedDicts, which a dict cannot be
@@ -74,6 +105,8 @@ class ChatModel:
         n_threads: int | None = None,
         n_gpu_layers: int | None = None,
         seed: int = 0,
+        n_batch: int = 512,
+        n_ubatch: int = 512,
     ) -> None:
         self.path = path
         self.n_gpu_layers = default_gpu_layers() if n_gpu_layers is None else n_gpu_layers
@@ -85,6 +118,8 @@ class ChatModel:
             n_threads_batch=self.n_threads,
             n_gpu_layers=self.n_gpu_layers,
             seed=seed,
+            n_batch=n_batch,
+            n_ubatch=n_ubatch,
             verbose=False,  # also silences llama.cpp's own logging on stderr
         )
         self.n_ctx = self._llm.n_ctx()
@@ -164,6 +199,209 @@ class ChatModel:
     def tokens_in_context(self) -> int:
         """How many tokens the context holds now (what the next prompt may reuse)."""
         return self._llm.n_tokens
+
+    # --- token-exact generation, for receipts (agent.generation, agent.receipts) ----------
+
+    @functools.cached_property
+    def model_sha256(self) -> str:
+        return _file_sha256(self.path.resolve())
+
+    @functools.cached_property
+    def _chat_template(self) -> str:
+        template = self._llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise AgentError(f"{self.path.name} carries no chat template (tokenizer.chat_template)")
+        return template
+
+    @property
+    def chat_template_sha256(self) -> str:
+        return hashlib.sha256(self._chat_template.encode()).hexdigest()
+
+    def prompt_tokens(self, messages: list[dict]) -> list[int]:
+        """The exact tokens ``messages`` become under the GGUF's own chat template, with the
+        assistant's turn opened (what ``generate_recorded`` feeds the model)."""
+        model = self._llm._model  # llama-cpp-python builds its own formatter the same way
+        eos, bos = self._llm.token_eos(), self._llm.token_bos()
+        formatter = Jinja2ChatFormatter(
+            template=self._chat_template,
+            eos_token=model.token_get_text(eos) if eos != -1 else "",
+            bos_token=model.token_get_text(bos) if bos != -1 else "",
+        )
+        result = formatter(messages=llama_messages(messages))
+        return self._llm.tokenize(
+            result.prompt.encode(), add_bos=not result.added_special, special=True
+        )
+
+    def settings(self) -> dict[str, int | str]:
+        """The context settings that may change which tokens come out (agent.receipts says
+        which ones were measured to)."""
+        params = self._llm.context_params
+        offloaded = self.n_gpu_layers != 0 and llama_cpp.llama_supports_gpu_offload()
+        return {
+            "backend": "gpu" if offloaded else "cpu",
+            "n_ctx": int(params.n_ctx),
+            "n_batch": int(params.n_batch),
+            "n_ubatch": int(params.n_ubatch),
+            "n_threads": int(params.n_threads),
+            "n_threads_batch": int(params.n_threads_batch),
+            "n_gpu_layers": self.n_gpu_layers,
+            "type_k": int(params.type_k),
+            "type_v": int(params.type_v),
+            "flash_attn": int(params.flash_attn_type),
+        }
+
+    def generate_recorded(
+        self, messages: list[dict], *, max_tokens: int = 256, sampler: Sampler | None = None
+    ) -> tuple[str, Generation]:
+        """The reply to ``messages`` and the exact record of how it was made (agent.generation).
+
+        Greedy unless ``sampler`` says otherwise. The prompt is evaluated from an empty context
+        (no KV reuse), in ``n_batch`` pieces, then one token at a time: re-executing the record
+        with the same settings does the same arithmetic."""
+        sampler = sampler or Sampler()
+        prompt = self.prompt_tokens(messages)
+        output, finish, timings = self.run_tokens(prompt, max_tokens=max_tokens, sampler=sampler)
+        generation = Generation(
+            model_sha256=self.model_sha256,
+            chat_template_sha256=self.chat_template_sha256,
+            runtime=runtime_build(),
+            settings=self.settings(),
+            sampler=sampler,
+            prompt_tokens=tuple(prompt),
+            output_tokens=tuple(output),
+            finish_reason=finish,
+            timings=timings,
+        )
+        return self.detokenize(output), generation
+
+    def detokenize(self, tokens: list[int] | tuple[int, ...]) -> str:
+        """The text of output tokens, an end-of-generation token left out."""
+        vocab = self._llm._model.vocab
+        kept = [t for t in tokens if not llama_cpp.llama_vocab_is_eog(vocab, t)]
+        return self._llm.detokenize(kept).decode("utf-8", errors="replace")
+
+    def run_tokens(
+        self, prompt: list[int] | tuple[int, ...], *, max_tokens: int, sampler: Sampler
+    ) -> tuple[list[int], str, dict[str, int]]:
+        """(output tokens, finish reason, timings in µs) of ``prompt`` from an empty context,
+        sampled by llama-cpp-python's own chain (``Llama._init_sampler``) with ``sampler``."""
+        llm = self._llm
+        if not prompt or len(prompt) + max_tokens > self.n_ctx:
+            raise AgentError(
+                f"{len(prompt)} prompt tokens + {max_tokens} to generate do not fit "
+                f"the {self.n_ctx}-token context"
+            )
+        saved_seed, saved_window = llm._seed, llm.last_n_tokens_size
+        llm.set_seed(sampler.seed)
+        llm.last_n_tokens_size = sampler.penalty_last_n
+        try:
+            chain = llm._init_sampler(
+                top_k=sampler.top_k,
+                top_p=sampler.top_p,
+                min_p=sampler.min_p,
+                typical_p=sampler.typical_p,
+                temp=sampler.temperature,
+                repeat_penalty=sampler.repeat_penalty,
+                frequency_penalty=sampler.frequency_penalty,
+                presence_penalty=sampler.presence_penalty,
+            )
+        finally:
+            llm.set_seed(saved_seed)
+            llm.last_n_tokens_size = saved_window
+        vocab = llm._model.vocab
+        llm.reset()
+        started = time.perf_counter()
+        llm.eval(list(prompt))
+        prefilled = time.perf_counter()
+        output: list[int] = []
+        finish = "length"
+        while len(output) < max_tokens:
+            token = chain.sample(llm._ctx, -1)
+            output.append(token)
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                finish = "stop"
+                break
+            if len(output) < max_tokens:
+                llm.eval([token])
+        done = time.perf_counter()
+        return (
+            output,
+            finish,
+            {
+                "prompt_us": round((prefilled - started) * 1e6),
+                "generate_us": round((done - prefilled) * 1e6),
+            },
+        )
+
+    def prefill_check(
+        self,
+        prompt: list[int] | tuple[int, ...],
+        output: list[int] | tuple[int, ...],
+        sampler: Sampler,
+    ) -> list[tuple[int, float]]:
+        """One prefill over ``prompt`` + ``output``: for each output position, (the token greedy
+        decoding picks there, how far the logit of ``output``'s token falls below that one's).
+
+        The penalties of ``sampler`` are applied as llama.cpp's penalties sampler does (over
+        the generated tokens before the position). Greedy samplers only."""
+        llm = self._llm
+        if not sampler.greedy:
+            raise AgentError("the prefill check is for greedy generations")
+        if not prompt or not output or len(prompt) + len(output) > self.n_ctx:
+            raise AgentError("the prompt and output do not fit this model's context")
+        sequence = list(prompt) + list(output[:-1])
+        first_row = len(prompt) - 1  # the logits at this position gave output[0]
+        llm.reset()
+        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        rows: list[np.ndarray] = []
+        batch, n_vocab = llm._batch, llm.n_vocab()
+        try:
+            for start in range(0, len(sequence), llm.n_batch):
+                piece = sequence[start : start + llm.n_batch]
+                batch.set_batch(piece, n_past=start, logits_all=False)
+                wanted = 0
+                for i in range(len(piece)):
+                    batch.batch.logits[i] = start + i >= first_row
+                    wanted += start + i >= first_row
+                llm._ctx.decode(batch)
+                if wanted:
+                    logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(wanted * n_vocab,))
+                    rows.extend(logits.reshape(wanted, n_vocab).copy())
+        finally:
+            llm.reset()
+            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        picks = []
+        for j, row in enumerate(rows):
+            row = _penalised(row, list(output[max(0, j - sampler.penalty_last_n) : j]), sampler)
+            best = int(np.argmax(row))  # the first maximum, as llama.cpp's greedy sampler takes
+            picks.append((best, float(row[best] - row[output[j]])))
+        return picks
+
+    @property
+    def llama(self) -> llama_cpp.Llama:
+        return self._llm
+
+
+def _penalised(row: np.ndarray, window: list[int], sampler: Sampler) -> np.ndarray:
+    """``row`` as llama.cpp's penalties sampler leaves it, ``window`` the tokens it counts."""
+    neutral = (
+        sampler.repeat_penalty == 1.0
+        and sampler.frequency_penalty == 0.0
+        and sampler.presence_penalty == 0.0
+    )
+    if neutral or not window:
+        return row
+    row = row.copy()
+    counts: dict[int, int] = {}
+    for token in window:
+        counts[token] = counts.get(token, 0) + 1
+    repeat = np.float32(sampler.repeat_penalty)
+    for token, count in counts.items():
+        logit = row[token]
+        logit = logit * repeat if logit <= 0 else logit / repeat
+        logit -= np.float32(count * sampler.frequency_penalty + sampler.presence_penalty)
+        row[token] = logit
+    return row
 
 
 def step_aside(llm: llama_cpp.Llama) -> bool:

@@ -34,19 +34,22 @@ from __future__ import annotations
 import codecs
 import hashlib
 import threading
+import time
 import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import llama_cpp
 from llama_cpp import llama_chat_format
 
+from agent import receipts
 from agent.errors import AgentError
+from agent.generation import Generation, Sampler
 from agent.grants import INFER, Grant, Grants
 from agent.queue import Job
-from agent.runtime import ChatModel, llama_messages, step_aside
+from agent.runtime import ChatModel, llama_messages, runtime_build, step_aside
 from identity.keyring import UnlockedKeyring
 from node.ledger import Entry, Ledger
 from store.vault import Vault
@@ -55,6 +58,8 @@ OPERATION_KEY = "flurry.operation"  # A2A message metadata: "infer" runs the mod
 MAX_TOKENS_KEY = "flurry.max_tokens"
 TEMPERATURE_KEY = "flurry.temperature"
 USAGE_KEY = "flurry.usage"  # answer artifact metadata: what the job cost, as the ledger holds it
+# The sampler chain every infer job runs (with the request's temperature): named in its receipt.
+SAMPLER = Sampler(top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.1)
 RECEIPT_KEY = "flurry.receipt"  # answer artifact metadata: the signed receipt (receipts engineer)
 
 MAX_PROMPT_CHARS = 32_000  # all messages' text, checked before tokenizing
@@ -228,7 +233,7 @@ class Usage:
     model_sha256: str
     finish_reason: str = "stop"
     ledger_id: str | None = None
-    receipt: dict | None = None  # the signed receipt, once receipts are wired
+    receipt: str | None = None  # the signed receipt as it travels (agent.receipts.carrier)
 
     @property
     def total_tokens(self) -> int:
@@ -255,6 +260,7 @@ class InferJob:
     tokens: list[int]
     reservation: str | None
     usage: Usage | None = None
+    timings: dict[str, int] = field(default_factory=dict)  # µs: prompt_us, generate_us
     _started: bool = False
     _released: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -269,19 +275,25 @@ class InferJob:
         limit = self.request.max_tokens
         assert limit is not None  # prepare() resolved the default against the grant's cap
         out: list[int] = []
+        eog: int | None = None  # the end-of-generation token, part of what the receipt proves
+        # Wall time, in µs, to the first token (the prompt read) and after it; a pause for the
+        # owner's work (step_aside) counts in the second.
+        started, first_at = time.perf_counter(), None
         finish = "length"
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         try:
             for token in llm.generate(
                 self.tokens,
                 temp=self.request.temperature,
-                top_k=40,
-                top_p=0.95,
-                min_p=0.05,
-                repeat_penalty=1.1,
+                top_k=SAMPLER.top_k,
+                top_p=SAMPLER.top_p,
+                min_p=SAMPLER.min_p,
+                repeat_penalty=SAMPLER.repeat_penalty,
             ):
+                first_at = first_at or time.perf_counter()
                 if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
                     finish = "stop"
+                    eog = token
                     break
                 out.append(token)
                 piece = decoder.decode(llm.detokenize([token], prev_tokens=self.tokens + out[:-1]))
@@ -297,12 +309,42 @@ class InferJob:
                 yield tail
         finally:
             # Finished, cut at max_tokens, or cancelled: what the model really read and wrote.
-            self._settle(model, len(out), finish)
+            ended = time.perf_counter()
+            first_at = first_at or ended
+            self.timings = {
+                "prompt_us": int((first_at - started) * 1e6),
+                "generate_us": int((ended - first_at) * 1e6),
+            }
+            self._settle(model, out, eog, finish)
 
-    def _settle(self, model: ChatModel, completion: int, finish: str) -> None:
-        usage = Usage(
-            len(self.tokens), completion, model.path.name, model_sha256(model.path), finish
+    def _receipt(self, model: ChatModel, output: list[int], finish: str) -> str:
+        """The signed receipt of this run (agent.receipts), as it travels with the answer: the
+        A2A artifact's "flurry.receipt" metadata, "flurry_receipt" in the /v1 response. It
+        holds the sampler this job used, so a verifier replays the same chain."""
+        llm = _llama(model)
+        generation = Generation(
+            model_sha256=model.model_sha256,
+            chat_template_sha256=model.chat_template_sha256,
+            runtime=runtime_build(),
+            settings=model.settings(),
+            sampler=replace(
+                SAMPLER,
+                temperature=self.request.temperature,
+                penalty_last_n=llm.last_n_tokens_size,
+                seed=llm._seed,
+            ),
+            prompt_tokens=tuple(self.tokens),
+            output_tokens=tuple(output),
+            finish_reason=finish,
+            timings=self.timings,
         )
+        keys = self.node.keys
+        return receipts.carrier(
+            receipts.issue(keys.node_key, keys.node_did, generation, self.caller), generation
+        )
+
+    def _settle(self, model: ChatModel, out: list[int], eog: int | None, finish: str) -> None:
+        usage = Usage(len(self.tokens), len(out), model.path.name, model_sha256(model.path), finish)
         self.node.grants.settle_tokens(self.caller, self.reservation, usage.total_tokens)
         entry = Ledger(self.node.vault).record(
             Entry(
@@ -316,11 +358,7 @@ class InferJob:
             )
         )
         usage.ledger_id = entry.id
-        # --- RECEIPT HOOK (issue 15, receipts) ------------------------------------------------
-        # Here the served answer gets its receipt: usage.receipt = agent.receipts.issue(...)
-        # (and the ledger entry its receipt_id). It travels as the A2A answer artifact's
-        # "flurry.receipt" metadata and as "flurry_receipt" in the /v1 JSON response.
-        usage.receipt = None
+        usage.receipt = self._receipt(model, out if eog is None else [*out, eog], finish)
         self.usage = usage
 
     def release(self) -> None:

@@ -20,6 +20,8 @@ from agent.answer import Conversation, with_quotes_text
 from agent.audit import AuditError, AuditLog
 from agent.grants import Grant, Grants
 from agent.queue import Work
+from agent.receipts import ReceiptRejected
+from agent.receipts import accept as accept_receipt
 from identity.did_key import verification_method_id
 from identity.keyring import UnlockedKeyring
 from identity.rotation import RotationRejected, verify_chain
@@ -154,4 +156,21 @@ async def send_to_peer(
             f"{pinned.label} did not answer: {reply.state}"
             + (f": {reply.note}" if reply.note else "")
         )
-    return asdict(reply)
+    result = asdict(reply)
+    carried = result.pop("receipt")
+    if carried:
+        # The peer's signed receipt for this answer, kept sealed to verify later (flurry
+        # receipts); one that does not hold is said, not kept.
+        try:
+            result["receipt_id"] = await asyncio.to_thread(
+                accept_receipt,
+                node.vault,
+                carried,
+                issuer=reply.peer_did,
+                requester=keys.node_did,
+                messages=[{"role": "user", "content": text}],
+                answer=reply.text,
+            )
+        except ReceiptRejected as rejected:
+            result["receipt_error"] = f"{rejected.reason}: {rejected}"
+    return result

@@ -18,11 +18,12 @@ import httpx
 from a2a.client import ClientConfig, ClientFactory
 from a2a.client.card_resolver import parse_agent_card
 from a2a.helpers import get_message_text, get_text_parts, new_text_message
-from a2a.types import Role, SendMessageRequest, Task, TaskState
+from a2a.types import Artifact, Role, SendMessageRequest, Task, TaskState
 from a2a.utils.errors import A2AError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf.json_format import MessageToDict, ParseError
 
+from agent.receipts import A2A_METADATA_KEY as RECEIPT_METADATA_KEY
 from identity.jws import JWSRejected, verify_json
 from identity.signing_client import async_signed_client
 from node.errors import NodeError
@@ -66,6 +67,7 @@ class PeerReply:
     note: str  # the peer's status message, if any (why it failed, …)
     peer_did: str
     metadata: dict = field(default_factory=dict)  # the answer artifact's (node.infer: usage)
+    receipt: str = ""  # the answer artifact's metadata["flurry.receipt"] (agent.receipts), if any
 
 
 def base_url(url: str) -> str:
@@ -203,7 +205,19 @@ async def send_message(
         note,
         did,
         MessageToDict(answers[-1].metadata) if answers else {},
+        carried_receipt(answers),
     )
+
+
+def carried_receipt(artifacts: list[Artifact]) -> str:
+    """The receipt carrier (agent.receipts.carrier) in the answer artifacts' metadata, as the
+    peer sent it ("" when none): agent.receipts.accept checks it, sizes first."""
+    carried = [
+        a.metadata[RECEIPT_METADATA_KEY]
+        for a in artifacts
+        if a.HasField("metadata") and RECEIPT_METADATA_KEY in a.metadata
+    ]
+    return carried[-1] if carried and isinstance(carried[-1], str) else ""
 
 
 def _refusal(url: str, error: A2AError) -> str:

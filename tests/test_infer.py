@@ -17,6 +17,7 @@ import pytest
 from conftest import PASSPHRASE, Served, write_corpus
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent import receipts
 from agent.grants import Grant, Quota
 from agent.tokens import TokenError
 from identity.did_key import did_key_from_ed25519_public, verification_method_id
@@ -109,7 +110,25 @@ def test_a_runs_prompts_on_b_over_a2a_and_v1_and_both_ledgers_agree(nodes, serve
     for reply in replies:
         assert reply["state"] == "TASK_STATE_COMPLETED" and reply["text"]
         assert 1 <= reply["usage"]["completion_tokens"] <= 16
-        assert "flurry.receipt" in reply["metadata"]  # the hook: None until receipts are wired
+        # B signed a receipt of the run, made out to A; A kept it (sealed) to verify later.
+        assert reply.get("receipt_id"), reply.get("receipt_error")
+    # A has the same model file: it re-executes each kept receipt with the prompt it sent and
+    # gets B's tokens back exactly (greedy), and the fast prefill check agrees.
+    for prompt, reply in zip(
+        ("Name three colours.", "What is two plus two?"), replies, strict=True
+    ):
+        found = receipts.find_receipt(a.vault, reply["receipt_id"])
+        assert found is not None
+        kept = found[1]
+        messages = [{"role": "user", "content": prompt}]
+        verdict = receipts.verify(kept["receipt"], a.chat_model, messages)
+        assert verdict.verdict == "verified", verdict
+        fast = receipts.verify(
+            kept["receipt"], a.chat_model, messages, kept["output_tokens"], fast=True
+        )
+        assert fast.verdict == "verified", fast
+        assert kept["receipt"]["issuer"] == b.keys.node_did
+        assert kept["receipt"]["requester"] == a.keys.node_did
 
     # Over /v1, signed by A's node key; A records what B reported.
     with _v1(a, served[1].url) as http:

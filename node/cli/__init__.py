@@ -23,6 +23,7 @@ from node.cli import (
     models,
     nostr,
     owner,
+    receipts,
     recovery,
     service,
     unlock,
@@ -104,7 +105,20 @@ def cli(ctx: click.Context, home: str | None, passphrase_file: str | None) -> No
         ctx.invoke(tui)
 
 
-for family in (home, chat, owner, models, nostr, recovery, unlock, keys, service, backup, infer):
+for family in (
+    home,
+    chat,
+    owner,
+    models,
+    nostr,
+    recovery,
+    unlock,
+    keys,
+    service,
+    backup,
+    infer,
+    receipts,
+):
     for command in family.COMMANDS:
         cli.add_command(command)
 
