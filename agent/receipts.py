@@ -164,6 +164,11 @@ def receipt_id(receipt: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
+def carried_id(carrier_text: str) -> str:
+    """The id of the receipt inside a ``carrier`` this node made (its own: not checked again)."""
+    return receipt_id(json.loads(carrier_text)["receipt"])
+
+
 def carrier(receipt: dict[str, Any], generation: Generation) -> str:
     """What travels with an answer under ``A2A_METADATA_KEY``: JSON text (a protobuf Struct,
     A2A's metadata, would turn every number into a double), canonical (RFC 8785)."""

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import secrets
 import threading
 import time
 import weakref
@@ -261,6 +262,7 @@ class InferJob:
     reservation: str | None
     usage: Usage | None = None
     timings: dict[str, int] = field(default_factory=dict)  # µs: prompt_us, generate_us
+    seed: int = 0  # the sampler's, drawn per job
     _started: bool = False
     _released: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -279,6 +281,12 @@ class InferJob:
         # Wall time, in µs, to the first token (the prompt read) and after it; a pause for the
         # owner's work (step_aside) counts in the second.
         started, first_at = time.perf_counter(), None
+        # A seed of this job's own, named in its receipt, so that a sampled reply (temperature
+        # above 0) can be replayed: the model's default seed means "random". The sampler
+        # chain takes it when generation starts; the model's own seed is put back after.
+        self.seed = secrets.randbelow(2**31)
+        default_seed = llm._seed
+        llm.set_seed(self.seed)
         finish = "length"
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         try:
@@ -290,7 +298,9 @@ class InferJob:
                 min_p=SAMPLER.min_p,
                 repeat_penalty=SAMPLER.repeat_penalty,
             ):
-                first_at = first_at or time.perf_counter()
+                if first_at is None:
+                    first_at = time.perf_counter()
+                    llm.set_seed(default_seed)  # the chain has its own now
                 if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
                     finish = "stop"
                     eog = token
@@ -308,6 +318,8 @@ class InferJob:
             if tail:
                 yield tail
         finally:
+            if first_at is None:  # ended before its first token: the seed was never taken
+                llm.set_seed(default_seed)
             # Finished, cut at max_tokens, or cancelled: what the model really read and wrote.
             ended = time.perf_counter()
             first_at = first_at or ended
@@ -331,7 +343,7 @@ class InferJob:
                 SAMPLER,
                 temperature=self.request.temperature,
                 penalty_last_n=llm.last_n_tokens_size,
-                seed=llm._seed,
+                seed=self.seed,
             ),
             prompt_tokens=tuple(self.tokens),
             output_tokens=tuple(output),
@@ -346,6 +358,7 @@ class InferJob:
     def _settle(self, model: ChatModel, out: list[int], eog: int | None, finish: str) -> None:
         usage = Usage(len(self.tokens), len(out), model.path.name, model_sha256(model.path), finish)
         self.node.grants.settle_tokens(self.caller, self.reservation, usage.total_tokens)
+        usage.receipt = self._receipt(model, out if eog is None else [*out, eog], finish)
         entry = Ledger(self.node.vault).record(
             Entry(
                 peer=self.caller,
@@ -355,10 +368,10 @@ class InferJob:
                 model_sha256=usage.model_sha256,
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,
+                receipt_id=receipts.carried_id(usage.receipt),
             )
         )
         usage.ledger_id = entry.id
-        usage.receipt = self._receipt(model, out if eog is None else [*out, eog], finish)
         self.usage = usage
 
     def release(self) -> None:
@@ -442,7 +455,10 @@ async def infer_at_peer(
         },
     )
     usage = reported_usage(reply.get("metadata") or {})
-    entry = record_used(node.vault, reply["peer_did"], usage, channel="a2a")
+    # The receipt send_to_peer kept (checked: the peer's, made out to us), if any.
+    entry = record_used(
+        node.vault, reply["peer_did"], usage, channel="a2a", receipt_id=reply.get("receipt_id")
+    )
     return {
         **reply,
         "usage": usage,
@@ -451,7 +467,9 @@ async def infer_at_peer(
     }
 
 
-def record_used(vault: Vault, peer_did: str, usage: dict, *, channel: str) -> Entry:
+def record_used(
+    vault: Vault, peer_did: str, usage: dict, *, channel: str, receipt_id: str | None = None
+) -> Entry:
     """Record in this node's ledger what ``peer_did`` reported using for one of our jobs
     (``usage`` as `reported_usage` checked it, or a /v1 response's usage plus the model)."""
     return Ledger(vault).record(
@@ -463,6 +481,7 @@ def record_used(vault: Vault, peer_did: str, usage: dict, *, channel: str) -> En
             model_sha256=usage.get("model_sha256"),
             prompt_tokens=usage["prompt_tokens"],
             completion_tokens=usage["completion_tokens"],
+            receipt_id=receipt_id,
         )
     )
 

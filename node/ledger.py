@@ -41,7 +41,7 @@ class Entry:
     prompt_tokens: int
     completion_tokens: int
     at: float = field(default_factory=time.time)
-    receipt_id: str | None = None  # set once receipts are wired (issue 15, receipts)
+    receipt_id: str | None = None  # the receipt of the job (agent.receipts), when it had one
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __post_init__(self) -> None:

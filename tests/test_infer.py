@@ -136,6 +136,12 @@ def test_a_runs_prompts_on_b_over_a2a_and_v1_and_both_ledgers_agree(nodes, serve
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["choices"][0]["message"]["content"] and "flurry_receipt" in body
+    # The /v1 answer's receipt, checked as a requester would keep it, re-executes here too.
+    v1_receipt, v1_tokens = receipts.from_carrier(receipts.parse(body["flurry_receipt"]))
+    v1_messages = [{"role": "user", "content": "Say hello."}]
+    # Sampled (the request gave no temperature): its replay needs the seed the job drew.
+    assert float(v1_receipt["sampler"]["temperature"]) > 0
+    assert receipts.verify(v1_receipt, a.chat_model, v1_messages, v1_tokens).verdict == "verified"
     usage = body["usage"]
     assert 1 <= usage["completion_tokens"] <= 12
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
@@ -152,6 +158,10 @@ def test_a_runs_prompts_on_b_over_a2a_and_v1_and_both_ledgers_agree(nodes, serve
     assert [
         (e.channel, e.prompt_tokens, e.completion_tokens, e.model_sha256) for e in served_b
     ] == [(e.channel, e.prompt_tokens, e.completion_tokens, e.model_sha256) for e in used_a]
+    # Each side's entry names the same receipt: the one B signed for that job.
+    assert [e.receipt_id for e in served_b[:2]] == [e.receipt_id for e in used_a[:2]]
+    assert all(r["receipt_id"] in {e.receipt_id for e in served_b} for r in replies)
+    assert served_b[-1].receipt_id == receipts.receipt_id(v1_receipt)
     assert (served_b[-1].prompt_tokens, served_b[-1].completion_tokens) == (
         usage["prompt_tokens"],
         usage["completion_tokens"],
