@@ -316,6 +316,15 @@ def served(node) -> Iterator[Served]:
 
 
 @pytest.fixture(scope="module")
+def served_pair(nodes) -> Iterator[tuple[Served, Served]]:
+    """The test module's two ``nodes``, each behind a real uvicorn on loopback."""
+    a, b = Served(nodes[0]), Served(nodes[1])
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+@pytest.fixture(scope="module")
 def owner(node, served):
     """An httpx client signing every request with the owner's key, on ``served``."""
     from identity.did_key import verification_method_id

@@ -92,11 +92,8 @@ def nodes(tmp_path_factory, models_dir) -> Iterator[tuple[Node, Node]]:
 
 
 @pytest.fixture(scope="module")
-def served(nodes) -> Iterator[tuple[Served, Served]]:
-    a, b = Served(nodes[0]), Served(nodes[1])
-    yield a, b
-    a.stop()
-    b.stop()
+def served(served_pair) -> tuple[Served, Served]:
+    return served_pair
 
 
 @pytest.fixture

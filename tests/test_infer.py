@@ -10,6 +10,8 @@ import asyncio
 import concurrent.futures
 import json
 import os
+import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -53,11 +55,8 @@ def nodes(tmp_path_factory, models_dir) -> Iterator[tuple[Node, Node]]:
 
 
 @pytest.fixture(scope="module")
-def served(nodes) -> Iterator[tuple[Served, Served]]:
-    a, b = Served(nodes[0]), Served(nodes[1])
-    yield a, b
-    a.stop()
-    b.stop()
+def served(served_pair) -> tuple[Served, Served]:
+    return served_pair
 
 
 @pytest.fixture
@@ -408,3 +407,56 @@ def test_a_malformed_a2a_infer_message_is_a_clear_400_with_nothing_charged(nodes
     file = send(infer_key, [{"url": "file:///etc/passwd"}])
     assert file.status_code == 400 and "text parts only" in file.json()["detail"]
     assert len(_served_for(b, a.keys.node_did)) == charged
+
+
+def test_the_owner_of_b_is_served_first_under_peer_load(nodes, served):
+    """Two of A's long infer jobs run on B; B's owner asks meanwhile, over B's own signed API.
+    The owner's answer comes back before the peers' jobs end: the running one stepped aside
+    between two tokens (agent.queue's lanes, runtime.step_aside), and the waiting one waited."""
+    a, b = nodes
+    b.grants.add(
+        Grant(
+            did=a.keys.node_did,
+            allow=frozenset({"infer"}),
+            tokens=(Quota(50_000, "day"),),
+            max_tokens=200,
+        )
+    )
+    if not any(p["name"] == "b" for p in LocalOwner(a).list_peers()):
+        asyncio.run(LocalOwner(a).add_peer(served[1].url, "b"))
+    queue = served[1].app.state.model_queue
+    made_way_before = queue.made_way
+    finished: dict[str, float] = {}
+
+    def peer_job(name: str) -> None:
+        prompt = "Count from 1 to 300, one number per line."
+        reply = asyncio.run(LocalOwner(a).infer("b", prompt, 200, 0.0))
+        assert reply["state"] == "TASK_STATE_COMPLETED"
+        finished[name] = time.monotonic()
+
+    peers = [threading.Thread(target=peer_job, args=(f"peer{i}",)) for i in range(2)]
+    try:
+        for thread in peers:
+            thread.start()
+        deadline = time.monotonic() + 60
+        while not queue.busy:  # a peer's job has the model
+            assert time.monotonic() < deadline, "the peers' jobs never started"
+            time.sleep(0.01)
+        keys = b.keys
+        with signed_client(
+            keys.owner_key,
+            verification_method_id(keys.owner_did),
+            base_url=served[1].url,
+            timeout=120,
+        ) as owner:
+            response = owner.post("/api/ask", json={"question": "Where are the spare keys?"})
+        finished["owner"] = time.monotonic()
+        assert response.status_code == 200
+        assert json.loads(response.text.splitlines()[-1])["type"] == "done"
+    finally:
+        for thread in peers:
+            thread.join(timeout=300)
+        b.grants.remove(a.keys.node_did)
+    assert set(finished) == {"owner", "peer0", "peer1"}
+    assert finished["owner"] < max(finished["peer0"], finished["peer1"])
+    assert queue.made_way > made_way_before  # the running peer reply made way for the owner
