@@ -37,7 +37,7 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -49,7 +49,7 @@ from agent import receipts
 from agent.errors import AgentError
 from agent.generation import Generation, Sampler
 from agent.grants import INFER, Grant, Grants
-from agent.queue import Job
+from agent.queue import Job, ModelQueue
 from agent.runtime import ChatModel, llama_messages, runtime_build, step_aside
 from identity.keyring import UnlockedKeyring
 from node.ledger import Entry, Ledger
@@ -410,6 +410,20 @@ def prepare(
 
 # The job behind each queued Job, for the A2A executor to read the usage from once it ends.
 _jobs: weakref.WeakKeyDictionary[Job, InferJob] = weakref.WeakKeyDictionary()
+
+
+def submit(
+    queue: ModelQueue, infer: InferJob, run: Callable[[], Iterator[str]] | None = None
+) -> Job:
+    """Queue ``infer`` (or ``run``, which drives it) as a peer's job (agent.queue's default
+    lane) and `bind` it; a queue that refuses it (full) gives its reservation back first."""
+    try:
+        job = queue.submit(run or infer)
+    except BaseException:
+        infer.release()
+        raise
+    bind(job, infer)
+    return job
 
 
 def bind(job: Job, infer: InferJob) -> None:

@@ -134,6 +134,16 @@ def corpus(tmp_path: Path) -> Path:
     return write_corpus(tmp_path / "notes")
 
 
+def open_new_home(folder: Path):
+    """A node made in ``folder`` and opened in this process (the caller closes it)."""
+    from node.home import Home
+    from node.node import Node
+
+    home = Home(folder)
+    Node.init(home, PASSPHRASE)
+    return Node.open(home, PASSPHRASE, say=lambda line: None)
+
+
 def new_node(root: Path, models_dir: Path, *, notes: bool = False):
     """A new node in ``root``, opened in this process; with ``notes``, the CORPUS added
     (travel notes tagged "travel"). The caller closes it."""

@@ -28,7 +28,7 @@ from a2a.types import (
     TaskStatus,
 )
 from a2a.utils.errors import TaskNotFoundError
-from conftest import CORPUS, PASSPHRASE, Served
+from conftest import CORPUS, PASSPHRASE, Served, open_new_home
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
@@ -69,9 +69,7 @@ class Peer:
 
 
 def _node(root, name: str) -> Node:
-    home = Home(root / name)
-    Node.init(home, PASSPHRASE)
-    return Node.open(home, PASSPHRASE, say=lambda line: None)
+    return open_new_home(root / name)
 
 
 @pytest.fixture(scope="module")

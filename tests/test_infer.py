@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import PASSPHRASE, Served, write_corpus
+from conftest import Served, open_new_home, write_corpus
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import receipts
@@ -26,7 +26,6 @@ from identity.did_key import did_key_from_ed25519_public, verification_method_id
 from identity.signing_client import signed_client
 from node import infer
 from node.errors import OwnerError
-from node.home import Home
 from node.ledger import Ledger
 from node.node import Node
 from node.owner import LocalOwner
@@ -35,9 +34,7 @@ SECRET = "the spare key is under the blue flowerpot"  # in B's notes; infer must
 
 
 def _node(root, name: str) -> Node:
-    home = Home(root / name)
-    Node.init(home, PASSPHRASE)
-    return Node.open(home, PASSPHRASE, say=lambda line: None)
+    return open_new_home(root / name)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from typing import cast
 import httpx
 import nostr_sdk
 import pytest
-from conftest import CORPUS, PASSPHRASE, Served
+from conftest import CORPUS, PASSPHRASE, Served, open_new_home
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.grants import Grant
@@ -129,9 +129,7 @@ class PlainClient:
 
 
 def _node(root: Path, name: str) -> Node:
-    home = Home(root / name)
-    Node.init(home, PASSPHRASE)
-    return Node.open(home, PASSPHRASE, say=lambda line: None)
+    return open_new_home(root / name)
 
 
 def _remote(served: Served) -> NostrOwner:

@@ -117,12 +117,7 @@ async def rpc(
         # "flurry.operation": "infer": the model alone, metered (node.infer); refusals here.
         grant = await asyncio.to_thread(authorize, node, caller, INFER)
         work = await asyncio.to_thread(infer.prepare, node, caller, grant, wanted, channel="a2a")
-        try:
-            job = queue.submit(work)
-        except BaseException:
-            work.release()
-            raise
-        infer.bind(job, work)
+        job = infer.submit(queue, work)
     elif method in _SEND_METHODS:
         grant = await asyncio.to_thread(
             authorize, node, caller, "ask"

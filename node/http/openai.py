@@ -221,12 +221,7 @@ async def peer_completion(request: Request, caller: str, node: Node, queue: Mode
             "total_tokens": usage.total_tokens,
         }
 
-    try:
-        job = queue.submit(run)
-    except BaseException:
-        work.release()
-        raise
-    infer.bind(job, work)
+    job = infer.submit(queue, work, run)
     completion_id = "chatcmpl-" + uuid.uuid4().hex
     created = int(time.time())
     if chat.stream:
