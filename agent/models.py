@@ -250,11 +250,15 @@ def _extract(wheel: Path, folder: str, into: Path) -> None:
             zf.extract(m, into)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
+def sha256_file(path: Path, progress: Callable[[int], None] | None = None) -> str:
+    """The file's sha256; ``progress`` is told the bytes read so far (models are gigabytes)."""
+    h, done = hashlib.sha256(), 0
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
             h.update(block)
+            done += len(block)
+            if progress is not None:
+                progress(done)
     return h.hexdigest()
 
 

@@ -30,6 +30,7 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from agent.errors import AgentError
 from agent.generation import Generation, Sampler
+from agent.models import sha256_file
 from agent.queue import make_way
 
 
@@ -72,21 +73,12 @@ def runtime_build() -> dict[str, str]:
     digest = hashlib.sha256()
     for path in sorted(lib.glob("*")):
         if path.is_file() and not path.is_symlink():
-            digest.update(path.name.encode() + b"\0" + _file_sha256(path).encode() + b"\n")
+            digest.update(path.name.encode() + b"\0" + sha256_file(path).encode() + b"\n")
     return {
         "llama_cpp_python": llama_cpp.__version__,
         "llama_cpp_build_sha256": digest.hexdigest(),
         "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
     }
-
-
-@functools.cache
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def llama_messages(messages: list[dict]) -> list[llama_cpp.ChatCompletionRequestMessage]:
@@ -204,7 +196,7 @@ class ChatModel:
 
     @functools.cached_property
     def model_sha256(self) -> str:
-        return _file_sha256(self.path.resolve())
+        return sha256_file(self.path.resolve())
 
     @functools.cached_property
     def _chat_template(self) -> str:
@@ -217,17 +209,21 @@ class ChatModel:
     def chat_template_sha256(self) -> str:
         return hashlib.sha256(self._chat_template.encode()).hexdigest()
 
-    def prompt_tokens(self, messages: list[dict]) -> list[int]:
-        """The exact tokens ``messages`` become under the GGUF's own chat template, with the
-        assistant's turn opened (what ``generate_recorded`` feeds the model)."""
+    @functools.cached_property
+    def _chat_formatter(self) -> Jinja2ChatFormatter:
+        # Compiled once: every metered request (node.infer) tokenizes its prompt with it.
         model = self._llm._model  # llama-cpp-python builds its own formatter the same way
         eos, bos = self._llm.token_eos(), self._llm.token_bos()
-        formatter = Jinja2ChatFormatter(
+        return Jinja2ChatFormatter(
             template=self._chat_template,
             eos_token=model.token_get_text(eos) if eos != -1 else "",
             bos_token=model.token_get_text(bos) if bos != -1 else "",
         )
-        result = formatter(messages=llama_messages(messages))
+
+    def prompt_tokens(self, messages: list[dict]) -> list[int]:
+        """The exact tokens ``messages`` become under the GGUF's own chat template, with the
+        assistant's turn opened (what ``generate_recorded`` and node.infer feed the model)."""
+        result = self._chat_formatter(messages=llama_messages(messages))
         return self._llm.tokenize(
             result.prompt.encode(), add_bos=not result.added_special, special=True
         )

@@ -59,6 +59,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from fastcdc import fastcdc
 
 from node.errors import NodeError
+from node.home import try_lock
 from store.sealing import SEAL_OVERHEAD, Sealer, SealError
 
 FORMAT = "flurry-backup"
@@ -381,14 +382,11 @@ class Repository:
 
     def lock(self) -> None:
         """Held by a backup or a prune: two at once would sweep each other's objects."""
-        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        fd = try_lock(self.root / "lock")
+        if fd is None:
             raise BackupError(
                 f"another flurry backup or prune is writing to {self.root}; wait for it to finish"
-            ) from None
+            )
         self._lock_fd = fd
 
     def unlock(self) -> None:

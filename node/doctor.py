@@ -218,18 +218,9 @@ def file_sha256(path: Path, cache: dict, progress: Progress | None) -> str:
     kept = cache.get(key)
     if kept and kept.get("size") == st.st_size and kept.get("mtime_ns") == st.st_mtime_ns:
         return str(kept["sha256"])
-    if progress is None:
-        digest = sha256_file(path)
-    else:
-        import hashlib
-
-        h, done = hashlib.sha256(), 0
-        with open(path, "rb") as f:
-            while block := f.read(1 << 22):
-                h.update(block)
-                done += len(block)
-                progress(path.name, done, st.st_size)
-        digest = h.hexdigest()
+    digest = sha256_file(
+        path, None if progress is None else lambda done: progress(path.name, done, st.st_size)
+    )
     cache[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
     return digest
 

@@ -142,6 +142,18 @@ def runtime_dir() -> Path:
     )
 
 
+def try_lock(path: Path) -> int | None:
+    """An exclusive flock on ``path`` (made 0600 if new): its descriptor (closing it unlocks),
+    or None when another process holds it. Never waits."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
 class HomeLock:
     """One process at a time may open a home: chromadb and the snapshots are not multi-process safe."""
 
@@ -150,15 +162,12 @@ class HomeLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        fd = try_lock(self._path)
+        if fd is None:
             raise HomeError(
                 f"another flurry process has {self._path.parent} open; wait for it to finish "
                 "(or talk to it, once `flurry serve` runs)"
-            ) from None
+            )
         self._fd = fd
 
     def release(self) -> None:

@@ -32,25 +32,22 @@ receipts are wired, ``"flurry.receipt"``.
 from __future__ import annotations
 
 import codecs
-import hashlib
 import secrets
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Protocol
 
 import llama_cpp
-from llama_cpp import llama_chat_format
 
 from agent import receipts
 from agent.errors import AgentError
 from agent.generation import Generation, Sampler
 from agent.grants import INFER, Grant, Grants
 from agent.queue import Job, ModelQueue
-from agent.runtime import ChatModel, llama_messages, runtime_build, step_aside
+from agent.runtime import ChatModel, runtime_build, step_aside
 from identity.keyring import UnlockedKeyring
 from node.ledger import Entry, Ledger
 from store.vault import Vault
@@ -174,53 +171,7 @@ def a2a_request(params: dict) -> InferRequest | None:
 
 # --- the model: exact prompt tokens and a counted generation ---------------------------------
 
-_formatters: dict[int, llama_chat_format.Jinja2ChatFormatter] = {}
 _load_lock = threading.Lock()
-_hashes: dict[tuple[str, int, float], str] = {}
-
-
-def _llama(model: ChatModel) -> llama_cpp.Llama:
-    # The metered path needs the exact tokens, which ChatModel.stream does not expose.
-    return model._llm
-
-
-def prompt_tokens(model: ChatModel, messages: list[dict]) -> list[int]:
-    """The exact tokens the model reads for ``messages``: its own chat template (from the
-    GGUF), rendered as llama-cpp-python renders it, and its own tokenizer."""
-    llm = _llama(model)
-    formatter = _formatters.get(id(llm))
-    if formatter is None:
-        template = llm.metadata.get("tokenizer.chat_template")
-        if not template:
-            raise InferRefused(
-                "this node's model has no chat template: it cannot take chat prompts"
-            )
-        vocab = llm._model
-        eos, bos = llm.token_eos(), llm.token_bos()
-        formatter = llama_chat_format.Jinja2ChatFormatter(
-            template=template,
-            eos_token=vocab.token_get_text(eos) if eos != -1 else "",
-            bos_token=vocab.token_get_text(bos) if bos != -1 else "",
-            stop_token_ids=[eos],
-        )
-        _formatters[id(llm)] = formatter
-    rendered = formatter(messages=llama_messages(messages))
-    return llm.tokenize(
-        rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True
-    )
-
-
-def model_sha256(path: Path) -> str:
-    """The model file's sha256, computed once per file (it may be gigabytes)."""
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime)
-    if key not in _hashes:
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-        _hashes[key] = digest.hexdigest()
-    return _hashes[key]
 
 
 # --- a metered job ---------------------------------------------------------------------------
@@ -273,7 +224,7 @@ class InferJob:
                 return
             self._started = True
         model = self.node.chat_model
-        llm = _llama(model)
+        llm = model.llama
         limit = self.request.max_tokens
         assert limit is not None  # prepare() resolved the default against the grant's cap
         out: list[int] = []
@@ -333,7 +284,7 @@ class InferJob:
         """The signed receipt of this run (agent.receipts), as it travels with the answer: the
         A2A artifact's "flurry.receipt" metadata, "flurry_receipt" in the /v1 response. It
         holds the sampler this job used, so a verifier replays the same chain."""
-        llm = _llama(model)
+        llm = model.llama
         generation = Generation(
             model_sha256=model.model_sha256,
             chat_template_sha256=model.chat_template_sha256,
@@ -356,7 +307,7 @@ class InferJob:
         )
 
     def _settle(self, model: ChatModel, out: list[int], eog: int | None, finish: str) -> None:
-        usage = Usage(len(self.tokens), len(out), model.path.name, model_sha256(model.path), finish)
+        usage = Usage(len(self.tokens), len(out), model.path.name, model.model_sha256, finish)
         self.node.grants.settle_tokens(self.caller, self.reservation, usage.total_tokens)
         usage.receipt = self._receipt(model, out if eog is None else [*out, eog], finish)
         entry = Ledger(self.node.vault).record(
@@ -394,7 +345,10 @@ def prepare(
     max_tokens, temperature = check_settings(request.max_tokens, request.temperature, grant)
     with _load_lock:  # the first request loads the model; two at once would load it twice
         model = node.chat_model
-    tokens = prompt_tokens(model, messages)
+    try:
+        tokens = model.prompt_tokens(messages)
+    except AgentError as e:  # a model without a chat template cannot take chat prompts
+        raise InferRefused(str(e)) from None
     if len(tokens) + max_tokens > model.n_ctx:
         raise InferRefused(
             f"the prompt is {len(tokens)} tokens; with max_tokens {max_tokens} it is over the "

@@ -264,10 +264,9 @@ def test_a_metered_infer_generation_steps_aside_for_the_owner_with_the_same_toke
     """node.infer runs a peer's prompt with ``Llama.generate`` itself (exact tokens, for its
     meter), not through ``ChatModel.stream``: ``step_aside`` is its way of making way."""
     from agent.runtime import step_aside
-    from node.infer import prompt_tokens
 
     llm = model._llm
-    tokens = prompt_tokens(model, PEER)
+    tokens = model.prompt_tokens(PEER)
 
     def generate(out: list[int], asked: threading.Event | None) -> Iterator[str]:
         for token in llm.generate(tokens, temp=0.0, repeat_penalty=1.1):

@@ -141,11 +141,11 @@ def test_a_runs_prompts_on_b_over_a2a_and_v1_and_both_ledgers_agree(nodes, serve
     usage = body["usage"]
     assert 1 <= usage["completion_tokens"] <= 12
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
-    model = b.chat_model.path
+    model = b.chat_model
     infer.record_used(
         a.vault,
         b.keys.node_did,
-        {**usage, "model": model.name, "model_sha256": infer.model_sha256(model)},
+        {**usage, "model": model.path.name, "model_sha256": model.model_sha256},
         channel="v1",
     )
 
@@ -184,7 +184,7 @@ def test_the_prompt_goes_to_the_model_as_sent_with_no_data_or_tools(nodes, serve
         assert response.status_code == 200, response.text
         # The prompt tokens are exactly the peer's message through the chat template: nothing
         # of the owner's notes, no system prompt, no tool list was added.
-        exact = infer.prompt_tokens(b.chat_model, [{"role": "user", "content": prompt}])
+        exact = b.chat_model.prompt_tokens([{"role": "user", "content": prompt}])
         assert response.json()["usage"]["prompt_tokens"] == len(exact)
         assert SECRET not in response.json()["choices"][0]["message"]["content"]
 
