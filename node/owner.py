@@ -21,6 +21,7 @@ from agent.approvals import UnknownApproval
 from agent.grants import Grant
 from agent.tools import ToolPolicy
 from identity.did_key import ed25519_public_from_did_key
+from node import skill_catalog, skill_install
 from node.errors import NotFound, OwnerError
 from node.infer import infer_at_peer
 from node.ledger import usage as ledger_usage
@@ -87,6 +88,10 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("disable_skill", "POST", "/skills/disable", ("name",)),
     Operation("remove_skill", "POST", "/skills/remove", ("name",)),
     Operation("set_tool_policy", "PUT", "/skills/policy", ("tool", "decision")),
+    Operation("search_skills", "POST", "/skills/search", ("text",)),
+    Operation("install_release", "POST", "/skills/install-release", ("source", "allow_stranger")),
+    Operation("update_skills", "POST", "/skills/update", ("name", "approve")),
+    Operation("set_cosign_policy", "PUT", "/skills/cosign-policy", ("required",)),
     Operation("list_approvals", "GET", "/approvals"),
     Operation("decide_approval", "POST", "/approvals/decide", ("id", "decision")),
     Operation("pod_access", "GET", "/pod/access"),
@@ -124,6 +129,10 @@ class Owner(Protocol):
     def disable_skill(self, name: str) -> dict: ...
     def remove_skill(self, name: str) -> dict: ...
     def set_tool_policy(self, tool: str, decision: str) -> dict: ...
+    def search_skills(self, text: str) -> dict: ...
+    def install_release(self, source: str, allow_stranger: bool) -> dict: ...
+    def update_skills(self, name: str, approve: bool) -> list[dict]: ...
+    def set_cosign_policy(self, required: int) -> dict: ...
     def list_approvals(self) -> list[dict]: ...
     def decide_approval(self, approval_id: str, decision: str) -> dict: ...
     def pod_access(self) -> dict: ...
@@ -282,6 +291,21 @@ class LocalOwner:
     def set_tool_policy(self, tool: str, decision: str) -> dict:
         self.node.set_tool_policy(str(tool), str(decision))
         return {"ok": True}
+
+    # --- shared skills: node.skill_catalog, node.skill_install -----------------------------
+
+    def search_skills(self, text: str) -> dict:
+        return skill_catalog.search(self.node.vault, text).to_json()
+
+    def install_release(self, source: str, allow_stranger: bool) -> dict:
+        info = skill_install.install_release(self.node, source, allow_stranger)
+        return {**self._skill_json(info), "origin": info.origin}
+
+    def update_skills(self, name: str, approve: bool) -> list[dict]:
+        return skill_install.update_skills(self.node, name, approve)
+
+    def set_cosign_policy(self, required: int) -> dict:
+        return {"required": skill_install.set_cosign_policy(self.node.vault, required)}
 
     # --- tool calls waiting for the owner ------------------------------------------------
 

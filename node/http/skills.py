@@ -26,8 +26,17 @@ serve_operations(
     tuple(o for o in OPERATIONS if o.path.startswith("/skills") and o.send != "query"),
     get_owner,
     fields_or_defaults(
-        {("approve_skill", "permissions"): []},
+        {
+            ("approve_skill", "permissions"): [],
+            ("search_skills", "text"): "",
+            ("install_release", "allow_stranger"): False,
+            ("update_skills", "name"): "",
+            ("update_skills", "approve"): False,
+        },
         # names and sources as text, lists as lists, whatever JSON the request sent
-        convert={"name": str, "source": str, "argv": list, "permissions": list},
+        convert={
+            **{"name": str, "source": str, "argv": list, "permissions": list, "text": str},
+            **{"allow_stranger": bool, "approve": bool, "required": int},
+        },
     ),
 )
