@@ -26,12 +26,13 @@ from dataclasses import asdict, dataclass, field
 
 import httpx
 from packaging.version import InvalidVersion, Version
-from rdflib import Graph, URIRef
+from rdflib import URIRef
 from rdflib.namespace import Namespace
 
 from node.peers import Peer, list_peers
 from skills.manifest import NAME
 from skills.release import MANIFEST_FILE, MAX_MANIFEST_BYTES, Release, ReleaseRefused, parse_release
+from store.rdf import TURTLE, RDFSyntaxError, parse
 from store.vault import Vault
 
 SKILLS_CONTAINER = "/pod/public/skills/"
@@ -63,7 +64,7 @@ class Offer:
     found_at: str  # "peer:NAME" or "nostr:RELAY"
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 @dataclass
@@ -134,11 +135,10 @@ def fetch(http: httpx.Client, url: str, limit: int, types: tuple[str, ...] = ())
 def list_container(http: httpx.Client, url: str, pattern: re.Pattern[str], most: int) -> list[str]:
     """The names of ``url``'s member containers that match ``pattern`` (at most ``most``)."""
     body = fetch(http, url, MAX_LISTING_BYTES, TURTLE_TYPES)
-    graph = Graph()
     try:
-        graph.parse(data=body.decode("utf-8"), format="turtle", publicId=url)
-    except Exception as e:  # rdflib raises many kinds for bad Turtle
-        raise ReleaseRefused(f"{url}: the listing is not Turtle ({type(e).__name__})") from None
+        graph = parse(body, TURTLE, url)
+    except RDFSyntaxError as e:
+        raise ReleaseRefused(f"{url}: the listing is not Turtle ({e})") from None
     names = []
     for member in graph.objects(URIRef(url), _LDP.contains):
         rest = str(member)[len(url) :] if str(member).startswith(url) else ""

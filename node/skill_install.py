@@ -177,7 +177,8 @@ def resolve(vault: Vault, source: str, http: httpx.Client) -> tuple[str, Peer | 
     """The release manifest's URL that ``source`` names, and the pinned peer it is read from."""
     if not source.startswith(PEER_PREFIX):
         return check_url(source), None
-    ref, slash, wanted = source.removeprefix(PEER_PREFIX).rpartition("/")
+    # PEER is a pinned peer's name or DID (neither holds a "/"); whatever follows is NAME@VERSION
+    ref, slash, wanted = source.removeprefix(PEER_PREFIX).partition("/")
     name, at, version = wanted.partition("@")
     if not slash or not ref:
         raise ReleaseRefused(f"{source!r}: write peer:PEER/NAME or peer:PEER/NAME@VERSION")
