@@ -1,4 +1,5 @@
-"""Finding shared skills: what pinned peers publish in their pods, read over plain HTTP.
+"""Finding shared skills: what pinned peers publish in their pods, read over plain HTTP, and
+what their Nostr keys announce on the owner's relays (node.skill_announcements).
 
 A node publishes a skill release (skills.release) in its pod's public container::
 
@@ -12,7 +13,8 @@ followed (a release is read only from where it was named); a listing is cut at a
 members; a member whose name is not a skill name or a version is skipped. A release is shown
 only when its author's signature holds and the folder it was read from names the very name and
 version it signs (a release copied under another version's folder is a replay); the others are
-reported as refused, with why.
+reported as refused, with why. An announcement only points at a manifest: it is read and
+checked the same way, and its bytes must have the sha256 the announcement states.
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ from packaging.version import InvalidVersion, Version
 from rdflib import URIRef
 from rdflib.namespace import Namespace
 
+from node.nostr_peers import peer_key_for
+from node.nostr_wire import list_relays
 from node.peers import Peer, list_peers
+from node.skill_announcements import QUERY_SECONDS, fetch_announcements
 from skills.manifest import NAME
 from skills.release import MANIFEST_FILE, MAX_MANIFEST_BYTES, Release, ReleaseRefused, parse_release
 from store.rdf import TURTLE, RDFSyntaxError, parse
@@ -198,16 +203,62 @@ def wheel_url(manifest_url: str, release: Release) -> str:
 # --- search ------------------------------------------------------------------------------------
 
 
-def search(vault: Vault, text: str = "", http: httpx.Client | None = None) -> Catalog:
-    """What every pinned peer's pod offers, filtered by ``text`` (in the name or description)."""
+def search(
+    vault: Vault,
+    text: str = "",
+    http: httpx.Client | None = None,
+    nostr_seconds: float = QUERY_SECONDS,
+) -> Catalog:
+    """What every pinned peer's pod offers, and what pinned peers' Nostr keys announced on the
+    owner's relays, filtered by ``text`` (in the name or description)."""
     catalog = Catalog()
     peers = list_peers(vault)
     pinned = {p.did: p.label for p in peers}
     with http or client() as session:
         for peer in peers:
             _walk_peer(session, peer, pinned, text.lower(), catalog)
+        _read_announcements(vault, session, peers, pinned, text.lower(), catalog, nostr_seconds)
     catalog.offers.sort(key=lambda o: o.name)  # stable: each skill's newest first
     return catalog
+
+
+def _read_announcements(
+    vault: Vault,
+    http: httpx.Client,
+    peers: list[Peer],
+    pinned: dict[str, str],
+    text: str,
+    catalog: Catalog,
+    seconds: float,
+) -> None:
+    keys = {key: peer for peer in peers if (key := peer_key_for(vault, peer.did))}
+    announced, dropped = fetch_announcements(list_relays(vault), sorted(keys), seconds)
+    catalog.refused += [{"url": "", "found_at": "nostr", "reason": why} for why in dropped]
+    seen = {o.manifest_url for o in catalog.offers}
+    for a in announced:
+        if a.url in seen:
+            continue  # the pod walk found it already
+        seen.add(a.url)
+        found_at = f"nostr:{keys[a.pubkey].label}"
+        try:
+            check_url(a.url)
+            if a.size > MAX_MANIFEST_BYTES:
+                raise ReleaseRefused(
+                    f"announced as {a.size} bytes; a manifest is at most {MAX_MANIFEST_BYTES}"
+                )
+            release, sha = read_release(http, a.url)
+            if sha != a.sha256:
+                raise ReleaseRefused(f"its sha256 is {sha}, the announcement says {a.sha256}")
+            if (release.name, release.version) != (a.name, a.version):
+                raise ReleaseRefused(
+                    f"announced as {a.name} {a.version}, signed as {release.name} {release.version}"
+                )
+        except ReleaseRefused as e:
+            catalog.refused.append({"url": a.url, "found_at": found_at, "reason": str(e)})
+            continue
+        if text and text not in release.name.lower() and text not in release.description.lower():
+            continue
+        catalog.offers.append(offer(release, a.url, sha, pinned, found_at))
 
 
 def offer(release: Release, url: str, sha: str, pinned: dict[str, str], found_at: str) -> Offer:

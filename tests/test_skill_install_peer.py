@@ -13,6 +13,7 @@ Releases are put in A's pod with the pod store (release_helpers.put_release) at 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import http.server
 import itertools
 import json
@@ -20,6 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import nostr_sdk
 import pytest
 from conftest import Served, open_new_home
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -28,6 +30,9 @@ from release_helpers import TEXT_PARAM, put_release, release_for, skill_manifest
 
 from identity.did_key import did_key_from_ed25519_public, verification_method_id
 from identity.jws import sign_json
+from identity.nostr_key import sign_event
+from node.nostr_peers import peer_key_for
+from node.nostr_wire import add_relay, remove_relay
 from node.owner import LocalOwner
 from node.skill_install import install_release, set_cosign_policy, update_skills
 from skills.errors import SkillError
@@ -198,6 +203,97 @@ def test_search_lists_refusals_with_their_reason(pair, stranger) -> None:
     publish(a, "by-stranger", "1.0.0", key=key, did=did)
     offer = LocalOwner(b.node).search_skills("by-stranger")["offers"][0]
     assert offer["author_did"] == did and offer["author_pinned"] is None
+
+
+@pytest.fixture(scope="module")
+def relay() -> Iterator[str]:
+    """nostr-sdk's LocalRelay on 127.0.0.1, on its own event loop."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    local = nostr_sdk.LocalRelayBuilder().addr("127.0.0.1").build()
+
+    async def start() -> str:
+        await local.run()
+        return str(await local.url())
+
+    yield asyncio.run_coroutine_threadsafe(start(), loop).result(30)
+    local.shutdown()
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=10)
+
+
+def announce(relay: str, keys: nostr_sdk.Keys, url: str, raw: bytes, name: str, version: str):
+    """A NIP-94 announcement of the manifest at ``url`` (``raw`` its bytes), sent to ``relay``."""
+    tags = [
+        ["url", url],
+        ["m", "application/json"],
+        ["x", hashlib.sha256(raw).hexdigest()],
+        ["size", str(len(raw))],
+        ["t", "flurry-skill"],
+        ["name", name],
+        ["version", version],
+    ]
+    event = sign_event(keys, 1063, f"the {name} skill", tags, nostr_sdk.Timestamp.now())
+
+    async def send() -> None:
+        client = nostr_sdk.Client()
+        await client.add_relay(nostr_sdk.RelayUrl.parse(relay))
+        await client.connect()
+        try:
+            output = await client.send_event(event)
+            assert output.success, output.failed
+        finally:
+            await client.shutdown()
+
+    asyncio.run(send())
+
+
+def test_search_reads_what_pinned_peers_announce_on_nostr(pair, relay, hostile_server) -> None:
+    a, b = pair
+    base, routes = hostile_server
+    assert peer_key_for(b.node.vault, a.node.keys.node_did) == a.node.keys.nostr_public_key_hex
+    add_relay(b.node.vault, relay)
+    try:
+        m = skill_manifest("announced", "1.0.0")
+        filename, data = wheel_bytes(m)
+        raw = json.dumps(
+            release_for(m, filename, data, a.node.keys.node_key, a.node.keys.node_did)
+        ).encode()
+        routes["/announced/1.0.0/manifest.json"] = answer(200, raw, "application/json")
+        routes["/lying/announced/1.0.0/manifest.json"] = answer(200, raw, "application/json")
+        alice = a.node.keys.nostr_key.sdk_keys()
+        announce(relay, alice, f"{base}/announced/1.0.0/manifest.json", raw, "announced", "1.0.0")
+        # the x of other bytes: whatever the URL serves now is not what was announced
+        announce(
+            relay,
+            alice,
+            f"{base}/lying/announced/1.0.0/manifest.json",
+            raw + b" ",
+            "announced",
+            "1.0.0",
+        )
+        # a key B never pinned: not asked for, not listed
+        announce(
+            relay,
+            nostr_sdk.Keys.generate(),
+            f"{base}/unpinned/announced/1.0.0/manifest.json",
+            raw,
+            "announced",
+            "1.0.0",
+        )
+        found = LocalOwner(b.node).search_skills("")
+        [offer] = [o for o in found["offers"] if o["found_at"].startswith("nostr:")]
+        assert (offer["name"], offer["found_at"], offer["author_pinned"]) == (
+            "announced",
+            "nostr:alice",
+            "alice",
+        )
+        [lie] = [r for r in found["refused"] if "/lying/" in r["url"]]
+        assert "the announcement says" in lie["reason"]
+        assert "/unpinned/" not in json.dumps(found)
+    finally:
+        remove_relay(b.node.vault, relay)
 
 
 # --- the refusal suite ----------------------------------------------------------------------------
