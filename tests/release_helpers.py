@@ -55,7 +55,7 @@ def wheel_bytes(
     manifest: dict,
     *,
     extra: dict[str, bytes] | None = None,
-    record_extra: list[str] = (),  # type: ignore[assignment]
+    record_extra: tuple[str, ...] = (),
     links: dict[str, str] | None = None,
 ) -> tuple[str, bytes]:
     """(file name, bytes) of a real wheel of the echo skill whose code lists ``manifest``."""

@@ -20,6 +20,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import nostr_sdk
 import pytest
@@ -420,10 +421,10 @@ def test_wheel_size_lie(pair, served_delta: int, reason: str) -> None:
     refused(b, url, reason)
 
 
-ARCHIVE_CASES = {
+ARCHIVE_CASES: dict[str, tuple[dict[str, Any], str]] = {
     "../ in a file name": ({"extra": {"../evil.py": b"print(1)"}}, "outside its folder"),
     "absolute file name": ({"extra": {"/tmp/evil.py": b"print(1)"}}, "outside its folder"),
-    "../ in RECORD": ({"record_extra": ["../../.bashrc,,"]}, "outside its folder"),
+    "../ in RECORD": ({"record_extra": ("../../.bashrc,,",)}, "outside its folder"),
     "symbolic link": ({"links": {"evil_link": "/etc/passwd"}}, "symbolic link"),
 }
 
@@ -640,7 +641,7 @@ def test_a_release_signed_by_another_key_is_never_an_update(pair, installed_v1, 
     publish(a, installed_v1, "2.0.0", key=key, did=did)
     [result] = update_skills(b.node, installed_v1)
     assert result["status"] == "refused" and "never an update" in result["reasons"][0]
-    assert b.node.skills.info(installed_v1).manifest.version == "1.0.0"  # type: ignore[union-attr]
+    assert b.node.skills.info(installed_v1).manifest.version == "1.0.0"
 
 
 def test_a_permission_added_in_an_update_waits_for_the_owner(pair, installed_v1) -> None:
@@ -653,7 +654,7 @@ def test_a_permission_added_in_an_update_waits_for_the_owner(pair, installed_v1)
     assert result["status"] == "refused" and "peers.send" in result["reasons"][0]
     assert installed_state(b) == before
     info = b.node.skills.info(name)
-    assert info.manifest.version == "1.0.0" and "peers.send" not in info.granted  # type: ignore[union-attr]
+    assert info.manifest.version == "1.0.0" and "peers.send" not in info.granted
     [result] = update_skills(b.node, name, approve=True)  # the owner said yes
     assert result["status"] == "updated" and result["added"] == ["peers.send"]
     assert set(b.node.skills.info(name).granted) == {"notes.write", "peers.send"}
