@@ -281,7 +281,11 @@ def update_skills(
             try:
                 results.append(_update_one(node, info, session, pinned, approve))
             except SkillError as e:
-                results.append({"name": info.name, "status": "refused", "reasons": [str(e)]})
+                version = (info.origin or {}).get("version")
+                results.append(
+                    {"name": info.name, "status": "refused", "from": version, "to": version}
+                    | {"reasons": [str(e)], "added": []}
+                )
     return results
 
 

@@ -20,7 +20,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import nostr_sdk
 import pytest
@@ -32,9 +32,11 @@ from release_helpers import TEXT_PARAM, put_release, release_for, skill_manifest
 from identity.did_key import did_key_from_ed25519_public, verification_method_id
 from identity.jws import sign_json
 from identity.nostr_key import sign_event
+from identity.signing_client import signed_client
+from node.errors import OwnerError
 from node.nostr_peers import peer_key_for
 from node.nostr_wire import add_relay, remove_relay
-from node.owner import LocalOwner
+from node.owner import LocalOwner, Owner, RemoteOwner
 from node.skill_install import install_release, set_cosign_policy, update_skills
 from skills.errors import SkillError
 from skills.release import MAX_MANIFEST_BYTES, cosign
@@ -684,3 +686,59 @@ def test_update_of_a_local_skill_is_refused(pair, tmp_path) -> None:
             update_skills(b.node, "local-one")
     finally:
         b.node.skills.remove("local-one")
+
+
+# --- the command line and the owner API ---------------------------------------------------------
+
+
+def test_the_command_line_searches_installs_and_updates(pair, cli) -> None:
+    a, _ = pair
+    publish(a, "cli-skill", "1.0.0")
+    cli("init")
+    cli("peers", "add", a.url, "--name", "alice")
+    found = json.loads(cli("skills", "search", "cli-skill", "--json").stdout)
+    assert [o["version"] for o in found["offers"]] == ["1.0.0"]
+    line = cli("skills", "search", "cli-skill").stdout
+    assert "cli-skill 1.0.0" in line and "pinned peer alice" in line and "from peer:alice" in line
+
+    refusal = cli("skills", "install", "peer:alice/cli-skill@9.9.9", "--yes", check=False)
+    assert refusal.returncode == 1 and "HTTP 404" in refusal.stderr
+    assert "Traceback" not in refusal.stderr
+
+    installed = cli("skills", "install", "peer:alice/cli-skill", "--yes").stdout
+    assert "cli-skill 1.0.0" in installed and f"signed by {a.node.keys.node_did}" in installed
+    assert "enabled" in cli("skills", "list").stdout
+    assert "is the newest" in cli("skills", "update").stdout
+    publish(
+        a,
+        "cli-skill",
+        "1.1.0",
+        code=skill_manifest("cli-skill", "1.1.0", permissions=("notes.write",)),
+    )
+    held = cli("skills", "update", "cli-skill", check=False)  # no terminal to ask: not updated
+    assert held.returncode == 1 and "notes.write" in held.stdout
+    assert "updated 1.0.0 → 1.1.0" in cli("skills", "update", "cli-skill", "--yes").stdout
+    assert "1" in cli("skills", "policy-cosign", "1").stdout
+
+
+def test_the_owner_api_serves_the_same_operations(pair) -> None:
+    a, b = pair
+    publish(a, "over-api", "1.0.0")
+    keys = b.node.keys
+    with signed_client(
+        keys.owner_key, verification_method_id(keys.owner_did), base_url=b.url, timeout=120
+    ) as http:
+        owner = cast(Owner, RemoteOwner(http))
+        assert [o["version"] for o in owner.search_skills("over-api")["offers"]] == ["1.0.0"]
+        with pytest.raises(OwnerError, match="not by the pinned peer"):
+            key, did = new_key()
+            publish(a, "over-api", "1.0.1", key=key, did=did)
+            owner.install_release("peer:alice/over-api@1.0.1", False)
+        skill = owner.install_release("peer:alice/over-api@1.0.0", False)
+        assert skill["origin"]["version"] == "1.0.0"
+        assert (
+            owner.update_skills("over-api", False)[0]["status"] == "refused"
+        )  # 1.0.1: not alice's
+        assert owner.set_cosign_policy(2) == {"required": 2}
+        owner.set_cosign_policy(0)
+        owner.remove_skill("over-api")
