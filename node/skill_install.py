@@ -54,7 +54,7 @@ from node.skill_catalog import (
 )
 from skills.errors import SkillError
 from skills.manifest import NAME
-from skills.registry import SkillInfo
+from skills.registry import SkillInfo, UnknownSkill
 from skills.release import MANIFEST_FILE, Release, ReleaseRefused
 from store.vault import Vault
 
@@ -242,9 +242,10 @@ def install_release(
 
 
 def _refuse_collision(node: Node, release: Release) -> None:
-    if node.vault.get_record("skill", release.name) is None:
+    try:
+        installed = node.skills.info(release.name)
+    except UnknownSkill:
         return
-    installed = node.skills.info(release.name)
     origin = installed.origin or {}
     if origin.get("author_did") == release.author_did:
         raise ReleaseRefused(
