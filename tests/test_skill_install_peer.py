@@ -37,6 +37,7 @@ from node.errors import OwnerError
 from node.nostr_peers import peer_key_for
 from node.nostr_wire import add_relay, remove_relay
 from node.owner import LocalOwner, Owner, RemoteOwner
+from node.peers import add_peer
 from node.skill_install import install_release, set_cosign_policy, update_skills
 from skills.errors import SkillError
 from skills.release import MAX_MANIFEST_BYTES, cosign
@@ -131,7 +132,10 @@ def refused(b: Served, source: str, reason: str, *, stranger: bool = False) -> N
 class Misbehaving(http.server.BaseHTTPRequestHandler):
     routes: dict[str, Callable[[http.server.BaseHTTPRequestHandler], None]] = {}
 
+    asked: list[str] = []
+
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.asked.append(self.path)
         route = self.routes.get(self.path)
         if route is None:
             self.send_error(404)
@@ -297,6 +301,36 @@ def test_search_reads_what_pinned_peers_announce_on_nostr(pair, relay, hostile_s
         assert "/unpinned/" not in json.dumps(found)
     finally:
         remove_relay(b.node.vault, relay)
+
+
+def test_search_reads_a_hostile_pod_within_bounds(pair, hostile_server) -> None:
+    """A pinned peer's pod is still another machine: listings are bounded, and only members
+    named like a skill or a version, inside the container, are followed."""
+    _, b = pair
+    base, routes = hostile_server
+    top = "/pod/public/skills/"
+    members = ["../../etc/", "http://elsewhere.example/x/", "Upper/", "fine/", "big/", "hang/"]
+    listing = (
+        "@prefix ldp: <http://www.w3.org/ns/ldp#> .\n<> "
+        + " ; ".join(f"ldp:contains <{m}>" for m in members)
+        + " .\n"
+    )
+    routes[top] = answer(200, listing.encode(), "text/turtle")
+    routes[top + "fine/"] = answer(200, b"<> <x> ", "text/turtle")  # not Turtle
+    routes[top + "big/"] = answer(200, b"#" * (70 * 1024), "text/turtle")
+    routes[top + "hang/"] = answer(200, b"<html/>", "text/html")
+    add_peer(b.node.vault, base, new_key()[1], "mallory")  # pinned as if its card had said so
+    Misbehaving.asked.clear()
+    try:
+        found = LocalOwner(b.node).search_skills("")
+    finally:
+        b.node.vault.delete_record("peer", "mallory")
+    reasons = {r["url"].removeprefix(base): r["reason"] for r in found["refused"]}
+    assert "not Turtle" in reasons[top + "fine/"]
+    assert "at most 65536" in reasons[top + "big/"]
+    assert "text/html" in reasons[top + "hang/"]
+    assert sorted(Misbehaving.asked) == sorted([top, top + "fine/", top + "big/", top + "hang/"])
+    assert not [o for o in found["offers"] if o["found_at"] == "peer:mallory"]
 
 
 # --- the refusal suite ----------------------------------------------------------------------------
