@@ -47,6 +47,7 @@ from node.a2a_tasks import Caller
 from node.infer import answer_metadata
 from node.node import Node
 from node.nostr_peers import card_extension
+from node.peering import carried_receipt_metadata
 from node.rotation import card_extension as rotation_extension
 
 DEFAULT_ORIGIN = "http://127.0.0.1:8765"  # `flurry serve`'s own default address
@@ -193,7 +194,8 @@ class AnswerExecutor(AgentExecutor):
                 name="answer",
                 append=False,
                 last_chunk=True,
-                metadata=answer_metadata(job),  # an infer job's usage (and receipt): node.infer
+                # An infer job's usage and receipt (node.infer), or a data answer's receipt.
+                metadata=answer_metadata(job) or carried_receipt_metadata(job),
             )
             await updater.complete()
         except JobCancelled:

@@ -340,6 +340,7 @@ class Node:
         *,
         peer: str | None = None,
         grounded: bool = True,
+        recorded: bool = False,
     ) -> Conversation:
         """A new multi-turn conversation, sealed in the vault message by message; ``tags``
         limits what it may draw on (None: all of the owner's data). A ``peer``'s conversation
@@ -356,6 +357,7 @@ class Node:
             record=lambda message: self.vault.append_message(conv_id, message),
             grounded=grounded,
             embed=lambda texts: self.embedder.embed(texts),
+            recorded=recorded,
         )
 
     def peer_tags(self, did: str) -> frozenset[str] | None:
