@@ -12,7 +12,8 @@ Everything here comes from a stranger, so nothing is trusted, and every read is 
   as Turtle or JSON-LD; JSON needs no RDF parser on a stranger's bytes) and read up to
   ``max_listing_bytes`` (Content-Length first, then as it streams);
 - at most ``max_names`` names (in name order) and, of each, the ``max_versions`` newest;
-- a member counts only if its path is the container's plus one segment that is a skill name
+- a member counts only if it is on the container's own origin and its path is the container's
+  plus one segment that is a skill name
   (skills.manifest.NAME) or a version; anything else is ignored. The URLs returned are built from
   ``base_url`` and those checked segments, never taken from the listing, so a listing cannot
   point the reader at another host;
@@ -92,25 +93,29 @@ def _members(
     nodes = graph if isinstance(graph, list) else [graph]
     names: set[str] = set()
     for node in nodes:
-        if not isinstance(node, dict) or not _is_path(node.get("@id"), container):
+        own = (
+            urlsplit(node["@id"])
+            if isinstance(node, dict) and isinstance(node.get("@id"), str)
+            else None
+        )
+        if own is None or unquote(own.path) != container:
             continue
         members = node.get(LDP_CONTAINS, [])
         for member in members if isinstance(members, list) else [members]:
             iri = member.get("@id") if isinstance(member, dict) else None
             if not isinstance(iri, str):
                 continue
-            segment = unquote(urlsplit(iri).path).removeprefix(container)
+            where = urlsplit(iri)
+            path = unquote(where.path)
+            segment = path.removeprefix(container)
             if (
-                unquote(urlsplit(iri).path).startswith(container)
+                (where.scheme, where.netloc) == (own.scheme, own.netloc)  # not on another host
+                and path.startswith(container)
                 and segment.endswith("/")
                 and pattern.match(segment[:-1])
             ):
                 names.add(segment[:-1])
     return names
-
-
-def _is_path(iri: object, path: str) -> bool:
-    return isinstance(iri, str) and unquote(urlsplit(iri).path) == path
 
 
 def _read(http: httpx.Client, url: str, limit: int) -> bytes | None:

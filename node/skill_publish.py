@@ -246,7 +246,8 @@ def _holds(node: Node, path: str, data: bytes) -> bool:
 
 def _pod_url(node: Node) -> str:
     """Where peers reach this node's pod: config's first public URL, else the running server's."""
-    url = (node.config.public_urls or [None])[0] or node.home.running_node()
+    urls = node.config.public_urls
+    url = urls[0] if urls else node.home.running_node()
     if url is None:
         raise PublishRefused(
             "announcing needs the URL where peers reach this node's pod: set public_urls in "
