@@ -394,3 +394,21 @@ def test_a_wheel_built_in_the_sandbox_is_the_same_bytes_each_time(project, tmp_p
     first = build_wheel(project, tmp_path / "a")
     second = build_wheel(project, tmp_path / "b")
     assert first.name == second.name and first.read_bytes() == second.read_bytes()
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+
+def test_the_command_publishes_a_relative_path_and_says_what_it_did(cli, tmp_path):
+    cli("init")
+    make_wheel(tmp_path, "tally", "tally_skill", TALLY)  # cli runs in tmp_path: a relative path
+    wheel = "tally-0.1.0-py3-none-any.whl"
+    first = cli("skills", "publish", wheel).stdout
+    assert "published tally 0.1.0" in first
+    assert "manifest: /pod/public/skills/tally/0.1.0/manifest.json" in first
+    assert "already published, unchanged: tally 0.1.0" in cli("skills", "publish", wheel).stdout
+    refused = cli("skills", "publish", "missing-skill", check=False)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "missing-skill: no such project folder or wheel (.whl)" in refused.stderr
+    announce = cli("skills", "publish", wheel, "--announce", check=False)
+    assert announce.returncode == 1 and "announcing needs the URL" in announce.stderr

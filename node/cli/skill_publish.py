@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from node.cli.common import Settings, _owner, out
@@ -23,8 +25,10 @@ def skills_publish(settings: Settings, source: str, announce: bool) -> None:
     """Publish the skill at PATH (its project folder or a built .whl) as a release signed by you,
     in your pod at /pod/public/skills/NAME/VERSION/, readable by anyone. A published version
     never changes: to publish changes, raise the version."""
+    # Resolved here: a running server reads the path from its own working folder, not this one.
+    path = Path(source).expanduser()
     with _owner(settings) as owner:
-        published = owner.publish_skill(source, announce)
+        published = owner.publish_skill(str(path.resolve()) if path.exists() else source, announce)
     state = "published" if published["written"] else "already published, unchanged:"
     out.print(f"{state} {published['name']} {published['version']}", markup=False)
     out.print(f"  manifest: {published['manifest']}  (sha256 {published['manifest_sha256']})")
