@@ -84,6 +84,7 @@ def _members(
 ) -> set[str]:
     """The names of ``container``'s sub-containers that match ``pattern`` (none when it is gone)."""
     body = _read(http, base + quote(container), limit)
+    listed = unquote(urlsplit(base).path) + container  # its path as the listing names it
     if body is None:
         return set()
     try:
@@ -98,7 +99,7 @@ def _members(
             if isinstance(node, dict) and isinstance(node.get("@id"), str)
             else None
         )
-        if own is None or unquote(own.path) != container:
+        if own is None or unquote(own.path) != listed:
             continue
         members = node.get(LDP_CONTAINS, [])
         for member in members if isinstance(members, list) else [members]:
@@ -107,10 +108,10 @@ def _members(
                 continue
             where = urlsplit(iri)
             path = unquote(where.path)
-            segment = path.removeprefix(container)
+            segment = path.removeprefix(listed)
             if (
                 (where.scheme, where.netloc) == (own.scheme, own.netloc)  # not on another host
-                and path.startswith(container)
+                and path.startswith(listed)
                 and segment.endswith("/")
                 and pattern.match(segment[:-1])
             ):

@@ -24,7 +24,8 @@ content is the skill's description. The URL is the first of the config's ``publi
 the address the running server listens on; without either, or without relays, announcing is
 refused before anything is written.
 
-An installed skill given by NAME is refused: the node keeps the skill's unpacked files, not the
+A skill whose own manifest names another author is refused: a release names its publisher as
+its author. An installed skill given by NAME is refused: the node keeps the skill's unpacked files, not the
 wheel it came from, so it could not publish the very bytes that were reviewed. Publish from the
 project folder or the wheel.
 """
@@ -107,6 +108,12 @@ def publish_skill(node: Node, source: str, *, announce: bool = False) -> Publish
         wheel = _wheel_of(node, source, Path(work))
         wheel_bytes = wheel.read_bytes()
         manifest = wheel_manifest(wheel)
+    if manifest.author_did not in (None, node.keys.owner_did):
+        # Publishing another author's skill under your DID would pass it off as yours.
+        raise PublishRefused(
+            f"{manifest.name}'s manifest names its author {manifest.author_did}, not you "
+            f"({node.keys.owner_did}): a release is published by its author"
+        )
     document = make_release(
         manifest, wheel.name, wheel_bytes, node.keys.owner_key, node.keys.owner_did
     )

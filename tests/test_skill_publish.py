@@ -213,6 +213,18 @@ def test_an_installed_skill_by_name_is_refused_with_what_to_do(node, tmp_path):
         node.skills.remove("kept")
 
 
+def test_another_authors_skill_is_not_published_as_yours(node, tmp_path):
+    from test_skills import AUTHOR  # a DID that is not this node's owner
+
+    source = TALLY.replace("tally", "theirs").replace(
+        '"description": "Counts words.",',
+        f'"description": "Counts words.", "author_did": {AUTHOR!r},',
+    )
+    with pytest.raises(PublishRefused, match=f"names its author {AUTHOR}, not you"):
+        publish_skill(node, str(make_wheel(tmp_path, "theirs", "theirs_skill", source)))
+    assert node.pod.get("/pod/public/skills/theirs/") is None
+
+
 def test_the_remote_owner_refuses_what_the_local_one_does(remote, tmp_path):
     with pytest.raises(OwnerError, match="no such project folder or wheel"):
         remote.publish_skill(str(tmp_path / "nothing"), False)
@@ -412,3 +424,21 @@ def test_the_command_publishes_a_relative_path_and_says_what_it_did(cli, tmp_pat
     assert "missing-skill: no such project folder or wheel (.whl)" in refused.stderr
     announce = cli("skills", "publish", wheel, "--announce", check=False)
     assert announce.returncode == 1 and "announcing needs the URL" in announce.stderr
+
+
+def test_a_node_under_a_path_prefix_is_walked_under_it():
+    """A node behind a proxy at https://host/flurry names its containers under that prefix."""
+    base = "http://peer.test/flurry"
+
+    def peer(request: httpx.Request) -> httpx.Response:
+        url = str(request.url)
+        if request.url.path == "/flurry/pod/public/skills/":
+            return httpx.Response(200, content=_listing(url, [url + "echo/"]))
+        if request.url.path == "/flurry/pod/public/skills/echo/":
+            return httpx.Response(200, content=_listing(url, [url + "2.0/"]))
+        return httpx.Response(404)
+
+    with httpx.Client(transport=httpx.MockTransport(peer)) as http:
+        assert list_published(base + "/", http) == [
+            Listed("echo", "2.0", base + "/pod/public/skills/echo/2.0/manifest.json")
+        ]
