@@ -365,8 +365,13 @@ def test_an_announcement_is_a_signed_nip94_event_pointing_at_the_manifest(
 ):
     loop, url = relay
     add_relay(node.vault, url)
+    wire = served.app.state.nostr
+    wire.reload()  # as `flurry nostr relays add` has the server do
+    assert node.nostr is wire and wire.running
+    sent_before = wire.counts["sent"]
     node.config.public_urls = [served.url]  # what config.json's public_urls would say
     done = remote.publish_skill(str(project), True)
+    assert wire.counts["sent"] == sent_before + 1  # on the server's connection, not a brief one
     assert not done["written"] and url.rstrip("/") in [
         r.rstrip("/") for r in done["announced"]["relays"]
     ]
