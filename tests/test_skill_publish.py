@@ -187,6 +187,21 @@ def skill():
 """
 
 
+def test_a_publish_that_stopped_half_way_is_completed_and_tidied(node, served, tmp_path):
+    """A wheel but no manifest (the node stopped between the two writes): not a release yet, so
+    publishing again writes it, and what the earlier attempt left beside it goes."""
+    wheel = make_wheel(tmp_path, "halfway", "halfway_skill", TALLY.replace("tally", "halfway"))
+    folder = "/pod/public/skills/halfway/0.1.0/"
+    node.pod.put(folder + wheel.name, b"an older build", "application/octet-stream", base="x")
+    node.pod.put(folder + "halfway-0.0.9-py3-none-any.whl", b"stale", "application/zip", base="x")
+    done = publish_skill(node, str(wheel))
+    assert done.written
+    assert sorted(node.pod.get(folder).members) == sorted(["manifest.json", wheel.name])
+    parse_release(_get(served, done.manifest_path).content).check_wheel(
+        _get(served, done.wheel_path).content
+    )
+
+
 def test_an_oversized_wheel_is_refused_with_the_limit_named(node, tmp_path):
     big = tmp_path / "big_skill-0.1.0-py3-none-any.whl"
     with big.open("wb") as f:
@@ -240,7 +255,11 @@ def test_a_peers_releases_are_listed_over_http_and_each_manifest_checks(node, se
     try:
         with httpx.Client(timeout=30) as http:  # unsigned: the container is public
             found = list_published(served.url, http)
-            assert [(f.name, f.version) for f in found] == [("echo", "1.0.0"), ("tally", "0.1.0")]
+            assert [(f.name, f.version) for f in found] == [
+                ("echo", "1.0.0"),
+                ("halfway", "0.1.0"),
+                ("tally", "0.1.0"),
+            ]
             for listed in found:
                 assert listed.manifest_url.startswith(served.url + SKILLS_CONTAINER)
                 release = parse_release(http.get(listed.manifest_url).content)
