@@ -108,7 +108,7 @@ def publish_skill(node: Node, source: str, *, announce: bool = False) -> Publish
         wheel = _wheel_of(node, source, Path(work))
         wheel_bytes = wheel.read_bytes()
         manifest = wheel_manifest(wheel)
-    if manifest.author_did not in (None, node.keys.owner_did):
+    if manifest.author_did and manifest.author_did.partition("#")[0] != node.keys.owner_did:
         # Publishing another author's skill under your DID would pass it off as yours.
         raise PublishRefused(
             f"{manifest.name}'s manifest names its author {manifest.author_did}, not you "

@@ -19,7 +19,9 @@ import nostr_sdk
 import pytest
 from conftest import Served, open_new_home
 from test_nostr import Loop, PlainClient
-from test_skills import make_wheel
+from test_skill_attacks import BUILT, trap  # noqa: F401 (fixture)
+from test_skill_attacks import SETUP_PY as HOSTILE_SETUP_PY
+from test_skills import make_wheel, needs_sandbox, node_home  # noqa: F401 (fixture)
 
 from identity.did_key import verification_method_id
 from identity.signing_client import signed_client
@@ -466,3 +468,32 @@ def test_a_node_under_a_path_prefix_is_walked_under_it():
         assert list_published(base + "/", http) == [
             Listed("echo", "2.0", base + "/pod/public/skills/echo/2.0/manifest.json")
         ]
+
+
+# --- the build, attacked --------------------------------------------------------------------------
+
+
+@needs_sandbox
+def test_a_folder_built_to_publish_runs_its_setup_code_only_in_the_sandbox(trap, tmp_path):  # noqa: F811
+    """The same attack as on install (test_skill_attacks): the build script tries the keyring,
+    a file outside, the network; building the wheel to publish reaches none of them."""
+    _, payload, nothing_escaped = trap
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "setup.py").write_text(
+        HOSTILE_SETUP_PY.format(
+            payload=payload("setup"),
+            keyring=payload.keyring,
+            outside=payload.outside,
+            port=payload.port,
+        )
+    )
+    (project / "built_skill.py").write_text(BUILT)
+    (tmp_path / "out").mkdir()
+    wheel = build_wheel(project, tmp_path / "out")
+    seen = json.loads(wheel_manifest(wheel).description)
+    assert seen["keyring"].startswith("PermissionError"), seen
+    assert seen["outside"].startswith("PermissionError"), seen
+    assert "Network is unreachable" in seen["tcp"] or "PermissionError" in seen["tcp"]
+    nothing_escaped()
+    assert sorted(p.name for p in project.iterdir()) == ["built_skill.py", "setup.py"]
