@@ -27,6 +27,7 @@ from node.ledger import usage as ledger_usage
 from node.nostr_peers import link_peer_from_card
 from node.peering import send_to_peer
 from node.peers import PeerError, add_peer, fetch_peer_card, list_peers
+from node.skill_publish import publish_skill
 from skills.registry import SkillInfo, UnknownSkill
 from store.pod_store import PodError
 
@@ -87,6 +88,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("disable_skill", "POST", "/skills/disable", ("name",)),
     Operation("remove_skill", "POST", "/skills/remove", ("name",)),
     Operation("set_tool_policy", "PUT", "/skills/policy", ("tool", "decision")),
+    Operation("publish_skill", "POST", "/skills/publish", ("source", "announce")),
     Operation("list_approvals", "GET", "/approvals"),
     Operation("decide_approval", "POST", "/approvals/decide", ("id", "decision")),
     Operation("pod_access", "GET", "/pod/access"),
@@ -124,6 +126,7 @@ class Owner(Protocol):
     def disable_skill(self, name: str) -> dict: ...
     def remove_skill(self, name: str) -> dict: ...
     def set_tool_policy(self, tool: str, decision: str) -> dict: ...
+    def publish_skill(self, source: str, announce: bool) -> dict: ...
     def list_approvals(self) -> list[dict]: ...
     def decide_approval(self, approval_id: str, decision: str) -> dict: ...
     def pod_access(self) -> dict: ...
@@ -282,6 +285,12 @@ class LocalOwner:
     def set_tool_policy(self, tool: str, decision: str) -> dict:
         self.node.set_tool_policy(str(tool), str(decision))
         return {"ok": True}
+
+    def publish_skill(self, source: str, announce: bool) -> dict:
+        """A signed release of the skill at ``source`` in the pod (node.skill_publish)."""
+        if not isinstance(announce, bool):
+            raise OwnerError(f"announce must be true or false, not {announce!r}")
+        return publish_skill(self.node, str(source), announce=announce).to_json()
 
     # --- tool calls waiting for the owner ------------------------------------------------
 

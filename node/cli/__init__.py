@@ -26,6 +26,7 @@ from node.cli import (
     receipts,
     recovery,
     service,
+    skill_publish,
     unlock,
 )
 from node.cli.chat import _print_answer, tui
@@ -118,6 +119,7 @@ for family in (
     backup,
     infer,
     receipts,
+    skill_publish,
 ):
     for command in family.COMMANDS:
         cli.add_command(command)
