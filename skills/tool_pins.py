@@ -256,9 +256,20 @@ def diff(old: Spec | None, new: Spec) -> list[str]:
     return out
 
 
+def text(tool: Spec | None) -> str | None:
+    """A tool as the owner reads it: its description, then its input schema, escaped."""
+    if tool is None or "refused" in tool:
+        return None
+    return "\n".join(
+        ["description:", *(f"  {line}" for line in _lines(tool["description"]))]
+        + ["input schema:", *(f"  {line}" for line in _schema_lines(tool["input_schema"]))]
+    )
+
+
 def review(pins: Pins | None) -> list[dict]:
     """Each tool waiting for review, for the owner: {name, change ("changed", "new" or
-    "refused"), parts, old, new (specs, None where there is none), diff (lines)}."""
+    "refused"), parts, old, new (specs, None where there is none), old_text, new_text (the
+    same, readable and escaped), diff (lines)}."""
     if pins is None:
         return []
     found = []
@@ -272,6 +283,8 @@ def review(pins: Pins | None) -> list[dict]:
                 "parts": [] if refused else changes(old, new),
                 "old": old,
                 "new": None if refused else new,
+                "old_text": text(old),
+                "new_text": text(new),
                 "diff": diff(old, new),
             }
         )
