@@ -30,6 +30,7 @@ from agent.tools import (
     Decision,
     Tool,
     ToolCall,
+    ToolDecision,
     ToolPolicy,
     ToolTurn,
     choose_tool,
@@ -460,6 +461,12 @@ class Node:
             )
             return self._skill_process(planned.skill).call_tool(call.tool, call.arguments)
 
+        pins = self.skills.info(planned.skill).approved_pins()
+        if pins is not None and planned.call.tool in pins.pending:
+            # Changed since the owner approved it (skills.tool_pins): refused before anyone is
+            # asked to let it run. (Found changed only as it starts, it is refused by the process.)
+            reason = pins.refusal(planned.skill, planned.call.tool)
+            return ToolTurn(planned.call, ToolDecision(False, reason), None)
         return decide_and_run(planned.call, self.tool_policy(), execute, ask_owner)
 
     def ask_with_tools(self, request: str, ask_owner: AskOwner) -> ToolTurn | None:

@@ -230,6 +230,7 @@ class LocalOwner:
                     "name": t["name"],
                     "description": t["description"],
                     "policy": policy.rule(t["name"]),
+                    "input_schema": t["input_schema"],
                     "disabled": t["name"] in waiting,
                 }
                 for t in info.approved_tools()

@@ -55,6 +55,11 @@ def test_install_review_approve_enable_and_remove(owner, wheel):
             "name": "add_note",
             "description": "Add a note to the owner's notes.",
             "policy": "ask",
+            "input_schema": {
+                "type": "object",
+                "required": ["text"],
+                "properties": {"text": {"type": "string", "description": "The note"}},
+            },
             "disabled": False,
         }
     ]

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Served, open_new_home
+from conftest import PASSPHRASE, Served, open_new_home
 from test_skills import TEXT_PARAM, make_wheel
 from textual.widgets import DataTable, SelectionList, Static
 
@@ -23,7 +23,8 @@ from agent.tools import ToolCall
 from identity.did_key import verification_method_id
 from identity.signing_client import signed_client
 from node.client import AsyncNodeClient
-from node.node import PlannedCall
+from node.home import Home
+from node.node import Node, PlannedCall
 from node.owner import LocalOwner
 from skills import registry, tool_pins
 from skills.errors import SkillError
@@ -322,12 +323,22 @@ def test_the_node_offers_no_disabled_tool_and_refuses_a_call_to_one(node, tmp_pa
         assert set(node._enabled_tools()) == {"read_file"}
         server.set(description=RUG_PULL, upload=True)
         node.stop_skill("files")  # the next use starts it again, and lists again
-        assert node._enabled_tools() == {}  # neither is offered to the model
 
-        # A call that reaches the node anyway (planned before the change) is refused.
+        # A call planned before the change: the process, started for it, finds the change and
+        # refuses (nobody was asked: the policy allows it).
         planned = PlannedCall("files", ToolCall("read_file", {"path": "a"}))
         with pytest.raises(ToolDisabled, match="flurry skills review files"):
             node.run_planned(planned, lambda call: True)
+        # Known changed from then on: neither is offered to the model, and a call is refused
+        # with the reason before the owner would be asked.
+        assert node._enabled_tools() == {}
+        asked: list[ToolCall] = []
+        turn = node.run_planned(planned, lambda call: asked.append(call) or True)
+        assert not turn.ran and asked == [] and turn.decision is not None
+        assert turn.decision.reason == (
+            "tool 'read_file' of files changed since you approved it (description); "
+            "it is disabled until you review it: flurry skills review files"
+        )
 
         shown = owner.skill("files")
         assert [t["disabled"] for t in shown["tools"]] == [True]
@@ -343,12 +354,25 @@ def test_the_node_offers_no_disabled_tool_and_refuses_a_call_to_one(node, tmp_pa
         owner.remove_skill("files")
 
 
+def pinned_record(cli) -> dict:
+    """The skill record of "files" in the command line's home, read as the node reads it."""
+    node = Node.open(Home(cli.home), PASSPHRASE, say=lambda line: None)
+    try:
+        return node.vault.get_record(KIND, "files")
+    finally:
+        node.close()
+
+
 def test_skills_info_and_review_on_the_command_line(cli, tmp_path):
     # In process (CliRunner): the commands' output and wiring; the MCP server is a real process.
     cli("init")
     server = FilesServer(tmp_path / "server")
     registered = cli("skills", "install-mcp", "--yes", "files", "--", *server.argv)
+    # Listed at install, arguments too, before the owner approves: the approved list is pinned.
     assert f"tool read_file [ask]: {HONEST}" in registered.stdout
+    assert "tool read_file takes: path (string, required)" in registered.stdout
+    assert "approving pins these tools as listed" in registered.stdout
+    assert set(tool_pins.Pins.from_record(pinned_record(cli)).hashes) == {"read_file"}
 
     assert "every tool is as you approved it" in cli("skills", "review", "files").stdout
     server.set(description=RUG_PULL, widen=True)

@@ -15,7 +15,7 @@ from node.cli.common import (
     err,
     out,
 )
-from node.cli.pins import show_review
+from node.cli.pins import show_pinned, show_review
 
 
 @click.group()
@@ -358,6 +358,7 @@ def skills_install_mcp(settings: Settings, yes: bool, name: str, argv: tuple[str
     with _owner(settings) as owner:
         skill = owner.install_mcp(name, list(argv))
         _show_skill(skill)
+        show_pinned(skill)
         out.print("  it runs with your permissions: nothing is brokered or sandboxed", markup=False)
         if not (
             yes

@@ -28,6 +28,32 @@ def show_review(skill: dict) -> None:
             out.print(f"    {line}", markup=False)
 
 
+def arguments(schema: object) -> str:
+    """A tool's input schema in a line: each argument, its type, and whether it is required."""
+    if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
+        return "none"
+    required = schema.get("required") if isinstance(schema.get("required"), list) else []
+    found = [
+        f"{name} ({prop.get('type', 'any') if isinstance(prop, dict) else 'any'}"
+        + (", required)" if name in required else ")")
+        for name, prop in schema["properties"].items()
+    ]
+    return ", ".join(found) or "none"
+
+
+def show_pinned(skill: dict) -> None:
+    """What approving pins: each tool's arguments (its description is shown above)."""
+    for tool in skill["tools"]:
+        out.print(
+            f"  tool {tool['name']} takes: {arguments(tool.get('input_schema'))}", markup=False
+        )
+    out.print(
+        "  approving pins these tools as listed: if one changes later it is disabled until you "
+        "review it (flurry skills review)",
+        markup=False,
+    )
+
+
 @click.command("review")
 @click.argument("name")
 @click.option(
