@@ -11,6 +11,7 @@ unpacked (``--only-binary :all:``: pip never builds a source distribution for a 
 
 from __future__ import annotations
 
+import builtins
 import importlib.metadata
 import json
 import os
@@ -322,7 +323,7 @@ class Skills:
 
     # --- pinned tools (skills.tool_pins) -------------------------------------------------
 
-    def check_listed(self, name: str, listed: list[dict]) -> dict[str, str]:
+    def check_listed(self, name: str, listed: builtins.list[dict]) -> dict[str, str]:
         """Hold the tools a started process lists (specs) against the skill's pins, keep what
         waits for review in its record, and return each disabled tool → why."""
         info = self.info(name)
@@ -338,7 +339,7 @@ class Skills:
         self.start(name).stop()
         return self.info(name)
 
-    def review_tools(self, name: str, accept: list[str] | None) -> SkillInfo:
+    def review_tools(self, name: str, accept: builtins.list[str] | None) -> SkillInfo:
         """Pin the new versions of the tools ``accept`` names (None: all waiting), which the
         owner reviewed; they run again from the skill's next start."""
         info = self.info(name)

@@ -358,7 +358,9 @@ def pinned_record(cli) -> dict:
     """The skill record of "files" in the command line's home, read as the node reads it."""
     node = Node.open(Home(cli.home), PASSPHRASE, say=lambda line: None)
     try:
-        return node.vault.get_record(KIND, "files")
+        record = node.vault.get_record(KIND, "files")
+        assert record is not None
+        return record
     finally:
         node.close()
 

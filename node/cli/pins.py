@@ -32,7 +32,8 @@ def arguments(schema: object) -> str:
     """A tool's input schema in a line: each argument, its type, and whether it is required."""
     if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
         return "none"
-    required = schema.get("required") if isinstance(schema.get("required"), list) else []
+    listed = schema.get("required")
+    required: list = listed if isinstance(listed, list) else []
     found = [
         f"{name} ({prop.get('type', 'any') if isinstance(prop, dict) else 'any'}"
         + (", required)" if name in required else ")")
