@@ -233,7 +233,8 @@ class LocalOwner:
                     "input_schema": t["input_schema"],
                     "disabled": t["name"] in waiting,
                 }
-                for t in info.approved_tools()
+                # as approved (pinned), or as they ask to be approved
+                for t in (pins.specs.values() if pins else info.approved_tools())
             ],
             # Tools changed or new since approval, disabled until reviewed (skills.tool_pins).
             "review": tool_review(pins),

@@ -19,7 +19,7 @@ from conftest import PASSPHRASE, Served, open_new_home
 from test_skills import TEXT_PARAM, make_wheel
 from textual.widgets import DataTable, SelectionList, Static
 
-from agent.tools import ToolCall
+from agent.tools import ToolCall, ToolPolicy
 from identity.did_key import verification_method_id
 from identity.signing_client import signed_client
 from node.client import AsyncNodeClient
@@ -227,6 +227,9 @@ def test_a_managed_skill_whose_code_changes_under_its_record_is_caught(skills, t
     skills.review_tools("counter", ["count"])
     with skills.start("counter") as process:
         assert process.call_tool("count", {"text": "a b c"}) == "3"
+    # What the owner approved is what is shown, not the manifest read at the first install.
+    shown = LocalOwner._skill_json(LocalOwner(None), skills.info("counter"), ToolPolicy())  # type: ignore[arg-type]
+    assert [t["description"] for t in shown["tools"]] == [change["new"]["description"]]
 
 
 def test_records_from_before_pins_are_pinned_to_what_the_owner_approved(skills, server):
