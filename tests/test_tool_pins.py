@@ -228,7 +228,7 @@ def test_a_managed_skill_whose_code_changes_under_its_record_is_caught(skills, t
     with skills.start("counter") as process:
         assert process.call_tool("count", {"text": "a b c"}) == "3"
     # What the owner approved is what is shown, not the manifest read at the first install.
-    shown = LocalOwner._skill_json(LocalOwner(None), skills.info("counter"), ToolPolicy())  # type: ignore[arg-type]
+    shown = LocalOwner(None)._skill_json(skills.info("counter"), ToolPolicy())  # no node needed
     assert [t["description"] for t in shown["tools"]] == [change["new"]["description"]]
 
 
