@@ -29,6 +29,7 @@ from node.peering import send_to_peer
 from node.peers import PeerError, add_peer, fetch_peer_card, list_peers
 from node.skill_publish import publish_skill
 from skills.registry import SkillInfo, UnknownSkill
+from skills.tool_pins import review as tool_review
 from store.pod_store import PodError
 
 if TYPE_CHECKING:  # annotations only: node.node builds the skills' broker on node.skill_capabilities, which uses this
@@ -87,6 +88,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("enable_skill", "POST", "/skills/enable", ("name",)),
     Operation("disable_skill", "POST", "/skills/disable", ("name",)),
     Operation("remove_skill", "POST", "/skills/remove", ("name",)),
+    Operation("review_skill", "POST", "/skills/review", ("name", "accept", "accept_all")),
     Operation("set_tool_policy", "PUT", "/skills/policy", ("tool", "decision")),
     Operation("publish_skill", "POST", "/skills/publish", ("source", "announce")),
     Operation("list_approvals", "GET", "/approvals"),
@@ -125,6 +127,7 @@ class Owner(Protocol):
     def enable_skill(self, name: str) -> dict: ...
     def disable_skill(self, name: str) -> dict: ...
     def remove_skill(self, name: str) -> dict: ...
+    def review_skill(self, name: str, accept: list[str], accept_all: bool) -> dict: ...
     def set_tool_policy(self, tool: str, decision: str) -> dict: ...
     def publish_skill(self, source: str, announce: bool) -> dict: ...
     def list_approvals(self) -> list[dict]: ...
@@ -211,6 +214,8 @@ class LocalOwner:
     def _skill_json(self, info: SkillInfo, policy: ToolPolicy | None = None) -> dict:
         policy = policy or self.node.tool_policy()
         m = info.manifest
+        pins = info.approved_pins()
+        waiting = set(pins.pending) if pins else set()
         return {
             "name": info.name,
             "version": m.version if m else None,
@@ -224,18 +229,18 @@ class LocalOwner:
             "granted": list(info.granted),
             # An unmanaged server's tools are those it listed when it was registered.
             "tools": [
-                {"name": t.name, "description": t.description, "policy": policy.rule(t.name)}
-                for t in m.tools
-            ]
-            if m
-            else [
                 {
                     "name": t["name"],
                     "description": t["description"],
                     "policy": policy.rule(t["name"]),
+                    "input_schema": t["input_schema"],
+                    "disabled": t["name"] in waiting,
                 }
-                for t in info.tools
+                # as approved (pinned), or as they ask to be approved
+                for t in (pins.specs.values() if pins else info.approved_tools())
             ],
+            # Tools changed or new since approval, disabled until reviewed (skills.tool_pins).
+            "review": tool_review(pins),
         }
 
     def _info(self, name: str) -> SkillInfo:
@@ -281,6 +286,19 @@ class LocalOwner:
         for tool in info.manifest.tools if info.manifest else ():
             self.node.forget_tool_policy(tool.name)
         return {"removed": True}
+
+    def review_skill(self, name: str, accept: list[str], accept_all: bool) -> dict:
+        """Pin the new versions of the tools in ``accept`` (all waiting, with ``accept_all``),
+        which the owner reviewed; with neither, start the skill once to list its tools now."""
+        info = self._info(name)
+        self.node.stop_skill(name)  # it starts again with the pins as they are now
+        if accept_all or accept:
+            info = self.node.skills.review_tools(
+                name, None if accept_all else [str(a) for a in accept]
+            )
+        elif info.approved and info.enabled:
+            info = self.node.skills.check_tools(name)
+        return self._skill_json(info)
 
     def set_tool_policy(self, tool: str, decision: str) -> dict:
         self.node.set_tool_policy(str(tool), str(decision))

@@ -23,6 +23,7 @@ from node.cli import (
     models,
     nostr,
     owner,
+    pins,
     receipts,
     recovery,
     service,
@@ -106,6 +107,7 @@ def cli(ctx: click.Context, home: str | None, passphrase_file: str | None) -> No
         ctx.invoke(tui)
 
 
+owner.skills.add_command(pins.review)  # `flurry skills review` (pinned tools)
 for family in (
     home,
     chat,
