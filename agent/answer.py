@@ -13,14 +13,18 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from agent import grounding
 from agent.citations import citation
 from agent.claims import sentences
 from agent.errors import AgentError
 from agent.evidence import Embed, Evidence, prompt, score, select, split_source
+from agent.generation import Generation
 from agent.grounding import NOT_FOUND
+
+if TYPE_CHECKING:  # annotations only: the answer path imports no llama.cpp of its own
+    from agent.runtime import RecordedReply
 
 
 class AnswerModel(Protocol):
@@ -33,6 +37,12 @@ class AnswerModel(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
     def stream(self, messages: list[dict], *, max_tokens: int = 256) -> Iterator[str]: ...
+
+
+class RecordingModel(AnswerModel, Protocol):
+    """A model that can also stream token-exact (a recorded Conversation needs one)."""
+
+    def stream_recorded(self, messages: list[dict], *, max_tokens: int = 256) -> RecordedReply: ...
 
 
 # Short and plain: a 135M-parameter model follows a short instruction better than a long one.
@@ -132,6 +142,9 @@ class Answer:
     dropped: list[str] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)  # what the model read, best first
     first_piece_at: float | None = None  # time.perf_counter() of the first piece, for benchmarks
+    # The model's run, token-exact (agent.generation), when the conversation records it (a
+    # peer's answer, for its receipt) and the model wrote something; None otherwise.
+    generation: Generation | None = None
 
     def __iter__(self) -> Iterator[str]:
         """The shown text, piece by piece: verified sentences only (what peers receive)."""
@@ -186,8 +199,12 @@ class Conversation:
         max_answer_tokens: int = 256,
         grounded: bool = True,
         embed: Embed | None = None,
+        recorded: bool = False,
     ) -> None:
         self._model = model
+        # Recorded: the model's draft is made token-exact (ChatModel.stream_recorded) and kept
+        # on the Answer, so that a receipt can be issued for it (a peer's answer).
+        self.recorded = recorded
         self._retrieve = retrieve
         self._record = record or (lambda message: None)
         self.turns: list[tuple[str, list[Source], str]] = []  # question, its notes, the answer
@@ -241,10 +258,16 @@ class Conversation:
         checked_against = "\n".join(e.full for e in evidence)
         cited: list[Evidence] = []
         shown: list[str] = []
-        stream = self._model.stream(
-            prompt(question, evidence),
-            max_tokens=min(self.max_answer_tokens, GROUNDED_MAX_TOKENS),
-        )
+        messages = prompt(question, evidence)
+        max_tokens = min(self.max_answer_tokens, GROUNDED_MAX_TOKENS)
+        recording: RecordedReply | None = None
+        stream: Iterator[str]
+        if self.recorded:
+            model = cast(RecordingModel, self._model)
+            recording = model.stream_recorded(messages, max_tokens=max_tokens)
+            stream = iter(recording)
+        else:
+            stream = self._model.stream(messages, max_tokens=max_tokens)
         buffer = ""
         try:
             for piece in stream:
@@ -261,9 +284,11 @@ class Conversation:
                     break
                 yield "draft", buffer.strip()
         finally:
-            close = getattr(stream, "close", None)
+            close = getattr(recording or stream, "close", None)
             if close is not None:
                 close()  # stops the model when the answer is complete or the reader left
+            if recording is not None:
+                answer.generation = recording.generation
         if buffer.strip():
             yield from self._one(buffer.strip(), answer, evidence, cited, shown)
         yield "draft", ""

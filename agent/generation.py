@@ -16,9 +16,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
-def token_sha256(tokens: list[int] | tuple[int, ...]) -> str:
-    """sha256 of token ids written as 32-bit little-endian unsigned integers, one after another."""
-    return hashlib.sha256(struct.pack(f"<{len(tokens)}I", *tokens)).hexdigest()
+def token_sha256(tokens: list[int] | tuple[int, ...], salt: bytes = b"") -> str:
+    """sha256 of ``salt`` then the token ids written as 32-bit little-endian unsigned integers,
+    one after another. A salt (kept by the issuer) makes the hash of a private prompt a
+    commitment: nobody can test a guess of the owner's notes against it."""
+    return hashlib.sha256(salt + struct.pack(f"<{len(tokens)}I", *tokens)).hexdigest()
+
+
+def answer_sha256(text: str) -> str:
+    """sha256 of an answer's text as sent (UTF-8, surrounding white space stripped: the A2A
+    artifact and the Nostr message both carry it stripped)."""
+    return hashlib.sha256(text.strip().encode()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,11 @@ class Job(Generic[T]):
         self.error: BaseException | None = None
 
     @property
+    def work(self) -> Callable[[], Iterator[T]]:
+        """What this job runs (an object may carry what it made, e.g. a receipt)."""
+        return self._work
+
+    @property
     def position(self) -> int:
         """0 while running, n when n-1 jobs are ahead of it, -1 when finished or cancelled."""
         return self._queue.position(self)

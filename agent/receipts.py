@@ -14,6 +14,15 @@ agent card). It holds what re-execution needs and nothing private:
   (``agent.generation.token_sha256``), never the tokens: the prompt of a data answer holds the
   owner's notes. ``output.finish_reason``; ``timings`` in microseconds.
 
+**An answer from data** (a peer's question answered from the owner's notes, over A2A or Nostr)
+gets a receipt too, with one more member, ``answer``: the sha256 of the answer's text as sent
+(``agent.generation.answer_sha256``). Its ``prompt`` and ``output`` hashes are *salted*
+(``token_sha256(tokens, salt)``, a 32-byte salt the issuer keeps sealed with the tokens): the
+prompt holds the owner's notes and the model's draft may say more than the checked answer
+shows, so neither may be guessable from the receipt. The requester checks the signature and
+that the answer it received is the one signed; only the issuer, who keeps the salt and the
+tokens (``keep_issued``), can re-execute it, or reveal both to someone it chooses.
+
 A receipt's id is the sha256 of its canonical form without signatures (``receipt_id``): it
 cannot be chosen apart from the content.
 
@@ -53,7 +62,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.errors import AgentError
-from agent.generation import Generation, Sampler, token_sha256
+from agent.generation import Generation, Sampler, answer_sha256, token_sha256
 from agent.runtime import ChatModel, runtime_build
 from identity.did_key import verification_method_id
 from identity.jws import JWSRejected, canonical_json, sign_json, verify_json
@@ -95,7 +104,7 @@ class ReceiptRejected(AgentError):
     """The receipt is not one this node accepts; ``reason`` is a short code.
 
     Reasons: too_large, not_json, malformed, signature_invalid, wrong_signer, wrong_requester,
-    output_tokens_differ."""
+    output_tokens_differ, answer_differs."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -126,9 +135,19 @@ class Verdict:
 
 
 def issue(
-    node_key: Ed25519PrivateKey, node_did: str, generation: Generation, requester_did: str
+    node_key: Ed25519PrivateKey,
+    node_did: str,
+    generation: Generation,
+    requester_did: str,
+    *,
+    answer: str | None = None,
+    salt: bytes = b"",
 ) -> dict[str, Any]:
-    """The signed receipt for ``generation``, made for ``requester_did``."""
+    """The signed receipt for ``generation``, made for ``requester_did``. With ``answer`` (the
+    text sent back for a question answered from data), a receipt whose token hashes are salted
+    by ``salt`` (at least 16 random bytes, kept by the issuer) and which signs the answer."""
+    if answer is not None and len(salt) < 16:
+        raise ValueError("a data answer's receipt needs a salt of at least 16 random bytes")
     receipt: dict[str, Any] = {
         "type": RECEIPT_TYPE,
         "issuer": node_did,
@@ -144,18 +163,48 @@ def issue(
         "sampler": generation.sampler.as_dict(),
         "prompt": {
             "tokens": len(generation.prompt_tokens),
-            "sha256": token_sha256(generation.prompt_tokens),
+            "sha256": token_sha256(generation.prompt_tokens, salt),
         },
         "output": {
             "tokens": len(generation.output_tokens),
-            "sha256": token_sha256(generation.output_tokens),
+            "sha256": token_sha256(generation.output_tokens, salt),
             "finish_reason": generation.finish_reason,
         },
         "timings": {k: int(v) for k, v in generation.timings.items()},
     }
-    _check_shape(receipt)  # what we sign, we would accept
+    if answer is not None:
+        receipt["answer"] = {"sha256": answer_sha256(answer)}
+    _check_shape(receipt, _shape_of(receipt))  # what we sign, we would accept
     receipt["signatures"] = [sign_json(receipt, node_key, verification_method_id(node_did))]
     return receipt
+
+
+def is_data_answer(receipt: dict[str, Any]) -> bool:
+    """Whether ``receipt`` is for an answer from data (private prompt, salted hashes)."""
+    return "answer" in receipt
+
+
+def keep_issued(
+    records: Records, receipt: dict[str, Any], generation: Generation, salt: bytes
+) -> str:
+    """Keep, sealed, what this node needs to re-execute a data answer's receipt it issued:
+    the receipt, its salt and the exact tokens. Returns the receipt's id."""
+    rid = receipt_id(receipt)
+    records.put_record(
+        RECEIPT_KIND,
+        rid,
+        {
+            "receipt": receipt,
+            "issued": True,
+            "peer": receipt["requester"],
+            "salt": salt.hex(),
+            "prompt_tokens": list(generation.prompt_tokens),
+            "output_tokens": list(generation.output_tokens),
+            "received_at": time.time(),
+            "verdict": None,
+        },
+    )
+    return rid
 
 
 def receipt_id(receipt: dict[str, Any]) -> str:
@@ -169,10 +218,13 @@ def carried_id(carrier_text: str) -> str:
     return receipt_id(json.loads(carrier_text)["receipt"])
 
 
-def carrier(receipt: dict[str, Any], generation: Generation) -> str:
+def carrier(receipt: dict[str, Any], generation: Generation | None) -> str:
     """What travels with an answer under ``A2A_METADATA_KEY``: JSON text (a protobuf Struct,
-    A2A's metadata, would turn every number into a double), canonical (RFC 8785)."""
-    value = {"receipt": receipt, "output_tokens": list(generation.output_tokens)}
+    A2A's metadata, would turn every number into a double), canonical (RFC 8785). A data
+    answer's carries no token ids (``generation`` None): they are the issuer's to keep."""
+    value: dict[str, Any] = {"receipt": receipt}
+    if generation is not None:
+        value["output_tokens"] = list(generation.output_tokens)
     return canonical_json(value).decode()
 
 
@@ -225,7 +277,8 @@ def check_signature(receipt: object) -> dict[str, Any]:
         raise ReceiptRejected("malformed", f"the receipt has no RFC 8785 form: {error}") from None
     if size > MAX_RECEIPT_BYTES:
         raise ReceiptRejected("too_large", f"a receipt is at most {MAX_RECEIPT_BYTES} bytes")
-    _check_shape({k: v for k, v in receipt.items() if k != "signatures"})
+    body = {k: v for k, v in receipt.items() if k != "signatures"}
+    _check_shape(body, _shape_of(body))
     signatures = receipt.get("signatures")
     if not isinstance(signatures, list) or len(signatures) != 1:
         raise ReceiptRejected("malformed", "a receipt carries exactly one signature")
@@ -242,10 +295,10 @@ def check_signature(receipt: object) -> dict[str, Any]:
     return receipt
 
 
-def check_output_tokens(receipt: dict[str, Any], tokens: list[int]) -> None:
+def check_output_tokens(receipt: dict[str, Any], tokens: list[int], salt: bytes = b"") -> None:
     """ReceiptRejected unless ``tokens`` are the output the receipt hashes."""
     output = receipt["output"]
-    if len(tokens) != output["tokens"] or token_sha256(tokens) != output["sha256"]:
+    if len(tokens) != output["tokens"] or token_sha256(tokens, salt) != output["sha256"]:
         raise ReceiptRejected(
             "output_tokens_differ", "the output token ids given do not hash to the receipt's"
         )
@@ -319,6 +372,13 @@ _SHAPE: dict[str, Any] = {
     },
     "timings": {"prompt_us": _int(0, 1 << 50), "generate_us": _int(0, 1 << 50)},
 }
+
+
+_DATA_ANSWER_SHAPE: dict[str, Any] = {**_SHAPE, "answer": {"sha256": _str(_HEX64)}}
+
+
+def _shape_of(receipt: dict[str, Any]) -> dict[str, Any]:
+    return _DATA_ANSWER_SHAPE if "answer" in receipt else _SHAPE
 
 
 def _check_shape(receipt: dict[str, Any], shape: dict[str, Any] = _SHAPE, at: str = "") -> None:
@@ -397,20 +457,36 @@ def verify(
     output_tokens: list[int] | None = None,
     *,
     fast: bool = False,
+    salt: bytes = b"",
 ) -> Verdict:
     """Check ``receipt``'s signature, then its claim: re-execute ``prompt`` (token ids, or the
     chat messages the requester sent) on ``model`` and compare the output tokens.
 
     With ``fast`` (greedy receipts, ``output_tokens`` given), one prefill over prompt + output
     instead; a token it cannot pass is settled by re-execution (``FAST_TOLERANCE``). Raises ReceiptRejected when the receipt itself does not hold (signature, shape,
-    output tokens that are not the ones it hashes)."""
+    output tokens that are not the ones it hashes).
+
+    A data answer's receipt (``is_data_answer``) replays only with its ``salt`` and the exact
+    prompt tokens, which its issuer keeps (``keep_issued``); anyone else gets *inconclusive*."""
     started = time.perf_counter()
     checked = check_signature(receipt)
+    if is_data_answer(checked) and not salt:
+        return private_prompt_verdict()
     if output_tokens is not None:
-        check_output_tokens(checked, output_tokens)
-    verdict = _verify(checked, model, prompt, output_tokens, fast)
+        check_output_tokens(checked, output_tokens, salt)
+    verdict = _verify(checked, model, prompt, output_tokens, fast, salt)
     verdict.seconds = time.perf_counter() - started
     return verdict
+
+
+def private_prompt_verdict() -> Verdict:
+    """The verdict on a data answer's receipt (its signature checked) for anyone but its issuer."""
+    return Verdict(
+        "inconclusive",
+        "the signature holds, but this is an answer from the issuer's data: its prompt "
+        "(the owner's notes) is private, so only the issuer can re-execute it",
+        differences=["prompt"],
+    )
 
 
 def _verify(
@@ -419,6 +495,7 @@ def _verify(
     prompt: list[int] | list[dict],
     output_tokens: list[int] | None,
     fast: bool,
+    salt: bytes = b"",
 ) -> Verdict:
     if receipt["model"]["sha256"] != model.model_sha256:
         return Verdict("inconclusive", "this node has another model file", differences=["model"])
@@ -434,7 +511,7 @@ def _verify(
         tokens = [t for t in prompt if isinstance(t, int)]
     if (
         len(tokens) != receipt["prompt"]["tokens"]
-        or token_sha256(tokens) != receipt["prompt"]["sha256"]
+        or token_sha256(tokens, salt) != receipt["prompt"]["sha256"]
     ):
         # Not a mismatch: an answer from data keeps its prompt (the owner's notes) private, so
         # the requester's own question is not what was run; nothing can be said of the output.
@@ -455,13 +532,13 @@ def _verify(
             return screened
         # A token further below the model's choice than a prefill's rounding explains: only
         # re-execution may call it a mismatch (bench_receipts saw honest gaps up to ~0.5).
-        settled = _verify(receipt, model, prompt, output_tokens, fast=False)
+        settled = _verify(receipt, model, prompt, output_tokens, False, salt)
         settled.method = "fast, then re-execution"
         return settled
     replayed, _, _ = replay.run_tokens(
         tokens, max_tokens=receipt["output"]["tokens"], sampler=sampler
     )
-    if token_sha256(replayed) == receipt["output"]["sha256"]:
+    if token_sha256(replayed, salt) == receipt["output"]["sha256"]:
         return Verdict(
             "verified", "re-execution gave the same output tokens", differences=unreproducible
         )
@@ -584,6 +661,10 @@ def accept(
     if checked["requester"] != requester:
         raise ReceiptRejected(
             "wrong_requester", f"the receipt is made out to {checked['requester']}, not this node"
+        )
+    if is_data_answer(checked) and checked["answer"]["sha256"] != answer_sha256(answer):
+        raise ReceiptRejected(
+            "answer_differs", "the receipt signs another answer than the one received"
         )
     return store_receipt(
         records, checked, output_tokens, peer=issuer, messages=messages, answer=answer

@@ -13,13 +13,14 @@ they hold and its sampler, copied out and back in a few milliseconds (``_Place``
 
 from __future__ import annotations
 
+import codecs
 import ctypes
 import functools
 import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -281,53 +282,20 @@ class ChatModel:
     ) -> tuple[list[int], str, dict[str, int]]:
         """(output tokens, finish reason, timings in µs) of ``prompt`` from an empty context,
         sampled by llama-cpp-python's own chain (``Llama._init_sampler``) with ``sampler``."""
-        llm = self._llm
-        if not prompt or len(prompt) + max_tokens > self.n_ctx:
-            raise AgentError(
-                f"{len(prompt)} prompt tokens + {max_tokens} to generate do not fit "
-                f"the {self.n_ctx}-token context"
-            )
-        saved_seed, saved_window = llm._seed, llm.last_n_tokens_size
-        llm.set_seed(sampler.seed)
-        llm.last_n_tokens_size = sampler.penalty_last_n
-        try:
-            chain = llm._init_sampler(
-                top_k=sampler.top_k,
-                top_p=sampler.top_p,
-                min_p=sampler.min_p,
-                typical_p=sampler.typical_p,
-                temp=sampler.temperature,
-                repeat_penalty=sampler.repeat_penalty,
-                frequency_penalty=sampler.frequency_penalty,
-                presence_penalty=sampler.presence_penalty,
-            )
-        finally:
-            llm.set_seed(saved_seed)
-            llm.last_n_tokens_size = saved_window
-        vocab = llm._model.vocab
-        llm.reset()
-        started = time.perf_counter()
-        llm.eval(list(prompt))
-        prefilled = time.perf_counter()
-        output: list[int] = []
-        finish = "length"
-        while len(output) < max_tokens:
-            token = chain.sample(llm._ctx, -1)
-            output.append(token)
-            if llama_cpp.llama_vocab_is_eog(vocab, token):
-                finish = "stop"
-                break
-            if len(output) < max_tokens:
-                llm.eval([token])
-        done = time.perf_counter()
-        return (
-            output,
-            finish,
-            {
-                "prompt_us": round((prefilled - started) * 1e6),
-                "generate_us": round((done - prefilled) * 1e6),
-            },
-        )
+        run = _TokenRun(self, prompt, max_tokens, sampler)
+        output = list(run)
+        return output, run.finish, run.timings
+
+    def stream_recorded(
+        self, messages: list[dict], *, max_tokens: int = 256, sampler: Sampler | None = None
+    ) -> RecordedReply:
+        """The reply to ``messages`` piece by piece, made exactly as ``generate_recorded``
+        makes it (so that a receipt can be re-executed), its ``generation`` kept when it ends
+        or is closed early (then the output is what was generated: a replay with that many
+        tokens gives the same). A peer's answer: between two tokens, the owner's waiting work
+        runs (``step_aside``)."""
+        sampler = sampler or Sampler()
+        return RecordedReply(self, self.prompt_tokens(messages), max_tokens, sampler)
 
     def prefill_check(
         self,
@@ -376,6 +344,122 @@ class ChatModel:
     @property
     def llama(self) -> llama_cpp.Llama:
         return self._llm
+
+
+class _TokenRun:
+    """The tokens of ``prompt`` from an empty context, one at a time: what ``run_tokens`` and
+    ``RecordedReply`` share, so that a streamed answer and its re-execution do the same sums.
+    ``between`` (if given) runs after each token is chosen and before it is evaluated: the
+    context's logits are not read again until the token is, so the owner's work may use the
+    model there (``step_aside``)."""
+
+    def __init__(
+        self,
+        model: ChatModel,
+        prompt: list[int] | tuple[int, ...],
+        max_tokens: int,
+        sampler: Sampler,
+        between: Any = None,
+    ) -> None:
+        if not prompt or len(prompt) + max_tokens > model.n_ctx:
+            raise AgentError(
+                f"{len(prompt)} prompt tokens + {max_tokens} to generate do not fit "
+                f"the {model.n_ctx}-token context"
+            )
+        self.model, self.prompt, self.max_tokens = model, list(prompt), max_tokens
+        self.sampler, self.between = sampler, between
+        self.finish = "length"
+        self.timings: dict[str, int] = {"prompt_us": 0, "generate_us": 0}
+
+    def __iter__(self) -> Iterator[int]:
+        llm, sampler = self.model.llama, self.sampler
+        saved_seed, saved_window = llm._seed, llm.last_n_tokens_size
+        llm.set_seed(sampler.seed)
+        llm.last_n_tokens_size = sampler.penalty_last_n
+        try:
+            chain = llm._init_sampler(
+                top_k=sampler.top_k,
+                top_p=sampler.top_p,
+                min_p=sampler.min_p,
+                typical_p=sampler.typical_p,
+                temp=sampler.temperature,
+                repeat_penalty=sampler.repeat_penalty,
+                frequency_penalty=sampler.frequency_penalty,
+                presence_penalty=sampler.presence_penalty,
+            )
+        finally:
+            llm.set_seed(saved_seed)
+            llm.last_n_tokens_size = saved_window
+        vocab = llm._model.vocab
+        llm.reset()
+        started = time.perf_counter()
+        llm.eval(self.prompt)
+        prefilled = time.perf_counter()
+        self.timings["prompt_us"] = round((prefilled - started) * 1e6)
+        count = 0
+        try:
+            while count < self.max_tokens:
+                token = chain.sample(llm._ctx, -1)
+                count += 1
+                yield token
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    self.finish = "stop"
+                    break
+                if count < self.max_tokens:
+                    if self.between is not None:
+                        self.between(llm)
+                    llm.eval([token])
+        finally:
+            self.timings["generate_us"] = round((time.perf_counter() - prefilled) * 1e6)
+
+
+class RecordedReply:
+    """``ChatModel.stream_recorded``'s reply: iterate for the text pieces; ``generation`` is
+    the exact record once the iteration ended or ``close`` was called."""
+
+    def __init__(
+        self, model: ChatModel, prompt: list[int], max_tokens: int, sampler: Sampler
+    ) -> None:
+        self._model = model
+        self._run = _TokenRun(model, prompt, max_tokens, sampler, between=step_aside)
+        self._output: list[int] = []
+        self._pieces = self._generate()
+        self.generation: Generation | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        return self._pieces
+
+    def close(self) -> None:
+        self._pieces.close()
+
+    def _generate(self) -> Generator[str, None, None]:
+        model, run = self._model, self._run
+        vocab = model.llama._model.vocab
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        try:
+            for token in run:
+                self._output.append(token)
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                    break
+                piece = decoder.decode(
+                    model.llama.detokenize([token], prev_tokens=run.prompt + self._output[:-1])
+                )
+                if piece:
+                    yield piece
+            if tail := decoder.decode(b"", final=True):
+                yield tail
+        finally:
+            self.generation = Generation(
+                model_sha256=model.model_sha256,
+                chat_template_sha256=model.chat_template_sha256,
+                runtime=runtime_build(),
+                settings=model.settings(),
+                sampler=run.sampler,
+                prompt_tokens=tuple(run.prompt),
+                output_tokens=tuple(self._output),
+                finish_reason=run.finish,
+                timings=dict(run.timings),
+            )
 
 
 def _penalised(row: np.ndarray, window: list[int], sampler: Sampler) -> np.ndarray:

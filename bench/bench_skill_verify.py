@@ -40,7 +40,8 @@ from node.api import create_app  # noqa: E402
 from node.home import Home  # noqa: E402
 from node.limits import Limits, server_config  # noqa: E402
 from node.node import Node  # noqa: E402
-from node.skill_catalog import SKILLS_CONTAINER, read_release  # noqa: E402
+from node.skill_catalog import SKILLS_CONTAINER  # noqa: E402
+from node.skill_download import read_release  # noqa: E402
 from node.skill_install import check_wheel_archive, install_release  # noqa: E402
 from skills.manifest import Manifest  # noqa: E402
 from skills.release import parse_release  # noqa: E402

@@ -315,13 +315,16 @@ def rumor_json(
     *,
     reply_to: str | None = None,
     owner_did: str | None = None,
+    extra_tags: list[list[str]] | None = None,
 ) -> str:
-    """The unsigned kind-14 message, labelled agent-made (NIP-32) on ``owner_did``'s behalf."""
+    """The unsigned kind-14 message, labelled agent-made (NIP-32) on ``owner_did``'s behalf;
+    ``extra_tags`` ride inside the seal with it (e.g. an answer's receipt)."""
     tags = [["p", recipient.hex()], ["L", LABEL_NAMESPACE], ["l", AGENT_MADE, LABEL_NAMESPACE]]
     if owner_did:
         tags.append(["on-behalf-of", owner_did])
     if reply_to:
         tags.append(["e", reply_to])
+    tags += extra_tags or []
     rumor = (
         nostr_sdk.EventBuilder(nostr_sdk.Kind(KIND_PRIVATE_MESSAGE), text)
         .tags([nostr_sdk.Tag.parse(t) for t in tags])

@@ -42,6 +42,8 @@ import nostr_sdk
 
 from agent.grants import Grants, NotGranted, QuotaExceeded
 from agent.queue import ModelQueue, QueueFull
+from agent.receipts import ReceiptRejected
+from agent.receipts import accept as accept_receipt
 from identity.nostr_key import (
     KIND_GIFT_WRAP,
     TWEAK_SECONDS,
@@ -54,7 +56,7 @@ from identity.nostr_key import (
 )
 from node.errors import NodeError
 from node.nostr_peers import peer_did_for
-from node.peering import PeeringNode, answer_work
+from node.peering import AnswerWork, PeeringNode, answer_work
 from store.vault import Vault
 
 
@@ -76,6 +78,9 @@ RELAY_KIND, INBOX_KIND, SEEN_KIND, STATE_KIND = (
 # Anyone can write to the node's key: messages from keys that are no pinned peer's stop being
 # kept once this many wait, so a stranger cannot fill the vault. Peers' messages are always kept.
 MAX_FROM_STRANGERS = 200
+# The tag of a reply that carries the answer's receipt (agent.receipts.carrier text), inside
+# the seal: a private message's rumor, so relays never see it.
+RECEIPT_TAG = "flurry-receipt"
 CONNECT_SECONDS = 10
 SEND_SECONDS = 30
 _log = logging.getLogger(__name__)
@@ -134,7 +139,9 @@ def remove_from_inbox(vault: Vault, message_id: str) -> bool:
     return False
 
 
-def _to_inbox(vault: Vault, message: PrivateMessage, peer_did: str | None, why: str) -> None:
+def _to_inbox(
+    vault: Vault, message: PrivateMessage, peer_did: str | None, why: str, **extra: str
+) -> None:
     vault.put_record(
         INBOX_KIND,
         message.wrap_id,
@@ -150,6 +157,7 @@ def _to_inbox(vault: Vault, message: PrivateMessage, peer_did: str | None, why: 
             "reply_to": message.reply_to,
             "agent_made": message.agent_made,
             "why": why,
+            **extra,  # receipt_id or receipt_error, for an answer that carried a receipt
         },
     )
 
@@ -283,6 +291,13 @@ class NostrWire:
         """Publish a public note signed by the node's Nostr key; audited before it leaves."""
         return self._call(self._publish(text, skill), SEND_SECONDS + 5)
 
+    def announce(self, event: nostr_sdk.Event, details: dict) -> dict:
+        """Publish ``event``, built and signed with this node's Nostr key by the caller (a skill
+        release's NIP-94 announcement, node.skill_publish); audited before it leaves."""
+        if event.author().to_hex() != self.key.public_key_hex or not event.verify():
+            raise NostrError("only an event signed with this node's Nostr key is announced")
+        return self._call(self._announce(event, details), SEND_SECONDS + 5)
+
     # --- on the wire's loop ---
 
     async def _connect(self, relays: list[str]) -> None:
@@ -373,7 +388,9 @@ class NostrWire:
                 return None
             return self._wait(message, None, "from a Nostr key that is not a pinned peer")
         if message.reply_to is not None:
-            return self._wait(message, peer_did, "a reply")
+            _to_inbox(vault, message, peer_did, "a reply", **self._kept_receipt(message, peer_did))
+            self.counts["to_inbox"] += 1
+            return None
         try:
             grant = self.node.grants.authorize(peer_did, "ask", owner_did=self.node.keys.owner_did)
         except (NotGranted, QuotaExceeded) as refused:
@@ -381,13 +398,33 @@ class NostrWire:
         assert self._model_queue is not None  # only a wire with a queue listens for questions
         try:
             job = self._model_queue.submit(
-                answer_work(self.node, peer_did, grant, message.text), lane="peer"
+                answer_work(self.node, peer_did, grant, message.text, channel="nostr"),
+                lane="peer",
             )
         except QueueFull:
             return self._wait(message, peer_did, "the model was busy; not answered")
         task = asyncio.get_running_loop().create_task(self._answer(message, peer_did, job))
         self._answers.add(task)
         task.add_done_callback(self._answers.discard)
+
+    def _kept_receipt(self, message: PrivateMessage, peer_did: str) -> dict[str, str]:
+        """A pinned peer's answer may carry its receipt: kept (sealed) when it holds — signed
+        by that peer, made out to this node, signing this very text — said in the inbox if not."""
+        carried = next((t[1] for t in message.tags if len(t) == 2 and t[0] == RECEIPT_TAG), None)
+        if carried is None:
+            return {}
+        try:
+            rid = accept_receipt(
+                self.node.vault,
+                carried,
+                issuer=peer_did,
+                requester=self.node.keys.node_did,
+                messages=None,
+                answer=message.text,
+            )
+        except ReceiptRejected as rejected:
+            return {"receipt_error": f"{rejected.reason}: {rejected}"}
+        return {"receipt_id": rid}
 
     def _wait(self, message: PrivateMessage, peer_did: str | None, why: str) -> None:
         _to_inbox(self.node.vault, message, peer_did, why)
@@ -396,11 +433,15 @@ class NostrWire:
     async def _answer(self, message: PrivateMessage, peer_did: str, job) -> None:
         try:
             text = (await asyncio.to_thread(lambda: "".join(job))).strip()
+            # The answer's signed receipt (node.peering, agent.receipts) rides in the sealed
+            # message, so only the asker reads it.
+            receipt = job.work.receipt if isinstance(job.work, AnswerWork) else None
             await self._send(
                 bytes.fromhex(message.sender),
                 text or "(no answer)",
                 peer_did=peer_did,
                 reply_to=message.rumor_id,
+                extra_tags=[[RECEIPT_TAG, receipt]] if receipt and text else None,
             )
             self.counts["answered"] += 1
         except asyncio.CancelledError:
@@ -415,12 +456,23 @@ class NostrWire:
             )
 
     async def _send(
-        self, recipient: bytes, text: str, *, peer_did: str | None, reply_to: str | None
+        self,
+        recipient: bytes,
+        text: str,
+        *,
+        peer_did: str | None,
+        reply_to: str | None,
+        extra_tags: list[list[str]] | None = None,
     ) -> dict:
         keys = self.node.keys
         try:
             rumor = rumor_json(
-                self.key, recipient, text, reply_to=reply_to, owner_did=keys.owner_did
+                self.key,
+                recipient,
+                text,
+                reply_to=reply_to,
+                owner_did=keys.owner_did,
+                extra_tags=extra_tags,
             )
             wrap = gift_wrap(self.key, recipient, rumor)
         except ValueError as e:  # Nip44Error: an empty or over-long message, a key off the curve
@@ -455,6 +507,15 @@ class NostrWire:
         }
         self.node.audit.append("nostr.publish", target=self.key.uri, details=details)
         return await self._deliver(note, details["event"], self.key.uri)
+
+    async def _announce(self, event: nostr_sdk.Event, details: dict) -> dict:
+        event_id = event.id().to_hex()
+        self.node.audit.append(
+            "nostr.announce",
+            target=self.key.uri,
+            details={"event": event_id, "relays": list(self._relays), **details},
+        )
+        return await self._deliver(event, event_id, self.key.uri)
 
     async def _deliver(self, event: nostr_sdk.Event, event_id: str, to: str) -> dict:
         if self._client is None:  # _call refuses before this when the wire is not running

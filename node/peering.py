@@ -12,23 +12,30 @@ the owner's commands and the skills' broker all go through the same two function
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Iterator
-from dataclasses import asdict, replace
-from typing import Protocol
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol
 
+from agent import receipts
 from agent.answer import Conversation, with_quotes_text
 from agent.audit import AuditError, AuditLog
+from agent.generation import Generation
 from agent.grants import Grant, Grants
-from agent.queue import Work
+from agent.queue import Job
 from agent.receipts import ReceiptRejected
 from agent.receipts import accept as accept_receipt
 from identity.did_key import verification_method_id
 from identity.keyring import UnlockedKeyring
 from identity.rotation import RotationRejected, verify_chain
 from node.errors import OwnerError
+from node.ledger import Entry, Ledger
 from node.peers import PeerChanged, PeerError, PeerReply, find_peer, send_message
 from node.rotation import RotationRefused, card_rotations, follow
 from store.vault import Vault
+
+if TYPE_CHECKING:
+    from agent.runtime import ChatModel
 
 
 class PeeringNode(Protocol):
@@ -40,6 +47,9 @@ class PeeringNode(Protocol):
     audit: AuditLog
     grants: Grants
 
+    @property
+    def chat_model(self) -> ChatModel: ...
+
     def conversation(
         self,
         title: str = ...,
@@ -47,6 +57,7 @@ class PeeringNode(Protocol):
         *,
         peer: str | None = ...,
         grounded: bool = ...,
+        recorded: bool = ...,
     ) -> Conversation: ...
 
 
@@ -72,24 +83,76 @@ def _follow_card(node: PeeringNode, changed: PeerChanged) -> tuple[str | None, s
     return chain.node, ""
 
 
-def answer_work(node: PeeringNode, caller: str, grant: Grant, question: str) -> Work:
+def answer_work(
+    node: PeeringNode, caller: str, grant: Grant, question: str, *, channel: str = "a2a"
+) -> AnswerWork:
     """A peer's question as model work: the one answer path, grounded and verified.
 
     The peer policy of every channel (DESIGN, "Answers"): a peer gets the verified answer and
     the quotes it rests on, drawn only from the tags its grant allows as it is when the answer
     runs (``peer=caller``), never file paths, chunk numbers, snippets or metadata. Only
     verified sentences stream; the quotes come last, in the same text. ``grant`` is the grant
-    the caller was authorized under; checking it is the caller's part, before the work is queued."""
+    the caller was authorized under; checking it is the caller's part, before the work is queued.
 
-    def work() -> Iterator[str]:
-        conversation = node.conversation(title=f"a2a from {caller}", peer=caller)
-        answer = conversation.ask(question)
-        yield from answer
+    When the model wrote part of the answer, the work ends by issuing its receipt (a data
+    answer's: agent.receipts), keeping the salt and tokens sealed to re-execute it later, and
+    recording the job in the ledger; ``AnswerWork.receipt`` then holds it as it travels."""
+    return AnswerWork(node, caller, question, channel)
+
+
+@dataclass
+class AnswerWork:
+    node: PeeringNode
+    caller: str
+    question: str
+    channel: str  # the ledger's: "a2a" or "nostr"
+    receipt: str | None = None  # agent.receipts.carrier text, once the answer has ended
+
+    def __call__(self) -> Iterator[str]:
+        node = self.node
+        conversation = node.conversation(
+            title=f"{self.channel} from {self.caller}", peer=self.caller, recorded=True
+        )
+        answer = conversation.ask(self.question)
+        sent: list[str] = []
+        for piece in answer:
+            sent.append(piece)
+            yield piece
         rest = with_quotes_text(answer)[len(answer.text) :]
         if rest:
+            sent.append(rest)
             yield rest
+        if answer.generation is not None:  # "not in your data" is no model's work: no receipt
+            self.receipt = self._issue(answer.generation, "".join(sent))
 
-    return work
+    def _issue(self, generation: Generation, text: str) -> str:
+        keys, salt = self.node.keys, secrets.token_bytes(32)
+        receipt = receipts.issue(
+            keys.node_key, keys.node_did, generation, self.caller, answer=text, salt=salt
+        )
+        rid = receipts.keep_issued(self.node.vault, receipt, generation, salt)
+        if self.caller != keys.owner_did:  # the owner asking its own node is no peer's job
+            Ledger(self.node.vault).record(
+                Entry(
+                    peer=self.caller,
+                    direction="served",
+                    channel=self.channel,
+                    model=self.node.chat_model.path.name,
+                    model_sha256=generation.model_sha256,
+                    prompt_tokens=len(generation.prompt_tokens),
+                    completion_tokens=len(generation.output_tokens),
+                    receipt_id=rid,
+                )
+            )
+        return receipts.carrier(receipt, None)
+
+
+def carried_receipt_metadata(job: Job) -> dict[str, Any] | None:
+    """The A2A answer artifact's metadata for a finished data answer: its receipt, if any."""
+    work = job.work
+    if isinstance(work, AnswerWork) and work.receipt is not None:
+        return {receipts.A2A_METADATA_KEY: work.receipt}
+    return None
 
 
 async def send_to_peer(
@@ -173,4 +236,30 @@ async def send_to_peer(
             )
         except ReceiptRejected as rejected:
             result["receipt_error"] = f"{rejected.reason}: {rejected}"
+    if metadata is None and "receipt_id" in result:
+        # An answer from the peer's data: what it used of its model, as its receipt signs it
+        # (an infer job's usage is recorded by node.infer from the answer's metadata).
+        result["ledger_id"] = await asyncio.to_thread(
+            _record_used, node.vault, reply.peer_did, result["receipt_id"]
+        )
     return result
+
+
+def _record_used(vault: Vault, peer_did: str, rid: str) -> str:
+    kept = vault.get_record(receipts.RECEIPT_KIND, rid)
+    assert kept is not None  # accepted just now
+    receipt = kept["receipt"]
+    entry = Ledger(vault).record(
+        Entry(
+            peer=peer_did,
+            direction="used",
+            channel="a2a",
+            # The peer's file name is not in its receipt; its sha256 is.
+            model=f"sha256:{receipt['model']['sha256'][:12]}",
+            model_sha256=receipt["model"]["sha256"],
+            prompt_tokens=receipt["prompt"]["tokens"],
+            completion_tokens=receipt["output"]["tokens"],
+            receipt_id=rid,
+        )
+    )
+    return entry.id

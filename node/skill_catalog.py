@@ -1,312 +1,173 @@
-"""Finding shared skills: what pinned peers publish in their pods, read over plain HTTP, and
-what their Nostr keys announce on the owner's relays (node.skill_announcements).
+"""What a peer node publishes: its skill releases, found by walking its pod's public containers.
 
-A node publishes a skill release (skills.release) in its pod's public container::
+``list_published(base_url, http)`` reads ``/pod/public/skills/`` (one member per skill name),
+then each ``NAME/`` (one member per version), with unsigned GETs: node.skill_publish makes that
+container public. The release's manifest is then at ``NAME/VERSION/manifest.json`` by the fixed
+layout, so the version containers are not listed (a version published half way, wheel without
+manifest, answers 404 when the installer asks for its manifest).
 
-    /pod/public/skills/NAME/VERSION/manifest.json     the signed release manifest
-    /pod/public/skills/NAME/VERSION/<wheel filename>  the wheel it names
+Everything here comes from a stranger, so nothing is trusted, and every read is bounded:
 
-Containers list their members the LDP way (Turtle, ``ldp:contains``), so a reader walks
-``skills/`` → ``NAME/`` → ``VERSION/``. Everything read here comes from another machine: each
-download has a size limit checked before and while reading, a timeout, and no redirect is
-followed (a release is read only from where it was named); a listing is cut at a number of
-members; a member whose name is not a skill name or a version is skipped. A release is shown
-only when its author's signature holds and the folder it was read from names the very name and
-version it signs (a release copied under another version's folder is a replay); the others are
-reported as refused, with why. An announcement only points at a manifest: it is read and
-checked the same way, and its bytes must have the sha256 the announcement states.
+- each listing is asked for as JSON-LD (the pod serves the same LDP listing, ``ldp:contains``,
+  as Turtle or JSON-LD; JSON needs no RDF parser on a stranger's bytes) and read up to
+  ``max_listing_bytes`` (Content-Length first, then as it streams);
+- at most ``max_names`` names (in name order) and, of each, the ``max_versions`` newest;
+- a member counts only if it is on the container's own origin and its path is the container's
+  plus one segment that is a skill name
+  (skills.manifest.NAME) or a version; anything else is ignored. The URLs returned are built from
+  ``base_url`` and those checked segments, never taken from the listing, so a listing cannot
+  point the reader at another host;
+- redirects are not followed (httpx's default, and the caller's client should keep it).
+
+A manifest URL is only where to look: the installer still checks the release (its signature,
+its author, its wheel's hash: skills.release.parse_release, Release.check_wheel).
 """
 
 from __future__ import annotations
 
-import hashlib
-import ipaddress
+import json
 import re
-import urllib.parse
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 from packaging.version import InvalidVersion, Version
-from rdflib import URIRef
-from rdflib.namespace import Namespace
 
-from node.nostr_peers import peer_key_for
-from node.nostr_wire import list_relays
-from node.peers import Peer, list_peers
-from node.skill_announcements import QUERY_SECONDS, fetch_announcements
+from node.errors import NodeError
 from skills.manifest import NAME
-from skills.release import MANIFEST_FILE, MAX_MANIFEST_BYTES, Release, ReleaseRefused, parse_release
-from store.rdf import TURTLE, RDFSyntaxError, parse
-from store.vault import Vault
+from skills.release import MANIFEST_FILE
 
-SKILLS_CONTAINER = "/pod/public/skills/"
-MAX_LISTING_BYTES = 64 * 1024  # a container's Turtle listing
-MAX_SKILLS_LISTED = 100  # names read from one peer's skills container
-MAX_VERSIONS_LISTED = 64  # versions read from one skill's container (the newest are checked)
-VERSIONS_SHOWN = 3  # releases of one skill checked and shown by search, newest first
-FETCH_TIMEOUT = 10.0
-MANIFEST_TYPES = ("application/json",)
-TURTLE_TYPES = ("text/turtle",)
-_LDP = Namespace("http://www.w3.org/ns/ldp#")
-VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+!_-]{0,63}$")  # skills.release's
+SKILLS_CONTAINER = "/pod/public/skills/"  # node.skill_publish writes here (the fixed layout)
+JSON_LD = "application/ld+json"
+LDP_CONTAINS = "http://www.w3.org/ns/ldp#contains"
+MAX_NAMES = 50
+MAX_VERSIONS = 20
+MAX_LISTING_BYTES = 64 * 1024
+# skills.release's rule for a version, so that nothing listed here is refused there for its form.
+_VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+!_-]{0,63}$")
 
 
-@dataclass(frozen=True)
-class Offer:
-    """One release someone offers, whose signature held."""
+class CatalogError(NodeError):
+    """A peer's published releases could not be listed; the message says where and why."""
 
+
+class Listed(NamedTuple):
     name: str
     version: str
-    description: str
-    author_did: str
-    author_pinned: str | None  # the pinned peer's name (or DID) when the author is one
-    permissions: tuple[str, ...]
-    cosigners: tuple[str, ...]
-    pinned_cosigners: tuple[str, ...]  # the co-signers that are pinned peers
     manifest_url: str
-    manifest_sha256: str
-    found_at: str  # "peer:NAME" or "nostr:RELAY"
-
-    def to_json(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
-@dataclass
-class Catalog:
-    offers: list[Offer] = field(default_factory=list)
-    refused: list[dict] = field(default_factory=list)  # {url, found_at, reason}
-
-    def to_json(self) -> dict:
-        return {"offers": [o.to_json() for o in self.offers], "refused": self.refused}
-
-
-# --- downloads ---------------------------------------------------------------------------------
-
-
-def client() -> httpx.Client:
-    """The HTTP client for other nodes' pods: no redirects, a timeout, no proxies from the
-    environment (a pinned peer's URL is where the owner said)."""
-    return httpx.Client(follow_redirects=False, timeout=FETCH_TIMEOUT, trust_env=False)
-
-
-def check_url(url: str, *, loopback_http: bool = True) -> str:
-    """``url`` if it is an https URL (or http to this machine, for tests and local nodes)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return url
-    if parts.scheme == "http" and parts.hostname and loopback_http and _loopback(parts.hostname):
-        return url
-    raise ReleaseRefused(f"{url!r}: a release is fetched over https (http only from this machine)")
+def list_published(
+    base_url: str,
+    http: httpx.Client,
+    *,
+    max_names: int = MAX_NAMES,
+    max_versions: int = MAX_VERSIONS,
+    max_listing_bytes: int = MAX_LISTING_BYTES,
+) -> list[Listed]:
+    """The releases the node at ``base_url`` publishes: (name, version, manifest URL), by name,
+    newest version first. [] when it publishes none; CatalogError when a listing cannot be read."""
+    base = base_url.rstrip("/")
+    names = _members(http, base, SKILLS_CONTAINER, max_listing_bytes, NAME)
+    found: list[Listed] = []
+    for name in sorted(names)[:max_names]:
+        folder = f"{SKILLS_CONTAINER}{name}/"
+        versions = _members(http, base, folder, max_listing_bytes, _VERSION)
+        for version in sorted(versions, key=_version_order, reverse=True)[:max_versions]:
+            url = base + quote(f"{folder}{version}/{MANIFEST_FILE}")
+            found.append(Listed(name, version, url))
+    return found
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+def _members(
+    http: httpx.Client, base: str, container: str, limit: int, pattern: re.Pattern[str]
+) -> set[str]:
+    """The names of ``container``'s sub-containers that match ``pattern`` (none when it is gone)."""
+    body = _read(http, base + quote(container), limit)
+    listed = unquote(urlsplit(base).path) + container  # its path as the listing names it
+    if body is None:
+        return set()
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        graph = json.loads(body)
+    except (ValueError, RecursionError):
+        raise CatalogError(f"{base}{container}: the listing is not JSON") from None
+    nodes = graph if isinstance(graph, list) else [graph]
+    names: set[str] = set()
+    for node in nodes:
+        own = (
+            urlsplit(node["@id"])
+            if isinstance(node, dict) and isinstance(node.get("@id"), str)
+            else None
+        )
+        if own is None or unquote(own.path) != listed:
+            continue
+        members = node.get(LDP_CONTAINS, [])
+        for member in members if isinstance(members, list) else [members]:
+            iri = member.get("@id") if isinstance(member, dict) else None
+            if not isinstance(iri, str):
+                continue
+            where = urlsplit(iri)
+            path = unquote(where.path)
+            segment = path.removeprefix(listed)
+            if (
+                (where.scheme, where.netloc) == (own.scheme, own.netloc)  # not on another host
+                and path.startswith(listed)
+                and segment.endswith("/")
+                and pattern.match(segment[:-1])
+            ):
+                names.add(segment[:-1])
+    return names
 
 
-def fetch(http: httpx.Client, url: str, limit: int, types: tuple[str, ...] = ()) -> bytes:
-    """The body at ``url``: at most ``limit`` bytes (the announced length is checked before
-    reading, the bytes while reading), of one of ``types`` when given; ReleaseRefused otherwise."""
+def _read(http: httpx.Client, url: str, limit: int) -> bytes | None:
+    """The body at ``url``, read up to ``limit`` bytes; None on 404."""
     try:
-        with http.stream("GET", url, headers={"Accept": ", ".join(types) or "*/*"}) as response:
-            if response.is_redirect:
-                raise ReleaseRefused(
-                    f"{url} redirects to {response.headers.get('location', '?')!r}; "
-                    "a release is read only from where it was named"
-                )
+        with http.stream("GET", url, headers={"Accept": JSON_LD}) as response:
+            if response.status_code == 404:
+                return None
             if response.status_code != 200:
-                raise ReleaseRefused(f"{url}: HTTP {response.status_code}")
-            media = response.headers.get("content-type", "").split(";")[0].strip().lower()
-            if types and media not in types:
-                raise ReleaseRefused(f"{url} is {media or 'untyped'}, not {' or '.join(types)}")
-            announced = response.headers.get("content-length")
-            if announced is not None and (not announced.isdigit() or int(announced) > limit):
-                raise ReleaseRefused(f"{url} is {announced} bytes; at most {limit} are read")
+                raise CatalogError(f"{url}: the peer answered {response.status_code}")
+            length = response.headers.get("content-length", "")
+            if length.isdigit() and int(length) > limit:
+                raise CatalogError(
+                    f"{url}: the listing is {length} bytes; at most {limit} are read"
+                )
             body = bytearray()
             for chunk in response.iter_bytes():
                 body += chunk
                 if len(body) > limit:
-                    raise ReleaseRefused(f"{url} sent more than {limit} bytes; refused")
+                    raise CatalogError(
+                        f"{url}: the listing is over {limit} bytes; not read further"
+                    )
             return bytes(body)
     except httpx.HTTPError as e:
-        raise ReleaseRefused(f"{url}: the download failed ({type(e).__name__}: {e})") from None
+        raise CatalogError(f"{url}: {type(e).__name__}: {e}") from None
 
 
-def list_container(http: httpx.Client, url: str, pattern: re.Pattern[str], most: int) -> list[str]:
-    """The names of ``url``'s member containers that match ``pattern`` (at most ``most``)."""
-    body = fetch(http, url, MAX_LISTING_BYTES, TURTLE_TYPES)
+def _version_order(version: str) -> tuple[int, Version | str]:
+    """PEP 440 versions in their order, after any other text (which sorts as text)."""
     try:
-        graph = parse(body, TURTLE, url)
-    except RDFSyntaxError as e:
-        raise ReleaseRefused(f"{url}: the listing is not Turtle ({e})") from None
-    names = []
-    for member in graph.objects(URIRef(url), _LDP.contains):
-        rest = str(member)[len(url) :] if str(member).startswith(url) else ""
-        name = urllib.parse.unquote(rest.removesuffix("/"))
-        if rest.endswith("/") and "/" not in name and pattern.match(name):
-            names.append(name)
-    return sorted(set(names))[:most]
-
-
-def newest_first(versions: Iterable[str]) -> list[str]:
-    """Versions that PEP 440 can order, newest first; the others are left out."""
-    ordered = []
-    for v in versions:
-        try:
-            ordered.append((Version(v), v))
-        except InvalidVersion:
-            continue
-    return [v for _, v in sorted(ordered, reverse=True)]
-
-
-def is_newer(version: str, than: str) -> bool:
-    try:
-        return Version(version) > Version(than)
+        return (1, Version(version))
     except InvalidVersion:
-        return False
+        return (0, version)
 
 
-def container_url(base: str, name: str) -> str:
-    """The URL of skill ``name``'s container in the pod at ``base``."""
-    return f"{base.rstrip('/')}{SKILLS_CONTAINER}{name}/"
+def container_url(base_url: str, name: str) -> str:
+    """The URL of skill ``name``'s container in the pod at ``base_url``."""
+    return f"{base_url.rstrip('/')}{quote(f'{SKILLS_CONTAINER}{name}/')}"
 
 
-def read_release(http: httpx.Client, manifest_url: str) -> tuple[Release, str]:
-    """The release at ``manifest_url`` and the sha256 of its bytes, if its author signed it and
-    the URL's folders name its name and version (…/NAME/VERSION/manifest.json)."""
-    path = urllib.parse.urlsplit(manifest_url).path.split("/")
-    if len(path) < 3 or path[-1] != MANIFEST_FILE:
-        raise ReleaseRefused(
-            f"{manifest_url}: a release manifest is at …/NAME/VERSION/{MANIFEST_FILE}"
-        )
-    raw = fetch(http, manifest_url, MAX_MANIFEST_BYTES, MANIFEST_TYPES)
-    release = parse_release(raw)
-    named = (urllib.parse.unquote(path[-3]), urllib.parse.unquote(path[-2]))
-    if named != (release.name, release.version):
-        raise ReleaseRefused(
-            f"{manifest_url}: the folder says {named[0]} {named[1]}, the signed manifest says "
-            f"{release.name} {release.version} (a release replayed under another name or version)"
-        )
-    return release, hashlib.sha256(raw).hexdigest()
+def list_versions(
+    container: str, http: httpx.Client, *, max_listing_bytes: int = MAX_LISTING_BYTES
+) -> list[str]:
+    """The versions listed in one skill's container (its URL), newest first, at most
+    ``MAX_VERSIONS`` of them, read with the same bounds and rules as ``list_published``."""
+    where = urlsplit(container)
+    origin = f"{where.scheme}://{where.netloc}"
+    versions = _members(http, origin, unquote(where.path), max_listing_bytes, _VERSION)
+    return sorted(versions, key=_version_order, reverse=True)[:MAX_VERSIONS]
 
 
-def wheel_url(manifest_url: str, release: Release) -> str:
-    """The wheel's URL: beside its manifest (its file name was checked by skills.release)."""
-    return manifest_url.rsplit("/", 1)[0] + "/" + urllib.parse.quote(release.wheel_filename)
-
-
-# --- search ------------------------------------------------------------------------------------
-
-
-def search(
-    vault: Vault,
-    text: str = "",
-    http: httpx.Client | None = None,
-    nostr_seconds: float = QUERY_SECONDS,
-) -> Catalog:
-    """What every pinned peer's pod offers, and what pinned peers' Nostr keys announced on the
-    owner's relays, filtered by ``text`` (in the name or description)."""
-    catalog = Catalog()
-    peers = list_peers(vault)
-    pinned = {p.did: p.label for p in peers}
-    with http or client() as session:
-        for peer in peers:
-            _walk_peer(session, peer, pinned, text.lower(), catalog)
-        _read_announcements(vault, session, peers, pinned, text.lower(), catalog, nostr_seconds)
-    catalog.offers.sort(key=lambda o: o.name)  # stable: each skill's newest first
-    return catalog
-
-
-def _read_announcements(
-    vault: Vault,
-    http: httpx.Client,
-    peers: list[Peer],
-    pinned: dict[str, str],
-    text: str,
-    catalog: Catalog,
-    seconds: float,
-) -> None:
-    keys = {key: peer for peer in peers if (key := peer_key_for(vault, peer.did))}
-    announced, dropped = fetch_announcements(list_relays(vault), sorted(keys), seconds)
-    catalog.refused += [{"url": "", "found_at": "nostr", "reason": why} for why in dropped]
-    seen = {o.manifest_url for o in catalog.offers}
-    for a in announced:
-        if a.url in seen:
-            continue  # the pod walk found it already
-        seen.add(a.url)
-        found_at = f"nostr:{keys[a.pubkey].label}"
-        try:
-            check_url(a.url)
-            if a.size > MAX_MANIFEST_BYTES:
-                raise ReleaseRefused(
-                    f"announced as {a.size} bytes; a manifest is at most {MAX_MANIFEST_BYTES}"
-                )
-            release, sha = read_release(http, a.url)
-            if sha != a.sha256:
-                raise ReleaseRefused(f"its sha256 is {sha}, the announcement says {a.sha256}")
-            if (release.name, release.version) != (a.name, a.version):
-                raise ReleaseRefused(
-                    f"announced as {a.name} {a.version}, signed as {release.name} {release.version}"
-                )
-        except ReleaseRefused as e:
-            catalog.refused.append({"url": a.url, "found_at": found_at, "reason": str(e)})
-            continue
-        if text and text not in release.name.lower() and text not in release.description.lower():
-            continue
-        catalog.offers.append(offer(release, a.url, sha, pinned, found_at))
-
-
-def offer(release: Release, url: str, sha: str, pinned: dict[str, str], found_at: str) -> Offer:
-    return Offer(
-        name=release.name,
-        version=release.version,
-        description=release.description,
-        author_did=release.author_did,
-        author_pinned=pinned.get(release.author_did),
-        permissions=release.permissions,
-        cosigners=release.cosigners,
-        pinned_cosigners=tuple(c for c in release.cosigners if c in pinned),
-        manifest_url=url,
-        manifest_sha256=sha,
-        found_at=found_at,
-    )
-
-
-def _walk_peer(
-    http: httpx.Client, peer: Peer, pinned: dict[str, str], text: str, catalog: Catalog
-) -> None:
-    found_at = f"peer:{peer.label}"
-    top = peer.url.rstrip("/") + SKILLS_CONTAINER
-    try:
-        names = list_container(http, top, NAME, MAX_SKILLS_LISTED)
-    except ReleaseRefused as e:
-        catalog.refused.append({"url": top, "found_at": found_at, "reason": str(e)})
-        return
-    for name in names:
-        url = container_url(peer.url, name)
-        try:
-            versions = newest_first(list_container(http, url, VERSION, MAX_VERSIONS_LISTED))
-        except ReleaseRefused as e:
-            catalog.refused.append({"url": url, "found_at": found_at, "reason": str(e)})
-            continue
-        for version in versions[:VERSIONS_SHOWN]:
-            manifest_url = f"{url}{urllib.parse.quote(version)}/{MANIFEST_FILE}"
-            try:
-                release, sha = read_release(http, manifest_url)
-            except ReleaseRefused as e:
-                catalog.refused.append(
-                    {"url": manifest_url, "found_at": found_at, "reason": str(e)}
-                )
-                continue
-            if (
-                text
-                and text not in release.name.lower()
-                and text not in release.description.lower()
-            ):
-                continue
-            catalog.offers.append(offer(release, manifest_url, sha, pinned, found_at))
+def is_version(text: str) -> bool:
+    """Whether ``text`` has the form of a release version (skills.release's rule)."""
+    return bool(_VERSION.match(text))

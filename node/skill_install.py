@@ -38,17 +38,15 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from node.peers import Peer, find_peer, list_peers
-from node.skill_catalog import (
-    MAX_VERSIONS_LISTED,
-    VERSION,
+from node.peer_owner import pinned_authors
+from node.peers import Peer, find_peer
+from node.skill_catalog import CatalogError, container_url, is_version, list_versions
+from node.skill_download import (
+    WHEEL_TYPES,
     check_url,
     client,
-    container_url,
     fetch,
     is_newer,
-    list_container,
-    newest_first,
     read_release,
     wheel_url,
 )
@@ -65,7 +63,6 @@ PEER_PREFIX = "peer:"
 POLICY_KIND = "skill-policy"
 COSIGN_POLICY = "cosign"
 MAX_COSIGNERS_REQUIRED = 8
-WHEEL_TYPES = ("application/octet-stream", "application/zip", "application/x-wheel+zip")
 MAX_WHEEL_ENTRIES = 2000
 MAX_UNPACKED_BYTES = 64 * 1024 * 1024  # a zip bomb stops here, before pip sees it
 MAX_RECORD_BYTES = 1024 * 1024
@@ -95,16 +92,17 @@ def set_cosign_policy(vault: Vault, required: int) -> int:
 def check_trust(
     release: Release,
     peer: Peer | None,
-    pinned: dict[str, str],
+    pinned: dict[str, Peer],
     required: int,
     allow_stranger: bool,
 ) -> None:
-    """ReleaseRefused unless the owner trusts this release's author (module docstring, step 2)."""
+    """ReleaseRefused unless the owner trusts this release's author (module docstring, step 2).
+    ``pinned``: each pinned peer by the DIDs that sign for it (node.peer_owner.pinned_authors)."""
     where, author = f"{release.name} {release.version}", release.author_did
-    if peer is not None and author != peer.did and not allow_stranger:
+    if peer is not None and pinned.get(author) != peer and not allow_stranger:
         raise ReleaseRefused(
-            f"{where} is signed by {author}, not by the pinned peer {peer.label} ({peer.did}); "
-            "pass --stranger to install a stranger's release from its pod"
+            f"{where} is signed by {author}, not by the pinned peer {peer.label} ({peer.did}) "
+            "or its owner; pass --stranger to install a stranger's release from its pod"
         )
     if author in pinned:
         return
@@ -112,7 +110,7 @@ def check_trust(
         raise ReleaseRefused(
             f"{where}: its author {author} is not a pinned peer; pass --stranger to install it anyway"
         )
-    vouched = [c for c in release.cosigners if c in pinned]
+    vouched = {pinned[c].did for c in release.cosigners if c in pinned}  # a peer counts once
     if len(vouched) < required:
         others = [c for c in release.cosigners if c not in pinned]
         raise ReleaseRefused(
@@ -182,18 +180,26 @@ def resolve(vault: Vault, source: str, http: httpx.Client) -> tuple[str, Peer | 
     name, at, version = wanted.partition("@")
     if not slash or not ref:
         raise ReleaseRefused(f"{source!r}: write peer:PEER/NAME or peer:PEER/NAME@VERSION")
-    if not NAME.match(name) or (at and not VERSION.match(version)):
+    if not NAME.match(name) or (at and not is_version(version)):
         raise ReleaseRefused(f"{source!r}: {wanted!r} is not a skill name and version")
     peer = find_peer(vault, ref)
     if peer is None:
         raise ReleaseRefused(f"{ref!r} is not a pinned peer; flurry peers add URL first")
     container = container_url(peer.url, name)
     if not at:
-        versions = newest_first(list_container(http, container, VERSION, MAX_VERSIONS_LISTED))
+        versions = _versions(http, container)
         if not versions:
             raise ReleaseRefused(f"{peer.label} publishes no release of {name}")
         version = versions[0]
     return f"{container}{urllib.parse.quote(version)}/{MANIFEST_FILE}", peer
+
+
+def _versions(http: httpx.Client, container: str) -> list[str]:
+    """The versions a skill's container lists, newest first."""
+    try:
+        return list_versions(container, http)
+    except CatalogError as e:
+        raise ReleaseRefused(str(e)) from None
 
 
 def _download_wheel(http: httpx.Client, manifest_url: str, release: Release) -> bytes:
@@ -222,7 +228,7 @@ def install_release(
     """Install the release ``source`` names, checked at every step (module docstring); the skill
     waits for the owner's approval like any other. ReleaseRefused (or SkillError) says why not;
     then nothing of it is installed."""
-    pinned = {p.did: p.label for p in list_peers(node.vault)}
+    pinned = pinned_authors(node.vault)
     with http or client() as session:
         manifest_url, peer = resolve(node.vault, source, session)
         release, sha = read_release(session, manifest_url)
@@ -275,7 +281,7 @@ def update_skills(
             raise SkillError(f"{name} was not installed from a release; nothing to update it from")
     else:
         targets = [i for i in node.skills.list() if i.origin]
-    pinned = {p.did: p.label for p in list_peers(node.vault)}
+    pinned = pinned_authors(node.vault)
     results = []
     with http or client() as session:
         for info in targets:
@@ -291,15 +297,15 @@ def update_skills(
 
 
 def _update_one(
-    node: Node, info: SkillInfo, http: httpx.Client, pinned: dict[str, str], approve: bool
+    node: Node, info: SkillInfo, http: httpx.Client, pinned: dict[str, Peer], approve: bool
 ) -> dict:
     assert info.origin is not None  # update_skills picks only skills installed from a release
     origin = info.origin
     current, author = origin["version"], origin["author_did"]
     result: dict = {"name": info.name, "from": current, "to": current, "reasons": [], "added": []}
-    versions = list_container(http, origin["container"], VERSION, MAX_VERSIONS_LISTED)
+    versions = _versions(http, origin["container"])
     chosen: tuple[str, Release, str] | None = None
-    for version in newest_first(v for v in versions if is_newer(v, current)):
+    for version in (v for v in versions if is_newer(v, current)):
         url = f"{origin['container']}{urllib.parse.quote(version)}/{MANIFEST_FILE}"
         try:
             release, sha = read_release(http, url)

@@ -11,6 +11,7 @@ unpacked (``--only-binary :all:``: pip never builds a source distribution for a 
 
 from __future__ import annotations
 
+import builtins
 import importlib.metadata
 import json
 import os
@@ -31,6 +32,8 @@ from skills.host import SkillError, SkillProcess
 from skills.manifest import NAME, Manifest, ManifestError, check_permission
 from skills.sandbox import Confinement, Limits
 from skills.sdk import ENTRY_POINT_GROUP
+from skills.tool_pins import Pins, ToolListRefused, checked_listing
+from skills.tool_pins import spec as tool_spec
 from store.records import Records
 
 KIND = "skill"
@@ -66,6 +69,9 @@ class SkillInfo:
     # Where a shared skill came from (node.skill_install): {container, manifest_url, peer,
     # author_did, version, manifest_sha256}; None for a wheel, folder or package installed here.
     origin: dict | None = None
+    # The tools pinned at approval and those waiting for review (skills.tool_pins); None for a
+    # skill not approved yet, or approved before pins existed (see ``approved_pins``).
+    pins: Pins | None = None
 
     @property
     def requested(self) -> tuple[str, ...]:
@@ -85,6 +91,7 @@ class SkillInfo:
             argv=tuple(r.get("argv", ())),
             tools=tuple(r.get("tools", ())),
             origin=r.get("origin"),
+            pins=Pins.from_record(r),
         )
 
     def to_record(self) -> dict:
@@ -100,7 +107,23 @@ class SkillInfo:
             "argv": list(self.argv),
             "tools": list(self.tools),
             "origin": self.origin,
+            **(self.pins.to_record() if self.pins else {}),
         }
+
+    def approved_tools(self) -> list[dict]:
+        """The tools the owner reviewed at approval: the manifest's, or those an unmanaged
+        server listed when it was registered."""
+        if self.manifest:
+            return [tool_spec(t.name, t.description, t.parameters) for t in self.manifest.tools]
+        return [tool_spec(t["name"], t["description"], t["input_schema"]) for t in self.tools]
+
+    def approved_pins(self) -> Pins | None:
+        """The pins, or for a skill approved before pins existed, the tools it was approved
+        with (None: an old record holding none, pinned to what it lists when it next starts)."""
+        if self.pins is not None or not self.approved:
+            return self.pins
+        approved = self.approved_tools()
+        return Pins.of(approved) if approved else None
 
 
 class Skills:
@@ -248,8 +271,17 @@ class Skills:
                 raise SkillInstallError(
                     f"{name} did not ask for {p!r}; it asks for {list(info.requested)}"
                 )
+        # The first approval pins the tools shown for it; later ones (new permissions) keep the
+        # pins: a changed tool is accepted only by a review (skills.tool_pins).
+        pins = info.approved_pins() or Pins.of(info.approved_tools())
         return self._put(
-            replace(info, approved=True, enabled=True, granted=tuple(dict.fromkeys(permissions)))
+            replace(
+                info,
+                approved=True,
+                enabled=True,
+                granted=tuple(dict.fromkeys(permissions)),
+                pins=pins,
+            )
         )
 
     def install_mcp(
@@ -276,10 +308,13 @@ class Skills:
             ) from None
         finally:
             process.stop()
-        tools = tuple(
-            {"name": t.name, "description": t.description or "", "input_schema": t.input_schema}
-            for t in process.tools.values()
-        )
+        try:
+            tools = checked_listing(
+                (tool_spec(t.name, t.description, t.input_schema) for t in process.tools.values()),
+                name,
+            )
+        except ToolListRefused as e:
+            raise SkillInstallError(f"{name} was not registered: {e}") from None
         if not tools:
             raise SkillInstallError(f"{name} was not registered: the server lists no tools")
         return self._put(
@@ -339,8 +374,39 @@ class Skills:
             )
         else:
             process = SkillProcess(name, list(info.argv), managed=False)
+        # Each time it starts (again), what it lists is held against the pins.
+        process.check_tools = lambda listed: self.check_listed(name, listed)
         process.start()
         return process
+
+    # --- pinned tools (skills.tool_pins) -------------------------------------------------
+
+    def check_listed(self, name: str, listed: builtins.list[dict]) -> dict[str, str]:
+        """Hold the tools a started process lists (specs) against the skill's pins, keep what
+        waits for review in its record, and return each disabled tool → why."""
+        info = self.info(name)
+        pins = info.approved_pins() or Pins.first_use(listed)
+        checked = pins.check(listed)
+        if checked != info.pins:
+            self._put(replace(info, pins=checked))
+        return checked.disabled(name, listed)
+
+    def check_tools(self, name: str) -> SkillInfo:
+        """Start the skill once to list its tools now (after an update, say), stop it, and
+        return its record with what waits for review."""
+        self.start(name).stop()
+        return self.info(name)
+
+    def review_tools(self, name: str, accept: builtins.list[str] | None) -> SkillInfo:
+        """Pin the new versions of the tools ``accept`` names (None: all waiting), which the
+        owner reviewed; they run again from the skill's next start."""
+        info = self.info(name)
+        pins = info.approved_pins()
+        if pins is None:
+            raise SkillInstallError(f"{name} is not approved yet; review it and approve it first")
+        accepted = pins.accept(accept)
+        tools = info.tools if info.managed else tuple(accepted.specs.values())
+        return self._put(replace(info, pins=accepted, tools=tools))
 
     def sandbox(self, name: str) -> str:
         """One line for the owner: how this skill would be confined on this machine, now."""

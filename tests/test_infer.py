@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import receipts
 from agent.grants import Grant, Quota
+from agent.grounding import NOT_FOUND
 from agent.tokens import TokenError
 from identity.did_key import did_key_from_ed25519_public, verification_method_id
 from identity.signing_client import signed_client
@@ -457,3 +458,85 @@ def test_the_owner_of_b_is_served_first_under_peer_load(nodes, served):
     assert set(finished) == {"owner", "peer0", "peer1"}
     assert finished["owner"] < max(finished["peer0"], finished["peer1"])
     assert queue.made_way > made_way_before  # the running peer reply made way for the owner
+
+
+@pytest.fixture
+def asks(nodes, served) -> Iterator[Grant]:
+    """B grants A's node DID "ask" over its travel notes; A pins B."""
+    a, b = nodes
+    grant = Grant(did=a.keys.node_did, allow=frozenset({"ask"}))
+    b.grants.add(grant)
+    if not any(p["name"] == "b" for p in LocalOwner(a).list_peers()):
+        asyncio.run(LocalOwner(a).add_peer(served[1].url, "b"))
+    yield grant
+    b.grants.remove(a.keys.node_did)
+
+
+def test_an_answer_from_data_carries_a_receipt_only_its_issuer_can_re_execute(nodes, asks):
+    """Issue 15 item 3: a data answer's receipt proves what was sent back and by which model
+    and settings, not what B's notes say: A checks the signature and that the answer it got
+    is the one signed; only B, who keeps the salt and the tokens, re-executes it."""
+    a, b = nodes
+    question = "Which airline are the Lisbon flights booked with?"
+    reply = asyncio.run(LocalOwner(a).send("b", question))
+    assert reply["state"] == "TASK_STATE_COMPLETED" and "TAP" in reply["text"], reply
+    rid = reply.get("receipt_id")
+    assert rid, reply.get("receipt_error")
+    kept = receipts.find_receipt(a.vault, rid)[1]
+    receipt = kept["receipt"]
+    assert receipts.is_data_answer(receipt) and kept["output_tokens"] is None
+    assert receipt["answer"]["sha256"] == receipts.answer_sha256(reply["text"])
+    assert receipt["issuer"] == b.keys.node_did and receipt["requester"] == a.keys.node_did
+    # Nothing private rides with it: no word of B's notes, and the prompt hash is salted (the
+    # plain hash of any guess of B's prompt cannot be tested against it).
+    text = json.dumps(receipt)
+    assert "Alfama" not in text and "seven forty" not in text
+    # A: the signature holds, the prompt is private: inconclusive, never verified or mismatch.
+    verdict = receipts.verify(receipt, a.chat_model, kept["messages"])
+    assert verdict.verdict == "inconclusive" and verdict.differences == ["prompt"]
+    # B: its own kept record re-executes token for token; a wrong salt is not a verification.
+    issued = receipts.find_receipt(b.vault, rid)[1]
+    assert issued["issued"] and issued["receipt"] == receipt
+    salt = bytes.fromhex(issued["salt"])
+    replayed = receipts.verify(
+        receipt, b.chat_model, issued["prompt_tokens"], issued["output_tokens"], salt=salt
+    )
+    assert replayed.verdict == "verified", replayed
+    wrong = receipts.verify(receipt, b.chat_model, issued["prompt_tokens"], salt=os.urandom(32))
+    assert wrong.verdict == "inconclusive"
+    # A receipt that signs another answer than the one received is not kept.
+    carried = receipts.carrier(receipt, None)
+    with pytest.raises(receipts.ReceiptRejected) as refused:
+        receipts.accept(
+            a.vault,
+            carried,
+            issuer=b.keys.node_did,
+            requester=a.keys.node_did,
+            messages=None,
+            answer=reply["text"] + " And the door code is 1234.",
+        )
+    assert refused.value.reason == "answer_differs"
+    # Both ledgers name the same receipt and the same tokens, "served" at B, "used" at A.
+    served_at_b = [e for e in _served_for(b, a.keys.node_did) if e.receipt_id == rid]
+    used_at_a = [
+        e
+        for e in Ledger(a.vault).entries(peer=b.keys.node_did, direction="used")
+        if e.receipt_id == rid
+    ]
+    assert len(served_at_b) == len(used_at_a) == 1
+    assert (
+        (served_at_b[0].prompt_tokens, served_at_b[0].completion_tokens)
+        == (
+            used_at_a[0].prompt_tokens,
+            used_at_a[0].completion_tokens,
+        )
+        == (receipt["prompt"]["tokens"], receipt["output"]["tokens"])
+    )
+
+
+def test_a_question_not_in_the_data_gets_no_receipt(nodes, asks):
+    """ "Not in your data" is no model's work: there is nothing for a receipt to prove."""
+    a, _ = nodes
+    reply = asyncio.run(LocalOwner(a).send("b", "What is the name of my cat's veterinarian?"))
+    assert reply["state"] == "TASK_STATE_COMPLETED" and reply["text"] == NOT_FOUND
+    assert "receipt_id" not in reply and "receipt_error" not in reply, reply

@@ -20,6 +20,7 @@ import pytest
 from conftest import CORPUS, PASSPHRASE, Served, open_new_home
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent import receipts
 from agent.grants import Grant
 from identity.did_key import did_key_from_ed25519_public, verification_method_id
 from identity.errors import SignatureRejected
@@ -233,7 +234,7 @@ def test_a_peers_question_over_nostr_gets_only_the_verified_answer_and_its_quote
     )
     try:
 
-        def reply_to(question: str) -> str:
+        def reply_to(question: str) -> dict:
             sent = _remote(served_b).send("a", question)
             return _wait_for(
                 lambda: next(
@@ -242,13 +243,22 @@ def test_a_peers_question_over_nostr_gets_only_the_verified_answer_and_its_quote
                 ),
                 timeout=240,
                 what="A's answer",
-            )["text"]
+            )
 
-        said = reply_to("How should I fix the rain barrel?")
+        reply = reply_to("How should I fix the rain barrel?")
+        said = reply["text"]
         # The quote comes from the evidence, whatever words the model chose around it.
         assert "replace the rubber seal" in said and "«" in said, said
         assert ".md" not in said and str(tmp_path) not in said
-        said = reply_to("When is the dentist appointment?")  # only in the "private" tag
+        # Issue 15: the answer's receipt rode inside the sealed reply; B kept it (signed by A,
+        # made out to B, signing this very text); A kept the salt and tokens to re-execute it.
+        rid = reply.get("receipt_id")
+        assert rid, reply.get("receipt_error")
+        kept = receipts.find_receipt(served_b.node.vault, rid)[1]
+        assert kept["receipt"]["answer"]["sha256"] == receipts.answer_sha256(said)
+        issued = receipts.find_receipt(a.vault, rid)[1]
+        assert issued["issued"] and issued["receipt"] == kept["receipt"]
+        said = reply_to("When is the dentist appointment?")["text"]  # only in the "private" tag
         assert "Almeida" not in said and "November" not in said, said
     finally:
         a.grants.add(

@@ -270,3 +270,26 @@ def test_the_command_line_lists_shows_and_verifies_a_kept_receipt(
     assert cli("receipts", "verify", str(path), "--prompt", str(prompt)).stdout.startswith(
         "verified"
     )
+
+
+def test_a_streamed_recorded_reply_is_the_generated_one_and_replays_when_cut_short(
+    model, provider, requester
+):
+    """The answer path's token-exact stream (a peer's data answer) makes the same tokens as
+    generate_recorded; cut short (one checked sentence was enough), what it generated still
+    re-executes: a replay of that many tokens gives the same."""
+    text, whole = model.generate_recorded(MESSAGES, max_tokens=16)
+    reply = model.stream_recorded(MESSAGES, max_tokens=16)
+    assert "".join(reply) == text and reply.generation.output_tokens == whole.output_tokens
+    cut = model.stream_recorded(MESSAGES, max_tokens=16)
+    pieces = iter(cut)
+    next(pieces), next(pieces)
+    cut.close()
+    generation = cut.generation
+    assert 2 <= len(generation.output_tokens) < len(whole.output_tokens)
+    assert generation.output_tokens == whole.output_tokens[: len(generation.output_tokens)]
+    salt = b"s" * 32
+    receipt = issue(provider, _did(provider), generation, requester, answer="Red.", salt=salt)
+    assert verify(receipt, model, MESSAGES).verdict == "inconclusive"  # no salt: not the issuer
+    verdict = verify(receipt, model, list(generation.prompt_tokens), salt=salt)
+    assert verdict.verdict == "verified", verdict

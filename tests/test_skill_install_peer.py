@@ -37,10 +37,13 @@ from node.errors import OwnerError
 from node.nostr_peers import peer_key_for
 from node.nostr_wire import add_relay, remove_relay
 from node.owner import LocalOwner, Owner, RemoteOwner
+from node.peer_owner import owner_of
 from node.peers import add_peer
 from node.skill_install import install_release, set_cosign_policy, update_skills
+from node.skill_publish import publish_skill
 from skills.errors import SkillError
 from skills.release import MAX_MANIFEST_BYTES, cosign
+from skills.tool_pins import ToolDisabled
 
 SKILLS = "/pod/public/skills/"
 UPDATED = itertools.count()
@@ -173,22 +176,30 @@ def answer(status: int, body: bytes, ctype: str, headers: dict | None = None, le
 # --- the whole path ------------------------------------------------------------------------------
 
 
-def test_b_finds_installs_and_runs_a_peers_skill(pair) -> None:
+def test_b_finds_installs_and_runs_a_peers_skill(pair, tmp_path) -> None:
     a, b = pair
-    publish(a, "echo", "1.0.0")
-    publish(a, "echo", "1.1.0")
+    publish(a, "echo", "1.0.0")  # signed by A's node key
+    # 1.1.0 as `flurry skills publish` puts it: signed by A's owner key, whose link to A's node
+    # B took from A's signed card (node.peer_owner)
+    filename, data = wheel_bytes(skill_manifest("echo", "1.1.0"))
+    (tmp_path / filename).write_bytes(data)
+    publish_skill(a.node, str(tmp_path / filename))
+    assert owner_of(b.node.vault, a.node.keys.node_did) == a.node.keys.owner_did
     owner = LocalOwner(b.node)
     found = owner.search_skills("echo")
     offers = [o for o in found["offers"] if o["name"] == "echo"]
     assert [o["version"] for o in offers] == ["1.1.0", "1.0.0"], found  # newest first
-    assert offers[0]["author_did"] == a.node.keys.node_did and offers[0]["author_pinned"] == "alice"
+    assert (
+        offers[0]["author_did"] == a.node.keys.owner_did and offers[0]["author_pinned"] == "alice"
+    )
+    assert offers[1]["author_did"] == a.node.keys.node_did and offers[1]["author_pinned"] == "alice"
     assert offers[0]["found_at"] == "peer:alice" and offers[0]["permissions"] == []
     assert owner.search_skills("no such thing")["offers"] == []
 
     skill = owner.install_release("peer:alice/echo", False)  # no version: the newest
     assert skill["version"] == "1.1.0" and not skill["approved"]
     origin = skill["origin"]
-    assert origin["author_did"] == a.node.keys.node_did and origin["version"] == "1.1.0"
+    assert origin["author_did"] == a.node.keys.owner_did and origin["version"] == "1.1.0"
     assert origin["container"] == f"{a.url}{SKILLS}echo/" and len(origin["manifest_sha256"]) == 64
     owner.approve_skill("echo", [])
     with b.node.skills.start("echo") as process:
@@ -305,31 +316,26 @@ def test_search_reads_what_pinned_peers_announce_on_nostr(pair, relay, hostile_s
 
 def test_search_reads_a_hostile_pod_within_bounds(pair, hostile_server) -> None:
     """A pinned peer's pod is still another machine: listings are bounded, and only members
-    named like a skill or a version, inside the container, are followed."""
+    named like a skill, inside the container, are followed (node.skill_catalog)."""
     _, b = pair
     base, routes = hostile_server
     top = "/pod/public/skills/"
-    members = ["../../etc/", "http://elsewhere.example/x/", "Upper/", "fine/", "big/", "hang/"]
-    listing = (
-        "@prefix ldp: <http://www.w3.org/ns/ldp#> .\n<> "
-        + " ; ".join(f"ldp:contains <{m}>" for m in members)
-        + " .\n"
-    )
-    routes[top] = answer(200, listing.encode(), "text/turtle")
-    routes[top + "fine/"] = answer(200, b"<> <x> ", "text/turtle")  # not Turtle
-    routes[top + "big/"] = answer(200, b"#" * (70 * 1024), "text/turtle")
-    routes[top + "hang/"] = answer(200, b"<html/>", "text/html")
+    members = ["../../etc/", "http://elsewhere.example/pod/public/skills/x/", "Upper/", "big/"]
+    listing = {
+        "@id": base + top,
+        "http://www.w3.org/ns/ldp#contains": [{"@id": base + top + m} for m in members],
+    }
+    routes[top] = answer(200, json.dumps(listing).encode(), "application/ld+json")
+    routes[top + "big/"] = answer(200, b" " * (70 * 1024), "application/ld+json")
     add_peer(b.node.vault, base, new_key()[1], "mallory")  # pinned as if its card had said so
     Misbehaving.asked.clear()
     try:
         found = LocalOwner(b.node).search_skills("")
     finally:
         b.node.vault.delete_record("peer", "mallory")
-    reasons = {r["url"].removeprefix(base): r["reason"] for r in found["refused"]}
-    assert "not Turtle" in reasons[top + "fine/"]
-    assert "at most 65536" in reasons[top + "big/"]
-    assert "text/html" in reasons[top + "hang/"]
-    assert sorted(Misbehaving.asked) == sorted([top, top + "fine/", top + "big/", top + "hang/"])
+    [why] = [r for r in found["refused"] if r["found_at"] == "peer:mallory"]
+    assert "big/: the listing is 71680 bytes; at most 65536 are read" in why["reason"]
+    assert Misbehaving.asked == [top, top + "big/"]
     assert not [o for o in found["offers"] if o["found_at"] == "peer:mallory"]
 
 
@@ -664,8 +670,13 @@ def test_update_installs_the_newer_release_and_keeps_the_record(pair, installed_
     assert info.manifest and info.manifest.version == "1.1.0"
     assert info.approved and info.enabled and info.granted == ("notes.write",)
     assert info.origin and info.origin["version"] == "1.1.0"
+    tool = f"{name.replace('-', '_')}_echo"
+    # the update changed the tool's description: the pins kept from approval catch it
+    with b.node.skills.start(name) as process, pytest.raises(ToolDisabled, match="description"):
+        process.call_tool(tool, {"text": "x"})
+    LocalOwner(b.node).review_skill(name, [tool], False)  # the owner read the difference
     with b.node.skills.start(name) as process:
-        assert process.call_tool(f"{name.replace('-', '_')}_echo", {"text": "x"}) == "1.1.0:x"
+        assert process.call_tool(tool, {"text": "x"}) == "1.1.0:x"
     assert installed_state(b)[1].count(name) == 1 and not any(
         n.startswith(".") for n in installed_state(b)[1]
     )

@@ -23,9 +23,11 @@ from node.cli import (
     models,
     nostr,
     owner,
+    pins,
     receipts,
     recovery,
     service,
+    skill_publish,
     skill_sharing,
     unlock,
 )
@@ -106,6 +108,7 @@ def cli(ctx: click.Context, home: str | None, passphrase_file: str | None) -> No
         ctx.invoke(tui)
 
 
+owner.skills.add_command(pins.review)  # `flurry skills review` (pinned tools)
 for family in (
     home,
     chat,
@@ -120,6 +123,7 @@ for family in (
     infer,
     receipts,
     skill_sharing,
+    skill_publish,
 ):
     for command in family.COMMANDS:
         cli.add_command(command)

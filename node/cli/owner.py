@@ -15,6 +15,7 @@ from node.cli.common import (
     err,
     out,
 )
+from node.cli.pins import show_pinned, show_review
 from node.skill_install import is_release_source
 
 
@@ -336,7 +337,12 @@ def _show_skill(skill: dict) -> None:
             markup=False,
         )
     for tool in skill["tools"]:
-        out.print(f"  tool {tool['name']} [{tool['policy']}]: {tool['description']}", markup=False)
+        disabled = " (disabled: changed since approval)" if tool.get("disabled") else ""
+        out.print(
+            f"  tool {tool['name']} [{tool['policy']}]: {tool['description']}{disabled}",
+            markup=False,
+        )
+    show_review(skill)
     if "sandbox" in skill:
         out.print(f"  sandbox: {skill['sandbox']}", markup=False)
     for permission in skill["requested"]:
@@ -361,6 +367,7 @@ def skills_install_mcp(settings: Settings, yes: bool, name: str, argv: tuple[str
     with _owner(settings) as owner:
         skill = owner.install_mcp(name, list(argv))
         _show_skill(skill)
+        show_pinned(skill)
         out.print("  it runs with your permissions: nothing is brokered or sandboxed", markup=False)
         if not (
             yes

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -19,10 +19,13 @@ from agent.receipts import (
     MAX_REPLAY,
     RECEIPT_KIND,
     ReceiptRejected,
+    Verdict,
     check_signature,
     find_receipt,
     from_carrier,
+    is_data_answer,
     parse,
+    private_prompt_verdict,
     read_prompt,
     receipt_id,
     verify,
@@ -55,6 +58,10 @@ def list_receipts(settings: Settings, as_json: bool) -> None:
             receipt = kept["receipt"]
             row = {
                 "id": rid,
+                # "issued": this node's, for a peer's question answered from its data (kept
+                # with the salt and tokens to re-execute it); "received": a peer's, for us.
+                "direction": "issued" if kept.get("issued") else "received",
+                "kind": "data answer" if is_data_answer(receipt) else "infer",
                 "peer": kept.get("peer"),
                 "issuer": receipt["issuer"],
                 "issued_at": receipt["issued_at"],
@@ -66,7 +73,8 @@ def list_receipts(settings: Settings, as_json: bool) -> None:
             else:
                 when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(receipt["issued_at"]))
                 out.print(
-                    f"{rid[:16]}  {when}  {row['output_tokens']:>5} tokens  "
+                    f"{rid[:16]}  {when}  {row['direction']:<8}  {row['kind']:<11}  "
+                    f"{row['output_tokens']:>5} tokens  "
                     f"{row['verdict'] or 'unverified':<12}  {kept.get('peer') or receipt['issuer']}",
                     markup=False,
                 )
@@ -124,7 +132,15 @@ def verify_command(
             check_signature(receipt)
         except ReceiptRejected as rejected:
             raise OwnerError(f"refused ({rejected.reason}): {rejected}") from None
-        prompt = read_prompt(prompt_file) if prompt_file else kept.get("messages")
+        salt = bytes.fromhex(kept["salt"]) if kept.get("salt") else b""
+        if kept.get("issued"):  # this node's own data answer: its exact tokens are kept
+            prompt: list[int] | list[dict] | None = kept["prompt_tokens"]
+        else:
+            prompt = read_prompt(prompt_file) if prompt_file else kept.get("messages")
+        if is_data_answer(receipt) and not salt:
+            # A peer's answer from its data: signed (checked above), the answer kept is the
+            # one it signs (checked when it was kept); the prompt is the peer's to keep.
+            _say(private_prompt_verdict(), receipt, as_json)
         if not prompt:
             raise OwnerError("this receipt's prompt is not known here: pass --prompt FILE")
         config = settings.home.load_config()
@@ -135,13 +151,17 @@ def verify_command(
             n_gpu_layers=0 if wanted["backend"] == "cpu" else config.n_gpu_layers,
         )
         try:
-            verdict = verify(receipt, model, prompt, output_tokens, fast=fast)
+            verdict = verify(receipt, model, prompt, output_tokens, fast=fast, salt=salt)
         except ReceiptRejected as rejected:
             raise OwnerError(f"refused ({rejected.reason}): {rejected}") from None
         if stored_id is not None:
             vault.put_record(RECEIPT_KIND, stored_id, {**kept, "verdict": verdict.verdict})
     finally:
         vault.close()
+    _say(verdict, receipt, as_json)
+
+
+def _say(verdict: Verdict, receipt: dict[str, Any], as_json: bool) -> NoReturn:
     if as_json:
         out.print(json.dumps({"id": receipt_id(receipt), **verdict.as_dict()}), markup=False)
     else:

@@ -15,6 +15,12 @@ from node.owner import OPERATIONS
 router = APIRouter()
 
 
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"a flag must be true or false, not {value!r}")
+    return value
+
+
 # Hand-written: its one argument is in the query string, where FastAPI reads and checks it.
 @router.get("/api/owner/skills/info")
 async def owner_skill(name: str, body: BodyDep, owner: OwnerDep) -> dict:
@@ -28,6 +34,8 @@ serve_operations(
     fields_or_defaults(
         {
             ("approve_skill", "permissions"): [],
+            ("review_skill", "accept"): [],
+            ("review_skill", "accept_all"): False,
             ("search_skills", "text"): "",
             ("install_release", "allow_stranger"): False,
             ("update_skills", "name"): "",
@@ -35,8 +43,16 @@ serve_operations(
         },
         # names and sources as text, lists as lists, whatever JSON the request sent
         convert={
-            **{"name": str, "source": str, "argv": list, "permissions": list, "text": str},
-            **{"allow_stranger": bool, "approve": bool, "required": int},
+            "name": str,
+            "source": str,
+            "argv": list,
+            "permissions": list,
+            "accept": list,
+            "accept_all": _flag,
+            "text": str,
+            "allow_stranger": _flag,
+            "approve": _flag,
+            "required": int,
         },
     ),
 )
