@@ -15,10 +15,16 @@ from node.owner import OPERATIONS
 router = APIRouter()
 
 
-def _flag(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"a flag must be true or false, not {value!r}")
-    return value
+def _flag_named(field: str):
+    def flag(value: object) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{field} must be true or false")
+        return value
+
+    return flag
+
+
+_flag = _flag_named("accept_all")
 
 
 # Hand-written: its one argument is in the query string, where FastAPI reads and checks it.
@@ -50,8 +56,8 @@ serve_operations(
             "accept": list,
             "accept_all": _flag,
             "text": str,
-            "allow_stranger": _flag,
-            "approve": _flag,
+            "allow_stranger": _flag_named("allow_stranger"),
+            "approve": _flag_named("approve"),
             "required": int,
         },
     ),
