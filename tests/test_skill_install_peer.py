@@ -20,6 +20,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import nostr_sdk
@@ -31,13 +32,15 @@ from release_helpers import TEXT_PARAM, put_release, release_for, skill_manifest
 
 from identity.did_key import did_key_from_ed25519_public, verification_method_id
 from identity.jws import sign_json
+from identity.keyring import UnlockedKeyring
 from identity.nostr_key import sign_event
 from identity.signing_client import signed_client
 from node.errors import OwnerError
 from node.nostr_peers import peer_key_for
 from node.nostr_wire import add_relay, remove_relay
 from node.owner import LocalOwner, Owner, RemoteOwner
-from node.peer_owner import owner_of
+from node.peer_owner import card_extension as owner_card_extension
+from node.peer_owner import owner_from_card, owner_of
 from node.peers import add_peer
 from node.skill_install import install_release, set_cosign_policy, update_skills
 from node.skill_publish import publish_skill
@@ -787,3 +790,27 @@ def test_the_owner_api_serves_the_same_operations(pair) -> None:
         assert owner.set_cosign_policy(2) == {"required": 2}
         owner.set_cosign_policy(0)
         owner.remove_skill("over-api")
+
+
+def test_a_card_proves_its_owner_only_with_the_owners_signature() -> None:
+    owner_key, owner_did = new_key()
+    _, node_did = new_key()
+    keys = cast(
+        UnlockedKeyring,
+        SimpleNamespace(node_did=node_did, owner_did=owner_did, owner_key=owner_key),
+    )
+    card = {"capabilities": {"extensions": [owner_card_extension(keys)]}}
+    assert owner_from_card(card, node_did) == owner_did
+    # the same statement shown by another node: it names the node it was made for
+    assert owner_from_card(card, new_key()[1]) is None
+    # claiming someone else's DID as owner, signed with a key that is not theirs
+    other_key, _ = new_key()
+    forged = owner_card_extension(
+        cast(
+            UnlockedKeyring,
+            SimpleNamespace(node_did=node_did, owner_did=owner_did, owner_key=other_key),
+        )
+    )
+    assert owner_from_card({"capabilities": {"extensions": [forged]}}, node_did) is None
+    swapped = {**forged, "params": {**forged["params"], "owner_did": new_key()[1]}}
+    assert owner_from_card({"capabilities": {"extensions": [swapped]}}, node_did) is None
