@@ -7,7 +7,8 @@ and nothing is written before the last step:
 1. the manifest is downloaded (size bounded before and while reading, no redirect) and parsed
    by skills.release: the author's signature must hold, and the folders it came from must name
    its name and version;
-2. the author is trusted: for ``peer:`` it is the pinned peer itself, unless the owner said
+2. the author is trusted: for ``peer:`` it is the pinned peer itself (its node's DID, or its
+   owner's as its card proved: node.peer_owner), unless the owner said
    ``allow_stranger``; an author who is no pinned peer needs ``allow_stranger`` *and* as many
    co-signatures by pinned peers as the owner's policy asks (``set_cosign_policy``);
 3. no skill of that name is installed (another author's, or one installed locally);
