@@ -21,10 +21,12 @@ from agent.approvals import UnknownApproval
 from agent.grants import Grant
 from agent.tools import ToolPolicy
 from identity.did_key import ed25519_public_from_did_key
+from node import skill_install, skill_search
 from node.errors import NotFound, OwnerError
 from node.infer import infer_at_peer
 from node.ledger import usage as ledger_usage
 from node.nostr_peers import link_peer_from_card
+from node.peer_owner import link_owner
 from node.peering import send_to_peer
 from node.peers import PeerError, add_peer, fetch_peer_card, list_peers
 from node.skill_publish import publish_skill
@@ -90,6 +92,10 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("remove_skill", "POST", "/skills/remove", ("name",)),
     Operation("review_skill", "POST", "/skills/review", ("name", "accept", "accept_all")),
     Operation("set_tool_policy", "PUT", "/skills/policy", ("tool", "decision")),
+    Operation("search_skills", "POST", "/skills/search", ("text",)),
+    Operation("install_release", "POST", "/skills/install-release", ("source", "allow_stranger")),
+    Operation("update_skills", "POST", "/skills/update", ("name", "approve")),
+    Operation("set_cosign_policy", "PUT", "/skills/cosign-policy", ("required",)),
     Operation("publish_skill", "POST", "/skills/publish", ("source", "announce")),
     Operation("list_approvals", "GET", "/approvals"),
     Operation("decide_approval", "POST", "/approvals/decide", ("id", "decision")),
@@ -129,6 +135,10 @@ class Owner(Protocol):
     def remove_skill(self, name: str) -> dict: ...
     def review_skill(self, name: str, accept: list[str], accept_all: bool) -> dict: ...
     def set_tool_policy(self, tool: str, decision: str) -> dict: ...
+    def search_skills(self, text: str) -> dict: ...
+    def install_release(self, source: str, allow_stranger: bool) -> dict: ...
+    def update_skills(self, name: str, approve: bool) -> list[dict]: ...
+    def set_cosign_policy(self, required: int) -> dict: ...
     def publish_skill(self, source: str, announce: bool) -> dict: ...
     def list_approvals(self) -> list[dict]: ...
     def decide_approval(self, approval_id: str, decision: str) -> dict: ...
@@ -185,11 +195,13 @@ class LocalOwner:
         nostr = link_peer_from_card(
             self.node.vault, card, did
         )  # its Nostr key, when the card proves one
+        owner = link_owner(self.node.vault, card, did)  # its owner's DID, when the card proves it
         return {
             **asdict(peer),
             "card_name": card.get("name", ""),
             "card_description": card.get("description", ""),
             "nostr": nostr,
+            "owner": owner,
         }
 
     def list_peers(self) -> list[dict]:
@@ -303,6 +315,21 @@ class LocalOwner:
     def set_tool_policy(self, tool: str, decision: str) -> dict:
         self.node.set_tool_policy(str(tool), str(decision))
         return {"ok": True}
+
+    # --- shared skills: node.skill_search, node.skill_install -----------------------------
+
+    def search_skills(self, text: str) -> dict:
+        return skill_search.search(self.node.vault, text).to_json()
+
+    def install_release(self, source: str, allow_stranger: bool) -> dict:
+        info = skill_install.install_release(self.node, source, allow_stranger)
+        return {**self._skill_json(info), "origin": info.origin}
+
+    def update_skills(self, name: str, approve: bool) -> list[dict]:
+        return skill_install.update_skills(self.node, name, approve)
+
+    def set_cosign_policy(self, required: int) -> dict:
+        return {"required": skill_install.set_cosign_policy(self.node.vault, required)}
 
     def publish_skill(self, source: str, announce: bool) -> dict:
         """A signed release of the skill at ``source`` in the pod (node.skill_publish)."""

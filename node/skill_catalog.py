@@ -150,3 +150,24 @@ def _version_order(version: str) -> tuple[int, Version | str]:
         return (1, Version(version))
     except InvalidVersion:
         return (0, version)
+
+
+def container_url(base_url: str, name: str) -> str:
+    """The URL of skill ``name``'s container in the pod at ``base_url``."""
+    return f"{base_url.rstrip('/')}{quote(f'{SKILLS_CONTAINER}{name}/')}"
+
+
+def list_versions(
+    container: str, http: httpx.Client, *, max_listing_bytes: int = MAX_LISTING_BYTES
+) -> list[str]:
+    """The versions listed in one skill's container (its URL), newest first, at most
+    ``MAX_VERSIONS`` of them, read with the same bounds and rules as ``list_published``."""
+    where = urlsplit(container)
+    origin = f"{where.scheme}://{where.netloc}"
+    versions = _members(http, origin, unquote(where.path), max_listing_bytes, _VERSION)
+    return sorted(versions, key=_version_order, reverse=True)[:MAX_VERSIONS]
+
+
+def is_version(text: str) -> bool:
+    """Whether ``text`` has the form of a release version (skills.release's rule)."""
+    return bool(_VERSION.match(text))

@@ -19,8 +19,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 
@@ -64,6 +66,9 @@ class SkillInfo:
     argv: tuple[str, ...] = ()
     # An unmanaged server's tools as it listed them at install: [{name, description, input_schema}].
     tools: tuple[dict, ...] = ()
+    # Where a shared skill came from (node.skill_install): {container, manifest_url, peer,
+    # author_did, version, manifest_sha256}; None for a wheel, folder or package installed here.
+    origin: dict | None = None
     # The tools pinned at approval and those waiting for review (skills.tool_pins); None for a
     # skill not approved yet, or approved before pins existed (see ``approved_pins``).
     pins: Pins | None = None
@@ -85,6 +90,7 @@ class SkillInfo:
             target=r.get("target"),
             argv=tuple(r.get("argv", ())),
             tools=tuple(r.get("tools", ())),
+            origin=r.get("origin"),
             pins=Pins.from_record(r),
         )
 
@@ -100,6 +106,7 @@ class SkillInfo:
             "target": self.target,
             "argv": list(self.argv),
             "tools": list(self.tools),
+            "origin": self.origin,
             **(self.pins.to_record() if self.pins else {}),
         }
 
@@ -126,7 +133,7 @@ class Skills:
 
     # --- install and review ------------------------------------------------------------
 
-    def install(self, source: str | Path) -> Manifest:
+    def install(self, source: str | Path, *, origin: dict | None = None) -> Manifest:
         """Install a wheel, a project folder or a pip requirement; return its manifest for the
         owner to review. The skill can't run until ``approve``. Installing a name already
         installed fails.
@@ -142,10 +149,10 @@ class Skills:
         try:
             if path.is_dir():
                 _build_confined(path.resolve(), staging)
+                entry_point = _entry_point(staging)
+                manifest = _read_manifest(staging, entry_point)
             else:
-                _pip_unpack(self._pip_source(source), staging, source)
-            entry_point = _entry_point(staging)
-            manifest = _read_manifest(staging, entry_point)
+                entry_point, manifest = unpack(self._pip_source(source), staging, source)
             target = self.dir / manifest.name
             if self._records.get_record(KIND, manifest.name) is not None or target.exists():
                 raise SkillInstallError(
@@ -155,9 +162,60 @@ class Skills:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         self._put(
-            SkillInfo(manifest.name, True, False, False, (), manifest, entry_point, str(target))
+            SkillInfo(
+                manifest.name,
+                True,
+                False,
+                False,
+                (),
+                manifest,
+                entry_point,
+                str(target),
+                origin=origin,
+            )
         )
         return manifest
+
+    def replace_code(
+        self, name: str, wheel: Path, check: Callable[[Manifest], None], **changes: Any
+    ) -> SkillInfo:
+        """Put the skill in ``wheel`` in place of installed skill ``name`` (an update): unpacked
+        only, its manifest read by the confined runner and passed to ``check`` (which raises to
+        refuse) before anything installed is touched; then the folders are swapped and the
+        record gets the new manifest and entry point, and ``changes`` (granted, approved, origin…).
+        Every other field of the record (the owner's pins among them) is kept. On any failure
+        the installed skill stays as it was and no new folder is left."""
+        info = self.info(name)
+        staging = Path(tempfile.mkdtemp(prefix=".installing-", dir=self.dir))
+        old = self.dir / f".replaced-{name}-{os.getpid()}"
+        target = self.dir / name
+        try:
+            entry_point, manifest = unpack(self._pip_source(wheel), staging, wheel)
+            if manifest.name != name:
+                raise SkillInstallError(f"{wheel} holds skill {manifest.name!r}, not {name!r}")
+            check(manifest)
+            had = target.exists()
+            if had:
+                target.rename(old)
+            try:
+                staging.rename(target)
+                return self._put(
+                    replace(
+                        info,
+                        manifest=manifest,
+                        entry_point=entry_point,
+                        target=str(target),
+                        **changes,
+                    )
+                )
+            except BaseException:
+                if had:
+                    shutil.rmtree(target, ignore_errors=True)
+                    old.rename(target)
+                raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
 
     def install_builtin(self, name: str) -> Manifest:
         """Install one of the skills that ship with the node (``builtin_skills``). They are
@@ -403,6 +461,14 @@ def sandbox_check(target: str | None, limits: Limits | None = None) -> Confineme
         return Confinement(
             missing=[f"the sandbox check failed: {run.stderr.strip()[-500:] or run.returncode}"]
         )
+
+
+def unpack(pip_args: list[str], staging: Path, source: str | Path) -> tuple[str, Manifest]:
+    """Unpack a wheel (never built) into ``staging``: its one entry point, and its manifest as
+    the confined runner reads it."""
+    _pip_unpack(pip_args, staging, source)
+    entry_point = _entry_point(staging)
+    return entry_point, _read_manifest(staging, entry_point)
 
 
 def _pip_unpack(pip_args: list[str], staging: Path, source: str | Path) -> None:

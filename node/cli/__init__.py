@@ -28,6 +28,7 @@ from node.cli import (
     recovery,
     service,
     skill_publish,
+    skill_sharing,
     unlock,
 )
 from node.cli.chat import _print_answer, tui
@@ -121,6 +122,7 @@ for family in (
     backup,
     infer,
     receipts,
+    skill_sharing,
     skill_publish,
 ):
     for command in family.COMMANDS:

@@ -16,6 +16,7 @@ from node.cli.common import (
     out,
 )
 from node.cli.pins import show_pinned, show_review
+from node.skill_install import is_release_source
 
 
 @click.group()
@@ -292,13 +293,21 @@ def skills() -> None:
 @click.option(
     "--yes", is_flag=True, help="Approve every permission the skill asks for, without asking."
 )
+@click.option(
+    "--stranger", is_flag=True, help="Accept a release whose author is not the pinned peer."
+)
 @click.pass_obj
-def skills_install(settings: Settings, source: str, yes: bool) -> None:
-    """Install a skill from a wheel, a project folder or a pip requirement; review what it asks
-    for, then approve."""
+def skills_install(settings: Settings, source: str, yes: bool, stranger: bool) -> None:
+    """Install a skill from a wheel, a project folder, a pip requirement, a pinned peer
+    (peer:PEER/NAME[@VERSION]) or a signed release's URL; review what it asks for, then approve."""
     with _owner(settings) as owner:
-        skill = owner.install_skill(source)
-        _show_skill(skill)
+        if is_release_source(source):  # every check of node.skill_install, then the same review
+            skill = owner.install_release(source, stranger)
+            _show_skill(skill)
+            out.print(f"  release signed by {skill['origin']['author_did']}", markup=False)
+        else:
+            skill = owner.install_skill(source)
+            _show_skill(skill)
         if not (
             yes
             or (

@@ -15,10 +15,16 @@ from node.owner import OPERATIONS
 router = APIRouter()
 
 
-def _flag(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError("accept_all must be true or false")
-    return value
+def _flag_named(field: str):
+    def flag(value: object) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{field} must be true or false")
+        return value
+
+    return flag
+
+
+_flag = _flag_named("accept_all")
 
 
 # Hand-written: its one argument is in the query string, where FastAPI reads and checks it.
@@ -36,6 +42,10 @@ serve_operations(
             ("approve_skill", "permissions"): [],
             ("review_skill", "accept"): [],
             ("review_skill", "accept_all"): False,
+            ("search_skills", "text"): "",
+            ("install_release", "allow_stranger"): False,
+            ("update_skills", "name"): "",
+            ("update_skills", "approve"): False,
         },
         # names and sources as text, lists as lists, whatever JSON the request sent
         convert={
@@ -45,6 +55,10 @@ serve_operations(
             "permissions": list,
             "accept": list,
             "accept_all": _flag,
+            "text": str,
+            "allow_stranger": _flag_named("allow_stranger"),
+            "approve": _flag_named("approve"),
+            "required": int,
         },
     ),
 )
