@@ -375,6 +375,41 @@ class Ingestor:
         self._flush()
         return report
 
+    def add_content(
+        self, shown: str, key: str, content: bytes, parser: Parser
+    ) -> tuple[AddReport, list[Record]]:
+        """Add bytes that are not a file (a mail fetched over IMAP) as the document ``key``,
+        read by ``parser`` as a file of that format is: refused over its size limit, parsed in a
+        worker process within the budget, stored in one transaction. Also returns the records
+        parsed (none when it was unchanged or skipped), for the caller to read the text of."""
+        report = AddReport()
+        item = _Read(Path(shown), shown, key, content=content, mtime=time.time())
+        if len(content) > parser.max_bytes:
+            item.parsed, item.outcome = Skip(too_large(len(content), parser.max_bytes)), "skipped"
+        elif self._vault.is_unchanged(key, content, self._tags):
+            item.outcome = "unchanged"
+        elif self._parse_workers <= 0:
+            item.parsed = parse_within(parser, content, shown, self._budget.max_chunks)
+        else:
+            idle: list[Worker] = []
+            worker = parse_process.take_worker()
+            try:
+                worker.start(parse_job, parser.name, content, shown, self._budget.max_chunks)
+                item.worker = worker
+                item = self._finish(item, idle)
+            except RuntimeError as e:  # the worker did not start
+                item.parsed = Skip(str(e))
+                worker.kill()
+            finally:
+                for spare in idle:
+                    parse_process.give_back(spare)
+        try:
+            self._store(item, report, lambda shown, outcome: None)
+        finally:
+            self._flush()
+        records = item.parsed if isinstance(item.parsed, list) else []
+        return report, records
+
     def remove(self, key: str) -> bool:
         """Forget the document stored under ``key`` (a file's absolute path or an add_text key)."""
         removed = self._vault.forget_document_at(key)

@@ -20,6 +20,7 @@ from node.cli import (
     home,
     infer,
     keys,
+    mail,
     models,
     nostr,
     owner,
@@ -118,6 +119,7 @@ for family in (
     backup,
     infer,
     receipts,
+    mail,
 ):
     for command in family.COMMANDS:
         cli.add_command(command)
