@@ -378,6 +378,7 @@ class MailFetcher:
         self.on_message = on_message
         self._run: RunModelWork = run_model_work or (lambda call: call())
         self._parse_workers = parse_workers
+        self._ingestor: Ingestor | None = None
 
     def state(self) -> tuple[int | None, int]:
         value = self.node.vault.get_record(STATE, self.account.name) or {}
@@ -396,6 +397,14 @@ class MailFetcher:
             return self.fetch_new(imap)
 
     def fetch_new(self, imap: imaplib.IMAP4) -> FetchReport:
+        try:
+            return self._fetch_new(imap)
+        finally:
+            if self._ingestor is not None:
+                ingestor, self._ingestor = self._ingestor, None
+                self._run(ingestor.flush)
+
+    def _fetch_new(self, imap: imaplib.IMAP4) -> FetchReport:
         report = FetchReport()
         uidvalidity, _ = select_folder(imap, self.account.folder)
         known, last = self.state()
@@ -485,14 +494,15 @@ class MailFetcher:
 
     def _ingest(self, shown: str, key: str, content: bytes) -> tuple[str, str]:
         """Store ``content`` like `flurry add` stores a .eml; (its text, the skip reason or "")."""
-        ingestor = Ingestor(
-            self.node.vault,
-            self.node.indexes,
-            self.node.embedder.embed,
-            tags=(TAG,),
-            parse_workers=self._parse_workers,
-        )
-        report, records = ingestor.add_content(shown, key, content, EMAIL)
+        if self._ingestor is None:  # one per round: the indexes get their chunks in batches
+            self._ingestor = Ingestor(
+                self.node.vault,
+                self.node.indexes,
+                self.node.embedder.embed,
+                tags=(TAG,),
+                parse_workers=self._parse_workers,
+            )
+        report, records = self._ingestor.add_content(shown, key, content, EMAIL)
         if report.skipped:
             return "", report.skipped[0].reason
         if records and records[0].sections:
@@ -524,6 +534,22 @@ def supports_idle(imap: imaplib.IMAP4) -> bool:
     return typ == "OK" and b"IDLE" in (data[0] or b"").upper().split()
 
 
+def _peek(imap: imaplib.IMAP4) -> bytes | None:
+    """What can be read without waiting: imaplib's buffer first (select cannot see it: a
+    change sent with IDLE's "+" arrives in the same read), then TLS's and the socket's. The
+    socket is non-blocking for the moment, so this never waits. b"": nothing now, or the end
+    (tell them apart with select); None: TLS needs more bytes for a whole record."""
+    sock = imap.sock
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        return imap.file.peek(1)
+    except (BlockingIOError, ssl.SSLWantReadError):
+        return None
+    finally:
+        sock.settimeout(timeout)
+
+
 def idle_wait(imap: imaplib.IMAP4, seconds: float, stop: threading.Event) -> bool:
     """Wait in IDLE until the server reports a change, ``seconds`` pass or ``stop`` is set;
     whether something changed. The connection is back in the selected state on return."""
@@ -534,15 +560,13 @@ def idle_wait(imap: imaplib.IMAP4, seconds: float, stop: threading.Event) -> boo
         raise MailError(f"the IMAP server refused IDLE: {_text(line)[:200]}")
     changed = False
     deadline = time.monotonic() + seconds
-    sock = imap.sock
     try:
         while not stop.is_set() and time.monotonic() < deadline:
-            pending = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
-            if not pending:
-                ready, _, _ = select.select([sock], [], [], 0.2)
-                if not ready:
+            if not _peek(imap):
+                ready, _, _ = select.select([imap.sock], [], [], 0.2)
+                if not ready or _peek(imap) is None:
                     continue
-            line = imap.readline()
+            line = imap.readline()  # a whole line is there, or the end (b"")
             if not line:
                 raise MailError("the IMAP server closed the connection")
             if re.match(rb"\* \d+ (EXISTS|RECENT)", line):
@@ -583,6 +607,7 @@ class MailWatcher:
         self.node = node
         self.on_message = on_message
         self._run = run_model_work
+        self._run_here: RunModelWork = run_model_work or (lambda call: call())
         self._use_idle = use_idle
         self._retry = retry_seconds
         self._stop = threading.Event()
@@ -637,7 +662,7 @@ class MailWatcher:
         report = fetcher.fetch_new(imap)
         self.rounds += 1
         if report.fetched:
-            self.node.indexes.save()
+            self._run_here(self.node.indexes.save)
             logs.event(
                 "mail",
                 f"mail: {report.fetched} new message(s) for {fetcher.account.name}",

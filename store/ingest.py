@@ -381,7 +381,8 @@ class Ingestor:
         """Add bytes that are not a file (a mail fetched over IMAP) as the document ``key``,
         read by ``parser`` as a file of that format is: refused over its size limit, parsed in a
         worker process within the budget, stored in one transaction. Also returns the records
-        parsed (none when it was unchanged or skipped), for the caller to read the text of."""
+        parsed (none when it was unchanged or skipped), for the caller to read the text of.
+        The indexes get its chunks in batches: call ``flush`` after the last one."""
         report = AddReport()
         item = _Read(Path(shown), shown, key, content=content, mtime=time.time())
         if len(content) > parser.max_bytes:
@@ -403,12 +404,14 @@ class Ingestor:
             finally:
                 for spare in idle:
                     parse_process.give_back(spare)
-        try:
-            self._store(item, report, lambda shown, outcome: None)
-        finally:
-            self._flush()
+        self._store(item, report, lambda shown, outcome: None)
         records = item.parsed if isinstance(item.parsed, list) else []
         return report, records
+
+    def flush(self) -> None:
+        """Hand the indexes what ``add_content`` stored and they have not yet been given (the
+        vault holds it already: indexes left behind catch up at the next unlock)."""
+        self._flush()
 
     def remove(self, key: str) -> bool:
         """Forget the document stored under ``key`` (a file's absolute path or an add_text key)."""

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PASSPHRASE, new_node
+from conftest import PASSPHRASE, Served, new_node
 from mail_servers import HOST, PASSWORD, USER, MailServers
 
 from agent.incoming import DISCLOSURE_HEADER, DISCLOSURE_LINE, Incoming, Outgoing
@@ -253,6 +253,37 @@ def test_the_poll_path_where_idle_is_not_used(servers, node):
     finally:
         watcher.stop()
         node.vault.delete_record("mail-account", account.name)
+
+
+def test_the_served_node_fetches_mail_in_the_background_and_stops_cleanly(servers, node):
+    account = account_for(servers, "Served", poll_seconds=3600)
+    with servers.client() as imap:
+        imap.create("Served")
+    save_account(node, account)
+    collected = Collect()
+    served = Served(node, on_mail=collected)  # the app `flurry serve` runs, on loopback
+    try:
+        mail_watcher = served.app.state.mail
+        deadline = time.monotonic() + 20
+        while mail_watcher.mode.get(account.name) != "idle":
+            assert time.monotonic() < deadline, mail_watcher.errors
+            time.sleep(0.05)
+        servers.deliver(
+            mail(
+                "Served",
+                "The otter family lives under the old mill bridge.",
+                message_id="<served@x.org>",
+            ),
+            "Served",
+        )
+        collected.wait_for(1)
+        assert collected[0].id == "<served@x.org>"
+        found = node.retrieve("where does the otter family live?", 3, frozenset({"mail"}))
+        assert found and "otter" in found[0].text
+    finally:
+        served.stop()
+        node.vault.delete_record("mail-account", account.name)
+    assert not any(t.name.startswith("mail-") for t in threading.enumerate())
 
 
 def test_a_server_without_idle_is_polled(tmp_path, node):
