@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import imaplib
+import io
 import ipaddress
 import logging
 import re
@@ -539,11 +540,12 @@ def _peek(imap: imaplib.IMAP4) -> bytes | None:
     change sent with IDLE's "+" arrives in the same read), then TLS's and the socket's. The
     socket is non-blocking for the moment, so this never waits. b"": nothing now, or the end
     (tell them apart with select); None: TLS needs more bytes for a whole record."""
-    sock = imap.sock
+    sock, file = imap.sock, imap.file
+    assert isinstance(file, io.BufferedReader)  # imaplib reads through sock.makefile("rb")
     timeout = sock.gettimeout()
     sock.setblocking(False)
     try:
-        return imap.file.peek(1)
+        return file.peek(1)
     except (BlockingIOError, ssl.SSLWantReadError):
         return None
     finally:
