@@ -31,6 +31,7 @@ import imaplib
 import io
 import ipaddress
 import logging
+import queue
 import re
 import select
 import ssl
@@ -47,7 +48,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from agent.incoming import Incoming
 from node import logs
 from node.errors import NodeError
-from store.ingest import Ingestor
+from store.ingest import AddReport, Ingestor
+from store.parsers import Record, Skip
 from store.parsers.registry import EMAIL
 
 if TYPE_CHECKING:  # annotations only
@@ -360,6 +362,30 @@ class FetchReport:
     handed: list[str] = field(default_factory=list)  # the Message-IDs handed on
 
 
+@dataclass
+class _Fetched:
+    """One message fetched (and parsed, unless seen before) ahead of its storing."""
+
+    uid: int
+    raw: bytes | None  # None: expunged before it was fetched
+    oversized: bool
+    headers: dict[str, str] = field(default_factory=dict)
+    message_id: str = ""
+    subject: str = ""
+    shown: str = ""
+    content: bytes = b""
+    note: str = ""
+    parsed: list[Record] | Skip | None = None
+
+
+def _outcome(report: AddReport, records: list[Record]) -> tuple[str, str]:
+    if report.skipped:
+        return "", report.skipped[0].reason
+    if records and records[0].sections:
+        return records[0].sections[0].text, ""
+    return "", ""  # unchanged: stored before a stop; its text is not read again
+
+
 class MailFetcher:
     """Fetches one account's new mail into the node. ``on_message`` gets each new message's
     ``Incoming`` after it is stored; ``run_model_work`` runs the ingest (which embeds) where
@@ -421,14 +447,67 @@ class MailFetcher:
             uids = new_uids(imap, last)[:BATCH]
             if not uids:
                 return report
+            if self._ingestor is None:  # one per round: the indexes get their chunks in batches
+                self._ingestor = self._run(self._new_ingestor)
             sizes = _sizes(imap, uids)
-            for uid in uids:
-                self._take(imap, uid, sizes.get(uid), uidvalidity, report)
-                last = uid
+            # The next message is fetched and parsed (in a parser process) by a helper thread
+            # while this one's chunks are embedded; each is stored, handed on and put behind
+            # the watermark here, in UID order.
+            ahead: queue.Queue[_Fetched | BaseException] = queue.Queue(maxsize=2)
+            stop = threading.Event()
+            helper = threading.Thread(
+                target=self._prefetch,
+                args=(imap, uids, sizes, ahead, stop),
+                name="mail-prefetch",
+                daemon=True,
+            )
+            helper.start()
+            try:
+                for _ in uids:
+                    item = ahead.get()
+                    if isinstance(item, BaseException):
+                        raise item
+                    self._complete(item, uidvalidity, report)
+                    last = item.uid
+            finally:
+                stop.set()
+                helper.join()
 
-    def _take(
-        self, imap: imaplib.IMAP4, uid: int, size: int | None, uidvalidity: int, report: FetchReport
+    def _new_ingestor(self) -> Ingestor:
+        return Ingestor(
+            self.node.vault,
+            self.node.indexes,
+            self.node.embedder.embed,
+            tags=(TAG,),
+            parse_workers=self._parse_workers,
+        )
+
+    def _prefetch(
+        self,
+        imap: imaplib.IMAP4,
+        uids: list[int],
+        sizes: dict[int, int],
+        ahead: queue.Queue[_Fetched | BaseException],
+        stop: threading.Event,
     ) -> None:
+        for uid in uids:
+            if stop.is_set():
+                return
+            item: _Fetched | BaseException
+            try:
+                item = self._fetch_one(imap, uid, sizes.get(uid))
+            except BaseException as e:  # raised where the messages are taken
+                item = e
+            while not stop.is_set():
+                try:
+                    ahead.put(item, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+            if isinstance(item, BaseException):
+                return
+
+    def _fetch_one(self, imap: imaplib.IMAP4, uid: int, size: int | None) -> _Fetched:
         limit = self.account.max_bytes
         oversized = size is None or size > limit
         if oversized:  # the size first: an oversized body is never downloaded
@@ -437,48 +516,61 @@ class MailFetcher:
             raw = _fetch_part(imap, uid, "BODY.PEEK[]")
         if raw is not None and not oversized and len(raw) > limit:
             oversized, raw = True, header_block(raw)  # the server said less than it sent
+        item = _Fetched(uid, raw, oversized)
         if raw is None:  # gone from the server meanwhile: nothing to store
-            self._advance(uidvalidity, uid, None)
-            return
-        headers = read_headers(raw)
-        message_id = message_id_of(headers, raw)
-        if self.node.vault.get_record(SEEN, message_id) is not None:
-            report.duplicates += 1
-            self._advance(uidvalidity, uid, None)
-            return
-        note = ""
+            return item
+        item.headers = read_headers(raw)
+        item.message_id = message_id_of(item.headers, raw)
         if oversized:
-            report.oversized += 1
-            note = (
+            item.note = (
                 f"(This message is {size if size is not None else 'of unknown size'} bytes, over "
                 f"the limit of {limit} bytes: only its headers were fetched; read it in your "
                 "mail program.)"
             )
-            content = header_block(raw) + b"\r\n\r\n" + note.encode() + b"\r\n"
+            item.content = header_block(raw) + b"\r\n\r\n" + item.note.encode() + b"\r\n"
         else:
-            content = raw
-        subject = _one_line(headers.get("subject", ""), MAX_SUBJECT)
-        shown = _shown(self.account, uid, subject)
+            item.content = raw
+        item.subject = _one_line(item.headers.get("subject", ""), MAX_SUBJECT)
+        item.shown = _shown(self.account, uid, item.subject)
+        # Parsed even if its Message-ID turns out to be seen: this thread keeps off the vault
+        # (whose connections are per thread, and this thread is new every round).
+        assert self._ingestor is not None
+        item.parsed = self._ingestor.parse_content(item.shown, item.content, EMAIL)
+        return item
+
+    def _complete(self, item: _Fetched, uidvalidity: int, report: FetchReport) -> None:
+        if item.raw is None:
+            self._advance(uidvalidity, item.uid, None)
+            return
+        message_id = item.message_id
+        if item.parsed is None or self.node.vault.get_record(SEEN, message_id) is not None:
+            report.duplicates += 1  # seen before, or earlier in this round
+            self._advance(uidvalidity, item.uid, None)
+            return
         key = f"mail:{self.account.name}:{message_id}"
-        text, skipped = self._run(lambda: self._ingest(shown, key, content))
+        parsed = item.parsed
+        text, skipped = self._run(lambda: self._store(item.shown, key, item.content, parsed))
+        note = item.note
+        if item.oversized:
+            report.oversized += 1
         if skipped:  # the parser could not read the body: keep the headers and say why
             report.unreadable += 1
             note = f"(The body of this message could not be read: {skipped}.)"
-            content = header_block(raw) + b"\r\n\r\n" + note.encode() + b"\r\n"
-            text, again = self._run(lambda: self._ingest(shown, key, content))
-            if again:  # not even the headers: the note alone, under the same key
+            content = header_block(item.raw) + b"\r\n\r\n" + note.encode() + b"\r\n"
+            text, again = self._run(lambda: self._ingest(item.shown, key, content))
+            if again:  # not even the headers: the note alone
                 text = note
         if note and note not in text:
             text = f"{text}\n\n{note}".strip()
         incoming = Incoming(
             channel="mail",
             id=message_id,
-            sender=sender_of(headers),
+            sender=sender_of(item.headers),
             text=text[:MAX_TEXT],
-            subject=subject,
-            headers=headers,
+            subject=item.subject,
+            headers=item.headers,
             received_at=time.time(),
-            reply_to=self._answers(headers),
+            reply_to=self._answers(item.headers),
         )
         if self.on_message is not None:
             try:
@@ -487,28 +579,28 @@ class MailFetcher:
                 _log.exception("mail: the handler failed on a message (it is stored)")
         self._advance(
             uidvalidity,
-            uid,
-            (message_id, {"account": self.account.name, "uid": uid, "oversized": oversized}),
+            item.uid,
+            (
+                message_id,
+                {"account": self.account.name, "uid": item.uid, "oversized": item.oversized},
+            ),
         )
         report.fetched += 1
         report.handed.append(message_id)
 
+    def _store(
+        self, shown: str, key: str, content: bytes, parsed: list[Record] | Skip
+    ) -> tuple[str, str]:
+        """Store what was parsed like `flurry add` stores a .eml; (its text, the skip reason or "")."""
+        assert self._ingestor is not None
+        report, records = self._ingestor.store_parsed(shown, key, content, parsed)
+        return _outcome(report, records)
+
     def _ingest(self, shown: str, key: str, content: bytes) -> tuple[str, str]:
-        """Store ``content`` like `flurry add` stores a .eml; (its text, the skip reason or "")."""
-        if self._ingestor is None:  # one per round: the indexes get their chunks in batches
-            self._ingestor = Ingestor(
-                self.node.vault,
-                self.node.indexes,
-                self.node.embedder.embed,
-                tags=(TAG,),
-                parse_workers=self._parse_workers,
-            )
+        """Parse and store ``content``; (its text, the skip reason or "")."""
+        assert self._ingestor is not None
         report, records = self._ingestor.add_content(shown, key, content, EMAIL)
-        if report.skipped:
-            return "", report.skipped[0].reason
-        if records and records[0].sections:
-            return records[0].sections[0].text, ""
-        return "", ""  # unchanged: stored before a stop; its text is not read again
+        return _outcome(report, records)
 
     def _answers(self, headers: dict[str, str]) -> str | None:
         """The Message-ID of our own reply this message answers, if it answers one."""
