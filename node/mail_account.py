@@ -117,6 +117,10 @@ class MailAccount:
     poll_seconds: float = 300.0
     max_bytes: int = DEFAULT_MAX_BYTES
     owner_name: str = ""  # in the disclosure line: "Written by {owner_name}'s personal AI agent"
+    # An IMAP date ("01-Dec-2026"): mail that arrived before it is never read, not even when
+    # the server renumbers the folder (a new UIDVALIDITY). Set to the day the account is added,
+    # unless the owner asks for the mail already there.
+    since: str = ""
 
     def public(self) -> dict[str, Any]:
         """What may be shown: everything but the password."""
@@ -179,6 +183,32 @@ def get_account(node: Node, name: str | None = None) -> MailAccount:
         if account.name == name:
             return account
     raise MailError(f"no mail account named {name!r} (flurry mail list)")
+
+
+def start_from_now(
+    node: Node, account: MailAccount, imap: imaplib.IMAP4
+) -> tuple[MailAccount, int]:
+    """Save ``account`` with its watermark at the folder's last message, so that only mail
+    arriving from now on is fetched (and handed to the agent, which must not answer last
+    year's mail); (the account as saved, how many messages were left as they are)."""
+    uidvalidity, _ = select_folder(imap, account.folder)
+    before = node.vault.get_record(STATE, account.name) or {}
+    if before.get("uidvalidity") == uidvalidity:  # added again (a new password): keep its place
+        last = int(before.get("last_uid", 0))
+    else:
+        last = max(new_uids(imap, 0), default=0)
+    there = [uid for uid in new_uids(imap, 0) if uid <= last]
+    previous = node.vault.get_record(ACCOUNTS, account.name) or {}
+    # A day early: SINCE compares dates in the server's time zone, which may be behind UTC.
+    since = previous.get("since") or imap_date(time.time() - 86400)
+    account = MailAccount.from_record({**asdict(account), "since": since})
+    node.vault.write_records(
+        [
+            (ACCOUNTS, account.name, asdict(account)),
+            (STATE, account.name, {"uidvalidity": uidvalidity, "last_uid": last}),
+        ]
+    )
+    return account, len(there)
 
 
 def remove_account(node: Node, name: str) -> bool:
@@ -281,8 +311,23 @@ def _fetch_part(imap: imaplib.IMAP4, uid: int, part: str) -> bytes | None:
     return None  # expunged meanwhile
 
 
-def new_uids(imap: imaplib.IMAP4, last_uid: int) -> list[int]:
-    typ, data = imap.uid("SEARCH", f"UID {last_uid + 1}:*")
+_IMAP_DATE = re.compile(r"\d{1,2}-[A-Z][a-z]{2}-\d{4}")
+
+
+def imap_date(when: float) -> str:
+    """``when`` as an IMAP date (RFC 3501 date: 1-Dec-2026), in English whatever the locale."""
+    t = time.gmtime(when)
+    months = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+    return f"{t.tm_mday}-{months[t.tm_mon - 1]}-{t.tm_year}"
+
+
+def new_uids(imap: imaplib.IMAP4, last_uid: int, since: str = "") -> list[int]:
+    criteria = f"UID {last_uid + 1}:*"
+    if since:
+        if not _IMAP_DATE.fullmatch(since):
+            raise MailError(f"the account's 'since' {since!r} is not an IMAP date")
+        criteria += f" SINCE {since}"
+    typ, data = imap.uid("SEARCH", criteria)
     _ok(typ, data, "to search for new mail")
     found = {int(x) for x in (data[0] or b"").split() if x.isdigit()}
     # "n:*" names the last message even when its UID is below n (RFC 3501 §6.4.8)
@@ -416,7 +461,7 @@ class MailFetcher:
         with imap_session(self.account) as imap:
             uidvalidity, _ = select_folder(imap, self.account.folder)
             known, last = self.state()
-            return len(new_uids(imap, 0 if known != uidvalidity else last))
+            return len(new_uids(imap, 0 if known != uidvalidity else last, self.account.since))
 
     def fetch(self) -> FetchReport:
         """One round: connect, fetch everything new, disconnect."""
@@ -444,7 +489,7 @@ class MailFetcher:
                 STATE, self.account.name, {"uidvalidity": uidvalidity, "last_uid": 0}
             )
         while True:
-            uids = new_uids(imap, last)[:BATCH]
+            uids = new_uids(imap, last, self.account.since)[:BATCH]
             if not uids:
                 return report
             if self._ingestor is None:  # one per round: the indexes get their chunks in batches

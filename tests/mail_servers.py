@@ -17,6 +17,7 @@ import ipaddress
 import socket
 import ssl
 import threading
+import time
 from argparse import Namespace
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager, suppress
@@ -197,7 +198,7 @@ class MailServers:
     def deliver(self, raw: bytes, folder: str = "INBOX") -> None:
         """Put ``raw`` in the mailbox the way a mail server's delivery would (APPEND)."""
         with self.client() as imap:
-            typ, data = imap.append(folder, "", imaplib.Time2Internaldate(0), raw)
+            typ, data = imap.append(folder, "", imaplib.Time2Internaldate(time.time()), raw)
             assert typ == "OK", data
 
     def folder_messages(self, folder: str) -> list[tuple[bytes, bytes]]:

@@ -27,6 +27,7 @@ from node.mail_account import (
     list_accounts,
     remove_account,
     save_account,
+    start_from_now,
 )
 
 PASSWORD_ENV = "FLURRY_MAIL_PASSWORD"
@@ -112,6 +113,11 @@ def mail() -> None:
 @click.option(
     "--password-file", type=click.Path(dir_okay=False), help="Read the password from this file."
 )
+@click.option(
+    "--include-existing",
+    is_flag=True,
+    help="Also fetch the mail already in the folder (it is handed to the inbox agent too).",
+)
 @click.pass_obj
 def mail_add(
     settings: Settings,
@@ -127,6 +133,7 @@ def mail_add(
     poll_seconds: float,
     max_mb: float,
     password_file: str | None,
+    include_existing: bool,
 ) -> None:
     """Add a mail account: the login is tried first; the password is sealed in the vault."""
     address = address or user
@@ -157,11 +164,22 @@ def mail_add(
     if smtp_host:
         _try_smtp(account)
     with _open_node(settings) as node:
-        save_account(node, account)
+        if include_existing:
+            save_account(node, account)
+            left = 0
+        else:
+            with imap_session(account) as imap:
+                account, left = start_from_now(node, account, imap)
     out.print(
         f"mail account {account.name} added (IMAP {imap_host}, {tls}); its password is sealed in the vault",
         markup=False,
     )
+    if left:
+        out.print(
+            f"the {left} message(s) already in {folder} are left as they are; only new mail is "
+            "fetched (add the account again with --include-existing to read them too)",
+            markup=False,
+        )
 
 
 @mail.command("list")
