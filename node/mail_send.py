@@ -14,7 +14,8 @@ sent Message-ID or raises ``MailError`` with nothing sent. What every reply carr
 
 A line break in the subject, the address or a threading id (a header injection) is refused,
 as is anything but one plain address in ``to``. Every send is in the node's audit log
-(action "mail.send") before it leaves; one that cannot be logged is not sent. After the send
+(action "mail.send") before it leaves; one that cannot be logged is not sent; one the SMTP
+server did not take is followed by "mail.send.failed". After the send
 the message is APPENDed to the Sent folder (the one flagged \\Sent, RFC 6154; else "Sent",
 created if missing) with \\Seen; a Sent folder that cannot be written is logged, not raised:
 the mail has left, and a retry would send it twice.
@@ -159,7 +160,15 @@ class SmtpSender:
                 "text_sha256": hashlib.sha256(body.encode()).hexdigest(),
             },
         )
-        self._smtp(message, to)
+        try:
+            self._smtp(message, to)
+        except MailError as e:  # the log says it did not leave, as well as that it was tried
+            self.audit.append(
+                "mail.send.failed",
+                target=to,
+                details={"account": self.account.name, "message_id": message_id, "error": str(e)},
+            )
+            raise
         if self.vault is not None:
             self.vault.put_record(SENT, message_id, {"to": to, "at": time.time()})
         try:

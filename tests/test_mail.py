@@ -31,7 +31,7 @@ from node.mail_account import (
     imap_session,
     save_account,
 )
-from node.mail_send import SmtpSender, reply_subject
+from node.mail_send import SmtpSender, reply_subject, sent_folder
 
 SENDER = "Alice Example <Alice@Example.ORG>"
 
@@ -513,6 +513,48 @@ def test_a_header_injection_in_a_reply_is_refused_with_nothing_sent(servers, nod
         sender.send(_reply(**changes))
     assert len(servers.sink.received) == before  # nothing sent
     assert len(node.audit.entries()) == audited  # nothing recorded as sent
+
+
+def test_a_refused_smtp_login_is_said_and_logged_with_nothing_sent(servers, node):
+    sender = SmtpSender(account_for(servers, password="wrong"), node.audit)
+    before, audited = len(servers.sink.received), len(node.audit.entries())
+    with pytest.raises(MailError, match="refused the login"):
+        sender.send(_reply())
+    assert len(servers.sink.received) == before
+    entries = node.audit.entries()[audited:]
+    assert [e.action for e in entries] == ["mail.send", "mail.send.failed"]
+    assert entries[0].details["message_id"] == entries[1].details["message_id"]
+
+
+class ListingOnly:
+    """The LIST replies of servers with SPECIAL-USE (RFC 6154), which pymap does not offer:
+    a stand-in at the edge for the one command sent_folder sends first."""
+
+    def __init__(self, lines: list[bytes]) -> None:
+        self.lines = lines
+        self.created: list[str] = []
+
+    def list(self):
+        return "OK", self.lines
+
+    def create(self, name: str):
+        self.created.append(name)
+        return "OK", [b"done"]
+
+
+def test_the_sent_folder_is_found_by_its_special_use_flag():
+    gmail = ListingOnly(
+        [
+            b'(\\HasNoChildren) "/" "INBOX"',
+            b'(\\HasNoChildren \\Sent) "/" "[Gmail]/Sent Mail"',
+            b'(\\HasNoChildren) "/" "Sent"',
+        ]
+    )
+    assert sent_folder(gmail) == "[Gmail]/Sent Mail" and not gmail.created
+    plain = ListingOnly([b'(\\HasNoChildren) "." INBOX', b'(\\HasNoChildren) "." Sent'])
+    assert sent_folder(plain) == "Sent" and not plain.created
+    bare = ListingOnly([b'(\\HasNoChildren) "." INBOX'])
+    assert sent_folder(bare) == "Sent" and bare.created == ['"Sent"']
 
 
 def test_reply_subjects_do_not_stack():
