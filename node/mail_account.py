@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 from email import policy
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from agent.incoming import Incoming
 from node import logs
@@ -55,8 +55,6 @@ from store.parsers.registry import EMAIL
 if TYPE_CHECKING:  # annotations only
     from node.node import Node
 
-_log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 ACCOUNTS = "mail-account"  # vault records: account name → the account (password included)
 STATE = "mail-state"  # account name → {"uidvalidity": int, "last_uid": int}
@@ -64,7 +62,6 @@ SEEN = "mail-seen"  # Message-ID → {"account", "uid", "at", "oversized"}
 SENT = "mail-sent"  # Message-ID of a reply the agent sent → {"to", "at"} (node.mail_send)
 TAG = "mail"
 
-Tls = Literal["starttls", "tls", "none-loopback-only"]
 TLS_MODES: tuple[str, ...] = ("starttls", "tls", "none-loopback-only")
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 MAX_HEADER_BYTES = 128 * 1024  # the header block read here; more is cut
@@ -620,8 +617,13 @@ class MailFetcher:
         if self.on_message is not None:
             try:
                 self.on_message(incoming)
-            except Exception:  # the message is stored; one failing handler must not stop the rest
-                _log.exception("mail: the handler failed on a message (it is stored)")
+            except Exception as e:  # it is stored; one failing handler must not stop the rest
+                logs.event(  # its type only: an exception's message may quote the mail
+                    "mail",
+                    f"mail: the inbox agent failed on a message ({type(e).__name__}); it is stored",
+                    logging.ERROR,
+                    account=self.account.name,
+                )
         self._advance(
             uidvalidity,
             item.uid,

@@ -50,7 +50,6 @@ if TYPE_CHECKING:
     from agent.audit import AuditLog
     from store.vault import Vault
 
-_log = logging.getLogger(__name__)
 
 _ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _MSG_ID = re.compile(r"<[!-;=?-~]+@[!-;=?-~]+>")  # printable ASCII, no '<', '>' or space

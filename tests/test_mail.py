@@ -390,6 +390,28 @@ def test_a_stop_mid_fetch_loses_nothing(servers, node):
     assert report.fetched == 2
 
 
+def test_a_failing_handler_stops_nothing_and_its_error_does_not_quote_the_mail(
+    servers, node, caplog
+):
+    account = account_for(servers, "Failing")
+    with servers.client() as imap:
+        imap.create("Failing")
+    for n in range(2):
+        servers.deliver(
+            mail(f"Fail {n}", f"secret words {n}", message_id=f"<fail-{n}@x.org>"), "Failing"
+        )
+    handed: list[str] = []
+
+    def fails(incoming: Incoming) -> None:
+        handed.append(incoming.id)
+        raise ValueError(f"could not triage: {incoming.text}")
+
+    report = MailFetcher(node, account, fails).fetch()
+    assert report.fetched == 2 and handed == ["<fail-0@x.org>", "<fail-1@x.org>"]
+    assert MailFetcher(node, account).count_new() == 0  # stored; not fetched again
+    assert "ValueError" in caplog.text and "secret words" not in caplog.text
+
+
 def test_the_watermark_survives_a_restart_and_a_uidvalidity_change(servers, tmp_path, models_dir):
     from node.home import Home
     from node.node import Node
