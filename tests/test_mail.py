@@ -343,11 +343,15 @@ def test_hostile_mail_gets_a_clear_result_and_nothing_is_lost(servers, node):
     ).encode()
     no_from = b"Subject: Nobody\r\nMessage-ID: <nofrom@x.org>\r\n\r\nno sender\r\n"
     two_froms = mail("Two", "two senders", message_id="<two@x.org>", sender="a@x.org, b@y.org")
-    for raw in (huge, _deep_mime(100), bad_encodings, html, no_from, two_froms):
+    # an encoded CR/LF in the Subject, which a reply would copy into its own header
+    crlf = mail(
+        "=?utf-8?q?Hello=0D=0ABcc=3A_evil=40example=2Enet?=", "hi", message_id="<crlf@x.org>"
+    )
+    for raw in (huge, _deep_mime(100), bad_encodings, html, no_from, two_froms, crlf):
         servers.deliver(raw, "Hostile")
     collected = Collect()
     report = MailFetcher(node, account, collected).fetch()
-    assert report.fetched == 6 and report.oversized == 1  # every one stored and handed on
+    assert report.fetched == 7 and report.oversized == 1  # every one stored and handed on
     by_id = {i.id: i for i in collected}
     assert "over the limit" in by_id["<huge@x.org>"].text and len(by_id["<huge@x.org>"].text) < 1000
     assert by_id["<huge@x.org>"].sender == "alice@example.org"
@@ -358,7 +362,9 @@ def test_hostile_mail_gets_a_clear_result_and_nothing_is_lost(servers, node):
     assert "Visible words" in scripted.text
     assert "evil.example" not in scripted.text and "color:red" not in scripted.text
     assert by_id["<nofrom@x.org>"].sender == "" and by_id["<two@x.org>"].sender == ""
+    assert by_id["<crlf@x.org>"].subject == "Hello Bcc: evil@example.net"  # one line
     for incoming in collected:  # no header value carries a line break on
+        assert "\r" not in incoming.subject and "\n" not in incoming.subject
         assert all("\r" not in v and "\n" not in v for v in incoming.headers.values())
     # Nothing lost: each is in the vault, and the watermark is past all of them.
     assert MailFetcher(node, account).count_new() == 0
@@ -577,6 +583,16 @@ def test_the_sent_folder_is_found_by_its_special_use_flag():
     assert sent_folder(plain) == "Sent" and not plain.created
     bare = ListingOnly([b'(\\HasNoChildren) "." INBOX'])
     assert sent_folder(bare) == "Sent" and bare.created == ['"Sent"']
+
+
+def test_starttls_is_never_skipped_when_the_server_lacks_it(servers, node):
+    account = account_for(servers, tls="starttls")  # these servers speak plain text only
+    with pytest.raises(MailError, match="cannot reach"), imap_session(account):
+        pass
+    before = len(servers.sink.received)
+    with pytest.raises(MailError, match="not sent"):
+        SmtpSender(account, node.audit).send(_reply())
+    assert len(servers.sink.received) == before  # no login, no mail in clear
 
 
 def test_reply_subjects_do_not_stack():
