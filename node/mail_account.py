@@ -119,12 +119,6 @@ class MailAccount:
     # unless the owner asks for the mail already there.
     since: str = ""
 
-    def public(self) -> dict[str, Any]:
-        """What may be shown: everything but the password."""
-        shown = asdict(self)
-        del shown["password"]
-        return shown
-
     @classmethod
     def from_record(cls, value: dict[str, Any]) -> MailAccount:
         known = {f for f in cls.__dataclass_fields__}
@@ -401,7 +395,6 @@ class FetchReport:
     oversized: int = 0  # stored with their headers only
     unreadable: int = 0  # bodies the parser could not read (stored with their headers)
     reset: bool = False  # the folder's UIDVALIDITY changed: read again from the start
-    handed: list[str] = field(default_factory=list)  # the Message-IDs handed on
 
 
 @dataclass
@@ -633,7 +626,6 @@ class MailFetcher:
             ),
         )
         report.fetched += 1
-        report.handed.append(message_id)
 
     def _store(
         self, shown: str, key: str, content: bytes, parsed: list[Record] | Skip
