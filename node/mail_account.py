@@ -399,7 +399,7 @@ class FetchReport:
 
 @dataclass
 class _Fetched:
-    """One message fetched (and parsed, unless seen before) ahead of its storing."""
+    """One message fetched and parsed ahead of its storing (by the helper thread)."""
 
     uid: int
     raw: bytes | None  # None: expunged before it was fetched
