@@ -375,6 +375,54 @@ class Ingestor:
         self._flush()
         return report
 
+    def add_content(
+        self, shown: str, key: str, content: bytes, parser: Parser
+    ) -> tuple[AddReport, list[Record]]:
+        """Add bytes that are not a file (a mail fetched over IMAP) as the document ``key``,
+        read by ``parser`` as a file of that format is: refused over its size limit, parsed in a
+        worker process within the budget, stored in one transaction. Also returns the records
+        parsed (none when it was unchanged or skipped), for the caller to read the text of.
+        The indexes get its chunks in batches: call ``flush`` after the last one."""
+        if self._vault.is_unchanged(key, content, self._tags):
+            return self.store_parsed(shown, key, content, [])
+        return self.store_parsed(shown, key, content, self.parse_content(shown, content, parser))
+
+    def parse_content(self, shown: str, content: bytes, parser: Parser) -> list[Record] | Skip:
+        """``add_content``'s first half, which stores nothing: any thread may run it (a
+        fetcher parses the next message while this one's are embedded)."""
+        if len(content) > parser.max_bytes:  # refused before the parser sees a byte
+            return Skip(too_large(len(content), parser.max_bytes))
+        if self._parse_workers <= 0:
+            return parse_within(parser, content, shown, self._budget.max_chunks)
+        worker = parse_process.take_worker()
+        try:
+            worker.start(parse_job, parser.name, content, shown, self._budget.max_chunks)
+            parsed: list[Record] | Skip = worker.result(self._budget.seconds_for(len(content)))
+            return parsed
+        except OverBudget as e:
+            return Skip(str(e))
+        except Exception as e:  # it did not start, or died (out of memory, a crash in C)
+            return Skip(f"the parser failed ({type(e).__name__})")
+        finally:
+            parse_process.give_back(worker)  # killed instead, when it was stopped or died
+
+    def store_parsed(
+        self, shown: str, key: str, content: bytes, parsed: list[Record] | Skip
+    ) -> tuple[AddReport, list[Record]]:
+        """``add_content``'s second half: chunk, embed and commit what ``parse_content`` gave."""
+        report = AddReport()
+        item = _Read(Path(shown), shown, key, content=content, mtime=time.time(), parsed=parsed)
+        if not isinstance(parsed, Skip) and self._vault.is_unchanged(key, content, self._tags):
+            item.outcome = "unchanged"
+        self._store(item, report, lambda shown, outcome: None)
+        records = parsed if isinstance(parsed, list) and item.outcome != "unchanged" else []
+        return report, records
+
+    def flush(self) -> None:
+        """Hand the indexes what ``add_content`` stored and they have not yet been given (the
+        vault holds it already: indexes left behind catch up at the next unlock)."""
+        self._flush()
+
     def remove(self, key: str) -> bool:
         """Forget the document stored under ``key`` (a file's absolute path or an add_text key)."""
         removed = self._vault.forget_document_at(key)

@@ -20,6 +20,7 @@ from node.cli import (
     home,
     infer,
     keys,
+    mail,
     models,
     nostr,
     owner,
@@ -124,6 +125,7 @@ for family in (
     receipts,
     skill_sharing,
     skill_publish,
+    mail,
 ):
     for command in family.COMMANDS:
         cli.add_command(command)

@@ -36,6 +36,7 @@ from node.http.jobs import in_background
 from node.http.solid import PodCORS, Renderings
 from node.http.state import LiveConversations
 from node.limits import KnownCallers, Limits, StrangerGate
+from node.mail_account import MailWatcher, OnMessage
 from node.node import Node
 from node.nostr_owner import LocalNostrOwner
 from node.nostr_wire import NostrWire
@@ -51,13 +52,15 @@ def create_app(
     allowed_hosts: Collection[str] | None = None,
     public_origins: Sequence[str] = (DEFAULT_ORIGIN,),
     limits: Limits = Limits(),
+    on_mail: OnMessage | None = None,
 ) -> FastAPI:
     """The app for ``node``. ``allowed_hosts`` are the authorities this node answers to
     ("127.0.0.1:8765"): a request signed for another server is refused even if its nonce is
     new here. None accepts any Host (tests, or a node behind a proxy with many names).
     ``public_origins`` are the URLs ("https://node.example") its signed agent card names,
     whatever Host a request for the card carries. Serve it with node.limits.server_config,
-    which puts the header and body limits in front of it."""
+    which puts the header and body limits in front of it. ``on_mail`` is handed every new
+    mail of the owner's accounts, as an ``Incoming``, once it is stored (node.mail_account)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -66,7 +69,9 @@ def create_app(
         await asyncio.to_thread(
             app.state.nostr.start
         )  # connects only to relays the owner configured
+        await asyncio.to_thread(app.state.mail.start)  # the owner's mail accounts, if any
         yield
+        await asyncio.to_thread(app.state.mail.stop)
         await asyncio.to_thread(app.state.nostr.stop)
         await app.state.a2a.aclose()  # stops the peers' running tasks and their model jobs
         app.state.model_queue.close()
@@ -99,6 +104,10 @@ def create_app(
     state.nostr_owner = LocalNostrOwner(node, state.nostr)
     state.signed_caller = signed_caller  # benchmarks override it to time an endpoint unsigned
     node.connect_nostr(state.nostr)  # so a skill's nostr.publish goes out on the running connection
+    # New mail is fetched in threads of its own and ingested on the model queue's background lane.
+    state.mail = MailWatcher(
+        node, on_mail, run_model_work=partial(in_background, state.model_queue)
+    )
     node.pod_indexer.run_model_work_with(
         partial(in_background, state.model_queue)
     )  # the pod's indexing: background lane
