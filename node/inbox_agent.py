@@ -277,7 +277,8 @@ class InboxAgent:
             except Exception as error:  # the model failed or was busy: the owner still sees it
                 _log.exception("inbox: the model could not read %s", iid)
                 item["error"] = f"{type(error).__name__}: {error}"
-            item["status"] = "proposed" if item["draft"] else "new"
+            # "proposed": a reply waits for the owner's approval; "new": the owner writes one.
+            item["status"] = "proposed" if item["draft"] and item["draft"]["body"] else "new"
             if decision.sends:
                 self._auto_reply(item, incoming.sender)
             return self._keep(item)

@@ -58,6 +58,8 @@ def print_items(items: list[dict]) -> None:
             out.print(f"  draft to {draft['to']}: {_one_line(draft['body'])}", markup=False)
             for e in draft.get("evidence", []):
                 out.print(f"    [{e['number']}] «{_one_line(e['quote'], 90)}»", markup=False)
+        elif draft and draft.get("note"):
+            out.print(f"  no draft: {draft['note']}", markup=False)
         if i.get("error"):
             out.print(f"  error: {i['error']}", markup=False)
 
