@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from conftest import PASSPHRASE, new_node
@@ -49,7 +48,10 @@ def mail(sender: str = "friend@example.org", text: str = QUESTION, **headers: st
 AUTO = make_rule("sender", "friend@example.org", "auto-reply", tags=["travel"])
 
 
-def decided(incoming: Incoming, rules=(AUTO,), history: SenderHistory = SenderHistory()):
+NO_HISTORY = SenderHistory()
+
+
+def decided(incoming: Incoming, rules=(AUTO,), history: SenderHistory = NO_HISTORY):
     return decide(incoming, list(rules), history, NOW)
 
 
