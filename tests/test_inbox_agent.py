@@ -305,7 +305,7 @@ def test_an_allowed_sender_gets_a_grounded_reply_labelled_and_threaded(node, out
 
 def test_ignored_mail_is_kept_and_not_read(node, outbox):
     node.inbox.add_rule("domain", "spam.example", "ignore", [], 3)
-    model: FakeChatModel = node.chat_model  # type: ignore[assignment]
+    model: FakeChatModel = node.chat_model
     prompts = len(model.prompts)
     item = node.inbox.on_message(Incoming("mail", "<s@spam.example>", "x@spam.example", "BUY"))
     assert item["status"] == "ignored" and len(model.prompts) == prompts and not outbox.sent
@@ -455,3 +455,57 @@ def test_rules_through_the_command_line(cli, home_with_items):
     assert cli("inbox", "rules", "remove", rule_id).stdout.strip() == f"removed {rule_id}"
     assert "ads.example → ignore" in cli("inbox", "rules").stdout
     assert cli("inbox", "rules", "remove", rule_id, check=False).returncode == 1
+
+
+def test_strangers_cannot_fill_the_inbox(node, outbox):
+    node.inbox.max_items = len(node.inbox.items()) + 1
+    try:
+        kept = node.inbox.on_message(Incoming("mail", "<f1@x>", "flood1@flood.example", "hi"))
+        dropped = node.inbox.on_message(Incoming("mail", "<f2@x>", "flood2@flood.example", "hi"))
+        assert kept["status"] == "new" and dropped["status"] == "dropped"
+        assert node.inbox.counts["dropped"] == 1
+        with pytest.raises(inbox_agent.NotFound):
+            node.inbox.item(dropped["id"])
+        # A sender a rule names is kept however full the inbox is.
+        node.inbox.add_rule("sender", "known@example.org", "summarise", [], 3)
+        named = node.inbox.on_message(Incoming("mail", "<k@x>", "known@example.org", "hi"))
+        assert named["status"] == "new" and node.inbox.item(named["id"])
+    finally:
+        node.inbox.max_items = inbox_agent.MAX_ITEMS
+
+
+def test_the_owner_api_serves_the_inbox_operations(node, outbox):
+    """The same operations over the signed owner API (what the TUI and a running server's
+    command line use): list, digest, approve with an edit, discard; strangers get 401."""
+    import httpx
+    from conftest import Served
+
+    from identity.did_key import verification_method_id
+    from identity.signing_client import signed_client
+    from node.owner import RemoteOwner
+
+    item = node.inbox.on_message(
+        Incoming("mail", "<api@x>", "api@example.org", QUESTION, subject="via the API")
+    )
+    served = Served(node)
+    keys = node.keys
+    try:
+        with signed_client(
+            keys.owner_key, verification_method_id(keys.owner_did), base_url=served.url, timeout=60
+        ) as http:
+            remote = RemoteOwner(http)
+            assert item["id"] in [i["id"] for i in remote.inbox_items()]
+            assert remote.inbox_digest(3600)["received"] >= 1
+            sent = remote.approve_draft(item["id"][:8], "Edited over the API.")
+            assert sent["status"] == "sent" and outbox.sent[-1].to == "api@example.org"
+            assert outbox.sent[-1].text.startswith("Edited over the API.")
+            bad = http.post("/api/owner/inbox/approve", json={"id": "nope"})
+            assert bad.status_code == 404
+            rules = http.post(
+                "/api/owner/inbox/rules",
+                json={"match": "sender", "value": "x@y.org", "action": "auto-reply"},
+            )
+            assert rules.status_code == 400 and "needs the tags" in rules.text
+        assert httpx.get(served.url + "/api/owner/inbox/items").status_code == 401
+    finally:
+        served.stop()

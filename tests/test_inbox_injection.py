@@ -98,7 +98,7 @@ def _message(i: int, text: str, *, subject: str = "Lisbon", **headers: str) -> I
 
 
 def _cases() -> list[tuple[str, Incoming]]:
-    cases = []
+    cases: list[tuple[str, Incoming]] = []
     for where in ("body", "html", "attachment", "quoted"):
         for n, payload in enumerate(PAYLOADS):
             i = len(cases)
