@@ -3,9 +3,18 @@ review, the tool policy, a secret shown once. Each answers by dismissing with a 
 
 from tui.screens.ask_text import AskText
 from tui.screens.confirm import Confirm
+from tui.screens.edit_text import EditText
 from tui.screens.help import HelpScreen
 from tui.screens.permission_review import PermissionReview
 from tui.screens.show_secret import ShowSecret
 from tui.screens.tool_policy import ToolPolicy
 
-__all__ = ["AskText", "Confirm", "HelpScreen", "PermissionReview", "ShowSecret", "ToolPolicy"]
+__all__ = [
+    "AskText",
+    "Confirm",
+    "EditText",
+    "HelpScreen",
+    "PermissionReview",
+    "ShowSecret",
+    "ToolPolicy",
+]
