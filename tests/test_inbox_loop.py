@@ -200,6 +200,13 @@ def _nostr_items(node: Node, sender: Node) -> list[dict]:
     ]
 
 
+def _as_b(loop: Loop, relay: str, b: Node) -> PlainClient:
+    """B's owner in another Nostr app, with B's key: messages without the agent-made label."""
+    client = PlainClient(loop, relay)
+    client.keys = nostr_sdk.Keys(nostr_sdk.SecretKey.parse(b.keys.nostr_key.secret.hex()))
+    return client
+
+
 def _sent(node: Node, action: str) -> int:
     """Messages the node sent over Nostr, as its audit log has them (the mail tests' aside)."""
     return sum(
@@ -221,8 +228,7 @@ def test_two_agents_on_nostr_stop_within_the_loop_guard(served, loop, relay):
 
     # B's owner writes again from another Nostr app with the same key (no label): A's rule
     # auto-replies, on A's wire (labelled); B's agent gets a labelled reply and only drafts.
-    as_b = PlainClient(loop, relay)
-    as_b.keys = nostr_sdk.Keys(nostr_sdk.SecretKey.parse(b.keys.nostr_key.secret.hex()))
+    as_b = _as_b(loop, relay, b)
     a_key = nostr_sdk.PublicKey.parse(a.keys.nostr_public_key_hex)
     try:
         as_b.publish(nostr_sdk.nip17_make_private_msg(as_b.keys, a_key, f"Hi! {QUESTION}"))
@@ -243,3 +249,15 @@ def test_two_agents_on_nostr_stop_within_the_loop_guard(served, loop, relay):
     assert len(_nostr_items(a, b)) == 3 and len(_nostr_items(b, a)) == 1
     assert (_sent(a, "inbox.reply"), _sent(a, "nostr.reply")) == (1, 1)  # A's one auto-reply
     assert (_sent(b, "inbox.reply"), _sent(b, "nostr.reply")) == (0, 0)  # B never replied
+
+    # A's owner writes to B in person: the loop guard lets A's agent answer B once more.
+    LocalNostrOwner(a, served_a.app.state.nostr).send("b", "My agent will answer you.")
+    as_b = _as_b(loop, relay, b)
+    try:
+        as_b.publish(nostr_sdk.nip17_make_private_msg(as_b.keys, a_key, f"One more: {QUESTION}"))
+        _wait_for(lambda: _sent(a, "inbox.reply") == 2, what="A's second auto-reply")
+    finally:
+        as_b.close()
+    time.sleep(3)
+    assert (_sent(a, "inbox.reply"), _sent(a, "nostr.reply"), _sent(a, "nostr.send")) == (2, 2, 1)
+    assert _sent(b, "inbox.reply") == 0 and len(_nostr_items(b, a)) == 3  # two replies, one note
