@@ -47,6 +47,7 @@ from node.a2a_tasks import Caller
 from node.infer import answer_metadata
 from node.node import Node
 from node.nostr_peers import card_extension
+from node.peer_owner import card_extension as owner_extension
 from node.peering import carried_receipt_metadata
 from node.rotation import card_extension as rotation_extension
 
@@ -96,7 +97,11 @@ def agent_card(node: Node, origins: Sequence[str]) -> AgentCard:
             streaming=True,
             extensions=[
                 AgentExtension(**extension)
-                for extension in (card_extension(node.keys), rotation_extension(node.keys))
+                for extension in (
+                    card_extension(node.keys),
+                    rotation_extension(node.keys),
+                    owner_extension(node.keys),
+                )
                 if extension is not None
             ],
         ),

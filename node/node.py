@@ -30,6 +30,7 @@ from agent.tools import (
     Decision,
     Tool,
     ToolCall,
+    ToolDecision,
     ToolPolicy,
     ToolTurn,
     choose_tool,
@@ -397,11 +398,20 @@ class Node:
         for info in self.skills.list():
             if not (info.approved and info.enabled):
                 continue
-            if info.manifest:
-                tools = [Tool(t.name, t.description, t.parameters) for t in info.manifest.tools]
-            else:  # an unmanaged MCP server says what it offers only when asked
-                listed = self._skill_process(info.name).tools.values()
+            # An unmanaged MCP server says what it offers only when asked; a managed skill
+            # not started yet offers the versions the owner approved (skills.tool_pins). Either
+            # way a tool that changed since, or appeared, waits for the owner's review.
+            with self._skill_processes_lock:
+                running = self._skill_processes.get(info.name)
+            if running is None and not info.managed:
+                running = self._skill_process(info.name)
+            if running is not None:
+                listed = [t for t in running.tools.values() if t.name not in running.disabled]
                 tools = [Tool(t.name, t.description or "", t.input_schema) for t in listed]
+            else:
+                pins = info.approved_pins()
+                offered = pins.offered() if pins else []
+                tools = [Tool(t["name"], t["description"], t["input_schema"]) for t in offered]
             for tool in tools:
                 found.setdefault(
                     tool.name, (info.name, tool)
@@ -458,6 +468,12 @@ class Node:
             )
             return self._skill_process(planned.skill).call_tool(call.tool, call.arguments)
 
+        pins = self.skills.info(planned.skill).approved_pins()
+        if pins is not None and planned.call.tool in pins.pending:
+            # Changed since the owner approved it (skills.tool_pins): refused before anyone is
+            # asked to let it run. (Found changed only as it starts, it is refused by the process.)
+            reason = pins.refusal(planned.skill, planned.call.tool)
+            return ToolTurn(planned.call, ToolDecision(False, reason), None)
         return decide_and_run(planned.call, self.tool_policy(), execute, ask_owner)
 
     def ask_with_tools(self, request: str, ask_owner: AskOwner) -> ToolTurn | None:

@@ -323,6 +323,13 @@ class NostrWire:
         """Publish a public note signed by the node's Nostr key; audited before it leaves."""
         return self._call(self._publish(text, skill), SEND_SECONDS + 5)
 
+    def announce(self, event: nostr_sdk.Event, details: dict) -> dict:
+        """Publish ``event``, built and signed with this node's Nostr key by the caller (a skill
+        release's NIP-94 announcement, node.skill_publish); audited before it leaves."""
+        if event.author().to_hex() != self.key.public_key_hex or not event.verify():
+            raise NostrError("only an event signed with this node's Nostr key is announced")
+        return self._call(self._announce(event, details), SEND_SECONDS + 5)
+
     # --- on the wire's loop ---
 
     async def _connect(self, relays: list[str]) -> None:
@@ -544,6 +551,15 @@ class NostrWire:
         }
         self.node.audit.append("nostr.publish", target=self.key.uri, details=details)
         return await self._deliver(note, details["event"], self.key.uri)
+
+    async def _announce(self, event: nostr_sdk.Event, details: dict) -> dict:
+        event_id = event.id().to_hex()
+        self.node.audit.append(
+            "nostr.announce",
+            target=self.key.uri,
+            details={"event": event_id, "relays": list(self._relays), **details},
+        )
+        return await self._deliver(event, event_id, self.key.uri)
 
     async def _deliver(self, event: nostr_sdk.Event, event_id: str, to: str) -> dict:
         if self._client is None:  # _call refuses before this when the wire is not running

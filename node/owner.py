@@ -23,13 +23,17 @@ from agent.inbox_policy import DEFAULT_PER_DAY
 from agent.tools import ToolPolicy
 from identity.did_key import ed25519_public_from_did_key
 from identity.nostr_key import parse_public_key
+from node import skill_install, skill_search
 from node.errors import NotFound, OwnerError
 from node.infer import infer_at_peer
 from node.ledger import usage as ledger_usage
 from node.nostr_peers import link_peer_from_card
+from node.peer_owner import link_owner
 from node.peering import send_to_peer
 from node.peers import PeerError, add_peer, fetch_peer_card, list_peers
+from node.skill_publish import publish_skill
 from skills.registry import SkillInfo, UnknownSkill
+from skills.tool_pins import review as tool_review
 from store.pod_store import PodError
 
 if TYPE_CHECKING:  # annotations only: node.node builds the skills' broker on node.skill_capabilities, which uses this
@@ -88,7 +92,13 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("enable_skill", "POST", "/skills/enable", ("name",)),
     Operation("disable_skill", "POST", "/skills/disable", ("name",)),
     Operation("remove_skill", "POST", "/skills/remove", ("name",)),
+    Operation("review_skill", "POST", "/skills/review", ("name", "accept", "accept_all")),
     Operation("set_tool_policy", "PUT", "/skills/policy", ("tool", "decision")),
+    Operation("search_skills", "POST", "/skills/search", ("text",)),
+    Operation("install_release", "POST", "/skills/install-release", ("source", "allow_stranger")),
+    Operation("update_skills", "POST", "/skills/update", ("name", "approve")),
+    Operation("set_cosign_policy", "PUT", "/skills/cosign-policy", ("required",)),
+    Operation("publish_skill", "POST", "/skills/publish", ("source", "announce")),
     Operation("list_approvals", "GET", "/approvals"),
     Operation("decide_approval", "POST", "/approvals/decide", ("id", "decision")),
     Operation("pod_access", "GET", "/pod/access"),
@@ -134,7 +144,13 @@ class Owner(Protocol):
     def enable_skill(self, name: str) -> dict: ...
     def disable_skill(self, name: str) -> dict: ...
     def remove_skill(self, name: str) -> dict: ...
+    def review_skill(self, name: str, accept: list[str], accept_all: bool) -> dict: ...
     def set_tool_policy(self, tool: str, decision: str) -> dict: ...
+    def search_skills(self, text: str) -> dict: ...
+    def install_release(self, source: str, allow_stranger: bool) -> dict: ...
+    def update_skills(self, name: str, approve: bool) -> list[dict]: ...
+    def set_cosign_policy(self, required: int) -> dict: ...
+    def publish_skill(self, source: str, announce: bool) -> dict: ...
     def list_approvals(self) -> list[dict]: ...
     def decide_approval(self, approval_id: str, decision: str) -> dict: ...
     def pod_access(self) -> dict: ...
@@ -198,11 +214,13 @@ class LocalOwner:
         nostr = link_peer_from_card(
             self.node.vault, card, did
         )  # its Nostr key, when the card proves one
+        owner = link_owner(self.node.vault, card, did)  # its owner's DID, when the card proves it
         return {
             **asdict(peer),
             "card_name": card.get("name", ""),
             "card_description": card.get("description", ""),
             "nostr": nostr,
+            "owner": owner,
         }
 
     def list_peers(self) -> list[dict]:
@@ -227,6 +245,8 @@ class LocalOwner:
     def _skill_json(self, info: SkillInfo, policy: ToolPolicy | None = None) -> dict:
         policy = policy or self.node.tool_policy()
         m = info.manifest
+        pins = info.approved_pins()
+        waiting = set(pins.pending) if pins else set()
         return {
             "name": info.name,
             "version": m.version if m else None,
@@ -240,18 +260,18 @@ class LocalOwner:
             "granted": list(info.granted),
             # An unmanaged server's tools are those it listed when it was registered.
             "tools": [
-                {"name": t.name, "description": t.description, "policy": policy.rule(t.name)}
-                for t in m.tools
-            ]
-            if m
-            else [
                 {
                     "name": t["name"],
                     "description": t["description"],
                     "policy": policy.rule(t["name"]),
+                    "input_schema": t["input_schema"],
+                    "disabled": t["name"] in waiting,
                 }
-                for t in info.tools
+                # as approved (pinned), or as they ask to be approved
+                for t in (pins.specs.values() if pins else info.approved_tools())
             ],
+            # Tools changed or new since approval, disabled until reviewed (skills.tool_pins).
+            "review": tool_review(pins),
         }
 
     def _info(self, name: str) -> SkillInfo:
@@ -298,9 +318,43 @@ class LocalOwner:
             self.node.forget_tool_policy(tool.name)
         return {"removed": True}
 
+    def review_skill(self, name: str, accept: list[str], accept_all: bool) -> dict:
+        """Pin the new versions of the tools in ``accept`` (all waiting, with ``accept_all``),
+        which the owner reviewed; with neither, start the skill once to list its tools now."""
+        info = self._info(name)
+        self.node.stop_skill(name)  # it starts again with the pins as they are now
+        if accept_all or accept:
+            info = self.node.skills.review_tools(
+                name, None if accept_all else [str(a) for a in accept]
+            )
+        elif info.approved and info.enabled:
+            info = self.node.skills.check_tools(name)
+        return self._skill_json(info)
+
     def set_tool_policy(self, tool: str, decision: str) -> dict:
         self.node.set_tool_policy(str(tool), str(decision))
         return {"ok": True}
+
+    # --- shared skills: node.skill_search, node.skill_install -----------------------------
+
+    def search_skills(self, text: str) -> dict:
+        return skill_search.search(self.node.vault, text).to_json()
+
+    def install_release(self, source: str, allow_stranger: bool) -> dict:
+        info = skill_install.install_release(self.node, source, allow_stranger)
+        return {**self._skill_json(info), "origin": info.origin}
+
+    def update_skills(self, name: str, approve: bool) -> list[dict]:
+        return skill_install.update_skills(self.node, name, approve)
+
+    def set_cosign_policy(self, required: int) -> dict:
+        return {"required": skill_install.set_cosign_policy(self.node.vault, required)}
+
+    def publish_skill(self, source: str, announce: bool) -> dict:
+        """A signed release of the skill at ``source`` in the pod (node.skill_publish)."""
+        if not isinstance(announce, bool):
+            raise OwnerError(f"announce must be true or false, not {announce!r}")
+        return publish_skill(self.node, str(source), announce=announce).to_json()
 
     # --- tool calls waiting for the owner ------------------------------------------------
 

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TextIO
 
@@ -24,6 +25,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from skills.cgroup import CGROUP_ENV, kill_cgroup, pids_cgroup
 from skills.errors import SkillError  # the root: the process errors below are kinds of it
+from skills.tool_pins import ToolDisabled
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
@@ -91,6 +93,10 @@ class SkillProcess:
         # nothing else of the node's environment, so no FLURRY_PASSPHRASE.
         self.env = dict(env or {})
         self.tools: dict[str, types.Tool] = {}
+        # Called with the tools listed at each start ([{name, description, input_schema}]);
+        # answers the tools that may not run → why (skills.tool_pins). None: all may.
+        self.check_tools: Callable[[list[dict]], dict[str, str]] | None = None
+        self.disabled: dict[str, str] = {}
         # What the runner reported it enforces (skills.sandbox.Confinement as a dict); None
         # until started, and always None for an unmanaged server, which reports nothing.
         self.sandbox: dict | None = None
@@ -146,6 +152,16 @@ class SkillProcess:
                 else f"failed to start ({e!r})"
             )
             raise SkillCrashed(f"skill {self.name} {why}{self._stderr_tail()}") from None
+        if self.check_tools is not None:
+            listed = [
+                {"name": t.name, "description": t.description or "", "input_schema": t.input_schema}
+                for t in self.tools.values()
+            ]
+            try:
+                self.disabled = self.check_tools(listed)
+            except BaseException:
+                self._stop(wait=True)
+                raise
 
     async def _connect(self, ready: Future, cwd: str, stderr: TextIO) -> None:
         # The whole connection lives in this one task, because the SDK's context managers
@@ -237,6 +253,8 @@ class SkillProcess:
                     )
                 self._start()
             tool = self.tools.get(name)
+            if name in self.disabled:
+                raise ToolDisabled(self.disabled[name])
             if tool is None:
                 raise SkillError(
                     f"skill {self.name} has no tool {name!r}; it offers {sorted(self.tools)}"

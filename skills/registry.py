@@ -11,6 +11,7 @@ unpacked (``--only-binary :all:``: pip never builds a source distribution for a 
 
 from __future__ import annotations
 
+import builtins
 import importlib.metadata
 import json
 import os
@@ -18,8 +19,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 
@@ -29,6 +32,8 @@ from skills.host import SkillError, SkillProcess
 from skills.manifest import NAME, Manifest, ManifestError, check_permission
 from skills.sandbox import Confinement, Limits
 from skills.sdk import ENTRY_POINT_GROUP
+from skills.tool_pins import Pins, ToolListRefused, checked_listing
+from skills.tool_pins import spec as tool_spec
 from store.records import Records
 
 KIND = "skill"
@@ -61,6 +66,12 @@ class SkillInfo:
     argv: tuple[str, ...] = ()
     # An unmanaged server's tools as it listed them at install: [{name, description, input_schema}].
     tools: tuple[dict, ...] = ()
+    # Where a shared skill came from (node.skill_install): {container, manifest_url, peer,
+    # author_did, version, manifest_sha256}; None for a wheel, folder or package installed here.
+    origin: dict | None = None
+    # The tools pinned at approval and those waiting for review (skills.tool_pins); None for a
+    # skill not approved yet, or approved before pins existed (see ``approved_pins``).
+    pins: Pins | None = None
 
     @property
     def requested(self) -> tuple[str, ...]:
@@ -79,6 +90,8 @@ class SkillInfo:
             target=r.get("target"),
             argv=tuple(r.get("argv", ())),
             tools=tuple(r.get("tools", ())),
+            origin=r.get("origin"),
+            pins=Pins.from_record(r),
         )
 
     def to_record(self) -> dict:
@@ -93,7 +106,24 @@ class SkillInfo:
             "target": self.target,
             "argv": list(self.argv),
             "tools": list(self.tools),
+            "origin": self.origin,
+            **(self.pins.to_record() if self.pins else {}),
         }
+
+    def approved_tools(self) -> list[dict]:
+        """The tools the owner reviewed at approval: the manifest's, or those an unmanaged
+        server listed when it was registered."""
+        if self.manifest:
+            return [tool_spec(t.name, t.description, t.parameters) for t in self.manifest.tools]
+        return [tool_spec(t["name"], t["description"], t["input_schema"]) for t in self.tools]
+
+    def approved_pins(self) -> Pins | None:
+        """The pins, or for a skill approved before pins existed, the tools it was approved
+        with (None: an old record holding none, pinned to what it lists when it next starts)."""
+        if self.pins is not None or not self.approved:
+            return self.pins
+        approved = self.approved_tools()
+        return Pins.of(approved) if approved else None
 
 
 class Skills:
@@ -103,7 +133,7 @@ class Skills:
 
     # --- install and review ------------------------------------------------------------
 
-    def install(self, source: str | Path) -> Manifest:
+    def install(self, source: str | Path, *, origin: dict | None = None) -> Manifest:
         """Install a wheel, a project folder or a pip requirement; return its manifest for the
         owner to review. The skill can't run until ``approve``. Installing a name already
         installed fails.
@@ -119,10 +149,10 @@ class Skills:
         try:
             if path.is_dir():
                 _build_confined(path.resolve(), staging)
+                entry_point = _entry_point(staging)
+                manifest = _read_manifest(staging, entry_point)
             else:
-                _pip_unpack(self._pip_source(source), staging, source)
-            entry_point = _entry_point(staging)
-            manifest = _read_manifest(staging, entry_point)
+                entry_point, manifest = unpack(self._pip_source(source), staging, source)
             target = self.dir / manifest.name
             if self._records.get_record(KIND, manifest.name) is not None or target.exists():
                 raise SkillInstallError(
@@ -132,9 +162,60 @@ class Skills:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         self._put(
-            SkillInfo(manifest.name, True, False, False, (), manifest, entry_point, str(target))
+            SkillInfo(
+                manifest.name,
+                True,
+                False,
+                False,
+                (),
+                manifest,
+                entry_point,
+                str(target),
+                origin=origin,
+            )
         )
         return manifest
+
+    def replace_code(
+        self, name: str, wheel: Path, check: Callable[[Manifest], None], **changes: Any
+    ) -> SkillInfo:
+        """Put the skill in ``wheel`` in place of installed skill ``name`` (an update): unpacked
+        only, its manifest read by the confined runner and passed to ``check`` (which raises to
+        refuse) before anything installed is touched; then the folders are swapped and the
+        record gets the new manifest and entry point, and ``changes`` (granted, approved, origin…).
+        Every other field of the record (the owner's pins among them) is kept. On any failure
+        the installed skill stays as it was and no new folder is left."""
+        info = self.info(name)
+        staging = Path(tempfile.mkdtemp(prefix=".installing-", dir=self.dir))
+        old = self.dir / f".replaced-{name}-{os.getpid()}"
+        target = self.dir / name
+        try:
+            entry_point, manifest = unpack(self._pip_source(wheel), staging, wheel)
+            if manifest.name != name:
+                raise SkillInstallError(f"{wheel} holds skill {manifest.name!r}, not {name!r}")
+            check(manifest)
+            had = target.exists()
+            if had:
+                target.rename(old)
+            try:
+                staging.rename(target)
+                return self._put(
+                    replace(
+                        info,
+                        manifest=manifest,
+                        entry_point=entry_point,
+                        target=str(target),
+                        **changes,
+                    )
+                )
+            except BaseException:
+                if had:
+                    shutil.rmtree(target, ignore_errors=True)
+                    old.rename(target)
+                raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
 
     def install_builtin(self, name: str) -> Manifest:
         """Install one of the skills that ship with the node (``builtin_skills``). They are
@@ -190,8 +271,17 @@ class Skills:
                 raise SkillInstallError(
                     f"{name} did not ask for {p!r}; it asks for {list(info.requested)}"
                 )
+        # The first approval pins the tools shown for it; later ones (new permissions) keep the
+        # pins: a changed tool is accepted only by a review (skills.tool_pins).
+        pins = info.approved_pins() or Pins.of(info.approved_tools())
         return self._put(
-            replace(info, approved=True, enabled=True, granted=tuple(dict.fromkeys(permissions)))
+            replace(
+                info,
+                approved=True,
+                enabled=True,
+                granted=tuple(dict.fromkeys(permissions)),
+                pins=pins,
+            )
         )
 
     def install_mcp(
@@ -218,10 +308,13 @@ class Skills:
             ) from None
         finally:
             process.stop()
-        tools = tuple(
-            {"name": t.name, "description": t.description or "", "input_schema": t.input_schema}
-            for t in process.tools.values()
-        )
+        try:
+            tools = checked_listing(
+                (tool_spec(t.name, t.description, t.input_schema) for t in process.tools.values()),
+                name,
+            )
+        except ToolListRefused as e:
+            raise SkillInstallError(f"{name} was not registered: {e}") from None
         if not tools:
             raise SkillInstallError(f"{name} was not registered: the server lists no tools")
         return self._put(
@@ -281,8 +374,39 @@ class Skills:
             )
         else:
             process = SkillProcess(name, list(info.argv), managed=False)
+        # Each time it starts (again), what it lists is held against the pins.
+        process.check_tools = lambda listed: self.check_listed(name, listed)
         process.start()
         return process
+
+    # --- pinned tools (skills.tool_pins) -------------------------------------------------
+
+    def check_listed(self, name: str, listed: builtins.list[dict]) -> dict[str, str]:
+        """Hold the tools a started process lists (specs) against the skill's pins, keep what
+        waits for review in its record, and return each disabled tool → why."""
+        info = self.info(name)
+        pins = info.approved_pins() or Pins.first_use(listed)
+        checked = pins.check(listed)
+        if checked != info.pins:
+            self._put(replace(info, pins=checked))
+        return checked.disabled(name, listed)
+
+    def check_tools(self, name: str) -> SkillInfo:
+        """Start the skill once to list its tools now (after an update, say), stop it, and
+        return its record with what waits for review."""
+        self.start(name).stop()
+        return self.info(name)
+
+    def review_tools(self, name: str, accept: builtins.list[str] | None) -> SkillInfo:
+        """Pin the new versions of the tools ``accept`` names (None: all waiting), which the
+        owner reviewed; they run again from the skill's next start."""
+        info = self.info(name)
+        pins = info.approved_pins()
+        if pins is None:
+            raise SkillInstallError(f"{name} is not approved yet; review it and approve it first")
+        accepted = pins.accept(accept)
+        tools = info.tools if info.managed else tuple(accepted.specs.values())
+        return self._put(replace(info, pins=accepted, tools=tools))
 
     def sandbox(self, name: str) -> str:
         """One line for the owner: how this skill would be confined on this machine, now."""
@@ -337,6 +461,14 @@ def sandbox_check(target: str | None, limits: Limits | None = None) -> Confineme
         return Confinement(
             missing=[f"the sandbox check failed: {run.stderr.strip()[-500:] or run.returncode}"]
         )
+
+
+def unpack(pip_args: list[str], staging: Path, source: str | Path) -> tuple[str, Manifest]:
+    """Unpack a wheel (never built) into ``staging``: its one entry point, and its manifest as
+    the confined runner reads it."""
+    _pip_unpack(pip_args, staging, source)
+    entry_point = _entry_point(staging)
+    return entry_point, _read_manifest(staging, entry_point)
 
 
 def _pip_unpack(pip_args: list[str], staging: Path, source: str | Path) -> None:

@@ -104,7 +104,7 @@ def _contain(boot: Boot, sandbox: bool = True) -> Confinement:
     confinement.limits, not_limited = limits.apply(confinement.user_namespace, cgroup=bool(cgroup))
     confinement.missing += not_limited
     boot.close()  # the runner has all it imports: from here on, the skill's process sees only the SDK
-    if skill_folder and "--build" not in sys.argv:
+    if skill_folder and not {"--build", "--build-wheel"} & set(sys.argv):
         # After the standard library, so a skill's `tempfile.py` shadows nothing the runner uses;
         # before site-packages, so the versions a skill installed beside itself are the ones it gets.
         site = [i for i, p in enumerate(sys.path) if p in site_folders]
@@ -142,9 +142,10 @@ def _supervise() -> None:
     end(code if code >= 0 else 128 - code)
 
 
-def _build(project: str | None) -> int:
+def _build(project: str | None, wheel: bool = False) -> int:
     """Build and install the project folder the host named as the skill's folder, with pip, here
-    (confined): print where the result is. Its setup code runs in this sandbox or not at all."""
+    (confined): print where the result is. Its setup code runs in this sandbox or not at all.
+    With ``wheel``, build a wheel instead (``--build-wheel``, to publish it) into that folder."""
     import shutil
     import subprocess
 
@@ -159,20 +160,22 @@ def _build(project: str | None) -> int:
         # No pip configuration of the owner's (it could not be read here anyway), no cache.
         "PIP_CONFIG_FILE": os.devnull,
         "PIP_NO_CACHE_DIR": "1",
+        # A wheel's files are dated this (1980-01-01, zip's first day), not by when they were
+        # built: the same project builds the same bytes, so publishing it again is a no-op.
+        **({"SOURCE_DATE_EPOCH": "315532800"} if wheel else {}),
     }
     pip = subprocess.run(
         [
             sys.executable,
             "-m",
             "pip",
-            "install",
+            *(["wheel", "--wheel-dir"] if wheel else ["install", "--target"]),
+            "out",
             "--quiet",
             "--disable-pip-version-check",
             "--no-deps",
             "--no-index",
             "--no-build-isolation",
-            "--target",
-            "out",
             os.path.abspath("src"),
         ],
         env=env,
@@ -232,8 +235,8 @@ def main(argv: list[str], boot: Boot) -> None:
         return
     sys.stderr.write(f"flurry sandbox: {confinement.summary()}\n")
     sys.stderr.flush()
-    if argv == ["--build"]:
-        sys.exit(_build(boot.skill_folder))
+    if argv in (["--build"], ["--build-wheel"]):
+        sys.exit(_build(boot.skill_folder, wheel=argv == ["--build-wheel"]))
     if argv[:1] == ["--manifest"] and len(argv) == 2:
         print(json.dumps(load_skill(argv[1]).manifest.to_dict()))
         return

@@ -51,8 +51,19 @@ def test_install_review_approve_enable_and_remove(owner, wheel):
     assert skill["name"] == "notes" and skill["approved"] is False and skill["enabled"] is False
     assert skill["requested"] == ["notes.write"] and skill["granted"] == []
     assert skill["tools"] == [
-        {"name": "add_note", "description": "Add a note to the owner's notes.", "policy": "ask"}
+        {
+            "name": "add_note",
+            "description": "Add a note to the owner's notes.",
+            "policy": "ask",
+            "input_schema": {
+                "type": "object",
+                "required": ["text"],
+                "properties": {"text": {"type": "string", "description": "The note"}},
+            },
+            "disabled": False,
+        }
     ]
+    assert skill["review"] == []  # nothing changed since approval (skills.tool_pins)
 
     # Approving a permission it never asked for is refused, and changes nothing.
     refused = owner.post(

@@ -24,9 +24,12 @@ from node.cli import (
     models,
     nostr,
     owner,
+    pins,
     receipts,
     recovery,
     service,
+    skill_publish,
+    skill_sharing,
     unlock,
 )
 from node.cli.chat import _print_answer, tui
@@ -106,6 +109,7 @@ def cli(ctx: click.Context, home: str | None, passphrase_file: str | None) -> No
         ctx.invoke(tui)
 
 
+owner.skills.add_command(pins.review)  # `flurry skills review` (pinned tools)
 for family in (
     home,
     chat,
@@ -120,6 +124,8 @@ for family in (
     backup,
     infer,
     receipts,
+    skill_sharing,
+    skill_publish,
 ):
     for command in family.COMMANDS:
         cli.add_command(command)

@@ -15,6 +15,8 @@ from node.cli.common import (
     err,
     out,
 )
+from node.cli.pins import show_pinned, show_review
+from node.skill_install import is_release_source
 
 
 @click.group()
@@ -291,13 +293,21 @@ def skills() -> None:
 @click.option(
     "--yes", is_flag=True, help="Approve every permission the skill asks for, without asking."
 )
+@click.option(
+    "--stranger", is_flag=True, help="Accept a release whose author is not the pinned peer."
+)
 @click.pass_obj
-def skills_install(settings: Settings, source: str, yes: bool) -> None:
-    """Install a skill from a wheel, a project folder or a pip requirement; review what it asks
-    for, then approve."""
+def skills_install(settings: Settings, source: str, yes: bool, stranger: bool) -> None:
+    """Install a skill from a wheel, a project folder, a pip requirement, a pinned peer
+    (peer:PEER/NAME[@VERSION]) or a signed release's URL; review what it asks for, then approve."""
     with _owner(settings) as owner:
-        skill = owner.install_skill(source)
-        _show_skill(skill)
+        if is_release_source(source):  # every check of node.skill_install, then the same review
+            skill = owner.install_release(source, stranger)
+            _show_skill(skill)
+            out.print(f"  release signed by {skill['origin']['author_did']}", markup=False)
+        else:
+            skill = owner.install_skill(source)
+            _show_skill(skill)
         if not (
             yes
             or (
@@ -327,7 +337,12 @@ def _show_skill(skill: dict) -> None:
             markup=False,
         )
     for tool in skill["tools"]:
-        out.print(f"  tool {tool['name']} [{tool['policy']}]: {tool['description']}", markup=False)
+        disabled = " (disabled: changed since approval)" if tool.get("disabled") else ""
+        out.print(
+            f"  tool {tool['name']} [{tool['policy']}]: {tool['description']}{disabled}",
+            markup=False,
+        )
+    show_review(skill)
     if "sandbox" in skill:
         out.print(f"  sandbox: {skill['sandbox']}", markup=False)
     for permission in skill["requested"]:
@@ -352,6 +367,7 @@ def skills_install_mcp(settings: Settings, yes: bool, name: str, argv: tuple[str
     with _owner(settings) as owner:
         skill = owner.install_mcp(name, list(argv))
         _show_skill(skill)
+        show_pinned(skill)
         out.print("  it runs with your permissions: nothing is brokered or sandboxed", markup=False)
         if not (
             yes

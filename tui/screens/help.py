@@ -29,6 +29,7 @@ HELP = """\
 | **Del** | data: documents | forget the document |
 | **Enter** | skills: source box | install a skill (you review its permissions first) |
 | **E** / **P** / **Del** | skills list | enable or disable / when its tools may run / remove |
+| **R** | skills list | review tools changed since you approved the skill (old against new) |
 | **A** / **D** | approvals list | approve / deny the tool call |
 | **Del** | inbox | remove a peer's message |
 | **N** / **Del** | identity: peers, tokens | add a peer by URL, make a token / revoke a token, withdraw a grant |

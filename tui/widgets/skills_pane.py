@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.widgets import DataTable, Input, Static
 
 from tui.format import cell
-from tui.screens import Confirm, PermissionReview, ToolPolicy
+from tui.screens import Confirm, PermissionReview, ToolPolicy, ToolReview
 from tui.widgets.pane import Pane
 from tui.widgets.skills_table import SkillsTable
 
@@ -37,6 +37,8 @@ class SkillsPane(Pane):
         table.add_columns("Skill", "Version", "State", "Granted")
         for s in found:
             state = ("enabled" if s["enabled"] else "disabled") if s["approved"] else "not approved"
+            if s.get("review"):  # tools changed since approval (R reviews them)
+                state += f", {len(s['review'])} to review"
             table.add_row(
                 *map(
                     cell,
@@ -69,7 +71,13 @@ class SkillsPane(Pane):
         ]
         lines += [
             f"tool {t['name']} [{t.get('policy', 'ask')}]: {t.get('description', '')}"
+            + (" (disabled: changed, R to review)" if t.get("disabled") else "")
             for t in s.get("tools", [])
+        ]
+        lines += [
+            f"tool {c['name']}: {c['change']}, disabled until reviewed (R)"
+            for c in s.get("review", [])
+            if c["change"] != "changed"
         ]
         lines += [
             f"{'granted' if p in s.get('granted', []) else 'asked, not granted'}: {p}"
@@ -147,6 +155,26 @@ class SkillsPane(Pane):
                 is not None
             ):
                 self.notify(f"{tool}: {decision}")
+        await self.refresh_data()
+
+    @on(SkillsTable.Review)
+    def review_asked(self, event: SkillsTable.Review) -> None:
+        s = self.skill(event.key)
+        if s is None or not s.get("review"):
+            self.notify("every tool of this skill is as you approved it")
+            return
+
+        def answered(accepted: list[str] | None) -> None:
+            if accepted:
+                self.accept_tools(s["name"], accepted)
+
+        self.app.push_screen(ToolReview(s), answered)
+
+    @work(group="skills", exit_on_error=False)
+    async def accept_tools(self, name: str, accepted: list[str]) -> None:
+        body = {"name": name, "accept": accepted, "accept_all": False}
+        if await self.api("POST", "/api/owner/skills/review", body) is not None:
+            self.notify(f"accepted {', '.join(accepted)} of {name}")
         await self.refresh_data()
 
     @on(SkillsTable.Remove)

@@ -1,4 +1,5 @@
-"""The installed skills (Skills tab): E enables or disables, P sets tool policy, Del removes."""
+"""The installed skills (Skills tab): E enables or disables, P sets tool policy, R reviews
+changed tools, Del removes."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ class SkillsTable(KeyedTable):
     BINDINGS = [
         Binding("e", "switch", "Enable/disable"),
         Binding("p", "policy", "Tool policy"),
+        Binding("r", "review", "Review changed tools"),
         Binding("delete,x", "remove", "Remove"),
     ]
 
@@ -22,6 +24,12 @@ class SkillsTable(KeyedTable):
 
     class Remove(KeyedTable.RowAsked):
         """Remove this skill."""
+
+    class Review(KeyedTable.RowAsked):
+        """Review this skill's tools that changed since it was approved."""
+
+    def action_review(self) -> None:
+        self.post_message(self.Review(self.cursor_key))
 
     def action_policy(self) -> None:
         self.post_message(self.Policy(self.cursor_key))
