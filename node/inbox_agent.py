@@ -191,9 +191,11 @@ def reply_subject(subject: str) -> str:
 
 def _threading(incoming: Incoming) -> dict:
     h = incoming.headers
-    message_id = clean(h.get("message-id", ""), 998) or (
-        incoming.id if incoming.channel != "mail" else ""
+    # A mail's id is its Message-ID when the channel had one (else a digest: nothing to cite).
+    own_id = incoming.channel != "mail" or (
+        incoming.id.startswith("<") and incoming.id.endswith(">")
     )
+    message_id = clean(h.get("message-id", ""), 998) or (clean(incoming.id, 998) if own_id else "")
     references = [r for r in clean(h.get("references", ""), 4000).split() if r][-MAX_REFERENCES:]
     if message_id and message_id not in references:
         references.append(message_id)

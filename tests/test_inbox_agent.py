@@ -29,6 +29,7 @@ from agent.inbox_policy import (
 from agent.incoming import DISCLOSURE_HEADER, Incoming, Outgoing
 from node.home import Home
 from node.node import Node
+from node.nostr_wire import INBOX_KIND
 
 QUESTION = "Which airline are the Lisbon flights booked with?"
 NOW = 1_800_000_000.0
@@ -358,6 +359,27 @@ def home_with_items(cli, models_dir, monkeypatch) -> Iterator[RecordingSender]:
                         received_at=time.time(),
                     )
                 )
+            # Two Nostr messages as the wire keeps them (node.nostr_wire): one also handed
+            # to the agent, one from before the agent (only in the Nostr inbox).
+            for rumor, text in (("rumor-seen", "Seen by the agent."), ("rumor-old", "Older.")):
+                node.vault.put_record(
+                    INBOX_KIND,
+                    "wrap-" + rumor,
+                    {
+                        "id": "wrap-" + rumor,
+                        "message_id": rumor,
+                        "from": "ab" * 32,
+                        "npub": "npub1stranger",
+                        "peer_did": None,
+                        "text": text,
+                        "sent_at": 0,
+                        "received_at": time.time(),
+                        "reply_to": None,
+                        "agent_made": False,
+                        "why": "from a Nostr key that is not a pinned peer",
+                    },
+                )
+            node.inbox.on_message(Incoming("nostr", "rumor-seen", "ab" * 32, "Seen by the agent."))
     finally:
         node.close()
     yield sender
@@ -375,6 +397,9 @@ def test_the_inbox_shows_what_the_agent_did_and_proposes(cli, home_with_items):
     assert "mail from news@lists.example  [new] summarise" in shown and "mailing list" in shown
     assert "[ignored] ignore" in shown
     assert "summary: A question about Lisbon." in shown
+    # A Nostr message the agent handled is shown once, as its item; an older one as before.
+    assert shown.count("Seen by the agent.") == 0 and "nostr from " + "ab" * 32 in shown
+    assert shown.index("Nostr messages waiting:") < shown.index("Older.")
 
 
 def test_approve_with_an_edited_body_sends_to_the_sender_only(cli, home_with_items):
@@ -407,12 +432,12 @@ def test_approve_edit_opens_the_editor(cli, home_with_items, monkeypatch):
 def test_discard_and_digest(cli, home_with_items):
     bob = _item(cli, "bob@example.org")
     digest = json.loads(cli("inbox", "digest", "--json").stdout)
-    assert digest["received"] == 4
-    assert digest["by_action"] == {"draft": 2, "summarise": 1, "ignore": 1}
+    assert digest["received"] == 5
+    assert digest["by_action"] == {"draft": 3, "summarise": 1, "ignore": 1}
     assert cli("inbox", "discard", bob["id"][:8]).stdout.strip() == f"discarded {bob['id'][:8]}"
     assert _item(cli, "bob@example.org")["status"] == "discarded"
     shown = cli("inbox", "digest", "--since", "2h").stdout
-    assert "4 received (draft 2, ignore 1, summarise 1)" in shown
+    assert "5 received (draft 3, ignore 1, summarise 1)" in shown
     bad = cli("inbox", "digest", "--since", "soon", check=False)
     assert bad.returncode == 2 and "not a duration" in bad.stderr
     assert not home_with_items.sent
