@@ -128,7 +128,9 @@ def make_rule(
     if action not in ACTIONS:
         raise PolicyError(f"a rule's action is one of {', '.join(ACTIONS)}, not {action!r}")
     value = value.strip()
-    if match != "did":
+    if match == "sender":
+        value = normal_sender(value)
+    elif match != "did":
         value = value.lower()
     if match == "domain":
         value = value.lstrip("@")
@@ -179,6 +181,13 @@ def valid_sender(sender: str) -> bool:
     )
 
 
+def normal_sender(sender: str) -> str:
+    """A sender as rules and the agent's memory name it: a mail address or a Nostr key in
+    lower case; a DID as it is (did:key's base58 is case-sensitive)."""
+    sender = sender.strip()
+    return sender if sender.startswith("did:") else sender.lower()
+
+
 def domain_of(sender: str) -> str | None:
     return sender.rsplit("@", 1)[1] if sender.count("@") == 1 else None
 
@@ -192,7 +201,7 @@ def labels_of(incoming: Incoming) -> frozenset[str]:
 
 def matching_rule(incoming: Incoming, rules: list[Rule]) -> Rule | None:
     """The most specific rule for ``incoming`` (see the module docstring), or None."""
-    sender = incoming.sender.strip().lower()
+    sender = normal_sender(incoming.sender)
     domain = domain_of(sender)
     labels = labels_of(incoming)
 
@@ -220,7 +229,7 @@ def never_reply(incoming: Incoming) -> str | None:
     """Why no reply at all may go to ``incoming`` (automatic mail, lists, bounces, machinery,
     a sender that is no address); None when a reply may be proposed."""
     h = incoming.headers
-    sender = incoming.sender.strip().lower()
+    sender = normal_sender(incoming.sender)
     if not sender or not valid_sender(sender):
         return "the sender is empty or malformed"
     auto = h.get("auto-submitted")
@@ -248,7 +257,7 @@ def never_auto_reply(incoming: Incoming) -> str | None:
             return f"it is an automatic reply ({name})"
     if "reply-to" in h:
         addresses = [a.lower() for _, a in getaddresses([h["reply-to"]]) if a]
-        if addresses != [incoming.sender.strip().lower()]:
+        if addresses != [normal_sender(incoming.sender)]:
             return "its Reply-To is not the sender: a reply goes to the sender only, so the owner decides"
     return None
 

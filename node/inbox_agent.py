@@ -55,6 +55,7 @@ from agent.inbox_policy import (
     SenderHistory,
     decide,
     make_rule,
+    normal_sender,
     question_of,
 )
 from agent.incoming import DISCLOSURE_LINE, Incoming, Outgoing
@@ -268,7 +269,7 @@ class InboxAgent:
             if kept is not None:
                 return kept
             now = time.time()
-            sender = incoming.sender.strip().lower()
+            sender = normal_sender(incoming.sender)
             history = self._history(incoming.channel, sender)
             decision = decide(incoming, self.rules(), history, now)
             if self._item_count is None:
@@ -300,7 +301,7 @@ class InboxAgent:
         return {
             "id": iid,
             "channel": incoming.channel,
-            "sender": incoming.sender.strip().lower(),
+            "sender": normal_sender(incoming.sender),
             "peer_did": incoming.peer_did,
             "authenticated": incoming.authenticated,
             "subject": clean(incoming.subject, MAX_SUBJECT),
@@ -335,7 +336,7 @@ class InboxAgent:
     def _draft(self, incoming: Incoming, decision: Decision) -> dict:
         """The reply: the grounded answer from the rule's tags, and nothing but those tags."""
         draft: dict = {
-            "to": incoming.sender.strip().lower(),  # fixed by code: the sender, always
+            "to": normal_sender(incoming.sender),  # fixed by code: the sender, always
             "subject": reply_subject(incoming.subject),
             "body": "",
             "evidence": [],
@@ -462,7 +463,7 @@ class InboxAgent:
     def owner_wrote(self, channel: str, sender: str, at: float | None = None) -> None:
         """The owner wrote to ``sender`` (an approved draft, or mail of their own the mail
         account saw in Sent): the loop guard lets the agent auto-reply to them again."""
-        sender = sender.strip().lower()
+        sender = normal_sender(sender)
         with self._lock:
             history = self._history(channel, sender)
             self.node.vault.put_record(

@@ -403,7 +403,9 @@ class LocalOwner:
 
     def approve_draft(self, item_id: str, body: str | None) -> dict:
         """Send the draft (or ``body``, the owner's edit) to the item's sender, and only there."""
-        return self.node.inbox.approve(str(item_id), None if body is None else str(body))
+        if body is not None and not isinstance(body, str):
+            raise OwnerError("body is the reply's text")
+        return self.node.inbox.approve(str(item_id), body)
 
     def discard_draft(self, item_id: str) -> dict:
         return self.node.inbox.discard(str(item_id))

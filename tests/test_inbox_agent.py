@@ -526,6 +526,10 @@ def test_the_owner_api_serves_the_inbox_operations(node, outbox):
             assert outbox.sent[-1].text.startswith("Edited over the API.")
             bad = http.post("/api/owner/inbox/approve", json={"id": "nope"})
             assert bad.status_code == 404
+            odd = http.post("/api/owner/inbox/approve", json={"id": item["id"], "body": ["x"]})
+            assert odd.status_code == 400 and "body" in odd.text
+            never = http.post("/api/owner/inbox/digest", json={"since": -5})
+            assert never.status_code == 400
             rules = http.post(
                 "/api/owner/inbox/rules",
                 json={"match": "sender", "value": "x@y.org", "action": "auto-reply"},
@@ -534,3 +538,12 @@ def test_the_owner_api_serves_the_inbox_operations(node, outbox):
         assert httpx.get(served.url + "/api/owner/inbox/items").status_code == 401
     finally:
         served.stop()
+
+
+def test_a_did_keeps_its_case_and_a_mail_address_does_not():
+    did = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
+    rule = make_rule("sender", did, "summarise")
+    assert rule.value == did
+    assert matching_rule(Incoming("a2a", "t1", did, "hi"), [rule]) == rule
+    assert matching_rule(Incoming("a2a", "t1", did.lower(), "hi"), [rule]) is None
+    assert make_rule("sender", "Ana@Example.ORG", "draft").value == "ana@example.org"
