@@ -2,7 +2,11 @@
 
 Everything here decides from what a channel proved or read of the envelope (the sender, the
 peer's DID when a signature proved it, the channel, the headers), never from a message's text:
-a message cannot talk its way into a reply. Pure code, no I/O: the inbox agent
+a message cannot talk its way into a reply. The text can only lower the action: a message
+that asks for more than an answer (to forward, copy in or write to another address, to reveal
+passwords or other notes, to change the rules, to drop the instructions) gets a draft, never
+an automatic reply, however it is worded. That check is defence in depth, not the defence: a
+message that slips past it still gets only a reply to its sender, from the rule's tags. Pure code, no I/O: the inbox agent
 (node.inbox_agent) hands in the message, the owner's rules and what it remembers of the
 sender, and gets back a `Decision`.
 
@@ -30,7 +34,8 @@ Guards no rule can lift; each caps the action, never raises it:
   goes to the sender only, so the owner decides), a message that is itself agent-made
   (``X-Flurry-Agent``, and the Nostr agent-made label, which the Nostr channel turns into that
   header), a sender the agent already auto-replied to with no message from the owner since
-  (the loop guard), and a sender who had ``per_day`` automatic replies in the last 24 hours.
+  (the loop guard), a sender who had ``per_day`` automatic replies in the last 24 hours, and a
+  message whose subject or text asks for more than an answer (`asks_for_more`).
 """
 
 from __future__ import annotations
@@ -262,6 +267,40 @@ def never_auto_reply(incoming: Incoming) -> str | None:
     return None
 
 
+# What a message asks beyond an answer: only ever a reason to hold the reply for the owner.
+_MORE = re.compile(
+    r"\b(forward|fwd|bcc|cc|carbon[- ]cop|send (it|this|them|that|everything|all)\b.{0,40}\bto\b"
+    r"|reply (to|at) (?!me\b)|write to|e-?mail (it|this|them) to|instead of me"
+    r"|passwords?|passphrases?|pin\b|credentials?|api[- ]?keys?|secret|private key|login"
+    r"|system prompt|instructions|ignore (all|any|the|your|previous|prior)|disregard|override"
+    r"|admin mode|developer mode|you are now|jailbreak"
+    r"|(change|update|edit|add|remove|set|disable) (the |your |a |my )?(policy|rules?|per[_ ]day|tags?)"
+    r"|new (rule|policy)|every (note|document|file)|all (the |of the )?(notes|documents|files|tags)"
+    r"|(vault|other) tags?|tagged|paste the|e-?mail (it|this|them|me)|repeat after"
+    r"|summari[sz]e (the|all|every|your|his|her|their)|vault"
+    r"|(the|his|her|their|owner'?s|all|every|other|any) (\w+ )?(notes|documents?|files)\b)",
+    re.IGNORECASE,
+)
+_ADDRESS = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+MAX_SCANNED = 100_000
+
+
+def asks_for_more(incoming: Incoming) -> str | None:
+    """Why the message's own words keep it from an automatic reply: it names another address,
+    or asks to forward, to reveal, or to change the rules. None when it reads as a question."""
+    if len(incoming.text) > MAX_SCANNED:
+        return f"it is longer than the {MAX_SCANNED} characters the agent reads whole: left for you"
+    text = f"{incoming.subject}\n{incoming.text}"
+    sender = normal_sender(incoming.sender)
+    others = {a.lower() for a in _ADDRESS.findall(text)} - {sender}
+    if others:
+        return f"it names another address ({sorted(others)[0][:60]}): left for you"
+    found = _MORE.search(text)
+    if found:
+        return f"it asks for more than an answer (“{found.group(0)[:40]}”): left for you"
+    return None
+
+
 # --- the decision -----------------------------------------------------------------------------
 
 
@@ -315,6 +354,7 @@ def decide(incoming: Incoming, rules: list[Rule], history: SenderHistory, now: f
     caps: list[tuple[str | None, Action]] = [(never_reply(incoming), "summarise")]
     if action == "auto-reply":
         caps.append((never_auto_reply(incoming), "draft"))
+        caps.append((asks_for_more(incoming), "draft"))
         if history.awaiting_owner:
             caps.append(
                 (
@@ -347,7 +387,7 @@ def question_of(incoming: Incoming) -> str:
     subject, else its first words. Bounded; what it says is still untrusted, and is only ever
     answered from the rule's tags."""
     own: list[str] = []
-    for line in incoming.text.splitlines():
+    for line in incoming.text[:MAX_SCANNED].splitlines():
         stripped = line.strip()
         if stripped in ("--", "-- "):
             break
