@@ -51,6 +51,7 @@ from node.peer_owner import card_extension as owner_extension
 from node.peering import carried_receipt_metadata
 from node.rotation import card_extension as rotation_extension
 
+AGENT_MADE_METADATA = "flurry.agent_made"  # on every answer artifact: the node's agent wrote it
 DEFAULT_ORIGIN = "http://127.0.0.1:8765"  # `flurry serve`'s own default address
 RPC_PATH = "/a2a"
 PROTOCOL_VERSION = "1.0"
@@ -199,8 +200,12 @@ class AnswerExecutor(AgentExecutor):
                 name="answer",
                 append=False,
                 last_chunk=True,
-                # An infer job's usage and receipt (node.infer), or a data answer's receipt.
-                metadata=answer_metadata(job) or carried_receipt_metadata(job),
+                # An infer job's usage and receipt (node.infer), or a data answer's receipt;
+                # and always that an agent wrote it (agent.incoming: every channel says so).
+                metadata={
+                    **(answer_metadata(job) or carried_receipt_metadata(job) or {}),
+                    AGENT_MADE_METADATA: True,
+                },
             )
             await updater.complete()
         except JobCancelled:

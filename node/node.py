@@ -41,6 +41,7 @@ from identity.did_key import verification_method_id
 from identity.keyring import Keyring, UnlockedKeyring
 from identity.recovery_code import RecoveryCode
 from node.home import Config, Home, HomeError, HomeLock, describe_file, private_files, runtime_dir
+from node.inbox_agent import InboxAgent, NostrChannel
 from node.rotation import previous_node_dids, record_rotations
 from node.skill_capabilities import NostrPort, SkillCapabilities
 from skills.broker import Broker
@@ -131,6 +132,10 @@ class Node:
         # thread, unless `flurry serve` hands it the model queue's background lane.
         self.pod_indexer = PodIndexer(self._pod_ingestor, lambda: self.embedder.embed)
         self.pod = PodStore(self.vault, self.pod_indexer.changed)
+        # The inbox agent (node.inbox_agent): Nostr replies on a brief connection of its own
+        # until `flurry serve` connects its wire and model queue (node.http.app).
+        self.inbox = InboxAgent(self)
+        self.inbox.connect("nostr", NostrChannel(self))
 
     def _pod_ingestor(self) -> Ingestor:
         """Indexes the pod's RDF resources, tagged "pod"; the embedder first, as loading it may start new indexes."""

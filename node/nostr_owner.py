@@ -104,14 +104,18 @@ class LocalNostrOwner:
         recipient, peer_did = self._recipient(peer)
         try:
             if self.wire is not None and self.wire.running:
-                return self.wire.send(recipient, text, peer_did=peer_did)
-            return run_briefly(
-                self.node, lambda wire: wire.send(recipient, text, peer_did=peer_did)
-            )
+                sent = self.wire.send(recipient, text, peer_did=peer_did)
+            else:
+                sent = run_briefly(
+                    self.node, lambda wire: wire.send(recipient, text, peer_did=peer_did)
+                )
         except NostrError as e:
             raise OwnerError(str(e)) from None
         except AuditError as e:  # recorded before it leaves, so nothing left
             raise OwnerError(f"not sent: the audit log could not record it: {e}") from None
+        # The owner wrote to them: the inbox agent's loop guard may auto-reply to them again.
+        self.node.inbox.owner_wrote("nostr", recipient.hex())
+        return sent
 
     def _recipient(self, ref: str) -> tuple[bytes, str | None]:
         vault = self.node.vault

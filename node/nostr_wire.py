@@ -41,6 +41,7 @@ from typing import Any, Protocol, TypeVar
 import nostr_sdk
 
 from agent.grants import Grants, NotGranted, QuotaExceeded
+from agent.incoming import DISCLOSURE_HEADER, Incoming
 from agent.queue import ModelQueue, QueueFull
 from agent.receipts import ReceiptRejected
 from agent.receipts import accept as accept_receipt
@@ -162,6 +163,29 @@ def _to_inbox(
     )
 
 
+def incoming_from_nostr(message: PrivateMessage, peer_did: str | None) -> Incoming:
+    """A private message as the inbox agent reads it: the seal's signature proved the sender's
+    key (and, for a pinned peer, its DID); the NIP-32 agent-made label becomes the disclosure
+    header, so the policy's guard reads one thing on every channel."""
+    headers = {DISCLOSURE_HEADER.lower(): "nostr agent-made label"} if message.agent_made else {}
+    return Incoming(
+        channel="nostr",
+        id=message.rumor_id,
+        sender=message.sender,
+        text=message.text,
+        peer_did=peer_did,
+        authenticated=True,
+        headers=headers,
+        received_at=time.time(),
+        reply_to=message.reply_to,
+    )
+
+
+def _log_failure(handled: asyncio.Future) -> None:
+    if not handled.cancelled() and handled.exception() is not None:
+        _log.error("nostr: the inbox agent failed on a message", exc_info=handled.exception())
+
+
 # --- the wire -----------------------------------------------------------------------------------
 
 
@@ -173,9 +197,17 @@ class NostrWire:
     """
 
     def __init__(
-        self, node: WireNode, *, model_queue: ModelQueue | None = None, listen: bool = True
+        self,
+        node: WireNode,
+        *,
+        model_queue: ModelQueue | None = None,
+        listen: bool = True,
+        on_message: Callable[[Incoming], object] | None = None,
     ) -> None:
         self.node = node
+        # The inbox agent (node.inbox_agent): every message the wire does not answer goes to
+        # it too, off the wire's loop, so the owner's rules apply to it.
+        self._on_message = on_message
         self.key = node.keys.nostr_key
         self._model_queue = model_queue
         self._listen = listen and model_queue is not None
@@ -390,7 +422,7 @@ class NostrWire:
         if message.reply_to is not None:
             _to_inbox(vault, message, peer_did, "a reply", **self._kept_receipt(message, peer_did))
             self.counts["to_inbox"] += 1
-            return None
+            return self._to_agent(message, peer_did)
         try:
             grant = self.node.grants.authorize(peer_did, "ask", owner_did=self.node.keys.owner_did)
         except (NotGranted, QuotaExceeded) as refused:
@@ -429,6 +461,14 @@ class NostrWire:
     def _wait(self, message: PrivateMessage, peer_did: str | None, why: str) -> None:
         _to_inbox(self.node.vault, message, peer_did, why)
         self.counts["to_inbox"] += 1
+        self._to_agent(message, peer_did)
+
+    def _to_agent(self, message: PrivateMessage, peer_did: str | None) -> None:
+        if self._on_message is None:
+            return
+        incoming = incoming_from_nostr(message, peer_did)
+        handled = asyncio.get_running_loop().run_in_executor(None, self._on_message, incoming)
+        handled.add_done_callback(_log_failure)
 
     async def _answer(self, message: PrivateMessage, peer_did: str, job) -> None:
         try:
@@ -451,9 +491,13 @@ class NostrWire:
             Exception
         ) as error:  # the model, the vault or every relay failed: the owner sees it in the inbox
             _log.exception("nostr: the answer to %s failed", message.rumor_id)
-            self._wait(
-                message, peer_did, f"could not be answered ({type(error).__name__}: {error})"
+            _to_inbox(
+                self.node.vault,
+                message,
+                peer_did,
+                f"could not be answered ({type(error).__name__}: {error})",
             )
+            self.counts["to_inbox"] += 1
 
     async def _send(
         self,

@@ -19,8 +19,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.approvals import UnknownApproval
 from agent.grants import Grant
+from agent.inbox_policy import DEFAULT_PER_DAY
 from agent.tools import ToolPolicy
 from identity.did_key import ed25519_public_from_did_key
+from identity.nostr_key import parse_public_key
 from node import skill_install, skill_search
 from node.errors import NotFound, OwnerError
 from node.infer import infer_at_peer
@@ -107,6 +109,15 @@ OPERATIONS: tuple[Operation, ...] = (
     # metered inference (node.infer, node.ledger): under /send and /peers, served with them
     Operation("infer", "POST", "/send/infer", ("peer", "text", "max_tokens", "temperature")),
     Operation("usage", "POST", "/peers/usage", ("peer", "days")),
+    # the inbox agent (node.inbox_agent): its items, drafts and the owner's rules
+    Operation("inbox_items", "GET", "/inbox/items"),
+    Operation("inbox_item", "POST", "/inbox/item", ("id",)),
+    Operation("approve_draft", "POST", "/inbox/approve", ("id", "body")),
+    Operation("discard_draft", "POST", "/inbox/discard", ("id",)),
+    Operation("inbox_digest", "POST", "/inbox/digest", ("since",)),
+    Operation("inbox_rules", "GET", "/inbox/rules"),
+    Operation("add_inbox_rule", "POST", "/inbox/rules", ("rule",), send="body"),
+    Operation("remove_inbox_rule", "POST", "/inbox/rules/remove", ("id",), returns="removed"),
 )
 
 
@@ -147,6 +158,14 @@ class Owner(Protocol):
     def pod_list(self, path: str) -> list[dict]: ...
     async def infer(self, peer: str, text: str, max_tokens: int, temperature: float) -> dict: ...
     def usage(self, peer: str | None, days: int) -> dict: ...
+    def inbox_items(self) -> list[dict]: ...
+    def inbox_item(self, item_id: str) -> dict: ...
+    def approve_draft(self, item_id: str, body: str | None) -> dict: ...
+    def discard_draft(self, item_id: str) -> dict: ...
+    def inbox_digest(self, since: float) -> dict: ...
+    def inbox_rules(self) -> list[dict]: ...
+    def add_inbox_rule(self, rule: dict) -> dict: ...
+    def remove_inbox_rule(self, rule_id: str) -> bool: ...
 
 
 class LocalOwner:
@@ -373,6 +392,54 @@ class LocalOwner:
 
     def usage(self, peer: str | None, days: int) -> dict:
         return ledger_usage(self.node.vault, peer=peer, days=days)
+
+    # --- the inbox agent (node.inbox_agent) ----------------------------------------------
+
+    def inbox_items(self) -> list[dict]:
+        return self.node.inbox.items()
+
+    def inbox_item(self, item_id: str) -> dict:
+        return self.node.inbox.item(str(item_id))
+
+    def approve_draft(self, item_id: str, body: str | None) -> dict:
+        """Send the draft (or ``body``, the owner's edit) to the item's sender, and only there."""
+        if body is not None and not isinstance(body, str):
+            raise OwnerError("body is the reply's text")
+        return self.node.inbox.approve(str(item_id), body)
+
+    def discard_draft(self, item_id: str) -> dict:
+        return self.node.inbox.discard(str(item_id))
+
+    def inbox_digest(self, since: float) -> dict:
+        if isinstance(since, bool) or not isinstance(since, int | float) or since <= 0:
+            raise OwnerError("since is a number of seconds greater than 0")
+        return self.node.inbox.digest(float(since))
+
+    def inbox_rules(self) -> list[dict]:
+        return [r.to_record() for r in self.node.inbox.rules()]
+
+    def add_inbox_rule(self, rule: dict) -> dict:
+        """A rule: {match: did|sender|domain|label, value, action, tags, per_day}; a Nostr
+        sender may be named by its npub."""
+        match, value = str(rule.get("match", "")), str(rule.get("value", ""))
+        if match == "sender" and value.strip().lower().startswith("npub1"):
+            try:
+                value = parse_public_key(value.strip()).hex()
+            except ValueError:
+                raise OwnerError(f"{value!r} is not a Nostr public key") from None
+        tags = rule.get("tags") or []
+        if not isinstance(tags, list):
+            raise OwnerError("tags is a list of vault tags")
+        return self.node.inbox.add_rule(
+            match,
+            value,
+            str(rule.get("action", "")),
+            [str(t) for t in tags],
+            rule.get("per_day", DEFAULT_PER_DAY),
+        ).to_record()
+
+    def remove_inbox_rule(self, rule_id: str) -> bool:
+        return self.node.inbox.remove_rule(str(rule_id))
 
     def pod_list(self, path: str) -> list[dict]:
         try:

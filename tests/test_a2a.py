@@ -42,6 +42,7 @@ from identity.did_key import (
 )
 from identity.jws import JWSRejected, verify_json
 from identity.signing_client import async_signed_client, signed_client
+from node.a2a import AGENT_MADE_METADATA
 from node.home import Home
 from node.node import Node
 from node.nostr_peers import CARD_EXTENSION_URI
@@ -449,6 +450,8 @@ def test_node_b_asks_node_a_and_records_it_in_its_audit_log(served, nodes):
             and reply.text
             and reply.peer_did == node_a.keys.node_did
         )
+        # Every A2A answer says an agent wrote it (issue 17: labelled on every channel).
+        assert reply.metadata.get(AGENT_MADE_METADATA) is True
         node_b.audit.append(
             "a2a.send",
             target=a.url,

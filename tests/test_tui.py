@@ -666,6 +666,60 @@ def test_the_inbox_lists_peers_messages_and_removes_one(served, node):
     run(go)
 
 
+def test_the_agents_drafts_are_sent_edited_and_discarded_in_one_key(served, node):
+    """The inbox agent's items (node.inbox_agent) in the Approvals tab: E edits a draft and
+    sends it to the sender, D discards one. The model is not what is tested (tests/fake_model.py's
+    stand-in summarises); mail leaves through a recording sender, the SMTP sender's stand-in."""
+    from textual.widgets import TextArea
+
+    from agent.incoming import Incoming, Outgoing
+    from tui.modals import EditText
+
+    class RecordingSender:
+        def __init__(self) -> None:
+            self.sent: list[Outgoing] = []
+
+        def send(self, reply: Outgoing) -> str:
+            self.sent.append(reply)
+            return "<tui-1@test>"
+
+    outbox = RecordingSender()
+    node.inbox.connect("mail", outbox)
+    with chat_model(node, FakeChatModel(reply="Asks about the flights.")):
+        one = node.inbox.on_message(
+            Incoming(
+                "mail", "<tui1@x>", "tui-friend@example.org", "Which airline?", subject="flights"
+            )
+        )
+        two = node.inbox.on_message(
+            Incoming("mail", "<tui2@x>", "tui-other@example.org", "hello", subject="hi")
+        )
+
+    async def go():
+        app = new_app(served, node)
+        async with app.run_test(size=(100, 40)) as pilot:
+            await pilot.press("f5")
+            drafts = app.query_one("#drafts", DataTable)
+            await wait_for(pilot, lambda: drafts.row_count >= 2)
+            drafts.focus()
+            drafts.move_cursor(row=drafts.get_row_index(one["id"]))
+            await pilot.pause()
+            assert "Asks about the flights." in str(app.query_one("#draft-text", Static).render())
+            await pilot.press("e")
+            await wait_for(pilot, lambda: isinstance(app.screen, EditText))
+            app.screen.query_one(TextArea).text = "TAP, as agreed."
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: outbox.sent)
+            await wait_for(pilot, lambda: node.inbox.item(one["id"])["status"] == "sent")
+            drafts.move_cursor(row=drafts.get_row_index(two["id"]))
+            await pilot.press("d")
+            await wait_for(pilot, lambda: node.inbox.item(two["id"])["status"] == "discarded")
+
+    run(go)
+    [reply] = outbox.sent
+    assert reply.to == "tui-friend@example.org" and reply.text.startswith("TAP, as agreed.")
+
+
 def _on_a_terminal(
     flurry, args: list[str], until: bytes, then: bytes, timeout: float = 90
 ) -> tuple[int, str, bool]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import cast
@@ -20,18 +18,22 @@ from node.nostr_owner import LocalNostrOwner, NostrOwner, RemoteNostrOwner
 from node.owner import LocalOwner, RemoteOwner
 
 
+def nostr_owner_of(owner: LocalOwner | RemoteOwner) -> NostrOwner:
+    """The owner's Nostr calls beside its other ones: on the home itself, or through the node."""
+    if isinstance(owner, LocalOwner):
+        return LocalNostrOwner(owner.node)
+    # Its methods are made from the table at import (owner.make_remote), checked against the
+    # protocol there (check_table); a type checker cannot see methods made so.
+    return cast(NostrOwner, RemoteNostrOwner(owner))
+
+
 @contextmanager
 def _nostr_owner(settings: Settings) -> Iterator[NostrOwner]:
     """The owner's Nostr calls: on the home itself, or through the node serving it."""
 
     with _owner(settings) as owner:
-        if isinstance(owner, LocalOwner):
-            yield LocalNostrOwner(owner.node)
-        else:
-            assert isinstance(owner, RemoteOwner)  # _owner makes one of the two
-            # Its methods are made from the table at import (owner.make_remote), checked against
-            # the protocol there (check_table); a type checker cannot see methods made so.
-            yield cast(NostrOwner, RemoteNostrOwner(owner))
+        assert isinstance(owner, LocalOwner | RemoteOwner)  # _owner makes one of the two
+        yield nostr_owner_of(owner)
 
 
 @click.group(invoke_without_command=True)
@@ -107,44 +109,4 @@ def nostr_send(settings: Settings, peer: str, text: str) -> None:
         err.print(f"  {url} refused it: {why}", markup=False)
 
 
-@click.group(invoke_without_command=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the messages as one JSON list.")
-@click.pass_context
-def inbox(ctx: click.Context, as_json: bool) -> None:
-    """Messages waiting for you: from strangers, from peers without a grant, and peers' replies."""
-    if ctx.invoked_subcommand:
-        return
-    with _nostr_owner(ctx.obj) as owner:
-        messages = owner.inbox()
-    if as_json:
-        click.echo(json.dumps(messages))
-        return
-    if not messages:
-        out.print("the inbox is empty")
-    for m in messages:
-        sender = m["peer_did"] or m["npub"]
-        sent = time.strftime("%Y-%m-%d %H:%M", time.localtime(m["sent_at"]))
-        out.print(f"{m['message_id'][:12]}  {sent}  from {sender}  ({m['why']})", markup=False)
-        out.print(f"  {m['text']}", markup=False)
-
-
-@inbox.command("remove")
-@click.argument("message_id")
-@click.pass_obj
-def inbox_remove(settings: Settings, message_id: str) -> None:
-    """Delete a message from the inbox (by the id `flurry inbox` shows, or its full id)."""
-    with _nostr_owner(settings) as owner:
-        matches = [
-            m
-            for m in owner.inbox()
-            if m["message_id"].startswith(message_id) or m["id"] == message_id
-        ]
-        if len(matches) != 1:
-            raise click.ClickException(
-                f"{'no' if not matches else 'more than one'} message {message_id!r} in the inbox"
-            )
-        owner.remove_from_inbox(matches[0]["message_id"])
-    out.print(f"removed {matches[0]['message_id']}")
-
-
-COMMANDS = (nostr, inbox)
+COMMANDS = (nostr,)  # `flurry inbox` lives in node.cli.inbox

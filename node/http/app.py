@@ -35,6 +35,7 @@ from node.http.auth import owner_caller, signed_caller
 from node.http.jobs import in_background
 from node.http.solid import PodCORS, Renderings
 from node.http.state import LiveConversations
+from node.inbox_agent import NostrChannel, run_in_queue
 from node.limits import KnownCallers, Limits, StrangerGate
 from node.mail_account import MailWatcher, OnMessage
 from node.node import Node
@@ -100,7 +101,10 @@ def create_app(
     state.owner = LocalOwner(node)
     state.a2a = a2a.A2AService(node, public_origins)
     state.pod_renderings = Renderings()
-    state.nostr = NostrWire(node, model_queue=state.model_queue)
+    state.nostr = NostrWire(node, model_queue=state.model_queue, on_message=node.inbox.on_message)
+    # The inbox agent replies on the running wire, and its model work takes the peers' lane.
+    node.inbox.connect("nostr", NostrChannel(node, state.nostr))
+    node.inbox.run_model_with(partial(run_in_queue, state.model_queue))
     state.nostr_owner = LocalNostrOwner(node, state.nostr)
     state.signed_caller = signed_caller  # benchmarks override it to time an endpoint unsigned
     node.connect_nostr(state.nostr)  # so a skill's nostr.publish goes out on the running connection

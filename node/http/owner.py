@@ -19,7 +19,7 @@ from node.peers import CARD_PATH
 router = APIRouter()
 
 # The routes of the skills and of pod access live with their own (node.http.skills, node.http.pod).
-SERVED_HERE = ("/grants", "/tokens", "/peers", "/send", "/audit", "/approvals")
+SERVED_HERE = ("/grants", "/tokens", "/peers", "/send", "/audit", "/approvals", "/inbox/")
 
 # Fields a hand-made request may leave out (the command line sends every field), and their value then.
 OPTIONAL = {
@@ -27,6 +27,8 @@ OPTIONAL = {
     ("create_token", "allow"): ["chat"],
     ("revoke_token", "name"): "",
     ("add_peer", "name"): "",
+    ("approve_draft", "body"): None,  # the draft as the agent wrote it
+    ("inbox_digest", "since"): 24 * 3600,
 }
 
 

@@ -3,6 +3,7 @@ review, the tool policy, a changed tool's review, a secret shown once. Each answ
 
 from tui.screens.ask_text import AskText
 from tui.screens.confirm import Confirm
+from tui.screens.edit_text import EditText
 from tui.screens.help import HelpScreen
 from tui.screens.permission_review import PermissionReview
 from tui.screens.show_secret import ShowSecret
@@ -12,6 +13,7 @@ from tui.screens.tool_review import ToolReview
 __all__ = [
     "AskText",
     "Confirm",
+    "EditText",
     "HelpScreen",
     "PermissionReview",
     "ShowSecret",

@@ -10,6 +10,7 @@ from tui.widgets.conversation_item import ConversationItem
 from tui.widgets.conversation_list import ConversationList
 from tui.widgets.data_pane import DataPane
 from tui.widgets.documents_table import DocumentsTable
+from tui.widgets.drafts_table import DraftsTable
 from tui.widgets.grants_table import GrantsTable
 from tui.widgets.identity_pane import IdentityPane
 from tui.widgets.inbox_table import InboxTable
@@ -30,6 +31,7 @@ __all__ = [
     "ConversationList",
     "DataPane",
     "DocumentsTable",
+    "DraftsTable",
     "GrantsTable",
     "IdentityPane",
     "InboxTable",

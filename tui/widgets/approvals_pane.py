@@ -1,5 +1,6 @@
-"""Approvals (F5): tool calls and skills' questions waiting for the owner, and the inbox of
-peers' messages the node kept for the owner."""
+"""Approvals (F5): tool calls and skills' questions waiting for the owner, what the inbox
+agent did or proposes (its drafts: send, edit, discard), and the inbox of peers' messages the
+node kept for the owner."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from textual.widgets import DataTable, Label, Static
 
 from node.client import NodeUnavailable
 from tui.format import cell
+from tui.screens import EditText
 from tui.widgets.approvals_table import ApprovalsTable
+from tui.widgets.drafts_table import DraftsTable
 from tui.widgets.inbox_table import InboxTable
 from tui.widgets.pane import Pane
 
@@ -29,11 +32,17 @@ class ApprovalsPane(Pane):
         super().__init__(*args, **kwargs)
         self.pending: dict[str, dict] | None = None  # None until first listed
         self.inbox_ids: list[str] | None = None
+        self.items: dict[str, dict] | None = None  # the inbox agent's, by id
 
     def compose(self) -> ComposeResult:
         yield Label("Tool calls waiting for you (A approves, D denies)", classes="heading")
         yield ApprovalsTable(id="approvals", cursor_type="row")
         yield Static("", id="approval-args", markup=False)
+        yield Label(
+            "Your agent's inbox (A sends the draft, E edits it, D discards it)", classes="heading"
+        )
+        yield DraftsTable(id="drafts", cursor_type="row")
+        yield Static("", id="draft-text", markup=False)
         yield Label("Messages from peers waiting for you (Del removes one)", classes="heading")
         yield InboxTable(id="inbox", cursor_type="row")
 
@@ -67,7 +76,88 @@ class ApprovalsPane(Pane):
                 )
             table.border_title = f"{len(found)} waiting" if found else "nothing waiting"
             self.show_arguments()
+        await self.refresh_drafts()
         await self.refresh_inbox()
+
+    async def refresh_drafts(self) -> None:
+        """The inbox agent's items: who wrote, what it did or proposes, and why."""
+        table = self.query_one("#drafts", DataTable)
+        try:
+            items = cast(list[dict], await self.client.call("GET", "/api/owner/inbox/items"))
+        except NodeUnavailable as e:
+            table.border_title = "the agent's inbox failed"
+            self.query_one("#draft-text", Static).update(self.shown(str(e)))
+            return
+        if self.items is not None and [(i["id"], i["status"]) for i in items] == [
+            (i["id"], i["status"]) for i in self.items.values()
+        ]:
+            return
+        self.items = {i["id"]: i for i in items}
+        table.clear(columns=True)
+        table.add_columns("From", "Subject", "Agent", "Status")
+        for i in items:
+            table.add_row(
+                *map(
+                    cell,
+                    (
+                        self.shown(i["sender"]),
+                        i["subject"] or i["text"][:60],
+                        i["action"],
+                        i["status"],
+                    ),
+                ),
+                key=i["id"],
+            )
+        waiting = sum(1 for i in items if i["status"] == "proposed")
+        table.border_title = f"{waiting} drafts waiting" if items else "nothing came in"
+        self.show_draft()
+
+    @on(DataTable.RowHighlighted, "#drafts")
+    def show_draft(self) -> None:
+        key = self.query_one("#drafts", DraftsTable).cursor_key
+        item = (self.items or {}).get(key) if key is not None else None
+        text = ""
+        if item is not None:
+            draft = item.get("draft") or {}
+            lines = [f"why: {'; '.join(item['why'])}"]
+            if item["summary"]:
+                lines.append(f"summary: {item['summary']}")
+            if item.get("sent"):
+                lines.append(f"sent: {item['sent']['text']}")
+            elif draft.get("body"):
+                lines.append(f"draft to {draft['to']}: {draft['body']}")
+            lines += [f"  [{e['number']}] «{e['quote']}»" for e in draft.get("evidence", [])]
+            text = "\n".join(lines)
+        self.query_one("#draft-text", Static).update(self.shown(text))
+
+    @on(DraftsTable.Act)
+    def draft_asked(self, event: DraftsTable.Act) -> None:
+        item = (self.items or {}).get(event.key) if event.key is not None else None
+        if item is None:
+            return
+        if event.action == "edit":
+            body = (item.get("draft") or {}).get("body", "")
+
+            def edited(text: str | None) -> None:
+                if text:
+                    self.act_on_draft(item, "approve", text)
+
+            self.app.push_screen(
+                EditText(f"Your reply to {item['sender']} (Ctrl+S sends, Esc cancels)", body),
+                edited,
+            )
+        else:
+            self.act_on_draft(item, event.action, None)
+
+    @work(group="drafts", exit_on_error=False)
+    async def act_on_draft(self, item: dict, action: str, body: str | None) -> None:
+        path = "/api/owner/inbox/approve" if action == "approve" else "/api/owner/inbox/discard"
+        done = await self.api("POST", path, {"id": item["id"], **({"body": body} if body else {})})
+        if done is not None:
+            self.notify(
+                f"sent to {item['sender']}" if action == "approve" else "discarded the draft"
+            )
+        await self.refresh_drafts()
 
     async def refresh_inbox(self) -> None:
         """Private messages (Nostr) the node kept for the owner: from strangers, or what a
