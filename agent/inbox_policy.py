@@ -26,7 +26,7 @@ at once, drawn only from the rule's tags, to the sender only, at most ``per_day`
 
 Guards no rule can lift; each caps the action, never raises it:
 
-- never any reply (``summarise`` at most): mail marked ``Auto-Submitted`` other than "no"
+- never any reply (``ignore``; ``summarise`` where the owner's rule asks exactly that): mail marked ``Auto-Submitted`` other than "no"
   (RFC 3834: vacation notices, other agents), ``Precedence: bulk|list|junk``, ``List-Id`` or
   ``List-Unsubscribe`` (lists), an empty ``Return-Path`` (bounces), a no-reply, mailer-daemon
   or postmaster sender, an empty or malformed sender;
@@ -351,7 +351,10 @@ def decide(incoming: Incoming, rules: list[Rule], history: SenderHistory, now: f
         if rule
         else "no rule: the default is a draft"
     ]
-    caps: list[tuple[str | None, Action]] = [(never_reply(incoming), "summarise")]
+    # Lists, bulk mail, bounces, vacation notices and other agents' mail are left alone: not
+    # read by the model at all, unless the owner's own rule asks for summaries of them.
+    quiet: Action = "summarise" if rule is not None and rule.action == "summarise" else "ignore"
+    caps: list[tuple[str | None, Action]] = [(never_reply(incoming), quiet)]
     if action == "auto-reply":
         caps.append((never_auto_reply(incoming), "draft"))
         caps.append((asks_for_more(incoming), "draft"))

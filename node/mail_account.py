@@ -384,7 +384,7 @@ def _shown(account: MailAccount, uid: int, subject: str) -> str:
 
 # --- fetching -----------------------------------------------------------------------------------
 
-OnMessage = Callable[[Incoming], None]
+OnMessage = Callable[[Incoming], object]  # what it returns (the inbox item) is not read
 RunModelWork = Callable[[Callable[[], Any]], Any]
 
 
@@ -775,7 +775,11 @@ class MailWatcher:
                     idle = self._use_idle and supports_idle(imap)
                     self.mode[account.name] = "idle" if idle else "poll"
                     while not self._stop.is_set():
-                        self._round(fetcher, imap)
+                        # Again until a round finds nothing: mail that arrived while the last
+                        # one was handed on (the agent may take seconds a message) was never
+                        # announced on this connection, and IDLE reports only what comes after.
+                        while self._round(fetcher, imap) and not self._stop.is_set():
+                            pass
                         if idle:
                             idle_wait(imap, IDLE_RENEW_SECONDS, self._stop)
                         else:
@@ -791,7 +795,8 @@ class MailWatcher:
                 )
                 self._stop.wait(self._retry)
 
-    def _round(self, fetcher: MailFetcher, imap: imaplib.IMAP4) -> None:
+    def _round(self, fetcher: MailFetcher, imap: imaplib.IMAP4) -> int:
+        """Fetch what is new; how many messages it fetched."""
         report = fetcher.fetch_new(imap)
         self.rounds += 1
         if report.fetched:
@@ -802,3 +807,4 @@ class MailWatcher:
                 fetched=report.fetched,
                 account=fetcher.account.name,
             )
+        return report.fetched

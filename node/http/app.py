@@ -109,8 +109,12 @@ def create_app(
     state.signed_caller = signed_caller  # benchmarks override it to time an endpoint unsigned
     node.connect_nostr(state.nostr)  # so a skill's nostr.publish goes out on the running connection
     # New mail is fetched in threads of its own and ingested on the model queue's background lane.
+    # Each new mail is stored, then triaged by the inbox agent (unless a caller hands another
+    # receiver, as the mail tests do).
     state.mail = MailWatcher(
-        node, on_mail, run_model_work=partial(in_background, state.model_queue)
+        node,
+        on_mail or node.inbox.on_message,
+        run_model_work=partial(in_background, state.model_queue),
     )
     node.pod_indexer.run_model_work_with(
         partial(in_background, state.model_queue)
