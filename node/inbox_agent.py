@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import queue
 import re
 import threading
 import time
@@ -77,6 +78,7 @@ STATUSES = ("new", "proposed", "sent", "discarded", "ignored")
 MAX_KEPT_TEXT = 100_000
 MAX_SUBJECT = 300
 MODEL_CHARS = 2_000
+READER_STOP_SECONDS = 30  # a reply being written finishes; the rest waits for the next start
 SUMMARY_TOKENS = 48
 MAX_SUMMARY = 300
 MAX_BODY = 16_000  # an owner's edited reply
@@ -226,6 +228,9 @@ class InboxAgent:
         self.counts: Counter[str] = Counter()
         self.max_items = MAX_ITEMS
         self._item_count: int | None = None  # counted once, then kept up to date
+        # Triaged items' ids for the background reader (read_in_background); None: read inline.
+        self._reading: queue.Queue[str | None] | None = None
+        self._reader: threading.Thread | None = None
 
     def connect(self, channel: str, sender: Sender) -> None:
         self._senders[channel] = sender
@@ -288,19 +293,114 @@ class InboxAgent:
             if not decision.reads:
                 item["status"] = "ignored"
                 return self._keep(item)
+            item["status"] = "reading"  # triaged; the model reads it next (`_read`)
+            self._keep(item)
+        if self._reading is not None:
+            self._reading.put(iid)  # read in the background: triage never waits for the model
+            return item
+        return self._read(iid)
+
+    # --- reading: the model's part, after triage --------------------------------------------
+
+    def defer_reading(self) -> None:
+        """Triage from now on only keeps a message ("reading") for a background reader to read
+        (`read_in_background` starts one); without one it waits, kept, for the next start."""
+        if self._reading is None:
+            self._reading = queue.Queue()
+
+    def read_in_background(self) -> None:
+        """From now on the model reads triaged messages on a thread of its own (`flurry serve`:
+        mail and Nostr are triaged as fast as they come); items a stopped node left "reading"
+        are read first. `stop_reading` ends the thread."""
+        if self._reader is not None:
+            return
+        self.defer_reading()
+        assert self._reading is not None
+        queued = set(self._reading.queue)
+        for _, kept in self.node.vault.records(ITEM_KIND):
+            if kept.get("status") == "reading" and kept["id"] not in queued:
+                self._reading.put(kept["id"])
+        self._reader = threading.Thread(target=self._read_all, name="inbox-reader", daemon=True)
+        self._reader.start()
+
+    def stop_reading(self) -> None:
+        """Stop deferring and the background reader; what it has not read stays "reading" (kept
+        in the vault) for the next start."""
+        reading, reader = self._reading, self._reader
+        self._reading = self._reader = None
+        if reading is not None and reader is not None:
+            reading.put(None)
+            reader.join(timeout=READER_STOP_SECONDS)
+
+    def wait_read(self, seconds: float = 600) -> bool:
+        """Whether every triaged message was read within ``seconds`` (benchmarks, tests)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            reading = self._reading
+            if (reading is None or reading.unfinished_tasks == 0) and not any(
+                i["status"] == "reading" for i in self.items()
+            ):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _read_all(self) -> None:
+        reading = self._reading
+        assert reading is not None
+        while True:  # the queue object is this thread's own: stop_reading's None ends it
+            iid = reading.get()
             try:
-                if decision.action in ("summarise", "draft"):
-                    item["summary"] = self._summarise(incoming)
-                if decision.action in ("draft", "auto-reply"):
-                    item["draft"] = self._draft(incoming, decision)
-            except Exception as error:  # the model failed or was busy: the owner still sees it
-                _log.exception("inbox: the model could not read %s", iid)
-                item["error"] = f"{type(error).__name__}: {error}"
+                if iid is None:
+                    return
+                self._read(iid)
+            except Exception:  # one message's failure never stops the others
+                _log.exception("inbox: reading %s failed", iid)
+            finally:
+                reading.task_done()
+
+    def _read(self, iid: str) -> dict:
+        """The model's part for a triaged item: its summary, its draft (the grounded answer
+        from the rule's tags), and the automatic reply where the policy allows it — the loop
+        guard and the daily count checked again just before sending, since other messages
+        from the same sender may have been answered while this one waited."""
+        item = self.node.vault.get_record(ITEM_KIND, iid)
+        if item is None or item.get("status") != "reading":
+            return item or {}
+        incoming = Incoming(
+            item["channel"], iid, item["sender"], item["text"], subject=item["subject"]
+        )
+        action = item["action"]
+        try:
+            if action in ("summarise", "draft"):
+                item["summary"] = self._summarise(incoming)
+            if action in ("draft", "auto-reply"):
+                item["draft"] = self._draft(incoming, frozenset(item["tags"]))
+        except Exception as error:  # the model failed or was busy: the owner still sees it
+            _log.exception("inbox: the model could not read %s", iid)
+            item["error"] = f"{type(error).__name__}: {error}"
+        with self._lock:
             # "proposed": a reply waits for the owner's approval; "new": the owner writes one.
             item["status"] = "proposed" if item["draft"] and item["draft"]["body"] else "new"
-            if decision.sends:
-                self._auto_reply(item, incoming.sender)
+            if action == "auto-reply":
+                held = self._held_back(item)
+                if held:
+                    item["action"] = "draft"
+                    item["why"].append(held)
+                else:
+                    self._auto_reply(item, item["sender"])
             return self._keep(item)
+
+    def _held_back(self, item: dict) -> str | None:
+        """Why an automatic reply may not go now (the sender's history changed since triage)."""
+        history = self._history(item["channel"], item["sender"])
+        rule = next((r for r in self.rules() if r.id == item["rule"]), None)
+        if rule is None:
+            return "its rule was removed before the reply went"
+        if history.awaiting_owner:
+            return "loop guard: the agent already auto-replied to this sender, and you have not written since"
+        if history.replies_in_last_day(time.time()) >= rule.per_day:
+            return f"{rule.per_day} automatic replies to this sender in 24 hours already"
+        return None
 
     def _new_item(self, iid: str, incoming: Incoming, decision: Decision, now: float) -> dict:
         return {
@@ -338,7 +438,7 @@ class InboxAgent:
         text = self._run_model(lambda: "".join(model.stream(messages, max_tokens=SUMMARY_TOKENS)))
         return clean(str(text), MAX_SUMMARY)
 
-    def _draft(self, incoming: Incoming, decision: Decision) -> dict:
+    def _draft(self, incoming: Incoming, tags: frozenset[str]) -> dict:
         """The reply: the grounded answer from the rule's tags, and nothing but those tags."""
         draft: dict = {
             "to": normal_sender(incoming.sender),  # fixed by code: the sender, always
@@ -348,7 +448,6 @@ class InboxAgent:
             "grounded": False,
             "question": "",
         }
-        tags = decision.tags
         assert isinstance(tags, frozenset)  # never None: None would mean all the owner's data
         if not tags:
             draft["note"] = "the rule allows no tags to answer from: write the reply yourself"

@@ -347,6 +347,31 @@ def test_an_allowed_sender_gets_a_grounded_reply_labelled_and_threaded(node, out
     assert len(outbox.sent) == 1
 
 
+def test_under_serve_triage_never_waits_for_the_model_and_nothing_is_lost(node, outbox):
+    """`flurry serve` reads in the background: a message is triaged and kept at once
+    ("reading"), the model reads it after; two messages from one sender triaged before either
+    was read still get one automatic reply (the loop guard is checked again before sending);
+    what a stopped reader left is read at the next start."""
+    node.inbox.add_rule("sender", "burst@example.org", "auto-reply", ["travel"], 5)
+    first = Incoming("mail", "<b1@example.org>", "burst@example.org", QUESTION)
+    second = Incoming("mail", "<b2@example.org>", "burst@example.org", QUESTION)
+    node.inbox.defer_reading()  # triage as under serve, and the node stops before reading
+    try:
+        triaged = [node.inbox.on_message(m) for m in (first, second)]
+        node.inbox.stop_reading()
+        assert [i["status"] for i in triaged] == ["reading", "reading"]
+        assert not outbox.sent
+        node.inbox.read_in_background()  # the next start reads what was left
+        assert node.inbox.wait_read(120)
+    finally:
+        node.inbox.stop_reading()
+    done = [node.inbox.item(i["id"]) for i in triaged]
+    assert sorted(i["status"] for i in done) == ["proposed", "sent"], done
+    held = next(i for i in done if i["status"] == "proposed")
+    assert "loop guard" in held["why"][-1] and held["action"] == "draft"
+    assert [r.to for r in outbox.sent] == ["burst@example.org"]
+
+
 def test_ignored_mail_is_kept_and_not_read(node, outbox):
     node.inbox.add_rule("domain", "spam.example", "ignore", [], 3)
     model: FakeChatModel = node.chat_model

@@ -126,7 +126,7 @@ def test_labelled_agent_mail_is_never_answered_by_the_other_agent(nodes):
     assert post.deliver() == 2  # the person's mail, and A's one reply
     assert [(who, r.to) for who, r in post.sent] == [("ana@a.example", "bob@b.example")]
     [at_b] = [i for i in b.inbox.items() if i["sender"] == "ana@a.example"]
-    assert at_b["action"] == "summarise" and "Auto-Submitted" in at_b["why"][-1]
+    assert at_b["action"] == "ignore" and "Auto-Submitted" in at_b["why"][-1]
 
 
 def test_with_the_labels_stripped_the_loop_guard_stops_it(nodes):

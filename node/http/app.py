@@ -70,10 +70,13 @@ def create_app(
         await asyncio.to_thread(
             app.state.nostr.start
         )  # connects only to relays the owner configured
+        # Messages are triaged as they come; the model reads them after, on a thread of its own.
+        node.inbox.read_in_background()
         await asyncio.to_thread(app.state.mail.start)  # the owner's mail accounts, if any
         yield
         await asyncio.to_thread(app.state.mail.stop)
         await asyncio.to_thread(app.state.nostr.stop)
+        await asyncio.to_thread(node.inbox.stop_reading)
         await app.state.a2a.aclose()  # stops the peers' running tasks and their model jobs
         app.state.model_queue.close()
         if on_stop:
