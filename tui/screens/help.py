@@ -31,6 +31,7 @@ HELP = """\
 | **E** / **P** / **Del** | skills list | enable or disable / when its tools may run / remove |
 | **R** | skills list | review tools changed since you approved the skill (old against new) |
 | **A** / **D** | approvals list | approve / deny the tool call |
+| **A** / **E** / **D** | agent's drafts | send the draft / edit it first (**Ctrl+S** sends) / discard it |
 | **Del** | inbox | remove a peer's message |
 | **N** / **Del** | identity: peers, tokens | add a peer by URL, make a token / revoke a token, withdraw a grant |
 
