@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 from email import policy
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.incoming import Incoming
 from node import logs
@@ -53,7 +53,20 @@ from store.parsers import Record, Skip
 from store.parsers.registry import EMAIL
 
 if TYPE_CHECKING:  # annotations only
-    from node.node import Node
+    from agent.embedding import Embedder
+    from store.retrieval import SearchIndexes
+    from store.vault import Vault
+
+
+class Node(Protocol):
+    """The node as the mail account uses it (node.node.Node is one). A protocol rather than an
+    import: node.node holds the inbox agent, which sends through this module's account."""
+
+    vault: Vault
+    indexes: SearchIndexes
+
+    @property
+    def embedder(self) -> Embedder: ...
 
 
 ACCOUNTS = "mail-account"  # vault records: account name → the account (password included)
