@@ -116,7 +116,7 @@ def create_app(
     # receiver, as the mail tests do).
     state.mail = MailWatcher(
         node,
-        on_mail or node.inbox.on_message,
+        on_mail if on_mail is not None else node.inbox.on_message,
         run_model_work=partial(in_background, state.model_queue),
     )
     node.pod_indexer.run_model_work_with(
