@@ -431,11 +431,9 @@ class Conversation:
             )
 
     def _cfp(self, m: Checked, now: int | float | None) -> None:
-        if self.buyer is None:
-            self.id, self.buyer = m.conversation, m.sender
-        elif m.sender != self.buyer:
-            raise ContractRefused("not_buyer", f"the conversation's buyer is {self.buyer}")
-        else:
+        if self.buyer is not None:
+            if m.sender != self.buyer:
+                raise ContractRefused("not_buyer", f"the conversation's buyer is {self.buyer}")
             first = next(iter(self.cfps.values()))
             terms = ("task", "result_spec", "deadline", "budget")
             if any(m[t] != first[t] for t in terms):
@@ -450,6 +448,8 @@ class Conversation:
             raise ContractRefused("malformed", "a buyer does not call itself")
         if m["deadline"] < m.issued_at:
             raise ContractRefused("malformed", "the cfp's deadline is before it was made")
+        # Every check passed: only now does the conversation change.
+        self.id, self.buyer = m.conversation, m.sender
         self.cfps[m.receiver] = m
 
     def _propose(self, m: Checked, now: int | float | None) -> None:
