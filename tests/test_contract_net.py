@@ -288,6 +288,18 @@ def test_a_receipt_for_another_model_than_the_bid_is_refused(generation: Any) ->
     )
 
 
+def test_a_data_answer_receipt_must_sign_the_results_text(generation: Any) -> None:
+    """A receipt for an answer from data signs the answer's text: the result must carry it."""
+    rnd = a_round(generation.model_sha256)
+    salt = bytes(range(16))
+    signed = issue(A.key, A.did, generation, BUYER.did, answer="Three sentences.", salt=salt)
+    feed(rnd.messages()[:-1] + [resign(rnd.result_a, A.key, receipt=signed)])
+    other = issue(A.key, A.did, generation, BUYER.did, answer="Another text.", salt=salt)
+    refused(
+        "receipt_answer_differs", rnd.messages()[:-1] + [resign(rnd.result_a, A.key, receipt=other)]
+    )
+
+
 # --- one message: signatures, shapes, sizes, clocks --------------------------------------------
 
 
@@ -737,3 +749,16 @@ def test_a_result_after_the_award_expired_is_refused(rnd: Round) -> None:
     """Late (after the promised time) is marked; after the award's own expiry it is refused."""
     too_late = result(rnd.accept_a, at=T0 + 70 + 301)
     refused("late_reply", [rnd.cfp_a, rnd.prop_a, rnd.accept_a, too_late])
+
+
+def test_flurry_contracts_verify_end_to_end(rnd: Round, flurry: Any, tmp_path: Path) -> None:
+    """The installed command, in its own process, with no home: a third party's machine."""
+    path = tmp_path / "conversation.json"
+    path.write_bytes(export(rnd.messages()))
+    assert flurry("contracts", "verify", str(path)).stdout.splitlines()[-1].startswith("valid:")
+    swapped = rnd.messages()
+    swapped[6], swapped[8] = swapped[8], swapped[6]
+    path.write_bytes(export(swapped))
+    shown = flurry("contracts", "verify", str(path), check=False)
+    assert shown.returncode == 1 and "refused: out_of_order: message 6:" in shown.stdout
+    assert "Traceback" not in shown.stderr
