@@ -17,6 +17,7 @@ import click
 from node.cli import (
     backup,
     chat,
+    contracts,
     home,
     inbox,
     infer,
@@ -128,6 +129,7 @@ for family in (
     skill_sharing,
     skill_publish,
     mail,
+    contracts,
 ):
     for command in family.COMMANDS:
         cli.add_command(command)
