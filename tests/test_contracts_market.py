@@ -1,0 +1,234 @@
+"""The Contract Net market between real nodes on loopback (issue 18): A delegates a task, B
+(granted "contract") bids by its policy and answers from its travel notes with the real model
+(SmolLM2: the answer and its receipt are what is tested), C (no grant) refuses, signed; A
+verifies and keeps the conversation, both balances move by the same amount, and a third
+party verifies the export offline. Forged, replayed, late and mutated messages sent over HTTP
+are refused with their code, and the seller keeps serving."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+from conftest import Served, new_node
+
+from agent import contract_net as cn
+from agent.grants import Grant
+from identity.did_key import verification_method_id
+from identity.signing_client import signed_client
+from node import contracts_seller, contracts_wire
+from node.contracts_buyer import delegate
+from node.node import Node
+from node.owner import LocalOwner
+
+TASK = "Which airline are the Lisbon flights booked with?"
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory, models_dir) -> Iterator[tuple[Node, Node, Node]]:
+    root = tmp_path_factory.mktemp("market")
+    a = new_node(root / "a", models_dir)
+    b = new_node(root / "b", models_dir, notes=True)
+    c = new_node(root / "c", models_dir)
+    yield a, b, c
+    for n in (a, b, c):
+        n.close()
+
+
+@pytest.fixture(scope="module")
+def served(nodes) -> Iterator[tuple[Served, Served, Served]]:
+    a, b, c = nodes
+    s = Served(a), Served(b), Served(c)
+    b.grants.add(
+        Grant(did=a.keys.node_did, allow=frozenset({"contract", "ask"}), tags=frozenset({"travel"}))
+    )
+    contracts_seller.set_policy(
+        b,
+        a.keys.node_did,
+        {**contracts_seller.DEFAULT_POLICY, "fixed": 3, "per_1k_tokens": 4},
+    )
+    owner = LocalOwner(a)
+    asyncio.run(owner.add_peer(s[1].url, "b"))
+    asyncio.run(owner.add_peer(s[2].url, "c"))
+    yield s
+    for one in s:
+        one.stop()
+
+
+@pytest.fixture(scope="module")
+def round_(nodes, served) -> dict:
+    a = nodes[0]
+    return asyncio.run(delegate(a, TASK, ["b", "c"], budget=50, deadline=30))
+
+
+def test_the_card_declares_the_extension(served) -> None:
+    import httpx
+
+    card = httpx.get(served[1].url + "/.well-known/agent-card.json").json()
+    uris = [e["uri"] for e in card["capabilities"]["extensions"]]
+    assert contracts_wire.EXTENSION_URI in uris
+
+
+def test_a_round_awards_the_granted_seller_and_verifies_its_result(nodes, round_) -> None:
+    a, b, c = nodes
+    assert round_["answers"] == {"b": "propose", "c": "refuse"}
+    # B's price by its policy: 3 + ceil(4 × (len(task)//4 + 512) / 1000)
+    price = contracts_seller.price_for(contracts_seller.policy_for(b, a.keys.node_did), TASK)
+    assert price == 3 + -(-4 * (len(TASK) // 4 + 512) // 1000)
+    assert round_["price"] == {"amount": price, "unit": "credits"}
+    assert round_["winner_did"] == b.keys.node_did
+    assert round_["state"] == "result"
+    assert "TAP" in round_["text"]  # from B's travel notes
+    assert round_["receipt"] is not None, (
+        round_["text"],
+        round_.get("error"),
+    )  # the grounded answer's receipt, checked by the buyer
+    kept = contracts_wire.load(a.vault, "buyer", round_["conversation"])
+    assert kept is not None and kept.outcome is not None
+    assert [m.performative for m in kept.messages] == [
+        "cfp",
+        "cfp",
+        *sorted(
+            ["propose", "refuse"], key=lambda p: [m.performative for m in kept.messages].index(p)
+        ),
+        "accept",
+        "result",
+    ]
+    sold = contracts_wire.load(b.vault, "seller", round_["conversation"])
+    assert sold is not None and sold.outcome is not None
+    assert sold.outcome.id == kept.outcome.id
+    # C refused, signed, and keeps the conversation too
+    refused = contracts_wire.load(c.vault, "seller", round_["conversation"])
+    assert refused is not None
+    assert refused.messages[-1].performative == "refuse"
+    assert "not granted" in refused.messages[-1]["reason"]
+
+
+def test_balances_are_equal_and_opposite_and_recomputed(nodes, round_) -> None:
+    a, b, _ = nodes
+    amount = round_["price"]["amount"]
+    bought = contracts_wire.balances(a.vault)[b.keys.node_did]["credits"]
+    sold = contracts_wire.balances(b.vault)[a.keys.node_did]["credits"]
+    assert bought["spent"] >= amount and sold["earned"] >= amount
+    assert bought["balance"] == -sold["balance"]
+    assert contracts_wire.balances(a.vault) == contracts_wire.balances(a.vault)
+
+
+def test_a_third_party_verifies_the_export(nodes, round_, cli, tmp_path) -> None:
+    kept = contracts_wire.load(nodes[0].vault, "buyer", round_["conversation"])
+    assert kept is not None
+    path = tmp_path / "conversation.json"
+    path.write_bytes(kept.export())
+    result = cli("contracts", "verify", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    verdict = json.loads(result.stdout)
+    assert verdict["outcome"] == "result"
+    assert verdict["receipt"] == round_["receipt"]
+
+
+# --- attacks over HTTP ---------------------------------------------------------------------
+
+
+def _post(node: Node, url: str, text: str) -> tuple[int, dict]:
+    keys = node.keys
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "SendMessage",
+        "params": {
+            "message": {
+                "messageId": "m1",
+                "role": "ROLE_USER",
+                "parts": [{"text": text}],
+                "metadata": contracts_wire.METADATA,
+            }
+        },
+    }
+    with signed_client(
+        keys.node_key, verification_method_id(keys.node_did), base_url=url, timeout=60
+    ) as client:
+        response = client.post("/a2a", json=body, headers={"A2A-Version": "1.0"})
+    return response.status_code, response.json()
+
+
+def _cfp(a: Node, b: Node, **change) -> dict:
+    now = int(time.time())
+    terms = {
+        "task": TASK,
+        "result_spec": "answer",
+        "deadline": now + 30,
+        "budget": {"amount": 50, "unit": "credits"},
+    }
+    return cn.make(
+        "cfp",
+        a.keys.node_key,
+        a.keys.node_did,
+        b.keys.node_did,
+        cn.new_conversation_id(),
+        terms,
+        now=change.pop("now", now),
+        **change,
+    )
+
+
+def test_a_forged_message_is_refused_and_the_node_keeps_serving(nodes, served) -> None:
+    a, b, _ = nodes
+    cfp = _cfp(a, b)
+    cfp["task"] = "something else"  # mutated after signing
+    status, problem = _post(a, served[1].url, contracts_wire.encode(cfp))
+    assert status == 422 and problem["reason"] == "signature_invalid"
+    status, answer = _post(a, served[1].url, contracts_wire.encode(_cfp(a, b)))
+    assert status == 200, answer
+    assert "propose" in json.dumps(answer)
+
+
+def test_a_message_in_another_senders_name_is_refused(nodes, served) -> None:
+    a, b, c = nodes
+    cfp = _cfp(a, b)  # signed by A, sent over C's signed transport
+    status, problem = _post(c, served[1].url, contracts_wire.encode(cfp))
+    assert status == 422 and problem["reason"] == "wrong_sender"
+
+
+def test_a_replayed_cfp_is_refused(nodes, served) -> None:
+    a, b, _ = nodes
+    text = contracts_wire.encode(_cfp(a, b))
+    assert _post(a, served[1].url, text)[0] == 200
+    status, problem = _post(a, served[1].url, text)
+    assert status == 422 and problem["reason"] == "replayed"
+
+
+def test_a_late_message_is_refused(nodes, served) -> None:
+    a, b, _ = nodes
+    old = int(time.time()) - 1000
+    cfp = _cfp(a, b, now=old, ttl=10)
+    status, problem = _post(a, served[1].url, contracts_wire.encode(cfp))
+    assert status == 422 and problem["reason"] == "expired"
+
+
+def test_not_json_and_an_oversized_message_are_refused(nodes, served) -> None:
+    a, b, _ = nodes
+    assert _post(a, served[1].url, "{not json")[1]["reason"] == "not_json"
+    assert _post(a, served[1].url, "x" * (cn.MAX_MESSAGE_BYTES + 1))[1]["reason"] == "too_large"
+
+
+def test_an_accept_from_a_peer_without_a_grant_is_refused(nodes, served) -> None:
+    a, b, c = nodes
+    cfp = _cfp(c, b)
+    status, answer = _post(c, served[1].url, contracts_wire.encode(cfp))
+    assert status == 200 and "not granted" in json.dumps(answer)
+    fake = {**cfp}
+    accept_for_nothing = cn.make(
+        "accept",
+        c.keys.node_key,
+        c.keys.node_did,
+        b.keys.node_did,
+        cfp["conversation"],
+        {"price": {"amount": 1, "unit": "credits"}},
+        answering=fake,
+        now=int(time.time()),
+    )
+    status, problem = _post(c, served[1].url, contracts_wire.encode(accept_for_nothing))
+    assert status == 422 and problem["reason"] == "not_granted"
