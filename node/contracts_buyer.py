@@ -81,10 +81,11 @@ async def delegate(
     now = int(time.time())
     cid = new_conversation_id()
     conversation = Conversation()
+    until = now + max(1, int(deadline))
     terms = {
         "task": task,
         "result_spec": kind,
-        "deadline": now + max(1, int(deadline)),
+        "deadline": until,
         "budget": {"amount": budget, "unit": unit},
     }
     cfps = {}
@@ -114,7 +115,7 @@ async def delegate(
 
     started = time.monotonic()
     calls = [asyncio.ensure_future(call(peer)) for peer in pinned]
-    await asyncio.wait(calls, timeout=max(1.0, terms["deadline"] - time.time()))
+    await asyncio.wait(calls, timeout=max(1.0, until - time.time()))
     for pending in calls:
         pending.cancel()
     bidding = time.monotonic() - started

@@ -23,7 +23,7 @@ from agent.inbox_policy import DEFAULT_PER_DAY
 from agent.tools import ToolPolicy
 from identity.did_key import ed25519_public_from_did_key
 from identity.nostr_key import parse_public_key
-from node import skill_install, skill_search
+from node import contracts_wire, skill_install, skill_search
 from node.errors import NotFound, OwnerError
 from node.infer import infer_at_peer
 from node.ledger import usage as ledger_usage
@@ -391,7 +391,11 @@ class LocalOwner:
         )
 
     def usage(self, peer: str | None, days: int) -> dict:
-        return ledger_usage(self.node.vault, peer=peer, days=days)
+        # With the Contract Net balances (node.contracts_wire), recomputed from the conversations.
+        return {
+            **ledger_usage(self.node.vault, peer=peer, days=days),
+            "balances": contracts_wire.balances(self.node.vault),
+        }
 
     # --- the inbox agent (node.inbox_agent) ----------------------------------------------
 

@@ -232,3 +232,60 @@ def test_an_accept_from_a_peer_without_a_grant_is_refused(nodes, served) -> None
     )
     status, problem = _post(c, served[1].url, contracts_wire.encode(accept_for_nothing))
     assert status == 422 and problem["reason"] == "not_granted"
+
+
+def test_the_command_line_delegates_lists_and_shows_balances(
+    nodes, served, cli, tmp_path, models_dir
+) -> None:
+    """`flurry delegate --json`, `flurry contracts list --json`, `flurry usage --json` on a
+    fourth node's home (closed here, opened by the command)."""
+    _, b, _ = nodes
+    d = new_node(tmp_path / "d", models_dir)
+    d_did = d.keys.node_did
+    asyncio.run(LocalOwner(d).add_peer(served[1].url, "b"))
+    d.close()
+    b.grants.add(Grant(did=d_did, allow=frozenset({"contract", "ask"}), tags=frozenset({"travel"})))
+    home = str(tmp_path / "d" / "home")
+    done = cli(
+        "delegate",
+        TASK,
+        "--to",
+        "b",
+        "--budget",
+        "50",
+        "--deadline",
+        "20s",
+        "--json",
+        FLURRY_HOME=home,
+    )
+    outcome = json.loads(done.stdout[done.stdout.index("{") :])
+    assert outcome["state"] == "result" and outcome["winner"] == "b"
+    listed = json.loads(cli("contracts", "list", "--json", FLURRY_HOME=home).stdout)
+    assert [(r["conversation"], r["side"], r["state"]) for r in listed] == [
+        (outcome["conversation"], "buyer", "result")
+    ]
+    usage = json.loads(cli("usage", "--json", FLURRY_HOME=home).stdout)
+    assert usage["balances"] == {
+        b.keys.node_did: {
+            "credits": {
+                "earned": 0,
+                "spent": outcome["price"]["amount"],
+                "balance": -outcome["price"]["amount"],
+            }
+        }
+    }
+    # too low a budget: B refuses by its policy, signed, and nothing is awarded
+    low = cli(
+        "delegate",
+        TASK,
+        "--to",
+        "b",
+        "--budget",
+        "1",
+        "--deadline",
+        "20s",
+        "--json",
+        FLURRY_HOME=home,
+    )
+    refused = json.loads(low.stdout[low.stdout.index("{") :])
+    assert refused["answers"] == {"b": "refuse"} and refused["winner"] is None

@@ -124,12 +124,12 @@ async def rpc(
         # "flurry.operation": "contract": a Contract Net message (node.contracts_wire); every
         # message is checked and taken into its conversation before anything is done with it.
         try:
-            work = await asyncio.to_thread(contracts_seller.receive, node, caller, contract)
+            answering = await asyncio.to_thread(contracts_seller.receive, node, caller, contract)
         except ContractRefused as refused:
             raise Problem(
                 422, "contract message refused", f"{refused.code}: {refused}", reason=refused.code
             ) from None
-        job = queue.submit(work, lane=lane_for(False))
+        job = queue.submit(answering, lane=lane_for(False))
     elif method in _SEND_METHODS:
         grant = await asyncio.to_thread(
             authorize, node, caller, "ask"
