@@ -87,14 +87,16 @@ def price_for(policy: dict[str, Any], task: str) -> int:
     return policy["fixed"] + math.ceil(policy["per_1k_tokens"] * estimated / 1000)
 
 
-def _open_with(node: PeeringNode, peer: str) -> int:
-    """Conversations with ``peer`` where this node's bid is undecided or its award unfinished."""
+def _open_with(node: PeeringNode, peer: str, now: int) -> int:
+    """Conversations with ``peer`` where this node's bid is undecided and still holds, or its
+    award unfinished."""
     count = 0
     for record in wire.kept(node.vault):
         c: Conversation = record["conversation"]
         if record["side"] != "seller" or c.buyer != peer or c.outcome is not None:
             continue
-        if c.award is not None or (c.proposals and not c.decided):
+        live = [p for p in c.proposals.values() if p.id not in c.decided and p["expiry"] >= now]
+        if c.award is not None or live:
             count += 1
     return count
 
@@ -169,7 +171,7 @@ def _bid(node: PeeringNode, cfp: Checked, grant: Grant | None, now: int) -> dict
     price = price_for(policy, cfp["task"])
     if price > budget["amount"]:
         return refuse(f"over budget: this task costs {price} {policy['unit']}")
-    if _open_with(node, cfp.sender) >= policy["max_open"]:
+    if _open_with(node, cfp.sender, now) >= policy["max_open"]:
         return refuse(f"busy: {policy['max_open']} open contracts with you already")
     return answer(
         "propose",

@@ -23,6 +23,7 @@ from node import contracts_seller, contracts_wire
 from node.contracts_buyer import delegate
 from node.node import Node
 from node.owner import LocalOwner
+from node.peers import find_peer
 
 TASK = "Which airline are the Lisbon flights booked with?"
 
@@ -48,7 +49,7 @@ def served(nodes) -> Iterator[tuple[Served, Served, Served]]:
     contracts_seller.set_policy(
         b,
         a.keys.node_did,
-        {**contracts_seller.DEFAULT_POLICY, "fixed": 3, "per_1k_tokens": 4},
+        {**contracts_seller.DEFAULT_POLICY, "fixed": 3, "per_1k_tokens": 4, "max_open": 20},
     )
     owner = LocalOwner(a)
     asyncio.run(owner.add_peer(s[1].url, "b"))
@@ -289,3 +290,113 @@ def test_the_command_line_delegates_lists_and_shows_balances(
     )
     refused = json.loads(low.stdout[low.stdout.index("{") :])
     assert refused["answers"] == {"b": "refuse"} and refused["winner"] is None
+
+
+@pytest.fixture(scope="module")
+def five(nodes, served, tmp_path_factory, models_dir) -> Iterator[dict]:
+    """Five sellers for A: B (notes, the cheapest), C (no grant), D and E (granted, dearer; E
+    the fastest), F (granted, but prices in tokens)."""
+    a, b, c = nodes
+    root = tmp_path_factory.mktemp("five")
+    more = {name: new_node(root / name, models_dir) for name in ("d", "e", "f")}
+    sellers = {name: Served(n) for name, n in more.items()}
+    policies = {
+        "d": {"fixed": 20},
+        "e": {"fixed": 10, "expected_seconds": 10},
+        "f": {"unit": "tokens"},
+    }
+    owner = LocalOwner(a)
+    for name, n in more.items():
+        n.grants.add(Grant(did=a.keys.node_did, allow=frozenset({"contract", "ask"})))
+        contracts_seller.set_policy(
+            n, a.keys.node_did, {**contracts_seller.DEFAULT_POLICY, **policies[name]}
+        )
+        asyncio.run(owner.add_peer(sellers[name].url, name))
+    yield {"b": b, "c": c, **more}
+    for name, n in more.items():
+        sellers[name].stop()
+        n.close()
+
+
+def test_five_sellers_two_refuse_three_bid_the_cheapest_wins(nodes, five) -> None:
+    a = nodes[0]
+    outcome = asyncio.run(delegate(a, TASK, list(five), budget=50, deadline=30))
+    assert outcome["answers"] == {
+        "b": "propose",
+        "c": "refuse",
+        "d": "propose",
+        "e": "propose",
+        "f": "refuse",
+    }
+    assert [bid["peer"] for bid in outcome["bids"]] == ["b", "e", "d"]  # by price
+    assert outcome["winner"] == "b" and outcome["state"] == "result"
+    assert "TAP" in outcome["text"] and outcome["receipt"] is not None
+    for loser in ("d", "e"):  # each kept its side, ended by the buyer's signed reject
+        kept = contracts_wire.load(five[loser].vault, "seller", outcome["conversation"])
+        assert kept is not None
+        assert [m.performative for m in kept.messages] == ["cfp", "propose", "reject"]
+    refused = contracts_wire.load(five["f"].vault, "seller", outcome["conversation"])
+    assert refused is not None and "unit" in refused.messages[-1]["reason"]
+    mine = contracts_wire.load(a.vault, "buyer", outcome["conversation"])
+    assert mine is not None
+    assert sorted(m.performative for m in mine.messages) == sorted(
+        ["cfp"] * 5 + ["propose"] * 3 + ["refuse"] * 2 + ["reject"] * 2 + ["accept", "result"]
+    )
+
+
+def test_fastest_picks_the_shortest_expected_time(nodes, five) -> None:
+    outcome = asyncio.run(
+        delegate(nodes[0], TASK, ["b", "d", "e"], budget=50, deadline=30, pick="fastest")
+    )
+    assert outcome["winner"] == "e" and outcome["state"] == "result"
+
+
+def test_ask_lets_the_owner_choose_or_award_nobody(nodes, five) -> None:
+    seen: list[list[str]] = []
+
+    def nobody(proposals: list) -> int | None:
+        seen.append(sorted(p.sender for p in proposals))
+        return None
+
+    outcome = asyncio.run(
+        delegate(nodes[0], TASK, ["d", "e"], budget=50, deadline=30, pick="ask", choose=nobody)
+    )
+    assert seen == [sorted([five["d"].keys.node_did, five["e"].keys.node_did])]
+    assert outcome["winner"] is None and outcome["state"] == "no award"
+    kept = contracts_wire.load(five["d"].vault, "seller", outcome["conversation"])
+    assert kept is not None and kept.messages[-1].performative == "reject"
+
+
+def test_a_cfp_past_its_deadline_is_refused_over_http(nodes, served) -> None:
+    a, b, _ = nodes
+    now = int(time.time())
+    terms = {
+        "task": TASK,
+        "result_spec": "answer",
+        "deadline": now - 5,
+        "budget": {"amount": 50, "unit": "credits"},
+    }
+    cfp = cn.make(
+        "cfp",
+        a.keys.node_key,
+        a.keys.node_did,
+        b.keys.node_did,
+        cn.new_conversation_id(),
+        terms,
+        now=now - 10,
+    )
+    status, problem = _post(a, served[1].url, contracts_wire.encode(cfp))
+    assert status == 422 and problem["reason"] == "late_bid"
+
+
+def test_a_seller_refuses_past_its_open_contracts(nodes, served, five) -> None:
+    """D's policy allows 2 open contracts with A (the default): a third call is refused, signed."""
+    a, d = nodes[0], five["d"]
+    pinned = find_peer(a.vault, "d")
+    assert pinned is not None
+    url = pinned.url
+    answers = [_post(a, url, contracts_wire.encode(_cfp(a, d))) for _ in range(3)]
+    assert [status for status, _ in answers] == [200, 200, 200]
+    texts = [json.dumps(answer) for _, answer in answers]
+    assert ["propose" in t for t in texts] == [True, True, False]
+    assert "busy" in texts[2]
