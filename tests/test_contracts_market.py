@@ -300,7 +300,7 @@ def five(nodes, served, tmp_path_factory, models_dir) -> Iterator[dict]:
     root = tmp_path_factory.mktemp("five")
     more = {name: new_node(root / name, models_dir) for name in ("d", "e", "f")}
     sellers = {name: Served(n) for name, n in more.items()}
-    policies = {
+    policies: dict[str, dict[str, object]] = {
         "d": {"fixed": 20},
         "e": {"fixed": 10, "expected_seconds": 10},
         "f": {"unit": "tokens"},
