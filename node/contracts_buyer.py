@@ -143,24 +143,39 @@ async def delegate(
         else:
             winner = proposals[0]
     now = int(time.time())
+    decisions: list[tuple[Checked, dict[str, Any]]] = []
     for proposal in proposals:
         if proposal is winner:
             continue
+        reason = "another bid was chosen" if winner else "no bid was chosen"
         reject = make(
             "reject",
             keys.node_key,
             keys.node_did,
             proposal.sender,
             cid,
-            {"reason": "another bid was chosen" if winner else "no bid was chosen"},
+            {"reason": reason},
             answering=proposal.message,
             now=now,
         )
         conversation.add(reject, now)
+        decisions.append((proposal, reject))
+
+    async def tell(proposal: Checked, reject: dict[str, Any]) -> None:
         try:
             await _send(node, by_did[proposal.sender], reject)
         except OwnerError as error:
             emit("error", {"peer": by_did[proposal.sender].label, "error": str(error)})
+
+    async def award(accept: dict[str, Any], seller: Peer) -> None:
+        started = time.monotonic()
+        try:
+            _take(conversation, await _send(node, seller, accept), seller)
+        except (OwnerError, ContractRefused) as error:
+            outcome["error"] = str(error)
+        outcome["work_seconds"] = round(time.monotonic() - started, 3)
+
+    decided = [tell(p, r) for p, r in decisions]
     if winner is not None:
         accept = make(
             "accept",
@@ -174,16 +189,8 @@ async def delegate(
         )
         conversation.add(accept, now)
         emit("accept", {"peer": by_did[winner.sender].label, "message": accept})
-        started = time.monotonic()
-        try:
-            _take(
-                conversation,
-                await _send(node, by_did[winner.sender], accept),
-                by_did[winner.sender],
-            )
-        except (OwnerError, ContractRefused) as error:
-            outcome["error"] = str(error)
-        outcome["work_seconds"] = round(time.monotonic() - started, 3)
+        decided.append(award(accept, by_did[winner.sender]))
+    await asyncio.gather(*decided)  # the rejects travel while the winner works
     verified = verify_export(conversation.export(), now=time.time())
     await asyncio.to_thread(wire.save, node.vault, "buyer", verified, ",".join(by_did))
     end = verified.outcome
