@@ -400,3 +400,32 @@ def test_a_seller_refuses_past_its_open_contracts(nodes, served, five) -> None:
     texts = [json.dumps(answer) for _, answer in answers]
     assert ["propose" in t for t in texts] == [True, True, False]
     assert "busy" in texts[2]
+
+
+def test_the_owner_reads_contracts_and_sets_a_policy_through_the_serving_node(
+    nodes, served, round_
+) -> None:
+    """While `flurry serve` holds the home, the CLI goes through the owner API (node.owner)."""
+    a, b, c = nodes
+    keys = b.keys
+    with signed_client(
+        keys.owner_key, verification_method_id(keys.owner_did), base_url=served[1].url, timeout=60
+    ) as owner:
+        listed = owner.get("/api/owner/contracts").json()
+        mine = [r for r in listed if r["conversation"] == round_["conversation"]]
+        assert [(r["side"], r["state"]) for r in mine] == [("seller", "result")]
+        bad = owner.put(
+            "/api/owner/contracts/policy",
+            json={"did": c.keys.node_did, "policy": {"fixed": -1}},
+        )
+        assert bad.status_code >= 400 and "policy" in bad.text
+        policy = {**contracts_seller.DEFAULT_POLICY, "fixed": 7}
+        good = owner.put(
+            "/api/owner/contracts/policy", json={"did": c.keys.node_did, "policy": policy}
+        )
+        assert good.status_code == 200, good.text
+    assert contracts_seller.policy_for(b, c.keys.node_did)["fixed"] == 7
+    with signed_client(
+        c.keys.node_key, verification_method_id(c.keys.node_did), base_url=served[1].url
+    ) as stranger:
+        assert stranger.get("/api/owner/contracts").status_code in (401, 403)

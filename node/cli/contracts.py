@@ -21,9 +21,8 @@ from agent.contract_net import (
     message_id,
     verify_export,
 )
-from node import contracts_wire
-from node.cli.common import Settings, _open_node, out
-from node.contracts_seller import DEFAULT_POLICY, set_policy
+from node.cli.common import Settings, _owner, out
+from node.contracts_seller import DEFAULT_POLICY
 
 
 @click.group()
@@ -136,10 +135,8 @@ def verify(ctx: click.Context, file: Path, as_json: bool) -> None:
 @click.pass_obj
 def list_(settings: Settings, as_json: bool) -> None:
     """Open and past contracts, bought and sold (each re-verified as it is read)."""
-    if settings.home.running_node() is not None:
-        raise click.ClickException("the node is serving: stop `flurry serve` to read its contracts")
-    with _open_node(settings) as node:
-        rows = [contracts_wire.summary(r) for r in contracts_wire.kept(node.vault)]
+    with _owner(settings) as owner:
+        rows = owner.list_contracts()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -175,11 +172,8 @@ def policy(
     expected: int,
 ) -> None:
     """How this node bids on PEER_DID's calls (its grant must allow contract, and ask)."""
-    if settings.home.running_node() is not None:
-        raise click.ClickException("the node is serving: stop `flurry serve` to set a policy")
-    with _open_node(settings) as node:
-        set_policy(
-            node,
+    with _owner(settings) as owner:
+        owner.set_contract_policy(
             peer_did,
             {
                 "kinds": ["answer"],

@@ -16,7 +16,7 @@ from rich.live import Live
 from rich.table import Table
 
 from agent.contract_net import Checked
-from node.cli.common import Settings, _open_node, out
+from node.cli.common import Settings, _done, _open_node, _owner, out
 from node.contracts_buyer import PICKS
 from node.contracts_buyer import delegate as run_delegate
 from node.errors import OwnerError
@@ -67,10 +67,14 @@ def delegate(
     as_json: bool,
 ) -> None:
     """Delegate TASK to pinned peers: a call for proposals, their signed bids, an award, a
-    verified result. Needs the node not to be serving (its vault is opened here)."""
+    verified result. While the node is serving, through it (no live table, no --pick ask)."""
     seconds = _seconds(deadline)
     if settings.home.running_node() is not None:
-        raise click.ClickException("the node is serving: stop `flurry serve` to delegate")
+        with _owner(settings) as owner:
+            peers = list(to) or ([p["did"] for p in owner.list_peers()] if all_granted else [])
+            result = _done(owner.delegate(task, peers, budget, unit, seconds, pick))
+        _show(result, as_json)
+        return
     with _open_node(settings) as node:
         peers = list(to) or ([p.did for p in list_peers(node.vault)] if all_granted else [])
         rows: dict[str, dict[str, Any]] = {}
@@ -123,6 +127,10 @@ def delegate(
                 )
             except OwnerError as error:
                 raise click.ClickException(str(error)) from None
+    _show(result, as_json)
+
+
+def _show(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
