@@ -124,7 +124,8 @@ def receive(node: PeeringNode, caller: str, text: str) -> Callable[[], Iterator[
         if checked.performative == "cfp":
             reply = _bid(node, checked, grant if granted else None, int(now))
             conversation.add(reply, now)
-            wire.save(node.vault, "seller", conversation, caller)
+            if granted:  # a stranger's calls are answered, not kept: they cannot fill the vault
+                wire.save(node.vault, "seller", conversation, caller)
             answer = wire.encode(reply)
             return lambda: iter([answer])
         wire.save(node.vault, "seller", conversation, caller)

@@ -101,11 +101,10 @@ def test_a_round_awards_the_granted_seller_and_verifies_its_result(nodes, round_
     sold = contracts_wire.load(b.vault, "seller", round_["conversation"])
     assert sold is not None and sold.outcome is not None
     assert sold.outcome.id == kept.outcome.id
-    # C refused, signed, and keeps the conversation too
-    refused = contracts_wire.load(c.vault, "seller", round_["conversation"])
-    assert refused is not None
-    assert refused.messages[-1].performative == "refuse"
-    assert "not granted" in refused.messages[-1]["reason"]
+    # C refused, signed ("not granted"), and keeps nothing of a stranger's call
+    assert contracts_wire.load(c.vault, "seller", round_["conversation"]) is None
+    assert "not granted" in kept.answered[c.keys.node_did]["reason"]
+    assert kept.answered[c.keys.node_did].performative == "refuse"
 
 
 def test_balances_are_equal_and_opposite_and_recomputed(nodes, round_) -> None:
