@@ -428,3 +428,29 @@ def test_the_owner_reads_contracts_and_sets_a_policy_through_the_serving_node(
         c.keys.node_key, verification_method_id(c.keys.node_did), base_url=served[1].url
     ) as stranger:
         assert stranger.get("/api/owner/contracts").status_code in (401, 403)
+
+
+def test_the_tui_shows_the_contracts(nodes, served, round_) -> None:
+    """Identity (F6) lists the contracts bought and sold, through the owner API."""
+    from textual.widgets import DataTable
+
+    from node.client import AsyncNodeClient
+    from tui.app import FlurryApp
+
+    a = nodes[0]
+
+    async def go() -> list[str]:
+        app = FlurryApp(AsyncNodeClient(served[0].url, a.keys), poll_seconds=0)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("f6")
+            table = app.query_one("#contracts", DataTable)
+            deadline = time.monotonic() + 30
+            while not table.row_count:
+                assert time.monotonic() < deadline, "no contracts shown"
+                await pilot.pause(0.05)
+            return [" ".join(map(str, table.get_row_at(r))) for r in range(table.row_count)]
+
+    rows = asyncio.run(go())
+    mine = [r for r in rows if round_["conversation"] in r]
+    assert len(mine) == 1 and "buyer" in mine[0] and "result" in mine[0]
+    assert f"{round_['price']['amount']} credits" in mine[0]
