@@ -454,3 +454,55 @@ def test_the_tui_shows_the_contracts(nodes, served, round_) -> None:
     mine = [r for r in rows if round_["conversation"] in r]
     assert len(mine) == 1 and "buyer" in mine[0] and "result" in mine[0]
     assert f"{round_['price']['amount']} credits" in mine[0]
+
+
+def _answer_of(reply: dict) -> dict:
+    """The seller's contract message in a SendMessage reply (the answer artifact's text)."""
+    task = reply["result"]["task"]
+    texts = [p["text"] for a in task["artifacts"] for p in a["parts"] if "text" in p]
+    return json.loads(texts[-1])
+
+
+def test_awards_the_protocol_forbids_are_refused_over_http(nodes, served) -> None:
+    """A's own bid from B, then: an award at another price, an award for a bid never made, a
+    result sent to the seller; each refused with its code, the conversation left as it was."""
+    a, b, _ = nodes
+    cfp = _cfp(a, b)
+    status, reply = _post(a, served[1].url, contracts_wire.encode(cfp))
+    assert status == 200
+    bid = _answer_of(reply)
+    assert bid["performative"] == "propose" and bid["in_reply_to"] == cn.message_id(cfp)
+    now = int(time.time())
+
+    def accept(price: dict, answering: dict) -> dict:
+        return cn.make(
+            "accept",
+            a.keys.node_key,
+            a.keys.node_did,
+            b.keys.node_did,
+            cfp["conversation"],
+            {"price": price},
+            answering=answering,
+            now=now,
+        )
+
+    cheaper = {**bid["price"], "amount": bid["price"]["amount"] - 1}
+    status, problem = _post(a, served[1].url, contracts_wire.encode(accept(cheaper, bid)))
+    assert status == 422 and problem["reason"] == "price_mismatch"
+    never = {**bid, "nonce": "x" * 22}  # a bid B never made: another id
+    status, problem = _post(a, served[1].url, contracts_wire.encode(accept(bid["price"], never)))
+    assert status == 422 and problem["reason"] == "unknown_proposal"
+    result = cn.make(
+        "result",
+        a.keys.node_key,
+        a.keys.node_did,
+        b.keys.node_did,
+        cfp["conversation"],
+        {"text": "done", "receipt": None},
+        answering=bid,
+        now=now,
+    )
+    status, problem = _post(a, served[1].url, contracts_wire.encode(result))
+    assert status == 422 and problem["reason"] == "not_for_seller"
+    kept = contracts_wire.load(b.vault, "seller", cfp["conversation"])
+    assert kept is not None and kept.award is None and len(kept.messages) == 2
