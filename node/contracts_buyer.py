@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from agent import receipts
 from agent.contract_net import (
     Checked,
     ContractRefused,
@@ -205,6 +206,20 @@ async def delegate(
         late=verified.late,
         verified=True,
     )
+    if end is not None and end.performative == "result" and end["receipt"] is not None:
+        # Kept with the receipts of direct answers, to verify later (flurry receipts).
+        try:
+            await asyncio.to_thread(
+                receipts.accept,
+                node.vault,
+                receipts.carrier(end["receipt"], None),
+                issuer=end.sender,
+                requester=keys.node_did,
+                messages=[{"role": "user", "content": task}],
+                answer=end["text"],
+            )
+        except receipts.ReceiptRejected as rejected:
+            outcome["receipt_error"] = f"{rejected.reason}: {rejected}"
     node.audit.append(
         "contract.delegate",
         target=cid,

@@ -16,6 +16,7 @@ import pytest
 from conftest import Served, new_node
 
 from agent import contract_net as cn
+from agent import receipts
 from agent.grants import Grant
 from identity.did_key import verification_method_id
 from identity.signing_client import signed_client
@@ -87,6 +88,8 @@ def test_a_round_awards_the_granted_seller_and_verifies_its_result(nodes, round_
         round_["text"],
         round_.get("error"),
     )  # the grounded answer's receipt, checked by the buyer
+    assert "receipt_error" not in round_
+    assert a.vault.get_record(receipts.RECEIPT_KIND, round_["receipt"]) is not None  # kept
     kept = contracts_wire.load(a.vault, "buyer", round_["conversation"])
     assert kept is not None and kept.outcome is not None
     assert [m.performative for m in kept.messages] == [
