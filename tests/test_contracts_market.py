@@ -292,6 +292,25 @@ def test_the_command_line_delegates_lists_and_shows_balances(
     )
     refused = json.loads(low.stdout[low.stdout.index("{") :])
     assert refused["answers"] == {"b": "refuse"} and refused["winner"] is None
+    # --pick ask: the owner chooses by number at the terminal
+    asked = cli(
+        "delegate",
+        TASK,
+        "--to",
+        "b",
+        "--budget",
+        "50",
+        "--deadline",
+        "20s",
+        "--pick",
+        "ask",
+        "--json",
+        FLURRY_HOME=home,
+        input="1\n",
+    )
+    assert "1. b: " in asked.stdout
+    chosen = json.loads(asked.stdout[asked.stdout.index("{") :])
+    assert chosen["winner"] == "b" and chosen["state"] == "result"
 
 
 @pytest.fixture(scope="module")
