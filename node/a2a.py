@@ -44,6 +44,7 @@ from agent.queue import Job, JobCancelled
 from identity.did_key import verification_method_id
 from identity.jws import sign_json
 from node.a2a_tasks import Caller
+from node.contracts_wire import card_extension as contract_extension
 from node.infer import answer_metadata
 from node.node import Node
 from node.nostr_peers import card_extension
@@ -101,6 +102,7 @@ def agent_card(node: Node, origins: Sequence[str]) -> AgentCard:
                     card_extension(node.keys),
                     rotation_extension(node.keys),
                     owner_extension(node.keys),
+                    contract_extension(),
                 )
                 if extension is not None
             ],

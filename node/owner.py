@@ -23,7 +23,7 @@ from agent.inbox_policy import DEFAULT_PER_DAY
 from agent.tools import ToolPolicy
 from identity.did_key import ed25519_public_from_did_key
 from identity.nostr_key import parse_public_key
-from node import skill_install, skill_search
+from node import contracts_buyer, contracts_seller, contracts_wire, skill_install, skill_search
 from node.errors import NotFound, OwnerError
 from node.infer import infer_at_peer
 from node.ledger import usage as ledger_usage
@@ -109,6 +109,15 @@ OPERATIONS: tuple[Operation, ...] = (
     # metered inference (node.infer, node.ledger): under /send and /peers, served with them
     Operation("infer", "POST", "/send/infer", ("peer", "text", "max_tokens", "temperature")),
     Operation("usage", "POST", "/peers/usage", ("peer", "days")),
+    # Contract Net (node.contracts_wire, _seller, _buyer): the kept conversations, the policy
+    Operation("list_contracts", "GET", "/contracts"),
+    Operation("set_contract_policy", "PUT", "/contracts/policy", ("did", "policy")),
+    Operation(
+        "delegate",
+        "POST",
+        "/contracts/delegate",
+        ("task", "peers", "budget", "unit", "deadline", "pick"),
+    ),
     # the inbox agent (node.inbox_agent): its items, drafts and the owner's rules
     Operation("inbox_items", "GET", "/inbox/items"),
     Operation("inbox_item", "POST", "/inbox/item", ("id",)),
@@ -158,6 +167,11 @@ class Owner(Protocol):
     def pod_list(self, path: str) -> list[dict]: ...
     async def infer(self, peer: str, text: str, max_tokens: int, temperature: float) -> dict: ...
     def usage(self, peer: str | None, days: int) -> dict: ...
+    def list_contracts(self) -> list[dict]: ...
+    def set_contract_policy(self, did: str, policy: dict) -> dict: ...
+    async def delegate(
+        self, task: str, peers: list[str], budget: int, unit: str, deadline: int, pick: str
+    ) -> dict: ...
     def inbox_items(self) -> list[dict]: ...
     def inbox_item(self, item_id: str) -> dict: ...
     def approve_draft(self, item_id: str, body: str | None) -> dict: ...
@@ -391,7 +405,30 @@ class LocalOwner:
         )
 
     def usage(self, peer: str | None, days: int) -> dict:
-        return ledger_usage(self.node.vault, peer=peer, days=days)
+        # With the Contract Net balances (node.contracts_wire), recomputed from the conversations.
+        return {
+            **ledger_usage(self.node.vault, peer=peer, days=days),
+            "balances": contracts_wire.balances(self.node.vault),
+        }
+
+    def list_contracts(self) -> list[dict]:
+        return [contracts_wire.summary(r) for r in contracts_wire.kept(self.node.vault)]
+
+    def set_contract_policy(self, did: str, policy: dict) -> dict:
+        ed25519_public_from_did_key(did)
+        try:
+            return contracts_seller.set_policy(self.node, did, policy)
+        except ValueError as error:
+            raise OwnerError(f"contract policy: {error}") from None
+
+    async def delegate(
+        self, task: str, peers: list[str], budget: int, unit: str, deadline: int, pick: str
+    ) -> dict:
+        if pick == "ask":
+            raise OwnerError("--pick ask needs the terminal: run it where the node is not serving")
+        return await contracts_buyer.delegate(
+            self.node, task, peers, budget=budget, unit=unit, deadline=deadline, pick=pick
+        )
 
     # --- the inbox agent (node.inbox_agent) ----------------------------------------------
 

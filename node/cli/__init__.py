@@ -18,6 +18,7 @@ from node.cli import (
     backup,
     chat,
     contracts,
+    delegate,
     home,
     inbox,
     infer,
@@ -130,6 +131,7 @@ for family in (
     skill_publish,
     mail,
     contracts,
+    delegate,
 ):
     for command in family.COMMANDS:
         cli.add_command(command)

@@ -21,7 +21,8 @@ from agent.contract_net import (
     message_id,
     verify_export,
 )
-from node.cli.common import out
+from node.cli.common import Settings, _owner, out
+from node.contracts_seller import DEFAULT_POLICY
 
 
 @click.group()
@@ -127,6 +128,63 @@ def verify(ctx: click.Context, file: Path, as_json: bool) -> None:
             out.print(f"refused: {refused.code}: {refused}{where}", markup=False)
     if refused is not None:
         ctx.exit(1)
+
+
+@contracts.command(name="list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def list_(settings: Settings, as_json: bool) -> None:
+    """Open and past contracts, bought and sold (each re-verified as it is read)."""
+    with _owner(settings) as owner:
+        rows = owner.list_contracts()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        out.print("no contracts yet")
+    for row in rows:
+        price = row["price"]
+        cost = "" if price is None else f"{price['amount']} {price['unit']}"
+        out.print(
+            f"{row['conversation']}  {row['side']:<6}  {row['state']:<8}  {cost:<12}  "
+            f"{row['task'][:60]}",
+            markup=False,
+        )
+
+
+@contracts.command()
+@click.argument("peer_did")
+@click.option("--fixed", type=click.IntRange(0, 10**9), default=DEFAULT_POLICY["fixed"])
+@click.option("--per-1k", type=click.IntRange(0, 10**9), default=DEFAULT_POLICY["per_1k_tokens"])
+@click.option("--unit", type=click.Choice(["credits", "tokens"]), default="credits")
+@click.option("--max-open", type=click.IntRange(1, 10**9), default=DEFAULT_POLICY["max_open"])
+@click.option(
+    "--expected", type=click.IntRange(1, 10**9), default=DEFAULT_POLICY["expected_seconds"]
+)
+@click.pass_obj
+def policy(
+    settings: Settings,
+    peer_did: str,
+    fixed: int,
+    per_1k: int,
+    unit: str,
+    max_open: int,
+    expected: int,
+) -> None:
+    """How this node bids on PEER_DID's calls (its grant must allow contract, and ask)."""
+    with _owner(settings) as owner:
+        owner.set_contract_policy(
+            peer_did,
+            {
+                "kinds": ["answer"],
+                "unit": unit,
+                "fixed": fixed,
+                "per_1k_tokens": per_1k,
+                "max_open": max_open,
+                "expected_seconds": expected,
+            },
+        )
+    out.print(f"{peer_did}: {fixed} + {per_1k} per 1k tokens, in {unit}", markup=False)
 
 
 COMMANDS = [contracts]

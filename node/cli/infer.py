@@ -47,6 +47,13 @@ def usage(settings: Settings, peer: str | None, days: int, as_json: bool) -> Non
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return
+    for peer_did, units in sorted(found.get("balances", {}).items()):  # node.contracts_wire
+        for unit, b in sorted(units.items()):
+            out.print(
+                f"contracts with {peer_did}: earned {b['earned']} {unit}, spent {b['spent']} "
+                f"{unit}, balance {b['balance']:+d} {unit}",
+                markup=False,
+            )
     if not found["rows"]:
         out.print(f"no metered jobs in the last {days} days")
         return

@@ -25,9 +25,10 @@ from google.protobuf.json_format import ParseDict, ParseError
 from sse_starlette.sse import EventSourceResponse
 from starlette.types import Message
 
+from agent.contract_net import ContractRefused
 from agent.grants import INFER
 from agent.queue import Job, lane_for
-from node import infer
+from node import contracts_seller, contracts_wire, infer
 from node.a2a import (
     RPC_PATH,
     AnswerExecutor,
@@ -37,6 +38,7 @@ from node.a2a import (
 )
 from node.a2a_tasks import SealedTaskStore
 from node.http.auth import CallerDep, authorize, is_owner
+from node.http.problems import Problem
 from node.http.state import NodeDep, QueueDep
 from node.limits import UnsafeJSON, parse_json
 from node.node import Node
@@ -118,6 +120,16 @@ async def rpc(
         grant = await asyncio.to_thread(authorize, node, caller, INFER)
         work = await asyncio.to_thread(infer.prepare, node, caller, grant, wanted, channel="a2a")
         job = infer.submit(queue, work)
+    elif method in _SEND_METHODS and (contract := _contract_text(params)) is not None:
+        # "flurry.operation": "contract": a Contract Net message (node.contracts_wire); every
+        # message is checked and taken into its conversation before anything is done with it.
+        try:
+            answering = await asyncio.to_thread(contracts_seller.receive, node, caller, contract)
+        except ContractRefused as refused:
+            raise Problem(
+                422, "contract message refused", f"{refused.code}: {refused}", reason=refused.code
+            ) from None
+        job = queue.submit(answering, lane=lane_for(False))
     elif method in _SEND_METHODS:
         grant = await asyncio.to_thread(
             authorize, node, caller, "ask"
@@ -163,6 +175,15 @@ def _rpc_call(body: bytes) -> tuple[str | None, dict]:
     return (method if isinstance(method, str) else None), (
         params if isinstance(params, dict) else {}
     )
+
+
+def _contract_text(params: dict) -> str | None:
+    try:
+        return contracts_wire.contract_text(params)
+    except ContractRefused as refused:
+        raise Problem(
+            422, "contract message refused", f"{refused.code}: {refused}", reason=refused.code
+        ) from None
 
 
 def _etags(value: str) -> set[str]:

@@ -19,7 +19,16 @@ from node.peers import CARD_PATH
 router = APIRouter()
 
 # The routes of the skills and of pod access live with their own (node.http.skills, node.http.pod).
-SERVED_HERE = ("/grants", "/tokens", "/peers", "/send", "/audit", "/approvals", "/inbox/")
+SERVED_HERE = (
+    "/grants",
+    "/tokens",
+    "/peers",
+    "/send",
+    "/audit",
+    "/approvals",
+    "/inbox/",
+    "/contracts",  # Contract Net (node.contracts_*)
+)
 
 # Fields a hand-made request may leave out (the command line sends every field), and their value then.
 OPTIONAL = {

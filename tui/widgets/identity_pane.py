@@ -1,4 +1,5 @@
-"""Identity (F6): the owner's and the node's DIDs, pinned peers, grants, tokens."""
+"""Identity (F6): the owner's and the node's DIDs, pinned peers, grants, tokens, and the
+contracts bought and sold (issue 18: open and past, as `flurry contracts list` shows them)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class IdentityPane(Pane):
             yield PeersTable(id="peers", cursor_type="row")
             yield GrantsTable(id="grants", cursor_type="row")
             yield TokensTable(id="tokens", cursor_type="row")
+            yield DataTable(id="contracts", cursor_type="row")
 
     @on(PeersTable.Add)
     def add_peer(self) -> None:
@@ -119,6 +121,18 @@ class IdentityPane(Pane):
                 "/api/owner/tokens",
                 ("Token", "Allows"),
                 lambda t: (t["name"], ", ".join(t["allow"])),
+            ),
+            (
+                "#contracts",
+                "/api/owner/contracts",
+                ("Contract", "State", "Price", "Peer", "Task"),
+                lambda c: (
+                    f"{c['side']}:{c['conversation']}",
+                    c["state"] + (" (late)" if c["late"] else ""),
+                    "-" if c["price"] is None else f"{c['price']['amount']} {c['price']['unit']}",
+                    c["seller"] if c["side"] == "buyer" and c["seller"] else c["peer"],
+                    c["task"],
+                ),
             ),
         ):
             found = await self.api("GET", path)
