@@ -95,11 +95,14 @@ def check_filename(filename: str) -> None:
         )
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine without asking DNS (an address, or "localhost").
+    The one test of "this machine" for every place that allows plain http or plain mail to it
+    (model downloads, a peer's skill releases, the mail account)."""
+    if host.lower() == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
 
@@ -112,8 +115,8 @@ def check_url(url: str, came_from: str | None = None) -> None:
         raise ModelError(f"{url}: no host")
     if parts.scheme == "https":
         return
-    if parts.scheme == "http" and _is_loopback(host):
-        if came_from is None or _is_loopback(urlsplit(came_from).hostname or ""):
+    if parts.scheme == "http" and is_loopback(host):
+        if came_from is None or is_loopback(urlsplit(came_from).hostname or ""):
             return
         raise ModelError(
             f"{urlsplit(came_from).hostname} redirected to {url}, on this machine: refused"

@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import imaplib
 import io
-import ipaddress
 import logging
 import queue
 import re
@@ -46,6 +45,7 @@ from email.utils import getaddresses
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.incoming import Incoming
+from agent.model_sources import is_loopback
 from node import logs
 from node.errors import NodeError
 from store.ingest import AddReport, Ingestor
@@ -136,16 +136,6 @@ class MailAccount:
     def from_record(cls, value: dict[str, Any]) -> MailAccount:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in value.items() if k in known})
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names this machine without asking DNS (an address, or "localhost")."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_transport(host: str, tls: str, what: str) -> None:

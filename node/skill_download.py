@@ -12,12 +12,12 @@ version's folder is a replay.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import urllib.parse
 
 import httpx
 from packaging.version import InvalidVersion, Version
 
+from agent.model_sources import is_loopback
 from skills.release import MANIFEST_FILE, MAX_MANIFEST_BYTES, Release, ReleaseRefused, parse_release
 
 FETCH_TIMEOUT = 10.0
@@ -36,18 +36,9 @@ def check_url(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
         return url
-    if parts.scheme == "http" and parts.hostname and _loopback(parts.hostname):
+    if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
         return url
     raise ReleaseRefused(f"{url!r}: a release is fetched over https (http only from this machine)")
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def fetch(http: httpx.Client, url: str, limit: int, types: tuple[str, ...] = ()) -> bytes:
