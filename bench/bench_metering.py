@@ -33,18 +33,17 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import uvicorn
+from conftest import Served  # noqa: E402
 
 from agent.grants import Grant, Quota
 from identity.did_key import verification_method_id
 from identity.signing_client import signed_client
 from node import infer
-from node.api import create_app
 from node.errors import OwnerError
 from node.home import Home
 from node.ledger import Ledger
-from node.limits import Limits, server_config
 from node.node import Node
 from node.owner import LocalOwner
 
@@ -65,30 +64,12 @@ def _node(root: Path, name: str) -> Node:
     return Node.open(home, PASSPHRASE, say=lambda line: None)
 
 
-def _serve(node: Node) -> tuple[uvicorn.Server, threading.Thread, str]:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    limits = Limits(stranger_rate=10_000, stranger_burst=10_000, stranger_checks=10_000)
-    app = create_app(node, limits=limits, public_origins=[url])
-    server = uvicorn.Server(
-        server_config(app, "127.0.0.1", port, limits=limits, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    return server, thread, url
-
-
 def main(per_peer: int = 100, peers: int = 3) -> None:
     root = Path(tempfile.mkdtemp(prefix="flurry-bench-metering-"))
     os.environ.setdefault("FLURRY_MODELS", str(Path.home() / ".cache" / "flurry-test-models"))
     b = _node(root, "b")
-    server, thread, url = _serve(b)
+    provider = Served(b)  # as `flurry serve` serves it, strangers' rate lifted
+    url = provider.url
     requesters = [_node(root, f"a{i}") for i in range(peers)]
     for a in requesters:
         b.grants.add(
@@ -180,8 +161,7 @@ def main(per_peer: int = 100, peers: int = 3) -> None:
     print(
         f"ledgers differ by {worst_gap} (goal 0); tokens served past a quota: {worst_over} (goal 0)"
     )
-    server.should_exit = True
-    thread.join(timeout=20)
+    provider.stop()
     for each in (b, *requesters):
         each.close()
     if worst_gap or worst_over:

@@ -24,7 +24,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -33,12 +32,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import httpx  # noqa: E402
-import uvicorn  # noqa: E402
+from conftest import Served  # noqa: E402
 from release_helpers import put_release, release_for, skill_manifest, wheel_bytes  # noqa: E402
 
-from node.api import create_app  # noqa: E402
 from node.home import Home  # noqa: E402
-from node.limits import Limits, server_config  # noqa: E402
 from node.node import Node  # noqa: E402
 from node.skill_catalog import SKILLS_CONTAINER  # noqa: E402
 from node.skill_download import read_release  # noqa: E402
@@ -48,25 +45,6 @@ from skills.release import parse_release  # noqa: E402
 
 PASSPHRASE = "bench skill verify passphrase"
 NAME = "verified-echo"
-
-
-def _serve(node: Node) -> tuple[str, uvicorn.Server, threading.Thread]:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    limits = Limits(stranger_rate=10_000, stranger_burst=10_000, stranger_checks=10_000)
-    app = create_app(node, limits=limits, public_origins=[url])
-    server = uvicorn.Server(
-        server_config(app, "127.0.0.1", port, limits=limits, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    return url, server, thread
 
 
 def _baseline(node: Node, wheel_url: str, filename: str) -> float:
@@ -105,7 +83,8 @@ def main(rounds: int = 7) -> None:
         home = Home(Path(root) / "home")
         Node.init(home, PASSPHRASE)
         node = Node.open(home, PASSPHRASE, say=lambda line: None)
-        url, server, thread = _serve(node)
+        served = Served(node)  # as `flurry serve` serves it, strangers' rate lifted
+        url = served.url
         try:
             node.grants.set_public_modes(SKILLS_CONTAINER, ["read"])
             code = skill_manifest(NAME, "1.0.0")
@@ -130,8 +109,7 @@ def main(rounds: int = 7) -> None:
                     verified.append(_verified(node, manifest_url))
                 checks.append(_checks_alone(raw, wheel, code))
         finally:
-            server.should_exit = True
-            thread.join(timeout=20)
+            served.stop()
             node.close()
     b, v = statistics.median(base), statistics.median(verified)
     print(f"install without verification: {b:.3f} s (median)")
