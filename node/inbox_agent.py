@@ -45,8 +45,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from agent.answer import Answer, Conversation, QuestionError, with_quotes_text
-from agent.audit import AuditError, AuditLog
+from agent.answer import Answer, QuestionError, with_quotes_text
+from agent.audit import AuditError
 from agent.inbox_policy import (
     DAY,
     MAX_RULES,
@@ -61,16 +61,15 @@ from agent.inbox_policy import (
 )
 from agent.incoming import Incoming, Outgoing
 from agent.queue import ModelQueue
-from identity.keyring import UnlockedKeyring
 from node.errors import NotFound, OwnerError
 from node.mail_account import list_accounts
 from node.mail_send import SmtpSender
 from node.nostr_peers import peer_did_for
 from node.nostr_wire import NostrError, NostrWire, WireNode, run_briefly
-from store.vault import Vault
+from node.peering import PeeringNode
 
 if TYPE_CHECKING:
-    from agent.runtime import ChatModel
+    pass
 
 ITEM_KIND, RULE_KIND, SENDER_KIND = "inbox-item", "inbox-rule", "inbox-sender"
 STATUSES = ("new", "proposed", "sent", "discarded", "ignored")
@@ -159,25 +158,9 @@ def mail_sender_for(node: InboxNode) -> Sender | None:
     return SmtpSender(account, node.audit, vault=node.vault)
 
 
-class InboxNode(Protocol):
-    """The node as the inbox agent uses it (node.node.Node is one)."""
-
-    vault: Vault
-    keys: UnlockedKeyring
-    audit: AuditLog
-
-    @property
-    def chat_model(self) -> ChatModel: ...
-
-    def conversation(
-        self,
-        title: str = ...,
-        tags: frozenset[str] | None = ...,
-        *,
-        peer: str | None = ...,
-        grounded: bool = ...,
-        recorded: bool = ...,
-    ) -> Conversation: ...
+# The node as the inbox agent uses it: what a peer channel uses (its vault, keys, audit log, the
+# chat model and the one answer path), so node.node.Node is one.
+InboxNode = PeeringNode
 
 
 def item_id(incoming: Incoming) -> str:
