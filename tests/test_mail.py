@@ -9,6 +9,7 @@ its ``on_message`` callback (a small real stand-in, as agreed for issue 17)."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -138,6 +139,9 @@ def test_add_refuses_a_wrong_password_and_keeps_the_right_one_sealed(cli, server
     fetched = cli("mail", "fetch").stdout
     assert "1 new message(s) stored" in fetched
     assert cli("mail", "check").stdout.strip() == f"{USER}: 0 new messages"
+    # Handed to the inbox agent as under serve: no rule names the sender, so a draft awaits.
+    items = json.loads(cli("inbox", "--json").stdout)["items"]
+    assert [(i["subject"], i["action"]) for i in items] == [("Counted by check", "draft")]
     cli("mail", "remove", USER)
     assert "no mail account" in cli("mail", "list").stdout
 

@@ -225,10 +225,11 @@ def mail_check(settings: Settings, name: str | None) -> None:
 @click.argument("name", required=False)
 @click.pass_obj
 def mail_fetch(settings: Settings, name: str | None) -> None:
-    """Fetch the new mail now and store it in the vault (tag "mail")."""
+    """Fetch the new mail now, store it in the vault (tag "mail") and hand each message to the
+    inbox agent, as `flurry serve` does (mail behind the watermark is never handed on again)."""
     with _open_node(settings) as node:
         account = get_account(node, name)
-        report = MailFetcher(node, account).fetch()
+        report = MailFetcher(node, account, node.inbox.on_message).fetch()
     extra = [
         f"{report.duplicates} already stored" if report.duplicates else "",
         f"{report.oversized} over the size limit (headers only)" if report.oversized else "",
