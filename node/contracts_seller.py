@@ -91,9 +91,9 @@ def _open_with(node: PeeringNode, peer: str, now: int) -> int:
     """Conversations with ``peer`` where this node's bid is undecided and still holds, or its
     award unfinished."""
     count = 0
-    for record in wire.kept(node.vault):
+    for record in wire.kept(node.vault, side="seller", peer=peer):
         c: Conversation = record["conversation"]
-        if record["side"] != "seller" or c.buyer != peer or c.outcome is not None:
+        if c.buyer != peer or c.outcome is not None:
             continue
         live = [p for p in c.proposals.values() if p.id not in c.decided and p["expiry"] >= now]
         if c.award is not None or live:

@@ -102,10 +102,16 @@ def save(vault: Vault, side: str, conversation: Conversation, peer: str) -> None
     )
 
 
-def kept(vault: Vault) -> list[dict[str, Any]]:
-    """Every kept conversation, re-verified: {side, peer, conversation (Conversation), updated_at}."""
+def kept(vault: Vault, *, side: str | None = None, peer: str | None = None) -> list[dict[str, Any]]:
+    """Every kept conversation (only ``side``'s, with ``peer``, when given), re-verified:
+    {side, peer, conversation (Conversation), updated_at}. The filters read the record's own
+    fields first, so a seller counting one buyer's open contracts verifies only those."""
     found = []
     for _, record in vault.records(RECORD_KIND):
+        if (side is not None and record["side"] != side) or (
+            peer is not None and record["peer"] != peer
+        ):
+            continue
         conversation = verify_export(record["export"].encode())
         found.append({**record, "conversation": conversation})
     return sorted(found, key=lambda r: r["updated_at"])
