@@ -501,34 +501,45 @@ def _build_confined(folder: Path, staging: Path) -> None:
     backend) runs confined, reads only the folder and the node's Python, writes only a private
     folder, with no network; the result is then moved into ``staging``."""
     with tempfile.TemporaryDirectory(prefix=".building-", dir=staging.parent) as work:
-        try:
-            run = _run_confined(["--build"], str(folder), BUILD_TIMEOUT, cwd=work)
-        except subprocess.TimeoutExpired:
-            raise SkillInstallError(
-                f"building {folder} took longer than {BUILD_TIMEOUT} s"
-            ) from None
-        if run.returncode != 0:
-            raise SkillInstallError(
-                f"pip could not build {folder} (in the sandbox): {run.stderr.strip()[-1500:]}"
-            )
+        built = confined_build("--build", folder, Path(work), "build")
         # The build ran the project's own code, which could write anything in its folder: take
         # only a real folder inside it, with no symbolic link anywhere (one could point the
         # node at the owner's files when it moves the result).
-        built = Path(run.stdout.strip().splitlines()[-1]) if run.stdout.strip() else Path(work)
-        inside = Path(work).resolve() in built.resolve().parents
         links = [
             os.path.join(r, n)
             for r, dirs, files in os.walk(built)
             for n in dirs + files
             if os.path.islink(os.path.join(r, n))
         ]
-        if built.is_symlink() or not built.is_dir() or not inside or links:
+        if links:
             raise SkillInstallError(
-                f"building {folder} left something other than plain files; refused "
-                f"({(links or [str(built)])[0]})"
+                f"building {folder} left something other than plain files; refused ({links[0]})"
             )
         for entry in built.iterdir():
             entry.rename(staging / entry.name)
+
+
+def confined_build(mode: str, folder: Path, work: Path, what: str) -> Path:
+    """Run pip on the project ``folder`` in the sandbox (the runner's ``mode``: "--build" installs
+    it, "--build-wheel" builds its wheel) writing only under ``work``; the folder it built into,
+    checked to be a real folder inside ``work`` (the project's own code ran: it could have left a
+    link pointing anywhere). SkillInstallError, saying ``what`` failed, otherwise."""
+    try:
+        run = _run_confined([mode], str(folder), BUILD_TIMEOUT, cwd=str(work))
+    except subprocess.TimeoutExpired:
+        raise SkillInstallError(f"building {folder} took longer than {BUILD_TIMEOUT} s") from None
+    if run.returncode != 0:
+        raise SkillInstallError(
+            f"pip could not {what} {folder} (in the sandbox): {run.stderr.strip()[-1500:]}"
+        )
+    lines = run.stdout.strip().splitlines()
+    built = Path(lines[-1]) if lines else work
+    inside = work.resolve() in built.resolve().parents
+    if built.is_symlink() or not built.is_dir() or not inside:
+        raise SkillInstallError(
+            f"building {folder} left something other than plain files; refused ({built})"
+        )
+    return built
 
 
 def builtin_skills() -> dict[str, str]:

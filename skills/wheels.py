@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 from skills.manifest import Manifest
 from skills.registry import (
-    BUILD_TIMEOUT,
     SkillInstallError,
     _entry_point,
     _pip_unpack,
     _read_manifest,
-    _run_confined,
+    confined_build,
 )
 
 
@@ -33,23 +31,10 @@ def build_wheel(folder: Path, into: Path) -> Path:
     if not folder.is_dir():
         raise SkillInstallError(f"{folder} is not a folder")
     with tempfile.TemporaryDirectory(prefix=".building-", dir=into) as work:
-        try:
-            run = _run_confined(["--build-wheel"], str(folder), BUILD_TIMEOUT, cwd=work)
-        except subprocess.TimeoutExpired:
-            raise SkillInstallError(
-                f"building {folder} took longer than {BUILD_TIMEOUT} s"
-            ) from None
-        if run.returncode != 0:
-            raise SkillInstallError(
-                f"pip could not build a wheel of {folder} (in the sandbox): {run.stderr.strip()[-1500:]}"
-            )
+        out = confined_build("--build-wheel", folder, Path(work), "build a wheel of")
         # The build ran the project's own code, which could leave anything in its folder: take
         # one plain file ending in .whl from the folder the runner built into, and nothing else.
-        lines = run.stdout.strip().splitlines()
-        out = Path(lines[-1]) if lines else Path(work) / "out"
-        inside = Path(work).resolve() in out.resolve().parents
-        plain = inside and out.is_dir() and not out.is_symlink()
-        wheels = sorted(out.glob("*.whl")) if plain else []
+        wheels = sorted(out.glob("*.whl"))
         if len(wheels) != 1 or wheels[0].is_symlink() or not wheels[0].is_file():
             raise SkillInstallError(
                 f"building {folder} left {len(wheels)} wheels, not one plain .whl file; refused"
