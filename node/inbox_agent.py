@@ -362,6 +362,11 @@ class InboxAgent:
             _log.exception("inbox: the model could not read %s", iid)
             item["error"] = f"{type(error).__name__}: {error}"
         with self._lock:
+            now_kept = self.node.vault.get_record(ITEM_KIND, iid)
+            if now_kept is None or now_kept.get("status") != "reading":
+                # The owner discarded (or answered) it while the model read: their decision
+                # stands; what the model wrote is dropped, nothing is sent.
+                return now_kept or {}
             # "proposed": a reply waits for the owner's approval; "new": the owner writes one.
             item["status"] = "proposed" if item["draft"] and item["draft"]["body"] else "new"
             if action == "auto-reply":

@@ -372,6 +372,34 @@ def test_under_serve_triage_never_waits_for_the_model_and_nothing_is_lost(node, 
     assert [r.to for r in outbox.sent] == ["burst@example.org"]
 
 
+def test_a_message_discarded_while_the_model_reads_it_stays_discarded(
+    node, outbox, monkeypatch
+):
+    """Under serve the owner may discard an item still "reading" (the TUI lists it at once);
+    the model's reading, ending after, must neither undo that nor send a reply. The owner's
+    discard is made to land while the draft is written, the moment the race needs."""
+    node.inbox.add_rule("sender", "late@example.org", "auto-reply", ["travel"], 5)
+    write_draft = node.inbox._draft
+
+    def owner_discards_meanwhile(incoming, tags):
+        node.inbox.discard(incoming.id)  # the item id, as _read builds it
+        return write_draft(incoming, tags)
+
+    monkeypatch.setattr(node.inbox, "_draft", owner_discards_meanwhile)
+    node.inbox.defer_reading()
+    try:
+        item = node.inbox.on_message(
+            Incoming("mail", "<late1@example.org>", "late@example.org", QUESTION)
+        )
+        assert item["status"] == "reading"
+        node.inbox.read_in_background()
+        assert node.inbox.wait_read(120)
+    finally:
+        node.inbox.stop_reading()
+    assert node.inbox.item(item["id"])["status"] == "discarded"
+    assert not outbox.sent
+
+
 def test_ignored_mail_is_kept_and_not_read(node, outbox):
     node.inbox.add_rule("domain", "spam.example", "ignore", [], 3)
     model: FakeChatModel = node.chat_model
