@@ -674,6 +674,7 @@ def test_the_agents_drafts_are_sent_edited_and_discarded_in_one_key(served, node
 
     from agent.incoming import Incoming, Outgoing
     from tui.modals import EditText
+    from tui.widgets import ApprovalsPane
 
     class RecordingSender:
         def __init__(self) -> None:
@@ -694,6 +695,7 @@ def test_the_agents_drafts_are_sent_edited_and_discarded_in_one_key(served, node
         two = node.inbox.on_message(
             Incoming("mail", "<tui2@x>", "tui-other@example.org", "hello", subject="hi")
         )
+        assert node.inbox.wait_read(60)  # served: read in the background, by the stand-in
 
     async def go():
         app = new_app(served, node)
@@ -712,6 +714,15 @@ def test_the_agents_drafts_are_sent_edited_and_discarded_in_one_key(served, node
             await wait_for(pilot, lambda: outbox.sent)
             await wait_for(pilot, lambda: node.inbox.item(one["id"])["status"] == "sent")
             drafts.move_cursor(row=drafts.get_row_index(two["id"]))
+            # mail arriving while the owner chooses: the refresh rebuilds the table, and the
+            # cursor stays on the row they chose (D must not discard another draft)
+            with chat_model(node, FakeChatModel(reply="A third one.")):
+                node.inbox.on_message(
+                    Incoming("mail", "<tui3@x>", "tui-third@example.org", "hey", subject="3rd")
+                )
+                assert node.inbox.wait_read(60)
+            await app.query_one(ApprovalsPane).refresh_drafts()
+            assert drafts.row_count == 3 and drafts.cursor_key == two["id"]
             await pilot.press("d")
             await wait_for(pilot, lambda: node.inbox.item(two["id"])["status"] == "discarded")
 

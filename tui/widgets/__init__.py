@@ -2,6 +2,7 @@
 pane was given; it tells its parent what the owner asked for with a message (a table's key
 press, a failed call), and never looks another widget up."""
 
+from tui.keyed_table import KeyedTable
 from tui.widgets.approvals_pane import ApprovalsPane
 from tui.widgets.approvals_table import ApprovalsTable
 from tui.widgets.chat_message import ChatMessage
@@ -14,7 +15,6 @@ from tui.widgets.drafts_table import DraftsTable
 from tui.widgets.grants_table import GrantsTable
 from tui.widgets.identity_pane import IdentityPane
 from tui.widgets.inbox_table import InboxTable
-from tui.widgets.keyed_table import KeyedTable
 from tui.widgets.pane import Pane
 from tui.widgets.peers_table import PeersTable
 from tui.widgets.skills_pane import SkillsPane

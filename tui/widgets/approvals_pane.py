@@ -62,18 +62,25 @@ class ApprovalsPane(Pane):
         ids = [a["id"] for a in found]
         if self.pending is None or ids != list(self.pending):
             self.pending = {a["id"]: a for a in found}
-            table = self.query_one("#approvals", DataTable)
-            table.clear(columns=True)
-            table.add_columns("Tool", "Skill", "Asked by", "Waiting")
-            for a in found:
-                waited = f"{max(0, int(time.time() - a.get('created', time.time())))} s"
-                table.add_row(
-                    *map(
-                        cell,
-                        (a["tool"], a.get("skill", ""), self.shown(a.get("requester", "")), waited),
-                    ),
-                    key=a["id"],
-                )
+            table = self.query_one("#approvals", ApprovalsTable)
+            table.refill(
+                ("Tool", "Skill", "Asked by", "Waiting"),
+                (
+                    (
+                        a["id"],
+                        [
+                            cell(c)
+                            for c in (
+                                a["tool"],
+                                a.get("skill", ""),
+                                self.shown(a.get("requester", "")),
+                                f"{max(0, int(time.time() - a.get('created', time.time())))} s",
+                            )
+                        ],
+                    )
+                    for a in found
+                ),
+            )
             table.border_title = f"{len(found)} waiting" if found else "nothing waiting"
             self.show_arguments()
         await self.refresh_drafts()
@@ -81,7 +88,7 @@ class ApprovalsPane(Pane):
 
     async def refresh_drafts(self) -> None:
         """The inbox agent's items: who wrote, what it did or proposes, and why."""
-        table = self.query_one("#drafts", DataTable)
+        table = self.query_one("#drafts", DraftsTable)
         try:
             items = cast(list[dict], await self.client.call("GET", "/api/owner/inbox/items"))
         except NodeUnavailable as e:
@@ -93,21 +100,24 @@ class ApprovalsPane(Pane):
         ]:
             return
         self.items = {i["id"]: i for i in items}
-        table.clear(columns=True)
-        table.add_columns("From", "Subject", "Agent", "Status")
-        for i in items:
-            table.add_row(
-                *map(
-                    cell,
-                    (
-                        self.shown(i["sender"]),
-                        i["subject"] or i["text"][:60],
-                        i["action"],
-                        i["status"],
-                    ),
-                ),
-                key=i["id"],
-            )
+        table.refill(
+            ("From", "Subject", "Agent", "Status"),
+            (
+                (
+                    i["id"],
+                    [
+                        cell(c)
+                        for c in (
+                            self.shown(i["sender"]),
+                            i["subject"] or i["text"][:60],
+                            i["action"],
+                            i["status"],
+                        )
+                    ],
+                )
+                for i in items
+            ),
+        )
         waiting = sum(1 for i in items if i["status"] == "proposed")
         table.border_title = f"{waiting} drafts waiting" if items else "nothing came in"
         self.show_draft()
@@ -162,7 +172,7 @@ class ApprovalsPane(Pane):
     async def refresh_inbox(self) -> None:
         """Private messages (Nostr) the node kept for the owner: from strangers, or what a
         grant did not cover."""
-        table = self.query_one("#inbox", DataTable)
+        table = self.query_one("#inbox", InboxTable)
         try:
             items = cast(list[dict], await self.client.call("GET", "/api/owner/inbox"))
         except NodeUnavailable as e:
@@ -172,13 +182,23 @@ class ApprovalsPane(Pane):
         if [m["id"] for m in items] == self.inbox_ids:
             return
         self.inbox_ids = [m["id"] for m in items]
-        table.clear(columns=True)
-        table.add_columns("From", "Message", "Why it waits")
-        for m in items:
-            sender = m.get("peer_did") or m.get("npub") or m.get("from", "")
-            table.add_row(
-                *map(cell, (self.shown(sender), m.get("text", ""), m.get("why", ""))), key=m["id"]
-            )
+        table.refill(
+            ("From", "Message", "Why it waits"),
+            (
+                (
+                    m["id"],
+                    [
+                        cell(c)
+                        for c in (
+                            self.shown(m.get("peer_did") or m.get("npub") or m.get("from", "")),
+                            m.get("text", ""),
+                            m.get("why", ""),
+                        )
+                    ],
+                )
+                for m in items
+            ),
+        )
         table.border_title = f"{len(items)} messages" if items else "no messages waiting"
 
     @on(InboxTable.Remove)

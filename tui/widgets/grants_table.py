@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.binding import Binding
 
-from tui.widgets.keyed_table import KeyedTable
+from tui.keyed_table import KeyedTable
 
 
 class GrantsTable(KeyedTable):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from textual.binding import Binding
 
-from tui.widgets.keyed_table import KeyedTable
+from tui.keyed_table import KeyedTable
 
 
 class SkillsTable(KeyedTable):
