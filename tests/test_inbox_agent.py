@@ -372,9 +372,7 @@ def test_under_serve_triage_never_waits_for_the_model_and_nothing_is_lost(node, 
     assert [r.to for r in outbox.sent] == ["burst@example.org"]
 
 
-def test_a_message_discarded_while_the_model_reads_it_stays_discarded(
-    node, outbox, monkeypatch
-):
+def test_a_message_discarded_while_the_model_reads_it_stays_discarded(node, outbox, monkeypatch):
     """Under serve the owner may discard an item still "reading" (the TUI lists it at once);
     the model's reading, ending after, must neither undo that nor send a reply. The owner's
     discard is made to land while the draft is written, the moment the race needs."""
