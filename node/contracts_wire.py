@@ -90,6 +90,8 @@ def load(vault: Vault, side: str, conversation_id: str) -> Conversation | None:
 
 def save(vault: Vault, side: str, conversation: Conversation, peer: str) -> None:
     assert conversation.id is not None
+    c = conversation
+    live = [p["expiry"] for p in c.proposals.values() if p.id not in c.decided]
     vault.put_record(
         RECORD_KIND,
         f"{side}:{conversation.id}",
@@ -98,8 +100,45 @@ def save(vault: Vault, side: str, conversation: Conversation, peer: str) -> None
             "peer": peer,
             "export": conversation.export().decode(),
             "updated_at": time.time(),
+            # What `prune` reads without verifying the export again: does it settle anything
+            # (a result), may it still change (an award at work, a bid that still holds)?
+            "state": _state(c),
+            "open_until": max(live, default=0),
         },
     )
+
+
+def prune(vault: Vault, side: str, peer: str, *, keep: int) -> int:
+    """Drop the oldest of ``side``'s conversations with ``peer`` past ``keep`` that settle
+    nothing and can change no more (refused, rejected, failed, expired); those that ended
+    with a result, or are still open, stay. How many were dropped."""
+    mine = [
+        (key, record)
+        for key, record in vault.records(RECORD_KIND)
+        if record["side"] == side and record["peer"] == peer
+    ]
+    if len(mine) <= keep:
+        return 0
+    now = time.time()
+    ended = sorted(
+        (
+            (record["updated_at"], key)
+            for key, record in mine
+            if record.get("state", "result") not in ("result", "awarded")
+            and record.get("open_until", now) < now
+        ),
+    )
+    dropped = 0
+    for _, key in ended[: len(mine) - keep]:
+        dropped += vault.delete_record(RECORD_KIND, key)
+    return dropped
+
+
+def _state(c: Conversation) -> str:
+    outcome, award = c.outcome, c.award
+    if outcome is not None:
+        return outcome.performative
+    return "awarded" if award is not None else "open"
 
 
 def kept(vault: Vault, *, side: str | None = None, peer: str | None = None) -> list[dict[str, Any]]:
@@ -121,7 +160,7 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
     """One kept conversation, for `flurry contracts list`."""
     c: Conversation = record["conversation"]
     first = c.messages[0]
-    award, outcome = c.award, c.outcome
+    award = c.award
     return {
         "conversation": c.id,
         "side": record["side"],
@@ -130,13 +169,7 @@ def summary(record: dict[str, Any]) -> dict[str, Any]:
         "messages": len(c.messages),
         "seller": None if award is None else award.receiver,
         "price": None if award is None else award["price"],
-        "state": (
-            outcome.performative
-            if outcome is not None
-            else "awarded"
-            if award is not None
-            else "open"
-        ),
+        "state": _state(c),
         "late": c.late,
         "updated_at": record["updated_at"],
     }

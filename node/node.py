@@ -392,7 +392,7 @@ class Node:
         """Drop the owner's rule for ``tool``: a skill installed again starts from "ask"."""
         self.vault.delete_record(TOOL_POLICY, tool)
 
-    def _enabled_tools(self) -> dict[str, tuple[str, Tool]]:
+    def enabled_tools(self) -> dict[str, tuple[str, Tool]]:
         """tool name → (skill, tool), over every approved and enabled skill."""
         found: dict[str, tuple[str, Tool]] = {}
         for info in self.skills.list():
@@ -449,7 +449,7 @@ class Node:
     def plan_tool_call(self, request: str) -> PlannedCall | None:
         """The tool call the request asks for, if any (None: answer from the notes instead).
         This is the model's part of a tool turn; run it on the model queue."""
-        enabled = self._enabled_tools()
+        enabled = self.enabled_tools()
         offered = relevant_tools(
             self.embedder.embed, request, [tool for _, tool in enabled.values()]
         )

@@ -323,7 +323,7 @@ def test_the_node_offers_no_disabled_tool_and_refuses_a_call_to_one(node, tmp_pa
     node.set_tool_policy("read_file", "allow")
     node.set_tool_policy("upload", "allow")
     try:
-        assert set(node._enabled_tools()) == {"read_file"}
+        assert set(node.enabled_tools()) == {"read_file"}
         server.set(description=RUG_PULL, upload=True)
         node.stop_skill("files")  # the next use starts it again, and lists again
 
@@ -334,7 +334,7 @@ def test_the_node_offers_no_disabled_tool_and_refuses_a_call_to_one(node, tmp_pa
             node.run_planned(planned, lambda call: True)
         # Known changed from then on: neither is offered to the model, and a call is refused
         # with the reason before the owner would be asked.
-        assert node._enabled_tools() == {}
+        assert node.enabled_tools() == {}
         asked: list[ToolCall] = []
         turn = node.run_planned(planned, lambda call: asked.append(call) or True)
         assert not turn.ran and asked == [] and turn.decision is not None
@@ -351,7 +351,7 @@ def test_the_node_offers_no_disabled_tool_and_refuses_a_call_to_one(node, tmp_pa
         }
         accepted = owner.review_skill("files", ["read_file"], False)
         assert [c["name"] for c in accepted["review"]] == ["upload"]
-        assert set(node._enabled_tools()) == {"read_file"}
+        assert set(node.enabled_tools()) == {"read_file"}
         assert node.run_planned(planned, lambda call: True).result == "contents of a"
     finally:
         owner.remove_skill("files")

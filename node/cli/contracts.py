@@ -161,6 +161,13 @@ def list_(settings: Settings, as_json: bool) -> None:
 @click.option(
     "--expected", type=click.IntRange(1, 10**9), default=DEFAULT_POLICY["expected_seconds"]
 )
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    help="Work offered: answer (the default), infer, tool:NAME; repeat for more. The grant "
+    "must allow the same (ask, infer, tool:NAME).",
+)
 @click.pass_obj
 def policy(
     settings: Settings,
@@ -170,13 +177,15 @@ def policy(
     unit: str,
     max_open: int,
     expected: int,
+    kinds: tuple[str, ...],
 ) -> None:
-    """How this node bids on PEER_DID's calls (its grant must allow contract, and ask)."""
+    """How this node bids on PEER_DID's calls (its grant must allow contract, and what each
+    kind of work needs)."""
     with _owner(settings) as owner:
         owner.set_contract_policy(
             peer_did,
             {
-                "kinds": ["answer"],
+                "kinds": list(kinds) or ["answer"],
                 "unit": unit,
                 "fixed": fixed,
                 "per_1k_tokens": per_1k,
@@ -184,7 +193,11 @@ def policy(
                 "expected_seconds": expected,
             },
         )
-    out.print(f"{peer_did}: {fixed} + {per_1k} per 1k tokens, in {unit}", markup=False)
+    out.print(
+        f"{peer_did}: {', '.join(kinds or ['answer'])} for {fixed} + {per_1k} per 1k tokens, "
+        f"in {unit}",
+        markup=False,
+    )
 
 
 COMMANDS = [contracts]
