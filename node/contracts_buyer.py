@@ -12,8 +12,10 @@ and the outcome written to the audit log. Every message goes through the signed 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from agent import receipts
@@ -27,12 +29,15 @@ from agent.contract_net import (
     verify_export,
 )
 from node import contracts_wire as wire
+from node.contracts_seller import KINDS, is_kind
 from node.errors import OwnerError
 from node.peering import PeeringNode, send_to_peer
 from node.peers import Peer, find_peer
 
 PICKS = ("cheapest", "fastest", "ask")
 Event = Callable[[str, dict[str, Any]], None]
+# The owner's choice among the bids (their index, None: award nobody), now or later.
+Choose = Callable[[list[Checked]], "int | None | Awaitable[int | None]"]
 
 
 def _key(pick: str) -> Callable[[Checked], tuple[int, int]]:
@@ -63,12 +68,17 @@ async def delegate(
     kind: str = "answer",
     deadline: float = 60,
     pick: str = "cheapest",
-    choose: Callable[[list[Checked]], int | None] | None = None,
+    choose: Choose | None = None,
     on_event: Event | None = None,
+    conversation_id: str | None = None,
 ) -> dict[str, Any]:
-    """Delegate ``task`` to the pinned ``peers`` (names or DIDs); the outcome as a dict."""
+    """Delegate ``task`` to the pinned ``peers`` (names or DIDs); the outcome as a dict.
+    ``choose`` (with ``pick="ask"``) may answer at once or be awaited (the owner watching
+    through the API: `Delegations`)."""
     if pick not in PICKS:
         raise OwnerError(f"pick one of {', '.join(PICKS)}")
+    if not is_kind(kind):
+        raise OwnerError(f"kind: {', '.join(KINDS)} or tool:NAME, not {kind!r}")
     pinned = []
     for ref in peers:
         peer = find_peer(node.vault, ref)
@@ -80,7 +90,7 @@ async def delegate(
     emit = on_event or (lambda kind, data: None)
     keys = node.keys
     now = int(time.time())
-    cid = new_conversation_id()
+    cid = conversation_id or new_conversation_id()
     conversation = Conversation()
     until = now + max(1, int(deadline))
     terms = {
@@ -139,7 +149,9 @@ async def delegate(
     winner: Checked | None = None
     if proposals:
         if pick == "ask":
-            index = choose(proposals) if choose else None
+            emit("choose", {"bids": outcome["bids"]})
+            chosen = choose(proposals) if choose else None
+            index = await chosen if inspect.isawaitable(chosen) else chosen
             winner = proposals[index] if index is not None and 0 <= index < len(proposals) else None
         else:
             winner = proposals[0]
@@ -227,3 +239,156 @@ async def delegate(
     )
     emit("done", outcome)
     return outcome
+
+
+# --- watching a delegation through the owner API ---------------------------------------------
+
+CHOICE_SECONDS = 110  # how long a round waits for the owner's pick: within a bid's hold (120 s)
+MAX_RUNNING = 4  # delegations in flight at once, per node
+KEEP_FINISHED = 32  # finished ones still shown (the conversations themselves are kept sealed)
+
+
+@dataclass
+class Delegation:
+    """One round as the owner watches it: each peer's answer as it arrives, the bids when the
+    owner is to choose, then the outcome. ``phase``: bidding, choosing, working, done, failed."""
+
+    conversation: str
+    task: str
+    pick: str
+    phase: str = "bidding"
+    peers: dict[str, dict[str, Any]] = field(default_factory=dict)  # label → what it answered
+    bids: list[dict[str, Any]] = field(default_factory=list)
+    outcome: dict[str, Any] | None = None
+    error: str | None = None
+    choice: asyncio.Future | None = None
+    runner: asyncio.Task | None = None
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "conversation": self.conversation,
+            "task": self.task,
+            "pick": self.pick,
+            "phase": self.phase,
+            "peers": self.peers,
+            "bids": self.bids,
+            "outcome": self.outcome,
+            "error": self.error,
+        }
+
+    def on_event(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "choose":
+            self.phase, self.bids = "choosing", data["bids"]
+        elif kind == "accept":
+            self.phase = "working"
+            self.peers[data["peer"]]["answer"] = "awarded"
+        elif kind in ("propose", "refuse"):
+            message = data["message"]
+            self.peers[data["peer"]] = (
+                {
+                    "answer": "bid",
+                    "price": message["price"],
+                    "expected_seconds": message["expected_seconds"],
+                }
+                if kind == "propose"
+                else {"answer": "refused", "reason": message["reason"]}
+            )
+        elif kind == "error" and data.get("peer"):
+            self.peers[data["peer"]] = {"answer": "error", "error": data["error"]}
+
+
+class Delegations:
+    """The delegations this serving node runs for its owner, started, watched and awarded
+    through the owner API (node.owner): the TUI and `flurry delegate` while serve runs."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, Delegation] = {}
+
+    def start(
+        self,
+        node: PeeringNode,
+        task: str,
+        peers: list[str],
+        *,
+        budget: int,
+        unit: str,
+        deadline: float,
+        pick: str,
+        kind: str = "answer",
+    ) -> Delegation:
+        """Start a round in the background (on the running event loop); its id at once."""
+        running = [d for d in self._by_id.values() if d.phase not in ("done", "failed")]
+        if len(running) >= MAX_RUNNING:
+            raise OwnerError(f"{MAX_RUNNING} delegations are running already; wait for one to end")
+        if pick not in PICKS:
+            raise OwnerError(f"pick one of {', '.join(PICKS)}")
+        for ref in peers:  # a wrong name is the caller's error now, not a failed round later
+            if find_peer(node.vault, ref) is None:
+                raise OwnerError(f"no pinned peer {ref!r}")
+        if not peers:
+            raise OwnerError("name at least one pinned peer")
+        watched = Delegation(new_conversation_id(), task, pick)
+        watched.choice = asyncio.get_running_loop().create_future()
+
+        async def choose(proposals: list[Checked]) -> int | None:
+            assert watched.choice is not None
+            try:
+                did = await asyncio.wait_for(asyncio.shield(watched.choice), CHOICE_SECONDS)
+            except TimeoutError:
+                return None  # nobody chose in time: every bidder is told, no award
+            dids = [p.sender for p in proposals]
+            return dids.index(did) if did in dids else None
+
+        async def run() -> None:
+            try:
+                watched.outcome = await delegate(
+                    node,
+                    task,
+                    peers,
+                    budget=budget,
+                    unit=unit,
+                    deadline=deadline,
+                    pick=pick,
+                    kind=kind,
+                    choose=choose,
+                    on_event=watched.on_event,
+                    conversation_id=watched.conversation,
+                )
+                watched.phase = "done"
+            except Exception as error:  # shown to the owner; the node keeps serving
+                watched.phase, watched.error = "failed", f"{type(error).__name__}: {error}"
+
+        watched.runner = asyncio.ensure_future(run())
+        self._by_id[watched.conversation] = watched
+        self._forget_old()
+        return watched
+
+    def get(self, conversation: str) -> Delegation:
+        watched = self._by_id.get(conversation)
+        if watched is None:
+            raise OwnerError(
+                f"no delegation {conversation!r} on this node (finished ones are in flurry contracts list)"
+            )
+        return watched
+
+    def award(self, conversation: str, did: str | None) -> Delegation:
+        """The owner's pick: the bidder's DID, or None for nobody."""
+        watched = self.get(conversation)
+        if watched.phase != "choosing" or watched.choice is None or watched.choice.done():
+            raise OwnerError(
+                f"delegation {conversation} is not waiting for your choice ({watched.phase})"
+            )
+        if did is not None and did not in {b["did"] for b in watched.bids}:
+            raise OwnerError(f"{did} made no bid in delegation {conversation}")
+        watched.choice.set_result(did)
+        return watched
+
+    def _forget_old(self) -> None:
+        finished = [c for c, d in self._by_id.items() if d.phase in ("done", "failed")]
+        for conversation in finished[: max(0, len(finished) - KEEP_FINISHED)]:
+            del self._by_id[conversation]
+
+    async def aclose(self) -> None:
+        for watched in self._by_id.values():
+            if watched.runner is not None and not watched.runner.done():
+                watched.runner.cancel()

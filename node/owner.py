@@ -112,12 +112,15 @@ OPERATIONS: tuple[Operation, ...] = (
     # Contract Net (node.contracts_wire, _seller, _buyer): the kept conversations, the policy
     Operation("list_contracts", "GET", "/contracts"),
     Operation("set_contract_policy", "PUT", "/contracts/policy", ("did", "policy")),
+    # a delegation runs in the background: started, watched (its bids as they come), awarded
     Operation(
-        "delegate",
+        "start_delegation",
         "POST",
-        "/contracts/delegate",
-        ("task", "peers", "budget", "unit", "deadline", "pick"),
+        "/contracts/delegations",
+        ("task", "peers", "budget", "unit", "deadline", "pick", "kind"),
     ),
+    Operation("delegation", "POST", "/contracts/delegation", ("conversation",)),
+    Operation("award_delegation", "POST", "/contracts/delegation/award", ("conversation", "did")),
     # the inbox agent (node.inbox_agent): its items, drafts and the owner's rules
     Operation("inbox_items", "GET", "/inbox/items"),
     Operation("inbox_item", "POST", "/inbox/item", ("id",)),
@@ -169,9 +172,18 @@ class Owner(Protocol):
     def usage(self, peer: str | None, days: int) -> dict: ...
     def list_contracts(self) -> list[dict]: ...
     def set_contract_policy(self, did: str, policy: dict) -> dict: ...
-    async def delegate(
-        self, task: str, peers: list[str], budget: int, unit: str, deadline: int, pick: str
+    async def start_delegation(
+        self,
+        task: str,
+        peers: list[str],
+        budget: int,
+        unit: str,
+        deadline: int,
+        pick: str,
+        kind: str,
     ) -> dict: ...
+    async def delegation(self, conversation: str) -> dict: ...
+    async def award_delegation(self, conversation: str, did: str | None) -> dict: ...
     def inbox_items(self) -> list[dict]: ...
     def inbox_item(self, item_id: str) -> dict: ...
     def approve_draft(self, item_id: str, body: str | None) -> dict: ...
@@ -185,6 +197,7 @@ class Owner(Protocol):
 class LocalOwner:
     def __init__(self, node: Node) -> None:
         self.node = node
+        self.delegations = contracts_buyer.Delegations()  # rounds the owner watches (serve)
 
     def add_grant(self, grant: dict) -> None:
         ed25519_public_from_did_key(grant["did"])  # refuse a malformed DID before storing anything
@@ -421,14 +434,42 @@ class LocalOwner:
         except ValueError as error:
             raise OwnerError(f"contract policy: {error}") from None
 
-    async def delegate(
-        self, task: str, peers: list[str], budget: int, unit: str, deadline: int, pick: str
+    async def start_delegation(
+        self,
+        task: str,
+        peers: list[str],
+        budget: int,
+        unit: str,
+        deadline: int,
+        pick: str,
+        kind: str,
     ) -> dict:
-        if pick == "ask":
-            raise OwnerError("--pick ask needs the terminal: run it where the node is not serving")
-        return await contracts_buyer.delegate(
-            self.node, task, peers, budget=budget, unit=unit, deadline=deadline, pick=pick
-        )
+        """Start a round (node.contracts_buyer.Delegations); watch it with `delegation`."""
+        if not isinstance(task, str) or not task.strip():
+            raise OwnerError("say what the task is")
+        if not isinstance(peers, list) or not all(isinstance(p, str) for p in peers):
+            raise OwnerError("peers is a list of pinned peers' names or DIDs")
+        for name, value in (("budget", budget), ("deadline", deadline)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise OwnerError(f"{name} is a whole number")
+        return self.delegations.start(
+            self.node,
+            task,
+            peers,
+            budget=budget,
+            unit=str(unit),
+            deadline=deadline,
+            pick=str(pick),
+            kind=str(kind),
+        ).view()
+
+    # Both on the event loop (async), where the round runs: its state is changed only there.
+    async def delegation(self, conversation: str) -> dict:
+        return self.delegations.get(str(conversation)).view()
+
+    async def award_delegation(self, conversation: str, did: str | None) -> dict:
+        """Award the round to the bidder ``did``, or to nobody (None)."""
+        return self.delegations.award(str(conversation), did or None).view()
 
     # --- the inbox agent (node.inbox_agent) ----------------------------------------------
 

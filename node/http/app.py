@@ -78,6 +78,7 @@ def create_app(
         await asyncio.to_thread(app.state.nostr.stop)
         await asyncio.to_thread(node.inbox.stop_reading)
         await app.state.a2a.aclose()  # stops the peers' running tasks and their model jobs
+        await app.state.owner.delegations.aclose()  # the owner's rounds still bidding
         app.state.model_queue.close()
         if on_stop:
             on_stop()

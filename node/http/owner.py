@@ -38,6 +38,8 @@ OPTIONAL = {
     ("add_peer", "name"): "",
     ("approve_draft", "body"): None,  # the draft as the agent wrote it
     ("inbox_digest", "since"): 24 * 3600,
+    ("award_delegation", "did"): None,  # award nobody
+    ("start_delegation", "kind"): "answer",
 }
 
 

@@ -1,5 +1,5 @@
 """The app's small screens, one per module: help, a line of text, yes/no, the permission
-review, the tool policy, a changed tool's review, a secret shown once. Each answers by dismissing with a value."""
+review, the tool policy, a changed tool's review, a secret shown once, a delegation as it runs. Each answers by dismissing with a value."""
 
 from tui.screens.ask_text import AskText
 from tui.screens.confirm import Confirm
@@ -9,6 +9,7 @@ from tui.screens.permission_review import PermissionReview
 from tui.screens.show_secret import ShowSecret
 from tui.screens.tool_policy import ToolPolicy
 from tui.screens.tool_review import ToolReview
+from tui.screens.watch_delegation import WatchDelegation
 
 __all__ = [
     "AskText",
@@ -19,4 +20,5 @@ __all__ = [
     "ShowSecret",
     "ToolPolicy",
     "ToolReview",
+    "WatchDelegation",
 ]

@@ -34,6 +34,7 @@ HELP = """\
 | **A** / **E** / **D** | agent's drafts | send the draft / edit it first (**Ctrl+S** sends) / discard it |
 | **Del** | inbox | remove a peer's message |
 | **N** / **Del** | identity: peers, tokens | add a peer by URL, make a token / revoke a token, withdraw a grant |
+| **N** | identity: contracts | delegate a task to your pinned peers: watch the bids, **Enter** awards one, **N** nobody |
 
 Errors show as notifications with the reason; nothing you typed is lost.
 """

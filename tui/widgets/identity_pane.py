@@ -9,11 +9,15 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
 from tui.format import cell
-from tui.screens import AskText, Confirm, ShowSecret
+from tui.screens import AskText, Confirm, ShowSecret, WatchDelegation
+from tui.widgets.contracts_table import ContractsTable
 from tui.widgets.grants_table import GrantsTable
 from tui.widgets.pane import Pane
 from tui.widgets.peers_table import PeersTable
 from tui.widgets.tokens_table import TokensTable
+
+DELEGATE_BUDGET = 100  # credits: the TUI's terms for a delegation (the CLI sets its own)
+DELEGATE_SECONDS = 15  # the bidding window
 
 
 class IdentityPane(Pane):
@@ -25,7 +29,7 @@ class IdentityPane(Pane):
             yield PeersTable(id="peers", cursor_type="row")
             yield GrantsTable(id="grants", cursor_type="row")
             yield TokensTable(id="tokens", cursor_type="row")
-            yield DataTable(id="contracts", cursor_type="row")
+            yield ContractsTable(id="contracts", cursor_type="row")
 
     @on(PeersTable.Add)
     def add_peer(self) -> None:
@@ -38,6 +42,47 @@ class IdentityPane(Pane):
 
         self.app.push_screen(
             AskText("A peer node's URL (its agent card is fetched and checked):"), given
+        )
+
+    @on(ContractsTable.Delegate)
+    def delegate(self) -> None:
+        """A task for every pinned peer, bids watched and awarded by the owner (WatchDelegation)."""
+
+        async def asked(task: str | None) -> None:
+            if not task:
+                return
+            peers = await self.api("GET", "/api/owner/peers")
+            if not peers:
+                if peers is not None:
+                    self.notify("pin a peer first (N on the peers table)", severity="warning")
+                return
+            started = await self.api(
+                "POST",
+                "/api/owner/contracts/delegations",
+                {
+                    "task": task,
+                    "peers": [p["did"] for p in peers],
+                    "budget": DELEGATE_BUDGET,
+                    "unit": "credits",
+                    "deadline": DELEGATE_SECONDS,
+                    "pick": "ask",
+                },
+            )
+            if started is not None:
+
+                async def closed(_: None) -> None:
+                    await self.refresh_data()
+
+                self.app.push_screen(
+                    WatchDelegation(self.client, started["conversation"], self.shown), closed
+                )
+
+        self.app.push_screen(
+            AskText(
+                f"A task for your pinned peers (budget {DELEGATE_BUDGET} credits, bids for "
+                f"{DELEGATE_SECONDS} s; you choose the winner):"
+            ),
+            asked,
         )
 
     @on(TokensTable.Add)
