@@ -141,6 +141,9 @@ class Answer:
     grounded: bool = False
     dropped: list[str] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)  # what the model read, best first
+    # Which model wrote it when that is worth saying: a remote one, or the local one standing
+    # in for it (agent.remote_model.FailoverChatModel.last_used); None for the local model.
+    model: str | None = None
     first_piece_at: float | None = None  # time.perf_counter() of the first piece, for benchmarks
     # The model's run, token-exact (agent.generation), when the conversation records it (a
     # peer's answer, for its receipt) and the model wrote something; None otherwise.
@@ -225,6 +228,7 @@ class Conversation:
         self._record({"role": "user", "content": question, "at": time.time()})
 
         def done(answer: Answer) -> None:
+            answer.model = getattr(self._model, "last_used", None)
             self.turns.append((question, answer.sources, answer.text))
             message = {
                 "role": "assistant",
@@ -471,6 +475,7 @@ def answer_events(answer: Answer, *, owner: bool) -> Iterator[dict]:
             "grounded": answer.grounded,
             "sources": sources,
             "dropped": answer.dropped,
+            **({"model": answer.model} if answer.model else {}),
         }
     else:
         sources = [s.for_peer() for s in answer.sources if s.quote]

@@ -26,7 +26,7 @@ import llama_cpp
 import numpy as np
 
 from agent.errors import AgentError
-from agent.runtime import ChatModel
+from agent.remote_model import ChatBackend
 
 NONE = "none"
 # Strings without a maxLength of their own get this one in the grammar. Without it the small
@@ -155,7 +155,7 @@ def validate_call(call: ToolCall, tools: list[Tool]) -> None:
         raise ToolCallError(f"invalid call {call}: {e.message}") from e
 
 
-def choose_tool(model: ChatModel, question: str, tools: list[Tool]) -> ToolCall | None:
+def choose_tool(model: ChatBackend, question: str, tools: list[Tool]) -> ToolCall | None:
     """The tool the model picks for ``question`` with its arguments; None when it picks none.
 
     Greedy (temperature 0), so the same request gets the same call on the same llama.cpp
@@ -231,7 +231,7 @@ class ToolTurn:
 
 
 def run_tool_turn(
-    model: ChatModel,
+    model: ChatBackend,
     question: str,
     tools: list[Tool],
     policy: ToolPolicy,

@@ -81,8 +81,8 @@ def main(per_peer: int = 100, peers: int = 3) -> None:
             )
         )
         asyncio.run(LocalOwner(a).add_peer(url, "b"))
-    model = b.chat_model.path  # loaded once before the clock starts
-    digest = b.chat_model.model_sha256
+    model = b.local_chat_model.path  # loaded once before the clock starts
+    digest = b.local_chat_model.model_sha256
     outcomes: dict[str, int] = {}
     lock = threading.Lock()
 

@@ -240,7 +240,7 @@ def _bid(node: SellerNode, cfp: Checked, grant: Grant | None, now: int) -> dict[
         {
             "price": {"amount": price, "unit": policy["unit"]},
             "expected_seconds": policy["expected_seconds"],
-            "model_sha256": node.chat_model.model_sha256,
+            "model_sha256": node.local_chat_model.model_sha256,
             "skills": skills,
             "expiry": now + BID_TTL,
         },

@@ -82,7 +82,7 @@ class InferNode(Protocol):
     keys: UnlockedKeyring
 
     @property
-    def chat_model(self) -> ChatModel: ...
+    def local_chat_model(self) -> ChatModel: ...
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,7 @@ class InferJob:
             if self._released:
                 return
             self._started = True
-        model = self.node.chat_model
+        model = self.node.local_chat_model
         llm = model.llama
         limit = self.request.max_tokens
         assert limit is not None  # prepare() resolved the default against the grant's cap
@@ -344,7 +344,7 @@ def prepare(
     messages = check_messages(request.messages)
     max_tokens, temperature = check_settings(request.max_tokens, request.temperature, grant)
     with _load_lock:  # the first request loads the model; two at once would load it twice
-        model = node.chat_model
+        model = node.local_chat_model
     try:
         tokens = model.prompt_tokens(messages)
     except AgentError as e:  # a model without a chat template cannot take chat prompts

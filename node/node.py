@@ -15,14 +15,15 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import get_args
+from typing import cast, get_args
 
 from agent.answer import Conversation, Source
 from agent.approvals import Approvals, Pending
 from agent.audit import AuditLog
 from agent.embedding import Embedder
 from agent.grants import Grants
-from agent.models import resolve_model
+from agent.models import DEFAULT_CHAT_MODEL, resolve_model
+from agent.remote_model import ChatBackend, FailoverChatModel, RemoteChatModel
 from agent.runtime import ChatModel, default_threads
 from agent.tokens import Tokens
 from agent.tools import (
@@ -40,6 +41,7 @@ from agent.tools import (
 from identity.did_key import verification_method_id
 from identity.keyring import Keyring, UnlockedKeyring
 from identity.recovery_code import RecoveryCode
+from node import remote_models
 from node.home import Config, Home, HomeError, HomeLock, describe_file, private_files, runtime_dir
 from node.inbox_agent import InboxAgent, NostrChannel
 from node.rotation import previous_node_dids, record_rotations
@@ -109,7 +111,8 @@ class Node:
         if added or removed:
             self.indexes.save()
         self._embedder: Embedder | None = None
-        self._chat_model: ChatModel | None = None
+        self._chat_model: ChatBackend | None = None
+        self._local_chat_model: ChatModel | None = None  # beside a remote one (local_chat_model)
         self.grants = Grants(self.vault)
         self.tokens = Tokens(self.vault)
         self.audit = AuditLog(
@@ -267,13 +270,71 @@ class Node:
             )
 
     @property
-    def chat_model(self) -> ChatModel:
+    def chat_model(self) -> ChatBackend:
+        """The model the owner's own work uses (answers, chat, tool calls, /v1, the inbox
+        agent): the configured one; with ``remote:NAME`` that server, the local model behind it
+        while it is down (agent.remote_model.FailoverChatModel)."""
         if self._chat_model is None:
-            path = resolve_model(self.config.chat_model, self.home.models, self._say)
-            self._chat_model = ChatModel(
-                path, n_ctx=self.config.n_ctx, n_gpu_layers=self.config.n_gpu_layers
-            )
+            if self.config.chat_model.startswith(remote_models.PREFIX):
+                remote, _ = remote_models.find(self.vault, self.config.chat_model)
+                failover = FailoverChatModel(
+                    RemoteChatModel(remote, n_ctx=self.config.n_ctx),
+                    lambda: self.local_chat_model,
+                    local_n_ctx=self.config.n_ctx,
+                )
+                self._say(
+                    f"Your questions go to {failover.name} ({remote.url}): the question and the "
+                    "notes it draws on leave this box for that server."
+                )
+                why = (
+                    failover.check()
+                )  # at start: a server that is down is known before the first question
+                if why is not None:
+                    self._say(
+                        f"{failover.name} does not answer ({why}): the local model answers meanwhile."
+                    )
+                self._chat_model = failover
+            else:
+                self._chat_model = self._load_chat_model(self.config.chat_model)
         return self._chat_model
+
+    @property
+    def local_chat_model(self) -> ChatModel:
+        """The model in this process: what must be token-exact (receipts, metered inference,
+        work under contract) and, unless the owner allows their remote for peers, every peer's
+        question. The configured model; the default one when the configured model is remote."""
+        if not self.config.chat_model.startswith(remote_models.PREFIX):
+            return cast(ChatModel, self.chat_model)
+        if self._local_chat_model is None:
+            self._local_chat_model = self._load_chat_model(DEFAULT_CHAT_MODEL)
+        return self._local_chat_model
+
+    def _load_chat_model(self, name: str) -> ChatModel:
+        path = resolve_model(name, self.home.models, self._say)
+        return ChatModel(path, n_ctx=self.config.n_ctx, n_gpu_layers=self.config.n_gpu_layers)
+
+    def _where_prompts_go(self) -> dict:
+        """What leaves the node with the configured chat model (`flurry status`)."""
+        if not self.config.chat_model.startswith(remote_models.PREFIX):
+            return {"to": "this box", "leaves": "nothing"}
+        remote, allow_peers = remote_models.find(self.vault, self.config.chat_model)
+        return {
+            "to": f"{remote_models.PREFIX}{remote.name}",
+            "url": remote.url,
+            "leaves": "each question of yours and the notes it draws on",
+            "peers": "the remote too, without a receipt" if allow_peers else "the local model",
+            "fallback": DEFAULT_CHAT_MODEL,
+        }
+
+    def model_for(self, peer: str | None) -> ChatBackend:
+        """The model that answers ``peer``'s questions (None: the owner's)."""
+        if peer is None or peer == self.keys.owner_did:
+            return self.chat_model
+        if self.config.chat_model.startswith(remote_models.PREFIX):
+            _, allow_peers = remote_models.find(self.vault, self.config.chat_model)
+            if not allow_peers:
+                return self.local_chat_model
+        return self.chat_model
 
     # --- what the owner does -------------------------------------------------------------
 
@@ -357,13 +418,15 @@ class Node:
         def retrieve(question: str, k: int) -> list[Source]:
             return self.retrieve(question, k, self.peer_tags(peer) if peer is not None else tags)
 
+        model = self.model_for(peer)
         return Conversation(
-            self.chat_model,
+            model,
             retrieve,
             record=lambda message: self.vault.append_message(conv_id, message),
             grounded=grounded,
             embed=lambda texts: self.embedder.embed(texts),
-            recorded=recorded,
+            # A remote reply cannot be recorded token by token: no receipt for it.
+            recorded=recorded and hasattr(model, "stream_recorded"),
         )
 
     def peer_tags(self, did: str) -> frozenset[str] | None:
@@ -508,6 +571,7 @@ class Node:
             "owner_did": self.keys.owner_did,
             "node_did": self.keys.node_did,
             "chat_model": self.config.chat_model,
+            "prompts": self._where_prompts_go(),
             "embedding_model": self.config.embedding_model,
             "models_dir": str(self.home.models),
             "documents": documents,

@@ -23,7 +23,14 @@ from agent.inbox_policy import DEFAULT_PER_DAY
 from agent.tools import ToolPolicy
 from identity.did_key import ed25519_public_from_did_key
 from identity.nostr_key import parse_public_key
-from node import contracts_buyer, contracts_seller, contracts_wire, skill_install, skill_search
+from node import (
+    contracts_buyer,
+    contracts_seller,
+    contracts_wire,
+    remote_models,
+    skill_install,
+    skill_search,
+)
 from node.errors import NotFound, OwnerError
 from node.infer import infer_at_peer
 from node.ledger import usage as ledger_usage
@@ -121,6 +128,12 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation("delegation", "POST", "/contracts/delegation", ("conversation",)),
     Operation("award_delegation", "POST", "/contracts/delegation/award", ("conversation", "did")),
+    # remote chat models (node.remote_models): OpenAI-compatible servers, their keys sealed
+    Operation(
+        "add_remote_model", "POST", "/models/remote", ("name", "url", "model", "key", "allow_peers")
+    ),
+    Operation("list_remote_models", "GET", "/models/remote"),
+    Operation("remove_remote_model", "POST", "/models/remote/remove", ("name",), returns="removed"),
     # the inbox agent (node.inbox_agent): its items, drafts and the owner's rules
     Operation("inbox_items", "GET", "/inbox/items"),
     Operation("inbox_item", "POST", "/inbox/item", ("id",)),
@@ -184,6 +197,11 @@ class Owner(Protocol):
     ) -> dict: ...
     async def delegation(self, conversation: str) -> dict: ...
     async def award_delegation(self, conversation: str, did: str | None) -> dict: ...
+    def add_remote_model(
+        self, name: str, url: str, model: str, key: str | None, allow_peers: bool
+    ) -> dict: ...
+    def list_remote_models(self) -> list[dict]: ...
+    def remove_remote_model(self, name: str) -> bool: ...
     def inbox_items(self) -> list[dict]: ...
     def inbox_item(self, item_id: str) -> dict: ...
     def approve_draft(self, item_id: str, body: str | None) -> dict: ...
@@ -470,6 +488,25 @@ class LocalOwner:
     async def award_delegation(self, conversation: str, did: str | None) -> dict:
         """Award the round to the bidder ``did``, or to nobody (None)."""
         return self.delegations.award(str(conversation), did or None).view()
+
+    # --- remote chat models (node.remote_models) -------------------------------------------
+
+    def add_remote_model(
+        self, name: str, url: str, model: str, key: str | None, allow_peers: bool
+    ) -> dict:
+        return remote_models.add(
+            self.node.vault, str(name), str(url), str(model or ""), key, bool(allow_peers)
+        )
+
+    def list_remote_models(self) -> list[dict]:
+        return remote_models.listed(self.node.vault)
+
+    def remove_remote_model(self, name: str) -> bool:
+        if self.node.config.chat_model == remote_models.PREFIX + str(name):
+            raise OwnerError(
+                f"{name} is the chat model in use: `flurry models use chat …` another first"
+            )
+        return remote_models.remove(self.node.vault, str(name))
 
     # --- the inbox agent (node.inbox_agent) ----------------------------------------------
 

@@ -35,6 +35,7 @@ from node.rotation import RotationRefused, card_rotations, follow
 from store.vault import Vault
 
 if TYPE_CHECKING:
+    from agent.remote_model import ChatBackend
     from agent.runtime import ChatModel
 
 
@@ -48,7 +49,10 @@ class PeeringNode(Protocol):
     grants: Grants
 
     @property
-    def chat_model(self) -> ChatModel: ...
+    def chat_model(self) -> ChatBackend: ...  # the owner's (the inbox agent's drafts)
+
+    @property
+    def local_chat_model(self) -> ChatModel: ...  # in process: token-exact, receipts
 
     def conversation(
         self,
@@ -137,7 +141,7 @@ class AnswerWork:
                     peer=self.caller,
                     direction="served",
                     channel=self.channel,
-                    model=self.node.chat_model.path.name,
+                    model=self.node.local_chat_model.path.name,
                     model_sha256=generation.model_sha256,
                     prompt_tokens=len(generation.prompt_tokens),
                     completion_tokens=len(generation.output_tokens),

@@ -155,6 +155,7 @@ def ask(settings: Settings, question: str, as_json: bool, k: int) -> None:
                         "grounded": bool(done.get("grounded", False)),
                         "sources": sources,
                         **({"tool": tool} if tool else {}),
+                        **({"model": done["model"]} if done.get("model") else {}),
                     }
                 )
             )
@@ -182,6 +183,8 @@ def _print_answer(events: Iterator[dict]) -> None:
         elif event["type"] == "done":
             sources = event.get("sources", sources)
             dropped = event.get("dropped", [])
+            if event.get("model"):  # a remote model wrote it, or the local one stood in
+                err.print(f"(answered by {event['model']})", style="dim", markup=False)
     sys.stdout.write("\n")
     for sentence in dropped:
         out.print(

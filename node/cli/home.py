@@ -188,6 +188,15 @@ def status(settings: Settings, as_json: bool) -> None:
     out.print(
         f"chat model {info['chat_model']}   embeddings {info['embedding_model']}   ({info['models_dir']})"
     )
+    prompts = info["prompts"]
+    if prompts["to"] == "this box":
+        out.print("prompts    stay on this box (the model runs in this process)")
+    else:
+        out.print(
+            f"prompts    go to {prompts['to']} ({prompts['url']}): {prompts['leaves']}; "
+            f"peers' questions: {prompts['peers']}; while it is down: {prompts['fallback']}",
+            markup=False,
+        )
     out.print(f"documents  {info['documents']}   chunks {info['chunks']}")
     out.print(
         f"index      {index['vectors']} vectors, {index['lexical']} lexical entries, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -25,8 +26,11 @@ from agent.models import (
 )
 from agent.pull import pull, read_record
 from agent.recommend import describe, probe, recommend
+from node import remote_models
 from node.cli.common import (
     Settings,
+    _done,
+    _owner,
     err,
     out,
 )
@@ -220,10 +224,21 @@ def models_recommend() -> None:
 @click.argument("model")
 @click.pass_obj
 def models_use(settings: Settings, kind: str, model: str) -> None:
-    """Use a default or pulled model, a file in the models folder, or your own GGUF file."""
+    """Use a default or pulled model, a file in the models folder, your own GGUF file, or (for
+    chat) remote:NAME, a server added with `flurry models remote add`."""
     settings.home.require()
     folder = settings.home.models
-    if model in HUB_CATALOG:
+    if model.startswith(remote_models.PREFIX):
+        if kind != "chat":
+            raise click.ClickException("a remote server answers chat; embeddings stay on this box")
+        with _owner(settings) as owner:
+            names = [r["name"] for r in owner.list_remote_models()]
+        if model.removeprefix(remote_models.PREFIX) not in names:
+            raise click.ClickException(
+                f"no remote model {model!r} ({', '.join(names) or 'none added'}): "
+                "add it with `flurry models remote add NAME URL`"
+            )
+    elif model in HUB_CATALOG:
         resolve_model(
             model, folder
         )  # refuses a model not pulled yet, with the command that pulls it
@@ -242,8 +257,83 @@ def models_use(settings: Settings, kind: str, model: str) -> None:
     setattr(config, f"{kind}_model", model)
     settings.home.save_config(config)
     out.print(f"{kind} model: {model}", markup=False)
+    if model.startswith(remote_models.PREFIX):
+        out.print(
+            "Your questions and the notes they draw on will go to that server; peers' questions "
+            "stay with the local model unless you added it with --allow-peers.",
+            markup=False,
+        )
     if settings.home.running_node():
         out.print("flurry serve is running: restart it to load the new model", markup=False)
+
+
+@models.group("remote")
+def models_remote() -> None:
+    """OpenAI-compatible servers on other boxes (llama-server, vLLM, Ollama, LM Studio)."""
+
+
+@models_remote.command("add")
+@click.argument("name")
+@click.argument("url")
+@click.option("--model", default="", help="The model's name on that server (default: its choice).")
+@click.option(
+    "--key-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A file holding the server's API key; the key is kept sealed in the vault.",
+)
+@click.option(
+    "--allow-peers",
+    is_flag=True,
+    help="Peers' questions go there too (without a receipt); by default the local model answers them.",
+)
+@click.pass_obj
+def models_remote_add(
+    settings: Settings, name: str, url: str, model: str, key_file: Path | None, allow_peers: bool
+) -> None:
+    """Name a server: `flurry models use chat remote:NAME` then sends your prompts there."""
+    key = None
+    if key_file is not None:
+        if key_file.stat().st_size > remote_models.MAX_KEY_CHARS:
+            raise click.ClickException(f"{key_file} is too large to hold an API key")
+        key = key_file.read_text(errors="replace").strip()
+    with _owner(settings) as owner:
+        added = _done(owner.add_remote_model(name, url, model, key, allow_peers))
+    out.print(
+        f"remote:{added['name']}  {added['url']}"
+        + (f"  model {added['model']}" if added["model"] else "")
+        + ("  key sealed" if added["key"] else "")
+        + ("  peers too" if added["allow_peers"] else ""),
+        markup=False,
+    )
+    out.print(f"use it: flurry models use chat remote:{added['name']}", markup=False)
+
+
+@models_remote.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def models_remote_list(settings: Settings, as_json: bool) -> None:
+    with _owner(settings) as owner:
+        found = owner.list_remote_models()
+    if as_json:
+        click.echo(json.dumps(found))
+        return
+    if not found:
+        out.print("no remote models: flurry models remote add NAME URL")
+    for r in found:
+        out.print(
+            f"remote:{r['name']}  {r['url']}  model {r['model'] or '(the server’s)'}  "
+            f"key {r['key'] or 'none'}  peers {'yes' if r['allow_peers'] else 'no'}",
+            markup=False,
+        )
+
+
+@models_remote.command("remove")
+@click.argument("name")
+@click.pass_obj
+def models_remote_remove(settings: Settings, name: str) -> None:
+    with _owner(settings) as owner:
+        removed = owner.remove_remote_model(name)
+    out.print(f"removed remote:{name}" if removed else f"no remote model {name!r}", markup=False)
 
 
 COMMANDS = (models,)

@@ -28,6 +28,7 @@ SERVED_HERE = (
     "/approvals",
     "/inbox/",
     "/contracts",  # Contract Net (node.contracts_*)
+    "/models/remote",  # remote chat models (node.remote_models)
 )
 
 # Fields a hand-made request may leave out (the command line sends every field), and their value then.
@@ -40,6 +41,9 @@ OPTIONAL = {
     ("inbox_digest", "since"): 24 * 3600,
     ("award_delegation", "did"): None,  # award nobody
     ("start_delegation", "kind"): "answer",
+    ("add_remote_model", "model"): "",
+    ("add_remote_model", "key"): None,
+    ("add_remote_model", "allow_peers"): False,
 }
 
 
