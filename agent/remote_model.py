@@ -125,6 +125,7 @@ class RemoteChatModel:
         self.system_fingerprint: str | None = None
         self.served_model: str | None = None
         self._schema_style = "json_schema"  # the OpenAI form first; llama_cpp.server's after
+        self._llama_fields = True  # until a server refuses them (stream)
 
     @property
     def name(self) -> str:
@@ -170,13 +171,27 @@ class RemoteChatModel:
             **self._body(messages, max_tokens, temperature),
             "stream": True,
             "stream_options": {"include_usage": True},
-            "repeat_penalty": repeat_penalty,  # llama.cpp's servers read it; others ignore it
         }
+        if self._llama_fields:
+            # llama.cpp's servers read these (the same repetition penalty as in process, and
+            # the KV cache kept for the next turn's shared prefix); a strict server refuses
+            # unknown fields: then they are left out from then on.
+            body |= {"repeat_penalty": repeat_penalty, "cache_prompt": True}
         self.last_finish_reason = None
         usage: dict[str, Any] = {}
         pieces = 0
         try:
             with self._http.stream("POST", "/chat/completions", json=body) as response:
+                if response.status_code in (400, 422) and self._llama_fields:
+                    self._llama_fields = False
+                    response.close()
+                    yield from self.stream(
+                        messages,
+                        max_tokens=max_tokens,
+                        temperature=temperature,
+                        repeat_penalty=repeat_penalty,
+                    )
+                    return
                 _raise_for(response, read=True)
                 for line in response.iter_lines():
                     if not line.startswith("data:"):

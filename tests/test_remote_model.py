@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import PASSPHRASE, Served, free_port, new_node, write_corpus
+from fastapi import Request  # resolved at module level: the strict server's handler takes one
 
 from agent.grants import Grant
 from agent.remote_model import FailoverChatModel, RemoteChatModel, RemoteUnavailable
@@ -235,3 +236,74 @@ def test_the_command_line(box, cli, tmp_path) -> None:
     )
     asked = json.loads(cli("ask", QUESTION, "--json").stdout.splitlines()[-1])
     assert "TAP" in asked["answer"] and asked["model"] == "remote:box"
+
+
+def test_a_strict_server_gets_only_openais_fields(tmp_path) -> None:
+    """A hosted API refuses fields it does not know (OpenAI answers 400); llama.cpp's
+    `repeat_penalty` and `cache_prompt` are then left out, and its `json_schema` form is used.
+    The strict server is a stand-in for such an API (the edge of the world: a service on the
+    internet), a real HTTP server on loopback that checks each request as that API does."""
+    import threading
+
+    import uvicorn
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse, StreamingResponse
+
+    known = {
+        "model",
+        "messages",
+        "max_tokens",
+        "temperature",
+        "stream",
+        "stream_options",
+        "response_format",
+    }
+    seen: list[dict] = []
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def completions(request: Request):
+        body = await request.json()
+        seen.append(body)
+        unknown = set(body) - known
+        if unknown:
+            return JSONResponse({"error": f"Unrecognized request argument: {sorted(unknown)}"}, 400)
+        if body.get("stream"):
+            chunks = [
+                {"choices": [{"delta": {"content": "o"}, "finish_reason": None}]},
+                {"choices": [{"delta": {"content": "k"}, "finish_reason": "stop"}]},
+                {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}},
+            ]
+            lines = [f"data: {json.dumps(c)}\n\n" for c in chunks] + ["data: [DONE]\n\n"]
+            return StreamingResponse(iter(lines), media_type="text/event-stream")
+        assert body["response_format"]["type"] == "json_schema"
+        message = {"role": "assistant", "content": '{"text": "x"}'}
+        return {
+            "choices": [{"message": message, "finish_reason": "stop"}],
+            "system_fingerprint": "fp_1",
+        }
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        from agent.remote_model import Remote
+
+        model = RemoteChatModel(Remote("strict", f"http://127.0.0.1:{port}"))
+        assert "".join(model.stream([{"role": "user", "content": "hi"}])) == "ok"
+        assert "repeat_penalty" in seen[0] and "repeat_penalty" not in seen[1]
+        assert model.last_tokens_generated == 2 and model.last_finish_reason == "stop"
+        "".join(model.stream([{"role": "user", "content": "again"}]))
+        assert "cache_prompt" not in seen[-1]  # remembered: asked once, not every time
+        schema = {"type": "object", "properties": {"text": {"type": "string"}}}
+        assert (
+            model.complete([{"role": "user", "content": "x"}], schema=schema, max_tokens=8)
+            == '{"text": "x"}'
+        )
+        assert model.system_fingerprint == "fp_1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
