@@ -23,11 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.errors import AgentError
-
-
-class ModelError(AgentError):
-    """A model could not be fetched, verified or found; the message says what to do."""
+# ModelError lives in agent.errors so that a module this one imports can raise it too; it is
+# still agent.models.ModelError to every caller.
+from agent.errors import ModelError
 
 
 @dataclass(frozen=True)
