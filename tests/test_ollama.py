@@ -280,3 +280,38 @@ def test_older_ollamas_blob_names_and_a_missing_folder(ollama: Path, monkeypatch
     assert models_folder() is None  # OLLAMA_MODELS set: no other folder is looked at
     with pytest.raises(ModelError, match="is not a folder"):
         resolve_model("ollama:smollm2", tmp_path, say=lambda line: None)
+
+
+def test_the_doctor_checks_an_ollama_blob_against_its_name(
+    ollama: Path, models_dir: Path, tmp_path, monkeypatch
+):
+    from node import doctor
+    from node.home import Home
+
+    monkeypatch.setenv("FLURRY_MODELS", str(tmp_path / "models"))
+    home = Home(tmp_path / "home")
+    home.root.mkdir()
+    home.keyring.write_text("{}")  # a home, as far as the doctor looks: it opens nothing sealed
+    config = home.load_config()
+    config.chat_model = "ollama:smollm2:135m"
+    home.save_config(config)
+    (check,) = [c for c in doctor.check_models(home) if c.name == "chat model"]
+    assert check.status == "OK" and "matches its name in Ollama's manifest" in check.detail
+
+    # A blob whose content is not what its name says (the same GGUF under another digest).
+    wrong = "ab" * 32
+    link_gguf(ollama, models_dir / SMOLLM.filename, wrong)
+    size = (ollama / "blobs" / f"sha256-{wrong}").stat().st_size
+    write_manifest(
+        ollama, "registry.ollama.ai/library/renamed/latest", digest=f"sha256:{wrong}", size=size
+    )
+    config.chat_model = "ollama:renamed"
+    home.save_config(config)
+    (check,) = [c for c in doctor.check_models(home) if c.name == "chat model"]
+    assert check.status == "FAIL" and "does NOT match" in check.detail
+    assert "ollama pull" in check.fix
+
+    config.chat_model = "ollama:nothing:here"
+    home.save_config(config)
+    (check,) = [c for c in doctor.check_models(home) if c.name == "chat model"]
+    assert check.status == "FAIL" and "Ollama has no nothing:here" in check.detail
