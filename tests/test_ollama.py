@@ -163,6 +163,10 @@ def test_the_command_line_uses_and_lists_ollamas_models(cli, ollama: Path, env: 
     listing = cli("models").stdout
     assert "ollama:broken:latest  not usable" in listing and "ollama:smollm2:135m" in listing
 
+    # An Ollama folder without models says so.
+    env["OLLAMA_MODELS"] = str(ollama.parent)
+    assert "none yet (`ollama pull NAME`)" in cli("models").stdout
+
     # Without Ollama there is no section, and the configured model says it is gone.
     env["OLLAMA_MODELS"] = str(ollama.parent / "no-such-folder")
     listing = cli("models").stdout

@@ -99,7 +99,10 @@ def models(ctx: click.Context) -> None:
             f"Ollama's, in {ollama_folder} (flurry models use chat ollama:NAME; no copy):",
             markup=False,
         )
-        for ollama_name, found in list_ollama_models(ollama_folder):
+        ollama_models = list_ollama_models(ollama_folder)
+        if not ollama_models:
+            out.print("  none yet (`ollama pull NAME`)", markup=False)
+        for ollama_name, found in ollama_models:
             name = OLLAMA_PREFIX + ollama_name
             listed.add(name)
             if isinstance(found, ModelError):
