@@ -41,9 +41,10 @@ GGUF_MAGIC = b"GGUF"
 
 # Ollama's own name rules, a little narrower: one folder name each, never "." or "..", no
 # separator (a host may carry a port: localhost:5000).
-_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,79}$")
-_HOST = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}(:[0-9]{1,5})?$")
-_DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
+# Matched with fullmatch: "$" would let a trailing newline through.
+_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,79}")
+_HOST = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}(:[0-9]{1,5})?")
+_DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 
 
 @dataclass(frozen=True)
@@ -72,13 +73,13 @@ def find_model(name: str, folder: Path | None = None) -> OllamaModel:
     """The model Ollama names ``name`` (``qwen2.5:3b``, ``qwen2.5``, ``user/name:tag``,
     ``host/namespace/name:tag``; an ``ollama:`` prefix is allowed), checked and ready to load."""
     name = name.removeprefix(PREFIX)
+    host, namespace, model, tag = parse_name(name)
     folder = folder or models_folder()
     if folder is None:
         raise ModelError(
             f"no Ollama models folder: {_where()}. Install Ollama and `ollama pull {name}`, "
             "or set OLLAMA_MODELS to the folder that holds its manifests/ and blobs/"
         )
-    host, namespace, model, tag = parse_name(name)
     manifest = folder / "manifests" / host / namespace / model / tag
     if not manifest.exists():
         raise ModelError(
@@ -119,8 +120,8 @@ def parse_name(name: str) -> tuple[str, str, str, str]:
         parts = [DEFAULT_HOST, *parts]
     if (
         len(parts) != 3
-        or not _HOST.match(parts[0])
-        or not all(_PART.match(p) for p in (parts[1], parts[2], tag))
+        or not _HOST.fullmatch(parts[0])
+        or not all(_PART.fullmatch(p) for p in (parts[1], parts[2], tag))
     ):
         raise ModelError(
             f"{PREFIX}{name}: not an Ollama model name; write it as `ollama list` does, "
@@ -141,7 +142,7 @@ def display_name(host: str, namespace: str, model: str, tag: str) -> str:
 def _read(folder: Path, manifest: Path, name: str) -> OllamaModel:
     layer = _model_layer(_load_manifest(manifest, name), name)
     digest, size = layer.get("digest"), layer.get("size")
-    match = _DIGEST.match(digest) if isinstance(digest, str) else None
+    match = _DIGEST.fullmatch(digest) if isinstance(digest, str) else None
     if match is None:
         raise ModelError(
             f"Ollama's manifest of {name} names its model by {digest!r}, not sha256:<64 hex digits>: "

@@ -197,6 +197,7 @@ def refused(name: str, folder: Path) -> str:
         "smollm2:",
         "",
         "smollm2\x00:x",
+        "smollm2:latest\n",
     ],
 )
 def test_names_that_could_leave_the_folder_are_refused(ollama: Path, name: str):
@@ -218,6 +219,7 @@ def test_manifests_and_blobs_that_lie_are_refused(ollama: Path, tmp_path: Path):
         "sha256:" + "a" * 63,
         "md5:" + "a" * 32,
         SMOLLM_SHA256,
+        f"sha256:{SMOLLM_SHA256}\n",
     ):
         assert "not sha256:<64 hex digits>" in refused(
             manifest("digest", digest=digest, size=size), ollama
