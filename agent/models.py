@@ -23,11 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.errors import AgentError
-
-
-class ModelError(AgentError):
-    """A model could not be fetched, verified or found; the message says what to do."""
+# ModelError lives in agent.errors so that agent.ollama can raise it without importing this
+# module (which imports agent.ollama); it is still agent.models.ModelError to every caller.
+from agent.errors import ModelError
+from agent.ollama import PREFIX as OLLAMA_PREFIX
+from agent.ollama import find_model as find_ollama_model
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,10 @@ Say = Callable[[str], None]
 
 def resolve_model(name_or_path: str, models_dir: Path, say: Say = print) -> Path:
     """A default model's name (fetched on first need), a pulled model's catalog name or file
-    name in the models folder, or a path to a GGUF file."""
+    name in the models folder, ``ollama:NAME[:TAG]`` (Ollama's blob, where it lies), or a
+    path to a GGUF file."""
+    if name_or_path.startswith(OLLAMA_PREFIX):
+        return find_ollama_model(name_or_path).blob
     if name_or_path in CATALOG:
         return ensure_model(CATALOG[name_or_path], models_dir, say)
     if name_or_path in HUB_CATALOG:
@@ -168,7 +171,7 @@ def resolve_model(name_or_path: str, models_dir: Path, say: Say = print) -> Path
         return models_dir / name_or_path
     known = ", ".join([*CATALOG, *HUB_CATALOG])
     raise ModelError(
-        f"model {name_or_path!r} is neither a GGUF file, a file in {models_dir}, nor a catalog name ({known})"
+        f"model {name_or_path!r} is neither a GGUF file, a file in {models_dir}, a catalog name ({known}) nor ollama:NAME[:TAG]"
     )
 
 

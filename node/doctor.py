@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent.models import CATALOG, HUB_CATALOG, sha256_file
+from agent.models import CATALOG, HUB_CATALOG, ModelError, sha256_file
+from agent.ollama import PREFIX as OLLAMA_PREFIX
+from agent.ollama import find_model as find_ollama_model
 from node import service as svc
 from node.home import Home, HomeError, runtime_dir
 
@@ -247,9 +249,22 @@ def check_models(home: Home, progress: Progress | None = None) -> list[Check]:
     config = home.load_config() if home.exists() else None
     checks = []
     in_use = {}
+    ollama_digests: dict[
+        str, str
+    ] = {}  # an Ollama blob's file name → the sha256 its manifest gives
     if config is not None:
         for kind, name in (("chat", config.chat_model), ("embedding", config.embedding_model)):
-            if name in CATALOG:
+            if name.startswith(OLLAMA_PREFIX):
+                try:
+                    ollama_model = find_ollama_model(name)
+                except ModelError as e:
+                    checks.append(
+                        Check(f"{kind} model", FAIL, str(e), f"`flurry models use {kind} NAME`")
+                    )
+                    continue
+                path = ollama_model.blob
+                ollama_digests[path.name] = ollama_model.sha256
+            elif name in CATALOG:
                 path = folder / CATALOG[name].filename
             elif name in HUB_CATALOG:
                 path = folder / HUB_CATALOG[name].filename
@@ -295,7 +310,8 @@ def check_models(home: Home, progress: Progress | None = None) -> list[Check]:
         size = path.stat().st_size
         digest = file_sha256(path, cache, progress)
         catalog_name, pinned = pins.get(path.name, (None, None))
-        expected = pinned or _pulled_sha256(path)
+        # The doctor reads the whole file anyway: an Ollama blob is checked against its name.
+        expected = pinned or _pulled_sha256(path) or ollama_digests.get(path.name)
         data = {"path": str(path), "bytes": size, "sha256": digest, "in_use": use}
         detail = f"{path.name}  {size / 1024**2:.0f} MB  sha256 {digest[:16]}…"
         if expected is None:
@@ -303,14 +319,19 @@ def check_models(home: Home, progress: Progress | None = None) -> list[Check]:
             checks.append(Check(label, OK, f"{detail} ({why})", data=data))
         elif expected == digest:
             what = "the catalog's pin" if pinned else "its pull record"
+            if not pinned and path.name in ollama_digests:
+                what = "its name in Ollama's manifest"
             checks.append(Check(label, OK, f"{detail} (matches {what})", data=data))
         else:
+            fix = f"delete {path} and fetch it again (`flurry models fetch` / `flurry models pull`)"
+            if path.name in ollama_digests:  # Ollama's file: Ollama replaces it
+                fix = "`ollama rm` the model and `ollama pull` it again"
             checks.append(
                 Check(
                     label,
                     FAIL,
                     f"{detail} does NOT match {expected[:16]}…: changed or damaged",
-                    f"delete {path} and fetch it again (`flurry models fetch` / `flurry models pull`)",
+                    fix,
                     data,
                 )
             )

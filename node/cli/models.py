@@ -20,10 +20,15 @@ from agent.model_sources import resolve_source
 from agent.models import (
     CATALOG,
     HUB_CATALOG,
+    ModelError,
     installed_models,
     other_models,
     resolve_model,
 )
+from agent.ollama import PREFIX as OLLAMA_PREFIX
+from agent.ollama import find_model as find_ollama_model
+from agent.ollama import list_models as list_ollama_models
+from agent.ollama import models_folder as ollama_models_folder
 from agent.pull import pull, read_record
 from agent.recommend import describe, probe, recommend
 from node import remote_models
@@ -90,8 +95,32 @@ def models(ctx: click.Context) -> None:
                 f"    from {record.get('source')}  ({record.get('checked')}, {record.get('pulled')})",
                 markup=False,
             )
+    # Ollama's models, loaded where they lie (agent.ollama); a section only where Ollama is.
+    listed: set[str] = set()
+    ollama_folder = ollama_models_folder()
+    if ollama_folder is not None:
+        out.print(
+            f"Ollama's, in {ollama_folder} (flurry models use chat ollama:NAME; no copy):",
+            markup=False,
+        )
+        ollama_models = list_ollama_models(ollama_folder)
+        if not ollama_models:
+            out.print("  none yet (`ollama pull NAME`)", markup=False)
+        for ollama_name, found in ollama_models:
+            name = OLLAMA_PREFIX + ollama_name
+            listed.add(name)
+            if isinstance(found, ModelError):
+                out.print(f"  {name}  not usable: {found}", markup=False)
+            else:
+                out.print(
+                    f"{'*' if name in chosen else ' '} {name}  {_size(found.size)}  sha256 {found.sha256}",
+                    markup=False,
+                )
     for kind, name in (("chat", config.chat_model), ("embedding", config.embedding_model)):
-        if name not in CATALOG and name not in HUB_CATALOG and not (folder / name).is_file():
+        if name.startswith(OLLAMA_PREFIX):
+            if name not in listed:
+                out.print(f"* {name}  ({kind}, not in Ollama's models folder)", markup=False)
+        elif name not in CATALOG and name not in HUB_CATALOG and not (folder / name).is_file():
             out.print(f"* {name}  ({kind}, your own GGUF)", markup=False)
 
 
@@ -224,8 +253,9 @@ def models_recommend() -> None:
 @click.argument("model")
 @click.pass_obj
 def models_use(settings: Settings, kind: str, model: str) -> None:
-    """Use a default or pulled model, a file in the models folder, your own GGUF file, or (for
-    chat) remote:NAME, a server added with `flurry models remote add`."""
+    """Use a default or pulled model, a file in the models folder, your own GGUF file, one of
+    Ollama's (ollama:NAME[:TAG], loaded from Ollama's folder without a copy), or (for chat)
+    remote:NAME, a server added with `flurry models remote add`."""
     settings.home.require()
     folder = settings.home.models
     if model.startswith(remote_models.PREFIX):
@@ -238,6 +268,9 @@ def models_use(settings: Settings, kind: str, model: str) -> None:
                 f"no remote model {model!r} ({', '.join(names) or 'none added'}): "
                 "add it with `flurry models remote add NAME URL`"
             )
+    elif model.startswith(OLLAMA_PREFIX):
+        # Refuses a name Ollama does not have or cannot be loaded; kept as `ollama list` names it.
+        model = OLLAMA_PREFIX + find_ollama_model(model).name
     elif model in HUB_CATALOG:
         resolve_model(
             model, folder
