@@ -60,7 +60,7 @@ def direct(url: str) -> tuple[float, float]:
     headers = {"Authorization": f"Bearer {KEY}"}
     started = time.perf_counter()
     first = None
-    tokens = 0
+    tokens = pieces = 0
     with httpx.stream(
         "POST", f"{url}/v1/chat/completions", json=body, headers=headers, timeout=120
     ) as response:
@@ -71,11 +71,14 @@ def direct(url: str) -> tuple[float, float]:
             if chunk.get("usage"):
                 tokens = chunk["usage"]["completion_tokens"]
             for choice in chunk.get("choices") or []:
-                if (choice.get("delta") or {}).get("content") and first is None:
-                    first = time.perf_counter()
+                if (choice.get("delta") or {}).get("content"):
+                    pieces += 1
+                    first = first or time.perf_counter()
     ended = time.perf_counter()
     assert first is not None
-    return first - started, (tokens - 1) / (ended - first)
+    # llama_cpp.server sends no usage in a stream: one piece is one token there (as
+    # RemoteChatModel counts when the server says nothing)
+    return first - started, ((tokens or pieces) - 1) / (ended - first)
 
 
 def through(model, tokens_of) -> tuple[float, float]:
