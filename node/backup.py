@@ -8,7 +8,7 @@ only reads, and never needs the lock):
 - the index snapshot, unsealed and kept as plaintext inside the repository's own sealing. The
   home's ``index.sealed`` is sealed whole with a fresh nonce at every save, so every byte of it
   changes each time and no chunk would ever be shared with the last backup; its plaintext (a tar
-  of chromadb's files and the FTS5 database) changes little when a few documents are added, so
+  of chromadb's files and the lexical index's arrays) changes little when a few documents are added, so
   content-defined chunks carry most of it over (bench_backup: 19.5 MB of its 290 MB new after
   100 documents added to 100k chunks, where the sealed file would be 290 MB every time).
   Leaving it out would make a restore re-add every vector from the vault, minutes at 100k

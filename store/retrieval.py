@@ -1,7 +1,7 @@
 """Hybrid retrieval: the vector and lexical indexes together, fused by reciprocal rank.
 
 The vault is the source of truth; these indexes are a cache of it. While the node is unlocked
-they live in memory (chromadb in a memory-backed ``runtime_dir``, FTS5 in ``:memory:``); they
+they live in memory (chromadb in a memory-backed ``runtime_dir``, the BM25 index as numpy arrays); they
 reach the disk only as one sealed snapshot file, which unlock restores instead of re-adding
 every vector (re-adding 100k vectors takes minutes). ``reconcile`` then catches the indexes up
 with the vault, from the vault's sealed texts and embeddings, without re-embedding anything.
