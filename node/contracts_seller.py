@@ -181,8 +181,7 @@ def receive(node: SellerNode, caller: str, text: str) -> Callable[[], Iterator[s
     if checked.performative == "reject":
         ack = canonical_json({"acknowledged": checked.id}).decode()
         return lambda: iter([ack])
-    assert grant is not None
-    return _Work(node, caller, grant, checked, conversation)
+    return _Work(node, caller, checked, conversation)  # its grant is read when it starts
 
 
 def _bid(node: SellerNode, cfp: Checked, grant: Grant | None, now: int) -> dict[str, Any]:
@@ -269,18 +268,13 @@ def _tool_call(node: SellerNode, kind: str, task: str) -> tuple[str, ToolCall]:
 
 
 class _Work:
-    """The awarded work, on the queue: the grounded answer, then the signed result (with the
-    answer's receipt) or failure, kept and yielded as JSON text."""
+    """The awarded work, on the queue: the work of its kind, then the signed result (with the
+    model's receipt) or failure, kept and yielded as JSON text."""
 
     def __init__(
-        self,
-        node: SellerNode,
-        caller: str,
-        grant: Grant,
-        accept: Checked,
-        conversation: Conversation,
+        self, node: SellerNode, caller: str, accept: Checked, conversation: Conversation
     ) -> None:
-        self.node, self.caller, self.grant = node, caller, grant
+        self.node, self.caller = node, caller
         self.accept, self.conversation = accept, conversation
 
     def __call__(self) -> Iterator[str]:
