@@ -215,6 +215,8 @@ class Node:
                 self._broker.close()
                 self._broker.path.parent.rmdir()
             self.indexes.save()
+            if isinstance(self._chat_model, FailoverChatModel):
+                self._chat_model.remote.close()  # its pooled connections to the other box
         finally:
             self.indexes.close()
             self.vault.close()
