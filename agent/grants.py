@@ -74,7 +74,8 @@ class TokenQuotaExceeded(QuotaExceeded):
 
 
 def check_operation(name: str) -> str:
-    if name != EVERY_OPERATION and not _OPERATION.match(name):
+    # fullmatch: with match, the pattern's "$" would let a name end in a line break
+    if name != EVERY_OPERATION and not _OPERATION.fullmatch(name):
         raise InvalidGrant(
             f"{name!r} is not an operation name: use lowercase words like 'ask' or 'chat', or 'tool:<name>'"
         )

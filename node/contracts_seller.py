@@ -52,8 +52,7 @@ from agent.contract_net import (
     check,
     make,
 )
-from agent.grants import _OPERATION as GRANT_OPERATION
-from agent.grants import Grant, QuotaExceeded
+from agent.grants import Grant, InvalidGrant, QuotaExceeded, check_operation
 from agent.tools import Tool, ToolCall, ToolCallError, ToolPolicy, ToolTurn, validate_call
 from identity.jws import canonical_json
 from node import contracts_wire as wire
@@ -89,11 +88,13 @@ class SellerNode(PeeringNode, Protocol):
 def is_kind(kind: object) -> bool:
     if kind in KINDS:
         return True
-    return (
-        isinstance(kind, str)
-        and kind.startswith(TOOL_KIND)
-        and GRANT_OPERATION.fullmatch(kind) is not None
-    )
+    if not isinstance(kind, str) or not kind.startswith(TOOL_KIND):
+        return False
+    try:  # the grant's own operation name: what the grant must allow for this kind
+        check_operation(kind)
+    except InvalidGrant:
+        return False
+    return True
 
 
 def check_policy(policy: object) -> dict[str, Any]:

@@ -71,6 +71,8 @@ def test_grant_and_quota_validation() -> None:
         Grant(PEER, frozenset({"Ask"}))
     with pytest.raises(InvalidGrant, match="not an operation name"):
         Grant(PEER, frozenset({"tool:"}))
+    with pytest.raises(InvalidGrant, match="not an operation name"):
+        Grant(PEER, frozenset({"tool:weather\n"}))  # the pattern's "$" alone would pass it
     with pytest.raises(InvalidGrant, match="DID"):
         Grant("alice", frozenset({"ask"}))
     assert Grant(PEER, frozenset({"tool:weather.today", "pod-read"})).allow == {
