@@ -110,7 +110,9 @@ class LexicalIndex:
         self._restored: list[_Segment] = []  # the snapshot's one segment (restore)
         self._chunk_ids: list[str] = []  # row → chunk id (a dead row keeps its id until compacted)
         self._rows: dict[str, int] = {}  # chunk id → its live row
-        self._lengths = np.zeros(0, dtype=np.float64)  # row → words in the chunk
+        # row → words in the chunk, and whether it is live; with room for more rows than there
+        # are (those are not live)
+        self._lengths = np.zeros(0, dtype=np.float64)
         self._alive = np.zeros(0, dtype=bool)
         self._total_length = 0.0  # of the live rows
 
@@ -189,8 +191,15 @@ class LexicalIndex:
             rows.extend([first + offset] * len(found))
             self._rows[chunk_id] = first + offset
             self._chunk_ids.append(chunk_id)
-        self._lengths = np.concatenate([self._lengths, lengths])
-        self._alive = np.concatenate([self._alive, np.ones(len(latest), dtype=bool)])
+        end = first + len(latest)
+        if end > len(self._alive):
+            # Room for as many rows again: copying every row's arrays on each add would make
+            # adding to a big index cost more per chunk than adding to a small one.
+            room = max(end, 2 * len(self._alive)) - len(self._alive)
+            self._lengths = np.concatenate([self._lengths, np.zeros(room)])
+            self._alive = np.concatenate([self._alive, np.zeros(room, dtype=bool)])
+        self._lengths[first:end] = lengths
+        self._alive[first:end] = True
         self._total_length += float(lengths.sum())
         if terms:
             self._levels[0].append(
@@ -291,9 +300,9 @@ class LexicalIndex:
         average = self._total_length / len(self._rows) if self._total_length > 0 else 1.0
         norm = K1 * (1 - B + B * self._lengths[rows] / average)
         gained = idf[which] * tfs * (K1 + 1) / (tfs + norm)
-        if len(rows) * 16 > len(self._alive):
+        if len(rows) * 16 > len(self._chunk_ids):
             # Many postings: summing into one slot per row costs less than sorting them.
-            scores = np.bincount(rows, weights=gained, minlength=len(self._alive))
+            scores = np.bincount(rows, weights=gained, minlength=len(self._chunk_ids))
             candidates = np.flatnonzero(scores)  # every contribution is > 0
             scores = scores[candidates]
         else:
