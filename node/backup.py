@@ -61,7 +61,7 @@ from node.backup_repository import (
     sync_all,
 )
 from node.home import Home, private_files, runtime_dir
-from store.retrieval import SNAPSHOT_AAD
+from store.retrieval import read_snapshot_plaintext, write_snapshot_plaintext
 from store.sealing import Sealer, SealError
 
 Say = Callable[[str], None]
@@ -333,14 +333,7 @@ def _index_plaintext(home: Home, keys: UnlockedKeyring, say: Say) -> bytes | Non
     """The index snapshot's plaintext, or None when there is none or it does not open (a
     restored node then rebuilds its indexes from the vault)."""
     try:
-        # Mapped, and opened from the mapping: no copy of its hundreds of megabytes before the
-        # one AES-GCM makes. One version of it: it is replaced whole by rename, never written.
-        with mapped(home.index_snapshot) as (sealed, _):
-            view = memoryview(sealed)
-            try:
-                return Sealer(keys.data_key).unseal(view, SNAPSHOT_AAD)
-            finally:
-                view.release()
+        return read_snapshot_plaintext(home.index_snapshot, Sealer(keys.data_key))
     except FileNotFoundError:
         return None
     except SealError as e:
@@ -455,7 +448,7 @@ def _restore_file(repo: Repository, entry: FileEntry, path: Path, data_key: byte
             raise BackupError(
                 f"{entry.path} has {len(plain)} bytes, the snapshot says {entry.size}"
             )
-        Sealer(data_key).write_file(path, plain, SNAPSHOT_AAD)  # sealed again, fresh nonce
+        write_snapshot_plaintext(path, Sealer(data_key), plain)  # sealed again, fresh nonces
         return len(plain)
     size = 0
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, (entry.mode & 0o700) | 0o600)

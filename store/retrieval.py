@@ -9,7 +9,11 @@ with the vault, from the vault's sealed texts and embeddings, without re-embeddi
 
 from __future__ import annotations
 
+import io
+import mmap
+import shutil
 import struct
+import tarfile
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -18,11 +22,16 @@ import numpy as np
 
 from store.errors import StoreError
 from store.lexical_index import LexicalIndex
-from store.sealing import Sealer, SealError
-from store.vector_index import VectorIndex, sweep_stale
+from store.sealing import STREAM_MAGIC, Sealer, SealError
+from store.vector_index import VectorIndex, make_private_folder, sweep_stale
 
 SNAPSHOT_AAD = "index-snapshot"
-# The snapshot file, once unsealed: this magic, two big-endian lengths, then the two snapshots.
+# The snapshot file is a sealed stream (``Sealer.stream_writer``) of one tar: the lexical
+# snapshot as this member, then the vector index's files (``VectorIndex.write_snapshot``).
+_LEXICAL_MEMBER = "lexical.snapshot"
+_TAR_BUFFER = 1 << 20
+# The first format, still read: one sealed value holding, once unsealed, this magic, two
+# big-endian lengths, then the two snapshots.
 _SNAPSHOT_MAGIC = b"flurry index snapshot v1\n"
 _LENGTHS = struct.Struct(">QQ")
 # How many missing chunks reconcile asks the vault for at a time.
@@ -81,13 +90,15 @@ class SearchIndexes:
                 VectorIndex.create(runtime_dir, dim), LexicalIndex.create(), snapshot_path, sealer
             )
         try:
-            vector_snapshot, lexical_snapshot = _unpack(
-                sealer.read_file(snapshot_path, SNAPSHOT_AAD)
-            )
+            if _is_stream(snapshot_path):
+                vector, lexical_snapshot = _unpack_stream(snapshot_path, sealer, runtime_dir)
+            else:  # the first format: one sealed value holding both snapshots
+                vector_snapshot, lexical_snapshot = _unpack(
+                    sealer.read_file(snapshot_path, SNAPSHOT_AAD)
+                )
+                vector = VectorIndex.restore(runtime_dir, vector_snapshot)
         except (SealError, IndexSnapshotError) as error:
             raise IndexSnapshotError(f"{snapshot_path}: {error}") from error
-        try:
-            vector = VectorIndex.restore(runtime_dir, vector_snapshot)
         except Exception as error:
             raise IndexSnapshotError(
                 f"{snapshot_path}: the vector index does not restore: {error}"
@@ -184,12 +195,23 @@ class SearchIndexes:
         return reciprocal_rank_fusion([by_meaning, by_words])[:k]
 
     def save(self) -> None:
-        """Write the sealed snapshot if anything changed; atomic, so a crash keeps the old one."""
+        """Write the sealed snapshot if anything changed; atomic, so a crash keeps the old one.
+
+        Streamed: the tar is sealed a frame at a time as it is written, so saving holds no
+        copy of the indexes in memory (at a million chunks they are about 2 GB)."""
         with self._lock:
             if not self.dirty:
                 return
-            snapshot = _pack(self._vector.snapshot(), self._lexical.snapshot())
-            self._sealer.write_file(self._snapshot_path, snapshot, SNAPSHOT_AAD)
+            lexical_snapshot = self._lexical.snapshot()
+            with (
+                self._sealer.stream_writer(self._snapshot_path, SNAPSHOT_AAD) as sealed,
+                tarfile.open(fileobj=sealed, mode="w|", bufsize=_TAR_BUFFER) as tar,
+            ):
+                info = tarfile.TarInfo(_LEXICAL_MEMBER)
+                info.size = len(lexical_snapshot)
+                tar.addfile(info, io.BytesIO(lexical_snapshot))
+                del lexical_snapshot
+                self._vector.write_snapshot(tar)
             self.dirty = False
 
     def close(self) -> None:
@@ -202,9 +224,56 @@ class SearchIndexes:
             self._lexical.close()
 
 
-def _pack(vector_snapshot: bytes, lexical_snapshot: bytes) -> bytes:
-    lengths = _LENGTHS.pack(len(vector_snapshot), len(lexical_snapshot))
-    return b"".join([_SNAPSHOT_MAGIC, lengths, vector_snapshot, lexical_snapshot])
+def read_snapshot_plaintext(path: Path, sealer: Sealer) -> bytes:
+    """The snapshot file's plaintext, whichever its format: a backup keeps it as it is, and
+    ``write_snapshot_plaintext`` seals it again. Raises ``SealError`` if it does not open."""
+    if _is_stream(path):
+        with sealer.stream_reader(path, SNAPSHOT_AAD) as stream:
+            return stream.readall()
+    if path.stat().st_size == 0:  # mmap refuses an empty file
+        raise SealError(f"not a sealed value ({SNAPSHOT_AAD})")
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        # Opened from the mapping: no copy of it before the one AES-GCM makes.
+        view = memoryview(mapped)
+        try:
+            return sealer.unseal(view, SNAPSHOT_AAD)
+        finally:
+            view.release()
+
+
+def write_snapshot_plaintext(path: Path, sealer: Sealer, plaintext: bytes) -> None:
+    """Seal what ``read_snapshot_plaintext`` gave, in the format it came from."""
+    if plaintext.startswith(_SNAPSHOT_MAGIC):
+        sealer.write_file(path, plaintext, SNAPSHOT_AAD)
+        return
+    with sealer.stream_writer(path, SNAPSHOT_AAD) as stream:
+        stream.write(plaintext)
+
+
+def _is_stream(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(len(STREAM_MAGIC)) == STREAM_MAGIC
+
+
+def _unpack_stream(path: Path, sealer: Sealer, runtime_dir: Path) -> tuple[VectorIndex, bytes]:
+    """(the vector index, the lexical snapshot) of a sealed stream, unpacked frame by frame
+    into a private folder in ``runtime_dir`` (memory-backed): never the whole in memory."""
+    folder = make_private_folder(runtime_dir)
+    try:
+        with (
+            sealer.stream_reader(path, SNAPSHOT_AAD) as sealed,
+            tarfile.open(fileobj=sealed, mode="r|", bufsize=_TAR_BUFFER) as tar,
+        ):
+            tar.extractall(folder, filter="data")
+        lexical_path = folder / _LEXICAL_MEMBER
+        if not lexical_path.is_file():
+            raise IndexSnapshotError("the index snapshot holds no lexical index")
+        lexical_snapshot = lexical_path.read_bytes()
+        lexical_path.unlink()
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return VectorIndex.adopt(folder), lexical_snapshot
 
 
 def _unpack(data: bytes) -> tuple[bytes, bytes]:

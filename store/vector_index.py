@@ -29,7 +29,10 @@ from chromadb.config import Settings
 from store.errors import StoreError
 
 _COLLECTION = "chunks"
-_SNAPSHOT_FORMAT = 1
+# 1: the ids in the manifest (JSON); 2: the ids in a file of their own, one a line.
+_SNAPSHOT_FORMAT = 2
+MANIFEST = "index.json"
+_IDS = "ids"
 # The private folder's name carries the owner's pid, so ``sweep_stale`` can tell a dead node's
 # leftovers (plaintext embeddings in RAM-backed storage until reboot) from a live node's.
 _FOLDER_PREFIX = "flurry-"
@@ -52,7 +55,7 @@ class VectorIndex:
 
     @classmethod
     def create(cls, runtime_dir: Path, dim: int) -> VectorIndex:
-        index = cls(_make_private_folder(runtime_dir), dim, set())
+        index = cls(make_private_folder(runtime_dir), dim, set())
         try:
             index._client = _open_client(index._chroma_dir)
             index._collection = index._client.create_collection(
@@ -67,17 +70,36 @@ class VectorIndex:
 
     @classmethod
     def restore(cls, runtime_dir: Path, snapshot: bytes) -> VectorIndex:
-        """Unpack a ``snapshot()`` into a fresh private folder; nothing is re-added."""
-        folder = _make_private_folder(runtime_dir)
-        index = cls(folder, 0, set())
+        """Unpack a snapshot of the first format (one tar in memory); nothing is re-added."""
+        folder = make_private_folder(runtime_dir)
         try:
             with tarfile.open(fileobj=io.BytesIO(snapshot), mode="r:") as tar:
                 tar.extractall(folder, filter="data")
-            manifest = json.loads((folder / "index.json").read_text())
-            (folder / "index.json").unlink()
-            if manifest.get("format") != _SNAPSHOT_FORMAT:
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return cls.adopt(folder)
+
+    @classmethod
+    def adopt(cls, folder: Path) -> VectorIndex:
+        """Open the index whose snapshot (``write_snapshot``) was unpacked into ``folder``, a
+        ``make_private_folder``; the index owns the folder from now on, and removes it when it
+        closes (or here, if it does not open)."""
+        index = cls(folder, 0, set())
+        try:
+            manifest = json.loads((folder / MANIFEST).read_text())
+            (folder / MANIFEST).unlink()
+            if manifest.get("format") not in (1, _SNAPSHOT_FORMAT):
                 raise VectorIndexError(f"unknown vector snapshot format {manifest.get('format')!r}")
-            index.dim, index._ids = int(manifest["dim"]), set(manifest["ids"])
+            if manifest["format"] == 1:
+                ids = manifest["ids"]
+            else:  # one id a line: a million ids parse in a tenth of the time JSON takes
+                ids_blob = (folder / _IDS).read_bytes()
+                (folder / _IDS).unlink()
+                ids = ids_blob.decode().split("\n") if ids_blob else []
+            index.dim, index._ids = int(manifest["dim"]), set(ids)
+            if len(index._ids) != len(ids):
+                raise VectorIndexError("the vector snapshot lists an id twice")
             index._open()
             _, collection = index._opened()
             if collection.count() != len(index._ids):
@@ -158,23 +180,21 @@ class VectorIndex:
             for chunk_id, distance in zip(result["ids"][0], distances[0], strict=True)
         ]
 
-    def snapshot(self) -> bytes:
-        """The index as one tar (plaintext: the caller seals it)."""
+    def write_snapshot(self, tar: tarfile.TarFile) -> None:
+        """Add the index to ``tar`` (plaintext: the caller seals it): ``MANIFEST``, the ids,
+        and chromadb's folder; ``adopt`` opens them again once unpacked."""
         # chromadb keeps SQLite and HNSW files open and writes them when it chooses; copying
         # them under an open client could catch a half-written page. Close it, check that no
         # handle is left, copy, then open again.
         self._release()
         try:
             _check_nothing_open(self._folder)
-            manifest = {"format": _SNAPSHOT_FORMAT, "dim": self.dim, "ids": sorted(self._ids)}
-            buffer = io.BytesIO()
-            with tarfile.open(fileobj=buffer, mode="w:") as tar:  # vectors do not compress
-                manifest_bytes = json.dumps(manifest).encode()
-                info = tarfile.TarInfo("index.json")
-                info.size = len(manifest_bytes)
-                tar.addfile(info, io.BytesIO(manifest_bytes))
-                tar.add(self._chroma_dir, arcname="chroma")
-            return buffer.getvalue()
+            manifest = {"format": _SNAPSHOT_FORMAT, "dim": self.dim, "count": len(self._ids)}
+            _add_bytes(tar, MANIFEST, json.dumps(manifest).encode())
+            if any("\n" in chunk_id for chunk_id in self._ids):
+                raise VectorIndexError("a chunk id holds a line break")
+            _add_bytes(tar, _IDS, "\n".join(sorted(self._ids)).encode())
+            tar.add(self._chroma_dir, arcname="chroma")
         finally:
             self._open()
 
@@ -215,9 +235,16 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _make_private_folder(runtime_dir: Path) -> Path:
+def make_private_folder(runtime_dir: Path) -> Path:
+    """A new folder for one index's files, in ``runtime_dir``, that only this user can read."""
     # mkdtemp: a random suffix and mode 0700, so other users cannot read the embeddings
     return Path(tempfile.mkdtemp(prefix=f"{_FOLDER_PREFIX}{os.getpid()}-", dir=runtime_dir))
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
 
 
 def _open_client(path: Path) -> Client:

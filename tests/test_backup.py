@@ -23,6 +23,7 @@ from node.backup_repository import Repository, backup_keys
 from node.home import Home
 from node.node import Node
 from node.peers import add_peer, list_peers
+from store.retrieval import read_snapshot_plaintext
 from store.sealing import Sealer
 from store.vault import Vault
 
@@ -47,6 +48,10 @@ def _fill(node: Node, tmp_path: Path) -> dict[str, object]:
     return {"conversation": conversation, "token": token, "code": code.read_bytes()}
 
 
+def _sealer(home: Path) -> Sealer:
+    return Sealer(Keyring.unlock(home / "keyring.json", PASSPHRASE).data_key)
+
+
 def _status(cli) -> dict:
     return json.loads(cli("status", "--json").stdout)
 
@@ -63,7 +68,9 @@ def test_backup_wipe_restore_brings_everything_back(cli, tmp_path, models_dir):
     answer_before = json.loads(cli("ask", question, "--json").stdout)
     assert "Quastberg" in answer_before["answer"], answer_before
     repo = tmp_path / "repo"
-    cli("backup", str(repo))
+    index_before = read_snapshot_plaintext(cli.home / "index.sealed", _sealer(cli.home))
+    backup = cli("backup", str(repo))
+    assert "does not open" not in backup.stdout + backup.stderr
     last = json.loads((cli.home / "last_backup.json").read_text())
     assert last["dest"] == str(repo) and last["bytes_written"] > 0 and last["snapshot"]
 
@@ -71,6 +78,8 @@ def test_backup_wipe_restore_brings_everything_back(cli, tmp_path, models_dir):
     cli.home.mkdir()  # an empty folder is as good as none
     restored = cli("restore", str(repo))
     assert before["owner_did"] in restored.stdout
+    # the index snapshot came back as it was, not rebuilt from the vault at the next unlock
+    assert read_snapshot_plaintext(cli.home / "index.sealed", _sealer(cli.home)) == index_before
     after = _status(cli)
     for key in ("owner_did", "node_did", "documents", "chunks"):
         assert after[key] == before[key], key

@@ -5,13 +5,17 @@
 
 from __future__ import annotations
 
+import io
+import json
 import math
 import os
 import random
 import sqlite3
 import stat
+import struct
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +24,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from store.lexical_index import LexicalIndex, LexicalIndexError, query_words
-from store.retrieval import IndexSnapshotError, SearchIndexes, reciprocal_rank_fusion
-from store.sealing import Sealer
+from store.retrieval import (
+    SNAPSHOT_AAD,
+    IndexSnapshotError,
+    SearchIndexes,
+    reciprocal_rank_fusion,
+)
+from store.sealing import STREAM_MAGIC, Sealer
 from store.vector_index import VectorIndex, sweep_stale
 
 DIM = 32
@@ -119,6 +128,33 @@ def test_chromadb_is_never_given_text(runtime_dir: Path, sealer: Sealer, corpus)
         indexes.close()
 
 
+def vector_snapshot(index: VectorIndex) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        index.write_snapshot(tar)
+    return buffer.getvalue()
+
+
+def first_format(snapshot: bytes) -> bytes:
+    """A vector snapshot as the first format had it: the ids inside the manifest, no ids file."""
+    buffer = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(snapshot)) as source,
+        tarfile.open(fileobj=buffer, mode="w") as tar,
+    ):
+        ids_file = source.extractfile("ids")
+        assert ids_file is not None
+        ids = ids_file.read().decode().split("\n")
+        manifest = json.dumps({"format": 1, "dim": DIM, "ids": ids}).encode()
+        info = tarfile.TarInfo("index.json")
+        info.size = len(manifest)
+        tar.addfile(info, io.BytesIO(manifest))
+        for member in source.getmembers():
+            if member.name not in ("index.json", "ids"):
+                tar.addfile(member, source.extractfile(member) if member.isfile() else None)
+    return buffer.getvalue()
+
+
 def test_vector_snapshot_restores_identical_results(runtime_dir: Path) -> None:
     ids = [f"chunk-{n}" for n in range(1250)]
     vectors = embeddings_for(ids)
@@ -128,8 +164,7 @@ def test_vector_snapshot_restores_identical_results(runtime_dir: Path) -> None:
     original.add(ids[:1200], vectors[:1200])
     original.delete(ids[:10])
     original.add(ids[1200:], vectors[1200:])
-    snapshot = original.snapshot()
-    restored = VectorIndex.restore(runtime_dir, snapshot)
+    restored = VectorIndex.restore(runtime_dir, vector_snapshot(original))
     try:
         assert len(restored) == len(original) == 1240 and restored.ids() == original.ids()
         assert restored.dim == DIM
@@ -588,6 +623,46 @@ def test_unopenable_snapshot_raises_and_rebuilds_nothing(
         SearchIndexes.open(snapshot_path, runtime_dir, sealer, DIM)
 
     assert private_folders(runtime_dir) == []  # failed restores clean up after themselves
+
+
+def test_a_snapshot_of_the_first_format_still_opens_and_is_saved_in_the_new_one(
+    runtime_dir: Path, sealer: Sealer, corpus
+) -> None:
+    """Before it was streamed, the snapshot was one sealed value (under 2 GiB, AES-GCM's limit
+    in the library): a node updated in place must not have to rebuild its indexes."""
+    ids, texts, vectors = corpus
+    snapshot_path = runtime_dir.parent / "indexes.sealed"
+    vector = VectorIndex.create(runtime_dir, DIM)
+    lexical = LexicalIndex.create()
+    vector.add(ids, vectors)
+    lexical.add(list(zip(ids, texts, strict=True)))
+    vector_part, lexical_part = first_format(vector_snapshot(vector)), lexical.snapshot()
+    expected = [
+        reciprocal_rank_fusion(
+            [[i for i, _ in vector.query(vectors[n], 6)], [i for i, _ in lexical.query(text, 6)]]
+        )[:4]
+        for n, text in enumerate(texts)
+    ]
+    vector.close()
+    old = b"flurry index snapshot v1\n" + struct.pack(">QQ", len(vector_part), len(lexical_part))
+    sealer.write_file(snapshot_path, old + vector_part + lexical_part, SNAPSHOT_AAD)
+
+    indexes = SearchIndexes.open(snapshot_path, runtime_dir, sealer, DIM)
+    try:
+        assert indexes.counts() == (len(ids), len(ids))
+        assert [
+            indexes.search(text, vectors[n], k=4, candidates=6) for n, text in enumerate(texts)
+        ] == expected
+        indexes.add(["c-new"], ["a new note"], embeddings_for(["c-new"], seed=1))
+        indexes.save()
+    finally:
+        indexes.close()
+    assert snapshot_path.read_bytes().startswith(STREAM_MAGIC)  # saved in the streamed format
+    reopened = SearchIndexes.open(snapshot_path, runtime_dir, sealer, DIM)
+    try:
+        assert reopened.counts() == (len(ids) + 1, len(ids) + 1)
+    finally:
+        reopened.close()
 
 
 def test_save_without_changes_writes_nothing(runtime_dir: Path, sealer: Sealer) -> None:
