@@ -115,6 +115,11 @@ class LexicalIndex:
         self._lengths = np.zeros(0, dtype=np.float64)
         self._alive = np.zeros(0, dtype=bool)
         self._total_length = 0.0  # of the live rows
+        # BM25's length norm of every row, K1 (1 - B + B length / average), made again at the
+        # first query after a change: one array op then, instead of four per posting
+        self._norms = np.zeros(0, dtype=np.float64)
+        self._changes = 0  # adds and deletes so far
+        self._norms_for = -1  # the count of changes the norms were made for
 
     @classmethod
     def create(cls) -> LexicalIndex:
@@ -201,6 +206,7 @@ class LexicalIndex:
         self._lengths[first:end] = lengths
         self._alive[first:end] = True
         self._total_length += float(lengths.sum())
+        self._changes += 1
         if terms:
             self._levels[0].append(
                 _segment(np.array(terms, dtype=np.uint64), np.array(rows, dtype=np.int64))
@@ -213,6 +219,7 @@ class LexicalIndex:
             if row is not None:
                 self._alive[row] = False
                 self._total_length -= float(self._lengths[row])
+                self._changes += 1
 
     def _merge(self) -> None:
         """A new segment joins level 0; a level holding ``MERGE_FANOUT`` segments is merged
@@ -285,31 +292,52 @@ class LexicalIndex:
         # Every posting of the kept words is scored: tried, MaxScore (the rare words first, the
         # common ones looked up only in chunks still in the race) halved the median at 1M
         # chunks but doubled the slowest queries, whose common words could still lift others.
-        return self._best(*self._summed(lists, idf), k)
+        # What is cut instead is the ranking: only rows that reach a bound are sorted.
+        return self._best(*self._summed(lists, idf, k), k)
 
     def _summed(
-        self, lists: dict[int, list[tuple[np.ndarray, np.ndarray]]], idf: np.ndarray
+        self, lists: dict[int, list[tuple[np.ndarray, np.ndarray]]], idf: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(live rows, their BM25 score) for every row holding one of the terms of ``lists``:
-        each posting's part by FTS5's formula (k1 = 1.2, b = 0.75) in one pass over them all,
-        then summed per row."""
+        """(live rows, their BM25 score) for the rows that may be among the ``k`` best of those
+        holding one of the terms of ``lists``: each posting's part by FTS5's formula (k1 = 1.2,
+        b = 0.75) in one pass over them all, then summed per row."""
         pairs = [(t, r, f) for t, found in lists.items() for r, f in found]
         which = np.repeat([t for t, r, _ in pairs], [len(r) for _, r, _ in pairs])
         rows = np.concatenate([r for _, r, _ in pairs])
         tfs = np.concatenate([f for _, _, f in pairs])
-        average = self._total_length / len(self._rows) if self._total_length > 0 else 1.0
-        norm = K1 * (1 - B + B * self._lengths[rows] / average)
-        gained = idf[which] * tfs * (K1 + 1) / (tfs + norm)
-        if len(rows) * 16 > len(self._chunk_ids):
-            # Many postings: summing into one slot per row costs less than sorting them.
-            scores = np.bincount(rows, weights=gained, minlength=len(self._chunk_ids))
-            candidates = np.flatnonzero(scores)  # every contribution is > 0
-            scores = scores[candidates]
-        else:
+        gained = idf[which] * tfs * (K1 + 1) / (tfs + self._length_norms()[rows])
+        if len(rows) * 16 <= len(self._chunk_ids):
             candidates, inverse = np.unique(rows, return_inverse=True)
             scores = np.bincount(inverse, weights=gained)
+            live = self._alive[candidates]
+            return candidates[live], scores[live]
+        # Many postings: summing into one slot per row costs less than sorting them. Most rows
+        # then hold a common word's small part; rather than list and rank them all, find a
+        # score the k-th best reaches for sure, the k-th best among the rows of the rarest
+        # words (any rows give a bound; theirs give a tight one), and keep what reaches it.
+        all_scores = np.bincount(rows, weights=gained, minlength=len(self._chunk_ids))
+        rare_rows = []
+        for _, found_rows, _ in sorted(pairs, key=lambda pair: len(pair[1])):
+            rare_rows.append(found_rows)
+            if sum(map(len, rare_rows)) >= 4 * k:
+                break
+        sample = np.unique(np.concatenate(rare_rows))  # a row twice would count twice
+        sample = sample[self._alive[sample]]
+        if len(sample) < k:  # too few live rows to bound by: keep every row that scored
+            threshold = np.nextafter(0, 1)
+        else:
+            sample_scores = all_scores[sample]
+            threshold = np.partition(sample_scores, len(sample_scores) - k)[-k]
+        candidates = np.flatnonzero(all_scores >= threshold)
         live = self._alive[candidates]
-        return candidates[live], scores[live]
+        return candidates[live], all_scores[candidates[live]]
+
+    def _length_norms(self) -> np.ndarray:
+        if self._norms_for != self._changes:
+            average = self._total_length / len(self._rows) if self._total_length > 0 else 1.0
+            self._norms = K1 * (1 - B + B * self._lengths / average)
+            self._norms_for = self._changes
+        return self._norms
 
     def _best(self, candidates: np.ndarray, scores: np.ndarray, k: int) -> list[tuple[str, float]]:
         if len(scores) > k:
