@@ -9,27 +9,26 @@ with the vault, from the vault's sealed texts and embeddings, without re-embeddi
 
 from __future__ import annotations
 
-import io
 import mmap
 import shutil
 import struct
-import tarfile
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
+from store.bundle import BundleWriter, unpack_bundle
 from store.errors import StoreError
 from store.lexical_index import LexicalIndex
 from store.sealing import STREAM_MAGIC, Sealer, SealError
 from store.vector_index import VectorIndex, make_private_folder, sweep_stale
 
 SNAPSHOT_AAD = "index-snapshot"
-# The snapshot file is a sealed stream (``Sealer.stream_writer``) of one tar: the lexical
-# snapshot as this member, then the vector index's files (``VectorIndex.write_snapshot``).
+# The snapshot file is a sealed stream (``Sealer.stream_writer``) of one bundle of files
+# (``store.bundle``): the lexical snapshot as this file, then the vector index's
+# (``VectorIndex.write_snapshot``).
 _LEXICAL_MEMBER = "lexical.snapshot"
-_TAR_BUFFER = 1 << 20
 # The first format, still read: one sealed value holding, once unsealed, this magic, two
 # big-endian lengths, then the two snapshots.
 _SNAPSHOT_MAGIC = b"flurry index snapshot v1\n"
@@ -203,15 +202,12 @@ class SearchIndexes:
             if not self.dirty:
                 return
             lexical_snapshot = self._lexical.snapshot()
-            with (
-                self._sealer.stream_writer(self._snapshot_path, SNAPSHOT_AAD) as sealed,
-                tarfile.open(fileobj=sealed, mode="w|", bufsize=_TAR_BUFFER) as tar,
-            ):
-                info = tarfile.TarInfo(_LEXICAL_MEMBER)
-                info.size = len(lexical_snapshot)
-                tar.addfile(info, io.BytesIO(lexical_snapshot))
+            with self._sealer.stream_writer(self._snapshot_path, SNAPSHOT_AAD) as sealed:
+                bundle = BundleWriter(sealed)
+                bundle.add_bytes(_LEXICAL_MEMBER, lexical_snapshot)
                 del lexical_snapshot
-                self._vector.write_snapshot(tar)
+                self._vector.write_snapshot(bundle)
+                bundle.close()
             self.dirty = False
 
     def close(self) -> None:
@@ -260,11 +256,8 @@ def _unpack_stream(path: Path, sealer: Sealer, runtime_dir: Path) -> tuple[Vecto
     into a private folder in ``runtime_dir`` (memory-backed): never the whole in memory."""
     folder = make_private_folder(runtime_dir)
     try:
-        with (
-            sealer.stream_reader(path, SNAPSHOT_AAD) as sealed,
-            tarfile.open(fileobj=sealed, mode="r|", bufsize=_TAR_BUFFER) as tar,
-        ):
-            tar.extractall(folder, filter="data")
+        with sealer.stream_reader(path, SNAPSHOT_AAD) as sealed:
+            unpack_bundle(sealed, folder)
         lexical_path = folder / _LEXICAL_MEMBER
         if not lexical_path.is_file():
             raise IndexSnapshotError("the index snapshot holds no lexical index")

@@ -26,6 +26,7 @@ from chromadb.api.client import Client
 from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings
 
+from store.bundle import BundleWriter
 from store.errors import StoreError
 
 _COLLECTION = "chunks"
@@ -180,8 +181,8 @@ class VectorIndex:
             for chunk_id, distance in zip(result["ids"][0], distances[0], strict=True)
         ]
 
-    def write_snapshot(self, tar: tarfile.TarFile) -> None:
-        """Add the index to ``tar`` (plaintext: the caller seals it): ``MANIFEST``, the ids,
+    def write_snapshot(self, bundle: BundleWriter) -> None:
+        """Add the index to ``bundle`` (plaintext: the caller seals it): ``MANIFEST``, the ids,
         and chromadb's folder; ``adopt`` opens them again once unpacked."""
         # chromadb keeps SQLite and HNSW files open and writes them when it chooses; copying
         # them under an open client could catch a half-written page. Close it, check that no
@@ -190,11 +191,11 @@ class VectorIndex:
         try:
             _check_nothing_open(self._folder)
             manifest = {"format": _SNAPSHOT_FORMAT, "dim": self.dim, "count": len(self._ids)}
-            _add_bytes(tar, MANIFEST, json.dumps(manifest).encode())
+            bundle.add_bytes(MANIFEST, json.dumps(manifest).encode())
             if any("\n" in chunk_id for chunk_id in self._ids):
                 raise VectorIndexError("a chunk id holds a line break")
-            _add_bytes(tar, _IDS, "\n".join(sorted(self._ids)).encode())
-            tar.add(self._chroma_dir, arcname="chroma")
+            bundle.add_bytes(_IDS, "\n".join(sorted(self._ids)).encode())
+            bundle.add_folder(self._chroma_dir, "chroma")
         finally:
             self._open()
 
@@ -239,12 +240,6 @@ def make_private_folder(runtime_dir: Path) -> Path:
     """A new folder for one index's files, in ``runtime_dir``, that only this user can read."""
     # mkdtemp: a random suffix and mode 0700, so other users cannot read the embeddings
     return Path(tempfile.mkdtemp(prefix=f"{_FOLDER_PREFIX}{os.getpid()}-", dir=runtime_dir))
-
-
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
 
 
 def _open_client(path: Path) -> Client:

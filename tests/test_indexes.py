@@ -23,6 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from store.bundle import BundleWriter, unpack_bundle
 from store.lexical_index import LexicalIndex, LexicalIndexError, query_words
 from store.retrieval import (
     SNAPSHOT_AAD,
@@ -31,7 +32,7 @@ from store.retrieval import (
     reciprocal_rank_fusion,
 )
 from store.sealing import STREAM_MAGIC, Sealer
-from store.vector_index import VectorIndex, sweep_stale
+from store.vector_index import VectorIndex, make_private_folder, sweep_stale
 
 DIM = 32
 TEXTS = {
@@ -130,28 +131,28 @@ def test_chromadb_is_never_given_text(runtime_dir: Path, sealer: Sealer, corpus)
 
 def vector_snapshot(index: VectorIndex) -> bytes:
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        index.write_snapshot(tar)
+    bundle = BundleWriter(buffer)
+    index.write_snapshot(bundle)
+    bundle.close()
     return buffer.getvalue()
 
 
-def first_format(snapshot: bytes) -> bytes:
-    """A vector snapshot as the first format had it: the ids inside the manifest, no ids file."""
+def restored_vector_index(runtime_dir: Path, snapshot: bytes) -> VectorIndex:
+    folder = make_private_folder(runtime_dir)
+    unpack_bundle(io.BytesIO(snapshot), folder)
+    return VectorIndex.adopt(folder)
+
+
+def first_format(snapshot: bytes, scratch: Path) -> bytes:
+    """A vector snapshot as the first format had it: a tar, the ids inside the manifest."""
+    unpack_bundle(io.BytesIO(snapshot), scratch)
+    ids = (scratch / "ids").read_text().split("\n")
+    (scratch / "ids").unlink()
+    (scratch / "index.json").write_text(json.dumps({"format": 1, "dim": DIM, "ids": ids}))
     buffer = io.BytesIO()
-    with (
-        tarfile.open(fileobj=io.BytesIO(snapshot)) as source,
-        tarfile.open(fileobj=buffer, mode="w") as tar,
-    ):
-        ids_file = source.extractfile("ids")
-        assert ids_file is not None
-        ids = ids_file.read().decode().split("\n")
-        manifest = json.dumps({"format": 1, "dim": DIM, "ids": ids}).encode()
-        info = tarfile.TarInfo("index.json")
-        info.size = len(manifest)
-        tar.addfile(info, io.BytesIO(manifest))
-        for member in source.getmembers():
-            if member.name not in ("index.json", "ids"):
-                tar.addfile(member, source.extractfile(member) if member.isfile() else None)
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(scratch / "index.json", arcname="index.json")
+        tar.add(scratch / "chroma", arcname="chroma")
     return buffer.getvalue()
 
 
@@ -164,7 +165,7 @@ def test_vector_snapshot_restores_identical_results(runtime_dir: Path) -> None:
     original.add(ids[:1200], vectors[:1200])
     original.delete(ids[:10])
     original.add(ids[1200:], vectors[1200:])
-    restored = VectorIndex.restore(runtime_dir, vector_snapshot(original))
+    restored = restored_vector_index(runtime_dir, vector_snapshot(original))
     try:
         assert len(restored) == len(original) == 1240 and restored.ids() == original.ids()
         assert restored.dim == DIM
@@ -655,7 +656,10 @@ def test_a_snapshot_of_the_first_format_still_opens_and_is_saved_in_the_new_one(
     lexical = LexicalIndex.create()
     vector.add(ids, vectors)
     lexical.add(list(zip(ids, texts, strict=True)))
-    vector_part, lexical_part = first_format(vector_snapshot(vector)), lexical.snapshot()
+    scratch = runtime_dir.parent / "scratch"
+    scratch.mkdir()
+    vector_part = first_format(vector_snapshot(vector), scratch)
+    lexical_part = lexical.snapshot()
     expected = [
         reciprocal_rank_fusion(
             [[i for i, _ in vector.query(vectors[n], 6)], [i for i, _ in lexical.query(text, 6)]]
