@@ -23,7 +23,8 @@ re-indexed from its texts at restore.
 Tokenizer, as FTS5's ``porter unicode61 remove_diacritics 2`` was: words are runs of letters
 and digits (an underscore separates, as in unicode61), folded to lower case with diacritics
 removed, so "cafe" finds "café", then stemmed by the Porter algorithm (snowballstemmer's
-"porter", the same algorithm FTS5 implements), so "meeting" finds "meetings". English-only,
+"porter", the same algorithm FTS5 implements), so "meeting" finds "meetings"; as in FTS5,
+words under 3 bytes or over 64 are kept as they are. English-only,
 but query and text are stemmed alike, so in other languages it at worst merges a few forms.
 """
 
@@ -49,12 +50,21 @@ _MAX_QUERY_TERMS = 64
 _QUERY_WORD = re.compile(r"\w+")
 _TOKEN = re.compile(r"[^\W_]+")  # letters and digits: "_" separates, as in unicode61
 MERGE_FANOUT = 8  # segments of one size merged at a time
-_MAGIC = b"flurry lexical index v2\n"
+# v3: words under 3 or over 64 bytes are no longer stemmed (as FTS5 does). A v2 snapshot holds
+# "is" under the term "i": it is refused as outdated and made again from the vault's texts.
+_MAGIC = b"flurry lexical index v3\n"
+_OUTDATED_MAGIC = b"flurry lexical index v2\n"
 _SQLITE_MAGIC = b"SQLite format 3\x00"  # a snapshot made before this index: FTS5
+# FTS5's porter tokenizer passes shorter and longer tokens through unstemmed (in bytes).
+_STEMMED_BYTES = range(3, 65)
 
 
 class LexicalIndexError(StoreError):
     """The lexical snapshot is not a flurry lexical index."""
+
+
+class LexicalIndexOutdated(LexicalIndexError):
+    """The lexical snapshot was made by an older tokenizer: make the index again from the texts."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +102,11 @@ class _Tokenizer:
                 for c in unicodedata.normalize("NFKD", word.casefold())
                 if not unicodedata.combining(c)
             )
-            stem = self._stemmer.stemWord(folded)
+            # As FTS5: without this, Porter makes "is" into "i" and "as" into "a", and a
+            # question with "is" in it finds every chunk that says "I".
+            stem = (
+                self._stemmer.stemWord(folded) if len(folded.encode()) in _STEMMED_BYTES else folded
+            )
             found = int.from_bytes(hashlib.blake2b(stem.encode(), digest_size=8).digest(), "little")
             self._cache[word] = found
         return found
@@ -129,6 +143,8 @@ class LexicalIndex:
     def restore(cls, snapshot: bytes) -> LexicalIndex:
         if snapshot.startswith(_SQLITE_MAGIC):
             return cls._from_fts5(snapshot)
+        if snapshot.startswith(_OUTDATED_MAGIC):
+            raise LexicalIndexOutdated("the lexical snapshot was made by an older tokenizer")
         if not snapshot.startswith(_MAGIC):
             raise LexicalIndexError("the lexical snapshot does not hold a flurry lexical index")
         try:

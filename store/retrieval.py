@@ -20,7 +20,7 @@ import numpy as np
 
 from store.bundle import BundleWriter, unpack_bundle
 from store.errors import StoreError
-from store.lexical_index import LexicalIndex
+from store.lexical_index import LexicalIndex, LexicalIndexOutdated
 from store.sealing import STREAM_MAGIC, Sealer, SealError
 from store.vector_index import VectorIndex, make_private_folder, sweep_stale
 
@@ -104,6 +104,10 @@ class SearchIndexes:
             ) from error
         try:
             lexical = LexicalIndex.restore(lexical_snapshot)
+        except LexicalIndexOutdated:
+            # Made by an older tokenizer: empty now, and reconcile adds every chunk's text again
+            # from the vault (the vectors stay as they are).
+            lexical = LexicalIndex.create()
         except Exception as error:
             vector.close()
             raise IndexSnapshotError(
@@ -165,16 +169,22 @@ class SearchIndexes:
         with self._lock:
             vector_ids, lexical_ids = self._vector.ids(), self._lexical.ids()
             extra = sorted((vector_ids | lexical_ids) - vault_ids)
-            # missing from either index: add to both (adding replaces, so one holding it is fine)
-            missing = sorted(vault_ids - (vector_ids & lexical_ids))
+            # Each index gets what it lacks: after a crash between the two adds, or a lexical
+            # index made again, the other one is not redone (at 1M vectors, that is an hour).
+            missing_vectors, missing_texts = vault_ids - vector_ids, vault_ids - lexical_ids
+            missing = sorted(missing_vectors | missing_texts)
             self.delete(extra)
             added = 0
             for start in range(0, len(missing), _RECONCILE_BATCH):
                 rows = list(load(missing[start : start + _RECONCILE_BATCH]))
-                if rows:
-                    ids, texts, embeddings = zip(*rows, strict=True)
-                    self.add(list(ids), list(texts), np.stack(embeddings))
-                    added += len(rows)
+                if not rows:
+                    continue
+                self.dirty = True
+                vectors = [(i, e) for i, _, e in rows if i in missing_vectors]
+                if vectors:
+                    self._vector.add([i for i, _ in vectors], np.stack([e for _, e in vectors]))
+                self._lexical.add([(i, t) for i, t, _ in rows if i in missing_texts])
+                added += len(rows)
             return added, len(extra)
 
     def search(

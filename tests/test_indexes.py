@@ -209,6 +209,23 @@ def test_lexical_add_query_delete(corpus) -> None:
         index.close()
 
 
+def test_short_and_long_words_are_not_stemmed_as_in_fts5() -> None:
+    """FTS5's porter tokenizer leaves words under 3 bytes and over 64 as they are: "is" must
+    not become "i" (or every chunk saying "I" answers a question with "is" in it)."""
+    long_word = "x" * 62 + "ings"  # 66 bytes: kept whole
+    index = LexicalIndex.create()
+    try:
+        index.add([("a", "I wrote it"), ("b", "it is done"), ("c", "as planned"), ("d", long_word)])
+        assert [i for i, _ in index.query("is", 5)] == ["b"]
+        assert [i for i, _ in index.query("I", 5)] == ["a"]
+        assert [i for i, _ in index.query("a", 5)] == []
+        assert [i for i, _ in index.query(long_word, 5)] == ["d"]
+        assert index.query("x" * 62 + "ing", 5) == []  # a stemmer would have made both "...ing"
+        assert [i for i, _ in index.query("planning", 5)] == ["c"]  # longer words: stemmed
+    finally:
+        index.close()
+
+
 def test_lexical_snapshot_restores_identical_results(corpus) -> None:
     ids, texts, _ = corpus
     original = LexicalIndex.create()
@@ -437,7 +454,7 @@ def test_an_fts5_snapshot_from_before_is_read_again() -> None:
     [
         b"",
         b"not a snapshot",
-        b"flurry lexical index v2\n" + b"\x00" * 40,
+        b"flurry lexical index v3\n" + b"\x00" * 40,
         b"SQLite format 3\x00junk",
     ],
 )
@@ -686,6 +703,44 @@ def test_a_snapshot_of_the_first_format_still_opens_and_is_saved_in_the_new_one(
         assert reopened.counts() == (len(ids) + 1, len(ids) + 1)
     finally:
         reopened.close()
+
+
+def test_a_lexical_snapshot_of_the_older_tokenizer_is_made_again_from_the_vault(
+    runtime_dir: Path, sealer: Sealer, corpus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A v2 lexical snapshot stemmed "is" into "i": its postings cannot be trusted, so it is
+    dropped and reconcile adds every text again, and only the texts: the vectors stay."""
+    ids, texts, vectors = corpus
+    snapshot_path = runtime_dir.parent / "indexes.sealed"
+    vector = VectorIndex.create(runtime_dir, DIM)
+    vector.add(ids, vectors)
+    lexical = LexicalIndex.create()
+    lexical.add(list(zip(ids, texts, strict=True)))
+    scratch = runtime_dir.parent / "scratch"
+    scratch.mkdir()
+    vector_part = first_format(vector_snapshot(vector), scratch)
+    vector.close()
+    current = lexical.snapshot()
+    assert current.startswith(b"flurry lexical index v3\n")
+    lexical_part = b"flurry lexical index v2\n" + current[len(b"flurry lexical index v3\n") :]
+    old = b"flurry index snapshot v1\n" + struct.pack(">QQ", len(vector_part), len(lexical_part))
+    sealer.write_file(snapshot_path, old + vector_part + lexical_part, SNAPSHOT_AAD)
+
+    indexes = SearchIndexes.open(snapshot_path, runtime_dir, sealer, DIM)
+    try:
+        assert indexes.counts() == (len(ids), 0)
+
+        def no_vector_add(*args: object) -> None:
+            raise AssertionError("the vectors were added again")
+
+        monkeypatch.setattr(VectorIndex, "add", no_vector_add)
+        rows = dict(zip(ids, zip(texts, vectors, strict=True), strict=True))
+        added, removed = indexes.reconcile(set(ids), lambda wanted: [(i, *rows[i]) for i in wanted])
+        assert (added, removed) == (len(ids), 0) and indexes.dirty
+        assert indexes.counts() == (len(ids), len(ids))
+        assert indexes._lexical.query("lentil", 1)[0][0] == "c-recipe"
+    finally:
+        indexes.close()
 
 
 def test_save_without_changes_writes_nothing(runtime_dir: Path, sealer: Sealer) -> None:
