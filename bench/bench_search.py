@@ -35,6 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,13 @@ def anon_mb() -> float:
         if line.startswith("RssAnon:"):
             return int(line.split()[1]) / 1024
     return current_rss_mb()
+
+
+def vault_rows(
+    position: dict[str, int], texts: list[str], vectors: np.ndarray, wanted: list[str]
+) -> list[tuple[str, str, np.ndarray]]:
+    """(id, text, embedding) of the ``wanted`` chunks, as the vault's load_for_index gives."""
+    return [(i, texts[position[i]], vectors[position[i]]) for i in wanted]
 
 
 def main() -> None:
@@ -175,13 +183,10 @@ def main() -> None:
         opened = time.perf_counter() - started
         indexes.search(texts[7], vectors[7], k=10)
         first = time.perf_counter() - started
-        position = {chunk_id: n for n, chunk_id in enumerate(ids)}
         # What unlock does next, the bench's arrays standing in for the vault: nothing is
         # missing, unless the kept snapshot is of an older format (then it is saved again).
-        added, _ = indexes.reconcile(
-            set(ids),
-            lambda wanted: [(i, texts[position[i]], vectors[position[i]]) for i in wanted],
-        )
+        position = {chunk_id: n for n, chunk_id in enumerate(ids)}
+        added, _ = indexes.reconcile(set(ids), partial(vault_rows, position, texts, vectors))
         reconciled = time.perf_counter() - started
         if added:
             print(f"reconcile added {added} chunks to the kept snapshot (an older format)")
