@@ -43,7 +43,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_index_restore import DIM, VOCABULARY, WORD_WEIGHTS  # noqa: E402
+from bench_index_restore import DIM, VOCABULARY, WORD_WEIGHTS, add_in_batches  # noqa: E402
 
 from store.lexical_index import LexicalIndex  # noqa: E402
 from store.retrieval import SearchIndexes, reciprocal_rank_fusion  # noqa: E402
@@ -163,11 +163,7 @@ def main() -> None:
         if not snapshot.exists():
             before = anon_mb()
             indexes = SearchIndexes.open(snapshot, runtime_dir, sealer, DIM)
-            started = time.perf_counter()
-            for start in range(0, count, BATCH):
-                end = start + BATCH
-                indexes.add(ids[start:end], texts[start:end], vectors[start:end])
-            built = time.perf_counter() - started
+            built = add_in_batches(indexes, ids, texts, vectors)
             held = anon_mb() - before + folder_mb(runtime_dir)
             print(
                 f"built in {built:.0f} s; then the indexes hold {held:,.0f} MB "
