@@ -332,10 +332,11 @@ class LexicalIndex:
         # score the k-th best reaches for sure, the k-th best among the rows of the rarest
         # words (any rows give a bound; theirs give a tight one), and keep what reaches it.
         all_scores = np.bincount(rows, weights=gained, minlength=len(self._chunk_ids))
-        rare_rows = []
+        rare_rows, gathered = [], 0
         for _, found_rows, _ in sorted(pairs, key=lambda pair: len(pair[1])):
             rare_rows.append(found_rows)
-            if sum(map(len, rare_rows)) >= 4 * k:
+            gathered += len(found_rows)
+            if gathered >= 4 * k:
                 break
         sample = np.unique(np.concatenate(rare_rows))  # a row twice would count twice
         sample = sample[self._alive[sample]]

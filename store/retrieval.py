@@ -206,7 +206,7 @@ class SearchIndexes:
     def save(self) -> None:
         """Write the sealed snapshot if anything changed; atomic, so a crash keeps the old one.
 
-        Streamed: the tar is sealed a frame at a time as it is written, so saving holds no
+        Streamed: the bundle is sealed a frame at a time as it is written, so saving holds no
         copy of the indexes in memory (at a million chunks they are about 2 GB)."""
         with self._lock:
             if not self.dirty:

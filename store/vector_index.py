@@ -143,6 +143,8 @@ class VectorIndex:
 
     def add(self, ids: list[str], embeddings: np.ndarray) -> None:
         """Add or replace the vectors of ``ids`` (one row of ``embeddings`` each)."""
+        if any("\n" in chunk_id for chunk_id in ids):  # the snapshot lists ids one a line
+            raise ValueError("a chunk id holds no line break")
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if embeddings.ndim != 2 or embeddings.shape != (len(ids), self.dim):
             raise ValueError(
@@ -190,10 +192,8 @@ class VectorIndex:
         self._release()
         try:
             _check_nothing_open(self._folder)
-            manifest = {"format": _SNAPSHOT_FORMAT, "dim": self.dim, "count": len(self._ids)}
+            manifest = {"format": _SNAPSHOT_FORMAT, "dim": self.dim}
             bundle.add_bytes(MANIFEST, json.dumps(manifest).encode())
-            if any("\n" in chunk_id for chunk_id in self._ids):
-                raise VectorIndexError("a chunk id holds a line break")
             bundle.add_bytes(_IDS, "\n".join(sorted(self._ids)).encode())
             bundle.add_folder(self._chroma_dir, "chroma")
         finally:

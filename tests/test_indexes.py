@@ -116,6 +116,19 @@ def test_vector_folder_is_private_and_removed_on_close(runtime_dir: Path) -> Non
     assert private_folders(runtime_dir) == []
 
 
+def test_a_chunk_id_with_a_line_break_is_refused_before_either_index_changes(
+    runtime_dir: Path, sealer: Sealer
+) -> None:
+    """The snapshot lists ids one a line: such an id would split in two at the next unlock."""
+    indexes = SearchIndexes.open(runtime_dir.parent / "indexes.sealed", runtime_dir, sealer, DIM)
+    try:
+        with pytest.raises(ValueError, match="line break"):
+            indexes.add(["ok", "bad\nid"], ["one", "two"], embeddings_for(["ok", "bad"]))
+        assert indexes.counts() == (0, 0)
+    finally:
+        indexes.close()
+
+
 def test_chromadb_is_never_given_text(runtime_dir: Path, sealer: Sealer, corpus) -> None:
     ids, texts, vectors = corpus
     indexes = SearchIndexes.open(runtime_dir.parent / "indexes.sealed", runtime_dir, sealer, DIM)
