@@ -484,7 +484,13 @@ def test_install_a_skill_after_reviewing_its_permissions(served, node, wheel):
         app = new_app(served, node)
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.press("f4", *str(wheel), "enter")
-            await wait_for(pilot, lambda: isinstance(app.screen, PermissionReview))
+            # The screen is pushed before it has composed its text: wait for both.
+            await wait_for(
+                pilot,
+                lambda: (
+                    isinstance(app.screen, PermissionReview) and "Install notes" in screen_text(app)
+                ),
+            )
             review = screen_text(app)
             assert (
                 "Install notes 0.1.0?" in review and "tool add_note" in review and "[ask]" in review
