@@ -7,6 +7,7 @@ import concurrent.futures
 import importlib
 import json
 import pkgutil
+import threading
 import time
 from collections.abc import Iterator
 
@@ -355,15 +356,32 @@ def test_a_full_queue_answers_503_and_a_disconnect_cancels(node):
             )
             return response.status_code, response.headers.get("retry-after")
 
+        # Hold the model with a job of our own, so that what the six see does not hang on how
+        # fast the worker thread picks up a job: one of them waits (max_waiting=1), five are
+        # refused. (Left to timing, the second could find the first not yet started, still
+        # waiting, and be refused too: CI saw that once.)
+        model_queue = busy.app.state.model_queue
+        release = threading.Event()
+
+        def hold() -> Iterator[str]:
+            release.wait(timeout=120)
+            yield ""
+
+        holder = model_queue.submit(hold, lane="owner")
+        assert holder.started.wait(timeout=10)
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
-            results = list(pool.map(one, range(6)))
+            futures = [pool.submit(one, i) for i in range(6)]
+            deadline = time.monotonic() + 60
+            while sum(f.done() for f in futures) < 5 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert model_queue.waiting == 1
+            release.set()
+            results = [f.result() for f in futures]
         codes = [code for code, _ in results]
-        assert set(codes) <= {200, 503}, codes
-        assert codes.count(200) >= 2 and codes.count(503) >= 1, codes
+        assert sorted(codes) == [200, 503, 503, 503, 503, 503], codes
         assert all(int(retry) >= 1 for code, retry in results if code == 503)
 
         # Read the first token of an answer, then hang up: the job must stop, not run to the end.
-        model_queue = busy.app.state.model_queue
         with owner.stream(
             "POST", "/api/ask", json={"question": "Write a long story about the garden."}
         ) as response:
