@@ -14,6 +14,8 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
+from agent.llama_loading import load_llama
+
 MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
 N_CTX = 512  # the model's position table: a context may not be longer
 
@@ -27,7 +29,7 @@ class Embedder:
     """
 
     def __init__(self, gguf_path: Path, n_threads: int | None = None) -> None:
-        self._llama = llama_cpp.Llama(
+        self._llama = load_llama(
             model_path=str(gguf_path),
             embedding=True,
             n_ctx=N_CTX,

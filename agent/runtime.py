@@ -31,6 +31,7 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from agent.errors import AgentError
 from agent.generation import Generation, Sampler
+from agent.llama_loading import load_llama
 from agent.models import sha256_file
 from agent.queue import make_way
 
@@ -104,7 +105,7 @@ class ChatModel:
         self.path = path
         self.n_gpu_layers = default_gpu_layers() if n_gpu_layers is None else n_gpu_layers
         self.n_threads = n_threads or default_threads()
-        self._llm = llama_cpp.Llama(
+        self._llm = load_llama(
             model_path=str(path),
             n_ctx=n_ctx,
             n_threads=self.n_threads,

@@ -162,11 +162,18 @@ def check_llama() -> list[Check]:
             )
         )
     else:
+        # agent.llama_loading: ggml's AMX path crashed the first decode on an AMX VM.
+        amx = (
+            "; AMX is left unused (ggml's AMX path crashes on some of these CPUs)"
+            if features.get("AMX_INT8")
+            else ""
+        )
         checks.append(
             Check(
                 "llama.cpp",
                 OK,
-                f"llama-cpp-python {llama_cpp.__version__}; CPU features {' '.join(enabled) or 'none'}",
+                f"llama-cpp-python {llama_cpp.__version__}; CPU features {' '.join(enabled) or 'none'}"
+                + amx,
                 data={"version": llama_cpp.__version__, "features": enabled},
             )
         )

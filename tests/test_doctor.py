@@ -7,6 +7,7 @@ import os
 import time
 from datetime import UTC, datetime, timedelta
 
+from agent import llama_loading
 from agent.models import CATALOG, DEFAULT_CHAT_MODEL
 from node import doctor
 from node.home import Home
@@ -133,6 +134,9 @@ def test_the_build_features_are_read_from_llama_cpp():
     features = doctor.build_features(info)
     assert features and all(isinstance(v, bool) for v in features.values())
     assert doctor.build_features("CPU : SSE3 = 1 | AVX2 = 0 | ") == {"SSE3": True, "AVX2": False}
+    # Where the CPU has AMX, the owner is told that it is left unused, and why.
+    llama = doctor.check_llama()[0]
+    assert ("AMX is left unused" in llama.detail) == llama_loading.cpu_has_amx(), llama.detail
 
 
 def test_indexes_that_do_not_fit_the_runtime_folder_fail(tmp_path, runtime_dir, monkeypatch):

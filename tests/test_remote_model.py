@@ -47,8 +47,12 @@ class OtherBox:
         self.process = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "llama_cpp.server",
+                "-c",
+                # `python -m llama_cpp.server`, with the weights kept out of AMX buffers as the
+                # node keeps them (agent.llama_loading): on an AMX CPU the server crashed too.
+                "import runpy; from agent.llama_loading import keep_weights_off_amx; "
+                "keep_weights_off_amx(); "
+                "runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)",
                 "--model",
                 str(self.model),
                 "--host",
