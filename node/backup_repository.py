@@ -40,6 +40,7 @@ import ctypes
 import ctypes.util
 import errno
 import fcntl
+import io
 import json
 import mmap
 import os
@@ -161,6 +162,41 @@ def cut(data: bytes | mmap.mmap, *, small: bool = False) -> Iterator[memoryview]
     low, average, high = SMALL_CDC if small else LARGE_CDC
     for c in fastcdc(view, low, average, high, fat=False):
         yield view[c.offset : c.offset + c.length]
+
+
+def cut_stream(
+    stream: io.RawIOBase | io.BufferedIOBase | BinaryIO,
+    *,
+    small: bool = False,
+    window: int = 16 * 1024 * 1024,
+) -> Iterator[bytes]:
+    """``cut`` for a stream too big to hold (the index snapshot's plaintext is 2 GB at a
+    million chunks): the same FastCDC chunks as ``cut`` of the whole, holding about ``window``
+    bytes at a time.
+
+    Why the chunks are the same: FastCDC decides where a chunk ends from its own bytes only,
+    at most ``max`` of them. Chunking a window that starts at a chunk boundary finds the same
+    chunks, except the window's last one, which may have been cut short by the window's end:
+    that one is read again at the start of the next window. Chunks are copies (the window's
+    buffer is reused)."""
+    low, average, high = SMALL_CDC if small else LARGE_CDC
+    window = max(window, 2 * high)
+    buffer = bytearray()
+    ended = False
+    while not ended:
+        piece = stream.read(window - len(buffer)) or b""  # a raw stream may say None
+        ended = not piece
+        buffer += piece
+        if not buffer:
+            return
+        with memoryview(buffer) as view:
+            chunks = list(fastcdc(view, low, average, high, fat=False))
+            if not ended:
+                chunks.pop()  # perhaps cut short by the window's end
+            for c in chunks:
+                yield bytes(view[c.offset : c.offset + c.length])
+            done = chunks[-1].offset + chunks[-1].length if chunks else 0
+        del buffer[:done]
 
 
 @contextlib.contextmanager
@@ -728,7 +764,11 @@ def read_limited(path: Path, limit: int) -> bytes:
         size = os.fstat(f.fileno()).st_size
         if size > limit:
             raise BackupError(f"{path} is {size} bytes, more than a flurry backup writes ({limit})")
-        data = f.read(limit + 1)
+        # What fstat said and a byte more: read(limit + 1) would allocate the whole limit (256
+        # MiB for a manifest) for a file of a few kilobytes.
+        data = f.read(size + 1)
+        if len(data) > size:  # it grew while read: the rest, up to the limit
+            data += f.read(limit + 1 - len(data))
     if len(data) > limit:
         raise BackupError(f"{path} grew past {limit} bytes while read")
     return data
