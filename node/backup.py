@@ -30,13 +30,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import mmap
 import os
 import re
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,6 +53,7 @@ from node.backup_repository import (
     Repository,
     backup_keys,
     cut,
+    cut_stream,
     fsync_dir,
     mapped,
     new_snapshot_id,
@@ -61,7 +61,7 @@ from node.backup_repository import (
     sync_all,
 )
 from node.home import Home, private_files, runtime_dir
-from store.retrieval import read_snapshot_plaintext, write_snapshot_plaintext
+from store.retrieval import open_snapshot_plaintext, write_snapshot_plaintext
 from store.sealing import Sealer, SealError
 
 Say = Callable[[str], None]
@@ -140,9 +140,11 @@ def back_up(
                     after_object()
             return object_id
 
-        def store(path: str, data: bytes | mmap.mmap, mode: int, kind: str = "file") -> None:
+        def store(
+            path: str, chunks: Iterable[bytes | memoryview], mode: int, kind: str = "file"
+        ) -> None:
             ids, size = [], 0
-            for chunk in cut(data, small=kind == "index"):
+            for chunk in chunks:
                 size += len(chunk)
                 ids.append(keep(chunk))
             raw = b"".join(bytes.fromhex(i) for i in ids)
@@ -151,25 +153,32 @@ def back_up(
             files.append(FileEntry(path, size, mode, ids, kind, lists))
 
         keyring_bytes = read_limited(home.keyring, MAX_SMALL_FILE_BYTES)  # once: see docstring
-        store(_KEYRING, keyring_bytes, 0o600)
+        store(_KEYRING, cut(keyring_bytes), 0o600)
         with _vault_copy(home, repo) as copying:
             # SQLite copies the vault in its own thread (it lets go of the GIL) meanwhile.
-            index = _index_plaintext(home, keys, say)
-            if index is not None:
-                store(_INDEX, index, 0o600, kind="index")
-                del index
+            try:
+                # Streamed: at a million chunks the plaintext is 2 GB, never held whole here.
+                with open_snapshot_plaintext(home.index_snapshot, Sealer(keys.data_key)) as index:
+                    store(_INDEX, cut_stream(index, small=True), 0o600, kind="index")
+            except FileNotFoundError:
+                pass  # no index yet
+            except SealError as e:  # a restored node rebuilds its indexes from the vault
+                say(
+                    f"the index snapshot does not open ({e}); left out: a restore rebuilds it "
+                    "from the vault"
+                )
             with mapped(copying.result()) as (data, _):
-                store(_VAULT, data, 0o600)
+                store(_VAULT, cut(data), 0o600)
         for path, relative in _home_files(home):
             # gone between listing and reading (a skill removed): not in this snapshot
             with contextlib.suppress(FileNotFoundError), mapped(path) as (data, st):
-                store(relative, data, st.st_mode & 0o700)
+                store(relative, cut(data), st.st_mode & 0o700)
         models = _models(home, previous)
         for model in models:
             source = _model_path(model["name"], home.models)
             if with_models and source is not None:
                 with mapped(source) as (data, _):
-                    store(f"models/{model['file']}", data, 0o600)
+                    store(f"models/{model['file']}", cut(data), 0o600)
                 model["copied"] = True
         # Every object durable and indexed before the manifest names it; the keyring copy
         # before the manifest too, so the repository's keyring is never older than its newest
@@ -329,20 +338,6 @@ def _copy_vault(vault: Path, copy: Path) -> Path:
     return copy
 
 
-def _index_plaintext(home: Home, keys: UnlockedKeyring, say: Say) -> bytes | None:
-    """The index snapshot's plaintext, or None when there is none or it does not open (a
-    restored node then rebuilds its indexes from the vault)."""
-    try:
-        return read_snapshot_plaintext(home.index_snapshot, Sealer(keys.data_key))
-    except FileNotFoundError:
-        return None
-    except SealError as e:
-        say(
-            f"the index snapshot does not open ({e}); left out: a restore rebuilds it from the vault"
-        )
-        return None
-
-
 def _home_files(home: Home) -> Iterator[tuple[Path, str]]:
     """Every other regular file of the home, as (path, path relative to the home), sorted."""
     for folder, dirs, names in os.walk(home.root):
@@ -443,27 +438,31 @@ def _write_last_backup(home: Home, dest: Path, result: BackupResult) -> None:
 def _restore_file(repo: Repository, entry: FileEntry, path: Path, data_key: bytes) -> int:
     """Write one file of a snapshot; each object is checked against its id as it is read."""
     if entry.kind == "index":
-        plain = b"".join(repo.get_object(c) for c in entry.chunks)
-        if len(plain) != entry.size:
-            raise BackupError(
-                f"{entry.path} has {len(plain)} bytes, the snapshot says {entry.size}"
-            )
-        write_snapshot_plaintext(path, Sealer(data_key), plain)  # sealed again, fresh nonces
-        return len(plain)
-    size = 0
+        # Sealed again (fresh nonces) as it is read: checked piece by piece, and a failure
+        # leaves no file.
+        write_snapshot_plaintext(path, Sealer(data_key), _checked_pieces(repo, entry))
+        return entry.size
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, (entry.mode & 0o700) | 0o600)
     with os.fdopen(fd, "wb") as f:
-        for object_id in entry.chunks:
-            chunk = repo.get_object(object_id)
-            size += len(chunk)
-            if size > entry.size:
-                break
+        for chunk in _checked_pieces(repo, entry):
             f.write(chunk)
+    return entry.size
+
+
+def _checked_pieces(repo: Repository, entry: FileEntry) -> Iterator[bytes]:
+    """The objects of ``entry``, each checked against its id as it is read; raises when they
+    do not add up to the size the snapshot says."""
+    size = 0
+    for object_id in entry.chunks:
+        chunk = repo.get_object(object_id)
+        size += len(chunk)
+        if size > entry.size:
+            break
+        yield chunk
     if size != entry.size:
         raise BackupError(
             f"{entry.path} does not add up to the {entry.size} bytes the snapshot says"
         )
-    return size
 
 
 def _check_restored_keyring(

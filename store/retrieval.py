@@ -9,11 +9,13 @@ with the vault, from the vault's sealed texts and embeddings, without re-embeddi
 
 from __future__ import annotations
 
+import contextlib
+import io
 import mmap
 import shutil
 import struct
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -230,30 +232,46 @@ class SearchIndexes:
             self._lexical.close()
 
 
-def read_snapshot_plaintext(path: Path, sealer: Sealer) -> bytes:
-    """The snapshot file's plaintext, whichever its format: a backup keeps it as it is, and
-    ``write_snapshot_plaintext`` seals it again. Raises ``SealError`` if it does not open."""
+@contextlib.contextmanager
+def open_snapshot_plaintext(path: Path, sealer: Sealer) -> Iterator[io.RawIOBase | io.BytesIO]:
+    """The snapshot file's plaintext as a stream, whichever its format: a backup keeps it as it
+    is, a frame at a time (2 GB at a million chunks), and ``write_snapshot_plaintext`` seals it
+    again. Raises ``SealError`` where it does not open, also while it is read."""
     if _is_stream(path):
         with sealer.stream_reader(path, SNAPSHOT_AAD) as stream:
-            return stream.readall()
+            yield stream
+        return
     if path.stat().st_size == 0:  # mmap refuses an empty file
         raise SealError(f"not a sealed value ({SNAPSHOT_AAD})")
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-        # Opened from the mapping: no copy of it before the one AES-GCM makes.
+        # The first format, one sealed value under 2 GiB: opened from the mapping, with no
+        # copy of it before the one AES-GCM makes.
         view = memoryview(mapped)
         try:
-            return sealer.unseal(view, SNAPSHOT_AAD)
+            plaintext = sealer.unseal(view, SNAPSHOT_AAD)
         finally:
             view.release()
+    yield io.BytesIO(plaintext)
 
 
-def write_snapshot_plaintext(path: Path, sealer: Sealer, plaintext: bytes) -> None:
-    """Seal what ``read_snapshot_plaintext`` gave, in the format it came from."""
-    if plaintext.startswith(_SNAPSHOT_MAGIC):
-        sealer.write_file(path, plaintext, SNAPSHOT_AAD)
+def read_snapshot_plaintext(path: Path, sealer: Sealer) -> bytes:
+    """``open_snapshot_plaintext``, read whole."""
+    with open_snapshot_plaintext(path, sealer) as stream:
+        return stream.read() or b""
+
+
+def write_snapshot_plaintext(path: Path, sealer: Sealer, pieces: Iterable[bytes]) -> None:
+    """Seal what ``open_snapshot_plaintext`` gave, in pieces, in the format it came from; a
+    failure while the pieces come leaves no file."""
+    pieces = iter(pieces)
+    first = next(pieces, b"")
+    if first.startswith(_SNAPSHOT_MAGIC):  # the first format: one value, held whole
+        sealer.write_file(path, b"".join([first, *pieces]), SNAPSHOT_AAD)
         return
     with sealer.stream_writer(path, SNAPSHOT_AAD) as stream:
-        stream.write(plaintext)
+        stream.write(first)
+        for piece in pieces:
+            stream.write(piece)
 
 
 def _is_stream(path: Path) -> bool:

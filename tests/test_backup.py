@@ -4,6 +4,7 @@ backup writes only what changed, and kill -9 in the middle leaves old-or-new, ne
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -19,11 +20,11 @@ from conftest import CORPUS, PASSPHRASE, new_node
 from agent.grants import Grant
 from identity.did_key import did_key_from_ed25519_public
 from identity.keyring import Keyring
-from node.backup_repository import Repository, backup_keys
+from node.backup_repository import Repository, backup_keys, cut, cut_stream
 from node.home import Home
 from node.node import Node
 from node.peers import add_peer, list_peers
-from store.retrieval import read_snapshot_plaintext
+from store.retrieval import read_snapshot_plaintext, write_snapshot_plaintext
 from store.sealing import Sealer
 from store.vault import Vault
 
@@ -322,6 +323,101 @@ def test_oversized_or_cut_files_are_refused_before_reading(cli, tmp_path):
         f.truncate(1024 * 1024 * 1024)  # sparse: a 1 GiB manifest claimed, nothing read
     result = cli("backup", "verify", str(repo), check=False)
     assert result.returncode == 1 and "more than a flurry backup writes" in result.stdout
+
+
+@pytest.mark.parametrize("window", [2, 3, 5, 64], ids=lambda w: f"{w}x32KiB")
+def test_the_streamed_cut_gives_the_chunks_of_the_whole(window):
+    """``cut_stream`` (the index snapshot, too big to hold) cuts exactly where ``cut`` of the
+    whole does, so a backup of a streamed snapshot shares its chunks with one made whole;
+    whatever the window, and with a stream that gives a few bytes at a time."""
+
+    class Trickle(io.RawIOBase):
+        def __init__(self, data: bytes) -> None:
+            self._data, self._at = data, 0
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, target) -> int:
+            n = min(len(target), 1000)
+            piece = self._data[self._at : self._at + n]
+            target[: len(piece)] = piece
+            self._at += len(piece)
+            return len(piece)
+
+    rng = random.Random(window)
+    # Random bytes, then a long run of one byte (FastCDC cuts at its max there).
+    data = rng.randbytes(700_000) + b"\0" * 200_000 + rng.randbytes(100_000)
+    whole = [bytes(c) for c in cut(data, small=True)]
+    assert len(whole) > 50 and b"".join(whole) == data
+    for stream in (io.BytesIO(data), Trickle(data)):
+        assert list(cut_stream(stream, small=True, window=window * 32 * 1024)) == whole
+    for size in (0, 1, 2047, 40_000):  # nothing, less than one chunk, a few
+        small = rng.randbytes(size)
+        assert list(cut_stream(io.BytesIO(small), small=True)) == [
+            bytes(c) for c in cut(small, small=True)
+        ]
+
+
+def _streamed_index(cli, plaintext: bytes) -> None:
+    """An index snapshot of ``plaintext``: a backup copies it without reading it as an index."""
+    write_snapshot_plaintext(cli.home / "index.sealed", _sealer(cli.home), [plaintext])
+
+
+def test_a_big_index_snapshot_is_backed_up_and_restored_a_window_at_a_time(cli, tmp_path):
+    """40 MiB: several of the chunker's windows and of the sealed stream's frames."""
+    cli("init")
+    plaintext = random.Random(21).randbytes(40 * 1024 * 1024)
+    _streamed_index(cli, plaintext)
+    repo = tmp_path / "repo"
+    cli("backup", str(repo))
+    repository = Repository.open(repo, _repo_keys(repo))
+    manifest = repository.read_manifest(repository.snapshot_ids()[-1])
+    (entry,) = [f for f in manifest.files if f.path == "index.sealed"]
+    assert entry.size == len(plaintext) and len(entry.chunks) > 1000
+    repository.close()
+    shutil.rmtree(cli.home)
+    cli("restore", str(repo))
+    assert read_snapshot_plaintext(cli.home / "index.sealed", _sealer(cli.home)) == plaintext
+
+
+def test_an_index_snapshot_that_breaks_midway_is_left_out_and_the_rest_kept(cli, tmp_path):
+    cli("init")
+    _streamed_index(cli, random.Random(22).randbytes(20 * 1024 * 1024))
+    with open(cli.home / "index.sealed", "r+b") as f:  # a byte of a later frame flipped
+        f.seek(12 * 1024 * 1024)
+        byte = f.read(1)
+        f.seek(12 * 1024 * 1024)
+        f.write(bytes([byte[0] ^ 1]))
+    repo = tmp_path / "repo"
+    backup = cli("backup", str(repo))
+    assert "the index snapshot does not open" in backup.stdout + backup.stderr
+    repository = Repository.open(repo, _repo_keys(repo))
+    manifest = repository.read_manifest(repository.snapshot_ids()[-1])
+    assert {f.path for f in manifest.files} >= {"vault.sqlite3", "keyring.json"}
+    assert "index.sealed" not in {f.path for f in manifest.files}
+    repository.close()
+    assert cli("backup", "verify", str(repo)).returncode == 0
+
+
+def test_an_index_that_does_not_add_up_is_refused_at_restore(cli, tmp_path):
+    """A manifest (sealed with the right key) saying one byte more than its index's objects
+    hold: the restore stops, and no half home is left."""
+    cli("init")
+    _streamed_index(cli, random.Random(23).randbytes(3 * 1024 * 1024))
+    repo = tmp_path / "repo"
+    cli("backup", str(repo))
+    repository = Repository.open(repo, _repo_keys(repo))
+    manifest = repository.read_manifest(repository.snapshot_ids()[-1])
+    (entry,) = [f for f in manifest.files if f.path == "index.sealed"]
+    entry.size += 1
+    manifest.id = manifest.id[:-8] + "ffffffff"
+    repository.write_manifest(manifest)
+    repository.close()
+    shutil.rmtree(cli.home)
+    result = cli("restore", str(repo), "--snapshot", manifest.id, check=False)
+    assert result.returncode == 1 and "does not add up" in result.stderr, result.stderr
+    assert not cli.home.exists()
 
 
 def test_backup_while_serve_runs(flurry, tmp_path):
