@@ -162,10 +162,12 @@ def check_llama() -> list[Check]:
             )
         )
     else:
-        # agent.llama_loading: ggml's AMX path crashed the first decode on an AMX VM.
+        # The loader's own decision, not a second reading of the features.
+        from agent import llama_loading  # imports llama_cpp: here, once it is known to import
+
         amx = (
             "; AMX is left unused (ggml's AMX path crashes on some of these CPUs)"
-            if features.get("AMX_INT8")
+            if llama_loading.cpu_has_amx()
             else ""
         )
         checks.append(
