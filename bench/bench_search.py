@@ -225,16 +225,9 @@ def main() -> None:
         more_vectors /= np.linalg.norm(more_vectors, axis=1, keepdims=True)
         rates = []
         empty = SearchIndexes.open(runtime_dir / "none.sealed", runtime_dir, sealer, DIM)
+        more_ids = [f"more-{n}" for n in range(10_000)]
         for target in (empty, indexes):
-            started = time.perf_counter()
-            for start in range(0, 10_000, BATCH):
-                end = start + BATCH
-                target.add(
-                    [f"more-{n}" for n in range(start, end)],
-                    more_texts[start:end],
-                    more_vectors[start:end],
-                )
-            rates.append(10_000 / (time.perf_counter() - started))
+            rates.append(10_000 / add_in_batches(target, more_ids, more_texts, more_vectors))
         print(
             f"add 10k: {rates[0]:,.0f} chunks/s into empty indexes, {rates[1]:,.0f} chunks/s "
             f"into the full ones (ratio {rates[1] / rates[0]:.2f}; goal: 1)"

@@ -254,12 +254,6 @@ def open_snapshot_plaintext(path: Path, sealer: Sealer) -> Iterator[io.RawIOBase
     yield io.BytesIO(plaintext)
 
 
-def read_snapshot_plaintext(path: Path, sealer: Sealer) -> bytes:
-    """``open_snapshot_plaintext``, read whole."""
-    with open_snapshot_plaintext(path, sealer) as stream:
-        return stream.read() or b""
-
-
 def write_snapshot_plaintext(path: Path, sealer: Sealer, pieces: Iterable[bytes]) -> None:
     """Seal what ``open_snapshot_plaintext`` gave, in pieces, in the format it came from; a
     failure while the pieces come leaves no file."""

@@ -24,7 +24,7 @@ from node.backup_repository import Repository, backup_keys, cut, cut_stream
 from node.home import Home
 from node.node import Node
 from node.peers import add_peer, list_peers
-from store.retrieval import read_snapshot_plaintext, write_snapshot_plaintext
+from store.retrieval import open_snapshot_plaintext, write_snapshot_plaintext
 from store.sealing import Sealer
 from store.vault import Vault
 
@@ -51,6 +51,11 @@ def _fill(node: Node, tmp_path: Path) -> dict[str, object]:
 
 def _sealer(home: Path) -> Sealer:
     return Sealer(Keyring.unlock(home / "keyring.json", PASSPHRASE).data_key)
+
+
+def read_snapshot_plaintext(path: Path, sealer: Sealer) -> bytes:
+    with open_snapshot_plaintext(path, sealer) as stream:
+        return stream.read() or b""
 
 
 def _status(cli) -> dict:
